@@ -1,0 +1,217 @@
+//! Kernel-versus-reference checks: each kernel module registers checks that run the kernel and
+//! its plain-Rust f64 reference on random inputs over odd shapes (not multiples of tile or
+//! vector widths, size 1 included) and compare them. The unit tests and `nanochat selftest` run
+//! the same checks, so a GPU is verified by copying one binary to it.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::dtype::KernelFloat;
+use crate::{Client, DType, Handle, Result};
+
+/// The outcome of comparing one kernel output with its reference.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    /// Kernel and output, e.g. `rmsnorm.backward dx`.
+    pub name: String,
+    pub dtype: DType,
+    /// The problem size, e.g. `rows=7 cols=33`.
+    pub case: String,
+    /// |got - want| / |want| (L2); |got - want| when the reference is all zeros.
+    pub rel_err: f64,
+    pub max_abs_err: f64,
+    pub tolerance: f64,
+    pub passed: bool,
+}
+
+impl CheckReport {
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "name": self.name, "dtype": self.dtype.name(), "case": self.case,
+            "rel_err": self.rel_err, "max_abs_err": self.max_abs_err,
+            "tolerance": self.tolerance, "passed": self.passed,
+        })
+    }
+}
+
+/// One registered check: a name and a function running it for one dtype.
+pub struct Check {
+    pub name: &'static str,
+    pub run: fn(&mut Ctx) -> Result<()>,
+}
+
+/// What a check runs with: the client, the dtype, a seeded rng, and the reports so far.
+pub struct Ctx<'a> {
+    pub client: &'a Client,
+    pub dtype: DType,
+    pub rng: StdRng,
+    pub reports: Vec<CheckReport>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(client: &'a Client, dtype: DType, seed: u64) -> Self {
+        Ctx { client, dtype, rng: StdRng::seed_from_u64(seed), reports: Vec::new() }
+    }
+
+    /// Random values uniform in [lo, hi), rounded to the dtype (so the reference sees exactly
+    /// what the kernel sees).
+    pub fn rand(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        let v: Vec<f32> = (0..n).map(|_| self.rng.random_range(lo..hi)).collect();
+        self.dtype.decode(&self.dtype.encode(&v))
+    }
+
+    /// Random f32 values not rounded to the dtype (statistics, optimizer state).
+    pub fn rand_f32(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.rng.random_range(lo..hi)).collect()
+    }
+
+    /// Uploads values in the check's dtype.
+    pub fn upload(&self, v: &[f32]) -> Handle {
+        self.client.create_from_slice(&self.dtype.encode(v))
+    }
+
+    /// Reads a buffer of the check's dtype back as f32.
+    pub fn download(&self, h: &Handle) -> Result<Vec<f32>> {
+        download(self.client, self.dtype, h)
+    }
+
+    /// Compares `got` with the reference; records and returns whether it passed.
+    pub fn compare(&mut self, name: &str, case: &str, got: &[f32], want: &[f64], tol: f64) -> bool {
+        let report = compare(name, self.dtype, case, got, want, tol);
+        let ok = report.passed;
+        self.reports.push(report);
+        ok
+    }
+
+    /// The dtype's base tolerance times `scale`.
+    pub fn tol(&self, scale: f64) -> f64 {
+        self.dtype.tolerance() * scale
+    }
+}
+
+/// Reads `h` as `dtype` values, converted to f32.
+pub fn download(client: &Client, dtype: DType, h: &Handle) -> Result<Vec<f32>> {
+    let bytes = client
+        .read_one(h.clone())
+        .map_err(|e| crate::KernelError::runtime("read", format!("{e:?}")))?;
+    Ok(dtype.decode(&bytes))
+}
+
+/// Uploads f32 values (statistics, optimizer state) whatever the tensor dtype.
+pub fn upload_f32(client: &Client, v: &[f32]) -> Handle {
+    client.create_from_slice(&DType::F32.encode(v))
+}
+
+/// Uploads values in the dtype of `F`.
+pub fn upload_as<F: KernelFloat>(client: &Client, v: &[f32]) -> Handle {
+    client.create_from_slice(&F::DTYPE.encode(v))
+}
+
+/// Relative L2 error and max absolute error of `got` against `want`.
+pub fn errors(got: &[f32], want: &[f64]) -> (f64, f64) {
+    assert_eq!(got.len(), want.len(), "compared buffers differ in length");
+    let (mut num, mut den, mut max_abs) = (0.0f64, 0.0f64, 0.0f64);
+    let mut nonfinite = false;
+    for (&g, &w) in got.iter().zip(want) {
+        let d = g as f64 - w;
+        if !d.is_finite() && !(g as f64 == w) {
+            nonfinite = true;
+        }
+        num += d * d;
+        den += w * w;
+        max_abs = max_abs.max(d.abs());
+    }
+    if nonfinite {
+        return (f64::INFINITY, f64::INFINITY);
+    }
+    let rel = if den > 0.0 { (num / den).sqrt() } else { num.sqrt() };
+    (rel, max_abs)
+}
+
+pub fn compare(name: &str, dtype: DType, case: &str, got: &[f32], want: &[f64], tol: f64) -> CheckReport {
+    let (rel_err, max_abs_err) = if got.len() == want.len() {
+        errors(got, want)
+    } else {
+        (f64::INFINITY, f64::INFINITY)
+    };
+    CheckReport {
+        name: name.to_string(),
+        dtype,
+        case: case.to_string(),
+        rel_err,
+        max_abs_err,
+        tolerance: tol,
+        passed: rel_err <= tol,
+    }
+}
+
+/// Values as f64 (reference inputs).
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Every kernel check, in a stable order.
+pub fn all_checks() -> Vec<Check> {
+    let mut out = Vec::new();
+    out.extend(crate::elementwise::checks());
+    // MORE_CHECKS
+    out
+}
+
+/// The dtypes checked on a client: f32 always, bf16 where the runtime supports it.
+pub fn dtypes_for(client: &Client) -> Vec<DType> {
+    use cubecl::ir::{ElemType, FloatKind};
+    let mut out = vec![DType::F32];
+    if client.properties().supports_type(ElemType::Float(FloatKind::BF16)) {
+        out.push(DType::BF16);
+    }
+    out
+}
+
+/// Runs one check for each dtype of the client; errors become failed reports.
+pub fn run_check(client: &Client, check: &Check) -> Vec<CheckReport> {
+    let mut reports = Vec::new();
+    for dtype in dtypes_for(client) {
+        let mut ctx = Ctx::new(client, dtype, 0x5eed ^ check.name.len() as u64);
+        let result = (check.run)(&mut ctx);
+        reports.append(&mut ctx.reports);
+        if let Err(e) = result {
+            reports.push(CheckReport {
+                name: format!("{} (error: {e})", check.name),
+                dtype,
+                case: String::new(),
+                rel_err: f64::INFINITY,
+                max_abs_err: f64::INFINITY,
+                tolerance: 0.0,
+                passed: false,
+            });
+        }
+    }
+    reports
+}
+
+/// Test helper: runs the named check on every available backend and panics with every failing
+/// comparison.
+pub fn assert_check(name: &str) {
+    let check = all_checks()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check named {name}"));
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for backend in crate::device::available_backends() {
+        let client = backend.client().expect("backend listed as available");
+        for r in run_check(&client, &check) {
+            count += 1;
+            if !r.passed {
+                failures.push(format!(
+                    "{backend} {} {} [{}]: rel_err {:.3e} (max abs {:.3e}) > tol {:.1e}",
+                    r.name, r.dtype, r.case, r.rel_err, r.max_abs_err, r.tolerance
+                ));
+            }
+        }
+    }
+    assert!(count > 0, "check {name} compared nothing");
+    assert!(failures.is_empty(), "{} of {count} comparisons failed:\n{}", failures.len(), failures.join("\n"));
+}

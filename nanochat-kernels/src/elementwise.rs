@@ -1,0 +1,658 @@
+//! Element-wise kernels: unary maps (exp, log, tanh, relu^2, tanh softcap, scalar affine, ...),
+//! binary ops on equal shapes (vectorised) and with broadcasting (strided), the fused backward
+//! maps of relu^2 and softcap, and casts between float types. Arithmetic runs in f32 whatever
+//! the storage type.
+
+use cubecl::prelude::*;
+
+use crate::device::DeviceInfo;
+use crate::launch::{self, item_index};
+use crate::dtype::KernelFloat;
+use crate::{Client, DType, Handle, KernelError, Result};
+
+/// A unary map, with its scalar parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    Neg,
+    Exp,
+    Log,
+    Tanh,
+    Relu,
+    /// relu(x)^2, nanochat's MLP activation.
+    Relu2,
+    Square,
+    Sqrt,
+    Rsqrt,
+    Recip,
+    /// cap * tanh(x / cap), nanochat's logit softcap.
+    Softcap { cap: f32 },
+    /// mul * x + add: every scalar op (scale, shift, negate-and-shift).
+    Affine { mul: f32, add: f32 },
+}
+
+/// The compile-time part of a [`Unary`] (kernels are specialised per op).
+#[derive(CubeType, Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum UnaryKind {
+    Neg,
+    Exp,
+    Log,
+    Tanh,
+    Relu,
+    Relu2,
+    Square,
+    Sqrt,
+    Rsqrt,
+    Recip,
+    Softcap,
+    Affine,
+}
+
+impl Unary {
+    fn split(self) -> (UnaryKind, f32, f32) {
+        match self {
+            Unary::Neg => (UnaryKind::Neg, 0.0, 0.0),
+            Unary::Exp => (UnaryKind::Exp, 0.0, 0.0),
+            Unary::Log => (UnaryKind::Log, 0.0, 0.0),
+            Unary::Tanh => (UnaryKind::Tanh, 0.0, 0.0),
+            Unary::Relu => (UnaryKind::Relu, 0.0, 0.0),
+            Unary::Relu2 => (UnaryKind::Relu2, 0.0, 0.0),
+            Unary::Square => (UnaryKind::Square, 0.0, 0.0),
+            Unary::Sqrt => (UnaryKind::Sqrt, 0.0, 0.0),
+            Unary::Rsqrt => (UnaryKind::Rsqrt, 0.0, 0.0),
+            Unary::Recip => (UnaryKind::Recip, 0.0, 0.0),
+            Unary::Softcap { cap } => (UnaryKind::Softcap, cap, 1.0 / cap),
+            Unary::Affine { mul, add } => (UnaryKind::Affine, mul, add),
+        }
+    }
+
+    /// Plain-Rust reference of one element.
+    pub fn eval(self, x: f64) -> f64 {
+        match self {
+            Unary::Neg => -x,
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+            Unary::Tanh => x.tanh(),
+            Unary::Relu => x.max(0.0),
+            Unary::Relu2 => x.max(0.0).powi(2),
+            Unary::Square => x * x,
+            Unary::Sqrt => x.sqrt(),
+            Unary::Rsqrt => 1.0 / x.sqrt(),
+            Unary::Recip => 1.0 / x,
+            Unary::Softcap { cap } => cap as f64 * (x / cap as f64).tanh(),
+            Unary::Affine { mul, add } => mul as f64 * x + add as f64,
+        }
+    }
+}
+
+/// A binary op on two tensors.
+#[derive(CubeType, Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// a * x + b * y with the launch's two scalars (a, b).
+    Axpby,
+    /// d/dx of relu(x)^2 times the incoming gradient: (x, g) -> 2 relu(x) g.
+    Relu2Backward,
+    /// Softcap backward from its output: (y, g) -> g (1 - (y / cap)^2), scalar a = 1 / cap.
+    SoftcapBackward,
+}
+
+impl Binary {
+    /// Plain-Rust reference of one element, with the launch scalars `(a, b)`.
+    pub fn eval(self, x: f64, y: f64, a: f64, b: f64) -> f64 {
+        match self {
+            Binary::Add => x + y,
+            Binary::Sub => x - y,
+            Binary::Mul => x * y,
+            Binary::Div => x / y,
+            Binary::Axpby => a * x + b * y,
+            Binary::Relu2Backward => 2.0 * x.max(0.0) * y,
+            Binary::SoftcapBackward => y * (1.0 - (x * a) * (x * a)),
+        }
+    }
+}
+
+#[cube]
+fn apply_unary<N: Size>(
+    x: Vector<f32, N>,
+    a: f32,
+    b: f32,
+    #[comptime] op: UnaryKind,
+) -> Vector<f32, N> {
+    let zero = Vector::<f32, N>::new(0.0);
+    match op {
+        UnaryKind::Neg => -x,
+        UnaryKind::Exp => x.exp(),
+        UnaryKind::Log => x.ln(),
+        UnaryKind::Tanh => x.tanh(),
+        UnaryKind::Relu => max(x, zero),
+        UnaryKind::Relu2 => {
+            let r = max(x, zero);
+            r * r
+        }
+        UnaryKind::Square => x * x,
+        UnaryKind::Sqrt => x.sqrt(),
+        UnaryKind::Rsqrt => x.inverse_sqrt(),
+        UnaryKind::Recip => Vector::<f32, N>::new(1.0) / x,
+        UnaryKind::Softcap => (x * Vector::new(b)).tanh() * Vector::new(a),
+        UnaryKind::Affine => x * Vector::new(a) + Vector::new(b),
+    }
+}
+
+#[cube]
+fn apply_binary<N: Size>(
+    x: Vector<f32, N>,
+    y: Vector<f32, N>,
+    a: f32,
+    b: f32,
+    #[comptime] op: Binary,
+) -> Vector<f32, N> {
+    match op {
+        Binary::Add => x + y,
+        Binary::Sub => x - y,
+        Binary::Mul => x * y,
+        Binary::Div => x / y,
+        Binary::Axpby => x * Vector::new(a) + y * Vector::new(b),
+        Binary::Relu2Backward => max(x, Vector::new(0.0)) * y * Vector::new(2.0),
+        Binary::SoftcapBackward => {
+            let t = x * Vector::new(a);
+            y * (Vector::new(1.0) - t * t)
+        }
+    }
+}
+
+#[cube(launch)]
+fn unary_kernel<F: Float, N: Size>(
+    input: &[Vector<F, N>],
+    output: &mut [Vector<F, N>],
+    a: f32,
+    b: f32,
+    steps: usize,
+    #[comptime] op: UnaryKind,
+    #[comptime] blocked: bool,
+) {
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < output.len() {
+            let x = Vector::<f32, N>::cast_from(input[i]);
+            output[i] = Vector::cast_from(apply_unary::<N>(x, a, b, op));
+        }
+    }
+}
+
+#[cube(launch)]
+fn binary_kernel<F: Float, N: Size>(
+    lhs: &[Vector<F, N>],
+    rhs: &[Vector<F, N>],
+    output: &mut [Vector<F, N>],
+    a: f32,
+    b: f32,
+    steps: usize,
+    #[comptime] op: Binary,
+    #[comptime] blocked: bool,
+) {
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < output.len() {
+            let x = Vector::<f32, N>::cast_from(lhs[i]);
+            let y = Vector::<f32, N>::cast_from(rhs[i]);
+            output[i] = Vector::cast_from(apply_binary::<N>(x, y, a, b, op));
+        }
+    }
+}
+
+/// Broadcasting binary op: `lhs` and `rhs` carry the output's rank and shape with stride 0 on
+/// broadcast dimensions; the output is contiguous.
+#[cube(launch)]
+fn binary_broadcast_kernel<F: Float>(
+    lhs: &Tensor<F>,
+    rhs: &Tensor<F>,
+    output: &mut Tensor<F>,
+    a: f32,
+    b: f32,
+    steps: usize,
+    #[comptime] op: Binary,
+    #[comptime] blocked: bool,
+) {
+    let rank = output.rank();
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < output.len() {
+            let mut rem = i;
+            let mut li = 0;
+            let mut ri = 0;
+            let mut d = rank;
+            while d > 0 {
+                d -= 1;
+                let dim = output.shape(d);
+                let c = rem % dim;
+                rem /= dim;
+                li += c * lhs.stride(d);
+                ri += c * rhs.stride(d);
+            }
+            let x = Vector::<f32, Const<1>>::cast_from(lhs[li]);
+            let y = Vector::<f32, Const<1>>::cast_from(rhs[ri]);
+            let r = apply_binary::<Const<1>>(x, y, a, b, op);
+            output[i] = F::cast_from(r.extract(0usize));
+        }
+    }
+}
+
+#[cube(launch)]
+fn cast_kernel<I: Float, O: Float, N: Size>(
+    input: &[Vector<I, N>],
+    output: &mut [Vector<O, N>],
+    steps: usize,
+    #[comptime] blocked: bool,
+) {
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < output.len() {
+            output[i] = Vector::cast_from(input[i]);
+        }
+    }
+}
+
+/// `op(x)` element-wise over `len` elements of dtype `F`; returns a new buffer.
+pub fn unary<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    len: usize,
+    op: Unary,
+) -> Result<Handle> {
+    let dtype = F::DTYPE;
+    launch::check_size("unary", "x", x, &[len], dtype)?;
+    let out = client.empty(len * dtype.size());
+    if len == 0 {
+        return Ok(out);
+    }
+    let vs = launch::vector_size(client, dtype.size(), &[len]);
+    let n = len / vs;
+    let g = launch::elemwise(&DeviceInfo::of(client), n);
+    let (kind, a, b) = op.split();
+    unsafe {
+        unary_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(x.clone(), n),
+            BufferArg::from_raw_parts(out.clone(), n),
+            a,
+            b,
+            g.steps,
+            kind,
+            g.blocked,
+        )
+    };
+    Ok(out)
+}
+
+/// `op(x, y)` element-wise on two buffers of `len` elements with scalars `(a, b)` (used by
+/// [`Binary::Axpby`] and [`Binary::SoftcapBackward`]).
+pub fn binary<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    y: &Handle,
+    len: usize,
+    op: Binary,
+    a: f32,
+    b: f32,
+) -> Result<Handle> {
+    let dtype = F::DTYPE;
+    launch::check_size("binary", "lhs", x, &[len], dtype)?;
+    launch::check_size("binary", "rhs", y, &[len], dtype)?;
+    let out = client.empty(len * dtype.size());
+    if len == 0 {
+        return Ok(out);
+    }
+    let vs = launch::vector_size(client, dtype.size(), &[len]);
+    let n = len / vs;
+    let g = launch::elemwise(&DeviceInfo::of(client), n);
+    unsafe {
+        binary_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(x.clone(), n),
+            BufferArg::from_raw_parts(y.clone(), n),
+            BufferArg::from_raw_parts(out.clone(), n),
+            a,
+            b,
+            g.steps,
+            op,
+            g.blocked,
+        )
+    };
+    Ok(out)
+}
+
+/// The shape two shapes broadcast to (numpy rules, aligned on the right), or an error.
+pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
+        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => {
+                return Err(KernelError::shape(
+                    op,
+                    &[a, b],
+                    format!("dimension {i} is {da} vs {db}, neither is 1"),
+                ))
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// Strides of a contiguous tensor of `shape` viewed with the broadcast `out_shape`: 0 where the
+/// tensor has size 1 (or is missing) and the output does not.
+pub fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+    let rank = out_shape.len();
+    let own = contiguous_strides(shape);
+    (0..rank)
+        .map(|i| {
+            if i + shape.len() < rank {
+                return 0;
+            }
+            let j = i + shape.len() - rank;
+            if shape[j] == 1 && out_shape[i] != 1 {
+                0
+            } else {
+                own[j]
+            }
+        })
+        .collect()
+}
+
+/// Row-major strides of `shape`.
+pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1];
+    }
+    strides
+}
+
+/// `op(x, y)` with numpy broadcasting of two contiguous tensors; returns the output and its
+/// shape. Equal shapes take the vectorised path.
+pub fn binary_broadcast<F: KernelFloat>(
+    client: &Client,
+    (x, x_shape): (&Handle, &[usize]),
+    (y, y_shape): (&Handle, &[usize]),
+    op: Binary,
+    a: f32,
+    b: f32,
+) -> Result<(Handle, Vec<usize>)> {
+    let out_shape = broadcast_shape("binary_broadcast", x_shape, y_shape)?;
+    if x_shape == y_shape {
+        let len = x_shape.iter().product();
+        return Ok((binary::<F>(client, x, y, len, op, a, b)?, out_shape));
+    }
+    let dtype = F::DTYPE;
+    launch::check_size("binary_broadcast", "lhs", x, x_shape, dtype)?;
+    launch::check_size("binary_broadcast", "rhs", y, y_shape, dtype)?;
+    let len: usize = out_shape.iter().product();
+    let out = client.empty(len * dtype.size());
+    if len == 0 {
+        return Ok((out, out_shape));
+    }
+    // Rank 0 outputs are viewed as rank 1.
+    let view: Vec<usize> = if out_shape.is_empty() { vec![1] } else { out_shape.clone() };
+    let xs = broadcast_strides(x_shape, &view);
+    let ys = broadcast_strides(y_shape, &view);
+    let g = launch::elemwise(&DeviceInfo::of(client), len);
+    unsafe {
+        binary_broadcast_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            TensorArg::from_raw_parts(x.clone(), xs.into(), view.clone().into()),
+            TensorArg::from_raw_parts(y.clone(), ys.into(), view.clone().into()),
+            TensorArg::from_raw_parts(out.clone(), contiguous_strides(&view).into(), view.into()),
+            a,
+            b,
+            g.steps,
+            op,
+            g.blocked,
+        )
+    };
+    Ok((out, out_shape))
+}
+
+/// Converts `len` elements from `I` to `O` (round to nearest even into bf16).
+pub fn cast<I: KernelFloat, O: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    len: usize,
+) -> Result<Handle> {
+    let (di, dout) = (I::DTYPE, O::DTYPE);
+    launch::check_size("cast", "x", x, &[len], di)?;
+    let out = client.empty(len * dout.size());
+    if len == 0 {
+        return Ok(out);
+    }
+    let vs = launch::vector_size(client, di.size().max(dout.size()), &[len]);
+    let n = len / vs;
+    let g = launch::elemwise(&DeviceInfo::of(client), n);
+    unsafe {
+        cast_kernel::launch::<I, O>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(x.clone(), n),
+            BufferArg::from_raw_parts(out.clone(), n),
+            g.steps,
+            g.blocked,
+        )
+    };
+    Ok(out)
+}
+
+/// Plain-Rust reference of [`binary_broadcast`].
+pub fn binary_broadcast_ref(
+    x: &[f64],
+    x_shape: &[usize],
+    y: &[f64],
+    y_shape: &[usize],
+    op: Binary,
+    a: f64,
+    b: f64,
+) -> (Vec<f64>, Vec<usize>) {
+    let out_shape = broadcast_shape("binary_broadcast_ref", x_shape, y_shape).expect("shapes");
+    let view: Vec<usize> = if out_shape.is_empty() { vec![1] } else { out_shape.clone() };
+    let xs = broadcast_strides(x_shape, &view);
+    let ys = broadcast_strides(y_shape, &view);
+    let len: usize = out_shape.iter().product();
+    let out = (0..len)
+        .map(|i| {
+            let (mut rem, mut xi, mut yi) = (i, 0, 0);
+            for d in (0..view.len()).rev() {
+                let c = rem % view[d];
+                rem /= view[d];
+                xi += c * xs[d];
+                yi += c * ys[d];
+            }
+            op.eval(x[xi], y[yi], a, b)
+        })
+        .collect();
+    (out, out_shape)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks against the reference
+
+use crate::check::{f64s, Check, Ctx};
+
+pub(crate) fn checks() -> Vec<Check> {
+    vec![
+        Check { name: "elementwise.unary", run: check_unary },
+        Check { name: "elementwise.binary", run: check_binary },
+        Check { name: "elementwise.broadcast", run: check_broadcast },
+        Check { name: "elementwise.cast", run: check_cast },
+    ]
+}
+
+const LENS: [usize; 5] = [1, 7, 33, 1000, 4099];
+
+fn check_unary(ctx: &mut Ctx) -> Result<()> {
+    let ops = [
+        Unary::Neg,
+        Unary::Exp,
+        Unary::Log,
+        Unary::Tanh,
+        Unary::Relu,
+        Unary::Relu2,
+        Unary::Square,
+        Unary::Sqrt,
+        Unary::Rsqrt,
+        Unary::Recip,
+        Unary::Softcap { cap: 15.0 },
+        Unary::Affine { mul: -0.75, add: 2.5 },
+    ];
+    for op in ops {
+        for len in LENS {
+            let positive = matches!(op, Unary::Log | Unary::Sqrt | Unary::Rsqrt | Unary::Recip);
+            let x = if positive { ctx.rand(len, 0.1, 4.0) } else { ctx.rand(len, -30.0, 30.0) };
+            let x = if matches!(op, Unary::Exp) { x.iter().map(|v| v / 4.0).collect() } else { x };
+            let hx = ctx.upload(&x);
+            let out = crate::with_float!(ctx.dtype, F => unary::<F>(ctx.client, &hx, len, op))?;
+            let got = ctx.download(&out)?;
+            let want: Vec<f64> = x.iter().map(|&v| op.eval(v as f64)).collect();
+            let tol = ctx.tol(4.0);
+            ctx.compare(&format!("unary {op:?}"), &format!("len={len}"), &got, &want, tol);
+        }
+    }
+    Ok(())
+}
+
+const BINARY_OPS: [Binary; 7] = [
+    Binary::Add,
+    Binary::Sub,
+    Binary::Mul,
+    Binary::Div,
+    Binary::Axpby,
+    Binary::Relu2Backward,
+    Binary::SoftcapBackward,
+];
+
+fn binary_operands(ctx: &mut Ctx, op: Binary, n_x: usize, n_y: usize) -> (Vec<f32>, Vec<f32>) {
+    let x = match op {
+        Binary::SoftcapBackward => ctx.rand(n_x, -14.0, 14.0),
+        _ => ctx.rand(n_x, -3.0, 3.0),
+    };
+    let y = match op {
+        Binary::Div => ctx.rand(n_y, 0.5, 3.0),
+        _ => ctx.rand(n_y, -3.0, 3.0),
+    };
+    (x, y)
+}
+
+fn check_binary(ctx: &mut Ctx) -> Result<()> {
+    let (a, b) = (0.7f32, -1.3f32);
+    for op in BINARY_OPS {
+        let (a, b) = if op == Binary::SoftcapBackward { (1.0 / 15.0, 0.0) } else { (a, b) };
+        for len in LENS {
+            let (x, y) = binary_operands(ctx, op, len, len);
+            let (hx, hy) = (ctx.upload(&x), ctx.upload(&y));
+            let out = crate::with_float!(ctx.dtype, F => binary::<F>(ctx.client, &hx, &hy, len, op, a, b))?;
+            let got = ctx.download(&out)?;
+            let want: Vec<f64> =
+                x.iter().zip(&y).map(|(&p, &q)| op.eval(p as f64, q as f64, a as f64, b as f64)).collect();
+            let tol = ctx.tol(4.0);
+            ctx.compare(&format!("binary {op:?}"), &format!("len={len}"), &got, &want, tol);
+        }
+    }
+    Ok(())
+}
+
+fn check_broadcast(ctx: &mut Ctx) -> Result<()> {
+    let cases: [(&[usize], &[usize]); 6] = [
+        (&[3, 5, 7], &[3, 5, 1]),
+        (&[3, 1, 7], &[5, 1]),
+        (&[1], &[13, 3]),
+        (&[2, 3, 1, 5], &[1, 3, 7, 1]),
+        (&[9, 1], &[9, 1]),
+        (&[1, 1, 1], &[1]),
+    ];
+    for op in BINARY_OPS {
+        for (xs, ys) in cases {
+            let (x, y) = binary_operands(ctx, op, xs.iter().product(), ys.iter().product());
+            let (hx, hy) = (ctx.upload(&x), ctx.upload(&y));
+            let (a, b) = (1.0 / 15.0, 0.5);
+            let (out, shape) = crate::with_float!(ctx.dtype, F =>
+                binary_broadcast::<F>(ctx.client, (&hx, xs), (&hy, ys), op, a, b))?;
+            let got = ctx.download(&out)?;
+            let (want, want_shape) = binary_broadcast_ref(&f64s(&x), xs, &f64s(&y), ys, op, a as f64, b as f64);
+            assert_eq!(shape, want_shape);
+            let tol = ctx.tol(4.0);
+            ctx.compare(&format!("broadcast {op:?}"), &format!("{xs:?} with {ys:?}"), &got, &want, tol);
+        }
+    }
+    Ok(())
+}
+
+fn check_cast(ctx: &mut Ctx) -> Result<()> {
+    use crate::dtype::bf16;
+    for len in LENS {
+        // f32 -> dtype -> f32 round trip: bf16 rounds to nearest even, f32 is exact.
+        let x = ctx.rand_f32(len, -100.0, 100.0);
+        let hx = crate::check::upload_f32(ctx.client, &x);
+        let (got, want): (Vec<f32>, Vec<f64>) = match ctx.dtype {
+            DType::F32 => {
+                let h = cast::<f32, f32>(ctx.client, &hx, len)?;
+                (crate::check::download(ctx.client, DType::F32, &h)?, f64s(&x))
+            }
+            DType::BF16 => {
+                let h = cast::<f32, bf16>(ctx.client, &hx, len)?;
+                let back = cast::<bf16, f32>(ctx.client, &h, len)?;
+                let want = x.iter().map(|&v| bf16::from_f32(v).to_f32() as f64).collect();
+                (crate::check::download(ctx.client, DType::F32, &back)?, want)
+            }
+        };
+        ctx.compare("cast f32->dtype->f32", &format!("len={len}"), &got, &want, 0.0);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::check::assert_check;
+
+    #[test]
+    fn unary_matches_reference() {
+        assert_check("elementwise.unary");
+    }
+
+    #[test]
+    fn binary_matches_reference() {
+        assert_check("elementwise.binary");
+    }
+
+    #[test]
+    fn broadcast_matches_reference() {
+        assert_check("elementwise.broadcast");
+    }
+
+    #[test]
+    fn cast_matches_reference() {
+        assert_check("elementwise.cast");
+    }
+
+    #[test]
+    fn broadcast_shape_rules() {
+        use super::broadcast_shape;
+        assert_eq!(broadcast_shape("t", &[3, 1, 5], &[4, 1]).unwrap(), vec![3, 4, 5]);
+        assert_eq!(broadcast_shape("t", &[], &[2]).unwrap(), vec![2]);
+        assert!(broadcast_shape("t", &[3, 2], &[3]).is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! Launch geometry shared by the kernels.
+//!
+//! Two shapes of work cover every kernel here:
+//! - element-wise: `n` independent items spread over all units, each unit taking `steps` items,
+//!   either a contiguous block (CPU) or strided by the launch size (GPU, coalesced);
+//! - row-wise: one row per plane (warp) on a GPU, whose units stride over the row and reduce with
+//!   plane operations; one row per unit on the CPU, whose planes have a single unit.
+
+use cubecl::prelude::*;
+
+use crate::device::DeviceInfo;
+
+/// Geometry of an element-wise launch over `n` items.
+#[derive(Clone, Debug)]
+pub(crate) struct Elemwise {
+    pub cube_count: CubeCount,
+    pub cube_dim: CubeDim,
+    /// Items per unit.
+    pub steps: usize,
+    pub blocked: bool,
+}
+
+/// Units per cube for element-wise work on a GPU.
+const GPU_CUBE_UNITS: u32 = 256;
+/// Most cubes of an element-wise GPU launch; beyond it units take several items.
+const GPU_MAX_CUBES: usize = 65_535;
+
+pub(crate) fn elemwise(info: &DeviceInfo, n: usize) -> Elemwise {
+    let n = n.max(1);
+    if info.blocked {
+        let units = info.max_units_per_cube.min(n as u32).max(1);
+        Elemwise {
+            cube_count: CubeCount::Static(1, 1, 1),
+            cube_dim: CubeDim::new_1d(units),
+            steps: n.div_ceil(units as usize),
+            blocked: true,
+        }
+    } else {
+        let units = GPU_CUBE_UNITS.min(info.max_units_per_cube);
+        let cubes = n.div_ceil(units as usize).clamp(1, GPU_MAX_CUBES);
+        let total = cubes * units as usize;
+        Elemwise {
+            cube_count: CubeCount::Static(cubes as u32, 1, 1),
+            cube_dim: CubeDim::new_1d(units),
+            steps: n.div_ceil(total),
+            blocked: false,
+        }
+    }
+}
+
+/// Index of the `step`-th item of this unit (see [`Elemwise`]); may exceed the item count.
+#[cube]
+pub(crate) fn item_index(step: usize, steps: usize, #[comptime] blocked: bool) -> usize {
+    if comptime![blocked] {
+        ABSOLUTE_POS * steps + step
+    } else {
+        ABSOLUTE_POS + step * (CUBE_DIM as usize * CUBE_COUNT)
+    }
+}
+
+/// Geometry of a row-wise launch over `rows` rows.
+#[derive(Clone, Debug)]
+pub(crate) struct Rowwise {
+    pub cube_count: CubeCount,
+    /// x: units sharing one row (the plane), y: rows per cube.
+    pub cube_dim: CubeDim,
+    /// Whether units along x reduce with plane operations (x > 1).
+    pub plane: bool,
+}
+
+pub(crate) fn rowwise(info: &DeviceInfo, rows: usize) -> Rowwise {
+    let rows = rows.max(1);
+    if info.has_planes() {
+        let x = info.plane_dim;
+        let y = (256 / x).clamp(1, info.max_units_per_cube / x);
+        let cubes = rows.div_ceil(y as usize);
+        Rowwise {
+            cube_count: grid_1d(cubes),
+            cube_dim: CubeDim::new_2d(x, y),
+            plane: true,
+        }
+    } else {
+        let y = info.max_units_per_cube.min(rows as u32).max(1);
+        Rowwise {
+            cube_count: CubeCount::Static(rows.div_ceil(y as usize) as u32, 1, 1),
+            cube_dim: CubeDim::new_2d(1, y),
+            plane: false,
+        }
+    }
+}
+
+/// A 1-d count of cubes folded into two dimensions when it exceeds a grid dimension's limit.
+pub(crate) fn grid_1d(cubes: usize) -> CubeCount {
+    const MAX_X: usize = 65_535;
+    if cubes <= MAX_X {
+        CubeCount::Static(cubes as u32, 1, 1)
+    } else {
+        CubeCount::Static(MAX_X as u32, cubes.div_ceil(MAX_X) as u32, 1)
+    }
+}
+
+/// Linear cube index of a [`grid_1d`] launch.
+#[cube]
+pub(crate) fn cube_index_1d() -> usize {
+    CUBE_POS_Y as usize * CUBE_COUNT_X as usize + CUBE_POS_X as usize
+}
+
+/// The row of this unit in a [`rowwise`] launch (may exceed the row count).
+#[cube]
+pub(crate) fn row_index() -> usize {
+    cube_index_1d() * CUBE_DIM_Y as usize + UNIT_POS_Y as usize
+}
+
+/// Sum over the units of a row ([`Rowwise::plane`]); the value itself when a row has one unit.
+#[cube]
+pub(crate) fn row_sum(v: f32, #[comptime] plane: bool) -> f32 {
+    if comptime![plane] {
+        plane_sum(v)
+    } else {
+        v
+    }
+}
+
+/// Maximum over the units of a row (see [`row_sum`]).
+#[cube]
+pub(crate) fn row_max(v: f32, #[comptime] plane: bool) -> f32 {
+    if comptime![plane] {
+        plane_max(v)
+    } else {
+        v
+    }
+}
+
+/// The bytes a tensor of `shape` and dtype needs, checked against a handle.
+pub(crate) fn check_size(
+    op: &'static str,
+    arg: &'static str,
+    handle: &cubecl::server::Handle,
+    shape: &[usize],
+    dtype: crate::DType,
+) -> crate::Result<()> {
+    let need = shape.iter().product::<usize>() as u64 * dtype.size() as u64;
+    let got = handle.size();
+    if got < need {
+        return Err(crate::KernelError::BufferSize {
+            op,
+            arg,
+            shape: shape.to_vec(),
+            dtype: dtype.name(),
+            need,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// Same for buffers of plain 4-byte words (f32 statistics, u32/i32 ids).
+pub(crate) fn check_words(
+    op: &'static str,
+    arg: &'static str,
+    handle: &cubecl::server::Handle,
+    shape: &[usize],
+) -> crate::Result<()> {
+    check_size(op, arg, handle, shape, crate::DType::F32)
+}
+
+/// The widest vector size of the client's preferred sizes that divides every given length.
+pub(crate) fn vector_size(client: &cubecl::client::Client, elem_bytes: usize, lens: &[usize]) -> usize {
+    client
+        .io_optimized_vector_sizes(elem_bytes)
+        .filter(|&v| lens.iter().all(|&l| l % v == 0))
+        .max()
+        .unwrap_or(1)
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine: installs Debian's LLVM 22 (when missing) and presents it
+# to cubecl's build as the LLVM bundle it would otherwise download (../shared/CUBECL.md).
+# Safe to run before every build; does nothing when everything is already in place.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+need_pkgs=()
+for p in llvm-22-dev libpolly-22-dev libzstd-dev; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing ${need_pkgs[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+X="$root/target/llvm-shim/tracel/tracel-llvm-23.1.0-4"
+if [ ! -f "$X/.tracel-llvm-installed" ]; then
+  mkdir -p "$X/bin"
+  ln -sfn /usr/lib/llvm-22/include "$X/include"
+  ln -sfn /usr/lib/llvm-22/lib "$X/lib"
+  cat > "$X/bin/llvm-config" <<'SH'
+#!/bin/sh
+# Debian's llvm-config prints absolute .so paths; the bundler turns them into -llibz3: print -lz3 instead.
+/usr/lib/llvm-22/bin/llvm-config "$@" | sed -E 's#/usr/lib/x86_64-linux-gnu/lib([A-Za-z0-9_+-]+)\.so#-l\1#g'
+SH
+  chmod +x "$X/bin/llvm-config"
+  touch "$X/.tracel-llvm-installed"
+fi
