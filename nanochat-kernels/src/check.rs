@@ -155,6 +155,12 @@ pub fn f64s(v: &[f32]) -> Vec<f64> {
 pub fn all_checks() -> Vec<Check> {
     let mut out = Vec::new();
     out.extend(crate::elementwise::checks());
+    out.extend(crate::reduce::checks());
+    out.extend(crate::softmax::checks());
+    out.extend(crate::cross_entropy::checks());
+    out.extend(crate::embedding::checks());
+    out.extend(crate::rmsnorm::checks());
+    out.extend(crate::rotary::checks());
     // MORE_CHECKS
     out
 }
@@ -214,4 +220,34 @@ pub fn assert_check(name: &str) {
     }
     assert!(count > 0, "check {name} compared nothing");
     assert!(failures.is_empty(), "{} of {count} comparisons failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_catches_a_wrong_value() {
+        let want = [1.0, 2.0, 3.0];
+        assert!(compare("t", DType::F32, "", &[1.0, 2.0, 3.0], &want, 1e-6).passed);
+        assert!(!compare("t", DType::F32, "", &[1.0, 2.001, 3.0], &want, 1e-6).passed);
+        assert!(!compare("t", DType::F32, "", &[1.0, f32::NAN, 3.0], &want, 1e-6).passed);
+        assert!(!compare("t", DType::F32, "", &[1.0, 2.0], &want, 1e-6).passed);
+    }
+
+    /// The checks measure real, non-zero rounding error in f32 (so they compare real outputs)
+    /// and stay well inside their tolerances.
+    #[test]
+    fn checks_report_plausible_errors() {
+        let client = crate::Backend::Cpu.client().unwrap();
+        let check = all_checks().into_iter().find(|c| c.name == "rmsnorm").unwrap();
+        let reports = run_check(&client, &check);
+        let f32_fwd: Vec<_> = reports
+            .iter()
+            .filter(|r| r.dtype == DType::F32 && r.name == "rmsnorm.forward y")
+            .collect();
+        assert!(!f32_fwd.is_empty());
+        assert!(f32_fwd.iter().any(|r| r.rel_err > 0.0), "suspiciously exact: {f32_fwd:?}");
+        assert!(f32_fwd.iter().all(|r| r.rel_err < 1e-6), "{f32_fwd:?}");
+    }
 }

@@ -172,3 +172,25 @@ pub(crate) fn vector_size(client: &cubecl::client::Client, elem_bytes: usize, le
         .max()
         .unwrap_or(1)
 }
+
+/// Sum of the lanes of a vector.
+#[cube]
+pub(crate) fn lane_sum<N: Size>(v: Vector<f32, N>) -> f32 {
+    let mut s = 0.0f32;
+    #[unroll]
+    for i in 0..N::value() {
+        s += v.extract(i);
+    }
+    s
+}
+
+/// Maximum of the lanes of a vector.
+#[cube]
+pub(crate) fn lane_max<N: Size>(v: Vector<f32, N>) -> f32 {
+    let mut m = f32::new(f32::NEG_INFINITY);
+    #[unroll]
+    for i in 0..N::value() {
+        m = max(m, v.extract(i));
+    }
+    m
+}

@@ -14,19 +14,19 @@
 
 // pub mod attention;
 pub mod check;
-// pub mod cross_entropy;
+pub mod cross_entropy;
 pub mod device;
 pub mod dtype;
 pub mod elementwise;
-// pub mod embedding;
+pub mod embedding;
 pub mod error;
 mod launch;
 // pub mod matmul;
 // pub mod optim;
-// pub mod reduce;
-// pub mod rmsnorm;
-// pub mod rotary;
-// pub mod softmax;
+pub mod reduce;
+pub mod rmsnorm;
+pub mod rotary;
+pub mod softmax;
 
 pub use cubecl;
 pub use cubecl::client::Client;
