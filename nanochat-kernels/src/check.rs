@@ -161,6 +161,7 @@ pub fn all_checks() -> Vec<Check> {
     out.extend(crate::embedding::checks());
     out.extend(crate::rmsnorm::checks());
     out.extend(crate::rotary::checks());
+    out.extend(crate::matmul::checks());
     // MORE_CHECKS
     out
 }

@@ -102,6 +102,15 @@ macro_rules! with_float {
 /// The float types kernels are instantiated for: cubecl's `Float` plus the runtime [`DType`].
 pub trait KernelFloat: cubecl::prelude::Float + cubecl::prelude::CubeElement {
     const DTYPE: DType;
+
+    /// cubecl's element type of `Self`.
+    fn cube_elem_type() -> cubecl::ir::ElemType {
+        use cubecl::ir::{ElemType, FloatKind};
+        match Self::DTYPE {
+            DType::F32 => ElemType::Float(FloatKind::F32),
+            DType::BF16 => ElemType::Float(FloatKind::BF16),
+        }
+    }
 }
 
 impl KernelFloat for f32 {

@@ -330,6 +330,40 @@ pub fn binary<F: KernelFloat>(
     Ok(out)
 }
 
+#[cube(launch)]
+fn fill_kernel<F: Float, N: Size>(output: &mut [Vector<F, N>], value: f32, steps: usize, #[comptime] blocked: bool) {
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < output.len() {
+            output[i] = Vector::cast_from(Vector::<f32, N>::new(value));
+        }
+    }
+}
+
+/// A new buffer of `len` elements all equal to `value`.
+pub fn fill<F: KernelFloat>(client: &Client, len: usize, value: f32) -> Result<Handle> {
+    let out = client.empty(len.max(1) * F::DTYPE.size());
+    if len == 0 {
+        return Ok(out);
+    }
+    let vs = launch::vector_size(client, F::DTYPE.size(), &[len]);
+    let n = len / vs;
+    let g = launch::elemwise(&DeviceInfo::of(client), n);
+    unsafe {
+        fill_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(out.clone(), n),
+            value,
+            g.steps,
+            g.blocked,
+        )
+    };
+    Ok(out)
+}
+
 /// The shape two shapes broadcast to (numpy rules, aligned on the right), or an error.
 pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let rank = a.len().max(b.len());
@@ -499,6 +533,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check { name: "elementwise.binary", run: check_binary },
         Check { name: "elementwise.broadcast", run: check_broadcast },
         Check { name: "elementwise.cast", run: check_cast },
+        Check { name: "elementwise.fill", run: check_fill },
     ]
 }
 
@@ -624,9 +659,23 @@ fn check_cast(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+fn check_fill(ctx: &mut Ctx) -> Result<()> {
+    for len in LENS {
+        let h = crate::with_float!(ctx.dtype, F => fill::<F>(ctx.client, len, -2.5))?;
+        let got = ctx.download(&h)?;
+        ctx.compare("fill", &format!("len={len}"), &got[..len], &vec![-2.5; len], 0.0);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::check::assert_check;
+
+    #[test]
+    fn fill_matches_reference() {
+        assert_check("elementwise.fill");
+    }
 
     #[test]
     fn unary_matches_reference() {

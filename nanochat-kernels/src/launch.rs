@@ -140,7 +140,7 @@ pub(crate) fn check_size(
     dtype: crate::DType,
 ) -> crate::Result<()> {
     let need = shape.iter().product::<usize>() as u64 * dtype.size() as u64;
-    let got = handle.size();
+    let got = handle.size_in_used();
     if got < need {
         return Err(crate::KernelError::BufferSize {
             op,

@@ -21,7 +21,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod error;
 mod launch;
-// pub mod matmul;
+pub mod matmul;
 // pub mod optim;
 pub mod reduce;
 pub mod rmsnorm;

@@ -1,0 +1,380 @@
+//! Batched matmul with transposed operands, through one dispatch point per device.
+//!
+//! `out[b] = op(A[b]) @ op(B[b])` (batch, m, n), where A is stored (batch, m, k) or, transposed,
+//! (batch, k, m), and B is stored (batch, k, n) or (batch, n, k); either operand may instead be
+//! one matrix shared by every batch (a weight). The model's products are all of this form:
+//! `y = x @ W^T` (`trans_b`), `dx = dy @ W`, `dW = dy^T @ x` (`trans_a`).
+//!
+//! Dispatch ([`matmul`]): on the CPU runtime cubek's `CpuGemm`; on CUDA every candidate allowed
+//! by the [`Precision`] (cuBLASLt, cubek's TMA and tensor-core routines, cubek's true-f32
+//! `SimpleUnit`, our tiled kernel) is timed once per shape and the fastest is remembered. Our
+//! tiled kernel ([`tiled`]) is the oracle and the fallback when a routine refuses a shape.
+
+#[cfg(feature = "cuda")]
+mod cublaslt;
+mod cubek;
+mod reference;
+mod tiled;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+pub use reference::matmul_ref;
+pub use tiled::tiled_matmul;
+
+use crate::check::{f64s, Check, Ctx};
+use crate::dtype::KernelFloat;
+use crate::{launch, Client, DType, Handle, KernelError, Result};
+
+/// Sizes and layout of a batched matmul.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulShape {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// A is stored (k, m) per batch.
+    pub trans_a: bool,
+    /// B is stored (n, k) per batch.
+    pub trans_b: bool,
+    /// A holds `batch` matrices (else one, shared).
+    pub lhs_batched: bool,
+    /// B holds `batch` matrices (else one, shared).
+    pub rhs_batched: bool,
+}
+
+impl MatmulShape {
+    /// A plain 2-d product (m, k) @ (k, n) with optional transposes.
+    pub fn new(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
+        MatmulShape { batch: 1, m, n, k, trans_a, trans_b, lhs_batched: true, rhs_batched: true }
+    }
+
+    /// `batch` products, both operands batched.
+    pub fn batched(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
+        MatmulShape { batch, ..Self::new(m, n, k, trans_a, trans_b) }
+    }
+
+    /// (batch, row, col) strides of A as op(A) is indexed: element (b, i, p).
+    pub fn lhs_strides(&self) -> (usize, usize, usize) {
+        let bs = if self.lhs_batched { self.m * self.k } else { 0 };
+        if self.trans_a { (bs, 1, self.m) } else { (bs, self.k, 1) }
+    }
+
+    /// (batch, row, col) strides of B as op(B) is indexed: element (b, p, j).
+    pub fn rhs_strides(&self) -> (usize, usize, usize) {
+        let bs = if self.rhs_batched { self.k * self.n } else { 0 };
+        if self.trans_b { (bs, 1, self.k) } else { (bs, self.n, 1) }
+    }
+
+    /// Elements stored in A.
+    pub fn lhs_len(&self) -> usize {
+        (if self.lhs_batched { self.batch } else { 1 }) * self.m * self.k
+    }
+
+    /// Elements stored in B.
+    pub fn rhs_len(&self) -> usize {
+        (if self.rhs_batched { self.batch } else { 1 }) * self.k * self.n
+    }
+
+    /// Multiply-adds times two.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+}
+
+/// One implementation of the matmul.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulKernel {
+    /// Our register-tiled kernel (oracle, fallback); true f32.
+    Tiled,
+    /// cubek `Tiled(CpuGemm)`: the CPU runtime's fast path; true f32.
+    CpuGemm,
+    /// cubek `SimpleUnit`: no tensor cores, true f32 on CUDA.
+    CubekSimpleUnit,
+    /// cubek `SpecializedTmaMma` (sm_90, cuda-cpp); tf32 for f32 inputs.
+    CubekSpecializedTma,
+    /// cubek `DoubleTmaMma` (sm_90, cuda-cpp); tf32 for f32 inputs.
+    CubekDoubleTma,
+    /// cubek `OrderedDoubleCmma`; tf32 for f32 inputs.
+    CubekOrderedDoubleCmma,
+    /// cuBLASLt through cudarc (CUDA only); `CUBLAS_COMPUTE_32F` unless tf32 is allowed.
+    CublasLt,
+}
+
+impl MatmulKernel {
+    pub const ALL: [MatmulKernel; 7] = [
+        MatmulKernel::Tiled,
+        MatmulKernel::CpuGemm,
+        MatmulKernel::CubekSimpleUnit,
+        MatmulKernel::CubekSpecializedTma,
+        MatmulKernel::CubekDoubleTma,
+        MatmulKernel::CubekOrderedDoubleCmma,
+        MatmulKernel::CublasLt,
+    ];
+
+    /// Whether the kernel keeps f32 inputs in true f32 (no tf32 tensor cores).
+    pub fn is_true_f32(self) -> bool {
+        matches!(self, MatmulKernel::Tiled | MatmulKernel::CpuGemm | MatmulKernel::CubekSimpleUnit | MatmulKernel::CublasLt)
+    }
+}
+
+/// What an f32 matmul may trade for speed. bf16 inputs always accumulate in f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// True f32: tests, `verify-reference` and the default.
+    Strict,
+    /// tf32 tensor cores allowed for f32 inputs (training on a GPU).
+    Tf32,
+}
+
+static ALLOW_TF32: AtomicBool = AtomicBool::new(false);
+
+/// Allows (or forbids, the default) tf32 for f32 matmuls dispatched through [`matmul`].
+pub fn set_precision(p: Precision) {
+    ALLOW_TF32.store(p == Precision::Tf32, Ordering::Relaxed);
+}
+
+pub fn precision() -> Precision {
+    if ALLOW_TF32.load(Ordering::Relaxed) {
+        Precision::Tf32
+    } else {
+        Precision::Strict
+    }
+}
+
+/// The kernels [`matmul`] may choose on this client for this dtype and precision, best guess
+/// first.
+pub fn candidates(client: &Client, dtype: DType, precision: Precision) -> Vec<MatmulKernel> {
+    let info = crate::DeviceInfo::of(client);
+    if info.runtime == "cpu" || info.blocked {
+        return vec![MatmulKernel::CpuGemm, MatmulKernel::Tiled];
+    }
+    let fast = dtype == DType::BF16 || precision == Precision::Tf32;
+    let mut out = Vec::new();
+    if cfg!(feature = "cuda") && info.runtime == "cuda" {
+        out.push(MatmulKernel::CublasLt);
+    }
+    if fast {
+        out.extend([
+            MatmulKernel::CubekSpecializedTma,
+            MatmulKernel::CubekDoubleTma,
+            MatmulKernel::CubekOrderedDoubleCmma,
+        ]);
+    } else {
+        out.push(MatmulKernel::CubekSimpleUnit);
+    }
+    out.push(MatmulKernel::Tiled);
+    out
+}
+
+fn validate<F: KernelFloat>(a: &Handle, b: &Handle, s: &MatmulShape) -> Result<()> {
+    if s.batch == 0 || s.m == 0 || s.n == 0 {
+        return Err(KernelError::shape("matmul", &[&[s.batch, s.m, s.n, s.k]], "batch, m and n must be positive"));
+    }
+    launch::check_size("matmul", "lhs", a, &[s.lhs_len()], F::DTYPE)?;
+    launch::check_size("matmul", "rhs", b, &[s.rhs_len()], F::DTYPE)?;
+    Ok(())
+}
+
+/// Writes `op(A) @ op(B)` into `out` with one given kernel.
+pub fn matmul_into<F: KernelFloat>(
+    client: &Client,
+    kernel: MatmulKernel,
+    a: &Handle,
+    b: &Handle,
+    out: &Handle,
+    s: &MatmulShape,
+) -> Result<()> {
+    validate::<F>(a, b, s)?;
+    launch::check_size("matmul", "out", out, &[s.batch, s.m, s.n], F::DTYPE)?;
+    if s.k == 0 {
+        // No routine handles an empty sum; `matmul` and `matmul_with` return zeros for it.
+        return Err(KernelError::unsupported("matmul", "k = 0: use `matmul`, which returns zeros"));
+    }
+    match kernel {
+        MatmulKernel::Tiled => tiled_matmul::<F>(client, a, b, out, s),
+        MatmulKernel::CublasLt => cublaslt_into::<F>(client, a, b, out, s),
+        k => cubek::cubek_matmul::<F>(client, k, a, b, out, s),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cublaslt_into<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, out: &Handle, s: &MatmulShape) -> Result<()> {
+    cublaslt::cublaslt_matmul::<F>(client, a, b, out, s, precision() == Precision::Tf32)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cublaslt_into<F: KernelFloat>(_: &Client, _: &Handle, _: &Handle, _: &Handle, _: &MatmulShape) -> Result<()> {
+    Err(KernelError::unsupported("matmul", "cuBLASLt needs a build with the `cuda` feature"))
+}
+
+/// `op(A) @ op(B)` as a new (batch, m, n) buffer with one given kernel.
+pub fn matmul_with<F: KernelFloat>(
+    client: &Client,
+    kernel: MatmulKernel,
+    a: &Handle,
+    b: &Handle,
+    s: &MatmulShape,
+) -> Result<Handle> {
+    validate::<F>(a, b, s)?;
+    if s.k == 0 {
+        return crate::elementwise::fill::<F>(client, s.batch * s.m * s.n, 0.0);
+    }
+    let out = client.empty(s.batch * s.m * s.n * F::DTYPE.size());
+    matmul_into::<F>(client, kernel, a, b, &out, s)?;
+    Ok(out)
+}
+
+type ChoiceKey = (String, DType, Precision, MatmulShape);
+static CHOICES: Mutex<Option<HashMap<ChoiceKey, MatmulKernel>>> = Mutex::new(None);
+
+/// The kernel [`matmul`] uses for this problem (timing the candidates the first time a shape is
+/// seen on a device with several).
+pub fn choose<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, s: &MatmulShape) -> Result<MatmulKernel> {
+    let prec = precision();
+    let cands = candidates(client, F::DTYPE, prec);
+    if cands.len() <= 2 && cands[0] == MatmulKernel::CpuGemm {
+        return Ok(MatmulKernel::CpuGemm);
+    }
+    let key = (format!("{:?}", client.service_id()), F::DTYPE, prec, *s);
+    if let Some(k) = CHOICES.lock().unwrap().as_ref().and_then(|m| m.get(&key).copied()) {
+        return Ok(k);
+    }
+    let out = client.empty(s.batch * s.m * s.n * F::DTYPE.size());
+    let mut best: Option<(f64, MatmulKernel)> = None;
+    for &kernel in &cands {
+        let mut run = || -> Result<f64> {
+            matmul_into::<F>(client, kernel, a, b, &out, s)?;
+            sync(client)?;
+            let reps = 3;
+            let t = Instant::now();
+            for _ in 0..reps {
+                matmul_into::<F>(client, kernel, a, b, &out, s)?;
+            }
+            sync(client)?;
+            Ok(t.elapsed().as_secs_f64() / reps as f64)
+        };
+        match run() {
+            Ok(t) => {
+                tracing::debug!(?kernel, secs = t, shape = ?s, "matmul candidate");
+                if best.is_none_or(|(bt, _)| t < bt) {
+                    best = Some((t, kernel));
+                }
+            }
+            Err(e) => tracing::debug!(?kernel, error = %e, "matmul candidate refused"),
+        }
+    }
+    let (_, kernel) = best.ok_or_else(|| KernelError::runtime("matmul", format!("no kernel ran shape {s:?}")))?;
+    CHOICES.lock().unwrap().get_or_insert_with(HashMap::new).insert(key, kernel);
+    Ok(kernel)
+}
+
+/// Waits for every launch on the client to finish.
+pub fn sync(client: &Client) -> Result<()> {
+    cubecl::future::block_on(client.sync()).map_err(|e| KernelError::runtime("sync", format!("{e:?}")))
+}
+
+/// `op(A) @ op(B)` as a new (batch, m, n) buffer, through the device's dispatch. A routine that
+/// refuses the shape falls back to the tiled kernel.
+pub fn matmul<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, s: &MatmulShape) -> Result<Handle> {
+    validate::<F>(a, b, s)?;
+    if s.k == 0 {
+        return crate::elementwise::fill::<F>(client, s.batch * s.m * s.n, 0.0);
+    }
+    let kernel = choose::<F>(client, a, b, s)?;
+    match matmul_with::<F>(client, kernel, a, b, s) {
+        Ok(h) => Ok(h),
+        Err(e) if kernel != MatmulKernel::Tiled => {
+            tracing::debug!(?kernel, error = %e, "matmul falls back to the tiled kernel");
+            matmul_with::<F>(client, MatmulKernel::Tiled, a, b, s)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+pub(crate) fn checks() -> Vec<Check> {
+    vec![
+        Check { name: "matmul.dispatch", run: check_dispatch },
+        Check { name: "matmul.tiled", run: check_tiled },
+    ]
+}
+
+/// Odd shapes: size 1, primes around tile and vector widths, transposes, shared operands.
+fn shapes() -> Vec<MatmulShape> {
+    let mut out = Vec::new();
+    for (m, n, k) in [(1, 1, 1), (7, 13, 5), (33, 17, 65), (64, 48, 40), (129, 67, 3)] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            out.push(MatmulShape::new(m, n, k, ta, tb));
+        }
+    }
+    out.push(MatmulShape::batched(3, 9, 11, 7, false, true));
+    out.push(MatmulShape::batched(2, 5, 6, 33, true, false));
+    out.push(MatmulShape { rhs_batched: false, ..MatmulShape::batched(4, 10, 7, 13, false, true) });
+    out.push(MatmulShape { lhs_batched: false, ..MatmulShape::batched(3, 6, 10, 9, false, false) });
+    out
+}
+
+fn run_matmul_check(ctx: &mut Ctx, name: &str, kernel: Option<MatmulKernel>) -> Result<()> {
+    for s in shapes() {
+        let a = ctx.rand(s.lhs_len(), -1.0, 1.0);
+        let b = ctx.rand(s.rhs_len(), -1.0, 1.0);
+        let (ha, hb) = (ctx.upload(&a), ctx.upload(&b));
+        let out = crate::with_float!(ctx.dtype, F => match kernel {
+            Some(k) => matmul_with::<F>(ctx.client, k, &ha, &hb, &s),
+            None => matmul::<F>(ctx.client, &ha, &hb, &s),
+        })?;
+        let got = ctx.download(&out)?;
+        let want = matmul_ref(&f64s(&a), &f64s(&b), &s);
+        // f32 dot products of length k: rounding grows like sqrt(k).
+        let tol = ctx.tol(4.0) + 2e-7 * (s.k as f64).sqrt();
+        ctx.compare(name, &format!("{s:?}"), &got, &want, tol);
+    }
+    Ok(())
+}
+
+fn check_dispatch(ctx: &mut Ctx) -> Result<()> {
+    run_matmul_check(ctx, "matmul (dispatch)", None)
+}
+
+fn check_tiled(ctx: &mut Ctx) -> Result<()> {
+    run_matmul_check(ctx, "matmul (tiled)", Some(MatmulKernel::Tiled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_matches_reference() {
+        crate::check::assert_check("matmul.dispatch");
+    }
+
+    #[test]
+    fn tiled_matches_reference() {
+        crate::check::assert_check("matmul.tiled");
+    }
+
+    #[test]
+    fn cpu_dispatch_uses_cpugemm() {
+        let client = crate::Backend::Cpu.client().unwrap();
+        let s = MatmulShape::new(8, 8, 8, false, true);
+        let a = crate::check::upload_f32(&client, &[0.5; 64]);
+        assert_eq!(choose::<f32>(&client, &a, &a, &s).unwrap(), MatmulKernel::CpuGemm);
+    }
+
+    #[test]
+    fn k_zero_gives_zeros_and_bad_sizes_are_errors() {
+        let client = crate::Backend::Cpu.client().unwrap();
+        let a = crate::check::upload_f32(&client, &[1.0; 4]);
+        let s = MatmulShape::new(2, 3, 0, false, false);
+        let out = matmul::<f32>(&client, &a, &a, &s).unwrap();
+        assert_eq!(crate::check::download(&client, DType::F32, &out).unwrap()[..6], [0.0; 6]);
+        let err = matmul::<f32>(&client, &a, &a, &MatmulShape::new(3, 3, 3, false, false)).unwrap_err();
+        assert!(err.to_string().contains("matmul: buffer `lhs`"), "{err}");
+    }
+}
