@@ -162,6 +162,7 @@ pub fn all_checks() -> Vec<Check> {
     out.extend(crate::rmsnorm::checks());
     out.extend(crate::rotary::checks());
     out.extend(crate::matmul::checks());
+    out.extend(crate::attention::checks());
     // MORE_CHECKS
     out
 }

@@ -12,7 +12,7 @@
 //! "rows" are everything but the last axis. Statistics saved for backward (rstd, logsumexp) are
 //! kept in f32 whatever the input dtype, and every reduction accumulates in f32.
 
-// pub mod attention;
+pub mod attention;
 pub mod check;
 pub mod cross_entropy;
 pub mod device;

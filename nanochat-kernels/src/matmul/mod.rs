@@ -245,7 +245,7 @@ pub fn choose<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, s: &Matmu
     let out = client.empty(s.batch * s.m * s.n * F::DTYPE.size());
     let mut best: Option<(f64, MatmulKernel)> = None;
     for &kernel in &cands {
-        let mut run = || -> Result<f64> {
+        let run = || -> Result<f64> {
             matmul_into::<F>(client, kernel, a, b, &out, s)?;
             sync(client)?;
             let reps = 3;

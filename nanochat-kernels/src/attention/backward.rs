@@ -1,0 +1,292 @@
+//! Flash-style causal attention backward, recomputing probabilities from the saved logsumexp
+//! (no T x T matrix):
+//! - `delta[b,h,i] = dout_i . out_i`;
+//! - dQ: one unit per query row, streaming the keys it attends to;
+//! - dK, dV: one unit per key row, streaming every query (of every head of its group) that
+//!   attends to it; no atomics, every gradient row is written once.
+//!
+//! With `p_ij = exp(scale q_i.k_j - lse_i)`, `dp_ij = dout_i.v_j` and
+//! `ds_ij = p_ij (dp_ij - delta_i)`: `dq_i = scale sum_j ds_ij k_j`,
+//! `dk_j = scale sum_i ds_ij q_i`, `dv_j = sum_i p_ij dout_i`.
+
+use cubecl::prelude::*;
+
+use super::{AttentionShape, KvLayout};
+use crate::device::DeviceInfo;
+use crate::dtype::KernelFloat;
+use crate::launch::{self, item_index, lane_sum};
+use crate::{Client, Handle, Result};
+
+#[cube]
+fn dot<F: Float, N: Size>(a: &Array<Vector<f32, N>>, b: &[Vector<F, N>], base: usize, #[comptime] dv: usize) -> f32 {
+    let mut sv = Vector::<f32, N>::new(0.0);
+    #[unroll]
+    for d in 0..dv {
+        sv += a[d] * Vector::<f32, N>::cast_from(b[base + d]);
+    }
+    lane_sum::<N>(sv)
+}
+
+#[cube]
+fn load<F: Float, N: Size>(src: &[Vector<F, N>], base: usize, #[comptime] dv: usize) -> Array<Vector<f32, N>> {
+    let mut out = Array::<Vector<f32, N>>::new(dv);
+    #[unroll]
+    for d in 0..dv {
+        out[d] = Vector::<f32, N>::cast_from(src[base + d]);
+    }
+    out
+}
+
+#[cube(launch)]
+fn attention_delta_kernel<F: Float, N: Size>(
+    out: &[Vector<F, N>],
+    dout: &[Vector<F, N>],
+    delta: &mut [f32],
+    rows: usize,
+    tq: usize,
+    heads: usize,
+    steps: usize,
+    #[comptime] dv: usize,
+) {
+    for s in 0..steps {
+        let r = item_index(s, steps, false);
+        if r < rows {
+            let i = r % tq;
+            let bh = r / tq;
+            let base = ((bh / heads * tq + i) * heads + bh % heads) * dv;
+            let o = load::<F, N>(out, base, dv);
+            delta[r] = dot::<F, N>(&o, dout, base, dv);
+        }
+    }
+}
+
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn attention_dq_kernel<F: Float, N: Size>(
+    q: &[Vector<F, N>],
+    k: &[Vector<F, N>],
+    v: &[Vector<F, N>],
+    dout: &[Vector<F, N>],
+    lse: &[f32],
+    delta: &[f32],
+    dq: &mut [Vector<F, N>],
+    rows: usize,
+    tq: usize,
+    tk: usize,
+    heads: usize,
+    kv_heads: usize,
+    group: usize,
+    scale: f32,
+    steps: usize,
+    #[comptime] dv: usize,
+) {
+    for s in 0..steps {
+        let r = item_index(s, steps, false);
+        if r < rows {
+            let i = r % tq;
+            let bh = r / tq;
+            let h = bh % heads;
+            let b = bh / heads;
+            let q_base = ((b * tq + i) * heads + h) * dv;
+            let kv_base = (b * tk * kv_heads + h / group) * dv;
+            let kv_row = kv_heads * dv;
+            let mut qr = load::<F, N>(q, q_base, dv);
+            #[unroll]
+            for d in 0..dv {
+                qr[d] = qr[d] * Vector::new(scale);
+            }
+            let g = load::<F, N>(dout, q_base, dv);
+            let mut acc = Array::<Vector<f32, N>>::new(dv);
+            #[unroll]
+            for d in 0..dv {
+                acc[d] = Vector::new(0.0);
+            }
+            let (l, dl) = (lse[r], delta[r]);
+            let limit = i + tk - tq + 1;
+            for j in 0..limit {
+                let kb = kv_base + j * kv_row;
+                let p = (dot::<F, N>(&qr, k, kb, dv) - l).exp();
+                let ds = Vector::<f32, N>::new(p * (dot::<F, N>(&g, v, kb, dv) - dl));
+                #[unroll]
+                for d in 0..dv {
+                    acc[d] += ds * Vector::<f32, N>::cast_from(k[kb + d]);
+                }
+            }
+            #[unroll]
+            for d in 0..dv {
+                dq[q_base + d] = Vector::cast_from(acc[d] * Vector::new(scale));
+            }
+        }
+    }
+}
+
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn attention_dkv_kernel<F: Float, N: Size>(
+    q: &[Vector<F, N>],
+    k: &[Vector<F, N>],
+    v: &[Vector<F, N>],
+    dout: &[Vector<F, N>],
+    lse: &[f32],
+    delta: &[f32],
+    dk: &mut [Vector<F, N>],
+    dvv: &mut [Vector<F, N>],
+    rows: usize,
+    tq: usize,
+    tk: usize,
+    heads: usize,
+    kv_heads: usize,
+    group: usize,
+    scale: f32,
+    steps: usize,
+    #[comptime] dv: usize,
+) {
+    for s in 0..steps {
+        let r = item_index(s, steps, false);
+        if r < rows {
+            // Rows ordered (b, hk, j).
+            let j = r % tk;
+            let bhk = r / tk;
+            let hk = bhk % kv_heads;
+            let b = bhk / kv_heads;
+            let kv_base = ((b * tk + j) * kv_heads + hk) * dv;
+            let kr = load::<F, N>(k, kv_base, dv);
+            let vr = load::<F, N>(v, kv_base, dv);
+            let mut acc_k = Array::<Vector<f32, N>>::new(dv);
+            let mut acc_v = Array::<Vector<f32, N>>::new(dv);
+            #[unroll]
+            for d in 0..dv {
+                acc_k[d] = Vector::new(0.0);
+                acc_v[d] = Vector::new(0.0);
+            }
+            // Query i attends key j when i + tk - tq >= j.
+            let offset = tk - tq;
+            let first = if j > offset { j - offset } else { 0usize };
+            for hh in 0..group {
+                let h = hk * group + hh;
+                let stat_base = (b * heads + h) * tq;
+                for i in first..tq {
+                    let q_base = ((b * tq + i) * heads + h) * dv;
+                    let p = (dot::<F, N>(&kr, q, q_base, dv) * scale - lse[stat_base + i]).exp();
+                    let ds = Vector::<f32, N>::new(p * (dot::<F, N>(&vr, dout, q_base, dv) - delta[stat_base + i]));
+                    let pv = Vector::<f32, N>::new(p);
+                    #[unroll]
+                    for d in 0..dv {
+                        acc_v[d] += pv * Vector::<f32, N>::cast_from(dout[q_base + d]);
+                        acc_k[d] += ds * Vector::<f32, N>::cast_from(q[q_base + d]);
+                    }
+                }
+            }
+            #[unroll]
+            for d in 0..dv {
+                dk[kv_base + d] = Vector::cast_from(acc_k[d] * Vector::new(scale));
+                dvv[kv_base + d] = Vector::cast_from(acc_v[d]);
+            }
+        }
+    }
+}
+
+/// Gradients (dq, dk, dv) of [`super::attention_forward`] for contiguous `q`, `k`, `v`, from the
+/// forward's `out` and `lse` and the incoming gradient `dout` (B, Tq, H, D).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward<F: KernelFloat>(
+    client: &Client,
+    q: &Handle,
+    k: &Handle,
+    v: &Handle,
+    out: &Handle,
+    lse: &Handle,
+    dout: &Handle,
+    s: &AttentionShape,
+) -> Result<(Handle, Handle, Handle)> {
+    s.validate("attention_backward")?;
+    let AttentionShape { batch, tq, tk, heads, kv_heads, head_dim } = *s;
+    let op = "attention_backward";
+    launch::check_size(op, "q", q, &[batch, tq, heads, head_dim], F::DTYPE)?;
+    launch::check_size(op, "out", out, &[batch, tq, heads, head_dim], F::DTYPE)?;
+    launch::check_size(op, "dout", dout, &[batch, tq, heads, head_dim], F::DTYPE)?;
+    launch::check_words(op, "lse", lse, &[batch, heads, tq])?;
+    KvLayout::contiguous(s).check::<F>(op, k, v, s)?;
+    let info = DeviceInfo::of(client);
+    let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim]);
+    let dv = head_dim / vs;
+    let q_rows = batch * heads * tq;
+    let k_rows = batch * kv_heads * tk;
+    let q_len = q_rows * dv;
+    let k_len = k_rows * dv;
+    let group = heads / kv_heads;
+    let scale = s.scale() as f32;
+
+    let delta = client.empty(q_rows * 4);
+    let g = launch::elemwise(&info, q_rows);
+    unsafe {
+        attention_delta_kernel::launch::<F>(
+            client,
+            g.cube_count.clone(),
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(out.clone(), q_len),
+            BufferArg::from_raw_parts(dout.clone(), q_len),
+            BufferArg::from_raw_parts(delta.clone(), q_rows),
+            q_rows,
+            tq,
+            heads,
+            g.steps,
+            dv,
+        )
+    };
+    let dq = client.empty(q_rows * head_dim * F::DTYPE.size());
+    unsafe {
+        attention_dq_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(q.clone(), q_len),
+            BufferArg::from_raw_parts(k.clone(), k_len),
+            BufferArg::from_raw_parts(v.clone(), k_len),
+            BufferArg::from_raw_parts(dout.clone(), q_len),
+            BufferArg::from_raw_parts(lse.clone(), q_rows),
+            BufferArg::from_raw_parts(delta.clone(), q_rows),
+            BufferArg::from_raw_parts(dq.clone(), q_len),
+            q_rows,
+            tq,
+            tk,
+            heads,
+            kv_heads,
+            group,
+            scale,
+            g.steps,
+            dv,
+        )
+    };
+    let dk = client.empty(k_rows * head_dim * F::DTYPE.size());
+    let dvh = client.empty(k_rows * head_dim * F::DTYPE.size());
+    let g = launch::elemwise(&info, k_rows);
+    unsafe {
+        attention_dkv_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(q.clone(), q_len),
+            BufferArg::from_raw_parts(k.clone(), k_len),
+            BufferArg::from_raw_parts(v.clone(), k_len),
+            BufferArg::from_raw_parts(dout.clone(), q_len),
+            BufferArg::from_raw_parts(lse.clone(), q_rows),
+            BufferArg::from_raw_parts(delta, q_rows),
+            BufferArg::from_raw_parts(dk.clone(), k_len),
+            BufferArg::from_raw_parts(dvh.clone(), k_len),
+            k_rows,
+            tq,
+            tk,
+            heads,
+            kv_heads,
+            group,
+            scale,
+            g.steps,
+            dv,
+        )
+    };
+    Ok((dq, dk, dvh))
+}

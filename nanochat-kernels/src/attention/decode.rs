@@ -1,0 +1,137 @@
+//! Decode path: one new query per (batch, head) against a KV cache holding `len` positions.
+//! The units of a cube split the cached keys, each keeping a partial online softmax (max, sum,
+//! weighted values) in registers; the partials are merged through shared memory. This keeps a
+//! GPU busy even when batch x heads is small, which the one-row-per-unit forward would not.
+
+use cubecl::prelude::*;
+
+use super::{AttentionShape, KvLayout};
+use crate::device::DeviceInfo;
+use crate::dtype::KernelFloat;
+use crate::launch::{self, grid_1d, lane_sum};
+use crate::{Client, Handle, KernelError, Result};
+
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn attention_decode_kernel<F: Float, N: Size>(
+    q: &[Vector<F, N>],
+    k: &[Vector<F, N>],
+    v: &[Vector<F, N>],
+    o: &mut [Vector<F, N>],
+    heads: usize,
+    group: usize,
+    len: usize,
+    kv_batch_stride: usize,
+    kv_row_stride: usize,
+    scale: f32,
+    #[comptime] dv: usize,
+    #[comptime] units: usize,
+) {
+    let bh = CUBE_POS_Y as usize * CUBE_COUNT_X as usize + CUBE_POS_X as usize;
+    let h = bh % heads;
+    let b = bh / heads;
+    let u = UNIT_POS_X as usize;
+    let q_base = bh * dv;
+    let kv_base = b * kv_batch_stride + (h / group) * dv;
+    let mut qr = Array::<Vector<f32, N>>::new(dv);
+    let mut acc = Array::<Vector<f32, N>>::new(dv);
+    #[unroll]
+    for d in 0..dv {
+        qr[d] = Vector::<f32, N>::cast_from(q[q_base + d]) * Vector::new(scale);
+        acc[d] = Vector::new(0.0);
+    }
+    let mut m = f32::new(f32::NEG_INFINITY);
+    let mut l = 0.0f32;
+    let mut j = u;
+    while j < len {
+        let kb = kv_base + j * kv_row_stride;
+        let mut sv = Vector::<f32, N>::new(0.0);
+        #[unroll]
+        for d in 0..dv {
+            sv += qr[d] * Vector::<f32, N>::cast_from(k[kb + d]);
+        }
+        let score = lane_sum::<N>(sv);
+        let m_new = max(m, score);
+        let corr = (m - m_new).exp();
+        let p = (score - m_new).exp();
+        l = l * corr + p;
+        #[unroll]
+        for d in 0..dv {
+            acc[d] = acc[d] * Vector::new(corr) + Vector::<f32, N>::cast_from(v[kb + d]) * Vector::new(p);
+        }
+        m = m_new;
+        j += units;
+    }
+    let mut sm_m = Shared::<[f32]>::new_slice(units);
+    let mut sm_l = Shared::<[f32]>::new_slice(units);
+    let mut sm_o = Shared::<[Vector<f32, N>]>::new_slice(units * dv);
+    sm_m[u] = m;
+    sm_l[u] = l;
+    #[unroll]
+    for d in 0..dv {
+        sm_o[u * dv + d] = acc[d];
+    }
+    sync_cube();
+    let mut mm = f32::new(f32::NEG_INFINITY);
+    for w in 0..units {
+        mm = max(mm, sm_m[w]);
+    }
+    let mut total = 0.0f32;
+    for w in 0..units {
+        total += sm_l[w] * (sm_m[w] - mm).exp();
+    }
+    let mut d = u;
+    while d < dv {
+        let mut sum = Vector::<f32, N>::new(0.0);
+        for w in 0..units {
+            sum += sm_o[w * dv + d] * Vector::new((sm_m[w] - mm).exp());
+        }
+        o[q_base + d] = Vector::cast_from(sum * Vector::new(1.0 / total));
+        d += units;
+    }
+}
+
+/// One query per (batch, head): `q` (B, 1, H, D) against the first `len = s.tk` positions of a
+/// KV cache laid out as `kv`. Returns the output (B, 1, H, D).
+pub fn attention_decode<F: KernelFloat>(
+    client: &Client,
+    q: &Handle,
+    k: &Handle,
+    v: &Handle,
+    s: &AttentionShape,
+    kv: &KvLayout,
+) -> Result<Handle> {
+    s.validate("attention_decode")?;
+    if s.tq != 1 {
+        return Err(KernelError::unsupported("attention_decode", format!("decodes one query, got Tq = {}", s.tq)));
+    }
+    let AttentionShape { batch, heads, head_dim, .. } = *s;
+    launch::check_size("attention_decode", "q", q, &[batch, 1, heads, head_dim], F::DTYPE)?;
+    kv.check::<F>("attention_decode", k, v, s)?;
+    let info = DeviceInfo::of(client);
+    let units = if info.has_planes() { 64.min(info.max_units_per_cube as usize) } else { info.max_units_per_cube as usize };
+    let units = units.clamp(1, s.tk.max(1));
+    let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)]);
+    let o = client.empty(batch * heads * head_dim * F::DTYPE.size());
+    unsafe {
+        attention_decode_kernel::launch::<F>(
+            client,
+            grid_1d(batch * heads),
+            CubeDim::new_1d(units as u32),
+            vs,
+            BufferArg::from_raw_parts(q.clone(), batch * heads * head_dim / vs),
+            BufferArg::from_raw_parts(k.clone(), kv.len(s) / vs),
+            BufferArg::from_raw_parts(v.clone(), kv.len(s) / vs),
+            BufferArg::from_raw_parts(o.clone(), batch * heads * head_dim / vs),
+            heads,
+            heads / s.kv_heads,
+            s.tk,
+            kv.batch_stride / vs,
+            kv.row_stride / vs,
+            s.scale() as f32,
+            head_dim / vs,
+            units,
+        )
+    };
+    Ok(o)
+}

@@ -1,0 +1,126 @@
+//! Flash-style causal attention forward: each unit owns one query row, keeps its output
+//! accumulator in registers and streams the keys with an online softmax (running max and sum),
+//! so nothing of size T x T exists. Saves the logsumexp of each row for the backward.
+//!
+//! Rows are ordered (b, h, i) and handed to units round-robin: neighbouring units share the
+//! same K/V rows (cache reuse on the CPU, broadcast loads on a GPU), and the causal triangle's
+//! uneven rows are spread evenly.
+
+use cubecl::prelude::*;
+
+use super::{AttentionShape, KvLayout};
+use crate::device::DeviceInfo;
+use crate::dtype::KernelFloat;
+use crate::launch::{self, item_index, lane_sum};
+use crate::{Client, Handle, Result};
+
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn attention_forward_kernel<F: Float, N: Size>(
+    q: &[Vector<F, N>],
+    k: &[Vector<F, N>],
+    v: &[Vector<F, N>],
+    o: &mut [Vector<F, N>],
+    lse: &mut [f32],
+    rows: usize,
+    tq: usize,
+    tk: usize,
+    heads: usize,
+    group: usize,
+    kv_batch_stride: usize,
+    kv_row_stride: usize,
+    scale: f32,
+    steps: usize,
+    #[comptime] dv: usize,
+) {
+    for s in 0..steps {
+        let r = item_index(s, steps, false);
+        if r < rows {
+            let i = r % tq;
+            let bh = r / tq;
+            let h = bh % heads;
+            let b = bh / heads;
+            let q_base = ((b * tq + i) * heads + h) * dv;
+            let kv_base = b * kv_batch_stride + (h / group) * dv;
+            let mut qr = Array::<Vector<f32, N>>::new(dv);
+            let mut acc = Array::<Vector<f32, N>>::new(dv);
+            #[unroll]
+            for d in 0..dv {
+                qr[d] = Vector::<f32, N>::cast_from(q[q_base + d]) * Vector::new(scale);
+                acc[d] = Vector::new(0.0);
+            }
+            let mut m = f32::new(f32::NEG_INFINITY);
+            let mut l = 0.0f32;
+            let limit = i + tk - tq + 1;
+            for j in 0..limit {
+                let kb = kv_base + j * kv_row_stride;
+                let mut sv = Vector::<f32, N>::new(0.0);
+                #[unroll]
+                for d in 0..dv {
+                    sv += qr[d] * Vector::<f32, N>::cast_from(k[kb + d]);
+                }
+                let score = lane_sum::<N>(sv);
+                let m_new = max(m, score);
+                let corr = (m - m_new).exp();
+                let p = (score - m_new).exp();
+                l = l * corr + p;
+                #[unroll]
+                for d in 0..dv {
+                    acc[d] = acc[d] * Vector::new(corr) + Vector::<f32, N>::cast_from(v[kb + d]) * Vector::new(p);
+                }
+                m = m_new;
+            }
+            let inv = Vector::<f32, N>::new(1.0 / l);
+            #[unroll]
+            for d in 0..dv {
+                o[q_base + d] = Vector::cast_from(acc[d] * inv);
+            }
+            lse[r] = m + l.ln();
+        }
+    }
+}
+
+/// Causal attention of `q` (B, Tq, H, D) over `k`, `v` laid out as `kv` says; query i sits at
+/// position `i + Tk - Tq`. Returns the output (B, Tq, H, D) and the logsumexp (B, H, Tq, f32).
+pub fn attention_forward<F: KernelFloat>(
+    client: &Client,
+    q: &Handle,
+    k: &Handle,
+    v: &Handle,
+    s: &AttentionShape,
+    kv: &KvLayout,
+) -> Result<(Handle, Handle)> {
+    s.validate("attention")?;
+    let AttentionShape { batch, tq, heads, head_dim, .. } = *s;
+    launch::check_size("attention", "q", q, &[batch, tq, heads, head_dim], F::DTYPE)?;
+    kv.check::<F>("attention", k, v, s)?;
+    let rows = batch * heads * tq;
+    let o = client.empty(rows * head_dim * F::DTYPE.size());
+    let lse = client.empty(rows * 4);
+    let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)]);
+    let g = launch::elemwise(&DeviceInfo::of(client), rows);
+    unsafe {
+        attention_forward_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(q.clone(), rows * head_dim / vs),
+            BufferArg::from_raw_parts(k.clone(), kv.len(s) / vs),
+            BufferArg::from_raw_parts(v.clone(), kv.len(s) / vs),
+            BufferArg::from_raw_parts(o.clone(), rows * head_dim / vs),
+            BufferArg::from_raw_parts(lse.clone(), rows),
+            rows,
+            tq,
+            s.tk,
+            heads,
+            heads / s.kv_heads,
+            kv.batch_stride / vs,
+            kv.row_stride / vs,
+            s.scale() as f32,
+            g.steps,
+            head_dim / vs,
+        )
+    };
+    Ok((o, lse))
+}

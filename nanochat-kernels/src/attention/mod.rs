@@ -1,0 +1,235 @@
+//! Causal self-attention with grouped-query heads: flash-style forward and backward (no T x T
+//! matrix in memory), a decode path for one query against a KV cache, and the f64 reference.
+//!
+//! Layouts follow the model's projections: q is (B, Tq, H, D), k and v (B, Tk, Hkv, D), the
+//! output (B, Tq, H, D) and the saved logsumexp (B, H, Tq) in f32. Query head h reads kv head
+//! `h / (H / Hkv)`. Query i sits at position `i + Tk - Tq` (Tq = Tk in training; a prefill or
+//! decode step after a cached prefix has Tk > Tq) and attends keys `0..=i + Tk - Tq`.
+//! Scores are scaled by `1 / sqrt(D)`; statistics and accumulators are f32.
+
+mod backward;
+mod decode;
+mod forward;
+mod reference;
+
+pub use backward::attention_backward;
+pub use decode::attention_decode;
+pub use forward::attention_forward;
+pub use reference::{attention_backward_ref, attention_forward_ref};
+
+use crate::check::{f64s, Check, Ctx};
+use crate::dtype::KernelFloat;
+use crate::{launch, Handle, KernelError, Result};
+
+/// Sizes of an attention call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AttentionShape {
+    pub batch: usize,
+    /// Query positions.
+    pub tq: usize,
+    /// Key/value positions (>= tq).
+    pub tk: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttentionShape {
+    /// Self-attention over one sequence length (training).
+    pub fn new(batch: usize, t: usize, heads: usize, kv_heads: usize, head_dim: usize) -> Self {
+        AttentionShape { batch, tq: t, tk: t, heads, kv_heads, head_dim }
+    }
+
+    pub fn scale(&self) -> f64 {
+        1.0 / (self.head_dim as f64).sqrt()
+    }
+
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        let s = self;
+        let dims = [s.batch, s.tq, s.tk, s.heads, s.kv_heads, s.head_dim];
+        let fail = |why: String| Err(KernelError::shape(op, &[&dims], why));
+        if dims.contains(&0) {
+            return fail("every size must be positive".into());
+        }
+        if s.heads % s.kv_heads != 0 {
+            return fail(format!("n_head {} is not a multiple of n_kv_head {}", s.heads, s.kv_heads));
+        }
+        if s.tk < s.tq {
+            return fail(format!("{} keys cannot serve {} causal queries", s.tk, s.tq));
+        }
+        Ok(())
+    }
+
+    /// Multiply-adds x2 of the forward (QK^T and PV over the causal triangle).
+    pub fn forward_flops(&self) -> f64 {
+        let offset = (self.tk - self.tq) as f64;
+        let tq = self.tq as f64;
+        let pairs = tq * (tq + 1.0) / 2.0 + tq * offset;
+        4.0 * self.batch as f64 * self.heads as f64 * pairs * self.head_dim as f64
+    }
+}
+
+/// Where rows of k and v live: element (b, t, hk, d) is at `b * batch_stride + t * row_stride +
+/// hk * D + d` (elements). Contiguous tensors have `row_stride = Hkv * D`, `batch_stride =
+/// Tk * row_stride`; a KV cache of capacity C has `batch_stride = C * row_stride`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvLayout {
+    pub batch_stride: usize,
+    pub row_stride: usize,
+}
+
+impl KvLayout {
+    pub fn contiguous(s: &AttentionShape) -> Self {
+        let row_stride = s.kv_heads * s.head_dim;
+        KvLayout { batch_stride: s.tk * row_stride, row_stride }
+    }
+
+    /// A cache of `capacity` positions per batch row.
+    pub fn cache(s: &AttentionShape, capacity: usize) -> Self {
+        let row_stride = s.kv_heads * s.head_dim;
+        KvLayout { batch_stride: capacity * row_stride, row_stride }
+    }
+
+    /// Elements spanned by k (or v).
+    fn len(&self, s: &AttentionShape) -> usize {
+        (s.batch - 1) * self.batch_stride + (s.tk - 1) * self.row_stride + s.kv_heads * s.head_dim
+    }
+
+    fn check<F: KernelFloat>(&self, op: &'static str, k: &Handle, v: &Handle, s: &AttentionShape) -> Result<()> {
+        if self.row_stride < s.kv_heads * s.head_dim || self.batch_stride < s.tk * self.row_stride && s.batch > 1 {
+            return Err(KernelError::unsupported(op, format!("KV layout {self:?} overlaps rows for {s:?}")));
+        }
+        launch::check_size(op, "k", k, &[self.len(s)], F::DTYPE)?;
+        launch::check_size(op, "v", v, &[self.len(s)], F::DTYPE)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+pub(crate) fn checks() -> Vec<Check> {
+    vec![
+        Check { name: "attention.forward", run: check_forward },
+        Check { name: "attention.backward", run: check_backward },
+        Check { name: "attention.decode", run: check_decode },
+    ]
+}
+
+/// (batch, tq, tk, heads, kv_heads, head_dim): MHA, GQA, MQA, size 1, odd lengths, a cached
+/// prefix (tk > tq).
+const SHAPES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    (1, 1, 1, 1, 1, 2),
+    (2, 7, 7, 3, 3, 6),
+    (1, 13, 13, 4, 2, 10),
+    (2, 9, 9, 4, 1, 16),
+    (1, 5, 12, 2, 1, 8),
+    (1, 33, 33, 2, 2, 34),
+    (1, 70, 70, 1, 1, 64),
+];
+
+fn rand_qkv(ctx: &mut Ctx, s: &AttentionShape) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let nq = s.batch * s.tq * s.heads * s.head_dim;
+    let nk = s.batch * s.tk * s.kv_heads * s.head_dim;
+    (ctx.rand(nq, -1.5, 1.5), ctx.rand(nk, -1.5, 1.5), ctx.rand(nk, -1.0, 1.0))
+}
+
+fn check_forward(ctx: &mut Ctx) -> Result<()> {
+    for (batch, tq, tk, heads, kv_heads, head_dim) in SHAPES {
+        let s = AttentionShape { batch, tq, tk, heads, kv_heads, head_dim };
+        let (q, k, v) = rand_qkv(ctx, &s);
+        let (hq, hk, hv) = (ctx.upload(&q), ctx.upload(&k), ctx.upload(&v));
+        let (ho, hl) = crate::with_float!(ctx.dtype, F =>
+            attention_forward::<F>(ctx.client, &hq, &hk, &hv, &s, &KvLayout::contiguous(&s)))?;
+        let (want_o, want_l) = attention_forward_ref(&f64s(&q), &f64s(&k), &f64s(&v), &s);
+        let got_o = ctx.download(&ho)?;
+        let got_l = crate::check::download(ctx.client, crate::DType::F32, &hl)?;
+        let tol = ctx.tol(8.0);
+        ctx.compare("attention.forward out", &format!("{s:?}"), &got_o, &want_o, tol);
+        ctx.compare("attention.forward lse", &format!("{s:?}"), &got_l, &want_l, 1e-5);
+    }
+    Ok(())
+}
+
+fn check_backward(ctx: &mut Ctx) -> Result<()> {
+    for (batch, tq, tk, heads, kv_heads, head_dim) in SHAPES {
+        if tq != tk {
+            continue; // the backward is for training, where Tq = Tk
+        }
+        let s = AttentionShape { batch, tq, tk, heads, kv_heads, head_dim };
+        let (q, k, v) = rand_qkv(ctx, &s);
+        let dout = ctx.rand(q.len(), -1.0, 1.0);
+        let (hq, hk, hv, hg) = (ctx.upload(&q), ctx.upload(&k), ctx.upload(&v), ctx.upload(&dout));
+        let (dq, dk, dv) = crate::with_float!(ctx.dtype, F => {
+            let (ho, hl) = attention_forward::<F>(ctx.client, &hq, &hk, &hv, &s, &KvLayout::contiguous(&s))?;
+            attention_backward::<F>(ctx.client, &hq, &hk, &hv, &ho, &hl, &hg, &s)
+        })?;
+        let (wq, wk, wv) = attention_backward_ref(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&dout), &s);
+        let case = format!("{s:?}");
+        let tol = ctx.tol(16.0);
+        let got = ctx.download(&dq)?;
+        ctx.compare("attention.backward dq", &case, &got, &wq, tol);
+        let got = ctx.download(&dk)?;
+        ctx.compare("attention.backward dk", &case, &got, &wk, tol);
+        let got = ctx.download(&dv)?;
+        ctx.compare("attention.backward dv", &case, &got, &wv, tol);
+    }
+    Ok(())
+}
+
+fn check_decode(ctx: &mut Ctx) -> Result<()> {
+    for (batch, len, heads, kv_heads, head_dim, capacity) in
+        [(1, 1, 1, 1, 2, 1), (2, 9, 4, 2, 6, 16), (1, 37, 3, 1, 34, 40), (3, 100, 2, 2, 64, 101)]
+    {
+        // A cache of `capacity` positions holding `len`; the query is the last position.
+        let s = AttentionShape { batch, tq: 1, tk: len, heads, kv_heads, head_dim };
+        let row = kv_heads * head_dim;
+        let cache_len = batch * capacity * row;
+        let kc = ctx.rand(cache_len, -1.5, 1.5);
+        let vc = ctx.rand(cache_len, -1.0, 1.0);
+        let q = ctx.rand(batch * heads * head_dim, -1.5, 1.5);
+        let (hq, hk, hv) = (ctx.upload(&q), ctx.upload(&kc), ctx.upload(&vc));
+        let layout = KvLayout::cache(&s, capacity);
+        let out = crate::with_float!(ctx.dtype, F => attention_decode::<F>(ctx.client, &hq, &hk, &hv, &s, &layout))?;
+        // Reference on the contiguous prefix of the cache.
+        let prefix = |c: &[f32]| -> Vec<f64> {
+            (0..batch).flat_map(|b| f64s(&c[b * capacity * row..][..len * row])).collect()
+        };
+        let (want, _) = attention_forward_ref(&f64s(&q), &prefix(&kc), &prefix(&vc), &s);
+        let got = ctx.download(&out)?;
+        let tol = ctx.tol(8.0);
+        ctx.compare("attention.decode", &format!("{s:?} capacity={capacity}"), &got, &want, tol);
+        // The general forward over the same cache layout agrees too.
+        let (fwd, _) = crate::with_float!(ctx.dtype, F => attention_forward::<F>(ctx.client, &hq, &hk, &hv, &s, &layout))?;
+        let got = ctx.download(&fwd)?;
+        ctx.compare("attention.forward (cache layout)", &format!("{s:?} capacity={capacity}"), &got, &want, tol);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_matches_reference() {
+        crate::check::assert_check("attention.forward");
+    }
+
+    #[test]
+    fn backward_matches_reference() {
+        crate::check::assert_check("attention.backward");
+    }
+
+    #[test]
+    fn decode_matches_reference() {
+        crate::check::assert_check("attention.decode");
+    }
+
+    #[test]
+    fn invalid_shapes_are_errors() {
+        assert!(AttentionShape::new(1, 4, 3, 2, 8).validate("t").unwrap_err().to_string().contains("n_kv_head"));
+        assert!(AttentionShape { tq: 5, tk: 4, ..AttentionShape::new(1, 4, 2, 2, 8) }.validate("t").is_err());
+        assert!(AttentionShape::new(0, 4, 2, 2, 8).validate("t").is_err());
+    }
+}
