@@ -163,7 +163,8 @@ pub fn all_checks() -> Vec<Check> {
     out.extend(crate::rotary::checks());
     out.extend(crate::matmul::checks());
     out.extend(crate::attention::checks());
-    // MORE_CHECKS
+    out.extend(crate::optim::checks());
+    out.extend(crate::layout::checks());
     out
 }
 
