@@ -13,6 +13,7 @@
 //! kept in f32 whatever the input dtype, and every reduction accumulates in f32.
 
 pub mod attention;
+pub mod bench;
 pub mod check;
 pub mod cross_entropy;
 pub mod device;

@@ -37,6 +37,21 @@ pub fn cubek_matmul<F: KernelFloat>(
     out: &Handle,
     s: &MatmulShape,
 ) -> Result<()> {
+    // CpuGemm is fastest on row-major operands (its vectorised path needs a row-major rhs):
+    // transposed ones are copied to row-major first, O(n k) or O(m k) against the product's
+    // O(m n k) (docs/benchmarks.md has the figures).
+    if kernel == MatmulKernel::CpuGemm && s.trans_b && s.k > 1 && s.n > 1 {
+        let rhs_batch = if s.rhs_batched { s.batch } else { 1 };
+        let b_rows = crate::layout::transpose::<F>(client, b, rhs_batch, s.n, s.k)?;
+        let s2 = MatmulShape { trans_b: false, ..*s };
+        return cubek_matmul::<F>(client, kernel, a, &b_rows, out, &s2);
+    }
+    if kernel == MatmulKernel::CpuGemm && s.trans_a && s.k > 1 && s.m > 1 {
+        let lhs_batch = if s.lhs_batched { s.batch } else { 1 };
+        let a_rows = crate::layout::transpose::<F>(client, a, lhs_batch, s.k, s.m)?;
+        let s2 = MatmulShape { trans_a: false, ..*s };
+        return cubek_matmul::<F>(client, kernel, &a_rows, b, out, &s2);
+    }
     let MatmulShape { batch, m, n, k, .. } = *s;
     let (a_bs, a_rs, a_cs) = s.lhs_strides();
     let (b_bs, b_rs, b_cs) = s.rhs_strides();

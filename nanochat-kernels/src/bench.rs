@@ -1,0 +1,171 @@
+//! Kernel benchmarks shared by `nanochat bench kernels` and the criterion benches: each times a
+//! kernel on the given client (after a warm-up that includes JIT compilation) and reports the
+//! achieved TFLOP/s-style throughput (GFLOP/s for compute-bound kernels, GB/s for memory-bound
+//! ones).
+
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+use crate::attention::{attention_backward, attention_forward, AttentionShape, KvLayout};
+use crate::check::upload_as;
+use crate::cross_entropy::{cross_entropy_backward, cross_entropy_forward, upload_targets};
+use crate::dtype::KernelFloat;
+use crate::matmul::{matmul, matmul_with, sync, MatmulKernel, MatmulShape};
+use crate::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
+use crate::{Client, Result};
+
+/// Median seconds per call of `f` over `reps` timed calls, after `warmup` untimed ones.
+pub fn time_it(client: &Client, warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    sync(client)?;
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        sync(client)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[times.len() / 2])
+}
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    // Cheap deterministic pseudo-random values in [-1, 1).
+    let mut x = seed.wrapping_mul(2654435761).max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// GFLOP/s of an (m, k) @ (k, n) product with `kernel` (or the dispatch when `None`).
+pub fn matmul_gflops<F: KernelFloat>(client: &Client, s: MatmulShape, kernel: Option<MatmulKernel>, reps: usize) -> Result<f64> {
+    let a = upload_as::<F>(client, &values(s.lhs_len(), 1));
+    let b = upload_as::<F>(client, &values(s.rhs_len(), 2));
+    let secs = time_it(client, 2, reps, || {
+        match kernel {
+            Some(k) => matmul_with::<F>(client, k, &a, &b, &s)?,
+            None => matmul::<F>(client, &a, &b, &s)?,
+        };
+        Ok(())
+    })?;
+    Ok(s.flops() / secs / 1e9)
+}
+
+/// GFLOP/s of the attention forward and backward (backward counted as 2.5x the forward's
+/// FLOPs, the usual flash-attention convention).
+pub fn attention_gflops<F: KernelFloat>(client: &Client, s: AttentionShape, reps: usize) -> Result<(f64, f64)> {
+    let nq = s.batch * s.tq * s.heads * s.head_dim;
+    let nk = s.batch * s.tk * s.kv_heads * s.head_dim;
+    let q = upload_as::<F>(client, &values(nq, 3));
+    let k = upload_as::<F>(client, &values(nk, 4));
+    let v = upload_as::<F>(client, &values(nk, 5));
+    let g = upload_as::<F>(client, &values(nq, 6));
+    let layout = KvLayout::contiguous(&s);
+    let fwd = time_it(client, 1, reps, || attention_forward::<F>(client, &q, &k, &v, &s, &layout).map(|_| ()))?;
+    let (o, lse) = attention_forward::<F>(client, &q, &k, &v, &s, &layout)?;
+    let bwd = time_it(client, 1, reps, || attention_backward::<F>(client, &q, &k, &v, &o, &lse, &g, &s).map(|_| ()))?;
+    let flops = s.forward_flops();
+    Ok((flops / fwd / 1e9, 2.5 * flops / bwd / 1e9))
+}
+
+/// GB/s of RMSNorm forward and backward over (rows, cols) (bytes each kernel must move).
+pub fn rmsnorm_gbps<F: KernelFloat>(client: &Client, rows: usize, cols: usize, reps: usize) -> Result<(f64, f64)> {
+    let x = upload_as::<F>(client, &values(rows * cols, 7));
+    let dy = upload_as::<F>(client, &values(rows * cols, 8));
+    let fwd = time_it(client, 1, reps, || rmsnorm_forward::<F>(client, &x, rows, cols, 1e-6).map(|_| ()))?;
+    let (_, rstd) = rmsnorm_forward::<F>(client, &x, rows, cols, 1e-6)?;
+    let bwd = time_it(client, 1, reps, || rmsnorm_backward::<F>(client, &x, &rstd, &dy, rows, cols).map(|_| ()))?;
+    let bytes = (rows * cols * F::DTYPE.size()) as f64;
+    Ok((2.0 * bytes / fwd / 1e9, 3.0 * bytes / bwd / 1e9))
+}
+
+/// GB/s of the fused cross-entropy forward and backward over (rows, vocab) logits.
+pub fn cross_entropy_gbps<F: KernelFloat>(client: &Client, rows: usize, vocab: usize, reps: usize) -> Result<(f64, f64)> {
+    let logits = upload_as::<F>(client, &values(rows * vocab, 9).iter().map(|v| v * 8.0).collect::<Vec<_>>());
+    let targets: Vec<i32> = (0..rows).map(|r| (r * 7919 % vocab) as i32).collect();
+    let t = upload_targets(client, &targets);
+    let grad = crate::check::upload_f32(client, &vec![1.0 / rows as f32; rows]);
+    let fwd = time_it(client, 1, reps, || cross_entropy_forward::<F>(client, &logits, &t, rows, vocab).map(|_| ()))?;
+    let (_, lse) = cross_entropy_forward::<F>(client, &logits, &t, rows, vocab)?;
+    let bwd = time_it(client, 1, reps, || {
+        cross_entropy_backward::<F>(client, &logits, &t, &lse, &grad, rows, vocab).map(|_| ())
+    })?;
+    let bytes = (rows * vocab * F::DTYPE.size()) as f64;
+    Ok((bytes / fwd / 1e9, 2.0 * bytes / bwd / 1e9))
+}
+
+/// Sizes of the kernel benchmark: `quick` for a CPU, full for a GPU.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchSizes {
+    pub matmul: usize,
+    pub attention: AttentionShape,
+    pub rows: usize,
+    pub cols: usize,
+    pub vocab: usize,
+    pub reps: usize,
+}
+
+impl BenchSizes {
+    pub fn for_client(client: &Client) -> Self {
+        if crate::DeviceInfo::of(client).blocked {
+            BenchSizes {
+                matmul: 1024,
+                attention: AttentionShape::new(1, 256, 4, 4, 64),
+                rows: 1024,
+                cols: 768,
+                vocab: 8192,
+                reps: 5,
+            }
+        } else {
+            BenchSizes {
+                matmul: 4096,
+                attention: AttentionShape::new(4, 1024, 12, 12, 128),
+                rows: 16384,
+                cols: 768,
+                vocab: 32768,
+                reps: 10,
+            }
+        }
+    }
+}
+
+/// Every kernel figure as one JSON object (keys such as `matmul_1024_gflops`,
+/// `attention_fwd_gflops`, `rmsnorm_gbps`, `cross_entropy_gbps`).
+pub fn run_kernel_benchmarks<F: KernelFloat>(client: &Client, sizes: &BenchSizes) -> Result<Value> {
+    let mut out = Map::new();
+    let n = sizes.matmul;
+    let info = crate::DeviceInfo::of(client);
+    out.insert("runtime".into(), json!(info.runtime));
+    out.insert("dtype".into(), json!(F::DTYPE.name()));
+    let sq = MatmulShape::new(n, n, n, false, false);
+    out.insert(format!("matmul_{n}_gflops"), json!(matmul_gflops::<F>(client, sq, None, sizes.reps)?));
+    let nt = MatmulShape::new(n, n, n, false, true);
+    out.insert(format!("matmul_{n}_nt_gflops"), json!(matmul_gflops::<F>(client, nt, None, sizes.reps)?));
+    let mut per_kernel = Map::new();
+    for k in crate::matmul::candidates(client, F::DTYPE, crate::matmul::precision()) {
+        let v = matmul_gflops::<F>(client, sq, Some(k), sizes.reps.min(3)).map(|g| json!(g)).unwrap_or_else(|e| json!(e.to_string()));
+        per_kernel.insert(format!("{k:?}"), v);
+    }
+    out.insert(format!("matmul_{n}_gflops_by_kernel"), Value::Object(per_kernel));
+    let (fwd, bwd) = attention_gflops::<F>(client, sizes.attention, sizes.reps)?;
+    out.insert("attention_shape".into(), json!(format!("{:?}", sizes.attention)));
+    out.insert("attention_fwd_gflops".into(), json!(fwd));
+    out.insert("attention_bwd_gflops".into(), json!(bwd));
+    let (fwd, bwd) = rmsnorm_gbps::<F>(client, sizes.rows, sizes.cols, sizes.reps)?;
+    out.insert("rmsnorm_shape".into(), json!([sizes.rows, sizes.cols]));
+    out.insert("rmsnorm_gbps".into(), json!(fwd));
+    out.insert("rmsnorm_bwd_gbps".into(), json!(bwd));
+    let (fwd, bwd) = cross_entropy_gbps::<F>(client, sizes.rows, sizes.vocab, sizes.reps)?;
+    out.insert("cross_entropy_shape".into(), json!([sizes.rows, sizes.vocab]));
+    out.insert("cross_entropy_gbps".into(), json!(fwd));
+    out.insert("cross_entropy_bwd_gbps".into(), json!(bwd));
+    Ok(Value::Object(out))
+}
