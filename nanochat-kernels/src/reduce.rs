@@ -5,7 +5,7 @@ use cubecl::prelude::*;
 use crate::check::{Check, Ctx};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::launch::{self, lane_max, lane_sum, row_index, row_max, row_sum};
+use crate::launch::{self, item_index, lane_max, lane_sum, row_index, row_max, row_sum};
 use crate::{Client, Handle, Result};
 
 /// Which reduction of a row.
@@ -102,13 +102,106 @@ pub fn reduce_rows<F: KernelFloat>(
     Ok(out)
 }
 
+#[cube(launch)]
+fn sum_to_kernel<F: Float>(big: &Tensor<F>, small: &mut Tensor<F>, per: usize, steps: usize, #[comptime] blocked: bool) {
+    let rank = big.rank();
+    for s in 0..steps {
+        let j = item_index(s, steps, blocked);
+        if j < small.len() {
+            // Offset in `big` of the kept coordinates of j.
+            let mut rem = j;
+            let mut base = 0;
+            let mut d = rank;
+            while d > 0 {
+                d -= 1;
+                let c = rem % small.shape(d);
+                rem /= small.shape(d);
+                base += c * big.stride(d);
+            }
+            let mut acc = 0.0f32;
+            for r in 0..per {
+                // Walk the reduced coordinates (dimensions where `small` has size 1).
+                let mut rr = r;
+                let mut off = base;
+                let mut e = rank;
+                while e > 0 {
+                    e -= 1;
+                    if small.shape(e) == 1 {
+                        let c = rr % big.shape(e);
+                        rr /= big.shape(e);
+                        off += c * big.stride(e);
+                    }
+                }
+                acc += f32::cast_from(big[off]);
+            }
+            small[j] = F::cast_from(acc);
+        }
+    }
+}
+
+/// Sums a contiguous tensor of shape `big` down to `small` (the gradient of a broadcast):
+/// `small` aligns on the right with `big` and each of its dimensions is 1 or equal to big's.
+pub fn sum_to<F: KernelFloat>(client: &Client, x: &Handle, big: &[usize], small: &[usize]) -> Result<Handle> {
+    launch::check_size("sum_to", "x", x, big, F::DTYPE)?;
+    let rank = big.len();
+    let aligned: Vec<usize> = (0..rank)
+        .map(|i| if i + small.len() >= rank { small[i + small.len() - rank] } else { 1 })
+        .collect();
+    if small.len() > rank || aligned.iter().zip(big).any(|(&s, &b)| s != 1 && s != b) {
+        return Err(crate::KernelError::shape("sum_to", &[big, small], "not a broadcast of the smaller shape"));
+    }
+    let small_len: usize = aligned.iter().product();
+    let big_len: usize = big.iter().product();
+    let out = client.empty(small_len.max(1) * F::DTYPE.size());
+    if small_len == 0 || big_len == 0 {
+        return crate::elementwise::fill::<F>(client, small_len, 0.0);
+    }
+    let (big_view, small_view) = if rank == 0 { (vec![1], vec![1]) } else { (big.to_vec(), aligned) };
+    let g = launch::elemwise(&DeviceInfo::of(client), small_len);
+    unsafe {
+        sum_to_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            TensorArg::from_raw_parts(x.clone(), crate::elementwise::contiguous_strides(&big_view).into(), big_view.into()),
+            TensorArg::from_raw_parts(out.clone(), crate::elementwise::contiguous_strides(&small_view).into(), small_view.into()),
+            big_len / small_len,
+            g.steps,
+            g.blocked,
+        )
+    };
+    Ok(out)
+}
+
+/// Plain-Rust reference of [`sum_to`].
+pub fn sum_to_ref(x: &[f64], big: &[usize], small: &[usize]) -> Vec<f64> {
+    let rank = big.len();
+    let aligned: Vec<usize> = (0..rank)
+        .map(|i| if i + small.len() >= rank { small[i + small.len() - rank] } else { 1 })
+        .collect();
+    let strides = crate::elementwise::contiguous_strides(&aligned);
+    let mut out = vec![0.0; aligned.iter().product()];
+    for (i, v) in x.iter().enumerate() {
+        let (mut rem, mut j) = (i, 0);
+        for d in (0..rank).rev() {
+            let c = rem % big[d];
+            rem /= big[d];
+            if aligned[d] != 1 {
+                j += c * strides[d];
+            }
+        }
+        out[j] += v;
+    }
+    out
+}
+
 /// Plain-Rust reference of [`reduce_rows`].
 pub fn reduce_rows_ref(x: &[f64], cols: usize, op: Reduce) -> Vec<f64> {
     x.chunks(cols).map(|row| op.eval(row)).collect()
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "reduce.rows", run: check_reduce }]
+    vec![Check { name: "reduce.rows", run: check_reduce }, Check { name: "reduce.sum_to", run: check_sum_to }]
 }
 
 /// Odd row shapes: single elements, widths around vector and plane sizes, a long vocab-like row.
@@ -132,8 +225,28 @@ fn check_reduce(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+fn check_sum_to(ctx: &mut Ctx) -> Result<()> {
+    let cases: [(&[usize], &[usize]); 6] =
+        [(&[1], &[1]), (&[3, 5, 7], &[5, 1]), (&[3, 5, 7], &[3, 1, 7]), (&[4, 9], &[]), (&[2, 3, 4, 5], &[3, 1, 5]), (&[6, 33], &[33])];
+    for (big, small) in cases {
+        let x = ctx.rand(big.iter().product(), -1.0, 1.0);
+        let hx = ctx.upload(&x);
+        let out = crate::with_float!(ctx.dtype, F => sum_to::<F>(ctx.client, &hx, big, small))?;
+        let want = sum_to_ref(&crate::check::f64s(&x), big, small);
+        let got = ctx.download(&out)?;
+        let tol = ctx.tol(4.0);
+        ctx.compare("sum_to", &format!("{big:?} -> {small:?}"), &got[..want.len()], &want, tol);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sum_to_matches_reference() {
+        crate::check::assert_check("reduce.sum_to");
+    }
+
     #[test]
     fn reduce_matches_reference() {
         crate::check::assert_check("reduce.rows");

@@ -1,0 +1,169 @@
+//! Finite-difference gradient checks: the tape's gradients of `loss = sum(w * f(x))` (random
+//! weights `w`, f run by the kernels in f32) against central differences
+//! `(L(x + h e) - L(x - h e)) / 2h` of the op's plain-Rust reference in f64.
+//!
+//! Each element must agree within an absolute or a relative tolerance (`approx::relative_eq!`);
+//! inputs larger than [`MAX_PROBES`] elements are probed at a random subset of positions.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::{ops, DType, Device, Result, Tape, Tensor};
+
+/// Elements probed per input at most.
+pub const MAX_PROBES: usize = 48;
+
+/// One input of a check: values, shape, and whether to differentiate it.
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub values: Vec<f64>,
+    pub shape: Vec<usize>,
+    pub wrt: bool,
+}
+
+impl Input {
+    /// A differentiated input of uniform random values in [lo, hi).
+    pub fn random(rng: &mut StdRng, shape: &[usize], lo: f64, hi: f64) -> Input {
+        let n = shape.iter().product();
+        Input { values: (0..n).map(|_| rng.random_range(lo..hi)).collect(), shape: shape.to_vec(), wrt: true }
+    }
+
+    /// An input that is not differentiated (tables, constants).
+    pub fn constant(values: Vec<f64>, shape: &[usize]) -> Input {
+        Input { values, shape: shape.to_vec(), wrt: false }
+    }
+}
+
+/// Agreement of one input's gradient.
+#[derive(Clone, Debug)]
+pub struct GradReport {
+    pub input: usize,
+    pub probes: usize,
+    /// Worst element: (tape, finite difference).
+    pub worst: (f64, f64),
+    pub max_abs_err: f64,
+    pub passed: bool,
+}
+
+/// Tolerances of a check: an element passes when |tape - fd| <= atol or <= rtol * max(|.|).
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub atol: f64,
+    pub rtol: f64,
+    /// Finite-difference step.
+    pub h: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance { atol: 2e-4, rtol: 2e-3, h: 1e-4 }
+    }
+}
+
+/// Runs the check on `device` in f32; returns one report per differentiated input.
+pub fn gradcheck(
+    device: &Device,
+    inputs: &[Input],
+    forward: impl Fn(Option<&Tape>, &[Tensor]) -> Result<Tensor>,
+    reference: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    tol: Tolerance,
+    seed: u64,
+) -> Result<Vec<GradReport>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    // The f32 values the kernels see are the reference's inputs too.
+    let xs: Vec<Vec<f64>> = inputs.iter().map(|i| i.values.iter().map(|&v| v as f32 as f64).collect()).collect();
+    let out_len = reference(&xs).len();
+    let w: Vec<f64> = (0..out_len).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let loss_ref = |xs: &[Vec<f64>]| -> f64 { reference(xs).iter().zip(&w).map(|(y, w)| y * w).sum() };
+
+    // Tape gradients.
+    let tape = Tape::new();
+    let tensors: Vec<Tensor> = inputs
+        .iter()
+        .zip(&xs)
+        .map(|(i, x)| {
+            let t = Tensor::from_f64(device, x, &i.shape, DType::F32)?;
+            Ok(if i.wrt { tape.watch(&t) } else { t })
+        })
+        .collect::<Result<_>>()?;
+    let y = forward(Some(&tape), &tensors)?;
+    if y.len() != out_len {
+        return Err(crate::CoreError::Autograd(format!("op gives {} values, its reference {out_len}", y.len())));
+    }
+    let wt = Tensor::from_f64(device, &w, y.shape(), DType::F32)?;
+    let loss = ops::sum(Some(&tape), &ops::mul(Some(&tape), &y, &wt)?)?;
+    let grads = tape.backward(&loss)?;
+
+    let mut reports = Vec::new();
+    for (idx, input) in inputs.iter().enumerate().filter(|(_, i)| i.wrt) {
+        let g = grads.expect(&tensors[idx], "gradcheck input")?.to_vec_f64()?;
+        let n = input.values.len();
+        let probes: Vec<usize> =
+            if n <= MAX_PROBES { (0..n).collect() } else { (0..MAX_PROBES).map(|_| rng.random_range(0..n)).collect() };
+        let mut report = GradReport { input: idx, probes: probes.len(), worst: (0.0, 0.0), max_abs_err: 0.0, passed: true };
+        for &e in &probes {
+            let mut plus = xs.clone();
+            plus[idx][e] += tol.h;
+            let mut minus = xs.clone();
+            minus[idx][e] -= tol.h;
+            let fd = (loss_ref(&plus) - loss_ref(&minus)) / (2.0 * tol.h);
+            let ok = approx::relative_eq!(g[e], fd, epsilon = tol.atol, max_relative = tol.rtol);
+            let err = (g[e] - fd).abs();
+            if err > report.max_abs_err {
+                report.max_abs_err = err;
+                report.worst = (g[e], fd);
+            }
+            report.passed &= ok;
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Test helper: runs [`gradcheck`] on the CPU and fails with the reports when one disagrees.
+pub fn assert_gradcheck(
+    inputs: &[Input],
+    forward: impl Fn(Option<&Tape>, &[Tensor]) -> Result<Tensor>,
+    reference: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    tol: Tolerance,
+    seed: u64,
+) -> std::result::Result<(), String> {
+    let device = Device::cpu().map_err(|e| e.to_string())?;
+    let reports = gradcheck(&device, inputs, forward, reference, tol, seed).map_err(|e| e.to_string())?;
+    if reports.is_empty() {
+        return Err("no input was differentiated".into());
+    }
+    match reports.iter().find(|r| !r.passed) {
+        Some(r) => Err(format!("gradient mismatch: {r:?} (all: {reports:?})")),
+        None => Ok(()),
+    }
+}
+
+/// A seeded rng for building inputs.
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nanochat_kernels::elementwise::Unary;
+
+    /// An exp whose backward forgets the chain rule's factor: the check must notice.
+    fn wrong_exp(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
+        let y = crate::ops::map(x, Unary::Exp)?;
+        if let Some(t) = crate::autograd::recording(tape, &[x]) {
+            t.record("wrong_exp", &[x], &y, |g, sink| sink.add(0, g.clone()));
+        }
+        Ok(y)
+    }
+
+    #[test]
+    fn a_wrong_backward_rule_is_caught() {
+        let mut r = rng(7);
+        let x = Input::random(&mut r, &[3, 4], -1.0, 1.0);
+        let reference = |xs: &[Vec<f64>]| xs[0].iter().map(|v| v.exp()).collect();
+        assert!(assert_gradcheck(&[x.clone()], |t, xs| wrong_exp(t, &xs[0]), reference, Tolerance::default(), 7).is_err());
+        assert!(assert_gradcheck(&[x], |t, xs| crate::ops::exp(t, &xs[0]), reference, Tolerance::default(), 7).is_ok());
+    }
+}

@@ -1,0 +1,93 @@
+//! The gradient store. Backward rules add into it; nothing ever assigns a gradient, so a tensor
+//! used several times gets the sum of its uses.
+
+use std::collections::HashMap;
+
+use nanochat_kernels::elementwise::{binary, Binary};
+use nanochat_kernels::with_float;
+
+use crate::tensor::TensorId;
+use crate::{CoreError, Result, Tensor};
+
+/// Gradients by tensor identity.
+#[derive(Default)]
+pub struct Grads {
+    map: HashMap<TensorId, Tensor>,
+}
+
+impl Grads {
+    /// The gradient of `t`, if it was reached by backward.
+    pub fn get(&self, t: &Tensor) -> Option<&Tensor> {
+        self.map.get(&t.id())
+    }
+
+    /// The gradient of `t`, or an error naming the tensor.
+    pub fn expect(&self, t: &Tensor, name: &str) -> Result<&Tensor> {
+        self.get(t).ok_or_else(|| CoreError::Autograd(format!("no gradient reached `{name}` ({t:?})")))
+    }
+
+    /// Removes and returns the gradient of `t`.
+    pub fn take(&mut self, t: &Tensor) -> Option<Tensor> {
+        self.map.remove(&t.id())
+    }
+
+    pub(crate) fn take_id(&mut self, id: TensorId) -> Option<Tensor> {
+        self.map.remove(&id)
+    }
+
+    pub(crate) fn get_id(&self, id: TensorId) -> Option<&Tensor> {
+        self.map.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Adds `grad` into the gradient of tensor `id` (the one place gradients are combined).
+    pub fn accumulate(&mut self, id: TensorId, grad: Tensor) -> Result<()> {
+        match self.map.remove(&id) {
+            None => {
+                self.map.insert(id, grad);
+            }
+            Some(prev) => {
+                if prev.shape() != grad.shape() || prev.dtype() != grad.dtype() {
+                    return Err(CoreError::Autograd(format!(
+                        "gradients of one tensor disagree: {prev:?} vs {grad:?}"
+                    )));
+                }
+                let h = with_float!(prev.dtype(), F =>
+                    binary::<F>(prev.device().client(), prev.handle(), grad.handle(), prev.len(), Binary::Add, 0.0, 0.0))?;
+                self.map.insert(id, Tensor::from_handle(prev.device(), h, prev.shape(), prev.dtype())?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a backward rule writes to: the gradients of its inputs, by position. Inputs that do
+/// not require a gradient are skipped (a rule can ask with [`GradSink::wants`] to avoid the
+/// work).
+pub struct GradSink<'a> {
+    pub(crate) inputs: &'a [(TensorId, bool)],
+    pub(crate) grads: &'a mut Grads,
+}
+
+impl GradSink<'_> {
+    /// Whether input `i` needs a gradient.
+    pub fn wants(&self, i: usize) -> bool {
+        self.inputs.get(i).is_some_and(|&(_, w)| w)
+    }
+
+    /// Adds `grad` to the gradient of input `i` (ignored when it needs none).
+    pub fn add(&mut self, i: usize, grad: Tensor) -> Result<()> {
+        match self.inputs.get(i) {
+            Some(&(id, true)) => self.grads.accumulate(id, grad),
+            Some(_) => Ok(()),
+            None => Err(CoreError::Autograd(format!("backward rule wrote input {i} of {}", self.inputs.len()))),
+        }
+    }
+}

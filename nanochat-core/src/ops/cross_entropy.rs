@@ -1,0 +1,106 @@
+//! Cross-entropy of logits against integer targets with `ignore_index = -1`, fused with the
+//! log-softmax: the mean over non-ignored targets (training) or one loss per position
+//! (evaluation, ignored positions give 0).
+
+use nanochat_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward, upload_targets};
+use nanochat_kernels::elementwise::Binary;
+use nanochat_kernels::{with_float, DType};
+
+use super::{zip, sum};
+use crate::autograd::recording;
+use crate::{CoreError, Result, Tape, Tensor};
+
+/// How per-position losses are combined (nanochat's `loss_reduction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// Mean over targets != -1: a 0-d tensor.
+    Mean,
+    /// One loss per position, shaped like the targets.
+    None,
+}
+
+/// Loss of `logits` (..., V) against `targets` (one per row of the logits; -1 = ignored).
+pub fn cross_entropy(tape: Option<&Tape>, logits: &Tensor, targets: &[i32], reduction: Reduction) -> Result<Tensor> {
+    let (rows, vocab) = logits.rows_cols();
+    let lead = &logits.shape()[..logits.rank().saturating_sub(1)];
+    if targets.len() != rows {
+        return Err(CoreError::shape("cross_entropy", &[logits.shape(), &[targets.len()]], "one target per row of logits"));
+    }
+    if let Some((i, t)) = targets.iter().enumerate().find(|(_, &t)| t < -1 || t >= vocab as i32) {
+        return Err(CoreError::shape(
+            "cross_entropy",
+            &[logits.shape()],
+            format!("target {t} at position {i} is outside 0..{vocab} (or -1 to ignore)"),
+        ));
+    }
+    let count = targets.iter().filter(|&&t| t >= 0).count();
+    if reduction == Reduction::Mean && count == 0 {
+        return Err(CoreError::shape("cross_entropy", &[logits.shape()], "every target is -1: the mean is undefined"));
+    }
+    let client = logits.device().client();
+    let ht = upload_targets(client, targets);
+    let (losses, lse) = with_float!(logits.dtype(), F => cross_entropy_forward::<F>(client, logits.handle(), &ht, rows, vocab))?;
+    // Per-row losses are f32 whatever the logits' dtype.
+    let per_row = Tensor::from_handle(logits.device(), losses, lead, DType::F32)?;
+    let y = match reduction {
+        Reduction::None => per_row,
+        Reduction::Mean => super::scale(None, &sum(None, &per_row)?, 1.0 / count as f32)?,
+    };
+    if let Some(t) = recording(tape, &[logits]) {
+        let logits2 = logits.clone();
+        let lead = lead.to_vec();
+        t.record("cross_entropy", &[logits], &y, move |g, sink| {
+            let dev = logits2.device();
+            // Gradient of each row's loss (f32).
+            let grad_rows = match reduction {
+                Reduction::None => g.clone(),
+                Reduction::Mean => zip(&Tensor::full(dev, &lead, 1.0 / count as f32, DType::F32)?, g, Binary::Mul, 0.0, 0.0)?,
+            };
+            let h = with_float!(logits2.dtype(), F =>
+                cross_entropy_backward::<F>(dev.client(), logits2.handle(), &ht, &lse, grad_rows.handle(), rows, vocab))?;
+            sink.add(0, super::wrap(&logits2, h, logits2.shape())?)
+        });
+    }
+    Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::*;
+    use nanochat_kernels::cross_entropy::cross_entropy_forward_ref;
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn cross_entropy_gradcheck(rows in 1usize..6, vocab in 1usize..17, seed in any::<u64>()) {
+            let mut r = rng(seed);
+            let x = Input::random(&mut r, &[rows, vocab], -3.0, 3.0);
+            // Row 1 is ignored; the others have targets.
+            let targets: Vec<i32> = (0..rows).map(|i| if i == 1 { -1 } else { ((i * 7 + seed as usize) % vocab) as i32 }).collect();
+            let count = targets.iter().filter(|&&t| t >= 0).count() as f64;
+            let t2 = targets.clone();
+            let res = assert_gradcheck(&[x.clone()], |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::Mean),
+                move |xs| vec![cross_entropy_forward_ref(&xs[0], &t2, vocab).0.iter().sum::<f64>() / count], Tolerance::default(), seed);
+            prop_assert!(res.is_ok(), "mean: {}", res.unwrap_err());
+            let t3 = targets.clone();
+            let res = assert_gradcheck(&[x], |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::None),
+                move |xs| cross_entropy_forward_ref(&xs[0], &t3, vocab).0, Tolerance::default(), seed);
+            prop_assert!(res.is_ok(), "none: {}", res.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn bad_targets_are_errors() {
+        let dev = crate::Device::cpu().unwrap();
+        let x = Tensor::zeros(&dev, &[2, 3], DType::F32).unwrap();
+        let e = cross_entropy(None, &x, &[0, 3], Reduction::Mean).unwrap_err().to_string();
+        assert!(e.contains("target 3 at position 1"), "{e}");
+        assert!(cross_entropy(None, &x, &[-1, -1], Reduction::Mean).unwrap_err().to_string().contains("every target is -1"));
+        assert!(cross_entropy(None, &x, &[0], Reduction::Mean).is_err());
+        // Uniform logits: loss = ln 3.
+        let l = cross_entropy(None, &x, &[0, -1], Reduction::Mean).unwrap().to_scalar().unwrap();
+        assert!((l - 3f32.ln()).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,80 @@
+//! Differentiable ops. Each takes the tape as `Option<&Tape>` (None: inference, nothing is
+//! recorded or saved), runs its forward through the kernels, records its backward rule when an
+//! input requires a gradient, and is gradient-checked against an f64 reference in its module.
+//! Composite ops built from these (e.g. [`linear`]) need no rule of their own.
+
+mod attention;
+mod cross_entropy;
+mod elementwise;
+mod embedding;
+mod matmul;
+mod reduce;
+mod rmsnorm;
+mod rotary;
+mod shape;
+mod softmax;
+
+pub use attention::attention;
+pub use cross_entropy::{cross_entropy, Reduction};
+pub use elementwise::{add, affine, div, exp, log, mul, neg, relu2, scale, softcap, square, sub, tanh};
+pub use embedding::embedding;
+pub use matmul::{linear, matmul};
+pub use reduce::{mean, sum, sum_last};
+pub use rmsnorm::rmsnorm;
+pub use rotary::{rotary, RotaryTables};
+pub use shape::{cast, reshape, transpose};
+pub use softmax::softmax;
+
+use nanochat_kernels::elementwise::{binary_broadcast, unary, Binary, Unary};
+use nanochat_kernels::reduce::sum_to;
+use nanochat_kernels::{with_float, Handle};
+
+use crate::{Result, Tensor};
+
+/// Wraps a kernel's output buffer as a tensor on `like`'s device, of `like`'s dtype.
+pub(crate) fn wrap(like: &Tensor, h: Handle, shape: &[usize]) -> Result<Tensor> {
+    Tensor::from_handle(like.device(), h, shape, like.dtype())
+}
+
+/// `op(x)` without recording.
+pub(crate) fn map(x: &Tensor, op: Unary) -> Result<Tensor> {
+    let h = with_float!(x.dtype(), F => unary::<F>(x.device().client(), x.handle(), x.len(), op))?;
+    wrap(x, h, x.shape())
+}
+
+/// `op(x, y)` with broadcasting, without recording.
+pub(crate) fn zip(x: &Tensor, y: &Tensor, op: Binary, a: f32, b: f32) -> Result<Tensor> {
+    crate::tensor::same_kind("binary op", &[x, y])?;
+    let (h, shape) = with_float!(x.dtype(), F =>
+        binary_broadcast::<F>(x.device().client(), (x.handle(), x.shape()), (y.handle(), y.shape()), op, a, b))?;
+    wrap(x, h, &shape)
+}
+
+/// Sums a broadcast gradient back to `shape` (identity when the shapes agree).
+pub(crate) fn reduce_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if g.shape() == shape {
+        return Ok(g.clone());
+    }
+    let h = with_float!(g.dtype(), F => sum_to::<F>(g.device().client(), g.handle(), g.shape(), shape))?;
+    wrap(g, h, shape)
+}
+
+/// `g` broadcast to `shape`.
+pub(crate) fn expand(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if g.shape() == shape {
+        return Ok(g.clone());
+    }
+    zip(&Tensor::zeros(g.device(), shape, g.dtype())?, g, Binary::Add, 0.0, 0.0)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Shared pieces of the ops' gradient-check tests.
+    pub use crate::autograd::gradcheck::{assert_gradcheck, rng, Input, Tolerance};
+    pub use proptest::prelude::*;
+
+    /// Few, small cases: each builds kernels and runs finite differences on the CPU.
+    pub fn config() -> ProptestConfig {
+        ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() }
+    }
+}
