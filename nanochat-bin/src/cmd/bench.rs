@@ -1,0 +1,57 @@
+//! `nanochat bench kernels`: matmul, attention forward/backward, RMSNorm and cross-entropy
+//! throughput on one device, printed as one JSON object (GFLOP/s and GB/s).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use nanochat_kernels::bench::{run_kernel_benchmarks, BenchSizes};
+use nanochat_kernels::{with_float, DType};
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Kernel throughput (keys such as matmul_1024_gflops, attention_fwd_gflops, rmsnorm_gbps).
+    Kernels(KernelArgs),
+}
+
+#[derive(clap::Args)]
+pub struct KernelArgs {
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(short, long, default_value = "cpu")]
+    device: String,
+    /// Element type: float32 or bfloat16.
+    #[arg(long, default_value = "float32")]
+    dtype: String,
+    /// Square matmul size (default 1024 on the CPU, 4096 on a GPU).
+    #[arg(long)]
+    matmul_size: Option<usize>,
+    /// Allow tf32 tensor cores for f32 matmuls on CUDA.
+    #[arg(long)]
+    tf32: bool,
+    /// Print compact JSON on one line (the output is JSON either way).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    let BenchCommand::Kernels(args) = cmd;
+    let device = super::open_device(&args.device)?;
+    let dtype = DType::parse(&args.dtype).with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
+    if args.tf32 {
+        nanochat_kernels::matmul::set_precision(nanochat_kernels::matmul::Precision::Tf32);
+    }
+    let mut sizes = BenchSizes::for_client(device.client());
+    if let Some(n) = args.matmul_size {
+        sizes.matmul = n;
+    }
+    eprintln!("benchmarking kernels on {device} ({dtype}); sizes {sizes:?}");
+    let mut out = with_float!(dtype, F => run_kernel_benchmarks::<F>(device.client(), &sizes))
+        .with_context(|| format!("kernel benchmark on {device}"))?;
+    out["device"] = serde_json::json!(device.to_string());
+    out["matmul_precision"] = serde_json::json!(format!("{:?}", nanochat_kernels::matmul::precision()));
+    if args.json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,12 @@
+//! One module per subcommand: its `Args` and its `run`.
+
+pub mod bench;
+pub mod selftest;
+
+use anyhow::Context;
+use nanochat_core::Device;
+
+/// Opens the device named on the command line (`cpu`, `cuda`, `cuda:N`).
+pub fn open_device(name: &str) -> anyhow::Result<Device> {
+    Device::parse(name).with_context(|| format!("cannot open device `{name}`"))
+}

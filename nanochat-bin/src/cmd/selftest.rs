@@ -1,0 +1,68 @@
+//! `nanochat selftest`: every kernel check of nanochat-kernels on one device, each kernel
+//! against its plain-Rust reference over odd shapes, in f32 and (where the runtime has it) bf16.
+//! Exits non-zero when any comparison fails.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use nanochat_kernels::check::{all_checks, run_check};
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Device to check: cpu, cuda or cuda:N.
+    #[arg(short, long, default_value = "cpu")]
+    device: String,
+    /// Print one JSON object (every comparison) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only checks whose name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let device = super::open_device(&args.device)?;
+    let checks: Vec<_> = all_checks()
+        .into_iter()
+        .filter(|c| args.filter.as_deref().is_none_or(|f| c.name.contains(f)))
+        .collect();
+    let mut reports = Vec::new();
+    let (mut passed, mut failed) = (0, 0);
+    for (i, check) in checks.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let rs = run_check(device.client(), check);
+        let bad = rs.iter().filter(|r| !r.passed).count();
+        passed += rs.len() - bad;
+        failed += bad;
+        if !args.json {
+            let worst = rs.iter().map(|r| r.rel_err / r.tolerance.max(f64::MIN_POSITIVE)).fold(0.0, f64::max);
+            eprintln!(
+                "[{:>2}/{}] {:<28} {:>4} comparisons  {}  worst err/tol {:.2}  ({:.1}s)",
+                i + 1,
+                checks.len(),
+                check.name,
+                rs.len(),
+                if bad == 0 { "ok  " } else { "FAIL" },
+                worst,
+                started.elapsed().as_secs_f64()
+            );
+            for r in rs.iter().filter(|r| !r.passed) {
+                eprintln!("      {} {} [{}]: rel_err {:.3e} > tol {:.1e}", r.name, r.dtype, r.case, r.rel_err, r.tolerance);
+            }
+        }
+        reports.extend(rs);
+    }
+    if args.json {
+        let out = json!({
+            "device": device.to_string(),
+            "passed": passed,
+            "failed": failed,
+            "comparisons": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        });
+        writeln!(std::io::stdout(), "{out}")?;
+    } else {
+        println!("selftest on {device}: {passed} comparisons passed, {failed} failed");
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,47 @@
+//! `nanochat`: one binary that checks, benchmarks (and, as the project grows, trains, evaluates
+//! and serves) nanochat models. This file parses arguments and dispatches; the work lives in
+//! nanochat-core and nanochat-kernels.
+//!
+//! ```text
+//! nanochat selftest [--device cpu|cuda] [--json]      every kernel against its reference
+//! nanochat bench kernels [--device cpu|cuda] [--json]  kernel throughput as one JSON object
+//! ```
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "nanochat", version, about = "nanochat in Rust: kernels, autodiff and (soon) the whole ChatGPT pipeline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every kernel against its plain-Rust reference on a device (checks a GPU end to end).
+    Selftest(cmd::selftest::Args),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("NANOCHAT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Selftest(args) => cmd::selftest::run(args),
+        Command::Bench(c) => cmd::bench::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
