@@ -31,3 +31,9 @@ pub use device::Device;
 pub use error::{CoreError, Result};
 pub use nanochat_kernels::DType;
 pub use tensor::Tensor;
+
+/// The README's library example, compiled and run as a doc test so it stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
