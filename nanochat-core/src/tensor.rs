@@ -120,7 +120,7 @@ impl Tensor {
 
     /// Row-major strides of the shape (tensors are always contiguous).
     pub fn strides(&self) -> Vec<usize> {
-        elementwise::contiguous_strides(self.shape())
+        nanochat_kernels::broadcast::contiguous_strides(self.shape())
     }
 
     pub fn rank(&self) -> usize {

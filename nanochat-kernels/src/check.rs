@@ -155,6 +155,7 @@ pub fn f64s(v: &[f32]) -> Vec<f64> {
 pub fn all_checks() -> Vec<Check> {
     let mut out = Vec::new();
     out.extend(crate::elementwise::checks());
+    out.extend(crate::broadcast::checks());
     out.extend(crate::reduce::checks());
     out.extend(crate::softmax::checks());
     out.extend(crate::cross_entropy::checks());

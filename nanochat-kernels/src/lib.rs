@@ -14,6 +14,7 @@
 
 pub mod attention;
 pub mod bench;
+pub mod broadcast;
 pub mod check;
 pub mod cross_entropy;
 pub mod device;

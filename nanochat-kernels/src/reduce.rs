@@ -163,8 +163,8 @@ pub fn sum_to<F: KernelFloat>(client: &Client, x: &Handle, big: &[usize], small:
             client,
             g.cube_count,
             g.cube_dim,
-            TensorArg::from_raw_parts(x.clone(), crate::elementwise::contiguous_strides(&big_view).into(), big_view.into()),
-            TensorArg::from_raw_parts(out.clone(), crate::elementwise::contiguous_strides(&small_view).into(), small_view.into()),
+            TensorArg::from_raw_parts(x.clone(), crate::broadcast::contiguous_strides(&big_view).into(), big_view.into()),
+            TensorArg::from_raw_parts(out.clone(), crate::broadcast::contiguous_strides(&small_view).into(), small_view.into()),
             big_len / small_len,
             g.steps,
             g.blocked,
@@ -179,7 +179,7 @@ pub fn sum_to_ref(x: &[f64], big: &[usize], small: &[usize]) -> Vec<f64> {
     let aligned: Vec<usize> = (0..rank)
         .map(|i| if i + small.len() >= rank { small[i + small.len() - rank] } else { 1 })
         .collect();
-    let strides = crate::elementwise::contiguous_strides(&aligned);
+    let strides = crate::broadcast::contiguous_strides(&aligned);
     let mut out = vec![0.0; aligned.iter().product()];
     for (i, v) in x.iter().enumerate() {
         let (mut rem, mut j) = (i, 0);

@@ -131,7 +131,7 @@ pub fn square(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::ops::testing::*;
-    use nanochat_kernels::elementwise::binary_broadcast_ref;
+    use nanochat_kernels::broadcast::binary_broadcast_ref;
 
     fn bin_ref(op: Binary, sa: Vec<usize>, sb: Vec<usize>) -> impl Fn(&[Vec<f64>]) -> Vec<f64> {
         move |xs| binary_broadcast_ref(&xs[0], &sa, &xs[1], &sb, op, 0.0, 0.0).0

@@ -25,7 +25,8 @@ pub use rotary::{rotary, RotaryTables};
 pub use shape::{cast, reshape, transpose};
 pub use softmax::softmax;
 
-use nanochat_kernels::elementwise::{binary_broadcast, unary, Binary, Unary};
+use nanochat_kernels::broadcast::binary_broadcast;
+use nanochat_kernels::elementwise::{unary, Binary, Unary};
 use nanochat_kernels::reduce::sum_to;
 use nanochat_kernels::{with_float, Handle};
 
