@@ -114,9 +114,59 @@ fn bench_memory_bound(c: &mut Criterion) {
     });
 }
 
+fn bench_other(c: &mut Criterion) {
+    use nanochat_kernels::attention::attention_decode;
+    use nanochat_kernels::embedding::{embedding_backward, embedding_forward};
+    use nanochat_kernels::layout::transpose;
+    use nanochat_kernels::optim::{adamw_step, newton_schulz, AdamWStep};
+    use nanochat_kernels::rotary::{rotary_forward, rotary_tables, RotaryShape};
+    use nanochat_kernels::softmax::softmax;
+    let client = client();
+    let (rows, cols) = (1024usize, 768usize);
+    let n = rows * cols;
+    let x = upload_f32(&client, &data(n));
+    let y = upload_f32(&client, &data(n));
+    let mut g = c.benchmark_group("other_f32 (bytes/s)");
+    let mut run = |name: &str, bytes: usize, f: &mut dyn FnMut()| {
+        g.throughput(Throughput::Bytes(bytes as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                f();
+                sync(&client).unwrap();
+            })
+        });
+    };
+    run("softmax 1024x768", 2 * n * 4, &mut || drop(softmax::<f32>(&client, &x, rows, cols).unwrap()));
+    let ids: Vec<u32> = (0..rows as u32).map(|i| (i * 7) % rows as u32).collect();
+    run("embedding 1024x768", 2 * n * 4, &mut || drop(embedding_forward::<f32>(&client, &x, rows, cols, &ids).unwrap()));
+    run("embedding backward 1024x768", 2 * n * 4, &mut || drop(embedding_backward::<f32>(&client, &y, &ids, rows, cols).unwrap()));
+    let rs = RotaryShape { batch: 1, seq: rows, heads: 12, head_dim: 64, t0: 0, table_len: rows };
+    let (cs, sn) = rotary_tables(rows, 64, 10000.0);
+    let (hc, hs) = (upload_f32(&client, &cs), upload_f32(&client, &sn));
+    run("rotary 1024x12x64", 2 * n * 4, &mut || drop(rotary_forward::<f32>(&client, &x, &hc, &hs, rs).unwrap()));
+    let (m, v) = (upload_f32(&client, &vec![0.0; n]), upload_f32(&client, &vec![0.0; n]));
+    let h = AdamWStep { lr: 1e-3, beta1: 0.8, beta2: 0.95, eps: 1e-10, weight_decay: 0.0, step: 1 };
+    run("adamw 786432", 28 * n, &mut || adamw_step::<f32>(&client, &x, &y, &m, &v, n, &h).unwrap());
+    run("transpose 1024x768", 2 * n * 4, &mut || drop(transpose::<f32>(&client, &x, 1, rows, cols).unwrap()));
+    let s = AttentionShape { batch: 1, tq: 1, tk: rows, heads: 12, kv_heads: 12, head_dim: 64 };
+    let q = upload_f32(&client, &data(12 * 64));
+    let layout = KvLayout::contiguous(&s);
+    run("attention decode len=1024 H=12 D=64", 2 * n * 4, &mut || drop(attention_decode::<f32>(&client, &q, &x, &y, &s, &layout).unwrap()));
+    drop(g);
+    let mut g = c.benchmark_group("newton_schulz_f32 (elem/s = FLOP/s)");
+    let a = upload_f32(&client, &data(256 * 256));
+    g.throughput(Throughput::Elements(15 * 2 * 256u64.pow(3)));
+    g.bench_function("5 steps 256x256", |b| {
+        b.iter(|| {
+            newton_schulz::<f32>(&client, &a, 256, 256, 5).unwrap();
+            sync(&client).unwrap();
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
-    targets = bench_matmul, bench_attention, bench_memory_bound
+    targets = bench_matmul, bench_attention, bench_memory_bound, bench_other
 }
 criterion_main!(benches);

@@ -102,6 +102,53 @@ pub fn cross_entropy_gbps<F: KernelFloat>(client: &Client, rows: usize, vocab: u
     Ok((bytes / fwd / 1e9, 2.0 * bytes / bwd / 1e9))
 }
 
+/// GB/s of the memory-bound kernels not covered above, each over `rows x cols` elements:
+/// element-wise add, softmax, embedding gather and scatter-add, rotary, AdamW, transpose,
+/// bf16 cast, and the decode attention (bytes of the KV cache read).
+pub fn memory_bound_gbps<F: KernelFloat>(client: &Client, rows: usize, cols: usize, reps: usize) -> Result<Map<String, Value>> {
+    use crate::elementwise::{binary, cast, Binary};
+    let n = rows * cols;
+    let es = F::DTYPE.size() as f64;
+    let x = upload_as::<F>(client, &values(n, 10));
+    let y = upload_as::<F>(client, &values(n, 11));
+    let mut out = Map::new();
+    let mut put = |key: &str, bytes: f64, secs: f64| {
+        out.insert(key.to_string(), json!(bytes / secs / 1e9));
+    };
+    let t = time_it(client, 1, reps, || binary::<F>(client, &x, &y, n, Binary::Add, 0.0, 0.0).map(|_| ()))?;
+    put("add_gbps", 3.0 * n as f64 * es, t);
+    let t = time_it(client, 1, reps, || crate::softmax::softmax::<F>(client, &x, rows, cols).map(|_| ()))?;
+    put("softmax_gbps", 2.0 * n as f64 * es, t);
+    let ids: Vec<u32> = (0..rows as u32).map(|i| (i * 7) % rows as u32).collect();
+    let t = time_it(client, 1, reps, || crate::embedding::embedding_forward::<F>(client, &x, rows, cols, &ids).map(|_| ()))?;
+    put("embedding_gbps", 2.0 * n as f64 * es, t);
+    let t = time_it(client, 1, reps, || crate::embedding::embedding_backward::<F>(client, &y, &ids, rows, cols).map(|_| ()))?;
+    put("embedding_bwd_gbps", 2.0 * n as f64 * es, t);
+    let head_dim = 64.min(cols - cols % 2).max(2);
+    let heads = cols / head_dim;
+    let rs = crate::rotary::RotaryShape { batch: 1, seq: rows, heads, head_dim, t0: 0, table_len: rows };
+    let (c, sn) = crate::rotary::rotary_tables(rows, head_dim, 10000.0);
+    let (hc, hs) = (upload_as::<F>(client, &c), upload_as::<F>(client, &sn));
+    let t = time_it(client, 1, reps, || crate::rotary::rotary_forward::<F>(client, &x, &hc, &hs, rs).map(|_| ()))?;
+    put("rotary_gbps", 2.0 * (rows * heads * head_dim) as f64 * es, t);
+    let m = crate::check::upload_f32(client, &vec![0.0; n]);
+    let v = crate::check::upload_f32(client, &vec![0.0; n]);
+    let h = crate::optim::AdamWStep { lr: 1e-3, beta1: 0.8, beta2: 0.95, eps: 1e-10, weight_decay: 0.0, step: 1 };
+    let t = time_it(client, 1, reps, || crate::optim::adamw_step::<F>(client, &x, &y, &m, &v, n, &h))?;
+    put("adamw_gbps", (3.0 * es + 16.0) * n as f64, t);
+    let t = time_it(client, 1, reps, || crate::layout::transpose::<F>(client, &x, 1, rows, cols).map(|_| ()))?;
+    put("transpose_gbps", 2.0 * n as f64 * es, t);
+    let t = time_it(client, 1, reps, || cast::<F, crate::dtype::bf16>(client, &x, n).map(|_| ()))?;
+    put("cast_to_bf16_gbps", (es + 2.0) * n as f64, t);
+    // Decode: one query per head against a cache of `rows` positions.
+    let s = AttentionShape { batch: 1, tq: 1, tk: rows, heads, kv_heads: heads, head_dim };
+    let q = upload_as::<F>(client, &values(heads * head_dim, 12));
+    let layout = KvLayout::contiguous(&s);
+    let t = time_it(client, 1, reps, || crate::attention::attention_decode::<F>(client, &q, &x, &y, &s, &layout).map(|_| ()))?;
+    put("attention_decode_gbps", 2.0 * (rows * heads * head_dim) as f64 * es, t);
+    Ok(out)
+}
+
 /// Sizes of the kernel benchmark: `quick` for a CPU, full for a GPU.
 #[derive(Clone, Copy, Debug)]
 pub struct BenchSizes {
@@ -167,5 +214,11 @@ pub fn run_kernel_benchmarks<F: KernelFloat>(client: &Client, sizes: &BenchSizes
     out.insert("cross_entropy_shape".into(), json!([sizes.rows, sizes.vocab]));
     out.insert("cross_entropy_gbps".into(), json!(fwd));
     out.insert("cross_entropy_bwd_gbps".into(), json!(bwd));
+    out.extend(memory_bound_gbps::<F>(client, sizes.rows, sizes.cols, sizes.reps)?);
+    let ns = 512.min(sizes.matmul);
+    let a = upload_as::<F>(client, &values(ns * ns, 13));
+    let t = time_it(client, 1, sizes.reps.min(3), || crate::optim::newton_schulz::<F>(client, &a, ns, ns, 5).map(|_| ()))?;
+    // Five iterations of three (n x n) products each.
+    out.insert(format!("newton_schulz_{ns}_gflops"), json!(15.0 * 2.0 * (ns as f64).powi(3) / t / 1e9));
     Ok(Value::Object(out))
 }

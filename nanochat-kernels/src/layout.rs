@@ -50,6 +50,61 @@ pub fn transpose<F: KernelFloat>(client: &Client, x: &Handle, batch: usize, rows
     Ok(y)
 }
 
+#[cube(launch)]
+fn slice_cols_kernel<F: Float, N: Size>(
+    x: &[Vector<F, N>],
+    y: &mut [Vector<F, N>],
+    cols: usize,
+    start: usize,
+    width: usize,
+    steps: usize,
+    #[comptime] blocked: bool,
+) {
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < y.len() {
+            let r = i / width;
+            y[i] = x[r * cols + start + i % width];
+        }
+    }
+}
+
+/// Columns `start..start + width` of a (rows, cols) matrix, as a contiguous (rows, width) one.
+pub fn slice_cols<F: KernelFloat>(client: &Client, x: &Handle, rows: usize, cols: usize, start: usize, width: usize) -> Result<Handle> {
+    launch::check_size("slice_cols", "x", x, &[rows, cols], F::DTYPE)?;
+    if start + width > cols {
+        return Err(crate::KernelError::shape("slice_cols", &[&[rows, cols]], format!("columns {start}..{} out of range", start + width)));
+    }
+    let len = rows * width;
+    let y = client.empty(len.max(1) * F::DTYPE.size());
+    if len == 0 {
+        return Ok(y);
+    }
+    let vs = launch::vector_size(client, F::DTYPE.size(), &[cols, start, width]);
+    let g = launch::elemwise(&DeviceInfo::of(client), len / vs);
+    unsafe {
+        slice_cols_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(x.clone(), rows * cols / vs),
+            BufferArg::from_raw_parts(y.clone(), len / vs),
+            cols / vs,
+            start / vs,
+            width / vs,
+            g.steps,
+            g.blocked,
+        )
+    };
+    Ok(y)
+}
+
+/// Plain-Rust reference of [`slice_cols`].
+pub fn slice_cols_ref(x: &[f64], cols: usize, start: usize, width: usize) -> Vec<f64> {
+    x.chunks(cols).flat_map(|row| row[start..start + width].iter().copied()).collect()
+}
+
 /// Plain-Rust reference of [`transpose`].
 pub fn transpose_ref(x: &[f64], batch: usize, rows: usize, cols: usize) -> Vec<f64> {
     let mut y = vec![0.0; x.len()];
@@ -64,7 +119,7 @@ pub fn transpose_ref(x: &[f64], batch: usize, rows: usize, cols: usize) -> Vec<f
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "layout.transpose", run: check_transpose }]
+    vec![Check { name: "layout.transpose", run: check_transpose }, Check { name: "layout.slice_cols", run: check_slice_cols }]
 }
 
 fn check_transpose(ctx: &mut Ctx) -> Result<()> {
@@ -78,8 +133,24 @@ fn check_transpose(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+fn check_slice_cols(ctx: &mut Ctx) -> Result<()> {
+    for (rows, cols, start, width) in [(1, 1, 0, 1), (3, 7, 2, 5), (5, 64, 16, 32), (4, 33, 31, 2)] {
+        let x = ctx.rand(rows * cols, -1.0, 1.0);
+        let hx = ctx.upload(&x);
+        let y = crate::with_float!(ctx.dtype, F => slice_cols::<F>(ctx.client, &hx, rows, cols, start, width))?;
+        let got = ctx.download(&y)?;
+        ctx.compare("slice_cols", &format!("{rows}x{cols}[{start}..+{width}]"), &got, &slice_cols_ref(&f64s(&x), cols, start, width), 0.0);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn slice_cols_matches_reference() {
+        crate::check::assert_check("layout.slice_cols");
+    }
+
     #[test]
     fn transpose_matches_reference() {
         crate::check::assert_check("layout.transpose");

@@ -312,6 +312,9 @@ fn shapes() -> Vec<MatmulShape> {
             out.push(MatmulShape::new(m, n, k, ta, tb));
         }
     }
+    // Wider than a CPU panel: column panels with a ragged last one.
+    out.push(MatmulShape::new(33, 601, 20, false, false));
+    out.push(MatmulShape::batched(2, 9, 403, 17, false, true));
     out.push(MatmulShape::batched(3, 9, 11, 7, false, true));
     out.push(MatmulShape::batched(2, 5, 6, 33, true, false));
     out.push(MatmulShape { rhs_batched: false, ..MatmulShape::batched(4, 10, 7, 13, false, true) });
