@@ -80,8 +80,13 @@ impl fmt::Display for DType {
 
 /// Runs `$body` with the type alias `$F` bound to the Rust float type of `$dtype`.
 ///
-/// ```ignore
-/// with_float!(dtype, F => rmsnorm::forward::<F>(client, x, rows, cols, eps))
+/// ```
+/// use nanochat_kernels::{elementwise, with_float, Backend, DType};
+/// let client = Backend::Cpu.client().unwrap();
+/// let dtype = DType::BF16; // chosen at run time
+/// let ones = with_float!(dtype, F => elementwise::fill::<F>(&client, 4, 1.0)).unwrap();
+/// let back = nanochat_kernels::check::download(&client, dtype, &ones).unwrap();
+/// assert_eq!(back[..4], [1.0; 4]);
 /// ```
 #[macro_export]
 macro_rules! with_float {
