@@ -12,9 +12,8 @@
 use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
-use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::launch::{self, lane_max, lane_sum, row_index, row_max, row_sum};
+use crate::launch::{self, RowLaunch, row_index, row_max_sumexp};
 use crate::{Client, Handle, Result};
 
 #[cube(launch)]
@@ -31,22 +30,8 @@ fn cross_entropy_forward_kernel<F: Float, N: Size>(
     if row < rows {
         let vecs = vocab / N::value();
         let base = row * vecs;
-        let stride = CUBE_DIM_X as usize;
-        let mut m = Vector::<f32, N>::new(f32::NEG_INFINITY);
-        let mut c = UNIT_POS_X as usize;
-        while c < vecs {
-            m = max(m, Vector::<f32, N>::cast_from(logits[base + c]));
-            c += stride;
-        }
-        let m = row_max(lane_max::<N>(m), plane);
-        let mv = Vector::<f32, N>::new(m);
-        let mut s = Vector::<f32, N>::new(0.0);
-        c = UNIT_POS_X as usize;
-        while c < vecs {
-            s += (Vector::<f32, N>::cast_from(logits[base + c]) - mv).exp();
-            c += stride;
-        }
-        let l = m + row_sum(lane_sum::<N>(s), plane).ln();
+        let (m, s) = row_max_sumexp::<F, N>(logits, base, vecs, plane);
+        let l = m + s.ln();
         if UNIT_POS_X == 0 {
             let t = targets[row];
             let mut out = 0.0f32;
@@ -125,15 +110,14 @@ pub fn cross_entropy_forward<F: KernelFloat>(
     if rows == 0 {
         return Ok((loss, lse));
     }
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[vocab]);
-    let g = launch::rowwise(&DeviceInfo::of(client), rows);
+    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
     unsafe {
         cross_entropy_forward_kernel::launch::<F>(
             client,
             g.cube_count,
             g.cube_dim,
             vs,
-            BufferArg::from_raw_parts(logits.clone(), rows * vocab / vs),
+            BufferArg::from_raw_parts(logits.clone(), n),
             BufferArg::from_raw_parts(targets.clone(), rows),
             BufferArg::from_raw_parts(loss.clone(), rows),
             BufferArg::from_raw_parts(lse.clone(), rows),
@@ -165,9 +149,7 @@ pub fn cross_entropy_backward<F: KernelFloat>(
     if rows == 0 || vocab == 0 {
         return Ok(out);
     }
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[vocab]);
-    let g = launch::rowwise(&DeviceInfo::of(client), rows);
-    let n = rows * vocab / vs;
+    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
     unsafe {
         cross_entropy_backward_kernel::launch::<F>(
             client,

@@ -89,6 +89,50 @@ pub(crate) fn rowwise(info: &DeviceInfo, rows: usize) -> Rowwise {
     }
 }
 
+/// Geometry of a row-wise launch over a (rows, cols) tensor read as vectors of `vs` elements.
+pub(crate) struct RowLaunch {
+    /// Vector width (divides `cols`).
+    pub vs: usize,
+    pub geo: Rowwise,
+    /// Vectors in the whole tensor.
+    pub vecs: usize,
+}
+
+pub(crate) fn row_launch(client: &cubecl::client::Client, elem_bytes: usize, rows: usize, cols: usize) -> RowLaunch {
+    let vs = vector_size(client, elem_bytes, &[cols]);
+    RowLaunch { vs, geo: rowwise(&DeviceInfo::of(client), rows), vecs: rows * cols / vs }
+}
+
+/// A row-wise op needs non-empty rows (a max or a mean of nothing is undefined).
+pub(crate) fn check_rows(op: &'static str, rows: usize, cols: usize) -> crate::Result<()> {
+    if rows > 0 && cols == 0 {
+        return Err(crate::KernelError::shape(op, &[&[rows, cols]], "rows are empty"));
+    }
+    Ok(())
+}
+
+/// Running maximum and sum of `exp(x - max)` over one row (`vecs` vectors from `base`), shared
+/// by the units of the row: the two passes of a stable softmax / logsumexp.
+#[cube]
+pub(crate) fn row_max_sumexp<F: Float, N: Size>(x: &[Vector<F, N>], base: usize, vecs: usize, #[comptime] plane: bool) -> (f32, f32) {
+    let stride = CUBE_DIM_X as usize;
+    let mut m = Vector::<f32, N>::new(f32::NEG_INFINITY);
+    let mut c = UNIT_POS_X as usize;
+    while c < vecs {
+        m = max(m, Vector::<f32, N>::cast_from(x[base + c]));
+        c += stride;
+    }
+    let m = row_max(lane_max::<N>(m), plane);
+    let mv = Vector::<f32, N>::new(m);
+    let mut s = Vector::<f32, N>::new(0.0);
+    c = UNIT_POS_X as usize;
+    while c < vecs {
+        s += (Vector::<f32, N>::cast_from(x[base + c]) - mv).exp();
+        c += stride;
+    }
+    (m, row_sum(lane_sum::<N>(s), plane))
+}
+
 /// A 1-d count of cubes folded into two dimensions when it exceeds a grid dimension's limit.
 pub(crate) fn grid_1d(cubes: usize) -> CubeCount {
     const MAX_X: usize = 65_535;

@@ -5,7 +5,7 @@ use cubecl::prelude::*;
 use crate::check::{Check, Ctx};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::launch::{self, item_index, lane_max, lane_sum, row_index, row_max, row_sum};
+use crate::launch::{self, RowLaunch, item_index, lane_max, lane_sum, row_index, row_max, row_sum};
 use crate::{Client, Handle, Result};
 
 /// Which reduction of a row.
@@ -76,22 +76,19 @@ pub fn reduce_rows<F: KernelFloat>(
     op: Reduce,
 ) -> Result<Handle> {
     launch::check_size("reduce_rows", "x", x, &[rows, cols], F::DTYPE)?;
-    if cols == 0 && rows > 0 {
-        return Err(crate::KernelError::shape("reduce_rows", &[&[rows, cols]], "rows are empty"));
-    }
+    launch::check_rows("reduce_rows", rows, cols)?;
     let out = client.empty(rows * F::DTYPE.size());
     if rows == 0 {
         return Ok(out);
     }
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[cols]);
-    let g = launch::rowwise(&DeviceInfo::of(client), rows);
+    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
     unsafe {
         reduce_rows_kernel::launch::<F>(
             client,
             g.cube_count,
             g.cube_dim,
             vs,
-            BufferArg::from_raw_parts(x.clone(), rows * cols / vs),
+            BufferArg::from_raw_parts(x.clone(), n),
             BufferArg::from_raw_parts(out.clone(), rows),
             rows,
             cols,

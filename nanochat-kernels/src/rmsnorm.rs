@@ -5,9 +5,8 @@
 use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
-use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::launch::{self, lane_sum, row_index, row_sum};
+use crate::launch::{self, RowLaunch, lane_sum, row_index, row_sum};
 use crate::reduce::ROW_SHAPES;
 use crate::{Client, Handle, Result};
 
@@ -91,17 +90,13 @@ pub fn rmsnorm_forward<F: KernelFloat>(
     eps: f32,
 ) -> Result<(Handle, Handle)> {
     launch::check_size("rmsnorm", "x", x, &[rows, cols], F::DTYPE)?;
-    if rows > 0 && cols == 0 {
-        return Err(crate::KernelError::shape("rmsnorm", &[&[rows, cols]], "rows are empty"));
-    }
+    launch::check_rows("rmsnorm", rows, cols)?;
     let y = client.empty(rows * cols * F::DTYPE.size());
     let rstd = client.empty(rows.max(1) * 4);
     if rows == 0 {
         return Ok((y, rstd));
     }
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[cols]);
-    let g = launch::rowwise(&DeviceInfo::of(client), rows);
-    let n = rows * cols / vs;
+    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
     unsafe {
         rmsnorm_forward_kernel::launch::<F>(
             client,
@@ -136,9 +131,7 @@ pub fn rmsnorm_backward<F: KernelFloat>(
     if rows == 0 || cols == 0 {
         return Ok(dx);
     }
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[cols]);
-    let g = launch::rowwise(&DeviceInfo::of(client), rows);
-    let n = rows * cols / vs;
+    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
     unsafe {
         rmsnorm_backward_kernel::launch::<F>(
             client,

@@ -4,9 +4,8 @@
 use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
-use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::launch::{self, lane_max, lane_sum, row_index, row_max, row_sum};
+use crate::launch::{self, RowLaunch, lane_sum, row_index, row_max_sumexp, row_sum};
 use crate::reduce::ROW_SHAPES;
 use crate::{Client, Handle, Result};
 
@@ -22,27 +21,14 @@ fn softmax_kernel<F: Float, N: Size>(
     if row < rows {
         let vecs = cols / N::value();
         let base = row * vecs;
-        let stride = CUBE_DIM_X as usize;
-        let mut m = Vector::<f32, N>::new(f32::NEG_INFINITY);
-        let mut c = UNIT_POS_X as usize;
-        while c < vecs {
-            m = max(m, Vector::<f32, N>::cast_from(x[base + c]));
-            c += stride;
-        }
-        let m = row_max(lane_max::<N>(m), plane);
+        let (m, s) = row_max_sumexp::<F, N>(x, base, vecs, plane);
         let mv = Vector::<f32, N>::new(m);
-        let mut s = Vector::<f32, N>::new(0.0);
-        c = UNIT_POS_X as usize;
-        while c < vecs {
-            s += (Vector::<f32, N>::cast_from(x[base + c]) - mv).exp();
-            c += stride;
-        }
-        let inv = Vector::<f32, N>::new(1.0 / row_sum(lane_sum::<N>(s), plane));
-        c = UNIT_POS_X as usize;
+        let inv = Vector::<f32, N>::new(1.0 / s);
+        let mut c = UNIT_POS_X as usize;
         while c < vecs {
             let e = (Vector::<f32, N>::cast_from(x[base + c]) - mv).exp();
             y[base + c] = Vector::cast_from(e * inv);
-            c += stride;
+            c += CUBE_DIM_X as usize;
         }
     }
 }
@@ -78,24 +64,15 @@ fn softmax_backward_kernel<F: Float, N: Size>(
     }
 }
 
-fn check_rows(op: &'static str, rows: usize, cols: usize) -> Result<()> {
-    if rows > 0 && cols == 0 {
-        return Err(crate::KernelError::shape(op, &[&[rows, cols]], "rows are empty"));
-    }
-    Ok(())
-}
-
 /// Softmax of each row of a (rows, cols) tensor.
 pub fn softmax<F: KernelFloat>(client: &Client, x: &Handle, rows: usize, cols: usize) -> Result<Handle> {
     launch::check_size("softmax", "x", x, &[rows, cols], F::DTYPE)?;
-    check_rows("softmax", rows, cols)?;
+    launch::check_rows("softmax", rows, cols)?;
     let y = client.empty(rows * cols * F::DTYPE.size());
     if rows == 0 {
         return Ok(y);
     }
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[cols]);
-    let g = launch::rowwise(&DeviceInfo::of(client), rows);
-    let n = rows * cols / vs;
+    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
     unsafe {
         softmax_kernel::launch::<F>(
             client,
@@ -122,14 +99,12 @@ pub fn softmax_backward<F: KernelFloat>(
 ) -> Result<Handle> {
     launch::check_size("softmax_backward", "y", y, &[rows, cols], F::DTYPE)?;
     launch::check_size("softmax_backward", "dy", dy, &[rows, cols], F::DTYPE)?;
-    check_rows("softmax_backward", rows, cols)?;
+    launch::check_rows("softmax_backward", rows, cols)?;
     let dx = client.empty(rows * cols * F::DTYPE.size());
     if rows == 0 {
         return Ok(dx);
     }
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[cols]);
-    let g = launch::rowwise(&DeviceInfo::of(client), rows);
-    let n = rows * cols / vs;
+    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
     unsafe {
         softmax_backward_kernel::launch::<F>(
             client,

@@ -8,7 +8,8 @@ use cubecl::prelude::*;
 use super::{AttentionShape, KvLayout};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::launch::{self, grid_1d, lane_sum};
+use super::forward::attend;
+use crate::launch::{self, grid_1d};
 use crate::{Client, Handle, KernelError, Result};
 
 #[cube(launch)]
@@ -44,22 +45,9 @@ fn attention_decode_kernel<F: Float, N: Size>(
     let mut l = 0.0f32;
     let mut j = u;
     while j < len {
-        let kb = kv_base + j * kv_row_stride;
-        let mut sv = Vector::<f32, N>::new(0.0);
-        #[unroll]
-        for d in 0..dv {
-            sv += qr[d] * Vector::<f32, N>::cast_from(k[kb + d]);
-        }
-        let score = lane_sum::<N>(sv);
-        let m_new = max(m, score);
-        let corr = (m - m_new).exp();
-        let p = (score - m_new).exp();
-        l = l * corr + p;
-        #[unroll]
-        for d in 0..dv {
-            acc[d] = acc[d] * Vector::new(corr) + Vector::<f32, N>::cast_from(v[kb + d]) * Vector::new(p);
-        }
-        m = m_new;
+        let (m2, l2) = attend::<F, N>(&qr, k, v, kv_base + j * kv_row_stride, &mut acc, m, l, dv);
+        m = m2;
+        l = l2;
         j += units;
     }
     let mut sm_m = Shared::<[f32]>::new_slice(units);

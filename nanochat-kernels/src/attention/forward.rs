@@ -14,6 +14,36 @@ use crate::dtype::KernelFloat;
 use crate::launch::{self, item_index, lane_sum};
 use crate::{Client, Handle, Result};
 
+/// One step of the online softmax: folds key/value row `kb` into the running max `m`, sum `l`
+/// and weighted values `acc` of a (pre-scaled) query row; returns the new `(m, l)`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attend<F: Float, N: Size>(
+    qr: &Array<Vector<f32, N>>,
+    k: &[Vector<F, N>],
+    v: &[Vector<F, N>],
+    kb: usize,
+    acc: &mut Array<Vector<f32, N>>,
+    m: f32,
+    l: f32,
+    #[comptime] dv: usize,
+) -> (f32, f32) {
+    let mut sv = Vector::<f32, N>::new(0.0);
+    #[unroll]
+    for d in 0..dv {
+        sv += qr[d] * Vector::<f32, N>::cast_from(k[kb + d]);
+    }
+    let score = lane_sum::<N>(sv);
+    let m_new = max(m, score);
+    let corr = (m - m_new).exp();
+    let p = (score - m_new).exp();
+    #[unroll]
+    for d in 0..dv {
+        acc[d] = acc[d] * Vector::new(corr) + Vector::<f32, N>::cast_from(v[kb + d]) * Vector::new(p);
+    }
+    (m_new, l * corr + p)
+}
+
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn attention_forward_kernel<F: Float, N: Size>(
@@ -53,22 +83,9 @@ fn attention_forward_kernel<F: Float, N: Size>(
             let mut l = 0.0f32;
             let limit = i + tk - tq + 1;
             for j in 0..limit {
-                let kb = kv_base + j * kv_row_stride;
-                let mut sv = Vector::<f32, N>::new(0.0);
-                #[unroll]
-                for d in 0..dv {
-                    sv += qr[d] * Vector::<f32, N>::cast_from(k[kb + d]);
-                }
-                let score = lane_sum::<N>(sv);
-                let m_new = max(m, score);
-                let corr = (m - m_new).exp();
-                let p = (score - m_new).exp();
-                l = l * corr + p;
-                #[unroll]
-                for d in 0..dv {
-                    acc[d] = acc[d] * Vector::new(corr) + Vector::<f32, N>::cast_from(v[kb + d]) * Vector::new(p);
-                }
-                m = m_new;
+                let (m2, l2) = attend::<F, N>(&qr, k, v, kv_base + j * kv_row_stride, &mut acc, m, l, dv);
+                m = m2;
+                l = l2;
             }
             let inv = Vector::<f32, N>::new(1.0 / l);
             #[unroll]
