@@ -164,6 +164,7 @@ pub fn all_checks() -> Vec<Check> {
     out.extend(crate::rotary::checks());
     out.extend(crate::matmul::checks());
     out.extend(crate::attention::checks());
+    out.extend(crate::dropout::checks());
     out.extend(crate::optim::checks());
     out.extend(crate::layout::checks());
     out

@@ -1,5 +1,5 @@
-//! Data movement: batched 2-d transpose (used by Muon's Newton-Schulz on tall matrices and by
-//! the tensor layer's `transpose`).
+//! Data movement: batched 2-d transpose (Muon's Newton-Schulz on tall matrices, the tensor
+//! layer's `transpose`), column slices (matmul panels) and row writes (KV-cache appends).
 
 use cubecl::prelude::*;
 
@@ -100,6 +100,83 @@ pub fn slice_cols<F: KernelFloat>(client: &Client, x: &Handle, rows: usize, cols
     Ok(y)
 }
 
+#[cube(launch)]
+fn write_rows_kernel<F: Float, N: Size>(
+    src: &[Vector<F, N>],
+    dst: &mut [Vector<F, N>],
+    seq: usize,
+    row: usize,
+    capacity: usize,
+    pos: usize,
+    steps: usize,
+    #[comptime] blocked: bool,
+) {
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < src.len() {
+            // src (batch, seq, row) -> dst (batch, capacity, row) at position pos.
+            let r = i / row;
+            let b = r / seq;
+            let t = r % seq;
+            dst[(b * capacity + pos + t) * row + i % row] = src[i];
+        }
+    }
+}
+
+/// Writes `src` (batch, seq, row) into `dst` (batch, capacity, row) at positions
+/// `pos..pos + seq`, in place (a KV cache append).
+#[allow(clippy::too_many_arguments)]
+pub fn write_rows<F: KernelFloat>(
+    client: &Client,
+    dst: &Handle,
+    capacity: usize,
+    src: &Handle,
+    batch: usize,
+    seq: usize,
+    row: usize,
+    pos: usize,
+) -> Result<()> {
+    launch::check_size("write_rows", "src", src, &[batch, seq, row], F::DTYPE)?;
+    launch::check_size("write_rows", "dst", dst, &[batch, capacity, row], F::DTYPE)?;
+    if pos + seq > capacity {
+        return Err(crate::KernelError::unsupported(
+            "write_rows",
+            format!("positions {pos}..{} exceed the capacity of {capacity}", pos + seq),
+        ));
+    }
+    let len = batch * seq * row;
+    if len == 0 {
+        return Ok(());
+    }
+    let vs = launch::vector_size(client, F::DTYPE.size(), &[row]);
+    let g = launch::elemwise(&DeviceInfo::of(client), len / vs);
+    unsafe {
+        write_rows_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(src.clone(), len / vs),
+            BufferArg::from_raw_parts(dst.clone(), batch * capacity * row / vs),
+            seq,
+            row / vs,
+            capacity,
+            pos,
+            g.steps,
+            g.blocked,
+        )
+    };
+    Ok(())
+}
+
+/// Plain-Rust reference of [`write_rows`] (updates `dst`).
+pub fn write_rows_ref(dst: &mut [f64], capacity: usize, src: &[f64], seq: usize, row: usize, pos: usize) {
+    for (r, chunk) in src.chunks(row).enumerate() {
+        let (b, t) = (r / seq, r % seq);
+        dst[(b * capacity + pos + t) * row..][..row].copy_from_slice(chunk);
+    }
+}
+
 /// Plain-Rust reference of [`slice_cols`].
 pub fn slice_cols_ref(x: &[f64], cols: usize, start: usize, width: usize) -> Vec<f64> {
     x.chunks(cols).flat_map(|row| row[start..start + width].iter().copied()).collect()
@@ -119,7 +196,11 @@ pub fn transpose_ref(x: &[f64], batch: usize, rows: usize, cols: usize) -> Vec<f
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "layout.transpose", run: check_transpose }, Check { name: "layout.slice_cols", run: check_slice_cols }]
+    vec![
+        Check { name: "layout.transpose", run: check_transpose },
+        Check { name: "layout.slice_cols", run: check_slice_cols },
+        Check { name: "layout.write_rows", run: check_write_rows },
+    ]
 }
 
 fn check_transpose(ctx: &mut Ctx) -> Result<()> {
@@ -144,8 +225,27 @@ fn check_slice_cols(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+fn check_write_rows(ctx: &mut Ctx) -> Result<()> {
+    for (batch, capacity, seq, row, pos) in [(1, 1, 1, 1, 0), (2, 9, 3, 6, 4), (3, 17, 1, 64, 16), (1, 33, 33, 7, 0)] {
+        let dst = ctx.rand(batch * capacity * row, -1.0, 1.0);
+        let src = ctx.rand(batch * seq * row, -1.0, 1.0);
+        let (hd, hs) = (ctx.upload(&dst), ctx.upload(&src));
+        crate::with_float!(ctx.dtype, F => write_rows::<F>(ctx.client, &hd, capacity, &hs, batch, seq, row, pos))?;
+        let got = ctx.download(&hd)?;
+        let mut want = f64s(&dst);
+        write_rows_ref(&mut want, capacity, &f64s(&src), seq, row, pos);
+        ctx.compare("write_rows", &format!("b={batch} cap={capacity} seq={seq} row={row} pos={pos}"), &got, &want, 0.0);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn write_rows_matches_reference() {
+        crate::check::assert_check("layout.write_rows");
+    }
+
     #[test]
     fn slice_cols_matches_reference() {
         crate::check::assert_check("layout.slice_cols");

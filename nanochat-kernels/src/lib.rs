@@ -18,6 +18,7 @@ pub mod broadcast;
 pub mod check;
 pub mod cross_entropy;
 pub mod device;
+pub mod dropout;
 pub mod dtype;
 pub mod elementwise;
 pub mod embedding;
