@@ -5,6 +5,7 @@
 //! ```text
 //! nanochat selftest [--device cpu|cuda] [--json]      every kernel against its reference
 //! nanochat bench kernels [--device cpu|cuda] [--json]  kernel throughput as one JSON object
+//! nanochat verify-reference FILE [--device cpu|cuda]   reproduce nanochat's float64 fixtures
 //! ```
 
 mod cmd;
@@ -25,6 +26,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Reproduce a float64 fixture of nanochat's PyTorch GPT (logits, loss, every gradient).
+    #[command(alias = "verify_reference")]
+    VerifyReference(cmd::verify_reference::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +40,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Selftest(args) => cmd::selftest::run(args),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::VerifyReference(args) => cmd::verify_reference::run(args),
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,9 @@ pub enum CoreError {
     /// A file whose contents are not what was expected (a missing tensor, a wrong shape).
     #[error("{path}: tensor `{tensor}`: {why}")]
     Format { path: String, tensor: String, why: String },
+    /// An invalid model configuration.
+    #[error("invalid GPTConfig: {0}")]
+    Config(String),
     /// Backward asked for something the tape cannot give.
     #[error("autograd: {0}")]
     Autograd(String),

@@ -23,12 +23,15 @@ pub mod autograd;
 pub mod device;
 pub mod error;
 pub mod io;
+pub mod model;
 pub mod ops;
 pub mod tensor;
+pub mod verify;
 
 pub use autograd::{Grads, Tape};
 pub use device::Device;
 pub use error::{CoreError, Result};
+pub use model::{GPTConfig, GPT};
 pub use nanochat_kernels::DType;
 pub use tensor::Tensor;
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod selftest;
+pub mod verify_reference;
 
 use anyhow::Context;
 use nanochat_core::Device;

@@ -5,6 +5,7 @@
 
 mod attention;
 mod cross_entropy;
+mod dropout;
 mod elementwise;
 mod embedding;
 mod matmul;
@@ -16,6 +17,7 @@ mod softmax;
 
 pub use attention::attention;
 pub use cross_entropy::{cross_entropy, Reduction};
+pub use dropout::dropout;
 pub use elementwise::{add, affine, div, exp, log, mul, neg, relu2, scale, softcap, square, sub, tanh};
 pub use embedding::embedding;
 pub use matmul::{linear, matmul};

@@ -1,0 +1,195 @@
+//! `GPTConfig`: the model's hyper-parameters under the names nanochat users know, with
+//! validation and the depth-scaled size presets.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CoreError, Result};
+
+/// nanochat's GPT configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GPTConfig {
+    /// Tokens in the vocabulary (including the special tokens).
+    pub vocab_size: usize,
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (grouped-query attention); divides `n_head`.
+    pub n_kv_head: usize,
+    /// Width of the residual stream.
+    pub n_embd: usize,
+    /// Longest sequence (rotary tables are built for it); nanochat calls it `sequence_len`.
+    #[serde(alias = "sequence_len")]
+    pub block_size: usize,
+    /// Dropout on the attention and MLP outputs, in training mode only.
+    pub dropout: f32,
+    /// A bias in every Linear (nanochat has none).
+    pub bias: bool,
+    /// Base of the rotary frequencies.
+    pub rope_base: f32,
+}
+
+impl Default for GPTConfig {
+    fn default() -> Self {
+        GPTConfig {
+            vocab_size: 32768,
+            n_layer: 12,
+            n_head: 12,
+            n_kv_head: 12,
+            n_embd: 768,
+            block_size: 1024,
+            dropout: 0.0,
+            bias: false,
+            rope_base: 10000.0,
+        }
+    }
+}
+
+/// The model sizes of nanochat's depth scaling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelSize {
+    /// depth 4: trains on a laptop CPU in minutes.
+    Tiny,
+    /// depth 8.
+    Small,
+    /// depth 12.
+    Medium,
+    /// depth 20 (nanochat's speedrun model).
+    Large,
+}
+
+impl ModelSize {
+    pub fn depth(self) -> usize {
+        match self {
+            ModelSize::Tiny => 4,
+            ModelSize::Small => 8,
+            ModelSize::Medium => 12,
+            ModelSize::Large => 20,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ModelSize> {
+        match s {
+            "tiny" => Some(ModelSize::Tiny),
+            "small" => Some(ModelSize::Small),
+            "medium" => Some(ModelSize::Medium),
+            "large" => Some(ModelSize::Large),
+            _ => None,
+        }
+    }
+}
+
+impl GPTConfig {
+    /// nanochat's depth scaling: `n_embd = 64 * depth`, heads of 128 dimensions (rounded up to
+    /// at least one head), `n_kv_head = n_head`.
+    pub fn from_depth(depth: usize, vocab_size: usize, block_size: usize) -> GPTConfig {
+        let n_embd = 64 * depth;
+        let n_head = n_embd.div_ceil(128).max(1);
+        GPTConfig { vocab_size, n_layer: depth, n_head, n_kv_head: n_head, n_embd, block_size, ..GPTConfig::default() }
+    }
+
+    pub fn preset(size: ModelSize, vocab_size: usize, block_size: usize) -> GPTConfig {
+        GPTConfig::from_depth(size.depth(), vocab_size, block_size)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head.max(1)
+    }
+
+    /// Every rule a usable configuration follows; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(CoreError::Config(why));
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_kv_head", self.n_kv_head),
+            ("n_embd", self.n_embd),
+            ("block_size", self.block_size),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be positive"));
+            }
+        }
+        if self.n_embd % self.n_head != 0 {
+            return bad(format!("n_embd {} is not divisible by n_head {}", self.n_embd, self.n_head));
+        }
+        if self.n_head % self.n_kv_head != 0 {
+            return bad(format!("n_head {} is not divisible by n_kv_head {}", self.n_head, self.n_kv_head));
+        }
+        if self.head_dim() % 2 != 0 {
+            return bad(format!("head_dim {} (n_embd / n_head) must be even for rotary embeddings", self.head_dim()));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout {} is outside [0, 1)", self.dropout));
+        }
+        if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
+            return bad(format!("rope_base {} must be a finite number above 1", self.rope_base));
+        }
+        if self.vocab_size > u32::MAX as usize {
+            return bad(format!("vocab_size {} exceeds the 32-bit token ids", self.vocab_size));
+        }
+        Ok(())
+    }
+
+    /// The config as nanochat's JSON (`sequence_len` as well as `block_size`), for file metadata.
+    pub fn to_json(&self) -> String {
+        let mut v = serde_json::to_value(self).expect("config serialises");
+        v["sequence_len"] = serde_json::json!(self.block_size);
+        v.to_string()
+    }
+
+    /// Parses a config from JSON (nanochat's field names; missing fields take the defaults)
+    /// and validates it.
+    pub fn from_json(s: &str) -> Result<GPTConfig> {
+        let c: GPTConfig = serde_json::from_str(s).map_err(|e| CoreError::Config(format!("config JSON: {e}")))?;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_scale_like_nanochat() {
+        let c = GPTConfig::preset(ModelSize::Tiny, 32768, 1024);
+        assert_eq!((c.n_layer, c.n_embd, c.n_head, c.head_dim()), (4, 256, 2, 128));
+        let c = GPTConfig::preset(ModelSize::Large, 65536, 2048);
+        assert_eq!((c.n_layer, c.n_embd, c.n_head, c.head_dim()), (20, 1280, 10, 128));
+        for s in [ModelSize::Tiny, ModelSize::Small, ModelSize::Medium, ModelSize::Large] {
+            GPTConfig::preset(s, 32768, 1024).validate().unwrap();
+        }
+        GPTConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_configs_are_errors_naming_the_field() {
+        let base = GPTConfig::default();
+        let cases = [
+            (GPTConfig { n_embd: 770, ..base.clone() }, "not divisible by n_head"),
+            (GPTConfig { n_kv_head: 5, ..base.clone() }, "not divisible by n_kv_head"),
+            (GPTConfig { n_embd: 36, n_head: 12, n_kv_head: 12, ..base.clone() }, "must be even"),
+            (GPTConfig { n_layer: 0, ..base.clone() }, "n_layer must be positive"),
+            (GPTConfig { vocab_size: 0, ..base.clone() }, "vocab_size must be positive"),
+            (GPTConfig { dropout: 1.0, ..base.clone() }, "dropout"),
+        ];
+        for (c, want) in cases {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{e} should mention {want}");
+        }
+    }
+
+    #[test]
+    fn json_round_trip_and_nanochat_names() {
+        let c = GPTConfig { n_kv_head: 4, bias: true, ..GPTConfig::default() };
+        assert_eq!(GPTConfig::from_json(&c.to_json()).unwrap(), c);
+        let fixture = r#"{"sequence_len": 16, "vocab_size": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "n_embd": 32}"#;
+        let f = GPTConfig::from_json(fixture).unwrap();
+        assert_eq!((f.block_size, f.vocab_size, f.n_kv_head), (16, 64, 2));
+        assert!(GPTConfig::from_json("{\"n_head\": 0}").is_err());
+        assert!(GPTConfig::from_json("not json").is_err());
+    }
+}

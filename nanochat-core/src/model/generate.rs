@@ -1,0 +1,129 @@
+//! The reference sampler: a streaming generator over the KV cache (prefill the prompt once,
+//! then one token at a time), with temperature (0 = argmax), top-k and a seed. The fast,
+//! batched path with tool use is the engine's (a later milestone).
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{KvCache, GPT};
+use crate::{CoreError, Result};
+
+/// How the next token is drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SamplingParams {
+    /// Softmax temperature; 0 picks the most likely token.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens.
+    pub top_k: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams { temperature: 1.0, top_k: None, seed: 42 }
+    }
+}
+
+/// Draws a token from one row of logits.
+pub fn sample_token(logits: &[f32], temperature: f32, top_k: Option<usize>, rng: &mut StdRng) -> Result<u32> {
+    if logits.is_empty() {
+        return Err(CoreError::Config("sampling from an empty vocabulary".into()));
+    }
+    if !(temperature >= 0.0 && temperature.is_finite()) {
+        return Err(CoreError::Config(format!("temperature {temperature} must be a finite number >= 0")));
+    }
+    let argmax = || logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap_or(0);
+    if temperature == 0.0 || top_k == Some(1) {
+        return Ok(argmax());
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    if let Some(k) = top_k {
+        if k == 0 {
+            return Err(CoreError::Config("top_k must be at least 1".into()));
+        }
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        order.truncate(k.min(logits.len()));
+    }
+    let m = order.iter().map(|&i| logits[i]).fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = order.iter().map(|&i| (((logits[i] - m) / temperature) as f64).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (w, &i) in weights.iter().zip(&order) {
+        if u < *w {
+            return Ok(i as u32);
+        }
+        u -= w;
+    }
+    Ok(*order.last().expect("non-empty") as u32)
+}
+
+/// Streams sampled tokens: `for token in model.generate(&prompt, 256, params)? { ... }`.
+pub struct Generator<'a> {
+    model: &'a GPT,
+    cache: KvCache,
+    params: SamplingParams,
+    rng: StdRng,
+    /// Logits of the next position.
+    next_logits: Vec<f32>,
+    remaining: usize,
+    failed: bool,
+}
+
+impl GPT {
+    /// Generates up to `max_new_tokens` tokens after `tokens` (nanochat's `generate`). Stops
+    /// early when the context (`block_size`) is full.
+    pub fn generate(&self, tokens: &[u32], max_new_tokens: usize, params: SamplingParams) -> Result<Generator<'_>> {
+        if tokens.is_empty() {
+            return Err(CoreError::Config("generate needs at least one prompt token".into()));
+        }
+        let c = self.config();
+        if tokens.len() > c.block_size {
+            return Err(CoreError::Config(format!("prompt of {} tokens exceeds block_size {}", tokens.len(), c.block_size)));
+        }
+        let mut cache = KvCache::new(c, self.get_device(), self.dtype(), 1, c.block_size)?;
+        let logits = self.forward_cached(tokens, 1, tokens.len(), &mut cache)?;
+        let v = c.vocab_size;
+        let all = logits.to_vec_f32()?;
+        let next_logits = all[all.len() - v..].to_vec();
+        Ok(Generator {
+            model: self,
+            cache,
+            params,
+            rng: StdRng::seed_from_u64(params.seed),
+            next_logits,
+            remaining: max_new_tokens,
+            failed: false,
+        })
+    }
+}
+
+impl Generator<'_> {
+    fn step(&mut self) -> Result<u32> {
+        let token = sample_token(&self.next_logits, self.params.temperature, self.params.top_k, &mut self.rng)?;
+        self.remaining -= 1;
+        if self.remaining > 0 && self.cache.len() < self.cache.capacity() {
+            self.next_logits = self.model.forward_cached(&[token], 1, 1, &mut self.cache)?.to_vec_f32()?;
+        } else {
+            self.remaining = 0;
+        }
+        Ok(token)
+    }
+
+    /// Whether generation stopped because the context is full.
+    pub fn context_full(&self) -> bool {
+        self.cache.len() >= self.cache.capacity()
+    }
+}
+
+impl Iterator for Generator<'_> {
+    type Item = Result<u32>;
+
+    fn next(&mut self) -> Option<Result<u32>> {
+        if self.remaining == 0 || self.failed {
+            return None;
+        }
+        let r = self.step();
+        self.failed = r.is_err();
+        Some(r)
+    }
+}
