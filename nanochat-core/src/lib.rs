@@ -25,6 +25,7 @@ pub mod error;
 pub mod io;
 pub mod model;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
 pub mod verify;
 

@@ -20,7 +20,7 @@ pub struct GPTConfig {
     /// Width of the residual stream.
     pub n_embd: usize,
     /// Longest sequence (rotary tables are built for it); nanochat calls it `sequence_len`.
-    #[serde(alias = "sequence_len")]
+    #[serde(rename = "sequence_len", alias = "block_size")]
     pub block_size: usize,
     /// Dropout on the attention and MLP outputs, in training mode only.
     pub dropout: f32,
@@ -133,11 +133,10 @@ impl GPTConfig {
         Ok(())
     }
 
-    /// The config as nanochat's JSON (`sequence_len` as well as `block_size`), for file metadata.
+    /// The config as nanochat's JSON (`block_size` is written as nanochat's `sequence_len`;
+    /// both names are read), for file metadata.
     pub fn to_json(&self) -> String {
-        let mut v = serde_json::to_value(self).expect("config serialises");
-        v["sequence_len"] = serde_json::json!(self.block_size);
-        v.to_string()
+        serde_json::to_string(self).expect("config serialises")
     }
 
     /// Parses a config from JSON (nanochat's field names; missing fields take the defaults)
@@ -186,6 +185,8 @@ mod tests {
     fn json_round_trip_and_nanochat_names() {
         let c = GPTConfig { n_kv_head: 4, bias: true, ..GPTConfig::default() };
         assert_eq!(GPTConfig::from_json(&c.to_json()).unwrap(), c);
+        assert!(c.to_json().contains("\"sequence_len\":1024"));
+        assert_eq!(GPTConfig::from_json("{\"block_size\": 7, \"n_layer\": 1}").unwrap().block_size, 7);
         let fixture = r#"{"sequence_len": 16, "vocab_size": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "n_embd": 32}"#;
         let f = GPTConfig::from_json(fixture).unwrap();
         assert_eq!((f.block_size, f.vocab_size, f.n_kv_head), (16, 64, 2));

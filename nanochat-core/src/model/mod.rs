@@ -6,6 +6,8 @@ mod generate;
 mod gpt;
 mod kv_cache;
 mod linear;
+#[cfg(test)]
+mod tests;
 mod weights;
 
 pub use config::{GPTConfig, ModelSize};

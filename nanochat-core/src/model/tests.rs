@@ -1,0 +1,192 @@
+//! Property tests of the model: KV-cache decoding equals the full forward, the initial loss is
+//! ln(vocab), one batch can be overfit, dropout only trains, generation is reproducible.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::ops::Reduction;
+use crate::optim::{AdamW, AdamWConfig};
+use crate::{DType, Device, Tape};
+
+fn small(vocab: usize, n_kv_head: usize) -> GPTConfig {
+    GPTConfig { vocab_size: vocab, n_layer: 2, n_head: 4, n_kv_head, n_embd: 32, block_size: 16, ..GPTConfig::default() }
+}
+
+fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    (0..n as u64).map(|i| ((i * 2654435761 + seed * 97) % vocab as u64) as u32).collect()
+}
+
+fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Prefill a prompt, then feed the rest in chunks (one token or several): every position's
+    /// logits equal the full forward's.
+    #[test]
+    fn kv_cache_decoding_equals_the_full_forward(prompt in 1usize..7, rest in 1usize..7, chunk in 1usize..4,
+                                                  kv in prop::sample::select(vec![1usize, 2, 4]), seed in 0u64..1000) {
+        let dev = Device::cpu().unwrap();
+        // Non-zero output projections so every layer matters.
+        let mut model = GPT::new(small(29, kv), &dev, DType::F32, seed).unwrap();
+        let mut rng = rand::SeedableRng::seed_from_u64(seed);
+        for b in &mut model.blocks {
+            for l in [&mut b.c_proj, &mut b.mlp_c_proj] {
+                let shape = l.weight.shape().to_vec();
+                l.weight = crate::Tensor::from_f32(&dev, &Init::Linear.values(&shape, &mut rng), &shape, DType::F32).unwrap();
+            }
+        }
+        model.lm_head.weight = model.wte.clone();
+        let n = prompt + rest;
+        let ids = tokens(n, 29, seed);
+        let full = model.forward(None, &ids, 1, n).unwrap().to_vec_f32().unwrap();
+        let mut cache = KvCache::new(model.config(), &dev, DType::F32, 1, n).unwrap();
+        let mut got = model.forward_cached(&ids[..prompt], 1, prompt, &mut cache).unwrap().to_vec_f32().unwrap();
+        let mut pos = prompt;
+        while pos < n {
+            let step = chunk.min(n - pos);
+            got.extend(model.forward_cached(&ids[pos..pos + step], 1, step, &mut cache).unwrap().to_vec_f32().unwrap());
+            pos += step;
+        }
+        prop_assert_eq!(cache.len(), n);
+        let err = max_rel(&got, &full);
+        prop_assert!(err < 1e-4, "max relative deviation {}", err);
+    }
+}
+
+#[test]
+fn initial_loss_is_ln_vocab() {
+    let dev = Device::cpu().unwrap();
+    for vocab in [50usize, 97, 32768] {
+        let c = GPTConfig { vocab_size: vocab, ..small(vocab, 2) };
+        let model = GPT::new(c, &dev, DType::F32, 1).unwrap();
+        let ids = tokens(16, vocab, 3);
+        let targets: Vec<i32> = tokens(16, vocab, 4).into_iter().map(|t| t as i32).collect();
+        let loss = model.loss(None, &ids, &targets, 2, 8, Reduction::Mean).unwrap().to_scalar().unwrap();
+        assert!((loss - (vocab as f32).ln()).abs() < 1e-3, "vocab {vocab}: loss {loss}");
+    }
+}
+
+fn overfit(bias: bool) -> f32 {
+    let dev = Device::cpu().unwrap();
+    let c = GPTConfig { bias, ..small(37, 2) };
+    let model = GPT::new(c, &dev, DType::F32, 5).unwrap();
+    let (b, t) = (2, 8);
+    let ids = tokens(b * t, 37, 11);
+    let targets: Vec<i32> = tokens(b * t, 37, 12).into_iter().map(|x| x as i32).collect();
+    let params: Vec<_> = model.named_parameters().into_iter().map(|(_, p)| p).collect();
+    let mut opt = AdamW::new(AdamWConfig { lr: 1e-2, ..AdamWConfig::default() });
+    let mut loss = f32::INFINITY;
+    for _ in 0..150 {
+        let tape = Tape::new();
+        for p in &params {
+            tape.watch(p);
+        }
+        let l = model.loss(Some(&tape), &ids, &targets, b, t, Reduction::Mean).unwrap();
+        loss = l.to_scalar().unwrap();
+        if loss < 0.05 {
+            break;
+        }
+        let grads = tape.backward(&l).unwrap();
+        if bias {
+            let g = grads.get(model.blocks[0].c_fc.bias.as_ref().unwrap()).expect("bias gradient");
+            assert_eq!(g.shape(), &[128]);
+        }
+        opt.step(&params, &grads).unwrap();
+    }
+    loss
+}
+
+#[test]
+fn one_batch_overfits_with_adamw() {
+    let loss = overfit(false);
+    assert!(loss < 0.1, "loss after training: {loss}");
+}
+
+#[test]
+fn one_batch_overfits_with_biases() {
+    let loss = overfit(true);
+    assert!(loss < 0.1, "loss after training: {loss}");
+}
+
+#[test]
+fn dropout_applies_only_in_training_mode() {
+    let dev = Device::cpu().unwrap();
+    let c = GPTConfig { dropout: 0.5, ..small(31, 2) };
+    let mut model = GPT::new(c.clone(), &dev, DType::F32, 2).unwrap();
+    // c_proj starts at zero, which would hide dropout: give the MLP output weight values.
+    let shape = model.blocks[0].mlp_c_proj.weight.shape().to_vec();
+    let w = Init::Linear.values(&shape, &mut rand::SeedableRng::seed_from_u64(1));
+    model.blocks[0].mlp_c_proj.weight = crate::Tensor::from_f32(&dev, &w, &shape, DType::F32).unwrap();
+    model.lm_head.weight = model.wte.clone();
+    let ids = tokens(8, 31, 1);
+    let eval1 = model.forward(None, &ids, 1, 8).unwrap().to_vec_f32().unwrap();
+    let eval2 = model.forward(None, &ids, 1, 8).unwrap().to_vec_f32().unwrap();
+    assert_eq!(eval1, eval2);
+    model.train();
+    let train1 = model.forward(None, &ids, 1, 8).unwrap().to_vec_f32().unwrap();
+    let train2 = model.forward(None, &ids, 1, 8).unwrap().to_vec_f32().unwrap();
+    assert_ne!(train1, eval1);
+    assert_ne!(train1, train2, "each step draws a new mask");
+    model.eval();
+    assert_eq!(model.forward(None, &ids, 1, 8).unwrap().to_vec_f32().unwrap(), eval1);
+}
+
+#[test]
+fn greedy_generation_matches_the_full_forward_and_seeds_reproduce() {
+    let dev = Device::cpu().unwrap();
+    let mut model = GPT::new(small(23, 2), &dev, DType::F32, 9).unwrap();
+    model.lm_head.weight = model.wte.clone();
+    let prompt = vec![1u32, 5, 7];
+    let greedy: Vec<u32> = model
+        .generate(&prompt, 6, SamplingParams { temperature: 0.0, top_k: None, seed: 0 })
+        .unwrap()
+        .collect::<crate::Result<_>>()
+        .unwrap();
+    // The same by re-running the whole sequence each step (nanochat's naive generate).
+    let mut ids = prompt.clone();
+    for _ in 0..6 {
+        let logits = model.forward(None, &ids, 1, ids.len()).unwrap().to_vec_f32().unwrap();
+        let last = &logits[logits.len() - 23..];
+        ids.push(last.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32);
+    }
+    assert_eq!(greedy, ids[3..]);
+    let sample = |seed| -> Vec<u32> {
+        let p = SamplingParams { temperature: 5.0, top_k: Some(10), seed };
+        model.generate(&prompt, 8, p).unwrap().map(|t| t.unwrap()).collect()
+    };
+    assert_eq!(sample(7), sample(7));
+    assert!((0..5).any(|s| sample(s) != sample(7)));
+    // The context is the limit: 13 tokens fill block_size 16 after a 3-token prompt, and the
+    // logits of the last position give one more.
+    let mut g = model.generate(&prompt, 100, SamplingParams::default()).unwrap();
+    let n = g.by_ref().count();
+    assert_eq!(n, 14);
+    assert!(g.context_full());
+}
+
+#[test]
+fn counts_follow_nanochat() {
+    let dev = Device::cpu().unwrap();
+    let c = small(64, 2);
+    let model = GPT::new(c.clone(), &dev, DType::F32, 0).unwrap();
+    let (e, kv) = (32, 2 * 8);
+    let per_layer = e * e + 2 * kv * e + e * e + 2 * 4 * e * e;
+    assert_eq!(model.num_params(), 64 * e * 2 + 2 * per_layer);
+    let flops = 6.0 * (2 * per_layer + 64 * e) as f64 + 12.0 * (2 * 4 * 8 * 16) as f64;
+    assert_eq!(model.estimate_flops(), flops);
+    assert_eq!(model.get_device(), &dev);
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let dev = Device::cpu().unwrap();
+    let model = GPT::new(small(20, 2), &dev, DType::F32, 0).unwrap();
+    assert!(model.forward(None, &[1, 2, 30], 1, 3).unwrap_err().to_string().contains("token id 30"));
+    assert!(model.forward(None, &[0; 17], 1, 17).unwrap_err().to_string().contains("block_size"));
+    assert!(model.forward(None, &[0; 4], 1, 3).is_err());
+    assert!(GPT::new(GPTConfig { n_kv_head: 3, ..small(20, 2) }, &dev, DType::F32, 0).is_err());
+}

@@ -1,0 +1,76 @@
+//! AdamW with PyTorch's semantics (decoupled weight decay, bias-corrected moments), one fused
+//! kernel launch per parameter, moments in f32.
+
+use std::collections::HashMap;
+
+use nanochat_kernels::optim::{adamw_step, AdamWStep};
+use nanochat_kernels::with_float;
+
+use crate::tensor::TensorId;
+use crate::{CoreError, DType, Grads, Result, Tensor};
+
+/// AdamW's hyper-parameters (nanochat's defaults: betas (0.8, 0.95), eps 1e-10, no decay).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    pub lr: f32,
+    pub betas: (f32, f32),
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig { lr: 1e-3, betas: (0.8, 0.95), eps: 1e-10, weight_decay: 0.0 }
+    }
+}
+
+/// AdamW over a set of parameters; state is created on a parameter's first step.
+pub struct AdamW {
+    pub config: AdamWConfig,
+    state: HashMap<TensorId, (Tensor, Tensor)>,
+    step: u32,
+}
+
+impl AdamW {
+    pub fn new(config: AdamWConfig) -> AdamW {
+        AdamW { config, state: HashMap::new(), step: 0 }
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u32 {
+        self.step
+    }
+
+    /// Updates every parameter that has a gradient, in place, at learning rate `lr`.
+    pub fn step_with_lr(&mut self, params: &[Tensor], grads: &Grads, lr: f32) -> Result<()> {
+        self.step += 1;
+        for p in params {
+            let Some(g) = grads.get(p) else { continue };
+            if g.shape() != p.shape() || g.dtype() != p.dtype() {
+                return Err(CoreError::Mismatch { op: "adamw", why: format!("gradient {g:?} for parameter {p:?}") });
+            }
+            if !self.state.contains_key(&p.id()) {
+                let m = Tensor::zeros(p.device(), p.shape(), DType::F32)?;
+                let v = Tensor::zeros(p.device(), p.shape(), DType::F32)?;
+                self.state.insert(p.id(), (m, v));
+            }
+            let (m, v) = &self.state[&p.id()];
+            let h = AdamWStep {
+                lr,
+                beta1: self.config.betas.0,
+                beta2: self.config.betas.1,
+                eps: self.config.eps,
+                weight_decay: self.config.weight_decay,
+                step: self.step,
+            };
+            with_float!(p.dtype(), F =>
+                adamw_step::<F>(p.device().client(), p.handle(), g.handle(), m.handle(), v.handle(), p.len(), &h))?;
+        }
+        Ok(())
+    }
+
+    /// [`AdamW::step_with_lr`] at the configured learning rate.
+    pub fn step(&mut self, params: &[Tensor], grads: &Grads) -> Result<()> {
+        self.step_with_lr(params, grads, self.config.lr)
+    }
+}
