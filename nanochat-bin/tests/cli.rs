@@ -1,0 +1,54 @@
+//! The `nanochat` binary end to end: exit codes, JSON on stdout, clear errors.
+
+use std::process::Command;
+
+fn nanochat(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nanochat")).args(args).output().expect("runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/../tests/fixtures/reference/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn verify_reference_passes_on_both_fixtures() {
+    for name in ["gqa_tiny.safetensors", "mha_small.safetensors"] {
+        let (code, stdout, stderr) = nanochat(&["verify-reference", &fixture(name)]);
+        assert_eq!(code, 0, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+        assert!(v["max_rel_err"].as_f64().unwrap() < 1e-4);
+        assert!(v["muon_rel_err"].as_f64().unwrap() < 1e-4);
+        assert!(v["logits_rel_err"].as_f64().is_some() && v["loss_rel_err"].as_f64().is_some());
+        assert!(v["grads_rel_err"]["transformer.h.0.attn.c_q.weight"].as_f64().is_some());
+        assert_eq!(v["passed"], true);
+    }
+    // nanochat's snake_case name works too.
+    assert_eq!(nanochat(&["verify_reference", &fixture("gqa_tiny.safetensors")]).0, 0);
+}
+
+#[test]
+fn bad_input_is_a_clear_error_not_a_crash() {
+    let (code, _, stderr) = nanochat(&["verify-reference", "/nonexistent/x.safetensors"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("/nonexistent/x.safetensors"), "{stderr}");
+    let (code, _, stderr) = nanochat(&["verify-reference", &fixture("README.md")]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not a safetensors file"), "{stderr}");
+    let (code, _, stderr) = nanochat(&["selftest", "--device", "quantum"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown device `quantum`"), "{stderr}");
+}
+
+#[test]
+fn selftest_runs_kernels_and_fixtures() {
+    let (code, stdout, stderr) = nanochat(&["selftest", "--json", "--filter", "rmsnorm"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(v["passed"].as_u64().unwrap() > 0);
+    assert_eq!(v["failed"], 0);
+    let (code, stdout, stderr) = nanochat(&["selftest", "--json", "--filter", "reference"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["reference_fixtures"].as_array().unwrap().len(), 2);
+}
