@@ -23,6 +23,9 @@ pub enum CoreError {
     /// An invalid model configuration.
     #[error("invalid GPTConfig: {0}")]
     Config(String),
+    /// Tokenizer training, loading or use.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
     /// Backward asked for something the tape cannot give.
     #[error("autograd: {0}")]
     Autograd(String),

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod autograd;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod io;
@@ -27,6 +28,7 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod tensor;
+pub mod tokenizer;
 pub mod verify;
 
 pub use autograd::{Grads, Tape};
