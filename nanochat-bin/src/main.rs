@@ -6,6 +6,8 @@
 //! nanochat selftest [--device cpu|cuda] [--json]      every kernel against its reference
 //! nanochat bench kernels [--device cpu|cuda] [--json]  kernel throughput as one JSON object
 //! nanochat verify-reference FILE [--device cpu|cuda]   reproduce nanochat's float64 fixtures
+//! nanochat tok-train [--input PATH...] [--output DIR] [--vocab-size N] ...   train the tokenizer
+//! nanochat tok-eval [--tokenizer DIR] [--json]         bytes per token vs GPT-2 / GPT-4
 //! ```
 
 mod cmd;
@@ -26,6 +28,12 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Train the BPE tokenizer (the bundled corpus by default).
+    #[command(alias = "tok_train")]
+    TokTrain(cmd::tok_train::Args),
+    /// Bytes per token of our tokenizer vs GPT-2 and GPT-4 on several kinds of text.
+    #[command(alias = "tok_eval")]
+    TokEval(cmd::tok_eval::Args),
     /// Reproduce a float64 fixture of nanochat's PyTorch GPT (logits, loss, every gradient).
     #[command(alias = "verify_reference")]
     VerifyReference(cmd::verify_reference::Args),
@@ -41,6 +49,8 @@ fn main() -> std::process::ExitCode {
         Command::Selftest(args) => cmd::selftest::run(args),
         Command::Bench(c) => cmd::bench::run(c),
         Command::VerifyReference(args) => cmd::verify_reference::run(args),
+        Command::TokTrain(args) => cmd::tok_train::run(args),
+        Command::TokEval(args) => cmd::tok_eval::run(args),
     };
     match result {
         Ok(code) => code,

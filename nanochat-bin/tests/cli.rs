@@ -52,3 +52,52 @@ fn selftest_runs_kernels_and_fixtures() {
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["reference_fixtures"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_trained_tokenizer_encodes_identically_in_a_fresh_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tok");
+    let out_s = out.to_str().unwrap();
+    let (code, stdout, stderr) =
+        nanochat(&["tok-train", "--output", out_s, "--vocab-size", "700", "--max-chars", "300000"]);
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["vocab_size"], 700);
+    assert!(summary["val_bytes_per_token"].as_f64().unwrap() > 1.0);
+    let trained_ids: Vec<u32> = serde_json::from_value(summary["probe"]["ids"].clone()).unwrap();
+    let text = summary["probe"]["text"].as_str().unwrap();
+    // This process loads what the training process wrote.
+    let tok = nanochat_core::tokenizer::Tokenizer::from_pretrained(&out).unwrap();
+    assert_eq!(tok.encode(text), trained_ids);
+    assert_eq!(tok.decode(&trained_ids).unwrap(), text);
+    // tok-eval reads it too, in a third process.
+    let (code, stdout, stderr) = nanochat(&["tok-eval", "--tokenizer", out_s, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<&str> = v["texts"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["prose", "code", "numbers", "non-english", "corpus-val"]);
+    assert!(v["texts"][0]["gpt2_tokens"].as_u64().unwrap() > 0);
+    // The table form.
+    let (code, stdout, _) = nanochat(&["tok-eval", "--tokenizer", out_s]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("corpus-val"));
+}
+
+#[test]
+fn tokenizer_commands_report_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = nanochat(&["tok-eval", "--tokenizer", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("nanochat tok-train"), "{stderr}");
+    let (code, _, stderr) = nanochat(&["tok-train", "--output", dir.path().to_str().unwrap(), "--vocab-size", "100"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("too small"), "{stderr}");
+    let bad = dir.path().join("x.jsonl");
+    std::fs::write(&bad, "{\"no_text\": 1}\n").unwrap();
+    let (code, _, stderr) = nanochat(&["tok-train", "--input", bad.to_str().unwrap(), "--output", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("x.jsonl") && stderr.contains("line 1"), "{stderr}");
+    let (code, _, stderr) = nanochat(&["tok-train", "--train-ratio", "0.9", "--val-ratio", "0.5", "--output", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("ratio"), "{stderr}");
+}

@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod selftest;
+pub mod tok_eval;
+pub mod tok_train;
 pub mod verify_reference;
 
 use anyhow::Context;

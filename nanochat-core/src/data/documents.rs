@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn bundled_corpus_is_there() {
         let docs = bundled_documents().unwrap();
-        assert_eq!(docs.len(), 177);
+        assert_eq!(docs.len(), 1061);
         assert!(docs.iter().map(|d| d.len()).sum::<usize>() > 6_000_000);
         assert!(docs.iter().any(|d| d.contains("Call me Ishmael")));
     }
