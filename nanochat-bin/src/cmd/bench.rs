@@ -11,6 +11,38 @@ use nanochat_kernels::{with_float, DType};
 pub enum BenchCommand {
     /// Kernel throughput (keys such as matmul_1024_gflops, attention_fwd_gflops, rmsnorm_gbps).
     Kernels(KernelArgs),
+    /// Tokenizer encoding speed (MB/s) against tiktoken's GPT-2 and GPT-4 encodings.
+    Tokenizer(TokenizerArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TokenizerArgs {
+    /// Directory (or file) of the tokenizer (default: as `tok-train` writes it).
+    #[arg(long)]
+    tokenizer: Option<std::path::PathBuf>,
+    /// Print compact JSON on one line (the output is JSON either way).
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_tokenizer(args: TokenizerArgs) -> anyhow::Result<ExitCode> {
+    use nanochat_core::tokenizer::{default_tokenizer_dir, eval, Tokenizer};
+    let dir = args.tokenizer.unwrap_or_else(default_tokenizer_dir);
+    let tok = Tokenizer::from_pretrained(&dir).with_context(|| format!("loading the tokenizer from {}", dir.display()))?;
+    let reference = eval::Reference::load()?;
+    // The whole bundled corpus: 6.2 MB of English in ~1,000 documents.
+    let docs = nanochat_core::data::bundled_documents()?;
+    let speed = eval::encode_speed(&tok, &reference, &docs, 3);
+    let mut out = serde_json::to_value(&speed)?;
+    out["tokenizer"] = serde_json::json!(dir.display().to_string());
+    out["vocab_size"] = serde_json::json!(tok.vocab_size());
+    out["threads"] = serde_json::json!(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if args.json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -33,7 +65,10 @@ pub struct KernelArgs {
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Kernels(args) = cmd;
+    let args = match cmd {
+        BenchCommand::Kernels(args) => args,
+        BenchCommand::Tokenizer(args) => return run_tokenizer(args),
+    };
     let device = super::open_device(&args.device)?;
     let dtype = DType::parse(&args.dtype).with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
     if args.tf32 {

@@ -59,3 +59,37 @@ pub fn compare(tok: &Tokenizer, reference: &Reference, texts: &[(String, String)
         })
         .collect()
 }
+
+/// Encoding speed in MB/s (10^6 bytes of text per second).
+#[derive(Clone, Debug, Serialize)]
+pub struct EncodeSpeed {
+    pub megabytes: f64,
+    /// Ours, one document after another on one thread.
+    pub ours_mb_s: f64,
+    /// Ours, [`Tokenizer::encode_batch`] (parallel).
+    pub ours_batch_mb_s: f64,
+    pub gpt2_mb_s: f64,
+    pub gpt4_mb_s: f64,
+}
+
+/// Times encoding `docs` with ours and the references (best of `reps` runs each).
+pub fn encode_speed(tok: &Tokenizer, reference: &Reference, docs: &[String], reps: usize) -> EncodeSpeed {
+    let bytes: usize = docs.iter().map(String::len).sum();
+    let best = |f: &mut dyn FnMut() -> usize| -> f64 {
+        let mut t = f64::INFINITY;
+        for _ in 0..reps.max(1) {
+            let start = std::time::Instant::now();
+            std::hint::black_box(f());
+            t = t.min(start.elapsed().as_secs_f64());
+        }
+        bytes as f64 / t / 1e6
+    };
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    EncodeSpeed {
+        megabytes: bytes as f64 / 1e6,
+        ours_mb_s: best(&mut || docs.iter().map(|d| tok.encode(d).len()).sum()),
+        ours_batch_mb_s: best(&mut || tok.encode_batch(&refs).iter().map(Vec::len).sum()),
+        gpt2_mb_s: best(&mut || docs.iter().map(|d| reference.gpt2.encode_ordinary(d).len()).sum()),
+        gpt4_mb_s: best(&mut || docs.iter().map(|d| reference.gpt4.encode_ordinary(d).len()).sum()),
+    }
+}
