@@ -20,6 +20,7 @@
 //! ```
 
 pub mod autograd;
+pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod ops;
 pub mod optim;
 pub mod tensor;
 pub mod tokenizer;
+pub mod train;
 pub mod verify;
 
 pub use autograd::{Grads, Tape};

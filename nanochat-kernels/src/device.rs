@@ -91,6 +91,21 @@ impl DeviceInfo {
     }
 }
 
+/// Free memory of CUDA device `index` in bytes (None without the `cuda` feature or a GPU).
+pub fn cuda_free_memory(index: usize) -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    {
+        let ctx = cudarc::driver::CudaContext::new(index).ok()?;
+        ctx.bind_to_thread().ok()?;
+        cudarc::driver::result::mem_get_info().ok().map(|(free, _total)| free as u64)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = index;
+        None
+    }
+}
+
 /// Every backend this build and machine can run: the CPU always, CUDA device 0 when the build
 /// has the `cuda` feature and a GPU answers. Tests iterate over these; a missing GPU is reported
 /// once on stderr and skipped.

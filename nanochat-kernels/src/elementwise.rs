@@ -327,6 +327,53 @@ pub fn fill<F: KernelFloat>(client: &Client, len: usize, value: f32) -> Result<H
     Ok(out)
 }
 
+#[cube(launch)]
+fn axpby_inplace_kernel<F: Float, N: Size>(
+    y: &mut [Vector<F, N>],
+    x: &[Vector<F, N>],
+    a: f32,
+    b: f32,
+    steps: usize,
+    #[comptime] blocked: bool,
+) {
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < y.len() {
+            let yv = Vector::<f32, N>::cast_from(y[i]);
+            let xv = Vector::<f32, N>::cast_from(x[i]);
+            y[i] = Vector::cast_from(yv * Vector::new(a) + xv * Vector::new(b));
+        }
+    }
+}
+
+/// `y = a * y + b * x` in place over `len` elements (optimizer updates of parameters and
+/// state that must keep their buffers).
+pub fn axpby_inplace<F: KernelFloat>(client: &Client, y: &Handle, x: &Handle, len: usize, a: f32, b: f32) -> Result<()> {
+    launch::check_size("axpby_inplace", "y", y, &[len], F::DTYPE)?;
+    launch::check_size("axpby_inplace", "x", x, &[len], F::DTYPE)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let vs = launch::vector_size(client, F::DTYPE.size(), &[len]);
+    let n = len / vs;
+    let g = launch::elemwise(&DeviceInfo::of(client), n);
+    unsafe {
+        axpby_inplace_kernel::launch::<F>(
+            client,
+            g.cube_count,
+            g.cube_dim,
+            vs,
+            BufferArg::from_raw_parts(y.clone(), n),
+            BufferArg::from_raw_parts(x.clone(), n),
+            a,
+            b,
+            g.steps,
+            g.blocked,
+        )
+    };
+    Ok(())
+}
+
 /// Converts `len` elements from `I` to `O` (round to nearest even into bf16).
 pub fn cast<I: KernelFloat, O: KernelFloat>(
     client: &Client,
@@ -368,6 +415,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check { name: "elementwise.binary", run: check_binary },
         Check { name: "elementwise.cast", run: check_cast },
         Check { name: "elementwise.fill", run: check_fill },
+        Check { name: "elementwise.axpby_inplace", run: check_axpby_inplace },
     ]
 }
 
@@ -476,9 +524,28 @@ fn check_fill(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+fn check_axpby_inplace(ctx: &mut Ctx) -> Result<()> {
+    for len in LENS {
+        let y = ctx.rand(len, -1.0, 1.0);
+        let x = ctx.rand(len, -1.0, 1.0);
+        let (hy, hx) = (ctx.upload(&y), ctx.upload(&x));
+        crate::with_float!(ctx.dtype, F => axpby_inplace::<F>(ctx.client, &hy, &hx, len, 0.9, -0.3))?;
+        let got = ctx.download(&hy)?;
+        let want: Vec<f64> = y.iter().zip(&x).map(|(&p, &q)| 0.9 * p as f64 - 0.3 * q as f64).collect();
+        let tol = ctx.tol(4.0);
+        ctx.compare("axpby_inplace", &format!("len={len}"), &got, &want, tol);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::check::assert_check;
+
+    #[test]
+    fn axpby_inplace_matches_reference() {
+        assert_check("elementwise.axpby_inplace");
+    }
 
     #[test]
     fn fill_matches_reference() {

@@ -47,6 +47,14 @@ impl Grads {
         self.map.is_empty()
     }
 
+    /// Adds every gradient of `other` into this store (gradient accumulation over micro-batches).
+    pub fn merge(&mut self, other: Grads) -> Result<()> {
+        for (id, g) in other.map {
+            self.accumulate(id, g)?;
+        }
+        Ok(())
+    }
+
     /// Adds `grad` into the gradient of tensor `id` (the one place gradients are combined).
     pub fn accumulate(&mut self, id: TensorId, grad: Tensor) -> Result<()> {
         match self.map.remove(&id) {

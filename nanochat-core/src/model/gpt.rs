@@ -132,6 +132,12 @@ impl GPT {
     }
 }
 
+impl std::fmt::Debug for GPT {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GPT({:?} on {}, {})", self.config, self.device, self.dtype)
+    }
+}
+
 impl GPT {
     pub fn config(&self) -> &GPTConfig {
         &self.config
@@ -158,6 +164,15 @@ impl GPT {
 
     pub fn is_training(&self) -> bool {
         self.training
+    }
+
+    /// The training RNG state (the counter the dropout masks derive from), for checkpoints.
+    pub fn rng_state(&self) -> u64 {
+        self.dropout_step.get() as u64
+    }
+
+    pub fn set_rng_state(&self, state: u64) {
+        self.dropout_step.set(state as u32);
     }
 
     /// Every parameter under its state_dict name, in [`parameter_specs`] order.

@@ -24,6 +24,22 @@ impl Default for AdamWConfig {
     }
 }
 
+/// Zeroed f32 moments (m, v) for `param`.
+pub fn adamw_state(param: &Tensor) -> Result<(Tensor, Tensor)> {
+    Ok((Tensor::zeros(param.device(), param.shape(), DType::F32)?, Tensor::zeros(param.device(), param.shape(), DType::F32)?))
+}
+
+/// One AdamW step of `param` in place at learning rate `lr`, step number `step` (from 1).
+pub fn adamw_update(param: &Tensor, grad: &Tensor, (m, v): (&Tensor, &Tensor), config: &AdamWConfig, lr: f32, step: u32) -> Result<()> {
+    if grad.shape() != param.shape() || grad.dtype() != param.dtype() {
+        return Err(CoreError::Mismatch { op: "adamw", why: format!("gradient {grad:?} for parameter {param:?}") });
+    }
+    let h = AdamWStep { lr, beta1: config.betas.0, beta2: config.betas.1, eps: config.eps, weight_decay: config.weight_decay, step };
+    with_float!(param.dtype(), F =>
+        adamw_step::<F>(param.device().client(), param.handle(), grad.handle(), m.handle(), v.handle(), param.len(), &h))?;
+    Ok(())
+}
+
 /// AdamW over a set of parameters; state is created on a parameter's first step.
 pub struct AdamW {
     pub config: AdamWConfig,
@@ -46,25 +62,11 @@ impl AdamW {
         self.step += 1;
         for p in params {
             let Some(g) = grads.get(p) else { continue };
-            if g.shape() != p.shape() || g.dtype() != p.dtype() {
-                return Err(CoreError::Mismatch { op: "adamw", why: format!("gradient {g:?} for parameter {p:?}") });
-            }
             if !self.state.contains_key(&p.id()) {
-                let m = Tensor::zeros(p.device(), p.shape(), DType::F32)?;
-                let v = Tensor::zeros(p.device(), p.shape(), DType::F32)?;
-                self.state.insert(p.id(), (m, v));
+                self.state.insert(p.id(), adamw_state(p)?);
             }
             let (m, v) = &self.state[&p.id()];
-            let h = AdamWStep {
-                lr,
-                beta1: self.config.betas.0,
-                beta2: self.config.betas.1,
-                eps: self.config.eps,
-                weight_decay: self.config.weight_decay,
-                step: self.step,
-            };
-            with_float!(p.dtype(), F =>
-                adamw_step::<F>(p.device().client(), p.handle(), g.handle(), m.handle(), v.handle(), p.len(), &h))?;
+            adamw_update(p, g, (m, v), &self.config, lr, self.step)?;
         }
         Ok(())
     }

@@ -1,0 +1,323 @@
+//! Checkpoints: `$NANOCHAT_MODEL_DIR` (default `~/.cache/nanochat`) /
+//! `{base,mid,sft,rl}_checkpoints/<model_tag>/` holding, per step,
+//! `model_<step:06>.safetensors`, `optim_<step:06>.bin` (bincode 2) and `meta_<step:06>.json`.
+//!
+//! Write protocol: each file goes to a temporary name, is fsynced and renamed; the meta file is
+//! written last and is the commit marker — a step without its meta file does not exist. The
+//! meta records the length and CRC-32 of the other two files, so a truncated or corrupt file is
+//! an error naming it, never a silently wrong model.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::LoaderState;
+use crate::io::write_atomic;
+use crate::model::{GPTConfig, GPT};
+use crate::optim::Optimizer;
+use crate::tokenizer::Tokenizer;
+use crate::{CoreError, DType, Device, Result, Tensor};
+
+/// The training phase a checkpoint belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Base,
+    Mid,
+    Sft,
+    Rl,
+}
+
+impl Phase {
+    pub fn parse(s: &str) -> Result<Phase> {
+        match s {
+            "base" => Ok(Phase::Base),
+            "mid" => Ok(Phase::Mid),
+            "sft" => Ok(Phase::Sft),
+            "rl" => Ok(Phase::Rl),
+            _ => Err(CoreError::Config(format!("unknown source `{s}`: expected base, mid, sft or rl"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Base => "base",
+            Phase::Mid => "mid",
+            Phase::Sft => "sft",
+            Phase::Rl => "rl",
+        }
+    }
+}
+
+/// `$NANOCHAT_MODEL_DIR`, else `$NANOCHAT_BASE_DIR`, else `~/.cache/nanochat`.
+pub fn model_root() -> PathBuf {
+    match std::env::var_os("NANOCHAT_MODEL_DIR") {
+        Some(p) => PathBuf::from(p),
+        None => crate::tokenizer::base_dir(),
+    }
+}
+
+/// The folder of one model's checkpoints.
+pub fn checkpoint_dir(root: &Path, phase: Phase, tag: &str) -> PathBuf {
+    root.join(format!("{}_checkpoints", phase.name())).join(tag)
+}
+
+/// Length and CRC-32 of a file's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheck {
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+impl FileCheck {
+    fn of(bytes: &[u8]) -> FileCheck {
+        FileCheck { bytes: bytes.len() as u64, crc32: crc32fast::hash(bytes) }
+    }
+
+    fn verify(&self, bytes: &[u8], path: &Path) -> Result<()> {
+        let got = FileCheck::of(bytes);
+        if got.bytes != self.bytes {
+            return Err(file_err(path, format!("truncated or extended: {} bytes, the checkpoint recorded {}", got.bytes, self.bytes)));
+        }
+        if got.crc32 != self.crc32 {
+            return Err(file_err(path, "corrupt: its checksum differs from the one the checkpoint recorded"));
+        }
+        Ok(())
+    }
+}
+
+/// Everything but the tensors: written last, the commit marker of a step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: String,
+    pub phase: Phase,
+    pub step: u64,
+    pub config: GPTConfig,
+    /// Validation bits per byte at this step, when measured.
+    pub val_bpb: Option<f64>,
+    /// The tokenizer the model was trained with.
+    pub tokenizer_path: Option<String>,
+    /// The data loader's position after this step.
+    pub data_position: Option<LoaderState>,
+    /// The training RNG state (dropout masks) after this step.
+    pub rng_state: u64,
+    pub model_file: FileCheck,
+    pub optim_file: Option<FileCheck>,
+    /// The run's settings (free-form, for the report).
+    pub run: serde_json::Value,
+}
+
+const FORMAT: &str = "nanochat-rs/1";
+
+fn file_err(path: &Path, why: impl std::fmt::Display) -> CoreError {
+    CoreError::File { path: path.display().to_string(), why: why.to_string() }
+}
+
+fn model_path(dir: &Path, step: u64) -> PathBuf {
+    dir.join(format!("model_{step:06}.safetensors"))
+}
+fn optim_path(dir: &Path, step: u64) -> PathBuf {
+    dir.join(format!("optim_{step:06}.bin"))
+}
+fn meta_path(dir: &Path, step: u64) -> PathBuf {
+    dir.join(format!("meta_{step:06}.json"))
+}
+
+/// The optimizer file: bincode 2 of this.
+#[derive(Serialize, Deserialize)]
+struct OptimFile {
+    step: u32,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+/// What a training run adds to a checkpoint besides the weights.
+#[derive(Clone, Debug, Default)]
+pub struct SaveInfo {
+    pub val_bpb: Option<f64>,
+    pub tokenizer_path: Option<String>,
+    pub data_position: Option<LoaderState>,
+    pub rng_state: u64,
+    pub run: serde_json::Value,
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Saves step `step` of a model (and its optimizer) into `dir` with the write protocol above.
+pub fn save_checkpoint(dir: &Path, phase: Phase, step: u64, model: &GPT, optim: Option<&Optimizer>, info: SaveInfo) -> Result<Meta> {
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    let mp = model_path(dir, step);
+    model.save(&mp)?;
+    let model_file = FileCheck::of(&std::fs::read(&mp).map_err(|e| file_err(&mp, e))?);
+    let optim_file = match optim {
+        None => None,
+        Some(o) => {
+            let tensors = o
+                .state_tensors()
+                .into_iter()
+                .map(|(n, t)| Ok((n, t.shape().to_vec(), t.to_vec_f32()?)))
+                .collect::<Result<Vec<_>>>()?;
+            let bytes = bincode::serde::encode_to_vec(OptimFile { step: o.steps(), tensors }, bincode::config::standard())
+                .map_err(|e| file_err(&optim_path(dir, step), e))?;
+            write_atomic(&optim_path(dir, step), &bytes)?;
+            Some(FileCheck::of(&bytes))
+        }
+    };
+    let meta = Meta {
+        format: FORMAT.into(),
+        phase,
+        step,
+        config: model.config().clone(),
+        val_bpb: info.val_bpb,
+        tokenizer_path: info.tokenizer_path,
+        data_position: info.data_position,
+        rng_state: info.rng_state,
+        model_file,
+        optim_file,
+        run: info.run,
+    };
+    sync_dir(dir);
+    let json = serde_json::to_vec_pretty(&meta).expect("meta serialises");
+    write_atomic(&meta_path(dir, step), &json)?;
+    sync_dir(dir);
+    Ok(meta)
+}
+
+/// Steps of `dir` that are committed (have a meta file), ascending.
+pub fn list_steps(dir: &Path) -> Vec<u64> {
+    let mut steps: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_prefix("meta_")?.strip_suffix(".json")?.parse().ok()
+        })
+        .collect();
+    steps.sort_unstable();
+    steps
+}
+
+/// Model tags under a phase, sorted by name.
+pub fn list_tags(root: &Path, phase: Phase) -> Vec<String> {
+    let dir = root.join(format!("{}_checkpoints", phase.name()));
+    let mut tags: Vec<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    tags.sort();
+    tags
+}
+
+/// Reads and checks the meta file of a step.
+pub fn read_meta(dir: &Path, step: u64) -> Result<Meta> {
+    let path = meta_path(dir, step);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        let have = list_steps(dir);
+        file_err(&path, format!("{e}; committed steps here: {have:?}"))
+    })?;
+    let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| file_err(&path, format!("corrupt meta file: {e}")))?;
+    if meta.format != FORMAT {
+        return Err(file_err(&path, format!("format `{}`, expected `{FORMAT}`", meta.format)));
+    }
+    Ok(meta)
+}
+
+/// Loads the model of a committed step (checking its file against the meta), in `dtype`.
+pub fn load_checkpoint_model(dir: &Path, step: u64, device: &Device, dtype: DType) -> Result<(GPT, Meta)> {
+    let meta = read_meta(dir, step)?;
+    let path = model_path(dir, step);
+    let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+    meta.model_file.verify(&bytes, &path)?;
+    let p = path.display().to_string();
+    let file = crate::io::parse_safetensors(&bytes, &p)?;
+    let model = GPT::from_state_dict(meta.config.clone(), &file.tensors, "", &p, device, dtype)?;
+    Ok((model, meta))
+}
+
+/// Restores an optimizer's state from a committed step.
+pub fn load_optimizer_state(dir: &Path, meta: &Meta, optim: &mut Optimizer, device: &Device) -> Result<()> {
+    let path = optim_path(dir, meta.step);
+    let check = meta.optim_file.ok_or_else(|| file_err(&path, "this checkpoint has no optimizer state"))?;
+    let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+    check.verify(&bytes, &path)?;
+    let (file, _): (OptimFile, usize) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+        .map_err(|e| file_err(&path, format!("corrupt optimizer state: {e}")))?;
+    let map: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> =
+        file.tensors.into_iter().map(|(n, s, d)| (n, (s, d))).collect();
+    optim.load_state(file.step, |name, param| {
+        let (shape, data) = map.get(name).ok_or_else(|| file_err(&path, format!("optimizer state `{name}` is missing")))?;
+        if shape.as_slice() != param.shape() {
+            return Err(file_err(&path, format!("optimizer state `{name}`: shape {shape:?} vs parameter {:?}", param.shape())));
+        }
+        Tensor::from_f32(device, data, shape, if name.ends_with(".momentum_buffer") { param.dtype() } else { DType::F32 })
+    })
+}
+
+/// nanochat's `load_model`: the model, tokenizer and meta of `phase`'s checkpoints under the
+/// model root, taking the newest (largest) step of the given or only/last tag when not given.
+pub fn load_model(root: &Path, phase: Phase, device: &Device, model_tag: Option<&str>, step: Option<u64>) -> Result<(GPT, Tokenizer, Meta)> {
+    let tags = list_tags(root, phase);
+    let tag = match model_tag {
+        Some(t) => {
+            if !tags.iter().any(|x| x == t) {
+                return Err(CoreError::Config(format!(
+                    "no {} model tagged `{t}` under {}; tags there: {tags:?}",
+                    phase.name(),
+                    root.display()
+                )));
+            }
+            t.to_string()
+        }
+        None => newest_tag(root, phase, &tags).ok_or_else(|| {
+            CoreError::Config(format!(
+                "no {} checkpoints under {} (train one with `nanochat {}`)",
+                phase.name(),
+                root.join(format!("{}_checkpoints", phase.name())).display(),
+                match phase {
+                    Phase::Base => "base-train",
+                    Phase::Mid => "mid-train",
+                    Phase::Sft => "chat-sft",
+                    Phase::Rl => "chat-rl",
+                }
+            ))
+        })?,
+    };
+    let dir = checkpoint_dir(root, phase, &tag);
+    let steps = list_steps(&dir);
+    let step = match step {
+        Some(s) if steps.contains(&s) => s,
+        Some(s) => return Err(CoreError::Config(format!("no step {s} of {} model `{tag}`; steps: {steps:?}", phase.name()))),
+        None => *steps.last().ok_or_else(|| CoreError::Config(format!("model `{tag}` has no committed checkpoint in {}", dir.display())))?,
+    };
+    let (model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
+    let tok_path = meta
+        .tokenizer_path
+        .clone()
+        .map(PathBuf::from)
+        .unwrap_or_else(crate::tokenizer::default_tokenizer_dir);
+    let tokenizer = Tokenizer::from_pretrained(&tok_path)?;
+    Ok((model, tokenizer, meta))
+}
+
+/// The tag whose newest committed step was written last (by the meta file's time), if any.
+fn newest_tag(root: &Path, phase: Phase, tags: &[String]) -> Option<String> {
+    tags.iter()
+        .filter_map(|t| {
+            let dir = checkpoint_dir(root, phase, t);
+            let step = *list_steps(&dir).last()?;
+            let time = std::fs::metadata(meta_path(&dir, step)).and_then(|m| m.modified()).ok()?;
+            Some((time, t.clone()))
+        })
+        .max()
+        .map(|(_, t)| t)
+}
+
+#[cfg(test)]
+mod tests;

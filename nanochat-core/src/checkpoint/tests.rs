@@ -1,0 +1,122 @@
+//! Checkpoint round trips and every failure a user can meet: missing source, tag or step,
+//! uncommitted steps, truncated and corrupt files.
+
+use super::*;
+use crate::ops::Reduction;
+use crate::optim::OptimConfig;
+use crate::Tape;
+
+fn tiny() -> GPTConfig {
+    GPTConfig { vocab_size: 1000, n_layer: 1, n_head: 2, n_kv_head: 1, n_embd: 16, block_size: 8, ..GPTConfig::default() }
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    dir: PathBuf,
+    model: GPT,
+    optim: Optimizer,
+    dev: Device,
+}
+
+/// A model trained one step, saved as step 1 of base model `d1` with its tokenizer.
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let dev = Device::cpu().unwrap();
+    let tok = crate::tokenizer::tests::small_tokenizer();
+    let tok_dir = root.join("tokenizer");
+    tok.save(&tok_dir).unwrap();
+    let model = GPT::new(tiny(), &dev, DType::F32, 1).unwrap();
+    let mut optim = Optimizer::new(&model, &OptimConfig::default());
+    let tape = Tape::new();
+    for (_, p) in model.named_parameters() {
+        tape.watch(&p);
+    }
+    let idx: Vec<u32> = (0..8).collect();
+    let tg: Vec<i32> = (1..9).collect();
+    let loss = model.loss(Some(&tape), &idx, &tg, 1, 8, Reduction::Mean).unwrap();
+    optim.step(&tape.backward(&loss).unwrap(), 1.0, 0.9).unwrap();
+    let dir = checkpoint_dir(&root, Phase::Base, "d1");
+    let info = SaveInfo {
+        val_bpb: Some(3.5),
+        tokenizer_path: Some(tok_dir.display().to_string()),
+        data_position: Some(LoaderState { epoch: 0, source: 0, offset: 8 }),
+        rng_state: 7,
+        run: serde_json::json!({"lr": 0.02}),
+    };
+    save_checkpoint(&dir, Phase::Base, 1, &model, Some(&optim), info).unwrap();
+    Setup { _tmp: tmp, root, dir, model, optim, dev }
+}
+
+#[test]
+fn round_trip_model_optimizer_and_meta() {
+    let s = setup();
+    let (model, tok, meta) = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap();
+    assert_eq!(meta.step, 1);
+    assert_eq!(meta.val_bpb, Some(3.5));
+    assert_eq!(meta.data_position.unwrap().offset, 8);
+    assert_eq!(meta.rng_state, 7);
+    assert_eq!(tok.vocab_size(), 1000);
+    for ((n, a), (_, b)) in s.model.named_parameters().iter().zip(model.named_parameters()) {
+        assert_eq!(a.to_vec_f32().unwrap(), b.to_vec_f32().unwrap(), "{n}");
+    }
+    let mut fresh = Optimizer::new(&model, &OptimConfig::default());
+    load_optimizer_state(&s.dir, &meta, &mut fresh, &s.dev).unwrap();
+    assert_eq!(fresh.steps(), 1);
+    let a = s.optim.state_tensors();
+    let b = fresh.state_tensors();
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert_eq!(ta.to_vec_f32().unwrap(), tb.to_vec_f32().unwrap(), "{na}");
+    }
+}
+
+#[test]
+fn missing_source_tag_and_step_list_what_exists() {
+    let s = setup();
+    let e = load_model(&s.root, Phase::Sft, &s.dev, None, None).unwrap_err().to_string();
+    assert!(e.contains("no sft checkpoints") && e.contains("nanochat chat-sft"), "{e}");
+    let e = load_model(&s.root, Phase::Base, &s.dev, Some("d9"), None).unwrap_err().to_string();
+    assert!(e.contains("`d9`") && e.contains("[\"d1\"]"), "{e}");
+    let e = load_model(&s.root, Phase::Base, &s.dev, Some("d1"), Some(5)).unwrap_err().to_string();
+    assert!(e.contains("no step 5") && e.contains("[1]"), "{e}");
+    assert!(Phase::parse("final").is_err());
+}
+
+#[test]
+fn a_step_without_its_meta_file_does_not_exist() {
+    let s = setup();
+    // Step 2's model written, then a crash before its meta.
+    s.model.save(&s.dir.join("model_000002.safetensors")).unwrap();
+    assert_eq!(list_steps(&s.dir), vec![1]);
+    let (_, _, meta) = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap();
+    assert_eq!(meta.step, 1);
+}
+
+#[test]
+fn truncated_and_corrupt_files_are_errors_naming_them() {
+    let s = setup();
+    let mp = s.dir.join("model_000001.safetensors");
+    let bytes = std::fs::read(&mp).unwrap();
+    std::fs::write(&mp, &bytes[..bytes.len() - 100]).unwrap();
+    let e = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap_err().to_string();
+    assert!(e.contains("model_000001.safetensors") && e.contains("truncated"), "{e}");
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x55;
+    std::fs::write(&mp, &flipped).unwrap();
+    let e = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap_err().to_string();
+    assert!(e.contains("corrupt"), "{e}");
+    std::fs::write(&mp, &bytes).unwrap();
+    let op = s.dir.join("optim_000001.bin");
+    std::fs::write(&op, b"garbage").unwrap();
+    let (model, _, meta) = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap();
+    let mut o = Optimizer::new(&model, &OptimConfig::default());
+    let e = load_optimizer_state(&s.dir, &meta, &mut o, &s.dev).unwrap_err().to_string();
+    assert!(e.contains("optim_000001.bin") && e.contains("truncated"), "{e}");
+    std::fs::write(s.dir.join("meta_000001.json"), b"{\"format\":").unwrap();
+    let e = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap_err().to_string();
+    assert!(e.contains("meta_000001.json") && e.contains("corrupt meta"), "{e}");
+}

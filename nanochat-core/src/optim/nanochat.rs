@@ -1,0 +1,174 @@
+//! nanochat's `setup_optimizers`: AdamW for the embedding (lr 0.2), the unembedding `lm_head`
+//! (lr 0.004) and any biases (the unembedding rate), each scaled by `(n_embd / 768)^-0.5`;
+//! Muon (lr 0.02) for every matrix in the blocks. One [`Optimizer`] steps them all, with the
+//! schedule's multiplier and Muon's current momentum.
+
+use super::adamw::{adamw_state, adamw_update, AdamWConfig};
+use super::muon::{muon_update, MuonConfig};
+use crate::model::GPT;
+use crate::{Grads, Result, Tensor};
+
+/// Peak learning rates and hyper-parameters of the two optimizers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimConfig {
+    pub unembedding_lr: f32,
+    pub embedding_lr: f32,
+    pub matrix_lr: f32,
+    pub weight_decay: f32,
+    pub adam_betas: (f32, f32),
+    pub adam_eps: f32,
+    pub ns_steps: usize,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            unembedding_lr: 0.004,
+            embedding_lr: 0.2,
+            matrix_lr: 0.02,
+            weight_decay: 0.0,
+            adam_betas: (0.8, 0.95),
+            adam_eps: 1e-10,
+            ns_steps: 5,
+        }
+    }
+}
+
+impl OptimConfig {
+    /// `--lr`: the peak Muon rate; the AdamW rates scale by the same factor from their defaults.
+    pub fn with_peak_lr(lr: f32) -> OptimConfig {
+        let d = OptimConfig::default();
+        let k = lr / d.matrix_lr;
+        OptimConfig { matrix_lr: lr, unembedding_lr: d.unembedding_lr * k, embedding_lr: d.embedding_lr * k, ..d }
+    }
+}
+
+/// How one parameter is updated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rule {
+    /// AdamW at this peak learning rate.
+    AdamW(f32),
+    /// Muon at this peak learning rate.
+    Muon(f32),
+}
+
+enum State {
+    AdamW(Tensor, Tensor),
+    Muon(Tensor),
+}
+
+struct Slot {
+    name: String,
+    param: Tensor,
+    rule: Rule,
+    state: Option<State>,
+}
+
+/// nanochat's optimizer pair over a model's parameters.
+pub struct Optimizer {
+    slots: Vec<Slot>,
+    adamw: AdamWConfig,
+    muon: MuonConfig,
+    step: u32,
+}
+
+/// The rule nanochat gives a parameter of this name.
+pub fn rule_for(name: &str, config: &OptimConfig, n_embd: usize) -> Rule {
+    let scale = (n_embd as f32 / 768.0).powf(-0.5);
+    if name == "transformer.wte.weight" {
+        Rule::AdamW(config.embedding_lr * scale)
+    } else if name.starts_with("transformer.h.") && name.ends_with(".weight") {
+        Rule::Muon(config.matrix_lr)
+    } else {
+        // lm_head.weight and every bias.
+        Rule::AdamW(config.unembedding_lr * scale)
+    }
+}
+
+impl Optimizer {
+    pub fn new(model: &GPT, config: &OptimConfig) -> Optimizer {
+        let n_embd = model.config().n_embd;
+        let slots = model
+            .named_parameters()
+            .into_iter()
+            .map(|(name, param)| Slot { rule: rule_for(&name, config, n_embd), name, param, state: None })
+            .collect();
+        Optimizer {
+            slots,
+            adamw: AdamWConfig { lr: 0.0, betas: config.adam_betas, eps: config.adam_eps, weight_decay: config.weight_decay },
+            muon: MuonConfig { ns_steps: config.ns_steps, ..MuonConfig::default() },
+            step: 0,
+        }
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u32 {
+        self.step
+    }
+
+    /// (name, rule) of every parameter.
+    pub fn rules(&self) -> Vec<(String, Rule)> {
+        self.slots.iter().map(|s| (s.name.clone(), s.rule)).collect()
+    }
+
+    /// Updates every parameter in place: learning rates times `lr_multiplier`, Muon at
+    /// `muon_momentum`. Every parameter must have a gradient.
+    pub fn step(&mut self, grads: &Grads, lr_multiplier: f32, muon_momentum: f32) -> Result<()> {
+        self.step += 1;
+        for slot in &mut self.slots {
+            let grad = grads.expect(&slot.param, &slot.name)?;
+            match slot.rule {
+                Rule::AdamW(lr) => {
+                    if slot.state.is_none() {
+                        let (m, v) = adamw_state(&slot.param)?;
+                        slot.state = Some(State::AdamW(m, v));
+                    }
+                    let Some(State::AdamW(m, v)) = &slot.state else { unreachable!("AdamW state") };
+                    adamw_update(&slot.param, grad, (m, v), &self.adamw, lr * lr_multiplier, self.step)?;
+                }
+                Rule::Muon(lr) => {
+                    if slot.state.is_none() {
+                        slot.state = Some(State::Muon(slot.param.full_like(0.0)?));
+                    }
+                    let Some(State::Muon(buf)) = &slot.state else { unreachable!("Muon state") };
+                    let m = &self.muon;
+                    muon_update(&slot.param, grad, buf, lr * lr_multiplier, muon_momentum, m.nesterov, m.ns_steps)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The optimizer state as named tensors (`<param>.exp_avg`, `<param>.exp_avg_sq`,
+    /// `<param>.momentum_buffer`), for checkpoints.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for s in &self.slots {
+            match &s.state {
+                Some(State::AdamW(m, v)) => {
+                    out.push((format!("{}.exp_avg", s.name), m.clone()));
+                    out.push((format!("{}.exp_avg_sq", s.name), v.clone()));
+                }
+                Some(State::Muon(b)) => out.push((format!("{}.momentum_buffer", s.name), b.clone())),
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// Restores the step count and the state saved by [`Optimizer::state_tensors`]; `get`
+    /// returns a named tensor (or an error naming it).
+    pub fn load_state(&mut self, step: u32, mut get: impl FnMut(&str, &Tensor) -> Result<Tensor>) -> Result<()> {
+        self.step = step;
+        if step == 0 {
+            return Ok(());
+        }
+        for s in &mut self.slots {
+            s.state = Some(match s.rule {
+                Rule::AdamW(_) => State::AdamW(get(&format!("{}.exp_avg", s.name), &s.param)?, get(&format!("{}.exp_avg_sq", s.name), &s.param)?),
+                Rule::Muon(_) => State::Muon(get(&format!("{}.momentum_buffer", s.name), &s.param)?),
+            });
+        }
+        Ok(())
+    }
+}

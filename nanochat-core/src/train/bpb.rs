@@ -1,0 +1,37 @@
+//! Bits per byte (nanochat's `evaluate_bpb`): the summed cross-entropy (nats) of every target
+//! that stands for text, over `ln 2` times the UTF-8 bytes of those targets. Special tokens
+//! (0 bytes) and ignored targets (-1) count for neither, so the figure is comparable across
+//! tokenizers.
+
+use crate::data::Batch;
+use crate::model::GPT;
+use crate::ops::Reduction;
+use crate::Result;
+
+/// Sums (nats, bytes) of one batch.
+pub fn batch_nats_bytes(model: &GPT, batch: &Batch, token_bytes: &[u32]) -> Result<(f64, u64)> {
+    let losses = model.loss(None, &batch.inputs, &batch.targets, batch.batch, batch.seq, Reduction::None)?.to_vec_f32()?;
+    let (mut nats, mut bytes) = (0.0f64, 0u64);
+    for (&l, &t) in losses.iter().zip(&batch.targets) {
+        if t < 0 {
+            continue;
+        }
+        let b = token_bytes.get(t as usize).copied().unwrap_or(0) as u64;
+        if b > 0 {
+            nats += l as f64;
+            bytes += b;
+        }
+    }
+    Ok((nats, bytes))
+}
+
+/// Bits per byte over `batches`.
+pub fn evaluate_bpb<'a>(model: &GPT, batches: impl IntoIterator<Item = &'a Batch>, token_bytes: &[u32]) -> Result<f64> {
+    let (mut nats, mut bytes) = (0.0, 0u64);
+    for b in batches {
+        let (n, by) = batch_nats_bytes(model, b, token_bytes)?;
+        nats += n;
+        bytes += by;
+    }
+    Ok(if bytes == 0 { f64::NAN } else { nats / (std::f64::consts::LN_2 * bytes as f64) })
+}

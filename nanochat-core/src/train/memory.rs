@@ -1,0 +1,52 @@
+//! Memory a training run needs, estimated from its configuration before it starts, and what the
+//! device has free: a run that cannot fit is refused with a clear error instead of failing (or
+//! swapping) mid-way.
+
+use crate::model::{GPTConfig, GPT};
+use crate::{CoreError, Device, Result};
+
+/// Bytes a training step needs: weights, gradients, optimizer state (AdamW: two f32 moments,
+/// Muon: one buffer), and activations saved for the backward of one micro-batch (per layer and
+/// token about 24 floats of width n_embd, plus three copies of the (B, T, vocab) logits).
+pub fn estimate_training_bytes(config: &GPTConfig, num_params: usize, embedding_params: usize, batch: usize, seq: usize) -> u64 {
+    let p = num_params as u64;
+    let adam = embedding_params as u64 * 2 + (config.vocab_size * config.n_embd) as u64;
+    let weights_grads_state = 4 * (2 * p + (p - adam / 2) + adam);
+    let tokens = (batch * seq) as u64;
+    let per_layer = 24 * config.n_embd as u64 * tokens * 4;
+    let logits = 3 * tokens * config.vocab_size as u64 * 4;
+    weights_grads_state + config.n_layer as u64 * per_layer + logits
+}
+
+/// Bytes free where the device keeps its tensors: the host's available memory for the CPU
+/// runtime; for CUDA, the device memory cubecl reports.
+pub fn free_bytes(device: &Device) -> Option<u64> {
+    if device.backend().is_cpu() {
+        let mut sys = sysinfo::System::new();
+        sys.refresh_memory();
+        let avail = sys.available_memory();
+        return if avail > 0 { Some(avail) } else { None };
+    }
+    match device.backend() {
+        nanochat_kernels::Backend::Cuda(index) => nanochat_kernels::device::cuda_free_memory(index),
+        nanochat_kernels::Backend::Cpu => None,
+    }
+}
+
+/// Refuses a run whose estimate exceeds the free memory (with 10% to spare).
+pub fn check_fits(model: &GPT, batch: usize, seq: usize) -> Result<u64> {
+    let c = model.config();
+    let need = estimate_training_bytes(c, model.num_params(), c.vocab_size * c.n_embd, batch, seq);
+    if let Some(free) = free_bytes(model.get_device()) {
+        if need as f64 > free as f64 * 0.9 {
+            return Err(CoreError::Config(format!(
+                "this run needs about {:.2} GiB (weights, gradients, optimizer state, activations of a {batch} x {seq} micro-batch) \
+                 but {} has {:.2} GiB free: lower --batch-size or --seq-len, or pick a smaller model",
+                need as f64 / (1u64 << 30) as f64,
+                model.get_device(),
+                free as f64 / (1u64 << 30) as f64
+            )));
+        }
+    }
+    Ok(need)
+}

@@ -1,0 +1,59 @@
+//! `metrics.jsonl` beside the checkpoints: one JSON object per optimizer step (step, loss,
+//! learning-rate multiplier, tokens/s, MFU, and val bpb when measured), appended and flushed as
+//! training goes, for the report card's loss curves.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::{CoreError, Result};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub loss: f64,
+    pub lr_multiplier: f64,
+    pub tokens_per_s: f64,
+    pub mfu: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_bpb: Option<f64>,
+}
+
+pub struct MetricsLog {
+    path: PathBuf,
+}
+
+impl MetricsLog {
+    /// Opens `dir/metrics.jsonl`, dropping lines of steps after `keep_up_to` (a resumed run redoes
+    /// them).
+    pub fn open(dir: &Path, keep_up_to: u64) -> Result<MetricsLog> {
+        let path = dir.join("metrics.jsonl");
+        let err = |e: std::io::Error| CoreError::File { path: path.display().to_string(), why: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s <= keep_up_to)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            crate::io::write_atomic(&path, kept.as_bytes())?;
+        }
+        Ok(MetricsLog { path })
+    }
+
+    pub fn append(&self, m: &StepMetrics) -> Result<()> {
+        let err = |e: std::io::Error| CoreError::File { path: self.path.display().to_string(), why: e.to_string() };
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(err)?;
+        writeln!(f, "{}", serde_json::to_string(m).expect("metrics serialise")).map_err(err)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

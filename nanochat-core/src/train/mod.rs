@@ -1,0 +1,259 @@
+//! The training loop shared by base training, mid-training and SFT: gradient accumulation to a
+//! total batch size, nanochat's optimizers and schedules, validation bits per byte, greedy
+//! samples, checkpoints (resumable to the bit on the CPU) and a `metrics.jsonl`.
+
+mod bpb;
+mod memory;
+mod metrics;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub use bpb::{batch_nats_bytes, evaluate_bpb};
+pub use memory::{check_fits, estimate_training_bytes, free_bytes};
+pub use metrics::{MetricsLog, StepMetrics};
+
+use crate::checkpoint::{checkpoint_dir, load_checkpoint_model, load_optimizer_state, save_checkpoint, Phase, SaveInfo};
+use crate::data::{Batch, DataLoader, LoaderState};
+use crate::model::{SamplingParams, GPT};
+use crate::ops;
+use crate::optim::{muon_momentum, LrSchedule, OptimConfig, Optimizer};
+use crate::tokenizer::Tokenizer;
+use crate::{CoreError, DType, Device, Grads, Result, Tape};
+
+/// A stream of training batches whose position can be saved and restored.
+pub trait BatchSource {
+    fn next_batch(&mut self) -> Result<Batch>;
+    fn position(&self) -> LoaderState;
+    fn restore(&mut self, state: LoaderState) -> Result<()>;
+}
+
+impl BatchSource for DataLoader {
+    fn next_batch(&mut self) -> Result<Batch> {
+        DataLoader::next_batch(self)
+    }
+    fn position(&self) -> LoaderState {
+        self.state()
+    }
+    fn restore(&mut self, state: LoaderState) -> Result<()> {
+        DataLoader::restore(self, state)
+    }
+}
+
+/// Settings of a run.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub phase: Phase,
+    /// Checkpoints go to `root/{phase}_checkpoints/{model_tag}/`.
+    pub root: PathBuf,
+    pub model_tag: String,
+    /// Rows per micro-batch.
+    pub batch_size: usize,
+    pub seq_len: usize,
+    /// Tokens per optimizer step (a multiple of batch_size * seq_len).
+    pub total_batch_size: usize,
+    pub total_steps: u64,
+    pub optim: OptimConfig,
+    pub schedule: LrSchedule,
+    /// Measure validation bpb every this many steps (and at the end); 0: only at the end.
+    pub eval_every: u64,
+    /// Save a checkpoint every this many steps (and at the end); 0: only at the end.
+    pub save_every: u64,
+    /// Prompts continued greedily at each evaluation.
+    pub sample_prompts: Vec<String>,
+    pub tokenizer_path: PathBuf,
+    /// Recorded in the checkpoints' meta.
+    pub run: serde_json::Value,
+}
+
+impl TrainConfig {
+    /// Micro-batches per optimizer step.
+    pub fn grad_accum_steps(&self) -> Result<usize> {
+        let micro = self.batch_size * self.seq_len;
+        if micro == 0 || self.total_batch_size % micro != 0 || self.total_batch_size < micro {
+            return Err(CoreError::Config(format!(
+                "total batch size {} must be a positive multiple of batch size x sequence length = {micro}",
+                self.total_batch_size
+            )));
+        }
+        Ok(self.total_batch_size / micro)
+    }
+
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        checkpoint_dir(&self.root, self.phase, &self.model_tag)
+    }
+}
+
+/// What the loop reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Step(StepMetrics),
+    Eval { step: u64, val_bpb: f64 },
+    Sample { step: u64, prompt: String, completion: String },
+    Saved { step: u64, dir: PathBuf },
+}
+
+/// The peak FLOP/s MFU is measured against: `$NANOCHAT_PEAK_FLOPS`, else H100 figures on CUDA
+/// (989 TFLOP/s bf16 as nanochat uses, 494 tf32/f32), else 100 GFLOP/s per CPU core (a nominal
+/// AVX-512 figure; docs/benchmarks.md).
+pub fn peak_flops(device: &Device, dtype: DType) -> f64 {
+    if let Some(v) = std::env::var("NANOCHAT_PEAK_FLOPS").ok().and_then(|v| v.parse().ok()) {
+        return v;
+    }
+    match (device.backend().is_cpu(), dtype) {
+        (true, _) => 100e9 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+        (false, DType::BF16) => 989e12,
+        (false, DType::F32) => 494e12,
+    }
+}
+
+pub struct Trainer {
+    pub model: GPT,
+    pub optim: Optimizer,
+    pub tokenizer: Tokenizer,
+    pub cfg: TrainConfig,
+    train: Box<dyn BatchSource>,
+    val: Vec<Batch>,
+    /// Optimizer steps completed.
+    pub step: u64,
+    metrics: MetricsLog,
+    last_val_bpb: Option<f64>,
+}
+
+impl Trainer {
+    /// A fresh run from `model` (step 0).
+    pub fn new(model: GPT, tokenizer: Tokenizer, train: Box<dyn BatchSource>, val: Vec<Batch>, cfg: TrainConfig) -> Result<Trainer> {
+        cfg.grad_accum_steps()?;
+        check_fits(&model, cfg.batch_size, cfg.seq_len)?;
+        let optim = Optimizer::new(&model, &cfg.optim);
+        let metrics = MetricsLog::open(&cfg.checkpoint_dir(), 0)?;
+        let mut model = model;
+        model.train();
+        Ok(Trainer { model, optim, tokenizer, cfg, train, val, step: 0, metrics, last_val_bpb: None })
+    }
+
+    /// Continues the run saved at `step` in the config's checkpoint folder: weights, optimizer
+    /// state, data position and RNG state.
+    pub fn resume(step: u64, device: &Device, tokenizer: Tokenizer, mut train: Box<dyn BatchSource>, val: Vec<Batch>, cfg: TrainConfig) -> Result<Trainer> {
+        cfg.grad_accum_steps()?;
+        let dir = cfg.checkpoint_dir();
+        let (mut model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
+        let mut optim = Optimizer::new(&model, &cfg.optim);
+        load_optimizer_state(&dir, &meta, &mut optim, device)?;
+        if let Some(pos) = meta.data_position {
+            train.restore(pos)?;
+        }
+        model.set_rng_state(meta.rng_state);
+        model.train();
+        let metrics = MetricsLog::open(&dir, step)?;
+        Ok(Trainer { model, optim, tokenizer, cfg, train, val, step, metrics, last_val_bpb: meta.val_bpb })
+    }
+
+    /// Validation bits per byte (in eval mode).
+    pub fn evaluate(&mut self) -> Result<f64> {
+        self.model.eval();
+        let r = evaluate_bpb(&self.model, &self.val, self.tokenizer.token_bytes());
+        self.model.train();
+        r
+    }
+
+    /// Greedy continuations of the configured prompts.
+    pub fn samples(&mut self, max_tokens: usize) -> Result<Vec<(String, String)>> {
+        self.model.eval();
+        let mut out = Vec::new();
+        for p in &self.cfg.sample_prompts {
+            let mut ids = vec![self.tokenizer.get_bos_token_id()];
+            ids.extend(self.tokenizer.encode(p));
+            let room = self.model.config().block_size.saturating_sub(ids.len());
+            let gen: Vec<u32> = self
+                .model
+                .generate(&ids, max_tokens.min(room.max(1)), SamplingParams { temperature: 0.0, top_k: None, seed: 0 })?
+                .collect::<Result<_>>()?;
+            out.push((p.clone(), self.tokenizer.decode(&gen)?));
+        }
+        self.model.train();
+        Ok(out)
+    }
+
+    /// One optimizer step over `grad_accum_steps` micro-batches; returns the mean loss.
+    pub fn train_step(&mut self) -> Result<f64> {
+        let accum = self.cfg.grad_accum_steps()?;
+        let params: Vec<_> = self.model.named_parameters().into_iter().map(|(_, p)| p).collect();
+        let mut grads = Grads::default();
+        let mut loss_sum = 0.0;
+        for _ in 0..accum {
+            let batch = self.train.next_batch()?;
+            let tape = Tape::new();
+            for p in &params {
+                tape.watch(p);
+            }
+            let loss = self.model.loss(Some(&tape), &batch.inputs, &batch.targets, batch.batch, batch.seq, ops::Reduction::Mean)?;
+            loss_sum += loss.to_scalar()? as f64;
+            let scaled = ops::scale(Some(&tape), &loss, 1.0 / accum as f32)?;
+            grads.merge(tape.backward(&scaled)?)?;
+        }
+        let lr = self.cfg.schedule.multiplier(self.step as usize) as f32;
+        self.optim.step(&grads, lr, muon_momentum(self.step as usize))?;
+        self.step += 1;
+        Ok(loss_sum / accum as f64)
+    }
+
+    /// Saves the current step.
+    pub fn save(&self) -> Result<PathBuf> {
+        let dir = self.cfg.checkpoint_dir();
+        let info = SaveInfo {
+            val_bpb: self.last_val_bpb,
+            tokenizer_path: Some(self.cfg.tokenizer_path.display().to_string()),
+            data_position: Some(self.train.position()),
+            rng_state: self.model.rng_state(),
+            run: self.cfg.run.clone(),
+        };
+        save_checkpoint(&dir, self.cfg.phase, self.step, &self.model, Some(&self.optim), info)?;
+        Ok(dir)
+    }
+
+    /// Trains to `total_steps`, evaluating, sampling and saving on schedule; reports through
+    /// `on_event`. Returns the last validation bpb.
+    pub fn run(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<Option<f64>> {
+        let cfg = self.cfg.clone();
+        let flops_per_token = self.model.estimate_flops();
+        let peak = peak_flops(self.model.get_device(), self.model.dtype());
+        if self.step == 0 && cfg.eval_every > 0 {
+            let bpb = self.evaluate()?;
+            self.last_val_bpb = Some(bpb);
+            on_event(&Event::Eval { step: 0, val_bpb: bpb });
+        }
+        while self.step < cfg.total_steps {
+            let t0 = Instant::now();
+            let loss = self.train_step()?;
+            self.model.get_device().sync()?;
+            let secs = t0.elapsed().as_secs_f64();
+            let tps = cfg.total_batch_size as f64 / secs;
+            let last = self.step == cfg.total_steps;
+            let mut m = StepMetrics {
+                step: self.step,
+                loss,
+                lr_multiplier: cfg.schedule.multiplier(self.step as usize - 1),
+                tokens_per_s: tps,
+                mfu: flops_per_token * tps / peak,
+                val_bpb: None,
+            };
+            if last || (cfg.eval_every > 0 && self.step % cfg.eval_every == 0) {
+                let bpb = self.evaluate()?;
+                self.last_val_bpb = Some(bpb);
+                m.val_bpb = Some(bpb);
+                on_event(&Event::Eval { step: self.step, val_bpb: bpb });
+                for (prompt, completion) in self.samples(16)? {
+                    on_event(&Event::Sample { step: self.step, prompt, completion });
+                }
+            }
+            self.metrics.append(&m)?;
+            on_event(&Event::Step(m));
+            if last || (cfg.save_every > 0 && self.step % cfg.save_every == 0) {
+                let dir = self.save()?;
+                on_event(&Event::Saved { step: self.step, dir });
+            }
+        }
+        Ok(self.last_val_bpb)
+    }
+}
