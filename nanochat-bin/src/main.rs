@@ -34,6 +34,9 @@ enum Command {
     /// Bytes per token of our tokenizer vs GPT-2 and GPT-4 on several kinds of text.
     #[command(alias = "tok_eval")]
     TokEval(cmd::tok_eval::Args),
+    /// Pretrain a GPT (the bundled corpus by default).
+    #[command(alias = "base_train")]
+    BaseTrain(cmd::base_train::Args),
     /// Reproduce a float64 fixture of nanochat's PyTorch GPT (logits, loss, every gradient).
     #[command(alias = "verify_reference")]
     VerifyReference(cmd::verify_reference::Args),
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(c) => cmd::bench::run(c),
         Command::VerifyReference(args) => cmd::verify_reference::run(args),
         Command::TokTrain(args) => cmd::tok_train::run(args),
+        Command::BaseTrain(args) => cmd::base_train::run(args),
         Command::TokEval(args) => cmd::tok_eval::run(args),
     };
     match result {

@@ -1,6 +1,8 @@
 //! One module per subcommand: its `Args` and its `run`.
 
+pub mod base_train;
 pub mod bench;
+pub mod progress;
 pub mod selftest;
 pub mod tok_eval;
 pub mod tok_train;
