@@ -40,6 +40,17 @@ impl Device {
         &self.client
     }
 
+    /// Runs `f` on the device's runner thread with the device to itself. Every launch `f` makes
+    /// is then a direct call instead of a hand-off to that thread: on the CPU runtime this cuts
+    /// the cost of a kernel launch from ~450 us to ~6 us on a 2-core machine (the hand-off
+    /// spins, and spinning threads starve the workers; docs/benchmarks.md). Nested calls run
+    /// inline.
+    pub fn exclusive<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
+        self.client
+            .exclusive(f)
+            .map_err(|e| crate::CoreError::Mismatch { op: "device", why: format!("{self}: could not take the device: {e:?}") })
+    }
+
     /// Waits for all queued work on the device.
     pub fn sync(&self) -> Result<()> {
         Ok(nanochat_kernels::matmul::sync(&self.client)?)

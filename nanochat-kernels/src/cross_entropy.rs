@@ -1,10 +1,13 @@
-//! Fused log-softmax + cross-entropy with `ignore_index = -1`.
+//! Fused log-softmax + cross-entropy with `ignore_index = -1`, optionally fused with nanochat's
+//! logit softcap `y = cap * tanh(x / cap)` (the (rows, vocab) softcapped logits are then never
+//! stored, which saves two passes over the largest tensor of training).
 //!
-//! Forward: per row, `lse = logsumexp(logits)` and `loss = lse - logits[target]` (0 for ignored
-//! rows); both f32. The mean over non-ignored targets is `sum(loss) / count`, taken by the caller
-//! (which knows the targets on the host). Backward: `dlogits = g_row * (softmax - onehot)` from
-//! the saved `lse` and a per-row gradient `g_row` (`g / count` for the mean, or per-token
-//! gradients for the 'none' reduction); ignored rows get zeros.
+//! Forward: per row, `lse = logsumexp(y)` and `loss = lse - y[target]` (0 for ignored rows);
+//! both f32. The mean over non-ignored targets is `sum(loss) / count`, taken by the caller
+//! (which knows the targets on the host). Backward: `dx = g_row * (softmax(y) - onehot)`, times
+//! `1 - (y / cap)^2` when capped, from the saved `lse` and a per-row gradient `g_row` (`g /
+//! count` for the mean, or per-token gradients for the 'none' reduction); ignored rows get
+//! zeros.
 //!
 //! Targets are i32; anything outside `0..vocab` counts as ignored in the kernel so it can never
 //! read out of bounds (callers validate targets and report bad ones before launching).
@@ -13,10 +16,11 @@ use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
 use crate::dtype::KernelFloat;
-use crate::launch::{self, RowLaunch, row_index, row_max_sumexp};
+use crate::launch::{self, load_capped, row_index, row_max_sumexp, RowLaunch};
 use crate::{Client, Handle, Result};
 
 #[cube(launch)]
+#[allow(clippy::too_many_arguments)]
 fn cross_entropy_forward_kernel<F: Float, N: Size>(
     logits: &[Vector<F, N>],
     targets: &[i32],
@@ -24,26 +28,28 @@ fn cross_entropy_forward_kernel<F: Float, N: Size>(
     lse: &mut [f32],
     rows: usize,
     vocab: usize,
+    cap: f32,
+    #[comptime] capped: bool,
     #[comptime] plane: bool,
 ) {
     let row = row_index();
     if row < rows {
         let vecs = vocab / N::value();
         let base = row * vecs;
-        let (m, s) = row_max_sumexp::<F, N>(logits, base, vecs, plane);
+        let (m, s) = row_max_sumexp::<F, N>(logits, base, vecs, cap, capped, plane);
         let l = m + s.ln();
         if UNIT_POS_X == 0 {
             let t = targets[row];
             let mut out = 0.0f32;
             if t >= 0 && (t as usize) < vocab {
                 let tu = t as usize;
-                let v = logits[base + tu / N::value()];
+                let v = load_capped::<F, N>(logits[base + tu / N::value()], cap, capped);
                 let lane = tu % N::value();
                 let mut picked = 0.0f32;
                 #[unroll]
                 for k in 0..N::value() {
                     if k == lane {
-                        picked = f32::cast_from(v.extract(k));
+                        picked = v.extract(k);
                     }
                 }
                 out = l - picked;
@@ -55,6 +61,7 @@ fn cross_entropy_forward_kernel<F: Float, N: Size>(
 }
 
 #[cube(launch)]
+#[allow(clippy::too_many_arguments)]
 fn cross_entropy_backward_kernel<F: Float, N: Size>(
     logits: &[Vector<F, N>],
     targets: &[i32],
@@ -63,6 +70,8 @@ fn cross_entropy_backward_kernel<F: Float, N: Size>(
     dlogits: &mut [Vector<F, N>],
     rows: usize,
     vocab: usize,
+    cap: f32,
+    #[comptime] capped: bool,
 ) {
     let row = row_index();
     if row < rows {
@@ -75,7 +84,8 @@ fn cross_entropy_backward_kernel<F: Float, N: Size>(
         let lv = Vector::<f32, N>::new(lse[row]);
         let mut c = UNIT_POS_X as usize;
         while c < vecs {
-            let mut d = (Vector::<f32, N>::cast_from(logits[base + c]) - lv).exp() * gv;
+            let y = load_capped::<F, N>(logits[base + c], cap, capped);
+            let mut d = (y - lv).exp() * gv;
             if valid && (t as usize) / N::value() == c {
                 let lane = (t as usize) % N::value();
                 #[unroll]
@@ -85,20 +95,33 @@ fn cross_entropy_backward_kernel<F: Float, N: Size>(
                     }
                 }
             }
+            if comptime![capped] {
+                let r = y * Vector::new(1.0 / cap);
+                d = d * (Vector::new(1.0) - r * r);
+            }
             dlogits[base + c] = Vector::cast_from(d);
             c += CUBE_DIM_X as usize;
         }
     }
 }
 
-/// Per-row loss and logsumexp (both f32, `rows` values) of `logits` (rows, vocab) against i32
-/// `targets` (rows).
+/// `cap` as the kernels take it: (value, whether to apply it). `None` or 0 means no softcap.
+fn cap_args(softcap: Option<f32>) -> (f32, bool) {
+    match softcap {
+        Some(c) if c > 0.0 => (c, true),
+        _ => (1.0, false),
+    }
+}
+
+/// Per-row loss and logsumexp (both f32, `rows` values) of `logits` (rows, vocab), softcapped
+/// first when `softcap` is given, against i32 `targets` (rows).
 pub fn cross_entropy_forward<F: KernelFloat>(
     client: &Client,
     logits: &Handle,
     targets: &Handle,
     rows: usize,
     vocab: usize,
+    softcap: Option<f32>,
 ) -> Result<(Handle, Handle)> {
     launch::check_size("cross_entropy", "logits", logits, &[rows, vocab], F::DTYPE)?;
     launch::check_words("cross_entropy", "targets", targets, &[rows])?;
@@ -110,6 +133,7 @@ pub fn cross_entropy_forward<F: KernelFloat>(
     if rows == 0 {
         return Ok((loss, lse));
     }
+    let (cap, capped) = cap_args(softcap);
     let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
     unsafe {
         cross_entropy_forward_kernel::launch::<F>(
@@ -123,14 +147,17 @@ pub fn cross_entropy_forward<F: KernelFloat>(
             BufferArg::from_raw_parts(lse.clone(), rows),
             rows,
             vocab,
+            cap,
+            capped,
             g.plane,
         )
     };
     Ok((loss, lse))
 }
 
-/// Gradient of the per-row losses with respect to the logits, given the saved `lse` and the
-/// gradient of each row's loss `grad_rows` (f32, rows).
+/// Gradient of the per-row losses with respect to the (pre-softcap, when `softcap` is given)
+/// logits, from the saved `lse` and the gradient of each row's loss `grad_rows` (f32, rows).
+#[allow(clippy::too_many_arguments)]
 pub fn cross_entropy_backward<F: KernelFloat>(
     client: &Client,
     logits: &Handle,
@@ -139,6 +166,7 @@ pub fn cross_entropy_backward<F: KernelFloat>(
     grad_rows: &Handle,
     rows: usize,
     vocab: usize,
+    softcap: Option<f32>,
 ) -> Result<Handle> {
     let op = "cross_entropy_backward";
     launch::check_size(op, "logits", logits, &[rows, vocab], F::DTYPE)?;
@@ -149,6 +177,7 @@ pub fn cross_entropy_backward<F: KernelFloat>(
     if rows == 0 || vocab == 0 {
         return Ok(out);
     }
+    let (cap, capped) = cap_args(softcap);
     let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
     unsafe {
         cross_entropy_backward_kernel::launch::<F>(
@@ -163,16 +192,26 @@ pub fn cross_entropy_backward<F: KernelFloat>(
             BufferArg::from_raw_parts(out.clone(), n),
             rows,
             vocab,
+            cap,
+            capped,
         )
     };
     Ok(out)
 }
 
+fn softcap_ref(x: &[f64], softcap: Option<f32>) -> Vec<f64> {
+    match softcap {
+        Some(c) if c > 0.0 => x.iter().map(|v| c as f64 * (v / c as f64).tanh()).collect(),
+        _ => x.to_vec(),
+    }
+}
+
 /// Plain-Rust reference of [`cross_entropy_forward`]: (loss, lse) per row.
-pub fn cross_entropy_forward_ref(logits: &[f64], targets: &[i32], vocab: usize) -> (Vec<f64>, Vec<f64>) {
+pub fn cross_entropy_forward_ref(logits: &[f64], targets: &[i32], vocab: usize, softcap: Option<f32>) -> (Vec<f64>, Vec<f64>) {
+    let y = softcap_ref(logits, softcap);
     let mut loss = Vec::new();
     let mut lse = Vec::new();
-    for (row, &t) in logits.chunks(vocab).zip(targets) {
+    for (row, &t) in y.chunks(vocab).zip(targets) {
         let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let l = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
         lse.push(l);
@@ -182,16 +221,21 @@ pub fn cross_entropy_forward_ref(logits: &[f64], targets: &[i32], vocab: usize) 
 }
 
 /// Plain-Rust reference of [`cross_entropy_backward`].
-pub fn cross_entropy_backward_ref(logits: &[f64], targets: &[i32], grad_rows: &[f64], vocab: usize) -> Vec<f64> {
-    let (_, lse) = cross_entropy_forward_ref(logits, targets, vocab);
+pub fn cross_entropy_backward_ref(logits: &[f64], targets: &[i32], grad_rows: &[f64], vocab: usize, softcap: Option<f32>) -> Vec<f64> {
+    let y = softcap_ref(logits, softcap);
+    let (_, lse) = cross_entropy_forward_ref(logits, targets, vocab, softcap);
     let mut out = Vec::with_capacity(logits.len());
-    for (r, row) in logits.chunks(vocab).enumerate() {
+    for (r, row) in y.chunks(vocab).enumerate() {
         let t = targets[r];
         let valid = t >= 0 && (t as usize) < vocab;
         for (j, v) in row.iter().enumerate() {
             let g = if valid { grad_rows[r] } else { 0.0 };
             let onehot = if valid && j == t as usize { 1.0 } else { 0.0 };
-            out.push(g * ((v - lse[r]).exp() - onehot));
+            let dcap = match softcap {
+                Some(c) if c > 0.0 => 1.0 - (v / c as f64).powi(2),
+                _ => 1.0,
+            };
+            out.push(g * ((v - lse[r]).exp() - onehot) * dcap);
         }
     }
     out
@@ -209,27 +253,29 @@ pub(crate) fn checks() -> Vec<Check> {
 
 fn check_cross_entropy(ctx: &mut Ctx) -> Result<()> {
     use rand::Rng;
-    for (rows, vocab) in [(1, 1), (3, 7), (6, 33), (5, 64), (4, 1000), (7, 4099)] {
-        let case = format!("rows={rows} vocab={vocab}");
-        let x = ctx.rand(rows * vocab, -6.0, 6.0);
-        let targets: Vec<i32> = (0..rows)
-            .map(|r| if r % 3 == 1 { -1 } else { ctx.rng.random_range(0..vocab as i32) })
-            .collect();
-        let (hx, ht) = (ctx.upload(&x), upload_targets(ctx.client, &targets));
-        let (hl, hlse) = crate::with_float!(ctx.dtype, F =>
-            cross_entropy_forward::<F>(ctx.client, &hx, &ht, rows, vocab))?;
-        let loss = crate::check::download(ctx.client, crate::DType::F32, &hl)?;
-        let (want_loss, _) = cross_entropy_forward_ref(&f64s(&x), &targets, vocab);
-        ctx.compare("cross_entropy.forward", &case, &loss, &want_loss, 1e-5);
+    for softcap in [None, Some(15.0f32), Some(2.5)] {
+        for (rows, vocab) in [(1, 1), (3, 7), (6, 33), (5, 64), (4, 1000), (7, 4099)] {
+            let case = format!("rows={rows} vocab={vocab} softcap={softcap:?}");
+            let x = ctx.rand(rows * vocab, -6.0, 6.0);
+            let targets: Vec<i32> = (0..rows)
+                .map(|r| if r % 3 == 1 { -1 } else { ctx.rng.random_range(0..vocab as i32) })
+                .collect();
+            let (hx, ht) = (ctx.upload(&x), upload_targets(ctx.client, &targets));
+            let (hl, hlse) = crate::with_float!(ctx.dtype, F =>
+                cross_entropy_forward::<F>(ctx.client, &hx, &ht, rows, vocab, softcap))?;
+            let loss = crate::check::download(ctx.client, crate::DType::F32, &hl)?;
+            let (want_loss, _) = cross_entropy_forward_ref(&f64s(&x), &targets, vocab, softcap);
+            ctx.compare("cross_entropy.forward", &case, &loss, &want_loss, 1e-5);
 
-        let grad_rows = ctx.rand_f32(rows, 0.1, 1.0);
-        let hg = crate::check::upload_f32(ctx.client, &grad_rows);
-        let hd = crate::with_float!(ctx.dtype, F =>
-            cross_entropy_backward::<F>(ctx.client, &hx, &ht, &hlse, &hg, rows, vocab))?;
-        let got = ctx.download(&hd)?;
-        let want = cross_entropy_backward_ref(&f64s(&x), &targets, &f64s(&grad_rows), vocab);
-        let tol = ctx.tol(8.0).max(1e-5);
-        ctx.compare("cross_entropy.backward", &case, &got, &want, tol);
+            let grad_rows = ctx.rand_f32(rows, 0.1, 1.0);
+            let hg = crate::check::upload_f32(ctx.client, &grad_rows);
+            let hd = crate::with_float!(ctx.dtype, F =>
+                cross_entropy_backward::<F>(ctx.client, &hx, &ht, &hlse, &hg, rows, vocab, softcap))?;
+            let got = ctx.download(&hd)?;
+            let want = cross_entropy_backward_ref(&f64s(&x), &targets, &f64s(&grad_rows), vocab, softcap);
+            let tol = ctx.tol(8.0).max(1e-5);
+            ctx.compare("cross_entropy.backward", &case, &got, &want, tol);
+        }
     }
     Ok(())
 }

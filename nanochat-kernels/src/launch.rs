@@ -111,15 +111,34 @@ pub(crate) fn check_rows(op: &'static str, rows: usize, cols: usize) -> crate::R
     Ok(())
 }
 
-/// Running maximum and sum of `exp(x - max)` over one row (`vecs` vectors from `base`), shared
-/// by the units of the row: the two passes of a stable softmax / logsumexp.
+/// A vector of `x` as f32, through `cap * tanh(x / cap)` when `capped` (the logit softcap).
 #[cube]
-pub(crate) fn row_max_sumexp<F: Float, N: Size>(x: &[Vector<F, N>], base: usize, vecs: usize, #[comptime] plane: bool) -> (f32, f32) {
+pub(crate) fn load_capped<F: Float, N: Size>(x: Vector<F, N>, cap: f32, #[comptime] capped: bool) -> Vector<f32, N> {
+    let v = Vector::<f32, N>::cast_from(x);
+    if comptime![capped] {
+        (v * Vector::new(1.0 / cap)).tanh() * Vector::new(cap)
+    } else {
+        v
+    }
+}
+
+/// Running maximum and sum of `exp(x - max)` over one row (`vecs` vectors from `base`, each
+/// softcapped when `capped`), shared by the units of the row: the two passes of a stable
+/// softmax / logsumexp.
+#[cube]
+pub(crate) fn row_max_sumexp<F: Float, N: Size>(
+    x: &[Vector<F, N>],
+    base: usize,
+    vecs: usize,
+    cap: f32,
+    #[comptime] capped: bool,
+    #[comptime] plane: bool,
+) -> (f32, f32) {
     let stride = CUBE_DIM_X as usize;
     let mut m = Vector::<f32, N>::new(f32::NEG_INFINITY);
     let mut c = UNIT_POS_X as usize;
     while c < vecs {
-        m = max(m, Vector::<f32, N>::cast_from(x[base + c]));
+        m = max(m, load_capped::<F, N>(x[base + c], cap, capped));
         c += stride;
     }
     let m = row_max(lane_max::<N>(m), plane);
@@ -127,7 +146,7 @@ pub(crate) fn row_max_sumexp<F: Float, N: Size>(x: &[Vector<F, N>], base: usize,
     let mut s = Vector::<f32, N>::new(0.0);
     c = UNIT_POS_X as usize;
     while c < vecs {
-        s += (Vector::<f32, N>::cast_from(x[base + c]) - mv).exp();
+        s += (load_capped::<F, N>(x[base + c], cap, capped) - mv).exp();
         c += stride;
     }
     (m, row_sum(lane_sum::<N>(s), plane))

@@ -88,10 +88,23 @@ impl Tape {
             };
             let Some(g) = g else { continue };
             let mut sink = GradSink { inputs: &node.inputs, grads: &mut grads };
+            let t0 = profiling().then(std::time::Instant::now);
+            let device = g.device().clone();
             (node.backward)(&g, &mut sink).map_err(|e| CoreError::Autograd(format!("backward of {}: {e}", node.op)))?;
+            if let Some(t0) = t0 {
+                device.sync()?;
+                eprintln!("backward {} {:.3} ms", node.op, t0.elapsed().as_secs_f64() * 1e3);
+            }
         }
         Ok(grads)
     }
+}
+
+/// `NANOCHAT_PROFILE_BACKWARD=1`: each backward rule waits for its kernels and prints its time
+/// (stderr), to find where a backward pass spends its time.
+fn profiling() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("NANOCHAT_PROFILE_BACKWARD").is_some())
 }
 
 /// The tape to record on, when there is one and one of `inputs` requires a gradient: ops call

@@ -10,7 +10,7 @@
 //! without weights, QK-norm, relu^2 MLP, untied embedding and unembedding, no biases (unless
 //! `bias`), logit softcap.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -51,7 +51,7 @@ pub struct GPT {
     rotary: RotaryTables,
     training: bool,
     /// Advances with every training forward, so each step draws fresh dropout masks.
-    dropout_step: Cell<u32>,
+    dropout_step: AtomicU32,
 }
 
 /// Every parameter: nanochat's state_dict name, shape and initialisation, in a fixed order.
@@ -127,7 +127,7 @@ impl GPT {
             lm_head,
             rotary,
             training: false,
-            dropout_step: Cell::new(0),
+            dropout_step: AtomicU32::new(0),
         })
     }
 }
@@ -168,11 +168,11 @@ impl GPT {
 
     /// The training RNG state (the counter the dropout masks derive from), for checkpoints.
     pub fn rng_state(&self) -> u64 {
-        self.dropout_step.get() as u64
+        self.dropout_step.load(Ordering::Relaxed) as u64
     }
 
     pub fn set_rng_state(&self, state: u64) {
-        self.dropout_step.set(state as u32);
+        self.dropout_step.store(state as u32, Ordering::Relaxed);
     }
 
     /// Every parameter under its state_dict name, in [`parameter_specs`] order.
@@ -207,7 +207,7 @@ impl GPT {
     /// Logits (B, T, vocab) in f32 for token ids `idx` (B * T, row-major). With a tape, every
     /// op is recorded for [`Tape::backward`].
     pub fn forward(&self, tape: Option<&Tape>, idx: &[u32], batch: usize, seq: usize) -> Result<Tensor> {
-        self.run(tape, idx, batch, seq, None)
+        self.run(tape, idx, batch, seq, None, true)
     }
 
     /// Inference with a KV cache: runs positions `cache.len()..cache.len() + seq` of each
@@ -223,7 +223,7 @@ impl GPT {
                 cache.capacity()
             )));
         }
-        let logits = self.run(None, idx, batch, seq, Some(cache))?;
+        let logits = self.run(None, idx, batch, seq, Some(cache), true)?;
         cache.advance(seq);
         Ok(logits)
     }
@@ -239,15 +239,26 @@ impl GPT {
         seq: usize,
         reduction: Reduction,
     ) -> Result<Tensor> {
-        let logits = self.forward(tape, idx, batch, seq)?;
-        let loss = ops::cross_entropy(tape, &logits, targets, reduction)?;
+        // The softcap is fused into the loss: the (B, T, vocab) softcapped logits, the largest
+        // tensor of training, are never stored.
+        let raw = self.run(tape, idx, batch, seq, None, false)?;
+        let loss = ops::softcap_cross_entropy(tape, &raw, targets, SOFTCAP, reduction)?;
         match reduction {
             Reduction::Mean => Ok(loss),
             Reduction::None => ops::reshape(tape, &loss, &[batch, seq]),
         }
     }
 
-    fn run(&self, tape: Option<&Tape>, idx: &[u32], batch: usize, seq: usize, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    /// The logits (f32), softcapped when `capped` (the loss applies the cap itself, fused).
+    fn run(
+        &self,
+        tape: Option<&Tape>,
+        idx: &[u32],
+        batch: usize,
+        seq: usize,
+        mut cache: Option<&mut KvCache>,
+        capped: bool,
+    ) -> Result<Tensor> {
         let c = &self.config;
         if idx.len() != batch * seq || seq == 0 {
             return Err(CoreError::shape("GPT::forward", &[&[idx.len()], &[batch, seq]], "need B * T > 0 token ids"));
@@ -261,7 +272,7 @@ impl GPT {
             )));
         }
         if self.training {
-            self.dropout_step.set(self.dropout_step.get().wrapping_add(1));
+            self.dropout_step.fetch_add(1, Ordering::Relaxed);
         }
         let mut x = ops::rmsnorm(tape, &ops::embedding(tape, &self.wte, idx, &[batch, seq])?, NORM_EPS)?;
         for (layer, block) in self.blocks.iter().enumerate() {
@@ -274,7 +285,12 @@ impl GPT {
         }
         let logits = self.lm_head.forward(tape, &ops::rmsnorm(tape, &x, NORM_EPS)?)?;
         // nanochat takes the logits to f32 before the softcap.
-        ops::softcap(tape, &ops::cast(tape, &logits, DType::F32)?, SOFTCAP)
+        let logits = ops::cast(tape, &logits, DType::F32)?;
+        if capped {
+            ops::softcap(tape, &logits, SOFTCAP)
+        } else {
+            Ok(logits)
+        }
     }
 
     /// Dropout in training mode; a distinct mask per step and site.
@@ -282,7 +298,7 @@ impl GPT {
         if !self.training || self.config.dropout == 0.0 {
             return Ok(x.clone());
         }
-        let seed = self.dropout_step.get().wrapping_mul(0x9E37_79B9) ^ (site as u32).wrapping_mul(0x85EB_CA6B);
+        let seed = self.dropout_step.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9) ^ (site as u32).wrapping_mul(0x85EB_CA6B);
         ops::dropout(tape, x, self.config.dropout, seed)
     }
 

@@ -21,6 +21,16 @@ pub enum Reduction {
 
 /// Loss of `logits` (..., V) against `targets` (one per row of the logits; -1 = ignored).
 pub fn cross_entropy(tape: Option<&Tape>, logits: &Tensor, targets: &[i32], reduction: Reduction) -> Result<Tensor> {
+    fused_cross_entropy(tape, logits, targets, None, reduction)
+}
+
+/// [`cross_entropy`] of `cap * tanh(logits / cap)` (nanochat's logit softcap), fused: the
+/// softcapped logits are never stored. Equal to `cross_entropy(softcap(logits, cap))`.
+pub fn softcap_cross_entropy(tape: Option<&Tape>, logits: &Tensor, targets: &[i32], cap: f32, reduction: Reduction) -> Result<Tensor> {
+    fused_cross_entropy(tape, logits, targets, Some(cap), reduction)
+}
+
+fn fused_cross_entropy(tape: Option<&Tape>, logits: &Tensor, targets: &[i32], softcap: Option<f32>, reduction: Reduction) -> Result<Tensor> {
     let (rows, vocab) = logits.rows_cols();
     let lead = &logits.shape()[..logits.rank().saturating_sub(1)];
     if targets.len() != rows {
@@ -39,7 +49,7 @@ pub fn cross_entropy(tape: Option<&Tape>, logits: &Tensor, targets: &[i32], redu
     }
     let client = logits.device().client();
     let ht = upload_targets(client, targets);
-    let (losses, lse) = with_float!(logits.dtype(), F => cross_entropy_forward::<F>(client, logits.handle(), &ht, rows, vocab))?;
+    let (losses, lse) = with_float!(logits.dtype(), F => cross_entropy_forward::<F>(client, logits.handle(), &ht, rows, vocab, softcap))?;
     // Per-row losses are f32 whatever the logits' dtype.
     let per_row = Tensor::from_handle(logits.device(), losses, lead, DType::F32)?;
     let y = match reduction {
@@ -57,7 +67,7 @@ pub fn cross_entropy(tape: Option<&Tape>, logits: &Tensor, targets: &[i32], redu
                 Reduction::Mean => zip(&Tensor::full(dev, &lead, 1.0 / count as f32, DType::F32)?, g, Binary::Mul, 0.0, 0.0)?,
             };
             let h = with_float!(logits2.dtype(), F =>
-                cross_entropy_backward::<F>(dev.client(), logits2.handle(), &ht, &lse, grad_rows.handle(), rows, vocab))?;
+                cross_entropy_backward::<F>(dev.client(), logits2.handle(), &ht, &lse, grad_rows.handle(), rows, vocab, softcap))?;
             sink.add(0, super::wrap(&logits2, h, logits2.shape())?)
         });
     }
@@ -82,12 +92,16 @@ mod tests {
             let count = targets.iter().filter(|&&t| t >= 0).count() as f64;
             let t2 = targets.clone();
             let res = assert_gradcheck(&[x.clone()], |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::Mean),
-                move |xs| vec![cross_entropy_forward_ref(&xs[0], &t2, vocab).0.iter().sum::<f64>() / count], Tolerance::default(), seed);
+                move |xs| vec![cross_entropy_forward_ref(&xs[0], &t2, vocab, None).0.iter().sum::<f64>() / count], Tolerance::default(), seed);
             prop_assert!(res.is_ok(), "mean: {}", res.unwrap_err());
             let t3 = targets.clone();
-            let res = assert_gradcheck(&[x], |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::None),
-                move |xs| cross_entropy_forward_ref(&xs[0], &t3, vocab).0, Tolerance::default(), seed);
+            let res = assert_gradcheck(&[x.clone()], |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::None),
+                move |xs| cross_entropy_forward_ref(&xs[0], &t3, vocab, None).0, Tolerance::default(), seed);
             prop_assert!(res.is_ok(), "none: {}", res.unwrap_err());
+            let t4 = targets.clone();
+            let res = assert_gradcheck(&[x], |t, xs| softcap_cross_entropy(t, &xs[0], &targets, 2.5, Reduction::Mean),
+                move |xs| vec![cross_entropy_forward_ref(&xs[0], &t4, vocab, Some(2.5)).0.iter().sum::<f64>() / count], Tolerance::default(), seed);
+            prop_assert!(res.is_ok(), "softcap: {}", res.unwrap_err());
         }
     }
 
@@ -99,6 +113,11 @@ mod tests {
         assert!(e.contains("target 3 at position 1"), "{e}");
         assert!(cross_entropy(None, &x, &[-1, -1], Reduction::Mean).unwrap_err().to_string().contains("every target is -1"));
         assert!(cross_entropy(None, &x, &[0], Reduction::Mean).is_err());
+        // The fused softcap equals softcap then cross-entropy.
+        let logits = Tensor::from_f32(&dev, &[20.0, -3.0, 1.0, 4.0, 0.5, -30.0], &[2, 3], DType::F32).unwrap();
+        let a = softcap_cross_entropy(None, &logits, &[0, 2], 15.0, Reduction::Mean).unwrap().to_scalar().unwrap();
+        let b = cross_entropy(None, &crate::ops::softcap(None, &logits, 15.0).unwrap(), &[0, 2], Reduction::Mean).unwrap().to_scalar().unwrap();
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         // Uniform logits: loss = ln 3.
         let l = cross_entropy(None, &x, &[0, -1], Reduction::Mean).unwrap().to_scalar().unwrap();
         assert!((l - 3f32.ln()).abs() < 1e-6);

@@ -16,7 +16,7 @@ mod shape;
 mod softmax;
 
 pub use attention::attention;
-pub use cross_entropy::{cross_entropy, Reduction};
+pub use cross_entropy::{cross_entropy, softcap_cross_entropy, Reduction};
 pub use dropout::dropout;
 pub use elementwise::{add, affine, div, exp, log, mul, neg, relu2, scale, softcap, square, sub, tanh};
 pub use embedding::embedding;

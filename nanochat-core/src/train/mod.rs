@@ -22,7 +22,7 @@ use crate::tokenizer::Tokenizer;
 use crate::{CoreError, DType, Device, Grads, Result, Tape};
 
 /// A stream of training batches whose position can be saved and restored.
-pub trait BatchSource {
+pub trait BatchSource: Send {
     fn next_batch(&mut self) -> Result<Batch>;
     fn position(&self) -> LoaderState;
     fn restore(&mut self, state: LoaderState) -> Result<()>;
@@ -152,31 +152,31 @@ impl Trainer {
     /// Validation bits per byte (in eval mode).
     pub fn evaluate(&mut self) -> Result<f64> {
         self.model.eval();
-        let r = evaluate_bpb(&self.model, &self.val, self.tokenizer.token_bytes());
+        let device = self.model.get_device().clone();
+        let r = device.exclusive(|| evaluate_bpb(&self.model, &self.val, self.tokenizer.token_bytes()));
         self.model.train();
-        r
+        r?
     }
 
     /// Greedy continuations of the configured prompts.
     pub fn samples(&mut self, max_tokens: usize) -> Result<Vec<(String, String)>> {
         self.model.eval();
-        let mut out = Vec::new();
-        for p in &self.cfg.sample_prompts {
-            let mut ids = vec![self.tokenizer.get_bos_token_id()];
-            ids.extend(self.tokenizer.encode(p));
-            let room = self.model.config().block_size.saturating_sub(ids.len());
-            let gen: Vec<u32> = self
-                .model
-                .generate(&ids, max_tokens.min(room.max(1)), SamplingParams { temperature: 0.0, top_k: None, seed: 0 })?
-                .collect::<Result<_>>()?;
-            out.push((p.clone(), self.tokenizer.decode(&gen)?));
-        }
+        let device = self.model.get_device().clone();
+        let (model, tokenizer, prompts) = (&self.model, &self.tokenizer, &self.cfg.sample_prompts);
+        let r = device.exclusive(|| greedy_samples(model, tokenizer, prompts, max_tokens));
         self.model.train();
-        Ok(out)
+        r?
     }
 
-    /// One optimizer step over `grad_accum_steps` micro-batches; returns the mean loss.
+
+    /// One optimizer step over `grad_accum_steps` micro-batches; returns the mean loss. Runs on
+    /// the device's thread ([`Device::exclusive`]).
     pub fn train_step(&mut self) -> Result<f64> {
+        let device = self.model.get_device().clone();
+        device.exclusive(|| self.train_step_inner())?
+    }
+
+    fn train_step_inner(&mut self) -> Result<f64> {
         let accum = self.cfg.grad_accum_steps()?;
         let params: Vec<_> = self.model.named_parameters().into_iter().map(|(_, p)| p).collect();
         let mut grads = Grads::default();
@@ -256,4 +256,19 @@ impl Trainer {
         }
         Ok(self.last_val_bpb)
     }
+}
+
+/// Greedy continuations (after `<|bos|>`) of each prompt.
+fn greedy_samples(model: &GPT, tokenizer: &Tokenizer, prompts: &[String], max_tokens: usize) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for p in prompts {
+        let mut ids = vec![tokenizer.get_bos_token_id()];
+        ids.extend(tokenizer.encode(p));
+        let room = model.config().block_size.saturating_sub(ids.len());
+        let gen: Vec<u32> = model
+            .generate(&ids, max_tokens.min(room.max(1)), SamplingParams { temperature: 0.0, top_k: None, seed: 0 })?
+            .collect::<Result<_>>()?;
+        out.push((p.clone(), tokenizer.decode(&gen)?));
+    }
+    Ok(out)
 }

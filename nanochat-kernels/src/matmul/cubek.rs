@@ -41,24 +41,35 @@ pub fn cubek_matmul<F: KernelFloat>(
     if kernel == MatmulKernel::CpuGemm {
         return cpu_gemm::<F>(client, a, b, out, s);
     }
-    launch::<F>(client, kernel, a, b, out, s, s.n)
+    launch::<F>(client, kernel, (a, s.lhs_strides()), (b, s.rhs_strides()), out, s, s.n)
 }
 
 /// Products wider than this run as column panels on the CPU.
 const CPU_PANEL_MIN_N: usize = 384;
 
-/// Columns of B per panel: about 1 MiB of B (half the L2 of the reference machine), a multiple
-/// of 16 (the widest f32 vector), between 64 and 256.
+/// Bytes of B one CPU launch should stream: about half the L2 of the reference machine.
+const CPU_B_BLOCK_BYTES: usize = 1 << 20;
+
+/// Columns of B per panel: about 1 MiB of B, a multiple of 16 (the widest f32 vector),
+/// between 64 and 256.
 fn cpu_panel_width(k: usize, elem_bytes: usize) -> usize {
-    let cols = (1 << 20) / (k.max(1) * elem_bytes);
+    let cols = CPU_B_BLOCK_BYTES / (k.max(1) * elem_bytes);
     (cols / 16 * 16).clamp(64, 256)
 }
 
-/// CpuGemm is fast on contiguous row-major operands and blocks only for L1: A is made
-/// row-major, and B is fed as contiguous row-major panels of columns that stay in L2, each
-/// product writing its columns of `out` in place. The copies cost O((m + n) k) against the
-/// product's O(m n k); at 1024^3 this runs ~3x faster than one launch on B as it lies
-/// (docs/benchmarks.md).
+/// Rows of B (the depth of the sum) per launch: about 1 MiB of B at the panel width, a multiple
+/// of 16, at least 256.
+fn cpu_depth_block(n_cols: usize, elem_bytes: usize) -> usize {
+    let rows = CPU_B_BLOCK_BYTES / (n_cols.max(1) * elem_bytes);
+    (rows / 16 * 16).max(256)
+}
+
+/// CpuGemm is fast on contiguous row-major operands and blocks only for L1, so the dispatch
+/// blocks for L2 around it: A and B are made row-major (transposed copies when given
+/// transposed); a deep product (large k) is split into depth blocks whose partial products are
+/// summed into the output; within a block B is fed as contiguous row-major panels of at most
+/// 256 columns, each launch writing its columns of the output in place. The copies cost
+/// O((m + n) k) against the product's O(m n k) (docs/benchmarks.md has the figures).
 fn cpu_gemm<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, out: &Handle, s: &MatmulShape) -> Result<()> {
     let MatmulShape { batch, m, n, k, .. } = *s;
     let lhs_batch = if s.lhs_batched { batch } else { 1 };
@@ -66,46 +77,73 @@ fn cpu_gemm<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, out: &Handl
     let a_rows = if s.trans_a && m > 1 && k > 1 { Some(transpose::<F>(client, a, lhs_batch, k, m)?) } else { None };
     let a = a_rows.as_ref().unwrap_or(a);
     let trans_a = s.trans_a && a_rows.is_none();
-    let width = if n > CPU_PANEL_MIN_N { cpu_panel_width(k, F::DTYPE.size()) } else { n };
-    let es = F::DTYPE.size() as u64;
-    let mut j0 = 0;
-    while j0 < n {
-        let nb = width.min(n - j0);
-        let whole = nb == n;
-        // The panel: columns j0..j0 + nb of op(B), as a contiguous (rhs_batch, k, nb) tensor.
-        let panel = match (s.trans_b, whole) {
-            (false, true) => b.clone(),
-            (false, false) => slice_cols::<F>(client, b, rhs_batch * k, n, j0, nb)?,
-            (true, _) if k == 1 || nb == 1 => {
-                if whole { b.clone() } else { slice_cols::<F>(client, b, rhs_batch, n * k, j0 * k, nb * k)? }
-            }
-            (true, true) => transpose::<F>(client, b, rhs_batch, n, k)?,
-            (true, false) => {
-                let rows = slice_cols::<F>(client, b, rhs_batch, n * k, j0 * k, nb * k)?;
-                transpose::<F>(client, &rows, rhs_batch, nb, k)?
-            }
+    let b_rows = if s.trans_b && n > 1 && k > 1 { Some(transpose::<F>(client, b, rhs_batch, n, k)?) } else { None };
+    let b = b_rows.as_ref().unwrap_or(b);
+    // Now A is (lhs_batch, m, k) (or (k, m) when m or k is 1 and it was given transposed: the
+    // same memory) and B is (rhs_batch, k, n) row-major.
+    let s = MatmulShape { trans_a, trans_b: false, ..*s };
+    let es = F::DTYPE.size();
+    let width = if n > CPU_PANEL_MIN_N { cpu_panel_width(k, es) } else { n };
+    let depth = cpu_depth_block(width, es);
+    let split_depth = k > depth + depth / 2 && rhs_batch == 1 && !trans_a;
+    let (a_bs, a_rs, a_cs) = s.lhs_strides();
+    let (b_bs, b_rs, b_cs) = s.rhs_strides();
+    let mut partial: Option<Handle> = None;
+    let mut k0 = 0;
+    while k0 < k {
+        let kb = if split_depth { depth.min(k - k0) } else { k };
+        // Columns k0..k0 + kb of A and rows k0..k0 + kb of B, read in place.
+        let a_blk = a.clone().offset_start((k0 * a_cs * es) as u64);
+        let b_blk = b.clone().offset_start((k0 * b_rs * es) as u64);
+        let dst = if k0 == 0 {
+            out.clone()
+        } else {
+            partial.get_or_insert_with(|| client.empty(batch * m * n * es)).clone()
         };
-        let ps = MatmulShape { n: nb, trans_a, trans_b: false, ..*s };
-        launch::<F>(client, MatmulKernel::CpuGemm, a, &panel, &out.clone().offset_start(j0 as u64 * es), &ps, n)?;
-        j0 += nb;
+        let mut j0 = 0;
+        while j0 < n {
+            let nb = width.min(n - j0);
+            let (panel, panel_strides) = if nb == n {
+                (b_blk.clone(), (b_bs, b_rs, b_cs))
+            } else {
+                // rhs_batch == 1 here or the depth is whole: the block is rhs_batch * kb rows.
+                let rows = if split_depth { kb } else { rhs_batch * kb };
+                let p = slice_cols::<F>(client, &b_blk, rows, n, j0, nb)?;
+                (p, (if s.rhs_batched { kb * nb } else { 0 }, nb, 1))
+            };
+            let ps = MatmulShape { n: nb, k: kb, ..s };
+            launch::<F>(
+                client,
+                MatmulKernel::CpuGemm,
+                (&a_blk, (a_bs, a_rs, a_cs)),
+                (&panel, panel_strides),
+                &dst.clone().offset_start((j0 * es) as u64),
+                &ps,
+                n,
+            )?;
+            j0 += nb;
+        }
+        if k0 > 0 {
+            crate::elementwise::axpby_inplace::<F>(client, out, &dst, batch * m * n, 1.0, 1.0)?;
+        }
+        k0 += kb;
     }
     Ok(())
 }
 
-/// One cubek launch of `op(A) @ op(B)` for shape `s`, writing an output whose rows are
-/// `out_row` elements apart (the full width when `out` is a column panel of a wider matrix).
+/// One cubek launch of `op(A) @ op(B)` for shape `s` with the operands' (batch, row, col)
+/// strides given, writing an output whose rows are `out_row` elements apart (the full width
+/// when `out` is a column panel of a wider matrix).
 fn launch<F: KernelFloat>(
     client: &Client,
     kernel: MatmulKernel,
-    a: &Handle,
-    b: &Handle,
+    (a, (a_bs, a_rs, a_cs)): (&Handle, (usize, usize, usize)),
+    (b, (b_bs, b_rs, b_cs)): (&Handle, (usize, usize, usize)),
     out: &Handle,
     s: &MatmulShape,
     out_row: usize,
 ) -> Result<()> {
     let MatmulShape { batch, m, n, k, .. } = *s;
-    let (a_bs, a_rs, a_cs) = s.lhs_strides();
-    let (b_bs, b_rs, b_cs) = s.rhs_strides();
     let (a_batch, b_batch) = (if s.lhs_batched { batch } else { 1 }, if s.rhs_batched { batch } else { 1 });
     let ty = F::cube_elem_type();
     let lhs = unsafe { TensorBinding::from_raw_parts(a.clone(), vec![a_bs, a_rs, a_cs].into(), vec![a_batch, m, k].into()) };

@@ -314,6 +314,9 @@ fn shapes() -> Vec<MatmulShape> {
     }
     // Wider than a CPU panel: column panels with a ragged last one.
     out.push(MatmulShape::new(33, 601, 20, false, false));
+    // Deeper than a CPU depth block (k split into partial sums), narrow and wide.
+    out.push(MatmulShape::new(7, 300, 2600, false, true));
+    out.push(MatmulShape::new(5, 450, 9000, true, false));
     out.push(MatmulShape::batched(2, 9, 403, 17, false, true));
     out.push(MatmulShape::batched(3, 9, 11, 7, false, true));
     out.push(MatmulShape::batched(2, 5, 6, 33, true, false));
