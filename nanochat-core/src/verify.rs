@@ -69,8 +69,12 @@ fn rel(got: &[f32], want: &[f64]) -> f64 {
     errors(got, want).0
 }
 
-/// Verifies fixture bytes (`name` labels the report and errors).
+/// Verifies fixture bytes (`name` labels the report and errors), on the device's thread.
 pub fn verify_reference_bytes(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyReport> {
+    device.exclusive(|| verify_inline(bytes, name, device))?
+}
+
+fn verify_inline(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyReport> {
     let f: SafetensorsFile = parse_safetensors(bytes, name)?;
     let json = f.metadata.get("config").ok_or_else(|| format_err(name, "__metadata__.config", "missing: not a model fixture"))?;
     let config = GPTConfig::from_json(json).map_err(|e| format_err(name, "__metadata__.config", e.to_string()))?;

@@ -185,8 +185,16 @@ impl BenchSizes {
 }
 
 /// Every kernel figure as one JSON object (keys such as `matmul_1024_gflops`,
-/// `attention_fwd_gflops`, `rmsnorm_gbps`, `cross_entropy_gbps`).
+/// `attention_fwd_gflops`, `rmsnorm_gbps`, `cross_entropy_gbps`), measured on the device's
+/// thread (see `Client::exclusive`).
 pub fn run_kernel_benchmarks<F: KernelFloat>(client: &Client, sizes: &BenchSizes) -> Result<Value> {
+    let (c, s) = (client.clone(), *sizes);
+    client
+        .exclusive(move || run_kernel_benchmarks_inline::<F>(&c, &s))
+        .map_err(|e| crate::KernelError::runtime("bench", format!("{e:?}")))?
+}
+
+fn run_kernel_benchmarks_inline<F: KernelFloat>(client: &Client, sizes: &BenchSizes) -> Result<Value> {
     let mut out = Map::new();
     let n = sizes.matmul;
     let info = crate::DeviceInfo::of(client);

@@ -180,8 +180,28 @@ pub fn dtypes_for(client: &Client) -> Vec<DType> {
     out
 }
 
-/// Runs one check for each dtype of the client; errors become failed reports.
+/// Runs one check for each dtype of the client; errors become failed reports. Runs on the
+/// device's thread, where kernel launches are direct calls (see `Client::exclusive`).
 pub fn run_check(client: &Client, check: &Check) -> Vec<CheckReport> {
+    let run = check.run;
+    let name = check.name;
+    let c = client.clone();
+    match client.exclusive(move || run_check_inline(&c, name, run)) {
+        Ok(reports) => reports,
+        Err(e) => vec![CheckReport {
+            name: format!("{name} (device error: {e:?})"),
+            dtype: DType::F32,
+            case: String::new(),
+            rel_err: f64::INFINITY,
+            max_abs_err: f64::INFINITY,
+            tolerance: 0.0,
+            passed: false,
+        }],
+    }
+}
+
+fn run_check_inline(client: &Client, name: &'static str, run: fn(&mut Ctx) -> Result<()>) -> Vec<CheckReport> {
+    let check = Check { name, run };
     let mut reports = Vec::new();
     for dtype in dtypes_for(client) {
         let mut ctx = Ctx::new(client, dtype, 0x5eed ^ check.name.len() as u64);

@@ -60,12 +60,24 @@ impl Default for Tolerance {
     }
 }
 
-/// Runs the check on `device` in f32; returns one report per differentiated input.
+/// Runs the check on `device` in f32 (on the device's thread); returns one report per
+/// differentiated input.
 pub fn gradcheck(
     device: &Device,
     inputs: &[Input],
-    forward: impl Fn(Option<&Tape>, &[Tensor]) -> Result<Tensor>,
-    reference: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    forward: impl Fn(Option<&Tape>, &[Tensor]) -> Result<Tensor> + Sync,
+    reference: impl Fn(&[Vec<f64>]) -> Vec<f64> + Sync,
+    tol: Tolerance,
+    seed: u64,
+) -> Result<Vec<GradReport>> {
+    device.exclusive(|| gradcheck_inline(device, inputs, &forward, &reference, tol, seed))?
+}
+
+fn gradcheck_inline(
+    device: &Device,
+    inputs: &[Input],
+    forward: &(impl Fn(Option<&Tape>, &[Tensor]) -> Result<Tensor> + Sync),
+    reference: &(impl Fn(&[Vec<f64>]) -> Vec<f64> + Sync),
     tol: Tolerance,
     seed: u64,
 ) -> Result<Vec<GradReport>> {
@@ -123,8 +135,8 @@ pub fn gradcheck(
 /// Test helper: runs [`gradcheck`] on the CPU and fails with the reports when one disagrees.
 pub fn assert_gradcheck(
     inputs: &[Input],
-    forward: impl Fn(Option<&Tape>, &[Tensor]) -> Result<Tensor>,
-    reference: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    forward: impl Fn(Option<&Tape>, &[Tensor]) -> Result<Tensor> + Sync,
+    reference: impl Fn(&[Vec<f64>]) -> Vec<f64> + Sync,
     tol: Tolerance,
     seed: u64,
 ) -> std::result::Result<(), String> {

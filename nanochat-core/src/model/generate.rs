@@ -102,7 +102,8 @@ impl Generator<'_> {
         let token = sample_token(&self.next_logits, self.params.temperature, self.params.top_k, &mut self.rng)?;
         self.remaining -= 1;
         if self.remaining > 0 && self.cache.len() < self.cache.capacity() {
-            self.next_logits = self.model.forward_cached(&[token], 1, 1, &mut self.cache)?.to_vec_f32()?;
+            let (model, cache) = (self.model, &mut self.cache);
+            self.next_logits = model.get_device().exclusive(|| model.forward_cached(&[token], 1, 1, cache)?.to_vec_f32())??;
         } else {
             self.remaining = 0;
         }

@@ -168,7 +168,7 @@ mod tests {
 
         #[test]
         fn unary_ops_gradcheck(rows in 1usize..4, cols in 1usize..9, seed in any::<u64>()) {
-            type UnFn = Box<dyn Fn(Option<&Tape>, &Tensor) -> Result<Tensor>>;
+            type UnFn = Box<dyn Fn(Option<&Tape>, &Tensor) -> Result<Tensor> + Sync>;
             let cases: Vec<(UnFn, Unary, f64, f64)> = vec![
                 (Box::new(|t, x| exp(t, x)), Unary::Exp, -2.0, 2.0),
                 (Box::new(|t, x| log(t, x)), Unary::Log, 0.5, 3.0),
