@@ -91,19 +91,25 @@ impl DeviceInfo {
     }
 }
 
-/// Free memory of CUDA device `index` in bytes (None without the `cuda` feature or a GPU).
-pub fn cuda_free_memory(index: usize) -> Option<u64> {
+/// (free, total) memory of CUDA device `index` in bytes (None without the `cuda` feature or a
+/// GPU).
+pub fn cuda_memory(index: usize) -> Option<(u64, u64)> {
     #[cfg(feature = "cuda")]
     {
         let ctx = cudarc::driver::CudaContext::new(index).ok()?;
         ctx.bind_to_thread().ok()?;
-        cudarc::driver::result::mem_get_info().ok().map(|(free, _total)| free as u64)
+        cudarc::driver::result::mem_get_info().ok().map(|(free, total)| (free as u64, total as u64))
     }
     #[cfg(not(feature = "cuda"))]
     {
         let _ = index;
         None
     }
+}
+
+/// Free memory of CUDA device `index` in bytes.
+pub fn cuda_free_memory(index: usize) -> Option<u64> {
+    cuda_memory(index).map(|(free, _)| free)
 }
 
 /// Every backend this build and machine can run: the CPU always, CUDA device 0 when the build

@@ -13,6 +13,41 @@ pub enum BenchCommand {
     Kernels(KernelArgs),
     /// Tokenizer encoding speed (MB/s) against tiktoken's GPT-2 and GPT-4 encodings.
     Tokenizer(TokenizerArgs),
+    /// Training throughput (tokens/s, MFU, memory) of a model shape on random tokens.
+    Train(TrainArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Depth (n_embd = 64 * depth, 128-dim heads).
+    #[arg(long, default_value_t = 4)]
+    depth: usize,
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1024)]
+    seq_len: usize,
+    #[arg(long, default_value_t = 65536)]
+    vocab: usize,
+    #[arg(short, long, default_value = "cpu")]
+    device: String,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Print compact JSON on one line (the output is JSON either way).
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let device = super::open_device(&args.device)?;
+    let r = nanochat_core::train::bench_train(&device, args.depth, args.vocab, args.batch_size, args.seq_len, args.steps)
+        .context("training benchmark")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -68,6 +103,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let args = match cmd {
         BenchCommand::Kernels(args) => args,
         BenchCommand::Tokenizer(args) => return run_tokenizer(args),
+        BenchCommand::Train(args) => return run_train(args),
     };
     let device = super::open_device(&args.device)?;
     let dtype = DType::parse(&args.dtype).with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;

@@ -2,6 +2,7 @@
 //! total batch size, nanochat's optimizers and schedules, validation bits per byte, greedy
 //! samples, checkpoints (resumable to the bit on the CPU) and a `metrics.jsonl`.
 
+mod bench;
 mod bpb;
 mod memory;
 mod metrics;
@@ -9,6 +10,7 @@ mod metrics;
 use std::path::PathBuf;
 use std::time::Instant;
 
+pub use bench::{bench_train, peak_host_bytes, TrainBench};
 pub use bpb::{batch_nats_bytes, evaluate_bpb};
 pub use memory::{check_fits, estimate_training_bytes, free_bytes};
 pub use metrics::{MetricsLog, StepMetrics};

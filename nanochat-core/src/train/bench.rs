@@ -1,0 +1,98 @@
+//! `nanochat bench train`: training throughput of a model shape on random tokens (forward,
+//! backward, nanochat's optimizers), as tokens/s and MFU, with the memory it took.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use super::peak_flops;
+use crate::model::{GPTConfig, GPT};
+use crate::ops::Reduction;
+use crate::optim::{muon_momentum, OptimConfig, Optimizer};
+use crate::{DType, Device, Result, Tape};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainBench {
+    pub device: String,
+    pub depth: usize,
+    pub n_embd: usize,
+    pub vocab_size: usize,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub num_params: usize,
+    pub steps: usize,
+    /// Median seconds per optimizer step (after one warm-up step that compiles the kernels).
+    pub step_seconds: f64,
+    pub tokens_per_s: f64,
+    /// Model FLOPs (nanochat's estimate) per second over the peak `peak_flops`.
+    pub mfu: f64,
+    pub peak_flops: f64,
+    /// Highest resident memory of this process (the CPU runtime's tensors live there).
+    pub peak_host_bytes: Option<u64>,
+    /// Device memory in use at the end (CUDA).
+    pub device_bytes_in_use: Option<u64>,
+}
+
+/// The process's peak resident set (Linux `VmHWM`).
+pub fn peak_host_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Times `steps` training steps of a depth-`depth` model (nanochat's scaling) at batch
+/// (`batch`, `seq`) over random tokens.
+pub fn bench_train(device: &Device, depth: usize, vocab: usize, batch: usize, seq: usize, steps: usize) -> Result<TrainBench> {
+    let config = GPTConfig::from_depth(depth, vocab, seq);
+    let mut model = GPT::new(config, device, DType::F32, 0)?;
+    model.train();
+    super::check_fits(&model, batch, seq)?;
+    let mut optim = Optimizer::new(&model, &OptimConfig::default());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let idx: Vec<u32> = (0..batch * seq).map(|_| rng.random_range(0..vocab as u32)).collect();
+    let targets: Vec<i32> = (0..batch * seq).map(|_| rng.random_range(0..vocab as i32)).collect();
+    let params: Vec<_> = model.named_parameters().into_iter().map(|(_, p)| p).collect();
+    let mut times = Vec::new();
+    for step in 0..=steps {
+        let t0 = Instant::now();
+        device.exclusive(|| -> Result<()> {
+            let tape = Tape::new();
+            for p in &params {
+                tape.watch(p);
+            }
+            let loss = model.loss(Some(&tape), &idx, &targets, batch, seq, Reduction::Mean)?;
+            let grads = tape.backward(&loss)?;
+            optim.step(&grads, 1.0, muon_momentum(step))?;
+            device.sync()
+        })??;
+        if step > 0 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let step_seconds = times[times.len() / 2];
+    let tokens_per_s = (batch * seq) as f64 / step_seconds;
+    let peak = peak_flops(device, DType::F32);
+    let device_bytes_in_use = match device.backend() {
+        nanochat_kernels::Backend::Cuda(i) => nanochat_kernels::device::cuda_memory(i).map(|(free, total)| total - free),
+        nanochat_kernels::Backend::Cpu => None,
+    };
+    Ok(TrainBench {
+        device: device.to_string(),
+        depth,
+        n_embd: model.config().n_embd,
+        vocab_size: vocab,
+        batch_size: batch,
+        seq_len: seq,
+        num_params: model.num_params(),
+        steps,
+        step_seconds,
+        tokens_per_s,
+        mfu: model.estimate_flops() * tokens_per_s / peak,
+        peak_flops: peak,
+        peak_host_bytes: peak_host_bytes(),
+        device_bytes_in_use,
+    })
+}
