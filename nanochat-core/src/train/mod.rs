@@ -6,6 +6,8 @@ mod bench;
 mod bpb;
 mod memory;
 mod metrics;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::time::Instant;
