@@ -28,8 +28,10 @@ pub mod io;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod tasks;
 pub mod tensor;
 pub mod tokenizer;
+pub mod tools;
 pub mod train;
 pub mod verify;
 

@@ -1,0 +1,95 @@
+//! Conversation files as tasks: nanochat's CustomJSON (one `{"messages": [...]}` per line), the
+//! chat sets fetched by scripts/fetch_data.sh (or their committed samples), the identity set.
+
+use std::path::{Path, PathBuf};
+
+use super::{content_text, EvalType, Task};
+use crate::tokenizer::chat::Conversation;
+use crate::{CoreError, Result};
+
+static IDENTITY: &str = include_str!("../../../data/identity.jsonl");
+static CHITCHAT_SAMPLE: &str = include_str!("../../../data/samples/chitchat.jsonl");
+static CHATTERBOT_SAMPLE: &str = include_str!("../../../data/samples/chatterbot.jsonl");
+
+/// `$NANOCHAT_DATA_DIR`, else `~/.cache/nanochat/data` (where scripts/fetch_data.sh writes).
+pub fn data_dir() -> PathBuf {
+    match std::env::var_os("NANOCHAT_DATA_DIR") {
+        Some(p) => PathBuf::from(p),
+        None => crate::tokenizer::base_dir().join("data"),
+    }
+}
+
+pub struct CustomJson {
+    name: String,
+    conversations: Vec<Conversation>,
+}
+
+fn parse(text: &str, source: &str) -> Result<Vec<Conversation>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let c: Conversation = serde_json::from_str(l).map_err(|e| CoreError::File {
+                path: source.to_string(),
+                why: format!("line {}: not a conversation: {e}", i + 1),
+            })?;
+            if c.messages.is_empty() {
+                return Err(CoreError::File { path: source.to_string(), why: format!("line {}: no messages", i + 1) });
+            }
+            Ok(c)
+        })
+        .collect()
+}
+
+impl CustomJson {
+    /// A JSONL file of conversations.
+    pub fn from_file(path: &Path) -> Result<CustomJson> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CoreError::File { path: path.display().to_string(), why: e.to_string() })?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "custom".into());
+        Ok(CustomJson { conversations: parse(&text, &path.display().to_string())?, name })
+    }
+
+    /// The identity conversations shipped with the project (data/identity.jsonl).
+    pub fn identity() -> Result<CustomJson> {
+        Ok(CustomJson { name: "identity".into(), conversations: parse(IDENTITY, "data/identity.jsonl")? })
+    }
+
+    /// A chat set: `$NANOCHAT_DATA_DIR/chat/<name>.jsonl` when fetched, else its committed sample.
+    pub fn chat_set(name: &str) -> Result<CustomJson> {
+        let fetched = data_dir().join("chat").join(format!("{name}.jsonl"));
+        if fetched.exists() {
+            let mut t = CustomJson::from_file(&fetched)?;
+            t.name = name.to_string();
+            return Ok(t);
+        }
+        let sample = match name {
+            "chitchat" => CHITCHAT_SAMPLE,
+            "chatterbot" => CHATTERBOT_SAMPLE,
+            _ => return Err(CoreError::Config(format!("no chat set named `{name}`"))),
+        };
+        Ok(CustomJson { name: name.to_string(), conversations: parse(sample, &format!("data/samples/{name}.jsonl"))? })
+    }
+}
+
+impl Task for CustomJson {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn eval_type(&self) -> EvalType {
+        EvalType::Generative
+    }
+    fn num_examples(&self) -> usize {
+        self.conversations.len()
+    }
+    fn get_example(&self, i: usize) -> Result<Conversation> {
+        self.conversations
+            .get(i)
+            .cloned()
+            .ok_or_else(|| CoreError::Config(format!("example {i} of {} with {} examples", self.name, self.conversations.len())))
+    }
+    /// Whether the completion is the reference reply (whitespace-trimmed).
+    fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {
+        conversation.messages.last().is_some_and(|m| content_text(&m.content).trim() == completion.trim())
+    }
+}

@@ -1,0 +1,211 @@
+//! Tasks: sources of conversations for training (and, later, evaluation), nanochat's task
+//! framework. A [`Task`] has examples (conversations), an evaluation type, and a check of a
+//! completion; tasks compose by slicing ([`TaskSlice`]), shuffled mixing ([`TaskMixture`], where
+//! a task listed twice is oversampled) and concatenation ([`TaskSequence`]).
+//!
+//! Training tasks: chat conversations (chitchat, chatterbot), [`CustomJson`] (one conversation
+//! per JSONL line, e.g. the identity set), [`SpellingBee`] and [`SimpleSpelling`] (synthetic from
+//! a word list), and [`Arithmetic`] (synthetic word problems answered with the calculator tool).
+
+mod arithmetic;
+mod conversations;
+mod spelling;
+
+use std::sync::Arc;
+
+pub use arithmetic::Arithmetic;
+pub use conversations::{data_dir, CustomJson};
+pub use spelling::{SimpleSpelling, SpellingBee, Split};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::tokenizer::chat::{Content, Conversation, PartKind};
+use crate::{CoreError, Result};
+
+/// How a task's answers are judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalType {
+    /// The model writes an answer that is checked.
+    Generative,
+    /// The model picks among given choices.
+    Categorical,
+}
+
+pub trait Task: Send + Sync {
+    fn name(&self) -> String;
+    fn eval_type(&self) -> EvalType;
+    fn num_examples(&self) -> usize;
+    /// The `i`-th conversation (the last message is the reference answer).
+    fn get_example(&self, i: usize) -> Result<Conversation>;
+    /// Whether `completion` answers the example `conversation` correctly.
+    fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool;
+    /// The reinforcement-learning reward of a completion (1 when correct by default).
+    fn reward(&self, conversation: &Conversation, completion: &str) -> f64 {
+        if self.evaluate(conversation, completion) {
+            1.0
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The text of a message's content: the string, or its parts' texts concatenated.
+pub fn content_text(content: &Content) -> String {
+    match content {
+        Content::Text(t) => t.clone(),
+        Content::Parts(parts) => parts.iter().filter(|p| p.kind != PartKind::PythonOutput).map(|p| p.text.as_str()).collect(),
+    }
+}
+
+/// The answer after `####` in a text (commas removed), as GSM8K-style tasks write it.
+pub fn final_answer(text: &str) -> Option<String> {
+    let after = text.rsplit_once("####")?.1;
+    let ans: String = after.trim().split_whitespace().next()?.chars().filter(|&c| c != ',').collect();
+    let ans = ans.trim_end_matches('.').to_string();
+    (!ans.is_empty()).then_some(ans)
+}
+
+/// Examples `start..stop` (or to the end) of a task, every `step`.
+pub struct TaskSlice {
+    inner: Arc<dyn Task>,
+    start: usize,
+    stop: usize,
+    step: usize,
+}
+
+impl TaskSlice {
+    pub fn new(inner: Arc<dyn Task>, start: usize, stop: Option<usize>, step: usize) -> Result<TaskSlice> {
+        let stop = stop.unwrap_or(inner.num_examples()).min(inner.num_examples());
+        if step == 0 || start > stop {
+            return Err(CoreError::Config(format!("bad slice {start}..{stop} step {step} of task {}", inner.name())));
+        }
+        Ok(TaskSlice { inner, start, stop, step })
+    }
+}
+
+impl Task for TaskSlice {
+    fn name(&self) -> String {
+        format!("{}[{}:{}:{}]", self.inner.name(), self.start, self.stop, self.step)
+    }
+    fn eval_type(&self) -> EvalType {
+        self.inner.eval_type()
+    }
+    fn num_examples(&self) -> usize {
+        (self.stop - self.start).div_ceil(self.step)
+    }
+    fn get_example(&self, i: usize) -> Result<Conversation> {
+        if i >= self.num_examples() {
+            return Err(CoreError::Config(format!("example {i} of {} with {} examples", self.name(), self.num_examples())));
+        }
+        self.inner.get_example(self.start + i * self.step)
+    }
+    fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {
+        self.inner.evaluate(conversation, completion)
+    }
+}
+
+/// Every example of every task, in one deterministically shuffled order (seeded). A task
+/// listed twice contributes its examples twice.
+pub struct TaskMixture {
+    tasks: Vec<Arc<dyn Task>>,
+    index: Vec<(usize, usize)>,
+}
+
+impl TaskMixture {
+    pub fn new(tasks: Vec<Arc<dyn Task>>, seed: u64) -> TaskMixture {
+        let mut index: Vec<(usize, usize)> =
+            tasks.iter().enumerate().flat_map(|(t, task)| (0..task.num_examples()).map(move |i| (t, i))).collect();
+        index.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        TaskMixture { tasks, index }
+    }
+
+    /// The task and its example index behind mixture example `i`.
+    pub fn locate(&self, i: usize) -> Option<(&Arc<dyn Task>, usize)> {
+        self.index.get(i).map(|&(t, j)| (&self.tasks[t], j))
+    }
+}
+
+impl Task for TaskMixture {
+    fn name(&self) -> String {
+        format!("mixture({})", self.tasks.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))
+    }
+    fn eval_type(&self) -> EvalType {
+        EvalType::Generative
+    }
+    fn num_examples(&self) -> usize {
+        self.index.len()
+    }
+    fn get_example(&self, i: usize) -> Result<Conversation> {
+        let (task, j) = self
+            .locate(i)
+            .ok_or_else(|| CoreError::Config(format!("example {i} of a mixture of {} examples", self.index.len())))?;
+        task.get_example(j)
+    }
+    /// A mixture cannot tell which task an arbitrary conversation came from: evaluate through
+    /// [`TaskMixture::locate`] instead. Always false.
+    fn evaluate(&self, _: &Conversation, _: &str) -> bool {
+        false
+    }
+}
+
+/// Tasks one after another, in order.
+pub struct TaskSequence {
+    tasks: Vec<Arc<dyn Task>>,
+}
+
+impl TaskSequence {
+    pub fn new(tasks: Vec<Arc<dyn Task>>) -> TaskSequence {
+        TaskSequence { tasks }
+    }
+}
+
+impl Task for TaskSequence {
+    fn name(&self) -> String {
+        format!("sequence({})", self.tasks.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))
+    }
+    fn eval_type(&self) -> EvalType {
+        EvalType::Generative
+    }
+    fn num_examples(&self) -> usize {
+        self.tasks.iter().map(|t| t.num_examples()).sum()
+    }
+    fn get_example(&self, mut i: usize) -> Result<Conversation> {
+        for t in &self.tasks {
+            if i < t.num_examples() {
+                return t.get_example(i);
+            }
+            i -= t.num_examples();
+        }
+        Err(CoreError::Config(format!("example past the end of {}", self.name())))
+    }
+    fn evaluate(&self, _: &Conversation, _: &str) -> bool {
+        false
+    }
+}
+
+/// Builds the training tasks named on a command line (`chitchat`, `chatterbot`, `identity`,
+/// `spelling-bee`, `simple-spelling`, `arithmetic`, or a path to a JSONL file of
+/// conversations). A name listed twice is oversampled.
+pub fn training_task(name: &str) -> Result<Arc<dyn Task>> {
+    Ok(match name {
+        "chitchat" => Arc::new(CustomJson::chat_set("chitchat")?),
+        "chatterbot" => Arc::new(CustomJson::chat_set("chatterbot")?),
+        "identity" => Arc::new(CustomJson::identity()?),
+        "spelling-bee" | "spellingbee" => Arc::new(SpellingBee::new(2000, Split::Train)?),
+        "simple-spelling" | "simplespelling" => Arc::new(SimpleSpelling::new(1000, Split::Train)?),
+        "arithmetic" => Arc::new(Arithmetic::new(2000, Split::Train)),
+        "gsm8k" | "GSM8K" => {
+            return Err(CoreError::Config("GSM8K exists here only as a test split: it is never trained on".into()))
+        }
+        path if path.ends_with(".jsonl") => Arc::new(CustomJson::from_file(std::path::Path::new(path))?),
+        other => {
+            return Err(CoreError::Config(format!(
+                "unknown task `{other}`: expected chitchat, chatterbot, identity, spelling-bee, simple-spelling, arithmetic or a .jsonl file"
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;
