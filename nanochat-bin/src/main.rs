@@ -37,6 +37,12 @@ enum Command {
     /// Pretrain a GPT (the bundled corpus by default).
     #[command(alias = "base_train")]
     BaseTrain(cmd::base_train::Args),
+    /// Mid-train a base model on conversations (chat format, special tokens, tool use).
+    #[command(alias = "mid_train")]
+    MidTrain(cmd::chat_train::Args),
+    /// Supervised fine-tuning on conversations (one per row).
+    #[command(alias = "chat_sft")]
+    ChatSft(cmd::chat_train::Args),
     /// Reproduce a float64 fixture of nanochat's PyTorch GPT (logits, loss, every gradient).
     #[command(alias = "verify_reference")]
     VerifyReference(cmd::verify_reference::Args),
@@ -54,6 +60,8 @@ fn main() -> std::process::ExitCode {
         Command::VerifyReference(args) => cmd::verify_reference::run(args),
         Command::TokTrain(args) => cmd::tok_train::run(args),
         Command::BaseTrain(args) => cmd::base_train::run(args),
+        Command::MidTrain(args) => cmd::chat_train::run(args, nanochat_core::checkpoint::Phase::Mid),
+        Command::ChatSft(args) => cmd::chat_train::run(args, nanochat_core::checkpoint::Phase::Sft),
         Command::TokEval(args) => cmd::tok_eval::run(args),
     };
     match result {

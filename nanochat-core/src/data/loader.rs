@@ -1,14 +1,20 @@
-//! The pretraining data loader: documents tokenized with `<|bos|>` in front, concatenated, and
-//! cut into batches of B rows of T + 1 consecutive tokens (inputs = first T, targets = last T).
-//! Sources are tokenized lazily, one at a time, in parallel within a source; the stream cycles
-//! over them (epochs). Its position — (epoch, source, token offset) — goes into checkpoints, so
-//! a resumed run reads exactly the batches it would have read.
+//! The training data loader: a stream of segments — documents tokenized with `<|bos|>` in
+//! front (pretraining), or conversations rendered in the chat format with their training mask
+//! (mid-training, SFT) — concatenated and cut into batches of B rows of T + 1 consecutive
+//! tokens (inputs = first T, targets = last T; a target whose mask is 0 becomes -1). SFT can
+//! instead pad: one conversation per row. Segments are tokenized lazily, one source at a time
+//! (in parallel within a source); the stream cycles over them (epochs). Its position — (epoch,
+//! segment, token offset) — goes into checkpoints, so a resumed run reads exactly the batches it
+//! would have read.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use super::documents::read_documents;
+use crate::tasks::Task;
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, Result};
 
@@ -39,14 +45,32 @@ pub struct Batch {
     pub seq: usize,
 }
 
+/// What the stream is made of.
+enum Segments {
+    /// Pretraining text: each source's documents, `<|bos|>` first, all trained on.
+    Text(Vec<Source>),
+    /// Conversations of a task, rendered with their masks (truncated to `max_tokens`).
+    Conversations { task: Arc<dyn Task>, max_tokens: usize },
+}
+
+/// How conversations fill rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    /// One continuous stream cut every B * T tokens (pretraining, mid-training).
+    Packed,
+    /// One conversation per row, truncated to T + 1 tokens and padded with ignored targets (SFT).
+    Padded,
+}
+
 pub struct DataLoader {
-    sources: Vec<Source>,
+    segments: Segments,
+    packing: Packing,
     tokenizer: Tokenizer,
     batch: usize,
     seq: usize,
     state: LoaderState,
-    /// Tokens of `sources[loaded]`, when loaded.
-    cache: Option<(usize, Vec<u32>)>,
+    /// Tokens (and mask, for conversations) of segment `.0`, when loaded.
+    cache: Option<(usize, Vec<u32>, Option<Vec<u8>>)>,
 }
 
 /// Tokens of documents, each preceded by `<|bos|>`.
@@ -62,14 +86,35 @@ pub fn tokenize_documents(tokenizer: &Tokenizer, docs: &[String]) -> Vec<u32> {
 }
 
 impl DataLoader {
+    /// A packed stream of documents (pretraining).
     pub fn new(sources: Vec<Source>, tokenizer: Tokenizer, batch: usize, seq: usize) -> Result<DataLoader> {
         if sources.is_empty() {
             return Err(CoreError::Config("the data loader has no source".into()));
         }
+        DataLoader::with(Segments::Text(sources), Packing::Packed, tokenizer, batch, seq)
+    }
+
+    /// The conversations of `task`, in order, rendered in the chat format with their masks.
+    pub fn conversations(task: Arc<dyn Task>, packing: Packing, tokenizer: Tokenizer, batch: usize, seq: usize) -> Result<DataLoader> {
+        if task.num_examples() == 0 {
+            return Err(CoreError::Config(format!("task {} has no examples", task.name())));
+        }
+        let max_tokens = 4 * (seq + 1);
+        DataLoader::with(Segments::Conversations { task, max_tokens }, packing, tokenizer, batch, seq)
+    }
+
+    fn with(segments: Segments, packing: Packing, tokenizer: Tokenizer, batch: usize, seq: usize) -> Result<DataLoader> {
         if batch == 0 || seq == 0 {
             return Err(CoreError::Config(format!("batch size {batch} and sequence length {seq} must be positive")));
         }
-        Ok(DataLoader { sources, tokenizer, batch, seq, state: LoaderState::default(), cache: None })
+        Ok(DataLoader { segments, packing, tokenizer, batch, seq, state: LoaderState::default(), cache: None })
+    }
+
+    fn n_segments(&self) -> usize {
+        match &self.segments {
+            Segments::Text(s) => s.len(),
+            Segments::Conversations { task, .. } => task.num_examples(),
+        }
     }
 
     pub fn state(&self) -> LoaderState {
@@ -78,41 +123,63 @@ impl DataLoader {
 
     /// Continues from a saved position.
     pub fn restore(&mut self, state: LoaderState) -> Result<()> {
-        if state.source >= self.sources.len() {
+        if state.source >= self.n_segments() {
             return Err(CoreError::Config(format!(
-                "saved data position names source {} of {}: the inputs changed since the checkpoint",
+                "saved data position names segment {} of {}: the inputs changed since the checkpoint",
                 state.source,
-                self.sources.len()
+                self.n_segments()
             )));
         }
         self.state = state;
         Ok(())
     }
 
-    fn tokens_of(&mut self, i: usize) -> Result<&[u32]> {
-        if self.cache.as_ref().map(|(j, _)| *j) != Some(i) {
-            let tokens = match &self.sources[i] {
-                Source::Docs(docs) => tokenize_documents(&self.tokenizer, docs),
-                Source::File(path) => tokenize_documents(&self.tokenizer, &read_documents(path)?),
+    /// Tokens and mask (None: all trained on) of segment `i`.
+    fn segment(&mut self, i: usize) -> Result<(&[u32], Option<&[u8]>)> {
+        if self.cache.as_ref().map(|(j, _, _)| *j) != Some(i) {
+            let (tokens, mask) = match &self.segments {
+                Segments::Text(sources) => match &sources[i] {
+                    Source::Docs(docs) => (tokenize_documents(&self.tokenizer, docs), None),
+                    Source::File(path) => (tokenize_documents(&self.tokenizer, &read_documents(path)?), None),
+                },
+                Segments::Conversations { task, max_tokens } => {
+                    let conv = task.get_example(i)?;
+                    let (ids, mask) = self.tokenizer.render_conversation(&conv, *max_tokens)?;
+                    (ids, Some(mask))
+                }
             };
-            self.cache = Some((i, tokens));
+            self.cache = Some((i, tokens, mask));
         }
-        Ok(&self.cache.as_ref().expect("loaded above").1)
+        let (_, t, m) = self.cache.as_ref().expect("loaded above");
+        Ok((t, m.as_deref()))
     }
 
-    /// The next batch. Consecutive batches overlap by one token (the last target of one is the
-    /// first input of the next), as the stream is cut every B * T tokens.
+    fn tokens_of(&mut self, i: usize) -> Result<&[u32]> {
+        Ok(self.segment(i)?.0)
+    }
+
+    /// The next batch. Packed: consecutive batches overlap by one token (the last target of one
+    /// is the first input of the next), as the stream is cut every B * T tokens.
     pub fn next_batch(&mut self) -> Result<Batch> {
+        if self.packing == Packing::Padded {
+            return self.next_padded();
+        }
         let need = self.batch * self.seq + 1;
         let mut window = Vec::with_capacity(need);
+        let mut window_mask = Vec::with_capacity(need);
         let start = self.state;
         let mut pos = self.state;
         let mut empty_sources = 0;
         while window.len() < need {
-            let n_sources = self.sources.len();
-            let tokens = self.tokens_of(pos.source)?;
-            let take = (need - window.len()).min(tokens.len().saturating_sub(pos.offset));
+            let n_sources = self.n_segments();
+            let have = window.len();
+            let (tokens, mask) = self.segment(pos.source)?;
+            let take = (need - have).min(tokens.len().saturating_sub(pos.offset));
             window.extend_from_slice(&tokens[pos.offset..pos.offset + take]);
+            match mask {
+                Some(m) => window_mask.extend_from_slice(&m[pos.offset..pos.offset + take]),
+                None => window_mask.extend(std::iter::repeat_n(1u8, take)),
+            }
             pos.offset += take;
             if window.len() < need {
                 empty_sources = if take == 0 { empty_sources + 1 } else { 0 };
@@ -130,13 +197,37 @@ impl DataLoader {
         // The next batch starts B * T tokens after this one.
         self.state = self.advance(start, self.batch * self.seq)?;
         let inputs = window[..need - 1].to_vec();
-        let targets = window[1..].iter().map(|&t| t as i32).collect();
+        let targets = window[1..].iter().zip(&window_mask[1..]).map(|(&t, &m)| if m == 0 { -1 } else { t as i32 }).collect();
         Ok(Batch { inputs, targets, batch: self.batch, seq: self.seq })
+    }
+
+    /// One conversation per row: its first T + 1 tokens, targets -1 where masked and past its end.
+    fn next_padded(&mut self) -> Result<Batch> {
+        let (b, t) = (self.batch, self.seq);
+        let pad = self.tokenizer.encode_special("<|assistant_end|>")?;
+        let mut inputs = vec![pad; b * t];
+        let mut targets = vec![-1i32; b * t];
+        for row in 0..b {
+            let i = self.state.source;
+            let (tokens, mask) = self.segment(i)?;
+            let n = tokens.len().min(t + 1);
+            for j in 0..n.saturating_sub(1) {
+                inputs[row * t + j] = tokens[j];
+                let keep = mask.is_none_or(|m| m[j + 1] == 1);
+                targets[row * t + j] = if keep { tokens[j + 1] as i32 } else { -1 };
+            }
+            self.state.source += 1;
+            if self.state.source == self.n_segments() {
+                self.state.source = 0;
+                self.state.epoch += 1;
+            }
+        }
+        Ok(Batch { inputs, targets, batch: b, seq: t })
     }
 
     fn advance(&mut self, mut pos: LoaderState, mut n: usize) -> Result<LoaderState> {
         loop {
-            let n_sources = self.sources.len();
+            let n_sources = self.n_segments();
             let len = self.tokens_of(pos.source)?.len();
             if pos.offset + n < len {
                 pos.offset += n;
@@ -191,5 +282,33 @@ mod tests {
             assert_eq!(&resumed.next_batch().unwrap(), batch);
         }
         assert!(resumed.restore(LoaderState { source: 5, ..saved }).is_err());
+    }
+
+    #[test]
+    fn conversations_mask_their_targets() {
+        use crate::tasks::{CustomJson, Task};
+        let tok = crate::tokenizer::tests::small_tokenizer().clone();
+        let task: Arc<dyn Task> = Arc::new(CustomJson::identity().unwrap());
+        let conv = task.get_example(0).unwrap();
+        let (ids, mask) = tok.render_conversation(&conv, 10_000).unwrap();
+        // Packed: the stream is the rendered conversations; masked targets are -1.
+        let mut packed = DataLoader::conversations(task.clone(), Packing::Packed, tok.clone(), 1, ids.len() - 1).unwrap();
+        let b = packed.next_batch().unwrap();
+        assert_eq!(b.inputs, ids[..ids.len() - 1]);
+        for j in 0..ids.len() - 1 {
+            let want = if mask[j + 1] == 1 { ids[j + 1] as i32 } else { -1 };
+            assert_eq!(b.targets[j], want, "position {j}");
+        }
+        assert!(b.targets.iter().any(|&t| t >= 0) && b.targets.contains(&-1));
+        // Padded: one conversation per row, ignored past its end.
+        let t = ids.len() + 5;
+        let mut padded = DataLoader::conversations(task.clone(), Packing::Padded, tok.clone(), 2, t).unwrap();
+        let b = padded.next_batch().unwrap();
+        assert_eq!(b.inputs[..ids.len() - 1], ids[..ids.len() - 1]);
+        assert!(b.targets[ids.len() - 1..t].iter().all(|&x| x == -1));
+        let (ids1, _) = tok.render_conversation(&task.get_example(1).unwrap(), 10_000).unwrap();
+        let n1 = ids1.len().min(t + 1);
+        assert_eq!(b.inputs[t..t + n1 - 1], ids1[..n1 - 1]);
+        assert_eq!(padded.state().source, 2);
     }
 }

@@ -5,4 +5,4 @@ mod documents;
 mod loader;
 
 pub use documents::{bundled_documents, read_documents, split_train_val, BUNDLED_CORPUS};
-pub use loader::{tokenize_documents, Batch, DataLoader, LoaderState, Source};
+pub use loader::{tokenize_documents, Batch, DataLoader, LoaderState, Packing, Source};

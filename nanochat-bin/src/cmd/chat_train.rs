@@ -1,0 +1,188 @@
+//! `nanochat mid-train` and `nanochat chat-sft`: fine-tune a base (or mid) model on rendered
+//! conversations from a TaskMixture, with the loss mask (targets of masked tokens become -1).
+//! Mid-training packs conversations into a stream and teaches the special tokens and the
+//! calculator tool's format; SFT pads one conversation per row. Checkpoints go to
+//! `{mid,sft}_checkpoints/<model_tag>/` with a `metrics.jsonl`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use nanochat_core::checkpoint::{load_model, model_root, Phase};
+use nanochat_core::data::{Batch, DataLoader, Packing};
+use nanochat_core::optim::{LrSchedule, OptimConfig};
+use nanochat_core::tasks::{training_task, Task, TaskMixture, TaskSlice};
+use nanochat_core::tokenizer::Tokenizer;
+use nanochat_core::train::{TrainConfig, Trainer};
+use serde_json::json;
+
+use super::progress::TrainProgress;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// Training tasks, comma-separated (chitchat, chatterbot, identity, spelling-bee,
+    /// simple-spelling, arithmetic, or a .jsonl file of conversations); a task named twice is
+    /// oversampled. Default: all of them, identity twice.
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// Tag of the model to start from (default: the newest).
+    #[arg(long)]
+    base_model: Option<String>,
+    /// Step of that model (default: its newest).
+    #[arg(long)]
+    base_step: Option<u64>,
+    /// Phase to start from (chat-sft: mid by default, falling back to base when there is no mid
+    /// model; mid-train: base).
+    #[arg(long, value_parser = ["base", "mid", "sft"])]
+    source: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    total_steps: u64,
+    /// Peak Muon learning rate (the AdamW rates scale with it).
+    #[arg(long, default_value_t = 0.02)]
+    lr: f32,
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    /// Tokens per row (default: the model's block_size).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Tokens per optimizer step (default: one micro-batch).
+    #[arg(long)]
+    total_batch_size: Option<usize>,
+    #[arg(short, long, default_value = "cpu")]
+    device: String,
+    /// Checkpoint folder name (default: the source model's tag).
+    #[arg(long)]
+    model_tag: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    eval_every: u64,
+    #[arg(long, default_value_t = 0)]
+    save_every: u64,
+    #[arg(long)]
+    resume_from_step: Option<u64>,
+    /// Shuffle seed of the task mixture.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long)]
+    quiet: bool,
+}
+
+const DEFAULT_TASKS: [&str; 7] = ["chitchat", "chatterbot", "identity", "identity", "spelling-bee", "simple-spelling", "arithmetic"];
+
+pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
+    let device = super::open_device(&args.device)?;
+    let root = model_root();
+    let (model, tokenizer, meta, source) = load_source(&args, phase, &root, &device)?;
+    let tag = args.model_tag.clone().unwrap_or_else(|| source.1.clone());
+    let names: Vec<String> = if args.tasks.is_empty() { DEFAULT_TASKS.iter().map(|s| s.to_string()).collect() } else { args.tasks.clone() };
+    let tasks = names.iter().map(|n| training_task(n)).collect::<nanochat_core::Result<Vec<Arc<dyn Task>>>>()?;
+    let mixture: Arc<dyn Task> = Arc::new(TaskMixture::new(tasks, args.seed));
+    // The last 5% of the shuffled mixture is held out for validation.
+    let n = mixture.num_examples();
+    let n_val = (n / 20).max(1);
+    if n < 2 {
+        bail!("the tasks {names:?} hold fewer than two conversations");
+    }
+    let train_task: Arc<dyn Task> = Arc::new(TaskSlice::new(mixture.clone(), 0, Some(n - n_val), 1)?);
+    let val_task: Arc<dyn Task> = Arc::new(TaskSlice::new(mixture, n - n_val, None, 1)?);
+    let t = args.seq_len.unwrap_or(model.config().block_size);
+    if t > model.config().block_size {
+        bail!("--seq-len {t} exceeds the model's block_size {}", model.config().block_size);
+    }
+    let b = args.batch_size;
+    let packing = if phase == Phase::Sft { Packing::Padded } else { Packing::Packed };
+    let train = DataLoader::conversations(train_task, packing, tokenizer.clone(), b, t)?;
+    let mut val_loader = DataLoader::conversations(val_task, packing, tokenizer.clone(), b, t)?;
+    let val: Vec<Batch> = (0..n_val.div_ceil(b).clamp(1, 8)).map(|_| val_loader.next_batch()).collect::<nanochat_core::Result<_>>()?;
+    let cfg = TrainConfig {
+        phase,
+        root,
+        model_tag: tag.clone(),
+        batch_size: b,
+        seq_len: t,
+        total_batch_size: args.total_batch_size.unwrap_or(b * t),
+        total_steps: args.total_steps,
+        optim: OptimConfig::with_peak_lr(args.lr),
+        schedule: LrSchedule::new(args.total_steps as usize),
+        eval_every: args.eval_every,
+        save_every: args.save_every,
+        sample_prompts: vec![],
+        tokenizer_path: meta.tokenizer_path.clone().map(Into::into).unwrap_or_else(nanochat_core::tokenizer::default_tokenizer_dir),
+        run: json!({
+            "command": phase_command(phase), "tasks": names, "source": {"phase": source.0.name(), "tag": source.1, "step": meta.step},
+            "batch_size": b, "seq_len": t, "total_steps": args.total_steps, "lr": args.lr, "device": device.to_string(),
+        }),
+    };
+    let mut trainer = match args.resume_from_step {
+        Some(step) => Trainer::resume(step, &device, tokenizer, Box::new(train), val, cfg)
+            .with_context(|| format!("resuming {} model `{tag}` from step {step}", phase.name()))?,
+        None => {
+            model.set_rng_state(0);
+            Trainer::new(model, tokenizer, Box::new(train), val, cfg)?
+        }
+    };
+    eprintln!(
+        "{} {tag}: from {} model `{}` step {}, {} conversations ({} held out), {} steps of {} tokens on {device}",
+        phase_command(phase),
+        source.0.name(),
+        source.1,
+        meta.step,
+        n - n_val,
+        n_val,
+        args.total_steps,
+        trainer.cfg.total_batch_size
+    );
+    let mut progress = TrainProgress::new(args.total_steps, trainer.step, args.quiet);
+    let val_bpb = trainer.run(&mut |e| progress.event(e))?;
+    progress.finish();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "phase": phase.name(), "model_tag": tag, "step": trainer.step, "val_bpb": val_bpb,
+            "checkpoint_dir": trainer.cfg.checkpoint_dir().display().to_string(),
+            "mean_tokens_per_s": progress.mean_tokens_per_s(),
+        }))?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn phase_command(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Mid => "mid-train",
+        Phase::Sft => "chat-sft",
+        Phase::Base => "base-train",
+        Phase::Rl => "chat-rl",
+    }
+}
+
+type Loaded = (nanochat_core::GPT, Tokenizer, nanochat_core::checkpoint::Meta, (Phase, String));
+
+/// The model to fine-tune: `--source` (or the phase's default), `--base-model`, `--base-step`.
+fn load_source(args: &Args, phase: Phase, root: &std::path::Path, device: &nanochat_core::Device) -> anyhow::Result<Loaded> {
+    let candidates: Vec<Phase> = match (&args.source, phase) {
+        (Some(s), _) => vec![Phase::parse(s)?],
+        (None, Phase::Sft) => vec![Phase::Mid, Phase::Base],
+        (None, _) => vec![Phase::Base],
+    };
+    let mut last_err = None;
+    for src in candidates {
+        match load_model(root, src, device, args.base_model.as_deref(), args.base_step) {
+            Ok((model, tok, meta)) => {
+                let tag = root_tag(root, src, args.base_model.as_deref(), &meta);
+                return Ok((model, tok, meta, (src, tag)));
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(anyhow::Error::from(last_err.expect("at least one candidate")).context("loading the model to fine-tune"))
+}
+
+/// The tag a loaded model came from (the given one, or the folder its checkpoint was found in).
+fn root_tag(root: &std::path::Path, phase: Phase, given: Option<&str>, meta: &nanochat_core::checkpoint::Meta) -> String {
+    if let Some(t) = given {
+        return t.to_string();
+    }
+    nanochat_core::checkpoint::list_tags(root, phase)
+        .into_iter()
+        .find(|t| nanochat_core::checkpoint::list_steps(&nanochat_core::checkpoint::checkpoint_dir(root, phase, t)).contains(&meta.step))
+        .unwrap_or_else(|| format!("d{}", meta.config.n_layer))
+}

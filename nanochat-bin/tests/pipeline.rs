@@ -1,0 +1,63 @@
+//! The training commands chained on a tiny model: tok-train, base-train, mid-train, chat-sft,
+//! each writing checkpoints the next one loads.
+
+use std::process::Command;
+
+use nanochat_core::checkpoint::{load_model, Phase};
+use nanochat_core::Device;
+
+fn run(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .env("NANOCHAT_BASE_DIR", root)
+        .env_remove("NANOCHAT_MODEL_DIR")
+        .env_remove("NANOCHAT_TOKENIZER_PATH")
+        .env("NANOCHAT_DATA_DIR", root.join("no-data"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn base_mid_and_sft_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    run(root, &["tok-train", "--vocab-size", "500", "--max-chars", "200000"]);
+    let common = ["--depth", "1", "--seq-len", "64", "--batch-size", "2", "--quiet"];
+    let base = run(root, &[&["base-train", "--total-steps", "4", "--eval-every", "2", "--eval-tokens", "256"][..], &common].concat());
+    assert_eq!(base["step"], 4);
+    assert!(base["val_bpb"].as_f64().unwrap() > 0.0);
+    let fine = ["--batch-size", "2", "--seq-len", "64", "--total-steps", "3", "--eval-every", "0", "--quiet"];
+    let mid = run(root, &[&["mid-train"][..], &fine].concat());
+    assert_eq!((mid["phase"].as_str(), mid["step"].as_u64()), (Some("mid"), Some(3)));
+    let sft = run(root, &[&["chat-sft", "--tasks", "identity,arithmetic"][..], &fine].concat());
+    assert_eq!((sft["phase"].as_str(), sft["step"].as_u64()), (Some("sft"), Some(3)));
+    // Each phase's checkpoint loads, with the tokenizer it was trained with.
+    let dev = Device::cpu().unwrap();
+    for phase in [Phase::Base, Phase::Mid, Phase::Sft] {
+        let (model, tok, meta) = load_model(root, phase, &dev, Some("d1"), None).unwrap();
+        assert_eq!(model.config().n_layer, 1);
+        assert_eq!(tok.vocab_size(), 500);
+        assert_eq!(meta.phase, phase);
+    }
+    // The metrics log of the base run has one line per step.
+    let metrics = std::fs::read_to_string(root.join("base_checkpoints/d1/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 4);
+}
+
+#[test]
+fn training_refuses_bad_requests_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let fail = |args: &[&str]| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_nanochat")).env("NANOCHAT_BASE_DIR", root).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(fail(&["base-train", "--total-steps", "1"]).contains("nanochat tok-train"));
+    assert!(fail(&["mid-train"]).contains("no base checkpoints"));
+    run(root, &["tok-train", "--vocab-size", "300", "--max-chars", "50000"]);
+    assert!(fail(&["base-train", "--depth", "1", "--seq-len", "32", "--batch-size", "2", "--total-batch-size", "100"]).contains("multiple"));
+    assert!(fail(&["base-train", "--depth", "1", "--dtype", "float16"]).contains("float16"));
+}
