@@ -42,7 +42,8 @@ pub struct Args {
     /// Sequence length (also the model's block_size).
     #[arg(long, default_value_t = 256)]
     seq_len: usize,
-    /// float32 or bfloat16.
+    /// float32, or bfloat16: matmuls and activations in bf16 (f32 accumulation) over f32 master
+    /// weights.
     #[arg(long, default_value = "float32")]
     dtype: String,
     #[arg(long, default_value = "cpu")]
@@ -100,9 +101,6 @@ fn model_config(args: &Args, vocab_size: usize) -> anyhow::Result<GPTConfig> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = super::open_device(&args.device)?;
     let dtype = DType::parse(&args.dtype).with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
-    if dtype != DType::F32 {
-        bail!("--dtype bfloat16 (bf16 matmuls over f32 master weights) is not implemented yet; use float32");
-    }
     let tok_dir = args.tokenizer.clone().unwrap_or_else(default_tokenizer_dir);
     let tokenizer = Tokenizer::from_pretrained(&tok_dir).with_context(|| format!("loading the tokenizer from {}", tok_dir.display()))?;
     let config = model_config(&args, tokenizer.vocab_size())?;
@@ -143,6 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         save_every: args.save_every,
         sample_prompts: vec!["Call me".into(), "To be, or not to be".into(), "The whale".into()],
         tokenizer_path: tok_dir.canonicalize().unwrap_or(tok_dir.clone()),
+        compute_dtype: dtype,
         run: json!({
             "command": "base-train", "depth": config.n_layer, "batch_size": b, "seq_len": t,
             "total_batch_size": args.total_batch_size.unwrap_or(b * t), "total_steps": args.total_steps,
@@ -153,7 +152,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut trainer = match args.resume_from_step {
         Some(step) => Trainer::resume(step, &device, tokenizer, Box::new(train), val, cfg)
             .with_context(|| format!("resuming base model `{tag}` from step {step}"))?,
-        None => Trainer::new(GPT::new(config, &device, dtype, args.seed)?, tokenizer, Box::new(train), val, cfg)?,
+        // Master weights are f32; --dtype bfloat16 computes in bf16 over them.
+        None => Trainer::new(GPT::new(config, &device, DType::F32, args.seed)?, tokenizer, Box::new(train), val, cfg)?,
     };
     eprintln!(
         "base-train {tag}: {} parameters, {} layers x {} wide, vocab {}, {} steps of {} tokens on {device} -> {}",

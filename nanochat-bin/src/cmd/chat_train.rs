@@ -107,6 +107,7 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
         save_every: args.save_every,
         sample_prompts: vec![],
         tokenizer_path: meta.tokenizer_path.clone().map(Into::into).unwrap_or_else(nanochat_core::tokenizer::default_tokenizer_dir),
+        compute_dtype: nanochat_core::DType::F32,
         run: json!({
             "command": phase_command(phase), "tasks": names, "source": {"phase": source.0.name(), "tag": source.1, "step": meta.step},
             "batch_size": b, "seq_len": t, "total_steps": args.total_steps, "lr": args.lr, "device": device.to_string(),

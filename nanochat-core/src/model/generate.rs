@@ -80,7 +80,7 @@ impl GPT {
         if tokens.len() > c.block_size {
             return Err(CoreError::Config(format!("prompt of {} tokens exceeds block_size {}", tokens.len(), c.block_size)));
         }
-        let mut cache = KvCache::new(c, self.get_device(), self.dtype(), 1, c.block_size)?;
+        let mut cache = KvCache::new(c, self.get_device(), self.compute_dtype(), 1, c.block_size)?;
         let logits = self.forward_cached(tokens, 1, tokens.len(), &mut cache)?;
         let v = c.vocab_size;
         let all = logits.to_vec_f32()?;

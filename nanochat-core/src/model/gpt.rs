@@ -44,7 +44,11 @@ pub struct Block {
 pub struct GPT {
     config: GPTConfig,
     device: Device,
+    /// Parameter (master weight) dtype.
     dtype: DType,
+    /// Activation and matmul dtype: bf16 over f32 master weights for mixed precision (weights
+    /// are cast on the way in, gradients flow back to them in f32).
+    compute: DType,
     pub wte: Tensor,
     pub blocks: Vec<Block>,
     pub lm_head: Linear,
@@ -122,6 +126,7 @@ impl GPT {
             config,
             device: device.clone(),
             dtype,
+            compute: dtype,
             wte,
             blocks,
             lm_head,
@@ -134,7 +139,7 @@ impl GPT {
 
 impl std::fmt::Debug for GPT {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GPT({:?} on {}, {})", self.config, self.device, self.dtype)
+        write!(f, "GPT({:?} on {}, {} weights, {} compute)", self.config, self.device, self.dtype, self.compute)
     }
 }
 
@@ -148,8 +153,24 @@ impl GPT {
         &self.device
     }
 
+    /// The parameters' dtype.
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// The dtype of activations and matmuls.
+    pub fn compute_dtype(&self) -> DType {
+        self.compute
+    }
+
+    /// Computes in `dtype` (bf16: mixed precision over the master weights).
+    pub fn set_compute_dtype(&mut self, dtype: DType) -> Result<()> {
+        if dtype != self.compute {
+            let c = &self.config;
+            self.rotary = RotaryTables::new(&self.device, c.block_size, c.head_dim(), c.rope_base, dtype)?;
+            self.compute = dtype;
+        }
+        Ok(())
     }
 
     /// Training mode: dropout is applied.
@@ -274,7 +295,8 @@ impl GPT {
         if self.training {
             self.dropout_step.fetch_add(1, Ordering::Relaxed);
         }
-        let mut x = ops::rmsnorm(tape, &ops::embedding(tape, &self.wte, idx, &[batch, seq])?, NORM_EPS)?;
+        let wte = ops::cast(tape, &self.wte, self.compute)?;
+        let mut x = ops::rmsnorm(tape, &ops::embedding(tape, &wte, idx, &[batch, seq])?, NORM_EPS)?;
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = ops::rmsnorm(tape, &x, NORM_EPS)?;
             let a = self.attention(tape, block, &h, layer, cache.as_deref_mut(), t0)?;
@@ -341,17 +363,17 @@ impl GPT {
         let client = self.device.client();
         let (ck, cv) = (&cache.k[layer], &cache.v[layer]);
         let row = c.n_kv_head * d;
-        with_float!(self.dtype, F => {
+        with_float!(self.compute, F => {
             write_rows::<F>(client, ck.handle(), cache.capacity(), k.handle(), b, t, row, t0)?;
             write_rows::<F>(client, cv.handle(), cache.capacity(), v.handle(), b, t, row, t0)?;
         });
         let s = AttentionShape { batch: b, tq: t, tk: t0 + t, heads: h, kv_heads: c.n_kv_head, head_dim: d };
         let layout = KvLayout::cache(&s, cache.capacity());
-        let out = with_float!(self.dtype, F => if t == 1 {
+        let out = with_float!(self.compute, F => if t == 1 {
             attention_decode::<F>(client, q.handle(), ck.handle(), cv.handle(), &s, &layout)
         } else {
             attention_forward::<F>(client, q.handle(), ck.handle(), cv.handle(), &s, &layout).map(|(o, _)| o)
         })?;
-        Tensor::from_handle(&self.device, out, q.shape(), self.dtype)
+        Tensor::from_handle(&self.device, out, q.shape(), self.compute)
     }
 }

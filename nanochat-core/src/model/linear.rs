@@ -14,10 +14,12 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// `x @ W^T (+ b)`, in `x`'s dtype (the weights are cast to it when they differ: mixed
+    /// precision).
     pub fn forward(&self, tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
-        let y = ops::linear(tape, x, &self.weight)?;
+        let y = ops::linear(tape, x, &ops::cast(tape, &self.weight, x.dtype())?)?;
         match &self.bias {
-            Some(b) => ops::add(tape, &y, b),
+            Some(b) => ops::add(tape, &y, &ops::cast(tape, b, x.dtype())?),
             None => Ok(y),
         }
     }

@@ -190,3 +190,36 @@ fn bad_inputs_are_errors() {
     assert!(model.forward(None, &[0; 4], 1, 3).is_err());
     assert!(GPT::new(GPTConfig { n_kv_head: 3, ..small(20, 2) }, &dev, DType::F32, 0).is_err());
 }
+
+#[test]
+fn bf16_mixed_precision_tracks_f32_and_trains() {
+    let dev = Device::cpu().unwrap();
+    let mut model = GPT::new(small(37, 2), &dev, DType::F32, 3).unwrap();
+    model.lm_head.weight = model.wte.clone();
+    let ids = tokens(16, 37, 5);
+    let f32_logits = model.forward(None, &ids, 2, 8).unwrap().to_vec_f32().unwrap();
+    model.set_compute_dtype(DType::BF16).unwrap();
+    let bf16_logits = model.forward(None, &ids, 2, 8).unwrap();
+    assert_eq!(bf16_logits.dtype(), DType::F32, "logits are f32 whatever the compute dtype");
+    let err = max_rel(&bf16_logits.to_vec_f32().unwrap(), &f32_logits);
+    assert!(err < 0.1, "bf16 logits deviate by {err}");
+    // Gradients reach the f32 master weights, and training works.
+    let params: Vec<_> = model.named_parameters().into_iter().map(|(_, p)| p).collect();
+    let targets: Vec<i32> = tokens(16, 37, 6).into_iter().map(|t| t as i32).collect();
+    let mut opt = AdamW::new(AdamWConfig { lr: 1e-2, ..AdamWConfig::default() });
+    let mut first = None;
+    let mut last = 0.0;
+    for _ in 0..40 {
+        let tape = Tape::new();
+        for p in &params {
+            tape.watch(p);
+        }
+        let l = model.loss(Some(&tape), &ids, &targets, 2, 8, Reduction::Mean).unwrap();
+        last = l.to_scalar().unwrap();
+        first.get_or_insert(last);
+        let grads = tape.backward(&l).unwrap();
+        assert_eq!(grads.get(&params[1]).unwrap().dtype(), DType::F32);
+        opt.step(&params, &grads).unwrap();
+    }
+    assert!(last < 0.5 * first.unwrap(), "bf16 training: loss {} -> {last}", first.unwrap());
+}

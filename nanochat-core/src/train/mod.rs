@@ -66,6 +66,8 @@ pub struct TrainConfig {
     /// Prompts continued greedily at each evaluation.
     pub sample_prompts: Vec<String>,
     pub tokenizer_path: PathBuf,
+    /// Activation and matmul dtype (bf16: mixed precision over f32 master weights).
+    pub compute_dtype: DType,
     /// Recorded in the checkpoints' meta.
     pub run: serde_json::Value,
 }
@@ -132,6 +134,7 @@ impl Trainer {
         let optim = Optimizer::new(&model, &cfg.optim);
         let metrics = MetricsLog::open(&cfg.checkpoint_dir(), 0)?;
         let mut model = model;
+        model.set_compute_dtype(cfg.compute_dtype)?;
         model.train();
         Ok(Trainer { model, optim, tokenizer, cfg, train, val, step: 0, metrics, last_val_bpb: None })
     }
@@ -148,6 +151,7 @@ impl Trainer {
             train.restore(pos)?;
         }
         model.set_rng_state(meta.rng_state);
+        model.set_compute_dtype(cfg.compute_dtype)?;
         model.train();
         let metrics = MetricsLog::open(&dir, step)?;
         Ok(Trainer { model, optim, tokenizer, cfg, train, val, step, metrics, last_val_bpb: meta.val_bpb })
@@ -221,7 +225,7 @@ impl Trainer {
     pub fn run(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<Option<f64>> {
         let cfg = self.cfg.clone();
         let flops_per_token = self.model.estimate_flops();
-        let peak = peak_flops(self.model.get_device(), self.model.dtype());
+        let peak = peak_flops(self.model.get_device(), self.model.compute_dtype());
         if self.step == 0 && cfg.eval_every > 0 {
             let bpb = self.evaluate()?;
             self.last_val_bpb = Some(bpb);

@@ -34,6 +34,7 @@ fn setup(root: &std::path::Path, total_steps: u64, save_every: u64) -> (Box<dyn 
         save_every,
         sample_prompts: vec!["Call me".into()],
         tokenizer_path: dir,
+        compute_dtype: DType::F32,
         run: serde_json::Value::Null,
     };
     let model = GPTConfig { vocab_size: tok.vocab_size(), n_layer: 2, n_head: 2, n_kv_head: 1, n_embd: 64, block_size: t, dropout: 0.1, ..GPTConfig::default() };
