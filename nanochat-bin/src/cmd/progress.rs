@@ -23,9 +23,10 @@ impl TrainProgress {
     }
 
     fn line(&self, s: String) {
+        // A hidden bar (stderr is not a terminal) drops `println`: write the line directly then.
         match &self.bar {
-            Some(b) => b.println(s),
-            None => eprintln!("{s}"),
+            Some(b) if !b.is_hidden() => b.println(s),
+            _ => eprintln!("{s}"),
         }
     }
 
