@@ -236,15 +236,51 @@ pub(crate) fn vector_size(client: &cubecl::client::Client, elem_bytes: usize, le
         .unwrap_or(1)
 }
 
-/// Sum of the lanes of a vector.
+/// Sum of the lanes of a vector, as a balanced tree (dependency depth log2 N, not N: on the
+/// CPU the lanes are scalar adds and a serial chain dominates short dot products).
 #[cube]
 pub(crate) fn lane_sum<N: Size>(v: Vector<f32, N>) -> f32 {
-    let mut s = 0.0f32;
+    let n = N::value();
+    let mut a = Array::<f32>::new(n);
     #[unroll]
-    for i in 0..N::value() {
-        s += v.extract(i);
+    for i in 0..n {
+        a[i] = v.extract(i);
     }
-    s
+    // Halving stages of width 32, 16, ..., 1 (each only when the vector is wider).
+    if comptime![n > 32] {
+        #[unroll]
+        for i in 0..32 {
+            a[i] += a[i + 32];
+        }
+    }
+    if comptime![n > 16] {
+        #[unroll]
+        for i in 0..16 {
+            a[i] += a[i + 16];
+        }
+    }
+    if comptime![n > 8] {
+        #[unroll]
+        for i in 0..8 {
+            a[i] += a[i + 8];
+        }
+    }
+    if comptime![n > 4] {
+        #[unroll]
+        for i in 0..4 {
+            a[i] += a[i + 4];
+        }
+    }
+    if comptime![n > 2] {
+        #[unroll]
+        for i in 0..2 {
+            a[i] += a[i + 2];
+        }
+    }
+    if comptime![n > 1] {
+        a[0] += a[1];
+    }
+    a[0]
 }
 
 /// Maximum of the lanes of a vector.

@@ -24,6 +24,14 @@ pub struct TrainBench {
     pub steps: usize,
     /// Median seconds per optimizer step (after one warm-up step that compiles the kernels).
     pub step_seconds: f64,
+    /// Median seconds of the forward (with the loss), the backward and the optimizer step
+    /// (each waited for; they add up to `step_seconds`).
+    pub forward_seconds: f64,
+    pub backward_seconds: f64,
+    pub optimizer_seconds: f64,
+    /// The loss of the last step (the same random batch every step, so it falls); checked
+    /// finite, so a failed launch cannot pass for speed.
+    pub final_loss: f32,
     pub tokens_per_s: f64,
     /// Model FLOPs (nanochat's estimate) per second over the peak `peak_flops`.
     pub mfu: f64,
@@ -54,25 +62,43 @@ pub fn bench_train(device: &Device, depth: usize, vocab: usize, batch: usize, se
     let idx: Vec<u32> = (0..batch * seq).map(|_| rng.random_range(0..vocab as u32)).collect();
     let targets: Vec<i32> = (0..batch * seq).map(|_| rng.random_range(0..vocab as i32)).collect();
     let params: Vec<_> = model.named_parameters().into_iter().map(|(_, p)| p).collect();
-    let mut times = Vec::new();
+    // Seconds of each timed step: (total, forward, backward, optimizer).
+    let mut times: Vec<[f64; 4]> = Vec::new();
+    let mut last_loss = f32::NAN;
     for step in 0..=steps {
         let t0 = Instant::now();
-        device.exclusive(|| -> Result<()> {
+        let (t_fwd, t_bwd, loss) = device.exclusive(|| -> Result<(Instant, Instant, f32)> {
             let tape = Tape::new();
             for p in &params {
                 tape.watch(p);
             }
             let loss = model.loss(Some(&tape), &idx, &targets, batch, seq, Reduction::Mean)?;
+            device.sync()?;
+            let t_fwd = Instant::now();
             let grads = tape.backward(&loss)?;
+            device.sync()?;
+            let t_bwd = Instant::now();
             optim.step(&grads, 1.0, muon_momentum(step))?;
-            device.sync()
+            device.sync()?;
+            Ok((t_fwd, t_bwd, loss.to_vec_f32()?[0]))
         })??;
+        let end = Instant::now();
+        last_loss = loss;
         if step > 0 {
-            times.push(t0.elapsed().as_secs_f64());
+            let secs = |a: Instant, b: Instant| (b - a).as_secs_f64();
+            times.push([secs(t0, end), secs(t0, t_fwd), secs(t_fwd, t_bwd), secs(t_bwd, end)]);
         }
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    let step_seconds = times[times.len() / 2];
+    // A failed launch shows up as a missing or non-finite loss, never as speed.
+    if !last_loss.is_finite() {
+        return Err(crate::CoreError::Mismatch { op: "bench train", why: format!("the loss of the last step is {last_loss}") });
+    }
+    let median = |i: usize| {
+        let mut v: Vec<f64> = times.iter().map(|t| t[i]).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let step_seconds = median(0);
     let tokens_per_s = (batch * seq) as f64 / step_seconds;
     let peak = peak_flops(device, DType::F32);
     let device_bytes_in_use = match device.backend() {
@@ -89,6 +115,10 @@ pub fn bench_train(device: &Device, depth: usize, vocab: usize, batch: usize, se
         num_params: model.num_params(),
         steps,
         step_seconds,
+        forward_seconds: median(1),
+        backward_seconds: median(2),
+        optimizer_seconds: median(3),
+        final_loss: last_loss,
         tokens_per_s,
         mfu: model.estimate_flops() * tokens_per_s / peak,
         peak_flops: peak,
