@@ -5,9 +5,13 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nanochat_kernels::attention::{attention_backward, attention_forward, AttentionShape, KvLayout};
+use nanochat_kernels::attention::{
+    attention_backward_with, attention_forward_with, AttentionKernel, AttentionShape, KvLayout,
+};
 use nanochat_kernels::check::upload_f32;
-use nanochat_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward, upload_targets};
+use nanochat_kernels::cross_entropy::{
+    cross_entropy_backward, cross_entropy_forward, upload_targets,
+};
 use nanochat_kernels::elementwise::{binary, Binary};
 use nanochat_kernels::matmul::{matmul, sync, MatmulShape};
 use nanochat_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
@@ -15,12 +19,16 @@ use nanochat_kernels::{Backend, Client};
 
 fn client() -> Client {
     let name = std::env::var("NANOCHAT_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
-    let backend: Backend = name.parse().expect("NANOCHAT_BENCH_DEVICE: cpu, cuda or cuda:N");
+    let backend: Backend = name
+        .parse()
+        .expect("NANOCHAT_BENCH_DEVICE: cpu, cuda or cuda:N");
     backend.client().expect("device")
 }
 
 fn data(n: usize) -> Vec<f32> {
-    (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect()
+    (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
 }
 
 fn bench_matmul(c: &mut Criterion) {
@@ -45,25 +53,35 @@ fn bench_matmul(c: &mut Criterion) {
 fn bench_attention(c: &mut Criterion) {
     let client = client();
     let mut g = c.benchmark_group("attention_f32 (elem/s = FLOP/s)");
-    let s = AttentionShape::new(1, 256, 4, 4, 64);
+    // The depth-4 model's shape: T=1024, two heads of 128.
+    let s = AttentionShape::new(1, 1024, 2, 2, 128);
     let nq = s.batch * s.tq * s.heads * s.head_dim;
-    let (q, k, v, dout) = (upload_f32(&client, &data(nq)), upload_f32(&client, &data(nq)), upload_f32(&client, &data(nq)), upload_f32(&client, &data(nq)));
+    let (q, k, v, dout) = (
+        upload_f32(&client, &data(nq)),
+        upload_f32(&client, &data(nq)),
+        upload_f32(&client, &data(nq)),
+        upload_f32(&client, &data(nq)),
+    );
     let layout = KvLayout::contiguous(&s);
-    g.throughput(Throughput::Elements(s.forward_flops() as u64));
-    g.bench_function("forward T=256 H=4 D=64", |b| {
-        b.iter(|| {
-            attention_forward::<f32>(&client, &q, &k, &v, &s, &layout).unwrap();
-            sync(&client).unwrap();
-        })
-    });
-    let (o, lse) = attention_forward::<f32>(&client, &q, &k, &v, &s, &layout).unwrap();
-    g.throughput(Throughput::Elements((2.5 * s.forward_flops()) as u64));
-    g.bench_function("backward T=256 H=4 D=64", |b| {
-        b.iter(|| {
-            attention_backward::<f32>(&client, &q, &k, &v, &o, &lse, &dout, &s).unwrap();
-            sync(&client).unwrap();
-        })
-    });
+    for kernel in AttentionKernel::ALL {
+        g.throughput(Throughput::Elements(s.forward_flops() as u64));
+        g.bench_function(format!("forward {kernel:?} T=1024 H=2 D=128"), |b| {
+            b.iter(|| {
+                attention_forward_with::<f32>(&client, kernel, &q, &k, &v, &s, &layout).unwrap();
+                sync(&client).unwrap();
+            })
+        });
+        let (o, lse) =
+            attention_forward_with::<f32>(&client, kernel, &q, &k, &v, &s, &layout).unwrap();
+        g.throughput(Throughput::Elements((2.5 * s.forward_flops()) as u64));
+        g.bench_function(format!("backward {kernel:?} T=1024 H=2 D=128"), |b| {
+            b.iter(|| {
+                attention_backward_with::<f32>(&client, kernel, &q, &k, &v, &o, &lse, &dout, &s)
+                    .unwrap();
+                sync(&client).unwrap();
+            })
+        });
+    }
 }
 
 fn bench_memory_bound(c: &mut Criterion) {
@@ -100,15 +118,27 @@ fn bench_memory_bound(c: &mut Criterion) {
     g.throughput(Throughput::Bytes((rows * vocab * 4) as u64));
     g.bench_function("cross_entropy forward 1024x8192", |b| {
         b.iter(|| {
-            cross_entropy_forward::<f32>(&client, &logits, &targets, rows, vocab, Some(15.0)).unwrap();
+            cross_entropy_forward::<f32>(&client, &logits, &targets, rows, vocab, Some(15.0))
+                .unwrap();
             sync(&client).unwrap();
         })
     });
-    let (_, lse) = cross_entropy_forward::<f32>(&client, &logits, &targets, rows, vocab, Some(15.0)).unwrap();
+    let (_, lse) =
+        cross_entropy_forward::<f32>(&client, &logits, &targets, rows, vocab, Some(15.0)).unwrap();
     g.throughput(Throughput::Bytes((2 * rows * vocab * 4) as u64));
     g.bench_function("cross_entropy backward 1024x8192", |b| {
         b.iter(|| {
-            cross_entropy_backward::<f32>(&client, &logits, &targets, &lse, &grad, rows, vocab, Some(15.0)).unwrap();
+            cross_entropy_backward::<f32>(
+                &client,
+                &logits,
+                &targets,
+                &lse,
+                &grad,
+                rows,
+                vocab,
+                Some(15.0),
+            )
+            .unwrap();
             sync(&client).unwrap();
         })
     });
@@ -136,22 +166,62 @@ fn bench_other(c: &mut Criterion) {
             })
         });
     };
-    run("softmax 1024x768", 2 * n * 4, &mut || drop(softmax::<f32>(&client, &x, rows, cols).unwrap()));
+    run("softmax 1024x768", 2 * n * 4, &mut || {
+        drop(softmax::<f32>(&client, &x, rows, cols).unwrap())
+    });
     let ids: Vec<u32> = (0..rows as u32).map(|i| (i * 7) % rows as u32).collect();
-    run("embedding 1024x768", 2 * n * 4, &mut || drop(embedding_forward::<f32>(&client, &x, rows, cols, &ids).unwrap()));
-    run("embedding backward 1024x768", 2 * n * 4, &mut || drop(embedding_backward::<f32>(&client, &y, &ids, rows, cols).unwrap()));
-    let rs = RotaryShape { batch: 1, seq: rows, heads: 12, head_dim: 64, t0: 0, table_len: rows };
+    run("embedding 1024x768", 2 * n * 4, &mut || {
+        drop(embedding_forward::<f32>(&client, &x, rows, cols, &ids).unwrap())
+    });
+    run("embedding backward 1024x768", 2 * n * 4, &mut || {
+        drop(embedding_backward::<f32>(&client, &y, &ids, rows, cols).unwrap())
+    });
+    let rs = RotaryShape {
+        batch: 1,
+        seq: rows,
+        heads: 12,
+        head_dim: 64,
+        t0: 0,
+        table_len: rows,
+    };
     let (cs, sn) = rotary_tables(rows, 64, 10000.0);
     let (hc, hs) = (upload_f32(&client, &cs), upload_f32(&client, &sn));
-    run("rotary 1024x12x64", 2 * n * 4, &mut || drop(rotary_forward::<f32>(&client, &x, &hc, &hs, rs).unwrap()));
-    let (m, v) = (upload_f32(&client, &vec![0.0; n]), upload_f32(&client, &vec![0.0; n]));
-    let h = AdamWStep { lr: 1e-3, beta1: 0.8, beta2: 0.95, eps: 1e-10, weight_decay: 0.0, step: 1 };
-    run("adamw 786432", 28 * n, &mut || adamw_step::<f32>(&client, &x, &y, &m, &v, n, &h).unwrap());
-    run("transpose 1024x768", 2 * n * 4, &mut || drop(transpose::<f32>(&client, &x, 1, rows, cols).unwrap()));
-    let s = AttentionShape { batch: 1, tq: 1, tk: rows, heads: 12, kv_heads: 12, head_dim: 64 };
+    run("rotary 1024x12x64", 2 * n * 4, &mut || {
+        drop(rotary_forward::<f32>(&client, &x, &hc, &hs, rs).unwrap())
+    });
+    let (m, v) = (
+        upload_f32(&client, &vec![0.0; n]),
+        upload_f32(&client, &vec![0.0; n]),
+    );
+    let h = AdamWStep {
+        lr: 1e-3,
+        beta1: 0.8,
+        beta2: 0.95,
+        eps: 1e-10,
+        weight_decay: 0.0,
+        step: 1,
+    };
+    run("adamw 786432", 28 * n, &mut || {
+        adamw_step::<f32>(&client, &x, &y, &m, &v, n, &h).unwrap()
+    });
+    run("transpose 1024x768", 2 * n * 4, &mut || {
+        drop(transpose::<f32>(&client, &x, 1, rows, cols).unwrap())
+    });
+    let s = AttentionShape {
+        batch: 1,
+        tq: 1,
+        tk: rows,
+        heads: 12,
+        kv_heads: 12,
+        head_dim: 64,
+    };
     let q = upload_f32(&client, &data(12 * 64));
     let layout = KvLayout::contiguous(&s);
-    run("attention decode len=1024 H=12 D=64", 2 * n * 4, &mut || drop(attention_decode::<f32>(&client, &q, &x, &y, &s, &layout).unwrap()));
+    run(
+        "attention decode len=1024 H=12 D=64",
+        2 * n * 4,
+        &mut || drop(attention_decode::<f32>(&client, &q, &x, &y, &s, &layout).unwrap()),
+    );
     drop(g);
     let mut g = c.benchmark_group("newton_schulz_f32 (elem/s = FLOP/s)");
     let a = upload_f32(&client, &data(256 * 256));

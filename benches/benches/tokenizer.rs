@@ -11,7 +11,10 @@ use nanochat_core::tokenizer::{train_tokenizer, TrainOptions};
 
 fn bench_encode(c: &mut Criterion) {
     let docs = bundled_documents().unwrap();
-    let opts = TrainOptions { vocab_size: 8192, ..TrainOptions::default() };
+    let opts = TrainOptions {
+        vocab_size: 8192,
+        ..TrainOptions::default()
+    };
     let (tok, _) = train_tokenizer(&docs, &opts).unwrap();
     let reference = Reference::load().unwrap();
     let mut text = Vec::new();
@@ -25,10 +28,26 @@ fn bench_encode(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("encode 1 MB (bytes/s)");
     g.throughput(Throughput::Bytes(bytes as u64));
-    g.bench_function("ours", |b| b.iter(|| text.iter().map(|t| tok.encode(t).len()).sum::<usize>()));
-    g.bench_function("ours batch (parallel)", |b| b.iter(|| tok.encode_batch(&text).len()));
-    g.bench_function("tiktoken gpt2", |b| b.iter(|| text.iter().map(|t| reference.gpt2.encode_ordinary(t).len()).sum::<usize>()));
-    g.bench_function("tiktoken cl100k", |b| b.iter(|| text.iter().map(|t| reference.gpt4.encode_ordinary(t).len()).sum::<usize>()));
+    g.bench_function("ours", |b| {
+        b.iter(|| text.iter().map(|t| tok.encode(t).len()).sum::<usize>())
+    });
+    g.bench_function("ours batch (parallel)", |b| {
+        b.iter(|| tok.encode_batch(&text).len())
+    });
+    g.bench_function("tiktoken gpt2", |b| {
+        b.iter(|| {
+            text.iter()
+                .map(|t| reference.gpt2.encode_ordinary(t).len())
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("tiktoken cl100k", |b| {
+        b.iter(|| {
+            text.iter()
+                .map(|t| reference.gpt4.encode_ordinary(t).len())
+                .sum::<usize>()
+        })
+    });
 }
 
 criterion_group! {

@@ -15,7 +15,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "nanochat", version, about = "nanochat in Rust: kernels, autodiff and (soon) the whole ChatGPT pipeline")]
+#[command(
+    name = "nanochat",
+    version,
+    about = "nanochat in Rust: kernels, autodiff and (soon) the whole ChatGPT pipeline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,7 +54,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("NANOCHAT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NANOCHAT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -60,7 +67,9 @@ fn main() -> std::process::ExitCode {
         Command::VerifyReference(args) => cmd::verify_reference::run(args),
         Command::TokTrain(args) => cmd::tok_train::run(args),
         Command::BaseTrain(args) => cmd::base_train::run(args),
-        Command::MidTrain(args) => cmd::chat_train::run(args, nanochat_core::checkpoint::Phase::Mid),
+        Command::MidTrain(args) => {
+            cmd::chat_train::run(args, nanochat_core::checkpoint::Phase::Mid)
+        }
         Command::ChatSft(args) => cmd::chat_train::run(args, nanochat_core::checkpoint::Phase::Sft),
         Command::TokEval(args) => cmd::tok_eval::run(args),
     };

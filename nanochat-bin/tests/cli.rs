@@ -3,12 +3,22 @@
 use std::process::Command;
 
 fn nanochat(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nanochat")).args(args).output().expect("runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn fixture(name: &str) -> String {
-    format!("{}/../tests/fixtures/reference/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../tests/fixtures/reference/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 #[test]
@@ -20,11 +30,16 @@ fn verify_reference_passes_on_both_fixtures() {
         assert!(v["max_rel_err"].as_f64().unwrap() < 1e-4);
         assert!(v["muon_rel_err"].as_f64().unwrap() < 1e-4);
         assert!(v["logits_rel_err"].as_f64().is_some() && v["loss_rel_err"].as_f64().is_some());
-        assert!(v["grads_rel_err"]["transformer.h.0.attn.c_q.weight"].as_f64().is_some());
+        assert!(v["grads_rel_err"]["transformer.h.0.attn.c_q.weight"]
+            .as_f64()
+            .is_some());
         assert_eq!(v["passed"], true);
     }
     // nanochat's snake_case name works too.
-    assert_eq!(nanochat(&["verify_reference", &fixture("gqa_tiny.safetensors")]).0, 0);
+    assert_eq!(
+        nanochat(&["verify_reference", &fixture("gqa_tiny.safetensors")]).0,
+        0
+    );
 }
 
 #[test]
@@ -58,8 +73,15 @@ fn a_trained_tokenizer_encodes_identically_in_a_fresh_process() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tok");
     let out_s = out.to_str().unwrap();
-    let (code, stdout, stderr) =
-        nanochat(&["tok-train", "--output", out_s, "--vocab-size", "700", "--max-chars", "300000"]);
+    let (code, stdout, stderr) = nanochat(&[
+        "tok-train",
+        "--output",
+        out_s,
+        "--vocab-size",
+        "700",
+        "--max-chars",
+        "300000",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["vocab_size"], 700);
@@ -74,8 +96,16 @@ fn a_trained_tokenizer_encodes_identically_in_a_fresh_process() {
     let (code, stdout, stderr) = nanochat(&["tok-eval", "--tokenizer", out_s, "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let names: Vec<&str> = v["texts"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["prose", "code", "numbers", "non-english", "corpus-val"]);
+    let names: Vec<&str> = v["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["prose", "code", "numbers", "non-english", "corpus-val"]
+    );
     assert!(v["texts"][0]["gpt2_tokens"].as_u64().unwrap() > 0);
     // The table form.
     let (code, stdout, _) = nanochat(&["tok-eval", "--tokenizer", out_s]);
@@ -89,15 +119,38 @@ fn tokenizer_commands_report_bad_input() {
     let (code, _, stderr) = nanochat(&["tok-eval", "--tokenizer", dir.path().to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(stderr.contains("nanochat tok-train"), "{stderr}");
-    let (code, _, stderr) = nanochat(&["tok-train", "--output", dir.path().to_str().unwrap(), "--vocab-size", "100"]);
+    let (code, _, stderr) = nanochat(&[
+        "tok-train",
+        "--output",
+        dir.path().to_str().unwrap(),
+        "--vocab-size",
+        "100",
+    ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("too small"), "{stderr}");
     let bad = dir.path().join("x.jsonl");
     std::fs::write(&bad, "{\"no_text\": 1}\n").unwrap();
-    let (code, _, stderr) = nanochat(&["tok-train", "--input", bad.to_str().unwrap(), "--output", dir.path().to_str().unwrap()]);
+    let (code, _, stderr) = nanochat(&[
+        "tok-train",
+        "--input",
+        bad.to_str().unwrap(),
+        "--output",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("x.jsonl") && stderr.contains("line 1"), "{stderr}");
-    let (code, _, stderr) = nanochat(&["tok-train", "--train-ratio", "0.9", "--val-ratio", "0.5", "--output", dir.path().to_str().unwrap()]);
+    assert!(
+        stderr.contains("x.jsonl") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = nanochat(&[
+        "tok-train",
+        "--train-ratio",
+        "0.9",
+        "--val-ratio",
+        "0.5",
+        "--output",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("ratio"), "{stderr}");
 }

@@ -8,13 +8,37 @@ use std::time::Duration;
 use nanochat_core::checkpoint::{checkpoint_dir, list_steps, load_model, Phase};
 use nanochat_core::Device;
 
-fn base_train(root: &std::path::Path, tok: &std::path::Path, resume: Option<u64>, steps: u64) -> Command {
+fn base_train(
+    root: &std::path::Path,
+    tok: &std::path::Path,
+    resume: Option<u64>,
+    steps: u64,
+) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nanochat"));
     c.env("NANOCHAT_MODEL_DIR", root).args([
-        "base-train", "--depth", "1", "--seq-len", "32", "--batch-size", "2", "--save-every", "1", "--eval-every", "0",
-        "--eval-tokens", "64", "--quiet", "--model-tag", "crash",
+        "base-train",
+        "--depth",
+        "1",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "2",
+        "--save-every",
+        "1",
+        "--eval-every",
+        "0",
+        "--eval-tokens",
+        "64",
+        "--quiet",
+        "--model-tag",
+        "crash",
     ]);
-    c.args(["--total-steps", &steps.to_string(), "--tokenizer", tok.to_str().unwrap()]);
+    c.args([
+        "--total-steps",
+        &steps.to_string(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+    ]);
     if let Some(s) = resume {
         c.args(["--resume-from-step", &s.to_string()]);
     }
@@ -28,22 +52,50 @@ fn sigkill_during_saves_never_loses_the_latest_checkpoint() {
     let root = tmp.path().join("models");
     let tok = tmp.path().join("tok");
     let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .args(["tok-train", "--output", tok.to_str().unwrap(), "--vocab-size", "400", "--max-chars", "100000"])
+        .args([
+            "tok-train",
+            "--output",
+            tok.to_str().unwrap(),
+            "--vocab-size",
+            "400",
+            "--max-chars",
+            "100000",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dev = Device::cpu().unwrap();
     let dir = checkpoint_dir(&root, Phase::Base, "crash");
+    // Start-up (JIT compilation of the kernels) takes a machine-dependent while: time it until
+    // the first checkpoint commits, then kill at random moments around and after that point.
+    let start = std::time::Instant::now();
+    let mut child = base_train(&root, &tok, None, 100_000).spawn().unwrap();
+    while list_steps(&dir).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint within 300 s"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("training exited early ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let startup = start.elapsed().as_millis() as u64;
+    child.kill().unwrap();
+    child.wait().unwrap();
     let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut latest: Option<u64> = None;
+    let mut latest: Option<u64> = list_steps(&dir).last().copied();
     let mut kills = 0;
     while kills < 20 {
         let mut child = base_train(&root, &tok, latest, 100_000).spawn().unwrap();
-        // Random moments: past start-up (kernel compilation) well into the step-and-save loop.
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(600 + seed % 1400));
+        std::thread::sleep(Duration::from_millis(startup * 3 / 4 + seed % 1500));
         if let Ok(Some(status)) = child.try_wait() {
             let mut err = String::new();
             std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
@@ -54,8 +106,10 @@ fn sigkill_during_saves_never_loses_the_latest_checkpoint() {
         kills += 1;
         let steps = list_steps(&dir);
         if let Some(&step) = steps.last() {
-            let (model, tokenizer, meta) = load_model(&root, Phase::Base, &dev, Some("crash"), None)
-                .unwrap_or_else(|e| panic!("after kill {kills}: the latest checkpoint does not load: {e}"));
+            let (model, tokenizer, meta) =
+                load_model(&root, Phase::Base, &dev, Some("crash"), None).unwrap_or_else(|e| {
+                    panic!("after kill {kills}: the latest checkpoint does not load: {e}")
+                });
             assert_eq!(meta.step, step);
             assert_eq!(model.config().n_layer, 1);
             assert!(tokenizer.vocab_size() > 0);
@@ -65,7 +119,13 @@ fn sigkill_during_saves_never_loses_the_latest_checkpoint() {
     }
     let latest = latest.expect("some checkpoint was committed in 20 runs");
     // And the run resumes to completion from there.
-    let out = base_train(&root, &tok, Some(latest), latest + 2).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = base_train(&root, &tok, Some(latest), latest + 2)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(*list_steps(&dir).last().unwrap(), latest + 2);
 }

@@ -15,7 +15,11 @@ fn run(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
@@ -23,16 +27,61 @@ fn run(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
 fn base_mid_and_sft_chain() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    run(root, &["tok-train", "--vocab-size", "500", "--max-chars", "200000"]);
-    let common = ["--depth", "1", "--seq-len", "64", "--batch-size", "2", "--quiet"];
-    let base = run(root, &[&["base-train", "--total-steps", "4", "--eval-every", "2", "--eval-tokens", "256"][..], &common].concat());
+    run(
+        root,
+        &["tok-train", "--vocab-size", "500", "--max-chars", "200000"],
+    );
+    let common = [
+        "--depth",
+        "1",
+        "--seq-len",
+        "64",
+        "--batch-size",
+        "2",
+        "--quiet",
+    ];
+    let base = run(
+        root,
+        &[
+            &[
+                "base-train",
+                "--total-steps",
+                "4",
+                "--eval-every",
+                "2",
+                "--eval-tokens",
+                "256",
+            ][..],
+            &common,
+        ]
+        .concat(),
+    );
     assert_eq!(base["step"], 4);
     assert!(base["val_bpb"].as_f64().unwrap() > 0.0);
-    let fine = ["--batch-size", "2", "--seq-len", "64", "--total-steps", "3", "--eval-every", "0", "--quiet"];
+    let fine = [
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "64",
+        "--total-steps",
+        "3",
+        "--eval-every",
+        "0",
+        "--quiet",
+    ];
     let mid = run(root, &[&["mid-train"][..], &fine].concat());
-    assert_eq!((mid["phase"].as_str(), mid["step"].as_u64()), (Some("mid"), Some(3)));
-    let sft = run(root, &[&["chat-sft", "--tasks", "identity,arithmetic"][..], &fine].concat());
-    assert_eq!((sft["phase"].as_str(), sft["step"].as_u64()), (Some("sft"), Some(3)));
+    assert_eq!(
+        (mid["phase"].as_str(), mid["step"].as_u64()),
+        (Some("mid"), Some(3))
+    );
+    let sft = run(
+        root,
+        &[&["chat-sft", "--tasks", "identity,arithmetic"][..], &fine].concat(),
+    );
+    assert_eq!(
+        (sft["phase"].as_str(), sft["step"].as_u64()),
+        (Some("sft"), Some(3))
+    );
     // Each phase's checkpoint loads, with the tokenizer it was trained with.
     let dev = Device::cpu().unwrap();
     for phase in [Phase::Base, Phase::Mid, Phase::Sft] {
@@ -51,13 +100,31 @@ fn training_refuses_bad_requests_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let fail = |args: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_nanochat")).env("NANOCHAT_BASE_DIR", root).args(args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+            .env("NANOCHAT_BASE_DIR", root)
+            .args(args)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{args:?} should fail");
         String::from_utf8_lossy(&out.stderr).to_string()
     };
     assert!(fail(&["base-train", "--total-steps", "1"]).contains("nanochat tok-train"));
     assert!(fail(&["mid-train"]).contains("no base checkpoints"));
-    run(root, &["tok-train", "--vocab-size", "300", "--max-chars", "50000"]);
-    assert!(fail(&["base-train", "--depth", "1", "--seq-len", "32", "--batch-size", "2", "--total-batch-size", "100"]).contains("multiple"));
+    run(
+        root,
+        &["tok-train", "--vocab-size", "300", "--max-chars", "50000"],
+    );
+    assert!(fail(&[
+        "base-train",
+        "--depth",
+        "1",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "2",
+        "--total-batch-size",
+        "100"
+    ])
+    .contains("multiple"));
     assert!(fail(&["base-train", "--depth", "1", "--dtype", "float16"]).contains("float16"));
 }

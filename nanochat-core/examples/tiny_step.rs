@@ -8,15 +8,29 @@ use nanochat_core::optim::{OptimConfig, Optimizer};
 use nanochat_core::{DType, Device, Tape, GPT};
 
 fn main() {
-    let a: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().unwrap()).collect();
-    let (vocab, b, t) = (a.first().copied().unwrap_or(8192), a.get(1).copied().unwrap_or(1), a.get(2).copied().unwrap_or(1024));
+    let a: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (vocab, b, t) = (
+        a.first().copied().unwrap_or(8192),
+        a.get(1).copied().unwrap_or(1),
+        a.get(2).copied().unwrap_or(1024),
+    );
     let dev = Device::cpu().unwrap();
     let c = GPTConfig::preset(ModelSize::Tiny, vocab, t);
     let model = GPT::new(c, &dev, DType::F32, 1).unwrap();
-    let params: Vec<_> = model.named_parameters().into_iter().map(|(_, p)| p).collect();
+    let params: Vec<_> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
     let mut opt = Optimizer::new(&model, &OptimConfig::default());
     let ids: Vec<u32> = (0..b * t).map(|i| (i * 7919 % vocab) as u32).collect();
-    let tg: Vec<i32> = ids.iter().map(|&x| ((x + 1) % vocab as u32) as i32).collect();
+    let tg: Vec<i32> = ids
+        .iter()
+        .map(|&x| ((x + 1) % vocab as u32) as i32)
+        .collect();
     for step in 0..4 {
         let dev2 = dev.clone();
         dev.exclusive(|| {

@@ -21,7 +21,10 @@ impl Device {
 
     /// A device of the given backend, or an error naming why it is not available.
     pub fn new(backend: Backend) -> Result<Device> {
-        Ok(Device { backend, client: backend.client()? })
+        Ok(Device {
+            backend,
+            client: backend.client()?,
+        })
     }
 
     /// Parses `cpu`, `cuda` or `cuda:N` and opens that device.
@@ -48,7 +51,10 @@ impl Device {
     pub fn exclusive<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
         self.client
             .exclusive(f)
-            .map_err(|e| crate::CoreError::Mismatch { op: "device", why: format!("{self}: could not take the device: {e:?}") })
+            .map_err(|e| crate::CoreError::Mismatch {
+                op: "device",
+                why: format!("{self}: could not take the device: {e:?}"),
+            })
     }
 
     /// Waits for all queued work on the device.

@@ -10,7 +10,11 @@ pub enum CoreError {
     Kernel(#[from] KernelError),
     /// Shapes an op cannot combine.
     #[error("{op}: {why} (shapes {shapes:?})")]
-    Shape { op: &'static str, shapes: Vec<Vec<usize>>, why: String },
+    Shape {
+        op: &'static str,
+        shapes: Vec<Vec<usize>>,
+        why: String,
+    },
     /// Tensors of different dtypes or devices given to one op.
     #[error("{op}: {why}")]
     Mismatch { op: &'static str, why: String },
@@ -19,7 +23,11 @@ pub enum CoreError {
     File { path: String, why: String },
     /// A file whose contents are not what was expected (a missing tensor, a wrong shape).
     #[error("{path}: tensor `{tensor}`: {why}")]
-    Format { path: String, tensor: String, why: String },
+    Format {
+        path: String,
+        tensor: String,
+        why: String,
+    },
     /// An invalid model configuration.
     #[error("invalid GPTConfig: {0}")]
     Config(String),
@@ -33,7 +41,11 @@ pub enum CoreError {
 
 impl CoreError {
     pub(crate) fn shape(op: &'static str, shapes: &[&[usize]], why: impl Into<String>) -> Self {
-        CoreError::Shape { op, shapes: shapes.iter().map(|s| s.to_vec()).collect(), why: why.into() }
+        CoreError::Shape {
+            op,
+            shapes: shapes.iter().map(|s| s.to_vec()).collect(),
+            why: why.into(),
+        }
     }
 }
 

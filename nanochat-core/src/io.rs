@@ -39,7 +39,11 @@ impl HostTensor {
     pub fn floats(&self, path: &str, name: &str) -> Result<&[f64]> {
         match &self.data {
             HostData::Float(v) => Ok(v),
-            HostData::Int(_) => Err(format_err(path, name, "holds integers where floats were expected")),
+            HostData::Int(_) => Err(format_err(
+                path,
+                name,
+                "holds integers where floats were expected",
+            )),
         }
     }
 
@@ -47,22 +51,39 @@ impl HostTensor {
     pub fn ints(&self, path: &str, name: &str) -> Result<&[i64]> {
         match &self.data {
             HostData::Int(v) => Ok(v),
-            HostData::Float(_) => Err(format_err(path, name, "holds floats where integers were expected")),
+            HostData::Float(_) => Err(format_err(
+                path,
+                name,
+                "holds floats where integers were expected",
+            )),
         }
     }
 
     /// Uploads a float tensor in `dtype`.
-    pub fn to_device(&self, device: &Device, dtype: DType, path: &str, name: &str) -> Result<Tensor> {
+    pub fn to_device(
+        &self,
+        device: &Device,
+        dtype: DType,
+        path: &str,
+        name: &str,
+    ) -> Result<Tensor> {
         Tensor::from_f64(device, self.floats(path, name)?, &self.shape, dtype)
     }
 }
 
 pub(crate) fn format_err(path: &str, tensor: &str, why: impl Into<String>) -> CoreError {
-    CoreError::Format { path: path.to_string(), tensor: tensor.to_string(), why: why.into() }
+    CoreError::Format {
+        path: path.to_string(),
+        tensor: tensor.to_string(),
+        why: why.into(),
+    }
 }
 
 fn file_err(path: &Path, why: impl std::fmt::Display) -> CoreError {
-    CoreError::File { path: path.display().to_string(), why: why.to_string() }
+    CoreError::File {
+        path: path.display().to_string(),
+        why: why.to_string(),
+    }
 }
 
 /// The tensors and metadata of a safetensors file.
@@ -75,30 +96,70 @@ pub struct SafetensorsFile {
 impl SafetensorsFile {
     /// A tensor by name, or an error naming the file and the tensor.
     pub fn get(&self, path: &str, name: &str) -> Result<&HostTensor> {
-        self.tensors.get(name).ok_or_else(|| format_err(path, name, "missing from the file"))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| format_err(path, name, "missing from the file"))
     }
 }
 
 /// Parses safetensors bytes (`path` names the source in errors). Bad input is an error, never
 /// a panic.
 pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<SafetensorsFile> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| file_err(Path::new(path), format!("not a safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| file_err(Path::new(path), format!("not a safetensors file: {e}")))?;
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| file_err(Path::new(path), e))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
         let d = view.data();
         let data = match view.dtype() {
-            Dtype::F64 => HostData::Float(d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()),
-            Dtype::F32 => HostData::Float(d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()),
-            Dtype::BF16 => HostData::Float(DType::BF16.decode(d).into_iter().map(f64::from).collect()),
-            Dtype::I64 => HostData::Int(d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
-            Dtype::I32 => HostData::Int(d.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect()),
-            Dtype::U32 => HostData::Int(d.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64).collect()),
-            other => return Err(format_err(path, &name, format!("unsupported dtype {other:?}"))),
+            Dtype::F64 => HostData::Float(
+                d.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            Dtype::F32 => HostData::Float(
+                d.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+            ),
+            Dtype::BF16 => {
+                HostData::Float(DType::BF16.decode(d).into_iter().map(f64::from).collect())
+            }
+            Dtype::I64 => HostData::Int(
+                d.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            Dtype::I32 => HostData::Int(
+                d.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                    .collect(),
+            ),
+            Dtype::U32 => HostData::Int(
+                d.chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64)
+                    .collect(),
+            ),
+            other => {
+                return Err(format_err(
+                    path,
+                    &name,
+                    format!("unsupported dtype {other:?}"),
+                ))
+            }
         };
-        tensors.insert(name, HostTensor { shape: view.shape().to_vec(), data });
+        tensors.insert(
+            name,
+            HostTensor {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
     }
-    Ok(SafetensorsFile { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
+    Ok(SafetensorsFile {
+        tensors,
+        metadata: meta.metadata().clone().unwrap_or_default(),
+    })
 }
 
 /// Reads a safetensors file.
@@ -131,10 +192,19 @@ impl View for &Raw {
 /// Writes `path` atomically: the bytes go to a temporary file beside it, are synced, then the
 /// file is renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
-    let name = path.file_name().ok_or_else(|| file_err(path, "not a file path"))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| file_err(path, "not a file path"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -149,20 +219,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Saves device tensors (in their own dtype) and string metadata to `path`, atomically.
-pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<()> {
+pub fn save_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
     let mut raws = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let bytes = t.device().client().read_one(t.handle().clone()).map_err(|e| {
-            CoreError::Format { path: path.display().to_string(), tensor: name.clone(), why: format!("{e:?}") }
-        })?;
+        let bytes = t
+            .device()
+            .client()
+            .read_one(t.handle().clone())
+            .map_err(|e| CoreError::Format {
+                path: path.display().to_string(),
+                tensor: name.clone(),
+                why: format!("{e:?}"),
+            })?;
         let n = t.len() * t.dtype().size();
         let dtype = match t.dtype() {
             DType::F32 => Dtype::F32,
             DType::BF16 => Dtype::BF16,
         };
-        raws.push((name.clone(), Raw { dtype, shape: t.shape().to_vec(), bytes: bytes[..n].to_vec() }));
+        raws.push((
+            name.clone(),
+            Raw {
+                dtype,
+                shape: t.shape().to_vec(),
+                bytes: bytes[..n].to_vec(),
+            },
+        ));
     }
-    let meta = if metadata.is_empty() { None } else { Some(metadata.clone()) };
+    let meta = if metadata.is_empty() {
+        None
+    } else {
+        Some(metadata.clone())
+    };
     let bytes = safetensors::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), meta)
         .map_err(|e| file_err(path, e))?;
     write_atomic(path, &bytes)
@@ -184,26 +275,49 @@ mod tests {
         let f = read_safetensors(&path).unwrap();
         assert_eq!(f.metadata["config"], "{\"n\": 1}");
         let p = path.display().to_string();
-        assert_eq!(f.get(&p, "a").unwrap().floats(&p, "a").unwrap(), &[1.0, 2.5, -3.0, 4.0]);
+        assert_eq!(
+            f.get(&p, "a").unwrap().floats(&p, "a").unwrap(),
+            &[1.0, 2.5, -3.0, 4.0]
+        );
         assert_eq!(f.get(&p, "b").unwrap().shape, vec![3]);
-        assert!(f.get(&p, "c").unwrap_err().to_string().contains("tensor `c`: missing"));
+        assert!(f
+            .get(&p, "c")
+            .unwrap_err()
+            .to_string()
+            .contains("tensor `c`: missing"));
         // No temporary file is left behind.
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&b""[..], b"\x08\0\0\0\0\0\0\0{}", b"\xff\xff\xff\xff\xff\xff\xff\xff", b"\x02\0\0\0\0\0\0\0{]"] {
+        for bytes in [
+            &b""[..],
+            b"\x08\0\0\0\0\0\0\0{}",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\x02\0\0\0\0\0\0\0{]",
+        ] {
             assert!(parse_safetensors(bytes, "x.safetensors").is_err());
         }
     }
 
     #[test]
     fn reads_the_reference_fixture() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference/gqa_tiny.safetensors");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/reference/gqa_tiny.safetensors");
         let f = read_safetensors(&path).unwrap();
         let p = path.display().to_string();
-        assert_eq!(f.get(&p, "input.idx").unwrap().ints(&p, "input.idx").unwrap().len(), 32);
+        assert_eq!(
+            f.get(&p, "input.idx")
+                .unwrap()
+                .ints(&p, "input.idx")
+                .unwrap()
+                .len(),
+            32
+        );
         assert!(f.metadata["config"].contains("n_kv_head"));
     }
 }

@@ -46,4 +46,3 @@ pub use tensor::Tensor;
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
-

@@ -32,19 +32,34 @@ pub struct Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor(#{} {:?} {} on {})", self.id(), self.shape(), self.dtype(), self.device())
+        write!(
+            f,
+            "Tensor(#{} {:?} {} on {})",
+            self.id(),
+            self.shape(),
+            self.dtype(),
+            self.device()
+        )
     }
 }
 
 impl Tensor {
     /// Wraps a buffer holding `shape` elements of `dtype` (checked) as a new tensor.
-    pub fn from_handle(device: &Device, handle: Handle, shape: &[usize], dtype: DType) -> Result<Tensor> {
+    pub fn from_handle(
+        device: &Device,
+        handle: Handle,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
         let need = shape.iter().product::<usize>() as u64 * dtype.size() as u64;
         if handle.size_in_used() < need {
             return Err(CoreError::shape(
                 "Tensor::from_handle",
                 &[shape],
-                format!("buffer of {} bytes is smaller than the {need} bytes of the shape", handle.size_in_used()),
+                format!(
+                    "buffer of {} bytes is smaller than the {need} bytes of the shape",
+                    handle.size_in_used()
+                ),
             ));
         }
         Ok(Tensor {
@@ -59,17 +74,31 @@ impl Tensor {
     }
 
     /// Uploads f32 values, converted to `dtype`.
-    pub fn from_f32(device: &Device, data: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
+    pub fn from_f32(
+        device: &Device,
+        data: &[f32],
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         if data.len() != n {
-            return Err(CoreError::shape("Tensor::from_f32", &[shape], format!("{} values for {n} elements", data.len())));
+            return Err(CoreError::shape(
+                "Tensor::from_f32",
+                &[shape],
+                format!("{} values for {n} elements", data.len()),
+            ));
         }
         let handle = device.client().create_from_slice(&dtype.encode(data));
         Tensor::from_handle(device, handle, shape, dtype)
     }
 
     /// Uploads f64 values, rounded to `dtype`.
-    pub fn from_f64(device: &Device, data: &[f64], shape: &[usize], dtype: DType) -> Result<Tensor> {
+    pub fn from_f64(
+        device: &Device,
+        data: &[f64],
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
         let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
         Tensor::from_f32(device, &v, shape, dtype)
     }
@@ -97,7 +126,8 @@ impl Tensor {
 
     /// Downloads the values as f32.
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
-        let mut v = nanochat_kernels::check::download(self.device().client(), self.dtype(), self.handle())?;
+        let mut v =
+            nanochat_kernels::check::download(self.device().client(), self.dtype(), self.handle())?;
         v.truncate(self.len());
         Ok(v)
     }
@@ -109,7 +139,11 @@ impl Tensor {
     /// The value of a one-element tensor.
     pub fn to_scalar(&self) -> Result<f32> {
         if self.len() != 1 {
-            return Err(CoreError::shape("Tensor::to_scalar", &[self.shape()], "not a single value"));
+            return Err(CoreError::shape(
+                "Tensor::to_scalar",
+                &[self.shape()],
+                "not a single value",
+            ));
         }
         Ok(self.to_vec_f32()?[0])
     }
@@ -156,21 +190,33 @@ impl Tensor {
     pub fn dims2(&self) -> Result<(usize, usize)> {
         match *self.shape() {
             [a, b] => Ok((a, b)),
-            _ => Err(CoreError::shape("dims2", &[self.shape()], "expected rank 2")),
+            _ => Err(CoreError::shape(
+                "dims2",
+                &[self.shape()],
+                "expected rank 2",
+            )),
         }
     }
 
     pub fn dims3(&self) -> Result<(usize, usize, usize)> {
         match *self.shape() {
             [a, b, c] => Ok((a, b, c)),
-            _ => Err(CoreError::shape("dims3", &[self.shape()], "expected rank 3")),
+            _ => Err(CoreError::shape(
+                "dims3",
+                &[self.shape()],
+                "expected rank 3",
+            )),
         }
     }
 
     pub fn dims4(&self) -> Result<(usize, usize, usize, usize)> {
         match *self.shape() {
             [a, b, c, d] => Ok((a, b, c, d)),
-            _ => Err(CoreError::shape("dims4", &[self.shape()], "expected rank 4")),
+            _ => Err(CoreError::shape(
+                "dims4",
+                &[self.shape()],
+                "expected rank 4",
+            )),
         }
     }
 
@@ -186,10 +232,16 @@ pub(crate) fn same_kind(op: &'static str, ts: &[&Tensor]) -> Result<()> {
     let first = ts[0];
     for t in &ts[1..] {
         if t.dtype() != first.dtype() {
-            return Err(CoreError::Mismatch { op, why: format!("dtypes {} and {} differ", first.dtype(), t.dtype()) });
+            return Err(CoreError::Mismatch {
+                op,
+                why: format!("dtypes {} and {} differ", first.dtype(), t.dtype()),
+            });
         }
         if t.device() != first.device() {
-            return Err(CoreError::Mismatch { op, why: format!("devices {} and {} differ", first.device(), t.device()) });
+            return Err(CoreError::Mismatch {
+                op,
+                why: format!("devices {} and {} differ", first.device(), t.device()),
+            });
         }
     }
     Ok(())
@@ -202,7 +254,8 @@ mod tests {
     #[test]
     fn round_trip_and_shape_checks() {
         let dev = Device::cpu().unwrap();
-        let t = Tensor::from_f32(&dev, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], DType::F32).unwrap();
+        let t =
+            Tensor::from_f32(&dev, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], DType::F32).unwrap();
         assert_eq!(t.to_vec_f32().unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(t.dims2().unwrap(), (2, 3));
         assert_eq!(t.strides(), vec![3, 1]);
@@ -211,6 +264,12 @@ mod tests {
         let b = Tensor::from_f32(&dev, &[1.5, -2.25], &[2], DType::BF16).unwrap();
         assert_eq!(b.to_vec_f32().unwrap(), vec![1.5, -2.25]);
         assert_ne!(t.id(), t.alias(&[6]).unwrap().id());
-        assert_eq!(Tensor::full(&dev, &[2, 2], 3.0, DType::F32).unwrap().to_vec_f32().unwrap(), vec![3.0; 4]);
+        assert_eq!(
+            Tensor::full(&dev, &[2, 2], 3.0, DType::F32)
+                .unwrap()
+                .to_vec_f32()
+                .unwrap(),
+            vec![3.0; 4]
+        );
     }
 }

@@ -61,7 +61,10 @@ impl VerifyReport {
 
 /// Verifies the fixture file at `path`.
 pub fn verify_reference(path: &Path, device: &Device) -> Result<VerifyReport> {
-    let bytes = std::fs::read(path).map_err(|e| CoreError::File { path: path.display().to_string(), why: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| CoreError::File {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
     verify_reference_bytes(&bytes, &path.display().to_string(), device)
 }
 
@@ -76,21 +79,46 @@ pub fn verify_reference_bytes(bytes: &[u8], name: &str, device: &Device) -> Resu
 
 fn verify_inline(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyReport> {
     let f: SafetensorsFile = parse_safetensors(bytes, name)?;
-    let json = f.metadata.get("config").ok_or_else(|| format_err(name, "__metadata__.config", "missing: not a model fixture"))?;
-    let config = GPTConfig::from_json(json).map_err(|e| format_err(name, "__metadata__.config", e.to_string()))?;
+    let json = f
+        .metadata
+        .get("config")
+        .ok_or_else(|| format_err(name, "__metadata__.config", "missing: not a model fixture"))?;
+    let config = GPTConfig::from_json(json)
+        .map_err(|e| format_err(name, "__metadata__.config", e.to_string()))?;
     let idx_t = f.get(name, "input.idx")?;
     let (batch, seq) = match idx_t.shape[..] {
         [b, t] => (b, t),
-        _ => return Err(format_err(name, "input.idx", format!("shape {:?}, expected (B, T)", idx_t.shape))),
+        _ => {
+            return Err(format_err(
+                name,
+                "input.idx",
+                format!("shape {:?}, expected (B, T)", idx_t.shape),
+            ))
+        }
     };
     let idx: Vec<u32> = idx_t
         .ints(name, "input.idx")?
         .iter()
-        .map(|&i| u32::try_from(i).map_err(|_| format_err(name, "input.idx", format!("token id {i} is negative"))))
+        .map(|&i| {
+            u32::try_from(i)
+                .map_err(|_| format_err(name, "input.idx", format!("token id {i} is negative")))
+        })
         .collect::<Result<_>>()?;
-    let targets: Vec<i32> = f.get(name, "input.targets")?.ints(name, "input.targets")?.iter().map(|&t| t as i32).collect();
+    let targets: Vec<i32> = f
+        .get(name, "input.targets")?
+        .ints(name, "input.targets")?
+        .iter()
+        .map(|&t| t as i32)
+        .collect();
 
-    let model = GPT::from_state_dict(config.clone(), &f.tensors, "param.", name, device, DType::F32)?;
+    let model = GPT::from_state_dict(
+        config.clone(),
+        &f.tensors,
+        "param.",
+        name,
+        device,
+        DType::F32,
+    )?;
     let tape = Tape::new();
     let params = model.named_parameters();
     for (_, p) in &params {
@@ -102,7 +130,9 @@ fn verify_inline(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyRepo
     let got_logits = logits.to_vec_f32()?;
     let grads = tape.backward(&loss_t)?;
 
-    let want_logits = f.get(name, "output.logits")?.floats(name, "output.logits")?;
+    let want_logits = f
+        .get(name, "output.logits")?
+        .floats(name, "output.logits")?;
     let reference_loss = f.get(name, "output.loss")?.floats(name, "output.loss")?[0];
     let logits_rel_err = rel(&got_logits, want_logits);
     let loss_rel_err = (loss - reference_loss).abs() / reference_loss.abs();
@@ -113,7 +143,11 @@ fn verify_inline(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyRepo
         let got = grads.expect(p, pname)?.to_vec_f32()?;
         grads_rel_err.insert(pname.clone(), rel(&got, want));
     }
-    let max_rel_err = grads_rel_err.values().copied().chain([logits_rel_err, loss_rel_err]).fold(0.0, f64::max);
+    let max_rel_err = grads_rel_err
+        .values()
+        .copied()
+        .chain([logits_rel_err, loss_rel_err])
+        .fold(0.0, f64::max);
 
     let muon_rel_err = match (f.tensors.get("muon.input"), f.tensors.get("muon.ns5")) {
         (Some(input), Some(want)) => {
@@ -121,7 +155,12 @@ fn verify_inline(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyRepo
                 [r, c] => (r, c),
                 _ => return Err(format_err(name, "muon.input", "expected a matrix")),
             };
-            let g = Tensor::from_f64(device, input.floats(name, "muon.input")?, &input.shape, DType::F32)?;
+            let g = Tensor::from_f64(
+                device,
+                input.floats(name, "muon.input")?,
+                &input.shape,
+                DType::F32,
+            )?;
             let x = newton_schulz::<f32>(device.client(), g.handle(), rows, cols, 5)?;
             let got = Tensor::from_handle(device, x, &[rows, cols], DType::F32)?.to_vec_f32()?;
             Some(rel(&got, want.floats(name, "muon.ns5")?))
@@ -150,10 +189,21 @@ mod tests {
     fn both_fixtures_match_nanochat_on_the_cpu() {
         let dev = Device::cpu().unwrap();
         for name in ["gqa_tiny", "mha_small"] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/reference/{name}.safetensors"));
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../tests/fixtures/reference/{name}.safetensors"));
             let r = verify_reference(&path, &dev).unwrap();
-            assert!(r.passed(), "{name}: {}", serde_json::to_string_pretty(&r.to_json()).unwrap());
-            assert_eq!(r.grads_rel_err.len(), GPT::new(r.config.clone(), &dev, DType::F32, 0).unwrap().named_parameters().len());
+            assert!(
+                r.passed(),
+                "{name}: {}",
+                serde_json::to_string_pretty(&r.to_json()).unwrap()
+            );
+            assert_eq!(
+                r.grads_rel_err.len(),
+                GPT::new(r.config.clone(), &dev, DType::F32, 0)
+                    .unwrap()
+                    .named_parameters()
+                    .len()
+            );
             assert!(r.muon_rel_err.is_some());
         }
     }
@@ -161,9 +211,13 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_model_fixture_is_a_clear_error() {
         let dev = Device::cpu().unwrap();
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference/gqa_tiny_optim.safetensors");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/reference/gqa_tiny_optim.safetensors");
         let e = verify_reference(&path, &dev).unwrap_err().to_string();
-        assert!(e.contains("gqa_tiny_optim") && (e.contains("config") || e.contains("missing")), "{e}");
+        assert!(
+            e.contains("gqa_tiny_optim") && (e.contains("config") || e.contains("missing")),
+            "{e}"
+        );
         assert!(verify_reference_bytes(b"junk", "junk.safetensors", &dev).is_err());
     }
 }

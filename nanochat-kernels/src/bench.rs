@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use crate::attention::{attention_backward, attention_forward, AttentionShape, KvLayout};
+use crate::attention::{
+    attention_backward_with, attention_forward_with, AttentionKernel, AttentionShape, KvLayout,
+};
 use crate::check::upload_as;
 use crate::cross_entropy::{cross_entropy_backward, cross_entropy_forward, upload_targets};
 use crate::dtype::KernelFloat;
@@ -16,7 +18,12 @@ use crate::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use crate::{Client, Result};
 
 /// Median seconds per call of `f` over `reps` timed calls, after `warmup` untimed ones.
-pub fn time_it(client: &Client, warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+pub fn time_it(
+    client: &Client,
+    warmup: usize,
+    reps: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<f64> {
     for _ in 0..warmup {
         f()?;
     }
@@ -46,7 +53,12 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
 }
 
 /// GFLOP/s of an (m, k) @ (k, n) product with `kernel` (or the dispatch when `None`).
-pub fn matmul_gflops<F: KernelFloat>(client: &Client, s: MatmulShape, kernel: Option<MatmulKernel>, reps: usize) -> Result<f64> {
+pub fn matmul_gflops<F: KernelFloat>(
+    client: &Client,
+    s: MatmulShape,
+    kernel: Option<MatmulKernel>,
+    reps: usize,
+) -> Result<f64> {
     let a = upload_as::<F>(client, &values(s.lhs_len(), 1));
     let b = upload_as::<F>(client, &values(s.rhs_len(), 2));
     let secs = time_it(client, 2, reps, || {
@@ -59,9 +71,14 @@ pub fn matmul_gflops<F: KernelFloat>(client: &Client, s: MatmulShape, kernel: Op
     Ok(s.flops() / secs / 1e9)
 }
 
-/// GFLOP/s of the attention forward and backward (backward counted as 2.5x the forward's
-/// FLOPs, the usual flash-attention convention).
-pub fn attention_gflops<F: KernelFloat>(client: &Client, s: AttentionShape, reps: usize) -> Result<(f64, f64)> {
+/// GFLOP/s of the attention forward and backward with `kernel` (backward counted as 2.5x the
+/// forward's FLOPs, the usual flash-attention convention).
+pub fn attention_gflops<F: KernelFloat>(
+    client: &Client,
+    kernel: AttentionKernel,
+    s: AttentionShape,
+    reps: usize,
+) -> Result<(f64, f64)> {
     let nq = s.batch * s.tq * s.heads * s.head_dim;
     let nk = s.batch * s.tk * s.kv_heads * s.head_dim;
     let q = upload_as::<F>(client, &values(nq, 3));
@@ -69,34 +86,61 @@ pub fn attention_gflops<F: KernelFloat>(client: &Client, s: AttentionShape, reps
     let v = upload_as::<F>(client, &values(nk, 5));
     let g = upload_as::<F>(client, &values(nq, 6));
     let layout = KvLayout::contiguous(&s);
-    let fwd = time_it(client, 1, reps, || attention_forward::<F>(client, &q, &k, &v, &s, &layout).map(|_| ()))?;
-    let (o, lse) = attention_forward::<F>(client, &q, &k, &v, &s, &layout)?;
-    let bwd = time_it(client, 1, reps, || attention_backward::<F>(client, &q, &k, &v, &o, &lse, &g, &s).map(|_| ()))?;
+    let fwd = time_it(client, 1, reps, || {
+        attention_forward_with::<F>(client, kernel, &q, &k, &v, &s, &layout).map(|_| ())
+    })?;
+    let (o, lse) = attention_forward_with::<F>(client, kernel, &q, &k, &v, &s, &layout)?;
+    let bwd = time_it(client, 1, reps, || {
+        attention_backward_with::<F>(client, kernel, &q, &k, &v, &o, &lse, &g, &s).map(|_| ())
+    })?;
     let flops = s.forward_flops();
     Ok((flops / fwd / 1e9, 2.5 * flops / bwd / 1e9))
 }
 
 /// GB/s of RMSNorm forward and backward over (rows, cols) (bytes each kernel must move).
-pub fn rmsnorm_gbps<F: KernelFloat>(client: &Client, rows: usize, cols: usize, reps: usize) -> Result<(f64, f64)> {
+pub fn rmsnorm_gbps<F: KernelFloat>(
+    client: &Client,
+    rows: usize,
+    cols: usize,
+    reps: usize,
+) -> Result<(f64, f64)> {
     let x = upload_as::<F>(client, &values(rows * cols, 7));
     let dy = upload_as::<F>(client, &values(rows * cols, 8));
-    let fwd = time_it(client, 1, reps, || rmsnorm_forward::<F>(client, &x, rows, cols, 1e-6).map(|_| ()))?;
+    let fwd = time_it(client, 1, reps, || {
+        rmsnorm_forward::<F>(client, &x, rows, cols, 1e-6).map(|_| ())
+    })?;
     let (_, rstd) = rmsnorm_forward::<F>(client, &x, rows, cols, 1e-6)?;
-    let bwd = time_it(client, 1, reps, || rmsnorm_backward::<F>(client, &x, &rstd, &dy, rows, cols).map(|_| ()))?;
+    let bwd = time_it(client, 1, reps, || {
+        rmsnorm_backward::<F>(client, &x, &rstd, &dy, rows, cols).map(|_| ())
+    })?;
     let bytes = (rows * cols * F::DTYPE.size()) as f64;
     Ok((2.0 * bytes / fwd / 1e9, 3.0 * bytes / bwd / 1e9))
 }
 
 /// GB/s of the fused cross-entropy forward and backward over (rows, vocab, Some(15.0)) logits.
-pub fn cross_entropy_gbps<F: KernelFloat>(client: &Client, rows: usize, vocab: usize, reps: usize) -> Result<(f64, f64)> {
-    let logits = upload_as::<F>(client, &values(rows * vocab, 9).iter().map(|v| v * 8.0).collect::<Vec<_>>());
+pub fn cross_entropy_gbps<F: KernelFloat>(
+    client: &Client,
+    rows: usize,
+    vocab: usize,
+    reps: usize,
+) -> Result<(f64, f64)> {
+    let logits = upload_as::<F>(
+        client,
+        &values(rows * vocab, 9)
+            .iter()
+            .map(|v| v * 8.0)
+            .collect::<Vec<_>>(),
+    );
     let targets: Vec<i32> = (0..rows).map(|r| (r * 7919 % vocab) as i32).collect();
     let t = upload_targets(client, &targets);
     let grad = crate::check::upload_f32(client, &vec![1.0 / rows as f32; rows]);
-    let fwd = time_it(client, 1, reps, || cross_entropy_forward::<F>(client, &logits, &t, rows, vocab, Some(15.0)).map(|_| ()))?;
+    let fwd = time_it(client, 1, reps, || {
+        cross_entropy_forward::<F>(client, &logits, &t, rows, vocab, Some(15.0)).map(|_| ())
+    })?;
     let (_, lse) = cross_entropy_forward::<F>(client, &logits, &t, rows, vocab, Some(15.0))?;
     let bwd = time_it(client, 1, reps, || {
-        cross_entropy_backward::<F>(client, &logits, &t, &lse, &grad, rows, vocab, Some(15.0)).map(|_| ())
+        cross_entropy_backward::<F>(client, &logits, &t, &lse, &grad, rows, vocab, Some(15.0))
+            .map(|_| ())
     })?;
     let bytes = (rows * vocab * F::DTYPE.size()) as f64;
     Ok((bytes / fwd / 1e9, 2.0 * bytes / bwd / 1e9))
@@ -105,7 +149,12 @@ pub fn cross_entropy_gbps<F: KernelFloat>(client: &Client, rows: usize, vocab: u
 /// GB/s of the memory-bound kernels not covered above, each over `rows x cols` elements:
 /// element-wise add, softmax, embedding gather and scatter-add, rotary, AdamW, transpose,
 /// bf16 cast, and the decode attention (bytes of the KV cache read).
-pub fn memory_bound_gbps<F: KernelFloat>(client: &Client, rows: usize, cols: usize, reps: usize) -> Result<Map<String, Value>> {
+pub fn memory_bound_gbps<F: KernelFloat>(
+    client: &Client,
+    rows: usize,
+    cols: usize,
+    reps: usize,
+) -> Result<Map<String, Value>> {
     use crate::elementwise::{binary, cast, Binary};
     let n = rows * cols;
     let es = F::DTYPE.size() as f64;
@@ -115,37 +164,84 @@ pub fn memory_bound_gbps<F: KernelFloat>(client: &Client, rows: usize, cols: usi
     let mut put = |key: &str, bytes: f64, secs: f64| {
         out.insert(key.to_string(), json!(bytes / secs / 1e9));
     };
-    let t = time_it(client, 1, reps, || binary::<F>(client, &x, &y, n, Binary::Add, 0.0, 0.0).map(|_| ()))?;
+    let t = time_it(client, 1, reps, || {
+        binary::<F>(client, &x, &y, n, Binary::Add, 0.0, 0.0).map(|_| ())
+    })?;
     put("add_gbps", 3.0 * n as f64 * es, t);
-    let t = time_it(client, 1, reps, || crate::softmax::softmax::<F>(client, &x, rows, cols).map(|_| ()))?;
+    let t = time_it(client, 1, reps, || {
+        crate::softmax::softmax::<F>(client, &x, rows, cols).map(|_| ())
+    })?;
     put("softmax_gbps", 2.0 * n as f64 * es, t);
     let ids: Vec<u32> = (0..rows as u32).map(|i| (i * 7) % rows as u32).collect();
-    let t = time_it(client, 1, reps, || crate::embedding::embedding_forward::<F>(client, &x, rows, cols, &ids).map(|_| ()))?;
+    let t = time_it(client, 1, reps, || {
+        crate::embedding::embedding_forward::<F>(client, &x, rows, cols, &ids).map(|_| ())
+    })?;
     put("embedding_gbps", 2.0 * n as f64 * es, t);
-    let t = time_it(client, 1, reps, || crate::embedding::embedding_backward::<F>(client, &y, &ids, rows, cols).map(|_| ()))?;
+    let t = time_it(client, 1, reps, || {
+        crate::embedding::embedding_backward::<F>(client, &y, &ids, rows, cols).map(|_| ())
+    })?;
     put("embedding_bwd_gbps", 2.0 * n as f64 * es, t);
     let head_dim = 64.min(cols - cols % 2).max(2);
     let heads = cols / head_dim;
-    let rs = crate::rotary::RotaryShape { batch: 1, seq: rows, heads, head_dim, t0: 0, table_len: rows };
+    let rs = crate::rotary::RotaryShape {
+        batch: 1,
+        seq: rows,
+        heads,
+        head_dim,
+        t0: 0,
+        table_len: rows,
+    };
     let (c, sn) = crate::rotary::rotary_tables(rows, head_dim, 10000.0);
     let (hc, hs) = (upload_as::<F>(client, &c), upload_as::<F>(client, &sn));
-    let t = time_it(client, 1, reps, || crate::rotary::rotary_forward::<F>(client, &x, &hc, &hs, rs).map(|_| ()))?;
-    put("rotary_gbps", 2.0 * (rows * heads * head_dim) as f64 * es, t);
+    let t = time_it(client, 1, reps, || {
+        crate::rotary::rotary_forward::<F>(client, &x, &hc, &hs, rs).map(|_| ())
+    })?;
+    put(
+        "rotary_gbps",
+        2.0 * (rows * heads * head_dim) as f64 * es,
+        t,
+    );
     let m = crate::check::upload_f32(client, &vec![0.0; n]);
     let v = crate::check::upload_f32(client, &vec![0.0; n]);
-    let h = crate::optim::AdamWStep { lr: 1e-3, beta1: 0.8, beta2: 0.95, eps: 1e-10, weight_decay: 0.0, step: 1 };
-    let t = time_it(client, 1, reps, || crate::optim::adamw_step::<F>(client, &x, &y, &m, &v, n, &h))?;
+    let h = crate::optim::AdamWStep {
+        lr: 1e-3,
+        beta1: 0.8,
+        beta2: 0.95,
+        eps: 1e-10,
+        weight_decay: 0.0,
+        step: 1,
+    };
+    let t = time_it(client, 1, reps, || {
+        crate::optim::adamw_step::<F>(client, &x, &y, &m, &v, n, &h)
+    })?;
     put("adamw_gbps", (3.0 * es + 16.0) * n as f64, t);
-    let t = time_it(client, 1, reps, || crate::layout::transpose::<F>(client, &x, 1, rows, cols).map(|_| ()))?;
+    let t = time_it(client, 1, reps, || {
+        crate::layout::transpose::<F>(client, &x, 1, rows, cols).map(|_| ())
+    })?;
     put("transpose_gbps", 2.0 * n as f64 * es, t);
-    let t = time_it(client, 1, reps, || cast::<F, crate::dtype::bf16>(client, &x, n).map(|_| ()))?;
+    let t = time_it(client, 1, reps, || {
+        cast::<F, crate::dtype::bf16>(client, &x, n).map(|_| ())
+    })?;
     put("cast_to_bf16_gbps", (es + 2.0) * n as f64, t);
     // Decode: one query per head against a cache of `rows` positions.
-    let s = AttentionShape { batch: 1, tq: 1, tk: rows, heads, kv_heads: heads, head_dim };
+    let s = AttentionShape {
+        batch: 1,
+        tq: 1,
+        tk: rows,
+        heads,
+        kv_heads: heads,
+        head_dim,
+    };
     let q = upload_as::<F>(client, &values(heads * head_dim, 12));
     let layout = KvLayout::contiguous(&s);
-    let t = time_it(client, 1, reps, || crate::attention::attention_decode::<F>(client, &q, &x, &y, &s, &layout).map(|_| ()))?;
-    put("attention_decode_gbps", 2.0 * (rows * heads * head_dim) as f64 * es, t);
+    let t = time_it(client, 1, reps, || {
+        crate::attention::attention_decode::<F>(client, &q, &x, &y, &s, &layout).map(|_| ())
+    })?;
+    put(
+        "attention_decode_gbps",
+        2.0 * (rows * heads * head_dim) as f64 * es,
+        t,
+    );
     Ok(out)
 }
 
@@ -165,7 +261,7 @@ impl BenchSizes {
         if crate::DeviceInfo::of(client).blocked {
             BenchSizes {
                 matmul: 1024,
-                attention: AttentionShape::new(1, 256, 4, 4, 64),
+                attention: AttentionShape::new(1, 1024, 2, 2, 128),
                 rows: 1024,
                 cols: 768,
                 vocab: 8192,
@@ -194,39 +290,85 @@ pub fn run_kernel_benchmarks<F: KernelFloat>(client: &Client, sizes: &BenchSizes
         .map_err(|e| crate::KernelError::runtime("bench", format!("{e:?}")))?
 }
 
-fn run_kernel_benchmarks_inline<F: KernelFloat>(client: &Client, sizes: &BenchSizes) -> Result<Value> {
+fn run_kernel_benchmarks_inline<F: KernelFloat>(
+    client: &Client,
+    sizes: &BenchSizes,
+) -> Result<Value> {
     let mut out = Map::new();
     let n = sizes.matmul;
     let info = crate::DeviceInfo::of(client);
     out.insert("runtime".into(), json!(info.runtime));
     out.insert("dtype".into(), json!(F::DTYPE.name()));
     let sq = MatmulShape::new(n, n, n, false, false);
-    out.insert(format!("matmul_{n}_gflops"), json!(matmul_gflops::<F>(client, sq, None, sizes.reps)?));
+    out.insert(
+        format!("matmul_{n}_gflops"),
+        json!(matmul_gflops::<F>(client, sq, None, sizes.reps)?),
+    );
     let nt = MatmulShape::new(n, n, n, false, true);
-    out.insert(format!("matmul_{n}_nt_gflops"), json!(matmul_gflops::<F>(client, nt, None, sizes.reps)?));
+    out.insert(
+        format!("matmul_{n}_nt_gflops"),
+        json!(matmul_gflops::<F>(client, nt, None, sizes.reps)?),
+    );
     let mut per_kernel = Map::new();
     for k in crate::matmul::candidates(client, F::DTYPE, crate::matmul::precision()) {
-        let v = matmul_gflops::<F>(client, sq, Some(k), sizes.reps.min(3)).map(|g| json!(g)).unwrap_or_else(|e| json!(e.to_string()));
+        let v = matmul_gflops::<F>(client, sq, Some(k), sizes.reps.min(3))
+            .map(|g| json!(g))
+            .unwrap_or_else(|e| json!(e.to_string()));
         per_kernel.insert(format!("{k:?}"), v);
     }
-    out.insert(format!("matmul_{n}_gflops_by_kernel"), Value::Object(per_kernel));
-    let (fwd, bwd) = attention_gflops::<F>(client, sizes.attention, sizes.reps)?;
-    out.insert("attention_shape".into(), json!(format!("{:?}", sizes.attention)));
-    out.insert("attention_fwd_gflops".into(), json!(fwd));
-    out.insert("attention_bwd_gflops".into(), json!(bwd));
+    out.insert(
+        format!("matmul_{n}_gflops_by_kernel"),
+        Value::Object(per_kernel),
+    );
+    let chosen = AttentionKernel::for_device(
+        client,
+        &sizes.attention,
+        &KvLayout::contiguous(&sizes.attention),
+    );
+    out.insert(
+        "attention_shape".into(),
+        json!(format!("{:?}", sizes.attention)),
+    );
+    out.insert("attention_kernel".into(), json!(format!("{chosen:?}")));
+    let mut per_kernel = Map::new();
+    for kernel in AttentionKernel::ALL {
+        let (fwd, bwd) = attention_gflops::<F>(client, kernel, sizes.attention, sizes.reps)?;
+        if kernel == chosen {
+            out.insert("attention_fwd_gflops".into(), json!(fwd));
+            out.insert("attention_bwd_gflops".into(), json!(bwd));
+        }
+        per_kernel.insert(
+            format!("{kernel:?}"),
+            json!({"fwd_gflops": fwd, "bwd_gflops": bwd}),
+        );
+    }
+    out.insert(
+        "attention_gflops_by_kernel".into(),
+        Value::Object(per_kernel),
+    );
     let (fwd, bwd) = rmsnorm_gbps::<F>(client, sizes.rows, sizes.cols, sizes.reps)?;
     out.insert("rmsnorm_shape".into(), json!([sizes.rows, sizes.cols]));
     out.insert("rmsnorm_gbps".into(), json!(fwd));
     out.insert("rmsnorm_bwd_gbps".into(), json!(bwd));
     let (fwd, bwd) = cross_entropy_gbps::<F>(client, sizes.rows, sizes.vocab, sizes.reps)?;
-    out.insert("cross_entropy_shape".into(), json!([sizes.rows, sizes.vocab]));
+    out.insert(
+        "cross_entropy_shape".into(),
+        json!([sizes.rows, sizes.vocab]),
+    );
     out.insert("cross_entropy_gbps".into(), json!(fwd));
     out.insert("cross_entropy_bwd_gbps".into(), json!(bwd));
-    out.extend(memory_bound_gbps::<F>(client, sizes.rows, sizes.cols, sizes.reps)?);
+    out.extend(memory_bound_gbps::<F>(
+        client, sizes.rows, sizes.cols, sizes.reps,
+    )?);
     let ns = 512.min(sizes.matmul);
     let a = upload_as::<F>(client, &values(ns * ns, 13));
-    let t = time_it(client, 1, sizes.reps.min(3), || crate::optim::newton_schulz::<F>(client, &a, ns, ns, 5).map(|_| ()))?;
+    let t = time_it(client, 1, sizes.reps.min(3), || {
+        crate::optim::newton_schulz::<F>(client, &a, ns, ns, 5).map(|_| ())
+    })?;
     // Five iterations of three (n x n) products each.
-    out.insert(format!("newton_schulz_{ns}_gflops"), json!(15.0 * 2.0 * (ns as f64).powi(3) / t / 1e9));
+    out.insert(
+        format!("newton_schulz_{ns}_gflops"),
+        json!(15.0 * 2.0 * (ns as f64).powi(3) / t / 1e9),
+    );
     Ok(Value::Object(out))
 }

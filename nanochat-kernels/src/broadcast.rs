@@ -52,8 +52,16 @@ pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
-        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
-        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -123,7 +131,11 @@ pub fn binary_broadcast<F: KernelFloat>(
         return Ok((out, out_shape));
     }
     // Rank 0 outputs are viewed as rank 1.
-    let view: Vec<usize> = if out_shape.is_empty() { vec![1] } else { out_shape.clone() };
+    let view: Vec<usize> = if out_shape.is_empty() {
+        vec![1]
+    } else {
+        out_shape.clone()
+    };
     let xs = broadcast_strides(x_shape, &view);
     let ys = broadcast_strides(y_shape, &view);
     let g = launch::elemwise(&DeviceInfo::of(client), len);
@@ -156,7 +168,11 @@ pub fn binary_broadcast_ref(
     b: f64,
 ) -> (Vec<f64>, Vec<usize>) {
     let out_shape = broadcast_shape("binary_broadcast_ref", x_shape, y_shape).expect("shapes");
-    let view: Vec<usize> = if out_shape.is_empty() { vec![1] } else { out_shape.clone() };
+    let view: Vec<usize> = if out_shape.is_empty() {
+        vec![1]
+    } else {
+        out_shape.clone()
+    };
     let xs = broadcast_strides(x_shape, &view);
     let ys = broadcast_strides(y_shape, &view);
     let len: usize = out_shape.iter().product();
@@ -175,9 +191,11 @@ pub fn binary_broadcast_ref(
     (out, out_shape)
 }
 
-
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "elementwise.broadcast", run: check_broadcast }]
+    vec![Check {
+        name: "elementwise.broadcast",
+        run: check_broadcast,
+    }]
 }
 
 fn check_broadcast(ctx: &mut Ctx) -> Result<()> {
@@ -197,10 +215,17 @@ fn check_broadcast(ctx: &mut Ctx) -> Result<()> {
             let (out, shape) = crate::with_float!(ctx.dtype, F =>
                 binary_broadcast::<F>(ctx.client, (&hx, xs), (&hy, ys), op, a, b))?;
             let got = ctx.download(&out)?;
-            let (want, want_shape) = binary_broadcast_ref(&f64s(&x), xs, &f64s(&y), ys, op, a as f64, b as f64);
+            let (want, want_shape) =
+                binary_broadcast_ref(&f64s(&x), xs, &f64s(&y), ys, op, a as f64, b as f64);
             assert_eq!(shape, want_shape);
             let tol = ctx.tol(4.0);
-            ctx.compare(&format!("broadcast {op:?}"), &format!("{xs:?} with {ys:?}"), &got, &want, tol);
+            ctx.compare(
+                &format!("broadcast {op:?}"),
+                &format!("{xs:?} with {ys:?}"),
+                &got,
+                &want,
+                tol,
+            );
         }
     }
     Ok(())
@@ -216,7 +241,10 @@ mod tests {
     #[test]
     fn broadcast_shape_rules() {
         use super::broadcast_shape;
-        assert_eq!(broadcast_shape("t", &[3, 1, 5], &[4, 1]).unwrap(), vec![3, 4, 5]);
+        assert_eq!(
+            broadcast_shape("t", &[3, 1, 5], &[4, 1]).unwrap(),
+            vec![3, 4, 5]
+        );
         assert_eq!(broadcast_shape("t", &[], &[2]).unwrap(), vec![2]);
         assert!(broadcast_shape("t", &[3, 2], &[3]).is_err());
     }

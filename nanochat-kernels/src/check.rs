@@ -51,7 +51,12 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(client: &'a Client, dtype: DType, seed: u64) -> Self {
-        Ctx { client, dtype, rng: StdRng::seed_from_u64(seed), reports: Vec::new() }
+        Ctx {
+            client,
+            dtype,
+            rng: StdRng::seed_from_u64(seed),
+            reports: Vec::new(),
+        }
     }
 
     /// Random values uniform in [lo, hi), rounded to the dtype (so the reference sees exactly
@@ -125,11 +130,22 @@ pub fn errors(got: &[f32], want: &[f64]) -> (f64, f64) {
     if nonfinite {
         return (f64::INFINITY, f64::INFINITY);
     }
-    let rel = if den > 0.0 { (num / den).sqrt() } else { num.sqrt() };
+    let rel = if den > 0.0 {
+        (num / den).sqrt()
+    } else {
+        num.sqrt()
+    };
     (rel, max_abs)
 }
 
-pub fn compare(name: &str, dtype: DType, case: &str, got: &[f32], want: &[f64], tol: f64) -> CheckReport {
+pub fn compare(
+    name: &str,
+    dtype: DType,
+    case: &str,
+    got: &[f32],
+    want: &[f64],
+    tol: f64,
+) -> CheckReport {
     let (rel_err, max_abs_err) = if got.len() == want.len() {
         errors(got, want)
     } else {
@@ -174,7 +190,10 @@ pub fn all_checks() -> Vec<Check> {
 pub fn dtypes_for(client: &Client) -> Vec<DType> {
     use cubecl::ir::{ElemType, FloatKind};
     let mut out = vec![DType::F32];
-    if client.properties().supports_type(ElemType::Float(FloatKind::BF16)) {
+    if client
+        .properties()
+        .supports_type(ElemType::Float(FloatKind::BF16))
+    {
         out.push(DType::BF16);
     }
     out
@@ -200,7 +219,11 @@ pub fn run_check(client: &Client, check: &Check) -> Vec<CheckReport> {
     }
 }
 
-fn run_check_inline(client: &Client, name: &'static str, run: fn(&mut Ctx) -> Result<()>) -> Vec<CheckReport> {
+fn run_check_inline(
+    client: &Client,
+    name: &'static str,
+    run: fn(&mut Ctx) -> Result<()>,
+) -> Vec<CheckReport> {
     let check = Check { name, run };
     let mut reports = Vec::new();
     for dtype in dtypes_for(client) {
@@ -244,7 +267,12 @@ pub fn assert_check(name: &str) {
         }
     }
     assert!(count > 0, "check {name} compared nothing");
-    assert!(failures.is_empty(), "{} of {count} comparisons failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} comparisons failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[cfg(test)]
@@ -265,14 +293,20 @@ mod tests {
     #[test]
     fn checks_report_plausible_errors() {
         let client = crate::Backend::Cpu.client().unwrap();
-        let check = all_checks().into_iter().find(|c| c.name == "rmsnorm").unwrap();
+        let check = all_checks()
+            .into_iter()
+            .find(|c| c.name == "rmsnorm")
+            .unwrap();
         let reports = run_check(&client, &check);
         let f32_fwd: Vec<_> = reports
             .iter()
             .filter(|r| r.dtype == DType::F32 && r.name == "rmsnorm.forward y")
             .collect();
         assert!(!f32_fwd.is_empty());
-        assert!(f32_fwd.iter().any(|r| r.rel_err > 0.0), "suspiciously exact: {f32_fwd:?}");
+        assert!(
+            f32_fwd.iter().any(|r| r.rel_err > 0.0),
+            "suspiciously exact: {f32_fwd:?}"
+        );
         assert!(f32_fwd.iter().all(|r| r.rel_err < 1e-6), "{f32_fwd:?}");
     }
 }

@@ -126,7 +126,11 @@ pub fn cross_entropy_forward<F: KernelFloat>(
     launch::check_size("cross_entropy", "logits", logits, &[rows, vocab], F::DTYPE)?;
     launch::check_words("cross_entropy", "targets", targets, &[rows])?;
     if vocab == 0 {
-        return Err(crate::KernelError::shape("cross_entropy", &[&[rows, vocab]], "vocab is empty"));
+        return Err(crate::KernelError::shape(
+            "cross_entropy",
+            &[&[rows, vocab]],
+            "vocab is empty",
+        ));
     }
     let loss = client.empty(rows.max(1) * 4);
     let lse = client.empty(rows.max(1) * 4);
@@ -134,7 +138,11 @@ pub fn cross_entropy_forward<F: KernelFloat>(
         return Ok((loss, lse));
     }
     let (cap, capped) = cap_args(softcap);
-    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
+    let RowLaunch {
+        vs,
+        geo: g,
+        vecs: n,
+    } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
     unsafe {
         cross_entropy_forward_kernel::launch::<F>(
             client,
@@ -178,7 +186,11 @@ pub fn cross_entropy_backward<F: KernelFloat>(
         return Ok(out);
     }
     let (cap, capped) = cap_args(softcap);
-    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
+    let RowLaunch {
+        vs,
+        geo: g,
+        vecs: n,
+    } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
     unsafe {
         cross_entropy_backward_kernel::launch::<F>(
             client,
@@ -207,7 +219,12 @@ fn softcap_ref(x: &[f64], softcap: Option<f32>) -> Vec<f64> {
 }
 
 /// Plain-Rust reference of [`cross_entropy_forward`]: (loss, lse) per row.
-pub fn cross_entropy_forward_ref(logits: &[f64], targets: &[i32], vocab: usize, softcap: Option<f32>) -> (Vec<f64>, Vec<f64>) {
+pub fn cross_entropy_forward_ref(
+    logits: &[f64],
+    targets: &[i32],
+    vocab: usize,
+    softcap: Option<f32>,
+) -> (Vec<f64>, Vec<f64>) {
     let y = softcap_ref(logits, softcap);
     let mut loss = Vec::new();
     let mut lse = Vec::new();
@@ -215,13 +232,23 @@ pub fn cross_entropy_forward_ref(logits: &[f64], targets: &[i32], vocab: usize, 
         let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let l = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
         lse.push(l);
-        loss.push(if t >= 0 && (t as usize) < vocab { l - row[t as usize] } else { 0.0 });
+        loss.push(if t >= 0 && (t as usize) < vocab {
+            l - row[t as usize]
+        } else {
+            0.0
+        });
     }
     (loss, lse)
 }
 
 /// Plain-Rust reference of [`cross_entropy_backward`].
-pub fn cross_entropy_backward_ref(logits: &[f64], targets: &[i32], grad_rows: &[f64], vocab: usize, softcap: Option<f32>) -> Vec<f64> {
+pub fn cross_entropy_backward_ref(
+    logits: &[f64],
+    targets: &[i32],
+    grad_rows: &[f64],
+    vocab: usize,
+    softcap: Option<f32>,
+) -> Vec<f64> {
     let y = softcap_ref(logits, softcap);
     let (_, lse) = cross_entropy_forward_ref(logits, targets, vocab, softcap);
     let mut out = Vec::with_capacity(logits.len());
@@ -248,7 +275,10 @@ pub fn upload_targets(client: &Client, targets: &[i32]) -> Handle {
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "cross_entropy", run: check_cross_entropy }]
+    vec![Check {
+        name: "cross_entropy",
+        run: check_cross_entropy,
+    }]
 }
 
 fn check_cross_entropy(ctx: &mut Ctx) -> Result<()> {
@@ -258,7 +288,13 @@ fn check_cross_entropy(ctx: &mut Ctx) -> Result<()> {
             let case = format!("rows={rows} vocab={vocab} softcap={softcap:?}");
             let x = ctx.rand(rows * vocab, -6.0, 6.0);
             let targets: Vec<i32> = (0..rows)
-                .map(|r| if r % 3 == 1 { -1 } else { ctx.rng.random_range(0..vocab as i32) })
+                .map(|r| {
+                    if r % 3 == 1 {
+                        -1
+                    } else {
+                        ctx.rng.random_range(0..vocab as i32)
+                    }
+                })
                 .collect();
             let (hx, ht) = (ctx.upload(&x), upload_targets(ctx.client, &targets));
             let (hl, hlse) = crate::with_float!(ctx.dtype, F =>
@@ -272,7 +308,8 @@ fn check_cross_entropy(ctx: &mut Ctx) -> Result<()> {
             let hd = crate::with_float!(ctx.dtype, F =>
                 cross_entropy_backward::<F>(ctx.client, &hx, &ht, &hlse, &hg, rows, vocab, softcap))?;
             let got = ctx.download(&hd)?;
-            let want = cross_entropy_backward_ref(&f64s(&x), &targets, &f64s(&grad_rows), vocab, softcap);
+            let want =
+                cross_entropy_backward_ref(&f64s(&x), &targets, &f64s(&grad_rows), vocab, softcap);
             let tol = ctx.tol(8.0).max(1e-5);
             ctx.compare("cross_entropy.backward", &case, &got, &want, tol);
         }

@@ -51,7 +51,9 @@ impl FromStr for Backend {
             "cuda" | "gpu" => Ok(Backend::Cuda(0)),
             _ => match s.strip_prefix("cuda:").map(str::parse) {
                 Some(Ok(i)) => Ok(Backend::Cuda(i)),
-                _ => Err(format!("unknown device `{s}`: expected cpu, cuda or cuda:N")),
+                _ => Err(format!(
+                    "unknown device `{s}`: expected cpu, cuda or cuda:N"
+                )),
             },
         }
     }
@@ -98,7 +100,9 @@ pub fn cuda_memory(index: usize) -> Option<(u64, u64)> {
     {
         let ctx = cudarc::driver::CudaContext::new(index).ok()?;
         ctx.bind_to_thread().ok()?;
-        cudarc::driver::result::mem_get_info().ok().map(|(free, total)| (free as u64, total as u64))
+        cudarc::driver::result::mem_get_info()
+            .ok()
+            .map(|(free, total)| (free as u64, total as u64))
     }
     #[cfg(not(feature = "cuda"))]
     {

@@ -39,7 +39,15 @@ pub fn keep_ref(seed: u32, i: u32, p: f32) -> bool {
 }
 
 #[cube(launch)]
-fn dropout_kernel<F: Float>(x: &[F], y: &mut [F], p: f32, scale: f32, seed: u32, steps: usize, #[comptime] blocked: bool) {
+fn dropout_kernel<F: Float>(
+    x: &[F],
+    y: &mut [F],
+    p: f32,
+    scale: f32,
+    seed: u32,
+    steps: usize,
+    #[comptime] blocked: bool,
+) {
     for s in 0..steps {
         let i = item_index(s, steps, blocked);
         if i < y.len() {
@@ -52,13 +60,25 @@ fn dropout_kernel<F: Float>(x: &[F], y: &mut [F], p: f32, scale: f32, seed: u32,
 
 /// `x * mask / (1 - p)` over `len` elements; the backward is the same call on the gradient
 /// with the same seed.
-pub fn dropout<F: KernelFloat>(client: &Client, x: &Handle, len: usize, p: f32, seed: u32) -> Result<Handle> {
+pub fn dropout<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    len: usize,
+    p: f32,
+    seed: u32,
+) -> Result<Handle> {
     launch::check_size("dropout", "x", x, &[len], F::DTYPE)?;
     if !(0.0..1.0).contains(&p) {
-        return Err(KernelError::unsupported("dropout", format!("probability {p} is outside [0, 1)")));
+        return Err(KernelError::unsupported(
+            "dropout",
+            format!("probability {p} is outside [0, 1)"),
+        ));
     }
     if len > u32::MAX as usize {
-        return Err(KernelError::unsupported("dropout", format!("{len} elements exceed the mask's 2^32 counter")));
+        return Err(KernelError::unsupported(
+            "dropout",
+            format!("{len} elements exceed the mask's 2^32 counter"),
+        ));
     }
     let y = client.empty(len.max(1) * F::DTYPE.size());
     if len == 0 {
@@ -85,11 +105,23 @@ pub fn dropout<F: KernelFloat>(client: &Client, x: &Handle, len: usize, p: f32, 
 /// Plain-Rust reference of [`dropout`].
 pub fn dropout_ref(x: &[f64], p: f32, seed: u32) -> Vec<f64> {
     let scale = 1.0 / (1.0 - p as f64);
-    x.iter().enumerate().map(|(i, v)| if keep_ref(seed, i as u32, p) { v * scale } else { 0.0 }).collect()
+    x.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if keep_ref(seed, i as u32, p) {
+                v * scale
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "dropout", run: check_dropout }]
+    vec![Check {
+        name: "dropout",
+        run: check_dropout,
+    }]
 }
 
 fn check_dropout(ctx: &mut Ctx) -> Result<()> {
@@ -99,7 +131,13 @@ fn check_dropout(ctx: &mut Ctx) -> Result<()> {
         let y = crate::with_float!(ctx.dtype, F => dropout::<F>(ctx.client, &hx, len, p, seed))?;
         let got = ctx.download(&y)?;
         let tol = ctx.tol(2.0);
-        ctx.compare("dropout", &format!("len={len} p={p}"), &got, &dropout_ref(&f64s(&x), p, seed), tol);
+        ctx.compare(
+            "dropout",
+            &format!("len={len} p={p}"),
+            &got,
+            &dropout_ref(&f64s(&x), p, seed),
+            tol,
+        );
     }
     Ok(())
 }

@@ -6,8 +6,8 @@
 use cubecl::prelude::*;
 
 use crate::device::DeviceInfo;
-use crate::launch::{self, item_index};
 use crate::dtype::KernelFloat;
+use crate::launch::{self, item_index};
 use crate::{Client, DType, Handle, Result};
 
 /// A unary map, with its scalar parameters.
@@ -25,9 +25,14 @@ pub enum Unary {
     Rsqrt,
     Recip,
     /// cap * tanh(x / cap), nanochat's logit softcap.
-    Softcap { cap: f32 },
+    Softcap {
+        cap: f32,
+    },
     /// mul * x + add: every scalar op (scale, shift, negate-and-shift).
-    Affine { mul: f32, add: f32 },
+    Affine {
+        mul: f32,
+        add: f32,
+    },
 }
 
 /// The compile-time part of a [`Unary`] (kernels are specialised per op).
@@ -219,12 +224,7 @@ fn cast_kernel<I: Float, O: Float, N: Size>(
 }
 
 /// `op(x)` element-wise over `len` elements of dtype `F`; returns a new buffer.
-pub fn unary<F: KernelFloat>(
-    client: &Client,
-    x: &Handle,
-    len: usize,
-    op: Unary,
-) -> Result<Handle> {
+pub fn unary<F: KernelFloat>(client: &Client, x: &Handle, len: usize, op: Unary) -> Result<Handle> {
     let dtype = F::DTYPE;
     launch::check_size("unary", "x", x, &[len], dtype)?;
     let out = client.empty(len * dtype.size());
@@ -294,7 +294,12 @@ pub fn binary<F: KernelFloat>(
 }
 
 #[cube(launch)]
-fn fill_kernel<F: Float, N: Size>(output: &mut [Vector<F, N>], value: f32, steps: usize, #[comptime] blocked: bool) {
+fn fill_kernel<F: Float, N: Size>(
+    output: &mut [Vector<F, N>],
+    value: f32,
+    steps: usize,
+    #[comptime] blocked: bool,
+) {
     for s in 0..steps {
         let i = item_index(s, steps, blocked);
         if i < output.len() {
@@ -348,7 +353,14 @@ fn axpby_inplace_kernel<F: Float, N: Size>(
 
 /// `y = a * y + b * x` in place over `len` elements (optimizer updates of parameters and
 /// state that must keep their buffers).
-pub fn axpby_inplace<F: KernelFloat>(client: &Client, y: &Handle, x: &Handle, len: usize, a: f32, b: f32) -> Result<()> {
+pub fn axpby_inplace<F: KernelFloat>(
+    client: &Client,
+    y: &Handle,
+    x: &Handle,
+    len: usize,
+    a: f32,
+    b: f32,
+) -> Result<()> {
     launch::check_size("axpby_inplace", "y", y, &[len], F::DTYPE)?;
     launch::check_size("axpby_inplace", "x", x, &[len], F::DTYPE)?;
     if len == 0 {
@@ -411,11 +423,26 @@ use crate::check::{f64s, Check, Ctx};
 
 pub(crate) fn checks() -> Vec<Check> {
     vec![
-        Check { name: "elementwise.unary", run: check_unary },
-        Check { name: "elementwise.binary", run: check_binary },
-        Check { name: "elementwise.cast", run: check_cast },
-        Check { name: "elementwise.fill", run: check_fill },
-        Check { name: "elementwise.axpby_inplace", run: check_axpby_inplace },
+        Check {
+            name: "elementwise.unary",
+            run: check_unary,
+        },
+        Check {
+            name: "elementwise.binary",
+            run: check_binary,
+        },
+        Check {
+            name: "elementwise.cast",
+            run: check_cast,
+        },
+        Check {
+            name: "elementwise.fill",
+            run: check_fill,
+        },
+        Check {
+            name: "elementwise.axpby_inplace",
+            run: check_axpby_inplace,
+        },
     ]
 }
 
@@ -434,19 +461,36 @@ fn check_unary(ctx: &mut Ctx) -> Result<()> {
         Unary::Rsqrt,
         Unary::Recip,
         Unary::Softcap { cap: 15.0 },
-        Unary::Affine { mul: -0.75, add: 2.5 },
+        Unary::Affine {
+            mul: -0.75,
+            add: 2.5,
+        },
     ];
     for op in ops {
         for len in LENS {
             let positive = matches!(op, Unary::Log | Unary::Sqrt | Unary::Rsqrt | Unary::Recip);
-            let x = if positive { ctx.rand(len, 0.1, 4.0) } else { ctx.rand(len, -30.0, 30.0) };
-            let x = if matches!(op, Unary::Exp) { x.iter().map(|v| v / 4.0).collect() } else { x };
+            let x = if positive {
+                ctx.rand(len, 0.1, 4.0)
+            } else {
+                ctx.rand(len, -30.0, 30.0)
+            };
+            let x = if matches!(op, Unary::Exp) {
+                x.iter().map(|v| v / 4.0).collect()
+            } else {
+                x
+            };
             let hx = ctx.upload(&x);
             let out = crate::with_float!(ctx.dtype, F => unary::<F>(ctx.client, &hx, len, op))?;
             let got = ctx.download(&out)?;
             let want: Vec<f64> = x.iter().map(|&v| op.eval(v as f64)).collect();
             let tol = ctx.tol(4.0);
-            ctx.compare(&format!("unary {op:?}"), &format!("len={len}"), &got, &want, tol);
+            ctx.compare(
+                &format!("unary {op:?}"),
+                &format!("len={len}"),
+                &got,
+                &want,
+                tol,
+            );
         }
     }
     Ok(())
@@ -462,7 +506,12 @@ pub(crate) const BINARY_OPS: [Binary; 7] = [
     Binary::SoftcapBackward,
 ];
 
-pub(crate) fn binary_operands(ctx: &mut Ctx, op: Binary, n_x: usize, n_y: usize) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn binary_operands(
+    ctx: &mut Ctx,
+    op: Binary,
+    n_x: usize,
+    n_y: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let x = match op {
         Binary::SoftcapBackward => ctx.rand(n_x, -14.0, 14.0),
         _ => ctx.rand(n_x, -3.0, 3.0),
@@ -477,16 +526,29 @@ pub(crate) fn binary_operands(ctx: &mut Ctx, op: Binary, n_x: usize, n_y: usize)
 fn check_binary(ctx: &mut Ctx) -> Result<()> {
     let (a, b) = (0.7f32, -1.3f32);
     for op in BINARY_OPS {
-        let (a, b) = if op == Binary::SoftcapBackward { (1.0 / 15.0, 0.0) } else { (a, b) };
+        let (a, b) = if op == Binary::SoftcapBackward {
+            (1.0 / 15.0, 0.0)
+        } else {
+            (a, b)
+        };
         for len in LENS {
             let (x, y) = binary_operands(ctx, op, len, len);
             let (hx, hy) = (ctx.upload(&x), ctx.upload(&y));
             let out = crate::with_float!(ctx.dtype, F => binary::<F>(ctx.client, &hx, &hy, len, op, a, b))?;
             let got = ctx.download(&out)?;
-            let want: Vec<f64> =
-                x.iter().zip(&y).map(|(&p, &q)| op.eval(p as f64, q as f64, a as f64, b as f64)).collect();
+            let want: Vec<f64> = x
+                .iter()
+                .zip(&y)
+                .map(|(&p, &q)| op.eval(p as f64, q as f64, a as f64, b as f64))
+                .collect();
             let tol = ctx.tol(4.0);
-            ctx.compare(&format!("binary {op:?}"), &format!("len={len}"), &got, &want, tol);
+            ctx.compare(
+                &format!("binary {op:?}"),
+                &format!("len={len}"),
+                &got,
+                &want,
+                tol,
+            );
         }
     }
     Ok(())
@@ -501,16 +563,28 @@ fn check_cast(ctx: &mut Ctx) -> Result<()> {
         let (got, want): (Vec<f32>, Vec<f64>) = match ctx.dtype {
             DType::F32 => {
                 let h = cast::<f32, f32>(ctx.client, &hx, len)?;
-                (crate::check::download(ctx.client, DType::F32, &h)?, f64s(&x))
+                (
+                    crate::check::download(ctx.client, DType::F32, &h)?,
+                    f64s(&x),
+                )
             }
             DType::BF16 => {
                 let h = cast::<f32, bf16>(ctx.client, &hx, len)?;
                 let back = cast::<bf16, f32>(ctx.client, &h, len)?;
-                let want = x.iter().map(|&v| bf16::from_f32(v).to_f32() as f64).collect();
+                let want = x
+                    .iter()
+                    .map(|&v| bf16::from_f32(v).to_f32() as f64)
+                    .collect();
                 (crate::check::download(ctx.client, DType::F32, &back)?, want)
             }
         };
-        ctx.compare("cast f32->dtype->f32", &format!("len={len}"), &got, &want, 0.0);
+        ctx.compare(
+            "cast f32->dtype->f32",
+            &format!("len={len}"),
+            &got,
+            &want,
+            0.0,
+        );
     }
     Ok(())
 }
@@ -519,7 +593,13 @@ fn check_fill(ctx: &mut Ctx) -> Result<()> {
     for len in LENS {
         let h = crate::with_float!(ctx.dtype, F => fill::<F>(ctx.client, len, -2.5))?;
         let got = ctx.download(&h)?;
-        ctx.compare("fill", &format!("len={len}"), &got[..len], &vec![-2.5; len], 0.0);
+        ctx.compare(
+            "fill",
+            &format!("len={len}"),
+            &got[..len],
+            &vec![-2.5; len],
+            0.0,
+        );
     }
     Ok(())
 }
@@ -531,7 +611,11 @@ fn check_axpby_inplace(ctx: &mut Ctx) -> Result<()> {
         let (hy, hx) = (ctx.upload(&y), ctx.upload(&x));
         crate::with_float!(ctx.dtype, F => axpby_inplace::<F>(ctx.client, &hy, &hx, len, 0.9, -0.3))?;
         let got = ctx.download(&hy)?;
-        let want: Vec<f64> = y.iter().zip(&x).map(|(&p, &q)| 0.9 * p as f64 - 0.3 * q as f64).collect();
+        let want: Vec<f64> = y
+            .iter()
+            .zip(&x)
+            .map(|(&p, &q)| 0.9 * p as f64 - 0.3 * q as f64)
+            .collect();
         let tol = ctx.tol(4.0);
         ctx.compare("axpby_inplace", &format!("len={len}"), &got, &want, tol);
     }
@@ -566,5 +650,4 @@ mod tests {
     fn cast_matches_reference() {
         assert_check("elementwise.cast");
     }
-
 }

@@ -118,7 +118,13 @@ pub fn embedding_backward<F: KernelFloat>(
     vocab: usize,
     dim: usize,
 ) -> Result<Handle> {
-    launch::check_size("embedding_backward", "grad", grad, &[ids.len(), dim], F::DTYPE)?;
+    launch::check_size(
+        "embedding_backward",
+        "grad",
+        grad,
+        &[ids.len(), dim],
+        F::DTYPE,
+    )?;
     check_ids("embedding_backward", ids, vocab)?;
     let out = client.empty(vocab * dim * F::DTYPE.size());
     if vocab == 0 || dim == 0 {
@@ -163,7 +169,11 @@ pub fn embedding_backward<F: KernelFloat>(
 /// Plain-Rust reference of [`embedding_forward`].
 pub fn embedding_forward_ref(wte: &[f64], dim: usize, ids: &[u32]) -> Vec<f64> {
     ids.iter()
-        .flat_map(|&id| wte[id as usize * dim..(id as usize + 1) * dim].iter().copied())
+        .flat_map(|&id| {
+            wte[id as usize * dim..(id as usize + 1) * dim]
+                .iter()
+                .copied()
+        })
         .collect()
 }
 
@@ -179,20 +189,38 @@ pub fn embedding_backward_ref(grad: &[f64], ids: &[u32], vocab: usize, dim: usiz
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "embedding", run: check_embedding }]
+    vec![Check {
+        name: "embedding",
+        run: check_embedding,
+    }]
 }
 
 fn check_embedding(ctx: &mut Ctx) -> Result<()> {
     use rand::Rng;
-    for (vocab, dim, n) in [(1, 1, 1), (5, 7, 9), (13, 33, 40), (50, 64, 7), (3, 129, 17), (300, 48, 1000)] {
+    for (vocab, dim, n) in [
+        (1, 1, 1),
+        (5, 7, 9),
+        (13, 33, 40),
+        (50, 64, 7),
+        (3, 129, 17),
+        (300, 48, 1000),
+    ] {
         let case = format!("vocab={vocab} dim={dim} tokens={n}");
         let wte = ctx.rand(vocab * dim, -1.0, 1.0);
         // Few distinct ids, so repeats are certain.
-        let ids: Vec<u32> = (0..n).map(|_| ctx.rng.random_range(0..vocab.div_ceil(2) as u32)).collect();
+        let ids: Vec<u32> = (0..n)
+            .map(|_| ctx.rng.random_range(0..vocab.div_ceil(2) as u32))
+            .collect();
         let hw = ctx.upload(&wte);
         let out = crate::with_float!(ctx.dtype, F => embedding_forward::<F>(ctx.client, &hw, vocab, dim, &ids))?;
         let got = ctx.download(&out)?;
-        ctx.compare("embedding.forward", &case, &got, &embedding_forward_ref(&f64s(&wte), dim, &ids), 0.0);
+        ctx.compare(
+            "embedding.forward",
+            &case,
+            &got,
+            &embedding_forward_ref(&f64s(&wte), dim, &ids),
+            0.0,
+        );
 
         let grad = ctx.rand(n * dim, -1.0, 1.0);
         let hg = ctx.upload(&grad);
@@ -217,6 +245,9 @@ mod tests {
         let client = crate::Backend::Cpu.client().unwrap();
         let wte = crate::check::upload_f32(&client, &[0.0; 6]);
         let err = super::embedding_forward::<f32>(&client, &wte, 3, 2, &[0, 3]).unwrap_err();
-        assert!(err.to_string().contains("token id 3 at position 1"), "{err}");
+        assert!(
+            err.to_string().contains("token id 3 at position 1"),
+            "{err}"
+        );
     }
 }

@@ -39,10 +39,16 @@ impl KernelError {
     }
 
     pub(crate) fn unsupported(op: &'static str, why: impl Into<String>) -> Self {
-        KernelError::Unsupported { op, why: why.into() }
+        KernelError::Unsupported {
+            op,
+            why: why.into(),
+        }
     }
 
     pub(crate) fn runtime(op: &'static str, why: impl std::fmt::Display) -> Self {
-        KernelError::Runtime { op, why: why.to_string() }
+        KernelError::Runtime {
+            op,
+            why: why.to_string(),
+        }
     }
 }

@@ -98,22 +98,39 @@ pub(crate) struct RowLaunch {
     pub vecs: usize,
 }
 
-pub(crate) fn row_launch(client: &cubecl::client::Client, elem_bytes: usize, rows: usize, cols: usize) -> RowLaunch {
+pub(crate) fn row_launch(
+    client: &cubecl::client::Client,
+    elem_bytes: usize,
+    rows: usize,
+    cols: usize,
+) -> RowLaunch {
     let vs = vector_size(client, elem_bytes, &[cols]);
-    RowLaunch { vs, geo: rowwise(&DeviceInfo::of(client), rows), vecs: rows * cols / vs }
+    RowLaunch {
+        vs,
+        geo: rowwise(&DeviceInfo::of(client), rows),
+        vecs: rows * cols / vs,
+    }
 }
 
 /// A row-wise op needs non-empty rows (a max or a mean of nothing is undefined).
 pub(crate) fn check_rows(op: &'static str, rows: usize, cols: usize) -> crate::Result<()> {
     if rows > 0 && cols == 0 {
-        return Err(crate::KernelError::shape(op, &[&[rows, cols]], "rows are empty"));
+        return Err(crate::KernelError::shape(
+            op,
+            &[&[rows, cols]],
+            "rows are empty",
+        ));
     }
     Ok(())
 }
 
 /// A vector of `x` as f32, through `cap * tanh(x / cap)` when `capped` (the logit softcap).
 #[cube]
-pub(crate) fn load_capped<F: Float, N: Size>(x: Vector<F, N>, cap: f32, #[comptime] capped: bool) -> Vector<f32, N> {
+pub(crate) fn load_capped<F: Float, N: Size>(
+    x: Vector<F, N>,
+    cap: f32,
+    #[comptime] capped: bool,
+) -> Vector<f32, N> {
     let v = Vector::<f32, N>::cast_from(x);
     if comptime![capped] {
         (v * Vector::new(1.0 / cap)).tanh() * Vector::new(cap)
@@ -228,7 +245,11 @@ pub(crate) fn check_words(
 }
 
 /// The widest vector size of the client's preferred sizes that divides every given length.
-pub(crate) fn vector_size(client: &cubecl::client::Client, elem_bytes: usize, lens: &[usize]) -> usize {
+pub(crate) fn vector_size(
+    client: &cubecl::client::Client,
+    elem_bytes: usize,
+    lens: &[usize],
+) -> usize {
     client
         .io_optimized_vector_sizes(elem_bytes)
         .filter(|&v| lens.iter().all(|&l| l % v == 0))

@@ -10,7 +10,14 @@ use crate::launch::{self, item_index};
 use crate::{Client, Handle, Result};
 
 #[cube(launch)]
-fn transpose_kernel<F: Float>(x: &[F], y: &mut [F], rows: usize, cols: usize, steps: usize, #[comptime] blocked: bool) {
+fn transpose_kernel<F: Float>(
+    x: &[F],
+    y: &mut [F],
+    rows: usize,
+    cols: usize,
+    steps: usize,
+    #[comptime] blocked: bool,
+) {
     let per = rows * cols;
     for s in 0..steps {
         let i = item_index(s, steps, blocked);
@@ -25,15 +32,105 @@ fn transpose_kernel<F: Float>(x: &[F], y: &mut [F], rows: usize, cols: usize, st
     }
 }
 
+/// The CPU's transpose: a unit owns `N` columns of one matrix and walks its rows `N` at a
+/// time, loading an `N` x `N` tile as `N` vectors and writing each output row's `N` elements
+/// together (a cache line at a time: output rows a power of two apart would otherwise evict
+/// each other's lines between single-element writes).
+#[cube(launch)]
+fn transpose_columns_kernel<F: Float, N: Size>(
+    x: &[Vector<F, N>],
+    y: &mut [F],
+    rows: usize,
+    col_vectors: usize,
+    items: usize,
+    steps: usize,
+    #[comptime] blocked: bool,
+) {
+    let n = N::value();
+    for s in 0..steps {
+        let it = item_index(s, steps, blocked);
+        if it < items {
+            let cb = it % col_vectors;
+            let b = it / col_vectors;
+            let x_base = b * rows * col_vectors + cb;
+            // Output (b, c, r) for c = cb * n + lane.
+            let y_base = (b * col_vectors + cb) * n * rows;
+            let tiles = rows / n;
+            for t in 0..tiles {
+                let r0 = t * n;
+                let mut tile = Array::<Vector<F, N>>::new(n);
+                #[unroll]
+                for k in 0..n {
+                    tile[k] = x[x_base + (r0 + k) * col_vectors];
+                }
+                #[unroll]
+                for lane in 0..n {
+                    #[unroll]
+                    for k in 0..n {
+                        y[y_base + lane * rows + r0 + k] = tile[k].extract(lane);
+                    }
+                }
+            }
+            for r in tiles * n..rows {
+                let v = x[x_base + r * col_vectors];
+                #[unroll]
+                for lane in 0..n {
+                    y[y_base + lane * rows + r] = v.extract(lane);
+                }
+            }
+        }
+    }
+}
+
 /// (batch, rows, cols) -> (batch, cols, rows).
-pub fn transpose<F: KernelFloat>(client: &Client, x: &Handle, batch: usize, rows: usize, cols: usize) -> Result<Handle> {
+pub fn transpose<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    batch: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<Handle> {
+    transpose_with::<F>(client, x, batch, rows, cols, DeviceInfo::of(client).blocked)
+}
+
+/// [`transpose`] with the column kernel (the CPU's) or the element kernel (GPUs').
+fn transpose_with<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    columns: bool,
+) -> Result<Handle> {
     launch::check_size("transpose", "x", x, &[batch, rows, cols], F::DTYPE)?;
     let len = batch * rows * cols;
     let y = client.empty(len.max(1) * F::DTYPE.size());
     if len == 0 {
         return Ok(y);
     }
-    let g = launch::elemwise(&DeviceInfo::of(client), len);
+    let info = DeviceInfo::of(client);
+    if columns {
+        let vs = launch::vector_size(client, F::DTYPE.size(), &[cols]);
+        let items = batch * cols / vs;
+        let g = launch::elemwise(&info, items);
+        unsafe {
+            transpose_columns_kernel::launch::<F>(
+                client,
+                g.cube_count,
+                g.cube_dim,
+                vs,
+                BufferArg::from_raw_parts(x.clone(), len / vs),
+                BufferArg::from_raw_parts(y.clone(), len),
+                rows,
+                cols / vs,
+                items,
+                g.steps,
+                g.blocked,
+            )
+        };
+        return Ok(y);
+    }
+    let g = launch::elemwise(&info, len);
     unsafe {
         transpose_kernel::launch::<F>(
             client,
@@ -70,10 +167,21 @@ fn slice_cols_kernel<F: Float, N: Size>(
 }
 
 /// Columns `start..start + width` of a (rows, cols) matrix, as a contiguous (rows, width) one.
-pub fn slice_cols<F: KernelFloat>(client: &Client, x: &Handle, rows: usize, cols: usize, start: usize, width: usize) -> Result<Handle> {
+pub fn slice_cols<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    rows: usize,
+    cols: usize,
+    start: usize,
+    width: usize,
+) -> Result<Handle> {
     launch::check_size("slice_cols", "x", x, &[rows, cols], F::DTYPE)?;
     if start + width > cols {
-        return Err(crate::KernelError::shape("slice_cols", &[&[rows, cols]], format!("columns {start}..{} out of range", start + width)));
+        return Err(crate::KernelError::shape(
+            "slice_cols",
+            &[&[rows, cols]],
+            format!("columns {start}..{} out of range", start + width),
+        ));
     }
     let len = rows * width;
     let y = client.empty(len.max(1) * F::DTYPE.size());
@@ -141,7 +249,10 @@ pub fn write_rows<F: KernelFloat>(
     if pos + seq > capacity {
         return Err(crate::KernelError::unsupported(
             "write_rows",
-            format!("positions {pos}..{} exceed the capacity of {capacity}", pos + seq),
+            format!(
+                "positions {pos}..{} exceed the capacity of {capacity}",
+                pos + seq
+            ),
         ));
     }
     let len = batch * seq * row;
@@ -170,7 +281,14 @@ pub fn write_rows<F: KernelFloat>(
 }
 
 /// Plain-Rust reference of [`write_rows`] (updates `dst`).
-pub fn write_rows_ref(dst: &mut [f64], capacity: usize, src: &[f64], seq: usize, row: usize, pos: usize) {
+pub fn write_rows_ref(
+    dst: &mut [f64],
+    capacity: usize,
+    src: &[f64],
+    seq: usize,
+    row: usize,
+    pos: usize,
+) {
     for (r, chunk) in src.chunks(row).enumerate() {
         let (b, t) = (r / seq, r % seq);
         dst[(b * capacity + pos + t) * row..][..row].copy_from_slice(chunk);
@@ -179,7 +297,9 @@ pub fn write_rows_ref(dst: &mut [f64], capacity: usize, src: &[f64], seq: usize,
 
 /// Plain-Rust reference of [`slice_cols`].
 pub fn slice_cols_ref(x: &[f64], cols: usize, start: usize, width: usize) -> Vec<f64> {
-    x.chunks(cols).flat_map(|row| row[start..start + width].iter().copied()).collect()
+    x.chunks(cols)
+        .flat_map(|row| row[start..start + width].iter().copied())
+        .collect()
 }
 
 /// Plain-Rust reference of [`transpose`].
@@ -197,36 +317,75 @@ pub fn transpose_ref(x: &[f64], batch: usize, rows: usize, cols: usize) -> Vec<f
 
 pub(crate) fn checks() -> Vec<Check> {
     vec![
-        Check { name: "layout.transpose", run: check_transpose },
-        Check { name: "layout.slice_cols", run: check_slice_cols },
-        Check { name: "layout.write_rows", run: check_write_rows },
+        Check {
+            name: "layout.transpose",
+            run: check_transpose,
+        },
+        Check {
+            name: "layout.slice_cols",
+            run: check_slice_cols,
+        },
+        Check {
+            name: "layout.write_rows",
+            run: check_write_rows,
+        },
     ]
 }
 
 fn check_transpose(ctx: &mut Ctx) -> Result<()> {
-    for (batch, rows, cols) in [(1, 1, 1), (1, 7, 13), (3, 5, 33), (2, 64, 1)] {
+    for (batch, rows, cols) in [
+        (1, 1, 1),
+        (1, 7, 13),
+        (3, 5, 33),
+        (2, 64, 1),
+        (2, 5, 32),
+        (1, 33, 48),
+        (3, 17, 8),
+    ] {
         let x = ctx.rand(batch * rows * cols, -1.0, 1.0);
         let hx = ctx.upload(&x);
-        let y = crate::with_float!(ctx.dtype, F => transpose::<F>(ctx.client, &hx, batch, rows, cols))?;
-        let got = ctx.download(&y)?;
-        ctx.compare("transpose", &format!("{batch}x{rows}x{cols}"), &got, &transpose_ref(&f64s(&x), batch, rows, cols), 0.0);
+        let want = transpose_ref(&f64s(&x), batch, rows, cols);
+        for columns in [false, true] {
+            let y = crate::with_float!(ctx.dtype, F => transpose_with::<F>(ctx.client, &hx, batch, rows, cols, columns))?;
+            let got = ctx.download(&y)?;
+            let kernel = if columns { "columns" } else { "elements" };
+            ctx.compare(
+                "transpose",
+                &format!("{kernel} {batch}x{rows}x{cols}"),
+                &got,
+                &want,
+                0.0,
+            );
+        }
     }
     Ok(())
 }
 
 fn check_slice_cols(ctx: &mut Ctx) -> Result<()> {
-    for (rows, cols, start, width) in [(1, 1, 0, 1), (3, 7, 2, 5), (5, 64, 16, 32), (4, 33, 31, 2)] {
+    for (rows, cols, start, width) in [(1, 1, 0, 1), (3, 7, 2, 5), (5, 64, 16, 32), (4, 33, 31, 2)]
+    {
         let x = ctx.rand(rows * cols, -1.0, 1.0);
         let hx = ctx.upload(&x);
         let y = crate::with_float!(ctx.dtype, F => slice_cols::<F>(ctx.client, &hx, rows, cols, start, width))?;
         let got = ctx.download(&y)?;
-        ctx.compare("slice_cols", &format!("{rows}x{cols}[{start}..+{width}]"), &got, &slice_cols_ref(&f64s(&x), cols, start, width), 0.0);
+        ctx.compare(
+            "slice_cols",
+            &format!("{rows}x{cols}[{start}..+{width}]"),
+            &got,
+            &slice_cols_ref(&f64s(&x), cols, start, width),
+            0.0,
+        );
     }
     Ok(())
 }
 
 fn check_write_rows(ctx: &mut Ctx) -> Result<()> {
-    for (batch, capacity, seq, row, pos) in [(1, 1, 1, 1, 0), (2, 9, 3, 6, 4), (3, 17, 1, 64, 16), (1, 33, 33, 7, 0)] {
+    for (batch, capacity, seq, row, pos) in [
+        (1, 1, 1, 1, 0),
+        (2, 9, 3, 6, 4),
+        (3, 17, 1, 64, 16),
+        (1, 33, 33, 7, 0),
+    ] {
         let dst = ctx.rand(batch * capacity * row, -1.0, 1.0);
         let src = ctx.rand(batch * seq * row, -1.0, 1.0);
         let (hd, hs) = (ctx.upload(&dst), ctx.upload(&src));
@@ -234,7 +393,13 @@ fn check_write_rows(ctx: &mut Ctx) -> Result<()> {
         let got = ctx.download(&hd)?;
         let mut want = f64s(&dst);
         write_rows_ref(&mut want, capacity, &f64s(&src), seq, row, pos);
-        ctx.compare("write_rows", &format!("b={batch} cap={capacity} seq={seq} row={row} pos={pos}"), &got, &want, 0.0);
+        ctx.compare(
+            "write_rows",
+            &format!("b={batch} cap={capacity} seq={seq} row={row} pos={pos}"),
+            &got,
+            &want,
+            0.0,
+        );
     }
     Ok(())
 }

@@ -5,10 +5,10 @@
 
 use cubecl::prelude::*;
 
+use crate::broadcast::binary_broadcast;
 use crate::check::{f64s, Check, Ctx};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::broadcast::binary_broadcast;
 use crate::elementwise::{binary, unary, Binary, Unary};
 use crate::launch::{self, item_index};
 use crate::layout::transpose;
@@ -32,7 +32,10 @@ pub struct AdamWStep {
 impl AdamWStep {
     fn corrections(&self) -> (f32, f32) {
         let t = self.step as i32;
-        (1.0 - (self.beta1 as f64).powi(t) as f32, 1.0 - (self.beta2 as f64).powi(t) as f32)
+        (
+            1.0 - (self.beta1 as f64).powi(t) as f32,
+            1.0 - (self.beta2 as f64).powi(t) as f32,
+        )
     }
 }
 
@@ -83,7 +86,10 @@ pub fn adamw_step<F: KernelFloat>(
     launch::check_words("adamw", "exp_avg", m, &[len])?;
     launch::check_words("adamw", "exp_avg_sq", v, &[len])?;
     if h.step == 0 {
-        return Err(crate::KernelError::unsupported("adamw", "steps count from 1"));
+        return Err(crate::KernelError::unsupported(
+            "adamw",
+            "steps count from 1",
+        ));
     }
     if len == 0 {
         return Ok(());
@@ -114,7 +120,13 @@ pub fn adamw_step<F: KernelFloat>(
 }
 
 /// Plain-Rust reference of [`adamw_step`]; updates the slices in place.
-pub fn adamw_step_ref(param: &mut [f64], grad: &[f64], m: &mut [f64], v: &mut [f64], h: &AdamWStep) {
+pub fn adamw_step_ref(
+    param: &mut [f64],
+    grad: &[f64],
+    m: &mut [f64],
+    v: &mut [f64],
+    h: &AdamWStep,
+) {
     let (b1, b2) = (h.beta1 as f64, h.beta2 as f64);
     let bc1 = 1.0 - b1.powi(h.step as i32);
     let bc2 = 1.0 - b2.powi(h.step as i32);
@@ -131,22 +143,53 @@ pub fn adamw_step_ref(param: &mut [f64], grad: &[f64], m: &mut [f64], v: &mut [f
 pub const NS_COEFFS: (f32, f32, f32) = (3.4445, -4.7750, 2.0315);
 
 /// Newton-Schulz orthogonalisation of a (rows, cols) matrix with `steps` quintic iterations.
-pub fn newton_schulz<F: KernelFloat>(client: &Client, g: &Handle, rows: usize, cols: usize, steps: usize) -> Result<Handle> {
+pub fn newton_schulz<F: KernelFloat>(
+    client: &Client,
+    g: &Handle,
+    rows: usize,
+    cols: usize,
+    steps: usize,
+) -> Result<Handle> {
     launch::check_size("newton_schulz", "g", g, &[rows, cols], F::DTYPE)?;
     let tall = rows > cols;
     let (r, c) = if tall { (cols, rows) } else { (rows, cols) };
-    let mut x = if tall { transpose::<F>(client, g, 1, rows, cols)? } else { g.clone() };
+    let mut x = if tall {
+        transpose::<F>(client, g, 1, rows, cols)?
+    } else {
+        g.clone()
+    };
     // x /= ||x||_F + 1e-7, without a round trip to the host.
     let row_ms = reduce_rows::<F>(client, &x, r, c, Reduce::MeanSquare)?;
     let total = reduce_rows::<F>(client, &row_ms, 1, r, Reduce::Sum)?;
-    let norm = unary::<F>(client, &total, 1, Unary::Affine { mul: c as f32, add: 0.0 })?;
+    let norm = unary::<F>(
+        client,
+        &total,
+        1,
+        Unary::Affine {
+            mul: c as f32,
+            add: 0.0,
+        },
+    )?;
     let norm = unary::<F>(client, &norm, 1, Unary::Sqrt)?;
-    let norm = unary::<F>(client, &norm, 1, Unary::Affine { mul: 1.0, add: 1e-7 })?;
+    let norm = unary::<F>(
+        client,
+        &norm,
+        1,
+        Unary::Affine {
+            mul: 1.0,
+            add: 1e-7,
+        },
+    )?;
     x = binary_broadcast::<F>(client, (&x, &[r, c]), (&norm, &[1]), Binary::Div, 0.0, 0.0)?.0;
     let (a, b, cc) = NS_COEFFS;
     for _ in 0..steps {
         let gram = matmul::<F>(client, &x, &x, &MatmulShape::new(r, r, c, false, true))?;
-        let gram2 = matmul::<F>(client, &gram, &gram, &MatmulShape::new(r, r, r, false, false))?;
+        let gram2 = matmul::<F>(
+            client,
+            &gram,
+            &gram,
+            &MatmulShape::new(r, r, r, false, false),
+        )?;
         let poly = binary::<F>(client, &gram, &gram2, r * r, Binary::Axpby, b, cc)?;
         let px = matmul::<F>(client, &poly, &x, &MatmulShape::new(r, c, r, false, false))?;
         x = binary::<F>(client, &x, &px, r * c, Binary::Axpby, a, 1.0)?;
@@ -161,7 +204,11 @@ pub fn newton_schulz<F: KernelFloat>(client: &Client, g: &Handle, rows: usize, c
 pub fn newton_schulz_ref(g: &[f64], rows: usize, cols: usize, steps: usize) -> Vec<f64> {
     let tall = rows > cols;
     let (r, c) = if tall { (cols, rows) } else { (rows, cols) };
-    let mut x = if tall { crate::layout::transpose_ref(g, 1, rows, cols) } else { g.to_vec() };
+    let mut x = if tall {
+        crate::layout::transpose_ref(g, 1, rows, cols)
+    } else {
+        g.to_vec()
+    };
     let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt() + 1e-7;
     x.iter_mut().for_each(|v| *v /= norm);
     let mm = |p: &[f64], q: &[f64], n: usize, k: usize, m: usize, tq: bool| -> Vec<f64> {
@@ -169,7 +216,9 @@ pub fn newton_schulz_ref(g: &[f64], rows: usize, cols: usize, steps: usize) -> V
         let mut out = vec![0.0; n * m];
         for i in 0..n {
             for j in 0..m {
-                out[i * m + j] = (0..k).map(|l| p[i * k + l] * if tq { q[j * k + l] } else { q[l * m + j] }).sum();
+                out[i * m + j] = (0..k)
+                    .map(|l| p[i * k + l] * if tq { q[j * k + l] } else { q[l * m + j] })
+                    .sum();
             }
         }
         out
@@ -178,7 +227,11 @@ pub fn newton_schulz_ref(g: &[f64], rows: usize, cols: usize, steps: usize) -> V
     for _ in 0..steps {
         let gram = mm(&x, &x, r, c, r, true);
         let gram2 = mm(&gram, &gram, r, r, r, false);
-        let poly: Vec<f64> = gram.iter().zip(&gram2).map(|(p, q)| b * p + cc * q).collect();
+        let poly: Vec<f64> = gram
+            .iter()
+            .zip(&gram2)
+            .map(|(p, q)| b * p + cc * q)
+            .collect();
         let px = mm(&poly, &x, r, r, c, false);
         x = x.iter().zip(&px).map(|(p, q)| a * p + q).collect();
     }
@@ -191,8 +244,14 @@ pub fn newton_schulz_ref(g: &[f64], rows: usize, cols: usize, steps: usize) -> V
 
 pub(crate) fn checks() -> Vec<Check> {
     vec![
-        Check { name: "optim.adamw", run: check_adamw },
-        Check { name: "optim.newton_schulz", run: check_newton_schulz },
+        Check {
+            name: "optim.adamw",
+            run: check_adamw,
+        },
+        Check {
+            name: "optim.newton_schulz",
+            run: check_newton_schulz,
+        },
     ]
 }
 
@@ -201,11 +260,22 @@ fn check_adamw(ctx: &mut Ctx) -> Result<()> {
         let mut p = ctx.rand(len, -1.0, 1.0);
         let mut m = ctx.rand_f32(len, -0.1, 0.1);
         let mut v = ctx.rand_f32(len, 0.0, 0.01);
-        let (hp, hm, hv) = (ctx.upload(&p), crate::check::upload_f32(ctx.client, &m), crate::check::upload_f32(ctx.client, &v));
+        let (hp, hm, hv) = (
+            ctx.upload(&p),
+            crate::check::upload_f32(ctx.client, &m),
+            crate::check::upload_f32(ctx.client, &v),
+        );
         let (mut rp, mut rm, mut rv) = (f64s(&p), f64s(&m), f64s(&v));
         for step in 1..=3 {
             let g = ctx.rand(len, -1.0, 1.0);
-            let h = AdamWStep { lr: 0.01, beta1: 0.8, beta2: 0.95, eps: 1e-10, weight_decay: 0.1, step };
+            let h = AdamWStep {
+                lr: 0.01,
+                beta1: 0.8,
+                beta2: 0.95,
+                eps: 1e-10,
+                weight_decay: 0.1,
+                step,
+            };
             let hg = ctx.upload(&g);
             crate::with_float!(ctx.dtype, F => adamw_step::<F>(ctx.client, &hp, &hg, &hm, &hv, len, &h))?;
             adamw_step_ref(&mut rp, &f64s(&g), &mut rm, &mut rv, &h);
@@ -226,7 +296,8 @@ fn check_newton_schulz(ctx: &mut Ctx) -> Result<()> {
     for (rows, cols) in [(1, 1), (5, 9), (33, 7), (48, 48), (64, 17)] {
         let g = ctx.rand(rows * cols, -1.0, 1.0);
         let hg = ctx.upload(&g);
-        let x = crate::with_float!(ctx.dtype, F => newton_schulz::<F>(ctx.client, &hg, rows, cols, 5))?;
+        let x =
+            crate::with_float!(ctx.dtype, F => newton_schulz::<F>(ctx.client, &hg, rows, cols, 5))?;
         let got = ctx.download(&x)?;
         let want = newton_schulz_ref(&f64s(&g), rows, cols, 5);
         let tol = ctx.tol(64.0).max(2e-5);
@@ -254,19 +325,29 @@ mod tests {
     fn newton_schulz_matches_nanochat_fixture() {
         let client = crate::Backend::Cpu.client().unwrap();
         for name in ["gqa_tiny", "mha_small"] {
-            let path = format!("{}/../tests/fixtures/reference/{name}.safetensors", env!("CARGO_MANIFEST_DIR"));
+            let path = format!(
+                "{}/../tests/fixtures/reference/{name}.safetensors",
+                env!("CARGO_MANIFEST_DIR")
+            );
             let bytes = std::fs::read(&path).unwrap();
             let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
             let read = |n: &str| -> (Vec<f64>, Vec<usize>) {
                 let t = st.tensor(n).unwrap();
-                (t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(), t.shape().to_vec())
+                (
+                    t.data()
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                    t.shape().to_vec(),
+                )
             };
             let (input, shape) = read("muon.input");
             let (want, _) = read("muon.ns5");
             let (rows, cols) = (shape[0], shape[1]);
             // The f64 reference reproduces PyTorch...
             let ours = newton_schulz_ref(&input, rows, cols, 5);
-            let (rel, _) = crate::check::errors(&ours.iter().map(|&v| v as f32).collect::<Vec<_>>(), &want);
+            let (rel, _) =
+                crate::check::errors(&ours.iter().map(|&v| v as f32).collect::<Vec<_>>(), &want);
             assert!(rel < 1e-6, "{name}: reference vs nanochat: {rel:e}");
             // ...and the f32 kernels reproduce it to 1e-4.
             let input32: Vec<f32> = input.iter().map(|&v| v as f32).collect();

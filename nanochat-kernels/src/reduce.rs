@@ -5,7 +5,7 @@ use cubecl::prelude::*;
 use crate::check::{Check, Ctx};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::launch::{self, RowLaunch, item_index, lane_max, lane_sum, row_index, row_max, row_sum};
+use crate::launch::{self, item_index, lane_max, lane_sum, row_index, row_max, row_sum, RowLaunch};
 use crate::{Client, Handle, Result};
 
 /// Which reduction of a row.
@@ -81,7 +81,11 @@ pub fn reduce_rows<F: KernelFloat>(
     if rows == 0 {
         return Ok(out);
     }
-    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
+    let RowLaunch {
+        vs,
+        geo: g,
+        vecs: n,
+    } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
     unsafe {
         reduce_rows_kernel::launch::<F>(
             client,
@@ -100,7 +104,13 @@ pub fn reduce_rows<F: KernelFloat>(
 }
 
 #[cube(launch)]
-fn sum_to_kernel<F: Float>(big: &Tensor<F>, small: &mut Tensor<F>, per: usize, steps: usize, #[comptime] blocked: bool) {
+fn sum_to_kernel<F: Float>(
+    big: &Tensor<F>,
+    small: &mut Tensor<F>,
+    per: usize,
+    steps: usize,
+    #[comptime] blocked: bool,
+) {
     let rank = big.rank();
     for s in 0..steps {
         let j = item_index(s, steps, blocked);
@@ -138,14 +148,29 @@ fn sum_to_kernel<F: Float>(big: &Tensor<F>, small: &mut Tensor<F>, per: usize, s
 
 /// Sums a contiguous tensor of shape `big` down to `small` (the gradient of a broadcast):
 /// `small` aligns on the right with `big` and each of its dimensions is 1 or equal to big's.
-pub fn sum_to<F: KernelFloat>(client: &Client, x: &Handle, big: &[usize], small: &[usize]) -> Result<Handle> {
+pub fn sum_to<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    big: &[usize],
+    small: &[usize],
+) -> Result<Handle> {
     launch::check_size("sum_to", "x", x, big, F::DTYPE)?;
     let rank = big.len();
     let aligned: Vec<usize> = (0..rank)
-        .map(|i| if i + small.len() >= rank { small[i + small.len() - rank] } else { 1 })
+        .map(|i| {
+            if i + small.len() >= rank {
+                small[i + small.len() - rank]
+            } else {
+                1
+            }
+        })
         .collect();
     if small.len() > rank || aligned.iter().zip(big).any(|(&s, &b)| s != 1 && s != b) {
-        return Err(crate::KernelError::shape("sum_to", &[big, small], "not a broadcast of the smaller shape"));
+        return Err(crate::KernelError::shape(
+            "sum_to",
+            &[big, small],
+            "not a broadcast of the smaller shape",
+        ));
     }
     let small_len: usize = aligned.iter().product();
     let big_len: usize = big.iter().product();
@@ -153,15 +178,27 @@ pub fn sum_to<F: KernelFloat>(client: &Client, x: &Handle, big: &[usize], small:
     if small_len == 0 || big_len == 0 {
         return crate::elementwise::fill::<F>(client, small_len, 0.0);
     }
-    let (big_view, small_view) = if rank == 0 { (vec![1], vec![1]) } else { (big.to_vec(), aligned) };
+    let (big_view, small_view) = if rank == 0 {
+        (vec![1], vec![1])
+    } else {
+        (big.to_vec(), aligned)
+    };
     let g = launch::elemwise(&DeviceInfo::of(client), small_len);
     unsafe {
         sum_to_kernel::launch::<F>(
             client,
             g.cube_count,
             g.cube_dim,
-            TensorArg::from_raw_parts(x.clone(), crate::broadcast::contiguous_strides(&big_view).into(), big_view.into()),
-            TensorArg::from_raw_parts(out.clone(), crate::broadcast::contiguous_strides(&small_view).into(), small_view.into()),
+            TensorArg::from_raw_parts(
+                x.clone(),
+                crate::broadcast::contiguous_strides(&big_view).into(),
+                big_view.into(),
+            ),
+            TensorArg::from_raw_parts(
+                out.clone(),
+                crate::broadcast::contiguous_strides(&small_view).into(),
+                small_view.into(),
+            ),
             big_len / small_len,
             g.steps,
             g.blocked,
@@ -174,7 +211,13 @@ pub fn sum_to<F: KernelFloat>(client: &Client, x: &Handle, big: &[usize], small:
 pub fn sum_to_ref(x: &[f64], big: &[usize], small: &[usize]) -> Vec<f64> {
     let rank = big.len();
     let aligned: Vec<usize> = (0..rank)
-        .map(|i| if i + small.len() >= rank { small[i + small.len() - rank] } else { 1 })
+        .map(|i| {
+            if i + small.len() >= rank {
+                small[i + small.len() - rank]
+            } else {
+                1
+            }
+        })
         .collect();
     let strides = crate::broadcast::contiguous_strides(&aligned);
     let mut out = vec![0.0; aligned.iter().product()];
@@ -198,12 +241,28 @@ pub fn reduce_rows_ref(x: &[f64], cols: usize, op: Reduce) -> Vec<f64> {
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "reduce.rows", run: check_reduce }, Check { name: "reduce.sum_to", run: check_sum_to }]
+    vec![
+        Check {
+            name: "reduce.rows",
+            run: check_reduce,
+        },
+        Check {
+            name: "reduce.sum_to",
+            run: check_sum_to,
+        },
+    ]
 }
 
 /// Odd row shapes: single elements, widths around vector and plane sizes, a long vocab-like row.
-pub(crate) const ROW_SHAPES: [(usize, usize); 7] =
-    [(1, 1), (3, 7), (5, 33), (17, 64), (2, 1000), (9, 129), (3, 4099)];
+pub(crate) const ROW_SHAPES: [(usize, usize); 7] = [
+    (1, 1),
+    (3, 7),
+    (5, 33),
+    (17, 64),
+    (2, 1000),
+    (9, 129),
+    (3, 4099),
+];
 
 fn check_reduce(ctx: &mut Ctx) -> Result<()> {
     for op in [Reduce::Sum, Reduce::Max, Reduce::MeanSquare] {
@@ -216,15 +275,27 @@ fn check_reduce(ctx: &mut Ctx) -> Result<()> {
             // A sum of `cols` terms in f32 loses up to ~sqrt(cols) ulps; the output is stored in
             // the dtype, so bf16 adds one rounding.
             let tol = ctx.tol(4.0) + 1e-7 * (cols as f64).sqrt();
-            ctx.compare(&format!("reduce {op:?}"), &format!("rows={rows} cols={cols}"), &got, &want, tol);
+            ctx.compare(
+                &format!("reduce {op:?}"),
+                &format!("rows={rows} cols={cols}"),
+                &got,
+                &want,
+                tol,
+            );
         }
     }
     Ok(())
 }
 
 fn check_sum_to(ctx: &mut Ctx) -> Result<()> {
-    let cases: [(&[usize], &[usize]); 6] =
-        [(&[1], &[1]), (&[3, 5, 7], &[5, 1]), (&[3, 5, 7], &[3, 1, 7]), (&[4, 9], &[]), (&[2, 3, 4, 5], &[3, 1, 5]), (&[6, 33], &[33])];
+    let cases: [(&[usize], &[usize]); 6] = [
+        (&[1], &[1]),
+        (&[3, 5, 7], &[5, 1]),
+        (&[3, 5, 7], &[3, 1, 7]),
+        (&[4, 9], &[]),
+        (&[2, 3, 4, 5], &[3, 1, 5]),
+        (&[6, 33], &[33]),
+    ];
     for (big, small) in cases {
         let x = ctx.rand(big.iter().product(), -1.0, 1.0);
         let hx = ctx.upload(&x);
@@ -232,7 +303,13 @@ fn check_sum_to(ctx: &mut Ctx) -> Result<()> {
         let want = sum_to_ref(&crate::check::f64s(&x), big, small);
         let got = ctx.download(&out)?;
         let tol = ctx.tol(4.0);
-        ctx.compare("sum_to", &format!("{big:?} -> {small:?}"), &got[..want.len()], &want, tol);
+        ctx.compare(
+            "sum_to",
+            &format!("{big:?} -> {small:?}"),
+            &got[..want.len()],
+            &want,
+            tol,
+        );
     }
     Ok(())
 }

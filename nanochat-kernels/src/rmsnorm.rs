@@ -6,7 +6,7 @@ use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
 use crate::dtype::KernelFloat;
-use crate::launch::{self, RowLaunch, lane_sum, row_index, row_sum};
+use crate::launch::{self, lane_sum, row_index, row_sum, RowLaunch};
 use crate::reduce::ROW_SHAPES;
 use crate::{Client, Handle, Result};
 
@@ -64,7 +64,8 @@ fn rmsnorm_backward_kernel<F: Float, N: Size>(
         let mut dot = Vector::<f32, N>::new(0.0);
         let mut c = UNIT_POS_X as usize;
         while c < vecs {
-            dot += Vector::<f32, N>::cast_from(x[base + c]) * Vector::<f32, N>::cast_from(dy[base + c]);
+            dot += Vector::<f32, N>::cast_from(x[base + c])
+                * Vector::<f32, N>::cast_from(dy[base + c]);
             c += stride;
         }
         let mean_dot = row_sum(lane_sum::<N>(dot), plane) / f32::cast_from(cols);
@@ -96,7 +97,11 @@ pub fn rmsnorm_forward<F: KernelFloat>(
     if rows == 0 {
         return Ok((y, rstd));
     }
-    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
+    let RowLaunch {
+        vs,
+        geo: g,
+        vecs: n,
+    } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
     unsafe {
         rmsnorm_forward_kernel::launch::<F>(
             client,
@@ -131,7 +136,11 @@ pub fn rmsnorm_backward<F: KernelFloat>(
     if rows == 0 || cols == 0 {
         return Ok(dx);
     }
-    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
+    let RowLaunch {
+        vs,
+        geo: g,
+        vecs: n,
+    } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
     unsafe {
         rmsnorm_backward_kernel::launch::<F>(
             client,
@@ -169,13 +178,20 @@ pub fn rmsnorm_backward_ref(x: &[f64], dy: &[f64], cols: usize, eps: f64) -> Vec
     let mut dx = Vec::with_capacity(x.len());
     for ((xr, gr), r) in x.chunks(cols).zip(dy.chunks(cols)).zip(rstd) {
         let mean_dot = xr.iter().zip(gr).map(|(a, b)| a * b).sum::<f64>() / cols as f64;
-        dx.extend(xr.iter().zip(gr).map(|(a, g)| r * g - a * r * r * r * mean_dot));
+        dx.extend(
+            xr.iter()
+                .zip(gr)
+                .map(|(a, g)| r * g - a * r * r * r * mean_dot),
+        );
     }
     dx
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "rmsnorm", run: check_rmsnorm }]
+    vec![Check {
+        name: "rmsnorm",
+        run: check_rmsnorm,
+    }]
 }
 
 fn check_rmsnorm(ctx: &mut Ctx) -> Result<()> {

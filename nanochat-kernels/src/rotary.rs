@@ -65,15 +65,32 @@ fn launch_rotary<F: KernelFloat>(
     s: RotaryShape,
     sign: f32,
 ) -> Result<Handle> {
-    let op = if sign > 0.0 { "rotary" } else { "rotary_backward" };
-    let RotaryShape { batch, seq, heads, head_dim, t0, table_len } = s;
+    let op = if sign > 0.0 {
+        "rotary"
+    } else {
+        "rotary_backward"
+    };
+    let RotaryShape {
+        batch,
+        seq,
+        heads,
+        head_dim,
+        t0,
+        table_len,
+    } = s;
     if head_dim % 2 != 0 {
-        return Err(KernelError::unsupported(op, format!("head_dim {head_dim} is odd")));
+        return Err(KernelError::unsupported(
+            op,
+            format!("head_dim {head_dim} is odd"),
+        ));
     }
     if t0 + seq > table_len {
         return Err(KernelError::unsupported(
             op,
-            format!("positions {t0}..{} exceed the rotary tables' {table_len} rows", t0 + seq),
+            format!(
+                "positions {t0}..{} exceed the rotary tables' {table_len} rows",
+                t0 + seq
+            ),
         ));
     }
     let half = head_dim / 2;
@@ -108,12 +125,24 @@ fn launch_rotary<F: KernelFloat>(
 }
 
 /// Applies the rotation to `x` (B, T, H, D).
-pub fn rotary_forward<F: KernelFloat>(client: &Client, x: &Handle, cos: &Handle, sin: &Handle, s: RotaryShape) -> Result<Handle> {
+pub fn rotary_forward<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    cos: &Handle,
+    sin: &Handle,
+    s: RotaryShape,
+) -> Result<Handle> {
     launch_rotary::<F>(client, x, cos, sin, s, 1.0)
 }
 
 /// Gradient of [`rotary_forward`]: the inverse rotation applied to `dy`.
-pub fn rotary_backward<F: KernelFloat>(client: &Client, dy: &Handle, cos: &Handle, sin: &Handle, s: RotaryShape) -> Result<Handle> {
+pub fn rotary_backward<F: KernelFloat>(
+    client: &Client,
+    dy: &Handle,
+    cos: &Handle,
+    sin: &Handle,
+    s: RotaryShape,
+) -> Result<Handle> {
     launch_rotary::<F>(client, dy, cos, sin, s, -1.0)
 }
 
@@ -153,15 +182,33 @@ pub fn rotary_ref(x: &[f64], cos: &[f64], sin: &[f64], s: RotaryShape, sign: f64
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "rotary", run: check_rotary }]
+    vec![Check {
+        name: "rotary",
+        run: check_rotary,
+    }]
 }
 
 fn check_rotary(ctx: &mut Ctx) -> Result<()> {
-    for (batch, seq, heads, head_dim, t0) in [(1, 1, 1, 2, 0), (2, 5, 3, 6, 0), (1, 7, 2, 34, 3), (3, 17, 5, 64, 1)] {
-        let s = RotaryShape { batch, seq, heads, head_dim, t0, table_len: t0 + seq + 2 };
+    for (batch, seq, heads, head_dim, t0) in [
+        (1, 1, 1, 2, 0),
+        (2, 5, 3, 6, 0),
+        (1, 7, 2, 34, 3),
+        (3, 17, 5, 64, 1),
+    ] {
+        let s = RotaryShape {
+            batch,
+            seq,
+            heads,
+            head_dim,
+            t0,
+            table_len: t0 + seq + 2,
+        };
         let case = format!("{s:?}");
         let (cos, sin) = rotary_tables(s.table_len, head_dim, 10000.0);
-        let (cos, sin) = (ctx.dtype.decode(&ctx.dtype.encode(&cos)), ctx.dtype.decode(&ctx.dtype.encode(&sin)));
+        let (cos, sin) = (
+            ctx.dtype.decode(&ctx.dtype.encode(&cos)),
+            ctx.dtype.decode(&ctx.dtype.encode(&sin)),
+        );
         let x = ctx.rand(batch * seq * heads * head_dim, -2.0, 2.0);
         let (hx, hc, hs) = (ctx.upload(&x), ctx.upload(&cos), ctx.upload(&sin));
         let tol = ctx.tol(4.0);
@@ -189,7 +236,14 @@ mod tests {
     #[test]
     fn backward_inverts_forward() {
         use super::*;
-        let s = RotaryShape { batch: 1, seq: 3, heads: 2, head_dim: 4, t0: 0, table_len: 3 };
+        let s = RotaryShape {
+            batch: 1,
+            seq: 3,
+            heads: 2,
+            head_dim: 4,
+            t0: 0,
+            table_len: 3,
+        };
         let (c, sn) = rotary_tables(3, 4, 10000.0);
         let (c, sn) = (f64s(&c), f64s(&sn));
         let x: Vec<f64> = (0..24).map(|i| i as f64 * 0.1 - 1.0).collect();

@@ -5,7 +5,7 @@ use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
 use crate::dtype::KernelFloat;
-use crate::launch::{self, RowLaunch, lane_sum, row_index, row_max_sumexp, row_sum};
+use crate::launch::{self, lane_sum, row_index, row_max_sumexp, row_sum, RowLaunch};
 use crate::reduce::ROW_SHAPES;
 use crate::{Client, Handle, Result};
 
@@ -50,7 +50,8 @@ fn softmax_backward_kernel<F: Float, N: Size>(
         let mut dot = Vector::<f32, N>::new(0.0);
         let mut c = UNIT_POS_X as usize;
         while c < vecs {
-            dot += Vector::<f32, N>::cast_from(y[base + c]) * Vector::<f32, N>::cast_from(dy[base + c]);
+            dot += Vector::<f32, N>::cast_from(y[base + c])
+                * Vector::<f32, N>::cast_from(dy[base + c]);
             c += stride;
         }
         let dot = Vector::<f32, N>::new(row_sum(lane_sum::<N>(dot), plane));
@@ -65,14 +66,23 @@ fn softmax_backward_kernel<F: Float, N: Size>(
 }
 
 /// Softmax of each row of a (rows, cols) tensor.
-pub fn softmax<F: KernelFloat>(client: &Client, x: &Handle, rows: usize, cols: usize) -> Result<Handle> {
+pub fn softmax<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    rows: usize,
+    cols: usize,
+) -> Result<Handle> {
     launch::check_size("softmax", "x", x, &[rows, cols], F::DTYPE)?;
     launch::check_rows("softmax", rows, cols)?;
     let y = client.empty(rows * cols * F::DTYPE.size());
     if rows == 0 {
         return Ok(y);
     }
-    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
+    let RowLaunch {
+        vs,
+        geo: g,
+        vecs: n,
+    } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
     unsafe {
         softmax_kernel::launch::<F>(
             client,
@@ -104,7 +114,11 @@ pub fn softmax_backward<F: KernelFloat>(
     if rows == 0 {
         return Ok(dx);
     }
-    let RowLaunch { vs, geo: g, vecs: n } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
+    let RowLaunch {
+        vs,
+        geo: g,
+        vecs: n,
+    } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
     unsafe {
         softmax_backward_kernel::launch::<F>(
             client,
@@ -144,7 +158,10 @@ pub fn softmax_backward_ref(y: &[f64], dy: &[f64], cols: usize) -> Vec<f64> {
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check { name: "softmax", run: check_softmax }]
+    vec![Check {
+        name: "softmax",
+        run: check_softmax,
+    }]
 }
 
 fn check_softmax(ctx: &mut Ctx) -> Result<()> {

@@ -100,27 +100,40 @@ fn model_config(args: &Args, vocab_size: usize) -> anyhow::Result<GPTConfig> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = super::open_device(&args.device)?;
-    let dtype = DType::parse(&args.dtype).with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
+    let dtype = DType::parse(&args.dtype)
+        .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
     let tok_dir = args.tokenizer.clone().unwrap_or_else(default_tokenizer_dir);
-    let tokenizer = Tokenizer::from_pretrained(&tok_dir).with_context(|| format!("loading the tokenizer from {}", tok_dir.display()))?;
+    let tokenizer = Tokenizer::from_pretrained(&tok_dir)
+        .with_context(|| format!("loading the tokenizer from {}", tok_dir.display()))?;
     let config = model_config(&args, tokenizer.vocab_size())?;
-    let tag = args.model_tag.clone().unwrap_or_else(|| format!("d{}", config.n_layer));
+    let tag = args
+        .model_tag
+        .clone()
+        .unwrap_or_else(|| format!("d{}", config.n_layer));
 
     // Data: the bundled corpus split 95/5, or the files with the last one as validation.
     let (train_sources, val_docs_source) = if args.input.is_empty() {
         let (train, val) = split_train_val(bundled_documents()?, 0.95, 0.05)?;
-        (vec![Source::Docs(Arc::new(train))], Source::Docs(Arc::new(val)))
+        (
+            vec![Source::Docs(Arc::new(train))],
+            Source::Docs(Arc::new(val)),
+        )
     } else if args.input.len() == 1 {
         bail!("give at least two --input files: the last one is the validation split");
     } else {
         let (val, train) = args.input.split_last().expect("two or more");
-        (train.iter().cloned().map(Source::File).collect(), Source::File(val.clone()))
+        (
+            train.iter().cloned().map(Source::File).collect(),
+            Source::File(val.clone()),
+        )
     };
     let (b, t) = (args.batch_size, args.seq_len);
     let train = DataLoader::new(train_sources, tokenizer.clone(), b, t)?;
     let mut val_loader = DataLoader::new(vec![val_docs_source], tokenizer.clone(), b, t)?;
     let n_val = args.eval_tokens.div_ceil(b * t).max(1);
-    let val: Vec<Batch> = (0..n_val).map(|_| val_loader.next_batch()).collect::<nanochat_core::Result<_>>()?;
+    let val: Vec<Batch> = (0..n_val)
+        .map(|_| val_loader.next_batch())
+        .collect::<nanochat_core::Result<_>>()?;
 
     let cfg = TrainConfig {
         phase: Phase::Base,
@@ -139,7 +152,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         eval_every: args.eval_every,
         save_every: args.save_every,
-        sample_prompts: vec!["Call me".into(), "To be, or not to be".into(), "The whale".into()],
+        sample_prompts: vec![
+            "Call me".into(),
+            "To be, or not to be".into(),
+            "The whale".into(),
+        ],
         tokenizer_path: tok_dir.canonicalize().unwrap_or(tok_dir.clone()),
         compute_dtype: dtype,
         run: json!({
@@ -153,7 +170,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(step) => Trainer::resume(step, &device, tokenizer, Box::new(train), val, cfg)
             .with_context(|| format!("resuming base model `{tag}` from step {step}"))?,
         // Master weights are f32; --dtype bfloat16 computes in bf16 over them.
-        None => Trainer::new(GPT::new(config, &device, DType::F32, args.seed)?, tokenizer, Box::new(train), val, cfg)?,
+        None => Trainer::new(
+            GPT::new(config, &device, DType::F32, args.seed)?,
+            tokenizer,
+            Box::new(train),
+            val,
+            cfg,
+        )?,
     };
     eprintln!(
         "base-train {tag}: {} parameters, {} layers x {} wide, vocab {}, {} steps of {} tokens on {device} -> {}",

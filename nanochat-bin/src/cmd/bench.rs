@@ -40,8 +40,15 @@ pub struct TrainArgs {
 
 fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let device = super::open_device(&args.device)?;
-    let r = nanochat_core::train::bench_train(&device, args.depth, args.vocab, args.batch_size, args.seq_len, args.steps)
-        .context("training benchmark")?;
+    let r = nanochat_core::train::bench_train(
+        &device,
+        args.depth,
+        args.vocab,
+        args.batch_size,
+        args.seq_len,
+        args.steps,
+    )
+    .context("training benchmark")?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
@@ -63,7 +70,8 @@ pub struct TokenizerArgs {
 fn run_tokenizer(args: TokenizerArgs) -> anyhow::Result<ExitCode> {
     use nanochat_core::tokenizer::{default_tokenizer_dir, eval, Tokenizer};
     let dir = args.tokenizer.unwrap_or_else(default_tokenizer_dir);
-    let tok = Tokenizer::from_pretrained(&dir).with_context(|| format!("loading the tokenizer from {}", dir.display()))?;
+    let tok = Tokenizer::from_pretrained(&dir)
+        .with_context(|| format!("loading the tokenizer from {}", dir.display()))?;
     let reference = eval::Reference::load()?;
     // The whole bundled corpus: 6.2 MB of English in ~1,000 documents.
     let docs = nanochat_core::data::bundled_documents()?;
@@ -71,7 +79,9 @@ fn run_tokenizer(args: TokenizerArgs) -> anyhow::Result<ExitCode> {
     let mut out = serde_json::to_value(&speed)?;
     out["tokenizer"] = serde_json::json!(dir.display().to_string());
     out["vocab_size"] = serde_json::json!(tok.vocab_size());
-    out["threads"] = serde_json::json!(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    out["threads"] = serde_json::json!(std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1));
     if args.json {
         println!("{out}");
     } else {
@@ -106,7 +116,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Train(args) => return run_train(args),
     };
     let device = super::open_device(&args.device)?;
-    let dtype = DType::parse(&args.dtype).with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
+    let dtype = DType::parse(&args.dtype)
+        .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
     if args.tf32 {
         nanochat_kernels::matmul::set_precision(nanochat_kernels::matmul::Precision::Tf32);
     }
@@ -118,7 +129,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let mut out = with_float!(dtype, F => run_kernel_benchmarks::<F>(device.client(), &sizes))
         .with_context(|| format!("kernel benchmark on {device}"))?;
     out["device"] = serde_json::json!(device.to_string());
-    out["matmul_precision"] = serde_json::json!(format!("{:?}", nanochat_kernels::matmul::precision()));
+    out["matmul_precision"] =
+        serde_json::json!(format!("{:?}", nanochat_kernels::matmul::precision()));
     if args.json {
         println!("{out}");
     } else {

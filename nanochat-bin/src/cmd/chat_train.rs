@@ -66,15 +66,30 @@ pub struct Args {
     quiet: bool,
 }
 
-const DEFAULT_TASKS: [&str; 7] = ["chitchat", "chatterbot", "identity", "identity", "spelling-bee", "simple-spelling", "arithmetic"];
+const DEFAULT_TASKS: [&str; 7] = [
+    "chitchat",
+    "chatterbot",
+    "identity",
+    "identity",
+    "spelling-bee",
+    "simple-spelling",
+    "arithmetic",
+];
 
 pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
     let device = super::open_device(&args.device)?;
     let root = model_root();
     let (model, tokenizer, meta, source) = load_source(&args, phase, &root, &device)?;
     let tag = args.model_tag.clone().unwrap_or_else(|| source.1.clone());
-    let names: Vec<String> = if args.tasks.is_empty() { DEFAULT_TASKS.iter().map(|s| s.to_string()).collect() } else { args.tasks.clone() };
-    let tasks = names.iter().map(|n| training_task(n)).collect::<nanochat_core::Result<Vec<Arc<dyn Task>>>>()?;
+    let names: Vec<String> = if args.tasks.is_empty() {
+        DEFAULT_TASKS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.tasks.clone()
+    };
+    let tasks = names
+        .iter()
+        .map(|n| training_task(n))
+        .collect::<nanochat_core::Result<Vec<Arc<dyn Task>>>>()?;
     let mixture: Arc<dyn Task> = Arc::new(TaskMixture::new(tasks, args.seed));
     // The last 5% of the shuffled mixture is held out for validation.
     let n = mixture.num_examples();
@@ -82,17 +97,27 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
     if n < 2 {
         bail!("the tasks {names:?} hold fewer than two conversations");
     }
-    let train_task: Arc<dyn Task> = Arc::new(TaskSlice::new(mixture.clone(), 0, Some(n - n_val), 1)?);
+    let train_task: Arc<dyn Task> =
+        Arc::new(TaskSlice::new(mixture.clone(), 0, Some(n - n_val), 1)?);
     let val_task: Arc<dyn Task> = Arc::new(TaskSlice::new(mixture, n - n_val, None, 1)?);
     let t = args.seq_len.unwrap_or(model.config().block_size);
     if t > model.config().block_size {
-        bail!("--seq-len {t} exceeds the model's block_size {}", model.config().block_size);
+        bail!(
+            "--seq-len {t} exceeds the model's block_size {}",
+            model.config().block_size
+        );
     }
     let b = args.batch_size;
-    let packing = if phase == Phase::Sft { Packing::Padded } else { Packing::Packed };
+    let packing = if phase == Phase::Sft {
+        Packing::Padded
+    } else {
+        Packing::Packed
+    };
     let train = DataLoader::conversations(train_task, packing, tokenizer.clone(), b, t)?;
     let mut val_loader = DataLoader::conversations(val_task, packing, tokenizer.clone(), b, t)?;
-    let val: Vec<Batch> = (0..n_val.div_ceil(b).clamp(1, 8)).map(|_| val_loader.next_batch()).collect::<nanochat_core::Result<_>>()?;
+    let val: Vec<Batch> = (0..n_val.div_ceil(b).clamp(1, 8))
+        .map(|_| val_loader.next_batch())
+        .collect::<nanochat_core::Result<_>>()?;
     let cfg = TrainConfig {
         phase,
         root,
@@ -106,7 +131,11 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
         eval_every: args.eval_every,
         save_every: args.save_every,
         sample_prompts: vec![],
-        tokenizer_path: meta.tokenizer_path.clone().map(Into::into).unwrap_or_else(nanochat_core::tokenizer::default_tokenizer_dir),
+        tokenizer_path: meta
+            .tokenizer_path
+            .clone()
+            .map(Into::into)
+            .unwrap_or_else(nanochat_core::tokenizer::default_tokenizer_dir),
         compute_dtype: nanochat_core::DType::F32,
         run: json!({
             "command": phase_command(phase), "tasks": names, "source": {"phase": source.0.name(), "tag": source.1, "step": meta.step},
@@ -155,10 +184,20 @@ fn phase_command(phase: Phase) -> &'static str {
     }
 }
 
-type Loaded = (nanochat_core::GPT, Tokenizer, nanochat_core::checkpoint::Meta, (Phase, String));
+type Loaded = (
+    nanochat_core::GPT,
+    Tokenizer,
+    nanochat_core::checkpoint::Meta,
+    (Phase, String),
+);
 
 /// The model to fine-tune: `--source` (or the phase's default), `--base-model`, `--base-step`.
-fn load_source(args: &Args, phase: Phase, root: &std::path::Path, device: &nanochat_core::Device) -> anyhow::Result<Loaded> {
+fn load_source(
+    args: &Args,
+    phase: Phase,
+    root: &std::path::Path,
+    device: &nanochat_core::Device,
+) -> anyhow::Result<Loaded> {
     let candidates: Vec<Phase> = match (&args.source, phase) {
         (Some(s), _) => vec![Phase::parse(s)?],
         (None, Phase::Sft) => vec![Phase::Mid, Phase::Base],
@@ -166,7 +205,13 @@ fn load_source(args: &Args, phase: Phase, root: &std::path::Path, device: &nanoc
     };
     let mut last_err = None;
     for src in candidates {
-        match load_model(root, src, device, args.base_model.as_deref(), args.base_step) {
+        match load_model(
+            root,
+            src,
+            device,
+            args.base_model.as_deref(),
+            args.base_step,
+        ) {
             Ok((model, tok, meta)) => {
                 let tag = root_tag(root, src, args.base_model.as_deref(), &meta);
                 return Ok((model, tok, meta, (src, tag)));
@@ -174,16 +219,29 @@ fn load_source(args: &Args, phase: Phase, root: &std::path::Path, device: &nanoc
             Err(e) => last_err = Some(e),
         }
     }
-    Err(anyhow::Error::from(last_err.expect("at least one candidate")).context("loading the model to fine-tune"))
+    Err(
+        anyhow::Error::from(last_err.expect("at least one candidate"))
+            .context("loading the model to fine-tune"),
+    )
 }
 
 /// The tag a loaded model came from (the given one, or the folder its checkpoint was found in).
-fn root_tag(root: &std::path::Path, phase: Phase, given: Option<&str>, meta: &nanochat_core::checkpoint::Meta) -> String {
+fn root_tag(
+    root: &std::path::Path,
+    phase: Phase,
+    given: Option<&str>,
+    meta: &nanochat_core::checkpoint::Meta,
+) -> String {
     if let Some(t) = given {
         return t.to_string();
     }
     nanochat_core::checkpoint::list_tags(root, phase)
         .into_iter()
-        .find(|t| nanochat_core::checkpoint::list_steps(&nanochat_core::checkpoint::checkpoint_dir(root, phase, t)).contains(&meta.step))
+        .find(|t| {
+            nanochat_core::checkpoint::list_steps(&nanochat_core::checkpoint::checkpoint_dir(
+                root, phase, t,
+            ))
+            .contains(&meta.step)
+        })
         .unwrap_or_else(|| format!("d{}", meta.config.n_layer))
 }

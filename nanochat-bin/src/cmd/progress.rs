@@ -14,12 +14,16 @@ impl TrainProgress {
         let bar = (!quiet).then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {msg}").expect("valid template"),
+                ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+                    .expect("valid template"),
             );
             bar.set_position(start);
             bar
         });
-        TrainProgress { bar, tokens_per_s: Vec::new() }
+        TrainProgress {
+            bar,
+            tokens_per_s: Vec::new(),
+        }
     }
 
     fn line(&self, s: String) {
@@ -39,12 +43,24 @@ impl TrainProgress {
                 }
                 if let Some(b) = &self.bar {
                     b.set_position(m.step);
-                    b.set_message(format!("loss {:.4} | {:.0} tok/s | MFU {:.1}%", m.loss, m.tokens_per_s, 100.0 * m.mfu));
+                    b.set_message(format!(
+                        "loss {:.4} | {:.0} tok/s | MFU {:.1}%",
+                        m.loss,
+                        m.tokens_per_s,
+                        100.0 * m.mfu
+                    ));
                 }
             }
-            Event::Eval { step, val_bpb } => self.line(format!("step {step}: val bpb {val_bpb:.4}")),
-            Event::Sample { prompt, completion, .. } => self.line(format!("  {prompt:?} -> {completion:?}")),
-            Event::Saved { step, dir } => self.line(format!("step {step}: checkpoint saved in {}", dir.display())),
+            Event::Eval { step, val_bpb } => {
+                self.line(format!("step {step}: val bpb {val_bpb:.4}"))
+            }
+            Event::Sample {
+                prompt, completion, ..
+            } => self.line(format!("  {prompt:?} -> {completion:?}")),
+            Event::Saved { step, dir } => self.line(format!(
+                "step {step}: checkpoint saved in {}",
+                dir.display()
+            )),
         }
     }
 
@@ -55,6 +71,7 @@ impl TrainProgress {
     }
 
     pub fn mean_tokens_per_s(&self) -> Option<f64> {
-        (!self.tokens_per_s.is_empty()).then(|| self.tokens_per_s.iter().sum::<f64>() / self.tokens_per_s.len() as f64)
+        (!self.tokens_per_s.is_empty())
+            .then(|| self.tokens_per_s.iter().sum::<f64>() / self.tokens_per_s.len() as f64)
     }
 }

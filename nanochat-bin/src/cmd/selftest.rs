@@ -13,8 +13,14 @@ use serde_json::json;
 
 /// The fixtures of tests/fixtures/reference, built into the binary.
 const FIXTURES: [(&str, &[u8]); 2] = [
-    ("gqa_tiny.safetensors", include_bytes!("../../../tests/fixtures/reference/gqa_tiny.safetensors")),
-    ("mha_small.safetensors", include_bytes!("../../../tests/fixtures/reference/mha_small.safetensors")),
+    (
+        "gqa_tiny.safetensors",
+        include_bytes!("../../../tests/fixtures/reference/gqa_tiny.safetensors"),
+    ),
+    (
+        "mha_small.safetensors",
+        include_bytes!("../../../tests/fixtures/reference/mha_small.safetensors"),
+    ),
 ];
 
 #[derive(clap::Args)]
@@ -45,7 +51,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         passed += rs.len() - bad;
         failed += bad;
         if !args.json {
-            let worst = rs.iter().map(|r| r.rel_err / r.tolerance.max(f64::MIN_POSITIVE)).fold(0.0, f64::max);
+            let worst = rs
+                .iter()
+                .map(|r| r.rel_err / r.tolerance.max(f64::MIN_POSITIVE))
+                .fold(0.0, f64::max);
             eprintln!(
                 "[{:>2}/{}] {:<28} {:>4} comparisons  {}  worst err/tol {:.2}  ({:.1}s)",
                 i + 1,
@@ -57,13 +66,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 started.elapsed().as_secs_f64()
             );
             for r in rs.iter().filter(|r| !r.passed) {
-                eprintln!("      {} {} [{}]: rel_err {:.3e} > tol {:.1e}", r.name, r.dtype, r.case, r.rel_err, r.tolerance);
+                eprintln!(
+                    "      {} {} [{}]: rel_err {:.3e} > tol {:.1e}",
+                    r.name, r.dtype, r.case, r.rel_err, r.tolerance
+                );
             }
         }
         reports.extend(rs);
     }
     let mut fixtures = Vec::new();
-    if args.filter.as_deref().is_none_or(|f| "reference".contains(f)) {
+    if args
+        .filter
+        .as_deref()
+        .is_none_or(|f| "reference".contains(f))
+    {
         for (name, bytes) in FIXTURES {
             let r = verify_reference_bytes(bytes, name, &device)?;
             if r.passed() {
@@ -94,5 +110,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         println!("selftest on {device}: {passed} comparisons passed, {failed} failed");
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -22,9 +22,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = args.tokenizer.unwrap_or_else(default_tokenizer_dir);
-    let tok = Tokenizer::from_pretrained(&dir).with_context(|| format!("loading the tokenizer from {}", dir.display()))?;
+    let tok = Tokenizer::from_pretrained(&dir)
+        .with_context(|| format!("loading the tokenizer from {}", dir.display()))?;
     let reference = Reference::load()?;
-    let mut texts: Vec<(String, String)> = EVAL_TEXTS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    let mut texts: Vec<(String, String)> = EVAL_TEXTS
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
     let (_, val) = split_train_val(bundled_documents()?, 0.95, 0.05)?;
     texts.push(("corpus-val".to_string(), val.concat()));
     let rows = compare(&tok, &reference, &texts);
@@ -42,8 +46,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
         println!("{out}");
     } else {
-        println!("bytes per token (higher compresses better); ours: vocab {} at {}", tok.vocab_size(), dir.display());
-        println!("{:<12} {:>9} {:>12} {:>12} {:>12} {:>10} {:>10}", "text", "bytes", "ours", "gpt2", "gpt4", "vs gpt2", "vs gpt4");
+        println!(
+            "bytes per token (higher compresses better); ours: vocab {} at {}",
+            tok.vocab_size(),
+            dir.display()
+        );
+        println!(
+            "{:<12} {:>9} {:>12} {:>12} {:>12} {:>10} {:>10}",
+            "text", "bytes", "ours", "gpt2", "gpt4", "vs gpt2", "vs gpt4"
+        );
         for r in &rows {
             let rel = |other: usize| 100.0 * (other as f64 - r.ours as f64) / other.max(1) as f64;
             println!(

@@ -57,13 +57,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let n_docs = docs.len();
     let (train, val) = split_train_val(docs, args.train_ratio, args.val_ratio)?;
-    eprintln!("training a {}-token BPE on {} of {n_docs} documents", args.vocab_size, train.len());
-    let opts = TrainOptions { vocab_size: args.vocab_size, doc_cap: args.doc_cap, max_chars: args.max_chars, progress: true };
+    eprintln!(
+        "training a {}-token BPE on {} of {n_docs} documents",
+        args.vocab_size,
+        train.len()
+    );
+    let opts = TrainOptions {
+        vocab_size: args.vocab_size,
+        doc_cap: args.doc_cap,
+        max_chars: args.max_chars,
+        progress: true,
+    };
     let (tok, chars) = train_tokenizer(&train, &opts)?;
     let out = args.output.unwrap_or_else(default_tokenizer_dir);
-    tok.save(&out).with_context(|| format!("writing the tokenizer to {}", out.display()))?;
+    tok.save(&out)
+        .with_context(|| format!("writing the tokenizer to {}", out.display()))?;
     let val_bytes: usize = val.iter().map(|d| d.len()).sum();
-    let val_tokens: usize = tok.encode_batch(&val.iter().map(String::as_str).collect::<Vec<_>>()).iter().map(Vec::len).sum();
+    let val_tokens: usize = tok
+        .encode_batch(&val.iter().map(String::as_str).collect::<Vec<_>>())
+        .iter()
+        .map(Vec::len)
+        .sum();
     let summary = json!({
         "output": out.display().to_string(),
         "vocab_size": tok.vocab_size(),

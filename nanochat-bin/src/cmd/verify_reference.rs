@@ -20,7 +20,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = super::open_device(&args.device)?;
-    let report = verify_reference(&args.file, &device).with_context(|| format!("verifying {}", args.file.display()))?;
+    let report = verify_reference(&args.file, &device)
+        .with_context(|| format!("verifying {}", args.file.display()))?;
     println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -25,12 +25,20 @@ impl Input {
     /// A differentiated input of uniform random values in [lo, hi).
     pub fn random(rng: &mut StdRng, shape: &[usize], lo: f64, hi: f64) -> Input {
         let n = shape.iter().product();
-        Input { values: (0..n).map(|_| rng.random_range(lo..hi)).collect(), shape: shape.to_vec(), wrt: true }
+        Input {
+            values: (0..n).map(|_| rng.random_range(lo..hi)).collect(),
+            shape: shape.to_vec(),
+            wrt: true,
+        }
     }
 
     /// An input that is not differentiated (tables, constants).
     pub fn constant(values: Vec<f64>, shape: &[usize]) -> Input {
-        Input { values, shape: shape.to_vec(), wrt: false }
+        Input {
+            values,
+            shape: shape.to_vec(),
+            wrt: false,
+        }
     }
 }
 
@@ -56,7 +64,11 @@ pub struct Tolerance {
 
 impl Default for Tolerance {
     fn default() -> Self {
-        Tolerance { atol: 2e-4, rtol: 2e-3, h: 1e-4 }
+        Tolerance {
+            atol: 2e-4,
+            rtol: 2e-3,
+            h: 1e-4,
+        }
     }
 }
 
@@ -83,10 +95,14 @@ fn gradcheck_inline(
 ) -> Result<Vec<GradReport>> {
     let mut rng = StdRng::seed_from_u64(seed);
     // The f32 values the kernels see are the reference's inputs too.
-    let xs: Vec<Vec<f64>> = inputs.iter().map(|i| i.values.iter().map(|&v| v as f32 as f64).collect()).collect();
+    let xs: Vec<Vec<f64>> = inputs
+        .iter()
+        .map(|i| i.values.iter().map(|&v| v as f32 as f64).collect())
+        .collect();
     let out_len = reference(&xs).len();
     let w: Vec<f64> = (0..out_len).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let loss_ref = |xs: &[Vec<f64>]| -> f64 { reference(xs).iter().zip(&w).map(|(y, w)| y * w).sum() };
+    let loss_ref =
+        |xs: &[Vec<f64>]| -> f64 { reference(xs).iter().zip(&w).map(|(y, w)| y * w).sum() };
 
     // Tape gradients.
     let tape = Tape::new();
@@ -100,7 +116,10 @@ fn gradcheck_inline(
         .collect::<Result<_>>()?;
     let y = forward(Some(&tape), &tensors)?;
     if y.len() != out_len {
-        return Err(crate::CoreError::Autograd(format!("op gives {} values, its reference {out_len}", y.len())));
+        return Err(crate::CoreError::Autograd(format!(
+            "op gives {} values, its reference {out_len}",
+            y.len()
+        )));
     }
     let wt = Tensor::from_f64(device, &w, y.shape(), DType::F32)?;
     let loss = ops::sum(Some(&tape), &ops::mul(Some(&tape), &y, &wt)?)?;
@@ -108,11 +127,22 @@ fn gradcheck_inline(
 
     let mut reports = Vec::new();
     for (idx, input) in inputs.iter().enumerate().filter(|(_, i)| i.wrt) {
-        let g = grads.expect(&tensors[idx], "gradcheck input")?.to_vec_f64()?;
+        let g = grads
+            .expect(&tensors[idx], "gradcheck input")?
+            .to_vec_f64()?;
         let n = input.values.len();
-        let probes: Vec<usize> =
-            if n <= MAX_PROBES { (0..n).collect() } else { (0..MAX_PROBES).map(|_| rng.random_range(0..n)).collect() };
-        let mut report = GradReport { input: idx, probes: probes.len(), worst: (0.0, 0.0), max_abs_err: 0.0, passed: true };
+        let probes: Vec<usize> = if n <= MAX_PROBES {
+            (0..n).collect()
+        } else {
+            (0..MAX_PROBES).map(|_| rng.random_range(0..n)).collect()
+        };
+        let mut report = GradReport {
+            input: idx,
+            probes: probes.len(),
+            worst: (0.0, 0.0),
+            max_abs_err: 0.0,
+            passed: true,
+        };
         for &e in &probes {
             let mut plus = xs.clone();
             plus[idx][e] += tol.h;
@@ -141,7 +171,8 @@ pub fn assert_gradcheck(
     seed: u64,
 ) -> std::result::Result<(), String> {
     let device = Device::cpu().map_err(|e| e.to_string())?;
-    let reports = gradcheck(&device, inputs, forward, reference, tol, seed).map_err(|e| e.to_string())?;
+    let reports =
+        gradcheck(&device, inputs, forward, reference, tol, seed).map_err(|e| e.to_string())?;
     if reports.is_empty() {
         return Err("no input was differentiated".into());
     }
@@ -175,7 +206,21 @@ mod tests {
         let mut r = rng(7);
         let x = Input::random(&mut r, &[3, 4], -1.0, 1.0);
         let reference = |xs: &[Vec<f64>]| xs[0].iter().map(|v| v.exp()).collect();
-        assert!(assert_gradcheck(&[x.clone()], |t, xs| wrong_exp(t, &xs[0]), reference, Tolerance::default(), 7).is_err());
-        assert!(assert_gradcheck(&[x], |t, xs| crate::ops::exp(t, &xs[0]), reference, Tolerance::default(), 7).is_ok());
+        assert!(assert_gradcheck(
+            &[x.clone()],
+            |t, xs| wrong_exp(t, &xs[0]),
+            reference,
+            Tolerance::default(),
+            7
+        )
+        .is_err());
+        assert!(assert_gradcheck(
+            &[x],
+            |t, xs| crate::ops::exp(t, &xs[0]),
+            reference,
+            Tolerance::default(),
+            7
+        )
+        .is_ok());
     }
 }

@@ -23,7 +23,8 @@ impl Grads {
 
     /// The gradient of `t`, or an error naming the tensor.
     pub fn expect(&self, t: &Tensor, name: &str) -> Result<&Tensor> {
-        self.get(t).ok_or_else(|| CoreError::Autograd(format!("no gradient reached `{name}` ({t:?})")))
+        self.get(t)
+            .ok_or_else(|| CoreError::Autograd(format!("no gradient reached `{name}` ({t:?})")))
     }
 
     /// Removes and returns the gradient of `t`.
@@ -69,7 +70,10 @@ impl Grads {
                 }
                 let h = with_float!(prev.dtype(), F =>
                     binary::<F>(prev.device().client(), prev.handle(), grad.handle(), prev.len(), Binary::Add, 0.0, 0.0))?;
-                self.map.insert(id, Tensor::from_handle(prev.device(), h, prev.shape(), prev.dtype())?);
+                self.map.insert(
+                    id,
+                    Tensor::from_handle(prev.device(), h, prev.shape(), prev.dtype())?,
+                );
             }
         }
         Ok(())
@@ -95,7 +99,10 @@ impl GradSink<'_> {
         match self.inputs.get(i) {
             Some(&(id, true)) => self.grads.accumulate(id, grad),
             Some(_) => Ok(()),
-            None => Err(CoreError::Autograd(format!("backward rule wrote input {i} of {}", self.inputs.len()))),
+            None => Err(CoreError::Autograd(format!(
+                "backward rule wrote input {i} of {}",
+                self.inputs.len()
+            ))),
         }
     }
 }

@@ -61,21 +61,34 @@ impl Tape {
         output: &Tensor,
         backward: impl FnOnce(&Tensor, &mut GradSink) -> Result<()> + 'static,
     ) {
-        let inputs: Vec<(TensorId, bool)> = inputs.iter().map(|t| (t.id(), self.requires_grad(t))).collect();
+        let inputs: Vec<(TensorId, bool)> = inputs
+            .iter()
+            .map(|t| (t.id(), self.requires_grad(t)))
+            .collect();
         if !inputs.iter().any(|&(_, w)| w) {
             return;
         }
         self.requires.borrow_mut().insert(output.id());
-        self.nodes.borrow_mut().push(Node { op, output: output.id(), inputs, backward: Box::new(backward) });
+        self.nodes.borrow_mut().push(Node {
+            op,
+            output: output.id(),
+            inputs,
+            backward: Box::new(backward),
+        });
     }
 
     /// Backpropagates from a one-element `loss`; returns the gradients of the watched tensors.
     pub fn backward(self, loss: &Tensor) -> Result<Grads> {
         if loss.len() != 1 {
-            return Err(CoreError::Autograd(format!("backward needs a one-element loss, got {:?}", loss.shape())));
+            return Err(CoreError::Autograd(format!(
+                "backward needs a one-element loss, got {:?}",
+                loss.shape()
+            )));
         }
         if !self.requires_grad(loss) {
-            return Err(CoreError::Autograd("the loss does not depend on any watched tensor".into()));
+            return Err(CoreError::Autograd(
+                "the loss does not depend on any watched tensor".into(),
+            ));
         }
         let mut grads = Grads::default();
         grads.accumulate(loss.id(), loss.full_like(1.0)?)?;
@@ -87,13 +100,21 @@ impl Tape {
                 grads.take_id(node.output)
             };
             let Some(g) = g else { continue };
-            let mut sink = GradSink { inputs: &node.inputs, grads: &mut grads };
+            let mut sink = GradSink {
+                inputs: &node.inputs,
+                grads: &mut grads,
+            };
             let t0 = profiling().then(std::time::Instant::now);
             let device = g.device().clone();
-            (node.backward)(&g, &mut sink).map_err(|e| CoreError::Autograd(format!("backward of {}: {e}", node.op)))?;
+            (node.backward)(&g, &mut sink)
+                .map_err(|e| CoreError::Autograd(format!("backward of {}: {e}", node.op)))?;
             if let Some(t0) = t0 {
                 device.sync()?;
-                eprintln!("backward {} {:.3} ms", node.op, t0.elapsed().as_secs_f64() * 1e3);
+                eprintln!(
+                    "backward {} {:.3} ms",
+                    node.op,
+                    t0.elapsed().as_secs_f64() * 1e3
+                );
             }
         }
         Ok(grads)

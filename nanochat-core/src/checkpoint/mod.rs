@@ -35,7 +35,9 @@ impl Phase {
             "mid" => Ok(Phase::Mid),
             "sft" => Ok(Phase::Sft),
             "rl" => Ok(Phase::Rl),
-            _ => Err(CoreError::Config(format!("unknown source `{s}`: expected base, mid, sft or rl"))),
+            _ => Err(CoreError::Config(format!(
+                "unknown source `{s}`: expected base, mid, sft or rl"
+            ))),
         }
     }
 
@@ -71,16 +73,28 @@ pub struct FileCheck {
 
 impl FileCheck {
     fn of(bytes: &[u8]) -> FileCheck {
-        FileCheck { bytes: bytes.len() as u64, crc32: crc32fast::hash(bytes) }
+        FileCheck {
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(bytes),
+        }
     }
 
     fn verify(&self, bytes: &[u8], path: &Path) -> Result<()> {
         let got = FileCheck::of(bytes);
         if got.bytes != self.bytes {
-            return Err(file_err(path, format!("truncated or extended: {} bytes, the checkpoint recorded {}", got.bytes, self.bytes)));
+            return Err(file_err(
+                path,
+                format!(
+                    "truncated or extended: {} bytes, the checkpoint recorded {}",
+                    got.bytes, self.bytes
+                ),
+            ));
         }
         if got.crc32 != self.crc32 {
-            return Err(file_err(path, "corrupt: its checksum differs from the one the checkpoint recorded"));
+            return Err(file_err(
+                path,
+                "corrupt: its checksum differs from the one the checkpoint recorded",
+            ));
         }
         Ok(())
     }
@@ -110,7 +124,10 @@ pub struct Meta {
 const FORMAT: &str = "nanochat-rs/1";
 
 fn file_err(path: &Path, why: impl std::fmt::Display) -> CoreError {
-    CoreError::File { path: path.display().to_string(), why: why.to_string() }
+    CoreError::File {
+        path: path.display().to_string(),
+        why: why.to_string(),
+    }
 }
 
 fn model_path(dir: &Path, step: u64) -> PathBuf {
@@ -147,7 +164,14 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Saves step `step` of a model (and its optimizer) into `dir` with the write protocol above.
-pub fn save_checkpoint(dir: &Path, phase: Phase, step: u64, model: &GPT, optim: Option<&Optimizer>, info: SaveInfo) -> Result<Meta> {
+pub fn save_checkpoint(
+    dir: &Path,
+    phase: Phase,
+    step: u64,
+    model: &GPT,
+    optim: Option<&Optimizer>,
+    info: SaveInfo,
+) -> Result<Meta> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
     let mp = model_path(dir, step);
     model.save(&mp)?;
@@ -160,8 +184,14 @@ pub fn save_checkpoint(dir: &Path, phase: Phase, step: u64, model: &GPT, optim: 
                 .into_iter()
                 .map(|(n, t)| Ok((n, t.shape().to_vec(), t.to_vec_f32()?)))
                 .collect::<Result<Vec<_>>>()?;
-            let bytes = bincode::serde::encode_to_vec(OptimFile { step: o.steps(), tensors }, bincode::config::standard())
-                .map_err(|e| file_err(&optim_path(dir, step), e))?;
+            let bytes = bincode::serde::encode_to_vec(
+                OptimFile {
+                    step: o.steps(),
+                    tensors,
+                },
+                bincode::config::standard(),
+            )
+            .map_err(|e| file_err(&optim_path(dir, step), e))?;
             write_atomic(&optim_path(dir, step), &bytes)?;
             Some(FileCheck::of(&bytes))
         }
@@ -194,7 +224,10 @@ pub fn list_steps(dir: &Path) -> Vec<u64> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            name.strip_prefix("meta_")?.strip_suffix(".json")?.parse().ok()
+            name.strip_prefix("meta_")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
         })
         .collect();
     steps.sort_unstable();
@@ -222,15 +255,24 @@ pub fn read_meta(dir: &Path, step: u64) -> Result<Meta> {
         let have = list_steps(dir);
         file_err(&path, format!("{e}; committed steps here: {have:?}"))
     })?;
-    let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| file_err(&path, format!("corrupt meta file: {e}")))?;
+    let meta: Meta = serde_json::from_slice(&bytes)
+        .map_err(|e| file_err(&path, format!("corrupt meta file: {e}")))?;
     if meta.format != FORMAT {
-        return Err(file_err(&path, format!("format `{}`, expected `{FORMAT}`", meta.format)));
+        return Err(file_err(
+            &path,
+            format!("format `{}`, expected `{FORMAT}`", meta.format),
+        ));
     }
     Ok(meta)
 }
 
 /// Loads the model of a committed step (checking its file against the meta), in `dtype`.
-pub fn load_checkpoint_model(dir: &Path, step: u64, device: &Device, dtype: DType) -> Result<(GPT, Meta)> {
+pub fn load_checkpoint_model(
+    dir: &Path,
+    step: u64,
+    device: &Device,
+    dtype: DType,
+) -> Result<(GPT, Meta)> {
     let meta = read_meta(dir, step)?;
     let path = model_path(dir, step);
     let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
@@ -242,27 +284,61 @@ pub fn load_checkpoint_model(dir: &Path, step: u64, device: &Device, dtype: DTyp
 }
 
 /// Restores an optimizer's state from a committed step.
-pub fn load_optimizer_state(dir: &Path, meta: &Meta, optim: &mut Optimizer, device: &Device) -> Result<()> {
+pub fn load_optimizer_state(
+    dir: &Path,
+    meta: &Meta,
+    optim: &mut Optimizer,
+    device: &Device,
+) -> Result<()> {
     let path = optim_path(dir, meta.step);
-    let check = meta.optim_file.ok_or_else(|| file_err(&path, "this checkpoint has no optimizer state"))?;
+    let check = meta
+        .optim_file
+        .ok_or_else(|| file_err(&path, "this checkpoint has no optimizer state"))?;
     let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
     check.verify(&bytes, &path)?;
-    let (file, _): (OptimFile, usize) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-        .map_err(|e| file_err(&path, format!("corrupt optimizer state: {e}")))?;
-    let map: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> =
-        file.tensors.into_iter().map(|(n, s, d)| (n, (s, d))).collect();
+    let (file, _): (OptimFile, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .map_err(|e| file_err(&path, format!("corrupt optimizer state: {e}")))?;
+    let map: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> = file
+        .tensors
+        .into_iter()
+        .map(|(n, s, d)| (n, (s, d)))
+        .collect();
     optim.load_state(file.step, |name, param| {
-        let (shape, data) = map.get(name).ok_or_else(|| file_err(&path, format!("optimizer state `{name}` is missing")))?;
+        let (shape, data) = map
+            .get(name)
+            .ok_or_else(|| file_err(&path, format!("optimizer state `{name}` is missing")))?;
         if shape.as_slice() != param.shape() {
-            return Err(file_err(&path, format!("optimizer state `{name}`: shape {shape:?} vs parameter {:?}", param.shape())));
+            return Err(file_err(
+                &path,
+                format!(
+                    "optimizer state `{name}`: shape {shape:?} vs parameter {:?}",
+                    param.shape()
+                ),
+            ));
         }
-        Tensor::from_f32(device, data, shape, if name.ends_with(".momentum_buffer") { param.dtype() } else { DType::F32 })
+        Tensor::from_f32(
+            device,
+            data,
+            shape,
+            if name.ends_with(".momentum_buffer") {
+                param.dtype()
+            } else {
+                DType::F32
+            },
+        )
     })
 }
 
 /// nanochat's `load_model`: the model, tokenizer and meta of `phase`'s checkpoints under the
 /// model root, taking the newest (largest) step of the given or only/last tag when not given.
-pub fn load_model(root: &Path, phase: Phase, device: &Device, model_tag: Option<&str>, step: Option<u64>) -> Result<(GPT, Tokenizer, Meta)> {
+pub fn load_model(
+    root: &Path,
+    phase: Phase,
+    device: &Device,
+    model_tag: Option<&str>,
+    step: Option<u64>,
+) -> Result<(GPT, Tokenizer, Meta)> {
     let tags = list_tags(root, phase);
     let tag = match model_tag {
         Some(t) => {
@@ -293,8 +369,18 @@ pub fn load_model(root: &Path, phase: Phase, device: &Device, model_tag: Option<
     let steps = list_steps(&dir);
     let step = match step {
         Some(s) if steps.contains(&s) => s,
-        Some(s) => return Err(CoreError::Config(format!("no step {s} of {} model `{tag}`; steps: {steps:?}", phase.name()))),
-        None => *steps.last().ok_or_else(|| CoreError::Config(format!("model `{tag}` has no committed checkpoint in {}", dir.display())))?,
+        Some(s) => {
+            return Err(CoreError::Config(format!(
+                "no step {s} of {} model `{tag}`; steps: {steps:?}",
+                phase.name()
+            )))
+        }
+        None => *steps.last().ok_or_else(|| {
+            CoreError::Config(format!(
+                "model `{tag}` has no committed checkpoint in {}",
+                dir.display()
+            ))
+        })?,
     };
     let (model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
     let tok_path = meta
@@ -312,7 +398,9 @@ fn newest_tag(root: &Path, phase: Phase, tags: &[String]) -> Option<String> {
         .filter_map(|t| {
             let dir = checkpoint_dir(root, phase, t);
             let step = *list_steps(&dir).last()?;
-            let time = std::fs::metadata(meta_path(&dir, step)).and_then(|m| m.modified()).ok()?;
+            let time = std::fs::metadata(meta_path(&dir, step))
+                .and_then(|m| m.modified())
+                .ok()?;
             Some((time, t.clone()))
         })
         .max()

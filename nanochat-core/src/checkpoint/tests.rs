@@ -7,7 +7,15 @@ use crate::optim::OptimConfig;
 use crate::Tape;
 
 fn tiny() -> GPTConfig {
-    GPTConfig { vocab_size: 1000, n_layer: 1, n_head: 2, n_kv_head: 1, n_embd: 16, block_size: 8, ..GPTConfig::default() }
+    GPTConfig {
+        vocab_size: 1000,
+        n_layer: 1,
+        n_head: 2,
+        n_kv_head: 1,
+        n_embd: 16,
+        block_size: 8,
+        ..GPTConfig::default()
+    }
 }
 
 struct Setup {
@@ -35,18 +43,33 @@ fn setup() -> Setup {
     }
     let idx: Vec<u32> = (0..8).collect();
     let tg: Vec<i32> = (1..9).collect();
-    let loss = model.loss(Some(&tape), &idx, &tg, 1, 8, Reduction::Mean).unwrap();
-    optim.step(&tape.backward(&loss).unwrap(), 1.0, 0.9).unwrap();
+    let loss = model
+        .loss(Some(&tape), &idx, &tg, 1, 8, Reduction::Mean)
+        .unwrap();
+    optim
+        .step(&tape.backward(&loss).unwrap(), 1.0, 0.9)
+        .unwrap();
     let dir = checkpoint_dir(&root, Phase::Base, "d1");
     let info = SaveInfo {
         val_bpb: Some(3.5),
         tokenizer_path: Some(tok_dir.display().to_string()),
-        data_position: Some(LoaderState { epoch: 0, source: 0, offset: 8 }),
+        data_position: Some(LoaderState {
+            epoch: 0,
+            source: 0,
+            offset: 8,
+        }),
         rng_state: 7,
         run: serde_json::json!({"lr": 0.02}),
     };
     save_checkpoint(&dir, Phase::Base, 1, &model, Some(&optim), info).unwrap();
-    Setup { _tmp: tmp, root, dir, model, optim, dev }
+    Setup {
+        _tmp: tmp,
+        root,
+        dir,
+        model,
+        optim,
+        dev,
+    }
 }
 
 #[test]
@@ -58,7 +81,12 @@ fn round_trip_model_optimizer_and_meta() {
     assert_eq!(meta.data_position.unwrap().offset, 8);
     assert_eq!(meta.rng_state, 7);
     assert_eq!(tok.vocab_size(), 1000);
-    for ((n, a), (_, b)) in s.model.named_parameters().iter().zip(model.named_parameters()) {
+    for ((n, a), (_, b)) in s
+        .model
+        .named_parameters()
+        .iter()
+        .zip(model.named_parameters())
+    {
         assert_eq!(a.to_vec_f32().unwrap(), b.to_vec_f32().unwrap(), "{n}");
     }
     let mut fresh = Optimizer::new(&model, &OptimConfig::default());
@@ -76,11 +104,20 @@ fn round_trip_model_optimizer_and_meta() {
 #[test]
 fn missing_source_tag_and_step_list_what_exists() {
     let s = setup();
-    let e = load_model(&s.root, Phase::Sft, &s.dev, None, None).unwrap_err().to_string();
-    assert!(e.contains("no sft checkpoints") && e.contains("nanochat chat-sft"), "{e}");
-    let e = load_model(&s.root, Phase::Base, &s.dev, Some("d9"), None).unwrap_err().to_string();
+    let e = load_model(&s.root, Phase::Sft, &s.dev, None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no sft checkpoints") && e.contains("nanochat chat-sft"),
+        "{e}"
+    );
+    let e = load_model(&s.root, Phase::Base, &s.dev, Some("d9"), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("`d9`") && e.contains("[\"d1\"]"), "{e}");
-    let e = load_model(&s.root, Phase::Base, &s.dev, Some("d1"), Some(5)).unwrap_err().to_string();
+    let e = load_model(&s.root, Phase::Base, &s.dev, Some("d1"), Some(5))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no step 5") && e.contains("[1]"), "{e}");
     assert!(Phase::parse("final").is_err());
 }
@@ -89,7 +126,9 @@ fn missing_source_tag_and_step_list_what_exists() {
 fn a_step_without_its_meta_file_does_not_exist() {
     let s = setup();
     // Step 2's model written, then a crash before its meta.
-    s.model.save(&s.dir.join("model_000002.safetensors")).unwrap();
+    s.model
+        .save(&s.dir.join("model_000002.safetensors"))
+        .unwrap();
     assert_eq!(list_steps(&s.dir), vec![1]);
     let (_, _, meta) = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap();
     assert_eq!(meta.step, 1);
@@ -101,22 +140,39 @@ fn truncated_and_corrupt_files_are_errors_naming_them() {
     let mp = s.dir.join("model_000001.safetensors");
     let bytes = std::fs::read(&mp).unwrap();
     std::fs::write(&mp, &bytes[..bytes.len() - 100]).unwrap();
-    let e = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap_err().to_string();
-    assert!(e.contains("model_000001.safetensors") && e.contains("truncated"), "{e}");
+    let e = load_model(&s.root, Phase::Base, &s.dev, None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model_000001.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
     let mut flipped = bytes.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 0x55;
     std::fs::write(&mp, &flipped).unwrap();
-    let e = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap_err().to_string();
+    let e = load_model(&s.root, Phase::Base, &s.dev, None, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("corrupt"), "{e}");
     std::fs::write(&mp, &bytes).unwrap();
     let op = s.dir.join("optim_000001.bin");
     std::fs::write(&op, b"garbage").unwrap();
     let (model, _, meta) = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap();
     let mut o = Optimizer::new(&model, &OptimConfig::default());
-    let e = load_optimizer_state(&s.dir, &meta, &mut o, &s.dev).unwrap_err().to_string();
-    assert!(e.contains("optim_000001.bin") && e.contains("truncated"), "{e}");
+    let e = load_optimizer_state(&s.dir, &meta, &mut o, &s.dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("optim_000001.bin") && e.contains("truncated"),
+        "{e}"
+    );
     std::fs::write(s.dir.join("meta_000001.json"), b"{\"format\":").unwrap();
-    let e = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap_err().to_string();
-    assert!(e.contains("meta_000001.json") && e.contains("corrupt meta"), "{e}");
+    let e = load_model(&s.root, Phase::Base, &s.dev, None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("meta_000001.json") && e.contains("corrupt meta"),
+        "{e}"
+    );
 }

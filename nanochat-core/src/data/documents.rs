@@ -13,12 +13,17 @@ use crate::{CoreError, Result};
 pub static BUNDLED_CORPUS: &[u8] = include_bytes!("../../../data/corpus/bundled.jsonl.gz");
 
 fn file_err(path: &Path, why: impl std::fmt::Display) -> CoreError {
-    CoreError::File { path: path.display().to_string(), why: why.to_string() }
+    CoreError::File {
+        path: path.display().to_string(),
+        why: why.to_string(),
+    }
 }
 
 fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| file_err(path, format!("gzip: {e}")))?;
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|e| file_err(path, format!("gzip: {e}")))?;
     Ok(out)
 }
 
@@ -29,12 +34,21 @@ fn utf8(bytes: Vec<u8>, path: &Path) -> Result<String> {
 /// Documents of JSONL text: the `text` field of each non-empty line.
 fn jsonl_documents(text: &str, path: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| file_err(path, format!("line {}: not JSON: {e}", i + 1)))?;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| file_err(path, format!("line {}: not JSON: {e}", i + 1)))?;
         match v.get("text").and_then(|t| t.as_str()) {
             Some(t) => out.push(t.to_string()),
-            None => return Err(file_err(path, format!("line {}: no string field `text`", i + 1))),
+            None => {
+                return Err(file_err(
+                    path,
+                    format!("line {}: no string field `text`", i + 1),
+                ))
+            }
         }
     }
     Ok(out)
@@ -43,7 +57,8 @@ fn jsonl_documents(text: &str, path: &Path) -> Result<Vec<String>> {
 fn parquet_documents(bytes: Vec<u8>, path: &Path) -> Result<Vec<String>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::RowAccessor;
-    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(|e| file_err(path, format!("parquet: {e}")))?;
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes))
+        .map_err(|e| file_err(path, format!("parquet: {e}")))?;
     let schema = reader.metadata().file_metadata().schema_descr();
     // Read the `text` column alone.
     let field = schema
@@ -58,10 +73,14 @@ fn parquet_documents(bytes: Vec<u8>, path: &Path) -> Result<Vec<String>> {
         .build()
         .map_err(|e| file_err(path, format!("parquet: {e}")))?;
     let mut out = Vec::new();
-    let rows = reader.get_row_iter(Some(projection)).map_err(|e| file_err(path, format!("parquet: {e}")))?;
+    let rows = reader
+        .get_row_iter(Some(projection))
+        .map_err(|e| file_err(path, format!("parquet: {e}")))?;
     for (i, row) in rows.enumerate() {
         let row = row.map_err(|e| file_err(path, format!("parquet row {i}: {e}")))?;
-        let text = row.get_string(0).map_err(|e| file_err(path, format!("parquet row {i}: column `text`: {e}")))?;
+        let text = row
+            .get_string(0)
+            .map_err(|e| file_err(path, format!("parquet row {i}: column `text`: {e}")))?;
         out.push(text.clone());
     }
     Ok(out)
@@ -70,7 +89,10 @@ fn parquet_documents(bytes: Vec<u8>, path: &Path) -> Result<Vec<String>> {
 /// Every document of one file (format from the extension, after an optional `.gz`).
 pub fn read_documents(path: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let (bytes, name) = match name.strip_suffix(".gz") {
         Some(inner) => (gunzip(&bytes, path)?, inner.to_string()),
         None => (bytes, name),
@@ -82,7 +104,10 @@ pub fn read_documents(path: &Path) -> Result<Vec<String>> {
     } else if name.ends_with(".txt") || name.ends_with(".md") || !name.contains('.') {
         Ok(vec![utf8(bytes, path)?])
     } else {
-        Err(file_err(path, "unknown format: expected .txt, .jsonl or .parquet (optionally .gz)"))
+        Err(file_err(
+            path,
+            "unknown format: expected .txt, .jsonl or .parquet (optionally .gz)",
+        ))
     }
 }
 
@@ -94,8 +119,15 @@ pub fn bundled_documents() -> Result<Vec<String>> {
 
 /// Splits documents in order: the first `train_ratio` for training, the last `val_ratio` held
 /// out (at least one document each when there are two or more).
-pub fn split_train_val(docs: Vec<String>, train_ratio: f64, val_ratio: f64) -> Result<(Vec<String>, Vec<String>)> {
-    if !(0.0..=1.0).contains(&train_ratio) || !(0.0..=1.0).contains(&val_ratio) || train_ratio + val_ratio > 1.0 + 1e-9 {
+pub fn split_train_val(
+    docs: Vec<String>,
+    train_ratio: f64,
+    val_ratio: f64,
+) -> Result<(Vec<String>, Vec<String>)> {
+    if !(0.0..=1.0).contains(&train_ratio)
+        || !(0.0..=1.0).contains(&val_ratio)
+        || train_ratio + val_ratio > 1.0 + 1e-9
+    {
         return Err(CoreError::Config(format!(
             "train ratio {train_ratio} and val ratio {val_ratio} must be in [0, 1] and sum to at most 1"
         )));
@@ -133,23 +165,42 @@ mod tests {
         let p = |n: &str| dir.path().join(n);
         std::fs::write(p("a.txt"), "hello\nworld").unwrap();
         assert_eq!(read_documents(&p("a.txt")).unwrap(), vec!["hello\nworld"]);
-        std::fs::write(p("b.jsonl"), "{\"text\": \"one\"}\n\n{\"text\": \"two\", \"id\": 3}\n").unwrap();
+        std::fs::write(
+            p("b.jsonl"),
+            "{\"text\": \"one\"}\n\n{\"text\": \"two\", \"id\": 3}\n",
+        )
+        .unwrap();
         assert_eq!(read_documents(&p("b.jsonl")).unwrap(), vec!["one", "two"]);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, b"{\"text\": \"zipped\"}\n").unwrap();
         std::fs::write(p("c.jsonl.gz"), gz.finish().unwrap()).unwrap();
         assert_eq!(read_documents(&p("c.jsonl.gz")).unwrap(), vec!["zipped"]);
         std::fs::write(p("d.jsonl"), "{\"text\": \"ok\"}\n{\"txt\": 1}\n").unwrap();
-        assert!(read_documents(&p("d.jsonl")).unwrap_err().to_string().contains("line 2: no string field `text`"));
+        assert!(read_documents(&p("d.jsonl"))
+            .unwrap_err()
+            .to_string()
+            .contains("line 2: no string field `text`"));
         std::fs::write(p("e.jsonl"), "{oops\n").unwrap();
-        assert!(read_documents(&p("e.jsonl")).unwrap_err().to_string().contains("line 1: not JSON"));
+        assert!(read_documents(&p("e.jsonl"))
+            .unwrap_err()
+            .to_string()
+            .contains("line 1: not JSON"));
         std::fs::write(p("f.parquet"), b"not parquet").unwrap();
-        assert!(read_documents(&p("f.parquet")).unwrap_err().to_string().contains("parquet"));
+        assert!(read_documents(&p("f.parquet"))
+            .unwrap_err()
+            .to_string()
+            .contains("parquet"));
         std::fs::write(p("g.bin"), b"\x00").unwrap();
-        assert!(read_documents(&p("g.bin")).unwrap_err().to_string().contains("unknown format"));
+        assert!(read_documents(&p("g.bin"))
+            .unwrap_err()
+            .to_string()
+            .contains("unknown format"));
         assert!(read_documents(&p("missing.txt")).is_err());
         std::fs::write(p("h.txt"), [0xff, 0xfe]).unwrap();
-        assert!(read_documents(&p("h.txt")).unwrap_err().to_string().contains("not UTF-8"));
+        assert!(read_documents(&p("h.txt"))
+            .unwrap_err()
+            .to_string()
+            .contains("not UTF-8"));
     }
 
     #[test]
@@ -161,20 +212,37 @@ mod tests {
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shard_00000.parquet");
-        let schema = Arc::new(parse_message_type("message schema { REQUIRED BYTE_ARRAY text (UTF8); REQUIRED INT32 n; }").unwrap());
+        let schema = Arc::new(
+            parse_message_type(
+                "message schema { REQUIRED BYTE_ARRAY text (UTF8); REQUIRED INT32 n; }",
+            )
+            .unwrap(),
+        );
         let file = std::fs::File::create(&path).unwrap();
-        let mut w = SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build())).unwrap();
+        let mut w =
+            SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build()))
+                .unwrap();
         let mut rg = w.next_row_group().unwrap();
         let mut col = rg.next_column().unwrap().unwrap();
-        let values: Vec<ByteArray> = ["first doc", "second ünïcode doc"].iter().map(|s| ByteArray::from(*s)).collect();
-        col.typed::<ByteArrayType>().write_batch(&values, None, None).unwrap();
+        let values: Vec<ByteArray> = ["first doc", "second ünïcode doc"]
+            .iter()
+            .map(|s| ByteArray::from(*s))
+            .collect();
+        col.typed::<ByteArrayType>()
+            .write_batch(&values, None, None)
+            .unwrap();
         col.close().unwrap();
         let mut col = rg.next_column().unwrap().unwrap();
-        col.typed::<parquet::data_type::Int32Type>().write_batch(&[1, 2], None, None).unwrap();
+        col.typed::<parquet::data_type::Int32Type>()
+            .write_batch(&[1, 2], None, None)
+            .unwrap();
         col.close().unwrap();
         rg.close().unwrap();
         w.close().unwrap();
-        assert_eq!(read_documents(&path).unwrap(), vec!["first doc", "second ünïcode doc"]);
+        assert_eq!(
+            read_documents(&path).unwrap(),
+            vec!["first doc", "second ünïcode doc"]
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ enum Segments {
     /// Pretraining text: each source's documents, `<|bos|>` first, all trained on.
     Text(Vec<Source>),
     /// Conversations of a task, rendered with their masks (truncated to `max_tokens`).
-    Conversations { task: Arc<dyn Task>, max_tokens: usize },
+    Conversations {
+        task: Arc<dyn Task>,
+        max_tokens: usize,
+    },
 }
 
 /// How conversations fill rows.
@@ -87,27 +90,69 @@ pub fn tokenize_documents(tokenizer: &Tokenizer, docs: &[String]) -> Vec<u32> {
 
 impl DataLoader {
     /// A packed stream of documents (pretraining).
-    pub fn new(sources: Vec<Source>, tokenizer: Tokenizer, batch: usize, seq: usize) -> Result<DataLoader> {
+    pub fn new(
+        sources: Vec<Source>,
+        tokenizer: Tokenizer,
+        batch: usize,
+        seq: usize,
+    ) -> Result<DataLoader> {
         if sources.is_empty() {
             return Err(CoreError::Config("the data loader has no source".into()));
         }
-        DataLoader::with(Segments::Text(sources), Packing::Packed, tokenizer, batch, seq)
+        DataLoader::with(
+            Segments::Text(sources),
+            Packing::Packed,
+            tokenizer,
+            batch,
+            seq,
+        )
     }
 
     /// The conversations of `task`, in order, rendered in the chat format with their masks.
-    pub fn conversations(task: Arc<dyn Task>, packing: Packing, tokenizer: Tokenizer, batch: usize, seq: usize) -> Result<DataLoader> {
+    pub fn conversations(
+        task: Arc<dyn Task>,
+        packing: Packing,
+        tokenizer: Tokenizer,
+        batch: usize,
+        seq: usize,
+    ) -> Result<DataLoader> {
         if task.num_examples() == 0 {
-            return Err(CoreError::Config(format!("task {} has no examples", task.name())));
+            return Err(CoreError::Config(format!(
+                "task {} has no examples",
+                task.name()
+            )));
         }
         let max_tokens = 4 * (seq + 1);
-        DataLoader::with(Segments::Conversations { task, max_tokens }, packing, tokenizer, batch, seq)
+        DataLoader::with(
+            Segments::Conversations { task, max_tokens },
+            packing,
+            tokenizer,
+            batch,
+            seq,
+        )
     }
 
-    fn with(segments: Segments, packing: Packing, tokenizer: Tokenizer, batch: usize, seq: usize) -> Result<DataLoader> {
+    fn with(
+        segments: Segments,
+        packing: Packing,
+        tokenizer: Tokenizer,
+        batch: usize,
+        seq: usize,
+    ) -> Result<DataLoader> {
         if batch == 0 || seq == 0 {
-            return Err(CoreError::Config(format!("batch size {batch} and sequence length {seq} must be positive")));
+            return Err(CoreError::Config(format!(
+                "batch size {batch} and sequence length {seq} must be positive"
+            )));
         }
-        Ok(DataLoader { segments, packing, tokenizer, batch, seq, state: LoaderState::default(), cache: None })
+        Ok(DataLoader {
+            segments,
+            packing,
+            tokenizer,
+            batch,
+            seq,
+            state: LoaderState::default(),
+            cache: None,
+        })
     }
 
     fn n_segments(&self) -> usize {
@@ -140,7 +185,10 @@ impl DataLoader {
             let (tokens, mask) = match &self.segments {
                 Segments::Text(sources) => match &sources[i] {
                     Source::Docs(docs) => (tokenize_documents(&self.tokenizer, docs), None),
-                    Source::File(path) => (tokenize_documents(&self.tokenizer, &read_documents(path)?), None),
+                    Source::File(path) => (
+                        tokenize_documents(&self.tokenizer, &read_documents(path)?),
+                        None,
+                    ),
                 },
                 Segments::Conversations { task, max_tokens } => {
                     let conv = task.get_example(i)?;
@@ -197,8 +245,17 @@ impl DataLoader {
         // The next batch starts B * T tokens after this one.
         self.state = self.advance(start, self.batch * self.seq)?;
         let inputs = window[..need - 1].to_vec();
-        let targets = window[1..].iter().zip(&window_mask[1..]).map(|(&t, &m)| if m == 0 { -1 } else { t as i32 }).collect();
-        Ok(Batch { inputs, targets, batch: self.batch, seq: self.seq })
+        let targets = window[1..]
+            .iter()
+            .zip(&window_mask[1..])
+            .map(|(&t, &m)| if m == 0 { -1 } else { t as i32 })
+            .collect();
+        Ok(Batch {
+            inputs,
+            targets,
+            batch: self.batch,
+            seq: self.seq,
+        })
     }
 
     /// One conversation per row: its first T + 1 tokens, targets -1 where masked and past its end.
@@ -222,7 +279,12 @@ impl DataLoader {
                 self.state.epoch += 1;
             }
         }
-        Ok(Batch { inputs, targets, batch: b, seq: t })
+        Ok(Batch {
+            inputs,
+            targets,
+            batch: b,
+            seq: t,
+        })
     }
 
     fn advance(&mut self, mut pos: LoaderState, mut n: usize) -> Result<LoaderState> {
@@ -251,10 +313,19 @@ mod tests {
     #[test]
     fn batches_are_consecutive_windows_and_resume_exactly() {
         let tok = crate::tokenizer::tests::small_tokenizer().clone();
-        let docs: Vec<String> = (0..40).map(|i| format!("document number {i} says hello {}", "x ".repeat(i % 7))).collect();
+        let docs: Vec<String> = (0..40)
+            .map(|i| format!("document number {i} says hello {}", "x ".repeat(i % 7)))
+            .collect();
         let half = docs.len() / 2;
-        let sources = vec![Source::Docs(docs[..half].to_vec().into()), Source::Docs(docs[half..].to_vec().into())];
-        let all: Vec<u32> = [tokenize_documents(&tok, &docs[..half]), tokenize_documents(&tok, &docs[half..])].concat();
+        let sources = vec![
+            Source::Docs(docs[..half].to_vec().into()),
+            Source::Docs(docs[half..].to_vec().into()),
+        ];
+        let all: Vec<u32> = [
+            tokenize_documents(&tok, &docs[..half]),
+            tokenize_documents(&tok, &docs[half..]),
+        ]
+        .concat();
         let (b, t) = (3, 7);
         let mut loader = DataLoader::new(sources.clone(), tok.clone(), b, t).unwrap();
         let mut batches = Vec::new();
@@ -265,7 +336,10 @@ mod tests {
             let start = k * b * t;
             let want: Vec<u32> = (0..=b * t).map(|i| all[(start + i) % all.len()]).collect();
             assert_eq!(batch.inputs, want[..b * t]);
-            assert_eq!(batch.targets, want[1..].iter().map(|&x| x as i32).collect::<Vec<_>>());
+            assert_eq!(
+                batch.targets,
+                want[1..].iter().map(|&x| x as i32).collect::<Vec<_>>()
+            );
             batches.push(batch);
         }
         assert!(loader.state().epoch >= 1, "the stream cycled");
@@ -292,21 +366,30 @@ mod tests {
         let conv = task.get_example(0).unwrap();
         let (ids, mask) = tok.render_conversation(&conv, 10_000).unwrap();
         // Packed: the stream is the rendered conversations; masked targets are -1.
-        let mut packed = DataLoader::conversations(task.clone(), Packing::Packed, tok.clone(), 1, ids.len() - 1).unwrap();
+        let mut packed =
+            DataLoader::conversations(task.clone(), Packing::Packed, tok.clone(), 1, ids.len() - 1)
+                .unwrap();
         let b = packed.next_batch().unwrap();
         assert_eq!(b.inputs, ids[..ids.len() - 1]);
         for j in 0..ids.len() - 1 {
-            let want = if mask[j + 1] == 1 { ids[j + 1] as i32 } else { -1 };
+            let want = if mask[j + 1] == 1 {
+                ids[j + 1] as i32
+            } else {
+                -1
+            };
             assert_eq!(b.targets[j], want, "position {j}");
         }
         assert!(b.targets.iter().any(|&t| t >= 0) && b.targets.contains(&-1));
         // Padded: one conversation per row, ignored past its end.
         let t = ids.len() + 5;
-        let mut padded = DataLoader::conversations(task.clone(), Packing::Padded, tok.clone(), 2, t).unwrap();
+        let mut padded =
+            DataLoader::conversations(task.clone(), Packing::Padded, tok.clone(), 2, t).unwrap();
         let b = padded.next_batch().unwrap();
         assert_eq!(b.inputs[..ids.len() - 1], ids[..ids.len() - 1]);
         assert!(b.targets[ids.len() - 1..t].iter().all(|&x| x == -1));
-        let (ids1, _) = tok.render_conversation(&task.get_example(1).unwrap(), 10_000).unwrap();
+        let (ids1, _) = tok
+            .render_conversation(&task.get_example(1).unwrap(), 10_000)
+            .unwrap();
         let n1 = ids1.len().min(t + 1);
         assert_eq!(b.inputs[t..t + n1 - 1], ids1[..n1 - 1]);
         assert_eq!(padded.state().source, 2);

@@ -86,7 +86,15 @@ impl GPTConfig {
     pub fn from_depth(depth: usize, vocab_size: usize, block_size: usize) -> GPTConfig {
         let n_embd = 64 * depth;
         let n_head = n_embd.div_ceil(128).max(1);
-        GPTConfig { vocab_size, n_layer: depth, n_head, n_kv_head: n_head, n_embd, block_size, ..GPTConfig::default() }
+        GPTConfig {
+            vocab_size,
+            n_layer: depth,
+            n_head,
+            n_kv_head: n_head,
+            n_embd,
+            block_size,
+            ..GPTConfig::default()
+        }
     }
 
     pub fn preset(size: ModelSize, vocab_size: usize, block_size: usize) -> GPTConfig {
@@ -113,22 +121,37 @@ impl GPTConfig {
             }
         }
         if self.n_embd % self.n_head != 0 {
-            return bad(format!("n_embd {} is not divisible by n_head {}", self.n_embd, self.n_head));
+            return bad(format!(
+                "n_embd {} is not divisible by n_head {}",
+                self.n_embd, self.n_head
+            ));
         }
         if self.n_head % self.n_kv_head != 0 {
-            return bad(format!("n_head {} is not divisible by n_kv_head {}", self.n_head, self.n_kv_head));
+            return bad(format!(
+                "n_head {} is not divisible by n_kv_head {}",
+                self.n_head, self.n_kv_head
+            ));
         }
         if self.head_dim() % 2 != 0 {
-            return bad(format!("head_dim {} (n_embd / n_head) must be even for rotary embeddings", self.head_dim()));
+            return bad(format!(
+                "head_dim {} (n_embd / n_head) must be even for rotary embeddings",
+                self.head_dim()
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} is outside [0, 1)", self.dropout));
         }
         if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
-            return bad(format!("rope_base {} must be a finite number above 1", self.rope_base));
+            return bad(format!(
+                "rope_base {} must be a finite number above 1",
+                self.rope_base
+            ));
         }
         if self.vocab_size > u32::MAX as usize {
-            return bad(format!("vocab_size {} exceeds the 32-bit token ids", self.vocab_size));
+            return bad(format!(
+                "vocab_size {} exceeds the 32-bit token ids",
+                self.vocab_size
+            ));
         }
         Ok(())
     }
@@ -142,7 +165,8 @@ impl GPTConfig {
     /// Parses a config from JSON (nanochat's field names; missing fields take the defaults)
     /// and validates it.
     pub fn from_json(s: &str) -> Result<GPTConfig> {
-        let c: GPTConfig = serde_json::from_str(s).map_err(|e| CoreError::Config(format!("config JSON: {e}")))?;
+        let c: GPTConfig =
+            serde_json::from_str(s).map_err(|e| CoreError::Config(format!("config JSON: {e}")))?;
         c.validate()?;
         Ok(c)
     }
@@ -155,10 +179,21 @@ mod tests {
     #[test]
     fn presets_scale_like_nanochat() {
         let c = GPTConfig::preset(ModelSize::Tiny, 32768, 1024);
-        assert_eq!((c.n_layer, c.n_embd, c.n_head, c.head_dim()), (4, 256, 2, 128));
+        assert_eq!(
+            (c.n_layer, c.n_embd, c.n_head, c.head_dim()),
+            (4, 256, 2, 128)
+        );
         let c = GPTConfig::preset(ModelSize::Large, 65536, 2048);
-        assert_eq!((c.n_layer, c.n_embd, c.n_head, c.head_dim()), (20, 1280, 10, 128));
-        for s in [ModelSize::Tiny, ModelSize::Small, ModelSize::Medium, ModelSize::Large] {
+        assert_eq!(
+            (c.n_layer, c.n_embd, c.n_head, c.head_dim()),
+            (20, 1280, 10, 128)
+        );
+        for s in [
+            ModelSize::Tiny,
+            ModelSize::Small,
+            ModelSize::Medium,
+            ModelSize::Large,
+        ] {
             GPTConfig::preset(s, 32768, 1024).validate().unwrap();
         }
         GPTConfig::default().validate().unwrap();
@@ -168,12 +203,50 @@ mod tests {
     fn invalid_configs_are_errors_naming_the_field() {
         let base = GPTConfig::default();
         let cases = [
-            (GPTConfig { n_embd: 770, ..base.clone() }, "not divisible by n_head"),
-            (GPTConfig { n_kv_head: 5, ..base.clone() }, "not divisible by n_kv_head"),
-            (GPTConfig { n_embd: 36, n_head: 12, n_kv_head: 12, ..base.clone() }, "must be even"),
-            (GPTConfig { n_layer: 0, ..base.clone() }, "n_layer must be positive"),
-            (GPTConfig { vocab_size: 0, ..base.clone() }, "vocab_size must be positive"),
-            (GPTConfig { dropout: 1.0, ..base.clone() }, "dropout"),
+            (
+                GPTConfig {
+                    n_embd: 770,
+                    ..base.clone()
+                },
+                "not divisible by n_head",
+            ),
+            (
+                GPTConfig {
+                    n_kv_head: 5,
+                    ..base.clone()
+                },
+                "not divisible by n_kv_head",
+            ),
+            (
+                GPTConfig {
+                    n_embd: 36,
+                    n_head: 12,
+                    n_kv_head: 12,
+                    ..base.clone()
+                },
+                "must be even",
+            ),
+            (
+                GPTConfig {
+                    n_layer: 0,
+                    ..base.clone()
+                },
+                "n_layer must be positive",
+            ),
+            (
+                GPTConfig {
+                    vocab_size: 0,
+                    ..base.clone()
+                },
+                "vocab_size must be positive",
+            ),
+            (
+                GPTConfig {
+                    dropout: 1.0,
+                    ..base.clone()
+                },
+                "dropout",
+            ),
         ];
         for (c, want) in cases {
             let e = c.validate().unwrap_err().to_string();
@@ -183,10 +256,19 @@ mod tests {
 
     #[test]
     fn json_round_trip_and_nanochat_names() {
-        let c = GPTConfig { n_kv_head: 4, bias: true, ..GPTConfig::default() };
+        let c = GPTConfig {
+            n_kv_head: 4,
+            bias: true,
+            ..GPTConfig::default()
+        };
         assert_eq!(GPTConfig::from_json(&c.to_json()).unwrap(), c);
         assert!(c.to_json().contains("\"sequence_len\":1024"));
-        assert_eq!(GPTConfig::from_json("{\"block_size\": 7, \"n_layer\": 1}").unwrap().block_size, 7);
+        assert_eq!(
+            GPTConfig::from_json("{\"block_size\": 7, \"n_layer\": 1}")
+                .unwrap()
+                .block_size,
+            7
+        );
         let fixture = r#"{"sequence_len": 16, "vocab_size": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "n_embd": 32}"#;
         let f = GPTConfig::from_json(fixture).unwrap();
         assert_eq!((f.block_size, f.vocab_size, f.n_kv_head), (16, 64, 2));

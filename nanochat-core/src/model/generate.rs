@@ -20,19 +20,39 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { temperature: 1.0, top_k: None, seed: 42 }
+        SamplingParams {
+            temperature: 1.0,
+            top_k: None,
+            seed: 42,
+        }
     }
 }
 
 /// Draws a token from one row of logits.
-pub fn sample_token(logits: &[f32], temperature: f32, top_k: Option<usize>, rng: &mut StdRng) -> Result<u32> {
+pub fn sample_token(
+    logits: &[f32],
+    temperature: f32,
+    top_k: Option<usize>,
+    rng: &mut StdRng,
+) -> Result<u32> {
     if logits.is_empty() {
-        return Err(CoreError::Config("sampling from an empty vocabulary".into()));
+        return Err(CoreError::Config(
+            "sampling from an empty vocabulary".into(),
+        ));
     }
     if !(temperature >= 0.0 && temperature.is_finite()) {
-        return Err(CoreError::Config(format!("temperature {temperature} must be a finite number >= 0")));
+        return Err(CoreError::Config(format!(
+            "temperature {temperature} must be a finite number >= 0"
+        )));
     }
-    let argmax = || logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap_or(0);
+    let argmax = || {
+        logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i as u32)
+            .unwrap_or(0)
+    };
     if temperature == 0.0 || top_k == Some(1) {
         return Ok(argmax());
     }
@@ -44,8 +64,14 @@ pub fn sample_token(logits: &[f32], temperature: f32, top_k: Option<usize>, rng:
         order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
         order.truncate(k.min(logits.len()));
     }
-    let m = order.iter().map(|&i| logits[i]).fold(f32::NEG_INFINITY, f32::max);
-    let weights: Vec<f64> = order.iter().map(|&i| (((logits[i] - m) / temperature) as f64).exp()).collect();
+    let m = order
+        .iter()
+        .map(|&i| logits[i])
+        .fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| (((logits[i] - m) / temperature) as f64).exp())
+        .collect();
     let total: f64 = weights.iter().sum();
     let mut u = rng.random::<f64>() * total;
     for (w, &i) in weights.iter().zip(&order) {
@@ -72,13 +98,24 @@ pub struct Generator<'a> {
 impl GPT {
     /// Generates up to `max_new_tokens` tokens after `tokens` (nanochat's `generate`). Stops
     /// early when the context (`block_size`) is full.
-    pub fn generate(&self, tokens: &[u32], max_new_tokens: usize, params: SamplingParams) -> Result<Generator<'_>> {
+    pub fn generate(
+        &self,
+        tokens: &[u32],
+        max_new_tokens: usize,
+        params: SamplingParams,
+    ) -> Result<Generator<'_>> {
         if tokens.is_empty() {
-            return Err(CoreError::Config("generate needs at least one prompt token".into()));
+            return Err(CoreError::Config(
+                "generate needs at least one prompt token".into(),
+            ));
         }
         let c = self.config();
         if tokens.len() > c.block_size {
-            return Err(CoreError::Config(format!("prompt of {} tokens exceeds block_size {}", tokens.len(), c.block_size)));
+            return Err(CoreError::Config(format!(
+                "prompt of {} tokens exceeds block_size {}",
+                tokens.len(),
+                c.block_size
+            )));
         }
         let mut cache = KvCache::new(c, self.get_device(), self.compute_dtype(), 1, c.block_size)?;
         let logits = self.forward_cached(tokens, 1, tokens.len(), &mut cache)?;
@@ -99,11 +136,18 @@ impl GPT {
 
 impl Generator<'_> {
     fn step(&mut self) -> Result<u32> {
-        let token = sample_token(&self.next_logits, self.params.temperature, self.params.top_k, &mut self.rng)?;
+        let token = sample_token(
+            &self.next_logits,
+            self.params.temperature,
+            self.params.top_k,
+            &mut self.rng,
+        )?;
         self.remaining -= 1;
         if self.remaining > 0 && self.cache.len() < self.cache.capacity() {
             let (model, cache) = (self.model, &mut self.cache);
-            self.next_logits = model.get_device().exclusive(|| model.forward_cached(&[token], 1, 1, cache)?.to_vec_f32())??;
+            self.next_logits = model
+                .get_device()
+                .exclusive(|| model.forward_cached(&[token], 1, 1, cache)?.to_vec_f32())??;
         } else {
             self.remaining = 0;
         }

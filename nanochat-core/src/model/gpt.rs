@@ -61,8 +61,16 @@ pub struct GPT {
 /// Every parameter: nanochat's state_dict name, shape and initialisation, in a fixed order.
 pub fn parameter_specs(c: &GPTConfig) -> Vec<(String, Vec<usize>, Init)> {
     let (e, kv) = (c.n_embd, c.n_kv_head * c.head_dim());
-    let mut out = vec![("transformer.wte.weight".to_string(), vec![c.vocab_size, e], Init::Embedding)];
-    let linear = |out: &mut Vec<(String, Vec<usize>, Init)>, name: String, o: usize, i: usize, init: Init| {
+    let mut out = vec![(
+        "transformer.wte.weight".to_string(),
+        vec![c.vocab_size, e],
+        Init::Embedding,
+    )];
+    let linear = |out: &mut Vec<(String, Vec<usize>, Init)>,
+                  name: String,
+                  o: usize,
+                  i: usize,
+                  init: Init| {
         out.push((format!("{name}.weight"), vec![o, i], init));
         if c.bias {
             out.push((format!("{name}.bias"), vec![o], Init::Zeros));
@@ -77,7 +85,13 @@ pub fn parameter_specs(c: &GPTConfig) -> Vec<(String, Vec<usize>, Init)> {
         linear(&mut out, format!("{p}.mlp.c_fc"), 4 * e, e, Init::Linear);
         linear(&mut out, format!("{p}.mlp.c_proj"), e, 4 * e, Init::Zeros);
     }
-    linear(&mut out, "lm_head".to_string(), c.vocab_size, e, Init::Zeros);
+    linear(
+        &mut out,
+        "lm_head".to_string(),
+        c.vocab_size,
+        e,
+        Init::Zeros,
+    );
     out
 }
 
@@ -103,7 +117,10 @@ impl GPT {
         for (name, shape, init) in &specs {
             let t = make(name, shape, *init)?;
             if t.shape() != shape.as_slice() {
-                return Err(CoreError::Config(format!("parameter {name}: shape {:?}, expected {shape:?}", t.shape())));
+                return Err(CoreError::Config(format!(
+                    "parameter {name}: shape {:?}, expected {shape:?}",
+                    t.shape()
+                )));
             }
             params.push(t);
         }
@@ -112,16 +129,33 @@ impl GPT {
         let bias = config.bias;
         let mut take = move || -> Linear {
             let weight = it.next().expect("one tensor per spec");
-            let bias = if bias { Some(it.next().expect("one tensor per spec")) } else { None };
+            let bias = if bias {
+                Some(it.next().expect("one tensor per spec"))
+            } else {
+                None
+            };
             Linear { weight, bias }
         };
         // parameter_specs' order after wte: per layer c_q c_k c_v c_proj c_fc mlp.c_proj, then
         // lm_head.
         let blocks = (0..config.n_layer)
-            .map(|_| Block { c_q: take(), c_k: take(), c_v: take(), c_proj: take(), c_fc: take(), mlp_c_proj: take() })
+            .map(|_| Block {
+                c_q: take(),
+                c_k: take(),
+                c_v: take(),
+                c_proj: take(),
+                c_fc: take(),
+                mlp_c_proj: take(),
+            })
             .collect();
         let lm_head = take();
-        let rotary = RotaryTables::new(device, config.block_size, config.head_dim(), config.rope_base, dtype)?;
+        let rotary = RotaryTables::new(
+            device,
+            config.block_size,
+            config.head_dim(),
+            config.rope_base,
+            dtype,
+        )?;
         Ok(GPT {
             config,
             device: device.clone(),
@@ -139,7 +173,11 @@ impl GPT {
 
 impl std::fmt::Debug for GPT {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GPT({:?} on {}, {} weights, {} compute)", self.config, self.device, self.dtype, self.compute)
+        write!(
+            f,
+            "GPT({:?} on {}, {} weights, {} compute)",
+            self.config, self.device, self.dtype, self.compute
+        )
     }
 }
 
@@ -167,7 +205,8 @@ impl GPT {
     pub fn set_compute_dtype(&mut self, dtype: DType) -> Result<()> {
         if dtype != self.compute {
             let c = &self.config;
-            self.rotary = RotaryTables::new(&self.device, c.block_size, c.head_dim(), c.rope_base, dtype)?;
+            self.rotary =
+                RotaryTables::new(&self.device, c.block_size, c.head_dim(), c.rope_base, dtype)?;
             self.compute = dtype;
         }
         Ok(())
@@ -209,12 +248,19 @@ impl GPT {
             }
         }
         push(&self.lm_head);
-        parameter_specs(&self.config).into_iter().map(|(n, _, _)| n).zip(tensors).collect()
+        parameter_specs(&self.config)
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .zip(tensors)
+            .collect()
     }
 
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
-        parameter_specs(&self.config).iter().map(|(_, s, _)| s.iter().product::<usize>()).sum()
+        parameter_specs(&self.config)
+            .iter()
+            .map(|(_, s, _)| s.iter().product::<usize>())
+            .sum()
     }
 
     /// FLOPs per token of a training step, as nanochat counts them for MFU:
@@ -227,15 +273,30 @@ impl GPT {
 
     /// Logits (B, T, vocab) in f32 for token ids `idx` (B * T, row-major). With a tape, every
     /// op is recorded for [`Tape::backward`].
-    pub fn forward(&self, tape: Option<&Tape>, idx: &[u32], batch: usize, seq: usize) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        tape: Option<&Tape>,
+        idx: &[u32],
+        batch: usize,
+        seq: usize,
+    ) -> Result<Tensor> {
         self.run(tape, idx, batch, seq, None, true)
     }
 
     /// Inference with a KV cache: runs positions `cache.len()..cache.len() + seq` of each
     /// sequence, appending their keys and values; returns their logits (B, seq, vocab).
-    pub fn forward_cached(&self, idx: &[u32], batch: usize, seq: usize, cache: &mut KvCache) -> Result<Tensor> {
+    pub fn forward_cached(
+        &self,
+        idx: &[u32],
+        batch: usize,
+        seq: usize,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
         if cache.batch() != batch {
-            return Err(CoreError::Config(format!("KV cache holds {} sequences, got {batch}", cache.batch())));
+            return Err(CoreError::Config(format!(
+                "KV cache holds {} sequences, got {batch}",
+                cache.batch()
+            )));
         }
         if cache.len() + seq > cache.capacity() {
             return Err(CoreError::Config(format!(
@@ -282,7 +343,11 @@ impl GPT {
     ) -> Result<Tensor> {
         let c = &self.config;
         if idx.len() != batch * seq || seq == 0 {
-            return Err(CoreError::shape("GPT::forward", &[&[idx.len()], &[batch, seq]], "need B * T > 0 token ids"));
+            return Err(CoreError::shape(
+                "GPT::forward",
+                &[&[idx.len()], &[batch, seq]],
+                "need B * T > 0 token ids",
+            ));
         }
         let t0 = cache.as_ref().map_or(0, |c| c.len());
         if t0 + seq > c.block_size {
@@ -296,16 +361,30 @@ impl GPT {
             self.dropout_step.fetch_add(1, Ordering::Relaxed);
         }
         let wte = ops::cast(tape, &self.wte, self.compute)?;
-        let mut x = ops::rmsnorm(tape, &ops::embedding(tape, &wte, idx, &[batch, seq])?, NORM_EPS)?;
+        let mut x = ops::rmsnorm(
+            tape,
+            &ops::embedding(tape, &wte, idx, &[batch, seq])?,
+            NORM_EPS,
+        )?;
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = ops::rmsnorm(tape, &x, NORM_EPS)?;
             let a = self.attention(tape, block, &h, layer, cache.as_deref_mut(), t0)?;
-            x = ops::add(tape, &x, &self.dropout(tape, &block.c_proj.forward(tape, &a)?, 2 * layer)?)?;
+            x = ops::add(
+                tape,
+                &x,
+                &self.dropout(tape, &block.c_proj.forward(tape, &a)?, 2 * layer)?,
+            )?;
             let h = ops::rmsnorm(tape, &x, NORM_EPS)?;
             let m = ops::relu2(tape, &block.c_fc.forward(tape, &h)?)?;
-            x = ops::add(tape, &x, &self.dropout(tape, &block.mlp_c_proj.forward(tape, &m)?, 2 * layer + 1)?)?;
+            x = ops::add(
+                tape,
+                &x,
+                &self.dropout(tape, &block.mlp_c_proj.forward(tape, &m)?, 2 * layer + 1)?,
+            )?;
         }
-        let logits = self.lm_head.forward(tape, &ops::rmsnorm(tape, &x, NORM_EPS)?)?;
+        let logits = self
+            .lm_head
+            .forward(tape, &ops::rmsnorm(tape, &x, NORM_EPS)?)?;
         // nanochat takes the logits to f32 before the softcap.
         let logits = ops::cast(tape, &logits, DType::F32)?;
         if capped {
@@ -320,7 +399,11 @@ impl GPT {
         if !self.training || self.config.dropout == 0.0 {
             return Ok(x.clone());
         }
-        let seed = self.dropout_step.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9) ^ (site as u32).wrapping_mul(0x85EB_CA6B);
+        let seed = self
+            .dropout_step
+            .load(Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9)
+            ^ (site as u32).wrapping_mul(0x85EB_CA6B);
         ops::dropout(tape, x, self.config.dropout, seed)
     }
 
@@ -348,7 +431,9 @@ impl GPT {
             None => ops::attention(tape, &q, &k, &v)?,
             Some(cache) => {
                 if tape.is_some() {
-                    return Err(CoreError::Autograd("the KV cache is for inference: no tape".into()));
+                    return Err(CoreError::Autograd(
+                        "the KV cache is for inference: no tape".into(),
+                    ));
                 }
                 self.cached_attention(&q, &k, &v, layer, cache, t0)?
             }
@@ -357,7 +442,15 @@ impl GPT {
     }
 
     /// Appends k, v to the layer's cache and attends the new queries to every cached position.
-    fn cached_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, layer: usize, cache: &mut KvCache, t0: usize) -> Result<Tensor> {
+    fn cached_attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        layer: usize,
+        cache: &mut KvCache,
+        t0: usize,
+    ) -> Result<Tensor> {
         let c = &self.config;
         let (b, t, h, d) = q.dims4()?;
         let client = self.device.client();
@@ -367,7 +460,14 @@ impl GPT {
             write_rows::<F>(client, ck.handle(), cache.capacity(), k.handle(), b, t, row, t0)?;
             write_rows::<F>(client, cv.handle(), cache.capacity(), v.handle(), b, t, row, t0)?;
         });
-        let s = AttentionShape { batch: b, tq: t, tk: t0 + t, heads: h, kv_heads: c.n_kv_head, head_dim: d };
+        let s = AttentionShape {
+            batch: b,
+            tq: t,
+            tk: t0 + t,
+            heads: h,
+            kv_heads: c.n_kv_head,
+            head_dim: d,
+        };
         let layout = KvLayout::cache(&s, cache.capacity());
         let out = with_float!(self.compute, F => if t == 1 {
             attention_decode::<F>(client, q.handle(), ck.handle(), cv.handle(), &s, &layout)

@@ -14,7 +14,13 @@ pub struct KvCache {
 
 impl KvCache {
     /// An empty cache for `batch` sequences of up to `capacity` positions.
-    pub fn new(config: &GPTConfig, device: &Device, dtype: DType, batch: usize, capacity: usize) -> Result<KvCache> {
+    pub fn new(
+        config: &GPTConfig,
+        device: &Device,
+        dtype: DType,
+        batch: usize,
+        capacity: usize,
+    ) -> Result<KvCache> {
         if capacity > config.block_size {
             return Err(CoreError::Config(format!(
                 "KV cache of {capacity} positions exceeds block_size {}",
@@ -22,8 +28,18 @@ impl KvCache {
             )));
         }
         let shape = [batch, capacity, config.n_kv_head, config.head_dim()];
-        let mk = || (0..config.n_layer).map(|_| Tensor::zeros(device, &shape, dtype)).collect::<Result<Vec<_>>>();
-        Ok(KvCache { k: mk()?, v: mk()?, batch, capacity, len: 0 })
+        let mk = || {
+            (0..config.n_layer)
+                .map(|_| Tensor::zeros(device, &shape, dtype))
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(KvCache {
+            k: mk()?,
+            v: mk()?,
+            batch,
+            capacity,
+            len: 0,
+        })
     }
 
     /// Positions filled so far.

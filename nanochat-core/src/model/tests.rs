@@ -9,16 +9,30 @@ use crate::optim::{AdamW, AdamWConfig};
 use crate::{DType, Device, Tape};
 
 fn small(vocab: usize, n_kv_head: usize) -> GPTConfig {
-    GPTConfig { vocab_size: vocab, n_layer: 2, n_head: 4, n_kv_head, n_embd: 32, block_size: 16, ..GPTConfig::default() }
+    GPTConfig {
+        vocab_size: vocab,
+        n_layer: 2,
+        n_head: 4,
+        n_kv_head,
+        n_embd: 32,
+        block_size: 16,
+        ..GPTConfig::default()
+    }
 }
 
 fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    (0..n as u64).map(|i| ((i * 2654435761 + seed * 97) % vocab as u64) as u32).collect()
+    (0..n as u64)
+        .map(|i| ((i * 2654435761 + seed * 97) % vocab as u64) as u32)
+        .collect()
 }
 
 fn max_rel(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
 }
 
 proptest! {
@@ -61,38 +75,65 @@ proptest! {
 fn initial_loss_is_ln_vocab() {
     let dev = Device::cpu().unwrap();
     for vocab in [50usize, 97, 32768] {
-        let c = GPTConfig { vocab_size: vocab, ..small(vocab, 2) };
+        let c = GPTConfig {
+            vocab_size: vocab,
+            ..small(vocab, 2)
+        };
         let model = GPT::new(c, &dev, DType::F32, 1).unwrap();
         let ids = tokens(16, vocab, 3);
         let targets: Vec<i32> = tokens(16, vocab, 4).into_iter().map(|t| t as i32).collect();
-        let loss = model.loss(None, &ids, &targets, 2, 8, Reduction::Mean).unwrap().to_scalar().unwrap();
-        assert!((loss - (vocab as f32).ln()).abs() < 1e-3, "vocab {vocab}: loss {loss}");
+        let loss = model
+            .loss(None, &ids, &targets, 2, 8, Reduction::Mean)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(
+            (loss - (vocab as f32).ln()).abs() < 1e-3,
+            "vocab {vocab}: loss {loss}"
+        );
     }
 }
 
 fn overfit(bias: bool) -> f32 {
     let dev = Device::cpu().unwrap();
-    let c = GPTConfig { bias, ..small(37, 2) };
+    let c = GPTConfig {
+        bias,
+        ..small(37, 2)
+    };
     let model = GPT::new(c, &dev, DType::F32, 5).unwrap();
     let (b, t) = (2, 8);
     let ids = tokens(b * t, 37, 11);
-    let targets: Vec<i32> = tokens(b * t, 37, 12).into_iter().map(|x| x as i32).collect();
-    let params: Vec<_> = model.named_parameters().into_iter().map(|(_, p)| p).collect();
-    let mut opt = AdamW::new(AdamWConfig { lr: 1e-2, ..AdamWConfig::default() });
+    let targets: Vec<i32> = tokens(b * t, 37, 12)
+        .into_iter()
+        .map(|x| x as i32)
+        .collect();
+    let params: Vec<_> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let mut opt = AdamW::new(AdamWConfig {
+        lr: 1e-2,
+        ..AdamWConfig::default()
+    });
     let mut loss = f32::INFINITY;
     for _ in 0..150 {
         let tape = Tape::new();
         for p in &params {
             tape.watch(p);
         }
-        let l = model.loss(Some(&tape), &ids, &targets, b, t, Reduction::Mean).unwrap();
+        let l = model
+            .loss(Some(&tape), &ids, &targets, b, t, Reduction::Mean)
+            .unwrap();
         loss = l.to_scalar().unwrap();
         if loss < 0.05 {
             break;
         }
         let grads = tape.backward(&l).unwrap();
         if bias {
-            let g = grads.get(model.blocks[0].c_fc.bias.as_ref().unwrap()).expect("bias gradient");
+            let g = grads
+                .get(model.blocks[0].c_fc.bias.as_ref().unwrap())
+                .expect("bias gradient");
             assert_eq!(g.shape(), &[128]);
         }
         opt.step(&params, &grads).unwrap();
@@ -115,24 +156,51 @@ fn one_batch_overfits_with_biases() {
 #[test]
 fn dropout_applies_only_in_training_mode() {
     let dev = Device::cpu().unwrap();
-    let c = GPTConfig { dropout: 0.5, ..small(31, 2) };
+    let c = GPTConfig {
+        dropout: 0.5,
+        ..small(31, 2)
+    };
     let mut model = GPT::new(c.clone(), &dev, DType::F32, 2).unwrap();
     // c_proj starts at zero, which would hide dropout: give the MLP output weight values.
     let shape = model.blocks[0].mlp_c_proj.weight.shape().to_vec();
     let w = Init::Linear.values(&shape, &mut rand::SeedableRng::seed_from_u64(1));
-    model.blocks[0].mlp_c_proj.weight = crate::Tensor::from_f32(&dev, &w, &shape, DType::F32).unwrap();
+    model.blocks[0].mlp_c_proj.weight =
+        crate::Tensor::from_f32(&dev, &w, &shape, DType::F32).unwrap();
     model.lm_head.weight = model.wte.clone();
     let ids = tokens(8, 31, 1);
-    let eval1 = model.forward(None, &ids, 1, 8).unwrap().to_vec_f32().unwrap();
-    let eval2 = model.forward(None, &ids, 1, 8).unwrap().to_vec_f32().unwrap();
+    let eval1 = model
+        .forward(None, &ids, 1, 8)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let eval2 = model
+        .forward(None, &ids, 1, 8)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
     assert_eq!(eval1, eval2);
     model.train();
-    let train1 = model.forward(None, &ids, 1, 8).unwrap().to_vec_f32().unwrap();
-    let train2 = model.forward(None, &ids, 1, 8).unwrap().to_vec_f32().unwrap();
+    let train1 = model
+        .forward(None, &ids, 1, 8)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let train2 = model
+        .forward(None, &ids, 1, 8)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
     assert_ne!(train1, eval1);
     assert_ne!(train1, train2, "each step draws a new mask");
     model.eval();
-    assert_eq!(model.forward(None, &ids, 1, 8).unwrap().to_vec_f32().unwrap(), eval1);
+    assert_eq!(
+        model
+            .forward(None, &ids, 1, 8)
+            .unwrap()
+            .to_vec_f32()
+            .unwrap(),
+        eval1
+    );
 }
 
 #[test]
@@ -142,27 +210,55 @@ fn greedy_generation_matches_the_full_forward_and_seeds_reproduce() {
     model.lm_head.weight = model.wte.clone();
     let prompt = vec![1u32, 5, 7];
     let greedy: Vec<u32> = model
-        .generate(&prompt, 6, SamplingParams { temperature: 0.0, top_k: None, seed: 0 })
+        .generate(
+            &prompt,
+            6,
+            SamplingParams {
+                temperature: 0.0,
+                top_k: None,
+                seed: 0,
+            },
+        )
         .unwrap()
         .collect::<crate::Result<_>>()
         .unwrap();
     // The same by re-running the whole sequence each step (nanochat's naive generate).
     let mut ids = prompt.clone();
     for _ in 0..6 {
-        let logits = model.forward(None, &ids, 1, ids.len()).unwrap().to_vec_f32().unwrap();
+        let logits = model
+            .forward(None, &ids, 1, ids.len())
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
         let last = &logits[logits.len() - 23..];
-        ids.push(last.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32);
+        ids.push(
+            last.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0 as u32,
+        );
     }
     assert_eq!(greedy, ids[3..]);
     let sample = |seed| -> Vec<u32> {
-        let p = SamplingParams { temperature: 5.0, top_k: Some(10), seed };
-        model.generate(&prompt, 8, p).unwrap().map(|t| t.unwrap()).collect()
+        let p = SamplingParams {
+            temperature: 5.0,
+            top_k: Some(10),
+            seed,
+        };
+        model
+            .generate(&prompt, 8, p)
+            .unwrap()
+            .map(|t| t.unwrap())
+            .collect()
     };
     assert_eq!(sample(7), sample(7));
     assert!((0..5).any(|s| sample(s) != sample(7)));
     // The context is the limit: 13 tokens fill block_size 16 after a 3-token prompt, and the
     // logits of the last position give one more.
-    let mut g = model.generate(&prompt, 100, SamplingParams::default()).unwrap();
+    let mut g = model
+        .generate(&prompt, 100, SamplingParams::default())
+        .unwrap();
     let n = g.by_ref().count();
     assert_eq!(n, 14);
     assert!(g.context_full());
@@ -185,10 +281,27 @@ fn counts_follow_nanochat() {
 fn bad_inputs_are_errors() {
     let dev = Device::cpu().unwrap();
     let model = GPT::new(small(20, 2), &dev, DType::F32, 0).unwrap();
-    assert!(model.forward(None, &[1, 2, 30], 1, 3).unwrap_err().to_string().contains("token id 30"));
-    assert!(model.forward(None, &[0; 17], 1, 17).unwrap_err().to_string().contains("block_size"));
+    assert!(model
+        .forward(None, &[1, 2, 30], 1, 3)
+        .unwrap_err()
+        .to_string()
+        .contains("token id 30"));
+    assert!(model
+        .forward(None, &[0; 17], 1, 17)
+        .unwrap_err()
+        .to_string()
+        .contains("block_size"));
     assert!(model.forward(None, &[0; 4], 1, 3).is_err());
-    assert!(GPT::new(GPTConfig { n_kv_head: 3, ..small(20, 2) }, &dev, DType::F32, 0).is_err());
+    assert!(GPT::new(
+        GPTConfig {
+            n_kv_head: 3,
+            ..small(20, 2)
+        },
+        &dev,
+        DType::F32,
+        0
+    )
+    .is_err());
 }
 
 #[test]
@@ -197,16 +310,31 @@ fn bf16_mixed_precision_tracks_f32_and_trains() {
     let mut model = GPT::new(small(37, 2), &dev, DType::F32, 3).unwrap();
     model.lm_head.weight = model.wte.clone();
     let ids = tokens(16, 37, 5);
-    let f32_logits = model.forward(None, &ids, 2, 8).unwrap().to_vec_f32().unwrap();
+    let f32_logits = model
+        .forward(None, &ids, 2, 8)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
     model.set_compute_dtype(DType::BF16).unwrap();
     let bf16_logits = model.forward(None, &ids, 2, 8).unwrap();
-    assert_eq!(bf16_logits.dtype(), DType::F32, "logits are f32 whatever the compute dtype");
+    assert_eq!(
+        bf16_logits.dtype(),
+        DType::F32,
+        "logits are f32 whatever the compute dtype"
+    );
     let err = max_rel(&bf16_logits.to_vec_f32().unwrap(), &f32_logits);
     assert!(err < 0.1, "bf16 logits deviate by {err}");
     // Gradients reach the f32 master weights, and training works.
-    let params: Vec<_> = model.named_parameters().into_iter().map(|(_, p)| p).collect();
+    let params: Vec<_> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
     let targets: Vec<i32> = tokens(16, 37, 6).into_iter().map(|t| t as i32).collect();
-    let mut opt = AdamW::new(AdamWConfig { lr: 1e-2, ..AdamWConfig::default() });
+    let mut opt = AdamW::new(AdamWConfig {
+        lr: 1e-2,
+        ..AdamWConfig::default()
+    });
     let mut first = None;
     let mut last = 0.0;
     for _ in 0..40 {
@@ -214,12 +342,18 @@ fn bf16_mixed_precision_tracks_f32_and_trains() {
         for p in &params {
             tape.watch(p);
         }
-        let l = model.loss(Some(&tape), &ids, &targets, 2, 8, Reduction::Mean).unwrap();
+        let l = model
+            .loss(Some(&tape), &ids, &targets, 2, 8, Reduction::Mean)
+            .unwrap();
         last = l.to_scalar().unwrap();
         first.get_or_insert(last);
         let grads = tape.backward(&l).unwrap();
         assert_eq!(grads.get(&params[1]).unwrap().dtype(), DType::F32);
         opt.step(&params, &grads).unwrap();
     }
-    assert!(last < 0.5 * first.unwrap(), "bf16 training: loss {} -> {last}", first.unwrap());
+    assert!(
+        last < 0.5 * first.unwrap(),
+        "bf16 training: loss {} -> {last}",
+        first.unwrap()
+    );
 }

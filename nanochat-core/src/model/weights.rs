@@ -24,8 +24,12 @@ impl GPT {
     pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<GPT> {
         let file = read_safetensors(path)?;
         let p = path.display().to_string();
-        let json = file.metadata.get("config").ok_or_else(|| format_err(&p, "__metadata__.config", "missing: no model config"))?;
-        let config = GPTConfig::from_json(json).map_err(|e| format_err(&p, "__metadata__.config", e.to_string()))?;
+        let json = file
+            .metadata
+            .get("config")
+            .ok_or_else(|| format_err(&p, "__metadata__.config", "missing: no model config"))?;
+        let config = GPTConfig::from_json(json)
+            .map_err(|e| format_err(&p, "__metadata__.config", e.to_string()))?;
         GPT::from_state_dict(config, &file.tensors, "", &p, device, dtype)
     }
 
@@ -40,16 +44,31 @@ impl GPT {
         device: &Device,
         dtype: DType,
     ) -> Result<GPT> {
-        config.validate().map_err(|e| format_err(path, "__metadata__.config", e.to_string()))?;
-        let expected: Vec<String> = parameter_specs(&config).into_iter().map(|(n, _, _)| format!("{prefix}{n}")).collect();
-        if let Some(extra) = tensors.keys().filter(|k| k.starts_with(prefix)).find(|k| !expected.contains(k)) {
+        config
+            .validate()
+            .map_err(|e| format_err(path, "__metadata__.config", e.to_string()))?;
+        let expected: Vec<String> = parameter_specs(&config)
+            .into_iter()
+            .map(|(n, _, _)| format!("{prefix}{n}"))
+            .collect();
+        if let Some(extra) = tensors
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .find(|k| !expected.contains(k))
+        {
             return Err(format_err(path, extra, "not a parameter of this config"));
         }
         GPT::build(config, device, dtype, |name, shape, _| {
             let full = format!("{prefix}{name}");
-            let t = tensors.get(&full).ok_or_else(|| format_err(path, &full, "missing from the file"))?;
+            let t = tensors
+                .get(&full)
+                .ok_or_else(|| format_err(path, &full, "missing from the file"))?;
             if t.shape != shape {
-                return Err(format_err(path, &full, format!("shape {:?}, the config needs {shape:?}", t.shape)));
+                return Err(format_err(
+                    path,
+                    &full,
+                    format!("shape {:?}, the config needs {shape:?}", t.shape),
+                ));
             }
             t.to_device(device, dtype, path, &full)
         })
@@ -62,7 +81,16 @@ mod tests {
     use crate::Tensor;
 
     fn tiny(bias: bool) -> GPTConfig {
-        GPTConfig { vocab_size: 11, n_layer: 2, n_head: 2, n_kv_head: 1, n_embd: 8, block_size: 8, bias, ..GPTConfig::default() }
+        GPTConfig {
+            vocab_size: 11,
+            n_layer: 2,
+            n_head: 2,
+            n_kv_head: 1,
+            n_embd: 8,
+            block_size: 8,
+            bias,
+            ..GPTConfig::default()
+        }
     }
 
     #[test]
@@ -74,14 +102,24 @@ mod tests {
             let path = dir.path().join(format!("m{bias}.safetensors"));
             m.save(&path).unwrap();
             let f = read_safetensors(&path).unwrap();
-            assert_eq!(f.tensors.contains_key("transformer.h.1.mlp.c_proj.bias"), bias);
+            assert_eq!(
+                f.tensors.contains_key("transformer.h.1.mlp.c_proj.bias"),
+                bias
+            );
             assert!(f.tensors.contains_key("transformer.h.0.attn.c_k.weight"));
-            assert_eq!(f.tensors["transformer.h.0.attn.c_k.weight"].shape, vec![4, 8]);
+            assert_eq!(
+                f.tensors["transformer.h.0.attn.c_k.weight"].shape,
+                vec![4, 8]
+            );
             let back = GPT::load(&path, &dev, DType::F32).unwrap();
             assert_eq!(back.config(), m.config());
             let idx: Vec<u32> = (0..6).collect();
             let a = m.forward(None, &idx, 1, 6).unwrap().to_vec_f32().unwrap();
-            let b = back.forward(None, &idx, 1, 6).unwrap().to_vec_f32().unwrap();
+            let b = back
+                .forward(None, &idx, 1, 6)
+                .unwrap()
+                .to_vec_f32()
+                .unwrap();
             assert_eq!(a, b);
         }
     }
@@ -96,18 +134,48 @@ mod tests {
         let mut tensors = read_safetensors(&path).unwrap().tensors;
         let p = "m.safetensors";
         // A config the file does not match.
-        let e = GPT::from_state_dict(tiny(true), &tensors, "", p, &dev, DType::F32).err().unwrap().to_string();
-        assert!(e.contains("transformer.h.0.attn.c_q.bias") && e.contains("missing"), "{e}");
-        let wide = GPTConfig { n_embd: 12, n_head: 2, n_kv_head: 1, ..tiny(false) };
-        let e = GPT::from_state_dict(wide, &tensors, "", p, &dev, DType::F32).err().unwrap().to_string();
-        assert!(e.contains("transformer.wte.weight") && e.contains("shape"), "{e}");
-        tensors.insert("transformer.h.9.attn.c_q.weight".into(), tensors["lm_head.weight"].clone());
-        let e = GPT::from_state_dict(tiny(false), &tensors, "", p, &dev, DType::F32).err().unwrap().to_string();
-        assert!(e.contains("transformer.h.9.attn.c_q.weight") && e.contains("not a parameter"), "{e}");
+        let e = GPT::from_state_dict(tiny(true), &tensors, "", p, &dev, DType::F32)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("transformer.h.0.attn.c_q.bias") && e.contains("missing"),
+            "{e}"
+        );
+        let wide = GPTConfig {
+            n_embd: 12,
+            n_head: 2,
+            n_kv_head: 1,
+            ..tiny(false)
+        };
+        let e = GPT::from_state_dict(wide, &tensors, "", p, &dev, DType::F32)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("transformer.wte.weight") && e.contains("shape"),
+            "{e}"
+        );
+        tensors.insert(
+            "transformer.h.9.attn.c_q.weight".into(),
+            tensors["lm_head.weight"].clone(),
+        );
+        let e = GPT::from_state_dict(tiny(false), &tensors, "", p, &dev, DType::F32)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("transformer.h.9.attn.c_q.weight") && e.contains("not a parameter"),
+            "{e}"
+        );
         // A file without a config.
         let bare = dir.path().join("bare.safetensors");
         let t = Tensor::zeros(&dev, &[2], DType::F32).unwrap();
         save_safetensors(&bare, &[("x".into(), t)], &HashMap::new()).unwrap();
-        assert!(GPT::load(&bare, &dev, DType::F32).err().unwrap().to_string().contains("no model config"));
+        assert!(GPT::load(&bare, &dev, DType::F32)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("no model config"));
     }
 }

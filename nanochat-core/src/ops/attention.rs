@@ -1,7 +1,9 @@
 //! Causal self-attention with grouped-query heads, on q (B, T, H, D), k and v (B, T, Hkv, D),
 //! scale 1/sqrt(D); flash-style kernels (no T x T matrix), backward from the saved logsumexp.
 
-use nanochat_kernels::attention::{attention_backward, attention_forward, AttentionShape, KvLayout};
+use nanochat_kernels::attention::{
+    attention_backward, attention_forward, AttentionShape, KvLayout,
+};
 use nanochat_kernels::with_float;
 
 use super::wrap;
@@ -12,7 +14,11 @@ pub fn attention(tape: Option<&Tape>, q: &Tensor, k: &Tensor, v: &Tensor) -> Res
     let (batch, t, heads, head_dim) = q.dims4()?;
     let (kb, kt, kv_heads, kd) = k.dims4()?;
     if (kb, kt, kd) != (batch, t, head_dim) || v.shape() != k.shape() {
-        return Err(CoreError::shape("attention", &[q.shape(), k.shape(), v.shape()], "q, k, v disagree"));
+        return Err(CoreError::shape(
+            "attention",
+            &[q.shape(), k.shape(), v.shape()],
+            "q, k, v disagree",
+        ));
     }
     crate::tensor::same_kind("attention", &[q, k, v])?;
     let s = AttentionShape::new(batch, t, heads, kv_heads, head_dim);

@@ -2,11 +2,13 @@
 //! log-softmax: the mean over non-ignored targets (training) or one loss per position
 //! (evaluation, ignored positions give 0).
 
-use nanochat_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward, upload_targets};
+use nanochat_kernels::cross_entropy::{
+    cross_entropy_backward, cross_entropy_forward, upload_targets,
+};
 use nanochat_kernels::elementwise::Binary;
 use nanochat_kernels::{with_float, DType};
 
-use super::{zip, sum};
+use super::{sum, zip};
 use crate::autograd::recording;
 use crate::{CoreError, Result, Tape, Tensor};
 
@@ -20,23 +22,48 @@ pub enum Reduction {
 }
 
 /// Loss of `logits` (..., V) against `targets` (one per row of the logits; -1 = ignored).
-pub fn cross_entropy(tape: Option<&Tape>, logits: &Tensor, targets: &[i32], reduction: Reduction) -> Result<Tensor> {
+pub fn cross_entropy(
+    tape: Option<&Tape>,
+    logits: &Tensor,
+    targets: &[i32],
+    reduction: Reduction,
+) -> Result<Tensor> {
     fused_cross_entropy(tape, logits, targets, None, reduction)
 }
 
 /// [`cross_entropy`] of `cap * tanh(logits / cap)` (nanochat's logit softcap), fused: the
 /// softcapped logits are never stored. Equal to `cross_entropy(softcap(logits, cap))`.
-pub fn softcap_cross_entropy(tape: Option<&Tape>, logits: &Tensor, targets: &[i32], cap: f32, reduction: Reduction) -> Result<Tensor> {
+pub fn softcap_cross_entropy(
+    tape: Option<&Tape>,
+    logits: &Tensor,
+    targets: &[i32],
+    cap: f32,
+    reduction: Reduction,
+) -> Result<Tensor> {
     fused_cross_entropy(tape, logits, targets, Some(cap), reduction)
 }
 
-fn fused_cross_entropy(tape: Option<&Tape>, logits: &Tensor, targets: &[i32], softcap: Option<f32>, reduction: Reduction) -> Result<Tensor> {
+fn fused_cross_entropy(
+    tape: Option<&Tape>,
+    logits: &Tensor,
+    targets: &[i32],
+    softcap: Option<f32>,
+    reduction: Reduction,
+) -> Result<Tensor> {
     let (rows, vocab) = logits.rows_cols();
     let lead = &logits.shape()[..logits.rank().saturating_sub(1)];
     if targets.len() != rows {
-        return Err(CoreError::shape("cross_entropy", &[logits.shape(), &[targets.len()]], "one target per row of logits"));
+        return Err(CoreError::shape(
+            "cross_entropy",
+            &[logits.shape(), &[targets.len()]],
+            "one target per row of logits",
+        ));
     }
-    if let Some((i, t)) = targets.iter().enumerate().find(|(_, &t)| t < -1 || t >= vocab as i32) {
+    if let Some((i, t)) = targets
+        .iter()
+        .enumerate()
+        .find(|(_, &t)| t < -1 || t >= vocab as i32)
+    {
         return Err(CoreError::shape(
             "cross_entropy",
             &[logits.shape()],
@@ -45,7 +72,11 @@ fn fused_cross_entropy(tape: Option<&Tape>, logits: &Tensor, targets: &[i32], so
     }
     let count = targets.iter().filter(|&&t| t >= 0).count();
     if reduction == Reduction::Mean && count == 0 {
-        return Err(CoreError::shape("cross_entropy", &[logits.shape()], "every target is -1: the mean is undefined"));
+        return Err(CoreError::shape(
+            "cross_entropy",
+            &[logits.shape()],
+            "every target is -1: the mean is undefined",
+        ));
     }
     let client = logits.device().client();
     let ht = upload_targets(client, targets);
@@ -109,17 +140,42 @@ mod tests {
     fn bad_targets_are_errors() {
         let dev = crate::Device::cpu().unwrap();
         let x = Tensor::zeros(&dev, &[2, 3], DType::F32).unwrap();
-        let e = cross_entropy(None, &x, &[0, 3], Reduction::Mean).unwrap_err().to_string();
+        let e = cross_entropy(None, &x, &[0, 3], Reduction::Mean)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("target 3 at position 1"), "{e}");
-        assert!(cross_entropy(None, &x, &[-1, -1], Reduction::Mean).unwrap_err().to_string().contains("every target is -1"));
+        assert!(cross_entropy(None, &x, &[-1, -1], Reduction::Mean)
+            .unwrap_err()
+            .to_string()
+            .contains("every target is -1"));
         assert!(cross_entropy(None, &x, &[0], Reduction::Mean).is_err());
         // The fused softcap equals softcap then cross-entropy.
-        let logits = Tensor::from_f32(&dev, &[20.0, -3.0, 1.0, 4.0, 0.5, -30.0], &[2, 3], DType::F32).unwrap();
-        let a = softcap_cross_entropy(None, &logits, &[0, 2], 15.0, Reduction::Mean).unwrap().to_scalar().unwrap();
-        let b = cross_entropy(None, &crate::ops::softcap(None, &logits, 15.0).unwrap(), &[0, 2], Reduction::Mean).unwrap().to_scalar().unwrap();
+        let logits = Tensor::from_f32(
+            &dev,
+            &[20.0, -3.0, 1.0, 4.0, 0.5, -30.0],
+            &[2, 3],
+            DType::F32,
+        )
+        .unwrap();
+        let a = softcap_cross_entropy(None, &logits, &[0, 2], 15.0, Reduction::Mean)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        let b = cross_entropy(
+            None,
+            &crate::ops::softcap(None, &logits, 15.0).unwrap(),
+            &[0, 2],
+            Reduction::Mean,
+        )
+        .unwrap()
+        .to_scalar()
+        .unwrap();
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         // Uniform logits: loss = ln 3.
-        let l = cross_entropy(None, &x, &[0, -1], Reduction::Mean).unwrap().to_scalar().unwrap();
+        let l = cross_entropy(None, &x, &[0, -1], Reduction::Mean)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert!((l - 3f32.ln()).abs() < 1e-6);
     }
 }

@@ -15,7 +15,8 @@ fn binary_op(
     a: &Tensor,
     b: &Tensor,
     op: Binary,
-    grads: impl FnOnce(&Tensor, &Tensor, &Tensor, bool, bool) -> Result<(Option<Tensor>, Option<Tensor>)> + 'static,
+    grads: impl FnOnce(&Tensor, &Tensor, &Tensor, bool, bool) -> Result<(Option<Tensor>, Option<Tensor>)>
+        + 'static,
 ) -> Result<Tensor> {
     let y = zip(a, b, op, 0.0, 0.0)?;
     if let Some(t) = recording(tape, &[a, b]) {
@@ -42,14 +43,25 @@ pub fn add(tape: Option<&Tape>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 pub fn sub(tape: Option<&Tape>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     binary_op(tape, "sub", a, b, Binary::Sub, |g, _, _, wa, wb| {
-        Ok((wa.then(|| g.clone()), if wb { Some(map(g, Unary::Neg)?) } else { None }))
+        Ok((
+            wa.then(|| g.clone()),
+            if wb { Some(map(g, Unary::Neg)?) } else { None },
+        ))
     })
 }
 
 pub fn mul(tape: Option<&Tape>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     binary_op(tape, "mul", a, b, Binary::Mul, |g, a, b, wa, wb| {
-        let ga = if wa { Some(zip(g, b, Binary::Mul, 0.0, 0.0)?) } else { None };
-        let gb = if wb { Some(zip(g, a, Binary::Mul, 0.0, 0.0)?) } else { None };
+        let ga = if wa {
+            Some(zip(g, b, Binary::Mul, 0.0, 0.0)?)
+        } else {
+            None
+        };
+        let gb = if wb {
+            Some(zip(g, a, Binary::Mul, 0.0, 0.0)?)
+        } else {
+            None
+        };
         Ok((ga, gb))
     })
 }
@@ -60,7 +72,10 @@ pub fn div(tape: Option<&Tape>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         // d(a/b)/db = -a/b^2 = -(g/b) * (a/b)
         let gb = if wb {
             let a_over_b = zip(a, b, Binary::Div, 0.0, 0.0)?;
-            Some(map(&zip(&g_over_b, &a_over_b, Binary::Mul, 0.0, 0.0)?, Unary::Neg)?)
+            Some(map(
+                &zip(&g_over_b, &a_over_b, Binary::Mul, 0.0, 0.0)?,
+                Unary::Neg,
+            )?)
         } else {
             None
         };
@@ -79,37 +94,59 @@ fn unary_op(
     let y = map(x, op)?;
     if let Some(t) = recording(tape, &[x]) {
         let (x2, y2) = (x.clone(), y.clone());
-        t.record(name, &[x], &y, move |g, sink| sink.add(0, grad(g, &x2, &y2)?));
+        t.record(name, &[x], &y, move |g, sink| {
+            sink.add(0, grad(g, &x2, &y2)?)
+        });
     }
     Ok(y)
 }
 
 pub fn exp(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
-    unary_op(tape, "exp", x, Unary::Exp, |g, _, y| zip(g, y, Binary::Mul, 0.0, 0.0))
+    unary_op(tape, "exp", x, Unary::Exp, |g, _, y| {
+        zip(g, y, Binary::Mul, 0.0, 0.0)
+    })
 }
 
 pub fn log(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
-    unary_op(tape, "log", x, Unary::Log, |g, x, _| zip(g, x, Binary::Div, 0.0, 0.0))
+    unary_op(tape, "log", x, Unary::Log, |g, x, _| {
+        zip(g, x, Binary::Div, 0.0, 0.0)
+    })
 }
 
 pub fn tanh(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     // d tanh = 1 - y^2: the softcap backward with cap 1.
-    unary_op(tape, "tanh", x, Unary::Tanh, |g, _, y| zip(y, g, Binary::SoftcapBackward, 1.0, 0.0))
+    unary_op(tape, "tanh", x, Unary::Tanh, |g, _, y| {
+        zip(y, g, Binary::SoftcapBackward, 1.0, 0.0)
+    })
 }
 
 /// relu(x)^2, the MLP activation.
 pub fn relu2(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
-    unary_op(tape, "relu2", x, Unary::Relu2, |g, x, _| zip(x, g, Binary::Relu2Backward, 0.0, 0.0))
+    unary_op(tape, "relu2", x, Unary::Relu2, |g, x, _| {
+        zip(x, g, Binary::Relu2Backward, 0.0, 0.0)
+    })
 }
 
 /// cap * tanh(x / cap), the logit softcap.
 pub fn softcap(tape: Option<&Tape>, x: &Tensor, cap: f32) -> Result<Tensor> {
-    unary_op(tape, "softcap", x, Unary::Softcap { cap }, move |g, _, y| zip(y, g, Binary::SoftcapBackward, 1.0 / cap, 0.0))
+    unary_op(
+        tape,
+        "softcap",
+        x,
+        Unary::Softcap { cap },
+        move |g, _, y| zip(y, g, Binary::SoftcapBackward, 1.0 / cap, 0.0),
+    )
 }
 
 /// mul * x + add.
 pub fn affine(tape: Option<&Tape>, x: &Tensor, mul: f32, add: f32) -> Result<Tensor> {
-    unary_op(tape, "affine", x, Unary::Affine { mul, add }, move |g, _, _| map(g, Unary::Affine { mul, add: 0.0 }))
+    unary_op(
+        tape,
+        "affine",
+        x,
+        Unary::Affine { mul, add },
+        move |g, _, _| map(g, Unary::Affine { mul, add: 0.0 }),
+    )
 }
 
 /// s * x.
@@ -123,7 +160,10 @@ pub fn neg(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
 
 pub fn square(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     unary_op(tape, "square", x, Unary::Square, |g, x, _| {
-        map(&zip(g, x, Binary::Mul, 0.0, 0.0)?, Unary::Affine { mul: 2.0, add: 0.0 })
+        map(
+            &zip(g, x, Binary::Mul, 0.0, 0.0)?,
+            Unary::Affine { mul: 2.0, add: 0.0 },
+        )
     })
 }
 

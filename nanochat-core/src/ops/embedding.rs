@@ -8,10 +8,19 @@ use crate::autograd::recording;
 use crate::{CoreError, Result, Tape, Tensor};
 
 /// `wte[ids]`: ids shaped `ids_shape` give an output of shape (ids_shape..., C).
-pub fn embedding(tape: Option<&Tape>, wte: &Tensor, ids: &[u32], ids_shape: &[usize]) -> Result<Tensor> {
+pub fn embedding(
+    tape: Option<&Tape>,
+    wte: &Tensor,
+    ids: &[u32],
+    ids_shape: &[usize],
+) -> Result<Tensor> {
     let (vocab, dim) = wte.dims2()?;
     if ids_shape.iter().product::<usize>() != ids.len() {
-        return Err(CoreError::shape("embedding", &[ids_shape, &[ids.len()]], "ids do not fill their shape"));
+        return Err(CoreError::shape(
+            "embedding",
+            &[ids_shape, &[ids.len()]],
+            "ids do not fill their shape",
+        ));
     }
     let h = with_float!(wte.dtype(), F => embedding_forward::<F>(wte.device().client(), wte.handle(), vocab, dim, ids))?;
     let mut shape = ids_shape.to_vec();

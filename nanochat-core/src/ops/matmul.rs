@@ -28,24 +28,42 @@ fn matmul_raw(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Te
     crate::tensor::same_kind("matmul", &[a, b])?;
     let s = shape_of(a, b, trans_a, trans_b)?;
     let h = with_float!(a.dtype(), F => matmul_kernel::<F>(a.device().client(), a.handle(), b.handle(), &s))?;
-    let shape: Vec<usize> = if a.rank() == 3 { vec![s.batch, s.m, s.n] } else { vec![s.m, s.n] };
+    let shape: Vec<usize> = if a.rank() == 3 {
+        vec![s.batch, s.m, s.n]
+    } else {
+        vec![s.m, s.n]
+    };
     wrap(a, h, &shape)
 }
 
 /// `op(a) @ op(b)` where `op` transposes the last two axes when asked.
-pub fn matmul(tape: Option<&Tape>, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+pub fn matmul(
+    tape: Option<&Tape>,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Tensor> {
     let c = matmul_raw(a, b, trans_a, trans_b)?;
     if let Some(t) = recording(tape, &[a, b]) {
         let (a2, b2) = (a.clone(), b.clone());
         t.record("matmul", &[a, b], &c, move |g, sink| {
             if sink.wants(0) {
                 // dA = dC op(B)^T, or (A stored transposed) op(B) dC^T.
-                let da = if trans_a { matmul_raw(&b2, g, trans_b, true)? } else { matmul_raw(g, &b2, false, !trans_b)? };
+                let da = if trans_a {
+                    matmul_raw(&b2, g, trans_b, true)?
+                } else {
+                    matmul_raw(g, &b2, false, !trans_b)?
+                };
                 sink.add(0, da)?;
             }
             if sink.wants(1) {
                 // dB = op(A)^T dC, or (B stored transposed) dC^T op(A).
-                let db = if trans_b { matmul_raw(g, &a2, true, trans_a)? } else { matmul_raw(&a2, g, !trans_a, false)? };
+                let db = if trans_b {
+                    matmul_raw(g, &a2, true, trans_a)?
+                } else {
+                    matmul_raw(&a2, g, !trans_a, false)?
+                };
                 sink.add(1, db)?;
             }
             Ok(())
@@ -59,7 +77,11 @@ pub fn linear(tape: Option<&Tape>, x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (out_f, in_f) = w.dims2()?;
     let (rows, cols) = x.rows_cols();
     if cols != in_f {
-        return Err(CoreError::shape("linear", &[x.shape(), w.shape()], format!("input has {cols} features, weight takes {in_f}")));
+        return Err(CoreError::shape(
+            "linear",
+            &[x.shape(), w.shape()],
+            format!("input has {cols} features, weight takes {in_f}"),
+        ));
     }
     let x2 = reshape(tape, x, &[rows, cols])?;
     let y = matmul(tape, &x2, w, false, true)?;
@@ -109,6 +131,9 @@ mod tests {
         let b = Tensor::zeros(&dev, &[4, 5], crate::DType::F32).unwrap();
         let e = matmul(None, &a, &b, false, false).unwrap_err().to_string();
         assert!(e.contains("inner dimensions 3 and 4"), "{e}");
-        assert!(linear(None, &a, &b).unwrap_err().to_string().contains("weight takes 5"));
+        assert!(linear(None, &a, &b)
+            .unwrap_err()
+            .to_string()
+            .contains("weight takes 5"));
     }
 }

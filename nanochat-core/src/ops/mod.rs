@@ -18,7 +18,9 @@ mod softmax;
 pub use attention::attention;
 pub use cross_entropy::{cross_entropy, softcap_cross_entropy, Reduction};
 pub use dropout::dropout;
-pub use elementwise::{add, affine, div, exp, log, mul, neg, relu2, scale, softcap, square, sub, tanh};
+pub use elementwise::{
+    add, affine, div, exp, log, mul, neg, relu2, scale, softcap, square, sub, tanh,
+};
 pub use embedding::embedding;
 pub use matmul::{linear, matmul};
 pub use reduce::{mean, sum, sum_last};
@@ -67,7 +69,13 @@ pub(crate) fn expand(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if g.shape() == shape {
         return Ok(g.clone());
     }
-    zip(&Tensor::zeros(g.device(), shape, g.dtype())?, g, Binary::Add, 0.0, 0.0)
+    zip(
+        &Tensor::zeros(g.device(), shape, g.dtype())?,
+        g,
+        Binary::Add,
+        0.0,
+        0.0,
+    )
 }
 
 #[cfg(test)]
@@ -78,6 +86,10 @@ pub(crate) mod testing {
 
     /// Few, small cases: each builds kernels and runs finite differences on the CPU.
     pub fn config() -> ProptestConfig {
-        ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() }
+        ProptestConfig {
+            cases: 6,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
     }
 }

@@ -23,7 +23,9 @@ pub fn sum(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     };
     if let Some(t) = recording(tape, &[x]) {
         let shape = x.shape().to_vec();
-        t.record("sum", &[x], &y, move |g, sink| sink.add(0, expand(g, &shape)?));
+        t.record("sum", &[x], &y, move |g, sink| {
+            sink.add(0, expand(g, &shape)?)
+        });
     }
     Ok(y)
 }

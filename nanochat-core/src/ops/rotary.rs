@@ -17,7 +17,13 @@ pub struct RotaryTables {
 
 impl RotaryTables {
     /// nanochat's tables (`inv_freq = base^(-2i/D)`, computed in f32) for `positions` positions.
-    pub fn new(device: &Device, positions: usize, head_dim: usize, base: f32, dtype: DType) -> Result<Self> {
+    pub fn new(
+        device: &Device,
+        positions: usize,
+        head_dim: usize,
+        base: f32,
+        dtype: DType,
+    ) -> Result<Self> {
         let (cos, sin) = rotary_tables(positions, head_dim, base);
         let half = head_dim / 2;
         Ok(RotaryTables {
@@ -36,9 +42,20 @@ impl RotaryTables {
 pub fn rotary(tape: Option<&Tape>, x: &Tensor, tables: &RotaryTables, t0: usize) -> Result<Tensor> {
     let (batch, seq, heads, head_dim) = x.dims4()?;
     if head_dim != tables.head_dim {
-        return Err(CoreError::shape("rotary", &[x.shape(), tables.cos.shape()], "head_dim differs from the tables'"));
+        return Err(CoreError::shape(
+            "rotary",
+            &[x.shape(), tables.cos.shape()],
+            "head_dim differs from the tables'",
+        ));
     }
-    let s = RotaryShape { batch, seq, heads, head_dim, t0, table_len: tables.positions() };
+    let s = RotaryShape {
+        batch,
+        seq,
+        heads,
+        head_dim,
+        t0,
+        table_len: tables.positions(),
+    };
     let (cos, sin) = (tables.cos.clone(), tables.sin.clone());
     crate::tensor::same_kind("rotary", &[x, &cos])?;
     let h = with_float!(x.dtype(), F => rotary_forward::<F>(x.device().client(), x.handle(), cos.handle(), sin.handle(), s))?;

@@ -11,12 +11,18 @@ use crate::{CoreError, Result, Tape, Tensor};
 /// The same elements under a new shape (same count).
 pub fn reshape(tape: Option<&Tape>, x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if shape.iter().product::<usize>() != x.len() {
-        return Err(CoreError::shape("reshape", &[x.shape(), shape], "element counts differ"));
+        return Err(CoreError::shape(
+            "reshape",
+            &[x.shape(), shape],
+            "element counts differ",
+        ));
     }
     let y = x.alias(shape)?;
     if let Some(t) = recording(tape, &[x]) {
         let old = x.shape().to_vec();
-        t.record("reshape", &[x], &y, move |g, sink| sink.add(0, g.alias(&old)?));
+        t.record("reshape", &[x], &y, move |g, sink| {
+            sink.add(0, g.alias(&old)?)
+        });
     }
     Ok(y)
 }
@@ -34,11 +40,17 @@ fn transpose_raw(x: &Tensor) -> Result<Tensor> {
 /// Swaps the last two axes (materialised: tensors are always contiguous).
 pub fn transpose(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     if x.rank() < 2 {
-        return Err(CoreError::shape("transpose", &[x.shape()], "needs rank 2 or more"));
+        return Err(CoreError::shape(
+            "transpose",
+            &[x.shape()],
+            "needs rank 2 or more",
+        ));
     }
     let y = transpose_raw(x)?;
     if let Some(t) = recording(tape, &[x]) {
-        t.record("transpose", &[x], &y, |g, sink| sink.add(0, transpose_raw(g)?));
+        t.record("transpose", &[x], &y, |g, sink| {
+            sink.add(0, transpose_raw(g)?)
+        });
     }
     Ok(y)
 }
@@ -66,7 +78,9 @@ pub fn cast(tape: Option<&Tape>, x: &Tensor, dtype: DType) -> Result<Tensor> {
     }
     if let Some(t) = recording(tape, &[x]) {
         let from = x.dtype();
-        t.record("cast", &[x], &y, move |g, sink| sink.add(0, cast_raw(g, from)?));
+        t.record("cast", &[x], &y, move |g, sink| {
+            sink.add(0, cast_raw(g, from)?)
+        });
     }
     Ok(y)
 }
@@ -100,6 +114,9 @@ mod tests {
     fn reshape_checks_counts() {
         let dev = crate::Device::cpu().unwrap();
         let x = Tensor::zeros(&dev, &[2, 3], DType::F32).unwrap();
-        assert!(reshape(None, &x, &[4]).unwrap_err().to_string().contains("element counts differ"));
+        assert!(reshape(None, &x, &[4])
+            .unwrap_err()
+            .to_string()
+            .contains("element counts differ"));
     }
 }

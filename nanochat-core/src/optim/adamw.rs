@@ -20,21 +20,46 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { lr: 1e-3, betas: (0.8, 0.95), eps: 1e-10, weight_decay: 0.0 }
+        AdamWConfig {
+            lr: 1e-3,
+            betas: (0.8, 0.95),
+            eps: 1e-10,
+            weight_decay: 0.0,
+        }
     }
 }
 
 /// Zeroed f32 moments (m, v) for `param`.
 pub fn adamw_state(param: &Tensor) -> Result<(Tensor, Tensor)> {
-    Ok((Tensor::zeros(param.device(), param.shape(), DType::F32)?, Tensor::zeros(param.device(), param.shape(), DType::F32)?))
+    Ok((
+        Tensor::zeros(param.device(), param.shape(), DType::F32)?,
+        Tensor::zeros(param.device(), param.shape(), DType::F32)?,
+    ))
 }
 
 /// One AdamW step of `param` in place at learning rate `lr`, step number `step` (from 1).
-pub fn adamw_update(param: &Tensor, grad: &Tensor, (m, v): (&Tensor, &Tensor), config: &AdamWConfig, lr: f32, step: u32) -> Result<()> {
+pub fn adamw_update(
+    param: &Tensor,
+    grad: &Tensor,
+    (m, v): (&Tensor, &Tensor),
+    config: &AdamWConfig,
+    lr: f32,
+    step: u32,
+) -> Result<()> {
     if grad.shape() != param.shape() || grad.dtype() != param.dtype() {
-        return Err(CoreError::Mismatch { op: "adamw", why: format!("gradient {grad:?} for parameter {param:?}") });
+        return Err(CoreError::Mismatch {
+            op: "adamw",
+            why: format!("gradient {grad:?} for parameter {param:?}"),
+        });
     }
-    let h = AdamWStep { lr, beta1: config.betas.0, beta2: config.betas.1, eps: config.eps, weight_decay: config.weight_decay, step };
+    let h = AdamWStep {
+        lr,
+        beta1: config.betas.0,
+        beta2: config.betas.1,
+        eps: config.eps,
+        weight_decay: config.weight_decay,
+        step,
+    };
     with_float!(param.dtype(), F =>
         adamw_step::<F>(param.device().client(), param.handle(), grad.handle(), m.handle(), v.handle(), param.len(), &h))?;
     Ok(())
@@ -49,7 +74,11 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(config: AdamWConfig) -> AdamW {
-        AdamW { config, state: HashMap::new(), step: 0 }
+        AdamW {
+            config,
+            state: HashMap::new(),
+            step: 0,
+        }
     }
 
     /// Steps taken.

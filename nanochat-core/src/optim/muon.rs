@@ -19,17 +19,37 @@ pub struct MuonConfig {
 
 impl Default for MuonConfig {
     fn default() -> Self {
-        MuonConfig { lr: 0.02, momentum: 0.95, nesterov: true, ns_steps: 5 }
+        MuonConfig {
+            lr: 0.02,
+            momentum: 0.95,
+            nesterov: true,
+            ns_steps: 5,
+        }
     }
 }
 
 /// One Muon step of `param` (rows, cols) in place, with its momentum buffer `buf` (same shape
 /// and dtype, updated in place): `buf = m buf + (1 - m) g`; `u = (1 - m) g + m buf` (Nesterov)
 /// or `buf`; `param -= lr * sqrt(max(1, rows / cols)) * NS5(u)`.
-pub fn muon_update(param: &Tensor, grad: &Tensor, buf: &Tensor, lr: f32, momentum: f32, nesterov: bool, ns_steps: usize) -> Result<()> {
+pub fn muon_update(
+    param: &Tensor,
+    grad: &Tensor,
+    buf: &Tensor,
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+    ns_steps: usize,
+) -> Result<()> {
     let (rows, cols) = param.dims2()?;
-    if grad.shape() != param.shape() || buf.shape() != param.shape() || grad.dtype() != param.dtype() || buf.dtype() != param.dtype() {
-        return Err(CoreError::Mismatch { op: "muon", why: format!("param {param:?}, grad {grad:?}, momentum {buf:?}") });
+    if grad.shape() != param.shape()
+        || buf.shape() != param.shape()
+        || grad.dtype() != param.dtype()
+        || buf.dtype() != param.dtype()
+    {
+        return Err(CoreError::Mismatch {
+            op: "muon",
+            why: format!("param {param:?}, grad {grad:?}, momentum {buf:?}"),
+        });
     }
     let c = param.device().client();
     let n = param.len();

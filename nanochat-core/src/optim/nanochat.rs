@@ -39,7 +39,12 @@ impl OptimConfig {
     pub fn with_peak_lr(lr: f32) -> OptimConfig {
         let d = OptimConfig::default();
         let k = lr / d.matrix_lr;
-        OptimConfig { matrix_lr: lr, unembedding_lr: d.unembedding_lr * k, embedding_lr: d.embedding_lr * k, ..d }
+        OptimConfig {
+            matrix_lr: lr,
+            unembedding_lr: d.unembedding_lr * k,
+            embedding_lr: d.embedding_lr * k,
+            ..d
+        }
     }
 }
 
@@ -91,12 +96,25 @@ impl Optimizer {
         let slots = model
             .named_parameters()
             .into_iter()
-            .map(|(name, param)| Slot { rule: rule_for(&name, config, n_embd), name, param, state: None })
+            .map(|(name, param)| Slot {
+                rule: rule_for(&name, config, n_embd),
+                name,
+                param,
+                state: None,
+            })
             .collect();
         Optimizer {
             slots,
-            adamw: AdamWConfig { lr: 0.0, betas: config.adam_betas, eps: config.adam_eps, weight_decay: config.weight_decay },
-            muon: MuonConfig { ns_steps: config.ns_steps, ..MuonConfig::default() },
+            adamw: AdamWConfig {
+                lr: 0.0,
+                betas: config.adam_betas,
+                eps: config.adam_eps,
+                weight_decay: config.weight_decay,
+            },
+            muon: MuonConfig {
+                ns_steps: config.ns_steps,
+                ..MuonConfig::default()
+            },
             step: 0,
         }
     }
@@ -108,7 +126,10 @@ impl Optimizer {
 
     /// (name, rule) of every parameter.
     pub fn rules(&self) -> Vec<(String, Rule)> {
-        self.slots.iter().map(|s| (s.name.clone(), s.rule)).collect()
+        self.slots
+            .iter()
+            .map(|s| (s.name.clone(), s.rule))
+            .collect()
     }
 
     /// Updates every parameter in place: learning rates times `lr_multiplier`, Muon at
@@ -123,16 +144,35 @@ impl Optimizer {
                         let (m, v) = adamw_state(&slot.param)?;
                         slot.state = Some(State::AdamW(m, v));
                     }
-                    let Some(State::AdamW(m, v)) = &slot.state else { unreachable!("AdamW state") };
-                    adamw_update(&slot.param, grad, (m, v), &self.adamw, lr * lr_multiplier, self.step)?;
+                    let Some(State::AdamW(m, v)) = &slot.state else {
+                        unreachable!("AdamW state")
+                    };
+                    adamw_update(
+                        &slot.param,
+                        grad,
+                        (m, v),
+                        &self.adamw,
+                        lr * lr_multiplier,
+                        self.step,
+                    )?;
                 }
                 Rule::Muon(lr) => {
                     if slot.state.is_none() {
                         slot.state = Some(State::Muon(slot.param.full_like(0.0)?));
                     }
-                    let Some(State::Muon(buf)) = &slot.state else { unreachable!("Muon state") };
+                    let Some(State::Muon(buf)) = &slot.state else {
+                        unreachable!("Muon state")
+                    };
                     let m = &self.muon;
-                    muon_update(&slot.param, grad, buf, lr * lr_multiplier, muon_momentum, m.nesterov, m.ns_steps)?;
+                    muon_update(
+                        &slot.param,
+                        grad,
+                        buf,
+                        lr * lr_multiplier,
+                        muon_momentum,
+                        m.nesterov,
+                        m.ns_steps,
+                    )?;
                 }
             }
         }
@@ -149,7 +189,9 @@ impl Optimizer {
                     out.push((format!("{}.exp_avg", s.name), m.clone()));
                     out.push((format!("{}.exp_avg_sq", s.name), v.clone()));
                 }
-                Some(State::Muon(b)) => out.push((format!("{}.momentum_buffer", s.name), b.clone())),
+                Some(State::Muon(b)) => {
+                    out.push((format!("{}.momentum_buffer", s.name), b.clone()))
+                }
                 None => {}
             }
         }
@@ -158,15 +200,24 @@ impl Optimizer {
 
     /// Restores the step count and the state saved by [`Optimizer::state_tensors`]; `get`
     /// returns a named tensor (or an error naming it).
-    pub fn load_state(&mut self, step: u32, mut get: impl FnMut(&str, &Tensor) -> Result<Tensor>) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        step: u32,
+        mut get: impl FnMut(&str, &Tensor) -> Result<Tensor>,
+    ) -> Result<()> {
         self.step = step;
         if step == 0 {
             return Ok(());
         }
         for s in &mut self.slots {
             s.state = Some(match s.rule {
-                Rule::AdamW(_) => State::AdamW(get(&format!("{}.exp_avg", s.name), &s.param)?, get(&format!("{}.exp_avg_sq", s.name), &s.param)?),
-                Rule::Muon(_) => State::Muon(get(&format!("{}.momentum_buffer", s.name), &s.param)?),
+                Rule::AdamW(_) => State::AdamW(
+                    get(&format!("{}.exp_avg", s.name), &s.param)?,
+                    get(&format!("{}.exp_avg_sq", s.name), &s.param)?,
+                ),
+                Rule::Muon(_) => {
+                    State::Muon(get(&format!("{}.momentum_buffer", s.name), &s.param)?)
+                }
             });
         }
         Ok(())

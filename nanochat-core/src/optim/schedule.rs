@@ -16,7 +16,12 @@ pub struct LrSchedule {
 
 impl LrSchedule {
     pub fn new(total_steps: usize) -> Self {
-        LrSchedule { total_steps, warmup_ratio: 0.0, warmdown_ratio: 0.2, final_lr_frac: 0.0 }
+        LrSchedule {
+            total_steps,
+            warmup_ratio: 0.0,
+            warmdown_ratio: 0.2,
+            final_lr_frac: 0.0,
+        }
     }
 
     /// The multiplier of the peak learning rates at step `it` (0-based), as nanochat's
@@ -54,7 +59,11 @@ mod tests {
         assert!((s.multiplier(81) - 19.0 / 20.0).abs() < 1e-12);
         assert!((s.multiplier(90) - 0.5).abs() < 1e-12);
         assert!((s.multiplier(99) - 0.05).abs() < 1e-12);
-        let s = LrSchedule { warmup_ratio: 0.1, final_lr_frac: 0.1, ..LrSchedule::new(100) };
+        let s = LrSchedule {
+            warmup_ratio: 0.1,
+            final_lr_frac: 0.1,
+            ..LrSchedule::new(100)
+        };
         assert!((s.multiplier(0) - 0.1).abs() < 1e-12);
         assert!((s.multiplier(9) - 1.0).abs() < 1e-12);
         assert!((s.multiplier(90) - (0.5 + 0.5 * 0.1)).abs() < 1e-12);

@@ -11,15 +11,30 @@ use crate::{DType, Device, Tape};
 
 #[test]
 fn two_steps_of_adamw_and_muon_match_nanochat() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference/gqa_tiny_optim.safetensors");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/reference/gqa_tiny_optim.safetensors");
     let p = path.display().to_string();
     let f = read_safetensors(&path).unwrap();
     let config = GPTConfig::from_json(&f.metadata["config"]).unwrap();
     let dev = Device::cpu().unwrap();
-    let model = GPT::from_state_dict(config, &f.tensors, "param.step0.", &p, &dev, DType::F32).unwrap();
-    let idx: Vec<u32> = f.tensors["input.idx"].ints(&p, "input.idx").unwrap().iter().map(|&i| i as u32).collect();
-    let targets: Vec<i32> = f.tensors["input.targets"].ints(&p, "input.targets").unwrap().iter().map(|&i| i as i32).collect();
-    let (b, t) = (f.tensors["input.idx"].shape[0], f.tensors["input.idx"].shape[1]);
+    let model =
+        GPT::from_state_dict(config, &f.tensors, "param.step0.", &p, &dev, DType::F32).unwrap();
+    let idx: Vec<u32> = f.tensors["input.idx"]
+        .ints(&p, "input.idx")
+        .unwrap()
+        .iter()
+        .map(|&i| i as u32)
+        .collect();
+    let targets: Vec<i32> = f.tensors["input.targets"]
+        .ints(&p, "input.targets")
+        .unwrap()
+        .iter()
+        .map(|&i| i as i32)
+        .collect();
+    let (b, t) = (
+        f.tensors["input.idx"].shape[0],
+        f.tensors["input.idx"].shape[1],
+    );
     let mut opt = Optimizer::new(&model, &OptimConfig::default());
     // The learning rates nanochat gave each group (metadata `optimizer`).
     let meta: serde_json::Value = serde_json::from_str(&f.metadata["optimizer"]).unwrap();
@@ -35,7 +50,10 @@ fn two_steps_of_adamw_and_muon_match_nanochat() {
                 lr
             }
         };
-        assert!((got - want).abs() <= 1e-6 * want, "{name}: lr {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-6 * want,
+            "{name}: lr {got} vs {want}"
+        );
     }
     for step in 1..=2 {
         let tape = Tape::new();
@@ -43,14 +61,23 @@ fn two_steps_of_adamw_and_muon_match_nanochat() {
         for (_, p) in &params {
             tape.watch(p);
         }
-        let loss = model.loss(Some(&tape), &idx, &targets, b, t, Reduction::Mean).unwrap();
-        let want_loss = f.tensors[&format!("loss.step{step}")].floats(&p, "loss").unwrap()[0];
+        let loss = model
+            .loss(Some(&tape), &idx, &targets, b, t, Reduction::Mean)
+            .unwrap();
+        let want_loss = f.tensors[&format!("loss.step{step}")]
+            .floats(&p, "loss")
+            .unwrap()[0];
         let got_loss = loss.to_scalar().unwrap() as f64;
-        assert!((got_loss - want_loss).abs() / want_loss < 1e-5, "step {step}: loss {got_loss} vs {want_loss}");
+        assert!(
+            (got_loss - want_loss).abs() / want_loss < 1e-5,
+            "step {step}: loss {got_loss} vs {want_loss}"
+        );
         let grads = tape.backward(&loss).unwrap();
         opt.step(&grads, 1.0, 0.95).unwrap();
         for (name, param) in &params {
-            let want = f.tensors[&format!("param.step{step}.{name}")].floats(&p, name).unwrap();
+            let want = f.tensors[&format!("param.step{step}.{name}")]
+                .floats(&p, name)
+                .unwrap();
             let got = param.to_vec_f32().unwrap();
             let (rel, _) = nanochat_kernels::check::errors(&got, want);
             assert!(rel < 1e-4, "step {step} {name}: relative error {rel:e}");
@@ -63,7 +90,16 @@ fn peak_lr_scales_every_group() {
     let c = OptimConfig::with_peak_lr(0.04);
     assert_eq!(c.matrix_lr, 0.04);
     assert!((c.unembedding_lr - 0.008).abs() < 1e-9 && (c.embedding_lr - 0.4).abs() < 1e-7);
-    assert_eq!(rule_for("transformer.h.3.mlp.c_fc.weight", &c, 768), Rule::Muon(0.04));
-    assert_eq!(rule_for("transformer.h.3.mlp.c_fc.bias", &c, 768), Rule::AdamW(c.unembedding_lr));
-    assert_eq!(rule_for("lm_head.weight", &c, 3072), Rule::AdamW(c.unembedding_lr * 0.5));
+    assert_eq!(
+        rule_for("transformer.h.3.mlp.c_fc.weight", &c, 768),
+        Rule::Muon(0.04)
+    );
+    assert_eq!(
+        rule_for("transformer.h.3.mlp.c_fc.bias", &c, 768),
+        Rule::AdamW(c.unembedding_lr)
+    );
+    assert_eq!(
+        rule_for("lm_head.weight", &c, 3072),
+        Rule::AdamW(c.unembedding_lr * 0.5)
+    );
 }

@@ -11,8 +11,13 @@ use crate::tokenizer::chat::{Content, Conversation, Message, Part, PartKind};
 use crate::tools::calculator;
 use crate::{CoreError, Result};
 
-const NAMES: [&str; 12] = ["Ada", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Iris", "Jon", "Kira", "Leo"];
-const ITEMS: [&str; 10] = ["apples", "marbles", "books", "stamps", "coins", "pencils", "shells", "cards", "cookies", "stickers"];
+const NAMES: [&str; 12] = [
+    "Ada", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Iris", "Jon", "Kira", "Leo",
+];
+const ITEMS: [&str; 10] = [
+    "apples", "marbles", "books", "stamps", "coins", "pencils", "shells", "cards", "cookies",
+    "stickers",
+];
 
 pub struct Arithmetic {
     size: usize,
@@ -43,7 +48,11 @@ impl Task for Arithmetic {
         let mut rng = StdRng::seed_from_u64(seed);
         let name = NAMES[rng.random_range(0..NAMES.len())];
         let item = ITEMS[rng.random_range(0..ITEMS.len())];
-        let (a, b, c) = (rng.random_range(2..200u32), rng.random_range(2..50u32), rng.random_range(2..20u32));
+        let (a, b, c) = (
+            rng.random_range(2..200u32),
+            rng.random_range(2..50u32),
+            rng.random_range(2..20u32),
+        );
         let (question, setup, expr) = match rng.random_range(0..5) {
             0 => (
                 format!("{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?"),
@@ -77,19 +86,41 @@ impl Task for Arithmetic {
                 )
             }
         };
-        let output = calculator(&expr).ok_or_else(|| CoreError::Config(format!("the calculator refused {expr}")))?;
+        let output = calculator(&expr)
+            .ok_or_else(|| CoreError::Config(format!("the calculator refused {expr}")))?;
         // Division yields a float (Python semantics); the answer is its integer value.
         let answer = output.trim_end_matches(".0").to_string();
         let parts = vec![
-            Part { kind: PartKind::Text, text: format!("{setup} Let me compute it:\n\n") },
-            Part { kind: PartKind::Python, text: expr },
-            Part { kind: PartKind::PythonOutput, text: output },
-            Part { kind: PartKind::Text, text: format!("\n\nThe answer is {answer}.\n\n#### {answer}") },
+            Part {
+                kind: PartKind::Text,
+                text: format!("{setup} Let me compute it:\n\n"),
+            },
+            Part {
+                kind: PartKind::Python,
+                text: expr,
+            },
+            Part {
+                kind: PartKind::PythonOutput,
+                text: output,
+            },
+            Part {
+                kind: PartKind::Text,
+                text: format!("\n\nThe answer is {answer}.\n\n#### {answer}"),
+            },
         ];
-        Ok(Conversation::new(vec![Message::user(&question), Message { role: "assistant".into(), content: Content::Parts(parts) }]))
+        Ok(Conversation::new(vec![
+            Message::user(&question),
+            Message {
+                role: "assistant".into(),
+                content: Content::Parts(parts),
+            },
+        ]))
     }
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {
-        let reference = conversation.messages.last().and_then(|m| final_answer(&content_text(&m.content)));
+        let reference = conversation
+            .messages
+            .last()
+            .and_then(|m| final_answer(&content_text(&m.content)));
         reference.is_some() && reference == final_answer(completion)
     }
 }

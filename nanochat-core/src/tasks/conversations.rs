@@ -34,7 +34,10 @@ fn parse(text: &str, source: &str) -> Result<Vec<Conversation>> {
                 why: format!("line {}: not a conversation: {e}", i + 1),
             })?;
             if c.messages.is_empty() {
-                return Err(CoreError::File { path: source.to_string(), why: format!("line {}: no messages", i + 1) });
+                return Err(CoreError::File {
+                    path: source.to_string(),
+                    why: format!("line {}: no messages", i + 1),
+                });
             }
             Ok(c)
         })
@@ -44,15 +47,26 @@ fn parse(text: &str, source: &str) -> Result<Vec<Conversation>> {
 impl CustomJson {
     /// A JSONL file of conversations.
     pub fn from_file(path: &Path) -> Result<CustomJson> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| CoreError::File { path: path.display().to_string(), why: e.to_string() })?;
-        let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "custom".into());
-        Ok(CustomJson { conversations: parse(&text, &path.display().to_string())?, name })
+        let text = std::fs::read_to_string(path).map_err(|e| CoreError::File {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "custom".into());
+        Ok(CustomJson {
+            conversations: parse(&text, &path.display().to_string())?,
+            name,
+        })
     }
 
     /// The identity conversations shipped with the project (data/identity.jsonl).
     pub fn identity() -> Result<CustomJson> {
-        Ok(CustomJson { name: "identity".into(), conversations: parse(IDENTITY, "data/identity.jsonl")? })
+        Ok(CustomJson {
+            name: "identity".into(),
+            conversations: parse(IDENTITY, "data/identity.jsonl")?,
+        })
     }
 
     /// A chat set: `$NANOCHAT_DATA_DIR/chat/<name>.jsonl` when fetched, else its committed sample.
@@ -68,7 +82,10 @@ impl CustomJson {
             "chatterbot" => CHATTERBOT_SAMPLE,
             _ => return Err(CoreError::Config(format!("no chat set named `{name}`"))),
         };
-        Ok(CustomJson { name: name.to_string(), conversations: parse(sample, &format!("data/samples/{name}.jsonl"))? })
+        Ok(CustomJson {
+            name: name.to_string(),
+            conversations: parse(sample, &format!("data/samples/{name}.jsonl"))?,
+        })
     }
 }
 
@@ -83,13 +100,19 @@ impl Task for CustomJson {
         self.conversations.len()
     }
     fn get_example(&self, i: usize) -> Result<Conversation> {
-        self.conversations
-            .get(i)
-            .cloned()
-            .ok_or_else(|| CoreError::Config(format!("example {i} of {} with {} examples", self.name, self.conversations.len())))
+        self.conversations.get(i).cloned().ok_or_else(|| {
+            CoreError::Config(format!(
+                "example {i} of {} with {} examples",
+                self.name,
+                self.conversations.len()
+            ))
+        })
     }
     /// Whether the completion is the reference reply (whitespace-trimmed).
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {
-        conversation.messages.last().is_some_and(|m| content_text(&m.content).trim() == completion.trim())
+        conversation
+            .messages
+            .last()
+            .is_some_and(|m| content_text(&m.content).trim() == completion.trim())
     }
 }

@@ -54,14 +54,24 @@ pub trait Task: Send + Sync {
 pub fn content_text(content: &Content) -> String {
     match content {
         Content::Text(t) => t.clone(),
-        Content::Parts(parts) => parts.iter().filter(|p| p.kind != PartKind::PythonOutput).map(|p| p.text.as_str()).collect(),
+        Content::Parts(parts) => parts
+            .iter()
+            .filter(|p| p.kind != PartKind::PythonOutput)
+            .map(|p| p.text.as_str())
+            .collect(),
     }
 }
 
 /// The answer after `####` in a text (commas removed), as GSM8K-style tasks write it.
 pub fn final_answer(text: &str) -> Option<String> {
     let after = text.rsplit_once("####")?.1;
-    let ans: String = after.trim().split_whitespace().next()?.chars().filter(|&c| c != ',').collect();
+    let ans: String = after
+        .trim()
+        .split_whitespace()
+        .next()?
+        .chars()
+        .filter(|&c| c != ',')
+        .collect();
     let ans = ans.trim_end_matches('.').to_string();
     (!ans.is_empty()).then_some(ans)
 }
@@ -75,18 +85,39 @@ pub struct TaskSlice {
 }
 
 impl TaskSlice {
-    pub fn new(inner: Arc<dyn Task>, start: usize, stop: Option<usize>, step: usize) -> Result<TaskSlice> {
-        let stop = stop.unwrap_or(inner.num_examples()).min(inner.num_examples());
+    pub fn new(
+        inner: Arc<dyn Task>,
+        start: usize,
+        stop: Option<usize>,
+        step: usize,
+    ) -> Result<TaskSlice> {
+        let stop = stop
+            .unwrap_or(inner.num_examples())
+            .min(inner.num_examples());
         if step == 0 || start > stop {
-            return Err(CoreError::Config(format!("bad slice {start}..{stop} step {step} of task {}", inner.name())));
+            return Err(CoreError::Config(format!(
+                "bad slice {start}..{stop} step {step} of task {}",
+                inner.name()
+            )));
         }
-        Ok(TaskSlice { inner, start, stop, step })
+        Ok(TaskSlice {
+            inner,
+            start,
+            stop,
+            step,
+        })
     }
 }
 
 impl Task for TaskSlice {
     fn name(&self) -> String {
-        format!("{}[{}:{}:{}]", self.inner.name(), self.start, self.stop, self.step)
+        format!(
+            "{}[{}:{}:{}]",
+            self.inner.name(),
+            self.start,
+            self.stop,
+            self.step
+        )
     }
     fn eval_type(&self) -> EvalType {
         self.inner.eval_type()
@@ -96,7 +127,11 @@ impl Task for TaskSlice {
     }
     fn get_example(&self, i: usize) -> Result<Conversation> {
         if i >= self.num_examples() {
-            return Err(CoreError::Config(format!("example {i} of {} with {} examples", self.name(), self.num_examples())));
+            return Err(CoreError::Config(format!(
+                "example {i} of {} with {} examples",
+                self.name(),
+                self.num_examples()
+            )));
         }
         self.inner.get_example(self.start + i * self.step)
     }
@@ -114,8 +149,11 @@ pub struct TaskMixture {
 
 impl TaskMixture {
     pub fn new(tasks: Vec<Arc<dyn Task>>, seed: u64) -> TaskMixture {
-        let mut index: Vec<(usize, usize)> =
-            tasks.iter().enumerate().flat_map(|(t, task)| (0..task.num_examples()).map(move |i| (t, i))).collect();
+        let mut index: Vec<(usize, usize)> = tasks
+            .iter()
+            .enumerate()
+            .flat_map(|(t, task)| (0..task.num_examples()).map(move |i| (t, i)))
+            .collect();
         index.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
         TaskMixture { tasks, index }
     }
@@ -128,7 +166,14 @@ impl TaskMixture {
 
 impl Task for TaskMixture {
     fn name(&self) -> String {
-        format!("mixture({})", self.tasks.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))
+        format!(
+            "mixture({})",
+            self.tasks
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
     fn eval_type(&self) -> EvalType {
         EvalType::Generative
@@ -137,9 +182,12 @@ impl Task for TaskMixture {
         self.index.len()
     }
     fn get_example(&self, i: usize) -> Result<Conversation> {
-        let (task, j) = self
-            .locate(i)
-            .ok_or_else(|| CoreError::Config(format!("example {i} of a mixture of {} examples", self.index.len())))?;
+        let (task, j) = self.locate(i).ok_or_else(|| {
+            CoreError::Config(format!(
+                "example {i} of a mixture of {} examples",
+                self.index.len()
+            ))
+        })?;
         task.get_example(j)
     }
     /// A mixture cannot tell which task an arbitrary conversation came from: evaluate through
@@ -162,7 +210,14 @@ impl TaskSequence {
 
 impl Task for TaskSequence {
     fn name(&self) -> String {
-        format!("sequence({})", self.tasks.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))
+        format!(
+            "sequence({})",
+            self.tasks
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
     fn eval_type(&self) -> EvalType {
         EvalType::Generative
@@ -177,7 +232,10 @@ impl Task for TaskSequence {
             }
             i -= t.num_examples();
         }
-        Err(CoreError::Config(format!("example past the end of {}", self.name())))
+        Err(CoreError::Config(format!(
+            "example past the end of {}",
+            self.name()
+        )))
     }
     fn evaluate(&self, _: &Conversation, _: &str) -> bool {
         false

@@ -37,11 +37,19 @@ impl Split {
 fn load_words() -> Result<Vec<String>> {
     let fetched = super::data_dir().join("words.txt");
     let text = if fetched.exists() {
-        std::fs::read_to_string(&fetched).map_err(|e| CoreError::File { path: fetched.display().to_string(), why: e.to_string() })?
+        std::fs::read_to_string(&fetched).map_err(|e| CoreError::File {
+            path: fetched.display().to_string(),
+            why: e.to_string(),
+        })?
     } else {
         WORDS_SAMPLE.to_string()
     };
-    let words: Vec<String> = text.lines().map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect();
+    let words: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect();
     if words.is_empty() {
         return Err(CoreError::Config("the word list is empty".into()));
     }
@@ -69,7 +77,11 @@ pub struct SpellingBee {
 
 impl SpellingBee {
     pub fn new(size: usize, split: Split) -> Result<SpellingBee> {
-        Ok(SpellingBee { words: load_words()?, size, split })
+        Ok(SpellingBee {
+            words: load_words()?,
+            size,
+            split,
+        })
     }
 }
 
@@ -93,7 +105,10 @@ impl Task for SpellingBee {
             (b'a' + rng.random_range(0..26u8)) as char
         };
         let quotes = ["", "'", "\""];
-        let (lq, wq) = (quotes[rng.random_range(0..3)], quotes[rng.random_range(0..3)]);
+        let (lq, wq) = (
+            quotes[rng.random_range(0..3)],
+            quotes[rng.random_range(0..3)],
+        );
         let mut user = TEMPLATES[rng.random_range(0..TEMPLATES.len())]
             .replace("{letter}", &format!("{lq}{letter}{lq}"))
             .replace("{word}", &format!("{wq}{word}{wq}"));
@@ -120,19 +135,46 @@ impl Task for SpellingBee {
         }
         manual.push_str(&format!("\nThis gives us {running}."));
         let expr = format!("'{word}'.count('{letter}')");
-        let output = calculator(&expr).ok_or_else(|| CoreError::Config(format!("the calculator refused {expr}")))?;
+        let output = calculator(&expr)
+            .ok_or_else(|| CoreError::Config(format!("the calculator refused {expr}")))?;
         let parts = vec![
-            Part { kind: PartKind::Text, text: manual },
-            Part { kind: PartKind::Text, text: "\n\nLet me double check with Python:\n\n".into() },
-            Part { kind: PartKind::Python, text: expr },
-            Part { kind: PartKind::PythonOutput, text: output.clone() },
-            Part { kind: PartKind::Text, text: format!("\n\nPython gives us {output}.\n\nMy final answer is:\n\n#### {output}") },
+            Part {
+                kind: PartKind::Text,
+                text: manual,
+            },
+            Part {
+                kind: PartKind::Text,
+                text: "\n\nLet me double check with Python:\n\n".into(),
+            },
+            Part {
+                kind: PartKind::Python,
+                text: expr,
+            },
+            Part {
+                kind: PartKind::PythonOutput,
+                text: output.clone(),
+            },
+            Part {
+                kind: PartKind::Text,
+                text: format!(
+                    "\n\nPython gives us {output}.\n\nMy final answer is:\n\n#### {output}"
+                ),
+            },
         ];
-        Ok(Conversation::new(vec![Message::user(&user), Message { role: "assistant".into(), content: Content::Parts(parts) }]))
+        Ok(Conversation::new(vec![
+            Message::user(&user),
+            Message {
+                role: "assistant".into(),
+                content: Content::Parts(parts),
+            },
+        ]))
     }
     /// The number after `####` in the completion equals the reference's.
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {
-        let reference = conversation.messages.last().and_then(|m| final_answer(&content_text(&m.content)));
+        let reference = conversation
+            .messages
+            .last()
+            .and_then(|m| final_answer(&content_text(&m.content)));
         reference.is_some() && reference == final_answer(completion)
     }
 }
@@ -145,7 +187,11 @@ pub struct SimpleSpelling {
 
 impl SimpleSpelling {
     pub fn new(size: usize, split: Split) -> Result<SimpleSpelling> {
-        Ok(SimpleSpelling { words: load_words()?, size, split })
+        Ok(SimpleSpelling {
+            words: load_words()?,
+            size,
+            split,
+        })
     }
 }
 
@@ -169,6 +215,9 @@ impl Task for SimpleSpelling {
         ]))
     }
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {
-        conversation.messages.last().is_some_and(|m| content_text(&m.content).trim() == completion.trim())
+        conversation
+            .messages
+            .last()
+            .is_some_and(|m| content_text(&m.content).trim() == completion.trim())
     }
 }

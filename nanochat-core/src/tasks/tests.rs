@@ -4,7 +4,9 @@ use super::*;
 use crate::tokenizer::chat::Content;
 
 fn texts(t: &dyn Task, n: usize) -> Vec<String> {
-    (0..n).map(|i| serde_json::to_string(&t.get_example(i).unwrap()).unwrap()).collect()
+    (0..n)
+        .map(|i| serde_json::to_string(&t.get_example(i).unwrap()).unwrap())
+        .collect()
 }
 
 #[test]
@@ -16,7 +18,11 @@ fn mixture_is_deterministic_and_oversamples_repeated_tasks() {
     assert_eq!(m1.num_examples(), a.num_examples() + 50);
     assert_eq!(texts(&m1, m1.num_examples()), texts(&m2, m2.num_examples()));
     let m3 = TaskMixture::new(vec![a.clone(), b.clone()], 8);
-    assert_ne!(texts(&m1, 20), texts(&m3, 20), "a different seed shuffles differently");
+    assert_ne!(
+        texts(&m1, 20),
+        texts(&m3, 20),
+        "a different seed shuffles differently"
+    );
     // Listed twice: every identity example appears twice.
     let twice = TaskMixture::new(vec![a.clone(), a.clone(), b], 1);
     assert_eq!(twice.num_examples(), 2 * a.num_examples() + 50);
@@ -32,7 +38,14 @@ fn slices_and_sequences() {
     let b: Arc<dyn Task> = Arc::new(SimpleSpelling::new(10, Split::Train).unwrap());
     let s = TaskSlice::new(b.clone(), 2, Some(9), 3).unwrap();
     assert_eq!(s.num_examples(), 3);
-    assert_eq!(texts(&s, 3), vec![texts(b.as_ref(), 10)[2].clone(), texts(b.as_ref(), 10)[5].clone(), texts(b.as_ref(), 10)[8].clone()]);
+    assert_eq!(
+        texts(&s, 3),
+        vec![
+            texts(b.as_ref(), 10)[2].clone(),
+            texts(b.as_ref(), 10)[5].clone(),
+            texts(b.as_ref(), 10)[8].clone()
+        ]
+    );
     assert!(s.get_example(3).is_err());
     assert!(TaskSlice::new(b.clone(), 0, None, 0).is_err());
     let seq = TaskSequence::new(vec![b.clone(), Arc::new(s)]);
@@ -47,17 +60,34 @@ fn spelling_bee_answers_are_right_and_splits_disjoint() {
     let train_texts = texts(&train, 200);
     let test_texts = texts(&test, 200);
     // Different seeds: at most a coincidence or two of the same word, letter and template.
-    assert!(test_texts.iter().filter(|t| train_texts.contains(t)).count() < 5);
+    assert!(
+        test_texts
+            .iter()
+            .filter(|t| train_texts.contains(t))
+            .count()
+            < 5
+    );
     for i in 0..200 {
         let c = train.get_example(i).unwrap();
         let reference = content_text(&c.messages[1].content);
-        assert!(train.evaluate(&c, &reference), "example {i} fails its own answer");
+        assert!(
+            train.evaluate(&c, &reference),
+            "example {i} fails its own answer"
+        );
         assert!(!train.evaluate(&c, "#### 999"));
         // The answer is the count of the letter the calculator was asked about.
-        let Content::Parts(parts) = &c.messages[1].content else { panic!("parts") };
+        let Content::Parts(parts) = &c.messages[1].content else {
+            panic!("parts")
+        };
         let expr = &parts[2].text;
-        let (word, letter) = (expr.split('\'').nth(1).unwrap(), expr.split('\'').nth(3).unwrap());
-        assert_eq!(final_answer(&reference).unwrap(), word.matches(letter).count().to_string());
+        let (word, letter) = (
+            expr.split('\'').nth(1).unwrap(),
+            expr.split('\'').nth(3).unwrap(),
+        );
+        assert_eq!(
+            final_answer(&reference).unwrap(),
+            word.matches(letter).count().to_string()
+        );
     }
 }
 
@@ -66,13 +96,18 @@ fn arithmetic_answers_come_from_the_calculator() {
     let t = Arithmetic::new(300, Split::Train);
     for i in 0..300 {
         let c = t.get_example(i).unwrap();
-        let Content::Parts(parts) = &c.messages[1].content else { panic!("parts") };
+        let Content::Parts(parts) = &c.messages[1].content else {
+            panic!("parts")
+        };
         assert_eq!(parts[1].kind, crate::tokenizer::chat::PartKind::Python);
         let out = crate::tools::calculator(&parts[1].text).unwrap();
         assert_eq!(out, parts[2].text);
         let answer = final_answer(&content_text(&c.messages[1].content)).unwrap();
         assert_eq!(answer, out.trim_end_matches(".0"));
-        assert!(answer.parse::<i64>().is_ok(), "integer answers only: {answer}");
+        assert!(
+            answer.parse::<i64>().is_ok(),
+            "integer answers only: {answer}"
+        );
         assert_eq!(t.reward(&c, &format!("so #### {answer}")), 1.0);
         assert_eq!(t.reward(&c, "#### -1"), 0.0);
     }
@@ -81,12 +116,23 @@ fn arithmetic_answers_come_from_the_calculator() {
 
 #[test]
 fn task_names_and_gsm8k_refusal() {
-    for n in ["chitchat", "chatterbot", "identity", "spelling-bee", "simple-spelling", "arithmetic"] {
+    for n in [
+        "chitchat",
+        "chatterbot",
+        "identity",
+        "spelling-bee",
+        "simple-spelling",
+        "arithmetic",
+    ] {
         let t = training_task(n).unwrap();
         assert!(t.num_examples() > 0, "{n}");
         t.get_example(0).unwrap();
     }
-    assert!(training_task("gsm8k").err().unwrap().to_string().contains("never trained on"));
+    assert!(training_task("gsm8k")
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("never trained on"));
     assert!(training_task("nope").is_err());
     assert_eq!(final_answer("x #### 1,234."), Some("1234".into()));
     assert_eq!(final_answer("no marker"), None);
@@ -95,10 +141,19 @@ fn task_names_and_gsm8k_refusal() {
 #[test]
 fn every_example_renders() {
     let tok = crate::tokenizer::tests::small_tokenizer();
-    for n in ["chitchat", "chatterbot", "identity", "spelling-bee", "simple-spelling", "arithmetic"] {
+    for n in [
+        "chitchat",
+        "chatterbot",
+        "identity",
+        "spelling-bee",
+        "simple-spelling",
+        "arithmetic",
+    ] {
         let t = training_task(n).unwrap();
         for i in 0..t.num_examples().min(50) {
-            let (ids, mask) = tok.render_conversation(&t.get_example(i).unwrap(), 4096).unwrap();
+            let (ids, mask) = tok
+                .render_conversation(&t.get_example(i).unwrap(), 4096)
+                .unwrap();
             assert!(mask.contains(&1), "{n} example {i} trains on nothing");
             assert_eq!(ids.len(), mask.len());
         }

@@ -52,15 +52,24 @@ pub enum PartKind {
 
 impl Message {
     pub fn user(text: &str) -> Message {
-        Message { role: "user".into(), content: Content::Text(text.into()) }
+        Message {
+            role: "user".into(),
+            content: Content::Text(text.into()),
+        }
     }
 
     pub fn assistant(text: &str) -> Message {
-        Message { role: "assistant".into(), content: Content::Text(text.into()) }
+        Message {
+            role: "assistant".into(),
+            content: Content::Text(text.into()),
+        }
     }
 
     pub fn system(text: &str) -> Message {
-        Message { role: "system".into(), content: Content::Text(text.into()) }
+        Message {
+            role: "system".into(),
+            content: Content::Text(text.into()),
+        }
     }
 }
 
@@ -85,7 +94,9 @@ fn merged_messages(conv: &Conversation) -> Result<Vec<Message>> {
         return Ok(msgs.clone());
     }
     let (Content::Text(system), Some(first)) = (&msgs[0].content, msgs.get(1)) else {
-        return Err(tok_err("a system message must be text and be followed by a user message"));
+        return Err(tok_err(
+            "a system message must be text and be followed by a user message",
+        ));
     };
     match (&first.role[..], &first.content) {
         ("user", Content::Text(user)) => {
@@ -93,18 +104,27 @@ fn merged_messages(conv: &Conversation) -> Result<Vec<Message>> {
             out.extend(msgs[2..].iter().cloned());
             Ok(out)
         }
-        _ => Err(tok_err("a system message must be followed by a user message with text content")),
+        _ => Err(tok_err(
+            "a system message must be followed by a user message with text content",
+        )),
     }
 }
 
 impl Tokenizer {
     /// Token ids and training mask of a conversation, truncated to `max_tokens` (nanochat's
     /// default is 2048).
-    pub fn render_conversation(&self, conv: &Conversation, max_tokens: usize) -> Result<(Vec<u32>, Vec<u8>)> {
+    pub fn render_conversation(
+        &self,
+        conv: &Conversation,
+        max_tokens: usize,
+    ) -> Result<(Vec<u32>, Vec<u8>)> {
         let messages = merged_messages(conv)?;
         let special = |name: &str| self.encode_special(name);
         let (user_start, user_end) = (special("<|user_start|>")?, special("<|user_end|>")?);
-        let (asst_start, asst_end) = (special("<|assistant_start|>")?, special("<|assistant_end|>")?);
+        let (asst_start, asst_end) = (
+            special("<|assistant_start|>")?,
+            special("<|assistant_end|>")?,
+        );
         let (py_start, py_end) = (special("<|python_start|>")?, special("<|python_end|>")?);
         let (out_start, out_end) = (special("<|output_start|>")?, special("<|output_end|>")?);
         let mut ids = vec![self.get_bos_token_id()];
@@ -127,7 +147,11 @@ impl Tokenizer {
                     add(&self.encode(t), 0);
                     add(&[user_end], 0);
                 }
-                (Content::Parts(_), "user") => return Err(tok_err(format!("message {i}: user content must be a string"))),
+                (Content::Parts(_), "user") => {
+                    return Err(tok_err(format!(
+                        "message {i}: user content must be a string"
+                    )))
+                }
                 (content, _) => {
                     add(&[asst_start], 0);
                     match content {
@@ -165,9 +189,15 @@ impl Tokenizer {
     pub fn render_for_completion(&self, conv: &Conversation) -> Result<Vec<u32>> {
         match conv.messages.last() {
             Some(m) if m.role == "assistant" => {}
-            _ => return Err(tok_err("render_for_completion: the last message must be from the assistant")),
+            _ => {
+                return Err(tok_err(
+                    "render_for_completion: the last message must be from the assistant",
+                ))
+            }
         }
-        let head = Conversation { messages: conv.messages[..conv.messages.len() - 1].to_vec() };
+        let head = Conversation {
+            messages: conv.messages[..conv.messages.len() - 1].to_vec(),
+        };
         let (mut ids, _) = self.render_conversation(&head, usize::MAX)?;
         ids.push(self.encode_special("<|assistant_start|>")?);
         Ok(ids)

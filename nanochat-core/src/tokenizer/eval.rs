@@ -12,7 +12,10 @@ pub const EVAL_TEXTS: [(&str, &str); 4] = [
     ("prose", include_str!("../../../data/eval/prose.txt")),
     ("code", include_str!("../../../data/eval/code.txt")),
     ("numbers", include_str!("../../../data/eval/numbers.txt")),
-    ("non-english", include_str!("../../../data/eval/non_english.txt")),
+    (
+        "non-english",
+        include_str!("../../../data/eval/non_english.txt"),
+    ),
 ];
 
 /// Token counts of one text.
@@ -40,8 +43,10 @@ pub struct Reference {
 impl Reference {
     pub fn load() -> Result<Reference> {
         Ok(Reference {
-            gpt2: tiktoken_rs::r50k_base().map_err(|e| CoreError::Tokenizer(format!("GPT-2 (r50k_base): {e}")))?,
-            gpt4: tiktoken_rs::cl100k_base().map_err(|e| CoreError::Tokenizer(format!("GPT-4 (cl100k_base): {e}")))?,
+            gpt2: tiktoken_rs::r50k_base()
+                .map_err(|e| CoreError::Tokenizer(format!("GPT-2 (r50k_base): {e}")))?,
+            gpt4: tiktoken_rs::cl100k_base()
+                .map_err(|e| CoreError::Tokenizer(format!("GPT-4 (cl100k_base): {e}")))?,
         })
     }
 }
@@ -73,7 +78,12 @@ pub struct EncodeSpeed {
 }
 
 /// Times encoding `docs` with ours and the references (best of `reps` runs each).
-pub fn encode_speed(tok: &Tokenizer, reference: &Reference, docs: &[String], reps: usize) -> EncodeSpeed {
+pub fn encode_speed(
+    tok: &Tokenizer,
+    reference: &Reference,
+    docs: &[String],
+    reps: usize,
+) -> EncodeSpeed {
     let bytes: usize = docs.iter().map(String::len).sum();
     let best = |f: &mut dyn FnMut() -> usize| -> f64 {
         let mut t = f64::INFINITY;
@@ -89,7 +99,15 @@ pub fn encode_speed(tok: &Tokenizer, reference: &Reference, docs: &[String], rep
         megabytes: bytes as f64 / 1e6,
         ours_mb_s: best(&mut || docs.iter().map(|d| tok.encode(d).len()).sum()),
         ours_batch_mb_s: best(&mut || tok.encode_batch(&refs).iter().map(Vec::len).sum()),
-        gpt2_mb_s: best(&mut || docs.iter().map(|d| reference.gpt2.encode_ordinary(d).len()).sum()),
-        gpt4_mb_s: best(&mut || docs.iter().map(|d| reference.gpt4.encode_ordinary(d).len()).sum()),
+        gpt2_mb_s: best(&mut || {
+            docs.iter()
+                .map(|d| reference.gpt2.encode_ordinary(d).len())
+                .sum()
+        }),
+        gpt4_mb_s: best(&mut || {
+            docs.iter()
+                .map(|d| reference.gpt4.encode_ordinary(d).len())
+                .sum()
+        }),
     }
 }

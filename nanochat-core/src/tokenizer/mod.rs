@@ -17,8 +17,7 @@ pub use train::{train_tokenizer, TrainOptions};
 use crate::{CoreError, Result};
 
 /// nanochat's pre-tokenizer split pattern.
-pub const SPLIT_PATTERN: &str =
-    r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+";
+pub const SPLIT_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+";
 
 /// The special tokens, in id order; they take the last nine ids of the vocabulary.
 pub const SPECIAL_TOKENS: [&str; 9] = [
@@ -61,7 +60,11 @@ impl Tokenizer {
             let want = (vocab - SPECIAL_TOKENS.len() + i) as u32;
             match inner.token_to_id(name) {
                 Some(id) if id == want => {}
-                Some(id) => return Err(tok_err(format!("special token {name} has id {id}, expected {want} (the last nine ids)"))),
+                Some(id) => {
+                    return Err(tok_err(format!(
+                        "special token {name} has id {id}, expected {want} (the last nine ids)"
+                    )))
+                }
                 None => return Err(tok_err(format!("special token {name} is missing"))),
             }
         }
@@ -72,24 +75,39 @@ impl Tokenizer {
                     0
                 } else {
                     // Byte-level tokens spell each byte as one character.
-                    inner.id_to_token(id).map_or(0, |t| t.chars().count() as u32)
+                    inner
+                        .id_to_token(id)
+                        .map_or(0, |t| t.chars().count() as u32)
                 }
             })
             .collect();
         let bos = first_special;
-        Ok(Tokenizer { inner, bos, token_bytes })
+        Ok(Tokenizer {
+            inner,
+            bos,
+            token_bytes,
+        })
     }
 
     /// Loads `tokenizer.json` from a directory, or the file itself.
     pub fn from_pretrained(path: &Path) -> Result<Tokenizer> {
-        let file: PathBuf = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
+        let file: PathBuf = if path.is_dir() {
+            path.join("tokenizer.json")
+        } else {
+            path.to_path_buf()
+        };
         let bytes = std::fs::read(&file).map_err(|e| CoreError::File {
             path: file.display().to_string(),
             why: format!("{e} (train one with `nanochat tok-train`)"),
         })?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| CoreError::File { path: file.display().to_string(), why: format!("not a tokenizer.json: {e}") })?;
-        Tokenizer::from_hf(inner).map_err(|e| CoreError::File { path: file.display().to_string(), why: e.to_string() })
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| CoreError::File {
+            path: file.display().to_string(),
+            why: format!("not a tokenizer.json: {e}"),
+        })?;
+        Tokenizer::from_hf(inner).map_err(|e| CoreError::File {
+            path: file.display().to_string(),
+            why: e.to_string(),
+        })
     }
 
     /// Writes `tokenizer.json` and `token_bytes.json` into `dir` (created), each atomically.
@@ -121,7 +139,10 @@ impl Tokenizer {
     /// multi-byte sequence becomes U+FFFD; an id outside the vocabulary is an error.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.vocab_size()) {
-            return Err(tok_err(format!("token id {bad} is outside the vocabulary of {}", self.vocab_size())));
+            return Err(tok_err(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.vocab_size()
+            )));
         }
         self.inner.decode(ids, false).map_err(tok_err)
     }
@@ -133,9 +154,13 @@ impl Tokenizer {
     /// The id of a special token by name (e.g. `<|assistant_end|>`).
     pub fn encode_special(&self, name: &str) -> Result<u32> {
         if !SPECIAL_TOKENS.contains(&name) {
-            return Err(tok_err(format!("`{name}` is not one of the special tokens {SPECIAL_TOKENS:?}")));
+            return Err(tok_err(format!(
+                "`{name}` is not one of the special tokens {SPECIAL_TOKENS:?}"
+            )));
         }
-        self.inner.token_to_id(name).ok_or_else(|| tok_err(format!("special token {name} is missing")))
+        self.inner
+            .token_to_id(name)
+            .ok_or_else(|| tok_err(format!("special token {name} is missing")))
     }
 
     /// Tokens in the vocabulary, specials included.
@@ -168,7 +193,9 @@ pub fn base_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("NANOCHAT_BASE_DIR") {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("nanochat")
 }
 

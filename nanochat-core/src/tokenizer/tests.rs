@@ -13,7 +13,12 @@ pub(crate) fn small_tokenizer() -> &'static Tokenizer {
     static TOK: OnceLock<Tokenizer> = OnceLock::new();
     TOK.get_or_init(|| {
         let docs = crate::data::bundled_documents().unwrap();
-        let opts = TrainOptions { vocab_size: 1000, doc_cap: 20_000, max_chars: 400_000, progress: false };
+        let opts = TrainOptions {
+            vocab_size: 1000,
+            doc_cap: 20_000,
+            max_chars: 400_000,
+            progress: false,
+        };
         train_tokenizer(&docs, &opts).unwrap().0
     })
 }
@@ -61,7 +66,11 @@ fn specials_take_the_last_ids_and_sizes_add_up() {
     // Digits group by at most two.
     let ids = tok.encode("12345");
     assert!(ids.len() >= 3, "{ids:?}");
-    assert!(tok.decode(&[5000]).unwrap_err().to_string().contains("token id 5000"));
+    assert!(tok
+        .decode(&[5000])
+        .unwrap_err()
+        .to_string()
+        .contains("token id 5000"));
     let batch = tok.encode_batch(&["a b", "c"]);
     assert_eq!(batch, vec![tok.encode("a b"), tok.encode("c")]);
 }
@@ -75,12 +84,19 @@ fn save_and_load_encode_identically() {
     let text = "Call me Ishmael. <|bos|> 3.14159 naïve — 한국어";
     assert_eq!(back.encode(text), tok.encode(text));
     assert_eq!(back.token_bytes(), tok.token_bytes());
-    let tb: Vec<u32> = serde_json::from_slice(&std::fs::read(dir.path().join("token_bytes.json")).unwrap()).unwrap();
+    let tb: Vec<u32> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("token_bytes.json")).unwrap())
+            .unwrap();
     assert_eq!(tb, tok.token_bytes());
-    let missing = Tokenizer::from_pretrained(&dir.path().join("nothing")).unwrap_err().to_string();
+    let missing = Tokenizer::from_pretrained(&dir.path().join("nothing"))
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("nanochat tok-train"), "{missing}");
     std::fs::write(dir.path().join("bad.json"), "{}").unwrap();
-    assert!(Tokenizer::from_pretrained(&dir.path().join("bad.json")).unwrap_err().to_string().contains("not a tokenizer.json"));
+    assert!(Tokenizer::from_pretrained(&dir.path().join("bad.json"))
+        .unwrap_err()
+        .to_string()
+        .contains("not a tokenizer.json"));
 }
 
 fn ids(tok: &Tokenizer, name: &str) -> u32 {
@@ -90,9 +106,17 @@ fn ids(tok: &Tokenizer, name: &str) -> u32 {
 #[test]
 fn render_golden_user_and_assistant_turns() {
     let tok = small_tokenizer();
-    let conv = Conversation::new(vec![Message::user("Hi there"), Message::assistant("Hello!"), Message::user("Bye")]);
+    let conv = Conversation::new(vec![
+        Message::user("Hi there"),
+        Message::assistant("Hello!"),
+        Message::user("Bye"),
+    ]);
     let (got, mask) = tok.render_conversation(&conv, 2048).unwrap();
-    let (hi, hello, bye) = (tok.encode("Hi there"), tok.encode("Hello!"), tok.encode("Bye"));
+    let (hi, hello, bye) = (
+        tok.encode("Hi there"),
+        tok.encode("Hello!"),
+        tok.encode("Bye"),
+    );
     let mut want = vec![ids(tok, "<|bos|>"), ids(tok, "<|user_start|>")];
     want.extend(&hi);
     want.extend([ids(tok, "<|user_end|>"), ids(tok, "<|assistant_start|>")]);
@@ -117,10 +141,22 @@ fn render_golden_system_merge_parts_and_truncation() {
         Message {
             role: "assistant".into(),
             content: Content::Parts(vec![
-                Part { kind: PartKind::Text, text: "Let me compute.".into() },
-                Part { kind: PartKind::Python, text: "2+2".into() },
-                Part { kind: PartKind::PythonOutput, text: "4".into() },
-                Part { kind: PartKind::Text, text: "It is 4.".into() },
+                Part {
+                    kind: PartKind::Text,
+                    text: "Let me compute.".into(),
+                },
+                Part {
+                    kind: PartKind::Python,
+                    text: "2+2".into(),
+                },
+                Part {
+                    kind: PartKind::PythonOutput,
+                    text: "4".into(),
+                },
+                Part {
+                    kind: PartKind::Text,
+                    text: "It is 4.".into(),
+                },
             ]),
         },
     ]);
@@ -132,7 +168,10 @@ fn render_golden_system_merge_parts_and_truncation() {
         wmask.extend(std::iter::repeat_n(m, t.len()));
     };
     push(&tok.encode("Be brief.\n\n2+2?"), 0);
-    push(&[ids(tok, "<|user_end|>"), ids(tok, "<|assistant_start|>")], 0);
+    push(
+        &[ids(tok, "<|user_end|>"), ids(tok, "<|assistant_start|>")],
+        0,
+    );
     push(&tok.encode("Let me compute."), 1);
     push(&[ids(tok, "<|python_start|>")], 1);
     push(&tok.encode("2+2"), 1);
@@ -146,7 +185,10 @@ fn render_golden_system_merge_parts_and_truncation() {
     assert_eq!(mask, wmask);
     // Truncation keeps the first max_tokens of both.
     let (short, smask) = tok.render_conversation(&conv, 5).unwrap();
-    assert_eq!((short.as_slice(), smask.as_slice()), (&want[..5], &wmask[..5]));
+    assert_eq!(
+        (short.as_slice(), smask.as_slice()),
+        (&want[..5], &wmask[..5])
+    );
 }
 
 #[test]
@@ -161,23 +203,50 @@ fn render_for_completion_and_errors() {
     let err = |c: Conversation| tok.render_conversation(&c, 100).unwrap_err().to_string();
     assert!(err(Conversation::new(vec![])).contains("at least one message"));
     assert!(err(Conversation::new(vec![Message::assistant("x")])).contains("roles must alternate"));
-    assert!(err(Conversation::new(vec![Message::user("a"), Message::user("b")])).contains("message 1 has role `user`"));
-    assert!(err(Conversation::new(vec![Message::system("s"), Message::assistant("x")])).contains("followed by a user message"));
-    let parts_user = Conversation::new(vec![Message { role: "user".into(), content: Content::Parts(vec![]) }]);
+    assert!(err(Conversation::new(vec![
+        Message::user("a"),
+        Message::user("b")
+    ]))
+    .contains("message 1 has role `user`"));
+    assert!(err(Conversation::new(vec![
+        Message::system("s"),
+        Message::assistant("x")
+    ]))
+    .contains("followed by a user message"));
+    let parts_user = Conversation::new(vec![Message {
+        role: "user".into(),
+        content: Content::Parts(vec![]),
+    }]);
     assert!(err(parts_user).contains("user content must be a string"));
     let only_user = Conversation::new(vec![Message::user("Q")]);
-    assert!(tok.render_for_completion(&only_user).unwrap_err().to_string().contains("last message must be from the assistant"));
-    assert!(Conversation::from_json(r#"{"messages": [{"role": "user", "content": [{"type": "video", "text": "x"}]}]}"#).is_err());
+    assert!(tok
+        .render_for_completion(&only_user)
+        .unwrap_err()
+        .to_string()
+        .contains("last message must be from the assistant"));
+    assert!(Conversation::from_json(
+        r#"{"messages": [{"role": "user", "content": [{"type": "video", "text": "x"}]}]}"#
+    )
+    .is_err());
 }
 
 #[test]
 fn reference_encodings_match_tiktoken() {
     let reference = eval::Reference::load().unwrap();
     // Known ids of both encodings.
-    assert_eq!(reference.gpt2.encode_ordinary("Hello world"), vec![15496, 995]);
-    assert_eq!(reference.gpt4.encode_ordinary("hello world"), vec![15339, 1917]);
+    assert_eq!(
+        reference.gpt2.encode_ordinary("Hello world"),
+        vec![15496, 995]
+    );
+    assert_eq!(
+        reference.gpt4.encode_ordinary("hello world"),
+        vec![15339, 1917]
+    );
     // Our counting is tiktoken's, text by text.
-    let texts: Vec<(String, String)> = eval::EVAL_TEXTS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    let texts: Vec<(String, String)> = eval::EVAL_TEXTS
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
     let rows = eval::compare(small_tokenizer(), &reference, &texts);
     for (row, (_, text)) in rows.iter().zip(&texts) {
         assert_eq!(row.gpt2, reference.gpt2.encode_ordinary(text).len());

@@ -28,7 +28,12 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { vocab_size: 32768, doc_cap: 10_000, max_chars: 1_000_000_000, progress: false }
+        TrainOptions {
+            vocab_size: 32768,
+            doc_cap: 10_000,
+            max_chars: 1_000_000_000,
+            progress: false,
+        }
     }
 }
 
@@ -63,9 +68,17 @@ pub fn train_tokenizer(docs: &[String], opts: &TrainOptions) -> Result<(Tokenize
     if chars == 0 {
         return Err(tok_err("no text to train on"));
     }
-    let bpe = BPE::builder().byte_fallback(true).build().map_err(tok_err)?;
+    let bpe = BPE::builder()
+        .byte_fallback(true)
+        .build()
+        .map_err(tok_err)?;
     let mut tok = tokenizers::Tokenizer::new(bpe);
-    let split = Split::new(SplitPattern::Regex(SPLIT_PATTERN.into()), SplitDelimiterBehavior::Isolated, false).map_err(tok_err)?;
+    let split = Split::new(
+        SplitPattern::Regex(SPLIT_PATTERN.into()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(tok_err)?;
     tok.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(Sequence::new(vec![
         split.into(),
         ByteLevel::new(false, true, false).into(),
@@ -78,8 +91,12 @@ pub fn train_tokenizer(docs: &[String], opts: &TrainOptions) -> Result<(Tokenize
         .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
         .build()
         .into();
-    tok.train(&mut trainer, texts.into_iter()).map_err(tok_err)?;
-    let specials: Vec<AddedToken> = SPECIAL_TOKENS.iter().map(|s| AddedToken::from(*s, true)).collect();
+    tok.train(&mut trainer, texts.into_iter())
+        .map_err(tok_err)?;
+    let specials: Vec<AddedToken> = SPECIAL_TOKENS
+        .iter()
+        .map(|s| AddedToken::from(*s, true))
+        .collect();
     tok.add_special_tokens(&specials);
     Ok((Tokenizer::from_hf(tok)?, chars))
 }

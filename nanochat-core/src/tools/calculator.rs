@@ -25,7 +25,11 @@ pub fn calculator(expr: &str) -> Option<String> {
     if cleaned.contains("**") || !cleaned.chars().all(|c| "0123456789+-*/.() ".contains(c)) {
         return None;
     }
-    let mut p = Parser { s: cleaned.as_bytes(), i: 0, depth: 0 };
+    let mut p = Parser {
+        s: cleaned.as_bytes(),
+        i: 0,
+        depth: 0,
+    };
     let v = p.expr()?;
     p.skip_ws();
     if p.i != p.s.len() {
@@ -81,9 +85,17 @@ impl Num {
                     let s = format!("{f:e}");
                     let (mant, exp) = s.split_once('e')?;
                     let exp: i32 = exp.parse().ok()?;
-                    let mant = if mant.contains('.') { mant.to_string() } else { format!("{mant}.0") };
+                    let mant = if mant.contains('.') {
+                        mant.to_string()
+                    } else {
+                        format!("{mant}.0")
+                    };
                     let mant = mant.trim_end_matches(".0");
-                    Some(format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()))
+                    Some(format!(
+                        "{mant}e{}{:02}",
+                        if exp < 0 { '-' } else { '+' },
+                        exp.abs()
+                    ))
                 } else if f.fract() == 0.0 {
                     Some(format!("{f:.1}"))
                 } else {

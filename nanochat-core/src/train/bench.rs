@@ -52,16 +52,31 @@ pub fn peak_host_bytes() -> Option<u64> {
 
 /// Times `steps` training steps of a depth-`depth` model (nanochat's scaling) at batch
 /// (`batch`, `seq`) over random tokens.
-pub fn bench_train(device: &Device, depth: usize, vocab: usize, batch: usize, seq: usize, steps: usize) -> Result<TrainBench> {
+pub fn bench_train(
+    device: &Device,
+    depth: usize,
+    vocab: usize,
+    batch: usize,
+    seq: usize,
+    steps: usize,
+) -> Result<TrainBench> {
     let config = GPTConfig::from_depth(depth, vocab, seq);
     let mut model = GPT::new(config, device, DType::F32, 0)?;
     model.train();
     super::check_fits(&model, batch, seq)?;
     let mut optim = Optimizer::new(&model, &OptimConfig::default());
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let idx: Vec<u32> = (0..batch * seq).map(|_| rng.random_range(0..vocab as u32)).collect();
-    let targets: Vec<i32> = (0..batch * seq).map(|_| rng.random_range(0..vocab as i32)).collect();
-    let params: Vec<_> = model.named_parameters().into_iter().map(|(_, p)| p).collect();
+    let idx: Vec<u32> = (0..batch * seq)
+        .map(|_| rng.random_range(0..vocab as u32))
+        .collect();
+    let targets: Vec<i32> = (0..batch * seq)
+        .map(|_| rng.random_range(0..vocab as i32))
+        .collect();
+    let params: Vec<_> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
     // Seconds of each timed step: (total, forward, backward, optimizer).
     let mut times: Vec<[f64; 4]> = Vec::new();
     let mut last_loss = f32::NAN;
@@ -86,12 +101,20 @@ pub fn bench_train(device: &Device, depth: usize, vocab: usize, batch: usize, se
         last_loss = loss;
         if step > 0 {
             let secs = |a: Instant, b: Instant| (b - a).as_secs_f64();
-            times.push([secs(t0, end), secs(t0, t_fwd), secs(t_fwd, t_bwd), secs(t_bwd, end)]);
+            times.push([
+                secs(t0, end),
+                secs(t0, t_fwd),
+                secs(t_fwd, t_bwd),
+                secs(t_bwd, end),
+            ]);
         }
     }
     // A failed launch shows up as a missing or non-finite loss, never as speed.
     if !last_loss.is_finite() {
-        return Err(crate::CoreError::Mismatch { op: "bench train", why: format!("the loss of the last step is {last_loss}") });
+        return Err(crate::CoreError::Mismatch {
+            op: "bench train",
+            why: format!("the loss of the last step is {last_loss}"),
+        });
     }
     let median = |i: usize| {
         let mut v: Vec<f64> = times.iter().map(|t| t[i]).collect();
@@ -102,7 +125,9 @@ pub fn bench_train(device: &Device, depth: usize, vocab: usize, batch: usize, se
     let tokens_per_s = (batch * seq) as f64 / step_seconds;
     let peak = peak_flops(device, DType::F32);
     let device_bytes_in_use = match device.backend() {
-        nanochat_kernels::Backend::Cuda(i) => nanochat_kernels::device::cuda_memory(i).map(|(free, total)| total - free),
+        nanochat_kernels::Backend::Cuda(i) => {
+            nanochat_kernels::device::cuda_memory(i).map(|(free, total)| total - free)
+        }
         nanochat_kernels::Backend::Cpu => None,
     };
     Ok(TrainBench {

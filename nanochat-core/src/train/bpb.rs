@@ -10,7 +10,16 @@ use crate::Result;
 
 /// Sums (nats, bytes) of one batch.
 pub fn batch_nats_bytes(model: &GPT, batch: &Batch, token_bytes: &[u32]) -> Result<(f64, u64)> {
-    let losses = model.loss(None, &batch.inputs, &batch.targets, batch.batch, batch.seq, Reduction::None)?.to_vec_f32()?;
+    let losses = model
+        .loss(
+            None,
+            &batch.inputs,
+            &batch.targets,
+            batch.batch,
+            batch.seq,
+            Reduction::None,
+        )?
+        .to_vec_f32()?;
     let (mut nats, mut bytes) = (0.0f64, 0u64);
     for (&l, &t) in losses.iter().zip(&batch.targets) {
         if t < 0 {
@@ -26,12 +35,20 @@ pub fn batch_nats_bytes(model: &GPT, batch: &Batch, token_bytes: &[u32]) -> Resu
 }
 
 /// Bits per byte over `batches`.
-pub fn evaluate_bpb<'a>(model: &GPT, batches: impl IntoIterator<Item = &'a Batch>, token_bytes: &[u32]) -> Result<f64> {
+pub fn evaluate_bpb<'a>(
+    model: &GPT,
+    batches: impl IntoIterator<Item = &'a Batch>,
+    token_bytes: &[u32],
+) -> Result<f64> {
     let (mut nats, mut bytes) = (0.0, 0u64);
     for b in batches {
         let (n, by) = batch_nats_bytes(model, b, token_bytes)?;
         nats += n;
         bytes += by;
     }
-    Ok(if bytes == 0 { f64::NAN } else { nats / (std::f64::consts::LN_2 * bytes as f64) })
+    Ok(if bytes == 0 {
+        f64::NAN
+    } else {
+        nats / (std::f64::consts::LN_2 * bytes as f64)
+    })
 }

@@ -8,7 +8,13 @@ use crate::{CoreError, Device, Result};
 /// Bytes a training step needs: weights, gradients, optimizer state (AdamW: two f32 moments,
 /// Muon: one buffer), and activations saved for the backward of one micro-batch (per layer and
 /// token about 24 floats of width n_embd, plus three copies of the (B, T, vocab) logits).
-pub fn estimate_training_bytes(config: &GPTConfig, num_params: usize, embedding_params: usize, batch: usize, seq: usize) -> u64 {
+pub fn estimate_training_bytes(
+    config: &GPTConfig,
+    num_params: usize,
+    embedding_params: usize,
+    batch: usize,
+    seq: usize,
+) -> u64 {
     let p = num_params as u64;
     let adam = embedding_params as u64 * 2 + (config.vocab_size * config.n_embd) as u64;
     let weights_grads_state = 4 * (2 * p + (p - adam / 2) + adam);

@@ -29,7 +29,10 @@ impl MetricsLog {
     /// them).
     pub fn open(dir: &Path, keep_up_to: u64) -> Result<MetricsLog> {
         let path = dir.join("metrics.jsonl");
-        let err = |e: std::io::Error| CoreError::File { path: path.display().to_string(), why: e.to_string() };
+        let err = |e: std::io::Error| CoreError::File {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        };
         std::fs::create_dir_all(dir).map_err(err)?;
         if let Ok(text) = std::fs::read_to_string(&path) {
             let kept: String = text
@@ -48,9 +51,21 @@ impl MetricsLog {
     }
 
     pub fn append(&self, m: &StepMetrics) -> Result<()> {
-        let err = |e: std::io::Error| CoreError::File { path: self.path.display().to_string(), why: e.to_string() };
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(err)?;
-        writeln!(f, "{}", serde_json::to_string(m).expect("metrics serialise")).map_err(err)
+        let err = |e: std::io::Error| CoreError::File {
+            path: self.path.display().to_string(),
+            why: e.to_string(),
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(err)?;
+        writeln!(
+            f,
+            "{}",
+            serde_json::to_string(m).expect("metrics serialise")
+        )
+        .map_err(err)
     }
 
     pub fn path(&self) -> &Path {

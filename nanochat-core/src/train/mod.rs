@@ -17,7 +17,9 @@ pub use bpb::{batch_nats_bytes, evaluate_bpb};
 pub use memory::{check_fits, estimate_training_bytes, free_bytes};
 pub use metrics::{MetricsLog, StepMetrics};
 
-use crate::checkpoint::{checkpoint_dir, load_checkpoint_model, load_optimizer_state, save_checkpoint, Phase, SaveInfo};
+use crate::checkpoint::{
+    checkpoint_dir, load_checkpoint_model, load_optimizer_state, save_checkpoint, Phase, SaveInfo,
+};
 use crate::data::{Batch, DataLoader, LoaderState};
 use crate::model::{SamplingParams, GPT};
 use crate::ops;
@@ -94,16 +96,29 @@ impl TrainConfig {
 #[derive(Clone, Debug)]
 pub enum Event {
     Step(StepMetrics),
-    Eval { step: u64, val_bpb: f64 },
-    Sample { step: u64, prompt: String, completion: String },
-    Saved { step: u64, dir: PathBuf },
+    Eval {
+        step: u64,
+        val_bpb: f64,
+    },
+    Sample {
+        step: u64,
+        prompt: String,
+        completion: String,
+    },
+    Saved {
+        step: u64,
+        dir: PathBuf,
+    },
 }
 
 /// The peak FLOP/s MFU is measured against: `$NANOCHAT_PEAK_FLOPS`, else H100 figures on CUDA
 /// (989 TFLOP/s bf16 as nanochat uses, 494 tf32/f32), else 100 GFLOP/s per CPU core (a nominal
 /// AVX-512 figure; docs/benchmarks.md).
 pub fn peak_flops(device: &Device, dtype: DType) -> f64 {
-    if let Some(v) = std::env::var("NANOCHAT_PEAK_FLOPS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(v) = std::env::var("NANOCHAT_PEAK_FLOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         return v;
     }
     match (device.backend().is_cpu(), dtype) {
@@ -128,7 +143,13 @@ pub struct Trainer {
 
 impl Trainer {
     /// A fresh run from `model` (step 0).
-    pub fn new(model: GPT, tokenizer: Tokenizer, train: Box<dyn BatchSource>, val: Vec<Batch>, cfg: TrainConfig) -> Result<Trainer> {
+    pub fn new(
+        model: GPT,
+        tokenizer: Tokenizer,
+        train: Box<dyn BatchSource>,
+        val: Vec<Batch>,
+        cfg: TrainConfig,
+    ) -> Result<Trainer> {
         cfg.grad_accum_steps()?;
         check_fits(&model, cfg.batch_size, cfg.seq_len)?;
         let optim = Optimizer::new(&model, &cfg.optim);
@@ -136,12 +157,29 @@ impl Trainer {
         let mut model = model;
         model.set_compute_dtype(cfg.compute_dtype)?;
         model.train();
-        Ok(Trainer { model, optim, tokenizer, cfg, train, val, step: 0, metrics, last_val_bpb: None })
+        Ok(Trainer {
+            model,
+            optim,
+            tokenizer,
+            cfg,
+            train,
+            val,
+            step: 0,
+            metrics,
+            last_val_bpb: None,
+        })
     }
 
     /// Continues the run saved at `step` in the config's checkpoint folder: weights, optimizer
     /// state, data position and RNG state.
-    pub fn resume(step: u64, device: &Device, tokenizer: Tokenizer, mut train: Box<dyn BatchSource>, val: Vec<Batch>, cfg: TrainConfig) -> Result<Trainer> {
+    pub fn resume(
+        step: u64,
+        device: &Device,
+        tokenizer: Tokenizer,
+        mut train: Box<dyn BatchSource>,
+        val: Vec<Batch>,
+        cfg: TrainConfig,
+    ) -> Result<Trainer> {
         cfg.grad_accum_steps()?;
         let dir = cfg.checkpoint_dir();
         let (mut model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
@@ -154,14 +192,25 @@ impl Trainer {
         model.set_compute_dtype(cfg.compute_dtype)?;
         model.train();
         let metrics = MetricsLog::open(&dir, step)?;
-        Ok(Trainer { model, optim, tokenizer, cfg, train, val, step, metrics, last_val_bpb: meta.val_bpb })
+        Ok(Trainer {
+            model,
+            optim,
+            tokenizer,
+            cfg,
+            train,
+            val,
+            step,
+            metrics,
+            last_val_bpb: meta.val_bpb,
+        })
     }
 
     /// Validation bits per byte (in eval mode).
     pub fn evaluate(&mut self) -> Result<f64> {
         self.model.eval();
         let device = self.model.get_device().clone();
-        let r = device.exclusive(|| evaluate_bpb(&self.model, &self.val, self.tokenizer.token_bytes()));
+        let r =
+            device.exclusive(|| evaluate_bpb(&self.model, &self.val, self.tokenizer.token_bytes()));
         self.model.train();
         r?
     }
@@ -176,7 +225,6 @@ impl Trainer {
         r?
     }
 
-
     /// One optimizer step over `grad_accum_steps` micro-batches; returns the mean loss. Runs on
     /// the device's thread ([`Device::exclusive`]).
     pub fn train_step(&mut self) -> Result<f64> {
@@ -186,7 +234,12 @@ impl Trainer {
 
     fn train_step_inner(&mut self) -> Result<f64> {
         let accum = self.cfg.grad_accum_steps()?;
-        let params: Vec<_> = self.model.named_parameters().into_iter().map(|(_, p)| p).collect();
+        let params: Vec<_> = self
+            .model
+            .named_parameters()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
         let mut grads = Grads::default();
         let mut loss_sum = 0.0;
         for _ in 0..accum {
@@ -195,13 +248,21 @@ impl Trainer {
             for p in &params {
                 tape.watch(p);
             }
-            let loss = self.model.loss(Some(&tape), &batch.inputs, &batch.targets, batch.batch, batch.seq, ops::Reduction::Mean)?;
+            let loss = self.model.loss(
+                Some(&tape),
+                &batch.inputs,
+                &batch.targets,
+                batch.batch,
+                batch.seq,
+                ops::Reduction::Mean,
+            )?;
             loss_sum += loss.to_scalar()? as f64;
             let scaled = ops::scale(Some(&tape), &loss, 1.0 / accum as f32)?;
             grads.merge(tape.backward(&scaled)?)?;
         }
         let lr = self.cfg.schedule.multiplier(self.step as usize) as f32;
-        self.optim.step(&grads, lr, muon_momentum(self.step as usize))?;
+        self.optim
+            .step(&grads, lr, muon_momentum(self.step as usize))?;
         self.step += 1;
         Ok(loss_sum / accum as f64)
     }
@@ -216,7 +277,14 @@ impl Trainer {
             rng_state: self.model.rng_state(),
             run: self.cfg.run.clone(),
         };
-        save_checkpoint(&dir, self.cfg.phase, self.step, &self.model, Some(&self.optim), info)?;
+        save_checkpoint(
+            &dir,
+            self.cfg.phase,
+            self.step,
+            &self.model,
+            Some(&self.optim),
+            info,
+        )?;
         Ok(dir)
     }
 
@@ -229,7 +297,10 @@ impl Trainer {
         if self.step == 0 && cfg.eval_every > 0 {
             let bpb = self.evaluate()?;
             self.last_val_bpb = Some(bpb);
-            on_event(&Event::Eval { step: 0, val_bpb: bpb });
+            on_event(&Event::Eval {
+                step: 0,
+                val_bpb: bpb,
+            });
         }
         while self.step < cfg.total_steps {
             let t0 = Instant::now();
@@ -250,16 +321,26 @@ impl Trainer {
                 let bpb = self.evaluate()?;
                 self.last_val_bpb = Some(bpb);
                 m.val_bpb = Some(bpb);
-                on_event(&Event::Eval { step: self.step, val_bpb: bpb });
+                on_event(&Event::Eval {
+                    step: self.step,
+                    val_bpb: bpb,
+                });
                 for (prompt, completion) in self.samples(16)? {
-                    on_event(&Event::Sample { step: self.step, prompt, completion });
+                    on_event(&Event::Sample {
+                        step: self.step,
+                        prompt,
+                        completion,
+                    });
                 }
             }
             self.metrics.append(&m)?;
             on_event(&Event::Step(m));
             if last || (cfg.save_every > 0 && self.step % cfg.save_every == 0) {
                 let dir = self.save()?;
-                on_event(&Event::Saved { step: self.step, dir });
+                on_event(&Event::Saved {
+                    step: self.step,
+                    dir,
+                });
             }
         }
         Ok(self.last_val_bpb)
@@ -267,14 +348,27 @@ impl Trainer {
 }
 
 /// Greedy continuations (after `<|bos|>`) of each prompt.
-fn greedy_samples(model: &GPT, tokenizer: &Tokenizer, prompts: &[String], max_tokens: usize) -> Result<Vec<(String, String)>> {
+fn greedy_samples(
+    model: &GPT,
+    tokenizer: &Tokenizer,
+    prompts: &[String],
+    max_tokens: usize,
+) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for p in prompts {
         let mut ids = vec![tokenizer.get_bos_token_id()];
         ids.extend(tokenizer.encode(p));
         let room = model.config().block_size.saturating_sub(ids.len());
         let gen: Vec<u32> = model
-            .generate(&ids, max_tokens.min(room.max(1)), SamplingParams { temperature: 0.0, top_k: None, seed: 0 })?
+            .generate(
+                &ids,
+                max_tokens.min(room.max(1)),
+                SamplingParams {
+                    temperature: 0.0,
+                    top_k: None,
+                    seed: 0,
+                },
+            )?
             .collect::<Result<_>>()?;
         out.push((p.clone(), tokenizer.decode(&gen)?));
     }

@@ -18,7 +18,12 @@ use crate::launch::{self, item_index, lane_sum};
 use crate::{Client, Handle, Result};
 
 #[cube]
-fn dot<F: Float, N: Size>(a: &Array<Vector<f32, N>>, b: &[Vector<F, N>], base: usize, #[comptime] dv: usize) -> f32 {
+fn dot<F: Float, N: Size>(
+    a: &Array<Vector<f32, N>>,
+    b: &[Vector<F, N>],
+    base: usize,
+    #[comptime] dv: usize,
+) -> f32 {
     let mut sv = Vector::<f32, N>::new(0.0);
     #[unroll]
     for d in 0..dv {
@@ -28,7 +33,11 @@ fn dot<F: Float, N: Size>(a: &Array<Vector<f32, N>>, b: &[Vector<F, N>], base: u
 }
 
 #[cube]
-fn load<F: Float, N: Size>(src: &[Vector<F, N>], base: usize, #[comptime] dv: usize) -> Array<Vector<f32, N>> {
+fn load<F: Float, N: Size>(
+    src: &[Vector<F, N>],
+    base: usize,
+    #[comptime] dv: usize,
+) -> Array<Vector<f32, N>> {
     let mut out = Array::<Vector<f32, N>>::new(dv);
     #[unroll]
     for d in 0..dv {
@@ -168,7 +177,9 @@ fn attention_dkv_kernel<F: Float, N: Size>(
                 for i in first..tq {
                     let q_base = ((b * tq + i) * heads + h) * dv;
                     let p = (dot::<F, N>(&kr, q, q_base, dv) * scale - lse[stat_base + i]).exp();
-                    let ds = Vector::<f32, N>::new(p * (dot::<F, N>(&vr, dout, q_base, dv) - delta[stat_base + i]));
+                    let ds = Vector::<f32, N>::new(
+                        p * (dot::<F, N>(&vr, dout, q_base, dv) - delta[stat_base + i]),
+                    );
                     let pv = Vector::<f32, N>::new(p);
                     #[unroll]
                     for d in 0..dv {
@@ -186,11 +197,10 @@ fn attention_dkv_kernel<F: Float, N: Size>(
     }
 }
 
-/// Gradients (dq, dk, dv) of [`super::attention_forward`] for contiguous `q`, `k`, `v`, from the
-/// forward's `out` and `lse` and the incoming gradient `dout` (B, Tq, H, D).
+/// The argument checks of the backward (contiguous q, k, v; out, dout like q; lse (B, H, Tq)).
 #[allow(clippy::too_many_arguments)]
-pub fn attention_backward<F: KernelFloat>(
-    client: &Client,
+pub(super) fn check_backward_args<F: KernelFloat>(
+    op: &'static str,
     q: &Handle,
     k: &Handle,
     v: &Handle,
@@ -198,31 +208,45 @@ pub fn attention_backward<F: KernelFloat>(
     lse: &Handle,
     dout: &Handle,
     s: &AttentionShape,
-) -> Result<(Handle, Handle, Handle)> {
-    s.validate("attention_backward")?;
-    let AttentionShape { batch, tq, tk, heads, kv_heads, head_dim } = *s;
-    let op = "attention_backward";
+) -> Result<()> {
+    s.validate(op)?;
+    let AttentionShape {
+        batch,
+        tq,
+        heads,
+        head_dim,
+        ..
+    } = *s;
     launch::check_size(op, "q", q, &[batch, tq, heads, head_dim], F::DTYPE)?;
     launch::check_size(op, "out", out, &[batch, tq, heads, head_dim], F::DTYPE)?;
     launch::check_size(op, "dout", dout, &[batch, tq, heads, head_dim], F::DTYPE)?;
     launch::check_words(op, "lse", lse, &[batch, heads, tq])?;
-    KvLayout::contiguous(s).check::<F>(op, k, v, s)?;
-    let info = DeviceInfo::of(client);
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim]);
-    let dv = head_dim / vs;
-    let q_rows = batch * heads * tq;
-    let k_rows = batch * kv_heads * tk;
-    let q_len = q_rows * dv;
-    let k_len = k_rows * dv;
-    let group = heads / kv_heads;
-    let scale = s.scale() as f32;
+    KvLayout::contiguous(s).check::<F>(op, k, v, s)
+}
 
+/// `delta[b, h, i] = dout_i . out_i` (B, H, Tq), f32.
+pub(super) fn attention_delta<F: KernelFloat>(
+    client: &Client,
+    out: &Handle,
+    dout: &Handle,
+    s: &AttentionShape,
+) -> Result<Handle> {
+    let AttentionShape {
+        batch,
+        tq,
+        heads,
+        head_dim,
+        ..
+    } = *s;
+    let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim]);
+    let q_rows = batch * heads * tq;
+    let q_len = q_rows * head_dim / vs;
     let delta = client.empty(q_rows * 4);
-    let g = launch::elemwise(&info, q_rows);
+    let g = launch::elemwise(&DeviceInfo::of(client), q_rows);
     unsafe {
         attention_delta_kernel::launch::<F>(
             client,
-            g.cube_count.clone(),
+            g.cube_count,
             g.cube_dim,
             vs,
             BufferArg::from_raw_parts(out.clone(), q_len),
@@ -232,9 +256,47 @@ pub fn attention_backward<F: KernelFloat>(
             tq,
             heads,
             g.steps,
-            dv,
+            head_dim / vs,
         )
     };
+    Ok(delta)
+}
+
+/// Gradients (dq, dk, dv) of [`super::attention_forward`] for contiguous `q`, `k`, `v`, from the
+/// forward's `out` and `lse` and the incoming gradient `dout` (B, Tq, H, D), with the row
+/// kernels (one unit per query row for dQ, per key row for dK and dV).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_rows<F: KernelFloat>(
+    client: &Client,
+    q: &Handle,
+    k: &Handle,
+    v: &Handle,
+    out: &Handle,
+    lse: &Handle,
+    dout: &Handle,
+    s: &AttentionShape,
+) -> Result<(Handle, Handle, Handle)> {
+    let op = "attention_backward";
+    check_backward_args::<F>(op, q, k, v, out, lse, dout, s)?;
+    let AttentionShape {
+        batch,
+        tq,
+        tk,
+        heads,
+        kv_heads,
+        head_dim,
+    } = *s;
+    let info = DeviceInfo::of(client);
+    let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim]);
+    let dv = head_dim / vs;
+    let q_rows = batch * heads * tq;
+    let k_rows = batch * kv_heads * tk;
+    let q_len = q_rows * dv;
+    let k_len = k_rows * dv;
+    let group = heads / kv_heads;
+    let scale = s.scale() as f32;
+    let delta = attention_delta::<F>(client, out, dout, s)?;
+    let g = launch::elemwise(&info, q_rows);
     let dq = client.empty(q_rows * head_dim * F::DTYPE.size());
     unsafe {
         attention_dq_kernel::launch::<F>(

@@ -5,10 +5,10 @@
 
 use cubecl::prelude::*;
 
+use super::forward::attend;
 use super::{AttentionShape, KvLayout};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use super::forward::attend;
 use crate::launch::{self, grid_1d};
 use crate::{Client, Handle, KernelError, Result};
 
@@ -91,15 +91,37 @@ pub fn attention_decode<F: KernelFloat>(
 ) -> Result<Handle> {
     s.validate("attention_decode")?;
     if s.tq != 1 {
-        return Err(KernelError::unsupported("attention_decode", format!("decodes one query, got Tq = {}", s.tq)));
+        return Err(KernelError::unsupported(
+            "attention_decode",
+            format!("decodes one query, got Tq = {}", s.tq),
+        ));
     }
-    let AttentionShape { batch, heads, head_dim, .. } = *s;
-    launch::check_size("attention_decode", "q", q, &[batch, 1, heads, head_dim], F::DTYPE)?;
+    let AttentionShape {
+        batch,
+        heads,
+        head_dim,
+        ..
+    } = *s;
+    launch::check_size(
+        "attention_decode",
+        "q",
+        q,
+        &[batch, 1, heads, head_dim],
+        F::DTYPE,
+    )?;
     kv.check::<F>("attention_decode", k, v, s)?;
     let info = DeviceInfo::of(client);
-    let units = if info.has_planes() { 64.min(info.max_units_per_cube as usize) } else { info.max_units_per_cube as usize };
+    let units = if info.has_planes() {
+        64.min(info.max_units_per_cube as usize)
+    } else {
+        info.max_units_per_cube as usize
+    };
     let units = units.clamp(1, s.tk.max(1));
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)]);
+    let vs = launch::vector_size(
+        client,
+        F::DTYPE.size(),
+        &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)],
+    );
     let o = client.empty(batch * heads * head_dim * F::DTYPE.size());
     unsafe {
         attention_decode_kernel::launch::<F>(

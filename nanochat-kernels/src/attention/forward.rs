@@ -39,7 +39,8 @@ pub(super) fn attend<F: Float, N: Size>(
     let p = (score - m_new).exp();
     #[unroll]
     for d in 0..dv {
-        acc[d] = acc[d] * Vector::new(corr) + Vector::<f32, N>::cast_from(v[kb + d]) * Vector::new(p);
+        acc[d] =
+            acc[d] * Vector::new(corr) + Vector::<f32, N>::cast_from(v[kb + d]) * Vector::new(p);
     }
     (m_new, l * corr + p)
 }
@@ -83,7 +84,8 @@ fn attention_forward_kernel<F: Float, N: Size>(
             let mut l = 0.0f32;
             let limit = i + tk - tq + 1;
             for j in 0..limit {
-                let (m2, l2) = attend::<F, N>(&qr, k, v, kv_base + j * kv_row_stride, &mut acc, m, l, dv);
+                let (m2, l2) =
+                    attend::<F, N>(&qr, k, v, kv_base + j * kv_row_stride, &mut acc, m, l, dv);
                 m = m2;
                 l = l2;
             }
@@ -99,7 +101,8 @@ fn attention_forward_kernel<F: Float, N: Size>(
 
 /// Causal attention of `q` (B, Tq, H, D) over `k`, `v` laid out as `kv` says; query i sits at
 /// position `i + Tk - Tq`. Returns the output (B, Tq, H, D) and the logsumexp (B, H, Tq, f32).
-pub fn attention_forward<F: KernelFloat>(
+/// The row kernel: one unit per query row (any KV layout).
+pub fn attention_forward_rows<F: KernelFloat>(
     client: &Client,
     q: &Handle,
     k: &Handle,
@@ -108,13 +111,23 @@ pub fn attention_forward<F: KernelFloat>(
     kv: &KvLayout,
 ) -> Result<(Handle, Handle)> {
     s.validate("attention")?;
-    let AttentionShape { batch, tq, heads, head_dim, .. } = *s;
+    let AttentionShape {
+        batch,
+        tq,
+        heads,
+        head_dim,
+        ..
+    } = *s;
     launch::check_size("attention", "q", q, &[batch, tq, heads, head_dim], F::DTYPE)?;
     kv.check::<F>("attention", k, v, s)?;
     let rows = batch * heads * tq;
     let o = client.empty(rows * head_dim * F::DTYPE.size());
     let lse = client.empty(rows * 4);
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)]);
+    let vs = launch::vector_size(
+        client,
+        F::DTYPE.size(),
+        &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)],
+    );
     let g = launch::elemwise(&DeviceInfo::of(client), rows);
     unsafe {
         attention_forward_kernel::launch::<F>(

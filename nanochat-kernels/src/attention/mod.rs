@@ -1,6 +1,11 @@
 //! Causal self-attention with grouped-query heads: flash-style forward and backward (no T x T
 //! matrix in memory), a decode path for one query against a KV cache, and the f64 reference.
 //!
+//! Two implementations of the forward and backward ([`AttentionKernel`]): the row kernels
+//! (one unit per query or key row; GPUs, and any KV layout) and the key-blocked kernels (a unit
+//! per block of rows with the keys along the vector lanes; the CPU runtime's fast path).
+//! [`attention_forward`] and [`attention_backward`] pick one per device.
+//!
 //! Layouts follow the model's projections: q is (B, Tq, H, D), k and v (B, Tk, Hkv, D), the
 //! output (B, Tq, H, D) and the saved logsumexp (B, H, Tq) in f32. Query head h reads kv head
 //! `h / (H / Hkv)`. Query i sits at position `i + Tk - Tq` (Tq = Tk in training; a prefill or
@@ -8,18 +13,127 @@
 //! Scores are scaled by `1 / sqrt(D)`; statistics and accumulators are f32.
 
 mod backward;
+mod blocked;
+mod blocked_backward;
 mod decode;
 mod forward;
 mod reference;
 
-pub use backward::attention_backward;
+pub use backward::attention_backward_rows;
+pub use blocked::attention_forward_blocked;
+pub use blocked_backward::attention_backward_blocked;
 pub use decode::attention_decode;
-pub use forward::attention_forward;
+pub use forward::attention_forward_rows;
 pub use reference::{attention_backward_ref, attention_forward_ref};
 
 use crate::check::{f64s, Check, Ctx};
+use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::{launch, Handle, KernelError, Result};
+use crate::{launch, Client, Handle, KernelError, Result};
+
+/// One implementation of the attention forward and backward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// One unit per query row (dQ) or key row (dK, dV), dot products along `D`.
+    Rows,
+    /// A unit per block of rows, keys (or queries) along the vector lanes; contiguous K, V.
+    KeyBlocked,
+}
+
+impl AttentionKernel {
+    pub const ALL: [AttentionKernel; 2] = [AttentionKernel::Rows, AttentionKernel::KeyBlocked];
+
+    /// The kernel for this device and KV layout: key-blocked on the CPU runtime for contiguous
+    /// K, V (its units are few, wide SIMD cores), rows elsewhere.
+    pub fn for_device(client: &Client, s: &AttentionShape, kv: &KvLayout) -> Self {
+        if DeviceInfo::of(client).blocked && *kv == KvLayout::contiguous(s) {
+            AttentionKernel::KeyBlocked
+        } else {
+            AttentionKernel::Rows
+        }
+    }
+}
+
+/// Causal attention of `q` (B, Tq, H, D) over `k`, `v` laid out as `kv` says; query i sits at
+/// position `i + Tk - Tq`. Returns the output (B, Tq, H, D) and the logsumexp (B, H, Tq, f32).
+pub fn attention_forward<F: KernelFloat>(
+    client: &Client,
+    q: &Handle,
+    k: &Handle,
+    v: &Handle,
+    s: &AttentionShape,
+    kv: &KvLayout,
+) -> Result<(Handle, Handle)> {
+    attention_forward_with::<F>(
+        client,
+        AttentionKernel::for_device(client, s, kv),
+        q,
+        k,
+        v,
+        s,
+        kv,
+    )
+}
+
+/// [`attention_forward`] with a given kernel (the key-blocked one needs the contiguous layout).
+pub fn attention_forward_with<F: KernelFloat>(
+    client: &Client,
+    kernel: AttentionKernel,
+    q: &Handle,
+    k: &Handle,
+    v: &Handle,
+    s: &AttentionShape,
+    kv: &KvLayout,
+) -> Result<(Handle, Handle)> {
+    match kernel {
+        AttentionKernel::Rows => attention_forward_rows::<F>(client, q, k, v, s, kv),
+        AttentionKernel::KeyBlocked if *kv == KvLayout::contiguous(s) => {
+            attention_forward_blocked::<F>(client, q, k, v, s)
+        }
+        AttentionKernel::KeyBlocked => Err(KernelError::unsupported(
+            "attention",
+            format!("the key-blocked kernel needs contiguous K, V, not {kv:?}"),
+        )),
+    }
+}
+
+/// Gradients (dq, dk, dv) of [`attention_forward`] for contiguous `q`, `k`, `v`, from the
+/// forward's `out` and `lse` and the incoming gradient `dout` (B, Tq, H, D).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward<F: KernelFloat>(
+    client: &Client,
+    q: &Handle,
+    k: &Handle,
+    v: &Handle,
+    out: &Handle,
+    lse: &Handle,
+    dout: &Handle,
+    s: &AttentionShape,
+) -> Result<(Handle, Handle, Handle)> {
+    let kernel = AttentionKernel::for_device(client, s, &KvLayout::contiguous(s));
+    attention_backward_with::<F>(client, kernel, q, k, v, out, lse, dout, s)
+}
+
+/// [`attention_backward`] with a given kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_with<F: KernelFloat>(
+    client: &Client,
+    kernel: AttentionKernel,
+    q: &Handle,
+    k: &Handle,
+    v: &Handle,
+    out: &Handle,
+    lse: &Handle,
+    dout: &Handle,
+    s: &AttentionShape,
+) -> Result<(Handle, Handle, Handle)> {
+    match kernel {
+        AttentionKernel::Rows => attention_backward_rows::<F>(client, q, k, v, out, lse, dout, s),
+        AttentionKernel::KeyBlocked => {
+            attention_backward_blocked::<F>(client, q, k, v, out, lse, dout, s)
+        }
+    }
+}
 
 /// Sizes of an attention call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,7 +151,14 @@ pub struct AttentionShape {
 impl AttentionShape {
     /// Self-attention over one sequence length (training).
     pub fn new(batch: usize, t: usize, heads: usize, kv_heads: usize, head_dim: usize) -> Self {
-        AttentionShape { batch, tq: t, tk: t, heads, kv_heads, head_dim }
+        AttentionShape {
+            batch,
+            tq: t,
+            tk: t,
+            heads,
+            kv_heads,
+            head_dim,
+        }
     }
 
     pub fn scale(&self) -> f64 {
@@ -52,10 +173,16 @@ impl AttentionShape {
             return fail("every size must be positive".into());
         }
         if s.heads % s.kv_heads != 0 {
-            return fail(format!("n_head {} is not a multiple of n_kv_head {}", s.heads, s.kv_heads));
+            return fail(format!(
+                "n_head {} is not a multiple of n_kv_head {}",
+                s.heads, s.kv_heads
+            ));
         }
         if s.tk < s.tq {
-            return fail(format!("{} keys cannot serve {} causal queries", s.tk, s.tq));
+            return fail(format!(
+                "{} keys cannot serve {} causal queries",
+                s.tk, s.tq
+            ));
         }
         Ok(())
     }
@@ -81,13 +208,19 @@ pub struct KvLayout {
 impl KvLayout {
     pub fn contiguous(s: &AttentionShape) -> Self {
         let row_stride = s.kv_heads * s.head_dim;
-        KvLayout { batch_stride: s.tk * row_stride, row_stride }
+        KvLayout {
+            batch_stride: s.tk * row_stride,
+            row_stride,
+        }
     }
 
     /// A cache of `capacity` positions per batch row.
     pub fn cache(s: &AttentionShape, capacity: usize) -> Self {
         let row_stride = s.kv_heads * s.head_dim;
-        KvLayout { batch_stride: capacity * row_stride, row_stride }
+        KvLayout {
+            batch_stride: capacity * row_stride,
+            row_stride,
+        }
     }
 
     /// Elements spanned by k (or v).
@@ -95,9 +228,20 @@ impl KvLayout {
         (s.batch - 1) * self.batch_stride + (s.tk - 1) * self.row_stride + s.kv_heads * s.head_dim
     }
 
-    fn check<F: KernelFloat>(&self, op: &'static str, k: &Handle, v: &Handle, s: &AttentionShape) -> Result<()> {
-        if self.row_stride < s.kv_heads * s.head_dim || self.batch_stride < s.tk * self.row_stride && s.batch > 1 {
-            return Err(KernelError::unsupported(op, format!("KV layout {self:?} overlaps rows for {s:?}")));
+    fn check<F: KernelFloat>(
+        &self,
+        op: &'static str,
+        k: &Handle,
+        v: &Handle,
+        s: &AttentionShape,
+    ) -> Result<()> {
+        if self.row_stride < s.kv_heads * s.head_dim
+            || self.batch_stride < s.tk * self.row_stride && s.batch > 1
+        {
+            return Err(KernelError::unsupported(
+                op,
+                format!("KV layout {self:?} overlaps rows for {s:?}"),
+            ));
         }
         launch::check_size(op, "k", k, &[self.len(s)], F::DTYPE)?;
         launch::check_size(op, "v", v, &[self.len(s)], F::DTYPE)?;
@@ -110,9 +254,18 @@ impl KvLayout {
 
 pub(crate) fn checks() -> Vec<Check> {
     vec![
-        Check { name: "attention.forward", run: check_forward },
-        Check { name: "attention.backward", run: check_backward },
-        Check { name: "attention.decode", run: check_decode },
+        Check {
+            name: "attention.forward",
+            run: check_forward,
+        },
+        Check {
+            name: "attention.backward",
+            run: check_backward,
+        },
+        Check {
+            name: "attention.decode",
+            run: check_decode,
+        },
     ]
 }
 
@@ -128,61 +281,107 @@ const SHAPES: [(usize, usize, usize, usize, usize, usize); 7] = [
     (1, 70, 70, 1, 1, 64),
 ];
 
+/// Shapes whose lengths and head size are multiples of the CPU's widest vectors (so the
+/// key-blocked kernels run with 8- and 16-wide lanes, crossing key blocks and the diagonal
+/// inside a block), with a cached prefix and GQA.
+const BLOCKED_SHAPES: [(usize, usize, usize, usize, usize, usize); 4] = [
+    (1, 48, 48, 4, 2, 32),
+    (2, 16, 16, 2, 1, 16),
+    (1, 32, 64, 3, 1, 16),
+    (1, 40, 40, 2, 2, 8),
+];
+
 fn rand_qkv(ctx: &mut Ctx, s: &AttentionShape) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let nq = s.batch * s.tq * s.heads * s.head_dim;
     let nk = s.batch * s.tk * s.kv_heads * s.head_dim;
-    (ctx.rand(nq, -1.5, 1.5), ctx.rand(nk, -1.5, 1.5), ctx.rand(nk, -1.0, 1.0))
+    (
+        ctx.rand(nq, -1.5, 1.5),
+        ctx.rand(nk, -1.5, 1.5),
+        ctx.rand(nk, -1.0, 1.0),
+    )
 }
 
 fn check_forward(ctx: &mut Ctx) -> Result<()> {
-    for (batch, tq, tk, heads, kv_heads, head_dim) in SHAPES {
-        let s = AttentionShape { batch, tq, tk, heads, kv_heads, head_dim };
+    for (batch, tq, tk, heads, kv_heads, head_dim) in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
+        let s = AttentionShape {
+            batch,
+            tq,
+            tk,
+            heads,
+            kv_heads,
+            head_dim,
+        };
         let (q, k, v) = rand_qkv(ctx, &s);
         let (hq, hk, hv) = (ctx.upload(&q), ctx.upload(&k), ctx.upload(&v));
-        let (ho, hl) = crate::with_float!(ctx.dtype, F =>
-            attention_forward::<F>(ctx.client, &hq, &hk, &hv, &s, &KvLayout::contiguous(&s)))?;
         let (want_o, want_l) = attention_forward_ref(&f64s(&q), &f64s(&k), &f64s(&v), &s);
-        let got_o = ctx.download(&ho)?;
-        let got_l = crate::check::download(ctx.client, crate::DType::F32, &hl)?;
-        let tol = ctx.tol(8.0);
-        ctx.compare("attention.forward out", &format!("{s:?}"), &got_o, &want_o, tol);
-        ctx.compare("attention.forward lse", &format!("{s:?}"), &got_l, &want_l, 1e-5);
+        for kernel in AttentionKernel::ALL {
+            let (ho, hl) = crate::with_float!(ctx.dtype, F =>
+                attention_forward_with::<F>(ctx.client, kernel, &hq, &hk, &hv, &s, &KvLayout::contiguous(&s)))?;
+            let got_o = ctx.download(&ho)?;
+            let got_l = crate::check::download(ctx.client, crate::DType::F32, &hl)?;
+            let tol = ctx.tol(8.0);
+            let case = format!("{kernel:?} {s:?}");
+            ctx.compare("attention.forward out", &case, &got_o, &want_o, tol);
+            ctx.compare("attention.forward lse", &case, &got_l, &want_l, 1e-5);
+        }
     }
     Ok(())
 }
 
 fn check_backward(ctx: &mut Ctx) -> Result<()> {
-    for (batch, tq, tk, heads, kv_heads, head_dim) in SHAPES {
-        if tq != tk {
-            continue; // the backward is for training, where Tq = Tk
-        }
-        let s = AttentionShape { batch, tq, tk, heads, kv_heads, head_dim };
+    for (batch, tq, tk, heads, kv_heads, head_dim) in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
+        let s = AttentionShape {
+            batch,
+            tq,
+            tk,
+            heads,
+            kv_heads,
+            head_dim,
+        };
         let (q, k, v) = rand_qkv(ctx, &s);
         let dout = ctx.rand(q.len(), -1.0, 1.0);
-        let (hq, hk, hv, hg) = (ctx.upload(&q), ctx.upload(&k), ctx.upload(&v), ctx.upload(&dout));
-        let (dq, dk, dv) = crate::with_float!(ctx.dtype, F => {
-            let (ho, hl) = attention_forward::<F>(ctx.client, &hq, &hk, &hv, &s, &KvLayout::contiguous(&s))?;
-            attention_backward::<F>(ctx.client, &hq, &hk, &hv, &ho, &hl, &hg, &s)
-        })?;
-        let (wq, wk, wv) = attention_backward_ref(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&dout), &s);
-        let case = format!("{s:?}");
-        let tol = ctx.tol(16.0);
-        let got = ctx.download(&dq)?;
-        ctx.compare("attention.backward dq", &case, &got, &wq, tol);
-        let got = ctx.download(&dk)?;
-        ctx.compare("attention.backward dk", &case, &got, &wk, tol);
-        let got = ctx.download(&dv)?;
-        ctx.compare("attention.backward dv", &case, &got, &wv, tol);
+        let (hq, hk, hv, hg) = (
+            ctx.upload(&q),
+            ctx.upload(&k),
+            ctx.upload(&v),
+            ctx.upload(&dout),
+        );
+        let (wq, wk, wv) =
+            attention_backward_ref(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&dout), &s);
+        for kernel in AttentionKernel::ALL {
+            let (dq, dk, dv) = crate::with_float!(ctx.dtype, F => {
+                let (ho, hl) = attention_forward_rows::<F>(ctx.client, &hq, &hk, &hv, &s, &KvLayout::contiguous(&s))?;
+                attention_backward_with::<F>(ctx.client, kernel, &hq, &hk, &hv, &ho, &hl, &hg, &s)
+            })?;
+            let case = format!("{kernel:?} {s:?}");
+            let tol = ctx.tol(16.0);
+            let got = ctx.download(&dq)?;
+            ctx.compare("attention.backward dq", &case, &got, &wq, tol);
+            let got = ctx.download(&dk)?;
+            ctx.compare("attention.backward dk", &case, &got, &wk, tol);
+            let got = ctx.download(&dv)?;
+            ctx.compare("attention.backward dv", &case, &got, &wv, tol);
+        }
     }
     Ok(())
 }
 
 fn check_decode(ctx: &mut Ctx) -> Result<()> {
-    for (batch, len, heads, kv_heads, head_dim, capacity) in
-        [(1, 1, 1, 1, 2, 1), (2, 9, 4, 2, 6, 16), (1, 37, 3, 1, 34, 40), (3, 100, 2, 2, 64, 101)]
-    {
+    for (batch, len, heads, kv_heads, head_dim, capacity) in [
+        (1, 1, 1, 1, 2, 1),
+        (2, 9, 4, 2, 6, 16),
+        (1, 37, 3, 1, 34, 40),
+        (3, 100, 2, 2, 64, 101),
+    ] {
         // A cache of `capacity` positions holding `len`; the query is the last position.
-        let s = AttentionShape { batch, tq: 1, tk: len, heads, kv_heads, head_dim };
+        let s = AttentionShape {
+            batch,
+            tq: 1,
+            tk: len,
+            heads,
+            kv_heads,
+            head_dim,
+        };
         let row = kv_heads * head_dim;
         let cache_len = batch * capacity * row;
         let kc = ctx.rand(cache_len, -1.5, 1.5);
@@ -193,16 +392,30 @@ fn check_decode(ctx: &mut Ctx) -> Result<()> {
         let out = crate::with_float!(ctx.dtype, F => attention_decode::<F>(ctx.client, &hq, &hk, &hv, &s, &layout))?;
         // Reference on the contiguous prefix of the cache.
         let prefix = |c: &[f32]| -> Vec<f64> {
-            (0..batch).flat_map(|b| f64s(&c[b * capacity * row..][..len * row])).collect()
+            (0..batch)
+                .flat_map(|b| f64s(&c[b * capacity * row..][..len * row]))
+                .collect()
         };
         let (want, _) = attention_forward_ref(&f64s(&q), &prefix(&kc), &prefix(&vc), &s);
         let got = ctx.download(&out)?;
         let tol = ctx.tol(8.0);
-        ctx.compare("attention.decode", &format!("{s:?} capacity={capacity}"), &got, &want, tol);
+        ctx.compare(
+            "attention.decode",
+            &format!("{s:?} capacity={capacity}"),
+            &got,
+            &want,
+            tol,
+        );
         // The general forward over the same cache layout agrees too.
         let (fwd, _) = crate::with_float!(ctx.dtype, F => attention_forward::<F>(ctx.client, &hq, &hk, &hv, &s, &layout))?;
         let got = ctx.download(&fwd)?;
-        ctx.compare("attention.forward (cache layout)", &format!("{s:?} capacity={capacity}"), &got, &want, tol);
+        ctx.compare(
+            "attention.forward (cache layout)",
+            &format!("{s:?} capacity={capacity}"),
+            &got,
+            &want,
+            tol,
+        );
     }
     Ok(())
 }
@@ -228,8 +441,18 @@ mod tests {
 
     #[test]
     fn invalid_shapes_are_errors() {
-        assert!(AttentionShape::new(1, 4, 3, 2, 8).validate("t").unwrap_err().to_string().contains("n_kv_head"));
-        assert!(AttentionShape { tq: 5, tk: 4, ..AttentionShape::new(1, 4, 2, 2, 8) }.validate("t").is_err());
+        assert!(AttentionShape::new(1, 4, 3, 2, 8)
+            .validate("t")
+            .unwrap_err()
+            .to_string()
+            .contains("n_kv_head"));
+        assert!(AttentionShape {
+            tq: 5,
+            tk: 4,
+            ..AttentionShape::new(1, 4, 2, 2, 8)
+        }
+        .validate("t")
+        .is_err());
         assert!(AttentionShape::new(0, 4, 2, 2, 8).validate("t").is_err());
     }
 }

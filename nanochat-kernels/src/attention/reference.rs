@@ -9,7 +9,14 @@ fn at(t_len: usize, heads: usize, hd: usize, b: usize, t: usize, h: usize) -> us
 }
 
 /// Softmax probabilities (tk values, zero where masked) and lse of query row (b, h, i).
-fn probs(q: &[f64], k: &[f64], s: &AttentionShape, b: usize, h: usize, i: usize) -> (Vec<f64>, f64) {
+fn probs(
+    q: &[f64],
+    k: &[f64],
+    s: &AttentionShape,
+    b: usize,
+    h: usize,
+    i: usize,
+) -> (Vec<f64>, f64) {
     let hk = h / (s.heads / s.kv_heads);
     let limit = i + s.tk - s.tq + 1;
     let qi = &q[at(s.tq, s.heads, s.head_dim, b, i, h)..][..s.head_dim];
@@ -27,7 +34,12 @@ fn probs(q: &[f64], k: &[f64], s: &AttentionShape, b: usize, h: usize, i: usize)
 }
 
 /// Forward: output (B, Tq, H, D) and logsumexp (B, H, Tq).
-pub fn attention_forward_ref(q: &[f64], k: &[f64], v: &[f64], s: &AttentionShape) -> (Vec<f64>, Vec<f64>) {
+pub fn attention_forward_ref(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    s: &AttentionShape,
+) -> (Vec<f64>, Vec<f64>) {
     let hd = s.head_dim;
     let mut o = vec![0.0; s.batch * s.tq * s.heads * hd];
     let mut lse = vec![0.0; s.batch * s.heads * s.tq];

@@ -22,9 +22,13 @@ fn strategy(kernel: MatmulKernel) -> Strategy {
     match kernel {
         MatmulKernel::CpuGemm => tiled::Strategy::CpuGemm(Default::default()).into(),
         MatmulKernel::CubekSimpleUnit => MultiLevel::SimpleUnit(Default::default()).into(),
-        MatmulKernel::CubekSpecializedTma => MultiLevel::SpecializedTmaMma(Default::default()).into(),
+        MatmulKernel::CubekSpecializedTma => {
+            MultiLevel::SpecializedTmaMma(Default::default()).into()
+        }
         MatmulKernel::CubekDoubleTma => MultiLevel::DoubleTmaMma(Default::default()).into(),
-        MatmulKernel::CubekOrderedDoubleCmma => MultiLevel::OrderedDoubleCmma(Default::default()).into(),
+        MatmulKernel::CubekOrderedDoubleCmma => {
+            MultiLevel::OrderedDoubleCmma(Default::default()).into()
+        }
         MatmulKernel::Tiled | MatmulKernel::CublasLt => unreachable!("not a cubek routine"),
     }
 }
@@ -41,7 +45,15 @@ pub fn cubek_matmul<F: KernelFloat>(
     if kernel == MatmulKernel::CpuGemm {
         return cpu_gemm::<F>(client, a, b, out, s);
     }
-    launch::<F>(client, kernel, (a, s.lhs_strides()), (b, s.rhs_strides()), out, s, s.n)
+    launch::<F>(
+        client,
+        kernel,
+        (a, s.lhs_strides()),
+        (b, s.rhs_strides()),
+        out,
+        s,
+        s.n,
+    )
 }
 
 /// Products wider than this run as column panels on the CPU.
@@ -70,20 +82,42 @@ fn cpu_depth_block(n_cols: usize, elem_bytes: usize) -> usize {
 /// summed into the output; within a block B is fed as contiguous row-major panels of at most
 /// 256 columns, each launch writing its columns of the output in place. The copies cost
 /// O((m + n) k) against the product's O(m n k) (docs/benchmarks.md has the figures).
-fn cpu_gemm<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, out: &Handle, s: &MatmulShape) -> Result<()> {
+fn cpu_gemm<F: KernelFloat>(
+    client: &Client,
+    a: &Handle,
+    b: &Handle,
+    out: &Handle,
+    s: &MatmulShape,
+) -> Result<()> {
     let MatmulShape { batch, m, n, k, .. } = *s;
     let lhs_batch = if s.lhs_batched { batch } else { 1 };
     let rhs_batch = if s.rhs_batched { batch } else { 1 };
-    let a_rows = if s.trans_a && m > 1 && k > 1 { Some(transpose::<F>(client, a, lhs_batch, k, m)?) } else { None };
+    let a_rows = if s.trans_a && m > 1 && k > 1 {
+        Some(transpose::<F>(client, a, lhs_batch, k, m)?)
+    } else {
+        None
+    };
     let a = a_rows.as_ref().unwrap_or(a);
     let trans_a = s.trans_a && a_rows.is_none();
-    let b_rows = if s.trans_b && n > 1 && k > 1 { Some(transpose::<F>(client, b, rhs_batch, n, k)?) } else { None };
+    let b_rows = if s.trans_b && n > 1 && k > 1 {
+        Some(transpose::<F>(client, b, rhs_batch, n, k)?)
+    } else {
+        None
+    };
     let b = b_rows.as_ref().unwrap_or(b);
     // Now A is (lhs_batch, m, k) (or (k, m) when m or k is 1 and it was given transposed: the
     // same memory) and B is (rhs_batch, k, n) row-major.
-    let s = MatmulShape { trans_a, trans_b: false, ..*s };
+    let s = MatmulShape {
+        trans_a,
+        trans_b: false,
+        ..*s
+    };
     let es = F::DTYPE.size();
-    let width = if n > CPU_PANEL_MIN_N { cpu_panel_width(k, es) } else { n };
+    let width = if n > CPU_PANEL_MIN_N {
+        cpu_panel_width(k, es)
+    } else {
+        n
+    };
     let depth = cpu_depth_block(width, es);
     let split_depth = k > depth + depth / 2 && rhs_batch == 1 && !trans_a;
     let (a_bs, a_rs, a_cs) = s.lhs_strides();
@@ -98,7 +132,9 @@ fn cpu_gemm<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, out: &Handl
         let dst = if k0 == 0 {
             out.clone()
         } else {
-            partial.get_or_insert_with(|| client.empty(batch * m * n * es)).clone()
+            partial
+                .get_or_insert_with(|| client.empty(batch * m * n * es))
+                .clone()
         };
         let mut j0 = 0;
         while j0 < n {
@@ -144,13 +180,44 @@ fn launch<F: KernelFloat>(
     out_row: usize,
 ) -> Result<()> {
     let MatmulShape { batch, m, n, k, .. } = *s;
-    let (a_batch, b_batch) = (if s.lhs_batched { batch } else { 1 }, if s.rhs_batched { batch } else { 1 });
+    let (a_batch, b_batch) = (
+        if s.lhs_batched { batch } else { 1 },
+        if s.rhs_batched { batch } else { 1 },
+    );
     let ty = F::cube_elem_type();
-    let lhs = unsafe { TensorBinding::from_raw_parts(a.clone(), vec![a_bs, a_rs, a_cs].into(), vec![a_batch, m, k].into()) };
-    let rhs = unsafe { TensorBinding::from_raw_parts(b.clone(), vec![b_bs, b_rs, b_cs].into(), vec![b_batch, k, n].into()) };
-    let dst =
-        unsafe { TensorBinding::from_raw_parts(out.clone(), vec![m * out_row, out_row, 1].into(), vec![batch, m, n].into()) };
-    let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems { lhs: ty, rhs: ty, out: ty });
-    launch_ref(&strategy(kernel), client, InputBinding::new(lhs, ty), InputBinding::new(rhs, ty), dst, &mut dtypes)
-        .map_err(|e| KernelError::runtime("matmul", format!("{kernel:?}: {e}")))
+    let lhs = unsafe {
+        TensorBinding::from_raw_parts(
+            a.clone(),
+            vec![a_bs, a_rs, a_cs].into(),
+            vec![a_batch, m, k].into(),
+        )
+    };
+    let rhs = unsafe {
+        TensorBinding::from_raw_parts(
+            b.clone(),
+            vec![b_bs, b_rs, b_cs].into(),
+            vec![b_batch, k, n].into(),
+        )
+    };
+    let dst = unsafe {
+        TensorBinding::from_raw_parts(
+            out.clone(),
+            vec![m * out_row, out_row, 1].into(),
+            vec![batch, m, n].into(),
+        )
+    };
+    let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems {
+        lhs: ty,
+        rhs: ty,
+        out: ty,
+    });
+    launch_ref(
+        &strategy(kernel),
+        client,
+        InputBinding::new(lhs, ty),
+        InputBinding::new(rhs, ty),
+        dst,
+        &mut dtypes,
+    )
+    .map_err(|e| KernelError::runtime("matmul", format!("{kernel:?}: {e}")))
 }

@@ -80,7 +80,10 @@ static LT: Mutex<Option<LtState>> = Mutex::new(None);
 fn init(ordinal: usize) -> Result<LtState> {
     // cudarc panics on first use when the library is missing: ask first.
     if !unsafe { lts::is_culib_present() } {
-        return Err(KernelError::unsupported("matmul (cuBLASLt)", "libcublasLt was not found on the loader path"));
+        return Err(KernelError::unsupported(
+            "matmul (cuBLASLt)",
+            "libcublasLt was not found on the loader path",
+        ));
     }
     let ctx = cudarc::driver::CudaContext::new(ordinal).map_err(err)?;
     let stream = drv::stream::create(drv::stream::StreamKind::NonBlocking).map_err(err)?;
@@ -90,7 +93,15 @@ fn init(ordinal: usize) -> Result<LtState> {
         .map_err(err)?;
     let workspace_size: usize = if major >= 9 { 32 << 20 } else { 4 << 20 };
     let workspace = unsafe { drv::malloc_sync(workspace_size) }.map_err(err)?;
-    Ok(LtState { ordinal, ctx, stream, handle, workspace, workspace_size, plans: HashMap::new() })
+    Ok(LtState {
+        ordinal,
+        ctx,
+        stream,
+        handle,
+        workspace,
+        workspace_size,
+        plans: HashMap::new(),
+    })
 }
 
 /// Largest power of two (up to 256) dividing the pointer and the batch stride.
@@ -103,8 +114,18 @@ fn alignment(ptr: u64, batch: usize, stride_bytes: u64) -> u32 {
     }
 }
 
-unsafe fn set_attr<T>(l: lts::cublasLtMatrixLayout_t, attr: lts::cublasLtMatrixLayoutAttribute_t, v: &T) -> Result<()> {
-    lt::set_matrix_layout_attribute(l, attr, v as *const T as *const c_void, std::mem::size_of::<T>()).map_err(err)
+unsafe fn set_attr<T>(
+    l: lts::cublasLtMatrixLayout_t,
+    attr: lts::cublasLtMatrixLayoutAttribute_t,
+    v: &T,
+) -> Result<()> {
+    lt::set_matrix_layout_attribute(
+        l,
+        attr,
+        v as *const T as *const c_void,
+        std::mem::size_of::<T>(),
+    )
+    .map_err(err)
 }
 
 unsafe fn make_plan(st: &LtState, key: &PlanKey) -> Result<Plan> {
@@ -129,10 +150,17 @@ unsafe fn make_plan(st: &LtState, key: &PlanKey) -> Result<Plan> {
     plan.desc = lt::create_matmul_desc(compute, lts::cudaDataType_t::CUDA_R_32F).map_err(err)?;
     let (op_a, op_b) = (s.trans_b as i32, s.trans_a as i32);
     for (attr, v) in [
-        (lts::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA, &op_a),
-        (lts::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSB, &op_b),
+        (
+            lts::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
+            &op_a,
+        ),
+        (
+            lts::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSB,
+            &op_b,
+        ),
     ] {
-        lt::set_matmul_desc_attribute(plan.desc, attr, v as *const i32 as *const c_void, 4).map_err(err)?;
+        lt::set_matmul_desc_attribute(plan.desc, attr, v as *const i32 as *const c_void, 4)
+            .map_err(err)?;
     }
     // Column-major views of the stored matrices: rows, cols, leading dimension.
     let (ra, ca, lda) = if s.trans_b { (k, n, k) } else { (n, k, n) };
@@ -145,7 +173,11 @@ unsafe fn make_plan(st: &LtState, key: &PlanKey) -> Result<Plan> {
         let (a_bs, _, _) = s.lhs_strides();
         let (b_bs, _, _) = s.rhs_strides();
         use lts::cublasLtMatrixLayoutAttribute_t as A;
-        for (l, stride) in [(plan.la, b_bs as i64), (plan.lb, a_bs as i64), (plan.lc, (s.m * s.n) as i64)] {
+        for (l, stride) in [
+            (plan.la, b_bs as i64),
+            (plan.lb, a_bs as i64),
+            (plan.lc, (s.m * s.n) as i64),
+        ] {
             set_attr(l, A::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch)?;
             set_attr(l, A::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride)?;
         }
@@ -154,22 +186,34 @@ unsafe fn make_plan(st: &LtState, key: &PlanKey) -> Result<Plan> {
     let heuristic = (|| -> Result<lts::cublasLtMatmulHeuristicResult_t> {
         use lts::cublasLtMatmulPreferenceAttributes_t as P;
         let ws = st.workspace_size as u64;
-        lt::set_matmul_pref_attribute(pref, P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws as *const u64 as *const c_void, 8)
-            .map_err(err)?;
+        lt::set_matmul_pref_attribute(
+            pref,
+            P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+            &ws as *const u64 as *const c_void,
+            8,
+        )
+        .map_err(err)?;
         for (attr, v) in [
             (P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align[1]),
             (P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align[0]),
             (P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align[2]),
             (P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align[2]),
         ] {
-            lt::set_matmul_pref_attribute(pref, attr, &v as *const u32 as *const c_void, 4).map_err(err)?;
+            lt::set_matmul_pref_attribute(pref, attr, &v as *const u32 as *const c_void, 4)
+                .map_err(err)?;
         }
-        lt::get_matmul_algo_heuristic(st.handle, plan.desc, plan.la, plan.lb, plan.lc, plan.lc, pref).map_err(err)
+        lt::get_matmul_algo_heuristic(
+            st.handle, plan.desc, plan.la, plan.lb, plan.lc, plan.lc, pref,
+        )
+        .map_err(err)
     })();
     let _ = lt::destroy_matmul_pref(pref);
     let heuristic = heuristic?;
     if heuristic.workspaceSize > st.workspace_size {
-        return Err(KernelError::runtime("matmul (cuBLASLt)", "heuristic asks for a larger workspace"));
+        return Err(KernelError::runtime(
+            "matmul (cuBLASLt)",
+            "heuristic asks for a larger workspace",
+        ));
     }
     plan.algo = heuristic.algo;
     Ok(plan)
@@ -186,18 +230,25 @@ pub fn cublaslt_matmul<F: KernelFloat>(
 ) -> Result<()> {
     let ra = client.get_resource::<CudaServer>(a.clone()).map_err(err)?;
     let rb = client.get_resource::<CudaServer>(b.clone()).map_err(err)?;
-    let rc = client.get_resource::<CudaServer>(out.clone()).map_err(err)?;
+    let rc = client
+        .get_resource::<CudaServer>(out.clone())
+        .map_err(err)?;
     let (pa, pb, pc) = (ra.resource().ptr, rb.resource().ptr, rc.resource().ptr);
     cubecl::future::block_on(client.sync()).map_err(err)?;
 
     let ordinal = client.service_id().device.index_id as usize;
-    let mut guard = LT.lock().map_err(|_| KernelError::runtime("matmul (cuBLASLt)", "poisoned state"))?;
+    let mut guard = LT
+        .lock()
+        .map_err(|_| KernelError::runtime("matmul (cuBLASLt)", "poisoned state"))?;
     if guard.is_none() {
         *guard = Some(init(ordinal)?);
     }
     let st = guard.as_mut().expect("initialised above");
     if st.ordinal != ordinal {
-        return Err(KernelError::unsupported("matmul (cuBLASLt)", "only one CUDA device per process"));
+        return Err(KernelError::unsupported(
+            "matmul (cuBLASLt)",
+            "only one CUDA device per process",
+        ));
     }
     st.ctx.bind_to_thread().map_err(err)?;
     let es = F::DTYPE.size() as u64;
@@ -208,7 +259,12 @@ pub fn cublaslt_matmul<F: KernelFloat>(
         alignment(pb, s.batch, b_bs as u64 * es),
         alignment(pc, s.batch, (s.m * s.n) as u64 * es),
     ];
-    let key = PlanKey { shape: *s, dtype: F::DTYPE, tf32, align };
+    let key = PlanKey {
+        shape: *s,
+        dtype: F::DTYPE,
+        tf32,
+        align,
+    };
     if !st.plans.contains_key(&key) {
         let plan = unsafe { make_plan(st, &key)? };
         st.plans.insert(key, plan);

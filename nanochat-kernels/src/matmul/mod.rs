@@ -10,9 +10,9 @@
 //! `SimpleUnit`, our tiled kernel) is timed once per shape and the fastest is remembered. Our
 //! tiled kernel ([`tiled`]) is the oracle and the fallback when a routine refuses a shape.
 
+mod cubek;
 #[cfg(feature = "cuda")]
 mod cublaslt;
-mod cubek;
 mod reference;
 mod tiled;
 
@@ -48,24 +48,51 @@ pub struct MatmulShape {
 impl MatmulShape {
     /// A plain 2-d product (m, k) @ (k, n) with optional transposes.
     pub fn new(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
-        MatmulShape { batch: 1, m, n, k, trans_a, trans_b, lhs_batched: true, rhs_batched: true }
+        MatmulShape {
+            batch: 1,
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+            lhs_batched: true,
+            rhs_batched: true,
+        }
     }
 
     /// `batch` products, both operands batched.
-    pub fn batched(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
-        MatmulShape { batch, ..Self::new(m, n, k, trans_a, trans_b) }
+    pub fn batched(
+        batch: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        trans_a: bool,
+        trans_b: bool,
+    ) -> Self {
+        MatmulShape {
+            batch,
+            ..Self::new(m, n, k, trans_a, trans_b)
+        }
     }
 
     /// (batch, row, col) strides of A as op(A) is indexed: element (b, i, p).
     pub fn lhs_strides(&self) -> (usize, usize, usize) {
         let bs = if self.lhs_batched { self.m * self.k } else { 0 };
-        if self.trans_a { (bs, 1, self.m) } else { (bs, self.k, 1) }
+        if self.trans_a {
+            (bs, 1, self.m)
+        } else {
+            (bs, self.k, 1)
+        }
     }
 
     /// (batch, row, col) strides of B as op(B) is indexed: element (b, p, j).
     pub fn rhs_strides(&self) -> (usize, usize, usize) {
         let bs = if self.rhs_batched { self.k * self.n } else { 0 };
-        if self.trans_b { (bs, 1, self.k) } else { (bs, self.n, 1) }
+        if self.trans_b {
+            (bs, 1, self.k)
+        } else {
+            (bs, self.n, 1)
+        }
     }
 
     /// Elements stored in A.
@@ -116,7 +143,13 @@ impl MatmulKernel {
 
     /// Whether the kernel keeps f32 inputs in true f32 (no tf32 tensor cores).
     pub fn is_true_f32(self) -> bool {
-        matches!(self, MatmulKernel::Tiled | MatmulKernel::CpuGemm | MatmulKernel::CubekSimpleUnit | MatmulKernel::CublasLt)
+        matches!(
+            self,
+            MatmulKernel::Tiled
+                | MatmulKernel::CpuGemm
+                | MatmulKernel::CubekSimpleUnit
+                | MatmulKernel::CublasLt
+        )
     }
 }
 
@@ -171,7 +204,11 @@ pub fn candidates(client: &Client, dtype: DType, precision: Precision) -> Vec<Ma
 
 fn validate<F: KernelFloat>(a: &Handle, b: &Handle, s: &MatmulShape) -> Result<()> {
     if s.batch == 0 || s.m == 0 || s.n == 0 {
-        return Err(KernelError::shape("matmul", &[&[s.batch, s.m, s.n, s.k]], "batch, m and n must be positive"));
+        return Err(KernelError::shape(
+            "matmul",
+            &[&[s.batch, s.m, s.n, s.k]],
+            "batch, m and n must be positive",
+        ));
     }
     launch::check_size("matmul", "lhs", a, &[s.lhs_len()], F::DTYPE)?;
     launch::check_size("matmul", "rhs", b, &[s.rhs_len()], F::DTYPE)?;
@@ -191,7 +228,10 @@ pub fn matmul_into<F: KernelFloat>(
     launch::check_size("matmul", "out", out, &[s.batch, s.m, s.n], F::DTYPE)?;
     if s.k == 0 {
         // No routine handles an empty sum; `matmul` and `matmul_with` return zeros for it.
-        return Err(KernelError::unsupported("matmul", "k = 0: use `matmul`, which returns zeros"));
+        return Err(KernelError::unsupported(
+            "matmul",
+            "k = 0: use `matmul`, which returns zeros",
+        ));
     }
     match kernel {
         MatmulKernel::Tiled => tiled_matmul::<F>(client, a, b, out, s),
@@ -201,13 +241,28 @@ pub fn matmul_into<F: KernelFloat>(
 }
 
 #[cfg(feature = "cuda")]
-fn cublaslt_into<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, out: &Handle, s: &MatmulShape) -> Result<()> {
+fn cublaslt_into<F: KernelFloat>(
+    client: &Client,
+    a: &Handle,
+    b: &Handle,
+    out: &Handle,
+    s: &MatmulShape,
+) -> Result<()> {
     cublaslt::cublaslt_matmul::<F>(client, a, b, out, s, precision() == Precision::Tf32)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cublaslt_into<F: KernelFloat>(_: &Client, _: &Handle, _: &Handle, _: &Handle, _: &MatmulShape) -> Result<()> {
-    Err(KernelError::unsupported("matmul", "cuBLASLt needs a build with the `cuda` feature"))
+fn cublaslt_into<F: KernelFloat>(
+    _: &Client,
+    _: &Handle,
+    _: &Handle,
+    _: &Handle,
+    _: &MatmulShape,
+) -> Result<()> {
+    Err(KernelError::unsupported(
+        "matmul",
+        "cuBLASLt needs a build with the `cuda` feature",
+    ))
 }
 
 /// `op(A) @ op(B)` as a new (batch, m, n) buffer with one given kernel.
@@ -232,14 +287,24 @@ static CHOICES: Mutex<Option<HashMap<ChoiceKey, MatmulKernel>>> = Mutex::new(Non
 
 /// The kernel [`matmul`] uses for this problem (timing the candidates the first time a shape is
 /// seen on a device with several).
-pub fn choose<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, s: &MatmulShape) -> Result<MatmulKernel> {
+pub fn choose<F: KernelFloat>(
+    client: &Client,
+    a: &Handle,
+    b: &Handle,
+    s: &MatmulShape,
+) -> Result<MatmulKernel> {
     let prec = precision();
     let cands = candidates(client, F::DTYPE, prec);
     if cands.len() <= 2 && cands[0] == MatmulKernel::CpuGemm {
         return Ok(MatmulKernel::CpuGemm);
     }
     let key = (format!("{:?}", client.service_id()), F::DTYPE, prec, *s);
-    if let Some(k) = CHOICES.lock().unwrap().as_ref().and_then(|m| m.get(&key).copied()) {
+    if let Some(k) = CHOICES
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(&key).copied())
+    {
         return Ok(k);
     }
     let out = client.empty(s.batch * s.m * s.n * F::DTYPE.size());
@@ -266,19 +331,30 @@ pub fn choose<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, s: &Matmu
             Err(e) => tracing::debug!(?kernel, error = %e, "matmul candidate refused"),
         }
     }
-    let (_, kernel) = best.ok_or_else(|| KernelError::runtime("matmul", format!("no kernel ran shape {s:?}")))?;
-    CHOICES.lock().unwrap().get_or_insert_with(HashMap::new).insert(key, kernel);
+    let (_, kernel) =
+        best.ok_or_else(|| KernelError::runtime("matmul", format!("no kernel ran shape {s:?}")))?;
+    CHOICES
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(key, kernel);
     Ok(kernel)
 }
 
 /// Waits for every launch on the client to finish.
 pub fn sync(client: &Client) -> Result<()> {
-    cubecl::future::block_on(client.sync()).map_err(|e| KernelError::runtime("sync", format!("{e:?}")))
+    cubecl::future::block_on(client.sync())
+        .map_err(|e| KernelError::runtime("sync", format!("{e:?}")))
 }
 
 /// `op(A) @ op(B)` as a new (batch, m, n) buffer, through the device's dispatch. A routine that
 /// refuses the shape falls back to the tiled kernel.
-pub fn matmul<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, s: &MatmulShape) -> Result<Handle> {
+pub fn matmul<F: KernelFloat>(
+    client: &Client,
+    a: &Handle,
+    b: &Handle,
+    s: &MatmulShape,
+) -> Result<Handle> {
     validate::<F>(a, b, s)?;
     if s.k == 0 {
         return crate::elementwise::fill::<F>(client, s.batch * s.m * s.n, 0.0);
@@ -299,15 +375,27 @@ pub fn matmul<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, s: &Matmu
 
 pub(crate) fn checks() -> Vec<Check> {
     vec![
-        Check { name: "matmul.dispatch", run: check_dispatch },
-        Check { name: "matmul.tiled", run: check_tiled },
+        Check {
+            name: "matmul.dispatch",
+            run: check_dispatch,
+        },
+        Check {
+            name: "matmul.tiled",
+            run: check_tiled,
+        },
     ]
 }
 
 /// Odd shapes: size 1, primes around tile and vector widths, transposes, shared operands.
 fn shapes() -> Vec<MatmulShape> {
     let mut out = Vec::new();
-    for (m, n, k) in [(1, 1, 1), (7, 13, 5), (33, 17, 65), (64, 48, 40), (129, 67, 3)] {
+    for (m, n, k) in [
+        (1, 1, 1),
+        (7, 13, 5),
+        (33, 17, 65),
+        (64, 48, 40),
+        (129, 67, 3),
+    ] {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             out.push(MatmulShape::new(m, n, k, ta, tb));
         }
@@ -320,8 +408,14 @@ fn shapes() -> Vec<MatmulShape> {
     out.push(MatmulShape::batched(2, 9, 403, 17, false, true));
     out.push(MatmulShape::batched(3, 9, 11, 7, false, true));
     out.push(MatmulShape::batched(2, 5, 6, 33, true, false));
-    out.push(MatmulShape { rhs_batched: false, ..MatmulShape::batched(4, 10, 7, 13, false, true) });
-    out.push(MatmulShape { lhs_batched: false, ..MatmulShape::batched(3, 6, 10, 9, false, false) });
+    out.push(MatmulShape {
+        rhs_batched: false,
+        ..MatmulShape::batched(4, 10, 7, 13, false, true)
+    });
+    out.push(MatmulShape {
+        lhs_batched: false,
+        ..MatmulShape::batched(3, 6, 10, 9, false, false)
+    });
     out
 }
 
@@ -370,7 +464,10 @@ mod tests {
         let client = crate::Backend::Cpu.client().unwrap();
         let s = MatmulShape::new(8, 8, 8, false, true);
         let a = crate::check::upload_f32(&client, &[0.5; 64]);
-        assert_eq!(choose::<f32>(&client, &a, &a, &s).unwrap(), MatmulKernel::CpuGemm);
+        assert_eq!(
+            choose::<f32>(&client, &a, &a, &s).unwrap(),
+            MatmulKernel::CpuGemm
+        );
     }
 
     #[test]
@@ -379,8 +476,12 @@ mod tests {
         let a = crate::check::upload_f32(&client, &[1.0; 4]);
         let s = MatmulShape::new(2, 3, 0, false, false);
         let out = matmul::<f32>(&client, &a, &a, &s).unwrap();
-        assert_eq!(crate::check::download(&client, DType::F32, &out).unwrap()[..6], [0.0; 6]);
-        let err = matmul::<f32>(&client, &a, &a, &MatmulShape::new(3, 3, 3, false, false)).unwrap_err();
+        assert_eq!(
+            crate::check::download(&client, DType::F32, &out).unwrap()[..6],
+            [0.0; 6]
+        );
+        let err =
+            matmul::<f32>(&client, &a, &a, &MatmulShape::new(3, 3, 3, false, false)).unwrap_err();
         assert!(err.to_string().contains("matmul: buffer `lhs`"), "{err}");
     }
 }

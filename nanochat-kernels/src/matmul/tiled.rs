@@ -84,7 +84,13 @@ fn tiled_matmul_kernel<F: Float>(
 }
 
 /// Writes `op(A) @ op(B)` into `out` (batch, m, n) with the tiled kernel.
-pub fn tiled_matmul<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, out: &Handle, s: &MatmulShape) -> Result<()> {
+pub fn tiled_matmul<F: KernelFloat>(
+    client: &Client,
+    a: &Handle,
+    b: &Handle,
+    out: &Handle,
+    s: &MatmulShape,
+) -> Result<()> {
     let MatmulShape { batch, m, n, k, .. } = *s;
     let (tiles_m, tiles_n) = (m.div_ceil(TILE), n.div_ceil(TILE));
     let items = batch * tiles_m * tiles_n;
