@@ -56,8 +56,12 @@ pub fn cubek_matmul<F: KernelFloat>(
     )
 }
 
-/// Products wider than this run as column panels on the CPU.
+/// Products wider than this run as column panels on the CPU...
 const CPU_PANEL_MIN_N: usize = 384;
+
+/// ...when they have at least this many rows (with fewer, copying the panels costs more than
+/// it saves: 256 x 1024 x 256 ran at 183 GFLOP/s in panels and 208 without).
+const CPU_PANEL_MIN_M: usize = 512;
 
 /// Bytes of B one CPU launch should stream: about half the L2 of the reference machine.
 const CPU_B_BLOCK_BYTES: usize = 1 << 20;
@@ -113,7 +117,7 @@ fn cpu_gemm<F: KernelFloat>(
         ..*s
     };
     let es = F::DTYPE.size();
-    let width = if n > CPU_PANEL_MIN_N {
+    let width = if n > CPU_PANEL_MIN_N && m >= CPU_PANEL_MIN_M {
         cpu_panel_width(k, es)
     } else {
         n
@@ -211,8 +215,12 @@ fn launch<F: KernelFloat>(
         rhs: ty,
         out: ty,
     });
+    let strategy = match kernel {
+        MatmulKernel::CpuGemm => cpu_gemm_strategy(client, m, n, k, F::DTYPE.size()),
+        _ => strategy(kernel),
+    };
     launch_ref(
-        &strategy(kernel),
+        &strategy,
         client,
         InputBinding::new(lhs, ty),
         InputBinding::new(rhs, ty),
@@ -220,4 +228,78 @@ fn launch<F: KernelFloat>(
         &mut dtypes,
     )
     .map_err(|e| KernelError::runtime("matmul", format!("{kernel:?}: {e}")))
+}
+
+/// Bytes of accumulators a CpuGemm leaf keeps in registers on an AVX-512 host: 16 of the 32
+/// 64-byte zmm registers. cubek's own heuristic budgets 384 bytes (12 of AVX2's 16 ymm), which
+/// on AVX-512 gives a 2 x 32 leaf at ~150 GFLOP/s on the reference 2-core machine; a 4 x 64
+/// leaf runs at ~250 (docs/benchmarks.md).
+const AVX512_ACC_BYTES: usize = 1024;
+
+/// L1 data cache the depth of a leaf is sized for.
+const L1_BYTES: usize = 32 * 1024;
+
+/// The largest divisor of `k` that is at most `cap` (a tile that divides its axis keeps the
+/// leaf unrolled and unmasked).
+fn largest_divisor(k: usize, cap: usize) -> usize {
+    (1..=cap.clamp(1, k.max(1)))
+        .rev()
+        .find(|d| k % d == 0)
+        .unwrap_or(1)
+}
+
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The CpuGemm plan for an (m, n, k) product: cubek's inferred one, except on AVX-512 hosts
+/// where the leaf is sized for 16 zmm accumulators (`tile_n` about `sqrt(budget * 16)`, the
+/// rest along `m`), the depth for A and B panels in L1 beside the accumulators, and the output
+/// rows (else columns) split over the cores.
+fn cpu_gemm_strategy(client: &Client, m: usize, n: usize, k: usize, elem_bytes: usize) -> Strategy {
+    use cubek::matmul::routine::BlueprintStrategy;
+    use tiled::cpu_gemm::{CpuGemmBlueprint, InstructionShape, PlaneGrid};
+    if !has_avx512() {
+        return strategy(MatmulKernel::CpuGemm);
+    }
+    let lanes = 64 / elem_bytes;
+    let budget = AVX512_ACC_BYTES / elem_bytes;
+    let tile_n = largest_divisor(n, ((budget * lanes) as f64).sqrt() as usize);
+    let tile_m = largest_divisor(m, budget / tile_n);
+    let l1_depth = (L1_BYTES / elem_bytes).saturating_sub(tile_m * tile_n) / (tile_m + tile_n);
+    let tile_k = largest_divisor(k, l1_depth.max(lanes));
+    let cores = client
+        .properties()
+        .hardware
+        .num_cpu_cores
+        .unwrap_or(1)
+        .max(1) as usize;
+    let (grid_m, grid_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
+    let planes = if grid_m % cores == 0 {
+        PlaneGrid { m: cores, n: 1 }
+    } else if grid_n % cores == 0 {
+        PlaneGrid { m: 1, n: cores }
+    } else {
+        PlaneGrid {
+            m: largest_divisor(grid_m, cores),
+            n: 1,
+        }
+    };
+    let instruction = InstructionShape {
+        m: tile_m,
+        n: tile_n,
+        k: tile_k,
+    };
+    tiled::Strategy::CpuGemm(BlueprintStrategy::Forced(CpuGemmBlueprint {
+        instruction,
+        planes,
+    }))
+    .into()
 }
