@@ -23,6 +23,7 @@ pub mod autograd;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod io;
 pub mod model;

@@ -1,6 +1,9 @@
 //! The KV cache for incremental decoding: per layer, keys and values of shape
 //! (B, capacity, n_kv_head, head_dim), of which the first `len` positions are filled.
 
+use nanochat_kernels::layout::write_rows;
+use nanochat_kernels::with_float;
+
 use super::GPTConfig;
 use crate::{CoreError, DType, Device, Result, Tensor};
 
@@ -66,5 +69,38 @@ impl KvCache {
 
     pub(crate) fn advance(&mut self, t: usize) {
         self.len += t;
+    }
+
+    /// A cache of `n` sequences, each a copy of this one-sequence cache (its filled positions
+    /// and length): a prompt prefilled once, shared by `n` samples. Copied on the device.
+    pub fn replicate(&self, n: usize) -> Result<KvCache> {
+        if self.batch != 1 {
+            return Err(CoreError::Config(format!(
+                "only a cache of one sequence can be replicated, this one holds {}",
+                self.batch
+            )));
+        }
+        let copy = |layers: &[Tensor]| -> Result<Vec<Tensor>> {
+            layers
+                .iter()
+                .map(|t| {
+                    let (_, cap, heads, dim) = t.dims4()?;
+                    let row = heads * dim;
+                    let out = Tensor::zeros(t.device(), &[n, cap, heads, dim], t.dtype())?;
+                    let c = t.device().client();
+                    for i in 0..n {
+                        with_float!(t.dtype(), F => write_rows::<F>(c, out.handle(), n * cap, t.handle(), 1, cap, row, i * cap))?;
+                    }
+                    Ok(out)
+                })
+                .collect()
+        };
+        Ok(KvCache {
+            k: copy(&self.k)?,
+            v: copy(&self.v)?,
+            batch: n,
+            capacity: self.capacity,
+            len: self.len,
+        })
     }
 }

@@ -1,0 +1,305 @@
+//! The inference engine (nanochat's `engine.py`): batched sampling over the KV cache with the
+//! calculator tool.
+//!
+//! The prompt is prefilled once with batch 1; its cache is replicated to `num_samples` rows
+//! and all samples decode as one batch, one token column per step. Each column carries, per
+//! row, the token, its mask (1 sampled, 0 forced by the tool) and the probability the model
+//! gave a sampled token (softmax of the logits at temperature 1 over the whole vocabulary).
+//!
+//! ```no_run
+//! # fn demo(model: nanochat_core::GPT, tokenizer: nanochat_core::tokenizer::Tokenizer) -> nanochat_core::Result<()> {
+//! use nanochat_core::engine::{Engine, GenerateParams};
+//! let engine = Engine::new(model, tokenizer)?;
+//! let prompt = engine.tokenizer().encode("The capital of France is");
+//! let params = GenerateParams { num_samples: 2, max_tokens: 16, temperature: 0.0, ..Default::default() };
+//! let (results, probabilities) = engine.generate_batch(&prompt, &params)?;
+//! # Ok(()) }
+//! ```
+
+mod row;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::model::{sample_token, KvCache};
+use crate::tokenizer::Tokenizer;
+use crate::{CoreError, Result, GPT};
+use row::{RowState, Specials};
+
+/// How `generate` samples (nanochat's defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateParams {
+    /// Rows sampled from the one prompt.
+    pub num_samples: usize,
+    /// Most tokens generated per row (forced tool tokens count).
+    pub max_tokens: usize,
+    /// Softmax temperature; 0 picks the most likely token.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens.
+    pub top_k: Option<usize>,
+    /// The same seed gives the same output; `None` draws one.
+    pub seed: Option<u64>,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            num_samples: 1,
+            max_tokens: 256,
+            temperature: 1.0,
+            top_k: None,
+            seed: None,
+        }
+    }
+}
+
+/// One step of every row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenColumn {
+    pub tokens: Vec<u32>,
+    /// 1 sampled, 0 forced (a calculator result).
+    pub masks: Vec<u8>,
+    /// The model's probability of each sampled token; `None` for a forced one.
+    pub probs: Vec<Option<f32>>,
+}
+
+/// Why a generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// Every row reached `<|assistant_end|>` or `<|bos|>`.
+    Stop,
+    /// `max_tokens` were generated.
+    Length,
+    /// The context (the model's `block_size`) is full.
+    ContextFull,
+}
+
+impl FinishReason {
+    /// The reason in words (and as the OpenAI API names the first two: `stop`, `length`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ContextFull => "context_full",
+        }
+    }
+}
+
+/// A model and its tokenizer, ready to sample.
+pub struct Engine {
+    model: GPT,
+    tokenizer: Tokenizer,
+    specials: Specials,
+}
+
+impl Engine {
+    /// Fails when the tokenizer lacks nanochat's special tokens or its vocabulary is larger
+    /// than the model's.
+    pub fn new(model: GPT, tokenizer: Tokenizer) -> Result<Engine> {
+        if tokenizer.vocab_size() > model.config().vocab_size {
+            return Err(CoreError::Config(format!(
+                "tokenizer of {} tokens for a model of vocab_size {}",
+                tokenizer.vocab_size(),
+                model.config().vocab_size
+            )));
+        }
+        let specials = Specials::of(&tokenizer)?;
+        Ok(Engine {
+            model,
+            tokenizer,
+            specials,
+        })
+    }
+
+    pub fn model(&self) -> &GPT {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Streams token columns after `tokens`: `for column in engine.generate(&prompt, &params)?`.
+    /// The stream ends when every row is done, at `max_tokens`, or when the context is full
+    /// ([`EngineStream::finish_reason`] says which).
+    pub fn generate(&self, tokens: &[u32], params: &GenerateParams) -> Result<EngineStream<'_>> {
+        let block = self.model.config().block_size;
+        if tokens.is_empty() {
+            return Err(CoreError::Config(
+                "generate needs at least one prompt token".into(),
+            ));
+        }
+        if tokens.len() > block {
+            return Err(CoreError::Config(format!(
+                "prompt of {} tokens exceeds the context of {block} tokens",
+                tokens.len()
+            )));
+        }
+        if params.num_samples == 0 {
+            return Err(CoreError::Config("num_samples must be at least 1".into()));
+        }
+        if params.top_k == Some(0) {
+            return Err(CoreError::Config("top_k must be at least 1".into()));
+        }
+        if !(params.temperature >= 0.0 && params.temperature.is_finite()) {
+            return Err(CoreError::Config(format!(
+                "temperature {} must be a finite number >= 0",
+                params.temperature
+            )));
+        }
+        let n = params.num_samples;
+        let capacity = block.min(tokens.len() + params.max_tokens.max(1));
+        let c = self.model.config();
+        let (dev, dtype) = (self.model.get_device(), self.model.compute_dtype());
+        let (cache, logits) = dev.exclusive(|| -> Result<(KvCache, Vec<f32>)> {
+            let mut prefill = KvCache::new(c, dev, dtype, 1, capacity)?;
+            let logits = self
+                .model
+                .forward_cached(tokens, 1, tokens.len(), &mut prefill)?;
+            let all = logits.to_vec_f32()?;
+            let last = all[all.len() - c.vocab_size..].to_vec();
+            let cache = if n == 1 {
+                prefill
+            } else {
+                prefill.replicate(n)?
+            };
+            Ok((cache, last))
+        })??;
+        let seed = params.seed.unwrap_or_else(rand::random);
+        Ok(EngineStream {
+            engine: self,
+            params: params.clone(),
+            cache,
+            logits: logits.repeat(n),
+            rows: (0..n).map(|_| RowState::default()).collect(),
+            rng: StdRng::seed_from_u64(seed),
+            generated: 0,
+            finish: None,
+            failed: false,
+        })
+    }
+
+    /// Generates and collects: the sequences (the prompt, then each row's tokens up to, not
+    /// including, its terminal token) and, per generated token, the model's probability of it
+    /// (`None` where the calculator forced it), as nanochat's
+    /// `results, masks = engine.generate_batch(...)` with probabilities in place of masks.
+    pub fn generate_batch(
+        &self,
+        tokens: &[u32],
+        params: &GenerateParams,
+    ) -> Result<(Vec<Vec<u32>>, Vec<Vec<Option<f32>>>)> {
+        let n = params.num_samples;
+        let mut results = vec![tokens.to_vec(); n];
+        let mut probabilities = vec![Vec::new(); n];
+        let mut done = vec![false; n];
+        for column in self.generate(tokens, params)? {
+            let column = column?;
+            for i in 0..n {
+                if done[i] {
+                    continue;
+                }
+                let t = column.tokens[i];
+                if self.specials.is_terminal(t) {
+                    done[i] = true;
+                } else {
+                    results[i].push(t);
+                    probabilities[i].push(column.probs[i]);
+                }
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        Ok((results, probabilities))
+    }
+}
+
+/// The columns of one generation; an iterator of `Result<TokenColumn>`.
+pub struct EngineStream<'a> {
+    engine: &'a Engine,
+    params: GenerateParams,
+    cache: KvCache,
+    /// Logits of the next position, row after row.
+    logits: Vec<f32>,
+    rows: Vec<RowState>,
+    rng: StdRng,
+    generated: usize,
+    finish: Option<FinishReason>,
+    failed: bool,
+}
+
+impl EngineStream<'_> {
+    /// Why the stream ended (`None` while it runs or after an error).
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    fn step(&mut self) -> Result<TokenColumn> {
+        let v = self.engine.model.config().vocab_size;
+        let sp = self.engine.specials;
+        let n = self.rows.len();
+        let mut column = TokenColumn {
+            tokens: Vec::with_capacity(n),
+            masks: Vec::with_capacity(n),
+            probs: Vec::with_capacity(n),
+        };
+        for (i, row) in self.rows.iter_mut().enumerate() {
+            let logits = &self.logits[i * v..(i + 1) * v];
+            let sampled = sample_token(
+                logits,
+                self.params.temperature,
+                self.params.top_k,
+                &mut self.rng,
+            )?;
+            let (token, mask, prob) = match row.forced.pop_front() {
+                Some(f) => (f, 0, None),
+                None => (sampled, 1, Some(probability(logits, sampled))),
+            };
+            row.accept(token, &sp, &self.engine.tokenizer);
+            column.tokens.push(token);
+            column.masks.push(mask);
+            column.probs.push(prob);
+        }
+        self.generated += 1;
+        if self.rows.iter().all(|r| r.completed) {
+            self.finish = Some(FinishReason::Stop);
+        } else if self.generated >= self.params.max_tokens {
+            self.finish = Some(FinishReason::Length);
+        } else if self.cache.len() >= self.cache.capacity() {
+            self.finish = Some(FinishReason::ContextFull);
+        } else {
+            let (model, cache) = (&self.engine.model, &mut self.cache);
+            let tokens = &column.tokens;
+            self.logits = model
+                .get_device()
+                .exclusive(|| model.forward_cached(tokens, n, 1, cache)?.to_vec_f32())??;
+        }
+        Ok(column)
+    }
+}
+
+impl Iterator for EngineStream<'_> {
+    type Item = Result<TokenColumn>;
+
+    fn next(&mut self) -> Option<Result<TokenColumn>> {
+        if self.finish.is_some() || self.failed || self.params.max_tokens == 0 {
+            if self.params.max_tokens == 0 {
+                self.finish = Some(FinishReason::Length);
+            }
+            return None;
+        }
+        let r = self.step();
+        self.failed = r.is_err();
+        Some(r)
+    }
+}
+
+/// softmax(logits)[token], in f64.
+fn probability(logits: &[f32], token: u32) -> f32 {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - m).exp()).sum();
+    ((logits[token as usize] as f64 - m).exp() / sum) as f32
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,244 @@
+//! Engine tests: batched KV-cache decoding equals full-forward sampling at temperature 0, seeds
+//! reproduce, the context limit stops generation with its reason, the tool state machine.
+
+use super::row::{RowState, Specials};
+use super::*;
+use crate::model::Init;
+use crate::tokenizer::tests::small_tokenizer;
+use crate::{DType, Device, GPTConfig, Tensor};
+
+fn engine(block_size: usize, seed: u64) -> Engine {
+    let tok = small_tokenizer().clone();
+    let config = GPTConfig {
+        vocab_size: tok.vocab_size(),
+        n_layer: 2,
+        n_head: 4,
+        n_kv_head: 2,
+        n_embd: 32,
+        block_size,
+        ..GPTConfig::default()
+    };
+    let dev = Device::cpu().unwrap();
+    let mut model = GPT::new(config, &dev, DType::F32, seed).unwrap();
+    // nanochat's init zeroes the output projections (and lm_head), so the context would not
+    // matter: give them values, and lm_head the embedding's scale.
+    let mut rng = rand::SeedableRng::seed_from_u64(seed);
+    for b in &mut model.blocks {
+        for l in [&mut b.c_proj, &mut b.mlp_c_proj] {
+            let shape = l.weight.shape().to_vec();
+            l.weight = Tensor::from_f32(
+                &dev,
+                &Init::Linear.values(&shape, &mut rng),
+                &shape,
+                DType::F32,
+            )
+            .unwrap();
+        }
+    }
+    let shape = model.lm_head.weight.shape().to_vec();
+    model.lm_head.weight = Tensor::from_f32(
+        &dev,
+        &Init::Linear.values(&shape, &mut rng),
+        &shape,
+        DType::F32,
+    )
+    .unwrap();
+    Engine::new(model, tok).unwrap()
+}
+
+/// Greedy decoding with the full forward over the whole sequence at every step: the tokens and
+/// the model's probability of each.
+fn naive_greedy_probs(e: &Engine, prompt: &[u32], max_tokens: usize) -> (Vec<u32>, Vec<f32>) {
+    let v = e.model().config().vocab_size;
+    let mut seq = prompt.to_vec();
+    let (mut out, mut probs) = (Vec::new(), Vec::new());
+    while out.len() < max_tokens && seq.len() <= e.model().config().block_size {
+        let logits = e
+            .model()
+            .forward(None, &seq, 1, seq.len())
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
+        let last = &logits[logits.len() - v..];
+        let t = last
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0 as u32;
+        out.push(t);
+        probs.push(probability(last, t));
+        if e.specials.is_terminal(t) || seq.len() == e.model().config().block_size {
+            break;
+        }
+        seq.push(t);
+    }
+    (out, probs)
+}
+
+fn naive_greedy(e: &Engine, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
+    naive_greedy_probs(e, prompt, max_tokens).0
+}
+
+#[test]
+fn batched_cached_decoding_equals_full_forward_greedy() {
+    for seed in [1u64, 2, 3] {
+        let e = engine(64, seed);
+        let prompt = e.tokenizer().encode("It was the best of times");
+        let params = GenerateParams {
+            num_samples: 3,
+            max_tokens: 20,
+            temperature: 0.0,
+            seed: Some(0),
+            ..Default::default()
+        };
+        let columns: Vec<TokenColumn> = e
+            .generate(&prompt, &params)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let (want, want_probs) = naive_greedy_probs(&e, &prompt, 20);
+        assert!(want.len() > 3, "the model ended too soon to compare");
+        for row in 0..3 {
+            let got: Vec<u32> = columns.iter().map(|c| c.tokens[row]).collect();
+            assert_eq!(&got[..want.len()], &want[..], "seed {seed} row {row}");
+            assert!(columns.iter().all(|c| c.masks[row] == 1));
+            // The probabilities match the full forward's too (a far finer check than argmax).
+            for (c, p) in columns.iter().zip(&want_probs) {
+                let got = c.probs[row].unwrap();
+                assert!(
+                    (got - p).abs() <= 1e-4 * p.max(1e-3),
+                    "seed {seed} row {row}: {got} vs {p}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn generate_batch_drops_terminal_tokens_and_keeps_the_prompt() {
+    let e = engine(64, 4);
+    let prompt = e.tokenizer().encode("Call me Ishmael.");
+    let params = GenerateParams {
+        num_samples: 2,
+        max_tokens: 12,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let (results, probs) = e.generate_batch(&prompt, &params).unwrap();
+    let want = naive_greedy(&e, &prompt, 12);
+    let want: Vec<u32> = want
+        .into_iter()
+        .take_while(|&t| !e.specials.is_terminal(t))
+        .collect();
+    for (r, p) in results.iter().zip(&probs) {
+        assert_eq!(&r[..prompt.len()], &prompt[..]);
+        assert_eq!(&r[prompt.len()..], &want[..]);
+        assert_eq!(p.len(), want.len());
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_samples() {
+    let e = engine(64, 5);
+    let prompt = e.tokenizer().encode("Once upon a time");
+    let params = |seed| GenerateParams {
+        num_samples: 4,
+        max_tokens: 16,
+        temperature: 1.0,
+        top_k: Some(50),
+        seed: Some(seed),
+    };
+    let a = e.generate_batch(&prompt, &params(7)).unwrap();
+    let b = e.generate_batch(&prompt, &params(7)).unwrap();
+    let c = e.generate_batch(&prompt, &params(8)).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a.0, c.0, "another seed should sample differently");
+    // Rows sample independently from the shared prefill.
+    assert!(
+        a.0.iter().any(|r| r != &a.0[0]),
+        "four samples at temperature 1 all equal"
+    );
+}
+
+#[test]
+fn generation_stops_at_the_context_length_with_its_reason() {
+    let e = engine(16, 6);
+    let prompt: Vec<u32> = e
+        .tokenizer()
+        .encode("one two three four five six seven eight nine ten")[..10]
+        .to_vec();
+    // A random model rarely ends a row on its own; rows may, so accept Stop only if every row did.
+    let params = GenerateParams {
+        num_samples: 2,
+        max_tokens: 100,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let mut stream = e.generate(&prompt, &params).unwrap();
+    let n = stream.by_ref().map(|c| c.unwrap()).count();
+    match stream.finish_reason() {
+        Some(FinishReason::ContextFull) => assert_eq!(n, 16 - 10 + 1),
+        Some(FinishReason::Stop) => assert!(n <= 7),
+        other => panic!("unexpected finish {other:?} after {n} tokens"),
+    }
+    let params = GenerateParams {
+        max_tokens: 3,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let mut stream = e.generate(&prompt, &params).unwrap();
+    let n = stream.by_ref().count();
+    assert!(n <= 3);
+    assert!(matches!(
+        stream.finish_reason(),
+        Some(FinishReason::Length | FinishReason::Stop)
+    ));
+    let long = vec![1u32; 17];
+    let err = e.generate(&long, &params).err().unwrap().to_string();
+    assert!(err.contains("exceeds the context of 16"), "{err}");
+    let bad = GenerateParams {
+        num_samples: 0,
+        ..Default::default()
+    };
+    assert!(e.generate(&prompt, &bad).is_err());
+}
+
+#[test]
+fn the_calculator_result_is_forced_after_python_end() {
+    let tok = small_tokenizer();
+    let sp = Specials::of(tok).unwrap();
+    let run = |expr: &str| {
+        let mut row = RowState::default();
+        row.accept(sp.python_start, &sp, tok);
+        for t in tok.encode(expr) {
+            row.accept(t, &sp, tok);
+        }
+        row.accept(sp.python_end, &sp, tok);
+        row.forced.into_iter().collect::<Vec<u32>>()
+    };
+    let mut want = vec![sp.output_start];
+    want.extend(tok.encode("1234"));
+    want.push(sp.output_end);
+    assert_eq!(run("1,000 + 234"), want);
+    let mut want = vec![sp.output_start];
+    want.extend(tok.encode("3"));
+    want.push(sp.output_end);
+    assert_eq!(run("'strawberry'.count('r')"), want);
+    // Hostile or foreign code is not evaluated: nothing is forced.
+    for expr in [
+        "__import__('os').system('ls')",
+        "2**1000000",
+        "open('/etc/passwd').read()",
+        "(((((1",
+        "",
+    ] {
+        assert!(run(expr).is_empty(), "{expr}");
+    }
+    // Tokens outside a python block and a stray python_end do nothing; terminal tokens end rows.
+    let mut row = RowState::default();
+    row.accept(sp.python_end, &sp, tok);
+    assert!(row.forced.is_empty() && !row.completed);
+    row.accept(sp.assistant_end, &sp, tok);
+    assert!(row.completed);
+}
