@@ -8,6 +8,8 @@
 //! nanochat verify-reference FILE [--device cpu|cuda]   reproduce nanochat's float64 fixtures
 //! nanochat tok-train [--input PATH...] [--output DIR] [--vocab-size N] ...   train the tokenizer
 //! nanochat tok-eval [--tokenizer DIR] [--json]         bytes per token vs GPT-2 / GPT-4
+//! nanochat base-train | mid-train | chat-sft ...       training (see --help of each)
+//! nanochat chat-cli [-i sft] [-g TAG] [-s STEP] [-p PROMPT] [-t 0.6] [-k 50]   chat in the terminal
 //! ```
 
 mod cmd;
@@ -47,6 +49,9 @@ enum Command {
     /// Supervised fine-tuning on conversations (one per row).
     #[command(alias = "chat_sft")]
     ChatSft(cmd::chat_train::Args),
+    /// Chat with a trained model in the terminal (`-p` answers one prompt and exits).
+    #[command(alias = "chat_cli")]
+    ChatCli(cmd::chat_cli::Args),
     /// Reproduce a float64 fixture of nanochat's PyTorch GPT (logits, loss, every gradient).
     #[command(alias = "verify_reference")]
     VerifyReference(cmd::verify_reference::Args),
@@ -72,6 +77,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::ChatSft(args) => cmd::chat_train::run(args, nanochat_core::checkpoint::Phase::Sft),
         Command::TokEval(args) => cmd::tok_eval::run(args),
+        Command::ChatCli(args) => cmd::chat_cli::run(args),
     };
     match result {
         Ok(code) => code,

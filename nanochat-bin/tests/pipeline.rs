@@ -93,6 +93,70 @@ fn base_mid_and_sft_chain() {
     // The metrics log of the base run has one line per step.
     let metrics = std::fs::read_to_string(root.join("base_checkpoints/d1/metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 4);
+    chat_cli_answers_and_chats(root);
+}
+
+fn chat_cli(root: &std::path::Path, args: &[&str], stdin: &str) -> (String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .env("NANOCHAT_BASE_DIR", root)
+        .env_remove("NANOCHAT_MODEL_DIR")
+        .args([&["chat-cli"][..], args].concat())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "chat-cli {args:?}: {stderr}");
+    (stdout, stderr)
+}
+
+/// `chat-cli -p` answers one prompt and exits; the interactive loop takes turns, `clear` and
+/// `quit`; the same seed answers the same; a missing tag is a clear error.
+fn chat_cli_answers_and_chats(root: &std::path::Path) {
+    let one = ["-p", "What is 2 + 3?", "-m", "8", "--seed", "3"];
+    let (a, _) = chat_cli(root, &one, "");
+    assert!(a.starts_with("Assistant: "), "{a}");
+    assert!(
+        a.ends_with('\n') && !a.contains("User: "),
+        "one answer, no prompt for more: {a}"
+    );
+    let (b, _) = chat_cli(
+        root,
+        &[&one[..], &["-i", "sft", "-g", "d1", "-s", "3"]].concat(),
+        "",
+    );
+    assert_eq!(a, b, "the same model, prompt and seed answer the same");
+    let (chat, stderr) = chat_cli(
+        root,
+        &["-m", "6", "-t", "0"],
+        "Hello\n\nWho are you?\nclear\nHi again\nquit\nnever read\n",
+    );
+    assert_eq!(chat.matches("Assistant: ").count(), 3, "{chat}");
+    assert!(chat.contains("(conversation cleared)"), "{chat}");
+    assert!(stderr.contains("sft model, step 3"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .env("NANOCHAT_BASE_DIR", root)
+        .env_remove("NANOCHAT_MODEL_DIR")
+        .args(["chat-cli", "-g", "nope", "-p", "hi"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("nope") && err.contains("d1"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -28,8 +28,8 @@ pub enum CoreError {
         tensor: String,
         why: String,
     },
-    /// An invalid model configuration.
-    #[error("invalid GPTConfig: {0}")]
+    /// An invalid configuration or request (the message names what and why).
+    #[error("{0}")]
     Config(String),
     /// Tokenizer training, loading or use.
     #[error("tokenizer: {0}")]

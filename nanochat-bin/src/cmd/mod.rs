@@ -2,6 +2,7 @@
 
 pub mod base_train;
 pub mod bench;
+pub mod chat_cli;
 pub mod chat_train;
 pub mod progress;
 pub mod selftest;

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod chat;
 mod row;
 
 use rand::rngs::StdRng;
@@ -24,6 +25,7 @@ use rand::SeedableRng;
 use crate::model::{sample_token, KvCache};
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, Result, GPT};
+pub use chat::TextStream;
 use row::{RowState, Specials};
 
 /// How `generate` samples (nanochat's defaults).

@@ -242,3 +242,49 @@ fn the_calculator_result_is_forced_after_python_end() {
     row.accept(sp.assistant_end, &sp, tok);
     assert!(row.completed);
 }
+
+#[test]
+fn text_streams_only_whole_characters() {
+    let tok = small_tokenizer();
+    for text in [
+        "plain words",
+        "caf\u{e9} \u{4e2d}\u{6587} \u{1f600} done",
+        "\u{1f680}\u{1f680}",
+    ] {
+        let mut stream = TextStream::new();
+        let mut out = String::new();
+        for t in tok.encode(text) {
+            let piece = stream.push(tok, t).unwrap();
+            assert!(
+                !piece.contains('\u{FFFD}'),
+                "{text:?}: a split character was emitted"
+            );
+            out.push_str(&piece);
+        }
+        out.push_str(&stream.finish(tok).unwrap());
+        assert_eq!(out, text);
+    }
+}
+
+#[test]
+fn reply_streams_the_whole_reply_text() {
+    let e = engine(128, 7);
+    let conv =
+        crate::tokenizer::chat::Conversation::new(vec![crate::tokenizer::chat::Message::user(
+            "Hello there",
+        )]);
+    let params = GenerateParams {
+        max_tokens: 10,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let mut streamed = String::new();
+    let (reply, reason) = e
+        .reply(&conv, &params, |t| {
+            streamed.push_str(t);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(streamed, reply);
+    assert!(matches!(reason, FinishReason::Stop | FinishReason::Length));
+}

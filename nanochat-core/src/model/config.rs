@@ -107,7 +107,7 @@ impl GPTConfig {
 
     /// Every rule a usable configuration follows; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        let bad = |why: String| Err(CoreError::Config(why));
+        let bad = |why: String| Err(CoreError::Config(format!("invalid GPTConfig: {why}")));
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("n_layer", self.n_layer),
@@ -165,8 +165,8 @@ impl GPTConfig {
     /// Parses a config from JSON (nanochat's field names; missing fields take the defaults)
     /// and validates it.
     pub fn from_json(s: &str) -> Result<GPTConfig> {
-        let c: GPTConfig =
-            serde_json::from_str(s).map_err(|e| CoreError::Config(format!("config JSON: {e}")))?;
+        let c: GPTConfig = serde_json::from_str(s)
+            .map_err(|e| CoreError::Config(format!("invalid GPTConfig: config JSON: {e}")))?;
         c.validate()?;
         Ok(c)
     }

@@ -1,0 +1,117 @@
+//! `nanochat chat-cli`: talk to a trained model in the terminal (nanochat's `chat_cli.py`).
+
+use std::io::{BufRead, Write};
+
+use anyhow::Context;
+use clap::Parser;
+use nanochat_core::checkpoint::{load_model, model_root, Phase};
+use nanochat_core::engine::{Engine, GenerateParams};
+use nanochat_core::tokenizer::chat::{Conversation, Message};
+
+#[derive(Parser, Debug)]
+pub struct Args {
+    /// Which checkpoints: base, mid, sft or rl.
+    #[arg(short = 'i', long, default_value = "sft")]
+    source: String,
+    /// Model tag (default: the newest).
+    #[arg(short = 'g', long)]
+    model_tag: Option<String>,
+    /// Step (default: the newest).
+    #[arg(short = 's', long)]
+    step: Option<u64>,
+    /// Answer this one prompt and exit.
+    #[arg(short = 'p', long)]
+    prompt: Option<String>,
+    #[arg(short = 't', long, default_value_t = 0.6)]
+    temperature: f32,
+    #[arg(short = 'k', long, default_value_t = 50)]
+    top_k: usize,
+    /// Most tokens per reply.
+    #[arg(short = 'm', long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Seed of the sampler (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(short = 'd', long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    let phase = Phase::parse(&args.source)?;
+    let device = super::open_device(&args.device)?;
+    let root = model_root();
+    let (model, tokenizer, meta) =
+        load_model(&root, phase, &device, args.model_tag.as_deref(), args.step).with_context(
+            || format!("loading the {} model from {}", phase.name(), root.display()),
+        )?;
+    let engine = Engine::new(model, tokenizer)?;
+    let params = GenerateParams {
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        top_k: Some(args.top_k),
+        seed: args.seed,
+        ..Default::default()
+    };
+    let mut conv = Conversation::new(Vec::new());
+    let mut out = std::io::stdout();
+    if let Some(prompt) = &args.prompt {
+        conv.messages.push(Message::user(prompt));
+        answer(&engine, &conv, &params, &mut out)?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "nanochat chat: {} model, step {}. Type `clear` for a new conversation, `quit` to exit.",
+        phase.name(),
+        meta.step
+    );
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        write!(out, "\nUser: ")?;
+        out.flush()?;
+        let Some(line) = lines.next() else { break };
+        let line = line.context("reading stdin")?;
+        let input = line.trim();
+        match input {
+            "" => continue,
+            "quit" | "exit" => break,
+            "clear" => {
+                conv.messages.clear();
+                writeln!(out, "(conversation cleared)")?;
+                continue;
+            }
+            _ => {}
+        }
+        conv.messages.push(Message::user(input));
+        let reply = answer(&engine, &conv, &params, &mut out)?;
+        conv.messages.push(Message::assistant(&reply));
+    }
+    writeln!(out)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Streams the assistant's reply to stdout; returns it.
+fn answer(
+    engine: &Engine,
+    conv: &Conversation,
+    params: &GenerateParams,
+    out: &mut impl Write,
+) -> anyhow::Result<String> {
+    write!(out, "Assistant: ")?;
+    out.flush()?;
+    let io_err = |e: std::io::Error| {
+        nanochat_core::CoreError::Config(format!("writing the reply to stdout: {e}"))
+    };
+    let (reply, reason) = engine.reply(conv, params, |text| {
+        out.write_all(text.as_bytes()).map_err(io_err)?;
+        out.flush().map_err(io_err)
+    })?;
+    writeln!(out)?;
+    if reason == nanochat_core::engine::FinishReason::ContextFull {
+        eprintln!(
+            "(the reply stopped: the model's context of {} tokens is full; `clear` starts over)",
+            engine.model().config().block_size
+        );
+    }
+    Ok(reply)
+}

@@ -1,0 +1,85 @@
+//! Chat on top of the engine: a reply to a conversation, streamed as text that is only ever
+//! cut at whole UTF-8 characters.
+
+use super::{Engine, FinishReason, GenerateParams};
+use crate::tokenizer::chat::{Conversation, Message};
+use crate::tokenizer::Tokenizer;
+use crate::Result;
+
+/// Turns a growing token sequence into text increments: a byte-level token can end inside a
+/// multi-byte character, which decodes as U+FFFD until the rest arrives; such a tail is held
+/// back until it is complete (or the stream ends).
+#[derive(Debug, Default)]
+pub struct TextStream {
+    tokens: Vec<u32>,
+    emitted: usize,
+}
+
+impl TextStream {
+    pub fn new() -> TextStream {
+        TextStream::default()
+    }
+
+    /// Adds a token; returns the new text that is now complete (possibly empty).
+    pub fn push(&mut self, tok: &Tokenizer, token: u32) -> Result<String> {
+        self.tokens.push(token);
+        let text = tok.decode(&self.tokens)?;
+        if text.ends_with('\u{FFFD}') {
+            return Ok(String::new());
+        }
+        Ok(self.take(text))
+    }
+
+    /// Whatever is still held back (at the end of a stream).
+    pub fn finish(&mut self, tok: &Tokenizer) -> Result<String> {
+        let text = tok.decode(&self.tokens)?;
+        Ok(self.take(text))
+    }
+
+    fn take(&mut self, text: String) -> String {
+        // Earlier text never changes once complete; guard anyway against a shorter decode.
+        let new = text.get(self.emitted..).unwrap_or("").to_string();
+        self.emitted = text.len().max(self.emitted);
+        new
+    }
+}
+
+impl Engine {
+    /// The assistant's reply to `conv` (which ends with a user message), one sample: `on_text`
+    /// receives the text as it is generated (whole characters only); returns the whole reply
+    /// (without `<|assistant_end|>`) and why it stopped.
+    pub fn reply(
+        &self,
+        conv: &Conversation,
+        params: &GenerateParams,
+        mut on_text: impl FnMut(&str) -> Result<()>,
+    ) -> Result<(String, FinishReason)> {
+        let mut with_slot = conv.clone();
+        with_slot.messages.push(Message::assistant(""));
+        let prompt = self.tokenizer.render_for_completion(&with_slot)?;
+        let params = GenerateParams {
+            num_samples: 1,
+            ..params.clone()
+        };
+        let mut stream = self.generate(&prompt, &params)?;
+        let mut text = TextStream::new();
+        let mut reply = String::new();
+        for column in stream.by_ref() {
+            let token = column?.tokens[0];
+            if self.specials.is_terminal(token) {
+                break;
+            }
+            let piece = text.push(&self.tokenizer, token)?;
+            if !piece.is_empty() {
+                on_text(&piece)?;
+                reply.push_str(&piece);
+            }
+        }
+        let rest = text.finish(&self.tokenizer)?;
+        if !rest.is_empty() {
+            on_text(&rest)?;
+            reply.push_str(&rest);
+        }
+        Ok((reply, stream.finish_reason().unwrap_or(FinishReason::Stop)))
+    }
+}
