@@ -15,6 +15,52 @@ pub enum BenchCommand {
     Tokenizer(TokenizerArgs),
     /// Training throughput (tokens/s, MFU, memory) of a model shape on random tokens.
     Train(TrainArgs),
+    /// Inference throughput: prefill tokens/s and decode tokens/s at batch 1 and 8.
+    Decode(DecodeArgs),
+}
+
+#[derive(clap::Args)]
+pub struct DecodeArgs {
+    /// Depth (n_embd = 64 * depth, 128-dim heads).
+    #[arg(long, default_value_t = 4)]
+    depth: usize,
+    #[arg(long, default_value_t = 65536)]
+    vocab: usize,
+    #[arg(short, long, default_value = "cpu")]
+    device: String,
+    /// float32 or bfloat16.
+    #[arg(long, default_value = "float32")]
+    dtype: String,
+    /// Prompt tokens prefilled.
+    #[arg(long, default_value_t = 128)]
+    prompt_len: usize,
+    /// Timed decode steps (after one warm-up step).
+    #[arg(long, default_value_t = 32)]
+    steps: usize,
+    /// Print compact JSON on one line (the output is JSON either way).
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
+    let device = super::open_device(&args.device)?;
+    let dtype = DType::parse(&args.dtype)
+        .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
+    let r = nanochat_core::engine::bench_decode(
+        &device,
+        args.depth,
+        args.vocab,
+        dtype,
+        args.prompt_len,
+        args.steps,
+    )
+    .context("decode benchmark")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -114,6 +160,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Kernels(args) => args,
         BenchCommand::Tokenizer(args) => return run_tokenizer(args),
         BenchCommand::Train(args) => return run_train(args),
+        BenchCommand::Decode(args) => return run_decode(args),
     };
     let device = super::open_device(&args.device)?;
     let dtype = DType::parse(&args.dtype)

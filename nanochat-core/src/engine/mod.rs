@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bench;
 mod chat;
 mod row;
 
@@ -25,6 +26,7 @@ use rand::SeedableRng;
 use crate::model::{sample_token, KvCache};
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, Result, GPT};
+pub use bench::{bench_decode, DecodeBench};
 pub use chat::TextStream;
 use row::{RowState, Specials};
 

@@ -61,8 +61,15 @@ pub fn sample_token(
         if k == 0 {
             return Err(CoreError::Config("top_k must be at least 1".into()));
         }
-        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-        order.truncate(k.min(logits.len()));
+        // Partition around the k-th largest (linear), then order only the k kept.
+        let k = k.min(logits.len());
+        if k < order.len() {
+            order.select_nth_unstable_by(k - 1, |&a, &b| {
+                logits[b].total_cmp(&logits[a]).then(a.cmp(&b))
+            });
+            order.truncate(k);
+        }
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
     }
     let m = order
         .iter()

@@ -283,6 +283,10 @@ pub fn matmul_with<F: KernelFloat>(
 }
 
 type ChoiceKey = (String, DType, Precision, MatmulShape);
+/// Products with at most this many rows (batch x m) and a transposed B run on the tiled kernel
+/// on the CPU (see [`choose`]).
+const CPU_FEW_ROWS: usize = 8;
+
 static CHOICES: Mutex<Option<HashMap<ChoiceKey, MatmulKernel>>> = Mutex::new(None);
 
 /// The kernel [`matmul`] uses for this problem (timing the candidates the first time a shape is
@@ -296,6 +300,11 @@ pub fn choose<F: KernelFloat>(
     let prec = precision();
     let cands = candidates(client, F::DTYPE, prec);
     if cands.len() <= 2 && cands[0] == MatmulKernel::CpuGemm {
+        // A few rows against a transposed B (decoding: x @ W^T): CpuGemm would first copy
+        // W transposed (all of lm_head every token); the tiled kernel reads it in place.
+        if s.trans_b && s.batch * s.m <= CPU_FEW_ROWS && cands.contains(&MatmulKernel::Tiled) {
+            return Ok(MatmulKernel::Tiled);
+        }
         return Ok(MatmulKernel::CpuGemm);
     }
     let key = (format!("{:?}", client.service_id()), F::DTYPE, prec, *s);
@@ -460,14 +469,15 @@ mod tests {
     }
 
     #[test]
-    fn cpu_dispatch_uses_cpugemm() {
+    fn cpu_dispatch_uses_cpugemm_except_few_rows_against_a_transposed_b() {
         let client = crate::Backend::Cpu.client().unwrap();
-        let s = MatmulShape::new(8, 8, 8, false, true);
-        let a = crate::check::upload_f32(&client, &[0.5; 64]);
-        assert_eq!(
-            choose::<f32>(&client, &a, &a, &s).unwrap(),
-            MatmulKernel::CpuGemm
-        );
+        let a = crate::check::upload_f32(&client, &[0.5; 256]);
+        let pick = |m, tb| choose::<f32>(&client, &a, &a, &MatmulShape::new(m, 16, 16, false, tb)).unwrap();
+        assert_eq!(pick(16, true), MatmulKernel::CpuGemm);
+        assert_eq!(pick(16, false), MatmulKernel::CpuGemm);
+        assert_eq!(pick(1, false), MatmulKernel::CpuGemm);
+        assert_eq!(pick(1, true), MatmulKernel::Tiled);
+        assert_eq!(pick(8, true), MatmulKernel::Tiled);
     }
 
     #[test]
