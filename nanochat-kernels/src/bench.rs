@@ -370,5 +370,15 @@ fn run_kernel_benchmarks_inline<F: KernelFloat>(
         format!("newton_schulz_{ns}_gflops"),
         json!(15.0 * 2.0 * (ns as f64).powi(3) / t / 1e9),
     );
+    // Decoding's lm_head: one row against a (vocab, cols) weight; GB/s of the weight read.
+    let (n, k) = (sizes.vocab, sizes.cols);
+    let x = upload_as::<F>(client, &values(k, 14));
+    let w = upload_as::<F>(client, &values(n * k, 15));
+    let s = MatmulShape::new(1, n, k, false, true);
+    let t = time_it(client, 1, sizes.reps, || {
+        crate::matmul::matmul_with::<F>(client, crate::matmul::MatmulKernel::Gemv, &x, &w, &s).map(|_| ())
+    })?;
+    out.insert("gemv_shape".into(), json!([1, n, k]));
+    out.insert("gemv_gbps".into(), json!((n * k * F::DTYPE.size()) as f64 / t / 1e9));
     Ok(Value::Object(out))
 }

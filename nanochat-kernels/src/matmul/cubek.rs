@@ -29,7 +29,9 @@ fn strategy(kernel: MatmulKernel) -> Strategy {
         MatmulKernel::CubekOrderedDoubleCmma => {
             MultiLevel::OrderedDoubleCmma(Default::default()).into()
         }
-        MatmulKernel::Tiled | MatmulKernel::CublasLt => unreachable!("not a cubek routine"),
+        MatmulKernel::Tiled | MatmulKernel::CublasLt | MatmulKernel::Gemv => {
+            unreachable!("not a cubek routine")
+        }
     }
 }
 

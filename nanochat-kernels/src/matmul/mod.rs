@@ -11,6 +11,7 @@
 //! tiled kernel ([`tiled`]) is the oracle and the fallback when a routine refuses a shape.
 
 mod cubek;
+mod gemv;
 #[cfg(feature = "cuda")]
 mod cublaslt;
 mod reference;
@@ -21,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+pub use gemv::{gemv_eligible, gemv_nt, GEMV_MAX_ROWS};
 pub use reference::matmul_ref;
 pub use tiled::tiled_matmul;
 
@@ -128,10 +130,12 @@ pub enum MatmulKernel {
     CubekOrderedDoubleCmma,
     /// cuBLASLt through cudarc (CUDA only); `CUBLAS_COMPUTE_32F` unless tf32 is allowed.
     CublasLt,
+    /// Our few-rows `x @ W^T` kernel ([`gemv_nt`]): the CPU's decode path; true f32.
+    Gemv,
 }
 
 impl MatmulKernel {
-    pub const ALL: [MatmulKernel; 7] = [
+    pub const ALL: [MatmulKernel; 8] = [
         MatmulKernel::Tiled,
         MatmulKernel::CpuGemm,
         MatmulKernel::CubekSimpleUnit,
@@ -139,6 +143,7 @@ impl MatmulKernel {
         MatmulKernel::CubekDoubleTma,
         MatmulKernel::CubekOrderedDoubleCmma,
         MatmulKernel::CublasLt,
+        MatmulKernel::Gemv,
     ];
 
     /// Whether the kernel keeps f32 inputs in true f32 (no tf32 tensor cores).
@@ -146,6 +151,7 @@ impl MatmulKernel {
         matches!(
             self,
             MatmulKernel::Tiled
+                | MatmulKernel::Gemv
                 | MatmulKernel::CpuGemm
                 | MatmulKernel::CubekSimpleUnit
                 | MatmulKernel::CublasLt
@@ -235,6 +241,7 @@ pub fn matmul_into<F: KernelFloat>(
     }
     match kernel {
         MatmulKernel::Tiled => tiled_matmul::<F>(client, a, b, out, s),
+        MatmulKernel::Gemv => gemv_nt::<F>(client, a, b, out, s),
         MatmulKernel::CublasLt => cublaslt_into::<F>(client, a, b, out, s),
         k => cubek::cubek_matmul::<F>(client, k, a, b, out, s),
     }
@@ -283,10 +290,6 @@ pub fn matmul_with<F: KernelFloat>(
 }
 
 type ChoiceKey = (String, DType, Precision, MatmulShape);
-/// Products with at most this many rows (batch x m) and a transposed B run on the tiled kernel
-/// on the CPU (see [`choose`]).
-const CPU_FEW_ROWS: usize = 8;
-
 static CHOICES: Mutex<Option<HashMap<ChoiceKey, MatmulKernel>>> = Mutex::new(None);
 
 /// The kernel [`matmul`] uses for this problem (timing the candidates the first time a shape is
@@ -301,9 +304,9 @@ pub fn choose<F: KernelFloat>(
     let cands = candidates(client, F::DTYPE, prec);
     if cands.len() <= 2 && cands[0] == MatmulKernel::CpuGemm {
         // A few rows against a transposed B (decoding: x @ W^T): CpuGemm would first copy
-        // W transposed (all of lm_head every token); the tiled kernel reads it in place.
-        if s.trans_b && s.batch * s.m <= CPU_FEW_ROWS && cands.contains(&MatmulKernel::Tiled) {
-            return Ok(MatmulKernel::Tiled);
+        // W transposed (all of lm_head every token); the GEMV kernel reads it in place.
+        if gemv_eligible(s) {
+            return Ok(MatmulKernel::Gemv);
         }
         return Ok(MatmulKernel::CpuGemm);
     }
@@ -392,6 +395,10 @@ pub(crate) fn checks() -> Vec<Check> {
             name: "matmul.tiled",
             run: check_tiled,
         },
+        Check {
+            name: "matmul.gemv",
+            run: check_gemv,
+        },
     ]
 }
 
@@ -416,6 +423,10 @@ fn shapes() -> Vec<MatmulShape> {
     out.push(MatmulShape::new(5, 450, 9000, true, false));
     out.push(MatmulShape::batched(2, 9, 403, 17, false, true));
     out.push(MatmulShape::batched(3, 9, 11, 7, false, true));
+    // Decode-sized: a few rows (batched, B shared) against a transposed weight, odd widths.
+    for (batch, m, n, k) in [(1, 3, 1001, 37), (2, 4, 257, 96), (8, 1, 130, 64), (1, 8, 5, 1)] {
+        out.push(MatmulShape { rhs_batched: false, ..MatmulShape::batched(batch, m, n, k, false, true) });
+    }
     out.push(MatmulShape::batched(2, 5, 6, 33, true, false));
     out.push(MatmulShape {
         rhs_batched: false,
@@ -429,7 +440,8 @@ fn shapes() -> Vec<MatmulShape> {
 }
 
 fn run_matmul_check(ctx: &mut Ctx, name: &str, kernel: Option<MatmulKernel>) -> Result<()> {
-    for s in shapes() {
+    let shapes = shapes().into_iter().filter(|s| kernel != Some(MatmulKernel::Gemv) || gemv_eligible(s));
+    for s in shapes {
         let a = ctx.rand(s.lhs_len(), -1.0, 1.0);
         let b = ctx.rand(s.rhs_len(), -1.0, 1.0);
         let (ha, hb) = (ctx.upload(&a), ctx.upload(&b));
@@ -454,6 +466,10 @@ fn check_tiled(ctx: &mut Ctx) -> Result<()> {
     run_matmul_check(ctx, "matmul (tiled)", Some(MatmulKernel::Tiled))
 }
 
+fn check_gemv(ctx: &mut Ctx) -> Result<()> {
+    run_matmul_check(ctx, "matmul (gemv)", Some(MatmulKernel::Gemv))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,20 +480,25 @@ mod tests {
     }
 
     #[test]
+    fn gemv_matches_reference() {
+        crate::check::assert_check("matmul.gemv");
+    }
+
+    #[test]
     fn tiled_matches_reference() {
         crate::check::assert_check("matmul.tiled");
     }
 
     #[test]
-    fn cpu_dispatch_uses_cpugemm_except_few_rows_against_a_transposed_b() {
+    fn cpu_dispatch_uses_cpugemm_except_gemv_for_few_rows_against_a_transposed_b() {
         let client = crate::Backend::Cpu.client().unwrap();
         let a = crate::check::upload_f32(&client, &[0.5; 256]);
         let pick = |m, tb| choose::<f32>(&client, &a, &a, &MatmulShape::new(m, 16, 16, false, tb)).unwrap();
         assert_eq!(pick(16, true), MatmulKernel::CpuGemm);
         assert_eq!(pick(16, false), MatmulKernel::CpuGemm);
         assert_eq!(pick(1, false), MatmulKernel::CpuGemm);
-        assert_eq!(pick(1, true), MatmulKernel::Tiled);
-        assert_eq!(pick(8, true), MatmulKernel::Tiled);
+        assert_eq!(pick(1, true), MatmulKernel::Gemv);
+        assert_eq!(pick(8, true), MatmulKernel::Gemv);
     }
 
     #[test]
