@@ -10,6 +10,7 @@
 //! nanochat tok-eval [--tokenizer DIR] [--json]         bytes per token vs GPT-2 / GPT-4
 //! nanochat base-train | mid-train | chat-sft ...       training (see --help of each)
 //! nanochat chat-cli [-i sft] [-g TAG] [-s STEP] [-p PROMPT] [-t 0.6] [-k 50]   chat in the terminal
+//! nanochat chat-web [-i sft] [-n WORKERS] [-p 8000] [--host 127.0.0.1]   the chat server
 //! ```
 
 mod cmd;
@@ -52,6 +53,9 @@ enum Command {
     /// Chat with a trained model in the terminal (`-p` answers one prompt and exits).
     #[command(alias = "chat_cli")]
     ChatCli(cmd::chat_cli::Args),
+    /// Serve a trained model: chat page, streaming API, OpenAI-compatible endpoint.
+    #[command(alias = "chat_web")]
+    ChatWeb(cmd::chat_web::Args),
     /// Reproduce a float64 fixture of nanochat's PyTorch GPT (logits, loss, every gradient).
     #[command(alias = "verify_reference")]
     VerifyReference(cmd::verify_reference::Args),
@@ -78,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Command::ChatSft(args) => cmd::chat_train::run(args, nanochat_core::checkpoint::Phase::Sft),
         Command::TokEval(args) => cmd::tok_eval::run(args),
         Command::ChatCli(args) => cmd::chat_cli::run(args),
+        Command::ChatWeb(args) => cmd::chat_web::run(args),
     };
     match result {
         Ok(code) => code,

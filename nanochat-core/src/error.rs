@@ -28,6 +28,9 @@ pub enum CoreError {
         tensor: String,
         why: String,
     },
+    /// Work stopped on purpose (a streaming client went away).
+    #[error("cancelled")]
+    Cancelled,
     /// An invalid configuration or request (the message names what and why).
     #[error("{0}")]
     Config(String),

@@ -376,9 +376,13 @@ fn run_kernel_benchmarks_inline<F: KernelFloat>(
     let w = upload_as::<F>(client, &values(n * k, 15));
     let s = MatmulShape::new(1, n, k, false, true);
     let t = time_it(client, 1, sizes.reps, || {
-        crate::matmul::matmul_with::<F>(client, crate::matmul::MatmulKernel::Gemv, &x, &w, &s).map(|_| ())
+        crate::matmul::matmul_with::<F>(client, crate::matmul::MatmulKernel::Gemv, &x, &w, &s)
+            .map(|_| ())
     })?;
     out.insert("gemv_shape".into(), json!([1, n, k]));
-    out.insert("gemv_gbps".into(), json!((n * k * F::DTYPE.size()) as f64 / t / 1e9));
+    out.insert(
+        "gemv_gbps".into(),
+        json!((n * k * F::DTYPE.size()) as f64 / t / 1e9),
+    );
     Ok(Value::Object(out))
 }

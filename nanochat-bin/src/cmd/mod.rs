@@ -4,6 +4,7 @@ pub mod base_train;
 pub mod bench;
 pub mod chat_cli;
 pub mod chat_train;
+pub mod chat_web;
 pub mod progress;
 pub mod selftest;
 pub mod tok_eval;

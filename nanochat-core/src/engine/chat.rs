@@ -44,31 +44,53 @@ impl TextStream {
     }
 }
 
+/// The prompt that asks for the assistant's next message after `conv` (which ends with a user
+/// message; a leading system message is merged into the first user turn): the conversation
+/// rendered in the chat format, then `<|assistant_start|>`.
+pub fn completion_prompt(tok: &Tokenizer, conv: &Conversation) -> Result<Vec<u32>> {
+    let mut with_slot = conv.clone();
+    with_slot.messages.push(Message::assistant(""));
+    tok.render_for_completion(&with_slot)
+}
+
+/// What [`Engine::stream_text`] produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub finish: FinishReason,
+    /// Tokens generated (the terminal token excluded).
+    pub tokens: usize,
+}
+
 impl Engine {
-    /// The assistant's reply to `conv` (which ends with a user message), one sample: `on_text`
-    /// receives the text as it is generated (whole characters only); returns the whole reply
-    /// (without `<|assistant_end|>`) and why it stopped.
-    pub fn reply(
+    /// The prompt that asks for the assistant's next message after `conv` (which ends with a
+    /// user message; a leading system message is merged into the first user turn).
+    pub fn completion_prompt(&self, conv: &Conversation) -> Result<Vec<u32>> {
+        completion_prompt(&self.tokenizer, conv)
+    }
+
+    /// One sample after `prompt`, as text: `on_text` receives it as it is generated (whole
+    /// characters only) and may stop it by returning an error (which is returned).
+    pub fn stream_text(
         &self,
-        conv: &Conversation,
+        prompt: &[u32],
         params: &GenerateParams,
         mut on_text: impl FnMut(&str) -> Result<()>,
-    ) -> Result<(String, FinishReason)> {
-        let mut with_slot = conv.clone();
-        with_slot.messages.push(Message::assistant(""));
-        let prompt = self.tokenizer.render_for_completion(&with_slot)?;
+    ) -> Result<Completion> {
         let params = GenerateParams {
             num_samples: 1,
             ..params.clone()
         };
-        let mut stream = self.generate(&prompt, &params)?;
+        let mut stream = self.generate(prompt, &params)?;
         let mut text = TextStream::new();
         let mut reply = String::new();
+        let mut tokens = 0;
         for column in stream.by_ref() {
             let token = column?.tokens[0];
             if self.specials.is_terminal(token) {
                 break;
             }
+            tokens += 1;
             let piece = text.push(&self.tokenizer, token)?;
             if !piece.is_empty() {
                 on_text(&piece)?;
@@ -80,6 +102,24 @@ impl Engine {
             on_text(&rest)?;
             reply.push_str(&rest);
         }
-        Ok((reply, stream.finish_reason().unwrap_or(FinishReason::Stop)))
+        Ok(Completion {
+            text: reply,
+            finish: stream.finish_reason().unwrap_or(FinishReason::Stop),
+            tokens,
+        })
+    }
+
+    /// The assistant's reply to `conv` (which ends with a user message), one sample: `on_text`
+    /// receives the text as it is generated (whole characters only); returns the whole reply
+    /// (without `<|assistant_end|>`) and why it stopped.
+    pub fn reply(
+        &self,
+        conv: &Conversation,
+        params: &GenerateParams,
+        on_text: impl FnMut(&str) -> Result<()>,
+    ) -> Result<(String, FinishReason)> {
+        let prompt = self.completion_prompt(conv)?;
+        let c = self.stream_text(&prompt, params, on_text)?;
+        Ok((c.text, c.finish))
     }
 }

@@ -18,6 +18,7 @@
 
 mod bench;
 mod chat;
+pub mod request;
 mod row;
 
 use rand::rngs::StdRng;
@@ -27,7 +28,7 @@ use crate::model::{sample_token, KvCache};
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, Result, GPT};
 pub use bench::{bench_decode, DecodeBench};
-pub use chat::TextStream;
+pub use chat::{completion_prompt, Completion, TextStream};
 use row::{RowState, Specials};
 
 /// How `generate` samples (nanochat's defaults).

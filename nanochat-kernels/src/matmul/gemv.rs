@@ -74,9 +74,18 @@ pub fn gemv_eligible(s: &MatmulShape) -> bool {
 }
 
 /// Writes `A @ B^T` into `out` for a [`gemv_eligible`] shape (A's batches are its rows).
-pub fn gemv_nt<F: KernelFloat>(client: &Client, a: &Handle, b: &Handle, out: &Handle, s: &MatmulShape) -> Result<()> {
+pub fn gemv_nt<F: KernelFloat>(
+    client: &Client,
+    a: &Handle,
+    b: &Handle,
+    out: &Handle,
+    s: &MatmulShape,
+) -> Result<()> {
     if !gemv_eligible(s) {
-        return Err(KernelError::unsupported("matmul (gemv)", format!("shape {s:?}: needs A @ B^T, B shared, at most {GEMV_MAX_ROWS} rows")));
+        return Err(KernelError::unsupported(
+            "matmul (gemv)",
+            format!("shape {s:?}: needs A @ B^T, B shared, at most {GEMV_MAX_ROWS} rows"),
+        ));
     }
     let rows = s.batch * s.m;
     let (n, k) = (s.n, s.k);

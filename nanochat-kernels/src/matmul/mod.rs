@@ -11,9 +11,9 @@
 //! tiled kernel ([`tiled`]) is the oracle and the fallback when a routine refuses a shape.
 
 mod cubek;
-mod gemv;
 #[cfg(feature = "cuda")]
 mod cublaslt;
+mod gemv;
 mod reference;
 mod tiled;
 
@@ -424,8 +424,16 @@ fn shapes() -> Vec<MatmulShape> {
     out.push(MatmulShape::batched(2, 9, 403, 17, false, true));
     out.push(MatmulShape::batched(3, 9, 11, 7, false, true));
     // Decode-sized: a few rows (batched, B shared) against a transposed weight, odd widths.
-    for (batch, m, n, k) in [(1, 3, 1001, 37), (2, 4, 257, 96), (8, 1, 130, 64), (1, 8, 5, 1)] {
-        out.push(MatmulShape { rhs_batched: false, ..MatmulShape::batched(batch, m, n, k, false, true) });
+    for (batch, m, n, k) in [
+        (1, 3, 1001, 37),
+        (2, 4, 257, 96),
+        (8, 1, 130, 64),
+        (1, 8, 5, 1),
+    ] {
+        out.push(MatmulShape {
+            rhs_batched: false,
+            ..MatmulShape::batched(batch, m, n, k, false, true)
+        });
     }
     out.push(MatmulShape::batched(2, 5, 6, 33, true, false));
     out.push(MatmulShape {
@@ -440,7 +448,9 @@ fn shapes() -> Vec<MatmulShape> {
 }
 
 fn run_matmul_check(ctx: &mut Ctx, name: &str, kernel: Option<MatmulKernel>) -> Result<()> {
-    let shapes = shapes().into_iter().filter(|s| kernel != Some(MatmulKernel::Gemv) || gemv_eligible(s));
+    let shapes = shapes()
+        .into_iter()
+        .filter(|s| kernel != Some(MatmulKernel::Gemv) || gemv_eligible(s));
     for s in shapes {
         let a = ctx.rand(s.lhs_len(), -1.0, 1.0);
         let b = ctx.rand(s.rhs_len(), -1.0, 1.0);
@@ -493,7 +503,9 @@ mod tests {
     fn cpu_dispatch_uses_cpugemm_except_gemv_for_few_rows_against_a_transposed_b() {
         let client = crate::Backend::Cpu.client().unwrap();
         let a = crate::check::upload_f32(&client, &[0.5; 256]);
-        let pick = |m, tb| choose::<f32>(&client, &a, &a, &MatmulShape::new(m, 16, 16, false, tb)).unwrap();
+        let pick = |m, tb| {
+            choose::<f32>(&client, &a, &a, &MatmulShape::new(m, 16, 16, false, tb)).unwrap()
+        };
         assert_eq!(pick(16, true), MatmulKernel::CpuGemm);
         assert_eq!(pick(16, false), MatmulKernel::CpuGemm);
         assert_eq!(pick(1, false), MatmulKernel::CpuGemm);

@@ -1,0 +1,113 @@
+//! `nanochat chat-web`: the chat server (nanochat's `chat_web.py`): model workers (one per GPU
+//! on CUDA, N on the CPU), a streaming API, the OpenAI wire format and a chat page.
+
+mod pool;
+mod routes;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use nanochat_core::checkpoint::{load_model, model_root, Phase};
+use nanochat_core::engine::Engine;
+
+#[derive(Parser, Debug)]
+pub struct Args {
+    /// Which checkpoints: base, mid, sft or rl.
+    #[arg(short = 'i', long, default_value = "sft")]
+    source: String,
+    /// Model tag (default: the newest).
+    #[arg(short = 'g', long)]
+    model_tag: Option<String>,
+    /// Step (default: the newest).
+    #[arg(short = 's', long)]
+    step: Option<u64>,
+    /// Model workers: one per GPU with --device cuda, this many CPU workers otherwise.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    num_gpus: usize,
+    /// Port (0 picks a free one; the address is printed on stderr).
+    #[arg(short = 'p', long, default_value_t = 8000)]
+    port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Default temperature of a request.
+    #[arg(short = 't', long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Default top-k of a request.
+    #[arg(short = 'k', long, default_value_t = 50)]
+    top_k: usize,
+    /// Default most tokens of a reply.
+    #[arg(short = 'm', long, default_value_t = 512)]
+    max_tokens: usize,
+    /// cpu or cuda.
+    #[arg(short = 'd', long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    let phase = Phase::parse(&args.source)?;
+    if args.num_gpus == 0 {
+        anyhow::bail!("--num-gpus must be at least 1");
+    }
+    let root = model_root();
+    let mut engines = Vec::new();
+    for i in 0..args.num_gpus {
+        let name = if args.device.starts_with("cuda") {
+            format!("cuda:{i}")
+        } else {
+            args.device.clone()
+        };
+        let device = super::open_device(&name)?;
+        let (model, tokenizer, meta) =
+            load_model(&root, phase, &device, args.model_tag.as_deref(), args.step).with_context(
+                || {
+                    format!(
+                        "loading the {} model from {} for worker {i}",
+                        phase.name(),
+                        root.display()
+                    )
+                },
+            )?;
+        if i == 0 {
+            eprintln!(
+                "model: {} step {} ({} parameters)",
+                phase.name(),
+                meta.step,
+                model.num_params()
+            );
+        }
+        engines.push((Engine::new(model, tokenizer)?, name));
+    }
+    let tokenizer = engines[0].0.tokenizer().clone();
+    let block_size = engines[0].0.model().config().block_size;
+    let state = Arc::new(routes::AppState {
+        pool: pool::Pool::start(engines),
+        tokenizer,
+        block_size,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        max_tokens: args.max_tokens,
+        next_id: AtomicU64::new(0),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        let addr = listener.local_addr()?;
+        eprintln!(
+            "nanochat chat-web listening on http://{addr} ({} workers)",
+            args.num_gpus
+        );
+        axum::serve(listener, routes::router(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving")
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
