@@ -150,6 +150,7 @@ fn work(engine: &Engine, job: Job) {
         events,
         cancel,
     } = job;
+    let started = std::time::Instant::now();
     let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
         engine.stream_text(&prompt, &params, |text| {
             if cancel.load(Ordering::Relaxed) {
@@ -160,6 +161,13 @@ fn work(engine: &Engine, job: Job) {
                 .map_err(|_| CoreError::Cancelled)
         })
     }));
+    let outcome = match &run {
+        Ok(Ok(c)) => format!("{} tokens, {}", c.tokens, c.finish.as_str()),
+        Ok(Err(CoreError::Cancelled)) => "cancelled: the client left".into(),
+        Ok(Err(e)) => format!("failed: {e}"),
+        Err(_) => "panicked".into(),
+    };
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), %outcome, "chat job");
     let event = match run {
         Ok(Ok(done)) => WorkerEvent::Done(done),
         Ok(Err(CoreError::Cancelled)) => return,
