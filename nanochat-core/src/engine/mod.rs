@@ -4,7 +4,8 @@
 //! The prompt is prefilled once with batch 1; its cache is replicated to `num_samples` rows
 //! and all samples decode as one batch, one token column per step. Each column carries, per
 //! row, the token, its mask (1 sampled, 0 forced by the tool) and the probability the model
-//! gave a sampled token (softmax of the logits at temperature 1 over the whole vocabulary).
+//! gave a sampled token (softmax of the logits at temperature 1 over the tokenizer's vocabulary;
+//! ids past it, in a padded model vocabulary, are never drawn).
 //!
 //! ```no_run
 //! # fn demo(model: nanochat_core::GPT, tokenizer: nanochat_core::tokenizer::Tokenizer) -> nanochat_core::Result<()> {
@@ -248,8 +249,10 @@ impl EngineStream<'_> {
             masks: Vec::with_capacity(n),
             probs: Vec::with_capacity(n),
         };
+        // Only ids the tokenizer can decode are drawn (a model's vocabulary may be padded).
+        let drawable = self.engine.tokenizer.vocab_size().min(v);
         for (i, row) in self.rows.iter_mut().enumerate() {
-            let logits = &self.logits[i * v..(i + 1) * v];
+            let logits = &self.logits[i * v..i * v + drawable];
             let sampled = sample_token(
                 logits,
                 self.params.temperature,

@@ -8,9 +8,14 @@ use crate::tokenizer::tests::small_tokenizer;
 use crate::{DType, Device, GPTConfig, Tensor};
 
 fn engine(block_size: usize, seed: u64) -> Engine {
+    engine_padded(block_size, seed, 0)
+}
+
+/// An engine whose model vocabulary has `pad` ids more than the tokenizer's.
+fn engine_padded(block_size: usize, seed: u64, pad: usize) -> Engine {
     let tok = small_tokenizer().clone();
     let config = GPTConfig {
-        vocab_size: tok.vocab_size(),
+        vocab_size: tok.vocab_size() + pad,
         n_layer: 2,
         n_head: 4,
         n_kv_head: 2,
@@ -287,4 +292,21 @@ fn reply_streams_the_whole_reply_text() {
         .unwrap();
     assert_eq!(streamed, reply);
     assert!(matches!(reason, FinishReason::Stop | FinishReason::Length));
+}
+
+#[test]
+fn ids_past_the_tokenizer_in_a_padded_vocabulary_are_never_drawn() {
+    let e = engine_padded(64, 8, 64);
+    let n = e.tokenizer().vocab_size() as u32;
+    let prompt = e.tokenizer().encode("Padding");
+    let params = GenerateParams {
+        num_samples: 4,
+        max_tokens: 30,
+        temperature: 2.0,
+        seed: Some(1),
+        ..Default::default()
+    };
+    for column in e.generate(&prompt, &params).unwrap() {
+        assert!(column.unwrap().tokens.iter().all(|&t| t < n));
+    }
 }

@@ -183,3 +183,96 @@ fn work(engine: &Engine, job: Job) {
     };
     let _ = events.send(event);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nanochat_core::tokenizer::{train_tokenizer, TrainOptions};
+    use nanochat_core::{DType, Device, GPTConfig, GPT};
+
+    fn engine() -> Engine {
+        let docs = vec!["the quick brown fox jumps over the lazy dog. ".repeat(50)];
+        let opts = TrainOptions {
+            vocab_size: 300,
+            doc_cap: 10_000,
+            max_chars: 10_000,
+            progress: false,
+        };
+        let tok = train_tokenizer(&docs, &opts).unwrap().0;
+        let config = GPTConfig {
+            vocab_size: 300,
+            n_layer: 1,
+            n_head: 2,
+            n_kv_head: 2,
+            n_embd: 32,
+            block_size: 64,
+            ..GPTConfig::default()
+        };
+        let model = GPT::new(config, &Device::cpu().unwrap(), DType::F32, 0).unwrap();
+        Engine::new(model, tok).unwrap()
+    }
+
+    fn job(prompt: Vec<u32>) -> (Job, mpsc::UnboundedReceiver<WorkerEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let params = GenerateParams {
+            max_tokens: 4,
+            temperature: 0.0,
+            ..Default::default()
+        };
+        (
+            Job {
+                prompt,
+                params,
+                events: tx,
+                cancel: Arc::new(AtomicBool::new(false)),
+            },
+            rx,
+        )
+    }
+
+    /// A failing job reports an error and its worker goes back to the pool; so does a lease
+    /// dropped without a job; a good job ends with Done.
+    #[test]
+    fn workers_return_to_the_pool_after_failures() {
+        let pool = Pool::start(vec![(engine(), "cpu".into())]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // A token id outside the vocabulary: the model refuses it.
+            let lease = pool.acquire().await;
+            assert_eq!(pool.available(), 0);
+            let (j, mut rx) = job(vec![1, 99_999]);
+            lease.run(j);
+            match rx.recv().await {
+                Some(WorkerEvent::Error(e)) => assert!(e.contains("99999"), "{e}"),
+                other => panic!("expected an error, got {other:?}"),
+            }
+            let lease = pool.acquire().await;
+            drop(lease);
+            assert_eq!(pool.available(), 1);
+            let lease = pool.acquire().await;
+            let (j, mut rx) = job(vec![1, 2, 3]);
+            lease.run(j);
+            loop {
+                match rx.recv().await {
+                    Some(WorkerEvent::Text(_)) => continue,
+                    Some(WorkerEvent::Done(c)) => {
+                        assert!(c.tokens <= 4);
+                        break;
+                    }
+                    other => panic!("expected text then done, got {other:?}"),
+                }
+            }
+        });
+        // The worker releases itself just after its last event.
+        for _ in 0..200 {
+            if pool.available() == 1 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("the worker did not return to the pool");
+    }
+}
