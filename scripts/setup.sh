@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: installs Debian's LLVM 22 (when missing) and presents it
-# to cubecl's build as the LLVM bundle it would otherwise download (../shared/CUBECL.md); installs
-# chromium and a Python venv (target/pyenv) with the `openai` client for the chat-web tests.
+# to cubecl's build as the LLVM bundle it would otherwise download (../shared/CUBECL.md). With
+# `test`, also chromium and a Python venv (target/pyenv) with the `openai` client for the
+# chat-web tests.
 # Safe to run before every build; does nothing when everything is already in place.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 need_pkgs=()
-# chromium drives the chat page in the web tests; python3-venv holds the `openai` client they use.
-for p in llvm-22-dev libpolly-22-dev libzstd-dev chromium python3-venv; do
+pkgs=(llvm-22-dev libpolly-22-dev libzstd-dev)
+# For the tests (`./scripts/setup.sh test`): chromium drives the chat page in the web tests;
+# python3-venv holds the `openai` client they use.
+[ "${1:-}" = test ] && pkgs+=(chromium python3-venv)
+for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -34,7 +38,7 @@ fi
 
 # The OpenAI Python client, which the chat-web tests point at our /v1/chat/completions.
 PY="$root/target/pyenv"
-if [ ! -x "$PY/bin/python" ] || ! "$PY/bin/python" -c "import openai" 2>/dev/null; then
+if [ "${1:-}" = test ] && { [ ! -x "$PY/bin/python" ] || ! "$PY/bin/python" -c "import openai" 2>/dev/null; }; then
   echo "setup: creating $PY with the openai client" >&2
   python3 -m venv "$PY"
   "$PY/bin/pip" install -q openai
