@@ -83,8 +83,15 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             _ => {}
         }
         conv.messages.push(Message::user(input));
-        let reply = answer(&engine, &conv, &params, &mut out)?;
-        conv.messages.push(Message::assistant(&reply));
+        match answer(&engine, &conv, &params, &mut out) {
+            Ok(reply) => conv.messages.push(Message::assistant(&reply)),
+            Err(e) => {
+                // The session goes on: forget the unanswered message and say why.
+                conv.messages.pop();
+                writeln!(out)?;
+                eprintln!("error: {e:#} (type `clear` to start a new conversation)");
+            }
+        }
     }
     writeln!(out)?;
     Ok(std::process::ExitCode::SUCCESS)

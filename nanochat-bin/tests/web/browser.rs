@@ -167,7 +167,8 @@ pub fn drive_the_page(port: u16) {
     page.wait_for(&format!(
         "window.__fetches === 1 && document.body.dataset.busy === '0' && {assistants} === 1"
     ));
-    let reply = page.eval("document.querySelector('.msg.assistant').firstChild.textContent");
+    let last = "messages[messages.length - 1].content";
+    let reply = page.eval(last);
     assert!(!reply.as_str().unwrap().is_empty(), "no streamed reply");
     assert!(!reply.as_str().unwrap().starts_with("Error"), "{reply}");
     assert_eq!(
@@ -197,7 +198,11 @@ pub fn drive_the_page(port: u16) {
         "window.__fetches === 4 && document.body.dataset.busy === '0' && {assistants} === 1"
     ));
     assert_eq!(page.eval(&users), json!(1));
-    let again = page.eval("document.querySelector('.msg.assistant').firstChild.textContent");
+    let again = page.eval(last);
+    assert_eq!(
+        page.eval("messages[messages.length - 1].role"),
+        json!("assistant")
+    );
     assert!(
         !again.as_str().unwrap().is_empty() && !again.as_str().unwrap().starts_with("Error"),
         "{again}"

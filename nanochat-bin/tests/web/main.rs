@@ -197,6 +197,10 @@ fn chat_web_end_to_end() {
             "max_tokens",
         ),
     ];
+    // A body far over every limit (3 MB) is a 400 naming the character limit, not a 413.
+    let huge = json!({"messages": [{"role": "user", "content": "x".repeat(3 << 20)}]});
+    let mut limits = limits;
+    limits.push((huge, "limit of 32000"));
     for (body, needle) in limits {
         let (status, resp) = request(port, "POST", "/chat/completions", Some(&body.to_string()));
         assert_eq!(status, 400, "{needle}: {resp}");

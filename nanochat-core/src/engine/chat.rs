@@ -4,15 +4,15 @@
 use super::{Engine, FinishReason, GenerateParams};
 use crate::tokenizer::chat::{Conversation, Message};
 use crate::tokenizer::Tokenizer;
-use crate::Result;
+use crate::{CoreError, Result};
 
 /// Turns a growing token sequence into text increments: a byte-level token can end inside a
 /// multi-byte character, which decodes as U+FFFD until the rest arrives; such a tail is held
-/// back until it is complete (or the stream ends).
+/// back until it is complete (or the stream ends). Only the tokens since the last complete
+/// piece are decoded again, so a reply costs linear time.
 #[derive(Debug, Default)]
 pub struct TextStream {
-    tokens: Vec<u32>,
-    emitted: usize,
+    pending: Vec<u32>,
 }
 
 impl TextStream {
@@ -22,25 +22,20 @@ impl TextStream {
 
     /// Adds a token; returns the new text that is now complete (possibly empty).
     pub fn push(&mut self, tok: &Tokenizer, token: u32) -> Result<String> {
-        self.tokens.push(token);
-        let text = tok.decode(&self.tokens)?;
+        self.pending.push(token);
+        let text = tok.decode(&self.pending)?;
         if text.ends_with('\u{FFFD}') {
             return Ok(String::new());
         }
-        Ok(self.take(text))
+        self.pending.clear();
+        Ok(text)
     }
 
     /// Whatever is still held back (at the end of a stream).
     pub fn finish(&mut self, tok: &Tokenizer) -> Result<String> {
-        let text = tok.decode(&self.tokens)?;
-        Ok(self.take(text))
-    }
-
-    fn take(&mut self, text: String) -> String {
-        // Earlier text never changes once complete; guard anyway against a shorter decode.
-        let new = text.get(self.emitted..).unwrap_or("").to_string();
-        self.emitted = text.len().max(self.emitted);
-        new
+        let text = tok.decode(&self.pending)?;
+        self.pending.clear();
+        Ok(text)
     }
 }
 
@@ -75,17 +70,35 @@ impl Engine {
         &self,
         prompt: &[u32],
         params: &GenerateParams,
+        on_text: impl FnMut(&str) -> Result<()>,
+    ) -> Result<Completion> {
+        self.stream_text_until(prompt, params, || false, on_text)
+    }
+
+    /// [`Engine::stream_text`] that also stops, with [`CoreError::Cancelled`], as soon as
+    /// `stop()` is true: checked before the prefill and at every token, text or not.
+    pub fn stream_text_until(
+        &self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        stop: impl Fn() -> bool,
         mut on_text: impl FnMut(&str) -> Result<()>,
     ) -> Result<Completion> {
         let params = GenerateParams {
             num_samples: 1,
             ..params.clone()
         };
+        if stop() {
+            return Err(CoreError::Cancelled);
+        }
         let mut stream = self.generate(prompt, &params)?;
         let mut text = TextStream::new();
         let mut reply = String::new();
         let mut tokens = 0;
         for column in stream.by_ref() {
+            if stop() {
+                return Err(CoreError::Cancelled);
+            }
             let token = column?.tokens[0];
             if self.specials.is_terminal(token) {
                 break;

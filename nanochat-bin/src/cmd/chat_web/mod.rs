@@ -50,6 +50,19 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     if args.num_gpus == 0 {
         anyhow::bail!("--num-gpus must be at least 1");
     }
+    // The defaults obey the same limits as a request's values.
+    let defaults = nanochat_core::engine::request::ChatRequest {
+        messages: vec![nanochat_core::engine::request::ChatMessage {
+            role: "user".into(),
+            content: String::new(),
+        }],
+        temperature: Some(args.temperature),
+        max_tokens: Some(args.max_tokens),
+        top_k: Some(args.top_k),
+    };
+    defaults
+        .validate(false)
+        .map_err(|e| anyhow::anyhow!("default {e} (flags -t, -k, -m)"))?;
     let root = model_root();
     let mut engines = Vec::new();
     for i in 0..args.num_gpus {

@@ -152,7 +152,8 @@ fn work(engine: &Engine, job: Job) {
     } = job;
     let started = std::time::Instant::now();
     let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        engine.stream_text(&prompt, &params, |text| {
+        let gone = || cancel.load(Ordering::Relaxed) || events.is_closed();
+        engine.stream_text_until(&prompt, &params, gone, |text| {
             if cancel.load(Ordering::Relaxed) {
                 return Err(CoreError::Cancelled);
             }

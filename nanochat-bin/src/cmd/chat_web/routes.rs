@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -14,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use futures_util::StreamExt;
-use nanochat_core::engine::request::{ChatMessage, ChatRequest};
+use nanochat_core::engine::request::{ChatMessage, ChatRequest, MAX_TOTAL_CHARS};
 use nanochat_core::engine::{completion_prompt, Completion, FinishReason, GenerateParams};
 use nanochat_core::tokenizer::Tokenizer;
 use serde::Deserialize;
@@ -43,6 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/stats", get(stats))
         .route("/chat/completions", post(chat_completions))
         .route("/v1/chat/completions", post(openai_completions))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -94,9 +96,21 @@ struct Started {
     prompt_tokens: usize,
 }
 
-/// Parses a body as `T`: malformed JSON or wrong types are 422 with the parser's detail.
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
+/// Largest request body read (far above what the character limits allow: 32,000 characters
+/// are at most 128 KB of UTF-8, plus the JSON around them).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Parses a body as `T`: a body over [`MAX_BODY_BYTES`] is a 400 naming the character limit;
+/// malformed JSON or wrong types are 422 with the parser's detail.
+fn parse<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
+    let body = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) => error(
+            StatusCode::BAD_REQUEST,
+            format!("request body over {MAX_BODY_BYTES} bytes: messages exceed the limit of {MAX_TOTAL_CHARS} characters"),
+        ),
+        other => error(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request body: {other}")),
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
         error(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("invalid request body: {e}"),
@@ -187,8 +201,11 @@ where
     .flat_map(move |ev| stream::iter(map(ev).into_iter().map(Ok)))
 }
 
-async fn chat_completions(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    let req: ChatRequest = match parse(&body) {
+async fn chat_completions(
+    State(s): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: ChatRequest = match parse(body) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -232,8 +249,11 @@ fn finish_name(f: FinishReason) -> &'static str {
     }
 }
 
-async fn openai_completions(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    let req: OpenAiRequest = match parse(&body) {
+async fn openai_completions(
+    State(s): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: OpenAiRequest = match parse(body) {
         Ok(r) => r,
         Err(r) => return r,
     };
