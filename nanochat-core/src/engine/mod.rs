@@ -159,11 +159,10 @@ impl Engine {
         let (dev, dtype) = (self.model.get_device(), self.model.compute_dtype());
         let (cache, logits) = dev.exclusive(|| -> Result<(KvCache, Vec<f32>)> {
             let mut prefill = KvCache::new(c, dev, dtype, 1, capacity)?;
-            let logits = self
+            let last = self
                 .model
-                .forward_cached(tokens, 1, tokens.len(), &mut prefill)?;
-            let all = logits.to_vec_f32()?;
-            let last = all[all.len() - c.vocab_size..].to_vec();
+                .forward_cached_last(tokens, 1, tokens.len(), &mut prefill)?
+                .to_vec_f32()?;
             let cache = if n == 1 {
                 prefill
             } else {

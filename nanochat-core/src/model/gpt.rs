@@ -280,7 +280,7 @@ impl GPT {
         batch: usize,
         seq: usize,
     ) -> Result<Tensor> {
-        self.run(tape, idx, batch, seq, None, true)
+        self.run(tape, idx, batch, seq, None, true, false)
     }
 
     /// Inference with a KV cache: runs positions `cache.len()..cache.len() + seq` of each
@@ -305,7 +305,24 @@ impl GPT {
                 cache.capacity()
             )));
         }
-        let logits = self.run(None, idx, batch, seq, Some(cache), true)?;
+        let logits = self.run(None, idx, batch, seq, Some(cache), true, false)?;
+        cache.advance(seq);
+        Ok(logits)
+    }
+
+    /// [`GPT::forward_cached`] returning only each row's last position's logits, (B, 1, vocab):
+    /// what a prefill needs, without the (B, T, vocab) tensor.
+    pub fn forward_cached_last(
+        &self,
+        idx: &[u32],
+        batch: usize,
+        seq: usize,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        if cache.batch() != batch || cache.len() + seq > cache.capacity() {
+            return self.forward_cached(idx, batch, seq, cache);
+        }
+        let logits = self.run(None, idx, batch, seq, Some(cache), true, true)?;
         cache.advance(seq);
         Ok(logits)
     }
@@ -323,7 +340,7 @@ impl GPT {
     ) -> Result<Tensor> {
         // The softcap is fused into the loss: the (B, T, vocab) softcapped logits, the largest
         // tensor of training, are never stored.
-        let raw = self.run(tape, idx, batch, seq, None, false)?;
+        let raw = self.run(tape, idx, batch, seq, None, false, false)?;
         let loss = ops::softcap_cross_entropy(tape, &raw, targets, SOFTCAP, reduction)?;
         match reduction {
             Reduction::Mean => Ok(loss),
@@ -332,6 +349,9 @@ impl GPT {
     }
 
     /// The logits (f32), softcapped when `capped` (the loss applies the cap itself, fused).
+    /// The forward; `last_only` computes the logits of each row's last position only (an
+    /// inference prefill: (B, 1, vocab) instead of (B, T, vocab)), without a tape.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         tape: Option<&Tape>,
@@ -340,8 +360,14 @@ impl GPT {
         seq: usize,
         mut cache: Option<&mut KvCache>,
         capped: bool,
+        last_only: bool,
     ) -> Result<Tensor> {
         let c = &self.config;
+        if last_only && tape.is_some() {
+            return Err(CoreError::Config(
+                "last-position logits are for inference (no tape)".into(),
+            ));
+        }
         if idx.len() != batch * seq || seq == 0 {
             return Err(CoreError::shape(
                 "GPT::forward",
@@ -381,6 +407,13 @@ impl GPT {
                 &x,
                 &self.dropout(tape, &block.mlp_c_proj.forward(tape, &m)?, 2 * layer + 1)?,
             )?;
+        }
+        if last_only && seq > 1 {
+            // x is (B, T, C): columns (T - 1) C .. T C of its (B, T C) view.
+            let n = c.n_embd;
+            let dev = x.device().clone();
+            let h = with_float!(x.dtype(), F => nanochat_kernels::layout::slice_cols::<F>(dev.client(), x.handle(), batch, seq * n, (seq - 1) * n, n))?;
+            x = Tensor::from_handle(&dev, h, &[batch, 1, n], x.dtype())?;
         }
         let logits = self
             .lm_head

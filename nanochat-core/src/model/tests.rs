@@ -357,3 +357,47 @@ fn bf16_mixed_precision_tracks_f32_and_trains() {
         first.unwrap()
     );
 }
+
+/// The prefill's last-position logits equal the last row of the full cached forward.
+#[test]
+fn last_position_prefill_equals_the_full_forward_last_row() {
+    let dev = Device::cpu().unwrap();
+    let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
+    let mut rng = rand::SeedableRng::seed_from_u64(4);
+    for b in &mut model.blocks {
+        for l in [&mut b.c_proj, &mut b.mlp_c_proj] {
+            let shape = l.weight.shape().to_vec();
+            l.weight = crate::Tensor::from_f32(
+                &dev,
+                &Init::Linear.values(&shape, &mut rng),
+                &shape,
+                DType::F32,
+            )
+            .unwrap();
+        }
+    }
+    model.lm_head.weight = model.wte.clone();
+    for (batch, seq) in [(1usize, 1usize), (1, 9), (3, 5)] {
+        let ids = tokens(batch * seq, 31, seq as u64);
+        let mut c1 = KvCache::new(model.config(), &dev, DType::F32, batch, 16).unwrap();
+        let full = model
+            .forward_cached(&ids, batch, seq, &mut c1)
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
+        let mut c2 = KvCache::new(model.config(), &dev, DType::F32, batch, 16).unwrap();
+        let last = model
+            .forward_cached_last(&ids, batch, seq, &mut c2)
+            .unwrap();
+        assert_eq!(last.shape(), &[batch, 1, 31]);
+        let last = last.to_vec_f32().unwrap();
+        for b in 0..batch {
+            let want = &full[((b + 1) * seq - 1) * 31..(b + 1) * seq * 31];
+            assert!(
+                max_rel(&last[b * 31..(b + 1) * 31], want) < 1e-5,
+                "batch {batch} seq {seq} row {b}"
+            );
+        }
+        assert_eq!(c2.len(), seq);
+    }
+}
