@@ -118,6 +118,8 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         axum::serve(listener, routes::router(state))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
+                eprintln!("shutting down: stopping open replies");
+                pool::SHUTDOWN.store(true, std::sync::atomic::Ordering::Relaxed);
             })
             .await
             .context("serving")

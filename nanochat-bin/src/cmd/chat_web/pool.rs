@@ -11,6 +11,10 @@ use nanochat_core::engine::{Completion, Engine, GenerateParams};
 use nanochat_core::CoreError;
 use tokio::sync::{mpsc, Semaphore};
 
+/// Set when the server shuts down: every job stops at its next token, so open streams end and
+/// the graceful shutdown does not wait for long replies.
+pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
 /// What a worker reports about its job.
 #[derive(Debug)]
 pub enum WorkerEvent {
@@ -152,7 +156,9 @@ fn work(engine: &Engine, job: Job) {
     } = job;
     let started = std::time::Instant::now();
     let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let gone = || cancel.load(Ordering::Relaxed) || events.is_closed();
+        let gone = || {
+            cancel.load(Ordering::Relaxed) || events.is_closed() || SHUTDOWN.load(Ordering::Relaxed)
+        };
         engine.stream_text_until(&prompt, &params, gone, |text| {
             if cancel.load(Ordering::Relaxed) {
                 return Err(CoreError::Cancelled);
