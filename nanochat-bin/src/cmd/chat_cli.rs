@@ -84,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         }
         conv.messages.push(Message::user(input));
         match answer(&engine, &conv, &params, &mut out) {
-            Ok(reply) => conv.messages.push(Message::assistant(&reply)),
+            Ok(reply) => conv.messages.push(Message::assistant_from_reply(&reply)),
             Err(e) => {
                 // The session goes on: forget the unanswered message and say why.
                 conv.messages.pop();

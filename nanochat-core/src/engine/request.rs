@@ -93,14 +93,18 @@ impl ChatRequest {
         Ok(())
     }
 
-    /// The conversation to answer.
+    /// The conversation to answer (assistant turns with tool use become their parts, as
+    /// [`Message::assistant_from_reply`] reads them).
     pub fn conversation(&self) -> Conversation {
         Conversation::new(
             self.messages
                 .iter()
-                .map(|m| Message {
-                    role: m.role.clone(),
-                    content: Content::Text(m.content.clone()),
+                .map(|m| match &m.role[..] {
+                    "assistant" => Message::assistant_from_reply(&m.content),
+                    _ => Message {
+                        role: m.role.clone(),
+                        content: Content::Text(m.content.clone()),
+                    },
                 })
                 .collect(),
         )

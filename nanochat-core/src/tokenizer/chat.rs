@@ -65,6 +65,52 @@ impl Message {
         }
     }
 
+    /// An assistant message from a generated reply's text, where tool use appears as the
+    /// special tokens' names (`<|python_start|>code<|python_end|><|output_start|>result<|output_end|>`):
+    /// split into `text`, `python` and `python_output` parts, so the reply renders back to the
+    /// same special tokens (plain text when there is no tool use).
+    pub fn assistant_from_reply(reply: &str) -> Message {
+        const MARKS: [(&str, &str, PartKind); 2] = [
+            ("<|python_start|>", "<|python_end|>", PartKind::Python),
+            ("<|output_start|>", "<|output_end|>", PartKind::PythonOutput),
+        ];
+        let mut parts = Vec::new();
+        let mut rest = reply;
+        let push = |parts: &mut Vec<Part>, kind, text: &str| {
+            if !text.is_empty() {
+                parts.push(Part {
+                    kind,
+                    text: text.to_string(),
+                });
+            }
+        };
+        loop {
+            let next = MARKS
+                .iter()
+                .filter_map(|(open, close, kind)| {
+                    rest.find(open).map(|i| (i, *open, *close, *kind))
+                })
+                .min_by_key(|m| m.0);
+            let Some((i, open, close, kind)) = next else {
+                break;
+            };
+            push(&mut parts, PartKind::Text, &rest[..i]);
+            let inner = &rest[i + open.len()..];
+            // An unclosed block (a reply cut short) runs to the end.
+            let end = inner.find(close).unwrap_or(inner.len());
+            push(&mut parts, kind, &inner[..end]);
+            rest = inner.get(end + close.len()..).unwrap_or("");
+        }
+        if parts.is_empty() || parts.iter().all(|p| p.kind == PartKind::Text) {
+            return Message::assistant(reply);
+        }
+        push(&mut parts, PartKind::Text, rest);
+        Message {
+            role: "assistant".into(),
+            content: Content::Parts(parts),
+        }
+    }
+
     pub fn system(text: &str) -> Message {
         Message {
             role: "system".into(),

@@ -257,3 +257,49 @@ fn reference_encodings_match_tiktoken() {
     // cl100k compresses prose better than GPT-2's 50k vocabulary.
     assert!(rows[0].gpt4 <= rows[0].gpt2);
 }
+
+#[test]
+fn a_reply_with_tool_use_renders_back_to_its_special_tokens() {
+    let tok = small_tokenizer();
+    let reply = "It is<|python_start|>12*3<|python_end|><|output_start|>36<|output_end|> 36.";
+    let msg = Message::assistant_from_reply(reply);
+    let Content::Parts(parts) = &msg.content else {
+        panic!("{msg:?}")
+    };
+    let kinds: Vec<PartKind> = parts.iter().map(|p| p.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            PartKind::Text,
+            PartKind::Python,
+            PartKind::PythonOutput,
+            PartKind::Text
+        ]
+    );
+    assert_eq!(parts[1].text, "12*3");
+    // Rendered, the tool markers are the special tokens again, not their names as text.
+    let conv = Conversation::new(vec![Message::user("What is 12*3?"), msg]);
+    let (ids, _) = tok.render_conversation(&conv, 2048).unwrap();
+    for name in [
+        "<|python_start|>",
+        "<|python_end|>",
+        "<|output_start|>",
+        "<|output_end|>",
+    ] {
+        let id = tok.encode_special(name).unwrap();
+        assert_eq!(ids.iter().filter(|&&t| t == id).count(), 1, "{name}");
+    }
+    // Plain replies stay plain text; a cut-short block runs to the end.
+    assert_eq!(
+        Message::assistant_from_reply("Hello."),
+        Message::assistant("Hello.")
+    );
+    let cut = Message::assistant_from_reply("a<|python_start|>1+");
+    let Content::Parts(parts) = &cut.content else {
+        panic!("{cut:?}")
+    };
+    assert_eq!(
+        (parts[1].kind, parts[1].text.as_str()),
+        (PartKind::Python, "1+")
+    );
+}
