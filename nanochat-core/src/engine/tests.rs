@@ -3,9 +3,9 @@
 
 use super::row::{RowState, Specials};
 use super::*;
-use crate::model::Init;
+use crate::model::tests::{linear_values, randomize_projections};
 use crate::tokenizer::tests::small_tokenizer;
-use crate::{DType, Device, GPTConfig, Tensor};
+use crate::{DType, Device, GPTConfig};
 
 fn engine(block_size: usize, seed: u64) -> Engine {
     engine_padded(block_size, seed, 0)
@@ -25,29 +25,12 @@ fn engine_padded(block_size: usize, seed: u64, pad: usize) -> Engine {
     };
     let dev = Device::cpu().unwrap();
     let mut model = GPT::new(config, &dev, DType::F32, seed).unwrap();
-    // nanochat's init zeroes the output projections (and lm_head), so the context would not
-    // matter: give them values, and lm_head the embedding's scale.
+    // The blocks' output projections and lm_head start at zero: give them values, so the
+    // context matters.
     let mut rng = rand::SeedableRng::seed_from_u64(seed);
-    for b in &mut model.blocks {
-        for l in [&mut b.c_proj, &mut b.mlp_c_proj] {
-            let shape = l.weight.shape().to_vec();
-            l.weight = Tensor::from_f32(
-                &dev,
-                &Init::Linear.values(&shape, &mut rng),
-                &shape,
-                DType::F32,
-            )
-            .unwrap();
-        }
-    }
+    randomize_projections(&mut model, &mut rng);
     let shape = model.lm_head.weight.shape().to_vec();
-    model.lm_head.weight = Tensor::from_f32(
-        &dev,
-        &Init::Linear.values(&shape, &mut rng),
-        &shape,
-        DType::F32,
-    )
-    .unwrap();
+    model.lm_head.weight = linear_values(&dev, &shape, &mut rng);
     Engine::new(model, tok).unwrap()
 }
 

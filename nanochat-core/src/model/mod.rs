@@ -7,7 +7,7 @@ mod gpt;
 mod kv_cache;
 mod linear;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod weights;
 
 pub use config::{GPTConfig, ModelSize};

@@ -35,6 +35,27 @@ fn max_rel(a: &[f32], b: &[f32]) -> f32 {
         / scale
 }
 
+/// A tensor of `shape` with [`Init::Linear`] values (f32).
+pub(crate) fn linear_values(
+    dev: &Device,
+    shape: &[usize],
+    rng: &mut rand::rngs::StdRng,
+) -> crate::Tensor {
+    crate::Tensor::from_f32(dev, &Init::Linear.values(shape, rng), shape, DType::F32).unwrap()
+}
+
+/// nanochat's init zeroes the blocks' output projections, so no layer would change the output
+/// (nor the context matter): give `c_proj` and `mlp_c_proj` values.
+pub(crate) fn randomize_projections(model: &mut GPT, rng: &mut rand::rngs::StdRng) {
+    let dev = model.get_device().clone();
+    for b in &mut model.blocks {
+        for l in [&mut b.c_proj, &mut b.mlp_c_proj] {
+            let shape = l.weight.shape().to_vec();
+            l.weight = linear_values(&dev, &shape, rng);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -46,13 +67,7 @@ proptest! {
         let dev = Device::cpu().unwrap();
         // Non-zero output projections so every layer matters.
         let mut model = GPT::new(small(29, kv), &dev, DType::F32, seed).unwrap();
-        let mut rng = rand::SeedableRng::seed_from_u64(seed);
-        for b in &mut model.blocks {
-            for l in [&mut b.c_proj, &mut b.mlp_c_proj] {
-                let shape = l.weight.shape().to_vec();
-                l.weight = crate::Tensor::from_f32(&dev, &Init::Linear.values(&shape, &mut rng), &shape, DType::F32).unwrap();
-            }
-        }
+        randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(seed));
         model.lm_head.weight = model.wte.clone();
         let n = prompt + rest;
         let ids = tokens(n, 29, seed);
@@ -363,19 +378,7 @@ fn bf16_mixed_precision_tracks_f32_and_trains() {
 fn last_position_prefill_equals_the_full_forward_last_row() {
     let dev = Device::cpu().unwrap();
     let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
-    let mut rng = rand::SeedableRng::seed_from_u64(4);
-    for b in &mut model.blocks {
-        for l in [&mut b.c_proj, &mut b.mlp_c_proj] {
-            let shape = l.weight.shape().to_vec();
-            l.weight = crate::Tensor::from_f32(
-                &dev,
-                &Init::Linear.values(&shape, &mut rng),
-                &shape,
-                DType::F32,
-            )
-            .unwrap();
-        }
-    }
+    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(4));
     model.lm_head.weight = model.wte.clone();
     for (batch, seq) in [(1usize, 1usize), (1, 9), (3, 5)] {
         let ids = tokens(batch * seq, 31, seq as u64);

@@ -6,7 +6,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{content_text, final_answer, EvalType, Split, Task};
+use super::{final_answers_match, EvalType, Split, Task};
 use crate::tokenizer::chat::{Content, Conversation, Message, Part, PartKind};
 use crate::tools::calculator;
 use crate::{CoreError, Result};
@@ -117,10 +117,6 @@ impl Task for Arithmetic {
         ]))
     }
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {
-        let reference = conversation
-            .messages
-            .last()
-            .and_then(|m| final_answer(&content_text(&m.content)));
-        reference.is_some() && reference == final_answer(completion)
+        final_answers_match(conversation, completion)
     }
 }

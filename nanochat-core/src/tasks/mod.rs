@@ -76,6 +76,16 @@ pub fn final_answer(text: &str) -> Option<String> {
     (!ans.is_empty()).then_some(ans)
 }
 
+/// Whether `completion`'s answer after `####` equals that of the conversation's last message
+/// (the reference answer): the check of every GSM8K-style task.
+pub fn final_answers_match(conversation: &Conversation, completion: &str) -> bool {
+    let reference = conversation
+        .messages
+        .last()
+        .and_then(|m| final_answer(&content_text(&m.content)));
+    reference.is_some() && reference == final_answer(completion)
+}
+
 /// Examples `start..stop` (or to the end) of a task, every `step`.
 pub struct TaskSlice {
     inner: Arc<dyn Task>,

@@ -9,7 +9,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{content_text, final_answer, EvalType, Task};
+use super::{content_text, final_answers_match, EvalType, Task};
 use crate::tokenizer::chat::{Content, Conversation, Message, Part, PartKind};
 use crate::tools::calculator;
 use crate::{CoreError, Result};
@@ -171,11 +171,7 @@ impl Task for SpellingBee {
     }
     /// The number after `####` in the completion equals the reference's.
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {
-        let reference = conversation
-            .messages
-            .last()
-            .and_then(|m| final_answer(&content_text(&m.content)));
-        reference.is_some() && reference == final_answer(completion)
+        final_answers_match(conversation, completion)
     }
 }
 
