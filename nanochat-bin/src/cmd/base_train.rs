@@ -99,6 +99,7 @@ fn model_config(args: &Args, vocab_size: usize) -> anyhow::Result<GPTConfig> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
     let device = super::open_device(&args.device)?;
     let dtype = DType::parse(&args.dtype)
         .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
@@ -199,6 +200,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "metrics": trainer.cfg.checkpoint_dir().join("metrics.jsonl").display().to_string(),
         "mean_tokens_per_s": progress.mean_tokens_per_s(),
     });
+    super::report_stage(
+        "base-train",
+        json!({"checkpoint_dir": summary["checkpoint_dir"], "model_tag": tag, "parameters": trainer.model.num_params(),
+            "run": trainer.cfg.run}),
+        json!({"steps": trainer.step, "val_bpb": val_bpb, "tokens_per_s": progress.mean_tokens_per_s(),
+            "wall_s": started.elapsed().as_secs_f64()}),
+    );
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(ExitCode::SUCCESS)
 }

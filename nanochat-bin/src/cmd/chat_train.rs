@@ -77,6 +77,7 @@ const DEFAULT_TASKS: [&str; 7] = [
 ];
 
 pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
     let device = super::open_device(&args.device)?;
     let root = model_root();
     let (model, tokenizer, meta, source) = load_source(&args, phase, &root, &device)?;
@@ -164,6 +165,12 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
     let mut progress = TrainProgress::new(args.total_steps, trainer.step, args.quiet);
     let val_bpb = trainer.run(&mut |e| progress.event(e))?;
     progress.finish();
+    super::report_stage(
+        phase_command(phase),
+        json!({"checkpoint_dir": trainer.cfg.checkpoint_dir(), "model_tag": tag, "run": trainer.cfg.run}),
+        json!({"steps": trainer.step, "val_bpb": val_bpb, "tokens_per_s": progress.mean_tokens_per_s(),
+            "wall_s": started.elapsed().as_secs_f64()}),
+    );
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
@@ -226,7 +233,7 @@ fn load_source(
 }
 
 /// The tag a loaded model came from (the given one, or the folder its checkpoint was found in).
-fn root_tag(
+pub fn root_tag(
     root: &std::path::Path,
     phase: Phase,
     given: Option<&str>,

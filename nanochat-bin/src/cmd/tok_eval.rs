@@ -32,6 +32,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (_, val) = split_train_val(bundled_documents()?, 0.95, 0.05)?;
     texts.push(("corpus-val".to_string(), val.concat()));
     let rows = compare(&tok, &reference, &texts);
+    super::report_stage(
+        "tokenizer-eval",
+        json!({"tokenizer": dir.display().to_string(), "vocab_size": tok.vocab_size()}),
+        serde_json::Value::Object(
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        json!(format!(
+                            "{:.2} bytes/token (GPT-2 {:.2}, GPT-4 {:.2})",
+                            r.bytes_per_token(r.ours),
+                            r.bytes_per_token(r.gpt2),
+                            r.bytes_per_token(r.gpt4)
+                        )),
+                    )
+                })
+                .collect(),
+        ),
+    );
     if args.json {
         let out = json!({
             "tokenizer": dir.display().to_string(),

@@ -96,6 +96,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.vocab_size
         );
     }
+    super::report_stage(
+        "tokenizer",
+        json!({"vocab_size": args.vocab_size, "doc_cap": args.doc_cap, "max_chars": args.max_chars,
+            "inputs": if args.input.is_empty() { json!("bundled corpus") } else { json!(args.input) }}),
+        json!({"vocab_size": summary["vocab_size"], "train_documents": summary["train_documents"],
+            "train_chars": summary["train_chars"], "val_bytes_per_token": summary["val_bytes_per_token"],
+            "wall_s": summary["seconds"]}),
+    );
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -309,4 +309,4 @@ fn probability(logits: &[f32], token: u32) -> f32 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,7 +7,7 @@ use crate::model::tests::{linear_values, randomize_projections};
 use crate::tokenizer::tests::small_tokenizer;
 use crate::{DType, Device, GPTConfig};
 
-fn engine(block_size: usize, seed: u64) -> Engine {
+pub(crate) fn engine(block_size: usize, seed: u64) -> Engine {
     engine_padded(block_size, seed, 0)
 }
 

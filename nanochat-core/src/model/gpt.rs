@@ -24,6 +24,16 @@ use super::{GPTConfig, KvCache};
 use crate::ops::{self, Reduction, RotaryTables};
 use crate::{CoreError, DType, Device, Result, Tape, Tensor};
 
+/// Which positions' logits a forward computes.
+#[derive(Clone, Copy)]
+enum Pick<'a> {
+    All,
+    /// Each row's last position.
+    Last,
+    /// Rows `b T + p` of the (B T, C) activations.
+    At(&'a [usize]),
+}
+
 /// RMSNorm's epsilon: PyTorch's default for the compute dtype (f32).
 pub const NORM_EPS: f32 = f32::EPSILON;
 /// The logit softcap.
@@ -280,7 +290,7 @@ impl GPT {
         batch: usize,
         seq: usize,
     ) -> Result<Tensor> {
-        self.run(tape, idx, batch, seq, None, true, false)
+        self.run(tape, idx, batch, seq, None, true, Pick::All)
     }
 
     /// Inference with a KV cache: runs positions `cache.len()..cache.len() + seq` of each
@@ -305,7 +315,7 @@ impl GPT {
                 cache.capacity()
             )));
         }
-        let logits = self.run(None, idx, batch, seq, Some(cache), true, false)?;
+        let logits = self.run(None, idx, batch, seq, Some(cache), true, Pick::All)?;
         cache.advance(seq);
         Ok(logits)
     }
@@ -322,9 +332,54 @@ impl GPT {
         if cache.batch() != batch || cache.len() + seq > cache.capacity() {
             return self.forward_cached(idx, batch, seq, cache);
         }
-        let logits = self.run(None, idx, batch, seq, Some(cache), true, true)?;
+        let logits = self.run(None, idx, batch, seq, Some(cache), true, Pick::Last)?;
         cache.advance(seq);
         Ok(logits)
+    }
+
+    /// The (softcapped, f32) logits at one position of each row, (B, 1, vocab): row `b`'s
+    /// position `positions[b]`. What scoring a batch of right-padded prompts needs (the model is
+    /// causal, so padding after a position does not change its logits) without the
+    /// (B, T, vocab) tensor. Inference only (no tape).
+    pub fn forward_at(
+        &self,
+        idx: &[u32],
+        batch: usize,
+        seq: usize,
+        positions: &[usize],
+    ) -> Result<Tensor> {
+        if positions.len() != batch || positions.iter().any(|&p| p >= seq) {
+            return Err(CoreError::shape(
+                "GPT::forward_at",
+                &[&[positions.len()], &[batch, seq]],
+                "need one position below T per row",
+            ));
+        }
+        let flat: Vec<usize> = positions
+            .iter()
+            .enumerate()
+            .map(|(b, &p)| b * seq + p)
+            .collect();
+        self.forward_positions(idx, batch, seq, &flat)
+    }
+
+    /// The (softcapped, f32) logits at any positions, (N, 1, vocab): entry `i` is position
+    /// `flat[i] % T` of row `flat[i] / T`. Inference only (no tape).
+    pub fn forward_positions(
+        &self,
+        idx: &[u32],
+        batch: usize,
+        seq: usize,
+        flat: &[usize],
+    ) -> Result<Tensor> {
+        if flat.is_empty() || flat.iter().any(|&p| p >= batch * seq) {
+            return Err(CoreError::shape(
+                "GPT::forward_positions",
+                &[&[flat.len()], &[batch, seq]],
+                "need at least one position, each below B * T",
+            ));
+        }
+        self.run(None, idx, batch, seq, None, true, Pick::At(flat))
     }
 
     /// Cross-entropy of the logits against `targets` (B * T; -1 = ignored): the mean
@@ -340,7 +395,7 @@ impl GPT {
     ) -> Result<Tensor> {
         // The softcap is fused into the loss: the (B, T, vocab) softcapped logits, the largest
         // tensor of training, are never stored.
-        let raw = self.run(tape, idx, batch, seq, None, false, false)?;
+        let raw = self.run(tape, idx, batch, seq, None, false, Pick::All)?;
         let loss = ops::softcap_cross_entropy(tape, &raw, targets, SOFTCAP, reduction)?;
         match reduction {
             Reduction::Mean => Ok(loss),
@@ -349,8 +404,8 @@ impl GPT {
     }
 
     /// The logits (f32), softcapped when `capped` (the loss applies the cap itself, fused).
-    /// The forward; `last_only` computes the logits of each row's last position only (an
-    /// inference prefill: (B, 1, vocab) instead of (B, T, vocab)), without a tape.
+    /// The forward; `pick` other than `All` computes the logits of one position per row only
+    /// (an inference prefill, or scoring: (B, 1, vocab) instead of (B, T, vocab)), without a tape.
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -360,10 +415,10 @@ impl GPT {
         seq: usize,
         mut cache: Option<&mut KvCache>,
         capped: bool,
-        last_only: bool,
+        pick: Pick<'_>,
     ) -> Result<Tensor> {
         let c = &self.config;
-        if last_only && tape.is_some() {
+        if !matches!(pick, Pick::All) && tape.is_some() {
             return Err(CoreError::Config(
                 "last-position logits are for inference (no tape)".into(),
             ));
@@ -408,12 +463,21 @@ impl GPT {
                 &self.dropout(tape, &block.mlp_c_proj.forward(tape, &m)?, 2 * layer + 1)?,
             )?;
         }
-        if last_only && seq > 1 {
-            // x is (B, T, C): columns (T - 1) C .. T C of its (B, T C) view.
-            let n = c.n_embd;
-            let dev = x.device().clone();
-            let h = with_float!(x.dtype(), F => nanochat_kernels::layout::slice_cols::<F>(dev.client(), x.handle(), batch, seq * n, (seq - 1) * n, n))?;
-            x = Tensor::from_handle(&dev, h, &[batch, 1, n], x.dtype())?;
+        match pick {
+            Pick::Last if seq > 1 => {
+                // x is (B, T, C): columns (T - 1) C .. T C of its (B, T C) view.
+                let n = c.n_embd;
+                let dev = x.device().clone();
+                let h = with_float!(x.dtype(), F => nanochat_kernels::layout::slice_cols::<F>(dev.client(), x.handle(), batch, seq * n, (seq - 1) * n, n))?;
+                x = Tensor::from_handle(&dev, h, &[batch, 1, n], x.dtype())?;
+            }
+            Pick::At(flat) => {
+                // Gather rows of the (B T, C) view: an embedding lookup in x.
+                let rows: Vec<u32> = flat.iter().map(|&r| r as u32).collect();
+                let table = ops::reshape(None, &x, &[batch * seq, c.n_embd])?;
+                x = ops::embedding(None, &table, &rows, &[rows.len(), 1])?;
+            }
+            _ => {}
         }
         let logits = self
             .lm_head

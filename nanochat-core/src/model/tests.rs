@@ -404,3 +404,63 @@ fn last_position_prefill_equals_the_full_forward_last_row() {
         assert_eq!(c2.len(), seq);
     }
 }
+
+/// `forward_at` picks row b's position p_b of the full forward, and right padding after it
+/// changes nothing (the model is causal).
+#[test]
+fn forward_at_picks_one_position_per_row() {
+    let dev = Device::cpu().unwrap();
+    let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
+    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(5));
+    model.lm_head.weight = model.wte.clone();
+    let (batch, seq) = (3usize, 7usize);
+    let ids = tokens(batch * seq, 31, 11);
+    let full = model
+        .forward(None, &ids, batch, seq)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let positions = [6usize, 0, 3];
+    let at = model.forward_at(&ids, batch, seq, &positions).unwrap();
+    assert_eq!(at.shape(), &[batch, 1, 31]);
+    let at = at.to_vec_f32().unwrap();
+    for (b, &p) in positions.iter().enumerate() {
+        let want = &full[(b * seq + p) * 31..(b * seq + p + 1) * 31];
+        assert!(max_rel(&at[b * 31..(b + 1) * 31], want) < 1e-5, "row {b}");
+    }
+    // Row 2 alone, cut after its position 3, gives the same logits.
+    let alone = model
+        .forward_at(&ids[2 * seq..2 * seq + 4], 1, 4, &[3])
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    assert!(max_rel(&alone, &at[2 * 31..3 * 31]) < 1e-5);
+    assert!(model.forward_at(&ids, batch, seq, &[1, 2]).is_err());
+    assert!(model.forward_at(&ids, batch, seq, &[1, 2, 7]).is_err());
+}
+
+/// `forward_positions` gathers any (row, position) pairs, repeats included.
+#[test]
+fn forward_positions_gathers_any_positions() {
+    let dev = Device::cpu().unwrap();
+    let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
+    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(6));
+    let (batch, seq) = (2usize, 5usize);
+    let ids = tokens(batch * seq, 31, 12);
+    let full = model
+        .forward(None, &ids, batch, seq)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let flat = [0usize, 4, 9, 4, 7];
+    let got = model
+        .forward_positions(&ids, batch, seq, &flat)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    for (i, &r) in flat.iter().enumerate() {
+        assert!(max_rel(&got[i * 31..(i + 1) * 31], &full[r * 31..(r + 1) * 31]) < 1e-5);
+    }
+    assert!(model.forward_positions(&ids, batch, seq, &[10]).is_err());
+    assert!(model.forward_positions(&ids, batch, seq, &[]).is_err());
+}

@@ -22,17 +22,37 @@ const ITEMS: [&str; 10] = [
 pub struct Arithmetic {
     size: usize,
     split: Split,
+    easy: bool,
 }
 
 impl Arithmetic {
     pub fn new(size: usize, split: Split) -> Arithmetic {
-        Arithmetic { size, split }
+        Arithmetic {
+            size,
+            split,
+            easy: false,
+        }
+    }
+
+    /// Additions of two numbers from 1 to 9 only (the first template): a curriculum for very
+    /// small models, e.g. to show reinforcement learning at work in seconds.
+    pub fn easy(size: usize, split: Split) -> Arithmetic {
+        Arithmetic {
+            size,
+            split,
+            easy: true,
+        }
     }
 }
 
 impl Task for Arithmetic {
     fn name(&self) -> String {
-        "arithmetic".into()
+        if self.easy {
+            "arithmetic-easy"
+        } else {
+            "arithmetic"
+        }
+        .into()
     }
     fn eval_type(&self) -> EvalType {
         EvalType::Generative
@@ -53,7 +73,12 @@ impl Task for Arithmetic {
             rng.random_range(2..50u32),
             rng.random_range(2..20u32),
         );
-        let (question, setup, expr) = match rng.random_range(0..5) {
+        let (a, b, template) = if self.easy {
+            (rng.random_range(1..10u32), rng.random_range(1..10u32), 0)
+        } else {
+            (a, b, rng.random_range(0..5))
+        };
+        let (question, setup, expr) = match template {
             0 => (
                 format!("{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?"),
                 format!("{name} starts with {a} {item} and gets {b} more, so we add them."),

@@ -9,12 +9,20 @@
 
 mod arithmetic;
 mod conversations;
+pub mod eval_data;
+mod gsm8k;
+mod humaneval;
+mod multiple_choice;
 mod spelling;
 
 use std::sync::Arc;
 
 pub use arithmetic::Arithmetic;
 pub use conversations::{data_dir, CustomJson};
+pub use eval_data::EvalData;
+pub use gsm8k::{Gsm8k, Gsm8kItem};
+pub use humaneval::{HumanEval, HumanEvalProblem};
+pub use multiple_choice::{render_mc, McItem, MultipleChoice, LETTERS};
 pub use spelling::{SimpleSpelling, SpellingBee, Split};
 
 use rand::seq::SliceRandom;
@@ -40,6 +48,11 @@ pub trait Task: Send + Sync {
     fn get_example(&self, i: usize) -> Result<Conversation>;
     /// Whether `completion` answers the example `conversation` correctly.
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool;
+    /// The answer letters of example `i` of a categorical task (`A`, `B`, ...), whose logits
+    /// are compared at the answer position; empty for a generative task.
+    fn choice_letters(&self, _i: usize) -> Vec<String> {
+        Vec::new()
+    }
     /// The reinforcement-learning reward of a completion (1 when correct by default).
     fn reward(&self, conversation: &Conversation, completion: &str) -> f64 {
         if self.evaluate(conversation, completion) {
@@ -147,6 +160,12 @@ impl Task for TaskSlice {
     }
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {
         self.inner.evaluate(conversation, completion)
+    }
+    fn choice_letters(&self, i: usize) -> Vec<String> {
+        self.inner.choice_letters(self.start + i * self.step)
+    }
+    fn reward(&self, conversation: &Conversation, completion: &str) -> f64 {
+        self.inner.reward(conversation, completion)
     }
 }
 

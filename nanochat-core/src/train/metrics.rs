@@ -51,6 +51,11 @@ impl MetricsLog {
     }
 
     pub fn append(&self, m: &StepMetrics) -> Result<()> {
+        self.append_json(&serde_json::to_value(m).expect("metrics serialise"))
+    }
+
+    /// Appends any JSON object with a `step` (e.g. chat-rl's rewards).
+    pub fn append_json(&self, line: &serde_json::Value) -> Result<()> {
         let err = |e: std::io::Error| CoreError::File {
             path: self.path.display().to_string(),
             why: e.to_string(),
@@ -60,12 +65,7 @@ impl MetricsLog {
             .append(true)
             .open(&self.path)
             .map_err(err)?;
-        writeln!(
-            f,
-            "{}",
-            serde_json::to_string(m).expect("metrics serialise")
-        )
-        .map_err(err)
+        writeln!(f, "{line}").map_err(err)
     }
 
     pub fn path(&self) -> &Path {

@@ -1,0 +1,192 @@
+//! `nanochat chat-eval`: a chat model's accuracy on the evaluation tasks and its ChatCORE
+//! (nanochat's `chat_eval.py`), with a progress bar per task, a JSON result file, and a report
+//! stage (`chat-eval-<source>`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use nanochat_core::checkpoint::{load_model, model_root, Phase};
+use nanochat_core::engine::Engine;
+use nanochat_core::eval::{chat_core, chat_task, evaluate_task_with, EvalOptions, CHAT_TASKS};
+use nanochat_core::tasks::EvalData;
+use serde_json::json;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// Which checkpoints: base, mid, sft or rl.
+    #[arg(short = 'i', long, default_value = "sft", value_parser = ["base", "mid", "sft", "rl"])]
+    pub source: String,
+    /// Model tag (default: the newest).
+    #[arg(short = 'g', long)]
+    pub model_tag: Option<String>,
+    /// Step (default: the newest).
+    #[arg(short = 's', long)]
+    pub step: Option<u64>,
+    /// Tasks, pipe-separated, e.g. "ARC-Easy|GSM8K" (default: ARC-Easy, ARC-Challenge, MMLU,
+    /// GSM8K, HumanEval, SpellingBee).
+    #[arg(short = 'a', long)]
+    pub task_name: Option<String>,
+    /// Sampling temperature of the generative tasks (0: greedy).
+    #[arg(short = 't', long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Samples per generative problem (pass@n).
+    #[arg(short = 'n', long, default_value_t = 1)]
+    pub num_samples: usize,
+    /// Prompts per forward in the multiple-choice tasks.
+    #[arg(short = 'b', long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Evaluate only the first N problems of each task.
+    #[arg(long)]
+    pub max_problems: Option<usize>,
+    #[arg(short = 'k', long, default_value_t = 50)]
+    pub top_k: usize,
+    /// Most tokens per completion.
+    #[arg(short = 'm', long, default_value_t = 512)]
+    pub max_new_tokens: usize,
+    /// Use the small evaluation samples committed in data/samples/ instead of the fetched sets.
+    #[arg(long)]
+    pub samples: bool,
+    /// The JSON result file (default: <model dir>/eval/chat-eval-<source>.json).
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    #[arg(short = 'd', long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let phase = Phase::parse(&args.source)?;
+    let names: Vec<String> = match &args.task_name {
+        Some(s) => s
+            .split('|')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+        None => CHAT_TASKS.iter().map(|s| s.to_string()).collect(),
+    };
+    if names.is_empty() {
+        anyhow::bail!("--task-name names no task");
+    }
+    let data = if args.samples {
+        EvalData::Samples
+    } else {
+        EvalData::Fetched
+    };
+    // Load every task first: a missing data set fails before any model time is spent.
+    let tasks = names
+        .iter()
+        .map(|n| chat_task(n, data).with_context(|| format!("loading task {n}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let device = super::open_device(&args.device)?;
+    let root = model_root();
+    let (model, tokenizer, meta) =
+        load_model(&root, phase, &device, args.model_tag.as_deref(), args.step).with_context(
+            || format!("loading the {} model from {}", phase.name(), root.display()),
+        )?;
+    let engine = Engine::new(model, tokenizer.clone())?;
+    let opts = EvalOptions {
+        temperature: args.temperature,
+        top_k: Some(args.top_k),
+        num_samples: args.num_samples,
+        max_new_tokens: args.max_new_tokens,
+        batch_size: args.batch_size,
+        max_problems: args.max_problems,
+        ..EvalOptions::default()
+    };
+    let mut results = Vec::new();
+    for (name, task) in names.iter().zip(&tasks) {
+        let bar = progress_bar(args.quiet, name);
+        let mut r = device
+            .exclusive(|| {
+                evaluate_task_with(
+                    &engine,
+                    &tokenizer,
+                    task.as_ref(),
+                    &opts,
+                    &mut |done, total, correct| {
+                        if let Some(b) = &bar {
+                            b.set_length(total as u64);
+                            b.set_position(done as u64);
+                            b.set_message(format!(
+                                "{:.2}%",
+                                100.0 * correct as f64 / done.max(1) as f64
+                            ));
+                        }
+                    },
+                )
+            })?
+            .with_context(|| format!("evaluating {name}"))?;
+        r.task = name.clone();
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        eprintln!(
+            "{name}: {:.2}% ({}/{})",
+            100.0 * r.accuracy,
+            r.correct,
+            r.total
+        );
+        results.push(r);
+    }
+    let core = chat_core(&results);
+    eprintln!("ChatCORE: {core:.4}");
+    let tasks_json: serde_json::Map<String, serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            (
+                r.task.clone(),
+                json!({"accuracy": r.accuracy, "correct": r.correct, "total": r.total,
+                "baseline": r.baseline, "centered": r.centered()}),
+            )
+        })
+        .collect();
+    let dir = root.join("eval");
+    let out_path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| dir.join(format!("chat-eval-{}.json", phase.name())));
+    let result = json!({
+        "source": phase.name(), "step": meta.step, "model_tag": args.model_tag,
+        "data": if args.samples { "samples" } else { "fetched" },
+        "options": opts, "tasks": tasks_json, "ChatCORE": core,
+    });
+    if let Some(parent) = out_path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    nanochat_core::io::write_atomic(&out_path, serde_json::to_string_pretty(&result)?.as_bytes())
+        .with_context(|| format!("writing {}", out_path.display()))?;
+    let mut summary: serde_json::Map<String, serde_json::Value> = results
+        .iter()
+        .map(|r| (r.task.clone(), json!(r.accuracy)))
+        .collect();
+    summary.insert("ChatCORE".into(), json!(core));
+    nanochat_core::report::log_stage(
+        &root,
+        &format!("chat-eval-{}", phase.name()),
+        json!({"source": phase.name(), "step": meta.step, "data": result["data"], "options": result["options"], "result_file": out_path}),
+        serde_json::Value::Object(summary),
+    )
+    .context("writing the report stage")?;
+    println!("{}", serde_json::to_string(&result)?);
+    eprintln!("results written to {}", out_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(quiet: bool, name: &str) -> Option<ProgressBar> {
+    (!quiet).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>14} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(name.to_string());
+        bar
+    })
+}

@@ -1,0 +1,234 @@
+//! Chat evaluation: one task at a time ([`evaluate_task_with`]), the named tasks of
+//! `nanochat chat-eval` ([`chat_task`]) and ChatCORE ([`chat_core`]).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{single_token, ChatModel};
+use crate::engine::GenerateParams;
+use crate::tasks::{
+    EvalData, EvalType, Gsm8k, HumanEval, MultipleChoice, SpellingBee, Split, Task,
+};
+use crate::tokenizer::Tokenizer;
+use crate::{CoreError, Result};
+
+/// The tasks of `nanochat chat-eval`, in its order.
+pub const CHAT_TASKS: [&str; 6] = [
+    "ARC-Easy",
+    "ARC-Challenge",
+    "MMLU",
+    "GSM8K",
+    "HumanEval",
+    "SpellingBee",
+];
+
+/// Examples of the SpellingBee test split (nanochat's size).
+pub const SPELLING_BEE_SIZE: usize = 256;
+
+/// A task by its `chat-eval` name.
+pub fn chat_task(name: &str, data: EvalData) -> Result<Arc<dyn Task>> {
+    Ok(match name {
+        "ARC-Easy" => Arc::new(MultipleChoice::arc_easy(data)?),
+        "ARC-Challenge" => Arc::new(MultipleChoice::arc_challenge(data)?),
+        "MMLU" => Arc::new(MultipleChoice::mmlu(data)?),
+        "GSM8K" => Arc::new(Gsm8k::load(data)?),
+        "HumanEval" => Arc::new(HumanEval::load(data)?),
+        "SpellingBee" => Arc::new(SpellingBee::new(SPELLING_BEE_SIZE, Split::Test)?),
+        other => {
+            return Err(CoreError::Config(format!(
+                "unknown task `{other}`: expected one of {}",
+                CHAT_TASKS.join("|")
+            )))
+        }
+    })
+}
+
+/// How tasks are evaluated (nanochat's chat_eval defaults).
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalOptions {
+    /// Sampling temperature of generative tasks (0: greedy).
+    pub temperature: f32,
+    pub top_k: Option<usize>,
+    /// Completions per generative problem; a problem passes when any does (pass@k).
+    pub num_samples: usize,
+    /// Most tokens per completion.
+    pub max_new_tokens: usize,
+    /// Prompts per forward in categorical tasks.
+    pub batch_size: usize,
+    /// Evaluate only the first N examples.
+    pub max_problems: Option<usize>,
+    /// Problem `i` samples with seed `seed + i`.
+    pub seed: u64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            temperature: 0.0,
+            top_k: Some(50),
+            num_samples: 1,
+            max_new_tokens: 512,
+            batch_size: 8,
+            max_problems: None,
+            seed: 42,
+        }
+    }
+}
+
+/// One task's result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskResult {
+    pub task: String,
+    pub correct: usize,
+    pub total: usize,
+    pub accuracy: f64,
+    /// The accuracy of guessing: the mean 1 / (number of choices) of a categorical task's
+    /// examples (0.25 for 4-way multiple choice), 0 for a generative one.
+    pub baseline: f64,
+}
+
+impl TaskResult {
+    /// (accuracy - baseline) / (1 - baseline): 0 at chance, 1 when all correct.
+    pub fn centered(&self) -> f64 {
+        if self.baseline >= 1.0 {
+            return 0.0;
+        }
+        (self.accuracy - self.baseline) / (1.0 - self.baseline)
+    }
+}
+
+/// ChatCORE: the mean centred accuracy of the results (nanochat's chat_eval summary).
+pub fn chat_core(results: &[TaskResult]) -> f64 {
+    if results.is_empty() {
+        return 0.0;
+    }
+    results.iter().map(TaskResult::centered).sum::<f64>() / results.len() as f64
+}
+
+/// The accuracy of `model` on `task` with the default [`EvalOptions`].
+pub fn evaluate_task(model: &dyn ChatModel, tokenizer: &Tokenizer, task: &dyn Task) -> Result<f64> {
+    Ok(evaluate_task_with(
+        model,
+        tokenizer,
+        task,
+        &EvalOptions::default(),
+        &mut |_, _, _| {},
+    )?
+    .accuracy)
+}
+
+/// Evaluates `task` (its first `max_problems` examples), calling `progress(done, total,
+/// correct)` after each batch or problem.
+pub fn evaluate_task_with(
+    model: &dyn ChatModel,
+    tokenizer: &Tokenizer,
+    task: &dyn Task,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize, usize),
+) -> Result<TaskResult> {
+    let total = opts
+        .max_problems
+        .map_or(task.num_examples(), |m| m.min(task.num_examples()));
+    if total == 0 {
+        return Err(CoreError::Config(format!(
+            "task {} has no examples to evaluate",
+            task.name()
+        )));
+    }
+    let (correct, baseline) = match task.eval_type() {
+        EvalType::Categorical => categorical(model, tokenizer, task, total, opts, progress)?,
+        EvalType::Generative => (
+            generative(model, tokenizer, task, total, opts, progress)?,
+            0.0,
+        ),
+    };
+    Ok(TaskResult {
+        task: task.name(),
+        correct,
+        total,
+        accuracy: correct as f64 / total as f64,
+        baseline,
+    })
+}
+
+/// Argmax over the letters' logits at the answer position, checked by the task. Returns the
+/// number correct and the mean chance accuracy.
+fn categorical(
+    model: &dyn ChatModel,
+    tokenizer: &Tokenizer,
+    task: &dyn Task,
+    total: usize,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize, usize),
+) -> Result<(usize, f64)> {
+    let (mut correct, mut chance) = (0, 0.0);
+    let batch = opts.batch_size.max(1);
+    for start in (0..total).step_by(batch) {
+        let end = (start + batch).min(total);
+        let mut convs = Vec::new();
+        let mut prompts = Vec::new();
+        let mut letters = Vec::new();
+        let mut candidates = Vec::new();
+        for i in start..end {
+            let conv = task.get_example(i)?;
+            let ls = task.choice_letters(i);
+            if ls.is_empty() {
+                return Err(CoreError::Config(format!(
+                    "categorical task {} gave no answer letters for example {i}",
+                    task.name()
+                )));
+            }
+            candidates.push(
+                ls.iter()
+                    .map(|l| single_token(tokenizer, l))
+                    .collect::<Result<Vec<u32>>>()?,
+            );
+            prompts.push(tokenizer.render_for_completion(&conv)?);
+            chance += 1.0 / ls.len() as f64;
+            letters.push(ls);
+            convs.push(conv);
+        }
+        let logits = model.candidate_logits(&prompts, &candidates)?;
+        for ((conv, ls), row) in convs.iter().zip(&letters).zip(&logits) {
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(j, _)| j)
+                .ok_or_else(|| {
+                    CoreError::Config("the model returned no candidate logits".into())
+                })?;
+            correct += task.evaluate(conv, &ls[best]) as usize;
+        }
+        progress(end, total, correct);
+    }
+    Ok((correct, chance / total as f64))
+}
+
+/// `num_samples` completions per problem; a problem is solved when any of them is correct.
+fn generative(
+    model: &dyn ChatModel,
+    tokenizer: &Tokenizer,
+    task: &dyn Task,
+    total: usize,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize, usize),
+) -> Result<usize> {
+    let mut correct = 0;
+    for i in 0..total {
+        let conv = task.get_example(i)?;
+        let prompt = tokenizer.render_for_completion(&conv)?;
+        let params = GenerateParams {
+            num_samples: opts.num_samples.max(1),
+            max_tokens: opts.max_new_tokens,
+            temperature: opts.temperature,
+            top_k: opts.top_k,
+            seed: Some(opts.seed.wrapping_add(i as u64)),
+        };
+        let completions = model.complete(&prompt, &params)?;
+        correct += completions.iter().any(|c| task.evaluate(&conv, c)) as usize;
+        progress(i + 1, total, correct);
+    }
+    Ok(correct)
+}

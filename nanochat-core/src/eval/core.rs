@@ -1,0 +1,408 @@
+//! CORE (the DCLM paper's metric, as nanochat's `core_eval`): few-shot tasks scored on the
+//! base model's continuation losses, no generation. Three kinds of item:
+//! - multiple choice: one context, several continuations; the choice with the lowest mean loss
+//!   over its continuation tokens is the answer;
+//! - schema: several contexts, one continuation (Winogrande); the context under which the
+//!   continuation has the lowest mean loss is the answer;
+//! - language modelling: correct when greedy decoding reproduces the continuation exactly.
+//!
+//! Few-shot examples are other items of the same task, drawn with a seed per item; prompts
+//! longer than the context are cropped from the left. Each task's accuracy is centred by its
+//! random baseline, (acc - b) / (1 - b), and CORE is their mean.
+//!
+//! Data: `core/tasks.json` (one `{"label", "file", "task_type", "num_fewshot",
+//! "continuation_delimiter", "random_baseline" (percent)}` per task) and `core/<label>.jsonl`
+//! (`{"context", "continuations", "gold"}`, `{"contexts", "continuation", "gold"}` or
+//! `{"context", "continuation"}`).
+
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::eval::pad_right;
+use crate::ops::Reduction;
+use crate::tasks::eval_data::{parse_jsonl, read_eval_file, EvalData};
+use crate::tokenizer::Tokenizer;
+use crate::{CoreError, Result, GPT};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoreTaskType {
+    MultipleChoice,
+    Schema,
+    LanguageModeling,
+}
+
+/// One row of `core/tasks.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CoreTaskMeta {
+    pub label: String,
+    pub file: String,
+    pub task_type: CoreTaskType,
+    pub num_fewshot: usize,
+    pub continuation_delimiter: String,
+    /// Percent accuracy of guessing.
+    pub random_baseline: f64,
+}
+
+/// One line of a task file (which fields are set depends on the task type).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CoreItem {
+    pub context: Option<String>,
+    pub contexts: Option<Vec<String>>,
+    pub continuation: Option<String>,
+    pub continuations: Option<Vec<String>>,
+    pub gold: Option<usize>,
+}
+
+pub struct CoreTask {
+    pub meta: CoreTaskMeta,
+    pub items: Vec<CoreItem>,
+}
+
+impl CoreTask {
+    /// Checks every item has the fields of the task type, with `gold` in range.
+    pub fn new(meta: CoreTaskMeta, items: Vec<CoreItem>, source: &str) -> Result<CoreTask> {
+        for (i, it) in items.iter().enumerate() {
+            let bad = |why: &str| CoreError::File {
+                path: source.to_string(),
+                why: format!(
+                    "item {}: {why} ({:?} task `{}`)",
+                    i + 1,
+                    meta.task_type,
+                    meta.label
+                ),
+            };
+            let n = match meta.task_type {
+                CoreTaskType::MultipleChoice => {
+                    it.context
+                        .as_ref()
+                        .ok_or_else(|| bad("field `context` is missing"))?;
+                    it.continuations
+                        .as_ref()
+                        .ok_or_else(|| bad("field `continuations` is missing"))?
+                        .len()
+                }
+                CoreTaskType::Schema => {
+                    it.continuation
+                        .as_ref()
+                        .ok_or_else(|| bad("field `continuation` is missing"))?;
+                    it.contexts
+                        .as_ref()
+                        .ok_or_else(|| bad("field `contexts` is missing"))?
+                        .len()
+                }
+                CoreTaskType::LanguageModeling => {
+                    it.context
+                        .as_ref()
+                        .ok_or_else(|| bad("field `context` is missing"))?;
+                    it.continuation
+                        .as_ref()
+                        .ok_or_else(|| bad("field `continuation` is missing"))?;
+                    continue;
+                }
+            };
+            if n < 2 {
+                return Err(bad(&format!("{n} options, expected at least 2")));
+            }
+            match it.gold {
+                Some(g) if g < n => {}
+                Some(g) => {
+                    return Err(bad(&format!(
+                        "field `gold` is {g} but there are {n} options"
+                    )))
+                }
+                None => return Err(bad("field `gold` is missing")),
+            }
+        }
+        if items.len() <= meta.num_fewshot {
+            return Err(CoreError::File {
+                path: source.to_string(),
+                why: format!(
+                    "{} items cannot give {} few-shot examples plus the item",
+                    items.len(),
+                    meta.num_fewshot
+                ),
+            });
+        }
+        Ok(CoreTask { meta, items })
+    }
+}
+
+/// Every task of `core/tasks.json`.
+pub fn load_core_tasks(data: EvalData) -> Result<Vec<CoreTask>> {
+    let (text, source) = read_eval_file("core", "tasks.json", data)?;
+    let metas: Vec<CoreTaskMeta> = serde_json::from_str(&text).map_err(|e| CoreError::File {
+        path: source.clone(),
+        why: format!("not a list of CORE tasks: {e}"),
+    })?;
+    metas
+        .into_iter()
+        .map(|meta| {
+            let (text, source) = read_eval_file("core", &meta.file, data)?;
+            let items = parse_jsonl(&text, &source)?;
+            CoreTask::new(meta, items, &source)
+        })
+        .collect()
+}
+
+/// An item as token sequences: one per option, each scored over `spans[o]` (the continuation's
+/// token range); `gold` is the right option (0 for language modelling).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendered {
+    pub seqs: Vec<Vec<u32>>,
+    pub spans: Vec<(usize, usize)>,
+    pub gold: usize,
+}
+
+fn text(o: &Option<String>) -> &str {
+    o.as_deref().unwrap_or_default()
+}
+
+/// The prompts of item `i` as nanochat's templates render them: the few-shot examples, each
+/// followed by a blank line, then the item with each option.
+fn prompts(task: &CoreTask, i: usize) -> (Vec<String>, Option<String>) {
+    let m = &task.meta;
+    let d = &m.continuation_delimiter;
+    let available = task.items.len() - 1;
+    let mut rng = StdRng::seed_from_u64(1234 + i as u64);
+    let shots: Vec<&CoreItem> = sample(&mut rng, available, m.num_fewshot.min(available))
+        .into_iter()
+        .map(|j| &task.items[if j >= i { j + 1 } else { j }])
+        .collect();
+    let it = &task.items[i];
+    let mut prefix = String::new();
+    for ex in shots {
+        let g = ex.gold.unwrap_or(0);
+        let shot = match m.task_type {
+            CoreTaskType::MultipleChoice => format!(
+                "{}{d}{}",
+                text(&ex.context),
+                ex.continuations.as_ref().map_or("", |c| &c[g])
+            ),
+            CoreTaskType::Schema => format!(
+                "{}{d}{}",
+                ex.contexts.as_ref().map_or("", |c| &c[g]),
+                text(&ex.continuation)
+            ),
+            CoreTaskType::LanguageModeling => {
+                format!("{}{d}{}", text(&ex.context).trim(), text(&ex.continuation))
+            }
+        };
+        prefix.push_str(&shot);
+        prefix.push_str("\n\n");
+    }
+    match m.task_type {
+        CoreTaskType::MultipleChoice => {
+            let ctx = text(&it.context);
+            let opts = it.continuations.as_deref().unwrap_or_default();
+            (
+                opts.iter()
+                    .map(|c| format!("{prefix}{ctx}{d}{c}"))
+                    .collect(),
+                None,
+            )
+        }
+        CoreTaskType::Schema => {
+            let cont = text(&it.continuation);
+            let ctxs = it.contexts.as_deref().unwrap_or_default();
+            (
+                ctxs.iter()
+                    .map(|c| format!("{prefix}{c}{d}{cont}"))
+                    .collect(),
+                None,
+            )
+        }
+        CoreTaskType::LanguageModeling => {
+            let ctx = text(&it.context).trim();
+            let without = format!("{prefix}{ctx}{d}").trim_end().to_string();
+            (
+                vec![format!("{prefix}{ctx}{d}{}", text(&it.continuation))],
+                Some(without),
+            )
+        }
+    }
+}
+
+/// Renders item `i` of `task` into tokens (BOS first), cropped from the left to `max_len`;
+/// `None` when even the continuation does not fit.
+pub fn render_item(
+    task: &CoreTask,
+    i: usize,
+    tokenizer: &Tokenizer,
+    max_len: usize,
+) -> Option<Rendered> {
+    let (texts, without) = prompts(task, i);
+    let bos = tokenizer.get_bos_token_id();
+    let encode = |t: &str| {
+        let mut ids = vec![bos];
+        ids.extend(tokenizer.encode(t));
+        ids
+    };
+    let seqs: Vec<Vec<u32>> = texts.iter().map(|t| encode(t)).collect();
+    let spans: Vec<(usize, usize)> = match task.meta.task_type {
+        CoreTaskType::MultipleChoice => {
+            // The continuations start where the options' tokens first differ.
+            let common = (0..seqs.iter().map(Vec::len).min().unwrap_or(0))
+                .take_while(|&k| seqs.iter().all(|s| s[k] == seqs[0][k]))
+                .count();
+            seqs.iter()
+                .map(|s| (common.min(s.len() - 1), s.len()))
+                .collect()
+        }
+        CoreTaskType::Schema => {
+            let common = (1..=seqs.iter().map(Vec::len).min().unwrap_or(0))
+                .take_while(|&k| {
+                    seqs.iter()
+                        .all(|s| s[s.len() - k] == seqs[0][seqs[0].len() - k])
+                })
+                .count();
+            seqs.iter()
+                .map(|s| (s.len() - common.max(1), s.len()))
+                .collect()
+        }
+        CoreTaskType::LanguageModeling => {
+            let start = encode(without.as_deref().unwrap_or_default()).len();
+            vec![(start.min(seqs[0].len() - 1), seqs[0].len())]
+        }
+    };
+    let mut out = Rendered {
+        seqs: Vec::new(),
+        spans: Vec::new(),
+        gold: task.items[i].gold.unwrap_or(0),
+    };
+    for (s, (start, end)) in seqs.into_iter().zip(spans) {
+        let crop = s.len().saturating_sub(max_len);
+        if start.max(1) <= crop {
+            return None;
+        }
+        out.spans.push((start.max(1) - crop, end - crop));
+        out.seqs.push(s[crop..].to_vec());
+    }
+    Some(out)
+}
+
+/// What CORE asks of a model.
+pub trait LmScorer {
+    /// For each sequence, the mean cross-entropy of its tokens `start..end` given those before.
+    fn mean_losses(&self, seqs: &[Vec<u32>], spans: &[(usize, usize)]) -> Result<Vec<f64>>;
+    /// Whether greedy prediction gives every token `start..end` of `seq` from those before.
+    fn greedy_matches(&self, seq: &[u32], span: (usize, usize)) -> Result<bool>;
+}
+
+impl LmScorer for GPT {
+    fn mean_losses(&self, seqs: &[Vec<u32>], spans: &[(usize, usize)]) -> Result<Vec<f64>> {
+        let (idx, t) = pad_right(seqs, 0);
+        let mut targets = vec![-1i32; idx.len()];
+        for (b, (s, &(start, end))) in seqs.iter().zip(spans).enumerate() {
+            for p in start..end {
+                targets[b * t + p - 1] = s[p] as i32;
+            }
+        }
+        let losses = self
+            .loss(None, &idx, &targets, seqs.len(), t, Reduction::None)?
+            .to_vec_f32()?;
+        Ok(spans
+            .iter()
+            .enumerate()
+            .map(|(b, &(start, end))| {
+                let sum: f64 = (start..end).map(|p| losses[b * t + p - 1] as f64).sum();
+                sum / (end - start) as f64
+            })
+            .collect())
+    }
+
+    fn greedy_matches(&self, seq: &[u32], (start, end): (usize, usize)) -> Result<bool> {
+        let flat: Vec<usize> = (start - 1..end - 1).collect();
+        let logits = self
+            .forward_positions(&seq[..end - 1], 1, end - 1, &flat)?
+            .to_vec_f32()?;
+        let vocab = self.config().vocab_size;
+        Ok(flat.iter().enumerate().all(|(i, &p)| {
+            let row = &logits[i * vocab..(i + 1) * vocab];
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(j, _)| j);
+            best as u32 == seq[p + 1]
+        }))
+    }
+}
+
+/// One task's CORE result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CoreResult {
+    pub label: String,
+    pub total: usize,
+    /// Items whose continuation did not fit the context (counted as wrong).
+    pub too_long: usize,
+    pub accuracy: f64,
+    /// (accuracy - baseline) / (1 - baseline).
+    pub centered: f64,
+}
+
+/// Scores the first `max_items` items of `task` (all when `None`); `progress(done, total)`.
+pub fn evaluate_core_task(
+    scorer: &dyn LmScorer,
+    tokenizer: &Tokenizer,
+    task: &CoreTask,
+    max_items: Option<usize>,
+    max_len: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<CoreResult> {
+    let total = max_items.map_or(task.items.len(), |m| m.min(task.items.len()));
+    if total == 0 {
+        return Err(CoreError::Config(format!(
+            "CORE task {} has no items to evaluate",
+            task.meta.label
+        )));
+    }
+    let (mut correct, mut too_long) = (0, 0);
+    for i in 0..total {
+        let Some(r) = render_item(task, i, tokenizer, max_len) else {
+            // Counted as wrong, as a model with this context could not answer it either.
+            too_long += 1;
+            progress(i + 1, total);
+            continue;
+        };
+        let right = match task.meta.task_type {
+            CoreTaskType::LanguageModeling => scorer.greedy_matches(&r.seqs[0], r.spans[0])?,
+            _ => {
+                let losses = scorer.mean_losses(&r.seqs, &r.spans)?;
+                let best = losses
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(j, _)| j);
+                best == r.gold
+            }
+        };
+        correct += right as usize;
+        progress(i + 1, total);
+    }
+    if too_long > 0 {
+        tracing::warn!(
+            "{}: {too_long} of {total} items do not fit the context of {max_len} tokens (counted as wrong)",
+            task.meta.label
+        );
+    }
+    let accuracy = correct as f64 / total as f64;
+    let b = task.meta.random_baseline / 100.0;
+    Ok(CoreResult {
+        label: task.meta.label.clone(),
+        total,
+        too_long,
+        accuracy,
+        centered: (accuracy - b) / (1.0 - b),
+    })
+}
+
+/// CORE: the mean centred accuracy.
+pub fn core_score(results: &[CoreResult]) -> f64 {
+    if results.is_empty() {
+        return 0.0;
+    }
+    results.iter().map(|r| r.centered).sum::<f64>() / results.len() as f64
+}

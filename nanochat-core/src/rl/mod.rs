@@ -1,0 +1,231 @@
+//! Reinforcement learning as nanochat's `chat_rl`: a simplified GRPO that is plain REINFORCE.
+//! Each step takes `examples_per_step` prompts of a task with a reward; for each it samples
+//! `num_samples` completions with the current model, scores them with the task's reward, and
+//! uses advantage = reward - mean reward of that prompt's samples (no trust region, no KL, no
+//! std normalisation). The objective is token-level: every sampled token's log-probability
+//! weighted by its sequence's advantage, summed and divided by the number of sampled tokens
+//! (prompt tokens and tokens the calculator forced are not trained). The learning rate decays
+//! linearly to 0.
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::engine::{Engine, GenerateParams};
+use crate::ops::{self, Reduction};
+use crate::optim::{muon_momentum, OptimConfig, Optimizer};
+use crate::tasks::Task;
+use crate::{DType, Grads, Result, Tape, Tensor};
+
+/// Settings of a run (nanochat's chat_rl defaults, scaled for small models).
+#[derive(Clone, Debug, Serialize)]
+pub struct RlConfig {
+    pub total_steps: u64,
+    /// Prompts per optimizer step.
+    pub examples_per_step: usize,
+    /// Samples per prompt.
+    pub num_samples: usize,
+    pub max_new_tokens: usize,
+    pub temperature: f32,
+    pub top_k: Option<usize>,
+    /// The optimizer's rates as a fraction of the pretraining defaults (nanochat: 0.05).
+    pub init_lr_frac: f32,
+    pub seed: u64,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        RlConfig {
+            total_steps: 50,
+            examples_per_step: 4,
+            num_samples: 8,
+            max_new_tokens: 128,
+            temperature: 1.0,
+            top_k: Some(50),
+            init_lr_frac: 0.05,
+            seed: 42,
+        }
+    }
+}
+
+/// One step's statistics.
+#[derive(Clone, Debug, Serialize)]
+pub struct RlStep {
+    pub step: u64,
+    /// Mean reward of the step's samples (before the update).
+    pub mean_reward: f64,
+    /// Mean length of the sampled completions, in tokens.
+    pub mean_tokens: f64,
+    pub lr_multiplier: f64,
+}
+
+/// The model (inside an engine, which samples with the current weights: the optimizer updates
+/// them in place), its optimizer and the task.
+pub struct RlTrainer {
+    pub engine: Engine,
+    optim: Optimizer,
+    task: Arc<dyn Task>,
+    pub cfg: RlConfig,
+    pub step: u64,
+}
+
+impl RlTrainer {
+    pub fn new(engine: Engine, task: Arc<dyn Task>, cfg: RlConfig) -> Result<RlTrainer> {
+        let d = OptimConfig::default();
+        let f = cfg.init_lr_frac;
+        let optim = Optimizer::new(
+            engine.model(),
+            &OptimConfig {
+                matrix_lr: d.matrix_lr * f,
+                embedding_lr: d.embedding_lr * f,
+                unembedding_lr: d.unembedding_lr * f,
+                ..d
+            },
+        );
+        if task.num_examples() == 0 {
+            return Err(crate::CoreError::Config(format!(
+                "task {} has no examples",
+                task.name()
+            )));
+        }
+        Ok(RlTrainer {
+            engine,
+            optim,
+            task,
+            cfg,
+            step: 0,
+        })
+    }
+
+    /// nanochat's schedule: 1 - step / total_steps.
+    pub fn lr_multiplier(&self) -> f64 {
+        1.0 - self.step as f64 / self.cfg.total_steps.max(1) as f64
+    }
+
+    /// Samples, scores and updates once.
+    pub fn train_step(&mut self) -> Result<RlStep> {
+        let device = self.engine.model().get_device().clone();
+        device.exclusive(|| self.train_step_inner())?
+    }
+
+    fn train_step_inner(&mut self) -> Result<RlStep> {
+        let cfg = self.cfg.clone();
+        let tok = self.engine.tokenizer().clone();
+        let mut rollouts = Vec::new();
+        let (mut reward_sum, mut token_sum, mut count) = (0.0, 0usize, 0usize);
+        for e in 0..cfg.examples_per_step {
+            let n = self.step as usize * cfg.examples_per_step + e;
+            let conv = self.task.get_example(n % self.task.num_examples())?;
+            let prompt = tok.render_for_completion(&conv)?;
+            let params = GenerateParams {
+                num_samples: cfg.num_samples,
+                max_tokens: cfg.max_new_tokens,
+                temperature: cfg.temperature,
+                top_k: cfg.top_k,
+                seed: Some(cfg.seed.wrapping_mul(1_000_003).wrapping_add(n as u64)),
+            };
+            let (rows, probs) = self.engine.generate_batch(&prompt, &params)?;
+            let rewards: Vec<f64> = rows
+                .iter()
+                .map(|r| Ok(self.task.reward(&conv, &tok.decode(&r[prompt.len()..])?)))
+                .collect::<Result<_>>()?;
+            let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
+            reward_sum += rewards.iter().sum::<f64>();
+            count += rewards.len();
+            token_sum += rows.iter().map(|r| r.len() - prompt.len()).sum::<usize>();
+            for ((row, p), r) in rows.into_iter().zip(probs).zip(rewards) {
+                // Trained: sampled tokens only (a forced calculator token has no probability).
+                let mask: Vec<bool> = std::iter::repeat_n(false, prompt.len())
+                    .chain(p.iter().map(Option::is_some))
+                    .collect();
+                rollouts.push((row, mask, r - mean));
+            }
+        }
+        let grads = self.policy_gradient(&rollouts)?;
+        let lrm = self.lr_multiplier();
+        self.optim
+            .step(&grads, lrm as f32, muon_momentum(self.step as usize))?;
+        self.step += 1;
+        Ok(RlStep {
+            step: self.step,
+            mean_reward: reward_sum / count.max(1) as f64,
+            mean_tokens: token_sum as f64 / count.max(1) as f64,
+            lr_multiplier: lrm,
+        })
+    }
+
+    /// Gradients of -sum(advantage * log p(token)) / (sampled tokens) over the rollouts
+    /// `(tokens, trained mask, advantage)`, one forward per prompt's group of samples.
+    fn policy_gradient(&self, rollouts: &[(Vec<u32>, Vec<bool>, f64)]) -> Result<Grads> {
+        let model = self.engine.model();
+        let params: Vec<Tensor> = model
+            .named_parameters()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        let valid: usize = rollouts
+            .iter()
+            .map(|(_, m, _)| m.iter().skip(1).filter(|&&b| b).count())
+            .sum();
+        let mut grads = Grads::default();
+        for group in rollouts.chunks(self.cfg.num_samples.max(1)) {
+            let t = group.iter().map(|(r, _, _)| r.len() - 1).max().unwrap_or(0);
+            if t == 0 {
+                continue;
+            }
+            let b = group.len();
+            let mut idx = vec![0u32; b * t];
+            let mut targets = vec![-1i32; b * t];
+            let mut weights = vec![0f32; b * t];
+            for (i, (row, mask, adv)) in group.iter().enumerate() {
+                for p in 0..row.len() - 1 {
+                    idx[i * t + p] = row[p];
+                    if mask[p + 1] {
+                        targets[i * t + p] = row[p + 1] as i32;
+                        weights[i * t + p] = (*adv / valid.max(1) as f64) as f32;
+                    }
+                }
+            }
+            let tape = Tape::new();
+            for p in &params {
+                tape.watch(p);
+            }
+            // Per-token cross-entropy is -log p; weighting by the advantage and summing gives
+            // the negated policy-gradient objective.
+            let ce = model.loss(Some(&tape), &idx, &targets, b, t, Reduction::None)?;
+            let w = Tensor::from_f32(model.get_device(), &weights, &[b, t], DType::F32)?;
+            let loss = ops::sum(Some(&tape), &ops::mul(Some(&tape), &ce, &w)?)?;
+            grads.merge(tape.backward(&loss)?)?;
+        }
+        Ok(grads)
+    }
+}
+
+/// The mean reward of `num_samples` samples on each of the first `examples` prompts of `task`
+/// (evaluation: no update).
+pub fn mean_reward(
+    engine: &Engine,
+    task: &dyn Task,
+    examples: usize,
+    params: &GenerateParams,
+) -> Result<f64> {
+    let tok = engine.tokenizer();
+    let (mut sum, mut count) = (0.0, 0usize);
+    for i in 0..examples.min(task.num_examples()) {
+        let conv = task.get_example(i)?;
+        let prompt = tok.render_for_completion(&conv)?;
+        let params = GenerateParams {
+            seed: params.seed.map(|s| s.wrapping_add(i as u64)),
+            ..params.clone()
+        };
+        let (rows, _) = engine.generate_batch(&prompt, &params)?;
+        for r in &rows {
+            sum += task.reward(&conv, &tok.decode(&r[prompt.len()..])?);
+            count += 1;
+        }
+    }
+    Ok(sum / count.max(1) as f64)
+}
