@@ -1,20 +1,13 @@
 //! The training commands chained on a tiny model: tok-train, base-train, mid-train, chat-sft,
 //! each writing checkpoints the next one loads.
 
-use std::process::Command;
+mod common;
 
 use nanochat_core::checkpoint::{load_model, Phase};
 use nanochat_core::Device;
 
 fn run(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .env("NANOCHAT_BASE_DIR", root)
-        .env_remove("NANOCHAT_MODEL_DIR")
-        .env_remove("NANOCHAT_TOKENIZER_PATH")
-        .env("NANOCHAT_DATA_DIR", root.join("no-data"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = common::nanochat_in(root).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -98,9 +91,7 @@ fn base_mid_and_sft_chain() {
 
 fn chat_cli(root: &std::path::Path, args: &[&str], stdin: &str) -> (String, String) {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .env("NANOCHAT_BASE_DIR", root)
-        .env_remove("NANOCHAT_MODEL_DIR")
+    let mut child = common::nanochat_in(root)
         .args([&["chat-cli"][..], args].concat())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -146,9 +137,7 @@ fn chat_cli_answers_and_chats(root: &std::path::Path) {
     assert_eq!(chat.matches("Assistant: ").count(), 3, "{chat}");
     assert!(chat.contains("(conversation cleared)"), "{chat}");
     assert!(stderr.contains("sft model, step 3"), "{stderr}");
-    let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .env("NANOCHAT_BASE_DIR", root)
-        .env_remove("NANOCHAT_MODEL_DIR")
+    let out = common::nanochat_in(root)
         .args(["chat-cli", "-g", "nope", "-p", "hi"])
         .output()
         .unwrap();
@@ -164,11 +153,7 @@ fn training_refuses_bad_requests_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let fail = |args: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-            .env("NANOCHAT_BASE_DIR", root)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = common::nanochat_in(root).args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} should fail");
         String::from_utf8_lossy(&out.stderr).to_string()
     };

@@ -167,6 +167,7 @@ fn categorical(
     for start in (0..total).step_by(batch) {
         let end = (start + batch).min(total);
         let mut convs = Vec::new();
+        let mut index = Vec::new();
         let mut prompts = Vec::new();
         let mut letters = Vec::new();
         let mut candidates = Vec::new();
@@ -188,9 +189,10 @@ fn categorical(
             chance += 1.0 / ls.len() as f64;
             letters.push(ls);
             convs.push(conv);
+            index.push(i);
         }
         let logits = model.candidate_logits(&prompts, &candidates)?;
-        for ((conv, ls), row) in convs.iter().zip(&letters).zip(&logits) {
+        for (((conv, ls), row), &i) in convs.iter().zip(&letters).zip(&logits).zip(&index) {
             let best = row
                 .iter()
                 .enumerate()
@@ -199,7 +201,7 @@ fn categorical(
                 .ok_or_else(|| {
                     CoreError::Config("the model returned no candidate logits".into())
                 })?;
-            correct += task.evaluate(conv, &ls[best]) as usize;
+            correct += task.evaluate_example(i, conv, &ls[best]) as usize;
         }
         progress(end, total, correct);
     }
@@ -227,7 +229,9 @@ fn generative(
             seed: Some(opts.seed.wrapping_add(i as u64)),
         };
         let completions = model.complete(&prompt, &params)?;
-        correct += completions.iter().any(|c| task.evaluate(&conv, c)) as usize;
+        correct += completions
+            .iter()
+            .any(|c| task.evaluate_example(i, &conv, c)) as usize;
         progress(i + 1, total, correct);
     }
     Ok(correct)

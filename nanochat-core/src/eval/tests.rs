@@ -380,3 +380,31 @@ fn gpt_scorer_matches_the_full_forward() {
     wrong[5] = (wrong[5] + 1) % v as u32;
     assert!(!model.greedy_matches(&wrong, (3, 6)).unwrap());
 }
+
+/// Mixtures and sequences hand each example's check and reward to the task it came from.
+#[test]
+fn mixtures_and_sequences_evaluate_each_example_with_its_own_task() {
+    use crate::tasks::{content_text, TaskMixture, TaskSequence};
+    let tok = small_tokenizer();
+    let gsm = chat_task("GSM8K", EvalData::Samples).unwrap();
+    let arc = chat_task("ARC-Easy", EvalData::Samples).unwrap();
+    let mix = TaskMixture::new(vec![gsm.clone(), arc.clone()], 7);
+    let seq = TaskSequence::new(vec![arc, gsm]);
+    let oracle = OracleModel::new(tok, &[&mix]).unwrap();
+    for task in [&mix as &dyn Task, &seq] {
+        let opts = EvalOptions {
+            max_problems: Some(30),
+            ..EvalOptions::default()
+        };
+        let r = evaluate_task_with(&oracle, tok, task, &opts, &mut quiet()).unwrap();
+        assert_eq!(r.accuracy, 1.0, "{}", task.name());
+    }
+    for i in 0..10 {
+        let conv = mix.get_example(i).unwrap();
+        let answer = content_text(&conv.messages.last().unwrap().content);
+        assert_eq!(mix.reward_example(i, &conv, &answer), 1.0, "example {i}");
+        assert_eq!(mix.reward_example(i, &conv, "#### -12345"), 0.0);
+        let (task, j) = mix.locate(i).unwrap();
+        assert_eq!(mix.choice_letters(i), task.choice_letters(j));
+    }
+}

@@ -118,7 +118,8 @@ impl RlTrainer {
         let (mut reward_sum, mut token_sum, mut count) = (0.0, 0usize, 0usize);
         for e in 0..cfg.examples_per_step {
             let n = self.step as usize * cfg.examples_per_step + e;
-            let conv = self.task.get_example(n % self.task.num_examples())?;
+            let index = n % self.task.num_examples();
+            let conv = self.task.get_example(index)?;
             let prompt = tok.render_for_completion(&conv)?;
             let params = GenerateParams {
                 num_samples: cfg.num_samples,
@@ -130,7 +131,10 @@ impl RlTrainer {
             let (rows, probs) = self.engine.generate_batch(&prompt, &params)?;
             let rewards: Vec<f64> = rows
                 .iter()
-                .map(|r| Ok(self.task.reward(&conv, &tok.decode(&r[prompt.len()..])?)))
+                .map(|r| {
+                    let text = tok.decode(&r[prompt.len()..])?;
+                    Ok(self.task.reward_example(index, &conv, &text))
+                })
                 .collect::<Result<_>>()?;
             let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
             reward_sum += rewards.iter().sum::<f64>();
@@ -223,7 +227,7 @@ pub fn mean_reward(
         };
         let (rows, _) = engine.generate_batch(&prompt, &params)?;
         for r in &rows {
-            sum += task.reward(&conv, &tok.decode(&r[prompt.len()..])?);
+            sum += task.reward_example(i, &conv, &tok.decode(&r[prompt.len()..])?);
             count += 1;
         }
     }

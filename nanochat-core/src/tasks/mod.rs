@@ -48,6 +48,17 @@ pub trait Task: Send + Sync {
     fn get_example(&self, i: usize) -> Result<Conversation>;
     /// Whether `completion` answers the example `conversation` correctly.
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool;
+    /// Whether `completion` answers example `i` (which is `conversation`) correctly: what
+    /// evaluation calls, so that composite tasks can hand the check to the task the example
+    /// came from.
+    fn evaluate_example(&self, _i: usize, conversation: &Conversation, completion: &str) -> bool {
+        self.evaluate(conversation, completion)
+    }
+    /// The reward of a completion of example `i`: [`Task::reward`], or for composite tasks the
+    /// reward of the task the example came from.
+    fn reward_example(&self, _i: usize, conversation: &Conversation, completion: &str) -> f64 {
+        self.reward(conversation, completion)
+    }
     /// The answer letters of example `i` of a categorical task (`A`, `B`, ...), whose logits
     /// are compared at the answer position; empty for a generative task.
     fn choice_letters(&self, _i: usize) -> Vec<String> {
@@ -164,9 +175,41 @@ impl Task for TaskSlice {
     fn choice_letters(&self, i: usize) -> Vec<String> {
         self.inner.choice_letters(self.start + i * self.step)
     }
+    fn evaluate_example(&self, i: usize, conversation: &Conversation, completion: &str) -> bool {
+        self.inner
+            .evaluate_example(self.start + i * self.step, conversation, completion)
+    }
+    fn reward_example(&self, i: usize, conversation: &Conversation, completion: &str) -> f64 {
+        self.inner
+            .reward_example(self.start + i * self.step, conversation, completion)
+    }
     fn reward(&self, conversation: &Conversation, completion: &str) -> f64 {
         self.inner.reward(conversation, completion)
     }
+}
+
+/// The per-example methods of a composite task (one with `locate(i) -> (task, j)`): each
+/// example is checked, rewarded and lettered by the task it came from.
+macro_rules! delegate_by_index {
+    () => {
+        fn evaluate_example(
+            &self,
+            i: usize,
+            conversation: &Conversation,
+            completion: &str,
+        ) -> bool {
+            self.locate(i)
+                .is_some_and(|(t, j)| t.evaluate_example(j, conversation, completion))
+        }
+        fn reward_example(&self, i: usize, conversation: &Conversation, completion: &str) -> f64 {
+            self.locate(i)
+                .map_or(0.0, |(t, j)| t.reward_example(j, conversation, completion))
+        }
+        fn choice_letters(&self, i: usize) -> Vec<String> {
+            self.locate(i)
+                .map_or_else(Vec::new, |(t, j)| t.choice_letters(j))
+        }
+    };
 }
 
 /// Every example of every task, in one deterministically shuffled order (seeded). A task
@@ -219,11 +262,12 @@ impl Task for TaskMixture {
         })?;
         task.get_example(j)
     }
-    /// A mixture cannot tell which task an arbitrary conversation came from: evaluate through
-    /// [`TaskMixture::locate`] instead. Always false.
+    /// A mixture cannot tell which task an arbitrary conversation came from: evaluation goes
+    /// through [`Task::evaluate_example`] (by index) instead. Always false.
     fn evaluate(&self, _: &Conversation, _: &str) -> bool {
         false
     }
+    delegate_by_index!();
 }
 
 /// Tasks one after another, in order.
@@ -234,6 +278,19 @@ pub struct TaskSequence {
 impl TaskSequence {
     pub fn new(tasks: Vec<Arc<dyn Task>>) -> TaskSequence {
         TaskSequence { tasks }
+    }
+}
+
+impl TaskSequence {
+    /// The task and its example index behind sequence example `i`.
+    pub fn locate(&self, mut i: usize) -> Option<(&Arc<dyn Task>, usize)> {
+        for t in &self.tasks {
+            if i < t.num_examples() {
+                return Some((t, i));
+            }
+            i -= t.num_examples();
+        }
+        None
     }
 }
 
@@ -269,6 +326,7 @@ impl Task for TaskSequence {
     fn evaluate(&self, _: &Conversation, _: &str) -> bool {
         false
     }
+    delegate_by_index!();
 }
 
 /// Builds the training tasks named on a command line (`chitchat`, `chatterbot`, `identity`,

@@ -1,0 +1,173 @@
+//! The speedrun in CI size (depth 1, a few steps, two problems per task, RL included) writes
+//! every stage's checkpoints, the evaluation result files and the report card; then the
+//! evaluation commands on their own: task selection, `--hf-path`, and clear errors for missing
+//! data and unknown tasks.
+
+mod common;
+
+use std::path::Path;
+
+fn nanochat(root: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = common::nanochat_in(root).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn ci_sized_speedrun_then_the_eval_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (ok, _, err) = nanochat(
+        root,
+        &[
+            "speedrun",
+            "--depth",
+            "1",
+            "--base-steps",
+            "4",
+            "--chat-steps",
+            "3",
+            "--max-problems",
+            "2",
+            "--vocab-size",
+            "500",
+            "--rl",
+            "--rl-steps",
+            "2",
+            "--quiet",
+        ],
+    );
+    assert!(ok, "{err}");
+    for phase in ["base", "mid", "sft", "rl"] {
+        let dir = root.join(format!("{phase}_checkpoints/d1"));
+        assert!(dir.join("metrics.jsonl").exists(), "{phase}");
+    }
+    for source in ["mid", "sft", "rl"] {
+        let r = json(&root.join(format!("eval/chat-eval-{source}.json")));
+        assert_eq!(r["tasks"].as_object().unwrap().len(), 6, "{source}: {r}");
+        assert_eq!(r["tasks"]["GSM8K"]["total"], 2);
+        assert!(r["ChatCORE"].as_f64().is_some());
+    }
+    let core = json(&root.join("eval/base-eval.json"));
+    assert!(core["CORE"].as_f64().is_some());
+    assert!(core["tasks"].as_array().unwrap().len() >= 8);
+    let md = std::fs::read_to_string(root.join("report/report.md")).unwrap();
+    for section in [
+        "## Tokenizer training",
+        "## Base model training",
+        "## Base model evaluation",
+        "## Midtraining",
+        "## Chat SFT",
+        "## Chat evaluation (SFT)",
+        "## Summary",
+        "Total wall clock time",
+    ] {
+        assert!(md.contains(section), "report lacks {section}:\n{md}");
+    }
+    let summary = md.split("## Summary").nth(1).unwrap();
+    assert!(summary.contains("| ChatCORE"), "{summary}");
+    for svg in [
+        "base-train-loss.svg",
+        "mid-train-loss.svg",
+        "chat-sft-loss.svg",
+        "chat-rl-loss.svg",
+    ] {
+        assert!(root.join("report").join(svg).exists(), "{svg}");
+    }
+
+    // chat-eval: pipe-separated tasks, a result file where asked.
+    let out = root.join("two.json");
+    let (ok, stdout, err) = nanochat(
+        root,
+        &[
+            "chat-eval",
+            "-i",
+            "sft",
+            "-a",
+            "ARC-Easy|GSM8K",
+            "--samples",
+            "--max-problems",
+            "3",
+            "-b",
+            "2",
+            "--quiet",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r, json(&out));
+    let tasks: Vec<&String> = r["tasks"].as_object().unwrap().keys().collect();
+    assert_eq!(tasks, ["ARC-Easy", "GSM8K"]);
+    assert_eq!(r["tasks"]["ARC-Easy"]["total"], 3);
+    assert_eq!(r["tasks"]["ARC-Easy"]["baseline"], 0.25);
+
+    // Missing fetched data names the fetch command; an unknown task lists the known ones.
+    let (ok, _, err) = nanochat(root, &["chat-eval", "-a", "MMLU", "--quiet"]);
+    assert!(
+        !ok && err.contains("scripts/fetch_data.sh") && err.contains("--samples"),
+        "{err}"
+    );
+    let (ok, _, err) = nanochat(root, &["chat-eval", "-a", "Trivia", "--samples"]);
+    assert!(
+        !ok && err.contains("ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval|SpellingBee"),
+        "{err}"
+    );
+    let (ok, _, err) = nanochat(root, &["base-eval", "--quiet"]);
+    assert!(!ok && err.contains("scripts/fetch_data.sh"), "{err}");
+
+    // base-eval --hf-path: a model file and tokenizer in any folder.
+    let hf = root.join("hf");
+    std::fs::create_dir_all(&hf).unwrap();
+    std::fs::copy(
+        root.join("base_checkpoints/d1/model_000004.safetensors"),
+        hf.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("tokenizer/tokenizer.json"),
+        hf.join("tokenizer.json"),
+    )
+    .unwrap();
+    let out = root.join("hf.json");
+    let (ok, _, err) = nanochat(
+        root,
+        &[
+            "base-eval",
+            "--hf-path",
+            hf.to_str().unwrap(),
+            "--samples",
+            "--max-per-task",
+            "1",
+            "--quiet",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let r = json(&out);
+    assert_eq!(r["model"]["hf_path"], hf.to_str().unwrap());
+    assert!(r["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["total"] == 1));
+    let (ok, _, err) = nanochat(
+        root,
+        &[
+            "base-eval",
+            "--hf-path",
+            root.join("nowhere").to_str().unwrap(),
+            "--samples",
+        ],
+    );
+    assert!(!ok && err.contains("nowhere"), "{err}");
+}
