@@ -173,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ..SaveInfo::default()
         },
     )?;
-    let k = rewards.len().min(5).max(1);
+    let k = rewards.len().clamp(1, 5);
     let results = json!({
         "steps": rl.step, "pass_at_1_start": pass_start, "pass_at_1_end": pass_end,
         "mean_reward_first": rewards.iter().take(k).sum::<f64>() / k as f64,

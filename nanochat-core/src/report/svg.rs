@@ -88,7 +88,7 @@ fn axis(bounds: Option<(f64, f64)>) -> (f64, f64, Vec<f64>) {
         ticks.push(if t.abs() < step * 1e-9 { 0.0 } else { t });
         i += 1.0;
     }
-    if ticks.len() < 2 || !(b > a) {
+    if ticks.len() < 2 || b.partial_cmp(&a) != Some(std::cmp::Ordering::Greater) {
         return (lo, hi, vec![lo, hi]);
     }
     (a, b, ticks)

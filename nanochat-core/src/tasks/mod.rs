@@ -90,7 +90,6 @@ pub fn content_text(content: &Content) -> String {
 pub fn final_answer(text: &str) -> Option<String> {
     let after = text.rsplit_once("####")?.1;
     let ans: String = after
-        .trim()
         .split_whitespace()
         .next()?
         .chars()
