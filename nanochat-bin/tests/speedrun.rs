@@ -109,6 +109,7 @@ fn ci_sized_speedrun_then_the_eval_commands() {
     assert_eq!(tasks, ["ARC-Easy", "GSM8K"]);
     assert_eq!(r["tasks"]["ARC-Easy"]["total"], 3);
     assert_eq!(r["tasks"]["ARC-Easy"]["baseline"], 0.25);
+    assert!(r["ChatCORE"].is_null(), "ChatCORE needs all six tasks");
 
     // Missing fetched data names the fetch command; an unknown task lists the known ones.
     let (ok, _, err) = nanochat(root, &["chat-eval", "-a", "MMLU", "--quiet"]);

@@ -60,7 +60,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let phase = Phase::parse(&args.source)?;
-    let names: Vec<String> = match &args.task_name {
+    let mut names: Vec<String> = match &args.task_name {
         Some(s) => s
             .split('|')
             .map(|t| t.trim().to_string())
@@ -68,6 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect(),
         None => CHAT_TASKS.iter().map(|s| s.to_string()).collect(),
     };
+    // A task named twice is evaluated once.
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
     if names.is_empty() {
         anyhow::bail!("--task-name names no task");
     }
@@ -132,8 +135,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         results.push(r);
     }
-    let core = chat_core(&results);
-    eprintln!("ChatCORE: {core:.4}");
+    // ChatCORE summarises all six tasks (as nanochat); a subset reports none.
+    let core = CHAT_TASKS
+        .iter()
+        .all(|t| names.iter().any(|n| n == t))
+        .then(|| chat_core(&results));
+    match core {
+        Some(c) => eprintln!("ChatCORE: {c:.4}"),
+        None => eprintln!(
+            "ChatCORE: not computed (it needs all of {})",
+            CHAT_TASKS.join("|")
+        ),
+    }
     let tasks_json: serde_json::Map<String, serde_json::Value> = results
         .iter()
         .map(|r| {
@@ -164,7 +177,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|r| (r.task.clone(), json!(r.accuracy)))
         .collect();
-    summary.insert("ChatCORE".into(), json!(core));
+    if let Some(c) = core {
+        summary.insert("ChatCORE".into(), json!(c));
+    }
     nanochat_core::report::log_stage(
         &root,
         &format!("chat-eval-{}", phase.name()),

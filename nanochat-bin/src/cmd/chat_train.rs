@@ -50,6 +50,9 @@ pub struct Args {
     total_batch_size: Option<usize>,
     #[arg(short, long, default_value = "cpu")]
     device: String,
+    /// float32, or bfloat16: matmuls and activations in bf16 over f32 master weights.
+    #[arg(long, default_value = "float32")]
+    dtype: String,
     /// Checkpoint folder name (default: the source model's tag).
     #[arg(long)]
     model_tag: Option<String>,
@@ -137,7 +140,8 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
             .clone()
             .map(Into::into)
             .unwrap_or_else(nanochat_core::tokenizer::default_tokenizer_dir),
-        compute_dtype: nanochat_core::DType::F32,
+        compute_dtype: nanochat_core::DType::parse(&args.dtype)
+            .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?,
         run: json!({
             "command": phase_command(phase), "tasks": names, "source": {"phase": source.0.name(), "tag": source.1, "step": meta.step},
             "batch_size": b, "seq_len": t, "total_steps": args.total_steps, "lr": args.lr, "device": device.to_string(),

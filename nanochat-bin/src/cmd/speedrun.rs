@@ -4,8 +4,10 @@
 //!
 //! The default (`--device cpu`) needs nothing but the repository: the bundled corpus, the
 //! committed chat sets and the committed evaluation samples (`--samples`); it takes about 10
-//! minutes on 2 cores. `--device cuda` runs the full-size recipe (depth 20, sequence 2048,
-//! bf16, Chinchilla-sized steps) on the data `scripts/fetch_data.sh` fetched.
+//! minutes on 2 cores. `--device cuda` runs the full-size recipe on one GPU (depth 20,
+//! sequence 2048, bf16, 16 rows accumulated to 524,288 tokens a step, 20 tokens per parameter
+//! capped at 4 epochs of the corpus) on the corpus files in `$NANOCHAT_DATA_DIR/corpus`
+//! (`scripts/fetch_data.sh`, or FineWeb shards put there).
 //!
 //! Each stage is the subcommand of the same name, run in this process (so compiled kernels are
 //! reused); every stage's arguments are printed before it runs.
@@ -65,7 +67,8 @@ struct Recipe {
     inputs: Vec<PathBuf>,
 }
 
-fn recipe(args: &Args) -> anyhow::Result<Recipe> {
+/// The settings of a run; the cuda recipe reads the corpus files in `corpus`.
+fn recipe(args: &Args, corpus: &std::path::Path) -> anyhow::Result<Recipe> {
     let cuda = args.device.starts_with("cuda");
     if !cuda {
         return Ok(Recipe {
@@ -81,36 +84,65 @@ fn recipe(args: &Args) -> anyhow::Result<Recipe> {
             inputs: Vec::new(),
         });
     }
-    let corpus = nanochat_core::tasks::data_dir().join("corpus");
-    let mut inputs: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .with_context(|| format!("{}: run scripts/fetch_data.sh first (the cuda recipe trains on the fetched corpus)", corpus.display()))?
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus)
+        .with_context(|| {
+            format!(
+                "{}: run scripts/fetch_data.sh first, or put FineWeb-style .parquet/.jsonl/.txt shards there (the cuda recipe trains on them)",
+                corpus.display()
+            )
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && !p.ends_with("bundled.jsonl"))
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            [".parquet", ".jsonl", ".txt", ".jsonl.gz", ".txt.gz"].iter().any(|x| name.ends_with(x))
+        })
         .collect();
-    inputs.sort();
-    let val = corpus.join("bundled.jsonl");
-    if inputs.is_empty() || !val.exists() {
+    files.sort();
+    // Validation: the bundled corpus when it is there (fetch_data.sh writes it), else the last
+    // shard (as nanochat).
+    let val = match files.iter().position(|p| p.ends_with("bundled.jsonl")) {
+        Some(i) => files.remove(i),
+        None => files
+            .pop()
+            .with_context(|| format!("{} holds no corpus files", corpus.display()))?,
+    };
+    if files.is_empty() {
         bail!(
-            "{} lacks the fetched corpus: run scripts/fetch_data.sh",
-            corpus.display()
+            "{} needs at least one training file besides the validation file {}",
+            corpus.display(),
+            val.display()
         );
     }
-    inputs.push(val);
     let depth = args.depth.unwrap_or(20);
-    // nanochat: 20 tokens per parameter (Chinchilla) at a total batch of 524,288 tokens.
+    // nanochat: 20 tokens per parameter (Chinchilla) at a total batch of 524,288 tokens, but
+    // no more than 4 epochs of the corpus (about 4.5 bytes per token at vocab 65536).
     let (n_embd, vocab) = (64 * depth, args.vocab_size.unwrap_or(65536));
     let params = 12 * depth * n_embd * n_embd + 2 * vocab * n_embd;
     let total_batch = 524_288;
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let chinchilla = (20 * params / total_batch) as u64;
+    let four_epochs = (4 * bytes / 9 * 2 / total_batch as u64).max(1);
+    let base_steps = args.base_steps.unwrap_or(chinchilla.min(four_epochs));
+    if args.base_steps.is_none() && four_epochs < chinchilla {
+        eprintln!(
+            "speedrun: the corpus ({:.0} MB) allows {four_epochs} steps of 4 epochs, fewer than the {chinchilla} of 20 tokens per parameter",
+            bytes as f64 / 1e6
+        );
+    }
+    let mut inputs = files;
+    inputs.push(val);
     Ok(Recipe {
         cuda,
         depth,
         vocab,
         seq_len: 2048,
-        batch_size: 32,
+        batch_size: 16,
         total_batch: Some(total_batch),
-        base_steps: args
-            .base_steps
-            .unwrap_or((20 * params / total_batch) as u64),
+        base_steps,
         chat_steps: args.chat_steps.unwrap_or(1000),
         dtype: "bfloat16",
         inputs,
@@ -126,7 +158,7 @@ fn line(parts: &[&str]) -> Vec<String> {
 
 pub fn run(args: Args, dispatch: Dispatch<'_>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let r = recipe(&args)?;
+    let r = recipe(&args, &nanochat_core::tasks::data_dir().join("corpus"))?;
     let tag = format!("d{}", r.depth);
     let (depth, vocab, seq, batch) = (
         r.depth.to_string(),
@@ -147,7 +179,15 @@ pub fn run(args: Args, dispatch: Dispatch<'_>) -> anyhow::Result<ExitCode> {
     };
     let mut stages: Vec<(&str, Vec<String>)> = vec![
         ("report reset", line(&["report", "reset"])),
-        ("tokenizer", line(&["tok-train", "--vocab-size", &vocab])),
+        ("tokenizer", {
+            // The tokenizer learns from the training files (never the validation one).
+            let mut v = line(&["tok-train", "--vocab-size", &vocab]);
+            if let Some((_, train)) = r.inputs.split_last() {
+                v.push("--input".into());
+                v.extend(train.iter().map(|p| p.display().to_string()));
+            }
+            v
+        }),
         ("tokenizer eval", line(&["tok-eval"])),
     ];
     let mut base = line(&[
@@ -203,7 +243,12 @@ pub fn run(args: Args, dispatch: Dispatch<'_>) -> anyhow::Result<ExitCode> {
             dev,
             "--eval-every",
             "50",
+            "--dtype",
+            r.dtype,
         ]);
+        if let Some(tb) = r.total_batch {
+            v.extend(["--total-batch-size".to_string(), tb.to_string()]);
+        }
         v.extend(quiet.iter().map(|s| s.to_string()));
         v
     };
@@ -252,4 +297,64 @@ pub fn run(args: Args, dispatch: Dispatch<'_>) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64() / 60.0
     );
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(line: &[&str]) -> Args {
+        Cli::parse_from([&["speedrun"][..], line].concat()).args
+    }
+
+    #[test]
+    fn cpu_recipe_is_the_small_one_on_bundled_data() {
+        let r = recipe(&args(&[]), std::path::Path::new("/nonexistent")).unwrap();
+        assert_eq!(
+            (r.depth, r.vocab, r.seq_len, r.base_steps, r.chat_steps),
+            (4, 8192, 256, 800, 150)
+        );
+        assert!(r.inputs.is_empty() && !r.cuda && r.dtype == "float32");
+        let r = recipe(
+            &args(&["--depth", "2", "--base-steps", "5"]),
+            std::path::Path::new("/x"),
+        )
+        .unwrap();
+        assert_eq!((r.depth, r.base_steps), (2, 5));
+    }
+
+    #[test]
+    fn cuda_recipe_trains_on_the_corpus_and_validates_on_the_bundled_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            recipe(&args(&["--device", "cuda"]), dir.path()).is_err(),
+            "no corpus: an error"
+        );
+        std::fs::write(dir.path().join("sotu.jsonl"), "x".repeat(10_000_000)).unwrap();
+        std::fs::write(dir.path().join("bundled.jsonl"), "y").unwrap();
+        std::fs::write(dir.path().join("notes.md"), "ignored").unwrap();
+        let r = recipe(&args(&["--device", "cuda"]), dir.path()).unwrap();
+        assert_eq!(
+            (r.depth, r.vocab, r.seq_len, r.dtype),
+            (20, 65536, 2048, "bfloat16")
+        );
+        let names: Vec<_> = r
+            .inputs
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["sotu.jsonl", "bundled.jsonl"], "validation last");
+        // 10 MB allows about 4 x 2.2M tokens: a few steps of 524,288 tokens, far fewer than the
+        // 20 tokens per parameter of a 560M-parameter model.
+        assert!(r.base_steps >= 1 && r.base_steps < 100, "{}", r.base_steps);
+        assert_eq!(r.total_batch, Some(524_288));
+        assert_eq!(r.total_batch.unwrap() % (r.batch_size * r.seq_len), 0);
+    }
 }

@@ -193,14 +193,9 @@ fn categorical(
         }
         let logits = model.candidate_logits(&prompts, &candidates)?;
         for (((conv, ls), row), &i) in convs.iter().zip(&letters).zip(&logits).zip(&index) {
-            let best = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(j, _)| j)
-                .ok_or_else(|| {
-                    CoreError::Config("the model returned no candidate logits".into())
-                })?;
+            let best = super::argmax(row).ok_or_else(|| {
+                CoreError::Config("the model returned no candidate logits".into())
+            })?;
             correct += task.evaluate_example(i, conv, &ls[best]) as usize;
         }
         progress(end, total, correct);

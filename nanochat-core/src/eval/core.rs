@@ -17,6 +17,7 @@
 
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
@@ -97,9 +98,13 @@ impl CoreTask {
                     it.context
                         .as_ref()
                         .ok_or_else(|| bad("field `context` is missing"))?;
-                    it.continuation
+                    let c = it
+                        .continuation
                         .as_ref()
                         .ok_or_else(|| bad("field `continuation` is missing"))?;
+                    if c.trim().is_empty() {
+                        return Err(bad("field `continuation` is empty"));
+                    }
                     continue;
                 }
             };
@@ -115,6 +120,15 @@ impl CoreTask {
                 }
                 None => return Err(bad("field `gold` is missing")),
             }
+        }
+        if !(0.0..100.0).contains(&meta.random_baseline) {
+            return Err(CoreError::File {
+                path: source.to_string(),
+                why: format!(
+                    "task `{}`: random_baseline {} is not a percentage below 100",
+                    meta.label, meta.random_baseline
+                ),
+            });
         }
         if items.len() <= meta.num_fewshot {
             return Err(CoreError::File {
@@ -137,6 +151,12 @@ pub fn load_core_tasks(data: EvalData) -> Result<Vec<CoreTask>> {
         path: source.clone(),
         why: format!("not a list of CORE tasks: {e}"),
     })?;
+    if metas.is_empty() {
+        return Err(CoreError::File {
+            path: source,
+            why: "lists no task".into(),
+        });
+    }
     metas
         .into_iter()
         .map(|meta| {
@@ -247,9 +267,10 @@ pub fn render_item(
             let common = (0..seqs.iter().map(Vec::len).min().unwrap_or(0))
                 .take_while(|&k| seqs.iter().all(|s| s[k] == seqs[0][k]))
                 .count();
-            seqs.iter()
-                .map(|s| (common.min(s.len() - 1), s.len()))
-                .collect()
+            // One start for every option (a choice may be a token prefix of another).
+            let min_len = seqs.iter().map(Vec::len).min().unwrap_or(1);
+            let start = common.min(min_len - 1);
+            seqs.iter().map(|s| (start, s.len())).collect()
         }
         CoreTaskType::Schema => {
             let common = (1..=seqs.iter().map(Vec::len).min().unwrap_or(0))
@@ -263,7 +284,14 @@ pub fn render_item(
                 .collect()
         }
         CoreTaskType::LanguageModeling => {
-            let start = encode(without.as_deref().unwrap_or_default()).len();
+            // The continuation starts where the prompt without it ends, or where the two
+            // tokenizations first differ if merging across the boundary changed them.
+            let without = encode(without.as_deref().unwrap_or_default());
+            let start = without
+                .iter()
+                .zip(&seqs[0])
+                .take_while(|(a, b)| a == b)
+                .count();
             vec![(start.min(seqs[0].len() - 1), seqs[0].len())]
         }
     };
@@ -321,12 +349,7 @@ impl LmScorer for GPT {
         let vocab = self.config().vocab_size;
         Ok(flat.iter().enumerate().all(|(i, &p)| {
             let row = &logits[i * vocab..(i + 1) * vocab];
-            let best = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(j, _)| j);
-            best as u32 == seq[p + 1]
+            crate::eval::argmax(row) == Some(seq[p + 1] as usize)
         }))
     }
 }
@@ -343,7 +366,8 @@ pub struct CoreResult {
     pub centered: f64,
 }
 
-/// Scores the first `max_items` items of `task` (all when `None`); `progress(done, total)`.
+/// Scores `max_items` items of `task` (all when `None`) in a fixed shuffled order;
+/// `progress(done, total)`.
 pub fn evaluate_core_task(
     scorer: &dyn LmScorer,
     tokenizer: &Tokenizer,
@@ -359,28 +383,27 @@ pub fn evaluate_core_task(
             task.meta.label
         )));
     }
+    // As nanochat: a fixed shuffle (seed 1337), so a subset is a fair sample, not the file's
+    // first items.
+    let mut order: Vec<usize> = (0..task.items.len()).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(1337));
     let (mut correct, mut too_long) = (0, 0);
-    for i in 0..total {
+    for (done, &i) in order[..total].iter().enumerate() {
         let Some(r) = render_item(task, i, tokenizer, max_len) else {
             // Counted as wrong, as a model with this context could not answer it either.
             too_long += 1;
-            progress(i + 1, total);
+            progress(done + 1, total);
             continue;
         };
         let right = match task.meta.task_type {
             CoreTaskType::LanguageModeling => scorer.greedy_matches(&r.seqs[0], r.spans[0])?,
             _ => {
                 let losses = scorer.mean_losses(&r.seqs, &r.spans)?;
-                let best = losses
-                    .iter()
-                    .enumerate()
-                    .min_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(0, |(j, _)| j);
-                best == r.gold
+                crate::eval::argmin(&losses) == Some(r.gold)
             }
         };
         correct += right as usize;
-        progress(i + 1, total);
+        progress(done + 1, total);
     }
     if too_long > 0 {
         tracing::warn!(

@@ -147,6 +147,29 @@ impl ChatModel for Engine {
     }
 }
 
+/// The index of the largest value, the first among equals (as `torch.argmax`); `None` when
+/// empty.
+pub fn argmax<T: PartialOrd + Copy>(values: &[T]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, &v) in values.iter().enumerate() {
+        if best.is_none_or(|b| v > values[b]) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
+/// The index of the smallest value, the first among equals.
+pub fn argmin<T: PartialOrd + Copy>(values: &[T]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, &v) in values.iter().enumerate() {
+        if best.is_none_or(|b| v < values[b]) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
 /// The single token of a candidate answer (a letter), or an error naming it.
 pub fn single_token(tokenizer: &Tokenizer, text: &str) -> Result<u32> {
     match tokenizer.encode(text).as_slice() {

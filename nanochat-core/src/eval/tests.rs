@@ -292,7 +292,7 @@ fn oracle_scores_core_one_and_a_guesser_about_zero() {
     let mut oracle_results = Vec::new();
     for task in &tasks {
         let n = task.items.len().min(12);
-        let gold: Vec<Vec<u32>> = (0..n)
+        let gold: Vec<Vec<u32>> = (0..task.items.len())
             .map(|i| {
                 let r = render_item(task, i, tok, 4096).unwrap();
                 r.seqs[r.gold].clone()
@@ -407,4 +407,82 @@ fn mixtures_and_sequences_evaluate_each_example_with_its_own_task() {
         let (task, j) = mix.locate(i).unwrap();
         assert_eq!(mix.choice_letters(i), task.choice_letters(j));
     }
+}
+
+#[test]
+fn ties_go_to_the_first_index_as_torch_argmax() {
+    assert_eq!(argmax(&[1.0f32, 3.0, 3.0]), Some(1));
+    assert_eq!(argmin(&[2.0f64, 0.5, 0.5]), Some(1));
+    assert_eq!(argmax::<f32>(&[]), None);
+}
+
+/// A choice that is a token prefix of another: every option is scored from the same start.
+#[test]
+fn core_options_share_one_start_and_bad_items_are_refused() {
+    let tok = small_tokenizer();
+    let items = vec![
+        mc_item("The cat ate", &["dog", "dog food"], 0),
+        mc_item("x", &["a", "b"], 1),
+    ];
+    let task = CoreTask::new(meta(CoreTaskType::MultipleChoice, 0, 50.0), items, "t").unwrap();
+    let r = render_item(&task, 0, tok, 1000).unwrap();
+    assert_eq!(r.spans[0].0, r.spans[1].0);
+    let tail = tok.decode(&r.seqs[1][r.spans[1].0..]).unwrap();
+    assert!(tail.ends_with(" food"), "{tail:?}");
+    // Both spans start at the same token: the last token of the shorter option.
+    assert_eq!(r.spans[0].0, r.seqs[0].len() - 1);
+    assert_eq!(r.seqs[0][r.spans[0].0], r.seqs[1][r.spans[1].0]);
+    assert!(r.spans[0].1 > r.spans[0].0, "the shorter option keeps a token to score");
+    let lm = |cont: &str| CoreItem {
+        context: Some("abc".into()),
+        continuation: Some(cont.into()),
+        ..CoreItem::default()
+    };
+    let err = CoreTask::new(
+        meta(CoreTaskType::LanguageModeling, 0, 0.0),
+        vec![lm("d"), lm(" ")],
+        "l.jsonl",
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("l.jsonl") && err.contains("item 2") && err.contains("continuation"),
+        "{err}"
+    );
+    let err = CoreTask::new(
+        meta(CoreTaskType::LanguageModeling, 0, 100.0),
+        vec![lm("d"), lm("e")],
+        "l.jsonl",
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("random_baseline"), "{err}");
+}
+
+/// `max_items` takes a fixed shuffled subset, not the file's first items.
+#[test]
+fn core_subsets_are_a_seeded_sample() {
+    let tok = small_tokenizer();
+    let items: Vec<CoreItem> = (0..50)
+        .map(|i| mc_item(&format!("n{i}"), &["a", "b"], 1))
+        .collect();
+    let task = CoreTask::new(meta(CoreTaskType::MultipleChoice, 0, 50.0), items, "t").unwrap();
+    // The oracle knows only the file's first 5 items (elsewhere both options tie, and a tie
+    // picks option 0, which is wrong): a subset of 5 that took them would score 1.0.
+    let gold: Vec<Vec<u32>> = (0..5)
+        .map(|i| render_item(&task, i, tok, 100).unwrap().seqs[1].clone())
+        .collect();
+    let r = evaluate_core_task(
+        &OracleScorer::new(gold),
+        tok,
+        &task,
+        Some(5),
+        100,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(r.total, 5);
+    assert!(r.accuracy < 1.0, "{}", r.accuracy);
 }

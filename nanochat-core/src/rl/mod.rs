@@ -85,6 +85,12 @@ impl RlTrainer {
                 ..d
             },
         );
+        if cfg.examples_per_step == 0 || cfg.num_samples < 2 || cfg.total_steps == 0 {
+            return Err(crate::CoreError::Config(format!(
+                "chat-rl needs at least 1 step, 1 prompt per step and 2 samples per prompt (advantages are relative to the prompt's mean reward); got {} steps, {} prompts, {} samples",
+                cfg.total_steps, cfg.examples_per_step, cfg.num_samples
+            )));
+        }
         if task.num_examples() == 0 {
             return Err(crate::CoreError::Config(format!(
                 "task {} has no examples",
