@@ -154,3 +154,24 @@ fn tokenizer_commands_report_bad_input() {
     assert_eq!(code, 1);
     assert!(stderr.contains("ratio"), "{stderr}");
 }
+
+/// Evaluation flags that make no sense are refused at parse time, naming the flag.
+#[test]
+fn eval_commands_refuse_meaningless_flags() {
+    for args in [
+        &["chat-eval", "-b", "0"][..],
+        &["chat-eval", "-n", "0"],
+        &["chat-eval", "--max-problems", "0"],
+        &["base-eval", "--max-per-task", "0"],
+    ] {
+        let (code, _, stderr) = nanochat(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(args[1]), "{args:?}: {stderr}");
+    }
+    let (code, _, stderr) = nanochat(&["base-eval", "--hf-path", "/tmp", "-g", "d4"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--hf-path") && stderr.contains("cannot be used with"),
+        "{stderr}"
+    );
+}

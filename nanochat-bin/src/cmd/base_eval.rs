@@ -18,7 +18,7 @@ use serde_json::json;
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     /// Evaluate at most N items per task (default: all).
-    #[arg(long)]
+    #[arg(long, value_parser = super::chat_eval::at_least_one())]
     pub max_per_task: Option<usize>,
     /// Tag of the base model (default: the newest).
     #[arg(short = 'g', long)]
@@ -28,7 +28,7 @@ pub struct Args {
     pub step: Option<u64>,
     /// Evaluate the model in this folder instead: a `*.safetensors` file of ours (weights plus
     /// the config in its metadata) and, if present, its `tokenizer.json`.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["model_tag", "step"])]
     pub hf_path: Option<PathBuf>,
     /// Use the small CORE samples committed in data/samples/core/ instead of the fetched sets.
     #[arg(long)]

@@ -32,13 +32,13 @@ pub struct Args {
     #[arg(short = 't', long, default_value_t = 0.0)]
     pub temperature: f32,
     /// Samples per generative problem (pass@n).
-    #[arg(short = 'n', long, default_value_t = 1)]
+    #[arg(short = 'n', long, default_value_t = 1, value_parser = at_least_one())]
     pub num_samples: usize,
     /// Prompts per forward in the multiple-choice tasks.
-    #[arg(short = 'b', long, default_value_t = 8)]
+    #[arg(short = 'b', long, default_value_t = 8, value_parser = at_least_one())]
     pub batch_size: usize,
     /// Evaluate only the first N problems of each task.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one())]
     pub max_problems: Option<usize>,
     #[arg(short = 'k', long, default_value_t = 50)]
     pub top_k: usize,
@@ -56,6 +56,11 @@ pub struct Args {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// A count of at least 1 (clap rejects 0 with a message naming the flag).
+pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -432,7 +432,10 @@ fn core_options_share_one_start_and_bad_items_are_refused() {
     // Both spans start at the same token: the last token of the shorter option.
     assert_eq!(r.spans[0].0, r.seqs[0].len() - 1);
     assert_eq!(r.seqs[0][r.spans[0].0], r.seqs[1][r.spans[1].0]);
-    assert!(r.spans[0].1 > r.spans[0].0, "the shorter option keeps a token to score");
+    assert!(
+        r.spans[0].1 > r.spans[0].0,
+        "the shorter option keeps a token to score"
+    );
     let lm = |cont: &str| CoreItem {
         context: Some("abc".into()),
         continuation: Some(cont.into()),
