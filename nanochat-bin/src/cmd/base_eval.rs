@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use nanochat_core::checkpoint::{load_model, model_root, Phase};
 use nanochat_core::eval::core::{core_score, evaluate_core_task, load_core_tasks};
 use nanochat_core::tasks::EvalData;
@@ -106,15 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     for task in &tasks {
         let label = task.meta.label.clone();
-        let bar = (!args.quiet).then(|| {
-            let b = ProgressBar::new(0);
-            b.set_style(
-                ProgressStyle::with_template("{prefix:>24} {bar:30} {pos}/{len}")
-                    .expect("valid template"),
-            );
-            b.set_prefix(label.clone());
-            b
-        });
+        let bar = super::progress::bar(args.quiet, 0, "{prefix:>24} {bar:30} {pos}/{len}", &label);
         let r = device
             .exclusive(|| {
                 evaluate_core_task(
@@ -151,25 +142,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .output
         .clone()
         .unwrap_or_else(|| root.join("eval").join("base-eval.json"));
-    if let Some(parent) = out_path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    nanochat_core::io::write_atomic(&out_path, serde_json::to_string_pretty(&result)?.as_bytes())
-        .with_context(|| format!("writing {}", out_path.display()))?;
     let mut summary: serde_json::Map<String, serde_json::Value> = results
         .iter()
         .map(|r| (r.label.clone(), json!(r.centered)))
         .collect();
     summary.insert("CORE".into(), json!(core));
-    nanochat_core::report::log_stage(
-        &root,
+    super::write_eval_result(
+        &out_path,
+        &result,
         "base-eval",
         json!({"model": result["model"], "data": result["data"], "max_per_task": args.max_per_task, "result_file": out_path}),
         serde_json::Value::Object(summary),
-    )
-    .context("writing the report stage")?;
-    println!("{}", serde_json::to_string(&result)?);
-    eprintln!("results written to {}", out_path.display());
+    )?;
     Ok(ExitCode::SUCCESS)
 }

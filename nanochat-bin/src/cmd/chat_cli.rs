@@ -4,21 +4,13 @@ use std::io::{BufRead, Write};
 
 use anyhow::Context;
 use clap::Parser;
-use nanochat_core::checkpoint::{load_model, model_root, Phase};
 use nanochat_core::engine::{Engine, GenerateParams};
 use nanochat_core::tokenizer::chat::{Conversation, Message};
 
 #[derive(Parser, Debug)]
 pub struct Args {
-    /// Which checkpoints: base, mid, sft or rl.
-    #[arg(short = 'i', long, default_value = "sft")]
-    source: String,
-    /// Model tag (default: the newest).
-    #[arg(short = 'g', long)]
-    model_tag: Option<String>,
-    /// Step (default: the newest).
-    #[arg(short = 's', long)]
-    step: Option<u64>,
+    #[command(flatten)]
+    model: super::ModelArgs,
     /// Answer this one prompt and exit.
     #[arg(short = 'p', long)]
     prompt: Option<String>,
@@ -37,13 +29,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
-    let phase = Phase::parse(&args.source)?;
     let device = super::open_device(&args.device)?;
-    let root = model_root();
-    let (model, tokenizer, meta) =
-        load_model(&root, phase, &device, args.model_tag.as_deref(), args.step).with_context(
-            || format!("loading the {} model from {}", phase.name(), root.display()),
-        )?;
+    let super::Loaded {
+        phase,
+        model,
+        tokenizer,
+        meta,
+        ..
+    } = args.model.load(&device)?;
     let engine = Engine::new(model, tokenizer)?;
     let params = GenerateParams {
         max_tokens: args.max_tokens,

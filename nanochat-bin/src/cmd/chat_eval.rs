@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
-use nanochat_core::checkpoint::{load_model, model_root, Phase};
 use nanochat_core::engine::Engine;
 use nanochat_core::eval::{chat_core, chat_task, evaluate_task_with, EvalOptions, CHAT_TASKS};
 use nanochat_core::tasks::EvalData;
@@ -15,15 +13,8 @@ use serde_json::json;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// Which checkpoints: base, mid, sft or rl.
-    #[arg(short = 'i', long, default_value = "sft", value_parser = ["base", "mid", "sft", "rl"])]
-    pub source: String,
-    /// Model tag (default: the newest).
-    #[arg(short = 'g', long)]
-    pub model_tag: Option<String>,
-    /// Step (default: the newest).
-    #[arg(short = 's', long)]
-    pub step: Option<u64>,
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// Tasks, pipe-separated, e.g. "ARC-Easy|GSM8K" (default: ARC-Easy, ARC-Challenge, MMLU,
     /// GSM8K, HumanEval, SpellingBee).
     #[arg(short = 'a', long)]
@@ -64,7 +55,6 @@ pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let phase = Phase::parse(&args.source)?;
     let mut names: Vec<String> = match &args.task_name {
         Some(s) => s
             .split('|')
@@ -90,12 +80,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|n| chat_task(n, data).with_context(|| format!("loading task {n}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let device = super::open_device(&args.device)?;
-    let root = model_root();
-    let (model, tokenizer, meta) =
-        load_model(&root, phase, &device, args.model_tag.as_deref(), args.step).with_context(
-            || format!("loading the {} model from {}", phase.name(), root.display()),
-        )?;
-    let engine = Engine::new(model, tokenizer.clone())?;
+    let super::Loaded {
+        phase,
+        root,
+        model,
+        tokenizer,
+        meta,
+    } = args.model.load(&device)?;
+    let engine = Engine::new(model, tokenizer)?;
+    let tokenizer = engine.tokenizer();
     let opts = EvalOptions {
         temperature: args.temperature,
         top_k: Some(args.top_k),
@@ -107,12 +100,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut results = Vec::new();
     for (name, task) in names.iter().zip(&tasks) {
-        let bar = progress_bar(args.quiet, name);
+        let bar = super::progress::bar(
+            args.quiet,
+            0,
+            "{prefix:>14} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            name,
+        );
         let mut r = device
             .exclusive(|| {
                 evaluate_task_with(
                     &engine,
-                    &tokenizer,
+                    tokenizer,
                     task.as_ref(),
                     &opts,
                     &mut |done, total, correct| {
@@ -168,16 +166,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| dir.join(format!("chat-eval-{}.json", phase.name())));
     let result = json!({
-        "source": phase.name(), "step": meta.step, "model_tag": args.model_tag,
+        "source": phase.name(), "step": meta.step, "model_tag": args.model.model_tag,
         "data": if args.samples { "samples" } else { "fetched" },
         "options": opts, "tasks": tasks_json, "ChatCORE": core,
     });
-    if let Some(parent) = out_path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    nanochat_core::io::write_atomic(&out_path, serde_json::to_string_pretty(&result)?.as_bytes())
-        .with_context(|| format!("writing {}", out_path.display()))?;
     let mut summary: serde_json::Map<String, serde_json::Value> = results
         .iter()
         .map(|r| (r.task.clone(), json!(r.accuracy)))
@@ -185,28 +177,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(c) = core {
         summary.insert("ChatCORE".into(), json!(c));
     }
-    nanochat_core::report::log_stage(
-        &root,
+    super::write_eval_result(
+        &out_path,
+        &result,
         &format!("chat-eval-{}", phase.name()),
         json!({"source": phase.name(), "step": meta.step, "data": result["data"], "options": result["options"], "result_file": out_path}),
         serde_json::Value::Object(summary),
-    )
-    .context("writing the report stage")?;
-    println!("{}", serde_json::to_string(&result)?);
-    eprintln!("results written to {}", out_path.display());
+    )?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn progress_bar(quiet: bool, name: &str) -> Option<ProgressBar> {
-    (!quiet).then(|| {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>14} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-            )
-            .expect("valid template"),
-        );
-        bar.set_prefix(name.to_string());
-        bar
-    })
 }

@@ -8,10 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
-use nanochat_core::checkpoint::{
-    checkpoint_dir, load_model, model_root, save_checkpoint, Phase, SaveInfo,
-};
+use nanochat_core::checkpoint::{checkpoint_dir, save_checkpoint, Phase, SaveInfo};
 use nanochat_core::engine::{Engine, GenerateParams};
 use nanochat_core::rl::{mean_reward, RlConfig, RlTrainer};
 use nanochat_core::tasks::{Arithmetic, SpellingBee, Split, Task, TaskMixture};
@@ -19,13 +16,9 @@ use serde_json::json;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// The model to start from: sft (default), mid or base.
-    #[arg(short = 'i', long, default_value = "sft", value_parser = ["base", "mid", "sft", "rl"])]
-    pub source: String,
-    #[arg(short = 'g', long)]
-    pub model_tag: Option<String>,
-    #[arg(short = 's', long)]
-    pub step: Option<u64>,
+    /// The model to start from (sft by default).
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// Tasks with a reward, comma-separated: arithmetic, spelling-bee.
     #[arg(long, value_delimiter = ',', default_value = "arithmetic,spelling-bee")]
     pub tasks: Vec<String>,
@@ -73,7 +66,6 @@ fn reward_task(name: &str, split: Split, size: usize) -> anyhow::Result<Arc<dyn 
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
-    let phase = Phase::parse(&args.source)?;
     let train = args
         .tasks
         .iter()
@@ -87,12 +79,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let train: Arc<dyn Task> = Arc::new(TaskMixture::new(train, args.seed));
     let test = TaskMixture::new(test, args.seed);
     let device = super::open_device(&args.device)?;
-    let root = model_root();
-    let (model, tokenizer, meta) =
-        load_model(&root, phase, &device, args.model_tag.as_deref(), args.step).with_context(
-            || format!("loading the {} model from {}", phase.name(), root.display()),
-        )?;
-    let tag = super::chat_train::root_tag(&root, phase, args.model_tag.as_deref(), &meta);
+    let super::Loaded {
+        phase,
+        root,
+        model,
+        tokenizer,
+        meta,
+    } = args.model.load(&device)?;
+    let tag = super::chat_train::root_tag(&root, phase, args.model.model_tag.as_deref(), &meta);
     let cfg = RlConfig {
         total_steps: args.total_steps,
         examples_per_step: args.examples_per_step,
@@ -103,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         init_lr_frac: args.init_lr_frac,
         seed: args.seed,
     };
-    let mut rl = RlTrainer::new(Engine::new(model, tokenizer.clone())?, train, cfg.clone())?;
+    let mut rl = RlTrainer::new(Engine::new(model, tokenizer)?, train, cfg.clone())?;
     let greedy = GenerateParams {
         num_samples: 1,
         max_tokens: args.max_new_tokens,
@@ -122,14 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let dir = checkpoint_dir(&root, Phase::Rl, &tag);
     let metrics = nanochat_core::train::MetricsLog::open(&dir, 0)?;
-    let bar = (!args.quiet).then(|| {
-        let b = ProgressBar::new(args.total_steps);
-        b.set_style(
-            ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-                .expect("valid template"),
-        );
-        b
-    });
+    let bar = super::progress::bar(args.quiet, args.total_steps, super::progress::STEPS, "");
     let mut pass_end = pass_start;
     let mut rewards = Vec::new();
     while rl.step < args.total_steps {
@@ -141,11 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if last || (args.eval_every > 0 && rl.step % args.eval_every == 0) {
             pass_end = evaluate(&rl)??;
             line["pass_at_1"] = json!(pass_end);
-            let msg = format!("step {}: test pass@1 {pass_end:.4}", rl.step);
-            match &bar {
-                Some(b) if !b.is_hidden() => b.println(msg),
-                _ => eprintln!("{msg}"),
-            }
+            super::progress::line(&bar, format!("step {}: test pass@1 {pass_end:.4}", rl.step));
         }
         metrics.append_json(&line)?;
         if let Some(b) = &bar {
@@ -180,13 +163,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "mean_reward_last": rewards.iter().rev().take(k).sum::<f64>() / k as f64,
         "wall_s": start.elapsed().as_secs_f64(),
     });
-    nanochat_core::report::log_stage(
-        &root,
+    super::report_stage(
         "chat-rl",
         json!({"checkpoint_dir": dir, "run": run}),
         results.clone(),
-    )
-    .context("writing the report stage")?;
+    );
     println!(
         "{}",
         serde_json::to_string_pretty(

@@ -16,8 +16,80 @@ pub mod tok_eval;
 pub mod tok_train;
 pub mod verify_reference;
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
-use nanochat_core::Device;
+use nanochat_core::checkpoint::{load_model, model_root, Meta, Phase};
+use nanochat_core::tokenizer::Tokenizer;
+use nanochat_core::{Device, GPT};
+
+/// Which trained model a command loads: `-i/--source`, `-g/--model-tag`, `-s/--step`
+/// (nanochat's flags, shared by chat-cli, chat-web, chat-eval and chat-rl).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Which checkpoints: base, mid, sft or rl.
+    #[arg(short = 'i', long, default_value = "sft", value_parser = ["base", "mid", "sft", "rl"])]
+    pub source: String,
+    /// Model tag (default: the newest).
+    #[arg(short = 'g', long)]
+    pub model_tag: Option<String>,
+    /// Step (default: the newest).
+    #[arg(short = 's', long)]
+    pub step: Option<u64>,
+}
+
+/// A model loaded from the model root, with where it came from.
+pub struct Loaded {
+    pub phase: Phase,
+    pub root: PathBuf,
+    pub model: GPT,
+    pub tokenizer: Tokenizer,
+    pub meta: Meta,
+}
+
+impl ModelArgs {
+    pub fn phase(&self) -> anyhow::Result<Phase> {
+        Ok(Phase::parse(&self.source)?)
+    }
+
+    /// The model of these flags under the model root, on `device`.
+    pub fn load(&self, device: &Device) -> anyhow::Result<Loaded> {
+        let phase = self.phase()?;
+        let root = model_root();
+        let (model, tokenizer, meta) =
+            load_model(&root, phase, device, self.model_tag.as_deref(), self.step).with_context(
+                || format!("loading the {} model from {}", phase.name(), root.display()),
+            )?;
+        Ok(Loaded {
+            phase,
+            root,
+            model,
+            tokenizer,
+            meta,
+        })
+    }
+}
+
+/// An evaluation's outputs: `result` as a JSON file at `path` (its folder created, written
+/// atomically) and on stdout, and its report stage.
+pub fn write_eval_result(
+    path: &Path,
+    result: &serde_json::Value,
+    stage: &str,
+    settings: serde_json::Value,
+    summary: serde_json::Value,
+) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    nanochat_core::io::write_atomic(path, serde_json::to_string_pretty(result)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    report_stage(stage, settings, summary);
+    println!("{}", serde_json::to_string(result)?);
+    eprintln!("results written to {}", path.display());
+    Ok(())
+}
 
 /// Records a stage of the pipeline for `nanochat report` (under the model root). A failure to
 /// write it is a warning: it never fails the work the stage did.

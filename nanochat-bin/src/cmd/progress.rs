@@ -1,8 +1,32 @@
-//! The training progress display: an indicatif bar with loss, tokens/s and MFU, and a line per
-//! evaluation, sample and checkpoint (all on stderr; stdout is for the JSON summary).
+//! Progress displays on stderr (stdout is for the JSON summary): [`bar`] and [`line`] for every
+//! command, and the training display ([`TrainProgress`]): a bar with loss, tokens/s and MFU, and
+//! a line per evaluation, sample and checkpoint.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use nanochat_core::train::Event;
+
+/// The bar of a long-running command (`None` with `--quiet`): `template` is indicatif's
+/// (e.g. `"[{elapsed_precise}] {bar:30} {pos}/{len} {msg}"`), `prefix` fills `{prefix}`.
+pub fn bar(quiet: bool, total: u64, template: &str, prefix: &str) -> Option<ProgressBar> {
+    (!quiet).then(|| {
+        let bar = ProgressBar::new(total);
+        bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+        bar.set_prefix(prefix.to_string());
+        bar
+    })
+}
+
+/// A line above the bar. A hidden bar (stderr is not a terminal) drops `println`: the line is
+/// written directly then.
+pub fn line(bar: &Option<ProgressBar>, s: String) {
+    match bar {
+        Some(b) if !b.is_hidden() => b.println(s),
+        _ => eprintln!("{s}"),
+    }
+}
+
+/// The training bar's template.
+pub const STEPS: &str = "[{elapsed_precise}] {bar:30} {pos}/{len} {msg}";
 
 pub struct TrainProgress {
     bar: Option<ProgressBar>,
@@ -11,15 +35,10 @@ pub struct TrainProgress {
 
 impl TrainProgress {
     pub fn new(total: u64, start: u64, quiet: bool) -> TrainProgress {
-        let bar = (!quiet).then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-                    .expect("valid template"),
-            );
-            bar.set_position(start);
-            bar
-        });
+        let bar = bar(quiet, total, STEPS, "");
+        if let Some(b) = &bar {
+            b.set_position(start);
+        }
         TrainProgress {
             bar,
             tokens_per_s: Vec::new(),
@@ -27,11 +46,7 @@ impl TrainProgress {
     }
 
     fn line(&self, s: String) {
-        // A hidden bar (stderr is not a terminal) drops `println`: write the line directly then.
-        match &self.bar {
-            Some(b) if !b.is_hidden() => b.println(s),
-            _ => eprintln!("{s}"),
-        }
+        line(&self.bar, s)
     }
 
     pub fn event(&mut self, e: &Event) {

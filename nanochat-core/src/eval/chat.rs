@@ -167,7 +167,6 @@ fn categorical(
     for start in (0..total).step_by(batch) {
         let end = (start + batch).min(total);
         let mut convs = Vec::new();
-        let mut index = Vec::new();
         let mut prompts = Vec::new();
         let mut letters = Vec::new();
         let mut candidates = Vec::new();
@@ -189,10 +188,9 @@ fn categorical(
             chance += 1.0 / ls.len() as f64;
             letters.push(ls);
             convs.push(conv);
-            index.push(i);
         }
         let logits = model.candidate_logits(&prompts, &candidates)?;
-        for (((conv, ls), row), &i) in convs.iter().zip(&letters).zip(&logits).zip(&index) {
+        for (((conv, ls), row), i) in convs.iter().zip(&letters).zip(&logits).zip(start..end) {
             let best = super::argmax(row).ok_or_else(|| {
                 CoreError::Config("the model returned no candidate logits".into())
             })?;

@@ -10,7 +10,7 @@
 //! - `report.md`, written by [`generate`]: a header (date, git commit/branch/dirty, hardware,
 //!   software, the "bloat" of the Rust sources), one section per stage in pipeline order (unknown
 //!   stages last, alphabetically) listing its settings and results, the summary table of
-//!   [`SUMMARY_METRICS`] by BASE / MID / SFT / RL, and the total wall-clock time of `speedrun`.
+//!   [`summary_metrics`] by BASE / MID / SFT / RL, and the total wall-clock time of `speedrun`.
 //! - `<stage>-loss.svg`, one per stage whose settings name a `checkpoint_dir`: the loss curve
 //!   (and val bpb points) of that folder's `metrics.jsonl` ([`crate::train::StepMetrics`]),
 //!   drawn by [`svg::line_chart`] and linked from the stage's section.
@@ -48,17 +48,13 @@ pub const STAGE_ORDER: &[(&str, &str)] = &[
     ("speedrun", "Speedrun"),
 ];
 
-/// The rows of the summary table: result keys of the evaluation stages.
-pub const SUMMARY_METRICS: &[&str] = &[
-    "CORE",
-    "ARC-Easy",
-    "ARC-Challenge",
-    "MMLU",
-    "GSM8K",
-    "HumanEval",
-    "SpellingBee",
-    "ChatCORE",
-];
+/// The rows of the summary table, result keys of the evaluation stages: CORE, the chat tasks
+/// of `chat-eval` ([`crate::eval::CHAT_TASKS`]), ChatCORE.
+pub fn summary_metrics() -> impl Iterator<Item = &'static str> {
+    std::iter::once("CORE")
+        .chain(crate::eval::CHAT_TASKS)
+        .chain(std::iter::once("ChatCORE"))
+}
 
 /// The columns of the summary table and the stages that fill them (the first holding a metric).
 const SUMMARY_COLUMNS: &[(&str, &[&str])] = &[
@@ -482,7 +478,7 @@ fn summary(md: &mut String, stages: &[std::result::Result<Stage, BadStage>]) {
     md.push_str("\n|---------------|");
     md.push_str(&"----------|".repeat(SUMMARY_COLUMNS.len()));
     md.push('\n');
-    for key in SUMMARY_METRICS {
+    for key in summary_metrics() {
         let _ = write!(md, "| {key:<13} |");
         for (_, sources) in SUMMARY_COLUMNS {
             let value = sources

@@ -119,7 +119,7 @@ impl RlTrainer {
 
     fn train_step_inner(&mut self) -> Result<RlStep> {
         let cfg = self.cfg.clone();
-        let tok = self.engine.tokenizer().clone();
+        let tok = self.engine.tokenizer();
         let mut rollouts = Vec::new();
         let (mut reward_sum, mut token_sum, mut count) = (0.0, 0usize, 0usize);
         for e in 0..cfg.examples_per_step {

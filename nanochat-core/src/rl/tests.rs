@@ -101,18 +101,7 @@ fn reinforce_raises_the_mean_reward_on_arithmetic() {
 
 #[test]
 fn settings_that_cannot_learn_are_refused() {
-    let tok = small_tokenizer().clone();
-    let config = GPTConfig {
-        vocab_size: tok.vocab_size(),
-        n_layer: 1,
-        n_head: 2,
-        n_kv_head: 2,
-        n_embd: 32,
-        block_size: 64,
-        ..GPTConfig::default()
-    };
-    let model = GPT::new(config, &Device::cpu().unwrap(), DType::F32, 1).unwrap();
-    let engine = Engine::new(model, tok).unwrap();
+    let engine = crate::engine::tests::engine(64, 1);
     let task: Arc<dyn Task> = Arc::new(Arithmetic::easy(10, Split::Train));
     let one_sample = RlConfig {
         num_samples: 1,

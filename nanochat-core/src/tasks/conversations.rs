@@ -100,13 +100,7 @@ impl Task for CustomJson {
         self.conversations.len()
     }
     fn get_example(&self, i: usize) -> Result<Conversation> {
-        self.conversations.get(i).cloned().ok_or_else(|| {
-            CoreError::Config(format!(
-                "example {i} of {} with {} examples",
-                self.name,
-                self.conversations.len()
-            ))
-        })
+        super::example_item(&self.conversations, i, &self.name).cloned()
     }
     /// Whether the completion is the reference reply (whitespace-trimmed).
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {

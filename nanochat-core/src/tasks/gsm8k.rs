@@ -84,12 +84,7 @@ impl Task for Gsm8k {
         self.items.len()
     }
     fn get_example(&self, i: usize) -> Result<Conversation> {
-        let item = self.items.get(i).ok_or_else(|| {
-            CoreError::Config(format!(
-                "example {i} of GSM8K with {} examples",
-                self.items.len()
-            ))
-        })?;
+        let item = super::example_item(&self.items, i, "GSM8K")?;
         let mut answer = Message::assistant("");
         answer.content = Content::Parts(solution_parts(&item.answer));
         Ok(Conversation::new(vec![

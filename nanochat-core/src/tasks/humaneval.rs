@@ -227,12 +227,7 @@ impl Task for HumanEval {
     }
     /// User: the prompt; assistant: the prompt, a newline and the canonical solution.
     fn get_example(&self, i: usize) -> Result<Conversation> {
-        let p = self.problems.get(i).ok_or_else(|| {
-            CoreError::Config(format!(
-                "example {i} of HumanEval with {} examples",
-                self.problems.len()
-            ))
-        })?;
+        let p = super::example_item(&self.problems, i, "HumanEval")?;
         Ok(Conversation {
             messages: vec![
                 Message::user(&p.prompt),

@@ -74,6 +74,16 @@ pub trait Task: Send + Sync {
     }
 }
 
+/// Item `i` of a task's list, or an error naming the task and its size.
+pub(crate) fn example_item<'a, T>(items: &'a [T], i: usize, task: &str) -> Result<&'a T> {
+    items.get(i).ok_or_else(|| {
+        CoreError::Config(format!(
+            "example {i} of {task} with {} examples",
+            items.len()
+        ))
+    })
+}
+
 /// The text of a message's content: the string, or its parts' texts concatenated.
 pub fn content_text(content: &Content) -> String {
     match content {
@@ -310,17 +320,11 @@ impl Task for TaskSequence {
     fn num_examples(&self) -> usize {
         self.tasks.iter().map(|t| t.num_examples()).sum()
     }
-    fn get_example(&self, mut i: usize) -> Result<Conversation> {
-        for t in &self.tasks {
-            if i < t.num_examples() {
-                return t.get_example(i);
-            }
-            i -= t.num_examples();
-        }
-        Err(CoreError::Config(format!(
-            "example past the end of {}",
-            self.name()
-        )))
+    fn get_example(&self, i: usize) -> Result<Conversation> {
+        let (task, j) = self
+            .locate(i)
+            .ok_or_else(|| CoreError::Config(format!("example past the end of {}", self.name())))?;
+        task.get_example(j)
     }
     fn evaluate(&self, _: &Conversation, _: &str) -> bool {
         false

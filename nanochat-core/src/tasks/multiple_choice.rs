@@ -118,13 +118,7 @@ impl Task for MultipleChoice {
         self.items.len()
     }
     fn get_example(&self, i: usize) -> Result<Conversation> {
-        let item = self.items.get(i).ok_or_else(|| {
-            CoreError::Config(format!(
-                "example {i} of {} with {} examples",
-                self.name,
-                self.items.len()
-            ))
-        })?;
+        let item = super::example_item(&self.items, i, &self.name)?;
         let letters = letters(item.choices.len());
         Ok(Conversation::new(vec![
             Message::user(&render_mc(&item.question, &letters, &item.choices)),

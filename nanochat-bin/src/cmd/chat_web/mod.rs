@@ -9,20 +9,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use nanochat_core::checkpoint::{load_model, model_root, Phase};
 use nanochat_core::engine::Engine;
 
 #[derive(Parser, Debug)]
 pub struct Args {
-    /// Which checkpoints: base, mid, sft or rl.
-    #[arg(short = 'i', long, default_value = "sft")]
-    source: String,
-    /// Model tag (default: the newest).
-    #[arg(short = 'g', long)]
-    model_tag: Option<String>,
-    /// Step (default: the newest).
-    #[arg(short = 's', long)]
-    step: Option<u64>,
+    #[command(flatten)]
+    model: super::ModelArgs,
     /// Model workers: one per GPU with --device cuda, this many CPU workers otherwise.
     #[arg(short = 'n', long, default_value_t = 1)]
     num_gpus: usize,
@@ -46,7 +38,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
-    let phase = Phase::parse(&args.source)?;
     if args.num_gpus == 0 {
         anyhow::bail!("--num-gpus must be at least 1");
     }
@@ -63,7 +54,6 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     defaults
         .validate(false)
         .map_err(|e| anyhow::anyhow!("default {e} (flags -t, -k, -m)"))?;
-    let root = model_root();
     let mut engines = Vec::new();
     for i in 0..args.num_gpus {
         let name = if args.device.starts_with("cuda") {
@@ -72,16 +62,16 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             args.device.clone()
         };
         let device = super::open_device(&name)?;
-        let (model, tokenizer, meta) =
-            load_model(&root, phase, &device, args.model_tag.as_deref(), args.step).with_context(
-                || {
-                    format!(
-                        "loading the {} model from {} for worker {i}",
-                        phase.name(),
-                        root.display()
-                    )
-                },
-            )?;
+        let super::Loaded {
+            phase,
+            model,
+            tokenizer,
+            meta,
+            ..
+        } = args
+            .model
+            .load(&device)
+            .with_context(|| format!("starting worker {i}"))?;
         if i == 0 {
             eprintln!(
                 "model: {} step {} ({} parameters)",
