@@ -41,5 +41,5 @@ PY="$root/target/pyenv"
 if [ "${1:-}" = test ] && { [ ! -x "$PY/bin/python" ] || ! "$PY/bin/python" -c "import openai" 2>/dev/null; }; then
   echo "setup: creating $PY with the openai client" >&2
   python3 -m venv "$PY"
-  "$PY/bin/pip" install -q openai
+  "$PY/bin/pip" install -q --no-cache-dir openai
 fi

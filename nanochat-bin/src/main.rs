@@ -78,8 +78,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NANOCHAT_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            nanochat_core::paths::env_string("NANOCHAT_LOG")
+                .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+                .unwrap_or_else(|| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -2,9 +2,17 @@
 
 use std::process::Command;
 
+/// Runs `nanochat` with a fresh, empty HOME and base dir of its own (no test touches the
+/// user's `~/.cache/nanochat`); every path the tests care about is given explicitly.
 fn nanochat(args: &[&str]) -> (i32, String, String) {
+    let home = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
         .args(args)
+        .env("HOME", home.path())
+        .env("NANOCHAT_BASE_DIR", home.path().join("base"))
+        .env_remove("NANOCHAT_MODEL_DIR")
+        .env_remove("NANOCHAT_TOKENIZER_PATH")
+        .env_remove("NANOCHAT_DATA_DIR")
         .output()
         .expect("runs");
     (

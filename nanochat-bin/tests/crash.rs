@@ -15,24 +15,27 @@ fn base_train(
     steps: u64,
 ) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nanochat"));
-    c.env("NANOCHAT_MODEL_DIR", root).args([
-        "base-train",
-        "--depth",
-        "1",
-        "--seq-len",
-        "32",
-        "--batch-size",
-        "2",
-        "--save-every",
-        "1",
-        "--eval-every",
-        "0",
-        "--eval-tokens",
-        "64",
-        "--quiet",
-        "--model-tag",
-        "crash",
-    ]);
+    c.env("NANOCHAT_MODEL_DIR", root)
+        .env("NANOCHAT_BASE_DIR", root)
+        .env_remove("NANOCHAT_TOKENIZER_PATH")
+        .args([
+            "base-train",
+            "--depth",
+            "1",
+            "--seq-len",
+            "32",
+            "--batch-size",
+            "2",
+            "--save-every",
+            "1",
+            "--eval-every",
+            "0",
+            "--eval-tokens",
+            "64",
+            "--quiet",
+            "--model-tag",
+            "crash",
+        ]);
     c.args([
         "--total-steps",
         &steps.to_string(),
@@ -52,6 +55,9 @@ fn sigkill_during_saves_never_loses_the_latest_checkpoint() {
     let root = tmp.path().join("models");
     let tok = tmp.path().join("tok");
     let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .env("NANOCHAT_BASE_DIR", &root)
+        .env_remove("NANOCHAT_MODEL_DIR")
+        .env_remove("NANOCHAT_TOKENIZER_PATH")
         .args([
             "tok-train",
             "--output",
@@ -106,10 +112,17 @@ fn sigkill_during_saves_never_loses_the_latest_checkpoint() {
         kills += 1;
         let steps = list_steps(&dir);
         if let Some(&step) = steps.last() {
-            let (model, tokenizer, meta) =
-                load_model(&root, Phase::Base, &dev, Some("crash"), None).unwrap_or_else(|e| {
-                    panic!("after kill {kills}: the latest checkpoint does not load: {e}")
-                });
+            let (model, tokenizer, meta) = load_model(
+                &nanochat_core::paths::Paths::under(&root),
+                Phase::Base,
+                &dev,
+                Some("crash"),
+                None,
+                false,
+            )
+            .unwrap_or_else(|e| {
+                panic!("after kill {kills}: the latest checkpoint does not load: {e}")
+            });
             assert_eq!(meta.step, step);
             assert_eq!(model.config().n_layer, 1);
             assert!(tokenizer.vocab_size() > 0);

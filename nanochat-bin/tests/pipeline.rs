@@ -78,7 +78,15 @@ fn base_mid_and_sft_chain() {
     // Each phase's checkpoint loads, with the tokenizer it was trained with.
     let dev = Device::cpu().unwrap();
     for phase in [Phase::Base, Phase::Mid, Phase::Sft] {
-        let (model, tok, meta) = load_model(root, phase, &dev, Some("d1"), None).unwrap();
+        let (model, tok, meta) = load_model(
+            &nanochat_core::paths::Paths::under(root),
+            phase,
+            &dev,
+            Some("d1"),
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(model.config().n_layer, 1);
         assert_eq!(tok.vocab_size(), 500);
         assert_eq!(meta.phase, phase);

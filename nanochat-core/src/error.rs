@@ -34,6 +34,13 @@ pub enum CoreError {
     /// An invalid configuration or request (the message names what and why).
     #[error("{0}")]
     Config(String),
+    /// A model and a tokenizer it was not trained with (files named, fingerprints in `why`).
+    #[error("{model}: refusing tokenizer {tokenizer}: {why}")]
+    TokenizerMismatch {
+        model: String,
+        tokenizer: String,
+        why: String,
+    },
     /// Tokenizer training, loading or use.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -256,7 +256,34 @@ pub fn save_safetensors(
     };
     let bytes = safetensors::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), meta)
         .map_err(|e| file_err(path, e))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &canonical_header(bytes))
+}
+
+/// The same safetensors bytes with the JSON header's keys in sorted order (the `safetensors`
+/// crate writes `__metadata__` in hash-map order, which differs from run to run): identical
+/// tensors and metadata always give identical bytes. The header keeps its length (the same
+/// keys and values, only reordered), so the data offsets are unchanged.
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(n) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + n) else {
+        return bytes;
+    };
+    // serde_json's map is a BTreeMap (no `preserve_order`): parsing sorts every object's keys.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return bytes;
+    };
+    let sorted = serde_json::to_vec(&value).expect("a JSON value serialises");
+    if sorted.len() > n {
+        return bytes;
+    }
+    bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    bytes[8 + sorted.len()..8 + n].fill(b' ');
+    bytes
 }
 
 #[cfg(test)]
@@ -290,6 +317,34 @@ mod tests {
             std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
             1
         );
+    }
+
+    /// Issue 12.8: the same tensors and metadata give the same bytes, whatever order the
+    /// metadata map iterates in (each HashMap has its own random order).
+    #[test]
+    fn identical_content_gives_identical_bytes() {
+        let dev = Device::cpu().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let a = Tensor::from_f32(&dev, &[1.0, 2.5, -3.0, 4.0], &[2, 2], DType::F32).unwrap();
+        let save = |name: &str| {
+            let meta: HashMap<String, String> = (0..16)
+                .map(|i| (format!("key{i}"), format!("value \"{i}\" é")))
+                .collect();
+            let path = dir.path().join(name);
+            save_safetensors(&path, &[("w".into(), a.clone())], &meta).unwrap();
+            std::fs::read(path).unwrap()
+        };
+        let first = save("a.safetensors");
+        for i in 0..4 {
+            assert_eq!(save(&format!("b{i}.safetensors")), first);
+        }
+        let f = parse_safetensors(&first, "a").unwrap();
+        assert_eq!(f.metadata.len(), 16);
+        assert_eq!(f.metadata["key3"], "value \"3\" é");
+        // The header's keys are sorted.
+        let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&first[8..8 + n]).unwrap();
+        assert!(header.find("key10").unwrap() < header.find("key2").unwrap());
     }
 
     #[test]

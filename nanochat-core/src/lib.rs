@@ -30,6 +30,7 @@ pub mod io;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod paths;
 pub mod report;
 pub mod rl;
 pub mod tasks;

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use nanochat_core::checkpoint::{load_model, model_root, Phase};
+use nanochat_core::checkpoint::{load_model, Phase};
 use nanochat_core::eval::core::{core_score, evaluate_core_task, load_core_tasks};
 use nanochat_core::tasks::EvalData;
-use nanochat_core::tokenizer::{default_tokenizer_dir, Tokenizer};
+use nanochat_core::tokenizer::Tokenizer;
 use nanochat_core::{DType, GPT};
 use serde_json::json;
 
@@ -25,6 +25,9 @@ pub struct Args {
     /// Step (default: the newest).
     #[arg(short = 's', long)]
     pub step: Option<u64>,
+    /// Use the tokenizer found even when its fingerprint differs from the model's.
+    #[arg(long)]
+    pub force_tokenizer: bool,
     /// Evaluate the model in this folder instead: a `*.safetensors` file of ours (weights plus
     /// the config in its metadata) and, if present, its `tokenizer.json`.
     #[arg(long, conflicts_with_all = ["model_tag", "step"])]
@@ -70,7 +73,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let tasks = load_core_tasks(data).context("loading the CORE tasks")?;
     let device = super::open_device(&args.device)?;
-    let root = model_root();
+    let paths = super::paths()?;
+    let root = paths.model_root.clone();
     let (model, tokenizer, source) = match &args.hf_path {
         Some(dir) => {
             let file = model_file(dir)?;
@@ -79,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let tok_dir = if dir.join("tokenizer.json").exists() {
                 dir.clone()
             } else {
-                default_tokenizer_dir()
+                paths.tokenizer_dir()
             };
             let tok = Tokenizer::from_pretrained(&tok_dir)
                 .with_context(|| format!("loading the tokenizer from {}", tok_dir.display()))?;
@@ -87,11 +91,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => {
             let (model, tok, meta) = load_model(
-                &root,
+                paths,
                 Phase::Base,
                 &device,
                 args.model_tag.as_deref(),
                 args.step,
+                args.force_tokenizer,
             )
             .with_context(|| format!("loading the base model from {}", root.display()))?;
             (

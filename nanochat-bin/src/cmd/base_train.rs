@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use nanochat_core::checkpoint::{model_root, Phase};
+use nanochat_core::checkpoint::Phase;
 use nanochat_core::data::{bundled_documents, split_train_val, Batch, DataLoader, Source};
 use nanochat_core::model::{GPTConfig, ModelSize, GPT};
 use nanochat_core::optim::{LrSchedule, OptimConfig};
-use nanochat_core::tokenizer::{default_tokenizer_dir, Tokenizer};
+use nanochat_core::tokenizer::Tokenizer;
 use nanochat_core::train::{TrainConfig, Trainer};
 use nanochat_core::DType;
 use serde_json::json;
@@ -103,7 +103,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = super::open_device(&args.device)?;
     let dtype = DType::parse(&args.dtype)
         .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
-    let tok_dir = args.tokenizer.clone().unwrap_or_else(default_tokenizer_dir);
+    let paths = super::paths()?;
+    let tok_dir = paths.tokenizer_dir_or(args.tokenizer.as_deref());
     let tokenizer = Tokenizer::from_pretrained(&tok_dir)
         .with_context(|| format!("loading the tokenizer from {}", tok_dir.display()))?;
     let config = model_config(&args, tokenizer.vocab_size())?;
@@ -138,7 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let cfg = TrainConfig {
         phase: Phase::Base,
-        root: model_root(),
+        root: paths.model_root.clone(),
         model_tag: tag.clone(),
         batch_size: b,
         seq_len: t,
@@ -158,7 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "To be, or not to be".into(),
             "The whale".into(),
         ],
-        tokenizer_path: tok_dir.canonicalize().unwrap_or(tok_dir.clone()),
+        tokenizer_path: tok_dir.clone(),
         compute_dtype: dtype,
         run: json!({
             "command": "base-train", "depth": config.n_layer, "batch_size": b, "seq_len": t,

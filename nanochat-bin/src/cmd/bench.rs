@@ -114,8 +114,8 @@ pub struct TokenizerArgs {
 }
 
 fn run_tokenizer(args: TokenizerArgs) -> anyhow::Result<ExitCode> {
-    use nanochat_core::tokenizer::{default_tokenizer_dir, eval, Tokenizer};
-    let dir = args.tokenizer.unwrap_or_else(default_tokenizer_dir);
+    use nanochat_core::tokenizer::{eval, Tokenizer};
+    let dir = super::paths()?.tokenizer_dir_or(args.tokenizer.as_deref());
     let tok = Tokenizer::from_pretrained(&dir)
         .with_context(|| format!("loading the tokenizer from {}", dir.display()))?;
     let reference = eval::Reference::load()?;

@@ -152,6 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None,
         SaveInfo {
             tokenizer_path: meta.tokenizer_path.clone(),
+            tokenizer_sha256: Some(rl.engine.tokenizer().fingerprint()?),
             run: run.clone(),
             ..SaveInfo::default()
         },

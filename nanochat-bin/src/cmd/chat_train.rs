@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use nanochat_core::checkpoint::{load_model, model_root, Phase};
+use nanochat_core::checkpoint::{load_model, Phase};
 use nanochat_core::data::{Batch, DataLoader, Packing};
 use nanochat_core::optim::{LrSchedule, OptimConfig};
 use nanochat_core::tasks::{training_task, Task, TaskMixture, TaskSlice};
@@ -31,6 +31,9 @@ pub struct Args {
     /// Step of that model (default: its newest).
     #[arg(long)]
     base_step: Option<u64>,
+    /// Use the tokenizer found even when its fingerprint differs from the model's.
+    #[arg(long)]
+    force_tokenizer: bool,
     /// Phase to start from (chat-sft: mid by default, falling back to base when there is no mid
     /// model; mid-train: base).
     #[arg(long, value_parser = ["base", "mid", "sft"])]
@@ -82,8 +85,9 @@ const DEFAULT_TASKS: [&str; 7] = [
 pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let device = super::open_device(&args.device)?;
-    let root = model_root();
-    let (model, tokenizer, meta, source) = load_source(&args, phase, &root, &device)?;
+    let paths = super::paths()?;
+    let root = paths.model_root.clone();
+    let (model, tokenizer, meta, source) = load_source(&args, phase, paths, &device)?;
     let tag = args.model_tag.clone().unwrap_or_else(|| source.1.clone());
     let names: Vec<String> = if args.tasks.is_empty() {
         DEFAULT_TASKS.iter().map(|s| s.to_string()).collect()
@@ -135,11 +139,7 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
         eval_every: args.eval_every,
         save_every: args.save_every,
         sample_prompts: vec![],
-        tokenizer_path: meta
-            .tokenizer_path
-            .clone()
-            .map(Into::into)
-            .unwrap_or_else(nanochat_core::tokenizer::default_tokenizer_dir),
+        tokenizer_path: nanochat_core::checkpoint::tokenizer_for(paths, &meta),
         compute_dtype: nanochat_core::DType::parse(&args.dtype)
             .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?,
         run: json!({
@@ -206,9 +206,10 @@ type Loaded = (
 fn load_source(
     args: &Args,
     phase: Phase,
-    root: &std::path::Path,
+    paths: &nanochat_core::paths::Paths,
     device: &nanochat_core::Device,
 ) -> anyhow::Result<Loaded> {
+    let root = paths.model_root.as_path();
     let candidates: Vec<Phase> = match (&args.source, phase) {
         (Some(s), _) => vec![Phase::parse(s)?],
         (None, Phase::Sft) => vec![Phase::Mid, Phase::Base],
@@ -217,11 +218,12 @@ fn load_source(
     let mut last_err = None;
     for src in candidates {
         match load_model(
-            root,
+            paths,
             src,
             device,
             args.base_model.as_deref(),
             args.base_step,
+            args.force_tokenizer,
         ) {
             Ok((model, tok, meta)) => {
                 let tag = root_tag(root, src, args.base_model.as_deref(), &meta);

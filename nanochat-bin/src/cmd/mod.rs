@@ -19,7 +19,8 @@ pub mod verify_reference;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use nanochat_core::checkpoint::{load_model, model_root, Meta, Phase};
+use nanochat_core::checkpoint::{load_model, Meta, Phase};
+use nanochat_core::paths::Paths;
 use nanochat_core::tokenizer::Tokenizer;
 use nanochat_core::{Device, GPT};
 
@@ -36,6 +37,10 @@ pub struct ModelArgs {
     /// Step (default: the newest).
     #[arg(short = 's', long)]
     pub step: Option<u64>,
+    /// Use the tokenizer found even when its fingerprint differs from the one the model was
+    /// trained with (a warning instead of an error).
+    #[arg(long)]
+    pub force_tokenizer: bool,
 }
 
 /// A model loaded from the model root, with where it came from.
@@ -55,11 +60,17 @@ impl ModelArgs {
     /// The model of these flags under the model root, on `device`.
     pub fn load(&self, device: &Device) -> anyhow::Result<Loaded> {
         let phase = self.phase()?;
-        let root = model_root();
-        let (model, tokenizer, meta) =
-            load_model(&root, phase, device, self.model_tag.as_deref(), self.step).with_context(
-                || format!("loading the {} model from {}", phase.name(), root.display()),
-            )?;
+        let p = paths()?;
+        let root = p.model_root.clone();
+        let (model, tokenizer, meta) = load_model(
+            p,
+            phase,
+            device,
+            self.model_tag.as_deref(),
+            self.step,
+            self.force_tokenizer,
+        )
+        .with_context(|| format!("loading the {} model from {}", phase.name(), root.display()))?;
         Ok(Loaded {
             phase,
             root,
@@ -85,17 +96,52 @@ pub fn write_eval_result(
     }
     nanochat_core::io::write_atomic(path, serde_json::to_string_pretty(result)?.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
-    report_stage(stage, settings, summary);
+    report_stage_for(Some(path), stage, settings, summary);
     println!("{}", serde_json::to_string(result)?);
     eprintln!("results written to {}", path.display());
     Ok(())
 }
 
+/// This process's folders (flags aside): built once from the environment
+/// (`nanochat_core::paths`).
+pub fn paths() -> anyhow::Result<&'static Paths> {
+    Ok(nanochat_core::paths::installed()?)
+}
+
 /// Records a stage of the pipeline for `nanochat report` (under the model root). A failure to
 /// write it is a warning: it never fails the work the stage did.
 pub fn report_stage(stage: &str, settings: serde_json::Value, results: serde_json::Value) {
-    let root = nanochat_core::checkpoint::model_root();
-    if let Err(e) = nanochat_core::report::log_stage(&root, stage, settings, results) {
+    report_stage_for(None, stage, settings, results)
+}
+
+/// [`report_stage`] for a stage whose output went to `output`: when that is an explicit path
+/// outside the base dir and the model root (`--output`, `--tokenizer`, `-o`), the stage is a
+/// scratch run and the base dir's report card is left alone.
+pub fn report_stage_for(
+    output: Option<&Path>,
+    stage: &str,
+    settings: serde_json::Value,
+    results: serde_json::Value,
+) {
+    let paths = match paths() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("warning: could not record the `{stage}` stage for the report: {e:#}");
+            return;
+        }
+    };
+    if let Some(out) = output {
+        if !paths.is_inside(out) {
+            tracing::info!(
+                "{} is outside {}: the `{stage}` stage is not recorded in its report",
+                out.display(),
+                paths.base_dir.display()
+            );
+            return;
+        }
+    }
+    let root = &paths.model_root;
+    if let Err(e) = nanochat_core::report::log_stage(root, stage, settings, results) {
         tracing::warn!("could not record the `{stage}` stage for the report: {e}");
         eprintln!("warning: could not record the `{stage}` stage for the report: {e}");
     }

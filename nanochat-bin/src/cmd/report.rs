@@ -29,9 +29,10 @@ enum Action {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let root = args
-        .dir
-        .unwrap_or_else(nanochat_core::checkpoint::model_root);
+    let root = match args.dir {
+        Some(d) => d,
+        None => super::paths()?.model_root.clone(),
+    };
     match args.action.unwrap_or(Action::Generate) {
         Action::Generate => {
             let path = report::generate_with_device(&root, args.device.as_deref())

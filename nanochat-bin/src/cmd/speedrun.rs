@@ -158,7 +158,7 @@ fn line(parts: &[&str]) -> Vec<String> {
 
 pub fn run(args: Args, dispatch: Dispatch<'_>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let r = recipe(&args, &nanochat_core::tasks::data_dir().join("corpus"))?;
+    let r = recipe(&args, &super::paths()?.data_dir.join("corpus"))?;
     let tag = format!("d{}", r.depth);
     let (depth, vocab, seq, batch) = (
         r.depth.to_string(),

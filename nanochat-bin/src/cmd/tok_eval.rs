@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use nanochat_core::data::{bundled_documents, split_train_val};
 use nanochat_core::tokenizer::eval::{compare, Reference, EVAL_TEXTS};
-use nanochat_core::tokenizer::{default_tokenizer_dir, Tokenizer};
+use nanochat_core::tokenizer::Tokenizer;
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let dir = args.tokenizer.unwrap_or_else(default_tokenizer_dir);
+    let dir = super::paths()?.tokenizer_dir_or(args.tokenizer.as_deref());
     let tok = Tokenizer::from_pretrained(&dir)
         .with_context(|| format!("loading the tokenizer from {}", dir.display()))?;
     let reference = Reference::load()?;
@@ -32,7 +32,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (_, val) = split_train_val(bundled_documents()?, 0.95, 0.05)?;
     texts.push(("corpus-val".to_string(), val.concat()));
     let rows = compare(&tok, &reference, &texts);
-    super::report_stage(
+    super::report_stage_for(
+        args.tokenizer.as_deref(),
         "tokenizer-eval",
         json!({"tokenizer": dir.display().to_string(), "vocab_size": tok.vocab_size()}),
         serde_json::Value::Object(

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use nanochat_core::data::{bundled_documents, read_documents, split_train_val};
-use nanochat_core::tokenizer::{default_tokenizer_dir, train_tokenizer, TrainOptions};
+use nanochat_core::tokenizer::{train_tokenizer, TrainOptions};
 use serde_json::json;
 
 /// The sentence whose ids the summary reports, so another process can check it encodes the same.
@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         progress: true,
     };
     let (tok, chars) = train_tokenizer(&train, &opts)?;
-    let out = args.output.unwrap_or_else(default_tokenizer_dir);
+    let out = super::paths()?.tokenizer_dir_or(args.output.as_deref());
     tok.save(&out)
         .with_context(|| format!("writing the tokenizer to {}", out.display()))?;
     let val_bytes: usize = val.iter().map(|d| d.len()).sum();
@@ -96,7 +96,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.vocab_size
         );
     }
-    super::report_stage(
+    super::report_stage_for(
+        args.output.as_deref(),
         "tokenizer",
         json!({"vocab_size": args.vocab_size, "doc_cap": args.doc_cap, "max_chars": args.max_chars,
             "inputs": if args.input.is_empty() { json!("bundled corpus") } else { json!(args.input) }}),

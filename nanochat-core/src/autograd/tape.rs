@@ -125,7 +125,7 @@ impl Tape {
 /// (stderr), to find where a backward pass spends its time.
 fn profiling() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("NANOCHAT_PROFILE_BACKWARD").is_some())
+    *ON.get_or_init(|| crate::paths::env_var("NANOCHAT_PROFILE_BACKWARD").is_some())
 }
 
 /// The tape to record on, when there is one and one of `inputs` requires a gradient: ops call

@@ -1,4 +1,5 @@
-//! Checkpoints: `$NANOCHAT_MODEL_DIR` (default `~/.cache/nanochat`) /
+//! Checkpoints: the model root ([`crate::paths::Paths::model_root`]: `$NANOCHAT_MODEL_DIR`, else
+//! the base dir) /
 //! `{base,mid,sft,rl}_checkpoints/<model_tag>/` holding, per step,
 //! `model_<step:06>.safetensors`, `optim_<step:06>.bin` (bincode 2) and `meta_<step:06>.json`.
 //!
@@ -15,6 +16,7 @@ use crate::data::LoaderState;
 use crate::io::write_atomic;
 use crate::model::{GPTConfig, GPT};
 use crate::optim::Optimizer;
+use crate::paths::Paths;
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, DType, Device, Result, Tensor};
 
@@ -48,14 +50,6 @@ impl Phase {
             Phase::Sft => "sft",
             Phase::Rl => "rl",
         }
-    }
-}
-
-/// `$NANOCHAT_MODEL_DIR`, else `$NANOCHAT_BASE_DIR`, else `~/.cache/nanochat`.
-pub fn model_root() -> PathBuf {
-    match std::env::var_os("NANOCHAT_MODEL_DIR") {
-        Some(p) => PathBuf::from(p),
-        None => crate::tokenizer::base_dir(),
     }
 }
 
@@ -109,8 +103,13 @@ pub struct Meta {
     pub config: GPTConfig,
     /// Validation bits per byte at this step, when measured.
     pub val_bpb: Option<f64>,
-    /// The tokenizer the model was trained with.
+    /// The tokenizer the model was trained with: relative to the model root when inside it
+    /// (so the folder can move: [`crate::paths::Paths::record`]), else absolute.
     pub tokenizer_path: Option<String>,
+    /// The trained-with tokenizer's fingerprint ([`Tokenizer::fingerprint`]), compared at every
+    /// load; absent in older checkpoints (then vocabulary size and BOS id are checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_sha256: Option<String>,
     /// The data loader's position after this step.
     pub data_position: Option<LoaderState>,
     /// The training RNG state (dropout masks) after this step.
@@ -151,7 +150,10 @@ struct OptimFile {
 #[derive(Clone, Debug, Default)]
 pub struct SaveInfo {
     pub val_bpb: Option<f64>,
+    /// As recorded ([`crate::paths::record_under`] the model root).
     pub tokenizer_path: Option<String>,
+    /// [`Tokenizer::fingerprint`] of the tokenizer trained with.
+    pub tokenizer_sha256: Option<String>,
     pub data_position: Option<LoaderState>,
     pub rng_state: u64,
     pub run: serde_json::Value,
@@ -203,6 +205,7 @@ pub fn save_checkpoint(
         config: model.config().clone(),
         val_bpb: info.val_bpb,
         tokenizer_path: info.tokenizer_path,
+        tokenizer_sha256: info.tokenizer_sha256,
         data_position: info.data_position,
         rng_state: info.rng_state,
         model_file,
@@ -332,13 +335,19 @@ pub fn load_optimizer_state(
 
 /// nanochat's `load_model`: the model, tokenizer and meta of `phase`'s checkpoints under the
 /// model root, taking the newest (largest) step of the given or only/last tag when not given.
+///
+/// The tokenizer is `$NANOCHAT_TOKENIZER_PATH` when set, else the one the checkpoint recorded
+/// (resolved under the model root) when it exists, else `<base dir>/tokenizer` (nanochat's
+/// rule); [`check_tokenizer`] then compares it with the checkpoint's, unless `force_tokenizer`.
 pub fn load_model(
-    root: &Path,
+    paths: &Paths,
     phase: Phase,
     device: &Device,
     model_tag: Option<&str>,
     step: Option<u64>,
+    force_tokenizer: bool,
 ) -> Result<(GPT, Tokenizer, Meta)> {
+    let root = paths.model_root.as_path();
     let tags = list_tags(root, phase);
     let tag = match model_tag {
         Some(t) => {
@@ -383,13 +392,90 @@ pub fn load_model(
         })?,
     };
     let (model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
-    let tok_path = meta
-        .tokenizer_path
-        .clone()
-        .map(PathBuf::from)
-        .unwrap_or_else(crate::tokenizer::default_tokenizer_dir);
+    let tok_path = tokenizer_for(paths, &meta);
     let tokenizer = Tokenizer::from_pretrained(&tok_path)?;
+    check_tokenizer(
+        &meta,
+        &meta_path(&dir, step),
+        &tokenizer,
+        &tok_path,
+        force_tokenizer,
+    )?;
     Ok((model, tokenizer, meta))
+}
+
+/// The tokenizer folder of a checkpoint (see [`load_model`]).
+pub fn tokenizer_for(paths: &Paths, meta: &Meta) -> PathBuf {
+    if let Some(p) = &paths.tokenizer_override {
+        return p.clone();
+    }
+    if let Some(recorded) = &meta.tokenizer_path {
+        let p = paths.resolve(recorded);
+        if p.exists() {
+            return p;
+        }
+    }
+    paths.base_dir.join("tokenizer")
+}
+
+/// Refuses a tokenizer the model was not trained with: with a recorded fingerprint, the two
+/// must be equal; without one (older checkpoints, nanochat's), the vocabulary sizes must match
+/// (equal, or the model's padded to a multiple of 64) and the BOS id must be inside the model's
+/// vocabulary, and a warning says the check was partial. `force` turns a refusal into a warning
+/// (`--force-tokenizer`). The error names both files and both fingerprints.
+pub fn check_tokenizer(
+    meta: &Meta,
+    meta_file: &Path,
+    tokenizer: &Tokenizer,
+    tokenizer_file: &Path,
+    force: bool,
+) -> Result<()> {
+    let model_vocab = meta.config.vocab_size;
+    let refuse = |why: String| -> Result<()> {
+        if force {
+            tracing::warn!("--force-tokenizer: {why}");
+            eprintln!("warning: --force-tokenizer: {why}");
+            Ok(())
+        } else {
+            Err(CoreError::TokenizerMismatch {
+                model: meta_file.display().to_string(),
+                tokenizer: tokenizer_file.display().to_string(),
+                why,
+            })
+        }
+    };
+    match &meta.tokenizer_sha256 {
+        Some(want) => {
+            let have = tokenizer.fingerprint()?;
+            if &have != want {
+                return refuse(format!(
+                    "the model was trained with tokenizer sha256 {want}, this tokenizer is sha256 {have} (pass --force-tokenizer to use it anyway)"
+                ));
+            }
+            Ok(())
+        }
+        None => {
+            let v = tokenizer.vocab_size();
+            let padded = v.div_ceil(64) * 64;
+            if model_vocab != v && model_vocab != padded {
+                return refuse(format!(
+                    "the model's vocabulary is {model_vocab} tokens, the tokenizer's {v} (padded {padded}) (pass --force-tokenizer to use it anyway)"
+                ));
+            }
+            let bos = tokenizer.get_bos_token_id() as usize;
+            if bos >= model_vocab {
+                return refuse(format!(
+                    "the tokenizer's BOS id {bos} is outside the model's vocabulary of {model_vocab}"
+                ));
+            }
+            tracing::warn!(
+                "{}: no tokenizer fingerprint recorded; checked only the vocabulary size ({v}) and the BOS id ({bos}) of {}",
+                meta_file.display(),
+                tokenizer_file.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// The tag whose newest committed step was written last (by the meta file's time), if any.

@@ -52,7 +52,8 @@ fn setup() -> Setup {
     let dir = checkpoint_dir(&root, Phase::Base, "d1");
     let info = SaveInfo {
         val_bpb: Some(3.5),
-        tokenizer_path: Some(tok_dir.display().to_string()),
+        tokenizer_path: Some(crate::paths::record_under(&root, &tok_dir)),
+        tokenizer_sha256: Some(tok.fingerprint().unwrap()),
         data_position: Some(LoaderState {
             epoch: 0,
             source: 0,
@@ -75,7 +76,15 @@ fn setup() -> Setup {
 #[test]
 fn round_trip_model_optimizer_and_meta() {
     let s = setup();
-    let (model, tok, meta) = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap();
+    let (model, tok, meta) = load_model(
+        &Paths::under(&s.root),
+        Phase::Base,
+        &s.dev,
+        None,
+        None,
+        false,
+    )
+    .unwrap();
     assert_eq!(meta.step, 1);
     assert_eq!(meta.val_bpb, Some(3.5));
     assert_eq!(meta.data_position.unwrap().offset, 8);
@@ -104,20 +113,41 @@ fn round_trip_model_optimizer_and_meta() {
 #[test]
 fn missing_source_tag_and_step_list_what_exists() {
     let s = setup();
-    let e = load_model(&s.root, Phase::Sft, &s.dev, None, None)
-        .unwrap_err()
-        .to_string();
+    let e = load_model(
+        &Paths::under(&s.root),
+        Phase::Sft,
+        &s.dev,
+        None,
+        None,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("no sft checkpoints") && e.contains("nanochat chat-sft"),
         "{e}"
     );
-    let e = load_model(&s.root, Phase::Base, &s.dev, Some("d9"), None)
-        .unwrap_err()
-        .to_string();
+    let e = load_model(
+        &Paths::under(&s.root),
+        Phase::Base,
+        &s.dev,
+        Some("d9"),
+        None,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("`d9`") && e.contains("[\"d1\"]"), "{e}");
-    let e = load_model(&s.root, Phase::Base, &s.dev, Some("d1"), Some(5))
-        .unwrap_err()
-        .to_string();
+    let e = load_model(
+        &Paths::under(&s.root),
+        Phase::Base,
+        &s.dev,
+        Some("d1"),
+        Some(5),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("no step 5") && e.contains("[1]"), "{e}");
     assert!(Phase::parse("final").is_err());
 }
@@ -130,7 +160,15 @@ fn a_step_without_its_meta_file_does_not_exist() {
         .save(&s.dir.join("model_000002.safetensors"))
         .unwrap();
     assert_eq!(list_steps(&s.dir), vec![1]);
-    let (_, _, meta) = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap();
+    let (_, _, meta) = load_model(
+        &Paths::under(&s.root),
+        Phase::Base,
+        &s.dev,
+        None,
+        None,
+        false,
+    )
+    .unwrap();
     assert_eq!(meta.step, 1);
 }
 
@@ -140,9 +178,16 @@ fn truncated_and_corrupt_files_are_errors_naming_them() {
     let mp = s.dir.join("model_000001.safetensors");
     let bytes = std::fs::read(&mp).unwrap();
     std::fs::write(&mp, &bytes[..bytes.len() - 100]).unwrap();
-    let e = load_model(&s.root, Phase::Base, &s.dev, None, None)
-        .unwrap_err()
-        .to_string();
+    let e = load_model(
+        &Paths::under(&s.root),
+        Phase::Base,
+        &s.dev,
+        None,
+        None,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("model_000001.safetensors") && e.contains("truncated"),
         "{e}"
@@ -151,14 +196,29 @@ fn truncated_and_corrupt_files_are_errors_naming_them() {
     let last = flipped.len() - 1;
     flipped[last] ^= 0x55;
     std::fs::write(&mp, &flipped).unwrap();
-    let e = load_model(&s.root, Phase::Base, &s.dev, None, None)
-        .unwrap_err()
-        .to_string();
+    let e = load_model(
+        &Paths::under(&s.root),
+        Phase::Base,
+        &s.dev,
+        None,
+        None,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("corrupt"), "{e}");
     std::fs::write(&mp, &bytes).unwrap();
     let op = s.dir.join("optim_000001.bin");
     std::fs::write(&op, b"garbage").unwrap();
-    let (model, _, meta) = load_model(&s.root, Phase::Base, &s.dev, None, None).unwrap();
+    let (model, _, meta) = load_model(
+        &Paths::under(&s.root),
+        Phase::Base,
+        &s.dev,
+        None,
+        None,
+        false,
+    )
+    .unwrap();
     let mut o = Optimizer::new(&model, &OptimConfig::default());
     let e = load_optimizer_state(&s.dir, &meta, &mut o, &s.dev)
         .unwrap_err()
@@ -168,11 +228,120 @@ fn truncated_and_corrupt_files_are_errors_naming_them() {
         "{e}"
     );
     std::fs::write(s.dir.join("meta_000001.json"), b"{\"format\":").unwrap();
-    let e = load_model(&s.root, Phase::Base, &s.dev, None, None)
-        .unwrap_err()
-        .to_string();
+    let e = load_model(
+        &Paths::under(&s.root),
+        Phase::Base,
+        &s.dev,
+        None,
+        None,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("meta_000001.json") && e.contains("corrupt meta"),
         "{e}"
     );
+}
+
+/// Issue 12.4: a checkpoint records its tokenizer relative to the model root, so the whole
+/// folder can move; the fingerprint makes the moved folder's tokenizer provably the same.
+#[test]
+fn a_moved_model_root_still_loads_its_tokenizer() {
+    let s = setup();
+    let meta = read_meta(&s.dir, 1).unwrap();
+    assert_eq!(meta.tokenizer_path.as_deref(), Some("tokenizer"));
+    let fp = meta.tokenizer_sha256.clone().unwrap();
+    let moved = s._tmp.path().with_extension("moved");
+    std::fs::rename(&s.root, &moved).unwrap();
+    let (_, tok, meta2) = load_model(
+        &Paths::under(&moved),
+        Phase::Base,
+        &s.dev,
+        None,
+        None,
+        false,
+    )
+    .unwrap();
+    assert_eq!(tok.fingerprint().unwrap(), fp);
+    assert_eq!(meta2.step, 1);
+    std::fs::rename(&moved, &s.root).unwrap();
+}
+
+/// Issue 12.4: a different tokenizer where the model's was is refused, naming both files and
+/// both fingerprints; `force` loads it anyway.
+#[test]
+fn a_swapped_tokenizer_is_refused_unless_forced() {
+    let s = setup();
+    let want = read_meta(&s.dir, 1).unwrap().tokenizer_sha256.unwrap();
+    let docs = vec!["a different text about cats and 42 dogs. ".repeat(40)];
+    let opts = crate::tokenizer::TrainOptions {
+        vocab_size: 300,
+        doc_cap: 10_000,
+        max_chars: 100_000,
+        progress: false,
+    };
+    let other = crate::tokenizer::train_tokenizer(&docs, &opts).unwrap().0;
+    let have = other.fingerprint().unwrap();
+    let other_vocab = other.vocab_size();
+    assert_ne!(other_vocab, 1000);
+    other.save(&s.root.join("tokenizer")).unwrap();
+    let paths = Paths::under(&s.root);
+    let e = load_model(&paths, Phase::Base, &s.dev, None, None, false).unwrap_err();
+    match &e {
+        CoreError::TokenizerMismatch {
+            model,
+            tokenizer,
+            why,
+        } => {
+            assert!(model.ends_with("meta_000001.json"), "{model}");
+            assert!(tokenizer.ends_with("tokenizer"), "{tokenizer}");
+            assert!(why.contains(&want) && why.contains(&have), "{why}");
+            assert!(why.contains("--force-tokenizer"), "{why}");
+        }
+        other => panic!("expected a tokenizer mismatch, got {other}"),
+    }
+    let (_, tok, _) = load_model(&paths, Phase::Base, &s.dev, None, None, true).unwrap();
+    assert_eq!(tok.vocab_size(), other_vocab);
+    // NANOCHAT_TOKENIZER_PATH (the override) is checked the same way.
+    let paths = Paths {
+        tokenizer_override: Some(s.root.join("tokenizer")),
+        ..Paths::under(Path::new("/nonexistent"))
+    };
+    let paths = Paths {
+        model_root: s.root.clone(),
+        ..paths
+    };
+    assert!(matches!(
+        load_model(&paths, Phase::Base, &s.dev, None, None, false),
+        Err(CoreError::TokenizerMismatch { .. })
+    ));
+}
+
+/// Checkpoints without a fingerprint (older ones, nanochat's) are checked on vocabulary size
+/// (equal or padded to 64) and BOS id.
+#[test]
+fn without_a_fingerprint_vocabulary_and_bos_are_checked() {
+    let s = setup();
+    let tok = crate::tokenizer::tests::small_tokenizer();
+    let mut meta = read_meta(&s.dir, 1).unwrap();
+    meta.tokenizer_sha256 = None;
+    let file = s.dir.join("meta_000001.json");
+    let tok_file = s.root.join("tokenizer");
+    check_tokenizer(&meta, &file, tok, &tok_file, false).unwrap();
+    meta.config.vocab_size = 1024; // 1000 padded to a multiple of 64
+    check_tokenizer(&meta, &file, tok, &tok_file, false).unwrap();
+    meta.config.vocab_size = 1100;
+    let e = check_tokenizer(&meta, &file, tok, &tok_file, false).unwrap_err();
+    assert!(
+        matches!(&e, CoreError::TokenizerMismatch { why, .. } if why.contains("1100") && why.contains("1000")),
+        "{e}"
+    );
+    check_tokenizer(&meta, &file, tok, &tok_file, true).unwrap();
+    // An old meta file without the key still reads.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v.as_object_mut().unwrap().remove("tokenizer_sha256");
+    let old: Meta = serde_json::from_value(v).unwrap();
+    assert_eq!(old.tokenizer_sha256, None);
 }

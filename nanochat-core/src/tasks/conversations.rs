@@ -11,12 +11,10 @@ static IDENTITY: &str = include_str!("../../../data/identity.jsonl");
 static CHITCHAT_SAMPLE: &str = include_str!("../../../data/samples/chitchat.jsonl");
 static CHATTERBOT_SAMPLE: &str = include_str!("../../../data/samples/chatterbot.jsonl");
 
-/// `$NANOCHAT_DATA_DIR`, else `~/.cache/nanochat/data` (where scripts/fetch_data.sh writes).
-pub fn data_dir() -> PathBuf {
-    match std::env::var_os("NANOCHAT_DATA_DIR") {
-        Some(p) => PathBuf::from(p),
-        None => crate::tokenizer::base_dir().join("data"),
-    }
+/// The data folder of this process: `$NANOCHAT_DATA_DIR`, else `<base dir>/data` (where
+/// scripts/fetch_data.sh writes), as [`crate::paths::installed`] gives it.
+pub fn data_dir() -> Result<PathBuf> {
+    Ok(crate::paths::installed()?.data_dir.clone())
 }
 
 pub struct CustomJson {
@@ -71,7 +69,7 @@ impl CustomJson {
 
     /// A chat set: `$NANOCHAT_DATA_DIR/chat/<name>.jsonl` when fetched, else its committed sample.
     pub fn chat_set(name: &str) -> Result<CustomJson> {
-        let fetched = data_dir().join("chat").join(format!("{name}.jsonl"));
+        let fetched = data_dir()?.join("chat").join(format!("{name}.jsonl"));
         if fetched.exists() {
             let mut t = CustomJson::from_file(&fetched)?;
             t.name = name.to_string();

@@ -149,8 +149,8 @@ const SAMPLES: &[(&str, &str, &str)] = &[
 ];
 
 /// The fetched copy's path: `$NANOCHAT_DATA_DIR/<folder>/<file>`.
-pub fn fetched_path(folder: &str, file: &str) -> PathBuf {
-    super::data_dir().join(folder).join(file)
+pub fn fetched_path(folder: &str, file: &str) -> Result<PathBuf> {
+    Ok(super::data_dir()?.join(folder).join(file))
 }
 
 /// The text of an evaluation file and the name to cite in errors (its path, or
@@ -158,7 +158,7 @@ pub fn fetched_path(folder: &str, file: &str) -> PathBuf {
 pub fn read_eval_file(folder: &str, file: &str, source: EvalData) -> Result<(String, String)> {
     match source {
         EvalData::Fetched => {
-            let path = fetched_path(folder, file);
+            let path = fetched_path(folder, file)?;
             if !path.exists() {
                 return Err(CoreError::Config(format!(
                     "{} is missing: run `scripts/fetch_data.sh` to fetch the evaluation sets (or pass --samples to use the small committed samples)",

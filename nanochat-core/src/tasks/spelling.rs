@@ -35,7 +35,7 @@ impl Split {
 }
 
 fn load_words() -> Result<Vec<String>> {
-    let fetched = super::data_dir().join("words.txt");
+    let fetched = super::data_dir()?.join("words.txt");
     let text = if fetched.exists() {
         std::fs::read_to_string(&fetched).map_err(|e| CoreError::File {
             path: fetched.display().to_string(),

@@ -8,10 +8,12 @@
 
 pub mod chat;
 pub mod eval;
+mod fingerprint;
 mod train;
 
 use std::path::{Path, PathBuf};
 
+pub use fingerprint::{fingerprint, fingerprint_tiktoken, TokenEntry};
 pub use train::{train_tokenizer, TrainOptions};
 
 use crate::{CoreError, Result};
@@ -177,26 +179,6 @@ impl Tokenizer {
     pub fn hf(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
-}
-
-/// Where tokenizers live by default: `$NANOCHAT_TOKENIZER_PATH`, else the `tokenizer/` folder
-/// of the model dir `$NANOCHAT_BASE_DIR` (default `~/.cache/nanochat`).
-pub fn default_tokenizer_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("NANOCHAT_TOKENIZER_PATH") {
-        return PathBuf::from(p);
-    }
-    base_dir().join("tokenizer")
-}
-
-/// nanochat's base directory: `$NANOCHAT_BASE_DIR`, else `~/.cache/nanochat`.
-pub fn base_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("NANOCHAT_BASE_DIR") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache").join("nanochat")
 }
 
 #[cfg(test)]

@@ -115,10 +115,7 @@ pub enum Event {
 /// (989 TFLOP/s bf16 as nanochat uses, 494 tf32/f32), else the CPU's f32 FMA peak
 /// ([`cpu_peak_flops`]).
 pub fn peak_flops(device: &Device, dtype: DType) -> f64 {
-    if let Some(v) = std::env::var("NANOCHAT_PEAK_FLOPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(v) = crate::paths::env_string("NANOCHAT_PEAK_FLOPS").and_then(|v| v.parse().ok()) {
         return v;
     }
     match (device.backend().is_cpu(), dtype) {
@@ -211,6 +208,13 @@ impl Trainer {
         cfg.grad_accum_steps()?;
         let dir = cfg.checkpoint_dir();
         let (mut model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
+        crate::checkpoint::check_tokenizer(
+            &meta,
+            &dir.join(format!("meta_{step:06}.json")),
+            &tokenizer,
+            &cfg.tokenizer_path,
+            false,
+        )?;
         let mut optim = Optimizer::new(&model, &cfg.optim);
         load_optimizer_state(&dir, &meta, &mut optim, device)?;
         if let Some(pos) = meta.data_position {
@@ -300,7 +304,11 @@ impl Trainer {
         let dir = self.cfg.checkpoint_dir();
         let info = SaveInfo {
             val_bpb: self.last_val_bpb,
-            tokenizer_path: Some(self.cfg.tokenizer_path.display().to_string()),
+            tokenizer_path: Some(crate::paths::record_under(
+                &self.cfg.root,
+                &self.cfg.tokenizer_path,
+            )),
+            tokenizer_sha256: Some(self.tokenizer.fingerprint()?),
             data_position: Some(self.train.position()),
             rng_state: self.model.rng_state(),
             run: self.cfg.run.clone(),

@@ -205,7 +205,7 @@ pub fn python3() -> Result<PathBuf> {
 }
 
 fn find_python3() -> std::result::Result<PathBuf, String> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
+    let found = crate::paths::env_var("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("python3"))
             .find(|p| p.is_file())
