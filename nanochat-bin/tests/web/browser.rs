@@ -78,9 +78,19 @@ impl Page {
 
 fn launch() -> (Browser, String) {
     let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::var("NANOCHAT_CHROMIUM").unwrap_or_else(|_| "chromium".into()))
+    let chromium = std::env::var("NANOCHAT_CHROMIUM")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "chromium".into());
+    // Chromium keeps more than its profile under HOME (~/.pki, ~/.local, crash reports): it
+    // gets the profile's temp dir as its HOME too, so the tests leave the real one alone.
+    let mut child = Command::new(chromium)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0", "about:blank"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
+        .env("HOME", profile.path())
+        .env("XDG_CONFIG_HOME", profile.path().join(".config"))
+        .env("XDG_CACHE_HOME", profile.path().join(".cache"))
+        .env("XDG_DATA_HOME", profile.path().join(".local/share"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
