@@ -1,7 +1,9 @@
 //! `nanochat base-train`: pretrains a GPT on the bundled corpus (default) or given text, JSONL or
 //! parquet files, with nanochat's optimizers and schedule; a progress bar with loss, tokens/s and
 //! MFU; validation bits per byte and greedy samples at intervals; checkpoints and
-//! `metrics.jsonl` under `$NANOCHAT_MODEL_DIR/base_checkpoints/<model_tag>/`.
+//! `metrics.jsonl` under `$NANOCHAT_MODEL_DIR/base_checkpoints/<model_tag>/`. Each input's
+//! documents, characters and share used go to stderr and the summary, with a warning naming
+//! `--total-steps` or `--eval-tokens` when the run leaves more than 1% of its text unused.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +11,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use nanochat_core::checkpoint::Phase;
-use nanochat_core::data::{bundled_documents, split_train_val, Batch, DataLoader, Source};
+use nanochat_core::data::{
+    bundled_documents, split_train_val, unused_warning, Batch, DataLoader, Source, SourceUsage,
+};
 use nanochat_core::model::{GPTConfig, ModelSize, GPT};
 use nanochat_core::optim::{LrSchedule, OptimConfig};
 use nanochat_core::tokenizer::Tokenizer;
@@ -63,8 +67,9 @@ pub struct Args {
     /// Continue the run saved at this step.
     #[arg(long)]
     resume_from_step: Option<u64>,
-    /// Training text (.txt, .jsonl, .parquet, optionally .gz); the last file is validation.
-    /// Default: the bundled corpus (its last 5% of documents are validation).
+    /// Training text (.txt: documents of whole paragraphs, cut at blank lines; .jsonl; .parquet;
+    /// optionally .gz); the last file is validation. Default: the bundled corpus (its last 5% of
+    /// documents are validation). Each input's documents, characters and share used are printed.
     #[arg(long, num_args = 1..)]
     input: Vec<PathBuf>,
     /// Tokenizer directory (default: $NANOCHAT_TOKENIZER_PATH or the model dir's tokenizer/).
@@ -98,6 +103,61 @@ fn model_config(args: &Args, vocab_size: usize) -> anyhow::Result<GPTConfig> {
     Ok(c)
 }
 
+/// Prints each input's documents, characters and the share of them the run reads (training:
+/// `--total-steps` x the tokens per step; validation: `--eval-tokens`, rounded up to whole
+/// batches), warns naming the flag when either leaves more than 1% of its text unused, and
+/// returns the same per input for the summary. `labels`: the training inputs, then validation.
+fn account_inputs(
+    args: &Args,
+    labels: &[String],
+    train: &mut DataLoader,
+    val: &mut DataLoader,
+    n_val_batches: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let (b, t) = (args.batch_size, args.seq_len);
+    let per_step = args.total_batch_size.unwrap_or(b * t);
+    let train_tokens = (args.total_steps as usize).saturating_mul(per_step);
+    let train_use = train.source_usage(train_tokens.saturating_add(1))?;
+    let val_use = val.source_usage(n_val_batches * b * t + 1)?;
+    let mut rows = Vec::new();
+    for (role, usage, labels) in [
+        ("training", &train_use, &labels[..labels.len() - 1]),
+        ("validation", &val_use, &labels[labels.len() - 1..]),
+    ] {
+        for (u, label) in usage.iter().zip(labels) {
+            eprintln!(
+                "base-train {role} input {label}: {} documents, {} characters, {:.1}% used",
+                u.documents,
+                u.chars,
+                100.0 * u.share_used()
+            );
+            rows.push(
+                json!({"input": label, "role": role, "documents": u.documents,
+                "chars": u.chars, "used_chars": u.used_chars(), "share_used": u.share_used()}),
+            );
+        }
+    }
+    let total = |u: &[SourceUsage]| -> (usize, usize) {
+        let chars = u.iter().map(|s| s.chars).sum::<usize>();
+        (
+            chars,
+            chars - u.iter().map(SourceUsage::used_chars).sum::<usize>(),
+        )
+    };
+    let (chars, unused) = total(&train_use);
+    let cause = format!("--total-steps {} of {per_step} tokens", args.total_steps);
+    let remedy = "raise --total-steps to train on all of it";
+    let warn_train = unused_warning(chars, unused, "training characters", &cause, remedy);
+    let (chars, unused) = total(&val_use);
+    let cause = format!("--eval-tokens {}", args.eval_tokens);
+    let remedy = "raise --eval-tokens to measure on all of it";
+    let warn_val = unused_warning(chars, unused, "validation characters", &cause, remedy);
+    for w in [warn_train, warn_val].into_iter().flatten() {
+        eprintln!("{w}");
+    }
+    Ok(json!(rows))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let device = super::open_device(&args.device)?;
@@ -114,11 +174,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("d{}", config.n_layer));
 
     // Data: the bundled corpus split 95/5, or the files with the last one as validation.
-    let (train_sources, val_docs_source) = if args.input.is_empty() {
+    let (train_sources, val_docs_source, labels) = if args.input.is_empty() {
         let (train, val) = split_train_val(bundled_documents()?, 0.95, 0.05)?;
         (
             vec![Source::Docs(Arc::new(train))],
             Source::Docs(Arc::new(val)),
+            vec![
+                "bundled corpus (its first 95%)".to_string(),
+                "bundled corpus (its last 5%)".into(),
+            ],
         )
     } else if args.input.len() == 1 {
         bail!("give at least two --input files: the last one is the validation split");
@@ -127,12 +191,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (
             train.iter().cloned().map(Source::File).collect(),
             Source::File(val.clone()),
+            args.input.iter().map(|p| p.display().to_string()).collect(),
         )
     };
     let (b, t) = (args.batch_size, args.seq_len);
-    let train = DataLoader::new(train_sources, tokenizer.clone(), b, t)?;
+    let mut train = DataLoader::new(train_sources, tokenizer.clone(), b, t)?;
     let mut val_loader = DataLoader::new(vec![val_docs_source], tokenizer.clone(), b, t)?;
     let n_val = args.eval_tokens.div_ceil(b * t).max(1);
+    let inputs = account_inputs(&args, &labels, &mut train, &mut val_loader, n_val)?;
     let val: Vec<Batch> = (0..n_val)
         .map(|_| val_loader.next_batch())
         .collect::<nanochat_core::Result<_>>()?;
@@ -200,6 +266,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "checkpoint_dir": trainer.cfg.checkpoint_dir().display().to_string(),
         "metrics": trainer.cfg.checkpoint_dir().join("metrics.jsonl").display().to_string(),
         "mean_tokens_per_s": progress.mean_tokens_per_s(),
+        "inputs": inputs,
     });
     super::report_stage(
         "base-train",

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use nanochat_core::checkpoint::{load_model, Phase};
-use nanochat_core::data::{Batch, DataLoader, Packing};
+use nanochat_core::data::{conversation_usage, unused_warning, Batch, DataLoader, Packing};
 use nanochat_core::optim::{LrSchedule, OptimConfig};
 use nanochat_core::tasks::{training_task, Task, TaskMixture, TaskSlice};
 use nanochat_core::tokenizer::Tokenizer;
@@ -121,9 +121,19 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
     } else {
         Packing::Packed
     };
+    let val_batches = n_val.div_ceil(b).clamp(1, 8);
+    account_conversations(
+        &args,
+        &train_task,
+        &val_task,
+        &tokenizer,
+        packing,
+        t,
+        val_batches,
+    )?;
     let train = DataLoader::conversations(train_task, packing, tokenizer.clone(), b, t)?;
     let mut val_loader = DataLoader::conversations(val_task, packing, tokenizer.clone(), b, t)?;
-    let val: Vec<Batch> = (0..n_val.div_ceil(b).clamp(1, 8))
+    let val: Vec<Batch> = (0..val_batches)
         .map(|_| val_loader.next_batch())
         .collect::<nanochat_core::Result<_>>()?;
     let cfg = TrainConfig {
@@ -184,6 +194,66 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
         }))?
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Counts what the run reads of the training and validation conversations (rendered whole):
+/// the tokens `--seq-len` truncates, and those `--total-steps` (training) or the at most 8
+/// validation batches of `--batch-size` rows never reach; prints them and warns, naming the
+/// flag, when either leaves more than 1% of the tokens unused.
+fn account_conversations(
+    args: &Args,
+    train: &Arc<dyn Task>,
+    val: &Arc<dyn Task>,
+    tokenizer: &Tokenizer,
+    packing: Packing,
+    t: usize,
+    val_batches: usize,
+) -> anyhow::Result<()> {
+    let b = args.batch_size;
+    let accum = (args.total_batch_size.unwrap_or(b * t) / (b * t)).max(1);
+    let steps = args.total_steps as usize;
+    for (role, task, micro_batches, reach, remedy) in [
+        (
+            "training",
+            train,
+            steps.saturating_mul(accum),
+            format!("--total-steps {steps}"),
+            "raise --total-steps to train on all of them",
+        ),
+        (
+            "validation",
+            val,
+            val_batches,
+            format!("--batch-size {b} (validation reads at most 8 batches)"),
+            "raise --batch-size to measure on more",
+        ),
+    ] {
+        let u = conversation_usage(task.as_ref(), tokenizer, packing, b, t, micro_batches)?;
+        eprintln!(
+            "{role} conversations: {}, {} tokens; {} read, {} cut by --seq-len {t}, {} not reached",
+            u.conversations,
+            u.tokens,
+            u.used_tokens,
+            u.truncated_tokens,
+            u.unread_tokens()
+        );
+        let unit = format!("{role} tokens");
+        let cut = format!("--seq-len {t}");
+        let warnings = [
+            (
+                u.truncated_tokens,
+                cut.as_str(),
+                "raise --seq-len (up to the model's block_size) to keep long conversations whole",
+            ),
+            (u.unread_tokens(), reach.as_str(), remedy),
+        ];
+        for (unused, cause, remedy) in warnings {
+            if let Some(w) = unused_warning(u.tokens, unused, &unit, cause, remedy) {
+                eprintln!("{w}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn phase_command(phase: Phase) -> &'static str {

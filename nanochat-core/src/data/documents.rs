@@ -1,7 +1,8 @@
-//! Documents from files. A `.txt` file is one document; a `.jsonl` file holds one JSON object
-//! per line with the document in `text`; a `.parquet` file (nanochat's FineWeb shards) has one
-//! document per row in column `text`. Any of them may be gzipped (`.gz`). Bad input is an error
-//! naming the file and the line or row, never a panic.
+//! Documents from files. A plain-text file (`.txt`, `.md`, no extension) is cut into documents
+//! at blank lines ([`text_documents`]); a `.jsonl` file holds one JSON object per line with the
+//! document in `text`; a `.parquet` file (nanochat's FineWeb shards) has one document per row in
+//! column `text`. Any of them may be gzipped (`.gz`). Bad input is an error naming the file and
+//! the line or row, never a panic.
 
 use std::io::Read;
 use std::path::Path;
@@ -29,6 +30,55 @@ fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
 
 fn utf8(bytes: Vec<u8>, path: &Path) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| file_err(path, format!("not UTF-8 text: {e}")))
+}
+
+/// Characters a plain-text document holds at most when it is made of several paragraphs (the
+/// size of the bundled corpus's pieces; below tok-train's default `--doc-cap` of 10,000).
+pub const TEXT_DOC_CHARS: usize = 6_000;
+
+/// Documents of plain text. A paragraph is a run of non-blank lines (a blank line is empty or
+/// whitespace only); consecutive paragraphs are gathered into one document while it stays
+/// within [`TEXT_DOC_CHARS`] characters, and a longer paragraph is a document by itself. A
+/// document is the file's text from its first paragraph's first character to its last
+/// paragraph's last (line breaks and the blank lines between its paragraphs kept as they are);
+/// the blank lines between documents belong to none. So a book becomes many web-page-sized
+/// documents, as nanochat's training data are, and `<|bos|>` marks every few pages of it.
+pub fn text_documents(text: &str) -> Vec<String> {
+    // Paragraphs as byte ranges [start, end) of `text`, without their last line break.
+    let mut paragraphs: Vec<(usize, usize)> = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let start = pos;
+        pos += line.len();
+        if line.trim().is_empty() {
+            paragraphs.extend(current.take());
+        } else {
+            let end = start + line.trim_end_matches(['\n', '\r']).len();
+            current = Some((current.map_or(start, |(s, _)| s), end));
+        }
+    }
+    paragraphs.extend(current);
+    let mut docs = Vec::new();
+    // The document being gathered: (start, end, characters).
+    let mut doc: Option<(usize, usize, usize)> = None;
+    for (start, end) in paragraphs {
+        let chars = text[start..end].chars().count();
+        doc = match doc {
+            Some((s, e, n)) => {
+                let joined = n + text[e..start].chars().count() + chars;
+                if joined <= TEXT_DOC_CHARS {
+                    Some((s, end, joined))
+                } else {
+                    docs.push(text[s..e].to_string());
+                    Some((start, end, chars))
+                }
+            }
+            None => Some((start, end, chars)),
+        };
+    }
+    docs.extend(doc.map(|(s, e, _)| text[s..e].to_string()));
+    docs
 }
 
 /// Documents of JSONL text: the `text` field of each non-empty line.
@@ -86,7 +136,9 @@ fn parquet_documents(bytes: Vec<u8>, path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Every document of one file (format from the extension, after an optional `.gz`).
+/// Every document of one file (format from the extension, after an optional `.gz`): a
+/// plain-text file's as [`text_documents`] cuts them, a JSONL file's `text` fields, a parquet
+/// file's `text` column.
 pub fn read_documents(path: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
     let name = path
@@ -102,7 +154,7 @@ pub fn read_documents(path: &Path) -> Result<Vec<String>> {
     } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
         jsonl_documents(&utf8(bytes, path)?, path)
     } else if name.ends_with(".txt") || name.ends_with(".md") || !name.contains('.') {
-        Ok(vec![utf8(bytes, path)?])
+        Ok(text_documents(&utf8(bytes, path)?))
     } else {
         Err(file_err(
             path,
@@ -243,6 +295,55 @@ mod tests {
             read_documents(&path).unwrap(),
             vec!["first doc", "second ünïcode doc"]
         );
+    }
+
+    /// A 300 KB book: 300 paragraphs of 999 characters (ten 99-character lines), one blank line
+    /// between them.
+    fn book() -> (String, Vec<String>) {
+        let paragraphs: Vec<String> = (0..300)
+            .map(|p| {
+                (0..10)
+                    .map(|l| format!("{:<99}", format!("paragraph {p} line {l} of the book")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        (paragraphs.join("\n\n") + "\n", paragraphs)
+    }
+
+    #[test]
+    fn a_book_is_many_documents() {
+        let (text, paragraphs) = book();
+        assert_eq!(text.len(), 300 * 999 + 299 * 2 + 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("book.txt");
+        std::fs::write(&path, &text).unwrap();
+        let docs = read_documents(&path).unwrap();
+        // Five paragraphs and four blank lines make 5003 characters; a sixth would pass 6000.
+        assert_eq!(docs.len(), 60);
+        for (i, d) in docs.iter().enumerate() {
+            assert_eq!(*d, paragraphs[5 * i..5 * i + 5].join("\n\n"));
+            assert_eq!(d.chars().count(), 5003);
+        }
+        let chars: usize = docs.iter().map(|d| d.chars().count()).sum();
+        assert_eq!(chars, 300_180);
+    }
+
+    #[test]
+    fn plain_text_is_cut_at_blank_lines() {
+        // Blank lines may hold spaces or \r; a paragraph keeps its own line breaks and indent.
+        let text = "\n\n  a\r\nb  \r\n \t\n\n\nc\n";
+        assert_eq!(text_documents(text), vec!["  a\r\nb  \r\n \t\n\n\nc"]);
+        assert!(text_documents(" \n\n").is_empty());
+        assert_eq!(text_documents("no break at all"), vec!["no break at all"]);
+        // A paragraph over the limit is a document alone; sizes count characters, not bytes.
+        let long = "x".repeat(TEXT_DOC_CHARS + 1);
+        let text = format!("short\n\n{long}\n\nshort again");
+        assert_eq!(text_documents(&text), vec!["short", &long, "short again"]);
+        let e = "\u{e9}".repeat(2000);
+        assert_eq!(text_documents(&format!("{e}\n\n{e}")).len(), 1);
+        let e = "\u{e9}".repeat(3000);
+        assert_eq!(text_documents(&format!("{e}\n\n{e}")), vec![e.clone(), e]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::documents::read_documents;
+use super::usage::SourceUsage;
 use crate::tasks::Task;
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, Result};
@@ -76,6 +77,11 @@ pub struct DataLoader {
     cache: Option<(usize, Vec<u32>, Option<Vec<u8>>)>,
 }
 
+/// Tokens a conversation keeps in a packed stream of `seq`-token rows: 4 (T + 1).
+pub(crate) fn conversation_max_tokens(seq: usize) -> usize {
+    4 * (seq + 1)
+}
+
 /// Tokens of documents, each preceded by `<|bos|>`.
 pub fn tokenize_documents(tokenizer: &Tokenizer, docs: &[String]) -> Vec<u32> {
     let bos = tokenizer.get_bos_token_id();
@@ -122,7 +128,7 @@ impl DataLoader {
                 task.name()
             )));
         }
-        let max_tokens = 4 * (seq + 1);
+        let max_tokens = conversation_max_tokens(seq);
         DataLoader::with(
             Segments::Conversations { task, max_tokens },
             packing,
@@ -177,6 +183,48 @@ impl DataLoader {
         }
         self.state = state;
         Ok(())
+    }
+
+    /// What a run reading the first `stream_tokens` tokens of this text stream (from its start,
+    /// cycling as [`next_batch`](Self::next_batch) does) uses of each source, in order. Every
+    /// source is read (its documents and characters counted); those the run reaches are
+    /// tokenized, as the loader will (the last one stays cached). A run that reads B x T-token
+    /// micro-batches reads `n * B * T + 1` tokens in `n` of them. Errors: a source that cannot
+    /// be read; [`CoreError::Config`] for a conversation stream.
+    pub fn source_usage(&mut self, stream_tokens: usize) -> Result<Vec<SourceUsage>> {
+        let Segments::Text(sources) = &self.segments else {
+            return Err(CoreError::Config(
+                "source usage is counted for text sources only".into(),
+            ));
+        };
+        let sources = sources.clone();
+        let mut left = stream_tokens;
+        let mut out = Vec::with_capacity(sources.len());
+        for (i, source) in sources.iter().enumerate() {
+            let read;
+            let docs: &[String] = match source {
+                Source::Docs(docs) => docs,
+                Source::File(path) => {
+                    read = read_documents(path)?;
+                    &read
+                }
+            };
+            let mut usage = SourceUsage {
+                documents: docs.len(),
+                chars: docs.iter().map(|d| d.chars().count()).sum(),
+                tokens: None,
+                used_tokens: 0,
+            };
+            if left > 0 {
+                let tokens = tokenize_documents(&self.tokenizer, docs);
+                usage.tokens = Some(tokens.len());
+                usage.used_tokens = tokens.len().min(left);
+                left -= usage.used_tokens;
+                self.cache = Some((i, tokens, None));
+            }
+            out.push(usage);
+        }
+        Ok(out)
     }
 
     /// Tokens and mask (None: all trained on) of segment `i`.
@@ -356,6 +404,63 @@ mod tests {
             assert_eq!(&resumed.next_batch().unwrap(), batch);
         }
         assert!(resumed.restore(LoaderState { source: 5, ..saved }).is_err());
+    }
+
+    #[test]
+    fn source_usage_follows_the_stream() {
+        let tok = crate::tokenizer::tests::small_tokenizer().clone();
+        let docs: Vec<String> = (0..10).map(|i| format!("document {i} says hi")).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("more.txt");
+        std::fs::write(&file, "first paragraph\n\nsecond paragraph \u{e9}\n").unwrap();
+        let n_docs = tokenize_documents(&tok, &docs).len();
+        let in_file = tokenize_documents(&tok, &read_documents(&file).unwrap()).len();
+        let sources = vec![
+            Source::Docs(docs.clone().into()),
+            Source::File(file.clone()),
+            Source::File(file),
+        ];
+        let mut loader = DataLoader::new(sources.clone(), tok.clone(), 2, 4).unwrap();
+        let u = loader.source_usage(n_docs + 3).unwrap();
+        let chars: usize = docs.iter().map(|d| d.chars().count()).sum();
+        assert_eq!(
+            u,
+            vec![
+                SourceUsage {
+                    documents: 10,
+                    chars,
+                    tokens: Some(n_docs),
+                    used_tokens: n_docs
+                },
+                // One document of 35 characters (15 + the blank line's 2 + 18).
+                SourceUsage {
+                    documents: 1,
+                    chars: 35,
+                    tokens: Some(in_file),
+                    used_tokens: 3
+                },
+                SourceUsage {
+                    documents: 1,
+                    chars: 35,
+                    tokens: None,
+                    used_tokens: 0
+                },
+            ]
+        );
+        assert_eq!(
+            u[1].used_chars(),
+            (35.0 * 3.0 / in_file as f64).round() as usize
+        );
+        // A run longer than the stream reads every source whole.
+        let u = loader.source_usage(5 * (n_docs + 2 * in_file)).unwrap();
+        assert!(u
+            .iter()
+            .all(|s| s.share_used() == 1.0 && s.used_chars() == s.chars));
+        // Counting leaves the batches as they were.
+        let mut fresh = DataLoader::new(sources, tok, 2, 4).unwrap();
+        for _ in 0..6 {
+            assert_eq!(loader.next_batch().unwrap(), fresh.next_batch().unwrap());
+        }
     }
 
     #[test]

@@ -1,8 +1,16 @@
 //! Text for training: documents read from plain text, JSONL or parquet files (optionally
-//! gzipped), and the small public-domain corpus built into the library.
+//! gzipped), and the small public-domain corpus built into the library; and the accounting of
+//! how much of it a run uses.
 
 mod documents;
 mod loader;
+mod usage;
 
-pub use documents::{bundled_documents, read_documents, split_train_val, BUNDLED_CORPUS};
+pub use documents::{
+    bundled_documents, read_documents, split_train_val, text_documents, BUNDLED_CORPUS,
+    TEXT_DOC_CHARS,
+};
 pub use loader::{tokenize_documents, Batch, DataLoader, LoaderState, Packing, Source};
+pub use usage::{
+    conversation_usage, unused_warning, ConversationUsage, SourceUsage, UNUSED_WARN_SHARE,
+};

@@ -14,7 +14,7 @@ mod train;
 use std::path::{Path, PathBuf};
 
 pub use fingerprint::{fingerprint, fingerprint_tiktoken, TokenEntry};
-pub use train::{train_tokenizer, TrainOptions};
+pub use train::{train_chars, train_tokenizer, TrainChars, TrainOptions};
 
 use crate::{CoreError, Result};
 

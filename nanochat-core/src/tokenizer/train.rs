@@ -45,9 +45,50 @@ fn prefix_chars(s: &str, cap: usize) -> &str {
     }
 }
 
+/// Characters of the documents given to [`train_tokenizer`] and what its caps left of them:
+/// `read = used + over_doc_cap + over_max_chars`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrainChars {
+    /// Characters of all the documents given.
+    pub read: usize,
+    /// Characters trained on.
+    pub used: usize,
+    /// Characters past `doc_cap` in their document.
+    pub over_doc_cap: usize,
+    /// Characters within `doc_cap` left out once `max_chars` were taken.
+    pub over_max_chars: usize,
+}
+
+/// The texts trained on: each document's first `doc_cap` characters, in order, until
+/// `max_chars` are taken (as nanochat's `text_iterator`); and the count of what was left.
+fn capped_texts<'a>(docs: &'a [String], opts: &TrainOptions) -> (Vec<&'a str>, TrainChars) {
+    let mut texts = Vec::new();
+    let mut count = TrainChars::default();
+    for d in docs {
+        let n = d.chars().count();
+        let within_cap = n.min(opts.doc_cap);
+        let take = within_cap.min(opts.max_chars - count.used);
+        count.read += n;
+        count.over_doc_cap += n - within_cap;
+        count.over_max_chars += within_cap - take;
+        if take > 0 {
+            count.used += take;
+            texts.push(prefix_chars(d, take));
+        }
+    }
+    (texts, count)
+}
+
+/// What [`train_tokenizer`] would read and train on of `docs` under `opts`'s caps, counted
+/// without training (to warn before a long run).
+pub fn train_chars(docs: &[String], opts: &TrainOptions) -> TrainChars {
+    capped_texts(docs, opts).1
+}
+
 /// Trains a tokenizer on `docs`, each cut to `doc_cap` characters, up to `max_chars` in all.
-/// Returns it with the number of characters trained on.
-pub fn train_tokenizer(docs: &[String], opts: &TrainOptions) -> Result<(Tokenizer, usize)> {
+/// Returns it with the count of characters read and trained on, and of those each cap left out.
+/// Errors: a vocabulary under 256 + 9 tokens, no text within the caps.
+pub fn train_tokenizer(docs: &[String], opts: &TrainOptions) -> Result<(Tokenizer, TrainChars)> {
     let n_special = SPECIAL_TOKENS.len();
     if opts.vocab_size < 256 + n_special {
         return Err(tok_err(format!(
@@ -55,17 +96,8 @@ pub fn train_tokenizer(docs: &[String], opts: &TrainOptions) -> Result<(Tokenize
             opts.vocab_size
         )));
     }
-    let mut texts: Vec<&str> = Vec::new();
-    let mut chars = 0usize;
-    for d in docs {
-        if chars >= opts.max_chars {
-            break;
-        }
-        let t = prefix_chars(d, opts.doc_cap.min(opts.max_chars - chars));
-        chars += t.chars().count();
-        texts.push(t);
-    }
-    if chars == 0 {
+    let (texts, chars) = capped_texts(docs, opts);
+    if chars.used == 0 {
         return Err(tok_err("no text to train on"));
     }
     let bpe = BPE::builder()
@@ -99,4 +131,38 @@ pub fn train_tokenizer(docs: &[String], opts: &TrainOptions) -> Result<(Tokenize
         .collect();
     tok.add_special_tokens(&specials);
     Ok((Tokenizer::from_hf(tok)?, chars))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_are_counted() {
+        let docs: Vec<String> = ["\u{e9}".repeat(50), "b".repeat(10), "c".repeat(30)]
+            .into_iter()
+            .collect();
+        let opts = |doc_cap, max_chars| TrainOptions {
+            doc_cap,
+            max_chars,
+            ..TrainOptions::default()
+        };
+        let (texts, c) = capped_texts(&docs, &opts(20, 35));
+        assert_eq!(texts, ["\u{e9}".repeat(20), "b".repeat(10), "c".repeat(5)]);
+        assert_eq!(
+            c,
+            TrainChars {
+                read: 90,
+                used: 35,
+                over_doc_cap: 40,
+                over_max_chars: 15
+            }
+        );
+        let (texts, c) = capped_texts(&docs, &opts(100, 1000));
+        assert_eq!(texts.len(), 3);
+        assert_eq!(
+            (c.read, c.used, c.over_doc_cap, c.over_max_chars),
+            (90, 90, 0, 0)
+        );
+    }
 }
