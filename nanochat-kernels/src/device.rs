@@ -21,6 +21,7 @@ pub enum Backend {
 impl Backend {
     /// The compute client of this backend, or an error naming why there is none.
     pub fn client(self) -> Result<Client, KernelError> {
+        crate::libcalls::keep();
         let device = match self {
             Backend::Cpu => cubecl::Device::cpu(),
             Backend::Cuda(i) => cubecl::Device::cuda(i),

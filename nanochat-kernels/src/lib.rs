@@ -25,6 +25,7 @@ pub mod embedding;
 pub mod error;
 mod launch;
 pub mod layout;
+pub mod libcalls;
 pub mod matmul;
 pub mod optim;
 pub mod reduce;
