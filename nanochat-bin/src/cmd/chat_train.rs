@@ -1,8 +1,10 @@
 //! `nanochat mid-train` and `nanochat chat-sft`: fine-tune a base (or mid) model on rendered
 //! conversations from a TaskMixture, with the loss mask (targets of masked tokens become -1).
 //! Mid-training packs conversations into a stream and teaches the special tokens and the
-//! calculator tool's format; SFT pads one conversation per row. Checkpoints go to
-//! `{mid,sft}_checkpoints/<model_tag>/` with a `metrics.jsonl`.
+//! calculator tool's format; SFT pads one conversation per row. A row with no supervised token
+//! (e.g. a user message longer than the row) adds no loss and no gradient: it is counted
+//! (`masked_rows` in `metrics.jsonl` and the summary) with a warning, never an error. Checkpoints
+//! go to `{mid,sft}_checkpoints/<model_tag>/` with a `metrics.jsonl`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -183,14 +185,14 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
         phase_command(phase),
         json!({"checkpoint_dir": trainer.cfg.checkpoint_dir(), "model_tag": tag, "run": trainer.cfg.run}),
         json!({"steps": trainer.step, "val_bpb": val_bpb, "tokens_per_s": progress.mean_tokens_per_s(),
-            "wall_s": started.elapsed().as_secs_f64()}),
+            "masked_rows": progress.masked_rows(), "wall_s": started.elapsed().as_secs_f64()}),
     );
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
             "phase": phase.name(), "model_tag": tag, "step": trainer.step, "val_bpb": val_bpb,
             "checkpoint_dir": trainer.cfg.checkpoint_dir().display().to_string(),
-            "mean_tokens_per_s": progress.mean_tokens_per_s(),
+            "mean_tokens_per_s": progress.mean_tokens_per_s(), "masked_rows": progress.masked_rows(),
         }))?
     );
     Ok(ExitCode::SUCCESS)

@@ -1,9 +1,10 @@
 //! Progress displays on stderr (stdout is for the JSON summary): [`bar`] and [`line`] for every
 //! command, and the training display ([`TrainProgress`]): a bar with loss, tokens/s and MFU, and
-//! a line per evaluation, sample and checkpoint.
+//! a line per evaluation, sample and checkpoint, and warnings about rows without a supervised
+//! token (the first step that has some, every skipped step, and the total at the end).
 
 use indicatif::{ProgressBar, ProgressStyle};
-use nanochat_core::train::Event;
+use nanochat_core::train::{Event, StepMetrics};
 
 /// The bar of a long-running command (`None` with `--quiet`): `template` is indicatif's
 /// (e.g. `"[{elapsed_precise}] {bar:30} {pos}/{len} {msg}"`), `prefix` fills `{prefix}`.
@@ -31,6 +32,9 @@ pub const STEPS: &str = "[{elapsed_precise}] {bar:30} {pos}/{len} {msg}";
 pub struct TrainProgress {
     bar: Option<ProgressBar>,
     tokens_per_s: Vec<f64>,
+    /// Rows without a supervised token, and the steps that had any, so far.
+    masked_rows: u64,
+    masked_steps: u64,
 }
 
 impl TrainProgress {
@@ -42,6 +46,8 @@ impl TrainProgress {
         TrainProgress {
             bar,
             tokens_per_s: Vec::new(),
+            masked_rows: 0,
+            masked_steps: 0,
         }
     }
 
@@ -56,16 +62,20 @@ impl TrainProgress {
                 if m.step > 1 {
                     self.tokens_per_s.push(m.tokens_per_s);
                 }
+                self.masked(m);
                 if let Some(b) = &self.bar {
                     b.set_position(m.step);
+                    let loss = m.loss.map_or("-".into(), |l| format!("{l:.4}"));
                     b.set_message(format!(
-                        "loss {:.4} | {:.0} tok/s | MFU {:.1}%",
-                        m.loss,
+                        "loss {loss} | {:.0} tok/s | MFU {:.1}%",
                         m.tokens_per_s,
                         100.0 * m.mfu
                     ));
                 }
             }
+            Event::Eval { step, val_bpb } if val_bpb.is_nan() => self.line(format!(
+                "warning: step {step}: no val bpb: no validation row has a supervised token of text"
+            )),
             Event::Eval { step, val_bpb } => {
                 self.line(format!("step {step}: val bpb {val_bpb:.4}"))
             }
@@ -79,10 +89,43 @@ impl TrainProgress {
         }
     }
 
+    /// Warns about a step's rows without a supervised token: the first step that has some,
+    /// and every skipped step (the rest are summed up by [`TrainProgress::finish`]).
+    fn masked(&mut self, m: &StepMetrics) {
+        if m.masked_rows == 0 {
+            return;
+        }
+        if m.skipped {
+            self.line(format!(
+                "warning: step {}: skipped: no supervised token in its {} row(s) (all targets masked)",
+                m.step, m.masked_rows
+            ));
+        } else if self.masked_steps == 0 {
+            self.line(format!(
+                "warning: step {}: {} row(s) without a supervised token (all targets masked: a prompt longer than the row, or no assistant tokens); they add no loss and no gradient (`masked_rows` in metrics.jsonl)",
+                m.step, m.masked_rows
+            ));
+        }
+        self.masked_rows += m.masked_rows;
+        self.masked_steps += 1;
+    }
+
+    /// Ends the bar; warns with the total of rows without a supervised token.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish();
         }
+        if self.masked_rows > 0 {
+            self.line(format!(
+                "warning: {} row(s) in {} step(s) had no supervised token and were left out of training",
+                self.masked_rows, self.masked_steps
+            ));
+        }
+    }
+
+    /// Rows without a supervised token seen so far.
+    pub fn masked_rows(&self) -> u64 {
+        self.masked_rows
     }
 
     pub fn mean_tokens_per_s(&self) -> Option<f64> {

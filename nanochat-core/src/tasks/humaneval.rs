@@ -235,8 +235,13 @@ impl Task for HumanEval {
             ],
         })
     }
-    /// Whether the completion's code passes the problem's tests in the sandbox. False too when
-    /// the conversation is not one of this set's or the sandbox cannot run (logged).
+    /// Whether the completion's code passes the problem's tests in the sandbox: only when the
+    /// sandbox's harness sees the program return ([`Outcome::Passed`]); leaving early with
+    /// status 0 ([`Outcome::LeftEarly`]) is no pass. False too when the conversation is not
+    /// one of this set's or the sandbox cannot run (logged).
+    ///
+    /// [`Outcome::Passed`]: crate::tools::sandbox::Outcome::Passed
+    /// [`Outcome::LeftEarly`]: crate::tools::sandbox::Outcome::LeftEarly
     fn evaluate(&self, conversation: &Conversation, completion: &str) -> bool {
         match self.run(conversation, completion) {
             Ok(outcome) => outcome.status.passed(),
@@ -438,6 +443,41 @@ mod tests {
             HumanEval::check_program(&p, "```python\ndef f():\n    return 1\n```"),
             "import math\n\ndef f():\n    return 1\n\ndef check(c):\n    assert c() == 1\n\ncheck(f)"
         );
+    }
+
+    /// A problem whose prompt opens a string on its import line, so that whatever a model
+    /// writes (the reference reply too: it repeats that line, closing the string, then opens
+    /// another) is inert text, and whose tests close it and exit with status 0 before `check`.
+    fn leaving_problem() -> HumanEval {
+        let p = serde_json::json!({
+            "task_id": "Leave/0",
+            "prompt": "import posix; _inert = \"\"\"\n\"\"\"\ndef leave(x: int) -> int:\n",
+            "canonical_solution": "    return x\n",
+            "test": "\"\"\"\nposix._exit(0)\n\n\ndef check(candidate):\n    assert candidate(1) == 2\n",
+            "entry_point": "leave"
+        });
+        HumanEval::parse(&format!("{p}\n"), "leave.jsonl").unwrap()
+    }
+
+    #[test]
+    fn a_program_that_leaves_before_its_tests_scores_zero() {
+        let he = leaving_problem();
+        let c = he.get_example(0).unwrap();
+        let reference = content_text(&c.messages[1].content);
+        for completion in [
+            reference.as_str(),
+            "def leave(x):\n    return x\n",
+            "anything",
+        ] {
+            let out = he.run(&c, completion).unwrap();
+            assert_eq!(out.status, Outcome::LeftEarly { exit_code: 0 }, "{out:?}");
+            assert!(!he.evaluate(&c, completion), "{completion}");
+        }
+        // Through chat-eval's scoring: a model answering the reference scores 0%, not 100%.
+        let tok = crate::tokenizer::tests::small_tokenizer();
+        let oracle = crate::eval::fake::OracleModel::new(tok, &[&he]).unwrap();
+        let accuracy = crate::eval::evaluate_task(&oracle, tok, &he).unwrap();
+        assert_eq!(accuracy, 0.0);
     }
 
     /// Every canonical solution of the committed sample passes its tests.

@@ -34,7 +34,8 @@ pub fn batch_nats_bytes(model: &GPT, batch: &Batch, token_bytes: &[u32]) -> Resu
     Ok((nats, bytes))
 }
 
-/// Bits per byte over `batches`.
+/// Bits per byte over `batches`. Rows without a supervised target (all -1) add nothing; NaN
+/// when no target of text is left at all (never an error).
 pub fn evaluate_bpb<'a>(
     model: &GPT,
     batches: impl IntoIterator<Item = &'a Batch>,

@@ -1,6 +1,6 @@
 //! `metrics.jsonl` beside the checkpoints: one JSON object per optimizer step (step, loss,
-//! learning-rate multiplier, tokens/s, MFU, and val bpb when measured), appended and flushed as
-//! training goes, for the report card's loss curves.
+//! learning-rate multiplier, tokens/s, MFU, rows without a supervised token, and val bpb when
+//! measured), appended and flushed as training goes, for the report card's loss curves.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,15 +9,24 @@ use serde::Serialize;
 
 use crate::{CoreError, Result};
 
+/// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, Serialize)]
 pub struct StepMetrics {
     pub step: u64,
-    pub loss: f64,
+    /// Mean training loss (nats per supervised token) over the step's non-empty micro-batches;
+    /// `null` when the step was skipped.
+    pub loss: Option<f64>,
     pub lr_multiplier: f64,
     pub tokens_per_s: f64,
     pub mfu: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_bpb: Option<f64>,
+    /// Rows of the step whose targets were all -1: they added no loss and no gradient.
+    pub masked_rows: u64,
+    /// Present (true) when no micro-batch of the step had a supervised target: no optimizer
+    /// update was made.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 pub struct MetricsLog {

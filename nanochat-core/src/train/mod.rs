@@ -1,7 +1,10 @@
 //! The training loop shared by base training, mid-training and SFT: gradient accumulation to a
 //! total batch size, nanochat's optimizers and schedules, validation bits per byte, greedy
-//! samples, checkpoints (resumable to the bit on the CPU) and a `metrics.jsonl`.
+//! samples, checkpoints (resumable to the bit on the CPU) and a `metrics.jsonl`. Rows and
+//! micro-batches with no supervised token are counted and left out ([`accumulate_gradients`]);
+//! a step made only of them is skipped.
 
+mod accumulate;
 mod bench;
 mod bpb;
 mod memory;
@@ -12,6 +15,7 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Instant;
 
+pub use accumulate::{accumulate_gradients, has_supervised_target, masked_rows, Accumulated};
 pub use bench::{bench_train, peak_host_bytes, TrainBench};
 pub use bpb::{batch_nats_bytes, evaluate_bpb};
 pub use memory::{check_fits, estimate_training_bytes, free_bytes};
@@ -22,10 +26,9 @@ use crate::checkpoint::{
 };
 use crate::data::{Batch, DataLoader, LoaderState};
 use crate::model::{SamplingParams, GPT};
-use crate::ops;
 use crate::optim::{muon_momentum, LrSchedule, OptimConfig, Optimizer};
 use crate::tokenizer::Tokenizer;
-use crate::{CoreError, DType, Device, Grads, Result, Tape};
+use crate::{CoreError, DType, Device, Result};
 
 /// A stream of training batches whose position can be saved and restored.
 pub trait BatchSource: Send {
@@ -89,6 +92,27 @@ impl TrainConfig {
 
     pub fn checkpoint_dir(&self) -> PathBuf {
         checkpoint_dir(&self.root, self.phase, &self.model_tag)
+    }
+}
+
+/// What one optimizer step did ([`Trainer::train_step`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepOutcome {
+    /// The mean loss over the micro-batches that had a supervised target; `None` when none had
+    /// one (the step was skipped).
+    pub loss: Option<f64>,
+    /// Rows of the step's micro-batches whose targets were all -1 (no loss, no gradient).
+    pub masked_rows: usize,
+    /// Micro-batches whose targets were all -1, left out of the step.
+    pub empty_micro_batches: usize,
+    /// Micro-batches read (`grad_accum_steps`).
+    pub micro_batches: usize,
+}
+
+impl StepOutcome {
+    /// Whether the optimizer step was skipped: no micro-batch had a supervised target.
+    pub fn skipped(&self) -> bool {
+        self.loss.is_none()
     }
 }
 
@@ -257,46 +281,33 @@ impl Trainer {
         r?
     }
 
-    /// One optimizer step over `grad_accum_steps` micro-batches; returns the mean loss. Runs on
-    /// the device's thread ([`Device::exclusive`]).
-    pub fn train_step(&mut self) -> Result<f64> {
+    /// One optimizer step over `grad_accum_steps` micro-batches ([`accumulate_gradients`]:
+    /// micro-batches without a supervised target are left out; when all are, the optimizer step
+    /// is skipped but the step still counts). Runs on the device's thread
+    /// ([`Device::exclusive`]).
+    pub fn train_step(&mut self) -> Result<StepOutcome> {
         let device = self.model.get_device().clone();
         device.exclusive(|| self.train_step_inner())?
     }
 
-    fn train_step_inner(&mut self) -> Result<f64> {
+    fn train_step_inner(&mut self) -> Result<StepOutcome> {
         let accum = self.cfg.grad_accum_steps()?;
-        let params: Vec<_> = self
-            .model
-            .named_parameters()
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect();
-        let mut grads = Grads::default();
-        let mut loss_sum = 0.0;
-        for _ in 0..accum {
-            let batch = self.train.next_batch()?;
-            let tape = Tape::new();
-            for p in &params {
-                tape.watch(p);
-            }
-            let loss = self.model.loss(
-                Some(&tape),
-                &batch.inputs,
-                &batch.targets,
-                batch.batch,
-                batch.seq,
-                ops::Reduction::Mean,
-            )?;
-            loss_sum += loss.to_scalar()? as f64;
-            let scaled = ops::scale(Some(&tape), &loss, 1.0 / accum as f32)?;
-            grads.merge(tape.backward(&scaled)?)?;
+        let batches = (0..accum)
+            .map(|_| self.train.next_batch())
+            .collect::<Result<Vec<_>>>()?;
+        let acc = accumulate_gradients(&self.model, &batches)?;
+        if !acc.is_empty() {
+            let lr = self.cfg.schedule.multiplier(self.step as usize) as f32;
+            self.optim
+                .step(&acc.grads, lr, muon_momentum(self.step as usize))?;
         }
-        let lr = self.cfg.schedule.multiplier(self.step as usize) as f32;
-        self.optim
-            .step(&grads, lr, muon_momentum(self.step as usize))?;
         self.step += 1;
-        Ok(loss_sum / accum as f64)
+        Ok(StepOutcome {
+            loss: acc.loss,
+            masked_rows: acc.masked_rows,
+            empty_micro_batches: acc.empty_micro_batches,
+            micro_batches: accum,
+        })
     }
 
     /// Saves the current step.
@@ -340,18 +351,20 @@ impl Trainer {
         }
         while self.step < cfg.total_steps {
             let t0 = Instant::now();
-            let loss = self.train_step()?;
+            let outcome = self.train_step()?;
             self.model.get_device().sync()?;
             let secs = t0.elapsed().as_secs_f64();
             let tps = cfg.total_batch_size as f64 / secs;
             let last = self.step == cfg.total_steps;
             let mut m = StepMetrics {
                 step: self.step,
-                loss,
+                loss: outcome.loss,
                 lr_multiplier: cfg.schedule.multiplier(self.step as usize - 1),
                 tokens_per_s: tps,
                 mfu: flops_per_token * tps / peak,
                 val_bpb: None,
+                masked_rows: outcome.masked_rows as u64,
+                skipped: outcome.skipped(),
             };
             if last || (cfg.eval_every > 0 && self.step % cfg.eval_every == 0) {
                 let bpb = self.evaluate()?;

@@ -19,11 +19,31 @@
 //! - **The Python prelude** ([`PRELUDE`]), always: human-eval's `reliability_guard`, which
 //!   disables networking and the destructive `os`/`shutil`/`subprocess` functions.
 //!
+//! **How a pass is recognised.** A run passes only when the harness itself sees the program's
+//! code return, never from the exit status alone: each run gets two fresh secrets (256 bits
+//! each from the OS's random source), one for a pass and one for a failure, written into a
+//! pipe whose write end the harness closes before the interpreter starts; the prelude reads
+//! that pipe to its end and closes it before the program runs. When the program's code returns
+//! without an exception (in the process the harness started, not a forked copy), the prelude
+//! writes the pass secret to a second, dedicated pipe; on an uncaught exception, the failure
+//! secret (the program's code may still run after that, in the exception's `__str__`, so that
+//! one must not tell anything about the other); then it exits. The harness counts
+//! [`Outcome::Passed`] only when that pipe holds exactly the pass secret and the exit status is
+//! 0. As the program never sees the pass secret, nothing it can do makes a pass: exiting (any
+//! status, `os._exit`, `posix._exit`, `SystemExit`, `abort`, from any module, from native code
+//! or from any thread), replacing the process (`exec`), forking (a forked copy of the prelude
+//! does not report), printing, or writing to any inherited descriptor (the pipe then holds
+//! something else, which voids the report). An exit without the prelude's report is
+//! [`Outcome::LeftEarly`], told apart from a reported exception ([`Outcome::Failed`]).
+//! Out of scope: the program runs in the prelude's interpreter, so deliberate inspection of the
+//! harness's own memory (the prelude's frames and objects, e.g. through `sys._getframe`, `gc`
+//! or `ctypes`, or the parent process's memory) can find the secret or skip the tests.
+//!
 //! Output is read on threads (a program printing megabytes cannot deadlock on a full pipe) and
 //! kept up to `max_output_bytes` per stream; the rest is read and dropped.
 //!
 //! This is a guard against accidents of generated code (an infinite loop, a memory hog, a stray
-//! `os.remove`, an `exit()` before the tests), not a boundary against a determined attacker: run
+//! `os.remove`, an exit before the tests), not a boundary against a determined attacker: run
 //! evaluations of untrusted models on a machine (or container) you can afford to lose.
 
 use std::path::{Path, PathBuf};
@@ -67,11 +87,18 @@ impl Default for SandboxLimits {
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The program ran to its end without an uncaught exception (exit status 0 from the prelude).
+    /// The program's code returned without an uncaught exception: the prelude reported it with
+    /// the run's secret (see the module doc), and exited with status 0.
     Passed,
-    /// An uncaught exception (the traceback is on stderr), a `SystemExit` (even `exit(0)`: as in
-    /// human-eval, a program does not pass by leaving before its tests), or a syntax error.
+    /// The prelude reported an uncaught exception (the traceback is on stderr), a `SystemExit`
+    /// (even `exit(0)`: as in human-eval, a program does not pass by leaving before its tests),
+    /// or a syntax error.
     Failed { exit_code: i32 },
+    /// The process exited (with any status, 0 included) without the prelude's report: the
+    /// program left before its end (`os._exit`/`posix._exit` from any module or thread, native
+    /// code, `exec` of another program), tampered with the report pipe, or the interpreter
+    /// failed before the prelude ran.
+    LeftEarly { exit_code: i32 },
     /// Killed by a signal: `SIGXCPU`/`SIGKILL` past the CPU limit, `SIGXFSZ` past the file-size
     /// limit, `SIGSEGV`...
     Killed { signal: i32 },
@@ -113,7 +140,7 @@ pub struct SandboxOutcome {
 }
 
 /// The Python prelude every program runs under, given as `python3 -c` with the program's path as
-/// `sys.argv[1]`. It is human-eval's (and nanochat's) `reliability_guard`, then runs the program:
+/// `sys.argv[1]` and the secret's and the report's fds as `sys.argv[2]` and `sys.argv[3]`. It is human-eval's (and nanochat's) `reliability_guard`, then runs the program:
 ///
 /// - disables networking: `socket.socket` (a subclass whose constructor raises, so `ssl` and
 ///   `asyncio` still import), `create_connection`, `create_server`, `socketpair`, `fromfd` and the
@@ -125,8 +152,13 @@ pub struct SandboxOutcome {
 ///   `OMP_NUM_THREADS=1`;
 /// - reads the program (UTF-8), compiles it on its own (so `from __future__` works and tracebacks
 ///   name its file and lines) and executes it as `__main__`; any exception (including
-///   `SystemExit`) prints its traceback and exits 1; reaching the end exits 0 (through a saved
-///   `os._exit`, so `atexit` hooks and leftover threads cannot change the result).
+///   `SystemExit`) reports a failure, prints its traceback and exits 1; reaching the end reports
+///   the pass and exits 0 (through a saved `os._exit`, so `atexit` hooks and leftover threads
+///   cannot change the result).
+///
+/// Before all that it reads the run's two secrets (pass, then failure: halves of what the fd
+/// in `sys.argv[2]` holds) and closes that fd; the report (one of them) goes to the fd in
+/// `sys.argv[3]`, made non-inheritable (see the module doc).
 ///
 /// What it does not protect against: anything reaching the same calls another way (`posix.remove`,
 /// `_socket.socket`, `ctypes`, `open(path, "w")` on a file outside the temp dir). Those are for
@@ -136,7 +168,33 @@ def _nanochat_sandbox():
     import builtins, faulthandler, os, shutil, socket, subprocess, sys, traceback
 
     path = sys.argv[1]
-    _exit = os._exit
+    _exit, _write, _getpid = os._exit, os.write, os.getpid
+    # The run's two secrets (the pass and the failure reports), from a pipe the harness closed
+    # after writing them: read to its end, then closed, before the program starts.
+    secret_fd, result_fd = int(sys.argv[2]), int(sys.argv[3])
+    secrets = b""
+    while True:
+        chunk = os.read(secret_fd, 4096)
+        if not chunk:
+            break
+        secrets += chunk
+    os.close(secret_fd)
+    passed, failed = secrets[:len(secrets) // 2], secrets[len(secrets) // 2:]
+    del secrets
+    # Not passed on to a program the process is replaced with (exec).
+    os.set_inheritable(result_fd, False)
+    pid = _getpid()
+
+    def report(data):
+        # Only the interpreter the harness started reports: not a child the program forked.
+        if _getpid() != pid:
+            return
+        try:
+            while data:
+                data = data[_write(result_fd, data):]
+        except BaseException:
+            pass
+
     faulthandler.disable()
     os.environ["OMP_NUM_THREADS"] = "1"
 
@@ -181,6 +239,7 @@ def _nanochat_sandbox():
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException:
+        report(failed)
         try:
             traceback.print_exc()
             sys.stdout.flush()
@@ -188,6 +247,7 @@ def _nanochat_sandbox():
         except BaseException:
             pass
         _exit(1)
+    report(passed)
     _exit(0)
 
 _nanochat_sandbox()

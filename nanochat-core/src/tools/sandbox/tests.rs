@@ -245,3 +245,172 @@ fn writing_a_huge_file_is_stopped() {
     .unwrap();
     assert!(!out.status.passed(), "{out:?}");
 }
+
+/// Runs `program` and asserts it did not pass and ended as `want`.
+fn ends_as(program: &str, timeout_s: f64, want: Outcome) -> SandboxOutcome {
+    let out = run_python(program, &limits(timeout_s)).unwrap();
+    assert!(!out.status.passed(), "{program}\n{out:?}");
+    assert_eq!(out.status, want, "{program}\n{out:?}");
+    out
+}
+
+#[test]
+fn exiting_with_status_0_is_leaving_early_not_passing() {
+    let left = Outcome::LeftEarly { exit_code: 0 };
+    // Around the guard (which makes os._exit raise: a reported failure).
+    ends_as(
+        "import os\nos._exit(0)\n",
+        5.0,
+        Outcome::Failed { exit_code: 1 },
+    );
+    ends_as("import posix\nposix._exit(0)\nassert False\n", 5.0, left);
+    // From another module, a thread, native code.
+    ends_as(
+        "import importlib\nimportlib.import_module('posix')._exit(0)\n",
+        5.0,
+        left,
+    );
+    ends_as(
+        "import posix, threading, time\nthreading.Thread(target=lambda: posix._exit(0)).start()\ntime.sleep(5)\nassert False\n",
+        5.0,
+        left,
+    );
+    let native = run_python(
+        "import ctypes\nctypes.CDLL(None)._exit(0)\nassert False\n",
+        &limits(5.0),
+    )
+    .unwrap();
+    assert!(
+        matches!(native.status, Outcome::LeftEarly { exit_code: 0 })
+            || native.stderr.contains("ctypes"),
+        "{native:?}"
+    );
+    // The status is not what decides: any code, as long as the prelude did not report.
+    ends_as(
+        "import posix\nposix._exit(1)\n",
+        5.0,
+        Outcome::LeftEarly { exit_code: 1 },
+    );
+}
+
+#[test]
+fn system_exit_and_abort_do_not_pass() {
+    for program in [
+        "raise SystemExit(0)\n",
+        "import sys\nsys.exit(0)\n",
+        "exit(0)\n",
+    ] {
+        let out = ends_as(program, 5.0, Outcome::Failed { exit_code: 1 });
+        assert!(
+            out.stderr.contains("Error") || out.stderr.contains("Exit"),
+            "{out:?}"
+        );
+    }
+    ends_as(
+        "import os\nos.abort()\n",
+        5.0,
+        Outcome::Killed {
+            signal: libc::SIGABRT,
+        },
+    );
+}
+
+#[test]
+fn replacing_the_process_does_not_pass() {
+    let left = Outcome::LeftEarly { exit_code: 0 };
+    ends_as(
+        "import os\nos.execv('/bin/true', ['true'])\n",
+        5.0,
+        Outcome::Failed { exit_code: 1 },
+    );
+    ends_as(
+        "import posix\nposix.execv('/bin/true', ['true'])\n",
+        5.0,
+        left,
+    );
+    // Another interpreter, handed every descriptor, writing a report-like line to each.
+    ends_as(
+        "import os, posix, sys\nfor fd in range(3, 64):\n    try:\n        os.set_inheritable(fd, True)\n    except OSError:\n        pass\ncode = 'import os\\nfor fd in range(1024):\\n    try:\\n        os.write(fd, b\"P\" + b\"0\" * 64)\\n    except OSError:\\n        pass\\n'\nposix.execv(sys.executable, [sys.executable, '-c', code])\n",
+        5.0,
+        left,
+    );
+}
+
+#[test]
+fn a_forked_child_that_finishes_does_not_pass_for_its_parent() {
+    // The child runs through the prelude's end (its copy knows the secret but does not
+    // report, not being the process the harness started); the parent hangs.
+    let out = ends_as(
+        "import posix, time\nif posix.fork() != 0:\n    time.sleep(60)\n",
+        1.0,
+        Outcome::TimedOut,
+    );
+    assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
+    // The parent waits for that child, then leaves with status 0.
+    ends_as(
+        "import posix\npid = posix.fork()\nif pid != 0:\n    posix.waitpid(pid, 0)\n    posix._exit(0)\n",
+        5.0,
+        Outcome::LeftEarly { exit_code: 0 },
+    );
+}
+
+#[test]
+fn printing_a_success_marker_does_not_pass() {
+    ends_as(
+        "import posix, sys\nprint('P' + '0' * 64)\nprint('PASSED')\nprint('ok', True, 0)\nsys.stderr.write('P\\n')\nsys.stdout.flush()\nposix._exit(0)\n",
+        5.0,
+        Outcome::LeftEarly { exit_code: 0 },
+    );
+}
+
+#[test]
+fn writing_to_every_descriptor_does_not_pass() {
+    let spray = "import os\nfor fd in range(1024):\n    for data in (b'P', b'P' + b'0' * 64, b'P' + b'f' * 64 + b'\\n', b'F'):\n        try:\n            os.write(fd, data)\n        except OSError:\n            pass\n";
+    ends_as(
+        &format!("{spray}import posix\nposix._exit(0)\n"),
+        5.0,
+        Outcome::LeftEarly { exit_code: 0 },
+    );
+    // Even running to the end afterwards: the report pipe then holds more than the report.
+    ends_as(spray, 5.0, Outcome::LeftEarly { exit_code: 0 });
+    // stdout replaced by each descriptor in turn, printing report-like lines.
+    ends_as(
+        "import os, posix\nfor fd in range(3, 64):\n    try:\n        os.dup2(fd, 1)\n    except OSError:\n        continue\n    try:\n        print('P' + '0' * 64, flush=True)\n    except OSError:\n        pass\nposix._exit(0)\n",
+        5.0,
+        Outcome::LeftEarly { exit_code: 0 },
+    );
+    // A descriptor of the harness redirected to stdout: the prelude's report then misses its
+    // pipe, so even a program that runs to its end does not pass.
+    ends_as(
+        "import os\nfor fd in range(3, 64):\n    try:\n        os.dup2(1, fd)\n    except OSError:\n        pass\n",
+        5.0,
+        Outcome::LeftEarly { exit_code: 0 },
+    );
+}
+
+#[test]
+fn the_program_cannot_read_the_secrets() {
+    // Nothing of the secret in argv, the environment, or any open descriptor the program can
+    // read (the report pipe, reopened for reading, is empty while the program runs).
+    let program = "import os, sys\nassert len(sys.argv) == 1, sys.argv\nseen = []\nfor name in os.listdir('/proc/self/fd'):\n    try:\n        fd = os.open('/proc/self/fd/' + name, os.O_RDONLY | os.O_NONBLOCK)\n    except OSError:\n        continue\n    try:\n        seen.append(os.read(fd, 4096))\n    except OSError:\n        pass\nassert not any(len(s) >= 64 for s in seen), seen\nprint('ok')\n";
+    let out = run_python(program, &limits(5.0)).unwrap();
+    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    assert_eq!(out.stdout, "ok\n");
+}
+
+#[test]
+fn a_stolen_failure_report_does_not_make_a_pass() {
+    // The exception's `__str__` runs after the prelude's failure report: it reads that report
+    // back out of the pipe, writes variants of it, and leaves with status 0.
+    let program = "import os, posix\nclass Steal(Exception):\n    def __str__(self):\n        for name in os.listdir('/proc/self/fd'):\n            fd = int(name)\n            if fd < 3:\n                continue\n            try:\n                r = os.open('/proc/self/fd/%d' % fd, os.O_RDONLY | os.O_NONBLOCK)\n                data = os.read(r, 4096)\n            except OSError:\n                continue\n            if data:\n                print('stolen', len(data), flush=True)\n                os.write(fd, b'P' + data[1:])\n        posix._exit(0)\nraise Steal()\n";
+    let out = run_python(program, &limits(5.0)).unwrap();
+    assert!(!out.status.passed(), "{out:?}");
+    if out.stdout.contains("stolen 64") {
+        // Taken and rewritten: no report left.
+        assert_eq!(out.status, Outcome::LeftEarly { exit_code: 0 }, "{out:?}");
+    } else {
+        // Where the pipe cannot be reopened (as in a user namespace), the report stays.
+        eprintln!("the report pipe could not be reopened here");
+        assert_eq!(out.status, Outcome::Failed { exit_code: 0 }, "{out:?}");
+    }
+}

@@ -1,10 +1,10 @@
-//! The Unix runner: the child's set-up before exec (namespaces, read-only mounts, rlimits),
-//! output capture and the timeout.
+//! The Unix runner: the run's secrets and the report pipe, the child's set-up before exec
+//! (namespaces, read-only mounts, rlimits), output capture, the timeout, and the verdict.
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
@@ -19,6 +19,11 @@ use crate::{CoreError, Result};
 const USER_NS: u8 = 1;
 const NET_NS: u8 = 2;
 const READ_ONLY_FS: u8 = 4;
+
+/// Bytes of each of the run's secrets (256 bits from the OS), sent hex-encoded.
+const SECRET_BYTES: usize = 32;
+/// Bytes of the report pipe kept: more than a report is no report.
+const MAX_REPORT_BYTES: usize = 1024;
 
 /// How long to wait for the output readers once the process group is gone: they end at once
 /// unless something outside the group (a process that left it) still holds the pipes.
@@ -40,11 +45,20 @@ pub(super) fn run(program: &str, limits: &SandboxLimits) -> Result<SandboxOutcom
     let root_c = CString::new(root.as_os_str().as_bytes()).map_err(|_| {
         CoreError::Config(format!("sandbox: temp dir {} has a NUL", root.display()))
     })?;
-    let (status_read, status_write) = status_pipe()?;
-    let status_fd = {
-        use std::os::fd::AsRawFd;
-        status_write.as_raw_fd()
+    let (status_read, status_write) = cloexec_pipe()?;
+    let status_fd = status_write.as_raw_fd();
+    // The secrets go into a pipe whose write end is closed before the child starts: the
+    // prelude reads it to its end (and closes it) before the program runs.
+    let secrets = Secrets {
+        passed: fresh_secret()?,
+        failed: fresh_secret()?,
     };
+    let (secret_read, secret_write) = cloexec_pipe()?;
+    File::from(secret_write)
+        .write_all(&[&secrets.passed[..], &secrets.failed[..]].concat())
+        .map_err(|e| io_err(&root, "sending the run's secrets", e))?;
+    let (report_read, report_write) = cloexec_pipe()?;
+    let (secret_fd, report_fd) = (secret_read.as_raw_fd(), report_write.as_raw_fd());
     let rl = ChildLimits {
         memory: limits.memory_bytes,
         cpu: limits.cpu_seconds.max(1),
@@ -58,6 +72,8 @@ pub(super) fn run(program: &str, limits: &SandboxLimits) -> Result<SandboxOutcom
         .arg("-c")
         .arg(PRELUDE)
         .arg(&script)
+        .arg(secret_fd.to_string())
+        .arg(report_fd.to_string())
         .current_dir(&root)
         .env_clear()
         .env("HOME", &root)
@@ -69,16 +85,20 @@ pub(super) fn run(program: &str, limits: &SandboxLimits) -> Result<SandboxOutcom
         cmd.env("PATH", path);
     }
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed: it makes raw system calls (setsid, unshare, mount, setrlimit, write)
-    // on values prepared before the fork, and allocates nothing (`last_os_error` does not).
+    // calls are allowed: it makes raw system calls (setsid, unshare, mount, setrlimit, fcntl,
+    // write) on values prepared before the fork, and allocates nothing (`last_os_error` does
+    // not).
     unsafe {
-        cmd.pre_exec(move || child_setup(&root_c, status_fd, rl));
+        cmd.pre_exec(move || child_setup(&root_c, status_fd, [secret_fd, report_fd], rl));
     }
     let start = Instant::now();
     let mut child = cmd
         .spawn()
         .map_err(|e| io_err(&python, "starting python3 (in its sandbox)", e))?;
     drop(status_write);
+    drop(secret_read);
+    drop(report_write);
+    let report = read_capped(File::from(report_read), MAX_REPORT_BYTES);
     let mut flags = [0u8; 1];
     let isolation = match File::from(status_read).read(&mut flags) {
         Ok(1) => Isolation {
@@ -118,19 +138,8 @@ pub(super) fn run(program: &str, limits: &SandboxLimits) -> Result<SandboxOutcom
 
     let (stdout, out_cut) = collect(stdout);
     let (stderr, err_cut) = collect(stderr);
-    let status = if timed_out && exit.signal() == Some(libc::SIGKILL) {
-        Outcome::TimedOut
-    } else if let Some(code) = exit.code() {
-        if code == 0 {
-            Outcome::Passed
-        } else {
-            Outcome::Failed { exit_code: code }
-        }
-    } else {
-        Outcome::Killed {
-            signal: exit.signal().unwrap_or(0),
-        }
-    };
+    let report = secrets.read_report(&collect_bytes(report));
+    let status = verdict(exit, timed_out, report);
     drop(dir); // deleted here, and on every early return above
     Ok(SandboxOutcome {
         status,
@@ -142,8 +151,67 @@ pub(super) fn run(program: &str, limits: &SandboxLimits) -> Result<SandboxOutcom
     })
 }
 
-/// A close-on-exec pipe (read end, write end) for the child's report of its isolation.
-fn status_pipe() -> Result<(OwnedFd, OwnedFd)> {
+/// What the prelude reported on the report pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Report {
+    /// The pass secret: the program's code returned.
+    Passed,
+    /// The failure secret: an uncaught exception.
+    Failed,
+    /// Nothing, or anything else (the program wrote to the pipe, or the reader gave up).
+    None,
+}
+
+/// A run's two secrets, hex-encoded, of the same length (the prelude splits them in halves).
+struct Secrets {
+    passed: Vec<u8>,
+    failed: Vec<u8>,
+}
+
+impl Secrets {
+    /// The report in what the reader got (`None`: it gave up; cut: more than a report): exactly
+    /// one of the secrets, nothing before or after it.
+    fn read_report(&self, got: &Option<(Vec<u8>, bool)>) -> Report {
+        match got {
+            Some((b, false)) if *b == self.passed => Report::Passed,
+            Some((b, false)) if *b == self.failed => Report::Failed,
+            _ => Report::None,
+        }
+    }
+}
+
+/// How the run ended: a pass needs the prelude's report and exit status 0; the status alone
+/// never makes one.
+fn verdict(exit: std::process::ExitStatus, timed_out: bool, report: Report) -> Outcome {
+    if timed_out && exit.signal() == Some(libc::SIGKILL) {
+        return Outcome::TimedOut;
+    }
+    match (exit.code(), report) {
+        (Some(0), Report::Passed) => Outcome::Passed,
+        (Some(code), Report::Failed) => Outcome::Failed { exit_code: code },
+        (Some(code), _) => Outcome::LeftEarly { exit_code: code },
+        (None, _) => Outcome::Killed {
+            signal: exit.signal().unwrap_or(0),
+        },
+    }
+}
+
+/// A fresh secret: [`SECRET_BYTES`] from the OS's random source, hex-encoded.
+fn fresh_secret() -> Result<Vec<u8>> {
+    let urandom = std::path::Path::new("/dev/urandom");
+    let mut raw = [0u8; SECRET_BYTES];
+    File::open(urandom)
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .map_err(|e| io_err(urandom, "reading the run's secret", e))?;
+    Ok(raw
+        .iter()
+        .flat_map(|b| format!("{b:02x}").into_bytes())
+        .collect())
+}
+
+/// A close-on-exec pipe (read end, write end), both fds above stdin/stdout/stderr (which the
+/// child's own are dup'ed onto): the isolation report, the secret, the prelude's report.
+fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe(2) writes two fds into the array on success; each is owned exactly once.
     unsafe {
@@ -160,8 +228,27 @@ fn status_pipe() -> Result<(OwnedFd, OwnedFd)> {
                 io::Error::last_os_error()
             )));
         }
-        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+        let (read, write) = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
+        Ok((above_stdio(read)?, above_stdio(write)?))
     }
+}
+
+/// `fd`, or a close-on-exec duplicate numbered 3 or more when it is 0, 1 or 2 (possible when
+/// this process was started with one of those closed).
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) returns a new fd, owned exactly once, or -1.
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if dup < 0 {
+        return Err(CoreError::Config(format!(
+            "sandbox: duplicating a pipe: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: `dup` is a fresh, valid fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
 /// Sends SIGKILL to the process group `pgid` (nothing when it is gone).
@@ -200,12 +287,16 @@ fn read_capped<R: Read + Send + 'static>(
 }
 
 fn collect(rx: mpsc::Receiver<(Vec<u8>, bool)>) -> (String, bool) {
-    match rx.recv_timeout(READER_GRACE) {
-        Ok((bytes, cut)) => (String::from_utf8_lossy(&bytes).into_owned(), cut),
-        // A process outside the group holds the pipe: give up on the stream (the thread
-        // ends when that process does).
-        Err(_) => (String::new(), true),
+    match collect_bytes(rx) {
+        Some((bytes, cut)) => (String::from_utf8_lossy(&bytes).into_owned(), cut),
+        None => (String::new(), true),
     }
+}
+
+/// A reader's bytes and whether they were cut; `None` when a process outside the group holds
+/// the pipe past [`READER_GRACE`] (the thread ends when that process does).
+fn collect_bytes(rx: mpsc::Receiver<(Vec<u8>, bool)>) -> Option<(Vec<u8>, bool)> {
+    rx.recv_timeout(READER_GRACE).ok()
 }
 
 #[derive(Clone, Copy)]
@@ -216,13 +307,24 @@ struct ChildLimits {
     processes: u64,
 }
 
-/// In the child, between fork and exec: own session, namespaces (best effort), rlimits, and
-/// the report of what it got on `status_fd`. Only async-signal-safe calls.
-fn child_setup(root: &CString, status_fd: libc::c_int, rl: ChildLimits) -> io::Result<()> {
+/// In the child, between fork and exec: own session, the prelude's fds (`inherit`) kept open
+/// across exec, namespaces (best effort), rlimits, and the report of what it got on
+/// `status_fd`. Only async-signal-safe calls.
+fn child_setup(
+    root: &CString,
+    status_fd: libc::c_int,
+    inherit: [libc::c_int; 2],
+    rl: ChildLimits,
+) -> io::Result<()> {
     // SAFETY: raw system calls on valid pointers (`root`, locals) in the single-threaded child.
     unsafe {
         if libc::setsid() == -1 {
             return Err(io::Error::last_os_error());
+        }
+        for fd in inherit {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
         }
         let flags = namespaces(root)?;
         lower_limit(libc::RLIMIT_CORE as _, 0, 0)?;
