@@ -18,7 +18,7 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
-pub use reply::{finish_reason, models_list, usage, Reply};
+pub use reply::{error_body, finish_reason, models_list, usage, Reply};
 
 use serde_json::{Map, Value};
 

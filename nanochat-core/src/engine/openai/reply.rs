@@ -23,6 +23,25 @@ pub fn usage(prompt_tokens: usize, choices: &[Completion]) -> Value {
     })
 }
 
+/// The body of an error answer in OpenAI's format (`error.message` is what OpenAI clients
+/// show; `param` is the field the message starts with, if any), with nanochat's `detail`
+/// beside it.
+pub fn error_body(message: &str, status: u16) -> Value {
+    let param = message
+        .split_once(": ")
+        .map(|(p, _)| p)
+        .filter(|p| !p.is_empty() && !p.contains(' '));
+    let kind = if status >= 500 {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
+    json!({
+        "detail": message,
+        "error": {"message": message, "type": kind, "param": param, "code": null},
+    })
+}
+
 /// `GET /v1/models`: the one model served.
 pub fn models_list(id: &str, created: u64) -> Value {
     json!({

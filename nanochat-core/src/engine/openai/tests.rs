@@ -275,4 +275,9 @@ fn replies_carry_every_choice() {
         .unwrap()
         .contains_key("usage"));
     assert_eq!(models_list("nanochat", 3)["data"][0]["id"], "nanochat");
+    let e = error_body("top_p: only 1 is supported", 400);
+    assert_eq!(e["error"]["message"], e["detail"]);
+    assert_eq!(e["error"]["param"], "top_p");
+    assert_eq!(e["error"]["type"], "invalid_request_error");
+    assert!(error_body("request body over 5 bytes: x", 400)["error"]["param"].is_null());
 }
