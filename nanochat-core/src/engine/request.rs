@@ -3,7 +3,7 @@
 //!
 //! A body is read in two passes. First the JSON kinds: malformed JSON or a field of the wrong
 //! kind (a string for `max_tokens`) is [`RequestError::Malformed`] (HTTP 422). Then the values:
-//! every number is checked as written, before any conversion ([`super::number`]), so a
+//! every number is checked as written, before any conversion ([`super::Limit`]), so a
 //! negative, fractional, too large or astronomically large number is
 //! [`RequestError::OutOfRange`] (HTTP 400) naming the field and its range, like every other
 //! limit ([`RequestError::Invalid`]).
@@ -154,13 +154,16 @@ pub struct ChatRequest {
     pub top_k: Option<usize>,
 }
 
+/// `temperature`, `max_tokens`, `top_k`, converted.
+pub(crate) type Sampling = (Option<f32>, Option<usize>, Option<usize>);
+
 /// `temperature`, `max_tokens` (sent as `max_field`) and `top_k` as written, checked against
 /// their limits, then converted.
 pub(crate) fn sampling_numbers(
     temperature: Option<&str>,
     (max_field, max_tokens): (&str, Option<&str>),
     top_k: Option<&str>,
-) -> Result<(Option<f32>, Option<usize>, Option<usize>), RequestError> {
+) -> Result<Sampling, RequestError> {
     let t = temperature
         .map(|t| TEMPERATURE.float("temperature", t))
         .transpose()?;

@@ -7,12 +7,12 @@
 //! with a newline; roles `system`, `developer` (= `system`), `user`, `assistant`; leading
 //! system messages are merged into the first user turn), `model` (echoed back),
 //! `temperature`, `max_tokens` or its alias `max_completion_tokens`, `top_k` (an extension),
-//! `n`, `stop`, `seed`, `stream`, `stream_options.include_usage`. Accepted at their defaults
-//! only, else refused naming the field: `top_p` (1), `presence_penalty` and
-//! `frequency_penalty` (0), `logprobs` (false), `top_logprobs`, `tools` and `functions`
-//! (none), `tool_choice` and `function_call` (`none` or `auto`), `logit_bias` (empty),
-//! `response_format` (`text`). Accepted without effect: [`NO_EFFECT`]. Any other field is
-//! refused, as OpenAI refuses fields it does not know.
+//! `n`, `stop` (at most 4 strings of at most 256 characters), `seed`, `stream`,
+//! `stream_options.include_usage`. Accepted at their defaults only, else refused naming the
+//! field: `top_p` (1), `presence_penalty` and `frequency_penalty` (0), `logprobs` (false),
+//! `top_logprobs`, `tools` and `functions` (none), `tool_choice` and `function_call` (`none`
+//! or `auto`), `logit_bias` (empty), `response_format` (`text`). Accepted without effect:
+//! [`NO_EFFECT`]. Any other field is refused, as OpenAI refuses fields it does not know.
 
 mod reply;
 #[cfg(test)]
@@ -31,6 +31,8 @@ use super::GenerateParams;
 
 /// Most stop strings of a request.
 pub const MAX_STOP: usize = 4;
+/// Most characters of one stop string (matching costs up to its length squared per token).
+pub const MAX_STOP_CHARS: usize = 256;
 /// `seed`: an integer in 0-18446744073709551615.
 pub const SEED: Limit = Limit {
     lo: 0,
@@ -375,6 +377,12 @@ impl OpenAiRequest {
         }
         if let Some(i) = stop.iter().position(|s| s.is_empty()) {
             return invalid(format!("stop[{i}]: an empty string cannot be matched"));
+        }
+        if let Some(i) = stop.iter().position(|s| s.chars().count() > MAX_STOP_CHARS) {
+            return invalid(format!(
+                "stop[{i}]: {} characters exceed the limit of {MAX_STOP_CHARS}",
+                stop[i].chars().count()
+            ));
         }
         let messages = sent
             .into_iter()

@@ -196,6 +196,10 @@ fn refusals_name_the_field() {
         ),
         (json!({"stop": ["a", "b", "c", "d", "e"]}), "limit of 4"),
         (json!({"stop": ["a", ""]}), "stop[1]"),
+        (
+            json!({"stop": ["a", "x".repeat(257)]}),
+            "stop[1]: 257 characters exceed the limit of 256",
+        ),
         (json!({"modalities": ["text", "audio"]}), "modalities"),
     ] {
         let e = parse(hello(extra.clone())).unwrap_err();
