@@ -183,3 +183,66 @@ fn eval_commands_refuse_meaningless_flags() {
         "{stderr}"
     );
 }
+
+/// The sampling flags of chat-cli, chat-web, chat-eval and chat-rl obey a chat request's ranges,
+/// checked on the number as written when the flags are parsed, before any model is loaded: the
+/// error names the setting and its range, and chat-cli prints no `Assistant:`.
+#[test]
+fn sampling_flags_are_range_checked_before_any_model_loads() {
+    let home = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (
+            &["chat-cli", "-p", "hi", "-k", "0"][..],
+            "top_k: 0 is not an integer in 1-200",
+        ),
+        (
+            &["chat-cli", "-p", "hi", "-t", "2.00000001"],
+            "temperature: 2.00000001 is not a number in 0-2",
+        ),
+        (
+            &["chat-cli", "-p", "hi", "--max-tokens=-1"],
+            "max_tokens: -1 is not an integer in 1-4096",
+        ),
+        (
+            &["chat-web", "-k", "201"],
+            "top_k: 201 is not an integer in 1-200",
+        ),
+        (&["chat-web", "-m", "4097"], "max_tokens: 4097"),
+        (
+            &["chat-web", "-t", "inf"],
+            "temperature: inf is not a number in 0-2",
+        ),
+        (&["chat-eval", "--temperature=-0.5"], "temperature: -0.5"),
+        (
+            &["chat-eval", "-n", "9"],
+            "num_samples: 9 is not an integer in 1-8",
+        ),
+        (
+            &["chat-eval", "-m", "0"],
+            "max_new_tokens: 0 is not an integer in 1-4096",
+        ),
+        (
+            &["chat-rl", "-n", "1"],
+            "num_samples: 1 is not an integer in 2-8",
+        ),
+        (
+            &["chat-rl", "-k", "2.5"],
+            "top_k: 2.5 is not an integer in 1-200",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+            .env("HOME", home.path())
+            .env("NANOCHAT_BASE_DIR", home.path())
+            .env_remove("NANOCHAT_MODEL_DIR")
+            .args(args)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stdout.contains("Assistant:"), "{args:?}: {stdout}");
+    }
+}

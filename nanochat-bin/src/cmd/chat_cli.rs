@@ -14,12 +14,14 @@ pub struct Args {
     /// Answer this one prompt and exit.
     #[arg(short = 'p', long)]
     prompt: Option<String>,
-    #[arg(short = 't', long, default_value_t = 0.6)]
+    /// Sampling temperature, 0-2 (0: greedy).
+    #[arg(short = 't', long, default_value_t = 0.6, value_parser = super::sampling::temperature)]
     temperature: f32,
-    #[arg(short = 'k', long, default_value_t = 50)]
+    /// Keep the k most likely tokens, 1-200.
+    #[arg(short = 'k', long, default_value_t = 50, value_parser = super::sampling::top_k)]
     top_k: usize,
-    /// Most tokens per reply.
-    #[arg(short = 'm', long, default_value_t = 256)]
+    /// Most tokens per reply, 1-4096.
+    #[arg(short = 'm', long, default_value_t = 256, value_parser = super::sampling::max_tokens)]
     max_tokens: usize,
     /// Seed of the sampler (default: random).
     #[arg(long)]

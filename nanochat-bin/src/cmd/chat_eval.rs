@@ -19,11 +19,11 @@ pub struct Args {
     /// GSM8K, HumanEval, SpellingBee).
     #[arg(short = 'a', long)]
     pub task_name: Option<String>,
-    /// Sampling temperature of the generative tasks (0: greedy).
-    #[arg(short = 't', long, default_value_t = 0.0)]
+    /// Sampling temperature of the generative tasks, 0-2 (0: greedy).
+    #[arg(short = 't', long, default_value_t = 0.0, value_parser = super::sampling::temperature)]
     pub temperature: f32,
-    /// Samples per generative problem (pass@n).
-    #[arg(short = 'n', long, default_value_t = 1, value_parser = at_least_one())]
+    /// Samples per generative problem (pass@n), 1-8.
+    #[arg(short = 'n', long, default_value_t = 1, value_parser = super::sampling::num_samples)]
     pub num_samples: usize,
     /// Prompts per forward in the multiple-choice tasks.
     #[arg(short = 'b', long, default_value_t = 8, value_parser = at_least_one())]
@@ -31,10 +31,11 @@ pub struct Args {
     /// Evaluate only the first N problems of each task.
     #[arg(long, value_parser = at_least_one())]
     pub max_problems: Option<usize>,
-    #[arg(short = 'k', long, default_value_t = 50)]
+    /// Keep the k most likely tokens, 1-200.
+    #[arg(short = 'k', long, default_value_t = 50, value_parser = super::sampling::top_k)]
     pub top_k: usize,
-    /// Most tokens per completion.
-    #[arg(short = 'm', long, default_value_t = 512)]
+    /// Most tokens per completion, 1-4096.
+    #[arg(short = 'm', long, default_value_t = 512, value_parser = super::sampling::max_new_tokens)]
     pub max_new_tokens: usize,
     /// Use the small evaluation samples committed in data/samples/ instead of the fetched sets.
     #[arg(long)]

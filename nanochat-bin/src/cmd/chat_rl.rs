@@ -27,14 +27,17 @@ pub struct Args {
     /// Prompts per step.
     #[arg(long, default_value_t = 4)]
     pub examples_per_step: usize,
-    /// Samples per prompt.
-    #[arg(short = 'n', long, default_value_t = 8)]
+    /// Samples per prompt, 2-8.
+    #[arg(short = 'n', long, default_value_t = 8, value_parser = super::sampling::rl_num_samples)]
     pub num_samples: usize,
-    #[arg(short = 'm', long, default_value_t = 128)]
+    /// Most tokens per sample, 1-4096.
+    #[arg(short = 'm', long, default_value_t = 128, value_parser = super::sampling::max_new_tokens)]
     pub max_new_tokens: usize,
-    #[arg(short = 't', long, default_value_t = 1.0)]
+    /// Sampling temperature, 0-2.
+    #[arg(short = 't', long, default_value_t = 1.0, value_parser = super::sampling::temperature)]
     pub temperature: f32,
-    #[arg(short = 'k', long, default_value_t = 50)]
+    /// Keep the k most likely tokens, 1-200.
+    #[arg(short = 'k', long, default_value_t = 50, value_parser = super::sampling::top_k)]
     pub top_k: usize,
     /// Learning rates as a fraction of the pretraining defaults.
     #[arg(long, default_value_t = 0.05)]

@@ -10,6 +10,7 @@ pub mod chat_train;
 pub mod chat_web;
 pub mod progress;
 pub mod report;
+pub mod sampling;
 pub mod selftest;
 pub mod speedrun;
 pub mod tok_eval;

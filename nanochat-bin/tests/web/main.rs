@@ -1,10 +1,12 @@
 //! `nanochat chat-web` against a real server on loopback: the SSE format, every limit,
 //! malformed bodies, health and stats, 64 concurrent streams on 2 workers, a client that
-//! disconnects freeing its worker, the OpenAI endpoint through the `openai` Python client, and
-//! the chat page driven in headless Chromium.
+//! disconnects freeing its worker, request numbers checked as sent on both endpoints, the
+//! OpenAI endpoint through the `openai` Python client, and the chat page driven in headless
+//! Chromium.
 
 mod browser;
 mod http;
+mod openai;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -236,8 +238,12 @@ fn chat_web_end_to_end() {
     concurrent_streams_all_complete(port);
     eprintln!("web: client disconnect");
     disconnect_frees_the_worker(port);
+    eprintln!("web: request numbers on both endpoints");
+    openai::numbers_are_checked_as_sent(port);
     eprintln!("web: openai client");
     openai_python_client(port);
+    eprintln!("web: openai client: list content, n, stop, seed, usage, models, refusals");
+    openai::openai_client_features(port);
     eprintln!("web: chat page in chromium");
     browser::drive_the_page(port);
 }

@@ -1,6 +1,7 @@
 //! Chat on top of the engine: a reply to a conversation, streamed as text that is only ever
 //! cut at whole UTF-8 characters.
 
+use super::stop::StopMatcher;
 use super::{Engine, FinishReason, GenerateParams};
 use crate::tokenizer::chat::{Conversation, Message};
 use crate::tokenizer::Tokenizer;
@@ -88,38 +89,74 @@ impl Engine {
             num_samples: 1,
             ..params.clone()
         };
+        let mut choices =
+            self.stream_choices_until(prompt, &params, &[], stop, |_, text| on_text(text))?;
+        Ok(choices.remove(0))
+    }
+
+    /// `params.num_samples` replies after `prompt`, sampled independently from one prefill (the
+    /// choices of an OpenAI request): `on_text(index, text)` receives each choice's text as it
+    /// is generated (whole characters only, never any part of a matched stop string) and may
+    /// stop everything by returning an error (which is returned). A choice ends at its
+    /// terminal token or at the first of `stop_strings` (the match excluded), both with
+    /// [`FinishReason::Stop`]; else when the stream does (`max_tokens` or a full context).
+    /// Stops with [`CoreError::Cancelled`] as soon as `stop()` is true (checked before the
+    /// prefill and at every token). Returns the choices in order.
+    pub fn stream_choices_until(
+        &self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        stop_strings: &[String],
+        stop: impl Fn() -> bool,
+        mut on_text: impl FnMut(usize, &str) -> Result<()>,
+    ) -> Result<Vec<Completion>> {
         if stop() {
             return Err(CoreError::Cancelled);
         }
-        let mut stream = self.generate(prompt, &params)?;
-        let mut text = TextStream::new();
-        let mut reply = String::new();
-        let mut tokens = 0;
+        let mut stream = self.generate(prompt, params)?;
+        let mut choices: Vec<Choice> = (0..params.num_samples)
+            .map(|_| Choice::new(stop_strings))
+            .collect();
         for column in stream.by_ref() {
             if stop() {
                 return Err(CoreError::Cancelled);
             }
-            let token = column?.tokens[0];
-            if self.specials.is_terminal(token) {
+            let column = column?;
+            for (i, c) in choices.iter_mut().enumerate() {
+                if c.finish.is_some() {
+                    continue;
+                }
+                let token = column.tokens[i];
+                if self.specials.is_terminal(token) {
+                    c.end(&self.tokenizer, FinishReason::Stop, |t| on_text(i, t))?;
+                    continue;
+                }
+                c.tokens += 1;
+                let piece = c.text.push(&self.tokenizer, token)?;
+                let piece = c.stops.push(&piece);
+                c.send(&piece, |t| on_text(i, t))?;
+                if c.stops.matched() {
+                    c.finish = Some(FinishReason::Stop);
+                }
+            }
+            if choices.iter().all(|c| c.finish.is_some()) {
                 break;
             }
-            tokens += 1;
-            let piece = text.push(&self.tokenizer, token)?;
-            if !piece.is_empty() {
-                on_text(&piece)?;
-                reply.push_str(&piece);
+        }
+        let end = stream.finish_reason().unwrap_or(FinishReason::Stop);
+        for (i, c) in choices.iter_mut().enumerate() {
+            if c.finish.is_none() {
+                c.end(&self.tokenizer, end, |t| on_text(i, t))?;
             }
         }
-        let rest = text.finish(&self.tokenizer)?;
-        if !rest.is_empty() {
-            on_text(&rest)?;
-            reply.push_str(&rest);
-        }
-        Ok(Completion {
-            text: reply,
-            finish: stream.finish_reason().unwrap_or(FinishReason::Stop),
-            tokens,
-        })
+        Ok(choices
+            .into_iter()
+            .map(|c| Completion {
+                text: c.reply,
+                finish: c.finish.unwrap_or(end),
+                tokens: c.tokens,
+            })
+            .collect())
     }
 
     /// The assistant's reply to `conv` (which ends with a user message), one sample: `on_text`
@@ -134,5 +171,52 @@ impl Engine {
         let prompt = self.completion_prompt(conv)?;
         let c = self.stream_text(&prompt, params, on_text)?;
         Ok((c.text, c.finish))
+    }
+}
+
+/// One choice being generated: its text so far, what is held back, why it ended.
+struct Choice {
+    text: TextStream,
+    stops: StopMatcher,
+    reply: String,
+    tokens: usize,
+    finish: Option<FinishReason>,
+}
+
+impl Choice {
+    fn new(stop_strings: &[String]) -> Choice {
+        Choice {
+            text: TextStream::new(),
+            stops: StopMatcher::new(stop_strings),
+            reply: String::new(),
+            tokens: 0,
+            finish: None,
+        }
+    }
+
+    fn send(&mut self, piece: &str, on_text: impl FnOnce(&str) -> Result<()>) -> Result<()> {
+        if !piece.is_empty() {
+            on_text(piece)?;
+            self.reply.push_str(piece);
+        }
+        Ok(())
+    }
+
+    /// Ends the choice: what the text stream and the stop matcher still hold is sent.
+    fn end(
+        &mut self,
+        tok: &Tokenizer,
+        reason: FinishReason,
+        on_text: impl FnOnce(&str) -> Result<()>,
+    ) -> Result<()> {
+        let rest = self.text.finish(tok)?;
+        let mut piece = self.stops.push(&rest);
+        if self.stops.matched() {
+            self.finish = Some(FinishReason::Stop);
+        } else {
+            piece.push_str(&self.stops.finish());
+            self.finish = Some(reason);
+        }
+        self.send(&piece, on_text)
     }
 }

@@ -19,8 +19,11 @@
 
 mod bench;
 mod chat;
+mod number;
+pub mod openai;
 pub mod request;
 mod row;
+mod stop;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -30,7 +33,9 @@ use crate::tokenizer::Tokenizer;
 use crate::{CoreError, Result, GPT};
 pub use bench::{bench_decode, DecodeBench};
 pub use chat::{completion_prompt, Completion, TextStream};
+pub use number::{Decimal, Limit};
 use row::{RowState, Specials};
+pub use stop::StopMatcher;
 
 /// How `generate` samples (nanochat's defaults).
 #[derive(Clone, Debug, PartialEq)]

@@ -1,8 +1,22 @@
 //! A chat request as the web server takes it, and its limits (nanochat's `chat_web.py`):
-//! each violation is an error whose message names the limit.
+//! each violation is an error whose message names the field and the limit.
+//!
+//! A body is read in two passes. First the JSON kinds: malformed JSON or a field of the wrong
+//! kind (a string for `max_tokens`) is [`RequestError::Malformed`] (HTTP 422). Then the values:
+//! every number is checked as written, before any conversion ([`super::Limit`]), so a
+//! negative, fractional, too large or astronomically large number is
+//! [`RequestError::OutOfRange`] (HTTP 400) naming the field and its range, like every other
+//! limit ([`RequestError::Invalid`]).
 
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::value::RawValue;
+use thiserror::Error;
 
+use super::number::Limit;
+use super::GenerateParams;
 use crate::tokenizer::chat::{Content, Conversation, Message};
 
 /// Most messages in one request.
@@ -11,12 +25,117 @@ pub const MAX_MESSAGES: usize = 500;
 pub const MAX_MESSAGE_CHARS: usize = 8000;
 /// Most characters over all messages.
 pub const MAX_TOTAL_CHARS: usize = 32000;
-/// Temperature range.
-pub const TEMPERATURE_RANGE: (f32, f32) = (0.0, 2.0);
-/// top_k range.
-pub const TOP_K_RANGE: (usize, usize) = (1, 200);
-/// max_tokens range.
-pub const MAX_TOKENS_RANGE: (usize, usize) = (1, 4096);
+/// `temperature`: a number in 0-2.
+pub const TEMPERATURE: Limit = Limit {
+    lo: 0,
+    hi: 2,
+    integer: false,
+};
+/// `top_k`: an integer in 1-200.
+pub const TOP_K: Limit = Limit {
+    lo: 1,
+    hi: 200,
+    integer: true,
+};
+/// `max_tokens`: an integer in 1-4096.
+pub const MAX_TOKENS: Limit = Limit {
+    lo: 1,
+    hi: 4096,
+    integer: true,
+};
+/// Samples of one prompt (OpenAI's `n`, the `-n` of chat-eval and chat-rl): an integer in 1-8.
+pub const NUM_SAMPLES: Limit = Limit {
+    lo: 1,
+    hi: 8,
+    integer: true,
+};
+
+/// Why a request is refused.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not JSON, or a field of the wrong JSON kind or shape (HTTP 422).
+    #[error("invalid request body: {0}")]
+    Malformed(String),
+    /// A number outside its field's range, fractional where an integer is meant, or not a
+    /// finite number (HTTP 400).
+    #[error("{field}: {value} is not {expected}")]
+    OutOfRange {
+        field: String,
+        value: String,
+        /// `an integer in 1-4096`, `a number in 0-2`.
+        expected: String,
+    },
+    /// Any other limit, or a value this server does not support (HTTP 400); the message names
+    /// the field.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RequestError {
+    /// The HTTP status the server answers with: 422 for [`RequestError::Malformed`], else 400.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RequestError::Malformed(_) => 422,
+            _ => 400,
+        }
+    }
+}
+
+/// The top-level fields of a JSON object body, each as written.
+pub(crate) type Fields = BTreeMap<String, Box<RawValue>>;
+
+/// Reads a body as a JSON object; anything else is [`RequestError::Malformed`].
+pub(crate) fn fields(body: &[u8]) -> Result<Fields, RequestError> {
+    serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))
+}
+
+/// The JSON kind of a value's text, for an error message.
+fn kind(text: &str) -> &'static str {
+    match text.trim_start().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// The text of a numeric field, unconverted; `None` when absent or null. Another JSON kind is
+/// [`RequestError::Malformed`] naming the field.
+pub(crate) fn number<'a>(f: &'a Fields, field: &str) -> Result<Option<&'a str>, RequestError> {
+    let Some(raw) = f.get(field) else {
+        return Ok(None);
+    };
+    let text = raw.get().trim();
+    match kind(text) {
+        "a number" => Ok(Some(text)),
+        "null" => Ok(None),
+        other => Err(RequestError::Malformed(format!(
+            "{field}: expected a number, found {other}"
+        ))),
+    }
+}
+
+/// A field read as `T`; `None` when absent or null. The wrong kind is
+/// [`RequestError::Malformed`] naming the field.
+pub(crate) fn typed<T: DeserializeOwned>(
+    f: &Fields,
+    field: &str,
+) -> Result<Option<T>, RequestError> {
+    match f.get(field) {
+        None => Ok(None),
+        Some(raw) if raw.get().trim() == "null" => Ok(None),
+        Some(raw) => serde_json::from_str(raw.get())
+            .map(Some)
+            .map_err(|e| RequestError::Malformed(format!("{field}: {e}"))),
+    }
+}
+
+/// `messages`, which must be present.
+pub(crate) fn required<T: DeserializeOwned>(f: &Fields, field: &str) -> Result<T, RequestError> {
+    typed(f, field)?.ok_or_else(|| RequestError::Malformed(format!("missing field `{field}`")))
+}
 
 /// One message of a request: a role and its text.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -25,8 +144,9 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-/// `{"messages": [...], "temperature"?, "max_tokens"?, "top_k"?}`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+/// `{"messages": [...], "temperature"?, "max_tokens"?, "top_k"?}`, its numbers checked and
+/// converted.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub temperature: Option<f32>,
@@ -34,15 +154,61 @@ pub struct ChatRequest {
     pub top_k: Option<usize>,
 }
 
+/// `temperature`, `max_tokens`, `top_k`, converted.
+pub(crate) type Sampling = (Option<f32>, Option<usize>, Option<usize>);
+
+/// `temperature`, `max_tokens` (sent as `max_field`) and `top_k` as written, checked against
+/// their limits, then converted.
+pub(crate) fn sampling_numbers(
+    temperature: Option<&str>,
+    (max_field, max_tokens): (&str, Option<&str>),
+    top_k: Option<&str>,
+) -> Result<Sampling, RequestError> {
+    let t = temperature
+        .map(|t| TEMPERATURE.float("temperature", t))
+        .transpose()?;
+    let m = max_tokens
+        .map(|m| MAX_TOKENS.int(max_field, m))
+        .transpose()?;
+    let k = top_k.map(|k| TOP_K.int("top_k", k)).transpose()?;
+    Ok((
+        t.map(|t| t as f32),
+        m.map(|m| m as usize),
+        k.map(|k| k as usize),
+    ))
+}
+
 impl ChatRequest {
+    /// Reads and checks a body of nanochat's `/chat/completions` (other fields are ignored, as
+    /// nanochat does). Errors: see the module doc.
+    pub fn from_json(body: &[u8]) -> Result<ChatRequest, RequestError> {
+        let f = fields(body)?;
+        let messages: Vec<ChatMessage> = required(&f, "messages")?;
+        let (t, m, k) = (
+            number(&f, "temperature")?,
+            number(&f, "max_tokens")?,
+            number(&f, "top_k")?,
+        );
+        let (temperature, max_tokens, top_k) = sampling_numbers(t, ("max_tokens", m), k)?;
+        let req = ChatRequest {
+            messages,
+            temperature,
+            max_tokens,
+            top_k,
+        };
+        req.validate(false)?;
+        Ok(req)
+    }
+
     /// Checks every limit; `allow_system` accepts `system` messages (the OpenAI endpoint; they
     /// are merged into the first user turn by the chat format). The error names the limit.
-    pub fn validate(&self, allow_system: bool) -> Result<(), String> {
+    pub fn validate(&self, allow_system: bool) -> Result<(), RequestError> {
+        let invalid = |s: String| Err(RequestError::Invalid(s));
         if self.messages.is_empty() {
-            return Err("messages: at least one message is required".into());
+            return invalid("messages: at least one message is required".into());
         }
         if self.messages.len() > MAX_MESSAGES {
-            return Err(format!(
+            return invalid(format!(
                 "messages: {} messages exceed the limit of {MAX_MESSAGES}",
                 self.messages.len()
             ));
@@ -57,40 +223,43 @@ impl ChatRequest {
                 } else {
                     "user or assistant"
                 };
-                return Err(format!("messages[{i}].role: `{}` is not {allowed}", m.role));
+                return invalid(format!("messages[{i}].role: `{}` is not {allowed}", m.role));
             }
             let chars = m.content.chars().count();
             if chars > MAX_MESSAGE_CHARS {
-                return Err(format!(
+                return invalid(format!(
                     "messages[{i}].content: {chars} characters exceed the limit of {MAX_MESSAGE_CHARS} per message"
                 ));
             }
             total += chars;
         }
         if total > MAX_TOTAL_CHARS {
-            return Err(format!(
+            return invalid(format!(
                 "messages: {total} characters in all exceed the limit of {MAX_TOTAL_CHARS}"
             ));
         }
+        // Values set in code obey the same limits as those read from JSON.
         if let Some(t) = self.temperature {
-            let (lo, hi) = TEMPERATURE_RANGE;
-            if !(lo..=hi).contains(&t) {
-                return Err(format!("temperature: {t} is outside {lo}-{hi}"));
-            }
+            TEMPERATURE.check("temperature", &t.to_string())?;
         }
         if let Some(k) = self.top_k {
-            let (lo, hi) = TOP_K_RANGE;
-            if !(lo..=hi).contains(&k) {
-                return Err(format!("top_k: {k} is outside {lo}-{hi}"));
-            }
+            TOP_K.check("top_k", &k.to_string())?;
         }
         if let Some(n) = self.max_tokens {
-            let (lo, hi) = MAX_TOKENS_RANGE;
-            if !(lo..=hi).contains(&n) {
-                return Err(format!("max_tokens: {n} is outside {lo}-{hi}"));
-            }
+            MAX_TOKENS.check("max_tokens", &n.to_string())?;
         }
         Ok(())
+    }
+
+    /// The sampling parameters: this request's values, else `defaults`' (one sample).
+    pub fn params(&self, defaults: &GenerateParams) -> GenerateParams {
+        GenerateParams {
+            num_samples: 1,
+            max_tokens: self.max_tokens.unwrap_or(defaults.max_tokens),
+            temperature: self.temperature.unwrap_or(defaults.temperature),
+            top_k: self.top_k.or(defaults.top_k),
+            seed: defaults.seed,
+        }
     }
 
     /// The conversation to answer (assistant turns with tool use become their parts, as
@@ -112,93 +281,4 @@ impl ChatRequest {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(messages: Vec<(&str, String)>) -> ChatRequest {
-        ChatRequest {
-            messages: messages
-                .into_iter()
-                .map(|(role, content)| ChatMessage {
-                    role: role.into(),
-                    content,
-                })
-                .collect(),
-            temperature: None,
-            max_tokens: None,
-            top_k: None,
-        }
-    }
-
-    #[test]
-    fn every_limit_is_enforced_and_named() {
-        let ok = req(vec![("user", "hi".into())]);
-        assert_eq!(ok.validate(false), Ok(()));
-        let cases: Vec<(ChatRequest, &str)> = vec![
-            (req(vec![]), "at least one message"),
-            (req(vec![("user", "x".into()); 501]), "limit of 500"),
-            (req(vec![("user", "x".repeat(8001))]), "limit of 8000"),
-            (req(vec![("user", "x".repeat(8000)); 5]), "limit of 32000"),
-            (req(vec![("system", "x".into())]), "messages[0].role"),
-            (req(vec![("tool", "x".into())]), "messages[0].role"),
-            (
-                ChatRequest {
-                    temperature: Some(2.5),
-                    ..ok.clone()
-                },
-                "temperature",
-            ),
-            (
-                ChatRequest {
-                    temperature: Some(-0.1),
-                    ..ok.clone()
-                },
-                "temperature",
-            ),
-            (
-                ChatRequest {
-                    top_k: Some(0),
-                    ..ok.clone()
-                },
-                "top_k",
-            ),
-            (
-                ChatRequest {
-                    top_k: Some(201),
-                    ..ok.clone()
-                },
-                "top_k",
-            ),
-            (
-                ChatRequest {
-                    max_tokens: Some(0),
-                    ..ok.clone()
-                },
-                "max_tokens",
-            ),
-            (
-                ChatRequest {
-                    max_tokens: Some(4097),
-                    ..ok.clone()
-                },
-                "max_tokens",
-            ),
-        ];
-        for (r, needle) in cases {
-            let err = r.validate(false).unwrap_err();
-            assert!(err.contains(needle), "{err} should name {needle}");
-        }
-        // Limits are inclusive; characters, not bytes, count.
-        let edge = ChatRequest {
-            temperature: Some(2.0),
-            top_k: Some(200),
-            max_tokens: Some(4096),
-            ..req(vec![("user", "\u{e9}".repeat(8000)); 4])
-        };
-        assert_eq!(edge.validate(false), Ok(()));
-        assert_eq!(
-            req(vec![("system", "be brief".into()), ("user", "hi".into())]).validate(true),
-            Ok(())
-        );
-    }
-}
+mod tests;

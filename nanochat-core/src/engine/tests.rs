@@ -293,3 +293,68 @@ fn ids_past_the_tokenizer_in_a_padded_vocabulary_are_never_drawn() {
         assert!(column.unwrap().tokens.iter().all(|&t| t < n));
     }
 }
+
+/// `n` choices from one prefill: each choice's streamed pieces are its text, a seed reproduces
+/// them, four seeds do not all agree, and stop strings cut each choice at its first match
+/// without changing what is sampled (the same seed with and without them).
+#[test]
+fn choices_stream_apart_and_stop_strings_cut_them() {
+    let e = engine(128, 9);
+    let prompt = e.tokenizer().encode("Once upon a time");
+    let params = |seed| GenerateParams {
+        num_samples: 3,
+        max_tokens: 24,
+        temperature: 1.0,
+        top_k: Some(50),
+        seed: Some(seed),
+    };
+    let run = |stops: &[String], seed| {
+        let mut pieces = vec![Vec::<String>::new(); 3];
+        let choices = e
+            .stream_choices_until(
+                &prompt,
+                &params(seed),
+                stops,
+                || false,
+                |i, t| {
+                    pieces[i].push(t.to_string());
+                    Ok(())
+                },
+            )
+            .unwrap();
+        for (c, p) in choices.iter().zip(&pieces) {
+            assert_eq!(c.text, p.concat());
+            assert!(p.iter().all(|p| !p.is_empty()));
+        }
+        (choices, pieces)
+    };
+    let (free, _) = run(&[], 3);
+    assert_eq!(run(&[], 3).0, free);
+    assert!(free.iter().any(|c| c.text != free[0].text), "{free:?}");
+    let firsts: std::collections::HashSet<String> = (0..4)
+        .map(|s| run(&[], 100 + s).0[0].text.clone())
+        .collect();
+    assert!(firsts.len() >= 2, "four seeds gave one reply");
+    let longest = free
+        .iter()
+        .map(|c| &c.text)
+        .max_by_key(|t| t.len())
+        .unwrap();
+    let chars: Vec<char> = longest.chars().collect();
+    assert!(chars.len() >= 4, "too short to cut: {longest:?}");
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+    let (cut, pieces) = run(std::slice::from_ref(&stop), 3);
+    let mut matched = 0;
+    for ((c, f), p) in cut.iter().zip(&free).zip(&pieces) {
+        match f.text.find(&stop) {
+            Some(at) => {
+                matched += 1;
+                assert_eq!(c.text, f.text[..at]);
+                assert_eq!(p.concat(), f.text[..at]);
+                assert_eq!(c.finish, FinishReason::Stop);
+            }
+            None => assert_eq!((&c.text, c.finish), (&f.text, f.finish)),
+        }
+    }
+    assert!(matched >= 1);
+}

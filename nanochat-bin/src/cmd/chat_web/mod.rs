@@ -1,5 +1,6 @@
 //! `nanochat chat-web`: the chat server (nanochat's `chat_web.py`): model workers (one per GPU
-//! on CUDA, N on the CPU), a streaming API, the OpenAI wire format and a chat page.
+//! on CUDA, N on the CPU), a streaming API, the OpenAI wire format and a chat page. The
+//! sampling defaults (-t, -k, -m) obey a request's limits, checked when the flags are parsed.
 
 mod pool;
 mod routes;
@@ -9,14 +10,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use nanochat_core::engine::Engine;
+use nanochat_core::engine::{Engine, GenerateParams};
 
 #[derive(Parser, Debug)]
 pub struct Args {
     #[command(flatten)]
     model: super::ModelArgs,
     /// Model workers: one per GPU with --device cuda, this many CPU workers otherwise.
-    #[arg(short = 'n', long, default_value_t = 1)]
+    #[arg(short = 'n', long, default_value_t = 1, value_parser = super::chat_eval::at_least_one())]
     num_gpus: usize,
     /// Port (0 picks a free one; the address is printed on stderr).
     #[arg(short = 'p', long, default_value_t = 8000)]
@@ -24,13 +25,13 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Default temperature of a request.
-    #[arg(short = 't', long, default_value_t = 0.8)]
+    #[arg(short = 't', long, default_value_t = 0.8, value_parser = super::sampling::temperature)]
     temperature: f32,
     /// Default top-k of a request.
-    #[arg(short = 'k', long, default_value_t = 50)]
+    #[arg(short = 'k', long, default_value_t = 50, value_parser = super::sampling::top_k)]
     top_k: usize,
     /// Default most tokens of a reply.
-    #[arg(short = 'm', long, default_value_t = 512)]
+    #[arg(short = 'm', long, default_value_t = 512, value_parser = super::sampling::max_tokens)]
     max_tokens: usize,
     /// cpu or cuda.
     #[arg(short = 'd', long, default_value = "cpu")]
@@ -38,22 +39,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
-    if args.num_gpus == 0 {
-        anyhow::bail!("--num-gpus must be at least 1");
-    }
-    // The defaults obey the same limits as a request's values.
-    let defaults = nanochat_core::engine::request::ChatRequest {
-        messages: vec![nanochat_core::engine::request::ChatMessage {
-            role: "user".into(),
-            content: String::new(),
-        }],
-        temperature: Some(args.temperature),
-        max_tokens: Some(args.max_tokens),
-        top_k: Some(args.top_k),
-    };
-    defaults
-        .validate(false)
-        .map_err(|e| anyhow::anyhow!("default {e} (flags -t, -k, -m)"))?;
     let mut engines = Vec::new();
     for i in 0..args.num_gpus {
         let name = if args.device.starts_with("cuda") {
@@ -88,9 +73,15 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         pool: pool::Pool::start(engines),
         tokenizer,
         block_size,
-        temperature: args.temperature,
-        top_k: args.top_k,
-        max_tokens: args.max_tokens,
+        defaults: GenerateParams {
+            num_samples: 1,
+            max_tokens: args.max_tokens,
+            temperature: args.temperature,
+            top_k: Some(args.top_k),
+            seed: None,
+        },
+        model_id: "nanochat".into(),
+        started: routes::unix_now(),
         next_id: AtomicU64::new(0),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,5 @@
 //! The model workers of `chat-web`: one OS thread per worker, each owning an [`Engine`] on its
-//! device. A request waits (asynchronously) for a free worker, hands it a job and reads its
+//! device. A job is one prompt and its `num_samples` choices, decoded together. A request waits (asynchronously) for a free worker, hands it a job and reads its
 //! events from a channel; the worker goes back to the pool when the job ends, fails, panics
 //! or its client goes away (the next text it would send finds the channel closed).
 
@@ -18,14 +18,21 @@ pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 /// What a worker reports about its job.
 #[derive(Debug)]
 pub enum WorkerEvent {
-    Text(String),
-    Done(Completion),
+    /// More text of choice `index`.
+    Text {
+        index: usize,
+        text: String,
+    },
+    /// Every choice, in order.
+    Done(Vec<Completion>),
     Error(String),
 }
 
 pub struct Job {
     pub prompt: Vec<u32>,
     pub params: GenerateParams,
+    /// Stop strings: a choice ends at the first (not sent).
+    pub stop: Vec<String>,
     pub events: mpsc::UnboundedSender<WorkerEvent>,
     /// Set when the client is gone: the worker stops at its next token.
     pub cancel: Arc<AtomicBool>,
@@ -151,6 +158,7 @@ fn work(engine: &Engine, job: Job) {
     let Job {
         prompt,
         params,
+        stop,
         events,
         cancel,
     } = job;
@@ -159,17 +167,22 @@ fn work(engine: &Engine, job: Job) {
         let gone = || {
             cancel.load(Ordering::Relaxed) || events.is_closed() || SHUTDOWN.load(Ordering::Relaxed)
         };
-        engine.stream_text_until(&prompt, &params, gone, |text| {
+        engine.stream_choices_until(&prompt, &params, &stop, gone, |index, text| {
             if cancel.load(Ordering::Relaxed) {
                 return Err(CoreError::Cancelled);
             }
+            let text = text.to_string();
             events
-                .send(WorkerEvent::Text(text.to_string()))
+                .send(WorkerEvent::Text { index, text })
                 .map_err(|_| CoreError::Cancelled)
         })
     }));
     let outcome = match &run {
-        Ok(Ok(c)) => format!("{} tokens, {}", c.tokens, c.finish.as_str()),
+        Ok(Ok(choices)) => {
+            let finish: Vec<&str> = choices.iter().map(|c| c.finish.as_str()).collect();
+            let tokens: usize = choices.iter().map(|c| c.tokens).sum();
+            format!("{tokens} tokens, {}", finish.join(" "))
+        }
         Ok(Err(CoreError::Cancelled)) => "cancelled: the client left".into(),
         Ok(Err(e)) => format!("failed: {e}"),
         Err(_) => "panicked".into(),
@@ -224,12 +237,14 @@ mod tests {
         let params = GenerateParams {
             max_tokens: 4,
             temperature: 0.0,
+            num_samples: 2,
             ..Default::default()
         };
         (
             Job {
                 prompt,
                 params,
+                stop: Vec::new(),
                 events: tx,
                 cancel: Arc::new(AtomicBool::new(false)),
             },
@@ -262,11 +277,16 @@ mod tests {
             let lease = pool.acquire().await;
             let (j, mut rx) = job(vec![1, 2, 3]);
             lease.run(j);
+            let mut texts = [String::new(), String::new()];
             loop {
                 match rx.recv().await {
-                    Some(WorkerEvent::Text(_)) => continue,
-                    Some(WorkerEvent::Done(c)) => {
-                        assert!(c.tokens <= 4);
+                    Some(WorkerEvent::Text { index, text }) => texts[index].push_str(&text),
+                    Some(WorkerEvent::Done(choices)) => {
+                        assert_eq!(choices.len(), 2);
+                        for (c, t) in choices.iter().zip(&texts) {
+                            assert!(c.tokens <= 4);
+                            assert_eq!(&c.text, t);
+                        }
                         break;
                     }
                     other => panic!("expected text then done, got {other:?}"),

@@ -1,5 +1,7 @@
 //! The HTTP API of `chat-web`: nanochat's `/chat/completions` (SSE), `/health`, `/stats`, the
-//! chat page at `/`, and `/v1/chat/completions` in the OpenAI wire format.
+//! chat page at `/`, and `/v1/chat/completions` and `/v1/models` in the OpenAI wire format.
+//! Requests are read and checked, and replies assembled, by `nanochat_core::engine::request`
+//! and `nanochat_core::engine::openai`; this module only moves them over HTTP.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,10 +17,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use futures_util::StreamExt;
-use nanochat_core::engine::request::{ChatMessage, ChatRequest, MAX_TOTAL_CHARS};
-use nanochat_core::engine::{completion_prompt, Completion, FinishReason, GenerateParams};
+use nanochat_core::engine::openai::{error_body, models_list, OpenAiRequest, Reply};
+use nanochat_core::engine::request::{ChatRequest, RequestError, MAX_TOTAL_CHARS};
+use nanochat_core::engine::{completion_prompt, GenerateParams};
+use nanochat_core::tokenizer::chat::Conversation;
 use nanochat_core::tokenizer::Tokenizer;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -31,10 +34,20 @@ pub struct AppState {
     pub pool: Pool,
     pub tokenizer: Tokenizer,
     pub block_size: usize,
-    pub temperature: f32,
-    pub top_k: usize,
-    pub max_tokens: usize,
+    /// The sampling defaults of a request (flags -t, -k, -m).
+    pub defaults: GenerateParams,
+    /// The model's id in `/v1/models`.
+    pub model_id: String,
+    /// When the server started (Unix seconds).
+    pub started: u64,
     pub next_id: AtomicU64,
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -44,12 +57,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/stats", get(stats))
         .route("/chat/completions", post(chat_completions))
         .route("/v1/chat/completions", post(openai_completions))
+        .route("/v1/models", get(models))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-fn error(status: StatusCode, detail: impl Into<String>) -> Response {
-    (status, Json(json!({ "detail": detail.into() }))).into_response()
+/// A refused or failed request: its status and what went wrong.
+struct Failure(StatusCode, String);
+
+fn error(status: StatusCode, detail: impl Into<String>) -> Failure {
+    Failure(status, detail.into())
+}
+
+impl Failure {
+    /// nanochat's format: `{"detail": "..."}`.
+    fn native(self) -> Response {
+        (self.0, Json(json!({ "detail": self.1 }))).into_response()
+    }
+
+    /// OpenAI's format (`error.message` is what OpenAI clients show), `detail` beside it.
+    fn openai(self) -> Response {
+        (self.0, Json(error_body(&self.1, self.0.as_u16()))).into_response()
+    }
 }
 
 async fn health(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -100,9 +129,13 @@ struct Started {
 /// are at most 128 KB of UTF-8, plus the JSON around them).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Parses a body as `T`: a body over [`MAX_BODY_BYTES`] is a 400 naming the character limit;
-/// malformed JSON or wrong types are 422 with the parser's detail.
-fn parse<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
+/// Reads a body with `read`: a body over [`MAX_BODY_BYTES`] is a 400 naming the character
+/// limit; malformed JSON or wrong kinds are 422, values out of their limits 400, with the
+/// reader's detail.
+fn parse<T>(
+    body: Result<Bytes, BytesRejection>,
+    read: impl FnOnce(&[u8]) -> Result<T, RequestError>,
+) -> Result<T, Failure> {
     let body = body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_) => error(
             StatusCode::BAD_REQUEST,
@@ -110,19 +143,20 @@ fn parse<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> R
         ),
         other => error(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request body: {other}")),
     })?;
-    serde_json::from_slice(&body).map_err(|e| {
-        error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("invalid request body: {e}"),
-        )
+    read(&body).map_err(|e| {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        error(status, e.to_string())
     })
 }
 
-/// Validates, renders the prompt, waits for a worker and starts the job.
-async fn start(s: &AppState, req: &ChatRequest, allow_system: bool) -> Result<Started, Response> {
-    req.validate(allow_system)
-        .map_err(|d| error(StatusCode::BAD_REQUEST, d))?;
-    let prompt = completion_prompt(&s.tokenizer, &req.conversation())
+/// Renders the prompt, waits for a worker and starts the job.
+async fn start(
+    s: &AppState,
+    conversation: &Conversation,
+    params: GenerateParams,
+    stop: Vec<String>,
+) -> Result<Started, Failure> {
+    let prompt = completion_prompt(&s.tokenizer, conversation)
         .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
     if prompt.len() >= s.block_size {
         return Err(error(
@@ -134,13 +168,6 @@ async fn start(s: &AppState, req: &ChatRequest, allow_system: bool) -> Result<St
             ),
         ));
     }
-    let params = GenerateParams {
-        num_samples: 1,
-        max_tokens: req.max_tokens.unwrap_or(s.max_tokens),
-        temperature: req.temperature.unwrap_or(s.temperature),
-        top_k: Some(req.top_k.unwrap_or(s.top_k)),
-        seed: None,
-    };
     let lease = s.pool.acquire().await;
     let gpu = lease.id();
     let (tx, events) = tokio::sync::mpsc::unbounded_channel();
@@ -149,6 +176,7 @@ async fn start(s: &AppState, req: &ChatRequest, allow_system: bool) -> Result<St
     lease.run(Job {
         prompt,
         params,
+        stop,
         events: tx,
         cancel: cancel.clone(),
     });
@@ -161,7 +189,7 @@ async fn start(s: &AppState, req: &ChatRequest, allow_system: bool) -> Result<St
 }
 
 /// Waits for the job's first event: an error before any text is a 500.
-async fn first_event(st: &mut Started) -> Result<WorkerEvent, Response> {
+async fn first_event(st: &mut Started) -> Result<WorkerEvent, Failure> {
     match st.events.recv().await {
         Some(WorkerEvent::Error(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
         Some(ev) => Ok(ev),
@@ -205,22 +233,23 @@ async fn chat_completions(
     State(s): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let req: ChatRequest = match parse(body) {
+    let req = match parse(body, ChatRequest::from_json) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(f) => return f.native(),
     };
-    let mut st = match start(&s, &req, false).await {
+    let params = req.params(&s.defaults);
+    let mut st = match start(&s, &req.conversation(), params, Vec::new()).await {
         Ok(st) => st,
-        Err(r) => return r,
+        Err(f) => return f.native(),
     };
     let first = match first_event(&mut st).await {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(f) => return f.native(),
     };
     let gpu = st.gpu;
     let stream = events(first, st, move |ev| {
         let data = match ev {
-            WorkerEvent::Text(t) => json!({ "token": t, "gpu": gpu }),
+            WorkerEvent::Text { text, .. } => json!({ "token": text, "gpu": gpu }),
             WorkerEvent::Done(_) => json!({ "done": true }),
             WorkerEvent::Error(e) => json!({ "error": e, "gpu": gpu }),
         };
@@ -229,61 +258,50 @@ async fn chat_completions(
     Sse::new(stream).into_response()
 }
 
-/// The OpenAI request: `messages`, `temperature`, `max_tokens` (or `max_completion_tokens`),
-/// `top_k` (an extension), `stream`; `model` and other fields are accepted and ignored.
-#[derive(Deserialize)]
-struct OpenAiRequest {
-    messages: Vec<ChatMessage>,
-    temperature: Option<f32>,
-    #[serde(alias = "max_completion_tokens")]
-    max_tokens: Option<usize>,
-    top_k: Option<usize>,
-    #[serde(default)]
-    stream: bool,
+async fn models(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(models_list(&s.model_id, s.started))
 }
 
-fn finish_name(f: FinishReason) -> &'static str {
-    match f {
-        FinishReason::Stop => "stop",
-        FinishReason::Length | FinishReason::ContextFull => "length",
-    }
+fn data(v: serde_json::Value) -> Event {
+    Event::default().data(v.to_string())
 }
 
 async fn openai_completions(
     State(s): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let req: OpenAiRequest = match parse(body) {
+    let req = match parse(body, OpenAiRequest::from_json) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(f) => return f.openai(),
     };
-    let chat = ChatRequest {
-        messages: req.messages,
-        temperature: req.temperature,
-        max_tokens: req.max_tokens,
-        top_k: req.top_k,
-    };
-    let mut st = match start(&s, &chat, true).await {
+    let params = req.params(&s.defaults);
+    let conversation = req.chat.conversation();
+    let mut st = match start(&s, &conversation, params, req.stop.clone()).await {
         Ok(st) => st,
-        Err(r) => return r,
+        Err(f) => return f.openai(),
     };
     let first = match first_event(&mut st).await {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(f) => return f.openai(),
     };
-    let id = format!("chatcmpl-{}", s.next_id.fetch_add(1, Ordering::Relaxed));
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let reply = Reply {
+        id: format!("chatcmpl-{}", s.next_id.fetch_add(1, Ordering::Relaxed)),
+        created: unix_now(),
+        model: req.model.clone().unwrap_or_else(|| s.model_id.clone()),
+        include_usage: req.include_usage,
+    };
     let prompt_tokens = st.prompt_tokens;
     if !req.stream {
-        let mut text = String::new();
         let mut ev = first;
-        let done: Completion = loop {
+        loop {
             match ev {
-                WorkerEvent::Text(t) => text.push_str(&t),
-                WorkerEvent::Done(c) => break c,
-                WorkerEvent::Error(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                WorkerEvent::Text { .. } => {}
+                WorkerEvent::Done(choices) => {
+                    return Json(reply.completion(prompt_tokens, &choices)).into_response()
+                }
+                WorkerEvent::Error(e) => {
+                    return error(StatusCode::INTERNAL_SERVER_ERROR, e).openai()
+                }
             }
             ev = match st.events.recv().await {
                 Some(e) => e,
@@ -292,34 +310,30 @@ async fn openai_completions(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "the worker stopped mid-answer",
                     )
+                    .openai()
                 }
             };
-        };
-        return Json(json!({
-            "id": id, "object": "chat.completion", "created": created, "model": "nanochat",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_name(done.finish)}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": done.tokens, "total_tokens": prompt_tokens + done.tokens},
-        }))
-        .into_response();
+        }
     }
-    let chunk = move |delta: serde_json::Value, finish: Option<&str>| {
-        Event::default().data(
-            json!({
-                "id": id, "object": "chat.completion.chunk", "created": created, "model": "nanochat",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            })
-            .to_string(),
-        )
-    };
-    let opening = chunk(json!({"role": "assistant", "content": ""}), None);
+    let openings: Vec<Result<Event, Infallible>> =
+        (0..req.n).map(|i| Ok(data(reply.opening(i)))).collect();
     let stream = events(first, st, move |ev| match ev {
-        WorkerEvent::Text(t) => vec![chunk(json!({ "content": t }), None)],
-        WorkerEvent::Done(c) => vec![
-            chunk(json!({}), Some(finish_name(c.finish))),
-            Event::default().data("[DONE]"),
-        ],
-        WorkerEvent::Error(e) => vec![Event::default()
-            .data(json!({ "error": {"message": e, "type": "server_error"} }).to_string())],
+        WorkerEvent::Text { index, text } => vec![data(reply.text(index, &text))],
+        WorkerEvent::Done(choices) => {
+            let mut out: Vec<Event> = choices
+                .iter()
+                .enumerate()
+                .map(|(i, c)| data(reply.finish(i, c.finish)))
+                .collect();
+            out.extend(reply.usage_chunk(prompt_tokens, &choices).map(data));
+            out.push(Event::default().data("[DONE]"));
+            out
+        }
+        WorkerEvent::Error(e) => {
+            vec![data(
+                json!({ "error": {"message": e, "type": "server_error"} }),
+            )]
+        }
     });
-    Sse::new(stream::once(async move { Ok(opening) }).chain(stream)).into_response()
+    Sse::new(stream::iter(openings).chain(stream)).into_response()
 }
