@@ -15,7 +15,8 @@
 # Idempotent: finished outputs are kept. Small samples of each are committed in data/samples/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="${NANOCHAT_DATA_DIR:-$HOME/.cache/nanochat/data}"
+# The binary's precedence (nanochat_core::paths): $NANOCHAT_DATA_DIR, else <base dir>/data.
+out="${NANOCHAT_DATA_DIR:-${NANOCHAT_BASE_DIR:-$HOME/.cache/nanochat}/data}"
 mkdir -p "$out/corpus" "$out/chat" "$out/eval" "$out/core"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

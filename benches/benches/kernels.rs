@@ -18,7 +18,8 @@ use nanochat_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use nanochat_kernels::{Backend, Client};
 
 fn client() -> Client {
-    let name = std::env::var("NANOCHAT_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let name =
+        nanochat_core::paths::env_string("NANOCHAT_BENCH_DEVICE").unwrap_or_else(|| "cpu".into());
     let backend: Backend = name
         .parse()
         .expect("NANOCHAT_BENCH_DEVICE: cpu, cuda or cuda:N");

@@ -81,7 +81,8 @@ fn identical_runs_in_two_base_dirs_write_identical_bytes() {
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir(&a).join("meta_000002.json")).unwrap()).unwrap();
-    assert_eq!(meta["tokenizer_path"], "tokenizer");
+    // The default tokenizer (<base dir>/tokenizer) needs no record: loading looks there.
+    assert_eq!(meta["tokenizer_path"], serde_json::Value::Null);
     assert_eq!(meta["tokenizer_sha256"].as_str().unwrap().len(), 64);
     assert!(!home.join(".cache").exists(), "HOME was written");
 }
@@ -99,12 +100,8 @@ fn a_moved_base_dir_serves_and_a_swapped_tokenizer_is_refused() {
     std::fs::rename(&a, &b).unwrap();
     let chat = ["chat-cli", "-i", "base", "-p", "hi", "-m", "4"];
     let vars = [("NANOCHAT_BASE_DIR", b.as_path())];
-    ok(
-        &nanochat(&home, &home, &vars, &chat),
-        "chat-cli after the move",
-    );
 
-    // A different 300-token tokenizer at the old path and at the new one.
+    // A different 300-token tokenizer at the old path: the moved dir's own one is used.
     let other = tmp.path().join("other");
     let text = tmp.path().join("other.txt");
     std::fs::write(
@@ -129,6 +126,17 @@ fn a_moved_base_dir_serves_and_a_swapped_tokenizer_is_refused() {
         ),
         "tok-train of the other tokenizer",
     );
+    let have = nanochat_core::tokenizer::Tokenizer::from_pretrained(&other)
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+    copy_dir(&other, &a.join("tokenizer"));
+    ok(
+        &nanochat(&home, &home, &vars, &chat),
+        "chat-cli after the move",
+    );
+
+    // The same tokenizer in the moved dir's place is refused.
     let meta: serde_json::Value = serde_json::from_slice(
         &std::fs::read(b.join("base_checkpoints/d1/meta_000002.json")).unwrap(),
     )
@@ -141,8 +149,9 @@ fn a_moved_base_dir_serves_and_a_swapped_tokenizer_is_refused() {
     assert!(!out.status.success(), "a swapped tokenizer was accepted");
     assert!(
         stderr.contains(&want)
+            && stderr.contains(&have)
             && stderr.contains("meta_000002.json")
-            && stderr.contains("tokenizer")
+            && stderr.contains(&b.join("tokenizer").display().to_string())
             && stderr.contains("--force-tokenizer"),
         "{stderr}"
     );
@@ -212,4 +221,26 @@ fn scratch_outputs_leave_the_base_dir_alone() {
     );
     let entries: Vec<_> = std::fs::read_dir(&home).unwrap().collect();
     assert!(entries.is_empty(), "HOME was written: {entries:?}");
+    // With a base dir of its own, the same: its report card is not written, while a run into
+    // the base dir itself is recorded.
+    let base = tmp.path().join("base");
+    let vars = [("NANOCHAT_BASE_DIR", base.as_path())];
+    ok(
+        &nanochat(&home, tmp.path(), &vars, &args),
+        "tok-train --output",
+    );
+    assert!(
+        !base.join("report").exists(),
+        "the base dir's report was written"
+    );
+    ok(&nanochat(&home, tmp.path(), &vars, TOK), "tok-train");
+    assert!(base.join("report/tokenizer.json").is_file());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }

@@ -123,6 +123,20 @@ impl Paths {
         record_under(&self.model_root, path)
     }
 
+    /// How a checkpoint records the tokenizer it was trained with: nothing for the default
+    /// `<base dir>/tokenizer` (loading looks there first, wherever the base dir has moved;
+    /// recording it would put an absolute path in the meta when the model root is elsewhere),
+    /// else [`Paths::record`].
+    pub fn record_tokenizer(&self, dir: &Path) -> Option<String> {
+        if self.tokenizer_override.is_none()
+            && absolute(dir) == absolute(&self.base_dir.join("tokenizer"))
+        {
+            None
+        } else {
+            Some(self.record(dir))
+        }
+    }
+
     /// The path a checkpoint recorded with [`Paths::record`]: relative ones are under the model
     /// root.
     pub fn resolve(&self, recorded: &str) -> PathBuf {
@@ -150,7 +164,12 @@ pub fn installed() -> Result<&'static Paths> {
     if let Some(p) = INSTALLED.get() {
         return Ok(p);
     }
-    Ok(install(Paths::from_env()?))
+    // This crate's own unit tests never read the environment: an empty folder of their own.
+    #[cfg(test)]
+    let paths = Paths::under(&std::env::temp_dir().join("nanochat-core-unit-tests-no-data"));
+    #[cfg(not(test))]
+    let paths = Paths::from_env()?;
+    Ok(install(paths))
 }
 
 /// `path` relative to `root` when inside it (`.` for `root` itself), else absolute: how
@@ -260,6 +279,11 @@ mod tests {
     fn recorded_paths_are_relative_to_the_model_root() {
         let p = Paths::under(Path::new("/runs/a"));
         assert_eq!(p.record(Path::new("/runs/a/tokenizer")), "tokenizer");
+        assert_eq!(p.record_tokenizer(Path::new("/runs/a/tokenizer")), None);
+        assert_eq!(
+            p.record_tokenizer(Path::new("/runs/a/tok2")).as_deref(),
+            Some("tok2")
+        );
         assert_eq!(p.record(Path::new("/runs/a/x/../tokenizer")), "tokenizer");
         assert_eq!(p.record(Path::new("/elsewhere/tok")), "/elsewhere/tok");
         let moved = Paths::under(Path::new("/runs/b"));

@@ -225,6 +225,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "To be, or not to be".into(),
             "The whale".into(),
         ],
+        tokenizer_record: paths.record_tokenizer(&tok_dir),
         tokenizer_path: tok_dir.clone(),
         compute_dtype: dtype,
         run: json!({

@@ -152,6 +152,7 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
         save_every: args.save_every,
         sample_prompts: vec![],
         tokenizer_path: nanochat_core::checkpoint::tokenizer_for(paths, &meta),
+        tokenizer_record: meta.tokenizer_path.clone(),
         compute_dtype: nanochat_core::DType::parse(&args.dtype)
             .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?,
         run: json!({

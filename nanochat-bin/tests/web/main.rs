@@ -67,6 +67,8 @@ fn start(root: &std::path::Path, workers: usize) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
         .env("NANOCHAT_BASE_DIR", root)
         .env_remove("NANOCHAT_MODEL_DIR")
+        .env_remove("NANOCHAT_TOKENIZER_PATH")
+        .env_remove("NANOCHAT_DATA_DIR")
         .args([
             "chat-web",
             "-i",
@@ -314,7 +316,7 @@ fn disconnect_frees_the_worker(port: u16) {
 /// The OpenAI Python client (PyPI `openai`, in scripts/setup.sh's venv) against
 /// /v1/chat/completions: a system message, non-streaming and streaming.
 fn openai_python_client(port: u16) {
-    let python = std::env::var("NANOCHAT_PYTHON").unwrap_or_else(|_| {
+    let python = nanochat_core::paths::env_string("NANOCHAT_PYTHON").unwrap_or_else(|| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyenv/bin/python").into()
     });
     let script = r#"

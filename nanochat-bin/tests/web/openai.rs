@@ -208,7 +208,7 @@ for kw, field in [(dict(top_p=0.5), "top_p"), (dict(presence_penalty=1), "presen
         assert e.status_code == 400 and field in str(e), e
 print("openai-features-ok")
 "#;
-    let python = std::env::var("NANOCHAT_PYTHON").unwrap_or_else(|_| {
+    let python = nanochat_core::paths::env_string("NANOCHAT_PYTHON").unwrap_or_else(|| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyenv/bin/python").into()
     });
     let out = Command::new(&python)

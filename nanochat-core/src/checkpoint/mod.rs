@@ -336,9 +336,10 @@ pub fn load_optimizer_state(
 /// nanochat's `load_model`: the model, tokenizer and meta of `phase`'s checkpoints under the
 /// model root, taking the newest (largest) step of the given or only/last tag when not given.
 ///
-/// The tokenizer is `$NANOCHAT_TOKENIZER_PATH` when set, else the one the checkpoint recorded
-/// (resolved under the model root) when it exists, else `<base dir>/tokenizer` (nanochat's
-/// rule); [`check_tokenizer`] then compares it with the checkpoint's, unless `force_tokenizer`.
+/// The tokenizer is `$NANOCHAT_TOKENIZER_PATH` when set, else `<base dir>/tokenizer` (nanochat's
+/// rule) when it exists, else the one the checkpoint recorded (a `--tokenizer` of training,
+/// resolved under the model root); [`check_tokenizer`] then compares it with the checkpoint's,
+/// unless `force_tokenizer`.
 pub fn load_model(
     paths: &Paths,
     phase: Phase,
@@ -409,13 +410,14 @@ pub fn tokenizer_for(paths: &Paths, meta: &Meta) -> PathBuf {
     if let Some(p) = &paths.tokenizer_override {
         return p.clone();
     }
-    if let Some(recorded) = &meta.tokenizer_path {
-        let p = paths.resolve(recorded);
-        if p.exists() {
-            return p;
-        }
+    let default = paths.base_dir.join("tokenizer");
+    if default.exists() {
+        return default;
     }
-    paths.base_dir.join("tokenizer")
+    match &meta.tokenizer_path {
+        Some(recorded) if paths.resolve(recorded).exists() => paths.resolve(recorded),
+        _ => default,
+    }
 }
 
 /// Refuses a tokenizer the model was not trained with: with a recorded fingerprint, the two

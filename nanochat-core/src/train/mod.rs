@@ -70,7 +70,11 @@ pub struct TrainConfig {
     pub save_every: u64,
     /// Prompts continued greedily at each evaluation.
     pub sample_prompts: Vec<String>,
+    /// The tokenizer trained with (named in errors).
     pub tokenizer_path: PathBuf,
+    /// How checkpoints record it ([`crate::paths::Paths::record_tokenizer`]): `None` for the
+    /// default `<base dir>/tokenizer`, which loading finds without a record.
+    pub tokenizer_record: Option<String>,
     /// Activation and matmul dtype (bf16: mixed precision over f32 master weights).
     pub compute_dtype: DType,
     /// Recorded in the checkpoints' meta.
@@ -315,10 +319,7 @@ impl Trainer {
         let dir = self.cfg.checkpoint_dir();
         let info = SaveInfo {
             val_bpb: self.last_val_bpb,
-            tokenizer_path: Some(crate::paths::record_under(
-                &self.cfg.root,
-                &self.cfg.tokenizer_path,
-            )),
+            tokenizer_path: self.cfg.tokenizer_record.clone(),
             tokenizer_sha256: Some(self.tokenizer.fingerprint()?),
             data_position: Some(self.train.position()),
             rng_state: self.model.rng_state(),

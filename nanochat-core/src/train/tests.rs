@@ -39,6 +39,7 @@ fn setup(
         save_every,
         sample_prompts: vec!["Call me".into()],
         tokenizer_path: dir,
+        tokenizer_record: None,
         compute_dtype: DType::F32,
         run: serde_json::Value::Null,
     };

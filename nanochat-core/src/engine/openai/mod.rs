@@ -397,6 +397,7 @@ impl OpenAiRequest {
         };
         chat.validate(true)?;
         merge_leading_system(&mut chat.messages);
+        merge_same_roles(&mut chat.messages);
         Ok(OpenAiRequest {
             chat,
             model,
@@ -416,6 +417,26 @@ impl OpenAiRequest {
             ..self.chat.params(defaults)
         }
     }
+}
+
+/// What OpenAI clients send but nanochat's chat format cannot hold, made to fit: a system
+/// message after the first turn becomes user text, and consecutive messages of one role
+/// become one (joined by a blank line), since the format alternates user and assistant.
+fn merge_same_roles(messages: &mut Vec<ChatMessage>) {
+    let mut out: Vec<ChatMessage> = Vec::with_capacity(messages.len());
+    for (i, mut m) in std::mem::take(messages).into_iter().enumerate() {
+        if i > 0 && m.role == "system" {
+            m.role = "user".into();
+        }
+        match out.last_mut() {
+            Some(last) if last.role == m.role => {
+                last.content.push_str("\n\n");
+                last.content.push_str(&m.content);
+            }
+            _ => out.push(m),
+        }
+    }
+    *messages = out;
 }
 
 /// Leading system messages become one (joined by a blank line): the chat format takes one.

@@ -285,3 +285,31 @@ fn replies_carry_every_choice() {
     assert_eq!(e["error"]["type"], "invalid_request_error");
     assert!(error_body("request body over 5 bytes: x", 400)["error"]["param"].is_null());
 }
+
+/// Two user turns in a row and a system message after the first turn (both sent by OpenAI
+/// clients) fit nanochat's alternating format: merged, the late system message as user text;
+/// the result renders as a prompt.
+#[test]
+fn consecutive_roles_and_late_system_messages_fit_the_chat_format() {
+    let r = parse(json!({"messages": [
+        {"role": "user", "content": "Hi"}, {"role": "user", "content": "there"},
+        {"role": "assistant", "content": "Hello."}, {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Why?"}]}))
+    .unwrap();
+    let roles: Vec<(&str, &str)> = r
+        .chat
+        .messages
+        .iter()
+        .map(|m| (m.role.as_str(), m.content.as_str()))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("user", "Hi\n\nthere"),
+            ("assistant", "Hello."),
+            ("user", "Be brief.\n\nWhy?")
+        ]
+    );
+    let tok = crate::tokenizer::tests::small_tokenizer();
+    crate::engine::completion_prompt(tok, &r.chat.conversation()).unwrap();
+}

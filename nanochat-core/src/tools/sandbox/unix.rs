@@ -81,7 +81,7 @@ pub(super) fn run(program: &str, limits: &SandboxLimits) -> Result<SandboxOutcom
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(path) = std::env::var_os("PATH") {
+    if let Some(path) = crate::paths::env_var("PATH") {
         cmd.env("PATH", path);
     }
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
