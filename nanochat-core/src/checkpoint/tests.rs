@@ -27,6 +27,25 @@ struct Setup {
     dev: Device,
 }
 
+impl Setup {
+    /// [`load_model`] from this setup's root, the tokenizer checked.
+    fn load(
+        &self,
+        phase: Phase,
+        tag: Option<&str>,
+        step: Option<u64>,
+    ) -> Result<(GPT, Tokenizer, Meta)> {
+        load_model(
+            &Paths::under(&self.root),
+            phase,
+            &self.dev,
+            tag,
+            step,
+            false,
+        )
+    }
+}
+
 /// A model trained one step, saved as step 1 of base model `d1` with its tokenizer.
 fn setup() -> Setup {
     let tmp = tempfile::tempdir().unwrap();
@@ -76,15 +95,7 @@ fn setup() -> Setup {
 #[test]
 fn round_trip_model_optimizer_and_meta() {
     let s = setup();
-    let (model, tok, meta) = load_model(
-        &Paths::under(&s.root),
-        Phase::Base,
-        &s.dev,
-        None,
-        None,
-        false,
-    )
-    .unwrap();
+    let (model, tok, meta) = s.load(Phase::Base, None, None).unwrap();
     assert_eq!(meta.step, 1);
     assert_eq!(meta.val_bpb, Some(3.5));
     assert_eq!(meta.data_position.unwrap().offset, 8);
@@ -113,41 +124,20 @@ fn round_trip_model_optimizer_and_meta() {
 #[test]
 fn missing_source_tag_and_step_list_what_exists() {
     let s = setup();
-    let e = load_model(
-        &Paths::under(&s.root),
-        Phase::Sft,
-        &s.dev,
-        None,
-        None,
-        false,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = s.load(Phase::Sft, None, None).unwrap_err().to_string();
     assert!(
         e.contains("no sft checkpoints") && e.contains("nanochat chat-sft"),
         "{e}"
     );
-    let e = load_model(
-        &Paths::under(&s.root),
-        Phase::Base,
-        &s.dev,
-        Some("d9"),
-        None,
-        false,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = s
+        .load(Phase::Base, Some("d9"), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("`d9`") && e.contains("[\"d1\"]"), "{e}");
-    let e = load_model(
-        &Paths::under(&s.root),
-        Phase::Base,
-        &s.dev,
-        Some("d1"),
-        Some(5),
-        false,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = s
+        .load(Phase::Base, Some("d1"), Some(5))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no step 5") && e.contains("[1]"), "{e}");
     assert!(Phase::parse("final").is_err());
 }
@@ -160,15 +150,7 @@ fn a_step_without_its_meta_file_does_not_exist() {
         .save(&s.dir.join("model_000002.safetensors"))
         .unwrap();
     assert_eq!(list_steps(&s.dir), vec![1]);
-    let (_, _, meta) = load_model(
-        &Paths::under(&s.root),
-        Phase::Base,
-        &s.dev,
-        None,
-        None,
-        false,
-    )
-    .unwrap();
+    let (_, _, meta) = s.load(Phase::Base, None, None).unwrap();
     assert_eq!(meta.step, 1);
 }
 
@@ -178,16 +160,7 @@ fn truncated_and_corrupt_files_are_errors_naming_them() {
     let mp = s.dir.join("model_000001.safetensors");
     let bytes = std::fs::read(&mp).unwrap();
     std::fs::write(&mp, &bytes[..bytes.len() - 100]).unwrap();
-    let e = load_model(
-        &Paths::under(&s.root),
-        Phase::Base,
-        &s.dev,
-        None,
-        None,
-        false,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = s.load(Phase::Base, None, None).unwrap_err().to_string();
     assert!(
         e.contains("model_000001.safetensors") && e.contains("truncated"),
         "{e}"
@@ -196,29 +169,12 @@ fn truncated_and_corrupt_files_are_errors_naming_them() {
     let last = flipped.len() - 1;
     flipped[last] ^= 0x55;
     std::fs::write(&mp, &flipped).unwrap();
-    let e = load_model(
-        &Paths::under(&s.root),
-        Phase::Base,
-        &s.dev,
-        None,
-        None,
-        false,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = s.load(Phase::Base, None, None).unwrap_err().to_string();
     assert!(e.contains("corrupt"), "{e}");
     std::fs::write(&mp, &bytes).unwrap();
     let op = s.dir.join("optim_000001.bin");
     std::fs::write(&op, b"garbage").unwrap();
-    let (model, _, meta) = load_model(
-        &Paths::under(&s.root),
-        Phase::Base,
-        &s.dev,
-        None,
-        None,
-        false,
-    )
-    .unwrap();
+    let (model, _, meta) = s.load(Phase::Base, None, None).unwrap();
     let mut o = Optimizer::new(&model, &OptimConfig::default());
     let e = load_optimizer_state(&s.dir, &meta, &mut o, &s.dev)
         .unwrap_err()
@@ -228,16 +184,7 @@ fn truncated_and_corrupt_files_are_errors_naming_them() {
         "{e}"
     );
     std::fs::write(s.dir.join("meta_000001.json"), b"{\"format\":").unwrap();
-    let e = load_model(
-        &Paths::under(&s.root),
-        Phase::Base,
-        &s.dev,
-        None,
-        None,
-        false,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = s.load(Phase::Base, None, None).unwrap_err().to_string();
     assert!(
         e.contains("meta_000001.json") && e.contains("corrupt meta"),
         "{e}"
