@@ -336,9 +336,10 @@ pub fn load_optimizer_state(
 /// nanochat's `load_model`: the model, tokenizer and meta of `phase`'s checkpoints under the
 /// model root, taking the newest (largest) step of the given or only/last tag when not given.
 ///
-/// The tokenizer is `$NANOCHAT_TOKENIZER_PATH` when set, else `<base dir>/tokenizer` (nanochat's
-/// rule) when it exists, else the one the checkpoint recorded (a `--tokenizer` of training,
-/// resolved under the model root); [`check_tokenizer`] then compares it with the checkpoint's,
+/// The tokenizer is `$NANOCHAT_TOKENIZER_PATH` when set; else, of `<base dir>/tokenizer`
+/// (nanochat's rule) and the folder the checkpoint recorded (a training `--tokenizer`, resolved
+/// under the model root), the first whose fingerprint is the checkpoint's, else the first that
+/// exists ([`tokenizer_for`]); [`check_tokenizer`] then compares it with the checkpoint's,
 /// unless `force_tokenizer`.
 pub fn load_model(
     paths: &Paths,
@@ -405,19 +406,33 @@ pub fn load_model(
     Ok((model, tokenizer, meta))
 }
 
-/// The tokenizer folder of a checkpoint (see [`load_model`]).
+/// The tokenizer folder of a checkpoint (the rule is [`load_model`]'s): a base dir that moved
+/// finds its own `tokenizer/` even when a stale one sits at the recorded path, and a model
+/// trained with a tokenizer of its own finds that one even when the base dir has another.
 pub fn tokenizer_for(paths: &Paths, meta: &Meta) -> PathBuf {
     if let Some(p) = &paths.tokenizer_override {
         return p.clone();
     }
     let default = paths.base_dir.join("tokenizer");
-    if default.exists() {
-        return default;
+    let mut candidates = vec![default.clone()];
+    if let Some(recorded) = &meta.tokenizer_path {
+        let p = paths.resolve(recorded);
+        if p != default {
+            candidates.push(p);
+        }
     }
-    match &meta.tokenizer_path {
-        Some(recorded) if paths.resolve(recorded).exists() => paths.resolve(recorded),
-        _ => default,
+    let existing: Vec<PathBuf> = candidates.into_iter().filter(|p| p.exists()).collect();
+    if let Some(want) = &meta.tokenizer_sha256 {
+        let matches = |p: &PathBuf| {
+            Tokenizer::from_pretrained(p)
+                .and_then(|t| t.fingerprint())
+                .is_ok_and(|have| &have == want)
+        };
+        if let Some(p) = existing.iter().find(|p| matches(p)) {
+            return p.clone();
+        }
     }
+    existing.into_iter().next().unwrap_or(default)
 }
 
 /// Refuses a tokenizer the model was not trained with: with a recorded fingerprint, the two
@@ -435,7 +450,7 @@ pub fn check_tokenizer(
     let model_vocab = meta.config.vocab_size;
     let refuse = |why: String| -> Result<()> {
         if force {
-            tracing::warn!("--force-tokenizer: {why}");
+            let why = why.replace(" (pass --force-tokenizer to use it anyway)", "");
             eprintln!("warning: --force-tokenizer: {why}");
             Ok(())
         } else {

@@ -292,3 +292,39 @@ fn without_a_fingerprint_vocabulary_and_bos_are_checked() {
     let old: Meta = serde_json::from_value(v).unwrap();
     assert_eq!(old.tokenizer_sha256, None);
 }
+
+/// A model trained with a tokenizer of its own (recorded `custom`) finds it even when the base
+/// dir's `tokenizer/` holds another; with neither matching, the error names the base dir's.
+#[test]
+fn a_recorded_tokenizer_is_found_beside_another_default() {
+    let s = setup();
+    let mut meta = read_meta(&s.dir, 1).unwrap();
+    meta.tokenizer_path = Some("custom".into());
+    std::fs::write(
+        s.dir.join("meta_000001.json"),
+        serde_json::to_vec_pretty(&meta).unwrap(),
+    )
+    .unwrap();
+    std::fs::rename(s.root.join("tokenizer"), s.root.join("custom")).unwrap();
+    let docs = vec!["yet another text, of 7 birds and 9 fish. ".repeat(40)];
+    let opts = crate::tokenizer::TrainOptions {
+        vocab_size: 300,
+        doc_cap: 10_000,
+        max_chars: 100_000,
+        progress: false,
+    };
+    let other = crate::tokenizer::train_tokenizer(&docs, &opts).unwrap().0;
+    other.save(&s.root.join("tokenizer")).unwrap();
+    let paths = Paths::under(&s.root);
+    assert_eq!(tokenizer_for(&paths, &meta), s.root.join("custom"));
+    let (_, tok, _) = s.load(Phase::Base, None, None).unwrap();
+    assert_eq!(tok.vocab_size(), 1000);
+    std::fs::remove_dir_all(s.root.join("custom")).unwrap();
+    assert_eq!(tokenizer_for(&paths, &meta), s.root.join("tokenizer"));
+    match s.load(Phase::Base, None, None).unwrap_err() {
+        CoreError::TokenizerMismatch { tokenizer, .. } => {
+            assert_eq!(tokenizer, s.root.join("tokenizer").display().to_string())
+        }
+        e => panic!("expected a tokenizer mismatch, got {e}"),
+    }
+}
