@@ -27,15 +27,18 @@ pub(crate) fn keep() {
 mod tests {
     use super::*;
 
+    /// 2^-8: 1 + HALFWAY lies halfway between two bf16 values.
+    const HALFWAY: f32 = 1.0 / 256.0;
+
     #[test]
     fn rounds_to_nearest_even_like_half() {
         for x in [
             0.0f32,
             -0.0,
             1.0,
-            1.00390625,
+            1.0 + HALFWAY,
             1.0117188,
-            3.14159,
+            2.75,
             -2.5e-30,
             65504.0,
             f32::MAX,
@@ -46,6 +49,6 @@ mod tests {
         }
         assert!(half::bf16::from_bits(__truncsfbf2(f32::NAN).to_bits() as u16).is_nan());
         // 1 + 2^-8 is halfway between two bf16 values: ties go to the even one (1.0).
-        assert_eq!(__truncsfbf2(1.00390625).to_bits() as u16, 0x3f80);
+        assert_eq!(__truncsfbf2(1.0 + HALFWAY).to_bits() as u16, 0x3f80);
     }
 }

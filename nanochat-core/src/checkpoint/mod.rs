@@ -394,8 +394,7 @@ pub fn load_model(
         })?,
     };
     let (model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
-    let tok_path = tokenizer_for(paths, &meta);
-    let tokenizer = Tokenizer::from_pretrained(&tok_path)?;
+    let (tok_path, tokenizer) = find_tokenizer(paths, &meta)?;
     check_tokenizer(
         &meta,
         &meta_path(&dir, step),
@@ -406,12 +405,14 @@ pub fn load_model(
     Ok((model, tokenizer, meta))
 }
 
-/// The tokenizer folder of a checkpoint (the rule is [`load_model`]'s): a base dir that moved
-/// finds its own `tokenizer/` even when a stale one sits at the recorded path, and a model
-/// trained with a tokenizer of its own finds that one even when the base dir has another.
-pub fn tokenizer_for(paths: &Paths, meta: &Meta) -> PathBuf {
+/// The tokenizer of a checkpoint and its folder, loaded once (the rule is [`load_model`]'s): a
+/// base dir that moved finds its own `tokenizer/` even when a stale one sits at the recorded
+/// path, and a model trained with a tokenizer of its own finds that one even when the base dir
+/// has another. Errors: the chosen folder has no readable tokenizer.
+pub fn find_tokenizer(paths: &Paths, meta: &Meta) -> Result<(PathBuf, Tokenizer)> {
+    let load = |p: PathBuf| Tokenizer::from_pretrained(&p).map(|t| (p, t));
     if let Some(p) = &paths.tokenizer_override {
-        return p.clone();
+        return load(p.clone());
     }
     let default = paths.base_dir.join("tokenizer");
     let mut candidates = vec![default.clone()];
@@ -421,18 +422,22 @@ pub fn tokenizer_for(paths: &Paths, meta: &Meta) -> PathBuf {
             candidates.push(p);
         }
     }
-    let existing: Vec<PathBuf> = candidates.into_iter().filter(|p| p.exists()).collect();
-    if let Some(want) = &meta.tokenizer_sha256 {
-        let matches = |p: &PathBuf| {
-            Tokenizer::from_pretrained(p)
-                .and_then(|t| t.fingerprint())
-                .is_ok_and(|have| &have == want)
-        };
-        if let Some(p) = existing.iter().find(|p| matches(p)) {
-            return p.clone();
+    let mut first = None;
+    for p in candidates.into_iter().filter(|p| p.exists()) {
+        let loaded = load(p);
+        if let (Ok((_, t)), Some(want)) = (&loaded, &meta.tokenizer_sha256) {
+            if t.fingerprint().is_ok_and(|have| &have == want) {
+                return loaded;
+            }
         }
+        first.get_or_insert(loaded);
     }
-    existing.into_iter().next().unwrap_or(default)
+    first.unwrap_or_else(|| load(default))
+}
+
+/// The folder [`find_tokenizer`] chooses ([`Paths::tokenizer_dir`] when none can be read).
+pub fn tokenizer_for(paths: &Paths, meta: &Meta) -> PathBuf {
+    find_tokenizer(paths, meta).map_or_else(|_| paths.tokenizer_dir(), |(p, _)| p)
 }
 
 /// Refuses a tokenizer the model was not trained with: with a recorded fingerprint, the two

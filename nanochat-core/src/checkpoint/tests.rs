@@ -27,6 +27,19 @@ struct Setup {
     dev: Device,
 }
 
+/// A 300-token tokenizer trained on `text` repeated: not the setup's.
+fn other_tokenizer(text: &str) -> Tokenizer {
+    let opts = crate::tokenizer::TrainOptions {
+        vocab_size: 300,
+        doc_cap: 10_000,
+        max_chars: 100_000,
+        progress: false,
+    };
+    crate::tokenizer::train_tokenizer(&[text.repeat(40)], &opts)
+        .unwrap()
+        .0
+}
+
 impl Setup {
     /// [`load_model`] from this setup's root, the tokenizer checked.
     fn load(
@@ -221,14 +234,7 @@ fn a_moved_model_root_still_loads_its_tokenizer() {
 fn a_swapped_tokenizer_is_refused_unless_forced() {
     let s = setup();
     let want = read_meta(&s.dir, 1).unwrap().tokenizer_sha256.unwrap();
-    let docs = vec!["a different text about cats and 42 dogs. ".repeat(40)];
-    let opts = crate::tokenizer::TrainOptions {
-        vocab_size: 300,
-        doc_cap: 10_000,
-        max_chars: 100_000,
-        progress: false,
-    };
-    let other = crate::tokenizer::train_tokenizer(&docs, &opts).unwrap().0;
+    let other = other_tokenizer("a different text about cats and 42 dogs. ");
     let have = other.fingerprint().unwrap();
     let other_vocab = other.vocab_size();
     assert_ne!(other_vocab, 1000);
@@ -306,14 +312,7 @@ fn a_recorded_tokenizer_is_found_beside_another_default() {
     )
     .unwrap();
     std::fs::rename(s.root.join("tokenizer"), s.root.join("custom")).unwrap();
-    let docs = vec!["yet another text, of 7 birds and 9 fish. ".repeat(40)];
-    let opts = crate::tokenizer::TrainOptions {
-        vocab_size: 300,
-        doc_cap: 10_000,
-        max_chars: 100_000,
-        progress: false,
-    };
-    let other = crate::tokenizer::train_tokenizer(&docs, &opts).unwrap().0;
+    let other = other_tokenizer("yet another text, of 7 birds and 9 fish. ");
     other.save(&s.root.join("tokenizer")).unwrap();
     let paths = Paths::under(&s.root);
     assert_eq!(tokenizer_for(&paths, &meta), s.root.join("custom"));

@@ -192,6 +192,8 @@ pub struct Trainer {
     pub step: u64,
     metrics: MetricsLog,
     last_val_bpb: Option<f64>,
+    /// The tokenizer's fingerprint, recorded in every checkpoint (computed once).
+    tokenizer_sha256: String,
 }
 
 impl Trainer {
@@ -210,6 +212,7 @@ impl Trainer {
         let mut model = model;
         model.set_compute_dtype(cfg.compute_dtype)?;
         model.train();
+        let tokenizer_sha256 = tokenizer.fingerprint()?;
         Ok(Trainer {
             model,
             optim,
@@ -220,6 +223,7 @@ impl Trainer {
             step: 0,
             metrics,
             last_val_bpb: None,
+            tokenizer_sha256,
         })
     }
 
@@ -252,6 +256,7 @@ impl Trainer {
         model.set_compute_dtype(cfg.compute_dtype)?;
         model.train();
         let metrics = MetricsLog::open(&dir, step)?;
+        let tokenizer_sha256 = tokenizer.fingerprint()?;
         Ok(Trainer {
             model,
             optim,
@@ -262,6 +267,7 @@ impl Trainer {
             step,
             metrics,
             last_val_bpb: meta.val_bpb,
+            tokenizer_sha256,
         })
     }
 
@@ -320,7 +326,7 @@ impl Trainer {
         let info = SaveInfo {
             val_bpb: self.last_val_bpb,
             tokenizer_path: self.cfg.tokenizer_record.clone(),
-            tokenizer_sha256: Some(self.tokenizer.fingerprint()?),
+            tokenizer_sha256: Some(self.tokenizer_sha256.clone()),
             data_position: Some(self.train.position()),
             rng_state: self.model.rng_state(),
             run: self.cfg.run.clone(),
