@@ -245,8 +245,56 @@ pub fn memory_bound_gbps<F: KernelFloat>(
     Ok(out)
 }
 
+/// The GEMMs of one training step of a depth-`depth` nanochat model over `tokens` rows
+/// (nanochat's scaling: n_embd = 64 * depth, 128-dim heads, `n_kv_head = n_head`, a 4x MLP):
+/// each linear layer's forward `y = x @ W^T`, input gradient `dx = dy @ W` and weight gradient
+/// `dW = dy^T @ x`, with the layer names of nanochat's `gpt.py` (`c_q`, `c_k` and `c_v` share
+/// the `c_q` shape; the attention's own products are not GEMMs of this kind).
+pub fn training_gemm_shapes(
+    depth: usize,
+    tokens: usize,
+    vocab: usize,
+) -> Vec<(&'static str, &'static str, MatmulShape)> {
+    let d = 64 * depth;
+    let layers = [
+        ("c_q", d, d),
+        ("attn.c_proj", d, d),
+        ("c_fc", d, 4 * d),
+        ("mlp.c_proj", 4 * d, d),
+        ("lm_head", d, vocab),
+    ];
+    let mut out = Vec::new();
+    for (name, fan_in, fan_out) in layers {
+        out.push((
+            name,
+            "forward",
+            MatmulShape::new(tokens, fan_out, fan_in, false, true),
+        ));
+        out.push((
+            name,
+            "input_grad",
+            MatmulShape::new(tokens, fan_in, fan_out, false, false),
+        ));
+        out.push((
+            name,
+            "weight_grad",
+            MatmulShape::new(fan_out, fan_in, tokens, true, false),
+        ));
+    }
+    out
+}
+
+/// Which training-step GEMMs `bench kernels` times ([`training_gemm_shapes`]).
+#[derive(Clone, Debug)]
+pub struct TrainGemms {
+    /// (depth, tokens per step) of each model: d12 at B 16 x T 2048 and d20 at B 8 x T 2048 on
+    /// a GPU, as `bench train` runs them.
+    pub models: Vec<(usize, usize)>,
+    pub vocab: usize,
+}
+
 /// Sizes of the kernel benchmark: `quick` for a CPU, full for a GPU.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct BenchSizes {
     pub matmul: usize,
     pub attention: AttentionShape,
@@ -254,6 +302,8 @@ pub struct BenchSizes {
     pub cols: usize,
     pub vocab: usize,
     pub reps: usize,
+    /// Training-step GEMMs (none by default on the CPU, d12 and d20 on a GPU).
+    pub train_gemms: TrainGemms,
 }
 
 impl BenchSizes {
@@ -266,6 +316,10 @@ impl BenchSizes {
                 cols: 768,
                 vocab: 8192,
                 reps: 5,
+                train_gemms: TrainGemms {
+                    models: Vec::new(),
+                    vocab: 65536,
+                },
             }
         } else {
             BenchSizes {
@@ -275,6 +329,10 @@ impl BenchSizes {
                 cols: 768,
                 vocab: 32768,
                 reps: 10,
+                train_gemms: TrainGemms {
+                    models: vec![(12, 16 * 2048), (20, 8 * 2048)],
+                    vocab: 65536,
+                },
             }
         }
     }
@@ -284,7 +342,7 @@ impl BenchSizes {
 /// `attention_fwd_gflops`, `rmsnorm_gbps`, `cross_entropy_gbps`), measured on the device's
 /// thread (see `Client::exclusive`).
 pub fn run_kernel_benchmarks<F: KernelFloat>(client: &Client, sizes: &BenchSizes) -> Result<Value> {
-    let (c, s) = (client.clone(), *sizes);
+    let (c, s) = (client.clone(), sizes.clone());
     client
         .exclusive(move || run_kernel_benchmarks_inline::<F>(&c, &s))
         .map_err(|e| crate::KernelError::runtime("bench", format!("{e:?}")))?
@@ -310,7 +368,7 @@ fn run_kernel_benchmarks_inline<F: KernelFloat>(
         json!(matmul_gflops::<F>(client, nt, None, sizes.reps)?),
     );
     let mut per_kernel = Map::new();
-    for k in crate::matmul::candidates(client, F::DTYPE, crate::matmul::precision()) {
+    for k in crate::matmul::candidates(client, F::DTYPE, crate::matmul::precision(client)) {
         let v = matmul_gflops::<F>(client, sq, Some(k), sizes.reps.min(3))
             .map(|g| json!(g))
             .unwrap_or_else(|e| json!(e.to_string()));
@@ -319,6 +377,14 @@ fn run_kernel_benchmarks_inline<F: KernelFloat>(
     out.insert(
         format!("matmul_{n}_gflops_by_kernel"),
         Value::Object(per_kernel),
+    );
+    out.insert(
+        "train_gemms".into(),
+        Value::Array(train_gemm_gflops::<F>(
+            client,
+            &sizes.train_gemms,
+            sizes.reps,
+        )?),
     );
     let chosen = AttentionKernel::for_device(
         client,
@@ -385,4 +451,98 @@ fn run_kernel_benchmarks_inline<F: KernelFloat>(
         json!((n * k * F::DTYPE.size()) as f64 / t / 1e9),
     );
     Ok(Value::Object(out))
+}
+
+/// GFLOP/s of each training-step GEMM of `which` ([`training_gemm_shapes`]): through the
+/// dispatch (with the kernel it chose) and, where the device has it, through cuBLASLt alone
+/// (`cublaslt_gflops`, null elsewhere), the figure to hold the dispatch against.
+pub fn train_gemm_gflops<F: KernelFloat>(
+    client: &Client,
+    which: &TrainGemms,
+    reps: usize,
+) -> Result<Vec<Value>> {
+    let has_cublaslt =
+        crate::matmul::candidates(client, F::DTYPE, crate::matmul::precision(client))
+            .contains(&MatmulKernel::CublasLt);
+    let mut out = Vec::new();
+    for &(depth, tokens) in &which.models {
+        for (layer, pass, s) in training_gemm_shapes(depth, tokens, which.vocab) {
+            let a = upload_as::<F>(client, &values(s.lhs_len(), 16));
+            let b = upload_as::<F>(client, &values(s.rhs_len(), 17));
+            let kernel = crate::matmul::choose::<F>(client, &a, &b, &s)?;
+            drop((a, b));
+            let gflops = matmul_gflops::<F>(client, s, None, reps)?;
+            let cublaslt = if has_cublaslt {
+                match matmul_gflops::<F>(client, s, Some(MatmulKernel::CublasLt), reps) {
+                    Ok(g) => json!(g),
+                    Err(e) => json!(e.to_string()),
+                }
+            } else {
+                Value::Null
+            };
+            out.push(json!({
+                "model": format!("d{depth}"),
+                "tokens": tokens,
+                "layer": layer,
+                "pass": pass,
+                "m": s.m, "n": s.n, "k": s.k,
+                "trans_a": s.trans_a, "trans_b": s.trans_b,
+                "kernel": format!("{kernel:?}"),
+                "gflops": gflops,
+                "cublaslt_gflops": cublaslt,
+            }));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_gemms_are_the_three_products_of_each_linear_layer() {
+        let shapes = training_gemm_shapes(12, 32768, 65536);
+        assert_eq!(shapes.len(), 15);
+        // lm_head forward: (tokens, 768) @ (65536, 768)^T.
+        let (_, _, fwd) = shapes
+            .iter()
+            .find(|(l, p, _)| *l == "lm_head" && *p == "forward")
+            .unwrap();
+        assert_eq!(
+            (fwd.m, fwd.n, fwd.k, fwd.trans_b),
+            (32768, 65536, 768, true)
+        );
+        // c_fc weight gradient: (3072, tokens) @ (tokens, 768), the sum over tokens.
+        let (_, _, wg) = shapes
+            .iter()
+            .find(|(l, p, _)| *l == "c_fc" && *p == "weight_grad")
+            .unwrap();
+        assert_eq!((wg.m, wg.n, wg.k, wg.trans_a), (3072, 768, 32768, true));
+        // Every pass of a layer costs the same FLOPs.
+        for layer in ["c_q", "c_fc", "lm_head"] {
+            let f: Vec<f64> = shapes
+                .iter()
+                .filter(|(l, _, _)| *l == layer)
+                .map(|(_, _, s)| s.flops())
+                .collect();
+            assert!(f.iter().all(|x| *x == f[0]), "{layer}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn train_gemm_figures_run_on_the_cpu_without_cublaslt() {
+        let client = crate::Backend::Cpu.client().unwrap();
+        let which = TrainGemms {
+            models: vec![(1, 8)],
+            vocab: 96,
+        };
+        let rows = train_gemm_gflops::<f32>(&client, &which, 1).unwrap();
+        assert_eq!(rows.len(), 15);
+        for r in &rows {
+            assert!(r["gflops"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["cublaslt_gflops"].is_null(), "{r}");
+            assert_eq!(r["model"], "d1");
+        }
+    }
 }

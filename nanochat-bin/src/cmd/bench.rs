@@ -42,10 +42,13 @@ pub struct DecodeArgs {
     json: bool,
 }
 
+fn parse_dtype(name: &str) -> anyhow::Result<DType> {
+    DType::parse(name).with_context(|| format!("unknown --dtype `{name}`: float32 or bfloat16"))
+}
+
 fn run_decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
+    let dtype = parse_dtype(&args.dtype)?;
     let device = super::open_device(&args.device)?;
-    let dtype = DType::parse(&args.dtype)
-        .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
     let r = nanochat_core::engine::bench_decode(
         &device,
         args.depth,
@@ -76,6 +79,10 @@ pub struct TrainArgs {
     vocab: usize,
     #[arg(short, long, default_value = "cpu")]
     device: String,
+    /// float32, or bfloat16 (mixed precision over f32 master weights, as base-train; MFU is
+    /// then against the bf16 peak).
+    #[arg(long, default_value = "float32")]
+    dtype: String,
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     steps: usize,
@@ -85,6 +92,7 @@ pub struct TrainArgs {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let dtype = parse_dtype(&args.dtype)?;
     let device = super::open_device(&args.device)?;
     let r = nanochat_core::train::bench_train(
         &device,
@@ -93,6 +101,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         args.batch_size,
         args.seq_len,
         args.steps,
+        dtype,
     )
     .context("training benchmark")?;
     if args.json {
@@ -150,9 +159,28 @@ pub struct KernelArgs {
     /// Allow tf32 tensor cores for f32 matmuls on CUDA.
     #[arg(long)]
     tf32: bool,
+    /// Depths whose training-step GEMMs (every linear layer's forward, input and weight
+    /// gradient) are timed beside cuBLASLt, comma-separated, or `none` (default: 12,20 on a
+    /// GPU, none on the CPU).
+    #[arg(long, value_delimiter = ',', value_parser = parse_depth)]
+    train_gemms: Option<Vec<usize>>,
+    /// Rows (tokens) of those GEMMs (default: d12 at 16 x 2048, other depths at 8 x 2048).
+    #[arg(long)]
+    train_gemm_tokens: Option<usize>,
     /// Print compact JSON on one line (the output is JSON either way).
     #[arg(long)]
     json: bool,
+}
+
+/// A depth of `--train-gemms` (`none` for no model).
+fn parse_depth(s: &str) -> Result<usize, String> {
+    match s {
+        "none" | "" => Ok(0),
+        _ => match s.parse::<usize>() {
+            Ok(d) if (1..=64).contains(&d) => Ok(d),
+            _ => Err(format!("`{s}` is not a depth from 1 to 64 (or `none`)")),
+        },
+    }
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -162,22 +190,38 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Train(args) => return run_train(args),
         BenchCommand::Decode(args) => return run_decode(args),
     };
+    let dtype = parse_dtype(&args.dtype)?;
     let device = super::open_device(&args.device)?;
-    let dtype = DType::parse(&args.dtype)
-        .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
     if args.tf32 {
-        nanochat_kernels::matmul::set_precision(nanochat_kernels::matmul::Precision::Tf32);
+        nanochat_kernels::matmul::set_precision(
+            device.client(),
+            nanochat_kernels::matmul::Precision::Tf32,
+        );
     }
     let mut sizes = BenchSizes::for_client(device.client());
     if let Some(n) = args.matmul_size {
         sizes.matmul = n;
     }
+    if let Some(depths) = &args.train_gemms {
+        sizes.train_gemms.models = depths
+            .iter()
+            .filter(|&&d| d > 0)
+            .map(|&d| (d, if d == 12 { 16 * 2048 } else { 8 * 2048 }))
+            .collect();
+    }
+    if let Some(tokens) = args.train_gemm_tokens {
+        for m in &mut sizes.train_gemms.models {
+            m.1 = tokens;
+        }
+    }
     eprintln!("benchmarking kernels on {device} ({dtype}); sizes {sizes:?}");
     let mut out = with_float!(dtype, F => run_kernel_benchmarks::<F>(device.client(), &sizes))
         .with_context(|| format!("kernel benchmark on {device}"))?;
     out["device"] = serde_json::json!(device.to_string());
-    out["matmul_precision"] =
-        serde_json::json!(format!("{:?}", nanochat_kernels::matmul::precision()));
+    out["matmul_precision"] = serde_json::json!(format!(
+        "{:?}",
+        nanochat_kernels::matmul::precision(device.client())
+    ));
     if args.json {
         println!("{out}");
     } else {

@@ -28,6 +28,10 @@ pub struct Args {
     seed: Option<u64>,
     #[arg(short = 'd', long, default_value = "cpu")]
     device: String,
+    /// With -p: print one JSON object (`reply`, the generated token ids `tokens`, `finish_reason`)
+    /// instead of streaming text; `scripts/gpu-check.sh` compares devices token for token so.
+    #[arg(long, requires = "prompt")]
+    json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
@@ -51,6 +55,18 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     let mut out = std::io::stdout();
     if let Some(prompt) = &args.prompt {
         conv.messages.push(Message::user(prompt));
+        if args.json {
+            let tokens = engine.completion_prompt(&conv)?;
+            let (ids, finish_reason) = engine.generate_ids(&tokens, &params)?;
+            let reply = engine.tokenizer().decode(&ids)?;
+            let line = serde_json::json!({
+                "reply": reply,
+                "tokens": ids,
+                "finish_reason": finish_reason.as_str(),
+            });
+            writeln!(out, "{line}")?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
         answer(&engine, &conv, &params, &mut out)?;
         return Ok(std::process::ExitCode::SUCCESS);
     }

@@ -189,6 +189,28 @@ impl Engine {
         })
     }
 
+    /// The token ids one sample generates after `tokens` (its terminal token included, when it
+    /// emits one) and why it stopped: the raw stream, for comparing devices token for token.
+    pub fn generate_ids(
+        &self,
+        tokens: &[u32],
+        params: &GenerateParams,
+    ) -> Result<(Vec<u32>, FinishReason)> {
+        let params = GenerateParams {
+            num_samples: 1,
+            ..params.clone()
+        };
+        let mut stream = self.generate(tokens, &params)?;
+        let mut ids = Vec::new();
+        for column in stream.by_ref() {
+            ids.push(column?.tokens[0]);
+        }
+        let reason = stream.finish_reason().ok_or_else(|| {
+            CoreError::Config("the generation ended without a finish reason".into())
+        })?;
+        Ok((ids, reason))
+    }
+
     /// Generates and collects: the sequences (the prompt, then each row's tokens up to, not
     /// including, its terminal token) and, per generated token, the model's probability of it
     /// (`None` where the calculator forced it), as nanochat's

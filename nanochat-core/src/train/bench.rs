@@ -15,6 +15,8 @@ use crate::{DType, Device, Result, Tape};
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainBench {
     pub device: String,
+    /// Compute dtype (`float32`, or `bfloat16` over f32 master weights as in `base-train`).
+    pub dtype: &'static str,
     pub depth: usize,
     pub n_embd: usize,
     pub vocab_size: usize,
@@ -51,7 +53,11 @@ pub fn peak_host_bytes() -> Option<u64> {
 }
 
 /// Times `steps` training steps of a depth-`depth` model (nanochat's scaling) at batch
-/// (`batch`, `seq`) over random tokens.
+/// (`batch`, `seq`) over random tokens, with matmuls and activations in `dtype` (bf16: mixed
+/// precision over f32 master weights, as `base-train --dtype bfloat16` and nanochat's autocast).
+/// MFU is against the device's dense peak for that dtype ([`peak_flops`]: 989 TFLOP/s for bf16
+/// on a GPU, nanochat's H100 figure).
+#[allow(clippy::too_many_arguments)]
 pub fn bench_train(
     device: &Device,
     depth: usize,
@@ -59,9 +65,11 @@ pub fn bench_train(
     batch: usize,
     seq: usize,
     steps: usize,
+    dtype: DType,
 ) -> Result<TrainBench> {
     let config = GPTConfig::from_depth(depth, vocab, seq);
     let mut model = GPT::new(config, device, DType::F32, 0)?;
+    model.set_compute_dtype(dtype)?;
     model.train();
     super::check_fits(&model, batch, seq)?;
     let mut optim = Optimizer::new(&model, &OptimConfig::default());
@@ -123,7 +131,7 @@ pub fn bench_train(
     };
     let step_seconds = median(0);
     let tokens_per_s = (batch * seq) as f64 / step_seconds;
-    let peak = peak_flops(device, DType::F32);
+    let peak = peak_flops(device, dtype);
     let device_bytes_in_use = match device.backend() {
         nanochat_kernels::Backend::Cuda(i) => {
             nanochat_kernels::device::cuda_memory(i).map(|(free, total)| total - free)
@@ -132,6 +140,7 @@ pub fn bench_train(
     };
     Ok(TrainBench {
         device: device.to_string(),
+        dtype: dtype.name(),
         depth,
         n_embd: model.config().n_embd,
         vocab_size: vocab,

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use cubecl::cuda::CudaRuntime;
 use cubecl_runtime::runtime::Runtime;
@@ -62,8 +62,8 @@ impl Drop for Plan {
     }
 }
 
+/// One device's cuBLASLt state: its own handle, stream, workspace and plans.
 struct LtState {
-    ordinal: usize,
     ctx: Arc<cudarc::driver::CudaContext>,
     stream: drvs::CUstream,
     handle: lts::cublasLtHandle_t,
@@ -72,10 +72,12 @@ struct LtState {
     plans: HashMap<PlanKey, Plan>,
 }
 
-// Raw CUDA handles, only used under the mutex below.
+// Raw CUDA handles, only used under their device's lock.
 unsafe impl Send for LtState {}
 
-static LT: Mutex<Option<LtState>> = Mutex::new(None);
+/// Per device (`cuda:0`, `cuda:1`, ...): workers on two GPUs never share a handle or a stream,
+/// nor wait for each other's lock.
+static LT: super::state::PerDevice<LtState> = super::state::PerDevice::new();
 
 fn init(ordinal: usize) -> Result<LtState> {
     // cudarc panics on first use when the library is missing: ask first.
@@ -94,7 +96,6 @@ fn init(ordinal: usize) -> Result<LtState> {
     let workspace_size: usize = if major >= 9 { 32 << 20 } else { 4 << 20 };
     let workspace = unsafe { drv::malloc_sync(workspace_size) }.map_err(err)?;
     Ok(LtState {
-        ordinal,
         ctx,
         stream,
         handle,
@@ -237,19 +238,11 @@ pub fn cublaslt_matmul<F: KernelFloat>(
     cubecl::future::block_on(client.sync()).map_err(err)?;
 
     let ordinal = client.service_id().device.index_id as usize;
-    let mut guard = LT
+    let state = LT.get_or_try_init(&super::device_key(client), || init(ordinal))?;
+    let mut guard = state
         .lock()
         .map_err(|_| KernelError::runtime("matmul (cuBLASLt)", "poisoned state"))?;
-    if guard.is_none() {
-        *guard = Some(init(ordinal)?);
-    }
-    let st = guard.as_mut().expect("initialised above");
-    if st.ordinal != ordinal {
-        return Err(KernelError::unsupported(
-            "matmul (cuBLASLt)",
-            "only one CUDA device per process",
-        ));
-    }
+    let st = &mut *guard;
     st.ctx.bind_to_thread().map_err(err)?;
     let es = F::DTYPE.size() as u64;
     let (a_bs, _, _) = s.lhs_strides();

@@ -15,15 +15,14 @@ mod cubek;
 mod cublaslt;
 mod gemv;
 mod reference;
+pub mod state;
 mod tiled;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 pub use gemv::{gemv_eligible, gemv_nt, GEMV_MAX_ROWS};
 pub use reference::matmul_ref;
+pub use state::{device_key, precision_for, set_precision_for};
 pub use tiled::tiled_matmul;
 
 use crate::check::{f64s, Check, Ctx};
@@ -168,19 +167,15 @@ pub enum Precision {
     Tf32,
 }
 
-static ALLOW_TF32: AtomicBool = AtomicBool::new(false);
-
-/// Allows (or forbids, the default) tf32 for f32 matmuls dispatched through [`matmul`].
-pub fn set_precision(p: Precision) {
-    ALLOW_TF32.store(p == Precision::Tf32, Ordering::Relaxed);
+/// Allows (or forbids, the default) tf32 for f32 matmuls dispatched on this client's device.
+/// Other devices keep their own setting ([`state::set_precision_for`]).
+pub fn set_precision(client: &Client, p: Precision) {
+    set_precision_for(&device_key(client), p);
 }
 
-pub fn precision() -> Precision {
-    if ALLOW_TF32.load(Ordering::Relaxed) {
-        Precision::Tf32
-    } else {
-        Precision::Strict
-    }
+/// The precision of f32 matmuls on this client's device ([`Precision::Strict`] unless set).
+pub fn precision(client: &Client) -> Precision {
+    precision_for(&device_key(client))
 }
 
 /// The kernels [`matmul`] may choose on this client for this dtype and precision, best guess
@@ -255,7 +250,8 @@ fn cublaslt_into<F: KernelFloat>(
     out: &Handle,
     s: &MatmulShape,
 ) -> Result<()> {
-    cublaslt::cublaslt_matmul::<F>(client, a, b, out, s, precision() == Precision::Tf32)
+    let tf32 = precision(client) == Precision::Tf32;
+    cublaslt::cublaslt_matmul::<F>(client, a, b, out, s, tf32)
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -289,18 +285,16 @@ pub fn matmul_with<F: KernelFloat>(
     Ok(out)
 }
 
-type ChoiceKey = (String, DType, Precision, MatmulShape);
-static CHOICES: Mutex<Option<HashMap<ChoiceKey, MatmulKernel>>> = Mutex::new(None);
-
 /// The kernel [`matmul`] uses for this problem (timing the candidates the first time a shape is
-/// seen on a device with several).
+/// seen on a device with several; the choice is remembered per device, shape, dtype and
+/// precision in [`state::autotune`], on disk when `NANOCHAT_AUTOTUNE_CACHE` names a file).
 pub fn choose<F: KernelFloat>(
     client: &Client,
     a: &Handle,
     b: &Handle,
     s: &MatmulShape,
 ) -> Result<MatmulKernel> {
-    let prec = precision();
+    let prec = precision(client);
     let cands = candidates(client, F::DTYPE, prec);
     if cands.len() <= 2 && cands[0] == MatmulKernel::CpuGemm {
         // A few rows against a transposed B (decoding: x @ W^T): CpuGemm would first copy
@@ -310,13 +304,14 @@ pub fn choose<F: KernelFloat>(
         }
         return Ok(MatmulKernel::CpuGemm);
     }
-    let key = (format!("{:?}", client.service_id()), F::DTYPE, prec, *s);
-    if let Some(k) = CHOICES
-        .lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|m| m.get(&key).copied())
-    {
+    let key = state::TuneKey {
+        device: device_key(client),
+        op: "matmul",
+        shape: *s,
+        dtype: F::DTYPE,
+        precision: prec,
+    };
+    if let Some(k) = state::autotune().get(&key) {
         return Ok(k);
     }
     let out = client.empty(s.batch * s.m * s.n * F::DTYPE.size());
@@ -345,11 +340,10 @@ pub fn choose<F: KernelFloat>(
     }
     let (_, kernel) =
         best.ok_or_else(|| KernelError::runtime("matmul", format!("no kernel ran shape {s:?}")))?;
-    CHOICES
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .insert(key, kernel);
+    if let Err(e) = state::autotune().insert(key, kernel) {
+        // Only the file failed: the choice is kept in memory.
+        tracing::warn!("{e}");
+    }
     Ok(kernel)
 }
 
