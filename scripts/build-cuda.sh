@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Builds the CUDA `nanochat` binary and the kernel test binary for a GPU machine that has the
-# NVIDIA driver and CUDA 13 but no Rust toolchain or crate registry, and compresses them for
-# the trip (../shared/CUBECL.md). libstdc++, zlib and zstd are linked statically so that the
-# binaries need only libc, libm and libgcc_s (plus libcuda, libnvrtc and libcublasLt, loaded at
-# run time).
+# Builds the one CUDA `nanochat` binary for a GPU machine that has the NVIDIA driver, CUDA 13 and
+# python3 but no Rust toolchain, crate registry or network, compresses it for the trip
+# (../shared/CUBECL.md) and prints the one command to run there. `selftest --device cuda` runs
+# every kernel check, so no separate test binary travels.
 #
-#   ./scripts/build-cuda.sh            -> dist/nanochat.xz, dist/kernel-tests.xz
-# On the GPU machine:
-#   xz -d nanochat.xz && chmod +x nanochat
-#   LD_LIBRARY_PATH=/usr/local/cuda/lib64 CUDA_PATH=/usr/local/cuda ./nanochat selftest --device cuda
-#   LD_LIBRARY_PATH=/usr/local/cuda/lib64 CUDA_PATH=/usr/local/cuda ./nanochat bench kernels --device cuda --dtype bfloat16
+# libstdc++, zlib and zstd are linked statically, so the binary needs only libc, libm and
+# libgcc_s, plus libcuda, libnvrtc and libcublasLt loaded at run time (scripts/gpu-check.sh
+# finds them and the CUDA headers NVRTC needs, and sets the environment itself).
+#
+#   ./scripts/build-cuda.sh            -> dist/nanochat.xz
+# then, on the GPU machine, from the repository with dist/ beside it:
+#   scripts/gpu-check.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -22,9 +23,23 @@ ln -sf /usr/lib/x86_64-linux-gnu/libzstd.a "$static/libzstd.a"
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$static"
 export CUDARC_CUDA_VERSION=13000
 cargo build --release -p nanochat-bin --features cuda --target-dir target/cuda
-cargo test --release -p nanochat-kernels --features cuda --no-run --target-dir target/cuda 2>&1 | tee target/cuda/test-build.log
-test_bin=$(grep -o 'target/cuda/release/deps/nanochat_kernels-[0-9a-f]*' target/cuda/test-build.log | tail -1)
-xz -T0 -6 -c target/cuda/release/nanochat > dist/nanochat.xz
-xz -T0 -6 -c "$test_bin" > dist/kernel-tests.xz
+rm -f dist/kernel-tests.xz
+xz -T0 -6 -c target/cuda/release/nanochat > dist/nanochat.xz.tmp
+mv dist/nanochat.xz.tmp dist/nanochat.xz
 ls -la dist/
 ldd target/cuda/release/nanochat || true
+# What travels to the GPU machine (the repository's files and dist/) must stay under 60 MiB;
+# CI keeps room for the archive by the size recorded here.
+echo "$(stat -c %s dist/nanochat.xz) bytes: dist/nanochat.xz built $(date -u +%F) by scripts/build-cuda.sh" > scripts/dist-size
+./scripts/check-travel.sh
+cat <<'EOF'
+
+Built dist/nanochat.xz. On the GPU machine, from this repository with dist/ beside it, run:
+
+    scripts/gpu-check.sh
+
+Results go to gpu-check-out/gpu-check.json, the full log beside it. With the device tool,
+where what is written under $OUT comes back even from a run cut off:
+
+    run(command='scripts/gpu-check.sh --out "$OUT"', carry=["dist/nanochat.xz"], timeout_s=600)
+EOF

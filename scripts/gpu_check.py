@@ -167,8 +167,9 @@ class Checker:
                 sys.exit(f"gpu-check: {path} not found: build it with "
                          "`cargo build --release -p nanochat-bin` (or give --bin)")
             return path
+        # Unpacked beside the archive, not under OUT: on the device tool OUT is what comes back.
         packed = os.path.join(ROOT, "dist", "nanochat.xz")
-        path = os.path.join(self.out, "bin", "nanochat")
+        path = os.path.join(ROOT, "dist", "nanochat")
         if os.path.exists(packed):
             if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(packed):
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -538,7 +539,8 @@ def find_cuda_libraries():
     and the `nvidia-*` Python packages PyTorch brings (nvidia-nccl-cu13 among them). Returns
     ({library: path or None}, folders for LD_LIBRARY_PATH, a CUDA_PATH with the headers NVRTC
     needs or None)."""
-    roots = [os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME"), "/usr/local/cuda"]
+    roots = [os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME"), "/usr/local/cuda",
+             "/opt/cuda"]
     roots += sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
     roots = [r for r in roots if r and os.path.isdir(r)]
     dirs = []
@@ -570,8 +572,11 @@ def find_cuda_libraries():
                 if d not in used and name != "libcuda":
                     used.append(d)
                 break
+    # NVRTC (cubecl's cuda-cpp path) reads CUDA_PATH/include; without a toolkit, a Python
+    # package's folder with the runtime headers will do.
+    header_roots = roots + [os.path.dirname(d) for d in dirs if "/nvidia/" in d]
     cuda_path = None
-    for r in roots:
+    for r in header_roots:
         if os.path.exists(os.path.join(r, "include", "cuda_runtime.h")) or \
                 os.path.exists(os.path.join(r, "include", "cuda.h")):
             cuda_path = r

@@ -229,6 +229,16 @@ fn sampling_flags_are_range_checked_before_any_model_loads() {
             &["chat-rl", "-k", "2.5"],
             "top_k: 2.5 is not an integer in 1-200",
         ),
+        // The flags scripts/gpu-check.sh relies on are checked at parse time too.
+        (&["chat-cli", "--json"], "--prompt <PROMPT>"),
+        (
+            &["bench", "kernels", "--train-gemms", "12,0x"],
+            "`0x` is not a depth from 1 to 64",
+        ),
+        (
+            &["chat-web", "--device", "tpu"],
+            "unknown device `tpu`: expected cpu, cuda or cuda:N",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
             .env("HOME", home.path())

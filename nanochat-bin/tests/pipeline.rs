@@ -137,6 +137,19 @@ fn chat_cli_answers_and_chats(root: &std::path::Path) {
         "",
     );
     assert_eq!(a, b, "the same model, prompt and seed answer the same");
+    // --json: the reply, its token ids (what gpu-check compares across devices) and why it
+    // stopped; greedy, so twice the same.
+    let greedy = ["-p", "What is 2 + 3?", "-m", "8", "-t", "0", "--json"];
+    let (j, _) = chat_cli(root, &greedy, "");
+    let v: serde_json::Value = serde_json::from_str(j.trim()).unwrap();
+    let ids = v["tokens"].as_array().unwrap();
+    assert!(!ids.is_empty() && ids.len() <= 8, "{v}");
+    assert!(
+        ["stop", "length"].contains(&v["finish_reason"].as_str().unwrap()),
+        "{v}"
+    );
+    assert!(v["reply"].is_string(), "{v}");
+    assert_eq!(chat_cli(root, &greedy, "").0, j);
     let (chat, stderr) = chat_cli(
         root,
         &["-m", "6", "-t", "0"],

@@ -33,6 +33,16 @@ impl Backend {
     pub fn is_cpu(self) -> bool {
         matches!(self, Backend::Cpu)
     }
+
+    /// The devices of `n` workers starting at this one, as nanochat's `chat_web.py
+    /// --num-gpus` places them: one GPU each (`cuda:2` and n = 2 give `cuda:2`, `cuda:3`), or
+    /// `n` CPU workers sharing the CPU.
+    pub fn workers(self, n: usize) -> Vec<Backend> {
+        match self {
+            Backend::Cpu => vec![Backend::Cpu; n],
+            Backend::Cuda(first) => (first..first + n).map(Backend::Cuda).collect(),
+        }
+    }
 }
 
 impl fmt::Display for Backend {
@@ -57,6 +67,26 @@ impl FromStr for Backend {
                 )),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_take_one_gpu_each_from_the_one_named() {
+        let cuda = |i| Backend::Cuda(i);
+        assert_eq!(
+            "cuda".parse::<Backend>().unwrap().workers(4),
+            [cuda(0), cuda(1), cuda(2), cuda(3)]
+        );
+        assert_eq!(
+            "cuda:2".parse::<Backend>().unwrap().workers(2),
+            [cuda(2), cuda(3)]
+        );
+        assert_eq!(Backend::Cpu.workers(3), [Backend::Cpu; 3]);
+        assert_eq!(cuda(1).to_string(), "cuda:1");
     }
 }
 

@@ -127,6 +127,45 @@ fn generate_batch_drops_terminal_tokens_and_keeps_the_prompt() {
 }
 
 #[test]
+fn generate_ids_is_the_greedy_stream_with_its_terminal_token_and_reason() {
+    let e = engine(64, 4);
+    let prompt = e.tokenizer().encode("Call me Ishmael.");
+    let params = GenerateParams {
+        num_samples: 3, // generate_ids samples one row whatever this says
+        max_tokens: 12,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let (ids, reason) = e.generate_ids(&prompt, &params).unwrap();
+    let want = naive_greedy(&e, &prompt, 12);
+    assert_eq!(ids, want);
+    let ended = want.last().is_some_and(|&t| e.specials.is_terminal(t));
+    assert_eq!(
+        reason,
+        if ended {
+            FinishReason::Stop
+        } else {
+            FinishReason::Length
+        }
+    );
+    // The context limit is a reason of its own.
+    let short = engine(prompt.len() + 2, 4);
+    let (ids, reason) = short
+        .generate_ids(
+            &prompt,
+            &GenerateParams {
+                max_tokens: 50,
+                ..params
+            },
+        )
+        .unwrap();
+    assert!(ids.len() <= 3, "{ids:?}");
+    if !ids.last().is_some_and(|&t| short.specials.is_terminal(t)) {
+        assert_eq!(reason, FinishReason::ContextFull);
+    }
+}
+
+#[test]
 fn the_same_seed_gives_the_same_samples() {
     let e = engine(64, 5);
     let prompt = e.tokenizer().encode("Once upon a time");

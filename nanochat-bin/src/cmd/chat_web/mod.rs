@@ -33,20 +33,23 @@ pub struct Args {
     /// Default most tokens of a reply.
     #[arg(short = 'm', long, default_value_t = 512, value_parser = super::sampling::max_tokens)]
     max_tokens: usize,
-    /// cpu or cuda.
+    /// cpu, cuda or cuda:N (the first of the -n GPUs; each worker has its own device and its
+    /// own matmul state).
     #[arg(short = 'd', long, default_value = "cpu")]
-    device: String,
+    device: nanochat_kernels::Backend,
 }
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    let first = args.device;
     let mut engines = Vec::new();
-    for i in 0..args.num_gpus {
-        let name = if args.device.starts_with("cuda") {
-            format!("cuda:{i}")
-        } else {
-            args.device.clone()
-        };
-        let device = super::open_device(&name)?;
+    for (i, backend) in first.workers(args.num_gpus).into_iter().enumerate() {
+        let name = backend.to_string();
+        let device = super::open_device(&name).with_context(|| {
+            format!(
+                "worker {i}: -n {} puts one worker on each GPU from {first}",
+                args.num_gpus
+            )
+        })?;
         let super::Loaded {
             phase,
             model,
