@@ -71,6 +71,10 @@ class StageTimeout(Exception):
     pass
 
 
+class SetupError(Exception):
+    """No binary to check: reported in gpu-check.json too, then exit 1."""
+
+
 class Checker:
     def __init__(self, args):
         self.args = args
@@ -159,13 +163,13 @@ class Checker:
         if self.args.bin:
             path = os.path.abspath(self.args.bin)
             if not os.access(path, os.X_OK):
-                sys.exit(f"gpu-check: --bin {path} is not an executable file")
+                raise SetupError(f"--bin {path} is not an executable file")
             return path
         if self.dev == "cpu":
             path = os.path.join(ROOT, "target", "release", "nanochat")
             if not os.access(path, os.X_OK):
-                sys.exit(f"gpu-check: {path} not found: build it with "
-                         "`cargo build --release -p nanochat-bin` (or give --bin)")
+                raise SetupError(f"{path} not found: build it with "
+                                 "`cargo build --release -p nanochat-bin` (or give --bin)")
             return path
         # Unpacked beside the archive, not under OUT: on the device tool OUT is what comes back.
         packed = os.path.join(ROOT, "dist", "nanochat.xz")
@@ -183,8 +187,8 @@ class Checker:
         built = os.path.join(ROOT, "target", "cuda", "release", "nanochat")
         if os.access(built, os.X_OK):
             return built
-        sys.exit(f"gpu-check: no CUDA binary: {packed} is missing. Run scripts/build-cuda.sh "
-                 "on the build machine and bring dist/ along (or give --bin)")
+        raise SetupError(f"no CUDA binary: {packed} is missing. Run scripts/build-cuda.sh "
+                         "on the build machine and bring dist/ along (or give --bin)")
 
     def describe_machine(self):
         if self.dev == "cpu":
@@ -290,8 +294,11 @@ class Checker:
         return losses
 
     def ensure_model(self):
-        """The model of the decoding stages: the CPU side of the training parity."""
-        if not os.path.isdir(os.path.join(self.work, "base_checkpoints", "parity-cpu")):
+        """The model of the decoding stages: the CPU side of the training parity (trained
+        again when a cut-off run left its folder without a checkpoint)."""
+        folder = os.path.join(self.work, "base_checkpoints", "parity-cpu")
+        if not glob.glob(os.path.join(folder, "model_*.safetensors")):
+            shutil.rmtree(folder, ignore_errors=True)
             self.train("parity-cpu", "cpu", "float32", 300)
         return "parity-cpu"
 
@@ -657,7 +664,18 @@ def main():
     ap.add_argument("--bin", help="the nanochat binary (default: dist/nanochat.xz unpacked for "
                                   "cuda, target/release/nanochat for cpu)")
     args = ap.parse_args()
-    c = Checker(args)
+    try:
+        c = Checker(args)
+    except SetupError as e:
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, "gpu-check.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({"device": args.device, "driver": None, "cuda": None,
+                       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                           timespec="seconds"), "error": str(e), "stages": []}, f, indent=2)
+        os.replace(path + ".tmp", path)
+        print(f"gpu-check: {e}", file=sys.stderr)
+        return 1
     plan = []
     for i, (name, _, full, smoke) in enumerate(STAGES, 1):
         est, timeout = smoke if args.smoke else full
@@ -723,16 +741,16 @@ class Deadline:
     the remaining time as their own timeout)."""
 
     def __init__(self, seconds):
-        self.seconds = max(1, int(seconds))
+        self.seconds = max(0.1, seconds)
 
     def __enter__(self):
         def fire(*_):
-            raise StageTimeout(f"the stage ran past its {self.seconds}s")
+            raise StageTimeout(f"the stage ran past its {self.seconds:.0f}s")
         self.old = signal.signal(signal.SIGALRM, fire)
-        signal.alarm(self.seconds)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
 
     def __exit__(self, *exc):
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, self.old)
         return False
 
