@@ -58,8 +58,9 @@ fn bad_input_is_a_clear_error_not_a_crash() {
     let (code, _, stderr) = nanochat(&["verify-reference", &fixture("README.md")]);
     assert_eq!(code, 1);
     assert!(stderr.contains("not a safetensors file"), "{stderr}");
+    // A device name is checked as the flags are parsed (clap's usage error, exit 2).
     let (code, _, stderr) = nanochat(&["selftest", "--device", "quantum"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(stderr.contains("unknown device `quantum`"), "{stderr}");
 }
 

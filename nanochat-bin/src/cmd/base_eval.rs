@@ -38,8 +38,8 @@ pub struct Args {
     /// The JSON result file (default: <model dir>/eval/base-eval.json).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
-    #[arg(short = 'd', long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     #[arg(long)]
     pub quiet: bool,
 }
@@ -72,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         EvalData::Fetched
     };
     let tasks = load_core_tasks(data).context("loading the CORE tasks")?;
-    let device = super::open_device(&args.device)?;
+    let device = args.device.open()?;
     let paths = super::paths()?;
     let root = paths.model_root.clone();
     let (model, tokenizer, source) = match &args.hf_path {

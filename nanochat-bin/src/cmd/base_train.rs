@@ -48,10 +48,10 @@ pub struct Args {
     seq_len: usize,
     /// float32, or bfloat16: matmuls and activations in bf16 (f32 accumulation) over f32 master
     /// weights.
-    #[arg(long, default_value = "float32")]
-    dtype: String,
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, value_enum, default_value_t)]
+    dtype: super::DTypeArg,
+    #[command(flatten)]
+    device: super::DeviceArg,
     /// Checkpoint folder name (default: d<depth>).
     #[arg(long)]
     model_tag: Option<String>,
@@ -160,9 +160,8 @@ fn account_inputs(
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let device = super::open_device(&args.device)?;
-    let dtype = DType::parse(&args.dtype)
-        .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?;
+    let device = args.device.open()?;
+    let dtype = DType::from(args.dtype);
     let paths = super::paths()?;
     let tok_dir = paths.tokenizer_dir_or(args.tokenizer.as_deref());
     let tokenizer = Tokenizer::from_pretrained(&tok_dir)
@@ -231,7 +230,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         run: json!({
             "command": "base-train", "depth": config.n_layer, "batch_size": b, "seq_len": t,
             "total_batch_size": args.total_batch_size.unwrap_or(b * t), "total_steps": args.total_steps,
-            "lr": args.lr, "dtype": args.dtype, "device": device.to_string(), "seed": args.seed,
+            "lr": args.lr, "dtype": dtype.name(), "device": device.to_string(), "seed": args.seed,
             "inputs": args.input.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         }),
     };

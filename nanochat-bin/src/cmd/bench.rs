@@ -26,11 +26,11 @@ pub struct DecodeArgs {
     depth: usize,
     #[arg(long, default_value_t = 65536)]
     vocab: usize,
-    #[arg(short, long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: super::DeviceArg,
     /// float32 or bfloat16.
-    #[arg(long, default_value = "float32")]
-    dtype: String,
+    #[arg(long, value_enum, default_value_t)]
+    dtype: super::DTypeArg,
     /// Prompt tokens prefilled.
     #[arg(long, default_value_t = 128)]
     prompt_len: usize,
@@ -42,13 +42,9 @@ pub struct DecodeArgs {
     json: bool,
 }
 
-fn parse_dtype(name: &str) -> anyhow::Result<DType> {
-    DType::parse(name).with_context(|| format!("unknown --dtype `{name}`: float32 or bfloat16"))
-}
-
 fn run_decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
-    let dtype = parse_dtype(&args.dtype)?;
-    let device = super::open_device(&args.device)?;
+    let dtype = DType::from(args.dtype);
+    let device = args.device.open()?;
     let r = nanochat_core::engine::bench_decode(
         &device,
         args.depth,
@@ -77,12 +73,12 @@ pub struct TrainArgs {
     seq_len: usize,
     #[arg(long, default_value_t = 65536)]
     vocab: usize,
-    #[arg(short, long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: super::DeviceArg,
     /// float32, or bfloat16 (mixed precision over f32 master weights, as base-train; MFU is
     /// then against the bf16 peak).
-    #[arg(long, default_value = "float32")]
-    dtype: String,
+    #[arg(long, value_enum, default_value_t)]
+    dtype: super::DTypeArg,
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     steps: usize,
@@ -92,8 +88,8 @@ pub struct TrainArgs {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let dtype = parse_dtype(&args.dtype)?;
-    let device = super::open_device(&args.device)?;
+    let dtype = DType::from(args.dtype);
+    let device = args.device.open()?;
     let r = nanochat_core::train::bench_train(
         &device,
         args.depth,
@@ -147,12 +143,11 @@ fn run_tokenizer(args: TokenizerArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args)]
 pub struct KernelArgs {
-    /// Device: cpu, cuda or cuda:N.
-    #[arg(short, long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: super::DeviceArg,
     /// Element type: float32 or bfloat16.
-    #[arg(long, default_value = "float32")]
-    dtype: String,
+    #[arg(long, value_enum, default_value_t)]
+    dtype: super::DTypeArg,
     /// Square matmul size (default 1024 on the CPU, 4096 on a GPU).
     #[arg(long)]
     matmul_size: Option<usize>,
@@ -190,8 +185,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Train(args) => return run_train(args),
         BenchCommand::Decode(args) => return run_decode(args),
     };
-    let dtype = parse_dtype(&args.dtype)?;
-    let device = super::open_device(&args.device)?;
+    let dtype = DType::from(args.dtype);
+    let device = args.device.open()?;
     if args.tf32 {
         nanochat_kernels::matmul::set_precision(
             device.client(),

@@ -26,8 +26,8 @@ pub struct Args {
     /// Seed of the sampler (default: random).
     #[arg(long)]
     seed: Option<u64>,
-    #[arg(short = 'd', long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: super::DeviceArg,
     /// With -p: print one JSON object (`reply`, the generated token ids `tokens`, `finish_reason`)
     /// instead of streaming text; `scripts/gpu-check.sh` compares devices token for token so.
     #[arg(long, requires = "prompt")]
@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
-    let device = super::open_device(&args.device)?;
+    let device = args.device.open()?;
     let super::Loaded {
         phase,
         model,

@@ -43,8 +43,8 @@ pub struct Args {
     /// The JSON result file (default: <model dir>/eval/chat-eval-<source>.json).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
-    #[arg(short = 'd', long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|n| chat_task(n, data).with_context(|| format!("loading task {n}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let device = super::open_device(&args.device)?;
+    let device = args.device.open()?;
     let super::Loaded {
         phase,
         root,

@@ -51,8 +51,8 @@ pub struct Args {
     pub eval_examples: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    #[arg(short = 'd', long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     #[arg(long)]
     pub quiet: bool,
 }
@@ -81,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let train: Arc<dyn Task> = Arc::new(TaskMixture::new(train, args.seed));
     let test = TaskMixture::new(test, args.seed);
-    let device = super::open_device(&args.device)?;
+    let device = args.device.open()?;
     let super::Loaded {
         phase,
         root,

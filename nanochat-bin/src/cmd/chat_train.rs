@@ -53,11 +53,11 @@ pub struct Args {
     /// Tokens per optimizer step (default: one micro-batch).
     #[arg(long)]
     total_batch_size: Option<usize>,
-    #[arg(short, long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: super::DeviceArg,
     /// float32, or bfloat16: matmuls and activations in bf16 over f32 master weights.
-    #[arg(long, default_value = "float32")]
-    dtype: String,
+    #[arg(long, value_enum, default_value_t)]
+    dtype: super::DTypeArg,
     /// Checkpoint folder name (default: the source model's tag).
     #[arg(long)]
     model_tag: Option<String>,
@@ -86,7 +86,7 @@ const DEFAULT_TASKS: [&str; 7] = [
 
 pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let device = super::open_device(&args.device)?;
+    let device = args.device.open()?;
     let paths = super::paths()?;
     let root = paths.model_root.clone();
     let (model, tokenizer, meta, source) = load_source(&args, phase, paths, &device)?;
@@ -153,8 +153,7 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
         sample_prompts: vec![],
         tokenizer_path: nanochat_core::checkpoint::tokenizer_for(paths, &meta),
         tokenizer_record: meta.tokenizer_path.clone(),
-        compute_dtype: nanochat_core::DType::parse(&args.dtype)
-            .with_context(|| format!("unknown --dtype `{}`: float32 or bfloat16", args.dtype))?,
+        compute_dtype: args.dtype.into(),
         run: json!({
             "command": phase_command(phase), "tasks": names, "source": {"phase": source.0.name(), "tag": source.1, "step": meta.step},
             "batch_size": b, "seq_len": t, "total_steps": args.total_steps, "lr": args.lr, "device": device.to_string(),

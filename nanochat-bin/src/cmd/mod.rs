@@ -152,3 +152,43 @@ pub fn report_stage_for(
 pub fn open_device(name: &str) -> anyhow::Result<Device> {
     Device::parse(name).with_context(|| format!("cannot open device `{name}`"))
 }
+
+/// `-d/--device`: `cpu`, `cuda` or `cuda:N`, checked when the flags are parsed (shared by every
+/// command that runs a model).
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct DeviceArg {
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(
+        short = 'd',
+        long = "device",
+        value_name = "DEVICE",
+        default_value = "cpu"
+    )]
+    pub backend: nanochat_kernels::Backend,
+}
+
+impl DeviceArg {
+    /// Opens the device (an error names it when it cannot be opened, e.g. no GPU).
+    pub fn open(&self) -> anyhow::Result<Device> {
+        open_device(&self.backend.to_string())
+    }
+}
+
+/// `--dtype`: the compute dtype, `float32` or `bfloat16` (also `f32`, `fp32`, `bf16`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DTypeArg {
+    #[default]
+    #[value(name = "float32", alias = "f32", alias = "fp32")]
+    Float32,
+    #[value(name = "bfloat16", alias = "bf16")]
+    Bfloat16,
+}
+
+impl From<DTypeArg> for nanochat_core::DType {
+    fn from(d: DTypeArg) -> Self {
+        match d {
+            DTypeArg::Float32 => nanochat_core::DType::F32,
+            DTypeArg::Bfloat16 => nanochat_core::DType::BF16,
+        }
+    }
+}

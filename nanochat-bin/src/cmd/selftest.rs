@@ -25,9 +25,8 @@ const FIXTURES: [(&str, &[u8]); 2] = [
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Device to check: cpu, cuda or cuda:N.
-    #[arg(short, long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: super::DeviceArg,
     /// Print one JSON object (every comparison) instead of a table.
     #[arg(long)]
     json: bool,
@@ -37,7 +36,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let device = super::open_device(&args.device)?;
+    let device = args.device.open()?;
     let checks: Vec<_> = all_checks()
         .into_iter()
         .filter(|c| args.filter.as_deref().is_none_or(|f| c.name.contains(f)))

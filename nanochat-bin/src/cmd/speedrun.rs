@@ -21,9 +21,8 @@ use serde_json::json;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// cpu (the small recipe on the bundled data) or cuda (the full-size recipe on fetched data).
-    #[arg(short = 'd', long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     /// Model depth (default: 4 on cpu, 20 on cuda).
     #[arg(long)]
     pub depth: Option<usize>,
@@ -69,7 +68,7 @@ struct Recipe {
 
 /// The settings of a run; the cuda recipe reads the corpus files in `corpus`.
 fn recipe(args: &Args, corpus: &std::path::Path) -> anyhow::Result<Recipe> {
-    let cuda = args.device.starts_with("cuda");
+    let cuda = !args.device.backend.is_cpu();
     if !cuda {
         return Ok(Recipe {
             cuda,
@@ -167,7 +166,8 @@ pub fn run(args: Args, dispatch: Dispatch<'_>) -> anyhow::Result<ExitCode> {
         r.batch_size.to_string(),
     );
     let (base_steps, chat_steps) = (r.base_steps.to_string(), r.chat_steps.to_string());
-    let dev = args.device.as_str();
+    let dev = args.device.backend.to_string();
+    let dev = dev.as_str();
     let quiet: &[&str] = if args.quiet { &["--quiet"] } else { &[] };
     let samples: &[&str] = if r.cuda { &[] } else { &["--samples"] };
     let max_problems = args.max_problems.map(|n| n.to_string());

@@ -13,13 +13,12 @@ use nanochat_core::verify::verify_reference;
 pub struct Args {
     /// A fixture in ../shared/reference's format (e.g. tests/fixtures/reference/gqa_tiny.safetensors).
     file: PathBuf,
-    /// Device: cpu, cuda or cuda:N.
-    #[arg(short, long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: super::DeviceArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let device = super::open_device(&args.device)?;
+    let device = args.device.open()?;
     let report = verify_reference(&args.file, &device)
         .with_context(|| format!("verifying {}", args.file.display()))?;
     println!("{}", serde_json::to_string_pretty(&report.to_json())?);
