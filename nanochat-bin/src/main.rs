@@ -1,5 +1,5 @@
-//! `nanochat`: one binary that checks, benchmarks (and, as the project grows, trains, evaluates
-//! and serves) nanochat models. This file parses arguments and dispatches; the work lives in
+//! `nanochat`: one binary that checks, benchmarks, trains, evaluates and serves nanochat
+//! models. This file parses arguments and dispatches; the work lives in
 //! nanochat-core and nanochat-kernels.
 //!
 //! ```text
