@@ -208,10 +208,25 @@ impl Trainer {
         cfg.grad_accum_steps()?;
         check_fits(&model, cfg.batch_size, cfg.seq_len)?;
         let optim = Optimizer::new(&model, &cfg.optim);
-        let metrics = MetricsLog::open(&cfg.checkpoint_dir(), 0)?;
-        let mut model = model;
+        Trainer::assemble(model, optim, tokenizer, train, val, cfg, 0, None)
+    }
+
+    /// The trainer of `new` and `resume`: the model in training mode at the run's compute
+    /// dtype, the metrics log opened at `step`, the tokenizer's fingerprint computed once.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        mut model: GPT,
+        optim: Optimizer,
+        tokenizer: Tokenizer,
+        train: Box<dyn BatchSource>,
+        val: Vec<Batch>,
+        cfg: TrainConfig,
+        step: u64,
+        last_val_bpb: Option<f64>,
+    ) -> Result<Trainer> {
         model.set_compute_dtype(cfg.compute_dtype)?;
         model.train();
+        let metrics = MetricsLog::open(&cfg.checkpoint_dir(), step)?;
         let tokenizer_sha256 = tokenizer.fingerprint()?;
         Ok(Trainer {
             model,
@@ -220,9 +235,9 @@ impl Trainer {
             cfg,
             train,
             val,
-            step: 0,
+            step,
             metrics,
-            last_val_bpb: None,
+            last_val_bpb,
             tokenizer_sha256,
         })
     }
@@ -239,7 +254,7 @@ impl Trainer {
     ) -> Result<Trainer> {
         cfg.grad_accum_steps()?;
         let dir = cfg.checkpoint_dir();
-        let (mut model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
+        let (model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
         crate::checkpoint::check_tokenizer(
             &meta,
             &dir.join(format!("meta_{step:06}.json")),
@@ -253,22 +268,7 @@ impl Trainer {
             train.restore(pos)?;
         }
         model.set_rng_state(meta.rng_state);
-        model.set_compute_dtype(cfg.compute_dtype)?;
-        model.train();
-        let metrics = MetricsLog::open(&dir, step)?;
-        let tokenizer_sha256 = tokenizer.fingerprint()?;
-        Ok(Trainer {
-            model,
-            optim,
-            tokenizer,
-            cfg,
-            train,
-            val,
-            step,
-            metrics,
-            last_val_bpb: meta.val_bpb,
-            tokenizer_sha256,
-        })
+        Trainer::assemble(model, optim, tokenizer, train, val, cfg, step, meta.val_bpb)
     }
 
     /// Validation bits per byte (in eval mode).
