@@ -21,6 +21,7 @@ mod bench;
 mod chat;
 mod number;
 pub mod openai;
+pub mod pool;
 pub mod request;
 mod row;
 mod stop;

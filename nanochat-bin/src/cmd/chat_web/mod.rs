@@ -2,7 +2,6 @@
 //! on CUDA, N on the CPU), a streaming API, the OpenAI wire format and a chat page. The
 //! sampling defaults (-t, -k, -m) obey a request's limits, checked when the flags are parsed.
 
-mod pool;
 mod routes;
 
 use std::sync::atomic::AtomicU64;
@@ -73,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     let tokenizer = engines[0].0.tokenizer().clone();
     let block_size = engines[0].0.model().config().block_size;
     let state = Arc::new(routes::AppState {
-        pool: pool::Pool::start(engines),
+        pool: nanochat_core::engine::pool::Pool::start(engines),
         tokenizer,
         block_size,
         defaults: GenerateParams {
@@ -103,7 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
                 eprintln!("shutting down: stopping open replies");
-                pool::SHUTDOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+                nanochat_core::engine::pool::SHUTDOWN.store(true, std::sync::atomic::Ordering::Relaxed);
             })
             .await
             .context("serving")

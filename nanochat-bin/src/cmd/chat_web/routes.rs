@@ -25,7 +25,7 @@ use nanochat_core::tokenizer::Tokenizer;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::pool::{Job, Pool, WorkerEvent};
+use nanochat_core::engine::pool::{Job, Pool, WorkerEvent};
 
 /// The chat page, one self-contained HTML file.
 const PAGE: &str = include_str!("page.html");

@@ -1,15 +1,18 @@
-//! The model workers of `chat-web`: one OS thread per worker, each owning an [`Engine`] on its
-//! device. A job is one prompt and its `num_samples` choices, decoded together. A request waits (asynchronously) for a free worker, hands it a job and reads its
-//! events from a channel; the worker goes back to the pool when the job ends, fails, panics
-//! or its client goes away (the next text it would send finds the channel closed).
+//! The model workers of a chat server (`chat-web`; nanochat's `chat_web.py` `WorkerPool`): one
+//! OS thread per worker, each owning an [`Engine`] on its device (`cuda:0`, `cuda:1`, ... or
+//! the CPU). A job is one prompt and its `num_samples` choices, decoded together. A request
+//! waits (asynchronously) for a free worker, hands it a job and reads its events from a
+//! channel; the worker goes back to the pool when the job ends, fails, panics or its client
+//! goes away (the next text it would send finds the channel closed).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nanochat_core::engine::{Completion, Engine, GenerateParams};
-use nanochat_core::CoreError;
 use tokio::sync::{mpsc, Semaphore};
+
+use crate::engine::{Completion, Engine, GenerateParams};
+use crate::CoreError;
 
 /// Set when the server shuts down: every job stops at its next token, so open streams end and
 /// the graceful shutdown does not wait for long replies.
@@ -28,6 +31,7 @@ pub enum WorkerEvent {
     Error(String),
 }
 
+/// One request's work: the prompt, how to sample, where to send the events.
 pub struct Job {
     pub prompt: Vec<u32>,
     pub params: GenerateParams,
@@ -50,6 +54,7 @@ impl Shared {
     }
 }
 
+/// The workers and which of them are free.
 pub struct Pool {
     senders: Vec<std::sync::mpsc::Sender<Job>>,
     shared: Arc<Shared>,
@@ -207,8 +212,8 @@ fn work(engine: &Engine, job: Job) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nanochat_core::tokenizer::{train_tokenizer, TrainOptions};
-    use nanochat_core::{DType, Device, GPTConfig, GPT};
+    use crate::tokenizer::{train_tokenizer, TrainOptions};
+    use crate::{DType, Device, GPTConfig, GPT};
 
     fn engine() -> Engine {
         let docs = vec!["the quick brown fox jumps over the lazy dog. ".repeat(50)];
