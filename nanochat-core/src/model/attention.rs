@@ -13,9 +13,13 @@ use crate::{ops, Result, Tensor};
 /// (C, C) (plus biases when the config has them).
 #[derive(Clone, Debug)]
 pub struct CausalSelfAttention {
+    /// Queries: (H D, C).
     pub c_q: Linear,
+    /// Keys: (Hkv D, C).
     pub c_k: Linear,
+    /// Values: (Hkv D, C).
     pub c_v: Linear,
+    /// The output projection: (C, H D).
     pub c_proj: Linear,
     /// The block's index: which layer of the KV cache is this one's.
     layer_idx: usize,

@@ -10,10 +10,12 @@ use crate::ops::{self, RotaryTables};
 use crate::{Result, Tape, Tensor};
 
 /// One transformer block: `attn` and `mlp`. A per-layer parameter (a scalar, a gate) is a field
-/// here, listed in [`Block::named_parameters`] under its name.
+/// here, built and listed under its field name.
 #[derive(Clone, Debug)]
 pub struct Block {
+    /// The attention branch.
     pub attn: CausalSelfAttention,
+    /// The MLP branch.
     pub mlp: MLP,
     layer_idx: usize,
 }

@@ -80,7 +80,9 @@ pub struct GPT {
     /// Activation and matmul dtype: bf16 over f32 master weights for mixed precision (weights
     /// are cast on the way in, gradients flow back to them in f32).
     compute: DType,
+    /// The embedding and the blocks.
     pub transformer: Transformer,
+    /// The unembedding (vocab, C), untied from `wte`.
     pub lm_head: Linear,
     rotary: RotaryTables,
     training: bool,
@@ -148,6 +150,7 @@ impl std::fmt::Debug for GPT {
 }
 
 impl GPT {
+    /// The configuration the model was built with.
     pub fn config(&self) -> &GPTConfig {
         &self.config
     }
@@ -188,6 +191,7 @@ impl GPT {
         self.training = false;
     }
 
+    /// Whether the model is in training mode.
     pub fn is_training(&self) -> bool {
         self.training
     }
@@ -197,6 +201,7 @@ impl GPT {
         self.dropout_step.load(Ordering::Relaxed) as u64
     }
 
+    /// Restores the training RNG state of [`GPT::rng_state`].
     pub fn set_rng_state(&self, state: u64) {
         self.dropout_step.store(state as u32, Ordering::Relaxed);
     }

@@ -50,14 +50,17 @@ impl KvCache {
         self.len
     }
 
+    /// Whether no position is filled.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Positions each sequence can hold.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    /// Sequences held.
     pub fn batch(&self) -> usize {
         self.batch
     }
@@ -67,6 +70,7 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Counts `t` more filled positions (after every layer has written them).
     pub(crate) fn advance(&mut self, t: usize) {
         self.len += t;
     }

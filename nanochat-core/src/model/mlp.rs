@@ -10,7 +10,9 @@ use crate::{ops, Result, Tape, Tensor};
 #[derive(Clone, Debug)]
 #[allow(clippy::upper_case_acronyms)] // nanochat's class name
 pub struct MLP {
+    /// (4C, C).
     pub c_fc: Linear,
+    /// (C, 4C).
     pub c_proj: Linear,
 }
 

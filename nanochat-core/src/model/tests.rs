@@ -432,7 +432,7 @@ fn last_position_prefill_equals_the_full_forward_last_row() {
 /// `LogitPositions::PerRow` picks row b's position p_b of the full forward, and right padding after it
 /// changes nothing (the model is causal).
 #[test]
-fn forward_at_picks_one_position_per_row() {
+fn per_row_positions_pick_one_position_per_row() {
     let dev = Device::cpu().unwrap();
     let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
     randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(5));
@@ -487,7 +487,7 @@ fn forward_at_picks_one_position_per_row() {
 
 /// `LogitPositions::Flat` gathers any (row, position) pairs, repeats included.
 #[test]
-fn forward_positions_gathers_any_positions() {
+fn flat_positions_gather_any_positions() {
     let dev = Device::cpu().unwrap();
     let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
     randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(6));

@@ -56,7 +56,7 @@ pub fn has_supervised_target(batch: &Batch) -> bool {
 
 /// Forward and backward of `model` over `batches` (the micro-batches of one optimizer step),
 /// recording every parameter; empty micro-batches are counted and skipped (see the module doc
-/// for the normalisation). Errors: those of [`GPT::loss`] (shapes, targets out of the vocabulary).
+/// for the normalisation). Errors: those of [`GPT::forward`] (shapes, targets out of the vocabulary).
 pub fn accumulate_gradients(model: &GPT, batches: &[Batch]) -> Result<Accumulated> {
     let params: Vec<_> = model
         .named_parameters()
