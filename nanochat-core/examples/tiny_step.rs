@@ -2,7 +2,7 @@
 //! backward + nanochat's optimizers. `cargo run --release -p nanochat-core --example tiny_step
 //! -- VOCAB BATCH SEQ`. `nanochat bench train` is the measurement of record.
 
-use nanochat_core::model::{GPTConfig, ModelSize};
+use nanochat_core::model::{ForwardOptions, GPTConfig, ModelSize};
 use nanochat_core::ops::Reduction;
 use nanochat_core::optim::{OptimConfig, Optimizer};
 use nanochat_core::{DType, Device, Tape, GPT};
@@ -40,7 +40,7 @@ fn main() {
         for p in &params {
             tape.watch(p);
         }
-        let loss = model.loss(Some(&tape), &ids, &tg, b, t, Reduction::Mean).unwrap();
+        let loss = model.forward(&ids, (b, t), ForwardOptions::new().tape(&tape).targets(&tg, Reduction::Mean)).unwrap();
         let l = loss.to_scalar().unwrap();
         let t1 = t0.elapsed().as_secs_f64();
         let grads = tape.backward(&loss).unwrap();

@@ -11,7 +11,7 @@ use nanochat_kernels::optim::newton_schulz;
 use serde_json::{json, Value};
 
 use crate::io::{format_err, parse_safetensors, SafetensorsFile};
-use crate::model::{GPTConfig, GPT};
+use crate::model::{ForwardOptions, GPTConfig, GPT};
 use crate::ops::{self, Reduction};
 use crate::{CoreError, DType, Device, Result, Tape, Tensor};
 
@@ -124,7 +124,7 @@ fn verify_inline(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyRepo
     for (_, p) in &params {
         tape.watch(p);
     }
-    let logits = model.forward(Some(&tape), &idx, batch, seq)?;
+    let logits = model.forward(&idx, (batch, seq), ForwardOptions::new().tape(&tape))?;
     let loss_t = ops::cross_entropy(Some(&tape), &logits, &targets, Reduction::Mean)?;
     let loss = loss_t.to_scalar()? as f64;
     let got_logits = logits.to_vec_f32()?;

@@ -2,6 +2,7 @@
 //! uncommitted steps, truncated and corrupt files.
 
 use super::*;
+use crate::model::ForwardOptions;
 use crate::ops::Reduction;
 use crate::optim::OptimConfig;
 use crate::Tape;
@@ -76,7 +77,13 @@ fn setup() -> Setup {
     let idx: Vec<u32> = (0..8).collect();
     let tg: Vec<i32> = (1..9).collect();
     let loss = model
-        .loss(Some(&tape), &idx, &tg, 1, 8, Reduction::Mean)
+        .forward(
+            &idx,
+            (1, 8),
+            ForwardOptions::new()
+                .tape(&tape)
+                .targets(&tg, Reduction::Mean),
+        )
         .unwrap();
     optim
         .step(&tape.backward(&loss).unwrap(), 1.0, 0.9)

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::model::{sample_token, GPTConfig, KvCache, GPT};
+use crate::model::{sample_token, ForwardOptions, GPTConfig, KvCache, LogitPositions, GPT};
 use crate::{CoreError, DType, Device, Result};
 
 #[derive(Clone, Debug, Serialize)]
@@ -60,7 +60,13 @@ pub fn bench_decode(
     let prefill = |cache: &mut KvCache| -> Result<Vec<f32>> {
         device.exclusive(|| -> Result<Vec<f32>> {
             model
-                .forward_cached_last(&prompt, 1, prompt_len, cache)?
+                .forward(
+                    &prompt,
+                    (1, prompt_len),
+                    ForwardOptions::new()
+                        .kv_cache(cache)
+                        .positions(LogitPositions::Last),
+                )?
                 .to_vec_f32()
         })?
     };
@@ -92,8 +98,11 @@ pub fn bench_decode(
                     )
                 })
                 .collect::<Result<Vec<u32>>>()?;
-            *logits = device
-                .exclusive(|| model.forward_cached(&tokens, batch, 1, cache)?.to_vec_f32())??;
+            *logits = device.exclusive(|| {
+                model
+                    .forward(&tokens, (batch, 1), ForwardOptions::new().kv_cache(cache))?
+                    .to_vec_f32()
+            })??;
             Ok(())
         };
         // One untimed step compiles the batch's kernels.

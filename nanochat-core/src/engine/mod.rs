@@ -29,7 +29,7 @@ mod stop;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::model::{sample_token, KvCache};
+use crate::model::{sample_token, ForwardOptions, KvCache, LogitPositions};
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, Result, GPT};
 pub use bench::{bench_decode, DecodeBench};
@@ -167,7 +167,13 @@ impl Engine {
             let mut prefill = KvCache::new(c, dev, dtype, 1, capacity)?;
             let last = self
                 .model
-                .forward_cached_last(tokens, 1, tokens.len(), &mut prefill)?
+                .forward(
+                    tokens,
+                    (1, tokens.len()),
+                    ForwardOptions::new()
+                        .kv_cache(&mut prefill)
+                        .positions(LogitPositions::Last),
+                )?
                 .to_vec_f32()?;
             let cache = if n == 1 {
                 prefill
@@ -305,9 +311,11 @@ impl EngineStream<'_> {
         } else {
             let (model, cache) = (&self.engine.model, &mut self.cache);
             let tokens = &column.tokens;
-            self.logits = model
-                .get_device()
-                .exclusive(|| model.forward_cached(tokens, n, 1, cache)?.to_vec_f32())??;
+            self.logits = model.get_device().exclusive(|| {
+                model
+                    .forward(tokens, (n, 1), ForwardOptions::new().kv_cache(cache))?
+                    .to_vec_f32()
+            })??;
         }
         Ok(column)
     }

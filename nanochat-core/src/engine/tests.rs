@@ -4,6 +4,7 @@
 use super::row::{RowState, Specials};
 use super::*;
 use crate::model::tests::{linear_values, randomize_projections};
+use crate::model::ForwardOptions;
 use crate::tokenizer::tests::small_tokenizer;
 use crate::{DType, Device, GPTConfig};
 
@@ -43,7 +44,7 @@ fn naive_greedy_probs(e: &Engine, prompt: &[u32], max_tokens: usize) -> (Vec<u32
     while out.len() < max_tokens && seq.len() <= e.model().config().block_size {
         let logits = e
             .model()
-            .forward(None, &seq, 1, seq.len())
+            .forward(&seq, (1, seq.len()), ForwardOptions::new())
             .unwrap()
             .to_vec_f32()
             .unwrap();

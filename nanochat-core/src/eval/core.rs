@@ -22,6 +22,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::eval::pad_right;
+use crate::model::{ForwardOptions, LogitPositions};
 use crate::ops::Reduction;
 use crate::tasks::eval_data::{parse_jsonl, read_eval_file, EvalData};
 use crate::tokenizer::Tokenizer;
@@ -329,7 +330,11 @@ impl LmScorer for GPT {
             }
         }
         let losses = self
-            .loss(None, &idx, &targets, seqs.len(), t, Reduction::None)?
+            .forward(
+                &idx,
+                (seqs.len(), t),
+                ForwardOptions::new().targets(&targets, Reduction::None),
+            )?
             .to_vec_f32()?;
         Ok(spans
             .iter()
@@ -344,7 +349,11 @@ impl LmScorer for GPT {
     fn greedy_matches(&self, seq: &[u32], (start, end): (usize, usize)) -> Result<bool> {
         let flat: Vec<usize> = (start - 1..end - 1).collect();
         let logits = self
-            .forward_positions(&seq[..end - 1], 1, end - 1, &flat)?
+            .forward(
+                &seq[..end - 1],
+                (1, end - 1),
+                ForwardOptions::new().positions(LogitPositions::Flat(&flat)),
+            )?
             .to_vec_f32()?;
         let vocab = self.config().vocab_size;
         Ok(flat.iter().enumerate().all(|(i, &p)| {

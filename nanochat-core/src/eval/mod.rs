@@ -51,6 +51,7 @@ pub use chat::{
 };
 
 use crate::engine::{Engine, GenerateParams};
+use crate::model::{ForwardOptions, LogitPositions};
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, Result};
 
@@ -108,7 +109,11 @@ impl ChatModel for Engine {
         let positions: Vec<usize> = rows.iter().map(|r| r.len() - 1).collect();
         let (idx, t) = pad_right(&rows, self.tokenizer().get_bos_token_id());
         let logits = model
-            .forward_at(&idx, rows.len(), t, &positions)?
+            .forward(
+                &idx,
+                (rows.len(), t),
+                ForwardOptions::new().positions(LogitPositions::PerRow(&positions)),
+            )?
             .to_vec_f32()?;
         candidates
             .iter()

@@ -11,6 +11,7 @@ use super::core::{
 use super::fake::{OracleModel, OracleScorer, RandomModel, RandomScorer};
 use super::*;
 use crate::engine::tests::engine;
+use crate::model::ForwardOptions;
 use crate::tasks::{render_mc, EvalData, McItem, MultipleChoice, Task, TaskSlice};
 use crate::tokenizer::tests::small_tokenizer;
 
@@ -183,7 +184,7 @@ fn engine_candidate_logits_match_the_full_forward() {
     for (p, (c, row)) in prompts.iter().zip(cands.iter().zip(&got)) {
         let full = e
             .model()
-            .forward(None, p, 1, p.len())
+            .forward(p, (1, p.len()), ForwardOptions::new())
             .unwrap()
             .to_vec_f32()
             .unwrap();
@@ -339,7 +340,7 @@ fn gpt_scorer_matches_the_full_forward() {
     let got = model.mean_losses(&seqs, &spans).unwrap();
     for ((s, &(a, b)), g) in seqs.iter().zip(&spans).zip(&got) {
         let logits = model
-            .forward(None, s, 1, s.len())
+            .forward(s, (1, s.len()), ForwardOptions::new())
             .unwrap()
             .to_vec_f32()
             .unwrap();
@@ -362,7 +363,7 @@ fn gpt_scorer_matches_the_full_forward() {
     let mut s = vec![3u32, 1, 4];
     for _ in 0..3 {
         let logits = model
-            .forward(None, &s, 1, s.len())
+            .forward(&s, (1, s.len()), ForwardOptions::new())
             .unwrap()
             .to_vec_f32()
             .unwrap();

@@ -5,7 +5,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{KvCache, GPT};
+use super::{ForwardOptions, KvCache, GPT};
 use crate::{CoreError, Result};
 
 /// How the next token is drawn.
@@ -125,7 +125,8 @@ impl GPT {
             )));
         }
         let mut cache = KvCache::new(c, self.get_device(), self.compute_dtype(), 1, c.block_size)?;
-        let logits = self.forward_cached(tokens, 1, tokens.len(), &mut cache)?;
+        let opts = ForwardOptions::new().kv_cache(&mut cache);
+        let logits = self.forward(tokens, (1, tokens.len()), opts)?;
         let v = c.vocab_size;
         let all = logits.to_vec_f32()?;
         let next_logits = all[all.len() - v..].to_vec();
@@ -152,9 +153,10 @@ impl Generator<'_> {
         self.remaining -= 1;
         if self.remaining > 0 && self.cache.len() < self.cache.capacity() {
             let (model, cache) = (self.model, &mut self.cache);
-            self.next_logits = model
-                .get_device()
-                .exclusive(|| model.forward_cached(&[token], 1, 1, cache)?.to_vec_f32())??;
+            self.next_logits = model.get_device().exclusive(|| {
+                let opts = ForwardOptions::new().kv_cache(cache);
+                model.forward(&[token], (1, 1), opts)?.to_vec_f32()
+            })??;
         } else {
             self.remaining = 0;
         }

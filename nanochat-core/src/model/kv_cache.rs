@@ -1,15 +1,15 @@
-//! The KV cache for incremental decoding: per layer, keys and values of shape
-//! (B, capacity, n_kv_head, head_dim), of which the first `len` positions are filled.
-
-use nanochat_kernels::layout::write_rows;
-use nanochat_kernels::with_float;
+//! The KV cache for incremental decoding (nanochat's `KVCache`): per layer, keys and values of
+//! shape (B, capacity, n_kv_head, head_dim), of which the first `len` positions are filled.
 
 use super::GPTConfig;
-use crate::{CoreError, DType, Device, Result, Tensor};
+use crate::{ops, CoreError, DType, Device, Result, Tensor};
 
+/// Keys and values of every layer for `batch` sequences of up to `capacity` positions; a
+/// forward with the cache (`ForwardOptions::kv_cache`) runs the next positions and appends
+/// theirs.
 pub struct KvCache {
-    pub(crate) k: Vec<Tensor>,
-    pub(crate) v: Vec<Tensor>,
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
     batch: usize,
     capacity: usize,
     len: usize,
@@ -50,14 +50,17 @@ impl KvCache {
         self.len
     }
 
+    /// Whether no position is filled.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Positions each sequence can hold.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    /// Sequences held.
     pub fn batch(&self) -> usize {
         self.batch
     }
@@ -67,8 +70,36 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Counts `t` more filled positions (after every layer has written them).
     pub(crate) fn advance(&mut self, t: usize) {
         self.len += t;
+    }
+
+    /// Writes layer `layer`'s keys and values `k`, `v` (B, T, n_kv_head, head_dim) at positions
+    /// `len..len + T` (the length advances once every layer has written: [`KvCache::advance`]);
+    /// returns the layer's whole buffers (B, capacity, n_kv_head, head_dim). Nanochat's
+    /// `insert_kv`.
+    ///
+    /// Errors: a layer the cache does not have, shapes that disagree, or no room for T more
+    /// positions.
+    pub(crate) fn insert_kv(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let (ck, cv) = match (self.k.get(layer), self.v.get(layer)) {
+            (Some(ck), Some(cv)) => (ck.clone(), cv.clone()),
+            _ => {
+                return Err(CoreError::Config(format!(
+                    "KV cache of {} layers has no layer {layer}",
+                    self.k.len()
+                )))
+            }
+        };
+        ops::write_rows(&ck, k, self.len)?;
+        ops::write_rows(&cv, v, self.len)?;
+        Ok((ck, cv))
     }
 
     /// A cache of `n` sequences, each a copy of this one-sequence cache (its filled positions
@@ -85,11 +116,11 @@ impl KvCache {
                 .iter()
                 .map(|t| {
                     let (_, cap, heads, dim) = t.dims4()?;
-                    let row = heads * dim;
                     let out = Tensor::zeros(t.device(), &[n, cap, heads, dim], t.dtype())?;
-                    let c = t.device().client();
+                    // Sequence i is positions i cap .. (i + 1) cap of the (1, n cap, ...) view.
+                    let rows = ops::reshape(None, &out, &[1, n * cap, heads, dim])?;
                     for i in 0..n {
-                        with_float!(t.dtype(), F => write_rows::<F>(c, out.handle(), n * cap, t.handle(), 1, cap, row, i * cap))?;
+                        ops::write_rows(&rows, t, i * cap)?;
                     }
                     Ok(out)
                 })

@@ -1,10 +1,13 @@
-//! nanochat's Linear: `y = x @ W^T (+ b)` with W (out, in), and how parameters start.
+//! nanochat's layers with parameters: `nn.Linear` (`y = x @ W^T (+ b)` with W (out, in)) and
+//! `nn.Embedding` (rows of a table), and how parameters start.
 
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 
-use crate::{ops, Result, Tape, Tensor};
+use super::params::{NamedParams, Params};
+use crate::{ops, DType, Result, Tape, Tensor};
 
+/// nanochat's `nn.Linear`: parameters `weight` and, with biases, `bias`.
 #[derive(Clone, Debug)]
 pub struct Linear {
     /// (out_features, in_features).
@@ -14,6 +17,33 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// `nn.Linear(in_features, out_features, bias)` in scope `p`: `weight` (out, in) initialised
+    /// as `init`, and with `bias` a zero `bias` (out).
+    pub(crate) fn new(
+        mut p: Params<'_>,
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        init: Init,
+    ) -> Result<Linear> {
+        Ok(Linear {
+            weight: p.tensor("weight", &[out_features, in_features], init)?,
+            bias: if bias {
+                Some(p.tensor("bias", &[out_features], Init::Zeros)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Lists `weight`, then `bias`.
+    pub(crate) fn named_parameters(&self, mut n: NamedParams<'_>) {
+        n.tensor("weight", &self.weight);
+        if let Some(b) = &self.bias {
+            n.tensor("bias", b);
+        }
+    }
+
     /// `x @ W^T (+ b)`, in `x`'s dtype (the weights are cast to it when they differ: mixed
     /// precision).
     pub fn forward(&self, tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
@@ -22,6 +52,46 @@ impl Linear {
             Some(b) => ops::add(tape, &y, &ops::cast(tape, b, x.dtype())?),
             None => Ok(y),
         }
+    }
+}
+
+/// nanochat's `nn.Embedding`: the table `weight` (num_embeddings, embedding_dim).
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    /// (vocab, C).
+    pub weight: Tensor,
+}
+
+impl Embedding {
+    /// `nn.Embedding(num_embeddings, embedding_dim)` in scope `p`, initialised N(0, 1).
+    pub(crate) fn new(
+        mut p: Params<'_>,
+        num_embeddings: usize,
+        embedding_dim: usize,
+    ) -> Result<Embedding> {
+        Ok(Embedding {
+            weight: p.tensor("weight", &[num_embeddings, embedding_dim], Init::Embedding)?,
+        })
+    }
+
+    /// Lists `weight`.
+    pub(crate) fn named_parameters(&self, mut n: NamedParams<'_>) {
+        n.tensor("weight", &self.weight);
+    }
+
+    /// The rows of token ids `idx` laid out as `shape` (e.g. (B, T)): (shape..., C) in `dtype`
+    /// (the table is cast to it first: mixed precision).
+    ///
+    /// Errors: an id beyond the table, or ids that do not fill `shape`.
+    pub fn forward(
+        &self,
+        tape: Option<&Tape>,
+        idx: &[u32],
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let table = ops::cast(tape, &self.weight, dtype)?;
+        ops::embedding(tape, &table, idx, shape)
     }
 }
 

@@ -1,17 +1,30 @@
-//! nanochat's GPT: configuration, parameters, forward (with the tape for training, with a KV
-//! cache for decoding), safetensors weights under nanochat's names, and a reference sampler.
+//! nanochat's GPT: configuration, the modules (`GPT` { `transformer` { `wte`, `h`: `Block`
+//! { `attn`, `mlp` } }, `lm_head` }, whose field paths are the state_dict names), one forward
+//! (with the tape for training, with a KV cache for decoding, or to a loss), safetensors weights
+//! under nanochat's names, and a reference sampler.
 
+mod attention;
+mod block;
 mod config;
+#[cfg(test)]
+mod forward_tests;
 mod generate;
 mod gpt;
 mod kv_cache;
 mod linear;
+mod mlp;
+mod options;
+mod params;
 #[cfg(test)]
 pub(crate) mod tests;
 mod weights;
 
+pub use attention::CausalSelfAttention;
+pub use block::Block;
 pub use config::{GPTConfig, ModelSize};
 pub use generate::{sample_token, Generator, SamplingParams};
-pub use gpt::{parameter_specs, Block, GPT, NORM_EPS, SOFTCAP};
+pub use gpt::{Transformer, GPT, NORM_EPS, SOFTCAP};
 pub use kv_cache::KvCache;
-pub use linear::{Init, Linear};
+pub use linear::{Embedding, Init, Linear};
+pub use mlp::MLP;
+pub use options::{ForwardOptions, LogitPositions};

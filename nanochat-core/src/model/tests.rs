@@ -45,11 +45,11 @@ pub(crate) fn linear_values(
 }
 
 /// nanochat's init zeroes the blocks' output projections, so no layer would change the output
-/// (nor the context matter): give `c_proj` and `mlp_c_proj` values.
+/// (nor the context matter): give `attn.c_proj` and `mlp.c_proj` values.
 pub(crate) fn randomize_projections(model: &mut GPT, rng: &mut rand::rngs::StdRng) {
     let dev = model.get_device().clone();
-    for b in &mut model.blocks {
-        for l in [&mut b.c_proj, &mut b.mlp_c_proj] {
+    for b in &mut model.transformer.h {
+        for l in [&mut b.attn.c_proj, &mut b.mlp.c_proj] {
             let shape = l.weight.shape().to_vec();
             l.weight = linear_values(&dev, &shape, rng);
         }
@@ -68,16 +68,16 @@ proptest! {
         // Non-zero output projections so every layer matters.
         let mut model = GPT::new(small(29, kv), &dev, DType::F32, seed).unwrap();
         randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(seed));
-        model.lm_head.weight = model.wte.clone();
+        model.lm_head.weight = model.transformer.wte.weight.clone();
         let n = prompt + rest;
         let ids = tokens(n, 29, seed);
-        let full = model.forward(None, &ids, 1, n).unwrap().to_vec_f32().unwrap();
+        let full = model.forward(&ids, (1, n), ForwardOptions::new()).unwrap().to_vec_f32().unwrap();
         let mut cache = KvCache::new(model.config(), &dev, DType::F32, 1, n).unwrap();
-        let mut got = model.forward_cached(&ids[..prompt], 1, prompt, &mut cache).unwrap().to_vec_f32().unwrap();
+        let mut got = model.forward(&ids[..prompt], (1, prompt), ForwardOptions::new().kv_cache(&mut cache)).unwrap().to_vec_f32().unwrap();
         let mut pos = prompt;
         while pos < n {
             let step = chunk.min(n - pos);
-            got.extend(model.forward_cached(&ids[pos..pos + step], 1, step, &mut cache).unwrap().to_vec_f32().unwrap());
+            got.extend(model.forward(&ids[pos..pos + step], (1, step), ForwardOptions::new().kv_cache(&mut cache)).unwrap().to_vec_f32().unwrap());
             pos += step;
         }
         prop_assert_eq!(cache.len(), n);
@@ -98,7 +98,11 @@ fn initial_loss_is_ln_vocab() {
         let ids = tokens(16, vocab, 3);
         let targets: Vec<i32> = tokens(16, vocab, 4).into_iter().map(|t| t as i32).collect();
         let loss = model
-            .loss(None, &ids, &targets, 2, 8, Reduction::Mean)
+            .forward(
+                &ids,
+                (2, 8),
+                ForwardOptions::new().targets(&targets, Reduction::Mean),
+            )
             .unwrap()
             .to_scalar()
             .unwrap();
@@ -138,7 +142,13 @@ fn overfit(bias: bool) -> f32 {
             tape.watch(p);
         }
         let l = model
-            .loss(Some(&tape), &ids, &targets, b, t, Reduction::Mean)
+            .forward(
+                &ids,
+                (b, t),
+                ForwardOptions::new()
+                    .tape(&tape)
+                    .targets(&targets, Reduction::Mean),
+            )
             .unwrap();
         loss = l.to_scalar().unwrap();
         if loss < 0.05 {
@@ -147,7 +157,7 @@ fn overfit(bias: bool) -> f32 {
         let grads = tape.backward(&l).unwrap();
         if bias {
             let g = grads
-                .get(model.blocks[0].c_fc.bias.as_ref().unwrap())
+                .get(model.transformer.h[0].mlp.c_fc.bias.as_ref().unwrap())
                 .expect("bias gradient");
             assert_eq!(g.shape(), &[128]);
         }
@@ -177,31 +187,31 @@ fn dropout_applies_only_in_training_mode() {
     };
     let mut model = GPT::new(c.clone(), &dev, DType::F32, 2).unwrap();
     // c_proj starts at zero, which would hide dropout: give the MLP output weight values.
-    let shape = model.blocks[0].mlp_c_proj.weight.shape().to_vec();
+    let shape = model.transformer.h[0].mlp.c_proj.weight.shape().to_vec();
     let w = Init::Linear.values(&shape, &mut rand::SeedableRng::seed_from_u64(1));
-    model.blocks[0].mlp_c_proj.weight =
+    model.transformer.h[0].mlp.c_proj.weight =
         crate::Tensor::from_f32(&dev, &w, &shape, DType::F32).unwrap();
-    model.lm_head.weight = model.wte.clone();
+    model.lm_head.weight = model.transformer.wte.weight.clone();
     let ids = tokens(8, 31, 1);
     let eval1 = model
-        .forward(None, &ids, 1, 8)
+        .forward(&ids, (1, 8), ForwardOptions::new())
         .unwrap()
         .to_vec_f32()
         .unwrap();
     let eval2 = model
-        .forward(None, &ids, 1, 8)
+        .forward(&ids, (1, 8), ForwardOptions::new())
         .unwrap()
         .to_vec_f32()
         .unwrap();
     assert_eq!(eval1, eval2);
     model.train();
     let train1 = model
-        .forward(None, &ids, 1, 8)
+        .forward(&ids, (1, 8), ForwardOptions::new())
         .unwrap()
         .to_vec_f32()
         .unwrap();
     let train2 = model
-        .forward(None, &ids, 1, 8)
+        .forward(&ids, (1, 8), ForwardOptions::new())
         .unwrap()
         .to_vec_f32()
         .unwrap();
@@ -210,7 +220,7 @@ fn dropout_applies_only_in_training_mode() {
     model.eval();
     assert_eq!(
         model
-            .forward(None, &ids, 1, 8)
+            .forward(&ids, (1, 8), ForwardOptions::new())
             .unwrap()
             .to_vec_f32()
             .unwrap(),
@@ -222,7 +232,7 @@ fn dropout_applies_only_in_training_mode() {
 fn greedy_generation_matches_the_full_forward_and_seeds_reproduce() {
     let dev = Device::cpu().unwrap();
     let mut model = GPT::new(small(23, 2), &dev, DType::F32, 9).unwrap();
-    model.lm_head.weight = model.wte.clone();
+    model.lm_head.weight = model.transformer.wte.weight.clone();
     let prompt = vec![1u32, 5, 7];
     let greedy: Vec<u32> = model
         .generate(
@@ -241,7 +251,7 @@ fn greedy_generation_matches_the_full_forward_and_seeds_reproduce() {
     let mut ids = prompt.clone();
     for _ in 0..6 {
         let logits = model
-            .forward(None, &ids, 1, ids.len())
+            .forward(&ids, (1, ids.len()), ForwardOptions::new())
             .unwrap()
             .to_vec_f32()
             .unwrap();
@@ -297,16 +307,18 @@ fn bad_inputs_are_errors() {
     let dev = Device::cpu().unwrap();
     let model = GPT::new(small(20, 2), &dev, DType::F32, 0).unwrap();
     assert!(model
-        .forward(None, &[1, 2, 30], 1, 3)
+        .forward(&[1, 2, 30], (1, 3), ForwardOptions::new())
         .unwrap_err()
         .to_string()
         .contains("token id 30"));
     assert!(model
-        .forward(None, &[0; 17], 1, 17)
+        .forward(&[0; 17], (1, 17), ForwardOptions::new())
         .unwrap_err()
         .to_string()
         .contains("block_size"));
-    assert!(model.forward(None, &[0; 4], 1, 3).is_err());
+    assert!(model
+        .forward(&[0; 4], (1, 3), ForwardOptions::new())
+        .is_err());
     assert!(GPT::new(
         GPTConfig {
             n_kv_head: 3,
@@ -323,15 +335,15 @@ fn bad_inputs_are_errors() {
 fn bf16_mixed_precision_tracks_f32_and_trains() {
     let dev = Device::cpu().unwrap();
     let mut model = GPT::new(small(37, 2), &dev, DType::F32, 3).unwrap();
-    model.lm_head.weight = model.wte.clone();
+    model.lm_head.weight = model.transformer.wte.weight.clone();
     let ids = tokens(16, 37, 5);
     let f32_logits = model
-        .forward(None, &ids, 2, 8)
+        .forward(&ids, (2, 8), ForwardOptions::new())
         .unwrap()
         .to_vec_f32()
         .unwrap();
     model.set_compute_dtype(DType::BF16).unwrap();
-    let bf16_logits = model.forward(None, &ids, 2, 8).unwrap();
+    let bf16_logits = model.forward(&ids, (2, 8), ForwardOptions::new()).unwrap();
     assert_eq!(
         bf16_logits.dtype(),
         DType::F32,
@@ -358,7 +370,13 @@ fn bf16_mixed_precision_tracks_f32_and_trains() {
             tape.watch(p);
         }
         let l = model
-            .loss(Some(&tape), &ids, &targets, 2, 8, Reduction::Mean)
+            .forward(
+                &ids,
+                (2, 8),
+                ForwardOptions::new()
+                    .tape(&tape)
+                    .targets(&targets, Reduction::Mean),
+            )
             .unwrap();
         last = l.to_scalar().unwrap();
         first.get_or_insert(last);
@@ -379,18 +397,24 @@ fn last_position_prefill_equals_the_full_forward_last_row() {
     let dev = Device::cpu().unwrap();
     let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
     randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(4));
-    model.lm_head.weight = model.wte.clone();
+    model.lm_head.weight = model.transformer.wte.weight.clone();
     for (batch, seq) in [(1usize, 1usize), (1, 9), (3, 5)] {
         let ids = tokens(batch * seq, 31, seq as u64);
         let mut c1 = KvCache::new(model.config(), &dev, DType::F32, batch, 16).unwrap();
         let full = model
-            .forward_cached(&ids, batch, seq, &mut c1)
+            .forward(&ids, (batch, seq), ForwardOptions::new().kv_cache(&mut c1))
             .unwrap()
             .to_vec_f32()
             .unwrap();
         let mut c2 = KvCache::new(model.config(), &dev, DType::F32, batch, 16).unwrap();
         let last = model
-            .forward_cached_last(&ids, batch, seq, &mut c2)
+            .forward(
+                &ids,
+                (batch, seq),
+                ForwardOptions::new()
+                    .kv_cache(&mut c2)
+                    .positions(LogitPositions::Last),
+            )
             .unwrap();
         assert_eq!(last.shape(), &[batch, 1, 31]);
         let last = last.to_vec_f32().unwrap();
@@ -405,23 +429,29 @@ fn last_position_prefill_equals_the_full_forward_last_row() {
     }
 }
 
-/// `forward_at` picks row b's position p_b of the full forward, and right padding after it
+/// `LogitPositions::PerRow` picks row b's position p_b of the full forward, and right padding after it
 /// changes nothing (the model is causal).
 #[test]
-fn forward_at_picks_one_position_per_row() {
+fn per_row_positions_pick_one_position_per_row() {
     let dev = Device::cpu().unwrap();
     let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
     randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(5));
-    model.lm_head.weight = model.wte.clone();
+    model.lm_head.weight = model.transformer.wte.weight.clone();
     let (batch, seq) = (3usize, 7usize);
     let ids = tokens(batch * seq, 31, 11);
     let full = model
-        .forward(None, &ids, batch, seq)
+        .forward(&ids, (batch, seq), ForwardOptions::new())
         .unwrap()
         .to_vec_f32()
         .unwrap();
     let positions = [6usize, 0, 3];
-    let at = model.forward_at(&ids, batch, seq, &positions).unwrap();
+    let at = model
+        .forward(
+            &ids,
+            (batch, seq),
+            ForwardOptions::new().positions(LogitPositions::PerRow(&positions)),
+        )
+        .unwrap();
     assert_eq!(at.shape(), &[batch, 1, 31]);
     let at = at.to_vec_f32().unwrap();
     for (b, &p) in positions.iter().enumerate() {
@@ -430,37 +460,69 @@ fn forward_at_picks_one_position_per_row() {
     }
     // Row 2 alone, cut after its position 3, gives the same logits.
     let alone = model
-        .forward_at(&ids[2 * seq..2 * seq + 4], 1, 4, &[3])
+        .forward(
+            &ids[2 * seq..2 * seq + 4],
+            (1, 4),
+            ForwardOptions::new().positions(LogitPositions::PerRow(&[3])),
+        )
         .unwrap()
         .to_vec_f32()
         .unwrap();
     assert!(max_rel(&alone, &at[2 * 31..3 * 31]) < 1e-5);
-    assert!(model.forward_at(&ids, batch, seq, &[1, 2]).is_err());
-    assert!(model.forward_at(&ids, batch, seq, &[1, 2, 7]).is_err());
+    assert!(model
+        .forward(
+            &ids,
+            (batch, seq),
+            ForwardOptions::new().positions(LogitPositions::PerRow(&[1, 2]))
+        )
+        .is_err());
+    assert!(model
+        .forward(
+            &ids,
+            (batch, seq),
+            ForwardOptions::new().positions(LogitPositions::PerRow(&[1, 2, 7]))
+        )
+        .is_err());
 }
 
-/// `forward_positions` gathers any (row, position) pairs, repeats included.
+/// `LogitPositions::Flat` gathers any (row, position) pairs, repeats included.
 #[test]
-fn forward_positions_gathers_any_positions() {
+fn flat_positions_gather_any_positions() {
     let dev = Device::cpu().unwrap();
     let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
     randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(6));
     let (batch, seq) = (2usize, 5usize);
     let ids = tokens(batch * seq, 31, 12);
     let full = model
-        .forward(None, &ids, batch, seq)
+        .forward(&ids, (batch, seq), ForwardOptions::new())
         .unwrap()
         .to_vec_f32()
         .unwrap();
     let flat = [0usize, 4, 9, 4, 7];
     let got = model
-        .forward_positions(&ids, batch, seq, &flat)
+        .forward(
+            &ids,
+            (batch, seq),
+            ForwardOptions::new().positions(LogitPositions::Flat(&flat)),
+        )
         .unwrap()
         .to_vec_f32()
         .unwrap();
     for (i, &r) in flat.iter().enumerate() {
         assert!(max_rel(&got[i * 31..(i + 1) * 31], &full[r * 31..(r + 1) * 31]) < 1e-5);
     }
-    assert!(model.forward_positions(&ids, batch, seq, &[10]).is_err());
-    assert!(model.forward_positions(&ids, batch, seq, &[]).is_err());
+    assert!(model
+        .forward(
+            &ids,
+            (batch, seq),
+            ForwardOptions::new().positions(LogitPositions::Flat(&[10]))
+        )
+        .is_err());
+    assert!(model
+        .forward(
+            &ids,
+            (batch, seq),
+            ForwardOptions::new().positions(LogitPositions::Flat(&[]))
+        )
+        .is_err());
 }

@@ -1,10 +1,9 @@
 //! Weights on disk: safetensors under nanochat's state_dict names (Linear weights (out, in)),
 //! with the config as JSON in the file's metadata (`config`), so the files load in PyTorch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use super::gpt::parameter_specs;
 use super::{GPTConfig, GPT};
 use crate::io::{format_err, read_safetensors, save_safetensors, HostTensor};
 use crate::{DType, Device, Result};
@@ -47,18 +46,7 @@ impl GPT {
         config
             .validate()
             .map_err(|e| format_err(path, "__metadata__.config", e.to_string()))?;
-        let expected: Vec<String> = parameter_specs(&config)
-            .into_iter()
-            .map(|(n, _, _)| format!("{prefix}{n}"))
-            .collect();
-        if let Some(extra) = tensors
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .find(|k| !expected.contains(k))
-        {
-            return Err(format_err(path, extra, "not a parameter of this config"));
-        }
-        GPT::build(config, device, dtype, |name, shape, _| {
+        let model = GPT::build(config, device, dtype, |name, shape, _| {
             let full = format!("{prefix}{name}");
             let t = tensors
                 .get(&full)
@@ -71,13 +59,27 @@ impl GPT {
                 ));
             }
             t.to_device(device, dtype, path, &full)
-        })
+        })?;
+        let expected: HashSet<String> = model
+            .named_parameters()
+            .into_iter()
+            .map(|(n, _)| format!("{prefix}{n}"))
+            .collect();
+        if let Some(extra) = tensors
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .find(|k| !expected.contains(*k))
+        {
+            return Err(format_err(path, extra, "not a parameter of this config"));
+        }
+        Ok(model)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ForwardOptions;
     use crate::Tensor;
 
     fn tiny(bias: bool) -> GPTConfig {
@@ -114,9 +116,13 @@ mod tests {
             let back = GPT::load(&path, &dev, DType::F32).unwrap();
             assert_eq!(back.config(), m.config());
             let idx: Vec<u32> = (0..6).collect();
-            let a = m.forward(None, &idx, 1, 6).unwrap().to_vec_f32().unwrap();
+            let a = m
+                .forward(&idx, (1, 6), ForwardOptions::new())
+                .unwrap()
+                .to_vec_f32()
+                .unwrap();
             let b = back
-                .forward(None, &idx, 1, 6)
+                .forward(&idx, (1, 6), ForwardOptions::new())
                 .unwrap()
                 .to_vec_f32()
                 .unwrap();

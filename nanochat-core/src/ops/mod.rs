@@ -1,7 +1,9 @@
 //! Differentiable ops. Each takes the tape as `Option<&Tape>` (None: inference, nothing is
 //! recorded or saved), runs its forward through the kernels, records its backward rule when an
 //! input requires a gradient, and is gradient-checked against an f64 reference in its module.
-//! Composite ops built from these (e.g. [`linear`]) need no rule of their own.
+//! Composite ops built from these (e.g. [`linear`]) need no rule of their own. A few ops are
+//! for inference only and take no tape ([`narrow`], [`write_rows`], [`attention_cached`]: what
+//! a KV cache and last-position logits need), so that the model calls no kernel itself.
 
 mod attention;
 mod cross_entropy;
@@ -15,7 +17,7 @@ mod rotary;
 mod shape;
 mod softmax;
 
-pub use attention::attention;
+pub use attention::{attention, attention_cached};
 pub use cross_entropy::{cross_entropy, softcap_cross_entropy, Reduction};
 pub use dropout::dropout;
 pub use elementwise::{
@@ -26,7 +28,7 @@ pub use matmul::{linear, matmul};
 pub use reduce::{mean, sum, sum_last};
 pub use rmsnorm::rmsnorm;
 pub use rotary::{rotary, RotaryTables};
-pub use shape::{cast, reshape, transpose};
+pub use shape::{cast, narrow, reshape, transpose, write_rows};
 pub use softmax::softmax;
 
 use nanochat_kernels::broadcast::binary_broadcast;

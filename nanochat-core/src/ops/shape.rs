@@ -1,7 +1,9 @@
-//! Shape ops: reshape (a free view of the same buffer), transpose of the last two axes, and
-//! casts between dtypes.
+//! Shape ops: reshape (a free view of the same buffer), transpose of the last two axes, casts
+//! between dtypes; and, for inference, narrowing an axis and writing rows in place (a KV cache).
 
-use nanochat_kernels::layout::transpose as transpose_kernel;
+use nanochat_kernels::layout::{
+    slice_cols, transpose as transpose_kernel, write_rows as write_rows_kernel,
+};
 use nanochat_kernels::{elementwise, with_float, DType};
 
 use super::wrap;
@@ -85,6 +87,55 @@ pub fn cast(tape: Option<&Tape>, x: &Tensor, dtype: DType) -> Result<Tensor> {
     Ok(y)
 }
 
+/// Positions `start..start + len` of axis `dim` of `x`, as a contiguous tensor whose axis `dim`
+/// has `len` positions (nanochat's `x[:, start:start + len]` for `dim` 1); `x` itself when that
+/// is the whole axis. Inference only: records nothing on a tape.
+///
+/// Errors: `dim` beyond `x`'s rank, or positions past the axis' end.
+pub fn narrow(x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor> {
+    let shape = x.shape();
+    if dim >= shape.len() || start + len > shape[dim] {
+        return Err(CoreError::shape(
+            "narrow",
+            &[shape],
+            format!(
+                "positions {start}..{} of axis {dim} out of range",
+                start + len
+            ),
+        ));
+    }
+    if start == 0 && len == shape[dim] {
+        return Ok(x.clone());
+    }
+    // The (rows, cols) view whose columns start * inner .. (start + len) * inner are kept.
+    let rows: usize = shape[..dim].iter().product();
+    let inner: usize = shape[dim + 1..].iter().product();
+    let h = with_float!(x.dtype(), F => slice_cols::<F>(x.device().client(), x.handle(), rows, shape[dim] * inner, start * inner, len * inner))?;
+    let mut out = shape.to_vec();
+    out[dim] = len;
+    wrap(x, h, &out)
+}
+
+/// Writes `src` (B, T, ...) into `dst` (B, S, ...) at positions `pos..pos + T` of axis 1, in
+/// place: a KV cache append (nanochat's `KVCache.insert_kv`). Inference only: records nothing.
+///
+/// Errors: shapes that differ but for axis 1, different dtypes or devices, or
+/// `pos + T > S`.
+pub fn write_rows(dst: &Tensor, src: &Tensor, pos: usize) -> Result<()> {
+    let (ds, ss) = (dst.shape(), src.shape());
+    if ds.len() < 2 || ds.len() != ss.len() || ds[0] != ss[0] || ds[2..] != ss[2..] {
+        return Err(CoreError::shape(
+            "write_rows",
+            &[ds, ss],
+            "need dst (B, S, ...) and src (B, T, ...) alike but for axis 1",
+        ));
+    }
+    crate::tensor::same_kind("write_rows", &[dst, src])?;
+    let row = ss[2..].iter().product();
+    with_float!(dst.dtype(), F => write_rows_kernel::<F>(dst.device().client(), dst.handle(), ds[1], src.handle(), ss[0], ss[1], row, pos))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +159,40 @@ mod tests {
                 Tolerance { atol: 1e-2, rtol: 1e-2, h: 1e-2 }, seed);
             prop_assert!(res.is_ok(), "cast: {}", res.unwrap_err());
         }
+    }
+
+    /// `narrow` keeps the positions asked for, of any axis; `write_rows` writes them back.
+    #[test]
+    fn narrow_and_write_rows_agree_with_indexing() {
+        let dev = crate::Device::cpu().unwrap();
+        let (b, t, c) = (2usize, 5usize, 3usize);
+        let vals: Vec<f32> = (0..b * t * c).map(|i| i as f32).collect();
+        let x = Tensor::from_f32(&dev, &vals, &[b, t, c], DType::F32).unwrap();
+        let at = |bi: usize, ti: usize, ci: usize| vals[(bi * t + ti) * c + ci];
+        let y = narrow(&x, 1, 3, 2).unwrap();
+        assert_eq!(y.shape(), &[b, 2, c]);
+        let want: Vec<f32> = (0..b)
+            .flat_map(|bi| (3..5).flat_map(move |ti| (0..c).map(move |ci| (bi, ti, ci))))
+            .map(|(bi, ti, ci)| at(bi, ti, ci))
+            .collect();
+        assert_eq!(y.to_vec_f32().unwrap(), want);
+        let z = narrow(&x, 2, 1, 1).unwrap();
+        assert_eq!(z.shape(), &[b, t, 1]);
+        let want: Vec<f32> = (0..b * t).map(|r| vals[r * c + 1]).collect();
+        assert_eq!(z.to_vec_f32().unwrap(), want);
+        assert_eq!(narrow(&x, 1, 0, t).unwrap().id(), x.id());
+        assert!(narrow(&x, 1, 4, 2).is_err());
+        assert!(narrow(&x, 3, 0, 1).is_err());
+
+        let dst = Tensor::zeros(&dev, &[b, t, c], DType::F32).unwrap();
+        write_rows(&dst, &y, 3).unwrap();
+        let got = dst.to_vec_f32().unwrap();
+        for (i, (g, v)) in got.iter().zip(&vals).enumerate() {
+            let ti = i / c % t;
+            assert_eq!(*g, if ti >= 3 { *v } else { 0.0 }, "element {i}");
+        }
+        assert!(write_rows(&dst, &y, 4).is_err(), "past the capacity");
+        assert!(write_rows(&dst, &z, 0).is_err(), "rows of another width");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::*;
 use crate::io::read_safetensors;
-use crate::model::{GPTConfig, GPT};
+use crate::model::{ForwardOptions, GPTConfig, GPT};
 use crate::ops::Reduction;
 use crate::{DType, Device, Tape};
 
@@ -62,7 +62,13 @@ fn two_steps_of_adamw_and_muon_match_nanochat() {
             tape.watch(p);
         }
         let loss = model
-            .loss(Some(&tape), &idx, &targets, b, t, Reduction::Mean)
+            .forward(
+                &idx,
+                (b, t),
+                ForwardOptions::new()
+                    .tape(&tape)
+                    .targets(&targets, Reduction::Mean),
+            )
             .unwrap();
         let want_loss = f.tensors[&format!("loss.step{step}")]
             .floats(&p, "loss")

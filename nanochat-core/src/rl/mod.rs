@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::engine::{Engine, GenerateParams};
+use crate::model::ForwardOptions;
 use crate::ops::{self, Reduction};
 use crate::optim::{muon_momentum, OptimConfig, Optimizer};
 use crate::tasks::Task;
@@ -205,7 +206,13 @@ impl RlTrainer {
             }
             // Per-token cross-entropy is -log p; weighting by the advantage and summing gives
             // the negated policy-gradient objective.
-            let ce = model.loss(Some(&tape), &idx, &targets, b, t, Reduction::None)?;
+            let ce = model.forward(
+                &idx,
+                (b, t),
+                ForwardOptions::new()
+                    .tape(&tape)
+                    .targets(&targets, Reduction::None),
+            )?;
             let w = Tensor::from_f32(model.get_device(), &weights, &[b, t], DType::F32)?;
             let loss = ops::sum(Some(&tape), &ops::mul(Some(&tape), &ce, &w)?)?;
             grads.merge(tape.backward(&loss)?)?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::*;
 use crate::data::{DataLoader, Packing};
 use crate::engine::{Engine, GenerateParams};
+use crate::model::ForwardOptions;
 use crate::optim::{muon_momentum, OptimConfig, Optimizer};
 use crate::tasks::{Arithmetic, Split, Task};
 use crate::tokenizer::tests::small_tokenizer;
@@ -41,13 +42,12 @@ fn warmed_up(steps: usize) -> Engine {
             tape.watch(p);
         }
         let loss = model
-            .loss(
-                Some(&tape),
+            .forward(
                 &b.inputs,
-                &b.targets,
-                b.batch,
-                b.seq,
-                Reduction::Mean,
+                (b.batch, b.seq),
+                ForwardOptions::new()
+                    .tape(&tape)
+                    .targets(&b.targets, Reduction::Mean),
             )
             .unwrap();
         let grads = tape.backward(&loss).unwrap();

@@ -12,7 +12,7 @@
 //! accumulation would spread into every weight.
 
 use crate::data::Batch;
-use crate::model::GPT;
+use crate::model::{ForwardOptions, GPT};
 use crate::ops::{self, Reduction};
 use crate::{Grads, Result, Tape};
 
@@ -56,7 +56,7 @@ pub fn has_supervised_target(batch: &Batch) -> bool {
 
 /// Forward and backward of `model` over `batches` (the micro-batches of one optimizer step),
 /// recording every parameter; empty micro-batches are counted and skipped (see the module doc
-/// for the normalisation). Errors: those of [`GPT::loss`] (shapes, targets out of the vocabulary).
+/// for the normalisation). Errors: those of [`GPT::forward`] (shapes, targets out of the vocabulary).
 pub fn accumulate_gradients(model: &GPT, batches: &[Batch]) -> Result<Accumulated> {
     let params: Vec<_> = model
         .named_parameters()
@@ -84,13 +84,12 @@ pub fn accumulate_gradients(model: &GPT, batches: &[Batch]) -> Result<Accumulate
         for p in &params {
             tape.watch(p);
         }
-        let loss = model.loss(
-            Some(&tape),
+        let loss = model.forward(
             &batch.inputs,
-            &batch.targets,
-            batch.batch,
-            batch.seq,
-            Reduction::Mean,
+            (batch.batch, batch.seq),
+            ForwardOptions::new()
+                .tape(&tape)
+                .targets(&batch.targets, Reduction::Mean),
         )?;
         loss_sum += loss.to_scalar()? as f64;
         let scaled = ops::scale(Some(&tape), &loss, scale)?;

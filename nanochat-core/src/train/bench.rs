@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::peak_flops;
-use crate::model::{GPTConfig, GPT};
+use crate::model::{ForwardOptions, GPTConfig, GPT};
 use crate::ops::Reduction;
 use crate::optim::{muon_momentum, OptimConfig, Optimizer};
 use crate::{DType, Device, Result, Tape};
@@ -95,7 +95,13 @@ pub fn bench_train(
             for p in &params {
                 tape.watch(p);
             }
-            let loss = model.loss(Some(&tape), &idx, &targets, batch, seq, Reduction::Mean)?;
+            let loss = model.forward(
+                &idx,
+                (batch, seq),
+                ForwardOptions::new()
+                    .tape(&tape)
+                    .targets(&targets, Reduction::Mean),
+            )?;
             device.sync()?;
             let t_fwd = Instant::now();
             let grads = tape.backward(&loss)?;

@@ -4,20 +4,17 @@
 //! tokenizers.
 
 use crate::data::Batch;
-use crate::model::GPT;
+use crate::model::{ForwardOptions, GPT};
 use crate::ops::Reduction;
 use crate::Result;
 
 /// Sums (nats, bytes) of one batch.
 pub fn batch_nats_bytes(model: &GPT, batch: &Batch, token_bytes: &[u32]) -> Result<(f64, u64)> {
     let losses = model
-        .loss(
-            None,
+        .forward(
             &batch.inputs,
-            &batch.targets,
-            batch.batch,
-            batch.seq,
-            Reduction::None,
+            (batch.batch, batch.seq),
+            ForwardOptions::new().targets(&batch.targets, Reduction::None),
         )?
         .to_vec_f32()?;
     let (mut nats, mut bytes) = (0.0f64, 0u64);
