@@ -1,6 +1,7 @@
 //! The reference sampler: a streaming generator over the KV cache (prefill the prompt once,
-//! then one token at a time), with temperature (0 = argmax), top-k and a seed. The fast,
-//! batched path with tool use is the engine's (a later milestone).
+//! then one token at a time), with temperature (0 = argmax), top-k and a seed: nanochat's
+//! `GPT.generate` (gpt.py, 16788ee). The batched path with tool use is the engine's
+//! ([`crate::engine::Engine`]).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
