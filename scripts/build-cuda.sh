@@ -38,8 +38,11 @@ Built dist/nanochat.xz. On the GPU machine, from this repository with dist/ besi
 
     scripts/gpu-check.sh
 
-Results go to gpu-check-out/gpu-check.json, the full log beside it. With the device tool,
-where what is written under $OUT comes back even from a run cut off:
+Results go to gpu-check-out/gpu-check.json, the full log beside it (models and caches in
+gpu-check-out/work). With the device tool, where what is written under $OUT comes back even
+from a run cut off (at most 8 files, so only the two results go there; the work folder stays
+on the machine for a rerun while it is warm):
 
-    run(command='scripts/gpu-check.sh --out "$OUT"', carry=["dist/nanochat.xz"], timeout_s=600)
+    run(command='scripts/gpu-check.sh --out "$OUT" --work gpu-check-out/work --deadline 420',
+        carry=["dist/nanochat.xz"], timeout_s=480)
 EOF

@@ -13,4 +13,5 @@
 # The stages, their sizes and tolerances are in scripts/gpu_check.py (python3, standard library
 # only: the GPU machine has python3 but no Rust toolchain and no network).
 set -euo pipefail
+export PYTHONDONTWRITEBYTECODE=1
 exec python3 "$(dirname "${BASH_SOURCE[0]}")/gpu_check.py" "$@"

@@ -184,8 +184,10 @@ impl Autotune {
         }
     }
 
-    /// A cache backed by `file`: its entries are read now (a missing file is an empty cache; an
-    /// unreadable or malformed one is an error naming it) and every new entry is written back.
+    /// A cache backed by `file`: its entries are read now (a missing file is an empty cache;
+    /// an unreadable or unparsable one is an error naming it). An entry this build does not
+    /// know (a kernel renamed since, a malformed line) is skipped with a warning and dropped
+    /// at the next write; every new entry is written back.
     pub fn with_file(file: &Path) -> Result<Self> {
         let mut out = Autotune {
             choices: HashMap::new(),
@@ -201,9 +203,18 @@ impl Autotune {
             .as_array()
             .ok_or_else(|| cache_error(file, "no `entries` array"))?;
         for (i, e) in entries.iter().enumerate() {
-            let (key, kernel) = TuneKey::from_json(e)
-                .ok_or_else(|| cache_error(file, format!("entries[{i}] is malformed: {e}")))?;
-            out.choices.insert(key, kernel);
+            match TuneKey::from_json(e) {
+                Some((key, kernel)) => {
+                    out.choices.insert(key, kernel);
+                }
+                None => tracing::warn!(
+                    "{}",
+                    cache_error(
+                        file,
+                        format!("entries[{i}] is not understood, skipped: {e}")
+                    )
+                ),
+            }
         }
         Ok(out)
     }
@@ -222,10 +233,19 @@ impl Autotune {
         entries.sort_by_key(|e| e.to_string());
         let text = serde_json::to_string_pretty(&serde_json::json!({ "entries": entries }))
             .map_err(|e| cache_error(file, e))?;
-        let tmp = file.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, file))
-            .map_err(|e| cache_error(file, e))
+        // A temporary file of this process's own, synced, then renamed over the old one.
+        let tmp = file.with_extension(format!("json.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, file)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            cache_error(file, e)
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -361,10 +381,18 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert_eq!(back.get(&key("cuda:0")), Some(MatmulKernel::CublasLt));
         assert_eq!(back.get(&key("cuda:1")), Some(MatmulKernel::Tiled));
+        // An entry this build does not understand is skipped, the others kept.
+        let mut text: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        text["entries"][0]["kernel"] = "RenamedSince".into();
+        std::fs::write(&file, text.to_string()).unwrap();
+        assert_eq!(Autotune::with_file(&file).unwrap().len(), 1);
         std::fs::write(&file, r#"{"entries": [{"device": "cuda:0"}]}"#).unwrap();
+        assert!(Autotune::with_file(&file).unwrap().is_empty());
+        std::fs::write(&file, r#"{"no entries": 1}"#).unwrap();
         let err = Autotune::with_file(&file).err().unwrap().to_string();
         assert!(
-            err.contains("autotune.json") && err.contains("entries[0]"),
+            err.contains("autotune.json") && err.contains("entries"),
             "{err}"
         );
         std::fs::write(&file, "not json").unwrap();

@@ -102,7 +102,8 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
                 eprintln!("shutting down: stopping open replies");
-                nanochat_core::engine::pool::SHUTDOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+                nanochat_core::engine::pool::SHUTDOWN
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             })
             .await
             .context("serving")
