@@ -243,7 +243,12 @@ fn gib(bytes: &u64) -> f64 {
     *bytes as f64 / (1u64 << 30) as f64
 }
 
-fn checkpoint_not_found(phase: &Phase, dir: &Path, tag: &Option<String>, tags: &[String]) -> String {
+fn checkpoint_not_found(
+    phase: &Phase,
+    dir: &Path,
+    tag: &Option<String>,
+    tags: &[String],
+) -> String {
     match tag {
         None => format!(
             "no {} checkpoints under {} (train one with `nanochat {}`)",

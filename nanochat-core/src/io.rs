@@ -354,7 +354,10 @@ mod tests {
             matches!(&e, CoreError::Io { path, error } if path == &missing && error.kind() == std::io::ErrorKind::NotFound),
             "{e:?}"
         );
-        assert!(e.to_string().starts_with(&missing.display().to_string()), "{e}");
+        assert!(
+            e.to_string().starts_with(&missing.display().to_string()),
+            "{e}"
+        );
         // A folder that cannot be made: its parent is a file.
         let file = dir.path().join("plain");
         std::fs::write(&file, b"x").unwrap();

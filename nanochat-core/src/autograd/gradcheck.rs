@@ -267,10 +267,7 @@ mod tests {
         assert!(
             matches!(
                 e,
-                GradcheckError::Core(CoreError::Tape {
-                    op: "backward",
-                    ..
-                })
+                GradcheckError::Core(CoreError::Tape { op: "backward", .. })
             ),
             "{e:?}"
         );

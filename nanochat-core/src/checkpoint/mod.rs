@@ -134,7 +134,6 @@ pub struct Meta {
 
 const FORMAT: &str = "nanochat-rs/1";
 
-
 fn model_path(dir: &Path, step: u64) -> PathBuf {
     dir.join(format!("model_{step:06}.safetensors"))
 }
@@ -320,9 +319,9 @@ pub fn load_optimizer_state(
         .map(|(n, s, d)| (n, (s, d)))
         .collect();
     optim.load_state(file.step, |name, param| {
-        let (shape, data) = map
-            .get(name)
-            .ok_or_else(|| CoreError::file(&path, format!("optimizer state `{name}` is missing")))?;
+        let (shape, data) = map.get(name).ok_or_else(|| {
+            CoreError::file(&path, format!("optimizer state `{name}` is missing"))
+        })?;
         if shape.as_slice() != param.shape() {
             return Err(CoreError::file(
                 &path,
@@ -379,13 +378,7 @@ pub fn load_model(
     let step = match step {
         Some(s) if steps.contains(&s) => s,
         None if !steps.is_empty() => steps[steps.len() - 1],
-        _ => {
-            return Err(CoreError::StepNotFound {
-                dir,
-                step,
-                steps,
-            })
-        }
+        _ => return Err(CoreError::StepNotFound { dir, step, steps }),
     };
     let (model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
     let (tok_path, tokenizer) = find_tokenizer(paths, &meta)?;

@@ -46,7 +46,11 @@ pub fn bench_decode(
     steps: usize,
 ) -> Result<DecodeBench> {
     if prompt_len == 0 {
-        return Err(CoreError::invalid("bench decode --prompt-len", 0, "at least 1"));
+        return Err(CoreError::invalid(
+            "bench decode --prompt-len",
+            0,
+            "at least 1",
+        ));
     }
     if steps == 0 {
         return Err(CoreError::invalid("bench decode --steps", 0, "at least 1"));

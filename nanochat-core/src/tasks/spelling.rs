@@ -42,7 +42,10 @@ fn load_words() -> Result<Vec<String>> {
             fetched.display().to_string(),
         )
     } else {
-        (WORDS_SAMPLE.to_string(), "the committed word list".to_string())
+        (
+            WORDS_SAMPLE.to_string(),
+            "the committed word list".to_string(),
+        )
     };
     let words: Vec<String> = text
         .lines()
@@ -135,11 +138,10 @@ impl Task for SpellingBee {
         }
         manual.push_str(&format!("\nThis gives us {running}."));
         let expr = format!("'{word}'.count('{letter}')");
-        let output = calculator(&expr)
-            .ok_or_else(|| CoreError::Internal {
-                op: "spelling task",
-                why: format!("the calculator refused {expr}"),
-            })?;
+        let output = calculator(&expr).ok_or_else(|| CoreError::Internal {
+            op: "spelling task",
+            why: format!("the calculator refused {expr}"),
+        })?;
         let parts = vec![
             Part {
                 kind: PartKind::Text,

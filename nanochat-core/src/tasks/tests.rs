@@ -48,7 +48,11 @@ fn slices_and_sequences() {
     );
     assert!(matches!(
         s.get_example(3),
-        Err(CoreError::OutOfRange { index: 3, len: 3, .. })
+        Err(CoreError::OutOfRange {
+            index: 3,
+            len: 3,
+            ..
+        })
     ));
     assert!(matches!(
         TaskSlice::new(b.clone(), 0, None, 0),
@@ -62,7 +66,11 @@ fn slices_and_sequences() {
     assert_eq!(texts(&seq, 13)[10], texts(b.as_ref(), 10)[2]);
     assert!(matches!(
         seq.get_example(13),
-        Err(CoreError::OutOfRange { index: 13, len: 13, .. })
+        Err(CoreError::OutOfRange {
+            index: 13,
+            len: 13,
+            ..
+        })
     ));
 }
 

@@ -70,8 +70,8 @@ impl Tokenizer {
                     return Err(tok_err(
                         "load",
                         format!(
-                        "special token {name} has id {id}, expected {want} (the last nine ids)"
-                    ),
+                            "special token {name} has id {id}, expected {want} (the last nine ids)"
+                        ),
                     ))
                 }
                 None => return Err(tok_err("load", format!("special token {name} is missing"))),
@@ -115,7 +115,10 @@ impl Tokenizer {
 
     /// Writes `tokenizer.json` and `token_bytes.json` into `dir` (created), each atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let json = self.inner.to_string(false).map_err(|e| tok_err("save", e))?;
+        let json = self
+            .inner
+            .to_string(false)
+            .map_err(|e| tok_err("save", e))?;
         crate::io::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
         let tb = serde_json::to_vec(&self.token_bytes).expect("numbers serialise");
         crate::io::write_atomic(&dir.join("token_bytes.json"), &tb)
@@ -145,12 +148,14 @@ impl Tokenizer {
             return Err(tok_err(
                 "decode",
                 format!(
-                "token id {bad} is outside the vocabulary of {}",
-                self.vocab_size()
-            ),
+                    "token id {bad} is outside the vocabulary of {}",
+                    self.vocab_size()
+                ),
             ));
         }
-        self.inner.decode(ids, false).map_err(|e| tok_err("decode", e))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| tok_err("decode", e))
     }
 
     pub fn get_bos_token_id(&self) -> u32 {

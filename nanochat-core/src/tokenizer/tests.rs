@@ -208,7 +208,13 @@ fn render_for_completion_and_errors() {
     let err = |c: Conversation| {
         let e = tok.render_conversation(&c, 100).unwrap_err();
         assert!(
-            matches!(e, crate::CoreError::Tokenizer { op: "chat format", .. }),
+            matches!(
+                e,
+                crate::CoreError::Tokenizer {
+                    op: "chat format",
+                    ..
+                }
+            ),
             "{e:?}"
         );
         e.to_string()

@@ -91,10 +91,13 @@ pub fn train_chars(docs: &[String], opts: &TrainOptions) -> TrainChars {
 pub fn train_tokenizer(docs: &[String], opts: &TrainOptions) -> Result<(Tokenizer, TrainChars)> {
     let n_special = SPECIAL_TOKENS.len();
     if opts.vocab_size < 256 + n_special {
-        return Err(tok_err("train", format!(
-            "vocab size {} is too small: 256 byte tokens + {n_special} special tokens at least",
-            opts.vocab_size
-        )));
+        return Err(tok_err(
+            "train",
+            format!(
+                "vocab size {} is too small: 256 byte tokens + {n_special} special tokens at least",
+                opts.vocab_size
+            ),
+        ));
     }
     let (texts, chars) = capped_texts(docs, opts);
     if chars.used == 0 {
