@@ -231,7 +231,7 @@ mod tests {
         let x = Input::random(&mut r, &[3, 4], -1.0, 1.0);
         let reference = |xs: &[Vec<f64>]| xs[0].iter().map(|v| v.exp()).collect();
         let e = assert_gradcheck(
-            &[x.clone()],
+            std::slice::from_ref(&x),
             |t, xs| wrong_exp(t, &xs[0]),
             reference,
             Tolerance::default(),
@@ -247,7 +247,7 @@ mod tests {
         }
         assert!(e.to_string().starts_with("gradient mismatch"), "{e}");
         assert!(assert_gradcheck(
-            &[x.clone()],
+            std::slice::from_ref(&x),
             |t, xs| crate::ops::exp(t, &xs[0]),
             reference,
             Tolerance::default(),

@@ -198,7 +198,7 @@ pub fn save_checkpoint(
                 },
                 bincode::config::standard(),
             )
-            .map_err(|e| CoreError::file(&optim_path(dir, step), e))?;
+            .map_err(|e| CoreError::file(optim_path(dir, step), e))?;
             write_atomic(&optim_path(dir, step), &bytes)?;
             Some(FileCheck::of(&bytes))
         }
