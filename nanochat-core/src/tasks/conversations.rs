@@ -45,10 +45,7 @@ fn parse(text: &str, source: &str) -> Result<Vec<Conversation>> {
 impl CustomJson {
     /// A JSONL file of conversations.
     pub fn from_file(path: &Path) -> Result<CustomJson> {
-        let text = std::fs::read_to_string(path).map_err(|e| CoreError::File {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
@@ -78,7 +75,13 @@ impl CustomJson {
         let sample = match name {
             "chitchat" => CHITCHAT_SAMPLE,
             "chatterbot" => CHATTERBOT_SAMPLE,
-            _ => return Err(CoreError::Config(format!("no chat set named `{name}`"))),
+            _ => {
+                return Err(CoreError::Unknown {
+                    kind: "chat set",
+                    name: name.to_string(),
+                    expected: "chitchat or chatterbot".into(),
+                })
+            }
         };
         Ok(CustomJson {
             name: name.to_string(),
