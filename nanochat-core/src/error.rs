@@ -163,15 +163,6 @@ pub enum CoreError {
     /// A broken invariant of this library (a bug, not bad input): the op and what went wrong.
     #[error("{op}: internal error: {why}")]
     Internal { op: &'static str, why: String },
-    /// Transitional: still built by `model/` (rewritten on another branch), to be replaced there
-    /// by the variants above and then removed. Nothing else builds it.
-    #[doc(hidden)]
-    #[error("{0}")]
-    Config(String),
-    /// Transitional, like [`CoreError::Config`]: still built by `model/`; use [`CoreError::Tape`].
-    #[doc(hidden)]
-    #[error("autograd: {0}")]
-    Autograd(String),
 }
 
 impl CoreError {

@@ -107,7 +107,13 @@ impl GPTConfig {
 
     /// Every rule a usable configuration follows; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        let bad = |why: String| Err(CoreError::Config(format!("invalid GPTConfig: {why}")));
+        let bad = |name: &'static str, value: String, expected: String| {
+            Err(CoreError::InvalidArgument {
+                name,
+                value,
+                expected: format!("{expected} (invalid GPTConfig)"),
+            })
+        };
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("n_layer", self.n_layer),
@@ -117,41 +123,50 @@ impl GPTConfig {
             ("block_size", self.block_size),
         ] {
             if v == 0 {
-                return bad(format!("{name} must be positive"));
+                return bad(name, "0".into(), "a positive number".into());
             }
         }
         if self.n_embd % self.n_head != 0 {
-            return bad(format!(
-                "n_embd {} is not divisible by n_head {}",
-                self.n_embd, self.n_head
-            ));
+            return bad(
+                "n_embd",
+                self.n_embd.to_string(),
+                format!("a multiple of n_head {}", self.n_head),
+            );
         }
         if self.n_head % self.n_kv_head != 0 {
-            return bad(format!(
-                "n_head {} is not divisible by n_kv_head {}",
-                self.n_head, self.n_kv_head
-            ));
+            return bad(
+                "n_head",
+                self.n_head.to_string(),
+                format!("a multiple of n_kv_head {}", self.n_kv_head),
+            );
         }
         if self.head_dim() % 2 != 0 {
-            return bad(format!(
-                "head_dim {} (n_embd / n_head) must be even for rotary embeddings",
-                self.head_dim()
-            ));
+            return bad(
+                "head_dim (n_embd / n_head)",
+                self.head_dim().to_string(),
+                "an even number, for rotary embeddings".into(),
+            );
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout {} is outside [0, 1)", self.dropout));
+            return bad(
+                "dropout",
+                self.dropout.to_string(),
+                "a number in [0, 1)".into(),
+            );
         }
         if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
-            return bad(format!(
-                "rope_base {} must be a finite number above 1",
-                self.rope_base
-            ));
+            return bad(
+                "rope_base",
+                self.rope_base.to_string(),
+                "a finite number above 1".into(),
+            );
         }
         if self.vocab_size > u32::MAX as usize {
-            return bad(format!(
-                "vocab_size {} exceeds the 32-bit token ids",
-                self.vocab_size
-            ));
+            return bad(
+                "vocab_size",
+                self.vocab_size.to_string(),
+                "at most 2^32 - 1 (32-bit token ids)".into(),
+            );
         }
         Ok(())
     }
@@ -165,8 +180,10 @@ impl GPTConfig {
     /// Parses a config from JSON (nanochat's field names; missing fields take the defaults)
     /// and validates it.
     pub fn from_json(s: &str) -> Result<GPTConfig> {
-        let c: GPTConfig = serde_json::from_str(s)
-            .map_err(|e| CoreError::Config(format!("invalid GPTConfig: config JSON: {e}")))?;
+        let c: GPTConfig = serde_json::from_str(s).map_err(|e| CoreError::File {
+            path: "<config JSON>".into(),
+            why: format!("invalid GPTConfig: {e}"),
+        })?;
         c.validate()?;
         Ok(c)
     }

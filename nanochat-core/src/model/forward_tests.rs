@@ -128,7 +128,7 @@ fn forward_options_that_do_not_combine_are_errors() {
         )
         .unwrap_err();
     assert!(
-        matches!(&e, CoreError::Autograd(s) if s.contains("no tape")),
+        matches!(&e, CoreError::Tape { why, .. } if why.contains("no tape")),
         "{e}"
     );
     let last = ForwardOptions::new().positions(LogitPositions::Last);

@@ -37,14 +37,18 @@ pub fn sample_token(
     rng: &mut StdRng,
 ) -> Result<u32> {
     if logits.is_empty() {
-        return Err(CoreError::Config(
-            "sampling from an empty vocabulary".into(),
-        ));
+        return Err(CoreError::InvalidArgument {
+            name: "logits",
+            value: "an empty vocabulary".into(),
+            expected: "at least one logit to sample from".into(),
+        });
     }
     if !(temperature >= 0.0 && temperature.is_finite()) {
-        return Err(CoreError::Config(format!(
-            "temperature {temperature} must be a finite number >= 0"
-        )));
+        return Err(CoreError::InvalidArgument {
+            name: "temperature",
+            value: temperature.to_string(),
+            expected: "a finite number >= 0".into(),
+        });
     }
     let argmax = || {
         logits
@@ -60,7 +64,11 @@ pub fn sample_token(
     let mut order: Vec<usize> = (0..logits.len()).collect();
     if let Some(k) = top_k {
         if k == 0 {
-            return Err(CoreError::Config("top_k must be at least 1".into()));
+            return Err(CoreError::InvalidArgument {
+                name: "top_k",
+                value: "0".into(),
+                expected: "at least 1".into(),
+            });
         }
         // Partition around the k-th largest (linear), then order only the k kept.
         let k = k.min(logits.len());
@@ -113,17 +121,19 @@ impl GPT {
         params: SamplingParams,
     ) -> Result<Generator<'_>> {
         if tokens.is_empty() {
-            return Err(CoreError::Config(
-                "generate needs at least one prompt token".into(),
-            ));
+            return Err(CoreError::InvalidArgument {
+                name: "prompt",
+                value: "0 tokens".into(),
+                expected: "at least one token to generate after".into(),
+            });
         }
         let c = self.config();
         if tokens.len() > c.block_size {
-            return Err(CoreError::Config(format!(
-                "prompt of {} tokens exceeds block_size {}",
-                tokens.len(),
-                c.block_size
-            )));
+            return Err(CoreError::ContextFull {
+                what: "prompt",
+                len: tokens.len(),
+                limit: c.block_size,
+            });
         }
         let mut cache = KvCache::new(c, self.get_device(), self.compute_dtype(), 1, c.block_size)?;
         let opts = ForwardOptions::new().kv_cache(&mut cache);

@@ -257,9 +257,10 @@ impl GPT {
         } = opts;
         self.check_forward(idx, (batch, seq), tape, kv_cache.as_deref(), positions)?;
         if targets.is_some() && positions != LogitPositions::All {
-            return Err(CoreError::Config(
-                "a loss needs the logits of every position".into(),
-            ));
+            return Err(CoreError::Unsupported {
+                op: "GPT::forward",
+                why: "a loss needs the logits of every position".into(),
+            });
         }
         // The position of idx's first column: rotary angles and cache writes start there.
         let t0 = kv_cache.as_ref().map_or(0, |c| c.len());
@@ -327,9 +328,10 @@ impl GPT {
             ));
         }
         if positions != LogitPositions::All && tape.is_some() {
-            return Err(CoreError::Config(
-                "last-position logits are for inference (no tape)".into(),
-            ));
+            return Err(CoreError::Tape {
+                op: "GPT::forward",
+                why: "the logits of only some positions are for inference (no tape)".into(),
+            });
         }
         match positions {
             LogitPositions::PerRow(p) if p.len() != batch || p.iter().any(|&p| p >= seq) => {
@@ -351,31 +353,37 @@ impl GPT {
         let mut t0 = 0;
         if let Some(cache) = cache {
             if tape.is_some() {
-                return Err(CoreError::Autograd(
-                    "the KV cache is for inference: no tape".into(),
-                ));
+                return Err(CoreError::Tape {
+                    op: "GPT::forward",
+                    why: "the KV cache is for inference: no tape".into(),
+                });
             }
             if cache.batch() != batch {
-                return Err(CoreError::Config(format!(
-                    "KV cache holds {} sequences, got {batch}",
-                    cache.batch()
-                )));
+                return Err(CoreError::InvalidArgument {
+                    name: "batch",
+                    value: batch.to_string(),
+                    expected: format!(
+                        "{} (the KV cache holds {} sequences)",
+                        cache.batch(),
+                        cache.batch()
+                    ),
+                });
             }
             if cache.len() + seq > cache.capacity() {
-                return Err(CoreError::Config(format!(
-                    "KV cache full: {} positions + {seq} new exceed its capacity of {}",
-                    cache.len(),
-                    cache.capacity()
-                )));
+                return Err(CoreError::ContextFull {
+                    what: "KV cache full: the cached and new positions",
+                    len: cache.len() + seq,
+                    limit: cache.capacity(),
+                });
             }
             t0 = cache.len();
         }
         if t0 + seq > self.config.block_size {
-            return Err(CoreError::Config(format!(
-                "sequence of {} positions exceeds block_size {}",
-                t0 + seq,
-                self.config.block_size
-            )));
+            return Err(CoreError::ContextFull {
+                what: "sequence",
+                len: t0 + seq,
+                limit: self.config.block_size,
+            });
         }
         Ok(())
     }

@@ -25,10 +25,11 @@ impl KvCache {
         capacity: usize,
     ) -> Result<KvCache> {
         if capacity > config.block_size {
-            return Err(CoreError::Config(format!(
-                "KV cache of {capacity} positions exceeds block_size {}",
-                config.block_size
-            )));
+            return Err(CoreError::ContextFull {
+                what: "KV cache",
+                len: capacity,
+                limit: config.block_size,
+            });
         }
         let shape = [batch, capacity, config.n_kv_head, config.head_dim()];
         let mk = || {
@@ -91,10 +92,11 @@ impl KvCache {
         let (ck, cv) = match (self.k.get(layer), self.v.get(layer)) {
             (Some(ck), Some(cv)) => (ck.clone(), cv.clone()),
             _ => {
-                return Err(CoreError::Config(format!(
-                    "KV cache of {} layers has no layer {layer}",
-                    self.k.len()
-                )))
+                return Err(CoreError::OutOfRange {
+                    what: "KV cache layers".into(),
+                    index: layer,
+                    len: self.k.len(),
+                })
             }
         };
         ops::write_rows(&ck, k, self.len)?;
@@ -106,10 +108,11 @@ impl KvCache {
     /// and length): a prompt prefilled once, shared by `n` samples. Copied on the device.
     pub fn replicate(&self, n: usize) -> Result<KvCache> {
         if self.batch != 1 {
-            return Err(CoreError::Config(format!(
-                "only a cache of one sequence can be replicated, this one holds {}",
-                self.batch
-            )));
+            return Err(CoreError::InvalidArgument {
+                name: "KV cache sequences",
+                value: self.batch.to_string(),
+                expected: "1 (only a cache of one sequence can be replicated)".into(),
+            });
         }
         let copy = |layers: &[Tensor]| -> Result<Vec<Tensor>> {
             layers

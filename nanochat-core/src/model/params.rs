@@ -50,10 +50,14 @@ impl<'a> Params<'a> {
         let path = join(&self.path, name);
         let t = (self.make)(&path, shape, init)?;
         if t.shape() != shape {
-            return Err(CoreError::Config(format!(
-                "parameter {path}: shape {:?}, expected {shape:?}",
-                t.shape()
-            )));
+            return Err(CoreError::shape(
+                "GPT::build",
+                &[t.shape(), shape],
+                format!(
+                    "parameter {path}: shape {:?}, expected {shape:?}",
+                    t.shape()
+                ),
+            ));
         }
         Ok(t)
     }
