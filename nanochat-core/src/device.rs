@@ -2,9 +2,10 @@
 
 use std::fmt;
 
+use nanochat_kernels::cubecl::server::ServerError;
 use nanochat_kernels::{Backend, Client};
 
-use crate::Result;
+use crate::{CoreError, Result};
 
 /// Where tensors live and kernels run. Cheap to clone.
 #[derive(Clone)]
@@ -27,11 +28,14 @@ impl Device {
         })
     }
 
-    /// Parses `cpu`, `cuda` or `cuda:N` and opens that device.
+    /// Parses `cpu`, `cuda` or `cuda:N` and opens that device; another name is
+    /// [`CoreError::Unknown`] of kind `device`.
     pub fn parse(s: &str) -> Result<Device> {
-        let backend: Backend = s
-            .parse()
-            .map_err(|why: String| crate::CoreError::Mismatch { op: "device", why })?;
+        let backend: Backend = s.parse().map_err(|_: String| CoreError::Unknown {
+            kind: "device",
+            name: s.to_string(),
+            expected: "cpu, cuda or cuda:N".into(),
+        })?;
         Device::new(backend)
     }
 
@@ -47,14 +51,23 @@ impl Device {
     /// is then a direct call instead of a hand-off to that thread: on the CPU runtime this cuts
     /// the cost of a kernel launch from ~450 us to ~6 us on a 2-core machine (the hand-off
     /// spins, and spinning threads starve the workers; docs/benchmarks.md). Nested calls run
-    /// inline.
+    /// inline. A panic in `f` (or a runner thread that is gone) is
+    /// [`CoreError::WorkerPanicked`] with the panic's message.
     pub fn exclusive<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
-        self.client
-            .exclusive(f)
-            .map_err(|e| crate::CoreError::Mismatch {
-                op: "device",
-                why: format!("{self}: could not take the device: {e:?}"),
-            })
+        self.client.exclusive(f).map_err(|e| {
+            let message = match e {
+                ServerError::Generic { reason, .. } => reason
+                    .strip_prefix("CallError(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .unwrap_or(&reason)
+                    .to_string(),
+                other => format!("{other:?}"),
+            };
+            CoreError::WorkerPanicked {
+                device: self.to_string(),
+                message,
+            }
+        })
     }
 
     /// Waits for all queued work on the device.
@@ -78,5 +91,37 @@ impl fmt::Debug for Device {
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic on the device's runner thread is reported as such, with its message, and the
+    /// device keeps working; an unknown device name is refused by name.
+    #[test]
+    fn a_panic_on_the_device_thread_is_a_worker_panic() {
+        let dev = Device::cpu().unwrap();
+        let e = dev
+            .exclusive(|| -> usize { panic!("boom in a device task") })
+            .unwrap_err();
+        match &e {
+            CoreError::WorkerPanicked { device, message } => {
+                assert_eq!(device, "cpu");
+                assert!(message.contains("boom in a device task"), "{message}");
+            }
+            other => panic!("expected a worker panic, got {other:?}"),
+        }
+        assert_eq!(dev.exclusive(|| 2 + 2).unwrap(), 4);
+        let e = Device::parse("quantum").unwrap_err();
+        assert!(
+            matches!(&e, CoreError::Unknown { kind: "device", name, .. } if name == "quantum"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "unknown device `quantum`: expected cpu, cuda or cuda:N"
+        );
     }
 }

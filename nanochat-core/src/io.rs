@@ -80,10 +80,7 @@ pub(crate) fn format_err(path: &str, tensor: &str, why: impl Into<String>) -> Co
 }
 
 fn file_err(path: &Path, why: impl std::fmt::Display) -> CoreError {
-    CoreError::File {
-        path: path.display().to_string(),
-        why: why.to_string(),
-    }
+    CoreError::file(path, why)
 }
 
 /// The tensors and metadata of a safetensors file.
@@ -164,7 +161,7 @@ pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<SafetensorsFile> {
 
 /// Reads a safetensors file.
 pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
     parse_safetensors(&bytes, &path.display().to_string())
 }
 
@@ -190,16 +187,16 @@ impl View for &Raw {
 }
 
 /// Writes `path` atomically: the bytes go to a temporary file beside it, are synced, then the
-/// file is renamed over `path`.
+/// file is renamed over `path`. Errors: [`CoreError::Io`] naming the folder or the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
     let name = path
         .file_name()
-        .ok_or_else(|| file_err(path, "not a file path"))?;
+        .ok_or_else(|| CoreError::invalid("write_atomic path", path.display(), "a file path"))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         name.to_string_lossy(),
@@ -213,7 +210,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(file_err(path, e));
+        return Err(CoreError::io(path, e));
     }
     Ok(())
 }
@@ -345,6 +342,38 @@ mod tests {
         let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
         let header = std::str::from_utf8(&first[8..8 + n]).unwrap();
         assert!(header.find("key10").unwrap() < header.find("key2").unwrap());
+    }
+
+    /// A failed read or write is [`CoreError::Io`] naming the path, the OS error kept.
+    #[test]
+    fn io_failures_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.safetensors");
+        let e = read_safetensors(&missing).unwrap_err();
+        assert!(
+            matches!(&e, CoreError::Io { path, error } if path == &missing && error.kind() == std::io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with(&missing.display().to_string()),
+            "{e}"
+        );
+        // A folder that cannot be made: its parent is a file.
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        let e = write_atomic(&file.join("sub/x.bin"), b"y").unwrap_err();
+        assert!(
+            matches!(&e, CoreError::Io { path, .. } if path == &file.join("sub")),
+            "{e:?}"
+        );
+        assert!(matches!(
+            write_atomic(Path::new("/"), b"y"),
+            Err(CoreError::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            parse_safetensors(b"", "x.safetensors"),
+            Err(CoreError::File { .. })
+        ));
     }
 
     #[test]

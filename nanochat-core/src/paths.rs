@@ -73,9 +73,10 @@ impl Paths {
             None => match get("HOME") {
                 Some(home) => home.join(".cache").join("nanochat"),
                 None => {
-                    return Err(CoreError::Config(format!(
-                        "neither {BASE_DIR_VAR} nor HOME is set: set {BASE_DIR_VAR} to the folder for models, tokenizer and data"
-                    )))
+                    return Err(CoreError::EnvNotSet {
+                        vars: vec![BASE_DIR_VAR, "HOME"],
+                        hint: "set NANOCHAT_BASE_DIR to the folder for models, tokenizer and data",
+                    })
                 }
             },
         };
@@ -272,6 +273,10 @@ mod tests {
         assert_eq!(p, paths(&[("HOME", "/home/u")]).unwrap());
         assert_eq!(p.model_root, PathBuf::from("/home/u/.cache/nanochat"));
         let e = paths(&[("HOME", ""), ("NANOCHAT_BASE_DIR", "")]).unwrap_err();
+        assert!(
+            matches!(&e, CoreError::EnvNotSet { vars, .. } if vars == &["NANOCHAT_BASE_DIR", "HOME"]),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("NANOCHAT_BASE_DIR"), "{e}");
     }
 

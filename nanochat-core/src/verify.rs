@@ -61,10 +61,7 @@ impl VerifyReport {
 
 /// Verifies the fixture file at `path`.
 pub fn verify_reference(path: &Path, device: &Device) -> Result<VerifyReport> {
-    let bytes = std::fs::read(path).map_err(|e| CoreError::File {
-        path: path.display().to_string(),
-        why: e.to_string(),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
     verify_reference_bytes(&bytes, &path.display().to_string(), device)
 }
 
@@ -140,7 +137,7 @@ fn verify_inline(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyRepo
     for (pname, p) in &params {
         let key = format!("grad.{pname}");
         let want = f.get(name, &key)?.floats(name, &key)?;
-        let got = grads.expect(p, pname)?.to_vec_f32()?;
+        let got = grads.require(p, pname)?.to_vec_f32()?;
         grads_rel_err.insert(pname.clone(), rel(&got, want));
     }
     let max_rel_err = grads_rel_err

@@ -117,8 +117,9 @@ fn answer(
 ) -> anyhow::Result<String> {
     write!(out, "Assistant: ")?;
     out.flush()?;
-    let io_err = |e: std::io::Error| {
-        nanochat_core::CoreError::Config(format!("writing the reply to stdout: {e}"))
+    let io_err = |error: std::io::Error| nanochat_core::CoreError::Os {
+        op: "writing the reply to stdout",
+        error,
     };
     let (reply, reason) = engine.reply(conv, params, |text| {
         out.write_all(text.as_bytes()).map_err(io_err)?;

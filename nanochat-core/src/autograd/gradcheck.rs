@@ -7,8 +7,9 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use thiserror::Error;
 
-use crate::{ops, DType, Device, Result, Tape, Tensor};
+use crate::{ops, CoreError, DType, Device, Result, Tape, Tensor};
 
 /// Elements probed per input at most.
 pub const MAX_PROBES: usize = 48;
@@ -116,10 +117,10 @@ fn gradcheck_inline(
         .collect::<Result<_>>()?;
     let y = forward(Some(&tape), &tensors)?;
     if y.len() != out_len {
-        return Err(crate::CoreError::Autograd(format!(
-            "op gives {} values, its reference {out_len}",
-            y.len()
-        )));
+        return Err(crate::CoreError::Mismatch {
+            op: "gradcheck",
+            why: format!("the op gives {} values, its reference {out_len}", y.len()),
+        });
     }
     let wt = Tensor::from_f64(device, &w, y.shape(), DType::F32)?;
     let loss = ops::sum(Some(&tape), &ops::mul(Some(&tape), &y, &wt)?)?;
@@ -128,7 +129,7 @@ fn gradcheck_inline(
     let mut reports = Vec::new();
     for (idx, input) in inputs.iter().enumerate().filter(|(_, i)| i.wrt) {
         let g = grads
-            .expect(&tensors[idx], "gradcheck input")?
+            .require(&tensors[idx], "gradcheck input")?
             .to_vec_f64()?;
         let n = input.values.len();
         let probes: Vec<usize> = if n <= MAX_PROBES {
@@ -162,22 +163,45 @@ fn gradcheck_inline(
     Ok(reports)
 }
 
-/// Test helper: runs [`gradcheck`] on the CPU and fails with the reports when one disagrees.
+/// Why [`assert_gradcheck`] failed.
+#[derive(Debug, Error)]
+pub enum GradcheckError {
+    /// The check could not run (the op, its backward or the device failed).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// No input had `wrt` set: there was nothing to compare.
+    #[error("gradcheck: no input was differentiated")]
+    NothingDifferentiated,
+    /// The tape's gradient of input `failed.input` disagrees with the finite differences.
+    #[error("gradient mismatch: {failed:?} (all: {all:?})")]
+    Mismatch {
+        /// The first input that failed.
+        failed: GradReport,
+        /// Every differentiated input's report.
+        all: Vec<GradReport>,
+    },
+}
+
+/// Test helper: runs [`gradcheck`] on the CPU; an error when one input's gradient disagrees
+/// ([`GradcheckError::Mismatch`], with the reports), when none is differentiated, or when the
+/// check cannot run.
 pub fn assert_gradcheck(
     inputs: &[Input],
     forward: impl Fn(Option<&Tape>, &[Tensor]) -> Result<Tensor> + Sync,
     reference: impl Fn(&[Vec<f64>]) -> Vec<f64> + Sync,
     tol: Tolerance,
     seed: u64,
-) -> std::result::Result<(), String> {
-    let device = Device::cpu().map_err(|e| e.to_string())?;
-    let reports =
-        gradcheck(&device, inputs, forward, reference, tol, seed).map_err(|e| e.to_string())?;
+) -> std::result::Result<(), GradcheckError> {
+    let device = Device::cpu()?;
+    let reports = gradcheck(&device, inputs, forward, reference, tol, seed)?;
     if reports.is_empty() {
-        return Err("no input was differentiated".into());
+        return Err(GradcheckError::NothingDifferentiated);
     }
     match reports.iter().find(|r| !r.passed) {
-        Some(r) => Err(format!("gradient mismatch: {r:?} (all: {reports:?})")),
+        Some(r) => Err(GradcheckError::Mismatch {
+            failed: r.clone(),
+            all: reports.clone(),
+        }),
         None => Ok(()),
     }
 }
@@ -206,21 +230,46 @@ mod tests {
         let mut r = rng(7);
         let x = Input::random(&mut r, &[3, 4], -1.0, 1.0);
         let reference = |xs: &[Vec<f64>]| xs[0].iter().map(|v| v.exp()).collect();
-        assert!(assert_gradcheck(
-            &[x.clone()],
+        let e = assert_gradcheck(
+            std::slice::from_ref(&x),
             |t, xs| wrong_exp(t, &xs[0]),
             reference,
             Tolerance::default(),
-            7
+            7,
         )
-        .is_err());
+        .unwrap_err();
+        match &e {
+            GradcheckError::Mismatch { failed, all } => {
+                assert_eq!((failed.input, failed.passed, all.len()), (0, false, 1));
+                assert_eq!(failed.probes, 12);
+            }
+            other => panic!("expected a gradient mismatch, got {other:?}"),
+        }
+        assert!(e.to_string().starts_with("gradient mismatch"), "{e}");
         assert!(assert_gradcheck(
-            &[x],
+            std::slice::from_ref(&x),
             |t, xs| crate::ops::exp(t, &xs[0]),
             reference,
             Tolerance::default(),
             7
         )
         .is_ok());
+        // A constant input only: the loss depends on nothing watched, which backward refuses.
+        let c = Input::constant(x.values.clone(), &x.shape);
+        let e = assert_gradcheck(
+            &[c],
+            |t, xs| crate::ops::exp(t, &xs[0]),
+            reference,
+            Tolerance::default(),
+            7,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                GradcheckError::Core(CoreError::Tape { op: "backward", .. })
+            ),
+            "{e:?}"
+        );
     }
 }

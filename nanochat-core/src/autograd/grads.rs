@@ -21,10 +21,13 @@ impl Grads {
         self.map.get(&t.id())
     }
 
-    /// The gradient of `t`, or an error naming the tensor.
-    pub fn expect(&self, t: &Tensor, name: &str) -> Result<&Tensor> {
-        self.get(t)
-            .ok_or_else(|| CoreError::Autograd(format!("no gradient reached `{name}` ({t:?})")))
+    /// The gradient of `t`, or [`CoreError::NoGradient`] naming it `name` when backward did not
+    /// reach it (it took no part in the loss).
+    pub fn require(&self, t: &Tensor, name: &str) -> Result<&Tensor> {
+        self.get(t).ok_or_else(|| CoreError::NoGradient {
+            name: name.to_string(),
+            tensor: format!("{t:?}"),
+        })
     }
 
     /// Removes and returns the gradient of `t`.
@@ -64,9 +67,10 @@ impl Grads {
             }
             Some(prev) => {
                 if prev.shape() != grad.shape() || prev.dtype() != grad.dtype() {
-                    return Err(CoreError::Autograd(format!(
-                        "gradients of one tensor disagree: {prev:?} vs {grad:?}"
-                    )));
+                    return Err(CoreError::Mismatch {
+                        op: "gradient accumulation",
+                        why: format!("gradients of one tensor disagree: {prev:?} vs {grad:?}"),
+                    });
                 }
                 let h = with_float!(prev.dtype(), F =>
                     binary::<F>(prev.device().client(), prev.handle(), grad.handle(), prev.len(), Binary::Add, 0.0, 0.0))?;
@@ -99,10 +103,11 @@ impl GradSink<'_> {
         match self.inputs.get(i) {
             Some(&(id, true)) => self.grads.accumulate(id, grad),
             Some(_) => Ok(()),
-            None => Err(CoreError::Autograd(format!(
-                "backward rule wrote input {i} of {}",
-                self.inputs.len()
-            ))),
+            None => Err(CoreError::OutOfRange {
+                what: "the inputs a backward rule writes to".into(),
+                index: i,
+                len: self.inputs.len(),
+            }),
         }
     }
 }

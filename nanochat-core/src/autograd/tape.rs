@@ -80,15 +80,16 @@ impl Tape {
     /// Backpropagates from a one-element `loss`; returns the gradients of the watched tensors.
     pub fn backward(self, loss: &Tensor) -> Result<Grads> {
         if loss.len() != 1 {
-            return Err(CoreError::Autograd(format!(
-                "backward needs a one-element loss, got {:?}",
-                loss.shape()
-            )));
+            return Err(CoreError::Tape {
+                op: "backward",
+                why: format!("needs a one-element loss, got {:?}", loss.shape()),
+            });
         }
         if !self.requires_grad(loss) {
-            return Err(CoreError::Autograd(
-                "the loss does not depend on any watched tensor".into(),
-            ));
+            return Err(CoreError::Tape {
+                op: "backward",
+                why: "the loss does not depend on any watched tensor".into(),
+            });
         }
         let mut grads = Grads::default();
         grads.accumulate(loss.id(), loss.full_like(1.0)?)?;
@@ -106,8 +107,10 @@ impl Tape {
             };
             let t0 = profiling().then(std::time::Instant::now);
             let device = g.device().clone();
-            (node.backward)(&g, &mut sink)
-                .map_err(|e| CoreError::Autograd(format!("backward of {}: {e}", node.op)))?;
+            (node.backward)(&g, &mut sink).map_err(|e| CoreError::Backward {
+                op: node.op,
+                error: Box::new(e),
+            })?;
             if let Some(t0) = t0 {
                 device.sync()?;
                 eprintln!(
@@ -132,4 +135,67 @@ fn profiling() -> bool {
 /// this first so that inference saves nothing.
 pub fn recording<'a>(tape: Option<&'a Tape>, inputs: &[&Tensor]) -> Option<&'a Tape> {
     tape.filter(|t| inputs.iter().any(|x| t.requires_grad(x)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ops, DType, Device};
+
+    fn leaf(tape: &Tape, values: &[f32]) -> Tensor {
+        let dev = Device::cpu().unwrap();
+        tape.watch(&Tensor::from_f32(&dev, values, &[values.len()], DType::F32).unwrap())
+    }
+
+    /// Each way of misusing the tape is its own error, naming the op.
+    #[test]
+    fn tape_misuse_is_a_typed_error() {
+        // A loss of two elements.
+        let tape = Tape::new();
+        let x = leaf(&tape, &[1.0, 2.0]);
+        let y = ops::mul(Some(&tape), &x, &x).unwrap();
+        let e = tape.backward(&y).err().unwrap();
+        assert!(matches!(e, CoreError::Tape { op: "backward", .. }), "{e:?}");
+        assert!(e.to_string().contains("[2]"), "{e}");
+
+        // A watched tensor the loss does not use has no gradient.
+        let tape = Tape::new();
+        let x = leaf(&tape, &[1.0, 2.0]);
+        let unused = leaf(&tape, &[3.0]);
+        let loss = ops::sum(Some(&tape), &ops::mul(Some(&tape), &x, &x).unwrap()).unwrap();
+        let grads = tape.backward(&loss).unwrap();
+        let g = grads.require(&x, "x").unwrap().to_vec_f32().unwrap();
+        assert_eq!(g, vec![2.0, 4.0]);
+        let e = grads.require(&unused, "unused").unwrap_err();
+        assert!(
+            matches!(&e, CoreError::NoGradient { name, .. } if name == "unused"),
+            "{e:?}"
+        );
+
+        // A backward rule that writes an input its op does not have.
+        let tape = Tape::new();
+        let x = leaf(&tape, &[1.0, 2.0]);
+        let y = x.full_like(1.0).unwrap();
+        tape.record("bad_rule", &[&x], &y, |g, sink| sink.add(1, g.clone()));
+        let loss = ops::sum(Some(&tape), &y).unwrap();
+        let e = tape.backward(&loss).err().unwrap();
+        match &e {
+            CoreError::Backward {
+                op: "bad_rule",
+                error,
+            } => assert!(
+                matches!(
+                    **error,
+                    CoreError::OutOfRange {
+                        index: 1,
+                        len: 1,
+                        ..
+                    }
+                ),
+                "{error:?}"
+            ),
+            other => panic!("expected the backward of bad_rule to fail, got {other:?}"),
+        }
+        assert!(e.to_string().starts_with("backward of bad_rule: "), "{e}");
+    }
 }

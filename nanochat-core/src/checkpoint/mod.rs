@@ -37,9 +37,21 @@ impl Phase {
             "mid" => Ok(Phase::Mid),
             "sft" => Ok(Phase::Sft),
             "rl" => Ok(Phase::Rl),
-            _ => Err(CoreError::Config(format!(
-                "unknown source `{s}`: expected base, mid, sft or rl"
-            ))),
+            _ => Err(CoreError::Unknown {
+                kind: "source",
+                name: s.to_string(),
+                expected: "base, mid, sft or rl".into(),
+            }),
+        }
+    }
+
+    /// The `nanochat` command that trains this phase's models.
+    pub fn command(self) -> &'static str {
+        match self {
+            Phase::Base => "base-train",
+            Phase::Mid => "mid-train",
+            Phase::Sft => "chat-sft",
+            Phase::Rl => "chat-rl",
         }
     }
 
@@ -76,7 +88,7 @@ impl FileCheck {
     fn verify(&self, bytes: &[u8], path: &Path) -> Result<()> {
         let got = FileCheck::of(bytes);
         if got.bytes != self.bytes {
-            return Err(file_err(
+            return Err(CoreError::file(
                 path,
                 format!(
                     "truncated or extended: {} bytes, the checkpoint recorded {}",
@@ -85,7 +97,7 @@ impl FileCheck {
             ));
         }
         if got.crc32 != self.crc32 {
-            return Err(file_err(
+            return Err(CoreError::file(
                 path,
                 "corrupt: its checksum differs from the one the checkpoint recorded",
             ));
@@ -121,13 +133,6 @@ pub struct Meta {
 }
 
 const FORMAT: &str = "nanochat-rs/1";
-
-fn file_err(path: &Path, why: impl std::fmt::Display) -> CoreError {
-    CoreError::File {
-        path: path.display().to_string(),
-        why: why.to_string(),
-    }
-}
 
 fn model_path(dir: &Path, step: u64) -> PathBuf {
     dir.join(format!("model_{step:06}.safetensors"))
@@ -174,10 +179,10 @@ pub fn save_checkpoint(
     optim: Option<&Optimizer>,
     info: SaveInfo,
 ) -> Result<Meta> {
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
     let mp = model_path(dir, step);
     model.save(&mp)?;
-    let model_file = FileCheck::of(&std::fs::read(&mp).map_err(|e| file_err(&mp, e))?);
+    let model_file = FileCheck::of(&std::fs::read(&mp).map_err(|e| CoreError::io(&mp, e))?);
     let optim_file = match optim {
         None => None,
         Some(o) => {
@@ -193,7 +198,7 @@ pub fn save_checkpoint(
                 },
                 bincode::config::standard(),
             )
-            .map_err(|e| file_err(&optim_path(dir, step), e))?;
+            .map_err(|e| CoreError::file(optim_path(dir, step), e))?;
             write_atomic(&optim_path(dir, step), &bytes)?;
             Some(FileCheck::of(&bytes))
         }
@@ -251,17 +256,23 @@ pub fn list_tags(root: &Path, phase: Phase) -> Vec<String> {
     tags
 }
 
-/// Reads and checks the meta file of a step.
+/// Reads and checks the meta file of a step. Errors: [`CoreError::StepNotFound`] (with the
+/// committed steps) when the step has no meta file, [`CoreError::Io`], or [`CoreError::File`]
+/// for a corrupt meta or another format.
 pub fn read_meta(dir: &Path, step: u64) -> Result<Meta> {
     let path = meta_path(dir, step);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        let have = list_steps(dir);
-        file_err(&path, format!("{e}; committed steps here: {have:?}"))
+    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => CoreError::StepNotFound {
+            dir: dir.to_path_buf(),
+            step: Some(step),
+            steps: list_steps(dir),
+        },
+        _ => CoreError::io(&path, e),
     })?;
     let meta: Meta = serde_json::from_slice(&bytes)
-        .map_err(|e| file_err(&path, format!("corrupt meta file: {e}")))?;
+        .map_err(|e| CoreError::file(&path, format!("corrupt meta file: {e}")))?;
     if meta.format != FORMAT {
-        return Err(file_err(
+        return Err(CoreError::file(
             &path,
             format!("format `{}`, expected `{FORMAT}`", meta.format),
         ));
@@ -278,7 +289,7 @@ pub fn load_checkpoint_model(
 ) -> Result<(GPT, Meta)> {
     let meta = read_meta(dir, step)?;
     let path = model_path(dir, step);
-    let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+    let bytes = std::fs::read(&path).map_err(|e| CoreError::io(&path, e))?;
     meta.model_file.verify(&bytes, &path)?;
     let p = path.display().to_string();
     let file = crate::io::parse_safetensors(&bytes, &p)?;
@@ -296,23 +307,23 @@ pub fn load_optimizer_state(
     let path = optim_path(dir, meta.step);
     let check = meta
         .optim_file
-        .ok_or_else(|| file_err(&path, "this checkpoint has no optimizer state"))?;
-    let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+        .ok_or_else(|| CoreError::file(&path, "this checkpoint has no optimizer state"))?;
+    let bytes = std::fs::read(&path).map_err(|e| CoreError::io(&path, e))?;
     check.verify(&bytes, &path)?;
     let (file, _): (OptimFile, usize) =
         bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-            .map_err(|e| file_err(&path, format!("corrupt optimizer state: {e}")))?;
+            .map_err(|e| CoreError::file(&path, format!("corrupt optimizer state: {e}")))?;
     let map: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> = file
         .tensors
         .into_iter()
         .map(|(n, s, d)| (n, (s, d)))
         .collect();
     optim.load_state(file.step, |name, param| {
-        let (shape, data) = map
-            .get(name)
-            .ok_or_else(|| file_err(&path, format!("optimizer state `{name}` is missing")))?;
+        let (shape, data) = map.get(name).ok_or_else(|| {
+            CoreError::file(&path, format!("optimizer state `{name}` is missing"))
+        })?;
         if shape.as_slice() != param.shape() {
-            return Err(file_err(
+            return Err(CoreError::file(
                 &path,
                 format!(
                     "optimizer state `{name}`: shape {shape:?} vs parameter {:?}",
@@ -351,47 +362,23 @@ pub fn load_model(
 ) -> Result<(GPT, Tokenizer, Meta)> {
     let root = paths.model_root.as_path();
     let tags = list_tags(root, phase);
+    let not_found = |tag: Option<&str>, tags: &[String]| CoreError::CheckpointNotFound {
+        phase,
+        dir: root.join(format!("{}_checkpoints", phase.name())),
+        tag: tag.map(str::to_string),
+        tags: tags.to_vec(),
+    };
     let tag = match model_tag {
-        Some(t) => {
-            if !tags.iter().any(|x| x == t) {
-                return Err(CoreError::Config(format!(
-                    "no {} model tagged `{t}` under {}; tags there: {tags:?}",
-                    phase.name(),
-                    root.display()
-                )));
-            }
-            t.to_string()
-        }
-        None => newest_tag(root, phase, &tags).ok_or_else(|| {
-            CoreError::Config(format!(
-                "no {} checkpoints under {} (train one with `nanochat {}`)",
-                phase.name(),
-                root.join(format!("{}_checkpoints", phase.name())).display(),
-                match phase {
-                    Phase::Base => "base-train",
-                    Phase::Mid => "mid-train",
-                    Phase::Sft => "chat-sft",
-                    Phase::Rl => "chat-rl",
-                }
-            ))
-        })?,
+        Some(t) if tags.iter().any(|x| x == t) => t.to_string(),
+        Some(t) => return Err(not_found(Some(t), &tags)),
+        None => newest_tag(root, phase, &tags).ok_or_else(|| not_found(None, &tags))?,
     };
     let dir = checkpoint_dir(root, phase, &tag);
     let steps = list_steps(&dir);
     let step = match step {
         Some(s) if steps.contains(&s) => s,
-        Some(s) => {
-            return Err(CoreError::Config(format!(
-                "no step {s} of {} model `{tag}`; steps: {steps:?}",
-                phase.name()
-            )))
-        }
-        None => *steps.last().ok_or_else(|| {
-            CoreError::Config(format!(
-                "model `{tag}` has no committed checkpoint in {}",
-                dir.display()
-            ))
-        })?,
+        None if !steps.is_empty() => steps[steps.len() - 1],
+        _ => return Err(CoreError::StepNotFound { dir, step, steps }),
     };
     let (model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
     let (tok_path, tokenizer) = find_tokenizer(paths, &meta)?;

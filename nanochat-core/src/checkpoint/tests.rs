@@ -144,22 +144,39 @@ fn round_trip_model_optimizer_and_meta() {
 #[test]
 fn missing_source_tag_and_step_list_what_exists() {
     let s = setup();
-    let e = s.load(Phase::Sft, None, None).unwrap_err().to_string();
+    let e = s.load(Phase::Sft, None, None).unwrap_err();
+    assert!(
+        matches!(&e, CoreError::CheckpointNotFound { phase: Phase::Sft, tag: None, tags, .. } if tags.is_empty()),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(
         e.contains("no sft checkpoints") && e.contains("nanochat chat-sft"),
         "{e}"
     );
-    let e = s
-        .load(Phase::Base, Some("d9"), None)
-        .unwrap_err()
-        .to_string();
+    let e = s.load(Phase::Base, Some("d9"), None).unwrap_err();
+    assert!(
+        matches!(&e, CoreError::CheckpointNotFound { phase: Phase::Base, tag: Some(t), tags, .. } if t == "d9" && tags == &["d1"]),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.contains("`d9`") && e.contains("[\"d1\"]"), "{e}");
-    let e = s
-        .load(Phase::Base, Some("d1"), Some(5))
-        .unwrap_err()
-        .to_string();
+    let e = s.load(Phase::Base, Some("d1"), Some(5)).unwrap_err();
+    assert!(
+        matches!(&e, CoreError::StepNotFound { step: Some(5), steps, dir } if steps == &[1] && dir == &s.dir),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.contains("no step 5") && e.contains("[1]"), "{e}");
-    assert!(Phase::parse("final").is_err());
+    // A step that was never committed, asked of read_meta directly, lists the committed ones.
+    assert!(matches!(
+        read_meta(&s.dir, 7),
+        Err(CoreError::StepNotFound { step: Some(7), steps, .. }) if steps == [1]
+    ));
+    assert!(matches!(
+        Phase::parse("final"),
+        Err(CoreError::Unknown { kind: "source", name, .. }) if name == "final"
+    ));
 }
 
 #[test]

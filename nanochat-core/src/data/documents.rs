@@ -14,10 +14,7 @@ use crate::{CoreError, Result};
 pub static BUNDLED_CORPUS: &[u8] = include_bytes!("../../../data/corpus/bundled.jsonl.gz");
 
 fn file_err(path: &Path, why: impl std::fmt::Display) -> CoreError {
-    CoreError::File {
-        path: path.display().to_string(),
-        why: why.to_string(),
-    }
+    CoreError::file(path, why)
 }
 
 fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
@@ -140,7 +137,7 @@ fn parquet_documents(bytes: Vec<u8>, path: &Path) -> Result<Vec<String>> {
 /// plain-text file's as [`text_documents`] cuts them, a JSONL file's `text` fields, a parquet
 /// file's `text` column.
 pub fn read_documents(path: &Path) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
@@ -180,9 +177,11 @@ pub fn split_train_val(
         || !(0.0..=1.0).contains(&val_ratio)
         || train_ratio + val_ratio > 1.0 + 1e-9
     {
-        return Err(CoreError::Config(format!(
-            "train ratio {train_ratio} and val ratio {val_ratio} must be in [0, 1] and sum to at most 1"
-        )));
+        return Err(CoreError::invalid(
+            "train ratio, val ratio",
+            format!("{train_ratio}, {val_ratio}"),
+            "each in [0, 1], summing to at most 1",
+        ));
     }
     let n = docs.len();
     let mut n_val = (n as f64 * val_ratio).round() as usize;
@@ -247,7 +246,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown format"));
-        assert!(read_documents(&p("missing.txt")).is_err());
+        assert!(matches!(
+            read_documents(&p("missing.txt")),
+            Err(CoreError::Io { path, error }) if path == p("missing.txt") && error.kind() == std::io::ErrorKind::NotFound
+        ));
         std::fs::write(p("h.txt"), [0xff, 0xfe]).unwrap();
         assert!(read_documents(&p("h.txt"))
             .unwrap_err()
@@ -354,6 +356,9 @@ mod tests {
         assert_eq!(v[1], "19");
         let (t, v) = split_train_val(docs.clone(), 0.5, 0.05).unwrap();
         assert_eq!((t.len(), v.len()), (10, 1));
-        assert!(split_train_val(docs, 0.9, 0.2).is_err());
+        assert!(matches!(
+            split_train_val(docs, 0.9, 0.2),
+            Err(CoreError::InvalidArgument { name: "train ratio, val ratio", value, .. }) if value == "0.9, 0.2"
+        ));
     }
 }

@@ -103,7 +103,7 @@ impl DataLoader {
         seq: usize,
     ) -> Result<DataLoader> {
         if sources.is_empty() {
-            return Err(CoreError::Config("the data loader has no source".into()));
+            return Err(CoreError::no_data("sources", "the data loader"));
         }
         DataLoader::with(
             Segments::Text(sources),
@@ -123,10 +123,10 @@ impl DataLoader {
         seq: usize,
     ) -> Result<DataLoader> {
         if task.num_examples() == 0 {
-            return Err(CoreError::Config(format!(
-                "task {} has no examples",
-                task.name()
-            )));
+            return Err(CoreError::no_data(
+                "examples",
+                format!("task {}", task.name()),
+            ));
         }
         let max_tokens = conversation_max_tokens(seq);
         DataLoader::with(
@@ -145,10 +145,11 @@ impl DataLoader {
         batch: usize,
         seq: usize,
     ) -> Result<DataLoader> {
-        if batch == 0 || seq == 0 {
-            return Err(CoreError::Config(format!(
-                "batch size {batch} and sequence length {seq} must be positive"
-            )));
+        if batch == 0 {
+            return Err(CoreError::invalid("batch size", batch, "at least 1"));
+        }
+        if seq == 0 {
+            return Err(CoreError::invalid("sequence length", seq, "at least 1"));
         }
         Ok(DataLoader {
             segments,
@@ -175,11 +176,11 @@ impl DataLoader {
     /// Continues from a saved position.
     pub fn restore(&mut self, state: LoaderState) -> Result<()> {
         if state.source >= self.n_segments() {
-            return Err(CoreError::Config(format!(
-                "saved data position names segment {} of {}: the inputs changed since the checkpoint",
-                state.source,
-                self.n_segments()
-            )));
+            return Err(CoreError::OutOfRange {
+                what: "the data segments a saved position names (the inputs changed since the checkpoint)".into(),
+                index: state.source,
+                len: self.n_segments(),
+            });
         }
         self.state = state;
         Ok(())
@@ -190,12 +191,13 @@ impl DataLoader {
     /// source is read (its documents and characters counted); those the run reaches are
     /// tokenized, as the loader will (the last one stays cached). A run that reads B x T-token
     /// micro-batches reads `n * B * T + 1` tokens in `n` of them. Errors: a source that cannot
-    /// be read; [`CoreError::Config`] for a conversation stream.
+    /// be read; [`CoreError::Unsupported`] for a conversation stream.
     pub fn source_usage(&mut self, stream_tokens: usize) -> Result<Vec<SourceUsage>> {
         let Segments::Text(sources) = &self.segments else {
-            return Err(CoreError::Config(
-                "source usage is counted for text sources only".into(),
-            ));
+            return Err(CoreError::Unsupported {
+                op: "source_usage",
+                why: "source usage is counted for text sources only".into(),
+            });
         };
         let sources = sources.clone();
         let mut left = stream_tokens;
@@ -280,7 +282,7 @@ impl DataLoader {
             if window.len() < need {
                 empty_sources = if take == 0 { empty_sources + 1 } else { 0 };
                 if empty_sources > n_sources {
-                    return Err(CoreError::Config("the data sources hold no tokens".into()));
+                    return Err(CoreError::no_data("tokens", "the data sources"));
                 }
                 pos.source += 1;
                 pos.offset = 0;
@@ -403,7 +405,14 @@ mod tests {
         for batch in &batches[10..] {
             assert_eq!(&resumed.next_batch().unwrap(), batch);
         }
-        assert!(resumed.restore(LoaderState { source: 5, ..saved }).is_err());
+        assert!(matches!(
+            resumed.restore(LoaderState { source: 5, ..saved }),
+            Err(CoreError::OutOfRange {
+                index: 5,
+                len: 2,
+                ..
+            })
+        ));
     }
 
     #[test]

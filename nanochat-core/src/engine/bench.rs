@@ -45,10 +45,15 @@ pub fn bench_decode(
     prompt_len: usize,
     steps: usize,
 ) -> Result<DecodeBench> {
-    if prompt_len == 0 || steps == 0 {
-        return Err(CoreError::Config(
-            "bench decode: --prompt-len and --steps must be at least 1".into(),
+    if prompt_len == 0 {
+        return Err(CoreError::invalid(
+            "bench decode --prompt-len",
+            0,
+            "at least 1",
         ));
+    }
+    if steps == 0 {
+        return Err(CoreError::invalid("bench decode --steps", 0, "at least 1"));
     }
     let config = GPTConfig::from_depth(depth, vocab, prompt_len + steps + 1);
     let model = GPT::new(config.clone(), device, dtype, 0)?;

@@ -106,14 +106,13 @@ pub struct Engine {
 
 impl Engine {
     /// Fails when the tokenizer lacks nanochat's special tokens or its vocabulary is larger
-    /// than the model's.
+    /// than the model's ([`CoreError::VocabMismatch`]).
     pub fn new(model: GPT, tokenizer: Tokenizer) -> Result<Engine> {
         if tokenizer.vocab_size() > model.config().vocab_size {
-            return Err(CoreError::Config(format!(
-                "tokenizer of {} tokens for a model of vocab_size {}",
-                tokenizer.vocab_size(),
-                model.config().vocab_size
-            )));
+            return Err(CoreError::VocabMismatch {
+                tokenizer: tokenizer.vocab_size(),
+                model: model.config().vocab_size,
+            });
         }
         let specials = Specials::of(&tokenizer)?;
         Ok(Engine {
@@ -133,31 +132,34 @@ impl Engine {
 
     /// Streams token columns after `tokens`: `for column in engine.generate(&prompt, &params)?`.
     /// The stream ends when every row is done, at `max_tokens`, or when the context is full
-    /// ([`EngineStream::finish_reason`] says which).
+    /// ([`EngineStream::finish_reason`] says which). Errors: an empty prompt
+    /// ([`CoreError::NoData`]), one longer than the model's `block_size`
+    /// ([`CoreError::ContextFull`]), or `num_samples`/`top_k` of 0 or a negative or non-finite
+    /// temperature ([`CoreError::InvalidArgument`]).
     pub fn generate(&self, tokens: &[u32], params: &GenerateParams) -> Result<EngineStream<'_>> {
         let block = self.model.config().block_size;
         if tokens.is_empty() {
-            return Err(CoreError::Config(
-                "generate needs at least one prompt token".into(),
-            ));
+            return Err(CoreError::no_data("prompt tokens", "generate"));
         }
         if tokens.len() > block {
-            return Err(CoreError::Config(format!(
-                "prompt of {} tokens exceeds the context of {block} tokens",
-                tokens.len()
-            )));
+            return Err(CoreError::ContextFull {
+                what: "prompt",
+                len: tokens.len(),
+                limit: block,
+            });
         }
         if params.num_samples == 0 {
-            return Err(CoreError::Config("num_samples must be at least 1".into()));
+            return Err(CoreError::invalid("num_samples", 0, "at least 1"));
         }
         if params.top_k == Some(0) {
-            return Err(CoreError::Config("top_k must be at least 1".into()));
+            return Err(CoreError::invalid("top_k", 0, "at least 1"));
         }
         if !(params.temperature >= 0.0 && params.temperature.is_finite()) {
-            return Err(CoreError::Config(format!(
-                "temperature {} must be a finite number >= 0",
-                params.temperature
-            )));
+            return Err(CoreError::invalid(
+                "temperature",
+                params.temperature,
+                "a finite number >= 0",
+            ));
         }
         let n = params.num_samples;
         let capacity = block.min(tokens.len() + params.max_tokens.max(1));
@@ -212,8 +214,9 @@ impl Engine {
         for column in stream.by_ref() {
             ids.push(column?.tokens[0]);
         }
-        let reason = stream.finish_reason().ok_or_else(|| {
-            CoreError::Config("the generation ended without a finish reason".into())
+        let reason = stream.finish_reason().ok_or_else(|| CoreError::Internal {
+            op: "generate_ids",
+            why: "the generation ended without a finish reason".into(),
         })?;
         Ok((ids, reason))
     }

@@ -65,10 +65,10 @@ pub enum RequestError {
         /// `an integer in 1-4096`, `a number in 0-2`.
         expected: String,
     },
-    /// Any other limit, or a value this server does not support (HTTP 400); the message names
-    /// the field.
-    #[error("{0}")]
-    Invalid(String),
+    /// Any other limit, or a value this server does not support (HTTP 400): the field
+    /// (`messages[2].role`, `stop`) and why.
+    #[error("{field}: {why}")]
+    Invalid { field: String, why: String },
 }
 
 impl RequestError {
@@ -203,15 +203,18 @@ impl ChatRequest {
     /// Checks every limit; `allow_system` accepts `system` messages (the OpenAI endpoint; they
     /// are merged into the first user turn by the chat format). The error names the limit.
     pub fn validate(&self, allow_system: bool) -> Result<(), RequestError> {
-        let invalid = |s: String| Err(RequestError::Invalid(s));
+        let invalid = |field: String, why: String| Err(RequestError::Invalid { field, why });
         if self.messages.is_empty() {
-            return invalid("messages: at least one message is required".into());
+            return invalid("messages".into(), "at least one message is required".into());
         }
         if self.messages.len() > MAX_MESSAGES {
-            return invalid(format!(
-                "messages: {} messages exceed the limit of {MAX_MESSAGES}",
-                self.messages.len()
-            ));
+            return invalid(
+                "messages".into(),
+                format!(
+                    "{} messages exceed the limit of {MAX_MESSAGES}",
+                    self.messages.len()
+                ),
+            );
         }
         let mut total = 0;
         for (i, m) in self.messages.iter().enumerate() {
@@ -223,20 +226,27 @@ impl ChatRequest {
                 } else {
                     "user or assistant"
                 };
-                return invalid(format!("messages[{i}].role: `{}` is not {allowed}", m.role));
+                return invalid(
+                    format!("messages[{i}].role"),
+                    format!("`{}` is not {allowed}", m.role),
+                );
             }
             let chars = m.content.chars().count();
             if chars > MAX_MESSAGE_CHARS {
-                return invalid(format!(
-                    "messages[{i}].content: {chars} characters exceed the limit of {MAX_MESSAGE_CHARS} per message"
-                ));
+                return invalid(
+                    format!("messages[{i}].content"),
+                    format!(
+                        "{chars} characters exceed the limit of {MAX_MESSAGE_CHARS} per message"
+                    ),
+                );
             }
             total += chars;
         }
         if total > MAX_TOTAL_CHARS {
-            return invalid(format!(
-                "messages: {total} characters in all exceed the limit of {MAX_TOTAL_CHARS}"
-            ));
+            return invalid(
+                "messages".into(),
+                format!("{total} characters in all exceed the limit of {MAX_TOTAL_CHARS}"),
+            );
         }
         // Values set in code obey the same limits as those read from JSON.
         if let Some(t) = self.temperature {

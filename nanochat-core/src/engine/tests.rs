@@ -223,13 +223,77 @@ fn generation_stops_at_the_context_length_with_its_reason() {
         Some(FinishReason::Length | FinishReason::Stop)
     ));
     let long = vec![1u32; 17];
-    let err = e.generate(&long, &params).err().unwrap().to_string();
+    let err = e.generate(&long, &params).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            CoreError::ContextFull {
+                what: "prompt",
+                len: 17,
+                limit: 16
+            }
+        ),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("exceeds the context of 16"), "{err}");
     let bad = GenerateParams {
         num_samples: 0,
         ..Default::default()
     };
-    assert!(e.generate(&prompt, &bad).is_err());
+    assert!(matches!(
+        e.generate(&prompt, &bad).err(),
+        Some(CoreError::InvalidArgument {
+            name: "num_samples",
+            ..
+        })
+    ));
+    let bad = GenerateParams {
+        top_k: Some(0),
+        ..Default::default()
+    };
+    assert!(matches!(
+        e.generate(&prompt, &bad).err(),
+        Some(CoreError::InvalidArgument { name: "top_k", .. })
+    ));
+    let bad = GenerateParams {
+        temperature: f32::NAN,
+        ..Default::default()
+    };
+    let err = e.generate(&prompt, &bad).err().unwrap();
+    assert!(
+        matches!(&err, CoreError::InvalidArgument { name: "temperature", value, .. } if value == "NaN"),
+        "{err:?}"
+    );
+    assert!(matches!(
+        e.generate(&[], &params).err(),
+        Some(CoreError::NoData {
+            what: "prompt tokens",
+            ..
+        })
+    ));
+}
+
+/// A tokenizer larger than the model's vocabulary is refused, naming both sizes.
+#[test]
+fn a_tokenizer_larger_than_the_model_is_refused() {
+    let tok = small_tokenizer().clone();
+    let config = GPTConfig {
+        vocab_size: tok.vocab_size() - 1,
+        n_layer: 1,
+        n_head: 1,
+        n_kv_head: 1,
+        n_embd: 8,
+        block_size: 8,
+        ..GPTConfig::default()
+    };
+    let model = GPT::new(config, &Device::cpu().unwrap(), DType::F32, 0).unwrap();
+    let v = tok.vocab_size();
+    let err = Engine::new(model, tok).err().unwrap();
+    assert!(
+        matches!(err, CoreError::VocabMismatch { tokenizer, model } if tokenizer == v && model == v - 1),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -36,10 +36,11 @@ pub fn chat_task(name: &str, data: EvalData) -> Result<Arc<dyn Task>> {
         "HumanEval" => Arc::new(HumanEval::load(data)?),
         "SpellingBee" => Arc::new(SpellingBee::new(SPELLING_BEE_SIZE, Split::Test)?),
         other => {
-            return Err(CoreError::Config(format!(
-                "unknown task `{other}`: expected one of {}",
-                CHAT_TASKS.join("|")
-            )))
+            return Err(CoreError::Unknown {
+                kind: "task",
+                name: other.to_string(),
+                expected: format!("one of {}", CHAT_TASKS.join("|")),
+            })
         }
     })
 }
@@ -131,10 +132,10 @@ pub fn evaluate_task_with(
         .max_problems
         .map_or(task.num_examples(), |m| m.min(task.num_examples()));
     if total == 0 {
-        return Err(CoreError::Config(format!(
-            "task {} has no examples to evaluate",
-            task.name()
-        )));
+        return Err(CoreError::no_data(
+            "examples to evaluate",
+            format!("task {}", task.name()),
+        ));
     }
     let (correct, baseline) = match task.eval_type() {
         EvalType::Categorical => categorical(model, tokenizer, task, total, opts, progress)?,
@@ -174,10 +175,10 @@ fn categorical(
             let conv = task.get_example(i)?;
             let ls = task.choice_letters(i);
             if ls.is_empty() {
-                return Err(CoreError::Config(format!(
-                    "categorical task {} gave no answer letters for example {i}",
-                    task.name()
-                )));
+                return Err(CoreError::no_data(
+                    "answer letters",
+                    format!("example {i} of categorical task {}", task.name()),
+                ));
             }
             candidates.push(
                 ls.iter()
@@ -191,8 +192,9 @@ fn categorical(
         }
         let logits = model.candidate_logits(&prompts, &candidates)?;
         for (((conv, ls), row), i) in convs.iter().zip(&letters).zip(&logits).zip(start..end) {
-            let best = super::argmax(row).ok_or_else(|| {
-                CoreError::Config("the model returned no candidate logits".into())
+            let best = super::argmax(row).ok_or_else(|| CoreError::Internal {
+                op: "categorical evaluation",
+                why: "the model returned no candidate logits".into(),
             })?;
             correct += task.evaluate_example(i, conv, &ls[best]) as usize;
         }

@@ -387,10 +387,10 @@ pub fn evaluate_core_task(
 ) -> Result<CoreResult> {
     let total = max_items.map_or(task.items.len(), |m| m.min(task.items.len()));
     if total == 0 {
-        return Err(CoreError::Config(format!(
-            "CORE task {} has no items to evaluate",
-            task.meta.label
-        )));
+        return Err(CoreError::no_data(
+            "items to evaluate",
+            format!("CORE task {}", task.meta.label),
+        ));
     }
     // As nanochat: a fixed shuffle (seed 1337), so a subset is a fair sample, not the file's
     // first items.

@@ -41,9 +41,10 @@ impl OracleModel {
     }
 
     fn answer(&self, prompt: &[u32]) -> Result<&String> {
-        self.answers
-            .get(prompt)
-            .ok_or_else(|| CoreError::Config("the oracle was not shown this prompt".into()))
+        self.answers.get(prompt).ok_or_else(|| CoreError::Internal {
+            op: "oracle model",
+            why: "it was not shown this prompt".into(),
+        })
     }
 }
 

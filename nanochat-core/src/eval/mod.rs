@@ -102,9 +102,10 @@ impl ChatModel for Engine {
             .map(|p| crop_left(p, block).to_vec())
             .collect();
         if let Some(i) = rows.iter().position(Vec::is_empty) {
-            return Err(CoreError::Config(format!(
-                "candidate_logits: prompt {i} is empty"
-            )));
+            return Err(CoreError::no_data(
+                "tokens",
+                format!("candidate_logits prompt {i}"),
+            ));
         }
         let positions: Vec<usize> = rows.iter().map(|r| r.len() - 1).collect();
         let (idx, t) = pad_right(&rows, self.tokenizer().get_bos_token_id());
@@ -123,9 +124,11 @@ impl ChatModel for Engine {
                     .iter()
                     .map(|&c| {
                         if c as usize >= vocab {
-                            return Err(CoreError::Config(format!(
-                                "candidate token {c} is outside the model's vocabulary of {vocab}"
-                            )));
+                            return Err(CoreError::OutOfRange {
+                                what: "candidate tokens in the model's vocabulary".into(),
+                                index: c as usize,
+                                len: vocab,
+                            });
                         }
                         Ok(logits[b * vocab + c as usize])
                     })
@@ -175,14 +178,16 @@ pub fn argmin<T: PartialOrd + Copy>(values: &[T]) -> Option<usize> {
     best
 }
 
-/// The single token of a candidate answer (a letter), or an error naming it.
+/// The single token of a candidate answer (a letter), or [`CoreError::InvalidArgument`]
+/// naming it and its token count.
 pub fn single_token(tokenizer: &Tokenizer, text: &str) -> Result<u32> {
     match tokenizer.encode(text).as_slice() {
         [t] => Ok(*t),
-        ids => Err(CoreError::Config(format!(
-            "answer `{text}` is {} tokens, expected exactly one",
-            ids.len()
-        ))),
+        ids => Err(CoreError::invalid(
+            "answer",
+            format!("`{text}` ({} tokens)", ids.len()),
+            "exactly one token",
+        )),
     }
 }
 

@@ -66,9 +66,22 @@ fn every_chat_task_loads_its_samples_and_renders() {
 fn missing_fetched_data_names_the_fetch_command() {
     let err =
         crate::tasks::eval_data::read_eval_file("eval", "no_such_set.jsonl", EvalData::Fetched)
-            .unwrap_err()
-            .to_string();
-    assert!(err.contains("scripts/fetch_data.sh"), "{err}");
+            .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Missing { path, .. } if path.ends_with("eval/no_such_set.jsonl")),
+        "{err:?}"
+    );
+    let err = err.to_string();
+    assert!(
+        err.contains("scripts/fetch_data.sh") && err.contains("--samples"),
+        "{err}"
+    );
+    let err = crate::tasks::eval_data::read_eval_file("eval", "nope.jsonl", EvalData::Samples)
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Missing { path, .. } if path.ends_with("data/samples/eval/nope.jsonl")),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -170,6 +183,31 @@ fn slices_keep_letters_and_max_problems_limits() {
     };
     let r = evaluate_task_with(&oracle, tok, &slice, &opts, &mut quiet()).unwrap();
     assert_eq!((r.correct, r.total), (3, 3));
+    let none = EvalOptions {
+        max_problems: Some(0),
+        ..EvalOptions::default()
+    };
+    let e = evaluate_task_with(&oracle, tok, &slice, &none, &mut quiet()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CoreError::NoData {
+                what: "examples to evaluate",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = chat_task("Trivia", EvalData::Samples).err().unwrap();
+    assert!(
+        matches!(&e, CoreError::Unknown { kind: "task", name, .. } if name == "Trivia"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval|SpellingBee"),
+        "{e}"
+    );
 }
 
 /// The engine's candidate logits are the full forward's logits at each prompt's last position,
@@ -181,6 +219,18 @@ fn engine_candidate_logits_match_the_full_forward() {
     let prompts = vec![vec![1u32, 5, 9, 13, 2], vec![7u32, 3], vec![4u32, 4, 4]];
     let cands = vec![vec![10u32, 11], vec![12u32, 13, 14], vec![15u32]];
     let got = e.candidate_logits(&prompts, &cands).unwrap();
+    let err = e
+        .candidate_logits(&prompts[..1], &[vec![v as u32]])
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::OutOfRange { index, len, .. } if index == v && len == v),
+        "{err:?}"
+    );
+    let err = e.candidate_logits(&[vec![]], &[vec![1]]).unwrap_err();
+    assert!(
+        matches!(err, CoreError::NoData { what: "tokens", .. }),
+        "{err:?}"
+    );
     for (p, (c, row)) in prompts.iter().zip(cands.iter().zip(&got)) {
         let full = e
             .model()

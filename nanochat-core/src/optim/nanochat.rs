@@ -137,7 +137,7 @@ impl Optimizer {
     pub fn step(&mut self, grads: &Grads, lr_multiplier: f32, muon_momentum: f32) -> Result<()> {
         self.step += 1;
         for slot in &mut self.slots {
-            let grad = grads.expect(&slot.param, &slot.name)?;
+            let grad = grads.require(&slot.param, &slot.name)?;
             match slot.rule {
                 Rule::AdamW(lr) => {
                     if slot.state.is_none() {

@@ -69,13 +69,6 @@ pub fn report_dir(root: &Path) -> PathBuf {
     root.join("report")
 }
 
-fn file_err(path: &Path, why: impl std::fmt::Display) -> CoreError {
-    CoreError::File {
-        path: path.display().to_string(),
-        why: why.to_string(),
-    }
-}
-
 /// A stage name usable as a file name: 1 to 64 of `[A-Za-z0-9_-]`.
 fn valid_stage(stage: &str) -> bool {
     !stage.is_empty()
@@ -89,9 +82,11 @@ fn valid_stage(stage: &str) -> bool {
 /// and returns its path.
 pub fn log_stage(root: &Path, stage: &str, settings: Value, results: Value) -> Result<PathBuf> {
     if !valid_stage(stage) {
-        return Err(CoreError::Config(format!(
-            "report: stage name `{stage}` must be 1 to 64 letters, digits, `-` or `_`"
-        )));
+        return Err(CoreError::invalid(
+            "report stage name",
+            format!("`{stage}`"),
+            "1 to 64 letters, digits, `-` or `_`",
+        ));
     }
     let path = report_dir(root).join(format!("{stage}.json"));
     let record = json!({
@@ -100,7 +95,7 @@ pub fn log_stage(root: &Path, stage: &str, settings: Value, results: Value) -> R
         "settings": settings,
         "results": results,
     });
-    let text = serde_json::to_string_pretty(&record).map_err(|e| file_err(&path, e))?;
+    let text = serde_json::to_string_pretty(&record).map_err(|e| CoreError::file(&path, e))?;
     crate::io::write_atomic(&path, format!("{text}\n").as_bytes())?;
     Ok(path)
 }
@@ -111,16 +106,16 @@ pub fn reset(root: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(file_err(&dir, e)),
+        Err(e) => return Err(CoreError::io(&dir, e)),
     };
     for entry in entries {
-        let path = entry.map_err(|e| file_err(&dir, e))?.path();
+        let path = entry.map_err(|e| CoreError::io(&dir, e))?.path();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         if !path.is_file() || name.starts_with('.') {
             continue;
         }
         if name.ends_with(".json") || name == "report.md" || name.ends_with("-loss.svg") {
-            std::fs::remove_file(&path).map_err(|e| file_err(&path, e))?;
+            std::fs::remove_file(&path).map_err(|e| CoreError::io(&path, e))?;
         }
     }
     Ok(())
@@ -190,10 +185,10 @@ fn read_stages(dir: &Path) -> Result<Vec<std::result::Result<Stage, BadStage>>> 
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(file_err(dir, e)),
+        Err(e) => return Err(CoreError::io(dir, e)),
     };
     for entry in entries {
-        let path = entry.map_err(|e| file_err(dir, e))?.path();
+        let path = entry.map_err(|e| CoreError::io(dir, e))?.path();
         let file = path.file_name().unwrap_or_default().to_string_lossy();
         let Some(name) = file.strip_suffix(".json") else {
             continue;

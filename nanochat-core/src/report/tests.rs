@@ -124,7 +124,13 @@ fn log_stage_writes_a_record_and_refuses_bad_names() {
     assert!(time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T');
     for bad in ["", "../x", "a b", "x.json"] {
         assert!(
-            log_stage(root.path(), bad, json!({}), json!({})).is_err(),
+            matches!(
+                log_stage(root.path(), bad, json!({}), json!({})),
+                Err(CoreError::InvalidArgument {
+                    name: "report stage name",
+                    ..
+                })
+            ),
             "{bad}"
         );
     }

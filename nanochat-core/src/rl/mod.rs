@@ -87,16 +87,20 @@ impl RlTrainer {
             },
         );
         if cfg.examples_per_step == 0 || cfg.num_samples < 2 || cfg.total_steps == 0 {
-            return Err(crate::CoreError::Config(format!(
-                "chat-rl needs at least 1 step, 1 prompt per step and 2 samples per prompt (advantages are relative to the prompt's mean reward); got {} steps, {} prompts, {} samples",
-                cfg.total_steps, cfg.examples_per_step, cfg.num_samples
-            )));
+            return Err(crate::CoreError::invalid(
+                "chat-rl steps, prompts per step, samples per prompt",
+                format!(
+                    "{}, {}, {}",
+                    cfg.total_steps, cfg.examples_per_step, cfg.num_samples
+                ),
+                "at least 1 step, 1 prompt per step and 2 samples per prompt (advantages are relative to the prompt's mean reward)",
+            ));
         }
         if task.num_examples() == 0 {
-            return Err(crate::CoreError::Config(format!(
-                "task {} has no examples",
-                task.name()
-            )));
+            return Err(crate::CoreError::no_data(
+                "examples",
+                format!("task {}", task.name()),
+            ));
         }
         Ok(RlTrainer {
             engine,

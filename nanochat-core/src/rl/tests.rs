@@ -107,9 +107,11 @@ fn settings_that_cannot_learn_are_refused() {
         num_samples: 1,
         ..RlConfig::default()
     };
-    let err = RlTrainer::new(engine, task, one_sample)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = RlTrainer::new(engine, task, one_sample).err().unwrap();
+    assert!(
+        matches!(&err, crate::CoreError::InvalidArgument { value, .. } if value.ends_with(", 1")),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("2 samples per prompt"), "{err}");
 }

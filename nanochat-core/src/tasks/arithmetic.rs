@@ -111,8 +111,10 @@ impl Task for Arithmetic {
                 )
             }
         };
-        let output = calculator(&expr)
-            .ok_or_else(|| CoreError::Config(format!("the calculator refused {expr}")))?;
+        let output = calculator(&expr).ok_or_else(|| CoreError::Internal {
+            op: "arithmetic task",
+            why: format!("the calculator refused {expr}"),
+        })?;
         // Division yields a float (Python semantics); the answer is its integer value.
         let answer = output.trim_end_matches(".0").to_string();
         let parts = vec![

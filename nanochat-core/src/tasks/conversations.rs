@@ -56,10 +56,7 @@ impl CustomJson {
     /// `{"messages": [...]}`. Errors: the file cannot be read; a line is not a conversation or
     /// has no messages (file and line named).
     pub fn from_file(path: &Path) -> Result<CustomJson> {
-        let text = std::fs::read_to_string(path).map_err(|e| CoreError::File {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
@@ -89,7 +86,13 @@ impl CustomJson {
         let sample = match name {
             "chitchat" => CHITCHAT_SAMPLE,
             "chatterbot" => CHATTERBOT_SAMPLE,
-            _ => return Err(CoreError::Config(format!("no chat set named `{name}`"))),
+            _ => {
+                return Err(CoreError::Unknown {
+                    kind: "chat set",
+                    name: name.to_string(),
+                    expected: "chitchat or chatterbot".into(),
+                })
+            }
         };
         Ok(CustomJson {
             name: name.to_string(),

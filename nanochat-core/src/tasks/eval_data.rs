@@ -5,7 +5,7 @@
 //! the fetched data and finds none is an error naming the fetch command, never a silent
 //! fallback to a 40-item sample.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{CoreError, Result};
 
@@ -154,20 +154,14 @@ pub fn fetched_path(folder: &str, file: &str) -> Result<PathBuf> {
 }
 
 /// The text of an evaluation file and the name to cite in errors (its path, or
-/// `data/samples/<folder>/<file>`).
+/// `data/samples/<folder>/<file>`). A file that is not there is [`CoreError::Missing`], its
+/// hint naming `scripts/fetch_data.sh` and `--samples`.
 pub fn read_eval_file(folder: &str, file: &str, source: EvalData) -> Result<(String, String)> {
     match source {
         EvalData::Fetched => {
             let path = fetched_path(folder, file)?;
-            if !path.exists() {
-                return Err(CoreError::Config(format!(
-                    "{} is missing: run `scripts/fetch_data.sh` to fetch the evaluation sets (or pass --samples to use the small committed samples)",
-                    path.display()
-                )));
-            }
-            let text = std::fs::read_to_string(&path).map_err(|e| CoreError::File {
-                path: path.display().to_string(),
-                why: e.to_string(),
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                CoreError::io_or_missing(&path, e, "run `scripts/fetch_data.sh` to fetch the evaluation sets (or pass --samples to use the small committed samples)")
             })?;
             Ok((text, path.display().to_string()))
         }
@@ -175,8 +169,9 @@ pub fn read_eval_file(folder: &str, file: &str, source: EvalData) -> Result<(Str
             .iter()
             .find(|(d, f, _)| *d == folder && *f == file)
             .map(|(d, f, text)| (text.to_string(), format!("data/samples/{d}/{f}")))
-            .ok_or_else(|| {
-                CoreError::Config(format!("no committed sample data/samples/{folder}/{file}"))
+            .ok_or_else(|| CoreError::Missing {
+                path: Path::new("data/samples").join(folder).join(file),
+                hint: "no committed sample has this name".into(),
             }),
     }
 }

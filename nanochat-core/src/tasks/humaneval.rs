@@ -49,35 +49,39 @@ impl HumanEval {
 
     /// A JSONL file of HumanEval problems.
     pub fn from_file(path: &Path) -> Result<HumanEval> {
-        let text = std::fs::read_to_string(path).map_err(|e| CoreError::File {
-            path: path.display().to_string(),
-            why: if e.kind() == std::io::ErrorKind::NotFound {
-                format!("{e} (fetch the evaluation sets with scripts/fetch_data.sh)")
-            } else {
-                e.to_string()
-            },
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CoreError::io_or_missing(
+                path,
+                e,
+                "fetch the evaluation sets with scripts/fetch_data.sh",
+            )
         })?;
         HumanEval::parse(&text, &path.display().to_string())
     }
 
     /// Problems from JSONL text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<HumanEval> {
-        HumanEval::from_problems(parse(text, source)?).map_err(|why| CoreError::File {
-            path: source.to_string(),
-            why,
-        })
+        HumanEval::from_problems(parse(text, source)?, source)
     }
 
-    fn from_problems(problems: Vec<HumanEvalProblem>) -> std::result::Result<HumanEval, String> {
+    /// The set of `problems`; none, or two with one prompt, is [`CoreError::File`] naming
+    /// `source`.
+    fn from_problems(problems: Vec<HumanEvalProblem>, source: &str) -> Result<HumanEval> {
         if problems.is_empty() {
-            return Err("no HumanEval problems (fetch them with scripts/fetch_data.sh)".into());
+            return Err(CoreError::file(
+                source,
+                "no HumanEval problems (fetch them with scripts/fetch_data.sh)",
+            ));
         }
         let mut by_prompt = HashMap::new();
         for (i, p) in problems.iter().enumerate() {
             if let Some(j) = by_prompt.insert(p.prompt.clone(), i) {
-                return Err(format!(
-                    "{} and {} have the same prompt: a conversation could not tell them apart",
-                    problems[j].task_id, p.task_id
+                return Err(CoreError::file(
+                    source,
+                    format!(
+                        "{} and {} have the same prompt: a conversation could not tell them apart",
+                        problems[j].task_id, p.task_id
+                    ),
                 ));
             }
         }
@@ -111,9 +115,17 @@ impl HumanEval {
     /// conversation is not one of this set's or the sandbox cannot run.
     pub fn run(&self, conversation: &Conversation, completion: &str) -> Result<SandboxOutcome> {
         let problem = self.problem_of(conversation).ok_or_else(|| {
-            CoreError::Config(
-                "HumanEval: the conversation's prompt is not one of its problems".into(),
-            )
+            let prompt = conversation
+                .messages
+                .iter()
+                .find(|m| m.role == "user")
+                .map(|m| content_text(&m.content))
+                .unwrap_or_default();
+            CoreError::Unknown {
+                kind: "HumanEval prompt",
+                name: prompt.chars().take(60).collect(),
+                expected: "the prompt of one of this set's problems".into(),
+            }
         })?;
         run_python(&HumanEval::check_program(problem, completion), &self.limits)
     }
@@ -356,7 +368,10 @@ mod tests {
             messages: vec![Message::user("what?"), Message::assistant("x")],
         };
         assert!(he.problem_of(&c).is_none());
-        assert!(he.run(&c, "pass").is_err());
+        assert!(matches!(
+            he.run(&c, "pass"),
+            Err(CoreError::Unknown { kind: "HumanEval prompt", name, .. }) if name == "what?"
+        ));
         assert!(!he.evaluate(&c, "pass"));
     }
 
@@ -389,8 +404,9 @@ mod tests {
         }
         let e = HumanEval::from_file(&dir.path().join("missing.jsonl"))
             .err()
-            .unwrap()
-            .to_string();
+            .unwrap();
+        assert!(matches!(e, CoreError::Missing { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(
             e.contains("scripts/fetch_data.sh") && e.contains("missing.jsonl"),
             "{e}"

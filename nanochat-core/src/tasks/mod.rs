@@ -74,14 +74,20 @@ pub trait Task: Send + Sync {
     }
 }
 
-/// Item `i` of a task's list, or an error naming the task and its size.
+/// Item `i` of a task's list, or [`CoreError::OutOfRange`] naming the task and its size.
 pub(crate) fn example_item<'a, T>(items: &'a [T], i: usize, task: &str) -> Result<&'a T> {
-    items.get(i).ok_or_else(|| {
-        CoreError::Config(format!(
-            "example {i} of {task} with {} examples",
-            items.len()
-        ))
-    })
+    items
+        .get(i)
+        .ok_or_else(|| example_out_of_range(task, i, items.len()))
+}
+
+/// [`CoreError::OutOfRange`]: example `i` of a task of `len` examples.
+pub(crate) fn example_out_of_range(task: &str, i: usize, len: usize) -> CoreError {
+    CoreError::OutOfRange {
+        what: format!("examples of {task}"),
+        index: i,
+        len,
+    }
 }
 
 /// The text of a message's content: the string, or its parts' texts concatenated.
@@ -138,10 +144,11 @@ impl TaskSlice {
             .unwrap_or(inner.num_examples())
             .min(inner.num_examples());
         if step == 0 || start > stop {
-            return Err(CoreError::Config(format!(
-                "bad slice {start}..{stop} step {step} of task {}",
-                inner.name()
-            )));
+            return Err(CoreError::invalid(
+                "task slice",
+                format!("{start}..{stop} step {step} of task {}", inner.name()),
+                "a step of at least 1 and a start at most the stop",
+            ));
         }
         Ok(TaskSlice {
             inner,
@@ -170,11 +177,7 @@ impl Task for TaskSlice {
     }
     fn get_example(&self, i: usize) -> Result<Conversation> {
         if i >= self.num_examples() {
-            return Err(CoreError::Config(format!(
-                "example {i} of {} with {} examples",
-                self.name(),
-                self.num_examples()
-            )));
+            return Err(example_out_of_range(&self.name(), i, self.num_examples()));
         }
         self.inner.get_example(self.start + i * self.step)
     }
@@ -263,12 +266,9 @@ impl Task for TaskMixture {
         self.index.len()
     }
     fn get_example(&self, i: usize) -> Result<Conversation> {
-        let (task, j) = self.locate(i).ok_or_else(|| {
-            CoreError::Config(format!(
-                "example {i} of a mixture of {} examples",
-                self.index.len()
-            ))
-        })?;
+        let (task, j) = self
+            .locate(i)
+            .ok_or_else(|| example_out_of_range(&self.name(), i, self.index.len()))?;
         task.get_example(j)
     }
     /// A mixture cannot tell which task an arbitrary conversation came from: evaluation goes
@@ -323,7 +323,7 @@ impl Task for TaskSequence {
     fn get_example(&self, i: usize) -> Result<Conversation> {
         let (task, j) = self
             .locate(i)
-            .ok_or_else(|| CoreError::Config(format!("example past the end of {}", self.name())))?;
+            .ok_or_else(|| example_out_of_range(&self.name(), i, self.num_examples()))?;
         task.get_example(j)
     }
     fn evaluate(&self, _: &Conversation, _: &str) -> bool {
@@ -344,13 +344,15 @@ pub fn training_task(name: &str) -> Result<Arc<dyn Task>> {
         "simple-spelling" | "simplespelling" => Arc::new(SimpleSpelling::new(1000, Split::Train)?),
         "arithmetic" => Arc::new(Arithmetic::new(2000, Split::Train)),
         "gsm8k" | "GSM8K" => {
-            return Err(CoreError::Config("GSM8K exists here only as a test split: it is never trained on".into()))
+            return Err(CoreError::Unsupported { op: "training task", why: "GSM8K exists here only as a test split: it is never trained on".into() })
         }
         path if path.ends_with(".jsonl") => Arc::new(CustomJson::from_file(std::path::Path::new(path))?),
         other => {
-            return Err(CoreError::Config(format!(
-                "unknown task `{other}`: expected chitchat, chatterbot, identity, spelling-bee, simple-spelling, arithmetic or a .jsonl file"
-            )))
+            return Err(CoreError::Unknown {
+                kind: "task",
+                name: other.to_string(),
+                expected: "chitchat, chatterbot, identity, spelling-bee, simple-spelling, arithmetic or a .jsonl file".into(),
+            })
         }
     })
 }

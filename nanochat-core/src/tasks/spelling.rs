@@ -36,13 +36,16 @@ impl Split {
 
 fn load_words() -> Result<Vec<String>> {
     let fetched = super::data_dir()?.join("words.txt");
-    let text = if fetched.exists() {
-        std::fs::read_to_string(&fetched).map_err(|e| CoreError::File {
-            path: fetched.display().to_string(),
-            why: e.to_string(),
-        })?
+    let (text, source) = if fetched.exists() {
+        (
+            std::fs::read_to_string(&fetched).map_err(|e| CoreError::io(&fetched, e))?,
+            fetched.display().to_string(),
+        )
     } else {
-        WORDS_SAMPLE.to_string()
+        (
+            WORDS_SAMPLE.to_string(),
+            "the committed word list".to_string(),
+        )
     };
     let words: Vec<String> = text
         .lines()
@@ -51,7 +54,7 @@ fn load_words() -> Result<Vec<String>> {
         .map(String::from)
         .collect();
     if words.is_empty() {
-        return Err(CoreError::Config("the word list is empty".into()));
+        return Err(CoreError::no_data("words", source));
     }
     Ok(words)
 }
@@ -135,8 +138,10 @@ impl Task for SpellingBee {
         }
         manual.push_str(&format!("\nThis gives us {running}."));
         let expr = format!("'{word}'.count('{letter}')");
-        let output = calculator(&expr)
-            .ok_or_else(|| CoreError::Config(format!("the calculator refused {expr}")))?;
+        let output = calculator(&expr).ok_or_else(|| CoreError::Internal {
+            op: "spelling task",
+            why: format!("the calculator refused {expr}"),
+        })?;
         let parts = vec![
             Part {
                 kind: PartKind::Text,

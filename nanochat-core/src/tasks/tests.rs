@@ -46,11 +46,32 @@ fn slices_and_sequences() {
             texts(b.as_ref(), 10)[8].clone()
         ]
     );
-    assert!(s.get_example(3).is_err());
-    assert!(TaskSlice::new(b.clone(), 0, None, 0).is_err());
+    assert!(matches!(
+        s.get_example(3),
+        Err(CoreError::OutOfRange {
+            index: 3,
+            len: 3,
+            ..
+        })
+    ));
+    assert!(matches!(
+        TaskSlice::new(b.clone(), 0, None, 0),
+        Err(CoreError::InvalidArgument {
+            name: "task slice",
+            ..
+        })
+    ));
     let seq = TaskSequence::new(vec![b.clone(), Arc::new(s)]);
     assert_eq!(seq.num_examples(), 13);
     assert_eq!(texts(&seq, 13)[10], texts(b.as_ref(), 10)[2]);
+    assert!(matches!(
+        seq.get_example(13),
+        Err(CoreError::OutOfRange {
+            index: 13,
+            len: 13,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -128,12 +149,13 @@ fn task_names_and_gsm8k_refusal() {
         assert!(t.num_examples() > 0, "{n}");
         t.get_example(0).unwrap();
     }
-    assert!(training_task("gsm8k")
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("never trained on"));
-    assert!(training_task("nope").is_err());
+    let e = training_task("gsm8k").err().unwrap();
+    assert!(matches!(e, CoreError::Unsupported { .. }), "{e:?}");
+    assert!(e.to_string().contains("never trained on"), "{e}");
+    assert!(matches!(
+        training_task("nope").err(),
+        Some(CoreError::Unknown { kind: "task", name, .. }) if name == "nope"
+    ));
     assert_eq!(final_answer("x #### 1,234."), Some("1234".into()));
     assert_eq!(final_answer("no marker"), None);
 }

@@ -126,7 +126,8 @@ impl Conversation {
 
     /// Parses `{"messages": [...]}`.
     pub fn from_json(s: &str) -> Result<Conversation> {
-        serde_json::from_str(s).map_err(|e| tok_err(format!("conversation JSON: {e}")))
+        serde_json::from_str(s)
+            .map_err(|e| tok_err("chat format", format!("conversation JSON: {e}")))
     }
 }
 
@@ -134,13 +135,17 @@ impl Conversation {
 fn merged_messages(conv: &Conversation) -> Result<Vec<Message>> {
     let msgs = &conv.messages;
     if msgs.is_empty() {
-        return Err(tok_err("a conversation needs at least one message"));
+        return Err(tok_err(
+            "chat format",
+            "a conversation needs at least one message",
+        ));
     }
     if msgs[0].role != "system" {
         return Ok(msgs.clone());
     }
     let (Content::Text(system), Some(first)) = (&msgs[0].content, msgs.get(1)) else {
         return Err(tok_err(
+            "chat format",
             "a system message must be text and be followed by a user message",
         ));
     };
@@ -151,6 +156,7 @@ fn merged_messages(conv: &Conversation) -> Result<Vec<Message>> {
             Ok(out)
         }
         _ => Err(tok_err(
+            "chat format",
             "a system message must be followed by a user message with text content",
         )),
     }
@@ -182,7 +188,7 @@ impl Tokenizer {
         for (i, msg) in messages.iter().enumerate() {
             let expected = if i % 2 == 0 { "user" } else { "assistant" };
             if msg.role != expected {
-                return Err(tok_err(format!(
+                return Err(tok_err("chat format", format!(
                     "message {i} has role `{}` where `{expected}` was expected: roles must alternate user/assistant, starting with user",
                     msg.role
                 )));
@@ -194,9 +200,10 @@ impl Tokenizer {
                     add(&[user_end], 0);
                 }
                 (Content::Parts(_), "user") => {
-                    return Err(tok_err(format!(
-                        "message {i}: user content must be a string"
-                    )))
+                    return Err(tok_err(
+                        "chat format",
+                        format!("message {i}: user content must be a string"),
+                    ))
                 }
                 (content, _) => {
                     add(&[asst_start], 0);
@@ -237,6 +244,7 @@ impl Tokenizer {
             Some(m) if m.role == "assistant" => {}
             _ => {
                 return Err(tok_err(
+                    "chat format",
                     "render_for_completion: the last message must be from the assistant",
                 ))
             }

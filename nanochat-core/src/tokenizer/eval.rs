@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::Tokenizer;
-use crate::{CoreError, Result};
+use crate::Result;
 
 /// The evaluation texts shipped in data/eval (see its README).
 pub const EVAL_TEXTS: [(&str, &str); 4] = [
@@ -44,9 +44,9 @@ impl Reference {
     pub fn load() -> Result<Reference> {
         Ok(Reference {
             gpt2: tiktoken_rs::r50k_base()
-                .map_err(|e| CoreError::Tokenizer(format!("GPT-2 (r50k_base): {e}")))?,
+                .map_err(|e| super::tok_err("eval", format!("GPT-2 (r50k_base): {e}")))?,
             gpt4: tiktoken_rs::cl100k_base()
-                .map_err(|e| CoreError::Tokenizer(format!("GPT-4 (cl100k_base): {e}")))?,
+                .map_err(|e| super::tok_err("eval", format!("GPT-4 (cl100k_base): {e}")))?,
         })
     }
 }

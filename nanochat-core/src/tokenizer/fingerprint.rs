@@ -72,12 +72,16 @@ pub fn fingerprint_tiktoken(
         );
     for (id, entry) in entries {
         let slot = tokens.get_mut(id as usize).ok_or_else(|| {
-            tok_err(format!(
-                "token id {id} is outside the vocabulary of {n} (ranks plus specials)"
-            ))
+            tok_err(
+                "fingerprint",
+                format!("token id {id} is outside the vocabulary of {n} (ranks plus specials)"),
+            )
         })?;
         if slot.replace(entry).is_some() {
-            return Err(tok_err(format!("token id {id} is given twice")));
+            return Err(tok_err(
+                "fingerprint",
+                format!("token id {id} is given twice"),
+            ));
         }
     }
     let tokens: Vec<TokenEntry> = tokens.into_iter().map(|t| t.expect("all set")).collect();
@@ -104,17 +108,25 @@ fn unicode_to_byte() -> std::collections::HashMap<char, u8> {
 impl Tokenizer {
     /// The split pattern of this tokenizer's pre-tokenizer (the regex of its `Split` step).
     pub fn split_pattern(&self) -> Result<String> {
-        let json: serde_json::Value =
-            serde_json::from_str(&self.inner.to_string(false).map_err(tok_err)?)
-                .map_err(tok_err)?;
+        let json: serde_json::Value = serde_json::from_str(
+            &self
+                .inner
+                .to_string(false)
+                .map_err(|e| tok_err("fingerprint", e))?,
+        )
+        .map_err(|e| tok_err("fingerprint", e))?;
         fn find(v: &serde_json::Value) -> Option<String> {
             if v.get("type").and_then(|t| t.as_str()) == Some("Split") {
                 return v["pattern"]["Regex"].as_str().map(str::to_string);
             }
             v.get("pretokenizers")?.as_array()?.iter().find_map(find)
         }
-        find(&json["pre_tokenizer"])
-            .ok_or_else(|| tok_err("the pre-tokenizer has no Split step with a regex"))
+        find(&json["pre_tokenizer"]).ok_or_else(|| {
+            tok_err(
+                "fingerprint",
+                "the pre-tokenizer has no Split step with a regex",
+            )
+        })
     }
 
     /// The vocabulary id by id, as [`fingerprint`] reads it.
@@ -126,16 +138,19 @@ impl Tokenizer {
                 let tok = self
                     .inner
                     .id_to_token(id)
-                    .ok_or_else(|| tok_err(format!("token id {id} has no token")))?;
+                    .ok_or_else(|| tok_err("fingerprint", format!("token id {id} has no token")))?;
                 if id as usize >= first_special {
                     return Ok(TokenEntry::Special(tok));
                 }
                 tok.chars()
                     .map(|c| {
                         back.get(&c).copied().ok_or_else(|| {
-                            tok_err(format!(
-                                "token {id} ({tok:?}) is not byte-level: {c:?} spells no byte"
-                            ))
+                            tok_err(
+                                "fingerprint",
+                                format!(
+                                    "token {id} ({tok:?}) is not byte-level: {c:?} spells no byte"
+                                ),
+                            )
                         })
                     })
                     .collect::<Result<Vec<u8>>>()

@@ -34,8 +34,12 @@ pub const SPECIAL_TOKENS: [&str; 9] = [
     "<|output_end|>",
 ];
 
-pub(crate) fn tok_err(what: impl std::fmt::Display) -> CoreError {
-    CoreError::Tokenizer(what.to_string())
+/// [`CoreError::Tokenizer`] of `op` (`train`, `load`, `chat format`...).
+pub(crate) fn tok_err(op: &'static str, why: impl std::fmt::Display) -> CoreError {
+    CoreError::Tokenizer {
+        op,
+        why: why.to_string(),
+    }
 }
 
 /// A trained tokenizer.
@@ -63,11 +67,14 @@ impl Tokenizer {
             match inner.token_to_id(name) {
                 Some(id) if id == want => {}
                 Some(id) => {
-                    return Err(tok_err(format!(
-                        "special token {name} has id {id}, expected {want} (the last nine ids)"
-                    )))
+                    return Err(tok_err(
+                        "load",
+                        format!(
+                            "special token {name} has id {id}, expected {want} (the last nine ids)"
+                        ),
+                    ))
                 }
-                None => return Err(tok_err(format!("special token {name} is missing"))),
+                None => return Err(tok_err("load", format!("special token {name} is missing"))),
             }
         }
         let first_special = (vocab - SPECIAL_TOKENS.len()) as u32;
@@ -98,23 +105,20 @@ impl Tokenizer {
         } else {
             path.to_path_buf()
         };
-        let bytes = std::fs::read(&file).map_err(|e| CoreError::File {
-            path: file.display().to_string(),
-            why: format!("{e} (train one with `nanochat tok-train`)"),
+        let bytes = std::fs::read(&file).map_err(|e| {
+            CoreError::io_or_missing(&file, e, "train one with `nanochat tok-train`")
         })?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| CoreError::File {
-            path: file.display().to_string(),
-            why: format!("not a tokenizer.json: {e}"),
-        })?;
-        Tokenizer::from_hf(inner).map_err(|e| CoreError::File {
-            path: file.display().to_string(),
-            why: e.to_string(),
-        })
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| CoreError::file(&file, format!("not a tokenizer.json: {e}")))?;
+        Tokenizer::from_hf(inner).map_err(|e| CoreError::file(&file, e))
     }
 
     /// Writes `tokenizer.json` and `token_bytes.json` into `dir` (created), each atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let json = self.inner.to_string(false).map_err(tok_err)?;
+        let json = self
+            .inner
+            .to_string(false)
+            .map_err(|e| tok_err("save", e))?;
         crate::io::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
         let tb = serde_json::to_vec(&self.token_bytes).expect("numbers serialise");
         crate::io::write_atomic(&dir.join("token_bytes.json"), &tb)
@@ -141,12 +145,17 @@ impl Tokenizer {
     /// multi-byte sequence becomes U+FFFD; an id outside the vocabulary is an error.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.vocab_size()) {
-            return Err(tok_err(format!(
-                "token id {bad} is outside the vocabulary of {}",
-                self.vocab_size()
-            )));
+            return Err(tok_err(
+                "decode",
+                format!(
+                    "token id {bad} is outside the vocabulary of {}",
+                    self.vocab_size()
+                ),
+            ));
         }
-        self.inner.decode(ids, false).map_err(tok_err)
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| tok_err("decode", e))
     }
 
     pub fn get_bos_token_id(&self) -> u32 {
@@ -156,13 +165,14 @@ impl Tokenizer {
     /// The id of a special token by name (e.g. `<|assistant_end|>`).
     pub fn encode_special(&self, name: &str) -> Result<u32> {
         if !SPECIAL_TOKENS.contains(&name) {
-            return Err(tok_err(format!(
-                "`{name}` is not one of the special tokens {SPECIAL_TOKENS:?}"
-            )));
+            return Err(tok_err(
+                "encode special",
+                format!("`{name}` is not one of the special tokens {SPECIAL_TOKENS:?}"),
+            ));
         }
         self.inner
             .token_to_id(name)
-            .ok_or_else(|| tok_err(format!("special token {name} is missing")))
+            .ok_or_else(|| tok_err("encode special", format!("special token {name} is missing")))
     }
 
     /// Tokens in the vocabulary, specials included.

@@ -66,11 +66,12 @@ fn specials_take_the_last_ids_and_sizes_add_up() {
     // Digits group by at most two.
     let ids = tok.encode("12345");
     assert!(ids.len() >= 3, "{ids:?}");
-    assert!(tok
-        .decode(&[5000])
-        .unwrap_err()
-        .to_string()
-        .contains("token id 5000"));
+    let e = tok.decode(&[5000]).unwrap_err();
+    assert!(
+        matches!(e, crate::CoreError::Tokenizer { op: "decode", .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("token id 5000"), "{e}");
     let batch = tok.encode_batch(&["a b", "c"]);
     assert_eq!(batch, vec![tok.encode("a b"), tok.encode("c")]);
 }
@@ -88,15 +89,19 @@ fn save_and_load_encode_identically() {
         serde_json::from_slice(&std::fs::read(dir.path().join("token_bytes.json")).unwrap())
             .unwrap();
     assert_eq!(tb, tok.token_bytes());
-    let missing = Tokenizer::from_pretrained(&dir.path().join("nothing"))
-        .unwrap_err()
-        .to_string();
-    assert!(missing.contains("nanochat tok-train"), "{missing}");
+    let missing = Tokenizer::from_pretrained(&dir.path().join("nothing")).unwrap_err();
+    assert!(
+        matches!(&missing, crate::CoreError::Missing { path, .. } if path == &dir.path().join("nothing")),
+        "{missing:?}"
+    );
+    assert!(
+        missing.to_string().contains("nanochat tok-train"),
+        "{missing}"
+    );
     std::fs::write(dir.path().join("bad.json"), "{}").unwrap();
-    assert!(Tokenizer::from_pretrained(&dir.path().join("bad.json"))
-        .unwrap_err()
-        .to_string()
-        .contains("not a tokenizer.json"));
+    let bad = Tokenizer::from_pretrained(&dir.path().join("bad.json")).unwrap_err();
+    assert!(matches!(bad, crate::CoreError::File { .. }), "{bad:?}");
+    assert!(bad.to_string().contains("not a tokenizer.json"), "{bad}");
 }
 
 fn ids(tok: &Tokenizer, name: &str) -> u32 {
@@ -200,7 +205,20 @@ fn render_for_completion_and_errors() {
     want.extend(tok.encode("Q"));
     want.extend([ids(tok, "<|user_end|>"), ids(tok, "<|assistant_start|>")]);
     assert_eq!(prompt, want);
-    let err = |c: Conversation| tok.render_conversation(&c, 100).unwrap_err().to_string();
+    let err = |c: Conversation| {
+        let e = tok.render_conversation(&c, 100).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                crate::CoreError::Tokenizer {
+                    op: "chat format",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        e.to_string()
+    };
     assert!(err(Conversation::new(vec![])).contains("at least one message"));
     assert!(err(Conversation::new(vec![Message::assistant("x")])).contains("roles must alternate"));
     assert!(err(Conversation::new(vec![

@@ -91,26 +91,29 @@ pub fn train_chars(docs: &[String], opts: &TrainOptions) -> TrainChars {
 pub fn train_tokenizer(docs: &[String], opts: &TrainOptions) -> Result<(Tokenizer, TrainChars)> {
     let n_special = SPECIAL_TOKENS.len();
     if opts.vocab_size < 256 + n_special {
-        return Err(tok_err(format!(
-            "vocab size {} is too small: 256 byte tokens + {n_special} special tokens at least",
-            opts.vocab_size
-        )));
+        return Err(tok_err(
+            "train",
+            format!(
+                "vocab size {} is too small: 256 byte tokens + {n_special} special tokens at least",
+                opts.vocab_size
+            ),
+        ));
     }
     let (texts, chars) = capped_texts(docs, opts);
     if chars.used == 0 {
-        return Err(tok_err("no text to train on"));
+        return Err(tok_err("train", "no text to train on"));
     }
     let bpe = BPE::builder()
         .byte_fallback(true)
         .build()
-        .map_err(tok_err)?;
+        .map_err(|e| tok_err("train", e))?;
     let mut tok = tokenizers::Tokenizer::new(bpe);
     let split = Split::new(
         SplitPattern::Regex(SPLIT_PATTERN.into()),
         SplitDelimiterBehavior::Isolated,
         false,
     )
-    .map_err(tok_err)?;
+    .map_err(|e| tok_err("train", e))?;
     tok.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(Sequence::new(vec![
         split.into(),
         ByteLevel::new(false, true, false).into(),
@@ -124,7 +127,7 @@ pub fn train_tokenizer(docs: &[String], opts: &TrainOptions) -> Result<(Tokenize
         .build()
         .into();
     tok.train(&mut trainer, texts.into_iter())
-        .map_err(tok_err)?;
+        .map_err(|e| tok_err("train", e))?;
     let specials: Vec<AddedToken> = SPECIAL_TOKENS
         .iter()
         .map(|s| AddedToken::from(*s, true))

@@ -45,13 +45,13 @@ pub fn check_fits(model: &GPT, batch: usize, seq: usize) -> Result<u64> {
     let need = estimate_training_bytes(c, model.num_params(), c.vocab_size * c.n_embd, batch, seq);
     if let Some(free) = free_bytes(model.get_device()) {
         if need as f64 > free as f64 * 0.9 {
-            return Err(CoreError::Config(format!(
-                "this run needs about {:.2} GiB (weights, gradients, optimizer state, activations of a {batch} x {seq} micro-batch) \
-                 but {} has {:.2} GiB free: lower --batch-size or --seq-len, or pick a smaller model",
-                need as f64 / (1u64 << 30) as f64,
-                model.get_device(),
-                free as f64 / (1u64 << 30) as f64
-            )));
+            return Err(CoreError::OutOfMemory {
+                device: model.get_device().to_string(),
+                need,
+                free,
+                batch,
+                seq,
+            });
         }
     }
     Ok(need)

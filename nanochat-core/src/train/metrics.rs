@@ -38,11 +38,7 @@ impl MetricsLog {
     /// them).
     pub fn open(dir: &Path, keep_up_to: u64) -> Result<MetricsLog> {
         let path = dir.join("metrics.jsonl");
-        let err = |e: std::io::Error| CoreError::File {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
         if let Ok(text) = std::fs::read_to_string(&path) {
             let kept: String = text
                 .lines()
@@ -65,10 +61,7 @@ impl MetricsLog {
 
     /// Appends any JSON object with a `step` (e.g. chat-rl's rewards).
     pub fn append_json(&self, line: &serde_json::Value) -> Result<()> {
-        let err = |e: std::io::Error| CoreError::File {
-            path: self.path.display().to_string(),
-            why: e.to_string(),
-        };
+        let err = |e: std::io::Error| CoreError::io(&self.path, e);
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -86,10 +86,11 @@ impl TrainConfig {
     pub fn grad_accum_steps(&self) -> Result<usize> {
         let micro = self.batch_size * self.seq_len;
         if micro == 0 || self.total_batch_size % micro != 0 || self.total_batch_size < micro {
-            return Err(CoreError::Config(format!(
-                "total batch size {} must be a positive multiple of batch size x sequence length = {micro}",
-                self.total_batch_size
-            )));
+            return Err(CoreError::invalid(
+                "total batch size",
+                self.total_batch_size,
+                format!("a positive multiple of batch size x sequence length = {micro}"),
+            ));
         }
         Ok(self.total_batch_size / micro)
     }

@@ -188,7 +188,7 @@ fn grads_of(model: &GPT, acc: &Accumulated) -> Vec<Vec<f32>> {
     model
         .named_parameters()
         .iter()
-        .map(|(n, p)| acc.grads.expect(p, n).unwrap().to_vec_f32().unwrap())
+        .map(|(n, p)| acc.grads.require(p, n).unwrap().to_vec_f32().unwrap())
         .collect()
 }
 
@@ -370,4 +370,22 @@ fn a_step_of_empty_micro_batches_is_skipped() {
     assert_eq!(m[0]["masked_rows"], 8);
     assert!(m[0]["loss"].is_null(), "{}", m[0]);
     assert!(weights(&t.model) == before);
+}
+
+/// A total batch size that is not a positive multiple of one micro-batch is refused, naming
+/// the setting, its value and the micro-batch.
+#[test]
+fn a_total_batch_size_off_the_micro_batch_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, mut cfg, _) = setup(tmp.path(), 1, 0);
+    cfg.total_batch_size = 100;
+    let e = cfg.grad_accum_steps().unwrap_err();
+    assert!(
+        matches!(&e, CoreError::InvalidArgument { name: "total batch size", value, .. } if value == "100"),
+        "{e:?}"
+    );
+    let e = e.to_string();
+    assert!(e.contains("multiple") && e.contains("= 256"), "{e}");
+    cfg.total_batch_size = 512;
+    assert_eq!(cfg.grad_accum_steps().unwrap(), 2);
 }

@@ -118,8 +118,11 @@ fn malformed(s: String) -> RequestError {
     RequestError::Malformed(s)
 }
 
-fn invalid<T>(s: String) -> Result<T, RequestError> {
-    Err(RequestError::Invalid(s))
+fn invalid<T>(field: impl Into<String>, why: impl Into<String>) -> Result<T, RequestError> {
+    Err(RequestError::Invalid {
+        field: field.into(),
+        why: why.into(),
+    })
 }
 
 /// Reads one message's JSON kinds (a wrong kind is [`RequestError::Malformed`]).
@@ -169,9 +172,10 @@ fn map_message(i: usize, m: SentMessage) -> Result<ChatMessage, RequestError> {
         "user" | "assistant" | "system" => m.role.clone(),
         "developer" => "system".into(),
         other => {
-            return invalid(format!(
-                "messages[{i}].role: `{other}` is not user, assistant, system or developer"
-            ))
+            return invalid(
+                format!("messages[{i}].role"),
+                format!("`{other}` is not user, assistant, system or developer"),
+            )
         }
     };
     let mut texts = Vec::new();
@@ -179,9 +183,10 @@ fn map_message(i: usize, m: SentMessage) -> Result<ChatMessage, RequestError> {
         match part {
             Ok(t) => texts.push(t),
             Err(kind) => {
-                return invalid(format!(
-                    "messages[{i}].content[{j}]: content parts of type `{kind}` are not supported (only `text`)"
-                ))
+                return invalid(
+                    format!("messages[{i}].content[{j}]"),
+                    format!("content parts of type `{kind}` are not supported (only `text`)"),
+                )
             }
         }
     }
@@ -192,9 +197,9 @@ fn map_message(i: usize, m: SentMessage) -> Result<ChatMessage, RequestError> {
             "name" => {}
             "tool_calls" | "function_call" | "tool_call_id" | "audio" | "refusal" if empty => {}
             "tool_calls" | "function_call" | "tool_call_id" | "audio" | "refusal" => {
-                return invalid(format!("messages[{i}].{k}: not supported"))
+                return invalid(format!("messages[{i}].{k}"), "not supported")
             }
-            _ => return invalid(format!("messages[{i}].{k}: not a message field")),
+            _ => return invalid(format!("messages[{i}].{k}"), "not a message field"),
         }
     }
     Ok(ChatMessage {
@@ -230,9 +235,10 @@ fn only_default(
 ) -> Result<(), RequestError> {
     if let Some(text) = number(f, field)? {
         if limit.check(field, text)? != Decimal::from_i128(default) {
-            return invalid(format!(
-                "{field}: only {default} is supported ({why}); got {text}"
-            ));
+            return invalid(
+                field,
+                format!("only {default} is supported ({why}); got {text}"),
+            );
         }
     }
     Ok(())
@@ -294,7 +300,7 @@ impl OpenAiRequest {
             .keys()
             .find(|k| !KNOWN.contains(&k.as_str()) && !NO_EFFECT.contains(&k.as_str()))
         {
-            return invalid(format!("{k}: not a supported request field"));
+            return invalid(k, "not a supported request field");
         }
         let (mt, mct) = (
             number(&f, "max_tokens")?,
@@ -302,9 +308,10 @@ impl OpenAiRequest {
         );
         let max = match (mt, mct) {
             (Some(a), Some(b)) if Decimal::parse(a) != Decimal::parse(b) => {
-                return invalid(format!(
-                    "max_tokens ({a}) and max_completion_tokens ({b}) differ: give one"
-                ))
+                return invalid(
+                    "max_completion_tokens",
+                    format!("{b} differs from max_tokens ({a}): give one"),
+                )
             }
             (Some(a), _) => ("max_tokens", Some(a)),
             (None, b) => ("max_completion_tokens", b),
@@ -324,12 +331,14 @@ impl OpenAiRequest {
         }
         if logprobs {
             return invalid(
-                "logprobs: only false is supported (log probabilities are not returned)".into(),
+                "logprobs",
+                "only false is supported (log probabilities are not returned)",
             );
         }
         if number(&f, "top_logprobs")?.is_some() {
             return invalid(
-                "top_logprobs: not supported (log probabilities are not returned)".into(),
+                "top_logprobs",
+                "not supported (log probabilities are not returned)",
             );
         }
         if !tools.is_empty() || !functions.is_empty() {
@@ -338,51 +347,55 @@ impl OpenAiRequest {
             } else {
                 "tools"
             };
-            return invalid(format!("{field}: tool calling is not supported"));
+            return invalid(field, "tool calling is not supported");
         }
         for (field, v) in [
             ("tool_choice", tool_choice),
             ("function_call", function_call),
         ] {
             if v.is_some_and(|v| v != "none" && v != "auto") {
-                return invalid(format!(
-                    "{field}: only `none` or `auto` is supported (tool calling is not)"
-                ));
+                return invalid(
+                    field,
+                    "only `none` or `auto` is supported (tool calling is not)",
+                );
             }
         }
         if !logit_bias.is_empty() {
-            return invalid("logit_bias: not supported (only an empty map)".into());
+            return invalid("logit_bias", "not supported (only an empty map)");
         }
         if response_format
             .is_some_and(|r| r.len() != 1 || r.get("type") != Some(&Value::from("text")))
         {
-            return invalid("response_format: only {\"type\": \"text\"} is supported".into());
+            return invalid("response_format", "only {\"type\": \"text\"} is supported");
         }
         if let Some(o) = &stream_options {
             if !stream {
-                return invalid("stream_options: only allowed when stream is true".into());
+                return invalid("stream_options", "only allowed when stream is true");
             }
             if let Some(k) = o
                 .keys()
                 .find(|k| *k != "include_usage" && *k != "include_obfuscation")
             {
-                return invalid(format!("stream_options.{k}: not supported"));
+                return invalid(format!("stream_options.{k}"), "not supported");
             }
         }
         if stop.len() > MAX_STOP {
-            return invalid(format!(
-                "stop: {} strings exceed the limit of {MAX_STOP}",
-                stop.len()
-            ));
+            return invalid(
+                "stop",
+                format!("{} strings exceed the limit of {MAX_STOP}", stop.len()),
+            );
         }
         if let Some(i) = stop.iter().position(|s| s.is_empty()) {
-            return invalid(format!("stop[{i}]: an empty string cannot be matched"));
+            return invalid(format!("stop[{i}]"), "an empty string cannot be matched");
         }
         if let Some(i) = stop.iter().position(|s| s.chars().count() > MAX_STOP_CHARS) {
-            return invalid(format!(
-                "stop[{i}]: {} characters exceed the limit of {MAX_STOP_CHARS}",
-                stop[i].chars().count()
-            ));
+            return invalid(
+                format!("stop[{i}]"),
+                format!(
+                    "{} characters exceed the limit of {MAX_STOP_CHARS}",
+                    stop[i].chars().count()
+                ),
+            );
         }
         let messages = sent
             .into_iter()

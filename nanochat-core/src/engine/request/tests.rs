@@ -55,8 +55,28 @@ fn every_limit_is_enforced_and_named() {
             "max_tokens",
         ),
     ];
-    for (r, needle) in cases {
-        let err = r.validate(false).unwrap_err().to_string();
+    let fields = [
+        "messages",
+        "messages",
+        "messages[0].content",
+        "messages",
+        "messages[0].role",
+        "messages[0].role",
+        "temperature",
+        "temperature",
+        "top_k",
+        "max_tokens",
+    ];
+    assert_eq!(cases.len(), fields.len());
+    for ((r, needle), want) in cases.into_iter().zip(fields) {
+        let err = r.validate(false).unwrap_err();
+        match &err {
+            RequestError::Invalid { field, .. } | RequestError::OutOfRange { field, .. } => {
+                assert_eq!(field, want, "{err}")
+            }
+            other => panic!("{other:?} should name the field {want}"),
+        }
+        let err = err.to_string();
         assert!(err.contains(needle), "{err} should name {needle}");
     }
     // Limits are inclusive; characters, not bytes, count.

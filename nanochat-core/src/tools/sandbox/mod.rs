@@ -254,14 +254,17 @@ _nanochat_sandbox()
 "#;
 
 /// The `python3` the sandbox runs: the first on `PATH`, resolved (through shims such as pyenv's)
-/// to the interpreter itself once per process. An error when there is none.
+/// to the interpreter itself once per process. [`CoreError::Unsupported`] when there is none.
 pub fn python3() -> Result<PathBuf> {
     static PYTHON: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
         std::sync::OnceLock::new();
     PYTHON
         .get_or_init(find_python3)
         .clone()
-        .map_err(CoreError::Config)
+        .map_err(|why| CoreError::Unsupported {
+            op: "python sandbox",
+            why,
+        })
 }
 
 fn find_python3() -> std::result::Result<PathBuf, String> {
@@ -307,16 +310,19 @@ pub fn run_python(program: &str, limits: &SandboxLimits) -> Result<SandboxOutcom
 /// Not available: the sandbox needs a Unix system (rlimits, sessions, signals).
 #[cfg(not(unix))]
 pub fn run_python(_program: &str, _limits: &SandboxLimits) -> Result<SandboxOutcome> {
-    Err(CoreError::Config(
-        "the python sandbox needs a Unix system (rlimits, process groups)".into(),
-    ))
+    Err(CoreError::Unsupported {
+        op: "python sandbox",
+        why: "it needs a Unix system (rlimits, process groups)".into(),
+    })
 }
 
+/// [`CoreError::Io`] of `path`, its message saying what the sandbox was doing (the error's
+/// kind kept).
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> CoreError {
-    CoreError::File {
-        path: path.display().to_string(),
-        why: format!("sandbox: {what}: {e}"),
-    }
+    CoreError::io(
+        path,
+        std::io::Error::new(e.kind(), format!("sandbox: {what}: {e}")),
+    )
 }
 
 #[cfg(unix)]

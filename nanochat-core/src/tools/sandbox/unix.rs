@@ -43,7 +43,11 @@ pub(super) fn run(program: &str, limits: &SandboxLimits) -> Result<SandboxOutcom
     std::fs::write(&script, program).map_err(|e| io_err(&script, "writing the program", e))?;
 
     let root_c = CString::new(root.as_os_str().as_bytes()).map_err(|_| {
-        CoreError::Config(format!("sandbox: temp dir {} has a NUL", root.display()))
+        CoreError::invalid(
+            "sandbox temp dir",
+            root.display(),
+            "a path without NUL bytes",
+        )
     })?;
     let (status_read, status_write) = cloexec_pipe()?;
     let status_fd = status_write.as_raw_fd();
@@ -223,10 +227,10 @@ fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
                 .iter()
                 .all(|&fd| libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0);
         if !made {
-            return Err(CoreError::Config(format!(
-                "sandbox: creating a pipe: {}",
-                io::Error::last_os_error()
-            )));
+            return Err(CoreError::Os {
+                op: "sandbox: creating a pipe",
+                error: io::Error::last_os_error(),
+            });
         }
         let (read, write) = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
         Ok((above_stdio(read)?, above_stdio(write)?))
@@ -242,10 +246,10 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd> {
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) returns a new fd, owned exactly once, or -1.
     let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
     if dup < 0 {
-        return Err(CoreError::Config(format!(
-            "sandbox: duplicating a pipe: {}",
-            io::Error::last_os_error()
-        )));
+        return Err(CoreError::Os {
+            op: "sandbox: duplicating a pipe",
+            error: io::Error::last_os_error(),
+        });
     }
     // SAFETY: `dup` is a fresh, valid fd.
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })
