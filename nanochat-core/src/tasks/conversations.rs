@@ -1,5 +1,6 @@
-//! Conversation files as tasks: nanochat's CustomJSON (one `{"messages": [...]}` per line), the
-//! chat sets fetched by scripts/fetch_data.sh (or their committed samples), the identity set.
+//! Conversation files as tasks: nanochat's CustomJSON (one conversation per line: a bare array
+//! of `{"role", "content"}` messages as nanochat writes it, or `{"messages": [...]}`), the chat
+//! sets fetched by scripts/fetch_data.sh (or their committed samples), the identity set.
 
 use std::path::{Path, PathBuf};
 
@@ -22,15 +23,23 @@ pub struct CustomJson {
     conversations: Vec<Conversation>,
 }
 
+/// One conversation per non-empty line, in either shape: nanochat's CustomJSON line (a bare
+/// array of messages, as its `identity_conversations.jsonl`) or `{"messages": [...]}` (the chat
+/// sets and identity set here). Errors name the file and line.
 fn parse(text: &str, source: &str) -> Result<Vec<Conversation>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            let c: Conversation = serde_json::from_str(l).map_err(|e| CoreError::File {
+            let bad = |e: serde_json::Error| CoreError::File {
                 path: source.to_string(),
                 why: format!("line {}: not a conversation: {e}", i + 1),
-            })?;
+            };
+            let c: Conversation = if l.trim_start().starts_with('[') {
+                Conversation::new(serde_json::from_str(l).map_err(bad)?)
+            } else {
+                serde_json::from_str(l).map_err(bad)?
+            };
             if c.messages.is_empty() {
                 return Err(CoreError::File {
                     path: source.to_string(),
@@ -43,7 +52,9 @@ fn parse(text: &str, source: &str) -> Result<Vec<Conversation>> {
 }
 
 impl CustomJson {
-    /// A JSONL file of conversations.
+    /// A JSONL file of conversations, one per line: nanochat's bare array of messages or
+    /// `{"messages": [...]}`. Errors: the file cannot be read; a line is not a conversation or
+    /// has no messages (file and line named).
     pub fn from_file(path: &Path) -> Result<CustomJson> {
         let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
         let name = path

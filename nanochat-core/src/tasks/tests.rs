@@ -181,3 +181,34 @@ fn every_example_renders() {
         }
     }
 }
+
+/// nanochat's CustomJSON line is a bare array of messages; ours also reads `{"messages": [...]}`.
+/// Both shapes in one file give the same conversations; a bad line is named.
+#[test]
+fn custom_json_reads_nanochats_bare_arrays_and_messages_objects() {
+    use crate::tokenizer::chat::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mine.jsonl");
+    let bare = r#"[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]"#;
+    let object = r#"{"messages": [{"role": "user", "content": "Yo"}, {"role": "assistant", "content": "Hey"}]}"#;
+    std::fs::write(&path, format!("{bare}\n\n  {object}\n")).unwrap();
+    let t = CustomJson::from_file(&path).unwrap();
+    assert_eq!(t.name(), "mine");
+    assert_eq!(t.num_examples(), 2);
+    let hi = Conversation::new(vec![Message::user("Hi"), Message::assistant("Hello")]);
+    let yo = Conversation::new(vec![Message::user("Yo"), Message::assistant("Hey")]);
+    assert_eq!(t.get_example(0).unwrap(), hi);
+    assert_eq!(t.get_example(1).unwrap(), yo);
+    for (text, line) in [
+        (format!("{bare}\n[{{\"role\": \"user\"}}]\n"), "line 2"),
+        (format!("{object}\n[]\n"), "line 2: no messages"),
+        ("{\"messages\": 3}\n".to_string(), "line 1"),
+    ] {
+        std::fs::write(&path, &text).unwrap();
+        let e = CustomJson::from_file(&path).err().unwrap().to_string();
+        assert!(
+            e.contains(line) && e.contains("mine.jsonl"),
+            "{text:?}: {e}"
+        );
+    }
+}
