@@ -225,14 +225,14 @@ mod tests {
                     n_embd: 770,
                     ..base.clone()
                 },
-                "not divisible by n_head",
+                "n_embd",
             ),
             (
                 GPTConfig {
                     n_kv_head: 5,
                     ..base.clone()
                 },
-                "not divisible by n_kv_head",
+                "n_head",
             ),
             (
                 GPTConfig {
@@ -241,21 +241,21 @@ mod tests {
                     n_kv_head: 12,
                     ..base.clone()
                 },
-                "must be even",
+                "head_dim (n_embd / n_head)",
             ),
             (
                 GPTConfig {
                     n_layer: 0,
                     ..base.clone()
                 },
-                "n_layer must be positive",
+                "n_layer",
             ),
             (
                 GPTConfig {
                     vocab_size: 0,
                     ..base.clone()
                 },
-                "vocab_size must be positive",
+                "vocab_size",
             ),
             (
                 GPTConfig {
@@ -265,9 +265,13 @@ mod tests {
                 "dropout",
             ),
         ];
-        for (c, want) in cases {
-            let e = c.validate().unwrap_err().to_string();
-            assert!(e.contains(want), "{e} should mention {want}");
+        for (c, field) in cases {
+            let e = c.validate().unwrap_err();
+            assert!(
+                matches!(&e, CoreError::InvalidArgument { name, .. } if *name == field),
+                "{e} should name {field}"
+            );
+            assert!(e.to_string().contains("invalid GPTConfig"), "{e}");
         }
     }
 
