@@ -93,20 +93,24 @@ pub fn embedding_forward<F: KernelFloat>(
     let vs = launch::vector_size(client, F::DTYPE.size(), &[dim]);
     let n = ids.len() * dim / vs;
     let g = launch::elemwise(&DeviceInfo::of(client), n);
-    unsafe {
-        embedding_forward_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(wte.clone(), vocab * dim / vs),
-            BufferArg::from_raw_parts(hids, ids.len()),
-            BufferArg::from_raw_parts(out.clone(), n),
-            dim / vs,
-            g.steps,
-            g.blocked,
-        )
-    };
+    embedding_forward_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer(
+            "embedding_forward",
+            "wte",
+            wte,
+            vocab * dim / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer("embedding_forward", "ids", &hids, ids.len(), 4)?,
+        launch::buffer("embedding_forward", "out", &out, n, vs * F::DTYPE.size())?,
+        dim / vs,
+        g.steps,
+        g.blocked,
+    );
     Ok(out)
 }
 
@@ -148,21 +152,37 @@ pub fn embedding_backward<F: KernelFloat>(
     let n = vocab * dim / vs;
     let g = launch::elemwise(&DeviceInfo::of(client), n);
     let grad_len = (ids.len() * dim / vs).max(1);
-    unsafe {
-        embedding_backward_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(grad.clone(), grad_len),
-            BufferArg::from_raw_parts(upload_u32(client, &offsets), vocab + 1),
-            BufferArg::from_raw_parts(upload_u32(client, &positions), positions.len()),
-            BufferArg::from_raw_parts(out.clone(), n),
-            dim / vs,
-            g.steps,
-            g.blocked,
-        )
-    };
+    embedding_backward_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer(
+            "embedding_backward",
+            "grad",
+            grad,
+            grad_len,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "embedding_backward",
+            "offsets",
+            &upload_u32(client, &offsets),
+            vocab + 1,
+            4,
+        )?,
+        launch::buffer(
+            "embedding_backward",
+            "positions",
+            &upload_u32(client, &positions),
+            positions.len(),
+            4,
+        )?,
+        launch::buffer("embedding_backward", "dwte", &out, n, vs * F::DTYPE.size())?,
+        dim / vs,
+        g.steps,
+        g.blocked,
+    );
     Ok(out)
 }
 
