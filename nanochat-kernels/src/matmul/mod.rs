@@ -8,7 +8,7 @@
 //! Dispatch ([`matmul`]): on the CPU runtime cubek's `CpuGemm`; on CUDA every candidate allowed
 //! by the [`Precision`] (cuBLASLt, cubek's TMA and tensor-core routines, cubek's true-f32
 //! `SimpleUnit`, our tiled kernel) is timed once per shape and the fastest is remembered. Our
-//! tiled kernel ([`tiled`]) is the oracle and the fallback when a routine refuses a shape.
+//! tiled kernel ([`tiled_matmul`]) is the oracle and the fallback when a routine refuses a shape.
 
 mod cubek;
 #[cfg(feature = "cuda")]
