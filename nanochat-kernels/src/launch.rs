@@ -278,8 +278,9 @@ pub(crate) fn tensor(
 /// # Errors
 /// [`KernelError::LaunchBounds`](crate::KernelError::LaunchBounds) when the view reaches past
 /// the bytes `handle` holds (its size after offsets) or its extent overflows `u64`;
-/// [`KernelError::Shape`](crate::KernelError::Shape) when `strides` and `shape` differ in rank. Public launch functions check their inputs with
-/// [`check_size`] first, so this error means a launch computed a wrong length.
+/// [`KernelError::Shape`](crate::KernelError::Shape) when `strides` and `shape` differ in
+/// rank. Public launch functions check their inputs with [`check_size`] first, so either error
+/// means that a launch computed a wrong length.
 pub(crate) fn binding(
     op: &'static str,
     arg: &'static str,
@@ -297,25 +298,22 @@ pub(crate) fn binding(
     }
     let got = handle.size_in_used();
     let need = view_bytes(strides, shape, item_bytes);
-    match need {
-        Some(need) if need <= got => {}
-        _ => {
-            return Err(crate::KernelError::LaunchBounds {
-                op,
-                arg,
-                shape: shape.to_vec(),
-                strides: strides.to_vec(),
-                item_bytes,
-                need,
-                got,
-            })
-        }
+    if !matches!(need, Some(n) if n <= got) {
+        return Err(crate::KernelError::LaunchBounds {
+            op,
+            arg,
+            shape: shape.to_vec(),
+            strides: strides.to_vec(),
+            item_bytes,
+            need,
+            got,
+        });
     }
-    // SAFETY: the one requirement of `TensorBinding::from_raw_parts` is that the shape and
-    // strides stay inside the buffer: cubecl's checked launches keep every index inside the
-    // declared extent, so a view longer than its buffer would read or write past it. The
-    // view's extent (`view_bytes`: one past the furthest item it addresses) was checked above
-    // against the bytes the handle holds after its offsets.
+    // SAFETY: the one requirement of `TensorBinding::from_raw_parts` is a shape and strides
+    // that stay inside the buffer (kernels size their loops and indices by them: a view longer
+    // than its buffer would read or write past it). The view's extent (`view_bytes`: one past
+    // the furthest item it addresses) was checked above against the bytes the handle holds
+    // after its offsets.
     let binding = unsafe {
         TensorBinding::from_raw_parts(
             handle.clone(),
