@@ -2,6 +2,9 @@
 //! FLOPs here), attention forward/backward (FLOP/s), RMSNorm, cross-entropy and element-wise
 //! add (bytes/s). `NANOCHAT_BENCH_DEVICE=cuda` benchmarks the GPU of a `--features cuda` build.
 
+// `criterion_group!` generates an undocumented `pub fn`, the only public item here.
+#![allow(missing_docs)]
+
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

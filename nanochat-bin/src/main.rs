@@ -14,6 +14,10 @@
 //! nanochat report [generate|reset] [--dir DIR]         the report card (report/report.md)
 //! ```
 
+// The `///` comments of the argument structs are `--help` text, where `<model dir>` is a
+// placeholder, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod cmd;
 
 use clap::{Parser, Subcommand};

@@ -223,7 +223,7 @@ impl Tensor {
     /// (rows, cols) of the tensor seen as rows of its last dimension.
     pub fn rows_cols(&self) -> (usize, usize) {
         let cols = self.shape().last().copied().unwrap_or(1);
-        (if cols == 0 { 0 } else { self.len() / cols }, cols)
+        (self.len().checked_div(cols).unwrap_or(0), cols)
     }
 }
 

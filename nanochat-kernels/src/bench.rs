@@ -290,23 +290,32 @@ pub struct TrainGemms {
     /// (depth, tokens per step) of each model: d12 at B 16 x T 2048 and d20 at B 8 x T 2048 on
     /// a GPU, as `bench train` runs them.
     pub models: Vec<(usize, usize)>,
+    /// Vocabulary size (the width of the lm_head GEMMs).
     pub vocab: usize,
 }
 
 /// Sizes of the kernel benchmark: `quick` for a CPU, full for a GPU.
 #[derive(Clone, Debug)]
 pub struct BenchSizes {
+    /// Side of the square matmul (m = n = k); Newton-Schulz runs at up to 512.
     pub matmul: usize,
+    /// Shape of the attention forward and backward.
     pub attention: AttentionShape,
+    /// Rows of the row-wise and memory-bound kernels (rmsnorm, cross-entropy, element-wise).
     pub rows: usize,
+    /// Columns of those kernels, and the depth of the decoding lm_head product.
     pub cols: usize,
+    /// Vocabulary size: the cross-entropy's (rows, vocab) logits and the lm_head's rows.
     pub vocab: usize,
+    /// Timed calls of each kernel (after untimed warm-up calls).
     pub reps: usize,
     /// Training-step GEMMs (none by default on the CPU, d12 and d20 on a GPU).
     pub train_gemms: TrainGemms,
 }
 
 impl BenchSizes {
+    /// The sizes for `client`'s device: the quick ones on the CPU runtime, the full ones on a
+    /// GPU.
     pub fn for_client(client: &Client) -> Self {
         if crate::DeviceInfo::of(client).blocked {
             BenchSizes {

@@ -138,22 +138,28 @@ pub fn binary_broadcast<F: KernelFloat>(
     };
     let xs = broadcast_strides(x_shape, &view);
     let ys = broadcast_strides(y_shape, &view);
+    let es = dtype.size();
     let g = launch::elemwise(&DeviceInfo::of(client), len);
-    unsafe {
-        binary_broadcast_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            TensorArg::from_raw_parts(x.clone(), xs.into(), view.clone().into()),
-            TensorArg::from_raw_parts(y.clone(), ys.into(), view.clone().into()),
-            TensorArg::from_raw_parts(out.clone(), contiguous_strides(&view).into(), view.into()),
-            a,
-            b,
-            g.steps,
-            op,
-            g.blocked,
-        )
-    };
+    binary_broadcast_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        launch::tensor("binary_broadcast", "lhs", x, &xs, &view, es)?,
+        launch::tensor("binary_broadcast", "rhs", y, &ys, &view, es)?,
+        launch::tensor(
+            "binary_broadcast",
+            "output",
+            &out,
+            &contiguous_strides(&view),
+            &view,
+            es,
+        )?,
+        a,
+        b,
+        g.steps,
+        op,
+        g.blocked,
+    );
     Ok((out, out_shape))
 }
 

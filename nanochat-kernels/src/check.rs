@@ -15,17 +15,22 @@ use crate::{Client, DType, Handle, Result};
 pub struct CheckReport {
     /// Kernel and output, e.g. `rmsnorm.backward dx`.
     pub name: String,
+    /// The element type the kernel ran in.
     pub dtype: DType,
     /// The problem size, e.g. `rows=7 cols=33`.
     pub case: String,
     /// |got - want| / |want| (L2); |got - want| when the reference is all zeros.
     pub rel_err: f64,
+    /// Largest element-wise |got - want|.
     pub max_abs_err: f64,
+    /// The bound on `rel_err`.
     pub tolerance: f64,
+    /// Whether `rel_err <= tolerance` (false for a NaN or infinite output).
     pub passed: bool,
 }
 
 impl CheckReport {
+    /// The report as a JSON object (`nanochat selftest --json`); the dtype by its name.
     pub fn to_json(&self) -> serde_json::Value {
         json!({
             "name": self.name, "dtype": self.dtype.name(), "case": self.case,
@@ -37,19 +42,26 @@ impl CheckReport {
 
 /// One registered check: a name and a function running it for one dtype.
 pub struct Check {
+    /// Dotted name, e.g. `layout.transpose` (what `selftest` filters and prints).
     pub name: &'static str,
+    /// Runs the kernel and its reference on several shapes, pushing one report per output.
     pub run: fn(&mut Ctx) -> Result<()>,
 }
 
 /// What a check runs with: the client, the dtype, a seeded rng, and the reports so far.
 pub struct Ctx<'a> {
+    /// Where the kernels run.
     pub client: &'a Client,
+    /// The element type of the kernels' inputs and outputs.
     pub dtype: DType,
+    /// Source of the random inputs (seeded: a run is reproducible).
     pub rng: StdRng,
+    /// One report per comparison so far.
     pub reports: Vec<CheckReport>,
 }
 
 impl<'a> Ctx<'a> {
+    /// A context with no reports and its rng seeded by `seed`.
     pub fn new(client: &'a Client, dtype: DType, seed: u64) -> Self {
         Ctx {
             client,
@@ -138,6 +150,8 @@ pub fn errors(got: &[f32], want: &[f64]) -> (f64, f64) {
     (rel, max_abs)
 }
 
+/// Compares a kernel output with its f64 reference: the relative L2 error (see [`CheckReport`])
+/// against `tol`. Outputs of the wrong length, or with a NaN or infinity, fail.
 pub fn compare(
     name: &str,
     dtype: DType,

@@ -97,7 +97,7 @@ fn cross_entropy_backward_kernel<F: Float, N: Size>(
             }
             if comptime![capped] {
                 let r = y * Vector::new(1.0 / cap);
-                d = d * (Vector::new(1.0) - r * r);
+                d *= Vector::new(1.0) - r * r;
             }
             dlogits[base + c] = Vector::cast_from(d);
             c += CUBE_DIM_X as usize;
@@ -143,23 +143,27 @@ pub fn cross_entropy_forward<F: KernelFloat>(
         geo: g,
         vecs: n,
     } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
-    unsafe {
-        cross_entropy_forward_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(logits.clone(), n),
-            BufferArg::from_raw_parts(targets.clone(), rows),
-            BufferArg::from_raw_parts(loss.clone(), rows),
-            BufferArg::from_raw_parts(lse.clone(), rows),
-            rows,
-            vocab,
-            cap,
-            capped,
-            g.plane,
-        )
-    };
+    cross_entropy_forward_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer(
+            "cross_entropy_forward",
+            "logits",
+            logits,
+            n,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer("cross_entropy_forward", "targets", targets, rows, 4)?,
+        launch::buffer("cross_entropy_forward", "loss", &loss, rows, 4)?,
+        launch::buffer("cross_entropy_forward", "lse", &lse, rows, 4)?,
+        rows,
+        vocab,
+        cap,
+        capped,
+        g.plane,
+    );
     Ok((loss, lse))
 }
 
@@ -191,23 +195,33 @@ pub fn cross_entropy_backward<F: KernelFloat>(
         geo: g,
         vecs: n,
     } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
-    unsafe {
-        cross_entropy_backward_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(logits.clone(), n),
-            BufferArg::from_raw_parts(targets.clone(), rows),
-            BufferArg::from_raw_parts(lse.clone(), rows),
-            BufferArg::from_raw_parts(grad_rows.clone(), rows),
-            BufferArg::from_raw_parts(out.clone(), n),
-            rows,
-            vocab,
-            cap,
-            capped,
-        )
-    };
+    cross_entropy_backward_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer(
+            "cross_entropy_backward",
+            "logits",
+            logits,
+            n,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer("cross_entropy_backward", "targets", targets, rows, 4)?,
+        launch::buffer("cross_entropy_backward", "lse", lse, rows, 4)?,
+        launch::buffer("cross_entropy_backward", "grad_rows", grad_rows, rows, 4)?,
+        launch::buffer(
+            "cross_entropy_backward",
+            "dlogits",
+            &out,
+            n,
+            vs * F::DTYPE.size(),
+        )?,
+        rows,
+        vocab,
+        cap,
+        capped,
+    );
     Ok(out)
 }
 

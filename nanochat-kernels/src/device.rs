@@ -12,6 +12,7 @@ use crate::KernelError;
 /// Which runtime and device to launch on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Backend {
+    /// cubecl's CPU runtime (always available).
     #[default]
     Cpu,
     /// CUDA device by index.
@@ -30,6 +31,7 @@ impl Backend {
         Ok(device.client())
     }
 
+    /// Whether this is the CPU runtime.
     pub fn is_cpu(self) -> bool {
         matches!(self, Backend::Cpu)
     }
@@ -106,6 +108,7 @@ pub struct DeviceInfo {
 }
 
 impl DeviceInfo {
+    /// What `client`'s device reports (its properties, read once per call).
     pub fn of(client: &Client) -> DeviceInfo {
         let props = client.properties();
         let hw = &props.hardware;

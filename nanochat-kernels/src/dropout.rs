@@ -85,20 +85,18 @@ pub fn dropout<F: KernelFloat>(
         return Ok(y);
     }
     let g = launch::elemwise(&DeviceInfo::of(client), len);
-    unsafe {
-        dropout_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            BufferArg::from_raw_parts(x.clone(), len),
-            BufferArg::from_raw_parts(y.clone(), len),
-            p,
-            1.0 / (1.0 - p),
-            seed,
-            g.steps,
-            g.blocked,
-        )
-    };
+    dropout_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        launch::buffer("dropout", "x", x, len, F::DTYPE.size())?,
+        launch::buffer("dropout", "y", &y, len, F::DTYPE.size())?,
+        p,
+        1.0 / (1.0 - p),
+        seed,
+        g.steps,
+        g.blocked,
+    );
     Ok(y)
 }
 

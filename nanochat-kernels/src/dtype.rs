@@ -8,11 +8,14 @@ pub use half::bf16;
 /// Element type of a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// IEEE single precision (4 bytes).
     F32,
+    /// bfloat16 (2 bytes): f32's exponent with 7 bits of mantissa.
     BF16,
 }
 
 impl DType {
+    /// Bytes per element.
     pub const fn size(self) -> usize {
         match self {
             DType::F32 => 4,
@@ -20,6 +23,7 @@ impl DType {
         }
     }
 
+    /// PyTorch's name of the type (`float32`, `bfloat16`), as in safetensors metadata and reports.
     pub const fn name(self) -> &'static str {
         match self {
             DType::F32 => "float32",
@@ -106,6 +110,7 @@ macro_rules! with_float {
 
 /// The float types kernels are instantiated for: cubecl's `Float` plus the runtime [`DType`].
 pub trait KernelFloat: cubecl::prelude::Float + cubecl::prelude::CubeElement {
+    /// The runtime tag of `Self`.
     const DTYPE: DType;
 
     /// cubecl's element type of `Self`.

@@ -13,43 +13,99 @@ use crate::{Client, DType, Handle, Result};
 /// A unary map, with its scalar parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Unary {
+    /// -x.
     Neg,
+    /// e^x.
     Exp,
+    /// Natural logarithm.
     Log,
+    /// tanh(x).
     Tanh,
+    /// max(x, 0).
     Relu,
     /// relu(x)^2, nanochat's MLP activation.
     Relu2,
+    /// x^2.
     Square,
+    /// sqrt(x).
     Sqrt,
+    /// 1 / sqrt(x).
     Rsqrt,
+    /// 1 / x.
     Recip,
     /// cap * tanh(x / cap), nanochat's logit softcap.
     Softcap {
+        /// The bound of the output's magnitude.
         cap: f32,
     },
     /// mul * x + add: every scalar op (scale, shift, negate-and-shift).
     Affine {
+        /// The factor.
         mul: f32,
+        /// The offset.
         add: f32,
     },
 }
 
-/// The compile-time part of a [`Unary`] (kernels are specialised per op).
-#[derive(CubeType, Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum UnaryKind {
-    Neg,
-    Exp,
-    Log,
-    Tanh,
-    Relu,
-    Relu2,
-    Square,
-    Sqrt,
-    Rsqrt,
-    Recip,
-    Softcap,
-    Affine,
+pub use cube_enums::{Binary, UnaryKind};
+
+// `#[derive(CubeType)]` generates public companions of each enum here (an `...Expand` enum and
+// one constructor per variant) that cannot carry docs: `missing_docs` is allowed on this module
+// for them and turned back on for the enums themselves.
+#[allow(missing_docs)]
+mod cube_enums {
+    use cubecl::prelude::*;
+
+    /// The compile-time part of a [`Unary`](super::Unary) (kernels are specialised per op); the
+    /// variants are those of `Unary`, whose scalars the kernels take at run time.
+    #[warn(missing_docs)]
+    #[derive(CubeType, Clone, Copy, Debug, Hash, PartialEq, Eq)]
+    pub enum UnaryKind {
+        /// [`Unary::Neg`](super::Unary::Neg).
+        Neg,
+        /// [`Unary::Exp`](super::Unary::Exp).
+        Exp,
+        /// [`Unary::Log`](super::Unary::Log).
+        Log,
+        /// [`Unary::Tanh`](super::Unary::Tanh).
+        Tanh,
+        /// [`Unary::Relu`](super::Unary::Relu).
+        Relu,
+        /// [`Unary::Relu2`](super::Unary::Relu2).
+        Relu2,
+        /// [`Unary::Square`](super::Unary::Square).
+        Square,
+        /// [`Unary::Sqrt`](super::Unary::Sqrt).
+        Sqrt,
+        /// [`Unary::Rsqrt`](super::Unary::Rsqrt).
+        Rsqrt,
+        /// [`Unary::Recip`](super::Unary::Recip).
+        Recip,
+        /// [`Unary::Softcap`](super::Unary::Softcap).
+        Softcap,
+        /// [`Unary::Affine`](super::Unary::Affine).
+        Affine,
+    }
+
+    /// A binary op on two tensors.
+    #[warn(missing_docs)]
+    #[derive(CubeType, Clone, Copy, Debug, Hash, PartialEq, Eq)]
+    pub enum Binary {
+        /// x + y.
+        Add,
+        /// x - y.
+        Sub,
+        /// x * y.
+        Mul,
+        /// x / y.
+        Div,
+        /// a * x + b * y with the launch's two scalars (a, b).
+        Axpby,
+        /// d/dx of relu(x)^2 times the incoming gradient: (x, g) -> 2 relu(x) g.
+        Relu2Backward,
+        /// Softcap backward from its output: (y, g) -> g (1 - (y / cap)^2), scalar a = 1 / cap.
+        SoftcapBackward,
+    }
 }
 
 impl Unary {
@@ -87,21 +143,6 @@ impl Unary {
             Unary::Affine { mul, add } => mul as f64 * x + add as f64,
         }
     }
-}
-
-/// A binary op on two tensors.
-#[derive(CubeType, Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Binary {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    /// a * x + b * y with the launch's two scalars (a, b).
-    Axpby,
-    /// d/dx of relu(x)^2 times the incoming gradient: (x, g) -> 2 relu(x) g.
-    Relu2Backward,
-    /// Softcap backward from its output: (y, g) -> g (1 - (y / cap)^2), scalar a = 1 / cap.
-    SoftcapBackward,
 }
 
 impl Binary {
@@ -235,21 +276,19 @@ pub fn unary<F: KernelFloat>(client: &Client, x: &Handle, len: usize, op: Unary)
     let n = len / vs;
     let g = launch::elemwise(&DeviceInfo::of(client), n);
     let (kind, a, b) = op.split();
-    unsafe {
-        unary_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(x.clone(), n),
-            BufferArg::from_raw_parts(out.clone(), n),
-            a,
-            b,
-            g.steps,
-            kind,
-            g.blocked,
-        )
-    };
+    unary_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("unary", "input", x, n, vs * F::DTYPE.size())?,
+        launch::buffer("unary", "output", &out, n, vs * F::DTYPE.size())?,
+        a,
+        b,
+        g.steps,
+        kind,
+        g.blocked,
+    );
     Ok(out)
 }
 
@@ -274,22 +313,20 @@ pub fn binary<F: KernelFloat>(
     let vs = launch::vector_size(client, dtype.size(), &[len]);
     let n = len / vs;
     let g = launch::elemwise(&DeviceInfo::of(client), n);
-    unsafe {
-        binary_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(x.clone(), n),
-            BufferArg::from_raw_parts(y.clone(), n),
-            BufferArg::from_raw_parts(out.clone(), n),
-            a,
-            b,
-            g.steps,
-            op,
-            g.blocked,
-        )
-    };
+    binary_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("binary", "lhs", x, n, vs * F::DTYPE.size())?,
+        launch::buffer("binary", "rhs", y, n, vs * F::DTYPE.size())?,
+        launch::buffer("binary", "output", &out, n, vs * F::DTYPE.size())?,
+        a,
+        b,
+        g.steps,
+        op,
+        g.blocked,
+    );
     Ok(out)
 }
 
@@ -317,18 +354,16 @@ pub fn fill<F: KernelFloat>(client: &Client, len: usize, value: f32) -> Result<H
     let vs = launch::vector_size(client, F::DTYPE.size(), &[len]);
     let n = len / vs;
     let g = launch::elemwise(&DeviceInfo::of(client), n);
-    unsafe {
-        fill_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(out.clone(), n),
-            value,
-            g.steps,
-            g.blocked,
-        )
-    };
+    fill_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("fill", "output", &out, n, vs * F::DTYPE.size())?,
+        value,
+        g.steps,
+        g.blocked,
+    );
     Ok(out)
 }
 
@@ -369,20 +404,18 @@ pub fn axpby_inplace<F: KernelFloat>(
     let vs = launch::vector_size(client, F::DTYPE.size(), &[len]);
     let n = len / vs;
     let g = launch::elemwise(&DeviceInfo::of(client), n);
-    unsafe {
-        axpby_inplace_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(y.clone(), n),
-            BufferArg::from_raw_parts(x.clone(), n),
-            a,
-            b,
-            g.steps,
-            g.blocked,
-        )
-    };
+    axpby_inplace_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("axpby_inplace", "y", y, n, vs * F::DTYPE.size())?,
+        launch::buffer("axpby_inplace", "x", x, n, vs * F::DTYPE.size())?,
+        a,
+        b,
+        g.steps,
+        g.blocked,
+    );
     Ok(())
 }
 
@@ -401,18 +434,16 @@ pub fn cast<I: KernelFloat, O: KernelFloat>(
     let vs = launch::vector_size(client, di.size().max(dout.size()), &[len]);
     let n = len / vs;
     let g = launch::elemwise(&DeviceInfo::of(client), n);
-    unsafe {
-        cast_kernel::launch::<I, O>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(x.clone(), n),
-            BufferArg::from_raw_parts(out.clone(), n),
-            g.steps,
-            g.blocked,
-        )
-    };
+    cast_kernel::launch::<I, O>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("cast", "input", x, n, vs * I::DTYPE.size())?,
+        launch::buffer("cast", "output", &out, n, vs * O::DTYPE.size())?,
+        g.steps,
+        g.blocked,
+    );
     Ok(out)
 }
 

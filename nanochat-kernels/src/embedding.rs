@@ -93,20 +93,24 @@ pub fn embedding_forward<F: KernelFloat>(
     let vs = launch::vector_size(client, F::DTYPE.size(), &[dim]);
     let n = ids.len() * dim / vs;
     let g = launch::elemwise(&DeviceInfo::of(client), n);
-    unsafe {
-        embedding_forward_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(wte.clone(), vocab * dim / vs),
-            BufferArg::from_raw_parts(hids, ids.len()),
-            BufferArg::from_raw_parts(out.clone(), n),
-            dim / vs,
-            g.steps,
-            g.blocked,
-        )
-    };
+    embedding_forward_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer(
+            "embedding_forward",
+            "wte",
+            wte,
+            vocab * dim / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer("embedding_forward", "ids", &hids, ids.len(), 4)?,
+        launch::buffer("embedding_forward", "out", &out, n, vs * F::DTYPE.size())?,
+        dim / vs,
+        g.steps,
+        g.blocked,
+    );
     Ok(out)
 }
 
@@ -126,6 +130,10 @@ pub fn embedding_backward<F: KernelFloat>(
         F::DTYPE,
     )?;
     check_ids("embedding_backward", ids, vocab)?;
+    if ids.is_empty() {
+        // No token: every row's gradient is zero (and `grad` may hold no bytes at all).
+        return crate::elementwise::fill::<F>(client, vocab * dim, 0.0);
+    }
     let out = client.empty(vocab * dim * F::DTYPE.size());
     if vocab == 0 || dim == 0 {
         return Ok(out);
@@ -139,7 +147,7 @@ pub fn embedding_backward<F: KernelFloat>(
         offsets[v + 1] += offsets[v];
     }
     let mut next = offsets.clone();
-    let mut positions = vec![0u32; ids.len().max(1)];
+    let mut positions = vec![0u32; ids.len()];
     for (p, &id) in ids.iter().enumerate() {
         positions[next[id as usize] as usize] = p as u32;
         next[id as usize] += 1;
@@ -147,22 +155,38 @@ pub fn embedding_backward<F: KernelFloat>(
     let vs = launch::vector_size(client, F::DTYPE.size(), &[dim]);
     let n = vocab * dim / vs;
     let g = launch::elemwise(&DeviceInfo::of(client), n);
-    let grad_len = (ids.len() * dim / vs).max(1);
-    unsafe {
-        embedding_backward_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(grad.clone(), grad_len),
-            BufferArg::from_raw_parts(upload_u32(client, &offsets), vocab + 1),
-            BufferArg::from_raw_parts(upload_u32(client, &positions), positions.len()),
-            BufferArg::from_raw_parts(out.clone(), n),
-            dim / vs,
-            g.steps,
-            g.blocked,
-        )
-    };
+    let grad_len = ids.len() * dim / vs;
+    embedding_backward_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer(
+            "embedding_backward",
+            "grad",
+            grad,
+            grad_len,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "embedding_backward",
+            "offsets",
+            &upload_u32(client, &offsets),
+            vocab + 1,
+            4,
+        )?,
+        launch::buffer(
+            "embedding_backward",
+            "positions",
+            &upload_u32(client, &positions),
+            positions.len(),
+            4,
+        )?,
+        launch::buffer("embedding_backward", "dwte", &out, n, vs * F::DTYPE.size())?,
+        dim / vs,
+        g.steps,
+        g.blocked,
+    );
     Ok(out)
 }
 
@@ -238,6 +262,21 @@ mod tests {
     #[test]
     fn embedding_matches_reference() {
         crate::check::assert_check("embedding");
+    }
+
+    #[test]
+    fn no_ids_give_zero_gradients() {
+        // A batch without tokens: the gradient buffer holds nothing (0 bytes).
+        let client = crate::Backend::Cpu.client().unwrap();
+        let grad = crate::check::upload_f32(&client, &[]);
+        let dwte = super::embedding_backward::<f32>(&client, &grad, &[], 3, 4).unwrap();
+        let got = crate::check::download(&client, crate::DType::F32, &dwte).unwrap();
+        assert_eq!(got, vec![0.0; 12]);
+        let out = super::embedding_forward::<f32>(&client, &dwte, 3, 4, &[]).unwrap();
+        assert_eq!(
+            crate::check::download(&client, crate::DType::F32, &out).unwrap(),
+            Vec::<f32>::new()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use cubecl::prelude::*;
 
 use crate::device::DeviceInfo;
+use crate::Handle;
 
 /// Geometry of an element-wise launch over `n` items.
 #[derive(Clone, Debug)]
@@ -244,6 +245,99 @@ pub(crate) fn check_words(
     check_size(op, arg, handle, shape, crate::DType::F32)
 }
 
+/// A buffer argument of a kernel launch: `len` items of `item_bytes` bytes each from the start
+/// of `handle` (an item of a `&[Vector<F, N>]` parameter is `N` elements, of a `&[F]` one
+/// element). See [`binding`] for the check.
+pub(crate) fn buffer(
+    op: &'static str,
+    arg: &'static str,
+    handle: &Handle,
+    len: usize,
+    item_bytes: usize,
+) -> crate::Result<BufferArg> {
+    Ok(binding(op, arg, handle, &[1], &[len], item_bytes)?.into_buffer_arg())
+}
+
+/// A tensor argument of a kernel launch: a strided view (`shape`, `strides` in items of
+/// `item_bytes` bytes) from the start of `handle`. See [`binding`] for the check.
+pub(crate) fn tensor(
+    op: &'static str,
+    arg: &'static str,
+    handle: &Handle,
+    strides: &[usize],
+    shape: &[usize],
+    item_bytes: usize,
+) -> crate::Result<TensorArg> {
+    Ok(binding(op, arg, handle, strides, shape, item_bytes)?.into_tensor_arg())
+}
+
+/// The one place where a kernel argument is made from a raw handle, a shape and strides: every
+/// launch in this crate takes its arguments from here (through [`buffer`] and [`tensor`]), so
+/// that no kernel is told that a buffer is longer than it is.
+///
+/// # Errors
+/// [`KernelError::LaunchBounds`](crate::KernelError::LaunchBounds) when the view reaches past
+/// the bytes `handle` holds (its size after offsets) or its extent overflows `u64`;
+/// [`KernelError::Shape`](crate::KernelError::Shape) when `strides` and `shape` differ in
+/// rank. Public launch functions check their inputs with [`check_size`] first, so either error
+/// means that a launch computed a wrong length.
+pub(crate) fn binding(
+    op: &'static str,
+    arg: &'static str,
+    handle: &Handle,
+    strides: &[usize],
+    shape: &[usize],
+    item_bytes: usize,
+) -> crate::Result<TensorBinding> {
+    if strides.len() != shape.len() {
+        return Err(crate::KernelError::shape(
+            op,
+            &[strides, shape],
+            format!("argument `{arg}`: strides and shape differ in rank"),
+        ));
+    }
+    let got = handle.size_in_used();
+    let need = view_bytes(strides, shape, item_bytes);
+    if !matches!(need, Some(n) if n <= got) {
+        return Err(crate::KernelError::LaunchBounds {
+            op,
+            arg,
+            shape: shape.to_vec(),
+            strides: strides.to_vec(),
+            item_bytes,
+            need,
+            got,
+        });
+    }
+    // SAFETY: the one requirement of `TensorBinding::from_raw_parts` is a shape and strides
+    // that stay inside the buffer (kernels size their loops and indices by them: a view longer
+    // than its buffer would read or write past it). The view's extent (`view_bytes`: one past
+    // the furthest item it addresses) was checked above against the bytes the handle holds
+    // after its offsets.
+    let binding = unsafe {
+        TensorBinding::from_raw_parts(
+            handle.clone(),
+            strides.to_vec().into(),
+            shape.to_vec().into(),
+        )
+    };
+    Ok(binding)
+}
+
+/// Bytes from the start of a buffer up to one past the furthest item that a view of `shape` and
+/// `strides` (in items of `item_bytes` bytes) addresses: 0 for an empty view, `None` when the
+/// extent overflows `u64`.
+fn view_bytes(strides: &[usize], shape: &[usize], item_bytes: usize) -> Option<u64> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    let mut last: u64 = 0;
+    for (&stride, &dim) in strides.iter().zip(shape) {
+        last = last.checked_add((dim as u64 - 1).checked_mul(stride as u64)?)?;
+    }
+    last.checked_add(1)?.checked_mul(item_bytes as u64)
+}
+
 /// The widest vector size of the client's preferred sizes that divides every given length.
 pub(crate) fn vector_size(
     client: &cubecl::client::Client,
@@ -313,4 +407,61 @@ pub(crate) fn lane_max<N: Size>(v: Vector<f32, N>) -> f32 {
         m = max(m, v.extract(i));
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KernelError;
+
+    #[test]
+    fn view_bytes_is_one_past_the_furthest_item() {
+        // Contiguous 3 x 4 of 4-byte items: 48 bytes.
+        assert_eq!(view_bytes(&[4, 1], &[3, 4], 4), Some(48));
+        // A broadcast row (stride 0) reaches only its 4 items.
+        assert_eq!(view_bytes(&[0, 1], &[3, 4], 2), Some(8));
+        // Rows 10 apart: the last item is at 2 * 10 + 3.
+        assert_eq!(view_bytes(&[10, 1], &[3, 4], 1), Some(24));
+        assert_eq!(view_bytes(&[4, 1], &[0, 4], 4), Some(0));
+        assert_eq!(view_bytes(&[usize::MAX, 1], &[3, 1], 4), None);
+    }
+
+    #[test]
+    fn arguments_longer_than_their_buffer_are_refused() {
+        let client = crate::Backend::Cpu.client().unwrap();
+        let h = client.create_from_slice(&[0u8; 16]);
+        // Four 4-byte items fit; five do not.
+        assert!(buffer("op", "x", &h, 4, 4).is_ok());
+        assert!(buffer("op", "x", &h, 2, 8).is_ok());
+        let err = buffer("op", "x", &h, 5, 4).err().unwrap();
+        assert_eq!(
+            err,
+            KernelError::LaunchBounds {
+                op: "op",
+                arg: "x",
+                shape: vec![5],
+                strides: vec![1],
+                item_bytes: 4,
+                need: Some(20),
+                got: 16,
+            }
+        );
+        // A strided view is measured by its furthest item, not by its element count.
+        assert!(tensor("op", "t", &h, &[0, 1], &[100, 4], 4).is_ok());
+        let err = tensor("op", "t", &h, &[3, 1], &[2, 2], 4).err().unwrap();
+        assert!(matches!(
+            err,
+            KernelError::LaunchBounds {
+                need: Some(20),
+                got: 16,
+                ..
+            }
+        ));
+        let err = binding("op", "t", &h, &[1], &[2, 2], 4).err().unwrap();
+        assert!(matches!(err, KernelError::Shape { .. }), "{err}");
+        // A handle's offsets shrink what it holds.
+        let tail = h.clone().offset_start(8);
+        assert!(buffer("op", "x", &tail, 2, 4).is_ok());
+        assert!(buffer("op", "x", &tail, 3, 4).is_err());
+    }
 }

@@ -113,37 +113,33 @@ fn transpose_with<F: KernelFloat>(
         let vs = launch::vector_size(client, F::DTYPE.size(), &[cols]);
         let items = batch * cols / vs;
         let g = launch::elemwise(&info, items);
-        unsafe {
-            transpose_columns_kernel::launch::<F>(
-                client,
-                g.cube_count,
-                g.cube_dim,
-                vs,
-                BufferArg::from_raw_parts(x.clone(), len / vs),
-                BufferArg::from_raw_parts(y.clone(), len),
-                rows,
-                cols / vs,
-                items,
-                g.steps,
-                g.blocked,
-            )
-        };
-        return Ok(y);
-    }
-    let g = launch::elemwise(&info, len);
-    unsafe {
-        transpose_kernel::launch::<F>(
+        transpose_columns_kernel::launch::<F>(
             client,
             g.cube_count,
             g.cube_dim,
-            BufferArg::from_raw_parts(x.clone(), len),
-            BufferArg::from_raw_parts(y.clone(), len),
+            vs,
+            launch::buffer("transpose_columns", "x", x, len / vs, vs * F::DTYPE.size())?,
+            launch::buffer("transpose_columns", "y", &y, len, F::DTYPE.size())?,
             rows,
-            cols,
+            cols / vs,
+            items,
             g.steps,
             g.blocked,
-        )
-    };
+        );
+        return Ok(y);
+    }
+    let g = launch::elemwise(&info, len);
+    transpose_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        launch::buffer("transpose", "x", x, len, F::DTYPE.size())?,
+        launch::buffer("transpose", "y", &y, len, F::DTYPE.size())?,
+        rows,
+        cols,
+        g.steps,
+        g.blocked,
+    );
     Ok(y)
 }
 
@@ -190,21 +186,19 @@ pub fn slice_cols<F: KernelFloat>(
     }
     let vs = launch::vector_size(client, F::DTYPE.size(), &[cols, start, width]);
     let g = launch::elemwise(&DeviceInfo::of(client), len / vs);
-    unsafe {
-        slice_cols_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(x.clone(), rows * cols / vs),
-            BufferArg::from_raw_parts(y.clone(), len / vs),
-            cols / vs,
-            start / vs,
-            width / vs,
-            g.steps,
-            g.blocked,
-        )
-    };
+    slice_cols_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("slice_cols", "x", x, rows * cols / vs, vs * F::DTYPE.size())?,
+        launch::buffer("slice_cols", "y", &y, len / vs, vs * F::DTYPE.size())?,
+        cols / vs,
+        start / vs,
+        width / vs,
+        g.steps,
+        g.blocked,
+    );
     Ok(y)
 }
 
@@ -261,22 +255,26 @@ pub fn write_rows<F: KernelFloat>(
     }
     let vs = launch::vector_size(client, F::DTYPE.size(), &[row]);
     let g = launch::elemwise(&DeviceInfo::of(client), len / vs);
-    unsafe {
-        write_rows_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(src.clone(), len / vs),
-            BufferArg::from_raw_parts(dst.clone(), batch * capacity * row / vs),
-            seq,
-            row / vs,
-            capacity,
-            pos,
-            g.steps,
-            g.blocked,
-        )
-    };
+    write_rows_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("write_rows", "src", src, len / vs, vs * F::DTYPE.size())?,
+        launch::buffer(
+            "write_rows",
+            "dst",
+            dst,
+            batch * capacity * row / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        seq,
+        row / vs,
+        capacity,
+        pos,
+        g.steps,
+        g.blocked,
+    );
     Ok(())
 }
 

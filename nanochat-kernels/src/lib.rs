@@ -5,7 +5,7 @@
 //! the `cuda` feature). Each module holds, for one op:
 //! - a plain-Rust reference in f64 (`*_ref`), the oracle for the kernel and for gradient checks;
 //! - the `#[cube]` kernel(s) and a launch function that validates shapes before launching;
-//! - a [`check`](crate::check) that runs kernel and reference on random odd shapes and compares
+//! - a [`check`] that runs kernel and reference on random odd shapes and compares
 //!   them, used by the unit tests and by `nanochat selftest`.
 //!
 //! Layout conventions: tensors are row-major and contiguous unless a function takes strides;

@@ -20,10 +20,15 @@ use crate::{Client, Handle, Result};
 /// bias-corrected moments, eps added to the corrected root).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWStep {
+    /// Learning rate.
     pub lr: f32,
+    /// Decay of the first moment (the mean of the gradients).
     pub beta1: f32,
+    /// Decay of the second moment (the mean of their squares).
     pub beta2: f32,
+    /// Added to the root of the corrected second moment.
     pub eps: f32,
+    /// Decoupled weight decay: the parameter shrinks by `lr * weight_decay` of itself.
     pub weight_decay: f32,
     /// 1-based step number (for the bias corrections).
     pub step: u32,
@@ -96,26 +101,24 @@ pub fn adamw_step<F: KernelFloat>(
     }
     let (bc1, bc2) = h.corrections();
     let g = launch::elemwise(&DeviceInfo::of(client), len);
-    unsafe {
-        adamw_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            BufferArg::from_raw_parts(param.clone(), len),
-            BufferArg::from_raw_parts(grad.clone(), len),
-            BufferArg::from_raw_parts(m.clone(), len),
-            BufferArg::from_raw_parts(v.clone(), len),
-            h.lr,
-            h.beta1,
-            h.beta2,
-            h.eps,
-            1.0 - h.lr * h.weight_decay,
-            bc1,
-            bc2.sqrt(),
-            g.steps,
-            g.blocked,
-        )
-    };
+    adamw_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        launch::buffer("adamw", "param", param, len, F::DTYPE.size())?,
+        launch::buffer("adamw", "grad", grad, len, F::DTYPE.size())?,
+        launch::buffer("adamw", "m", m, len, 4)?,
+        launch::buffer("adamw", "v", v, len, 4)?,
+        h.lr,
+        h.beta1,
+        h.beta2,
+        h.eps,
+        1.0 - h.lr * h.weight_decay,
+        bc1,
+        bc2.sqrt(),
+        g.steps,
+        g.blocked,
+    );
     Ok(())
 }
 

@@ -8,13 +8,26 @@ use crate::dtype::KernelFloat;
 use crate::launch::{self, item_index, lane_max, lane_sum, row_index, row_max, row_sum, RowLaunch};
 use crate::{Client, Handle, Result};
 
-/// Which reduction of a row.
-#[derive(CubeType, Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Reduce {
-    Sum,
-    Max,
-    /// mean(x^2), the statistic of RMSNorm.
-    MeanSquare,
+pub use cube_enums::Reduce;
+
+// `#[derive(CubeType)]` generates public companions of each enum here (an `...Expand` enum and
+// one constructor per variant) that cannot carry docs: `missing_docs` is allowed on this module
+// for them and turned back on for the enums themselves.
+#[allow(missing_docs)]
+mod cube_enums {
+    use cubecl::prelude::*;
+
+    /// Which reduction of a row.
+    #[warn(missing_docs)]
+    #[derive(CubeType, Clone, Copy, Debug, Hash, PartialEq, Eq)]
+    pub enum Reduce {
+        /// The sum.
+        Sum,
+        /// The maximum.
+        Max,
+        /// mean(x^2), the statistic of RMSNorm.
+        MeanSquare,
+    }
 }
 
 impl Reduce {
@@ -86,20 +99,18 @@ pub fn reduce_rows<F: KernelFloat>(
         geo: g,
         vecs: n,
     } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
-    unsafe {
-        reduce_rows_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(x.clone(), n),
-            BufferArg::from_raw_parts(out.clone(), rows),
-            rows,
-            cols,
-            op,
-            g.plane,
-        )
-    };
+    reduce_rows_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("reduce_rows", "x", x, n, vs * F::DTYPE.size())?,
+        launch::buffer("reduce_rows", "out", &out, rows, F::DTYPE.size())?,
+        rows,
+        cols,
+        op,
+        g.plane,
+    );
     Ok(out)
 }
 
@@ -184,26 +195,30 @@ pub fn sum_to<F: KernelFloat>(
         (big.to_vec(), aligned)
     };
     let g = launch::elemwise(&DeviceInfo::of(client), small_len);
-    unsafe {
-        sum_to_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            TensorArg::from_raw_parts(
-                x.clone(),
-                crate::broadcast::contiguous_strides(&big_view).into(),
-                big_view.into(),
-            ),
-            TensorArg::from_raw_parts(
-                out.clone(),
-                crate::broadcast::contiguous_strides(&small_view).into(),
-                small_view.into(),
-            ),
-            big_len / small_len,
-            g.steps,
-            g.blocked,
-        )
-    };
+    sum_to_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        launch::tensor(
+            "sum_to",
+            "big",
+            x,
+            &crate::broadcast::contiguous_strides(&big_view),
+            &big_view,
+            F::DTYPE.size(),
+        )?,
+        launch::tensor(
+            "sum_to",
+            "small",
+            &out,
+            &crate::broadcast::contiguous_strides(&small_view),
+            &small_view,
+            F::DTYPE.size(),
+        )?,
+        big_len / small_len,
+        g.steps,
+        g.blocked,
+    );
     Ok(out)
 }
 

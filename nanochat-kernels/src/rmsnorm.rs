@@ -102,21 +102,19 @@ pub fn rmsnorm_forward<F: KernelFloat>(
         geo: g,
         vecs: n,
     } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
-    unsafe {
-        rmsnorm_forward_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(x.clone(), n),
-            BufferArg::from_raw_parts(y.clone(), n),
-            BufferArg::from_raw_parts(rstd.clone(), rows),
-            rows,
-            cols,
-            eps,
-            g.plane,
-        )
-    };
+    rmsnorm_forward_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("rmsnorm_forward", "x", x, n, vs * F::DTYPE.size())?,
+        launch::buffer("rmsnorm_forward", "y", &y, n, vs * F::DTYPE.size())?,
+        launch::buffer("rmsnorm_forward", "rstd", &rstd, rows, 4)?,
+        rows,
+        cols,
+        eps,
+        g.plane,
+    );
     Ok((y, rstd))
 }
 
@@ -141,21 +139,19 @@ pub fn rmsnorm_backward<F: KernelFloat>(
         geo: g,
         vecs: n,
     } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
-    unsafe {
-        rmsnorm_backward_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(x.clone(), n),
-            BufferArg::from_raw_parts(rstd.clone(), rows),
-            BufferArg::from_raw_parts(dy.clone(), n),
-            BufferArg::from_raw_parts(dx.clone(), n),
-            rows,
-            cols,
-            g.plane,
-        )
-    };
+    rmsnorm_backward_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("rmsnorm_backward", "x", x, n, vs * F::DTYPE.size())?,
+        launch::buffer("rmsnorm_backward", "rstd", rstd, rows, 4)?,
+        launch::buffer("rmsnorm_backward", "dy", dy, n, vs * F::DTYPE.size())?,
+        launch::buffer("rmsnorm_backward", "dx", &dx, n, vs * F::DTYPE.size())?,
+        rows,
+        cols,
+        g.plane,
+    );
     Ok(dx)
 }
 

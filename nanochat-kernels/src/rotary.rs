@@ -15,9 +15,13 @@ use crate::{Client, Handle, KernelError, Result};
 /// Shape of a rotary application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RotaryShape {
+    /// Sequences in the batch.
     pub batch: usize,
+    /// Positions per sequence.
     pub seq: usize,
+    /// Heads per position.
     pub heads: usize,
+    /// Elements per head (even: the two halves are rotated as pairs).
     pub head_dim: usize,
     /// First position (row of the tables) of the sequence.
     pub t0: usize,
@@ -103,24 +107,22 @@ fn launch_rotary<F: KernelFloat>(
         return Ok(y);
     }
     let g = launch::elemwise(&DeviceInfo::of(client), len / 2);
-    unsafe {
-        rotary_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            BufferArg::from_raw_parts(x.clone(), len),
-            BufferArg::from_raw_parts(cos.clone(), table_len * half),
-            BufferArg::from_raw_parts(sin.clone(), table_len * half),
-            BufferArg::from_raw_parts(y.clone(), len),
-            seq,
-            heads,
-            half,
-            t0,
-            sign,
-            g.steps,
-            g.blocked,
-        )
-    };
+    rotary_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        launch::buffer("rotary", "x", x, len, F::DTYPE.size())?,
+        launch::buffer("rotary", "cos", cos, table_len * half, F::DTYPE.size())?,
+        launch::buffer("rotary", "sin", sin, table_len * half, F::DTYPE.size())?,
+        launch::buffer("rotary", "y", &y, len, F::DTYPE.size())?,
+        seq,
+        heads,
+        half,
+        t0,
+        sign,
+        g.steps,
+        g.blocked,
+    );
     Ok(y)
 }
 

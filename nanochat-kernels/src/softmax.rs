@@ -83,19 +83,17 @@ pub fn softmax<F: KernelFloat>(
         geo: g,
         vecs: n,
     } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
-    unsafe {
-        softmax_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(x.clone(), n),
-            BufferArg::from_raw_parts(y.clone(), n),
-            rows,
-            cols,
-            g.plane,
-        )
-    };
+    softmax_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("softmax", "x", x, n, vs * F::DTYPE.size())?,
+        launch::buffer("softmax", "y", &y, n, vs * F::DTYPE.size())?,
+        rows,
+        cols,
+        g.plane,
+    );
     Ok(y)
 }
 
@@ -119,20 +117,18 @@ pub fn softmax_backward<F: KernelFloat>(
         geo: g,
         vecs: n,
     } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
-    unsafe {
-        softmax_backward_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(y.clone(), n),
-            BufferArg::from_raw_parts(dy.clone(), n),
-            BufferArg::from_raw_parts(dx.clone(), n),
-            rows,
-            cols,
-            g.plane,
-        )
-    };
+    softmax_backward_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("softmax_backward", "y", y, n, vs * F::DTYPE.size())?,
+        launch::buffer("softmax_backward", "dy", dy, n, vs * F::DTYPE.size())?,
+        launch::buffer("softmax_backward", "dx", &dx, n, vs * F::DTYPE.size())?,
+        rows,
+        cols,
+        g.plane,
+    );
     Ok(dx)
 }
 

@@ -1,4 +1,4 @@
-//! Progress displays on stderr (stdout is for the JSON summary): [`bar`] and [`line`] for every
+//! Progress displays on stderr (stdout is for the JSON summary): [`bar`] and [`line()`] for every
 //! command, and the training display ([`TrainProgress`]): a bar with loss, tokens/s and MFU, and
 //! a line per evaluation, sample and checkpoint, and warnings about rows without a supervised
 //! token (the first step that has some, every skipped step, and the total at the end).

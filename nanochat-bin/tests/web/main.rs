@@ -50,8 +50,10 @@ fn train_tiny(root: &std::path::Path) {
     ]);
 }
 
+/// A running `nanochat chat-web`, killed when dropped.
 pub struct Server {
     child: Child,
+    /// The port it listens on (127.0.0.1).
     pub port: u16,
 }
 

@@ -225,6 +225,7 @@ impl Engine {
     /// including, its terminal token) and, per generated token, the model's probability of it
     /// (`None` where the calculator forced it), as nanochat's
     /// `results, masks = engine.generate_batch(...)` with probabilities in place of masks.
+    #[allow(clippy::type_complexity, reason = "nanochat's `results, masks` pair")]
     pub fn generate_batch(
         &self,
         tokens: &[u32],

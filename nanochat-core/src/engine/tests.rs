@@ -204,7 +204,11 @@ fn generation_stops_at_the_context_length_with_its_reason() {
         ..Default::default()
     };
     let mut stream = e.generate(&prompt, &params).unwrap();
-    let n = stream.by_ref().map(|c| c.unwrap()).count();
+    let mut n = 0;
+    for column in stream.by_ref() {
+        column.unwrap();
+        n += 1;
+    }
     match stream.finish_reason() {
         Some(FinishReason::ContextFull) => assert_eq!(n, 16 - 10 + 1),
         Some(FinishReason::Stop) => assert!(n <= 7),

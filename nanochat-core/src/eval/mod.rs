@@ -7,7 +7,7 @@
 //!   among choices, or greedy exact match), centred by each task's random baseline.
 //!
 //! The model is a trait so the scoring is tested with fakes ([`fake`]) that answer right or at
-//! random; [`Engine`] and [`GPT`] are the real implementations.
+//! random; [`Engine`] and [`GPT`](crate::model::GPT) are the real implementations.
 //!
 //! A custom task is one small impl of [`Task`](crate::tasks::Task); evaluating it:
 //!

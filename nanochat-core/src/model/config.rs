@@ -126,21 +126,21 @@ impl GPTConfig {
                 return bad(name, "0".into(), "a positive number".into());
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(
                 "n_embd",
                 self.n_embd.to_string(),
                 format!("a multiple of n_head {}", self.n_head),
             );
         }
-        if self.n_head % self.n_kv_head != 0 {
+        if !self.n_head.is_multiple_of(self.n_kv_head) {
             return bad(
                 "n_head",
                 self.n_head.to_string(),
                 format!("a multiple of n_kv_head {}", self.n_kv_head),
             );
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad(
                 "head_dim (n_embd / n_head)",
                 self.head_dim().to_string(),

@@ -122,11 +122,11 @@ mod tests {
             let targets: Vec<i32> = (0..rows).map(|i| if i == 1 { -1 } else { ((i * 7 + seed as usize) % vocab) as i32 }).collect();
             let count = targets.iter().filter(|&&t| t >= 0).count() as f64;
             let t2 = targets.clone();
-            let res = assert_gradcheck(&[x.clone()], |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::Mean),
+            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::Mean),
                 move |xs| vec![cross_entropy_forward_ref(&xs[0], &t2, vocab, None).0.iter().sum::<f64>() / count], Tolerance::default(), seed);
             prop_assert!(res.is_ok(), "mean: {}", res.unwrap_err());
             let t3 = targets.clone();
-            let res = assert_gradcheck(&[x.clone()], |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::None),
+            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::None),
                 move |xs| cross_entropy_forward_ref(&xs[0], &t3, vocab, None).0, Tolerance::default(), seed);
             prop_assert!(res.is_ok(), "none: {}", res.unwrap_err());
             let t4 = targets.clone();

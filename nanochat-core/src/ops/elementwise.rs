@@ -210,14 +210,14 @@ mod tests {
         fn unary_ops_gradcheck(rows in 1usize..4, cols in 1usize..9, seed in any::<u64>()) {
             type UnFn = Box<dyn Fn(Option<&Tape>, &Tensor) -> Result<Tensor> + Sync>;
             let cases: Vec<(UnFn, Unary, f64, f64)> = vec![
-                (Box::new(|t, x| exp(t, x)), Unary::Exp, -2.0, 2.0),
-                (Box::new(|t, x| log(t, x)), Unary::Log, 0.5, 3.0),
-                (Box::new(|t, x| tanh(t, x)), Unary::Tanh, -2.0, 2.0),
-                (Box::new(|t, x| relu2(t, x)), Unary::Relu2, -2.0, 2.0),
+                (Box::new(exp), Unary::Exp, -2.0, 2.0),
+                (Box::new(log), Unary::Log, 0.5, 3.0),
+                (Box::new(tanh), Unary::Tanh, -2.0, 2.0),
+                (Box::new(relu2), Unary::Relu2, -2.0, 2.0),
                 (Box::new(|t, x| softcap(t, x, 3.0)), Unary::Softcap { cap: 3.0 }, -8.0, 8.0),
                 (Box::new(|t, x| affine(t, x, -1.5, 0.25)), Unary::Affine { mul: -1.5, add: 0.25 }, -2.0, 2.0),
-                (Box::new(|t, x| neg(t, x)), Unary::Neg, -2.0, 2.0),
-                (Box::new(|t, x| square(t, x)), Unary::Square, -2.0, 2.0),
+                (Box::new(neg), Unary::Neg, -2.0, 2.0),
+                (Box::new(square), Unary::Square, -2.0, 2.0),
             ];
             for (f, op, lo, hi) in cases {
                 let mut r = rng(seed);

@@ -65,10 +65,10 @@ mod tests {
         fn reductions_gradcheck(a in 1usize..4, b in 1usize..5, c in 1usize..9, seed in any::<u64>()) {
             let mut r = rng(seed);
             let x = Input::random(&mut r, &[a, b, c], -2.0, 2.0);
-            let res = assert_gradcheck(&[x.clone()], |t, xs| sum(t, &xs[0]), |xs| vec![xs[0].iter().sum()], Tolerance::default(), seed);
+            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| sum(t, &xs[0]), |xs| vec![xs[0].iter().sum()], Tolerance::default(), seed);
             prop_assert!(res.is_ok(), "sum: {}", res.unwrap_err());
             let n = (a * b * c) as f64;
-            let res = assert_gradcheck(&[x.clone()], |t, xs| mean(t, &xs[0]), move |xs| vec![xs[0].iter().sum::<f64>() / n], Tolerance::default(), seed);
+            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| mean(t, &xs[0]), move |xs| vec![xs[0].iter().sum::<f64>() / n], Tolerance::default(), seed);
             prop_assert!(res.is_ok(), "mean: {}", res.unwrap_err());
             let res = assert_gradcheck(&[x], |t, xs| sum_last(t, &xs[0]), move |xs| xs[0].chunks(c).map(|r| r.iter().sum()).collect(), Tolerance::default(), seed);
             prop_assert!(res.is_ok(), "sum_last: {}", res.unwrap_err());

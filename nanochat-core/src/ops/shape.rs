@@ -148,9 +148,9 @@ mod tests {
         fn shape_ops_gradcheck(b in 1usize..3, r in 1usize..6, c in 1usize..7, seed in any::<u64>()) {
             let mut g = rng(seed);
             let x = Input::random(&mut g, &[b, r, c], -2.0, 2.0);
-            let res = assert_gradcheck(&[x.clone()], |t, xs| reshape(t, &xs[0], &[b * r, c]), |xs| xs[0].clone(), Tolerance::default(), seed);
+            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| reshape(t, &xs[0], &[b * r, c]), |xs| xs[0].clone(), Tolerance::default(), seed);
             prop_assert!(res.is_ok(), "reshape: {}", res.unwrap_err());
-            let res = assert_gradcheck(&[x.clone()], |t, xs| transpose(t, &xs[0]),
+            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| transpose(t, &xs[0]),
                 move |xs| nanochat_kernels::layout::transpose_ref(&xs[0], b, r, c), Tolerance::default(), seed);
             prop_assert!(res.is_ok(), "transpose: {}", res.unwrap_err());
             // f32 -> bf16 -> f32 with gradients flowing back through both casts (bf16 rounding of

@@ -1,6 +1,7 @@
 //! AdamW with PyTorch's semantics (decoupled weight decay, bias-corrected moments), one fused
 //! kernel launch per parameter, moments in f32.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use nanochat_kernels::optim::{adamw_step, AdamWStep};
@@ -91,8 +92,8 @@ impl AdamW {
         self.step += 1;
         for p in params {
             let Some(g) = grads.get(p) else { continue };
-            if !self.state.contains_key(&p.id()) {
-                self.state.insert(p.id(), adamw_state(p)?);
+            if let Entry::Vacant(e) = self.state.entry(p.id()) {
+                e.insert(adamw_state(p)?);
             }
             let (m, v) = &self.state[&p.id()];
             adamw_update(p, g, (m, v), &self.config, lr, self.step)?;

@@ -1,7 +1,7 @@
 //! The report card (nanochat's `report.py`): each pipeline stage logs its settings and results,
 //! and `nanochat report` assembles them into one markdown page.
 //!
-//! Layout of `<root>/report/` (root: [`crate::checkpoint::model_root`] by default):
+//! Layout of `<root>/report/` (root: [`crate::paths::Paths::model_root`] by default):
 //!
 //! - `<stage>.json`, written by [`log_stage`] when a stage finishes:
 //!   `{"stage", "time" (RFC 3339, UTC), "settings", "results"}`. Stages: `tokenizer`,

@@ -85,7 +85,10 @@ impl TrainConfig {
     /// Micro-batches per optimizer step.
     pub fn grad_accum_steps(&self) -> Result<usize> {
         let micro = self.batch_size * self.seq_len;
-        if micro == 0 || self.total_batch_size % micro != 0 || self.total_batch_size < micro {
+        if micro == 0
+            || !self.total_batch_size.is_multiple_of(micro)
+            || self.total_batch_size < micro
+        {
             return Err(CoreError::invalid(
                 "total batch size",
                 self.total_batch_size,
@@ -374,7 +377,7 @@ impl Trainer {
                 masked_rows: outcome.masked_rows as u64,
                 skipped: outcome.skipped(),
             };
-            if last || (cfg.eval_every > 0 && self.step % cfg.eval_every == 0) {
+            if last || (cfg.eval_every > 0 && self.step.is_multiple_of(cfg.eval_every)) {
                 let bpb = self.evaluate()?;
                 self.last_val_bpb = Some(bpb);
                 m.val_bpb = Some(bpb);
@@ -392,7 +395,7 @@ impl Trainer {
             }
             self.metrics.append(&m)?;
             on_event(&Event::Step(m));
-            if last || (cfg.save_every > 0 && self.step % cfg.save_every == 0) {
+            if last || (cfg.save_every > 0 && self.step.is_multiple_of(cfg.save_every)) {
                 let dir = self.save()?;
                 on_event(&Event::Saved {
                     step: self.step,

@@ -102,7 +102,7 @@ fn attention_dq_kernel<F: Float, N: Size>(
             let mut qr = load::<F, N>(q, q_base, dv);
             #[unroll]
             for d in 0..dv {
-                qr[d] = qr[d] * Vector::new(scale);
+                qr[d] *= Vector::new(scale);
             }
             let g = load::<F, N>(dout, q_base, dv);
             let mut acc = Array::<Vector<f32, N>>::new(dv);
@@ -170,7 +170,7 @@ fn attention_dkv_kernel<F: Float, N: Size>(
             }
             // Query i attends key j when i + tk - tq >= j.
             let offset = tk - tq;
-            let first = if j > offset { j - offset } else { 0usize };
+            let first = j.saturating_sub(offset);
             for hh in 0..group {
                 let h = hk * group + hh;
                 let stat_base = (b * heads + h) * tq;
@@ -243,22 +243,20 @@ pub(super) fn attention_delta<F: KernelFloat>(
     let q_len = q_rows * head_dim / vs;
     let delta = client.empty(q_rows * 4);
     let g = launch::elemwise(&DeviceInfo::of(client), q_rows);
-    unsafe {
-        attention_delta_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(out.clone(), q_len),
-            BufferArg::from_raw_parts(dout.clone(), q_len),
-            BufferArg::from_raw_parts(delta.clone(), q_rows),
-            q_rows,
-            tq,
-            heads,
-            g.steps,
-            head_dim / vs,
-        )
-    };
+    attention_delta_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("attention_delta", "out", out, q_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_delta", "dout", dout, q_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_delta", "delta", &delta, q_rows, 4)?,
+        q_rows,
+        tq,
+        heads,
+        g.steps,
+        head_dim / vs,
+    );
     Ok(delta)
 }
 
@@ -298,57 +296,53 @@ pub fn attention_backward_rows<F: KernelFloat>(
     let delta = attention_delta::<F>(client, out, dout, s)?;
     let g = launch::elemwise(&info, q_rows);
     let dq = client.empty(q_rows * head_dim * F::DTYPE.size());
-    unsafe {
-        attention_dq_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(q.clone(), q_len),
-            BufferArg::from_raw_parts(k.clone(), k_len),
-            BufferArg::from_raw_parts(v.clone(), k_len),
-            BufferArg::from_raw_parts(dout.clone(), q_len),
-            BufferArg::from_raw_parts(lse.clone(), q_rows),
-            BufferArg::from_raw_parts(delta.clone(), q_rows),
-            BufferArg::from_raw_parts(dq.clone(), q_len),
-            q_rows,
-            tq,
-            tk,
-            heads,
-            kv_heads,
-            group,
-            scale,
-            g.steps,
-            dv,
-        )
-    };
+    attention_dq_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("attention_dq", "q", q, q_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_dq", "k", k, k_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_dq", "v", v, k_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_dq", "dout", dout, q_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_dq", "lse", lse, q_rows, 4)?,
+        launch::buffer("attention_dq", "delta", &delta, q_rows, 4)?,
+        launch::buffer("attention_dq", "dq", &dq, q_len, vs * F::DTYPE.size())?,
+        q_rows,
+        tq,
+        tk,
+        heads,
+        kv_heads,
+        group,
+        scale,
+        g.steps,
+        dv,
+    );
     let dk = client.empty(k_rows * head_dim * F::DTYPE.size());
     let dvh = client.empty(k_rows * head_dim * F::DTYPE.size());
     let g = launch::elemwise(&info, k_rows);
-    unsafe {
-        attention_dkv_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(q.clone(), q_len),
-            BufferArg::from_raw_parts(k.clone(), k_len),
-            BufferArg::from_raw_parts(v.clone(), k_len),
-            BufferArg::from_raw_parts(dout.clone(), q_len),
-            BufferArg::from_raw_parts(lse.clone(), q_rows),
-            BufferArg::from_raw_parts(delta, q_rows),
-            BufferArg::from_raw_parts(dk.clone(), k_len),
-            BufferArg::from_raw_parts(dvh.clone(), k_len),
-            k_rows,
-            tq,
-            tk,
-            heads,
-            kv_heads,
-            group,
-            scale,
-            g.steps,
-            dv,
-        )
-    };
+    attention_dkv_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("attention_dkv", "q", q, q_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_dkv", "k", k, k_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_dkv", "v", v, k_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_dkv", "dout", dout, q_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_dkv", "lse", lse, q_rows, 4)?,
+        launch::buffer("attention_dkv", "delta", &delta, q_rows, 4)?,
+        launch::buffer("attention_dkv", "dk", &dk, k_len, vs * F::DTYPE.size())?,
+        launch::buffer("attention_dkv", "dvv", &dvh, k_len, vs * F::DTYPE.size())?,
+        k_rows,
+        tq,
+        tk,
+        heads,
+        kv_heads,
+        group,
+        scale,
+        g.steps,
+        dv,
+    );
     Ok((dq, dk, dvh))
 }

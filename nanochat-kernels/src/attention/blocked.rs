@@ -70,7 +70,7 @@ fn attention_forward_blocked_kernel<F: Float, N: Size>(
 ) {
     let n = N::value();
     let dv = comptime![d / n];
-    let q_blocks = (tq + QB - 1) / QB;
+    let q_blocks = tq.div_ceil(QB);
     // Key lane l of a block starting at j is visible to position p when p - j - l >= 0.
     let neg_lanes = Vector::<f32, N>::new(0.0) - iota::<N>();
     for s in 0..steps {
@@ -226,27 +226,49 @@ pub fn attention_forward_blocked<F: KernelFloat>(
     let blocks = batch * heads * tq.div_ceil(QB);
     let g = launch::elemwise(&DeviceInfo::of(client), blocks);
     let kv_len = batch * tk * kv_heads * head_dim;
-    unsafe {
-        attention_forward_blocked_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(q.clone(), rows * head_dim),
-            BufferArg::from_raw_parts(kt, kv_len / vs),
-            BufferArg::from_raw_parts(v.clone(), kv_len / vs),
-            BufferArg::from_raw_parts(o.clone(), rows * head_dim / vs),
-            BufferArg::from_raw_parts(lse.clone(), rows),
-            blocks,
-            tq,
-            tk,
-            heads,
-            kv_heads,
-            heads / kv_heads,
-            s.scale() as f32,
-            g.steps,
-            head_dim,
-        )
-    };
+    attention_forward_blocked_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer(
+            "attention_forward_blocked",
+            "q",
+            q,
+            rows * head_dim,
+            F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_forward_blocked",
+            "kt",
+            &kt,
+            kv_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_forward_blocked",
+            "v",
+            v,
+            kv_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_forward_blocked",
+            "o",
+            &o,
+            rows * head_dim / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer("attention_forward_blocked", "lse", &lse, rows, 4)?,
+        blocks,
+        tq,
+        tk,
+        heads,
+        kv_heads,
+        heads / kv_heads,
+        s.scale() as f32,
+        g.steps,
+        head_dim,
+    );
     Ok((o, lse))
 }

@@ -47,7 +47,7 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
 ) {
     let n = N::value();
     let dv = comptime![d / n];
-    let q_blocks = (tq + QB - 1) / QB;
+    let q_blocks = tq.div_ceil(QB);
     let neg_lanes = Vector::<f32, N>::new(0.0) - iota::<N>();
     for s in 0..steps {
         let r = item_index(s, steps, false);
@@ -176,7 +176,7 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
 ) {
     let n = N::value();
     let dv = comptime![d / n];
-    let k_blocks = (tk + QB - 1) / QB;
+    let k_blocks = tk.div_ceil(QB);
     let lanes = iota::<N>();
     for s in 0..steps {
         let r = item_index(s, steps, false);
@@ -208,7 +208,7 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
             let mut da = Array::<f32>::new(comptime![QB * n]);
             let tqv = tq / n;
             // Query i (position i + offset) sees key j when i + offset >= j.
-            let first = if j0 > offset { j0 - offset } else { 0usize };
+            let first = j0.saturating_sub(offset);
             let row_q = heads * dv;
             for hh in 0..group {
                 let h = hk * group + hh;
@@ -329,31 +329,53 @@ pub fn attention_backward_blocked<F: KernelFloat>(
     let dq = client.empty(q_len * F::DTYPE.size());
     let blocks = batch * heads * tq.div_ceil(QB);
     let g = launch::elemwise(&info, blocks);
-    unsafe {
-        attention_dq_blocked_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(q.clone(), q_len),
-            BufferArg::from_raw_parts(dout.clone(), q_len),
-            BufferArg::from_raw_parts(kt, k_len / vs),
-            BufferArg::from_raw_parts(vt, k_len / vs),
-            BufferArg::from_raw_parts(k.clone(), k_len / vs),
-            BufferArg::from_raw_parts(lse.clone(), q_rows),
-            BufferArg::from_raw_parts(delta.clone(), q_rows),
-            BufferArg::from_raw_parts(dq.clone(), q_len / vs),
-            blocks,
-            tq,
-            tk,
-            heads,
-            kv_heads,
-            group,
-            scale,
-            g.steps,
-            head_dim,
-        )
-    };
+    attention_dq_blocked_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("attention_dq_blocked", "q", q, q_len, F::DTYPE.size())?,
+        launch::buffer("attention_dq_blocked", "dout", dout, q_len, F::DTYPE.size())?,
+        launch::buffer(
+            "attention_dq_blocked",
+            "kt",
+            &kt,
+            k_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_dq_blocked",
+            "vt",
+            &vt,
+            k_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_dq_blocked",
+            "k",
+            k,
+            k_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer("attention_dq_blocked", "lse", lse, q_rows, 4)?,
+        launch::buffer("attention_dq_blocked", "delta", &delta, q_rows, 4)?,
+        launch::buffer(
+            "attention_dq_blocked",
+            "dq",
+            &dq,
+            q_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        blocks,
+        tq,
+        tk,
+        heads,
+        kv_heads,
+        group,
+        scale,
+        g.steps,
+        head_dim,
+    );
 
     let qt = transpose_heads::<F>(client, q, batch, tq, heads * head_dim)?;
     let gt = transpose_heads::<F>(client, dout, batch, tq, heads * head_dim)?;
@@ -361,32 +383,72 @@ pub fn attention_backward_blocked<F: KernelFloat>(
     let dvh = client.empty(k_len * F::DTYPE.size());
     let blocks = batch * kv_heads * tk.div_ceil(QB);
     let g = launch::elemwise(&info, blocks);
-    unsafe {
-        attention_dkv_blocked_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(k.clone(), k_len),
-            BufferArg::from_raw_parts(v.clone(), k_len),
-            BufferArg::from_raw_parts(qt, q_len / vs),
-            BufferArg::from_raw_parts(gt, q_len / vs),
-            BufferArg::from_raw_parts(q.clone(), q_len / vs),
-            BufferArg::from_raw_parts(dout.clone(), q_len / vs),
-            BufferArg::from_raw_parts(lse.clone(), q_rows / vs),
-            BufferArg::from_raw_parts(delta, q_rows / vs),
-            BufferArg::from_raw_parts(dk.clone(), k_len / vs),
-            BufferArg::from_raw_parts(dvh.clone(), k_len / vs),
-            blocks,
-            tq,
-            tk,
-            heads,
-            kv_heads,
-            group,
-            scale,
-            g.steps,
-            head_dim,
-        )
-    };
+    attention_dkv_blocked_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("attention_dkv_blocked", "k", k, k_len, F::DTYPE.size())?,
+        launch::buffer("attention_dkv_blocked", "v", v, k_len, F::DTYPE.size())?,
+        launch::buffer(
+            "attention_dkv_blocked",
+            "qt",
+            &qt,
+            q_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_dkv_blocked",
+            "gt",
+            &gt,
+            q_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_dkv_blocked",
+            "q",
+            q,
+            q_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_dkv_blocked",
+            "dout",
+            dout,
+            q_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer("attention_dkv_blocked", "lse", lse, q_rows / vs, vs * 4)?,
+        launch::buffer(
+            "attention_dkv_blocked",
+            "delta",
+            &delta,
+            q_rows / vs,
+            vs * 4,
+        )?,
+        launch::buffer(
+            "attention_dkv_blocked",
+            "dk",
+            &dk,
+            k_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_dkv_blocked",
+            "dvv",
+            &dvh,
+            k_len / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        blocks,
+        tq,
+        tk,
+        heads,
+        kv_heads,
+        group,
+        scale,
+        g.steps,
+        head_dim,
+    );
     Ok((dq, dk, dvh))
 }

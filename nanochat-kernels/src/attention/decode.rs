@@ -123,25 +123,47 @@ pub fn attention_decode<F: KernelFloat>(
         &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)],
     );
     let o = client.empty(batch * heads * head_dim * F::DTYPE.size());
-    unsafe {
-        attention_decode_kernel::launch::<F>(
-            client,
-            grid_1d(batch * heads),
-            CubeDim::new_1d(units as u32),
-            vs,
-            BufferArg::from_raw_parts(q.clone(), batch * heads * head_dim / vs),
-            BufferArg::from_raw_parts(k.clone(), kv.len(s) / vs),
-            BufferArg::from_raw_parts(v.clone(), kv.len(s) / vs),
-            BufferArg::from_raw_parts(o.clone(), batch * heads * head_dim / vs),
-            heads,
-            heads / s.kv_heads,
-            s.tk,
-            kv.batch_stride / vs,
-            kv.row_stride / vs,
-            s.scale() as f32,
-            head_dim / vs,
-            units,
-        )
-    };
+    attention_decode_kernel::launch::<F>(
+        client,
+        grid_1d(batch * heads),
+        CubeDim::new_1d(units as u32),
+        vs,
+        launch::buffer(
+            "attention_decode",
+            "q",
+            q,
+            batch * heads * head_dim / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_decode",
+            "k",
+            k,
+            kv.len(s) / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_decode",
+            "v",
+            v,
+            kv.len(s) / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_decode",
+            "o",
+            &o,
+            batch * heads * head_dim / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        heads,
+        heads / s.kv_heads,
+        s.tk,
+        kv.batch_stride / vs,
+        kv.row_stride / vs,
+        s.scale() as f32,
+        head_dim / vs,
+        units,
+    );
     Ok(o)
 }

@@ -129,28 +129,50 @@ pub fn attention_forward_rows<F: KernelFloat>(
         &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)],
     );
     let g = launch::elemwise(&DeviceInfo::of(client), rows);
-    unsafe {
-        attention_forward_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(q.clone(), rows * head_dim / vs),
-            BufferArg::from_raw_parts(k.clone(), kv.len(s) / vs),
-            BufferArg::from_raw_parts(v.clone(), kv.len(s) / vs),
-            BufferArg::from_raw_parts(o.clone(), rows * head_dim / vs),
-            BufferArg::from_raw_parts(lse.clone(), rows),
-            rows,
-            tq,
-            s.tk,
-            heads,
-            heads / s.kv_heads,
-            kv.batch_stride / vs,
-            kv.row_stride / vs,
-            s.scale() as f32,
-            g.steps,
-            head_dim / vs,
-        )
-    };
+    attention_forward_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer(
+            "attention_forward",
+            "q",
+            q,
+            rows * head_dim / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_forward",
+            "k",
+            k,
+            kv.len(s) / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_forward",
+            "v",
+            v,
+            kv.len(s) / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer(
+            "attention_forward",
+            "o",
+            &o,
+            rows * head_dim / vs,
+            vs * F::DTYPE.size(),
+        )?,
+        launch::buffer("attention_forward", "lse", &lse, rows, 4)?,
+        rows,
+        tq,
+        s.tk,
+        heads,
+        heads / s.kv_heads,
+        kv.batch_stride / vs,
+        kv.row_stride / vs,
+        s.scale() as f32,
+        g.steps,
+        head_dim / vs,
+    );
     Ok((o, lse))
 }

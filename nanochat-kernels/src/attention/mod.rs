@@ -41,6 +41,7 @@ pub enum AttentionKernel {
 }
 
 impl AttentionKernel {
+    /// Every attention kernel, for checks and benchmarks that compare them.
     pub const ALL: [AttentionKernel; 2] = [AttentionKernel::Rows, AttentionKernel::KeyBlocked];
 
     /// The kernel for this device and KV layout: key-blocked on the CPU runtime for contiguous
@@ -138,13 +139,17 @@ pub fn attention_backward_with<F: KernelFloat>(
 /// Sizes of an attention call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AttentionShape {
+    /// Sequences in the batch (B).
     pub batch: usize,
     /// Query positions.
     pub tq: usize,
     /// Key/value positions (>= tq).
     pub tk: usize,
+    /// Query heads (H).
     pub heads: usize,
+    /// Key/value heads (Hkv, dividing H: grouped-query attention when fewer).
     pub kv_heads: usize,
+    /// Elements per head (D).
     pub head_dim: usize,
 }
 
@@ -161,10 +166,15 @@ impl AttentionShape {
         }
     }
 
+    /// The softmax scale, 1 / sqrt(D).
     pub fn scale(&self) -> f64 {
         1.0 / (self.head_dim as f64).sqrt()
     }
 
+    /// Checks that every size is positive, that H is a multiple of Hkv and that tk >= tq.
+    ///
+    /// # Errors
+    /// [`KernelError::Shape`] naming `op` and the sizes.
     pub fn validate(&self, op: &'static str) -> Result<()> {
         let s = self;
         let dims = [s.batch, s.tq, s.tk, s.heads, s.kv_heads, s.head_dim];
@@ -172,7 +182,7 @@ impl AttentionShape {
         if dims.contains(&0) {
             return fail("every size must be positive".into());
         }
-        if s.heads % s.kv_heads != 0 {
+        if !s.heads.is_multiple_of(s.kv_heads) {
             return fail(format!(
                 "n_head {} is not a multiple of n_kv_head {}",
                 s.heads, s.kv_heads
@@ -201,11 +211,14 @@ impl AttentionShape {
 /// Tk * row_stride`; a KV cache of capacity C has `batch_stride = C * row_stride`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KvLayout {
+    /// Elements from one sequence's rows to the next's.
     pub batch_stride: usize,
+    /// Elements from one position's row to the next's.
     pub row_stride: usize,
 }
 
 impl KvLayout {
+    /// The layout of contiguous (B, Tk, Hkv, D) tensors.
     pub fn contiguous(s: &AttentionShape) -> Self {
         let row_stride = s.kv_heads * s.head_dim;
         KvLayout {

@@ -5,7 +5,6 @@
 //! cubek turns f32 inputs into tf32 in every tensor-core routine; only `CpuGemm`, `SimpleUnit`
 //! and our tiled kernel are true f32 (see `super::Precision`).
 
-use cubecl::prelude::*;
 use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
 use cubek::matmul::launch::launch_ref;
 use cubek::matmul::multi_level::Strategy as MultiLevel;
@@ -191,27 +190,31 @@ fn launch<F: KernelFloat>(
         if s.rhs_batched { batch } else { 1 },
     );
     let ty = F::cube_elem_type();
-    let lhs = unsafe {
-        TensorBinding::from_raw_parts(
-            a.clone(),
-            vec![a_bs, a_rs, a_cs].into(),
-            vec![a_batch, m, k].into(),
-        )
-    };
-    let rhs = unsafe {
-        TensorBinding::from_raw_parts(
-            b.clone(),
-            vec![b_bs, b_rs, b_cs].into(),
-            vec![b_batch, k, n].into(),
-        )
-    };
-    let dst = unsafe {
-        TensorBinding::from_raw_parts(
-            out.clone(),
-            vec![m * out_row, out_row, 1].into(),
-            vec![batch, m, n].into(),
-        )
-    };
+    let es = F::DTYPE.size();
+    let lhs = crate::launch::binding(
+        "matmul",
+        "lhs",
+        a,
+        &[a_bs, a_rs, a_cs],
+        &[a_batch, m, k],
+        es,
+    )?;
+    let rhs = crate::launch::binding(
+        "matmul",
+        "rhs",
+        b,
+        &[b_bs, b_rs, b_cs],
+        &[b_batch, k, n],
+        es,
+    )?;
+    let dst = crate::launch::binding(
+        "matmul",
+        "out",
+        out,
+        &[m * out_row, out_row, 1],
+        &[batch, m, n],
+        es,
+    )?;
     let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems {
         lhs: ty,
         rhs: ty,
@@ -246,7 +249,7 @@ const L1_BYTES: usize = 32 * 1024;
 fn largest_divisor(k: usize, cap: usize) -> usize {
     (1..=cap.clamp(1, k.max(1)))
         .rev()
-        .find(|d| k % d == 0)
+        .find(|&d| k.is_multiple_of(d))
         .unwrap_or(1)
 }
 

@@ -28,7 +28,7 @@ fn gemv_nt_kernel<F: Float, N: Size>(
     w: &[Vector<F, N>],
     out: &mut [F],
     rows: usize,
-    n: usize,
+    cols: usize,
     kv: usize,
     blocks: usize,
     steps: usize,
@@ -48,15 +48,15 @@ fn gemv_nt_kernel<F: Float, N: Size>(
                     let xv = Vector::<f32, N>::cast_from(x[r * kv + c]);
                     #[unroll]
                     for jj in 0..JB {
-                        let j = min(j0 + jj, n - 1);
+                        let j = min(j0 + jj, cols - 1);
                         acc[jj] += xv * Vector::<f32, N>::cast_from(w[j * kv + c]);
                     }
                 }
                 #[unroll]
                 for jj in 0..JB {
                     let j = j0 + jj;
-                    if j < n {
-                        out[r * n + j] = F::cast_from(lane_sum::<N>(acc[jj]));
+                    if j < cols {
+                        out[r * cols + j] = F::cast_from(lane_sum::<N>(acc[jj]));
                     }
                 }
             }
@@ -92,22 +92,20 @@ pub fn gemv_nt<F: KernelFloat>(
     let vs = launch::vector_size(client, F::DTYPE.size(), &[k]);
     let blocks = n.div_ceil(JB);
     let g = launch::elemwise(&DeviceInfo::of(client), blocks);
-    unsafe {
-        gemv_nt_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            vs,
-            BufferArg::from_raw_parts(a.clone(), rows * k / vs),
-            BufferArg::from_raw_parts(b.clone(), n * k / vs),
-            BufferArg::from_raw_parts(out.clone(), rows * n),
-            rows,
-            n,
-            k / vs,
-            blocks,
-            g.steps,
-            g.blocked,
-        )
-    };
+    gemv_nt_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        vs,
+        launch::buffer("gemv_nt", "x", a, rows * k / vs, vs * F::DTYPE.size())?,
+        launch::buffer("gemv_nt", "w", b, n * k / vs, vs * F::DTYPE.size())?,
+        launch::buffer("gemv_nt", "out", out, rows * n, F::DTYPE.size())?,
+        rows,
+        n,
+        k / vs,
+        blocks,
+        g.steps,
+        g.blocked,
+    );
     Ok(())
 }

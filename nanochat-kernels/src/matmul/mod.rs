@@ -8,7 +8,7 @@
 //! Dispatch ([`matmul`]): on the CPU runtime cubek's `CpuGemm`; on CUDA every candidate allowed
 //! by the [`Precision`] (cuBLASLt, cubek's TMA and tensor-core routines, cubek's true-f32
 //! `SimpleUnit`, our tiled kernel) is timed once per shape and the fastest is remembered. Our
-//! tiled kernel ([`tiled`]) is the oracle and the fallback when a routine refuses a shape.
+//! tiled kernel ([`tiled_matmul`]) is the oracle and the fallback when a routine refuses a shape.
 
 mod cubek;
 #[cfg(feature = "cuda")]
@@ -32,9 +32,13 @@ use crate::{launch, Client, DType, Handle, KernelError, Result};
 /// Sizes and layout of a batched matmul.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulShape {
+    /// Products in the batch (the output is (batch, m, n)).
     pub batch: usize,
+    /// Rows of op(A) and of the output.
     pub m: usize,
+    /// Columns of op(B) and of the output.
     pub n: usize,
+    /// Columns of op(A), rows of op(B): the length of each dot product.
     pub k: usize,
     /// A is stored (k, m) per batch.
     pub trans_a: bool,
@@ -134,6 +138,7 @@ pub enum MatmulKernel {
 }
 
 impl MatmulKernel {
+    /// Every matmul kernel (the dispatch's candidates on a device are a subset).
     pub const ALL: [MatmulKernel; 8] = [
         MatmulKernel::Tiled,
         MatmulKernel::CpuGemm,

@@ -45,6 +45,7 @@ impl<T> Default for PerDevice<T> {
 }
 
 impl<T> PerDevice<T> {
+    /// No values yet (a `const fn`, so that a `static` can hold one).
     pub const fn new() -> Self {
         PerDevice {
             map: Mutex::new(None),
@@ -109,8 +110,11 @@ pub struct TuneKey {
     pub device: String,
     /// The op tuned (`matmul`).
     pub op: &'static str,
+    /// The problem's sizes and layout.
     pub shape: MatmulShape,
+    /// The element type.
     pub dtype: DType,
+    /// The device's f32 matmul precision when the choice was made.
     pub precision: Precision,
 }
 
@@ -219,6 +223,7 @@ impl Autotune {
         Ok(out)
     }
 
+    /// The kernel chosen for `key`, if any.
     pub fn get(&self, key: &TuneKey) -> Option<MatmulKernel> {
         self.choices.get(key).copied()
     }
@@ -248,10 +253,12 @@ impl Autotune {
         })
     }
 
+    /// The number of choices remembered.
     pub fn len(&self) -> usize {
         self.choices.len()
     }
 
+    /// Whether no choice is remembered.
     pub fn is_empty(&self) -> bool {
         self.choices.is_empty()
     }

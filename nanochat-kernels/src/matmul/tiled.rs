@@ -97,29 +97,27 @@ pub fn tiled_matmul<F: KernelFloat>(
     let g = launch::elemwise(&DeviceInfo::of(client), items);
     let (a_bs, a_rs, a_cs) = s.lhs_strides();
     let (b_bs, b_rs, b_cs) = s.rhs_strides();
-    unsafe {
-        tiled_matmul_kernel::launch::<F>(
-            client,
-            g.cube_count,
-            g.cube_dim,
-            BufferArg::from_raw_parts(a.clone(), s.lhs_len()),
-            BufferArg::from_raw_parts(b.clone(), s.rhs_len()),
-            BufferArg::from_raw_parts(out.clone(), batch * m * n),
-            m,
-            n,
-            k,
-            a_bs,
-            a_rs,
-            a_cs,
-            b_bs,
-            b_rs,
-            b_cs,
-            tiles_m,
-            tiles_n,
-            items,
-            g.steps,
-            g.blocked,
-        )
-    };
+    tiled_matmul_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        launch::buffer("tiled_matmul", "a", a, s.lhs_len(), F::DTYPE.size())?,
+        launch::buffer("tiled_matmul", "b", b, s.rhs_len(), F::DTYPE.size())?,
+        launch::buffer("tiled_matmul", "out", out, batch * m * n, F::DTYPE.size())?,
+        m,
+        n,
+        k,
+        a_bs,
+        a_rs,
+        a_cs,
+        b_bs,
+        b_rs,
+        b_cs,
+        tiles_m,
+        tiles_n,
+        items,
+        g.steps,
+        g.blocked,
+    );
     Ok(())
 }
