@@ -148,9 +148,9 @@ pub fn report_stage_for(
     }
 }
 
-/// Opens the device named on the command line (`cpu`, `cuda`, `cuda:N`).
-pub fn open_device(name: &str) -> anyhow::Result<Device> {
-    Device::parse(name).with_context(|| format!("cannot open device `{name}`"))
+/// Opens a device parsed from the command line (`cpu`, `cuda`, `cuda:N`); the error names it.
+pub fn open_device(backend: nanochat_kernels::Backend) -> anyhow::Result<Device> {
+    Device::new(backend).with_context(|| format!("cannot open device `{backend}`"))
 }
 
 /// `-d/--device`: `cpu`, `cuda` or `cuda:N`, checked when the flags are parsed (shared by every
@@ -170,7 +170,7 @@ pub struct DeviceArg {
 impl DeviceArg {
     /// Opens the device (an error names it when it cannot be opened, e.g. no GPU).
     pub fn open(&self) -> anyhow::Result<Device> {
-        open_device(&self.backend.to_string())
+        open_device(self.backend)
     }
 }
 

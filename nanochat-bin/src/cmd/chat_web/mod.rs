@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     let mut engines = Vec::new();
     for (i, backend) in first.workers(args.num_gpus).into_iter().enumerate() {
         let name = backend.to_string();
-        let device = super::open_device(&name).with_context(|| {
+        let device = super::open_device(backend).with_context(|| {
             format!(
                 "worker {i}: -n {} puts one worker on each GPU from {first}",
                 args.num_gpus
