@@ -135,7 +135,8 @@ fn parquet_documents(bytes: Vec<u8>, path: &Path) -> Result<Vec<String>> {
 
 /// Every document of one file (format from the extension, after an optional `.gz`): a
 /// plain-text file's as [`text_documents`] cuts them, a JSONL file's `text` fields, a parquet
-/// file's `text` column.
+/// file's `text` column. Errors: [`CoreError::Io`] when it cannot be read; [`CoreError::File`]
+/// for an unknown extension, bad gzip, non-UTF-8 text or a bad line or row (named).
 pub fn read_documents(path: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
     let name = path
@@ -167,7 +168,8 @@ pub fn bundled_documents() -> Result<Vec<String>> {
 }
 
 /// Splits documents in order: the first `train_ratio` for training, the last `val_ratio` held
-/// out (at least one document each when there are two or more).
+/// out (at least one document each when there are two or more). Errors:
+/// [`CoreError::InvalidArgument`] for a ratio outside [0, 1] or ratios summing past 1.
 pub fn split_train_val(
     docs: Vec<String>,
     train_ratio: f64,

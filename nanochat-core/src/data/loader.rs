@@ -32,17 +32,25 @@ pub enum Source {
 /// `epoch` over the sources.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoaderState {
+    /// Completed passes over all sources (0 during the first).
     pub epoch: u64,
+    /// Index of the current segment: a source (text) or a conversation (task example).
     pub source: usize,
+    /// Token offset of the next batch's first token within that segment.
     pub offset: usize,
 }
 
 /// One batch: `inputs` and `targets`, each B * T ids, row-major (B, T).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
+    /// Input token ids, B * T, row-major (B, T).
     pub inputs: Vec<u32>,
+    /// Next-token targets, B * T, row-major (B, T); -1 where the loss ignores the position
+    /// (masked by the chat format, or padding).
     pub targets: Vec<i32>,
+    /// Rows, B.
     pub batch: usize,
+    /// Tokens per row, T.
     pub seq: usize,
 }
 
@@ -66,6 +74,10 @@ pub enum Packing {
     Padded,
 }
 
+/// Cuts a token stream into (B, T) batches and records its position ([`LoaderState`]) for
+/// checkpoints; the counterpart of nanochat's `tokenizing_distributed_data_loader*`
+/// (`nanochat/dataloader.py`) and of the SFT loop's conversation batches
+/// (`scripts/chat_sft.py`), on one process.
 pub struct DataLoader {
     segments: Segments,
     packing: Packing,
@@ -95,7 +107,8 @@ pub fn tokenize_documents(tokenizer: &Tokenizer, docs: &[String]) -> Vec<u32> {
 }
 
 impl DataLoader {
-    /// A packed stream of documents (pretraining).
+    /// A packed stream of documents (pretraining), `batch` (B) rows of `seq` (T) tokens.
+    /// Errors: [`CoreError::NoData`] for no sources; [`CoreError::InvalidArgument`] for B or T 0.
     pub fn new(
         sources: Vec<Source>,
         tokenizer: Tokenizer,
@@ -115,6 +128,8 @@ impl DataLoader {
     }
 
     /// The conversations of `task`, in order, rendered in the chat format with their masks.
+    /// Errors: [`CoreError::NoData`] for a task without examples;
+    /// [`CoreError::InvalidArgument`] for B or T 0.
     pub fn conversations(
         task: Arc<dyn Task>,
         packing: Packing,
@@ -169,11 +184,14 @@ impl DataLoader {
         }
     }
 
+    /// Its position: where the next [`next_batch`](Self::next_batch) starts (saved in
+    /// checkpoints).
     pub fn state(&self) -> LoaderState {
         self.state
     }
 
-    /// Continues from a saved position.
+    /// Continues from a saved position. Errors: [`CoreError::OutOfRange`] when `state.source`
+    /// is past the segments this loader has (its inputs changed since the checkpoint).
     pub fn restore(&mut self, state: LoaderState) -> Result<()> {
         if state.source >= self.n_segments() {
             return Err(CoreError::OutOfRange {
@@ -258,6 +276,8 @@ impl DataLoader {
 
     /// The next batch. Packed: consecutive batches overlap by one token (the last target of one
     /// is the first input of the next), as the stream is cut every B * T tokens.
+    /// Errors: a source that cannot be read or a conversation that cannot be rendered;
+    /// [`CoreError::NoData`] when no source holds any token.
     pub fn next_batch(&mut self) -> Result<Batch> {
         if self.packing == Packing::Padded {
             return self.next_padded();

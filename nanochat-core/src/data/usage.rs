@@ -67,6 +67,7 @@ impl SourceUsage {
 /// ([`conversation_usage`]): `tokens = truncated_tokens + used_tokens + unread`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ConversationUsage {
+    /// Conversations (examples) in the task.
     pub conversations: usize,
     /// Tokens of all its conversations, rendered whole.
     pub tokens: usize,
