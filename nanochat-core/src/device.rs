@@ -20,7 +20,8 @@ impl Device {
         Device::new(Backend::Cpu)
     }
 
-    /// A device of the given backend, or an error naming why it is not available.
+    /// A device of the given backend. Errors: [`CoreError::Kernel`] naming why it is not
+    /// available (no CUDA in this build, no such GPU).
     pub fn new(backend: Backend) -> Result<Device> {
         Ok(Device {
             backend,
@@ -39,10 +40,12 @@ impl Device {
         Device::new(backend)
     }
 
+    /// Its backend (`Cpu` or `Cuda(N)`).
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
+    /// The cubecl client that allocates its buffers and launches its kernels.
     pub fn client(&self) -> &Client {
         &self.client
     }

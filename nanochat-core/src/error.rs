@@ -9,8 +9,12 @@ use nanochat_kernels::KernelError;
 
 use crate::checkpoint::Phase;
 
+/// Every error of nanochat-core. Library functions return [`Result`]; the binary wraps these
+/// in `anyhow` with context. (nanochat raises Python exceptions or asserts instead.)
 #[derive(Debug, Error)]
 pub enum CoreError {
+    /// A kernel launch, buffer or device failure from `nanochat-kernels` (message passed
+    /// through unchanged).
     #[error(transparent)]
     Kernel(#[from] KernelError),
     /// Shapes an op cannot combine.
@@ -265,6 +269,7 @@ fn step_not_found(dir: &Path, step: &Option<u64>, steps: &[u64]) -> String {
     }
 }
 
+/// The result of a nanochat-core function: `T` or a [`CoreError`].
 pub type Result<T> = std::result::Result<T, CoreError>;
 
 #[cfg(test)]
