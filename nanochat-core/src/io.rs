@@ -20,22 +20,28 @@ pub enum HostData {
     Int(Vec<i64>),
 }
 
+/// A tensor read from a safetensors file: its shape and row-major values, widened.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
+    /// Dimensions, outermost first (`[]` for a scalar).
     pub shape: Vec<usize>,
+    /// Its values, row-major; as many as the product of `shape`.
     pub data: HostData,
 }
 
 impl HostTensor {
+    /// Number of elements: the product of `shape` (1 for a scalar).
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether it has no elements (some dimension is 0).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The float values, or an error naming the tensor when it holds integers.
+    /// The float values; [`CoreError::Format`] naming `path` and tensor `name` when it holds
+    /// integers.
     pub fn floats(&self, path: &str, name: &str) -> Result<&[f64]> {
         match &self.data {
             HostData::Float(v) => Ok(v),
@@ -47,7 +53,8 @@ impl HostTensor {
         }
     }
 
-    /// The integer values, or an error naming the tensor when it holds floats.
+    /// The integer values; [`CoreError::Format`] naming `path` and tensor `name` when it holds
+    /// floats.
     pub fn ints(&self, path: &str, name: &str) -> Result<&[i64]> {
         match &self.data {
             HostData::Int(v) => Ok(v),
@@ -59,7 +66,8 @@ impl HostTensor {
         }
     }
 
-    /// Uploads a float tensor in `dtype`.
+    /// Uploads a float tensor in `dtype` (same shape). Errors: [`CoreError::Format`] when it
+    /// holds integers; device errors.
     pub fn to_device(
         &self,
         device: &Device,
@@ -86,12 +94,15 @@ fn file_err(path: &Path, why: impl std::fmt::Display) -> CoreError {
 /// The tensors and metadata of a safetensors file.
 #[derive(Clone, Debug, Default)]
 pub struct SafetensorsFile {
+    /// Every tensor by name.
     pub tensors: BTreeMap<String, HostTensor>,
+    /// The header's `__metadata__` strings (empty when it has none).
     pub metadata: HashMap<String, String>,
 }
 
 impl SafetensorsFile {
-    /// A tensor by name, or an error naming the file and the tensor.
+    /// A tensor by name; [`CoreError::Format`] naming the file and the tensor when it is
+    /// missing.
     pub fn get(&self, path: &str, name: &str) -> Result<&HostTensor> {
         self.tensors
             .get(name)
@@ -99,8 +110,9 @@ impl SafetensorsFile {
     }
 }
 
-/// Parses safetensors bytes (`path` names the source in errors). Bad input is an error, never
-/// a panic.
+/// Parses safetensors bytes (`path` names the source in errors). F64, F32 and BF16 tensors are
+/// widened to f64, I64, I32 and U32 to i64. Bad input is an error, never a panic:
+/// [`CoreError::File`] for a malformed file, [`CoreError::Format`] for another dtype.
 pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<SafetensorsFile> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| file_err(Path::new(path), format!("not a safetensors file: {e}")))?;
@@ -159,7 +171,7 @@ pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<SafetensorsFile> {
     })
 }
 
-/// Reads a safetensors file.
+/// Reads a safetensors file ([`parse_safetensors`]); [`CoreError::Io`] when it cannot be read.
 pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile> {
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
     parse_safetensors(&bytes, &path.display().to_string())
@@ -215,7 +227,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Saves device tensors (in their own dtype) and string metadata to `path`, atomically.
+/// Saves device tensors (in their own dtype, F32 or BF16) and string metadata to `path`,
+/// atomically ([`write_atomic`]), the header's keys sorted so equal inputs give equal bytes.
+/// Errors: [`CoreError::Format`] when a tensor cannot be read back from its device;
+/// [`CoreError::Io`].
 pub fn save_safetensors(
     path: &Path,
     tensors: &[(String, Tensor)],
