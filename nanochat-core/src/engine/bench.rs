@@ -11,14 +11,23 @@ use serde::Serialize;
 use crate::model::{sample_token, ForwardOptions, GPTConfig, KvCache, LogitPositions, GPT};
 use crate::{CoreError, DType, Device, Result};
 
+/// The result of [`bench_decode`], printed and written as JSON by `nanochat bench decode` (the
+/// counterpart of nanochat's `scripts/infer_bench.py`, on random weights).
 #[derive(Clone, Debug, Serialize)]
 pub struct DecodeBench {
+    /// The device, as it prints (`cpu`, `cuda:0`).
     pub device: String,
+    /// The weights' dtype name (`f32`, `bf16`).
     pub dtype: String,
+    /// Transformer layers of the benchmarked model.
     pub depth: usize,
+    /// Its model width (channels).
     pub n_embd: usize,
+    /// Its vocabulary size (tokens).
     pub vocab_size: usize,
+    /// Its parameter count.
     pub num_params: usize,
+    /// Tokens of the (random) prompt that is prefilled.
     pub prompt_len: usize,
     /// Tokens decoded per row in each timed run.
     pub decode_steps: usize,
@@ -26,9 +35,11 @@ pub struct DecodeBench {
     pub prefill_tokens_per_s: f64,
     /// Generated tokens per second (all rows together) at batch 1 and 8.
     pub decode_tokens_per_s_batch1: f64,
+    /// Generated tokens per second at batch 8 (8 rows together).
     pub decode_tokens_per_s_batch8: f64,
     /// Milliseconds per decode step at batch 1 and 8.
     pub decode_ms_per_step_batch1: f64,
+    /// Milliseconds per decode step at batch 8.
     pub decode_ms_per_step_batch8: f64,
     /// The bytes of weights read per decode step over the step time at batch 1: the
     /// memory-bound ceiling is the device's bandwidth.
@@ -36,7 +47,9 @@ pub struct DecodeBench {
 }
 
 /// Times prefill of a `prompt_len` prompt and `steps` decode steps at batch 1 and 8 of a
-/// depth-`depth` model (nanochat's scaling, random weights) in `dtype`.
+/// depth-`depth` model (nanochat's scaling, random weights) in `dtype`; sampling at temperature
+/// 1, top-k 50. Errors: [`CoreError::InvalidArgument`] for a `prompt_len` or `steps` of 0;
+/// model, cache or kernel errors.
 pub fn bench_decode(
     device: &Device,
     depth: usize,

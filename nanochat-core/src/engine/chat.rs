@@ -17,6 +17,7 @@ pub struct TextStream {
 }
 
 impl TextStream {
+    /// An empty stream (nothing held back).
     pub fn new() -> TextStream {
         TextStream::default()
     }
@@ -52,7 +53,9 @@ pub fn completion_prompt(tok: &Tokenizer, conv: &Conversation) -> Result<Vec<u32
 /// What [`Engine::stream_text`] produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Completion {
+    /// The reply's text (stop string and terminal token excluded).
     pub text: String,
+    /// Why generation ended.
     pub finish: FinishReason,
     /// Tokens generated (the terminal token excluded).
     pub tokens: usize,

@@ -38,7 +38,8 @@ pub use number::{Decimal, Limit};
 use row::{RowState, Specials};
 pub use stop::StopMatcher;
 
-/// How `generate` samples (nanochat's defaults).
+/// How [`Engine::generate`] samples (nanochat's defaults: `Engine.generate` in
+/// `nanochat/engine.py`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenerateParams {
     /// Rows sampled from the one prompt.
@@ -68,6 +69,7 @@ impl Default for GenerateParams {
 /// One step of every row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenColumn {
+    /// The token emitted by each row, `num_samples` ids (after a row ended: whatever was drawn).
     pub tokens: Vec<u32>,
     /// 1 sampled, 0 forced (a calculator result).
     pub masks: Vec<u8>,
@@ -97,7 +99,7 @@ impl FinishReason {
     }
 }
 
-/// A model and its tokenizer, ready to sample.
+/// A model and its tokenizer, ready to sample: nanochat's `Engine` (`nanochat/engine.py`).
 pub struct Engine {
     model: GPT,
     tokenizer: Tokenizer,
@@ -105,8 +107,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Fails when the tokenizer lacks nanochat's special tokens or its vocabulary is larger
-    /// than the model's ([`CoreError::VocabMismatch`]).
+    /// Fails when the tokenizer lacks nanochat's special tokens ([`CoreError::Tokenizer`]) or
+    /// its vocabulary is larger than the model's ([`CoreError::VocabMismatch`]).
     pub fn new(model: GPT, tokenizer: Tokenizer) -> Result<Engine> {
         if tokenizer.vocab_size() > model.config().vocab_size {
             return Err(CoreError::VocabMismatch {
@@ -122,10 +124,12 @@ impl Engine {
         })
     }
 
+    /// The model it samples from.
     pub fn model(&self) -> &GPT {
         &self.model
     }
 
+    /// The tokenizer that encodes prompts and decodes replies.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }

@@ -11,8 +11,11 @@ use super::request::RequestError;
 /// The inclusive range of a numeric field, and whether it takes integers only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
+    /// Lowest value allowed.
     pub lo: i128,
+    /// Highest value allowed.
     pub hi: i128,
+    /// Whether only integers are allowed (else any decimal in range).
     pub integer: bool,
 }
 
@@ -170,6 +173,7 @@ impl Decimal {
         })
     }
 
+    /// The exact decimal of an integer.
     pub fn from_i128(v: i128) -> Decimal {
         Decimal::parse(&v.to_string()).expect("an integer's text is a number")
     }

@@ -23,20 +23,26 @@ pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 pub enum WorkerEvent {
     /// More text of choice `index`.
     Text {
+        /// The choice, 0..`num_samples`.
         index: usize,
+        /// The new text (whole characters, never part of a matched stop string).
         text: String,
     },
     /// Every choice, in order.
     Done(Vec<Completion>),
+    /// The job failed or the worker panicked: the message for the client.
     Error(String),
 }
 
 /// One request's work: the prompt, how to sample, where to send the events.
 pub struct Job {
+    /// The prompt's token ids (ending with `<|assistant_start|>`).
     pub prompt: Vec<u32>,
+    /// How to sample (`num_samples` choices, `max_tokens`, temperature, top-k, seed).
     pub params: GenerateParams,
     /// Stop strings: a choice ends at the first (not sent).
     pub stop: Vec<String>,
+    /// Where the worker sends the job's [`WorkerEvent`]s.
     pub events: mpsc::UnboundedSender<WorkerEvent>,
     /// Set when the client is gone: the worker stops at its next token.
     pub cancel: Arc<AtomicBool>,
@@ -70,6 +76,7 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The index of the leased worker (its place in [`Pool::devices`]).
     pub fn id(&self) -> usize {
         self.id.expect("a lease holds a worker until it runs a job")
     }
@@ -126,10 +133,12 @@ impl Pool {
         }
     }
 
+    /// Number of workers.
     pub fn total(&self) -> usize {
         self.senders.len()
     }
 
+    /// Number of workers free now (not leased or running a job).
     pub fn available(&self) -> usize {
         self.shared.free.lock().unwrap().len()
     }

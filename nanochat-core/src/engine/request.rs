@@ -60,7 +60,9 @@ pub enum RequestError {
     /// finite number (HTTP 400).
     #[error("{field}: {value} is not {expected}")]
     OutOfRange {
+        /// The field (`temperature`, `top_k`, `max_tokens`, `n`) or flag.
         field: String,
+        /// The value as written (shortened when very long).
         value: String,
         /// `an integer in 1-4096`, `a number in 0-2`.
         expected: String,
@@ -68,7 +70,12 @@ pub enum RequestError {
     /// Any other limit, or a value this server does not support (HTTP 400): the field
     /// (`messages[2].role`, `stop`) and why.
     #[error("{field}: {why}")]
-    Invalid { field: String, why: String },
+    Invalid {
+        /// The field at fault, with its index (`messages[2].role`).
+        field: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 impl RequestError {
@@ -140,7 +147,9 @@ pub(crate) fn required<T: DeserializeOwned>(f: &Fields, field: &str) -> Result<T
 /// One message of a request: a role and its text.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct ChatMessage {
+    /// `user` or `assistant` (and `system` on the OpenAI endpoint).
     pub role: String,
+    /// The message's text, at most [`MAX_MESSAGE_CHARS`] characters.
     pub content: String,
 }
 
@@ -148,9 +157,13 @@ pub struct ChatMessage {
 /// converted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChatRequest {
+    /// The conversation so far, ending with the user's message (1 to [`MAX_MESSAGES`]).
     pub messages: Vec<ChatMessage>,
+    /// Softmax temperature within [`TEMPERATURE`]; `None`: the server's default.
     pub temperature: Option<f32>,
+    /// Most tokens to generate within [`MAX_TOKENS`]; `None`: the server's default.
     pub max_tokens: Option<usize>,
+    /// Top-k sampling within [`TOP_K`]; `None`: the server's default.
     pub top_k: Option<usize>,
 }
 

@@ -100,7 +100,9 @@ pub struct OpenAiRequest {
     pub n: usize,
     /// Stop strings (at most [`MAX_STOP`], none empty).
     pub stop: Vec<String>,
+    /// `seed`: the same seed gives the same choices (within [`SEED`]); `None` draws one.
     pub seed: Option<u64>,
+    /// `stream`: reply as server-sent `chat.completion.chunk` events instead of one object.
     pub stream: bool,
     /// `stream_options.include_usage`: a last chunk with the usage.
     pub include_usage: bool,
