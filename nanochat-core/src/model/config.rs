@@ -60,6 +60,7 @@ pub enum ModelSize {
 }
 
 impl ModelSize {
+    /// Its depth (`n_layer`): 4, 8, 12 or 20.
     pub fn depth(self) -> usize {
         match self {
             ModelSize::Tiny => 4,
@@ -69,6 +70,7 @@ impl ModelSize {
         }
     }
 
+    /// `tiny`, `small`, `medium` or `large` (the `--size` flag); `None` for another name.
     pub fn parse(s: &str) -> Option<ModelSize> {
         match s {
             "tiny" => Some(ModelSize::Tiny),
@@ -97,10 +99,12 @@ impl GPTConfig {
         }
     }
 
+    /// [`GPTConfig::from_depth`] at `size`'s depth.
     pub fn preset(size: ModelSize, vocab_size: usize, block_size: usize) -> GPTConfig {
         GPTConfig::from_depth(size.depth(), vocab_size, block_size)
     }
 
+    /// Channels per attention head: `n_embd / n_head` (`n_embd` when `n_head` is 0).
     pub fn head_dim(&self) -> usize {
         self.n_embd / self.n_head.max(1)
     }

@@ -16,6 +16,7 @@ pub struct SamplingParams {
     pub temperature: f32,
     /// Keep only the k most likely tokens.
     pub top_k: Option<usize>,
+    /// Seeds the generator's `StdRng` (nanochat's `seed=42`): the same seed, the same tokens.
     pub seed: u64,
 }
 
@@ -29,7 +30,10 @@ impl Default for SamplingParams {
     }
 }
 
-/// Draws a token from one row of logits.
+/// Draws a token id from one row of logits (vocab,): argmax at temperature 0 or top-k 1, else
+/// a draw from softmax(logits / temperature) over the `top_k` largest (as `sample_next_token`
+/// in nanochat's `engine.py`). Errors: [`CoreError::InvalidArgument`] for empty logits, a
+/// negative or non-finite temperature, or a `top_k` of 0.
 pub fn sample_token(
     logits: &[f32],
     temperature: f32,

@@ -13,9 +13,13 @@ use crate::{CoreError, DType, Grads, Result, Tensor};
 /// AdamW's hyper-parameters (nanochat's defaults: betas (0.8, 0.95), eps 1e-10, no decay).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
+    /// Learning rate (default 1e-3; [`AdamW::step_with_lr`] overrides it per step).
     pub lr: f32,
+    /// Decay rates (beta1, beta2) of the first and second moments.
     pub betas: (f32, f32),
+    /// Added to the root of the second moment in the denominator.
     pub eps: f32,
+    /// Decoupled weight decay: `param *= 1 - lr * weight_decay` before the update.
     pub weight_decay: f32,
 }
 
@@ -30,7 +34,7 @@ impl Default for AdamWConfig {
     }
 }
 
-/// Zeroed f32 moments (m, v) for `param`.
+/// Zeroed f32 moments (m, v) for `param`, each of its shape. Errors: allocation on its device.
 pub fn adamw_state(param: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((
         Tensor::zeros(param.device(), param.shape(), DType::F32)?,
@@ -38,7 +42,9 @@ pub fn adamw_state(param: &Tensor) -> Result<(Tensor, Tensor)> {
     ))
 }
 
-/// One AdamW step of `param` in place at learning rate `lr`, step number `step` (from 1).
+/// One AdamW step of `param` in place at learning rate `lr`, step number `step` (from 1, for
+/// the bias correction), updating the moments `m`, `v` in place (as `torch.optim.AdamW`).
+/// Errors: [`CoreError::Mismatch`] when `grad`'s shape or dtype is not `param`'s.
 pub fn adamw_update(
     param: &Tensor,
     grad: &Tensor,
@@ -68,12 +74,14 @@ pub fn adamw_update(
 
 /// AdamW over a set of parameters; state is created on a parameter's first step.
 pub struct AdamW {
+    /// Its hyper-parameters.
     pub config: AdamWConfig,
     state: HashMap<TensorId, (Tensor, Tensor)>,
     step: u32,
 }
 
 impl AdamW {
+    /// An optimizer with no state yet (step 0).
     pub fn new(config: AdamWConfig) -> AdamW {
         AdamW {
             config,

@@ -11,9 +11,13 @@ use crate::{CoreError, Result, Tensor};
 /// Muon's hyper-parameters (nanochat's defaults).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MuonConfig {
+    /// Learning rate (default 0.02).
     pub lr: f32,
+    /// Momentum coefficient m of the buffer (default 0.95; ramped by [`super::muon_momentum`]).
     pub momentum: f32,
+    /// Nesterov momentum (default true).
     pub nesterov: bool,
+    /// Newton-Schulz iterations that orthogonalise the update (default 5).
     pub ns_steps: usize,
 }
 
@@ -30,7 +34,9 @@ impl Default for MuonConfig {
 
 /// One Muon step of `param` (rows, cols) in place, with its momentum buffer `buf` (same shape
 /// and dtype, updated in place): `buf = m buf + (1 - m) g`; `u = (1 - m) g + m buf` (Nesterov)
-/// or `buf`; `param -= lr * sqrt(max(1, rows / cols)) * NS5(u)`.
+/// or `buf`; `param -= lr * sqrt(max(1, rows / cols)) * NS5(u)`. Errors: [`CoreError::Shape`]
+/// when `param` is not 2-d; [`CoreError::Mismatch`] when `grad` or `buf` differ from it in
+/// shape or dtype.
 pub fn muon_update(
     param: &Tensor,
     grad: &Tensor,

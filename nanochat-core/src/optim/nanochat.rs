@@ -11,12 +11,19 @@ use crate::{Grads, Result, Tensor};
 /// Peak learning rates and hyper-parameters of the two optimizers.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OptimConfig {
+    /// AdamW peak rate of `lm_head` and biases before the `(n_embd / 768)^-0.5` scale (0.004).
     pub unembedding_lr: f32,
+    /// AdamW peak rate of `transformer.wte` before the `(n_embd / 768)^-0.5` scale (0.2).
     pub embedding_lr: f32,
+    /// Muon peak rate of the blocks' matrices (0.02).
     pub matrix_lr: f32,
+    /// AdamW's decoupled weight decay (0).
     pub weight_decay: f32,
+    /// AdamW's (beta1, beta2) ((0.8, 0.95)).
     pub adam_betas: (f32, f32),
+    /// AdamW's epsilon (1e-10).
     pub adam_eps: f32,
+    /// Muon's Newton-Schulz iterations (5).
     pub ns_steps: usize,
 }
 
@@ -69,7 +76,9 @@ struct Slot {
     state: Option<State>,
 }
 
-/// nanochat's optimizer pair over a model's parameters.
+/// nanochat's optimizer pair over a model's parameters (`GPT.setup_optimizer` in
+/// `nanochat/gpt.py`): each parameter gets a [`Rule`] from [`rule_for`]; state is created on
+/// its first step.
 pub struct Optimizer {
     slots: Vec<Slot>,
     adamw: AdamWConfig,
@@ -77,7 +86,9 @@ pub struct Optimizer {
     step: u32,
 }
 
-/// The rule nanochat gives a parameter of this name.
+/// The rule nanochat gives a parameter of this state_dict name in a model of width `n_embd`:
+/// AdamW for `transformer.wte.weight` (embedding rate) and for `lm_head.weight` and every bias
+/// (unembedding rate), both scaled by `(n_embd / 768)^-0.5`; Muon for the blocks' weights.
 pub fn rule_for(name: &str, config: &OptimConfig, n_embd: usize) -> Rule {
     let scale = (n_embd as f32 / 768.0).powf(-0.5);
     if name == "transformer.wte.weight" {
@@ -91,6 +102,7 @@ pub fn rule_for(name: &str, config: &OptimConfig, n_embd: usize) -> Rule {
 }
 
 impl Optimizer {
+    /// One slot per parameter of `model` (in `named_parameters` order), no state yet (step 0).
     pub fn new(model: &GPT, config: &OptimConfig) -> Optimizer {
         let n_embd = model.config().n_embd;
         let slots = model
@@ -133,7 +145,9 @@ impl Optimizer {
     }
 
     /// Updates every parameter in place: learning rates times `lr_multiplier`, Muon at
-    /// `muon_momentum`. Every parameter must have a gradient.
+    /// `muon_momentum`. Every parameter must have a gradient
+    /// ([`NoGradient`](crate::CoreError::NoGradient) naming it otherwise); a gradient of
+    /// another shape or dtype is [`Mismatch`](crate::CoreError::Mismatch).
     pub fn step(&mut self, grads: &Grads, lr_multiplier: f32, muon_momentum: f32) -> Result<()> {
         self.step += 1;
         for slot in &mut self.slots {

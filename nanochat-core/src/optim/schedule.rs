@@ -5,6 +5,7 @@
 /// The learning-rate schedule of a run of `total_steps`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LrSchedule {
+    /// Optimizer steps in the run.
     pub total_steps: usize,
     /// Fraction of the steps spent warming up from 0 (nanochat: 0).
     pub warmup_ratio: f64,
@@ -15,6 +16,7 @@ pub struct LrSchedule {
 }
 
 impl LrSchedule {
+    /// nanochat's defaults: no warmup, the last 20% warming down to 0.
     pub fn new(total_steps: usize) -> Self {
         LrSchedule {
             total_steps,
@@ -41,7 +43,8 @@ impl LrSchedule {
     }
 }
 
-/// Muon's momentum at step `it`: 0.85 rising linearly to 0.95 over the first 300 steps.
+/// Muon's momentum at step `it`: 0.85 rising linearly to 0.95 over the first 300 steps (as
+/// `get_muon_momentum` in nanochat's `scripts/base_train.py`).
 pub fn muon_momentum(it: usize) -> f32 {
     let frac = (it as f32 / 300.0).min(1.0);
     (1.0 - frac) * 0.85 + frac * 0.95
