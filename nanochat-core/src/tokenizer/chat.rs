@@ -14,16 +14,19 @@ use serde::{Deserialize, Serialize};
 use super::{tok_err, Tokenizer};
 use crate::Result;
 
-/// One conversation.
+/// One conversation, as nanochat's tasks yield them (`{"messages": [...]}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
+    /// The messages in order: an optional system message, then user and assistant turns.
     pub messages: Vec<Message>,
 }
 
+/// One message of a [`Conversation`]: `{"role", "content"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// `system` (first message only), `user` or `assistant`.
     pub role: String,
+    /// Its text, or (assistant only) its parts.
     pub content: Content,
 }
 
@@ -31,26 +34,36 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Content {
+    /// A JSON string.
     Text(String),
+    /// A JSON list of `{"type", "text"}` parts, rendered in order.
     Parts(Vec<Part>),
 }
 
+/// One part of an assistant message: `{"type": "text" | "python" | "python_output", "text"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Part {
+    /// The JSON `type`.
     #[serde(rename = "type")]
     pub kind: PartKind,
+    /// The part's text (prose, Python code or the tool's output).
     pub text: String,
 }
 
+/// What a [`Part`] holds, and so how it is rendered and masked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PartKind {
+    /// Prose, rendered as is (mask 1).
     Text,
+    /// A tool call: `<|python_start|> code <|python_end|>` (mask 1).
     Python,
+    /// The tool's answer: `<|output_start|> text <|output_end|>` (mask 0).
     PythonOutput,
 }
 
 impl Message {
+    /// A `user` message of plain text.
     pub fn user(text: &str) -> Message {
         Message {
             role: "user".into(),
@@ -58,6 +71,7 @@ impl Message {
         }
     }
 
+    /// An `assistant` message of plain text.
     pub fn assistant(text: &str) -> Message {
         Message {
             role: "assistant".into(),
@@ -111,6 +125,7 @@ impl Message {
         }
     }
 
+    /// A `system` message of plain text (merged into the first user turn when rendered).
     pub fn system(text: &str) -> Message {
         Message {
             role: "system".into(),
@@ -120,6 +135,7 @@ impl Message {
 }
 
 impl Conversation {
+    /// A conversation of these messages.
     pub fn new(messages: Vec<Message>) -> Conversation {
         Conversation { messages }
     }
@@ -163,8 +179,11 @@ fn merged_messages(conv: &Conversation) -> Result<Vec<Message>> {
 }
 
 impl Tokenizer {
-    /// Token ids and training mask of a conversation, truncated to `max_tokens` (nanochat's
-    /// default is 2048).
+    /// Token ids and training mask (1: trained on), of equal length, of a conversation,
+    /// truncated to `max_tokens` (nanochat's default is 2048): `render_conversation` in
+    /// nanochat's `tokenizer.py`. Errors: [`CoreError::Tokenizer`](crate::CoreError::Tokenizer)
+    /// (`chat format`) for no messages, roles that do not alternate user/assistant, list content
+    /// in a user message, or a misplaced system message.
     pub fn render_conversation(
         &self,
         conv: &Conversation,
@@ -238,7 +257,9 @@ impl Tokenizer {
     }
 
     /// The prompt for the assistant's next reply: the conversation must end with an assistant
-    /// message, which is dropped; the rest is rendered and `<|assistant_start|>` appended.
+    /// message, which is dropped; the rest is rendered and `<|assistant_start|>` appended
+    /// (nanochat's `render_for_completion`). Errors: as [`Tokenizer::render_conversation`], and
+    /// a last message that is not the assistant's.
     pub fn render_for_completion(&self, conv: &Conversation) -> Result<Vec<u32>> {
         match conv.messages.last() {
             Some(m) if m.role == "assistant" => {}

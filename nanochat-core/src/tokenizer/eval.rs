@@ -1,6 +1,6 @@
 //! Bytes per token of our tokenizer against GPT-2's and GPT-4's (cl100k) encodings from
-//! `tiktoken-rs`, on several kinds of text (nanochat's `tok_eval`): prose, code, numbers,
-//! non-English, and held-out text of the training corpus.
+//! `tiktoken-rs`, on several kinds of text (nanochat's `scripts/tok_eval.py`): prose, code,
+//! numbers, non-English, and held-out text of the training corpus.
 
 use serde::Serialize;
 
@@ -21,14 +21,21 @@ pub const EVAL_TEXTS: [(&str, &str); 4] = [
 /// Token counts of one text.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalRow {
+    /// The text's name (`prose`, `code`, `corpus-val`...).
     pub name: String,
+    /// Its length in UTF-8 bytes.
     pub bytes: usize,
+    /// Tokens with our tokenizer.
     pub ours: usize,
+    /// Tokens with GPT-2's encoding (`r50k_base`).
     pub gpt2: usize,
+    /// Tokens with GPT-4's encoding (`cl100k_base`).
     pub gpt4: usize,
 }
 
 impl EvalRow {
+    /// The compression ratio for a count of `tokens` (one of the row's): bytes / tokens
+    /// (bytes when `tokens` is 0).
     pub fn bytes_per_token(&self, tokens: usize) -> f64 {
         self.bytes as f64 / tokens.max(1) as f64
     }
@@ -36,11 +43,16 @@ impl EvalRow {
 
 /// GPT-2's and GPT-4's encodings.
 pub struct Reference {
+    /// GPT-2's `r50k_base`.
     pub gpt2: tiktoken_rs::CoreBPE,
+    /// GPT-4's `cl100k_base`.
     pub gpt4: tiktoken_rs::CoreBPE,
 }
 
 impl Reference {
+    /// Builds both encodings from the vocabularies compiled into `tiktoken-rs` (no download).
+    /// Errors: [`CoreError::Tokenizer`](crate::CoreError::Tokenizer) (`eval`) naming the one
+    /// that fails.
     pub fn load() -> Result<Reference> {
         Ok(Reference {
             gpt2: tiktoken_rs::r50k_base()
@@ -68,12 +80,15 @@ pub fn compare(tok: &Tokenizer, reference: &Reference, texts: &[(String, String)
 /// Encoding speed in MB/s (10^6 bytes of text per second).
 #[derive(Clone, Debug, Serialize)]
 pub struct EncodeSpeed {
+    /// Size of the timed text, MB (10^6 bytes).
     pub megabytes: f64,
     /// Ours, one document after another on one thread.
     pub ours_mb_s: f64,
     /// Ours, [`Tokenizer::encode_batch`] (parallel).
     pub ours_batch_mb_s: f64,
+    /// GPT-2's encoding (`encode_ordinary`, one document after another).
     pub gpt2_mb_s: f64,
+    /// GPT-4's encoding (`encode_ordinary`, one document after another).
     pub gpt4_mb_s: f64,
 }
 

@@ -42,7 +42,8 @@ pub(crate) fn tok_err(op: &'static str, why: impl std::fmt::Display) -> CoreErro
     }
 }
 
-/// A trained tokenizer.
+/// A trained tokenizer: nanochat's `HuggingFaceTokenizer` (`nanochat/tokenizer.py`), with the
+/// UTF-8 byte length of every token for bits-per-byte.
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -98,7 +99,10 @@ impl Tokenizer {
         })
     }
 
-    /// Loads `tokenizer.json` from a directory, or the file itself.
+    /// Loads `tokenizer.json` from a directory, or the file itself. Errors:
+    /// [`CoreError::Missing`] (hint: `nanochat tok-train`) when it is not there,
+    /// [`CoreError::Io`], or [`CoreError::File`] when it is not a tokenizer.json with nanochat's
+    /// nine special tokens as its last ids.
     pub fn from_pretrained(path: &Path) -> Result<Tokenizer> {
         let file: PathBuf = if path.is_dir() {
             path.join("tokenizer.json")
@@ -114,6 +118,7 @@ impl Tokenizer {
     }
 
     /// Writes `tokenizer.json` and `token_bytes.json` into `dir` (created), each atomically.
+    /// Errors: [`CoreError::Io`]; [`CoreError::Tokenizer`] if serialising fails.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let json = self
             .inner
@@ -142,7 +147,8 @@ impl Tokenizer {
     }
 
     /// Text of token ids (special tokens rendered by name). Invalid UTF-8 from a partial
-    /// multi-byte sequence becomes U+FFFD; an id outside the vocabulary is an error.
+    /// multi-byte sequence becomes U+FFFD; an id outside the vocabulary is
+    /// [`CoreError::Tokenizer`] (`decode`).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.vocab_size()) {
             return Err(tok_err(
@@ -158,11 +164,14 @@ impl Tokenizer {
             .map_err(|e| tok_err("decode", e))
     }
 
+    /// The id of `<|bos|>`, which starts every document and conversation (nanochat's
+    /// `get_bos_token_id`).
     pub fn get_bos_token_id(&self) -> u32 {
         self.bos
     }
 
-    /// The id of a special token by name (e.g. `<|assistant_end|>`).
+    /// The id of a special token by name (e.g. `<|assistant_end|>`); [`CoreError::Tokenizer`]
+    /// (`encode special`) for a name not in [`SPECIAL_TOKENS`] or missing from the vocabulary.
     pub fn encode_special(&self, name: &str) -> Result<u32> {
         if !SPECIAL_TOKENS.contains(&name) {
             return Err(tok_err(
