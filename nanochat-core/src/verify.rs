@@ -21,12 +21,19 @@ pub const TOLERANCE: f64 = 1e-4;
 /// Relative L2 errors of one fixture.
 #[derive(Clone, Debug)]
 pub struct VerifyReport {
+    /// The fixture's path (or the name given to [`verify_reference_bytes`]).
     pub file: String,
+    /// The device it ran on (`cpu`, `cuda:0`).
     pub device: String,
+    /// The model configuration from the fixture's `__metadata__.config`.
     pub config: GPTConfig,
+    /// Our mean cross-entropy loss (nats per token) on the fixture's inputs.
     pub loss: f64,
+    /// nanochat's loss (`output.loss`).
     pub reference_loss: f64,
+    /// Relative L2 error of our logits (B, T, vocab) against `output.logits`.
     pub logits_rel_err: f64,
+    /// `|loss - reference_loss| / |reference_loss|`.
     pub loss_rel_err: f64,
     /// Per parameter (state_dict name).
     pub grads_rel_err: BTreeMap<String, f64>,
@@ -37,10 +44,13 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    /// Whether every error, Muon's included, is within [`TOLERANCE`].
     pub fn passed(&self) -> bool {
         self.max_rel_err <= TOLERANCE && self.muon_rel_err.is_none_or(|e| e <= TOLERANCE)
     }
 
+    /// The report as `nanochat verify-reference --json` prints it: every field, plus
+    /// `tolerance` and `passed`.
     pub fn to_json(&self) -> Value {
         json!({
             "file": self.file,
@@ -59,7 +69,8 @@ impl VerifyReport {
     }
 }
 
-/// Verifies the fixture file at `path`.
+/// Verifies the fixture file at `path` ([`verify_reference_bytes`]); [`CoreError::Io`] when it
+/// cannot be read.
 pub fn verify_reference(path: &Path, device: &Device) -> Result<VerifyReport> {
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
     verify_reference_bytes(&bytes, &path.display().to_string(), device)
@@ -70,6 +81,9 @@ fn rel(got: &[f32], want: &[f64]) -> f64 {
 }
 
 /// Verifies fixture bytes (`name` labels the report and errors), on the device's thread.
+/// Errors: [`CoreError::File`] for bytes that are not safetensors; [`CoreError::Format`] for
+/// a missing or malformed `__metadata__.config` or tensor (`input.idx` (B, T), `param.*`,
+/// `output.*`, `grad.*`); model and kernel errors.
 pub fn verify_reference_bytes(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyReport> {
     device.exclusive(|| verify_inline(bytes, name, device))?
 }
