@@ -49,7 +49,7 @@ impl VerifyReport {
         self.max_rel_err <= TOLERANCE && self.muon_rel_err.is_none_or(|e| e <= TOLERANCE)
     }
 
-    /// The report as `nanochat verify-reference --json` prints it: every field, plus
+    /// The report as `nanochat verify-reference` prints it: every field, plus
     /// `tolerance` and `passed`.
     pub fn to_json(&self) -> Value {
         json!({
