@@ -93,20 +93,30 @@ pub enum Outcome {
     /// The prelude reported an uncaught exception (the traceback is on stderr), a `SystemExit`
     /// (even `exit(0)`: as in human-eval, a program does not pass by leaving before its tests),
     /// or a syntax error.
-    Failed { exit_code: i32 },
+    Failed {
+        /// The process's exit status (1 when the prelude exits after its report).
+        exit_code: i32,
+    },
     /// The process exited (with any status, 0 included) without the prelude's report: the
     /// program left before its end (`os._exit`/`posix._exit` from any module or thread, native
     /// code, `exec` of another program), tampered with the report pipe, or the interpreter
     /// failed before the prelude ran.
-    LeftEarly { exit_code: i32 },
+    LeftEarly {
+        /// The process's exit status.
+        exit_code: i32,
+    },
     /// Killed by a signal: `SIGXCPU`/`SIGKILL` past the CPU limit, `SIGXFSZ` past the file-size
     /// limit, `SIGSEGV`...
-    Killed { signal: i32 },
+    Killed {
+        /// The signal number (`SIGKILL` is 9).
+        signal: i32,
+    },
     /// Still running at the wall-clock timeout: its process group was killed.
     TimedOut,
 }
 
 impl Outcome {
+    /// Whether it is [`Outcome::Passed`].
     pub fn passed(self) -> bool {
         self == Outcome::Passed
     }
@@ -127,6 +137,7 @@ pub struct Isolation {
 /// The result of [`run_python`].
 #[derive(Clone, Debug)]
 pub struct SandboxOutcome {
+    /// How the run ended.
     pub status: Outcome,
     /// The first `max_output_bytes` of stdout (lossy UTF-8).
     pub stdout: String,
@@ -136,6 +147,7 @@ pub struct SandboxOutcome {
     pub truncated: bool,
     /// Wall-clock time from spawn to exit.
     pub elapsed: Duration,
+    /// The isolation layers this run got.
     pub isolation: Isolation,
 }
 
