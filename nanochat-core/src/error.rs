@@ -20,39 +20,64 @@ pub enum CoreError {
     /// Shapes an op cannot combine.
     #[error("{op}: {why} (shapes {shapes:?})")]
     Shape {
+        /// The op (`matmul`, `reshape`, `dims2`...).
         op: &'static str,
+        /// The shapes of its inputs, in argument order.
         shapes: Vec<Vec<usize>>,
+        /// What rule they break.
         why: String,
     },
     /// Tensors of different dtypes or devices given to one op.
     #[error("{op}: {why}")]
-    Mismatch { op: &'static str, why: String },
+    Mismatch {
+        /// The op.
+        op: &'static str,
+        /// Which inputs differ, and how.
+        why: String,
+    },
     /// A read, write, listing or creation of `path` that the operating system refused. The
     /// message is `path: error` (the `io::Error` is part of the message, not a separate
     /// `source()`, so a chain printed with `{:#}` does not repeat it).
     #[error("{}: {error}", .path.display())]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The operating system's error.
         error: std::io::Error,
     },
     /// An operating-system call that is on no file (a pipe, standard output).
     #[error("{op}: {error}")]
     Os {
+        /// The call (`sandbox: creating a pipe`, `writing the reply to stdout`...).
         op: &'static str,
+        /// The operating system's error.
         error: std::io::Error,
     },
     /// A file or folder that is not there, and what to do about it (`hint`: the command that
     /// makes it, or what does exist).
     #[error("{} is missing: {hint}", .path.display())]
-    Missing { path: PathBuf, hint: String },
+    Missing {
+        /// The missing file or folder.
+        path: PathBuf,
+        /// What to run or pass instead.
+        hint: String,
+    },
     /// A file whose contents cannot be used (not JSON, a bad line or item, a failed checksum).
     #[error("{path}: {why}")]
-    File { path: String, why: String },
+    File {
+        /// The file (or a label such as `<bundled corpus>`).
+        path: String,
+        /// What is wrong, with the line, row or field.
+        why: String,
+    },
     /// A file whose contents are not what was expected (a missing tensor, a wrong shape).
     #[error("{path}: tensor `{tensor}`: {why}")]
     Format {
+        /// The file (or the name bytes were given under).
         path: String,
+        /// The tensor or metadata key (`transformer.wte.weight`, `__metadata__.config`).
         tensor: String,
+        /// What is wrong with it.
         why: String,
     },
     /// Work stopped on purpose (a streaming client went away).
@@ -62,68 +87,102 @@ pub enum CoreError {
     /// the model's `block_size` or the cache's capacity, `limit`.
     #[error("{what} of {len} tokens exceeds the context of {limit} tokens")]
     ContextFull {
+        /// What overflowed (`prompt`, `sequence`, `KV cache`).
         what: &'static str,
+        /// Its length in tokens.
         len: usize,
+        /// The most it may hold, in tokens.
         limit: usize,
     },
     /// A tokenizer whose vocabulary size is not the model's `vocab_size`.
     #[error("tokenizer of {tokenizer} tokens for a model of vocab_size {model}")]
-    VocabMismatch { tokenizer: usize, model: usize },
+    VocabMismatch {
+        /// The tokenizer's vocabulary size (tokens, specials included).
+        tokenizer: usize,
+        /// The model's `vocab_size`.
+        model: usize,
+    },
     /// A model and a tokenizer it was not trained with (files named, fingerprints in `why`).
     #[error("{model}: refusing tokenizer {tokenizer}: {why}")]
     TokenizerMismatch {
+        /// The model's checkpoint.
         model: String,
+        /// The tokenizer's file or folder.
         tokenizer: String,
+        /// The fingerprints that differ.
         why: String,
     },
     /// No model of `phase` under `dir` (the phase's checkpoint folder): none at all when `tag`
     /// is `None`, else none tagged `tag`; `tags` are the tags that exist there.
     #[error("{}", checkpoint_not_found(.phase, .dir, .tag, .tags))]
     CheckpointNotFound {
+        /// The training phase (base, mid, sft, rl).
         phase: Phase,
+        /// The phase's checkpoint folder.
         dir: PathBuf,
+        /// The tag asked for; `None`: any.
         tag: Option<String>,
+        /// The tags found under `dir`.
         tags: Vec<String>,
     },
     /// No committed step `step` in a model's folder `dir` (`None`: no committed step at all);
     /// `steps` are the committed steps there, ascending.
     #[error("{}", step_not_found(.dir, .step, .steps))]
     StepNotFound {
+        /// The model's folder.
         dir: PathBuf,
+        /// The step asked for; `None`: the latest.
         step: Option<u64>,
+        /// The committed steps there, ascending.
         steps: Vec<u64>,
     },
     /// A setting, flag or argument outside what it may be: `name` (`top_k`, `total batch
     /// size`), the value as given, and what was expected (a range, a multiple, a form).
     #[error("{name} = {value}: expected {expected}")]
     InvalidArgument {
+        /// The setting, field or flag.
         name: &'static str,
+        /// Its value, as given.
         value: String,
+        /// What it must be (`at least 1`, `a multiple of 64`).
         expected: String,
     },
     /// A name that is none of the known ones: `kind` (`task`, `device`, `source`), the name
     /// given, and the known ones.
     #[error("unknown {kind} `{name}`: expected {expected}")]
     Unknown {
+        /// What kind of name (`task`, `device`, `source`).
         kind: &'static str,
+        /// The name given.
         name: String,
+        /// The known names.
         expected: String,
     },
     /// An index past the end: item `index` of `what`, which has `len` items.
     #[error("{what}: index {index} is out of range (it has {len})")]
     OutOfRange {
+        /// The indexed collection.
         what: String,
+        /// The index asked for.
         index: usize,
+        /// How many items it has.
         len: usize,
     },
     /// Input that holds none of what is needed: no `what` (`examples`, `tokens`) in `within`
     /// (a task, a word list, the data sources).
     #[error("{within}: no {what}")]
-    NoData { what: &'static str, within: String },
+    NoData {
+        /// What is lacking (`examples`, `tokens`, `sources`, `prompt tokens`).
+        what: &'static str,
+        /// Where it was looked for.
+        within: String,
+    },
     /// None of the environment variables `vars` is set (non-empty); `hint` says what to set.
     #[error("none of {} is set: {hint}", .vars.join(", "))]
     EnvNotSet {
+        /// The variables tried, in order of precedence.
         vars: Vec<&'static str>,
+        /// What to set.
         hint: &'static str,
     },
     /// A training run whose memory estimate exceeds what `device` has free (bytes), for a
@@ -135,38 +194,75 @@ pub enum CoreError {
         gib(.free)
     )]
     OutOfMemory {
+        /// The device, as it prints (`cuda:0`).
         device: String,
+        /// Estimated bytes the run needs.
         need: u64,
+        /// Bytes free on the device.
         free: u64,
+        /// Rows per micro-batch (B).
         batch: usize,
+        /// Tokens per row (T).
         seq: usize,
     },
     /// Something this build, platform or object does not do (`op`), and why.
     #[error("{op}: {why}")]
-    Unsupported { op: &'static str, why: String },
+    Unsupported {
+        /// The operation refused.
+        op: &'static str,
+        /// Why (and what to do instead).
+        why: String,
+    },
     /// A task run on a device's runner thread panicked (or the thread is gone): the device and
     /// the panic's message.
     #[error("{device}: a task on the device's runner thread failed: {message}")]
-    WorkerPanicked { device: String, message: String },
+    WorkerPanicked {
+        /// The device, as it prints.
+        device: String,
+        /// The panic's message.
+        message: String,
+    },
     /// Tokenizer training, loading or use: the operation (`train`, `encode`, `chat format`...)
     /// and why.
     #[error("tokenizer {op}: {why}")]
-    Tokenizer { op: &'static str, why: String },
+    Tokenizer {
+        /// The operation.
+        op: &'static str,
+        /// What went wrong.
+        why: String,
+    },
     /// A tape used in a way backward cannot follow (`op`: `backward`, a backward rule).
     #[error("autograd {op}: {why}")]
-    Tape { op: &'static str, why: String },
+    Tape {
+        /// `backward`, or the op whose rule refused.
+        op: &'static str,
+        /// What went wrong.
+        why: String,
+    },
     /// The backward rule of `op` failed with `error`.
     #[error("backward of {op}: {error}")]
     Backward {
+        /// The op whose backward rule failed.
         op: &'static str,
+        /// Its error.
         error: Box<CoreError>,
     },
     /// No gradient reached the tensor `name` (it did not take part in the loss).
     #[error("autograd: no gradient reached `{name}` ({tensor})")]
-    NoGradient { name: String, tensor: String },
+    NoGradient {
+        /// The parameter's name (a state_dict name).
+        name: String,
+        /// The tensor (shape, dtype, device), as it debug-prints.
+        tensor: String,
+    },
     /// A broken invariant of this library (a bug, not bad input): the op and what went wrong.
     #[error("{op}: internal error: {why}")]
-    Internal { op: &'static str, why: String },
+    Internal {
+        /// Where it broke.
+        op: &'static str,
+        /// What went wrong.
+        why: String,
+    },
 }
 
 impl CoreError {
