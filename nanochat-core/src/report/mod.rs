@@ -79,7 +79,8 @@ fn valid_stage(stage: &str) -> bool {
 }
 
 /// Records a finished stage: writes `report/<stage>.json` atomically (replacing an earlier one)
-/// and returns its path.
+/// and returns its path (nanochat's `Report.log`). Errors: [`CoreError::InvalidArgument`] for
+/// a stage name that is not 1 to 64 letters, digits, `-` or `_`; [`CoreError::Io`].
 pub fn log_stage(root: &Path, stage: &str, settings: Value, results: Value) -> Result<PathBuf> {
     if !valid_stage(stage) {
         return Err(CoreError::invalid(
@@ -100,7 +101,8 @@ pub fn log_stage(root: &Path, stage: &str, settings: Value, results: Value) -> R
     Ok(path)
 }
 
-/// Removes the stage files, `report.md` and the loss curves (a missing folder is fine).
+/// Removes the stage files, `report.md` and the loss curves (a missing folder is fine;
+/// nanochat's `Report.reset`). Errors: [`CoreError::Io`] naming the folder or file.
 pub fn reset(root: &Path) -> Result<()> {
     let dir = report_dir(root);
     let entries = match std::fs::read_dir(&dir) {
@@ -224,7 +226,9 @@ fn title(stage: &str) -> &str {
 }
 
 /// Writes `report/report.md` (and the loss curves) from the logged stages; the header names the
-/// device the first stage's settings name (`"device"`), else `cpu`.
+/// device the first stage's settings name (`"device"`), else `cpu`. Returns the report's path
+/// (nanochat's `Report.generate`). Errors: [`CoreError::Io`] when the folder cannot be listed
+/// or a file written.
 pub fn generate(root: &Path) -> Result<PathBuf> {
     generate_with_device(root, None)
 }
