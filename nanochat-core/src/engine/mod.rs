@@ -38,8 +38,9 @@ pub use number::{Decimal, Limit};
 use row::{RowState, Specials};
 pub use stop::StopMatcher;
 
-/// How [`Engine::generate`] samples (nanochat's defaults: `Engine.generate` in
-/// `nanochat/engine.py`).
+/// How [`Engine::generate`] samples: the keyword arguments of nanochat's `Engine.generate`
+/// (`nanochat/engine.py`). Defaults: 1 sample, 256 tokens, temperature 1, no top-k, a drawn
+/// seed (nanochat: no token limit, seed 42).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenerateParams {
     /// Rows sampled from the one prompt.
