@@ -42,8 +42,9 @@ pub(crate) fn tok_err(op: &'static str, why: impl std::fmt::Display) -> CoreErro
     }
 }
 
-/// A trained tokenizer: nanochat's `HuggingFaceTokenizer` (`nanochat/tokenizer.py`), with the
-/// UTF-8 byte length of every token for bits-per-byte.
+/// A trained tokenizer: the counterpart of nanochat's `RustBPETokenizer`
+/// (`nanochat/tokenizer.py`), on HF `tokenizers`, with the UTF-8 byte length of every token
+/// for bits-per-byte.
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
