@@ -35,7 +35,7 @@ fn ok(out: &Output, what: &str) -> String {
 const TOK: &[&str] = &["tok-train", "--vocab-size", "400", "--max-chars", "60000"];
 
 /// base-train of the tiny model for two steps, tagged d1.
-fn base() -> Vec<&'static str> {
+fn base_train() -> Vec<&'static str> {
     let run = [
         "--total-steps",
         "2",
@@ -56,7 +56,7 @@ fn base() -> Vec<&'static str> {
 fn train(home: &Path, base: &Path) {
     let vars = [("NANOCHAT_BASE_DIR", base)];
     ok(&nanochat(home, home, &vars, TOK), "tok-train");
-    ok(&nanochat(home, home, &vars, &base()), "base-train");
+    ok(&nanochat(home, home, &vars, &base_train()), "base-train");
 }
 
 /// 12.8 (and 12.4's absolute paths): two identical runs in two base dirs write byte-identical
@@ -183,7 +183,7 @@ fn empty_variables_mean_the_default_base_dir() {
         ("NANOCHAT_DATA_DIR", empty),
     ];
     ok(&nanochat(&home, &cwd, &vars, TOK), "tok-train");
-    ok(&nanochat(&home, &cwd, &vars, &base()), "base-train");
+    ok(&nanochat(&home, &cwd, &vars, &base_train()), "base-train");
     let left: Vec<_> = std::fs::read_dir(&cwd).unwrap().collect();
     assert!(
         left.is_empty(),
