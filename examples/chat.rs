@@ -12,7 +12,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use nanochat_core::checkpoint::{load_model, Phase};
+use nanochat_core::checkpoint::Phase;
 use nanochat_core::engine::{Engine, FinishReason, GenerateParams};
 use nanochat_core::tokenizer::chat::{Conversation, Message};
 use nanochat_examples::{EnvArgs, ModelArgs};
@@ -48,16 +48,7 @@ fn main() -> anyhow::Result<()> {
 
     // 1. The checkpoint: the model's config and weights, and the tokenizer it was trained with
     //    (checked against the fingerprint the checkpoint recorded).
-    let phase = args.model.phase_or(Phase::Sft)?;
-    let (model, tokenizer, meta) = load_model(
-        paths,
-        phase,
-        &device,
-        args.model.model_tag.as_deref(),
-        args.model.step,
-        false,
-    )
-    .with_context(|| format!("loading {}", args.model.describe(phase)))?;
+    let (phase, model, tokenizer, meta) = args.model.load(paths, &device, Phase::Sft)?;
     eprintln!(
         "{} model, step {}: {} layers, {} dims, context {} tokens, on {device}",
         phase.name(),

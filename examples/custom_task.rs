@@ -14,7 +14,7 @@
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use nanochat_core::checkpoint::{load_model, Phase};
+use nanochat_core::checkpoint::Phase;
 use nanochat_core::engine::Engine;
 use nanochat_core::eval::{evaluate_task_with, EvalOptions};
 use nanochat_core::tasks::{content_text, render_mc, EvalType, Task};
@@ -119,16 +119,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     // 2. The model, wrapped in the engine (which implements the evaluation's `ChatModel`).
-    let phase = args.model.phase_or(Phase::Sft)?;
-    let (model, tokenizer, meta) = load_model(
-        paths,
-        phase,
-        &device,
-        args.model.model_tag.as_deref(),
-        args.model.step,
-        false,
-    )
-    .with_context(|| format!("loading {}", args.model.describe(phase)))?;
+    let (phase, model, tokenizer, meta) = args.model.load(paths, &device, Phase::Sft)?;
     let engine = Engine::new(model, tokenizer)?;
 
     // 3. The library's evaluation: categorical tasks are scored in batches of prompts, on the

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use nanochat_core::checkpoint::{load_model, tokenizer_for, Phase};
+use nanochat_core::checkpoint::{tokenizer_for, Phase};
 use nanochat_core::data::{Batch, DataLoader, Packing};
 use nanochat_core::optim::{LrSchedule, OptimConfig};
 use nanochat_core::tasks::{CustomJson, Task, TaskSlice};
@@ -76,16 +76,7 @@ fn main() -> anyhow::Result<()> {
     let val_task: Arc<dyn Task> = Arc::new(TaskSlice::new(data, n - n_val, None, 1)?);
 
     // 2. The model to start from (a base or mid checkpoint) and its tokenizer.
-    let phase = args.model.phase_or(Phase::Base)?;
-    let (model, tokenizer, meta) = load_model(
-        paths,
-        phase,
-        &device,
-        args.model.model_tag.as_deref(),
-        args.model.step,
-        false,
-    )
-    .with_context(|| format!("loading {}", args.model.describe(phase)))?;
+    let (phase, model, tokenizer, meta) = args.model.load(paths, &device, Phase::Base)?;
     let t = args.seq_len.unwrap_or(model.config().block_size);
     if t > model.config().block_size {
         bail!(

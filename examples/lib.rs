@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use nanochat_core::checkpoint::Phase;
+use nanochat_core::checkpoint::{load_model, Meta, Phase};
 use nanochat_core::paths::{Paths, BASE_DIR_VAR};
-use nanochat_core::Device;
+use nanochat_core::tokenizer::Tokenizer;
+use nanochat_core::{Device, GPT};
 
 /// `--base-dir` and `-d/--device`: where the tokenizer and checkpoints are, and what runs the
 /// model.
@@ -72,6 +73,23 @@ impl ModelArgs {
             Some(s) => Ok(Phase::parse(s)?),
             None => Ok(default),
         }
+    }
+
+    /// Loads the checkpoint these flags name (phase `--source`, else `default`) with the
+    /// tokenizer it was trained with ([`load_model`], the tokenizer checked against the
+    /// checkpoint's fingerprint). Errors name the checkpoint ([`ModelArgs::describe`]).
+    pub fn load(
+        &self,
+        paths: &Paths,
+        device: &Device,
+        default: Phase,
+    ) -> anyhow::Result<(Phase, GPT, Tokenizer, Meta)> {
+        let phase = self.phase_or(default)?;
+        let step = self.step;
+        let (model, tokenizer, meta) =
+            load_model(paths, phase, device, self.model_tag.as_deref(), step, false)
+                .with_context(|| format!("loading {}", self.describe(phase)))?;
+        Ok((phase, model, tokenizer, meta))
     }
 
     /// How the checkpoint of `phase` is named in messages: ``the newest sft model``,

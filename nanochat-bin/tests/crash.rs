@@ -8,6 +8,8 @@ use std::time::Duration;
 use nanochat_core::checkpoint::{checkpoint_dir, list_steps, load_model, Phase};
 use nanochat_core::Device;
 
+mod common;
+
 fn base_train(
     root: &std::path::Path,
     tok: &std::path::Path,
@@ -18,14 +20,9 @@ fn base_train(
     c.env("NANOCHAT_MODEL_DIR", root)
         .env("NANOCHAT_BASE_DIR", root)
         .env_remove("NANOCHAT_TOKENIZER_PATH")
+        .arg("base-train")
+        .args(common::TINY)
         .args([
-            "base-train",
-            "--depth",
-            "1",
-            "--seq-len",
-            "32",
-            "--batch-size",
-            "2",
             "--save-every",
             "1",
             "--eval-every",
@@ -69,11 +66,7 @@ fn sigkill_during_saves_never_loses_the_latest_checkpoint() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let dev = Device::cpu().unwrap();
     let dir = checkpoint_dir(&root, Phase::Base, "crash");
     // Start-up (JIT compilation of the kernels) takes a machine-dependent while: time it until
@@ -135,10 +128,6 @@ fn sigkill_during_saves_never_loses_the_latest_checkpoint() {
     let out = base_train(&root, &tok, Some(latest), latest + 2)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     assert_eq!(*list_steps(&dir).last().unwrap(), latest + 2);
 }

@@ -6,6 +6,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+
 /// `nanochat` with HOME and every nanochat path under `root`, so nothing reaches ~/.cache.
 fn nanochat(root: &Path, args: &[&str]) -> (i32, Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
@@ -152,32 +154,24 @@ fn base_train_reports_each_input_and_warns_about_unused_text() {
         ],
     );
     assert_eq!(code, 0, "{stderr}");
-    let (code, s, stderr) = nanochat(
-        root,
-        &[
-            "base-train",
-            "--tokenizer",
-            tok.to_str().unwrap(),
-            "--input",
-            book.to_str().unwrap(),
-            val.to_str().unwrap(),
-            "--depth",
-            "1",
-            "--seq-len",
-            "32",
-            "--batch-size",
-            "2",
-            "--total-steps",
-            "2",
-            "--eval-tokens",
-            "64",
-            "--eval-every",
-            "0",
-            "--model-tag",
-            "acct",
-            "--quiet",
-        ],
+    let (tok_s, book_s, val_s) = (
+        tok.to_str().unwrap(),
+        book.to_str().unwrap(),
+        val.to_str().unwrap(),
     );
+    let files = ["base-train", "--tokenizer", tok_s, "--input", book_s, val_s];
+    let run = [
+        "--total-steps",
+        "2",
+        "--eval-tokens",
+        "64",
+        "--eval-every",
+        "0",
+        "--model-tag",
+        "acct",
+        "--quiet",
+    ];
+    let (code, s, stderr) = nanochat(root, &common::args(&[&files, common::TINY, &run]));
     assert_eq!(code, 0, "{stderr}");
     // Two steps of 64 tokens read 129 tokens of the book's stream.
     let tokenizer = nanochat_core::tokenizer::Tokenizer::from_pretrained(&tok).unwrap();

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+
 /// `nanochat` in `cwd` with HOME `home` and exactly the NANOCHAT_* variables given (every
 /// other one removed).
 fn nanochat(home: &Path, cwd: &Path, vars: &[(&str, &Path)], args: &[&str]) -> Output {
@@ -31,30 +33,30 @@ fn ok(out: &Output, what: &str) -> String {
 }
 
 const TOK: &[&str] = &["tok-train", "--vocab-size", "400", "--max-chars", "60000"];
-const BASE: &[&str] = &[
-    "base-train",
-    "--depth",
-    "1",
-    "--seq-len",
-    "32",
-    "--batch-size",
-    "2",
-    "--total-steps",
-    "2",
-    "--eval-every",
-    "0",
-    "--eval-tokens",
-    "64",
-    "--quiet",
-    "--model-tag",
-    "d1",
-];
+
+/// base-train of the tiny model for two steps, tagged d1.
+fn base_train() -> Vec<&'static str> {
+    let run = [
+        "--total-steps",
+        "2",
+        "--eval-every",
+        "0",
+        "--eval-tokens",
+        "64",
+    ];
+    common::args(&[
+        &["base-train"],
+        common::TINY,
+        &run,
+        &["--quiet", "--model-tag", "d1"],
+    ])
+}
 
 /// Trains a tokenizer and a two-step base model under base dir `base`.
 fn train(home: &Path, base: &Path) {
     let vars = [("NANOCHAT_BASE_DIR", base)];
     ok(&nanochat(home, home, &vars, TOK), "tok-train");
-    ok(&nanochat(home, home, &vars, BASE), "base-train");
+    ok(&nanochat(home, home, &vars, &base_train()), "base-train");
 }
 
 /// 12.8 (and 12.4's absolute paths): two identical runs in two base dirs write byte-identical
@@ -181,7 +183,7 @@ fn empty_variables_mean_the_default_base_dir() {
         ("NANOCHAT_DATA_DIR", empty),
     ];
     ok(&nanochat(&home, &cwd, &vars, TOK), "tok-train");
-    ok(&nanochat(&home, &cwd, &vars, BASE), "base-train");
+    ok(&nanochat(&home, &cwd, &vars, &base_train()), "base-train");
     let left: Vec<_> = std::fs::read_dir(&cwd).unwrap().collect();
     assert!(
         left.is_empty(),

@@ -184,17 +184,11 @@ fn training_refuses_bad_requests_clearly() {
         root,
         &["tok-train", "--vocab-size", "300", "--max-chars", "50000"],
     );
-    assert!(fail(&[
-        "base-train",
-        "--depth",
-        "1",
-        "--seq-len",
-        "32",
-        "--batch-size",
-        "2",
-        "--total-batch-size",
-        "100"
-    ])
-    .contains("multiple"));
+    let odd_batch = common::args(&[
+        &["base-train"],
+        common::TINY,
+        &["--total-batch-size", "100"],
+    ]);
+    assert!(fail(&odd_batch).contains("multiple"));
     assert!(fail(&["base-train", "--depth", "1", "--dtype", "float16"]).contains("float16"));
 }

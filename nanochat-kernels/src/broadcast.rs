@@ -225,13 +225,8 @@ fn check_broadcast(ctx: &mut Ctx) -> Result<()> {
                 binary_broadcast_ref(&f64s(&x), xs, &f64s(&y), ys, op, a as f64, b as f64);
             assert_eq!(shape, want_shape);
             let tol = ctx.tol(4.0);
-            ctx.compare(
-                &format!("broadcast {op:?}"),
-                &format!("{xs:?} with {ys:?}"),
-                &got,
-                &want,
-                tol,
-            );
+            let label = format!("{xs:?} with {ys:?}");
+            ctx.compare(&format!("broadcast {op:?}"), &label, &got, &want, tol);
         }
     }
     Ok(())
@@ -239,10 +234,7 @@ fn check_broadcast(ctx: &mut Ctx) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn broadcast_matches_reference() {
-        crate::check::assert_check("elementwise.broadcast");
-    }
+    crate::check::check_tests!(broadcast_matches_reference => "elementwise.broadcast");
 
     #[test]
     fn broadcast_shape_rules() {

@@ -259,6 +259,22 @@ fn run_check_inline(
     reports
 }
 
+/// One `#[test]` per named check, each running [`assert_check`]:
+/// `check_tests!(test_name => "check.name", ..)`.
+#[cfg(test)]
+macro_rules! check_tests {
+    ($($test:ident => $check:literal),+ $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::check::assert_check($check);
+            }
+        )+
+    };
+}
+#[cfg(test)]
+pub(crate) use check_tests;
+
 /// Test helper: runs the named check on every available backend and panics with every failing
 /// comparison.
 pub fn assert_check(name: &str) {

@@ -16,7 +16,7 @@ use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
 use crate::dtype::KernelFloat;
-use crate::launch::{self, load_capped, row_index, row_max_sumexp, RowLaunch};
+use crate::launch::{self, load_capped, row_index, row_max_sumexp};
 use crate::{Client, Handle, Result};
 
 #[cube(launch)]
@@ -138,32 +138,19 @@ pub fn cross_entropy_forward<F: KernelFloat>(
         return Ok((loss, lse));
     }
     let (cap, capped) = cap_args(softcap);
-    let RowLaunch {
-        vs,
-        geo: g,
-        vecs: n,
-    } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
-    cross_entropy_forward_kernel::launch::<F>(
+    let l = launch::row_launch(
         client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer(
-            "cross_entropy_forward",
-            "logits",
-            logits,
-            n,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer("cross_entropy_forward", "targets", targets, rows, 4)?,
-        launch::buffer("cross_entropy_forward", "loss", &loss, rows, 4)?,
-        launch::buffer("cross_entropy_forward", "lse", &lse, rows, 4)?,
+        "cross_entropy_forward",
+        F::DTYPE.size(),
         rows,
         vocab,
-        cap,
-        capped,
-        g.plane,
     );
+    let (ax, at) = (
+        l.vectors("logits", logits)?,
+        l.per_row("targets", targets, 4)?,
+    );
+    let (aloss, alse) = (l.per_row("loss", &loss, 4)?, l.per_row("lse", &lse, 4)?);
+    launch::launch_rows!(cross_entropy_forward_kernel::<F>, client, l; ax, at, aloss, alse, rows, vocab, cap, capped, l.geo.plane);
     Ok((loss, lse))
 }
 
@@ -190,38 +177,17 @@ pub fn cross_entropy_backward<F: KernelFloat>(
         return Ok(out);
     }
     let (cap, capped) = cap_args(softcap);
-    let RowLaunch {
-        vs,
-        geo: g,
-        vecs: n,
-    } = launch::row_launch(client, F::DTYPE.size(), rows, vocab);
-    cross_entropy_backward_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer(
-            "cross_entropy_backward",
-            "logits",
-            logits,
-            n,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer("cross_entropy_backward", "targets", targets, rows, 4)?,
-        launch::buffer("cross_entropy_backward", "lse", lse, rows, 4)?,
-        launch::buffer("cross_entropy_backward", "grad_rows", grad_rows, rows, 4)?,
-        launch::buffer(
-            "cross_entropy_backward",
-            "dlogits",
-            &out,
-            n,
-            vs * F::DTYPE.size(),
-        )?,
-        rows,
-        vocab,
-        cap,
-        capped,
+    let l = launch::row_launch(client, op, F::DTYPE.size(), rows, vocab);
+    let (ax, at) = (
+        l.vectors("logits", logits)?,
+        l.per_row("targets", targets, 4)?,
     );
+    let (alse, ag) = (
+        l.per_row("lse", lse, 4)?,
+        l.per_row("grad_rows", grad_rows, 4)?,
+    );
+    let adx = l.vectors("dlogits", &out)?;
+    launch::launch_rows!(cross_entropy_backward_kernel::<F>, client, l; ax, at, alse, ag, adx, rows, vocab, cap, capped);
     Ok(out)
 }
 
@@ -333,8 +299,5 @@ fn check_cross_entropy(ctx: &mut Ctx) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn cross_entropy_matches_reference() {
-        crate::check::assert_check("cross_entropy");
-    }
+    crate::check::check_tests!(cross_entropy_matches_reference => "cross_entropy");
 }

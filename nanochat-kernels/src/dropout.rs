@@ -129,13 +129,9 @@ fn check_dropout(ctx: &mut Ctx) -> Result<()> {
         let y = crate::with_float!(ctx.dtype, F => dropout::<F>(ctx.client, &hx, len, p, seed))?;
         let got = ctx.download(&y)?;
         let tol = ctx.tol(2.0);
-        ctx.compare(
-            "dropout",
-            &format!("len={len} p={p}"),
-            &got,
-            &dropout_ref(&f64s(&x), p, seed),
-            tol,
-        );
+        let label = format!("len={len} p={p}");
+        let expected = dropout_ref(&f64s(&x), p, seed);
+        ctx.compare("dropout", &label, &got, &expected, tol);
     }
     Ok(())
 }
@@ -144,10 +140,7 @@ fn check_dropout(ctx: &mut Ctx) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn dropout_matches_reference() {
-        crate::check::assert_check("dropout");
-    }
+    crate::check::check_tests!(dropout_matches_reference => "dropout");
 
     #[test]
     fn keep_rate_is_one_minus_p() {

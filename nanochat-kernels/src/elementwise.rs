@@ -515,13 +515,8 @@ fn check_unary(ctx: &mut Ctx) -> Result<()> {
             let got = ctx.download(&out)?;
             let want: Vec<f64> = x.iter().map(|&v| op.eval(v as f64)).collect();
             let tol = ctx.tol(4.0);
-            ctx.compare(
-                &format!("unary {op:?}"),
-                &format!("len={len}"),
-                &got,
-                &want,
-                tol,
-            );
+            let label = format!("len={len}");
+            ctx.compare(&format!("unary {op:?}"), &label, &got, &want, tol);
         }
     }
     Ok(())
@@ -573,13 +568,8 @@ fn check_binary(ctx: &mut Ctx) -> Result<()> {
                 .map(|(&p, &q)| op.eval(p as f64, q as f64, a as f64, b as f64))
                 .collect();
             let tol = ctx.tol(4.0);
-            ctx.compare(
-                &format!("binary {op:?}"),
-                &format!("len={len}"),
-                &got,
-                &want,
-                tol,
-            );
+            let label = format!("len={len}");
+            ctx.compare(&format!("binary {op:?}"), &label, &got, &want, tol);
         }
     }
     Ok(())
@@ -609,13 +599,8 @@ fn check_cast(ctx: &mut Ctx) -> Result<()> {
                 (crate::check::download(ctx.client, DType::F32, &back)?, want)
             }
         };
-        ctx.compare(
-            "cast f32->dtype->f32",
-            &format!("len={len}"),
-            &got,
-            &want,
-            0.0,
-        );
+        let label = format!("len={len}");
+        ctx.compare("cast f32->dtype->f32", &label, &got, &want, 0.0);
     }
     Ok(())
 }
@@ -624,13 +609,8 @@ fn check_fill(ctx: &mut Ctx) -> Result<()> {
     for len in LENS {
         let h = crate::with_float!(ctx.dtype, F => fill::<F>(ctx.client, len, -2.5))?;
         let got = ctx.download(&h)?;
-        ctx.compare(
-            "fill",
-            &format!("len={len}"),
-            &got[..len],
-            &vec![-2.5; len],
-            0.0,
-        );
+        let label = format!("len={len}");
+        ctx.compare("fill", &label, &got[..len], &vec![-2.5; len], 0.0);
     }
     Ok(())
 }
@@ -655,30 +635,9 @@ fn check_axpby_inplace(ctx: &mut Ctx) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::check::assert_check;
-
-    #[test]
-    fn axpby_inplace_matches_reference() {
-        assert_check("elementwise.axpby_inplace");
-    }
-
-    #[test]
-    fn fill_matches_reference() {
-        assert_check("elementwise.fill");
-    }
-
-    #[test]
-    fn unary_matches_reference() {
-        assert_check("elementwise.unary");
-    }
-
-    #[test]
-    fn binary_matches_reference() {
-        assert_check("elementwise.binary");
-    }
-
-    #[test]
-    fn cast_matches_reference() {
-        assert_check("elementwise.cast");
-    }
+    crate::check::check_tests!(
+        axpby_inplace_matches_reference => "elementwise.axpby_inplace", fill_matches_reference => "elementwise.fill",
+        unary_matches_reference => "elementwise.unary", binary_matches_reference => "elementwise.binary",
+        cast_matches_reference => "elementwise.cast"
+    );
 }

@@ -238,13 +238,8 @@ fn check_embedding(ctx: &mut Ctx) -> Result<()> {
         let hw = ctx.upload(&wte);
         let out = crate::with_float!(ctx.dtype, F => embedding_forward::<F>(ctx.client, &hw, vocab, dim, &ids))?;
         let got = ctx.download(&out)?;
-        ctx.compare(
-            "embedding.forward",
-            &case,
-            &got,
-            &embedding_forward_ref(&f64s(&wte), dim, &ids),
-            0.0,
-        );
+        let expected = embedding_forward_ref(&f64s(&wte), dim, &ids);
+        ctx.compare("embedding.forward", &case, &got, &expected, 0.0);
 
         let grad = ctx.rand(n * dim, -1.0, 1.0);
         let hg = ctx.upload(&grad);
@@ -259,10 +254,7 @@ fn check_embedding(ctx: &mut Ctx) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn embedding_matches_reference() {
-        crate::check::assert_check("embedding");
-    }
+    crate::check::check_tests!(embedding_matches_reference => "embedding");
 
     #[test]
     fn no_ids_give_zero_gradients() {

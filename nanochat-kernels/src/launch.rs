@@ -90,17 +90,93 @@ pub(crate) fn rowwise(info: &DeviceInfo, rows: usize) -> Rowwise {
     }
 }
 
-/// Geometry of a row-wise launch over a (rows, cols) tensor read as vectors of `vs` elements.
+/// Geometry of a row-wise launch over a (rows, cols) tensor read as vectors of `vs` elements,
+/// and the buffer arguments of op `op` over it.
 pub(crate) struct RowLaunch {
     /// Vector width (divides `cols`).
     pub vs: usize,
     pub geo: Rowwise,
     /// Vectors in the whole tensor.
     pub vecs: usize,
+    op: &'static str,
+    rows: usize,
+    elem_bytes: usize,
 }
 
+impl RowLaunch {
+    /// A (rows, cols) argument, read as `vecs` vectors of `vs` elements.
+    pub fn vectors(&self, arg: &'static str, handle: &Handle) -> crate::Result<BufferArg> {
+        buffer(self.op, arg, handle, self.vecs, self.vs * self.elem_bytes)
+    }
+
+    /// A per-row argument of `item_bytes`-byte items (4 for f32 statistics and i32 targets).
+    pub fn per_row(
+        &self,
+        arg: &'static str,
+        handle: &Handle,
+        item_bytes: usize,
+    ) -> crate::Result<BufferArg> {
+        buffer(self.op, arg, handle, self.rows, item_bytes)
+    }
+}
+
+/// Launches kernel `$kernel` on `$client` with the cube count and cube dim of geometry `$geo`
+/// (an [`Elemwise`] or a [`Rowwise`]) and vector size `$vs`, then the kernel's own arguments.
+macro_rules! launch_on {
+    ($kernel:ident::<$F:ident>, $client:expr, $geo:expr, $vs:expr; $($arg:expr),* $(,)?) => {
+        $kernel::launch::<$F>($client, $geo.cube_count, $geo.cube_dim, $vs, $($arg),*)
+    };
+}
+pub(crate) use launch_on;
+
+/// The buffer arguments of op `op` whose tensors are read as vectors of `vs` elements of
+/// `elem_bytes` bytes, and whose statistics (f32, i32) as 4-byte words.
+pub(crate) struct VecBuffers {
+    op: &'static str,
+    vs: usize,
+    elem_bytes: usize,
+}
+
+impl VecBuffers {
+    pub fn new(op: &'static str, vs: usize, elem_bytes: usize) -> VecBuffers {
+        VecBuffers { op, vs, elem_bytes }
+    }
+
+    /// A tensor of `elems` elements (a multiple of `vs`), as `elems / vs` vectors.
+    pub fn vecs(&self, arg: &'static str, h: &Handle, elems: usize) -> crate::Result<BufferArg> {
+        buffer(self.op, arg, h, elems / self.vs, self.vs * self.elem_bytes)
+    }
+
+    /// A tensor of `elems` elements, read one element at a time.
+    pub fn scalars(&self, arg: &'static str, h: &Handle, elems: usize) -> crate::Result<BufferArg> {
+        buffer(self.op, arg, h, elems, self.elem_bytes)
+    }
+
+    /// `n` 4-byte words.
+    pub fn words(&self, arg: &'static str, h: &Handle, n: usize) -> crate::Result<BufferArg> {
+        buffer(self.op, arg, h, n, 4)
+    }
+
+    /// `n` 4-byte words (a multiple of `vs`), as `n / vs` vectors.
+    pub fn word_vecs(&self, arg: &'static str, h: &Handle, n: usize) -> crate::Result<BufferArg> {
+        buffer(self.op, arg, h, n / self.vs, self.vs * 4)
+    }
+}
+
+/// Launches row kernel `$kernel` on `$client` with the cube count, cube dim and vector size of
+/// the [`RowLaunch`] `$l`, then the kernel's own arguments (buffers built beforehand, e.g. by
+/// [`RowLaunch::vectors`]).
+macro_rules! launch_rows {
+    ($kernel:ident::<$F:ident>, $client:expr, $l:ident; $($arg:expr),* $(,)?) => {
+        $kernel::launch::<$F>($client, $l.geo.cube_count, $l.geo.cube_dim, $l.vs, $($arg),*)
+    };
+}
+pub(crate) use launch_rows;
+
+/// The row-wise launch of op `op` over a (rows, cols) tensor of `elem_bytes`-byte elements.
 pub(crate) fn row_launch(
     client: &cubecl::client::Client,
+    op: &'static str,
     elem_bytes: usize,
     rows: usize,
     cols: usize,
@@ -110,6 +186,9 @@ pub(crate) fn row_launch(
         vs,
         geo: rowwise(&DeviceInfo::of(client), rows),
         vecs: rows * cols / vs,
+        op,
+        rows,
+        elem_bytes,
     }
 }
 
@@ -210,6 +289,25 @@ pub(crate) fn row_max(v: f32, #[comptime] plane: bool) -> f32 {
     } else {
         v
     }
+}
+
+/// The dot product of row `a[base..base + vecs]` with `b`'s, in f32: each unit sums its strided
+/// vectors, then lanes, then the row's units ([`row_sum`]).
+#[cube]
+pub(crate) fn row_dot<F: Float, N: Size>(
+    a: &[Vector<F, N>],
+    b: &[Vector<F, N>],
+    base: usize,
+    vecs: usize,
+    #[comptime] plane: bool,
+) -> f32 {
+    let mut dot = Vector::<f32, N>::new(0.0);
+    let mut c = UNIT_POS_X as usize;
+    while c < vecs {
+        dot += Vector::<f32, N>::cast_from(a[base + c]) * Vector::<f32, N>::cast_from(b[base + c]);
+        c += CUBE_DIM_X as usize;
+    }
+    row_sum(lane_sum::<N>(dot), plane)
 }
 
 /// The bytes a tensor of `shape` and dtype needs, checked against a handle.
@@ -362,40 +460,24 @@ pub(crate) fn lane_sum<N: Size>(v: Vector<f32, N>) -> f32 {
         a[i] = v.extract(i);
     }
     // Halving stages of width 32, 16, ..., 1 (each only when the vector is wider).
-    if comptime![n > 32] {
-        #[unroll]
-        for i in 0..32 {
-            a[i] += a[i + 32];
-        }
-    }
-    if comptime![n > 16] {
-        #[unroll]
-        for i in 0..16 {
-            a[i] += a[i + 16];
-        }
-    }
-    if comptime![n > 8] {
-        #[unroll]
-        for i in 0..8 {
-            a[i] += a[i + 8];
-        }
-    }
-    if comptime![n > 4] {
-        #[unroll]
-        for i in 0..4 {
-            a[i] += a[i + 4];
-        }
-    }
-    if comptime![n > 2] {
-        #[unroll]
-        for i in 0..2 {
-            a[i] += a[i + 2];
-        }
-    }
-    if comptime![n > 1] {
-        a[0] += a[1];
-    }
+    halve(&mut a, n, 32usize);
+    halve(&mut a, n, 16usize);
+    halve(&mut a, n, 8usize);
+    halve(&mut a, n, 4usize);
+    halve(&mut a, n, 2usize);
+    halve(&mut a, n, 1usize);
     a[0]
+}
+
+/// One stage of [`lane_sum`]: `a[i] += a[i + width]` for `i < width`, when `n > width`.
+#[cube]
+fn halve(a: &mut Array<f32>, #[comptime] n: usize, #[comptime] width: usize) {
+    if comptime![n > width] {
+        #[unroll]
+        for i in 0..width {
+            a[i] += a[i + width];
+        }
+    }
 }
 
 /// Maximum of the lanes of a vector.

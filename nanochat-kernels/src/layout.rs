@@ -347,13 +347,8 @@ fn check_transpose(ctx: &mut Ctx) -> Result<()> {
             let y = crate::with_float!(ctx.dtype, F => transpose_with::<F>(ctx.client, &hx, batch, rows, cols, columns))?;
             let got = ctx.download(&y)?;
             let kernel = if columns { "columns" } else { "elements" };
-            ctx.compare(
-                "transpose",
-                &format!("{kernel} {batch}x{rows}x{cols}"),
-                &got,
-                &want,
-                0.0,
-            );
+            let label = format!("{kernel} {batch}x{rows}x{cols}");
+            ctx.compare("transpose", &label, &got, &want, 0.0);
         }
     }
     Ok(())
@@ -366,13 +361,9 @@ fn check_slice_cols(ctx: &mut Ctx) -> Result<()> {
         let hx = ctx.upload(&x);
         let y = crate::with_float!(ctx.dtype, F => slice_cols::<F>(ctx.client, &hx, rows, cols, start, width))?;
         let got = ctx.download(&y)?;
-        ctx.compare(
-            "slice_cols",
-            &format!("{rows}x{cols}[{start}..+{width}]"),
-            &got,
-            &slice_cols_ref(&f64s(&x), cols, start, width),
-            0.0,
-        );
+        let label = format!("{rows}x{cols}[{start}..+{width}]");
+        let expected = slice_cols_ref(&f64s(&x), cols, start, width);
+        ctx.compare("slice_cols", &label, &got, &expected, 0.0);
     }
     Ok(())
 }
@@ -391,31 +382,13 @@ fn check_write_rows(ctx: &mut Ctx) -> Result<()> {
         let got = ctx.download(&hd)?;
         let mut want = f64s(&dst);
         write_rows_ref(&mut want, capacity, &f64s(&src), seq, row, pos);
-        ctx.compare(
-            "write_rows",
-            &format!("b={batch} cap={capacity} seq={seq} row={row} pos={pos}"),
-            &got,
-            &want,
-            0.0,
-        );
+        let label = format!("b={batch} cap={capacity} seq={seq} row={row} pos={pos}");
+        ctx.compare("write_rows", &label, &got, &want, 0.0);
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn write_rows_matches_reference() {
-        crate::check::assert_check("layout.write_rows");
-    }
-
-    #[test]
-    fn slice_cols_matches_reference() {
-        crate::check::assert_check("layout.slice_cols");
-    }
-
-    #[test]
-    fn transpose_matches_reference() {
-        crate::check::assert_check("layout.transpose");
-    }
+    crate::check::check_tests!(write_rows_matches_reference => "layout.write_rows", slice_cols_matches_reference => "layout.slice_cols", transpose_matches_reference => "layout.transpose");
 }

@@ -313,15 +313,7 @@ fn check_newton_schulz(ctx: &mut Ctx) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn adamw_matches_reference() {
-        crate::check::assert_check("optim.adamw");
-    }
-
-    #[test]
-    fn newton_schulz_matches_reference() {
-        crate::check::assert_check("optim.newton_schulz");
-    }
+    crate::check::check_tests!(adamw_matches_reference => "optim.adamw", newton_schulz_matches_reference => "optim.newton_schulz");
 
     /// nanochat's own Newton-Schulz output (float64 PyTorch) on a tall gradient matrix.
     #[test]

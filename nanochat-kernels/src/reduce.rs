@@ -5,7 +5,7 @@ use cubecl::prelude::*;
 use crate::check::{Check, Ctx};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::launch::{self, item_index, lane_max, lane_sum, row_index, row_max, row_sum, RowLaunch};
+use crate::launch::{self, item_index, lane_max, lane_sum, row_index, row_max, row_sum};
 use crate::{Client, Handle, Result};
 
 pub use cube_enums::Reduce;
@@ -94,23 +94,9 @@ pub fn reduce_rows<F: KernelFloat>(
     if rows == 0 {
         return Ok(out);
     }
-    let RowLaunch {
-        vs,
-        geo: g,
-        vecs: n,
-    } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
-    reduce_rows_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("reduce_rows", "x", x, n, vs * F::DTYPE.size())?,
-        launch::buffer("reduce_rows", "out", &out, rows, F::DTYPE.size())?,
-        rows,
-        cols,
-        op,
-        g.plane,
-    );
+    let l = launch::row_launch(client, "reduce_rows", F::DTYPE.size(), rows, cols);
+    let (ax, aout) = (l.vectors("x", x)?, l.per_row("out", &out, F::DTYPE.size())?);
+    launch::launch_rows!(reduce_rows_kernel::<F>, client, l; ax, aout, rows, cols, op, l.geo.plane);
     Ok(out)
 }
 
@@ -290,13 +276,8 @@ fn check_reduce(ctx: &mut Ctx) -> Result<()> {
             // A sum of `cols` terms in f32 loses up to ~sqrt(cols) ulps; the output is stored in
             // the dtype, so bf16 adds one rounding.
             let tol = ctx.tol(4.0) + 1e-7 * (cols as f64).sqrt();
-            ctx.compare(
-                &format!("reduce {op:?}"),
-                &format!("rows={rows} cols={cols}"),
-                &got,
-                &want,
-                tol,
-            );
+            let label = format!("rows={rows} cols={cols}");
+            ctx.compare(&format!("reduce {op:?}"), &label, &got, &want, tol);
         }
     }
     Ok(())
@@ -318,26 +299,13 @@ fn check_sum_to(ctx: &mut Ctx) -> Result<()> {
         let want = sum_to_ref(&crate::check::f64s(&x), big, small);
         let got = ctx.download(&out)?;
         let tol = ctx.tol(4.0);
-        ctx.compare(
-            "sum_to",
-            &format!("{big:?} -> {small:?}"),
-            &got[..want.len()],
-            &want,
-            tol,
-        );
+        let label = format!("{big:?} -> {small:?}");
+        ctx.compare("sum_to", &label, &got[..want.len()], &want, tol);
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn sum_to_matches_reference() {
-        crate::check::assert_check("reduce.sum_to");
-    }
-
-    #[test]
-    fn reduce_matches_reference() {
-        crate::check::assert_check("reduce.rows");
-    }
+    crate::check::check_tests!(sum_to_matches_reference => "reduce.sum_to", reduce_matches_reference => "reduce.rows");
 }

@@ -6,7 +6,7 @@ use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
 use crate::dtype::KernelFloat;
-use crate::launch::{self, lane_sum, row_index, row_sum, RowLaunch};
+use crate::launch::{self, launch_rows, row_dot, row_index};
 use crate::reduce::ROW_SHAPES;
 use crate::{Client, Handle, Result};
 
@@ -25,17 +25,10 @@ fn rmsnorm_forward_kernel<F: Float, N: Size>(
         let vecs = cols / N::value();
         let base = row * vecs;
         let stride = CUBE_DIM_X as usize;
-        let mut ss = Vector::<f32, N>::new(0.0);
-        let mut c = UNIT_POS_X as usize;
-        while c < vecs {
-            let v = Vector::<f32, N>::cast_from(x[base + c]);
-            ss += v * v;
-            c += stride;
-        }
-        let ms = row_sum(lane_sum::<N>(ss), plane) / f32::cast_from(cols);
+        let ms = row_dot::<F, N>(x, x, base, vecs, plane) / f32::cast_from(cols);
         let r = (ms + eps).inverse_sqrt();
         let rv = Vector::<f32, N>::new(r);
-        c = UNIT_POS_X as usize;
+        let mut c = UNIT_POS_X as usize;
         while c < vecs {
             y[base + c] = Vector::cast_from(Vector::<f32, N>::cast_from(x[base + c]) * rv);
             c += stride;
@@ -61,18 +54,11 @@ fn rmsnorm_backward_kernel<F: Float, N: Size>(
         let vecs = cols / N::value();
         let base = row * vecs;
         let stride = CUBE_DIM_X as usize;
-        let mut dot = Vector::<f32, N>::new(0.0);
-        let mut c = UNIT_POS_X as usize;
-        while c < vecs {
-            dot += Vector::<f32, N>::cast_from(x[base + c])
-                * Vector::<f32, N>::cast_from(dy[base + c]);
-            c += stride;
-        }
-        let mean_dot = row_sum(lane_sum::<N>(dot), plane) / f32::cast_from(cols);
+        let mean_dot = row_dot::<F, N>(x, dy, base, vecs, plane) / f32::cast_from(cols);
         let r = rstd[row];
         let rv = Vector::<f32, N>::new(r);
         let kv = Vector::<f32, N>::new(r * r * r * mean_dot);
-        c = UNIT_POS_X as usize;
+        let mut c = UNIT_POS_X as usize;
         while c < vecs {
             let xv = Vector::<f32, N>::cast_from(x[base + c]);
             let g = Vector::<f32, N>::cast_from(dy[base + c]);
@@ -97,24 +83,13 @@ pub fn rmsnorm_forward<F: KernelFloat>(
     if rows == 0 {
         return Ok((y, rstd));
     }
-    let RowLaunch {
-        vs,
-        geo: g,
-        vecs: n,
-    } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
-    rmsnorm_forward_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("rmsnorm_forward", "x", x, n, vs * F::DTYPE.size())?,
-        launch::buffer("rmsnorm_forward", "y", &y, n, vs * F::DTYPE.size())?,
-        launch::buffer("rmsnorm_forward", "rstd", &rstd, rows, 4)?,
-        rows,
-        cols,
-        eps,
-        g.plane,
+    let l = launch::row_launch(client, "rmsnorm_forward", F::DTYPE.size(), rows, cols);
+    let (ax, ay, ar) = (
+        l.vectors("x", x)?,
+        l.vectors("y", &y)?,
+        l.per_row("rstd", &rstd, 4)?,
     );
+    launch_rows!(rmsnorm_forward_kernel::<F>, client, l; ax, ay, ar, rows, cols, eps, l.geo.plane);
     Ok((y, rstd))
 }
 
@@ -134,24 +109,10 @@ pub fn rmsnorm_backward<F: KernelFloat>(
     if rows == 0 || cols == 0 {
         return Ok(dx);
     }
-    let RowLaunch {
-        vs,
-        geo: g,
-        vecs: n,
-    } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
-    rmsnorm_backward_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("rmsnorm_backward", "x", x, n, vs * F::DTYPE.size())?,
-        launch::buffer("rmsnorm_backward", "rstd", rstd, rows, 4)?,
-        launch::buffer("rmsnorm_backward", "dy", dy, n, vs * F::DTYPE.size())?,
-        launch::buffer("rmsnorm_backward", "dx", &dx, n, vs * F::DTYPE.size())?,
-        rows,
-        cols,
-        g.plane,
-    );
+    let l = launch::row_launch(client, "rmsnorm_backward", F::DTYPE.size(), rows, cols);
+    let (ax, ar) = (l.vectors("x", x)?, l.per_row("rstd", rstd, 4)?);
+    let (ady, adx) = (l.vectors("dy", dy)?, l.vectors("dx", &dx)?);
+    launch_rows!(rmsnorm_backward_kernel::<F>, client, l; ax, ar, ady, adx, rows, cols, l.geo.plane);
     Ok(dx)
 }
 
@@ -218,8 +179,5 @@ fn check_rmsnorm(ctx: &mut Ctx) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn rmsnorm_matches_reference() {
-        crate::check::assert_check("rmsnorm");
-    }
+    crate::check::check_tests!(rmsnorm_matches_reference => "rmsnorm");
 }

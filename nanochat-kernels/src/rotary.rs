@@ -230,10 +230,7 @@ fn check_rotary(ctx: &mut Ctx) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn rotary_matches_reference() {
-        crate::check::assert_check("rotary");
-    }
+    crate::check::check_tests!(rotary_matches_reference => "rotary");
 
     #[test]
     fn backward_inverts_forward() {

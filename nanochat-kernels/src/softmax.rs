@@ -5,7 +5,7 @@ use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
 use crate::dtype::KernelFloat;
-use crate::launch::{self, lane_sum, row_index, row_max_sumexp, row_sum, RowLaunch};
+use crate::launch::{self, launch_rows, row_dot, row_index, row_max_sumexp};
 use crate::reduce::ROW_SHAPES;
 use crate::{Client, Handle, Result};
 
@@ -47,15 +47,8 @@ fn softmax_backward_kernel<F: Float, N: Size>(
         let vecs = cols / N::value();
         let base = row * vecs;
         let stride = CUBE_DIM_X as usize;
-        let mut dot = Vector::<f32, N>::new(0.0);
+        let dot = Vector::<f32, N>::new(row_dot::<F, N>(y, dy, base, vecs, plane));
         let mut c = UNIT_POS_X as usize;
-        while c < vecs {
-            dot += Vector::<f32, N>::cast_from(y[base + c])
-                * Vector::<f32, N>::cast_from(dy[base + c]);
-            c += stride;
-        }
-        let dot = Vector::<f32, N>::new(row_sum(lane_sum::<N>(dot), plane));
-        c = UNIT_POS_X as usize;
         while c < vecs {
             let yv = Vector::<f32, N>::cast_from(y[base + c]);
             let g = Vector::<f32, N>::cast_from(dy[base + c]);
@@ -78,22 +71,9 @@ pub fn softmax<F: KernelFloat>(
     if rows == 0 {
         return Ok(y);
     }
-    let RowLaunch {
-        vs,
-        geo: g,
-        vecs: n,
-    } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
-    softmax_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("softmax", "x", x, n, vs * F::DTYPE.size())?,
-        launch::buffer("softmax", "y", &y, n, vs * F::DTYPE.size())?,
-        rows,
-        cols,
-        g.plane,
-    );
+    let l = launch::row_launch(client, "softmax", F::DTYPE.size(), rows, cols);
+    let (ax, ay) = (l.vectors("x", x)?, l.vectors("y", &y)?);
+    launch_rows!(softmax_kernel::<F>, client, l; ax, ay, rows, cols, l.geo.plane);
     Ok(y)
 }
 
@@ -112,23 +92,13 @@ pub fn softmax_backward<F: KernelFloat>(
     if rows == 0 {
         return Ok(dx);
     }
-    let RowLaunch {
-        vs,
-        geo: g,
-        vecs: n,
-    } = launch::row_launch(client, F::DTYPE.size(), rows, cols);
-    softmax_backward_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("softmax_backward", "y", y, n, vs * F::DTYPE.size())?,
-        launch::buffer("softmax_backward", "dy", dy, n, vs * F::DTYPE.size())?,
-        launch::buffer("softmax_backward", "dx", &dx, n, vs * F::DTYPE.size())?,
-        rows,
-        cols,
-        g.plane,
+    let l = launch::row_launch(client, "softmax_backward", F::DTYPE.size(), rows, cols);
+    let (ay, ady, adx) = (
+        l.vectors("y", y)?,
+        l.vectors("dy", dy)?,
+        l.vectors("dx", &dx)?,
     );
+    launch_rows!(softmax_backward_kernel::<F>, client, l; ay, ady, adx, rows, cols, l.geo.plane);
     Ok(dx)
 }
 
@@ -184,8 +154,5 @@ fn check_softmax(ctx: &mut Ctx) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn softmax_matches_reference() {
-        crate::check::assert_check("softmax");
-    }
+    crate::check::check_tests!(softmax_matches_reference => "softmax");
 }

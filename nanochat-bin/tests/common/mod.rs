@@ -1,7 +1,22 @@
-//! Shared by the integration tests that run whole pipelines.
+//! Shared by the integration tests that run whole pipelines. Each test crate uses a part.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Command;
+
+/// The smallest model the tests train: one layer, 32-token rows, two rows a step.
+pub const TINY: &[&str] = &["--depth", "1", "--seq-len", "32", "--batch-size", "2"];
+
+/// `args` joined: e.g. `["base-train"]`, [`TINY`] and the run's own flags.
+pub fn args<'a>(parts: &[&[&'a str]]) -> Vec<&'a str> {
+    parts.concat()
+}
+
+/// Panics with the command's stderr unless it succeeded.
+pub fn assert_success(out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+}
 
 /// `nanochat` with every model, tokenizer and data path under `root` (nothing fetched).
 pub fn nanochat_in(root: &Path) -> Command {

@@ -206,6 +206,46 @@ pub fn assert_gradcheck(
     }
 }
 
+/// [`assert_gradcheck`] (at the default [`Tolerance`] unless one is given last) inside a
+/// property test: `check!(what, inputs, forward, reference, seed[, tol])` is `Ok(())` or a
+/// test-case failure naming `what` (the op or case checked) and the mismatch.
+#[cfg(test)]
+macro_rules! check {
+    ($what:expr, $inputs:expr, $forward:expr, $reference:expr, $seed:expr) => {
+        $crate::autograd::gradcheck::check!(
+            $what,
+            $inputs,
+            $forward,
+            $reference,
+            $seed,
+            $crate::autograd::gradcheck::Tolerance::default()
+        )
+    };
+    ($what:expr, $inputs:expr, $forward:expr, $reference:expr, $seed:expr, $tol:expr) => {
+        $crate::autograd::gradcheck::assert_gradcheck($inputs, $forward, $reference, $tol, $seed)
+            .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{}: {e}", $what)))
+    };
+}
+#[cfg(test)]
+pub(crate) use check;
+
+/// One op's gradient-check property test with few cases ([`crate::ops::testing::config`]):
+/// `gradcheck_test!(name(arg in strategy, ..) { body })`, the body building inputs from the
+/// drawn arguments and running [`check!`]s with `?`.
+#[cfg(test)]
+macro_rules! gradcheck_test {
+    ($(#[$meta:meta])* $name:ident($($arg:pat in $strat:expr),+ $(,)?) $body:block) => {
+        proptest::proptest! {
+            #![proptest_config($crate::ops::testing::config())]
+            $(#[$meta])*
+            #[test]
+            fn $name($($arg in $strat),+) $body
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use gradcheck_test;
+
 /// A seeded rng for building inputs.
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)

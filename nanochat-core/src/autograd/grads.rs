@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use nanochat_kernels::elementwise::{binary, Binary};
-use nanochat_kernels::with_float;
 
 use crate::tensor::TensorId;
 use crate::{CoreError, Result, Tensor};
@@ -72,12 +71,8 @@ impl Grads {
                         why: format!("gradients of one tensor disagree: {prev:?} vs {grad:?}"),
                     });
                 }
-                let h = with_float!(prev.dtype(), F =>
-                    binary::<F>(prev.device().client(), prev.handle(), grad.handle(), prev.len(), Binary::Add, 0.0, 0.0))?;
-                self.map.insert(
-                    id,
-                    Tensor::from_handle(prev.device(), h, prev.shape(), prev.dtype())?,
-                );
+                let sum = crate::ops::launch_wrap!(&prev, prev.shape(), F, c => binary::<F>(c, prev.handle(), grad.handle(), prev.len(), Binary::Add, 0.0, 0.0))?;
+                self.map.insert(id, sum);
             }
         }
         Ok(())

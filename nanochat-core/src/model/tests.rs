@@ -20,6 +20,31 @@ fn small(vocab: usize, n_kv_head: usize) -> GPTConfig {
     }
 }
 
+/// The logits of one row of 8 tokens, as f32s.
+fn logits_1x8(model: &GPT, ids: &[u32]) -> Vec<f32> {
+    let y = model.forward(ids, (1, 8), ForwardOptions::new()).unwrap();
+    y.to_vec_f32().unwrap()
+}
+
+/// The mean loss of `ids` against `targets`, recorded on a new tape that watches `params`.
+fn recorded_loss(
+    model: &GPT,
+    params: &[crate::Tensor],
+    ids: &[u32],
+    bt: (usize, usize),
+    targets: &[i32],
+) -> (Tape, crate::Tensor) {
+    let tape = Tape::new();
+    for p in params {
+        tape.watch(p);
+    }
+    let opts = ForwardOptions::new()
+        .tape(&tape)
+        .targets(targets, Reduction::Mean);
+    let loss = model.forward(ids, bt, opts).unwrap();
+    (tape, loss)
+}
+
 fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
     (0..n as u64)
         .map(|i| ((i * 2654435761 + seed * 97) % vocab as u64) as u32)
@@ -137,19 +162,7 @@ fn overfit(bias: bool) -> f32 {
     });
     let mut loss = f32::INFINITY;
     for _ in 0..150 {
-        let tape = Tape::new();
-        for p in &params {
-            tape.watch(p);
-        }
-        let l = model
-            .forward(
-                &ids,
-                (b, t),
-                ForwardOptions::new()
-                    .tape(&tape)
-                    .targets(&targets, Reduction::Mean),
-            )
-            .unwrap();
+        let (tape, l) = recorded_loss(&model, &params, &ids, (b, t), &targets);
         loss = l.to_scalar().unwrap();
         if loss < 0.05 {
             break;
@@ -193,39 +206,16 @@ fn dropout_applies_only_in_training_mode() {
         crate::Tensor::from_f32(&dev, &w, &shape, DType::F32).unwrap();
     model.lm_head.weight = model.transformer.wte.weight.clone();
     let ids = tokens(8, 31, 1);
-    let eval1 = model
-        .forward(&ids, (1, 8), ForwardOptions::new())
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
-    let eval2 = model
-        .forward(&ids, (1, 8), ForwardOptions::new())
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let eval1 = logits_1x8(&model, &ids);
+    let eval2 = logits_1x8(&model, &ids);
     assert_eq!(eval1, eval2);
     model.train();
-    let train1 = model
-        .forward(&ids, (1, 8), ForwardOptions::new())
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
-    let train2 = model
-        .forward(&ids, (1, 8), ForwardOptions::new())
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let train1 = logits_1x8(&model, &ids);
+    let train2 = logits_1x8(&model, &ids);
     assert_ne!(train1, eval1);
     assert_ne!(train1, train2, "each step draws a new mask");
     model.eval();
-    assert_eq!(
-        model
-            .forward(&ids, (1, 8), ForwardOptions::new())
-            .unwrap()
-            .to_vec_f32()
-            .unwrap(),
-        eval1
-    );
+    assert_eq!(logits_1x8(&model, &ids), eval1);
 }
 
 #[test]
@@ -370,19 +360,7 @@ fn bf16_mixed_precision_tracks_f32_and_trains() {
     let mut first = None;
     let mut last = 0.0;
     for _ in 0..40 {
-        let tape = Tape::new();
-        for p in &params {
-            tape.watch(p);
-        }
-        let l = model
-            .forward(
-                &ids,
-                (2, 8),
-                ForwardOptions::new()
-                    .tape(&tape)
-                    .targets(&targets, Reduction::Mean),
-            )
-            .unwrap();
+        let (tape, l) = recorded_loss(&model, &params, &ids, (2, 8), &targets);
         last = l.to_scalar().unwrap();
         first.get_or_insert(last);
         let grads = tape.backward(&l).unwrap();

@@ -6,7 +6,7 @@ use nanochat_kernels::cross_entropy::{
     cross_entropy_backward, cross_entropy_forward, upload_targets,
 };
 use nanochat_kernels::elementwise::Binary;
-use nanochat_kernels::{with_float, DType};
+use nanochat_kernels::DType;
 
 use super::{sum, zip};
 use crate::autograd::recording;
@@ -78,9 +78,8 @@ fn fused_cross_entropy(
             "every target is -1: the mean is undefined",
         ));
     }
-    let client = logits.device().client();
-    let ht = upload_targets(client, targets);
-    let (losses, lse) = with_float!(logits.dtype(), F => cross_entropy_forward::<F>(client, logits.handle(), &ht, rows, vocab, softcap))?;
+    let ht = upload_targets(logits.device().client(), targets);
+    let (losses, lse) = launch!(logits, F, c => cross_entropy_forward::<F>(c, logits.handle(), &ht, rows, vocab, softcap))?;
     // Per-row losses are f32 whatever the logits' dtype.
     let per_row = Tensor::from_handle(logits.device(), losses, lead, DType::F32)?;
     let y = match reduction {
@@ -91,15 +90,19 @@ fn fused_cross_entropy(
         let logits2 = logits.clone();
         let lead = lead.to_vec();
         t.record("cross_entropy", &[logits], &y, move |g, sink| {
-            let dev = logits2.device();
             // Gradient of each row's loss (f32).
             let grad_rows = match reduction {
                 Reduction::None => g.clone(),
-                Reduction::Mean => zip(&Tensor::full(dev, &lead, 1.0 / count as f32, DType::F32)?, g, Binary::Mul, 0.0, 0.0)?,
+                Reduction::Mean => zip(
+                    &Tensor::full(logits2.device(), &lead, 1.0 / count as f32, DType::F32)?,
+                    g,
+                    Binary::Mul,
+                    0.0,
+                    0.0,
+                )?,
             };
-            let h = with_float!(logits2.dtype(), F =>
-                cross_entropy_backward::<F>(dev.client(), logits2.handle(), &ht, &lse, grad_rows.handle(), rows, vocab, softcap))?;
-            sink.add(0, super::wrap(&logits2, h, logits2.shape())?)
+            let dx = launch_wrap!(&logits2, logits2.shape(), F, c => cross_entropy_backward::<F>(c, logits2.handle(), &ht, &lse, grad_rows.handle(), rows, vocab, softcap))?;
+            sink.add(0, dx)
         });
     }
     Ok(y)
@@ -111,30 +114,16 @@ mod tests {
     use crate::ops::testing::*;
     use nanochat_kernels::cross_entropy::cross_entropy_forward_ref;
 
-    proptest! {
-        #![proptest_config(config())]
-
-        #[test]
-        fn cross_entropy_gradcheck(rows in 1usize..6, vocab in 1usize..17, seed in any::<u64>()) {
-            let mut r = rng(seed);
-            let x = Input::random(&mut r, &[rows, vocab], -3.0, 3.0);
-            // Row 1 is ignored; the others have targets.
-            let targets: Vec<i32> = (0..rows).map(|i| if i == 1 { -1 } else { ((i * 7 + seed as usize) % vocab) as i32 }).collect();
-            let count = targets.iter().filter(|&&t| t >= 0).count() as f64;
-            let t2 = targets.clone();
-            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::Mean),
-                move |xs| vec![cross_entropy_forward_ref(&xs[0], &t2, vocab, None).0.iter().sum::<f64>() / count], Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "mean: {}", res.unwrap_err());
-            let t3 = targets.clone();
-            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::None),
-                move |xs| cross_entropy_forward_ref(&xs[0], &t3, vocab, None).0, Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "none: {}", res.unwrap_err());
-            let t4 = targets.clone();
-            let res = assert_gradcheck(&[x], |t, xs| softcap_cross_entropy(t, &xs[0], &targets, 2.5, Reduction::Mean),
-                move |xs| vec![cross_entropy_forward_ref(&xs[0], &t4, vocab, Some(2.5)).0.iter().sum::<f64>() / count], Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "softcap: {}", res.unwrap_err());
-        }
-    }
+    gradcheck_test!(cross_entropy_gradcheck(rows in 1usize..6, vocab in 1usize..17, seed in any::<u64>()) {
+        let x = [Input::random(&mut rng(seed), &[rows, vocab], -3.0, 3.0)];
+        // Row 1 is ignored; the others have targets.
+        let targets: Vec<i32> = (0..rows).map(|i| if i == 1 { -1 } else { ((i * 7 + seed as usize) % vocab) as i32 }).collect();
+        let count = targets.iter().filter(|&&t| t >= 0).count() as f64;
+        let losses = |xs: &[Vec<f64>], cap| cross_entropy_forward_ref(&xs[0], &targets, vocab, cap).0;
+        check!("mean", &x, |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::Mean), |xs| vec![losses(xs, None).iter().sum::<f64>() / count], seed)?;
+        check!("none", &x, |t, xs| cross_entropy(t, &xs[0], &targets, Reduction::None), |xs| losses(xs, None), seed)?;
+        check!("softcap", &x, |t, xs| softcap_cross_entropy(t, &xs[0], &targets, 2.5, Reduction::Mean), |xs| vec![losses(xs, Some(2.5)).iter().sum::<f64>() / count], seed)?;
+    });
 
     #[test]
     fn bad_targets_are_errors() {

@@ -190,47 +190,38 @@ mod tests {
 
     type BinFn = fn(Option<&Tape>, &Tensor, &Tensor) -> Result<Tensor>;
 
-    proptest! {
-        #![proptest_config(config())]
-
-        #[test]
-        fn binary_ops_gradcheck((sa, sb) in shapes(), seed in any::<u64>()) {
-            let cases: [(BinFn, Binary); 4] = [(add, Binary::Add), (sub, Binary::Sub), (mul, Binary::Mul), (div, Binary::Div)];
-            for (f, op) in cases {
-                let mut r = rng(seed);
-                let a = Input::random(&mut r, &sa, -2.0, 2.0);
-                // Divisors kept away from zero.
-                let b = if op == Binary::Div { Input::random(&mut r, &sb, 0.5, 2.0) } else { Input::random(&mut r, &sb, -2.0, 2.0) };
-                let res = assert_gradcheck(&[a, b], |t, xs| f(t, &xs[0], &xs[1]), bin_ref(op, sa.clone(), sb.clone()), Tolerance::default(), seed);
-                prop_assert!(res.is_ok(), "{op:?} {sa:?} {sb:?}: {}", res.unwrap_err());
-            }
+    gradcheck_test!(binary_ops_gradcheck((sa, sb) in shapes(), seed in any::<u64>()) {
+        let cases: [(BinFn, Binary); 4] = [(add, Binary::Add), (sub, Binary::Sub), (mul, Binary::Mul), (div, Binary::Div)];
+        for (f, op) in cases {
+            let mut r = rng(seed);
+            let a = Input::random(&mut r, &sa, -2.0, 2.0);
+            // Divisors kept away from zero.
+            let b = if op == Binary::Div { Input::random(&mut r, &sb, 0.5, 2.0) } else { Input::random(&mut r, &sb, -2.0, 2.0) };
+            check!(&format!("{op:?} {sa:?} {sb:?}"), &[a, b], |t, xs| f(t, &xs[0], &xs[1]), bin_ref(op, sa.clone(), sb.clone()), seed)?;
         }
+    });
 
-        #[test]
-        fn unary_ops_gradcheck(rows in 1usize..4, cols in 1usize..9, seed in any::<u64>()) {
-            type UnFn = Box<dyn Fn(Option<&Tape>, &Tensor) -> Result<Tensor> + Sync>;
-            let cases: Vec<(UnFn, Unary, f64, f64)> = vec![
-                (Box::new(exp), Unary::Exp, -2.0, 2.0),
-                (Box::new(log), Unary::Log, 0.5, 3.0),
-                (Box::new(tanh), Unary::Tanh, -2.0, 2.0),
-                (Box::new(relu2), Unary::Relu2, -2.0, 2.0),
-                (Box::new(|t, x| softcap(t, x, 3.0)), Unary::Softcap { cap: 3.0 }, -8.0, 8.0),
-                (Box::new(|t, x| affine(t, x, -1.5, 0.25)), Unary::Affine { mul: -1.5, add: 0.25 }, -2.0, 2.0),
-                (Box::new(neg), Unary::Neg, -2.0, 2.0),
-                (Box::new(square), Unary::Square, -2.0, 2.0),
-            ];
-            for (f, op, lo, hi) in cases {
-                let mut r = rng(seed);
-                let mut x = Input::random(&mut r, &[rows, cols], lo, hi);
-                if op == Unary::Relu2 {
-                    // Keep away from the kink at 0, where finite differences straddle it.
-                    x.values.iter_mut().for_each(|v| if v.abs() < 0.05 { *v += 0.1 });
-                }
-                let res = assert_gradcheck(&[x], |t, xs| f(t, &xs[0]), move |xs| xs[0].iter().map(|&v| op.eval(v)).collect(), Tolerance::default(), seed);
-                prop_assert!(res.is_ok(), "{op:?}: {}", res.unwrap_err());
+    gradcheck_test!(unary_ops_gradcheck(rows in 1usize..4, cols in 1usize..9, seed in any::<u64>()) {
+        type UnFn = Box<dyn Fn(Option<&Tape>, &Tensor) -> Result<Tensor> + Sync>;
+        let cases: Vec<(UnFn, Unary, f64, f64)> = vec![
+            (Box::new(exp), Unary::Exp, -2.0, 2.0),
+            (Box::new(log), Unary::Log, 0.5, 3.0),
+            (Box::new(tanh), Unary::Tanh, -2.0, 2.0),
+            (Box::new(relu2), Unary::Relu2, -2.0, 2.0),
+            (Box::new(|t, x| softcap(t, x, 3.0)), Unary::Softcap { cap: 3.0 }, -8.0, 8.0),
+            (Box::new(|t, x| affine(t, x, -1.5, 0.25)), Unary::Affine { mul: -1.5, add: 0.25 }, -2.0, 2.0),
+            (Box::new(neg), Unary::Neg, -2.0, 2.0),
+            (Box::new(square), Unary::Square, -2.0, 2.0),
+        ];
+        for (f, op, lo, hi) in cases {
+            let mut x = Input::random(&mut rng(seed), &[rows, cols], lo, hi);
+            if op == Unary::Relu2 {
+                // Keep away from the kink at 0, where finite differences straddle it.
+                x.values.iter_mut().for_each(|v| if v.abs() < 0.05 { *v += 0.1 });
             }
+            check!(&format!("{op:?}"), &[x], |t, xs| f(t, &xs[0]), move |xs| xs[0].iter().map(|&v| op.eval(v)).collect(), seed)?;
         }
-    }
+    });
 
     #[test]
     fn repeated_use_accumulates() {

@@ -2,9 +2,8 @@
 //! and `linear` (x @ W^T over any leading dimensions, a composite of reshape and matmul).
 
 use nanochat_kernels::matmul::{matmul as matmul_kernel, MatmulShape};
-use nanochat_kernels::with_float;
 
-use super::{reshape, wrap};
+use super::reshape;
 use crate::autograd::recording;
 use crate::{CoreError, Result, Tape, Tensor};
 
@@ -27,13 +26,12 @@ fn shape_of(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Matm
 fn matmul_raw(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
     crate::tensor::same_kind("matmul", &[a, b])?;
     let s = shape_of(a, b, trans_a, trans_b)?;
-    let h = with_float!(a.dtype(), F => matmul_kernel::<F>(a.device().client(), a.handle(), b.handle(), &s))?;
     let shape: Vec<usize> = if a.rank() == 3 {
         vec![s.batch, s.m, s.n]
     } else {
         vec![s.m, s.n]
     };
-    wrap(a, h, &shape)
+    launch_wrap!(a, &shape, F, c => matmul_kernel::<F>(c, a.handle(), b.handle(), &s))
 }
 
 /// `op(a) @ op(b)` where `op` transposes the last two axes when asked.
@@ -96,33 +94,24 @@ mod tests {
     use crate::ops::testing::*;
     use nanochat_kernels::matmul::matmul_ref;
 
-    proptest! {
-        #![proptest_config(config())]
+    gradcheck_test!(matmul_gradcheck(batch in 0usize..3, m in 1usize..6, n in 1usize..6, k in 1usize..7, ta in any::<bool>(), tb in any::<bool>(), seed in any::<u64>()) {
+        let mut r = rng(seed);
+        let lead: Vec<usize> = if batch == 0 { vec![] } else { vec![batch] };
+        let a_shape: Vec<usize> = lead.iter().copied().chain(if ta { [k, m] } else { [m, k] }).collect();
+        let b_shape: Vec<usize> = lead.iter().copied().chain(if tb { [n, k] } else { [k, n] }).collect();
+        let a = Input::random(&mut r, &a_shape, -1.0, 1.0);
+        let b = Input::random(&mut r, &b_shape, -1.0, 1.0);
+        let s = MatmulShape::batched(batch.max(1), m, n, k, ta, tb);
+        check!(&format!("{s:?}"), &[a, b], |t, xs| matmul(t, &xs[0], &xs[1], ta, tb), move |xs| matmul_ref(&xs[0], &xs[1], &s), seed)?;
+    });
 
-        #[test]
-        fn matmul_gradcheck(batch in 0usize..3, m in 1usize..6, n in 1usize..6, k in 1usize..7,
-                            ta in any::<bool>(), tb in any::<bool>(), seed in any::<u64>()) {
-            let mut r = rng(seed);
-            let lead: Vec<usize> = if batch == 0 { vec![] } else { vec![batch] };
-            let a_shape: Vec<usize> = lead.iter().copied().chain(if ta { [k, m] } else { [m, k] }).collect();
-            let b_shape: Vec<usize> = lead.iter().copied().chain(if tb { [n, k] } else { [k, n] }).collect();
-            let a = Input::random(&mut r, &a_shape, -1.0, 1.0);
-            let b = Input::random(&mut r, &b_shape, -1.0, 1.0);
-            let s = MatmulShape::batched(batch.max(1), m, n, k, ta, tb);
-            let res = assert_gradcheck(&[a, b], |t, xs| matmul(t, &xs[0], &xs[1], ta, tb), move |xs| matmul_ref(&xs[0], &xs[1], &s), Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "{s:?}: {}", res.unwrap_err());
-        }
-
-        #[test]
-        fn linear_gradcheck(b in 1usize..3, t_len in 1usize..4, i in 1usize..6, o in 1usize..6, seed in any::<u64>()) {
-            let mut r = rng(seed);
-            let x = Input::random(&mut r, &[b, t_len, i], -1.0, 1.0);
-            let w = Input::random(&mut r, &[o, i], -1.0, 1.0);
-            let s = MatmulShape::new(b * t_len, o, i, false, true);
-            let res = assert_gradcheck(&[x, w], |t, xs| linear(t, &xs[0], &xs[1]), move |xs| matmul_ref(&xs[0], &xs[1], &s), Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "{}", res.unwrap_err());
-        }
-    }
+    gradcheck_test!(linear_gradcheck(b in 1usize..3, t_len in 1usize..4, i in 1usize..6, o in 1usize..6, seed in any::<u64>()) {
+        let mut r = rng(seed);
+        let x = Input::random(&mut r, &[b, t_len, i], -1.0, 1.0);
+        let w = Input::random(&mut r, &[o, i], -1.0, 1.0);
+        let s = MatmulShape::new(b * t_len, o, i, false, true);
+        check!("linear", &[x, w], |t, xs| linear(t, &xs[0], &xs[1]), move |xs| matmul_ref(&xs[0], &xs[1], &s), seed)?;
+    });
 
     #[test]
     fn mismatched_shapes_are_errors() {

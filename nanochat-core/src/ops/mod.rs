@@ -5,6 +5,27 @@
 //! for inference only and take no tape ([`narrow`], [`write_rows`], [`attention_cached`]: what
 //! a KV cache and last-position logits need), so that the model calls no kernel itself.
 
+/// Launches a kernel for `$like`'s dtype: binds `$F` to its float type and `$c` to its device's
+/// client, then evaluates `$launch` (as `with_float!` does for a dtype) (the kernel call, a `Result`).
+macro_rules! launch {
+    ($like:expr, $F:ident, $c:ident => $launch:expr) => {{
+        let like: &$crate::Tensor = $like;
+        let $c = like.device().client();
+        nanochat_kernels::with_float!(like.dtype(), $F => $launch)
+    }};
+}
+
+/// [`launch!`] of a kernel that gives one buffer, wrapped as a tensor of `$shape` on `$like`'s
+/// device, of `$like`'s dtype.
+macro_rules! launch_wrap {
+    ($like:expr, $shape:expr, $F:ident, $c:ident => $launch:expr) => {{
+        let like: &$crate::Tensor = $like;
+        let h = $crate::ops::launch!(like, $F, $c => $launch)?;
+        $crate::ops::wrap(like, h, $shape)
+    }};
+}
+pub(crate) use {launch, launch_wrap};
+
 mod attention;
 mod cross_entropy;
 mod dropout;
@@ -34,7 +55,7 @@ pub use softmax::softmax;
 use nanochat_kernels::broadcast::binary_broadcast;
 use nanochat_kernels::elementwise::{unary, Binary, Unary};
 use nanochat_kernels::reduce::sum_to;
-use nanochat_kernels::{with_float, Handle};
+use nanochat_kernels::Handle;
 
 use crate::{Result, Tensor};
 
@@ -45,15 +66,13 @@ pub(crate) fn wrap(like: &Tensor, h: Handle, shape: &[usize]) -> Result<Tensor> 
 
 /// `op(x)` without recording.
 pub(crate) fn map(x: &Tensor, op: Unary) -> Result<Tensor> {
-    let h = with_float!(x.dtype(), F => unary::<F>(x.device().client(), x.handle(), x.len(), op))?;
-    wrap(x, h, x.shape())
+    launch_wrap!(x, x.shape(), F, c => unary::<F>(c, x.handle(), x.len(), op))
 }
 
 /// `op(x, y)` with broadcasting, without recording.
 pub(crate) fn zip(x: &Tensor, y: &Tensor, op: Binary, a: f32, b: f32) -> Result<Tensor> {
     crate::tensor::same_kind("binary op", &[x, y])?;
-    let (h, shape) = with_float!(x.dtype(), F =>
-        binary_broadcast::<F>(x.device().client(), (x.handle(), x.shape()), (y.handle(), y.shape()), op, a, b))?;
+    let (h, shape) = launch!(x, F, c => binary_broadcast::<F>(c, (x.handle(), x.shape()), (y.handle(), y.shape()), op, a, b))?;
     wrap(x, h, &shape)
 }
 
@@ -62,8 +81,7 @@ pub(crate) fn reduce_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if g.shape() == shape {
         return Ok(g.clone());
     }
-    let h = with_float!(g.dtype(), F => sum_to::<F>(g.device().client(), g.handle(), g.shape(), shape))?;
-    wrap(g, h, shape)
+    launch_wrap!(g, shape, F, c => sum_to::<F>(c, g.handle(), g.shape(), shape))
 }
 
 /// `g` broadcast to `shape`.
@@ -83,7 +101,8 @@ pub(crate) fn expand(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
 #[cfg(test)]
 pub(crate) mod testing {
     //! Shared pieces of the ops' gradient-check tests.
-    pub use crate::autograd::gradcheck::{assert_gradcheck, rng, Input, Tolerance};
+    pub(crate) use crate::autograd::gradcheck::{check, gradcheck_test};
+    pub use crate::autograd::gradcheck::{rng, Input, Tolerance};
     pub use proptest::prelude::*;
 
     /// Few, small cases: each builds kernels and runs finite differences on the CPU.

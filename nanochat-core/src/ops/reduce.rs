@@ -1,15 +1,13 @@
 //! Reductions: sum and mean of all elements (to a 0-d tensor), sum over the last axis.
 
 use nanochat_kernels::reduce::{reduce_rows, Reduce};
-use nanochat_kernels::with_float;
 
-use super::{expand, wrap};
+use super::expand;
 use crate::autograd::recording;
 use crate::{Result, Tape, Tensor};
 
 fn sum_rows(x: &Tensor, rows: usize, cols: usize, out_shape: &[usize]) -> Result<Tensor> {
-    let h = with_float!(x.dtype(), F => reduce_rows::<F>(x.device().client(), x.handle(), rows, cols, Reduce::Sum))?;
-    wrap(x, h, out_shape)
+    launch_wrap!(x, out_shape, F, c => reduce_rows::<F>(c, x.handle(), rows, cols, Reduce::Sum))
 }
 
 /// Sum of all elements, as a 0-d tensor.
@@ -58,20 +56,11 @@ mod tests {
     use super::*;
     use crate::ops::testing::*;
 
-    proptest! {
-        #![proptest_config(config())]
-
-        #[test]
-        fn reductions_gradcheck(a in 1usize..4, b in 1usize..5, c in 1usize..9, seed in any::<u64>()) {
-            let mut r = rng(seed);
-            let x = Input::random(&mut r, &[a, b, c], -2.0, 2.0);
-            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| sum(t, &xs[0]), |xs| vec![xs[0].iter().sum()], Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "sum: {}", res.unwrap_err());
-            let n = (a * b * c) as f64;
-            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| mean(t, &xs[0]), move |xs| vec![xs[0].iter().sum::<f64>() / n], Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "mean: {}", res.unwrap_err());
-            let res = assert_gradcheck(&[x], |t, xs| sum_last(t, &xs[0]), move |xs| xs[0].chunks(c).map(|r| r.iter().sum()).collect(), Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "sum_last: {}", res.unwrap_err());
-        }
-    }
+    gradcheck_test!(reductions_gradcheck(a in 1usize..4, b in 1usize..5, c in 1usize..9, seed in any::<u64>()) {
+        let x = [Input::random(&mut rng(seed), &[a, b, c], -2.0, 2.0)];
+        check!("sum", &x, |t, xs| sum(t, &xs[0]), |xs| vec![xs[0].iter().sum()], seed)?;
+        let n = (a * b * c) as f64;
+        check!("mean", &x, |t, xs| mean(t, &xs[0]), move |xs| vec![xs[0].iter().sum::<f64>() / n], seed)?;
+        check!("sum_last", &x, |t, xs| sum_last(t, &xs[0]), move |xs| xs[0].chunks(c).map(|r| r.iter().sum()).collect(), seed)?;
+    });
 }

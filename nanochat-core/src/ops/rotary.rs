@@ -1,9 +1,8 @@
 //! Rotary position embedding on (B, T, H, D) tensors, nanochat's half-split layout.
 
 use nanochat_kernels::rotary::{rotary_backward, rotary_forward, rotary_tables, RotaryShape};
-use nanochat_kernels::{with_float, DType};
+use nanochat_kernels::DType;
 
-use super::wrap;
 use crate::autograd::recording;
 use crate::{CoreError, Device, Result, Tape, Tensor};
 
@@ -58,12 +57,11 @@ pub fn rotary(tape: Option<&Tape>, x: &Tensor, tables: &RotaryTables, t0: usize)
     };
     let (cos, sin) = (tables.cos.clone(), tables.sin.clone());
     crate::tensor::same_kind("rotary", &[x, &cos])?;
-    let h = with_float!(x.dtype(), F => rotary_forward::<F>(x.device().client(), x.handle(), cos.handle(), sin.handle(), s))?;
-    let y = wrap(x, h, x.shape())?;
+    let y = launch_wrap!(x, x.shape(), F, c => rotary_forward::<F>(c, x.handle(), cos.handle(), sin.handle(), s))?;
     if let Some(t) = recording(tape, &[x]) {
         t.record("rotary", &[x], &y, move |g, sink| {
-            let h = with_float!(g.dtype(), F => rotary_backward::<F>(g.device().client(), g.handle(), cos.handle(), sin.handle(), s))?;
-            sink.add(0, wrap(g, h, g.shape())?)
+            let dx = launch_wrap!(g, g.shape(), F, c => rotary_backward::<F>(c, g.handle(), cos.handle(), sin.handle(), s))?;
+            sink.add(0, dx)
         });
     }
     Ok(y)
@@ -76,21 +74,12 @@ mod tests {
     use nanochat_kernels::check::f64s;
     use nanochat_kernels::rotary::rotary_ref;
 
-    proptest! {
-        #![proptest_config(config())]
-
-        #[test]
-        fn rotary_gradcheck(b in 1usize..3, t_len in 1usize..6, h in 1usize..4, half in 1usize..5, t0 in 0usize..3, seed in any::<u64>()) {
-            let d = 2 * half;
-            let mut r = rng(seed);
-            let x = Input::random(&mut r, &[b, t_len, h, d], -2.0, 2.0);
-            let dev = crate::Device::cpu().unwrap();
-            let tables = RotaryTables::new(&dev, t0 + t_len, d, 10000.0, DType::F32).unwrap();
-            let (cos, sin) = (f64s(&tables.cos.to_vec_f32().unwrap()), f64s(&tables.sin.to_vec_f32().unwrap()));
-            let s = RotaryShape { batch: b, seq: t_len, heads: h, head_dim: d, t0, table_len: t0 + t_len };
-            let res = assert_gradcheck(&[x], |t, xs| rotary(t, &xs[0], &tables, t0),
-                move |xs| rotary_ref(&xs[0], &cos, &sin, s, 1.0), Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "{}", res.unwrap_err());
-        }
-    }
+    gradcheck_test!(rotary_gradcheck(b in 1usize..3, t_len in 1usize..6, h in 1usize..4, half in 1usize..5, t0 in 0usize..3, seed in any::<u64>()) {
+        let d = 2 * half;
+        let x = Input::random(&mut rng(seed), &[b, t_len, h, d], -2.0, 2.0);
+        let tables = RotaryTables::new(&crate::Device::cpu().unwrap(), t0 + t_len, d, 10000.0, DType::F32).unwrap();
+        let (cos, sin) = (f64s(&tables.cos.to_vec_f32().unwrap()), f64s(&tables.sin.to_vec_f32().unwrap()));
+        let s = RotaryShape { batch: b, seq: t_len, heads: h, head_dim: d, t0, table_len: t0 + t_len };
+        check!("rotary", &[x], |t, xs| rotary(t, &xs[0], &tables, t0), move |xs| rotary_ref(&xs[0], &cos, &sin, s, 1.0), seed)?;
+    });
 }

@@ -4,9 +4,8 @@
 use nanochat_kernels::layout::{
     slice_cols, transpose as transpose_kernel, write_rows as write_rows_kernel,
 };
-use nanochat_kernels::{elementwise, with_float, DType};
+use nanochat_kernels::{elementwise, DType};
 
-use super::wrap;
 use crate::autograd::recording;
 use crate::{CoreError, Result, Tape, Tensor};
 
@@ -33,10 +32,9 @@ fn transpose_raw(x: &Tensor) -> Result<Tensor> {
     let r = x.rank();
     let (rows, cols) = (x.shape()[r - 2], x.shape()[r - 1]);
     let batch = x.len() / (rows * cols).max(1);
-    let h = with_float!(x.dtype(), F => transpose_kernel::<F>(x.device().client(), x.handle(), batch, rows, cols))?;
     let mut shape = x.shape().to_vec();
     shape.swap(r - 2, r - 1);
-    wrap(x, h, &shape)
+    launch_wrap!(x, &shape, F, c => transpose_kernel::<F>(c, x.handle(), batch, rows, cols))
 }
 
 /// Swaps the last two axes (materialised: tensors are always contiguous).
@@ -110,10 +108,9 @@ pub fn narrow(x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor
     // The (rows, cols) view whose columns start * inner .. (start + len) * inner are kept.
     let rows: usize = shape[..dim].iter().product();
     let inner: usize = shape[dim + 1..].iter().product();
-    let h = with_float!(x.dtype(), F => slice_cols::<F>(x.device().client(), x.handle(), rows, shape[dim] * inner, start * inner, len * inner))?;
     let mut out = shape.to_vec();
     out[dim] = len;
-    wrap(x, h, &out)
+    launch_wrap!(x, &out, F, c => slice_cols::<F>(c, x.handle(), rows, shape[dim] * inner, start * inner, len * inner))
 }
 
 /// Writes `src` (B, T, ...) into `dst` (B, S, ...) at positions `pos..pos + T` of axis 1, in
@@ -132,7 +129,7 @@ pub fn write_rows(dst: &Tensor, src: &Tensor, pos: usize) -> Result<()> {
     }
     crate::tensor::same_kind("write_rows", &[dst, src])?;
     let row = ss[2..].iter().product();
-    with_float!(dst.dtype(), F => write_rows_kernel::<F>(dst.device().client(), dst.handle(), ds[1], src.handle(), ss[0], ss[1], row, pos))?;
+    launch!(dst, F, c => write_rows_kernel::<F>(c, dst.handle(), ds[1], src.handle(), ss[0], ss[1], row, pos))?;
     Ok(())
 }
 
@@ -141,25 +138,15 @@ mod tests {
     use super::*;
     use crate::ops::testing::*;
 
-    proptest! {
-        #![proptest_config(config())]
-
-        #[test]
-        fn shape_ops_gradcheck(b in 1usize..3, r in 1usize..6, c in 1usize..7, seed in any::<u64>()) {
-            let mut g = rng(seed);
-            let x = Input::random(&mut g, &[b, r, c], -2.0, 2.0);
-            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| reshape(t, &xs[0], &[b * r, c]), |xs| xs[0].clone(), Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "reshape: {}", res.unwrap_err());
-            let res = assert_gradcheck(std::slice::from_ref(&x), |t, xs| transpose(t, &xs[0]),
-                move |xs| nanochat_kernels::layout::transpose_ref(&xs[0], b, r, c), Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "transpose: {}", res.unwrap_err());
-            // f32 -> bf16 -> f32 with gradients flowing back through both casts (bf16 rounding of
-            // the forward is within the tolerance of a gradient of 1).
-            let res = assert_gradcheck(&[x], |t, xs| cast(t, &cast(t, &xs[0], DType::BF16)?, DType::F32), |xs| xs[0].clone(),
-                Tolerance { atol: 1e-2, rtol: 1e-2, h: 1e-2 }, seed);
-            prop_assert!(res.is_ok(), "cast: {}", res.unwrap_err());
-        }
-    }
+    gradcheck_test!(shape_ops_gradcheck(b in 1usize..3, r in 1usize..6, c in 1usize..7, seed in any::<u64>()) {
+        let x = [Input::random(&mut rng(seed), &[b, r, c], -2.0, 2.0)];
+        check!("reshape", &x, |t, xs| reshape(t, &xs[0], &[b * r, c]), |xs| xs[0].clone(), seed)?;
+        check!("transpose", &x, |t, xs| transpose(t, &xs[0]), move |xs| nanochat_kernels::layout::transpose_ref(&xs[0], b, r, c), seed)?;
+        // f32 -> bf16 -> f32 with gradients flowing back through both casts (bf16 rounding of
+        // the forward is within the tolerance of a gradient of 1).
+        let tol = Tolerance { atol: 1e-2, rtol: 1e-2, h: 1e-2 };
+        check!("cast", &x, |t, xs| cast(t, &cast(t, &xs[0], DType::BF16)?, DType::F32), |xs| xs[0].clone(), seed, tol)?;
+    });
 
     /// `narrow` keeps the positions asked for, of any axis; `write_rows` writes them back.
     #[test]

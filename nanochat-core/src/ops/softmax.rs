@@ -1,21 +1,18 @@
 //! Softmax over the last axis.
 
 use nanochat_kernels::softmax::{softmax as softmax_kernel, softmax_backward};
-use nanochat_kernels::with_float;
 
-use super::wrap;
 use crate::autograd::recording;
 use crate::{Result, Tape, Tensor};
 
 pub fn softmax(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     let (rows, cols) = x.rows_cols();
-    let h = with_float!(x.dtype(), F => softmax_kernel::<F>(x.device().client(), x.handle(), rows, cols))?;
-    let y = wrap(x, h, x.shape())?;
+    let y = launch_wrap!(x, x.shape(), F, c => softmax_kernel::<F>(c, x.handle(), rows, cols))?;
     if let Some(t) = recording(tape, &[x]) {
         let y2 = y.clone();
         t.record("softmax", &[x], &y, move |g, sink| {
-            let h = with_float!(y2.dtype(), F => softmax_backward::<F>(y2.device().client(), y2.handle(), g.handle(), rows, cols))?;
-            sink.add(0, wrap(&y2, h, y2.shape())?)
+            let dx = launch_wrap!(&y2, y2.shape(), F, c => softmax_backward::<F>(c, y2.handle(), g.handle(), rows, cols))?;
+            sink.add(0, dx)
         });
     }
     Ok(y)
@@ -25,17 +22,10 @@ pub fn softmax(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::ops::testing::*;
+    use nanochat_kernels::softmax::softmax_ref;
 
-    proptest! {
-        #![proptest_config(config())]
-
-        #[test]
-        fn softmax_gradcheck(rows in 1usize..5, cols in 1usize..20, seed in any::<u64>()) {
-            let mut r = rng(seed);
-            let x = Input::random(&mut r, &[rows, cols], -3.0, 3.0);
-            let res = assert_gradcheck(&[x], |t, xs| softmax(t, &xs[0]),
-                move |xs| nanochat_kernels::softmax::softmax_ref(&xs[0], cols), Tolerance::default(), seed);
-            prop_assert!(res.is_ok(), "{}", res.unwrap_err());
-        }
-    }
+    gradcheck_test!(softmax_gradcheck(rows in 1usize..5, cols in 1usize..20, seed in any::<u64>()) {
+        let x = Input::random(&mut rng(seed), &[rows, cols], -3.0, 3.0);
+        check!("softmax", &[x], |t, xs| softmax(t, &xs[0]), move |xs| softmax_ref(&xs[0], cols), seed)?;
+    });
 }

@@ -5,7 +5,6 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use nanochat_kernels::optim::{adamw_step, AdamWStep};
-use nanochat_kernels::with_float;
 
 use crate::tensor::TensorId;
 use crate::{CoreError, DType, Grads, Result, Tensor};
@@ -67,8 +66,7 @@ pub fn adamw_update(
         weight_decay: config.weight_decay,
         step,
     };
-    with_float!(param.dtype(), F =>
-        adamw_step::<F>(param.device().client(), param.handle(), grad.handle(), m.handle(), v.handle(), param.len(), &h))?;
+    crate::ops::launch!(param, F, c => adamw_step::<F>(c, param.handle(), grad.handle(), m.handle(), v.handle(), param.len(), &h))?;
     Ok(())
 }
 

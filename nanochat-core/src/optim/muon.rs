@@ -4,7 +4,6 @@
 
 use nanochat_kernels::elementwise::{axpby_inplace, binary, Binary};
 use nanochat_kernels::optim::newton_schulz;
-use nanochat_kernels::with_float;
 
 use crate::{CoreError, Result, Tensor};
 
@@ -57,10 +56,9 @@ pub fn muon_update(
             why: format!("param {param:?}, grad {grad:?}, momentum {buf:?}"),
         });
     }
-    let c = param.device().client();
     let n = param.len();
     let m = momentum;
-    with_float!(param.dtype(), F => {
+    crate::ops::launch!(param, F, c => {
         axpby_inplace::<F>(c, buf.handle(), grad.handle(), n, m, 1.0 - m)?;
         let update = if nesterov { binary::<F>(c, grad.handle(), buf.handle(), n, Binary::Axpby, 1.0 - m, m)? } else { buf.handle().clone() };
         let ortho = newton_schulz::<F>(c, &update, rows, cols, ns_steps)?;

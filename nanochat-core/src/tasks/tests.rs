@@ -135,16 +135,19 @@ fn arithmetic_answers_come_from_the_calculator() {
     assert_ne!(texts(&t, 5), texts(&Arithmetic::new(5, Split::Test), 5));
 }
 
+/// The tasks `training_task` builds.
+const TRAINING_TASKS: [&str; 6] = [
+    "chitchat",
+    "chatterbot",
+    "identity",
+    "spelling-bee",
+    "simple-spelling",
+    "arithmetic",
+];
+
 #[test]
 fn task_names_and_gsm8k_refusal() {
-    for n in [
-        "chitchat",
-        "chatterbot",
-        "identity",
-        "spelling-bee",
-        "simple-spelling",
-        "arithmetic",
-    ] {
+    for n in TRAINING_TASKS {
         let t = training_task(n).unwrap();
         assert!(t.num_examples() > 0, "{n}");
         t.get_example(0).unwrap();
@@ -163,14 +166,7 @@ fn task_names_and_gsm8k_refusal() {
 #[test]
 fn every_example_renders() {
     let tok = crate::tokenizer::tests::small_tokenizer();
-    for n in [
-        "chitchat",
-        "chatterbot",
-        "identity",
-        "spelling-bee",
-        "simple-spelling",
-        "arithmetic",
-    ] {
+    for n in TRAINING_TASKS {
         let t = training_task(n).unwrap();
         for i in 0..t.num_examples().min(50) {
             let (ids, mask) = tok

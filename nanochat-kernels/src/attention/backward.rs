@@ -240,23 +240,13 @@ pub(super) fn attention_delta<F: KernelFloat>(
     } = *s;
     let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim]);
     let q_rows = batch * heads * tq;
-    let q_len = q_rows * head_dim / vs;
     let delta = client.empty(q_rows * 4);
     let g = launch::elemwise(&DeviceInfo::of(client), q_rows);
-    attention_delta_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("attention_delta", "out", out, q_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_delta", "dout", dout, q_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_delta", "delta", &delta, q_rows, 4)?,
-        q_rows,
-        tq,
-        heads,
-        g.steps,
-        head_dim / vs,
-    );
+    let b = launch::VecBuffers::new("attention_delta", vs, F::DTYPE.size());
+    let q_elems = q_rows * head_dim;
+    let (aout, adout) = (b.vecs("out", out, q_elems)?, b.vecs("dout", dout, q_elems)?);
+    let adelta = b.words("delta", &delta, q_rows)?;
+    launch::launch_on!(attention_delta_kernel::<F>, client, g, vs; aout, adout, adelta, q_rows, tq, heads, g.steps, head_dim / vs);
     Ok(delta)
 }
 
@@ -289,60 +279,35 @@ pub fn attention_backward_rows<F: KernelFloat>(
     let dv = head_dim / vs;
     let q_rows = batch * heads * tq;
     let k_rows = batch * kv_heads * tk;
-    let q_len = q_rows * dv;
-    let k_len = k_rows * dv;
+    let (q_len, k_len) = (q_rows * head_dim, k_rows * head_dim);
     let group = heads / kv_heads;
     let scale = s.scale() as f32;
     let delta = attention_delta::<F>(client, out, dout, s)?;
     let g = launch::elemwise(&info, q_rows);
     let dq = client.empty(q_rows * head_dim * F::DTYPE.size());
-    attention_dq_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("attention_dq", "q", q, q_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_dq", "k", k, k_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_dq", "v", v, k_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_dq", "dout", dout, q_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_dq", "lse", lse, q_rows, 4)?,
-        launch::buffer("attention_dq", "delta", &delta, q_rows, 4)?,
-        launch::buffer("attention_dq", "dq", &dq, q_len, vs * F::DTYPE.size())?,
-        q_rows,
-        tq,
-        tk,
-        heads,
-        kv_heads,
-        group,
-        scale,
-        g.steps,
-        dv,
+    let b = launch::VecBuffers::new("attention_dq", vs, F::DTYPE.size());
+    let (aq, ak, av) = (
+        b.vecs("q", q, q_len)?,
+        b.vecs("k", k, k_len)?,
+        b.vecs("v", v, k_len)?,
     );
+    let (adout, alse) = (b.vecs("dout", dout, q_len)?, b.words("lse", lse, q_rows)?);
+    let (adelta, adq) = (b.words("delta", &delta, q_rows)?, b.vecs("dq", &dq, q_len)?);
+    launch::launch_on!(attention_dq_kernel::<F>, client, g, vs; aq, ak, av, adout, alse, adelta, adq,
+        q_rows, tq, tk, heads, kv_heads, group, scale, g.steps, dv);
     let dk = client.empty(k_rows * head_dim * F::DTYPE.size());
     let dvh = client.empty(k_rows * head_dim * F::DTYPE.size());
     let g = launch::elemwise(&info, k_rows);
-    attention_dkv_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("attention_dkv", "q", q, q_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_dkv", "k", k, k_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_dkv", "v", v, k_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_dkv", "dout", dout, q_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_dkv", "lse", lse, q_rows, 4)?,
-        launch::buffer("attention_dkv", "delta", &delta, q_rows, 4)?,
-        launch::buffer("attention_dkv", "dk", &dk, k_len, vs * F::DTYPE.size())?,
-        launch::buffer("attention_dkv", "dvv", &dvh, k_len, vs * F::DTYPE.size())?,
-        k_rows,
-        tq,
-        tk,
-        heads,
-        kv_heads,
-        group,
-        scale,
-        g.steps,
-        dv,
+    let b = launch::VecBuffers::new("attention_dkv", vs, F::DTYPE.size());
+    let (aq, ak, av) = (
+        b.vecs("q", q, q_len)?,
+        b.vecs("k", k, k_len)?,
+        b.vecs("v", v, k_len)?,
     );
+    let (adout, alse) = (b.vecs("dout", dout, q_len)?, b.words("lse", lse, q_rows)?);
+    let adelta = b.words("delta", &delta, q_rows)?;
+    let (adk, adv) = (b.vecs("dk", &dk, k_len)?, b.vecs("dvv", &dvh, k_len)?);
+    launch::launch_on!(attention_dkv_kernel::<F>, client, g, vs; aq, ak, av, adout, alse, adelta, adk, adv,
+        k_rows, tq, tk, heads, kv_heads, group, scale, g.steps, dv);
     Ok((dq, dk, dvh))
 }

@@ -226,49 +226,14 @@ pub fn attention_forward_blocked<F: KernelFloat>(
     let blocks = batch * heads * tq.div_ceil(QB);
     let g = launch::elemwise(&DeviceInfo::of(client), blocks);
     let kv_len = batch * tk * kv_heads * head_dim;
-    attention_forward_blocked_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer(
-            "attention_forward_blocked",
-            "q",
-            q,
-            rows * head_dim,
-            F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_forward_blocked",
-            "kt",
-            &kt,
-            kv_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_forward_blocked",
-            "v",
-            v,
-            kv_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_forward_blocked",
-            "o",
-            &o,
-            rows * head_dim / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer("attention_forward_blocked", "lse", &lse, rows, 4)?,
-        blocks,
-        tq,
-        tk,
-        heads,
-        kv_heads,
-        heads / kv_heads,
-        s.scale() as f32,
-        g.steps,
-        head_dim,
+    let b = launch::VecBuffers::new("attention_forward_blocked", vs, F::DTYPE.size());
+    let (aq, akt) = (
+        b.scalars("q", q, rows * head_dim)?,
+        b.vecs("kt", &kt, kv_len)?,
     );
+    let (av, ao) = (b.vecs("v", v, kv_len)?, b.vecs("o", &o, rows * head_dim)?);
+    let alse = b.words("lse", &lse, rows)?;
+    launch::launch_on!(attention_forward_blocked_kernel::<F>, client, g, vs; aq, akt, av, ao, alse,
+        blocks, tq, tk, heads, kv_heads, heads / kv_heads, s.scale() as f32, g.steps, head_dim);
     Ok((o, lse))
 }

@@ -329,53 +329,20 @@ pub fn attention_backward_blocked<F: KernelFloat>(
     let dq = client.empty(q_len * F::DTYPE.size());
     let blocks = batch * heads * tq.div_ceil(QB);
     let g = launch::elemwise(&info, blocks);
-    attention_dq_blocked_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("attention_dq_blocked", "q", q, q_len, F::DTYPE.size())?,
-        launch::buffer("attention_dq_blocked", "dout", dout, q_len, F::DTYPE.size())?,
-        launch::buffer(
-            "attention_dq_blocked",
-            "kt",
-            &kt,
-            k_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_dq_blocked",
-            "vt",
-            &vt,
-            k_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_dq_blocked",
-            "k",
-            k,
-            k_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer("attention_dq_blocked", "lse", lse, q_rows, 4)?,
-        launch::buffer("attention_dq_blocked", "delta", &delta, q_rows, 4)?,
-        launch::buffer(
-            "attention_dq_blocked",
-            "dq",
-            &dq,
-            q_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        blocks,
-        tq,
-        tk,
-        heads,
-        kv_heads,
-        group,
-        scale,
-        g.steps,
-        head_dim,
+    let b = launch::VecBuffers::new("attention_dq_blocked", vs, F::DTYPE.size());
+    let (aq, adout) = (b.scalars("q", q, q_len)?, b.scalars("dout", dout, q_len)?);
+    let (akt, avt, ak) = (
+        b.vecs("kt", &kt, k_len)?,
+        b.vecs("vt", &vt, k_len)?,
+        b.vecs("k", k, k_len)?,
     );
+    let (alse, adelta) = (
+        b.words("lse", lse, q_rows)?,
+        b.words("delta", &delta, q_rows)?,
+    );
+    let adq = b.vecs("dq", &dq, q_len)?;
+    launch::launch_on!(attention_dq_blocked_kernel::<F>, client, g, vs; aq, adout, akt, avt, ak, alse, adelta, adq,
+        blocks, tq, tk, heads, kv_heads, group, scale, g.steps, head_dim);
 
     let qt = transpose_heads::<F>(client, q, batch, tq, heads * head_dim)?;
     let gt = transpose_heads::<F>(client, dout, batch, tq, heads * head_dim)?;
@@ -383,72 +350,16 @@ pub fn attention_backward_blocked<F: KernelFloat>(
     let dvh = client.empty(k_len * F::DTYPE.size());
     let blocks = batch * kv_heads * tk.div_ceil(QB);
     let g = launch::elemwise(&info, blocks);
-    attention_dkv_blocked_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("attention_dkv_blocked", "k", k, k_len, F::DTYPE.size())?,
-        launch::buffer("attention_dkv_blocked", "v", v, k_len, F::DTYPE.size())?,
-        launch::buffer(
-            "attention_dkv_blocked",
-            "qt",
-            &qt,
-            q_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_dkv_blocked",
-            "gt",
-            &gt,
-            q_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_dkv_blocked",
-            "q",
-            q,
-            q_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_dkv_blocked",
-            "dout",
-            dout,
-            q_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer("attention_dkv_blocked", "lse", lse, q_rows / vs, vs * 4)?,
-        launch::buffer(
-            "attention_dkv_blocked",
-            "delta",
-            &delta,
-            q_rows / vs,
-            vs * 4,
-        )?,
-        launch::buffer(
-            "attention_dkv_blocked",
-            "dk",
-            &dk,
-            k_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_dkv_blocked",
-            "dvv",
-            &dvh,
-            k_len / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        blocks,
-        tq,
-        tk,
-        heads,
-        kv_heads,
-        group,
-        scale,
-        g.steps,
-        head_dim,
+    let b = launch::VecBuffers::new("attention_dkv_blocked", vs, F::DTYPE.size());
+    let (ak, av) = (b.scalars("k", k, k_len)?, b.scalars("v", v, k_len)?);
+    let (aqt, agt) = (b.vecs("qt", &qt, q_len)?, b.vecs("gt", &gt, q_len)?);
+    let (aq, adout) = (b.vecs("q", q, q_len)?, b.vecs("dout", dout, q_len)?);
+    let (alse, adelta) = (
+        b.word_vecs("lse", lse, q_rows)?,
+        b.word_vecs("delta", &delta, q_rows)?,
     );
+    let (adk, adv) = (b.vecs("dk", &dk, k_len)?, b.vecs("dvv", &dvh, k_len)?);
+    launch::launch_on!(attention_dkv_blocked_kernel::<F>, client, g, vs; ak, av, aqt, agt, aq, adout, alse, adelta, adk, adv,
+        blocks, tq, tk, heads, kv_heads, group, scale, g.steps, head_dim);
     Ok((dq, dk, dvh))
 }

@@ -123,44 +123,29 @@ pub fn attention_decode<F: KernelFloat>(
         &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)],
     );
     let o = client.empty(batch * heads * head_dim * F::DTYPE.size());
+    let b = launch::VecBuffers::new("attention_decode", vs, F::DTYPE.size());
+    let q_len = batch * heads * head_dim;
+    let (aq, ao) = (b.vecs("q", q, q_len)?, b.vecs("o", &o, q_len)?);
+    let (ak, av) = (b.vecs("k", k, kv.len(s))?, b.vecs("v", v, kv.len(s))?);
+    let (group, strides) = (
+        heads / s.kv_heads,
+        (kv.batch_stride / vs, kv.row_stride / vs),
+    );
+    let (count, dim) = (grid_1d(batch * heads), CubeDim::new_1d(units as u32));
     attention_decode_kernel::launch::<F>(
         client,
-        grid_1d(batch * heads),
-        CubeDim::new_1d(units as u32),
+        count,
+        dim,
         vs,
-        launch::buffer(
-            "attention_decode",
-            "q",
-            q,
-            batch * heads * head_dim / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_decode",
-            "k",
-            k,
-            kv.len(s) / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_decode",
-            "v",
-            v,
-            kv.len(s) / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_decode",
-            "o",
-            &o,
-            batch * heads * head_dim / vs,
-            vs * F::DTYPE.size(),
-        )?,
+        aq,
+        ak,
+        av,
+        ao,
         heads,
-        heads / s.kv_heads,
+        group,
         s.tk,
-        kv.batch_stride / vs,
-        kv.row_stride / vs,
+        strides.0,
+        strides.1,
         s.scale() as f32,
         head_dim / vs,
         units,

@@ -129,50 +129,18 @@ pub fn attention_forward_rows<F: KernelFloat>(
         &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)],
     );
     let g = launch::elemwise(&DeviceInfo::of(client), rows);
-    attention_forward_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer(
-            "attention_forward",
-            "q",
-            q,
-            rows * head_dim / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_forward",
-            "k",
-            k,
-            kv.len(s) / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_forward",
-            "v",
-            v,
-            kv.len(s) / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer(
-            "attention_forward",
-            "o",
-            &o,
-            rows * head_dim / vs,
-            vs * F::DTYPE.size(),
-        )?,
-        launch::buffer("attention_forward", "lse", &lse, rows, 4)?,
-        rows,
-        tq,
-        s.tk,
-        heads,
-        heads / s.kv_heads,
-        kv.batch_stride / vs,
-        kv.row_stride / vs,
-        s.scale() as f32,
-        g.steps,
-        head_dim / vs,
+    let b = launch::VecBuffers::new("attention_forward", vs, F::DTYPE.size());
+    let (aq, ao) = (
+        b.vecs("q", q, rows * head_dim)?,
+        b.vecs("o", &o, rows * head_dim)?,
     );
+    let (ak, av) = (b.vecs("k", k, kv.len(s))?, b.vecs("v", v, kv.len(s))?);
+    let alse = b.words("lse", &lse, rows)?;
+    let (group, strides) = (
+        heads / s.kv_heads,
+        (kv.batch_stride / vs, kv.row_stride / vs),
+    );
+    launch::launch_on!(attention_forward_kernel::<F>, client, g, vs; aq, ak, av, ao, alse,
+        rows, tq, s.tk, heads, group, strides.0, strides.1, s.scale() as f32, g.steps, head_dim / vs);
     Ok((o, lse))
 }

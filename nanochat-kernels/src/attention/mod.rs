@@ -412,23 +412,13 @@ fn check_decode(ctx: &mut Ctx) -> Result<()> {
         let (want, _) = attention_forward_ref(&f64s(&q), &prefix(&kc), &prefix(&vc), &s);
         let got = ctx.download(&out)?;
         let tol = ctx.tol(8.0);
-        ctx.compare(
-            "attention.decode",
-            &format!("{s:?} capacity={capacity}"),
-            &got,
-            &want,
-            tol,
-        );
+        let label = format!("{s:?} capacity={capacity}");
+        ctx.compare("attention.decode", &label, &got, &want, tol);
         // The general forward over the same cache layout agrees too.
         let (fwd, _) = crate::with_float!(ctx.dtype, F => attention_forward::<F>(ctx.client, &hq, &hk, &hv, &s, &layout))?;
         let got = ctx.download(&fwd)?;
-        ctx.compare(
-            "attention.forward (cache layout)",
-            &format!("{s:?} capacity={capacity}"),
-            &got,
-            &want,
-            tol,
-        );
+        let label = format!("{s:?} capacity={capacity}");
+        ctx.compare("attention.forward (cache layout)", &label, &got, &want, tol);
     }
     Ok(())
 }
@@ -437,20 +427,7 @@ fn check_decode(ctx: &mut Ctx) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn forward_matches_reference() {
-        crate::check::assert_check("attention.forward");
-    }
-
-    #[test]
-    fn backward_matches_reference() {
-        crate::check::assert_check("attention.backward");
-    }
-
-    #[test]
-    fn decode_matches_reference() {
-        crate::check::assert_check("attention.decode");
-    }
+    crate::check::check_tests!(forward_matches_reference => "attention.forward", backward_matches_reference => "attention.backward", decode_matches_reference => "attention.decode");
 
     #[test]
     fn invalid_shapes_are_errors() {

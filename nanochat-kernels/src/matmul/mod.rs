@@ -483,20 +483,7 @@ fn check_gemv(ctx: &mut Ctx) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn dispatch_matches_reference() {
-        crate::check::assert_check("matmul.dispatch");
-    }
-
-    #[test]
-    fn gemv_matches_reference() {
-        crate::check::assert_check("matmul.gemv");
-    }
-
-    #[test]
-    fn tiled_matches_reference() {
-        crate::check::assert_check("matmul.tiled");
-    }
+    crate::check::check_tests!(dispatch_matches_reference => "matmul.dispatch", gemv_matches_reference => "matmul.gemv", tiled_matches_reference => "matmul.tiled");
 
     #[test]
     fn cpu_dispatch_uses_cpugemm_except_gemv_for_few_rows_against_a_transposed_b() {
