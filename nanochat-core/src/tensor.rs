@@ -25,6 +25,9 @@ struct Inner {
     id: TensorId,
 }
 
+/// A contiguous, row-major n-d array in a cubecl buffer on a [`Device`], with its shape and
+/// [`DType`] (f32 or bf16). Cloning is cheap and shares the buffer; every tensor has a unique
+/// [`TensorId`] that the [`Tape`](crate::Tape) keys gradients by.
 #[derive(Clone)]
 pub struct Tensor {
     inner: Arc<Inner>,
@@ -110,6 +113,7 @@ impl Tensor {
         Tensor::from_handle(device, handle, shape, dtype)
     }
 
+    /// A tensor of `shape` filled with zeros (`torch.zeros`).
     pub fn zeros(device: &Device, shape: &[usize], dtype: DType) -> Result<Tensor> {
         Tensor::full(device, shape, 0.0, dtype)
     }
@@ -132,6 +136,7 @@ impl Tensor {
         Ok(v)
     }
 
+    /// Downloads the values as f64 (widened from the stored dtype).
     pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
         Ok(self.to_vec_f32()?.into_iter().map(f64::from).collect())
     }
@@ -148,6 +153,7 @@ impl Tensor {
         Ok(self.to_vec_f32()?[0])
     }
 
+    /// The dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.inner.shape
     }
@@ -157,6 +163,7 @@ impl Tensor {
         nanochat_kernels::broadcast::contiguous_strides(self.shape())
     }
 
+    /// Number of dimensions.
     pub fn rank(&self) -> usize {
         self.inner.shape.len()
     }
@@ -166,22 +173,27 @@ impl Tensor {
         self.inner.shape.iter().product()
     }
 
+    /// Whether the tensor has no elements (a zero dimension).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The element type of the buffer.
     pub fn dtype(&self) -> DType {
         self.inner.dtype
     }
 
+    /// The device the buffer lives on.
     pub fn device(&self) -> &Device {
         &self.inner.device
     }
 
+    /// The cubecl buffer handle, for launching kernels on it.
     pub fn handle(&self) -> &Handle {
         &self.inner.handle
     }
 
+    /// The tensor's unique id (kept by clones; a new op output gets a new one).
     pub fn id(&self) -> TensorId {
         self.inner.id
     }
@@ -198,6 +210,7 @@ impl Tensor {
         }
     }
 
+    /// The three dimensions of a rank-3 tensor; [`CoreError::Shape`](crate::CoreError::Shape) otherwise.
     pub fn dims3(&self) -> Result<(usize, usize, usize)> {
         match *self.shape() {
             [a, b, c] => Ok((a, b, c)),
@@ -209,6 +222,8 @@ impl Tensor {
         }
     }
 
+    /// The four dimensions of a rank-4 tensor, e.g. (B, T, H, D); [`CoreError::Shape`](crate::CoreError::Shape)
+    /// otherwise.
     pub fn dims4(&self) -> Result<(usize, usize, usize, usize)> {
         match *self.shape() {
             [a, b, c, d] => Ok((a, b, c, d)),

@@ -17,8 +17,11 @@ pub const MAX_PROBES: usize = 48;
 /// One input of a check: values, shape, and whether to differentiate it.
 #[derive(Clone, Debug)]
 pub struct Input {
+    /// Row-major values in f64 (cast to the op's dtype for the tape side).
     pub values: Vec<f64>,
+    /// Shape of the input.
     pub shape: Vec<usize>,
+    /// Whether the gradient with respect to this input is checked.
     pub wrt: bool,
 }
 
@@ -46,18 +49,24 @@ impl Input {
 /// Agreement of one input's gradient.
 #[derive(Clone, Debug)]
 pub struct GradReport {
+    /// Index of the input in the check's `inputs`.
     pub input: usize,
+    /// How many elements were probed by finite differences (at most [`MAX_PROBES`]).
     pub probes: usize,
     /// Worst element: (tape, finite difference).
     pub worst: (f64, f64),
+    /// Largest |tape - finite difference| over the probed elements.
     pub max_abs_err: f64,
+    /// Whether every probed element was within the [`Tolerance`].
     pub passed: bool,
 }
 
 /// Tolerances of a check: an element passes when |tape - fd| <= atol or <= rtol * max(|.|).
 #[derive(Clone, Copy, Debug)]
 pub struct Tolerance {
+    /// Absolute tolerance.
     pub atol: f64,
+    /// Relative tolerance, against the larger magnitude of the two gradients.
     pub rtol: f64,
     /// Finite-difference step.
     pub h: f64,

@@ -42,10 +42,12 @@ impl Grads {
         self.map.get(&id)
     }
 
+    /// Number of tensors that have a gradient.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether no tensor has a gradient (nothing on the tape needed one).
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

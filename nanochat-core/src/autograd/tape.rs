@@ -28,6 +28,8 @@ pub struct Tape {
 }
 
 impl Tape {
+    /// An empty tape (PyTorch's autograd graph, made explicit: ops record into it only when
+    /// passed `Some(&tape)`).
     pub fn new() -> Tape {
         Tape::default()
     }
@@ -39,6 +41,8 @@ impl Tape {
         t.clone()
     }
 
+    /// Whether `t` is a watched leaf or the output of a recorded op that depends on one
+    /// (PyTorch's `requires_grad`).
     pub fn requires_grad(&self, t: &Tensor) -> bool {
         self.requires.borrow().contains(&t.id())
     }
@@ -48,6 +52,7 @@ impl Tape {
         self.nodes.borrow().len()
     }
 
+    /// Whether no op has been recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -35,12 +35,17 @@ fn binary_op(
     Ok(y)
 }
 
+/// `a + b` with numpy broadcasting (`torch.add`); the output has the broadcast shape.
+///
+/// Errors: [`CoreError::Kernel`](crate::CoreError::Kernel) naming the op and both shapes when they
+/// do not broadcast.
 pub fn add(tape: Option<&Tape>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     binary_op(tape, "add", a, b, Binary::Add, |g, _, _, wa, wb| {
         Ok((wa.then(|| g.clone()), wb.then(|| g.clone())))
     })
 }
 
+/// `a - b` with numpy broadcasting (`torch.sub`); errors as [`add`].
 pub fn sub(tape: Option<&Tape>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     binary_op(tape, "sub", a, b, Binary::Sub, |g, _, _, wa, wb| {
         Ok((
@@ -50,6 +55,7 @@ pub fn sub(tape: Option<&Tape>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// `a * b` element-wise with numpy broadcasting (`torch.mul`); errors as [`add`].
 pub fn mul(tape: Option<&Tape>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     binary_op(tape, "mul", a, b, Binary::Mul, |g, a, b, wa, wb| {
         let ga = if wa {
@@ -66,6 +72,7 @@ pub fn mul(tape: Option<&Tape>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// `a / b` element-wise with numpy broadcasting (`torch.div`); errors as [`add`].
 pub fn div(tape: Option<&Tape>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     binary_op(tape, "div", a, b, Binary::Div, |g, a, b, wa, wb| {
         let g_over_b = zip(g, b, Binary::Div, 0.0, 0.0)?;
@@ -101,18 +108,21 @@ fn unary_op(
     Ok(y)
 }
 
+/// `exp(x)` element-wise, any shape.
 pub fn exp(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     unary_op(tape, "exp", x, Unary::Exp, |g, _, y| {
         zip(g, y, Binary::Mul, 0.0, 0.0)
     })
 }
 
+/// Natural logarithm element-wise, any shape (`-inf` at 0, NaN below, as `torch.log`).
 pub fn log(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     unary_op(tape, "log", x, Unary::Log, |g, x, _| {
         zip(g, x, Binary::Div, 0.0, 0.0)
     })
 }
 
+/// `tanh(x)` element-wise, any shape.
 pub fn tanh(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     // d tanh = 1 - y^2: the softcap backward with cap 1.
     unary_op(tape, "tanh", x, Unary::Tanh, |g, _, y| {
@@ -154,10 +164,12 @@ pub fn scale(tape: Option<&Tape>, x: &Tensor, s: f32) -> Result<Tensor> {
     affine(tape, x, s, 0.0)
 }
 
+/// `-x` element-wise, any shape.
 pub fn neg(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     unary_op(tape, "neg", x, Unary::Neg, |g, _, _| map(g, Unary::Neg))
 }
 
+/// `x * x` element-wise, any shape.
 pub fn square(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     unary_op(tape, "square", x, Unary::Square, |g, x, _| {
         map(

@@ -9,8 +9,11 @@ use crate::{CoreError, Device, Result, Tape, Tensor};
 /// Precomputed cos/sin tables, (positions, head_dim / 2) each, in the model's dtype.
 #[derive(Clone, Debug)]
 pub struct RotaryTables {
+    /// cos of the angles, (positions, head_dim / 2).
     pub cos: Tensor,
+    /// sin of the angles, (positions, head_dim / 2).
     pub sin: Tensor,
+    /// Head dimension D the tables rotate (D / 2 frequency pairs).
     pub head_dim: usize,
 }
 
@@ -32,6 +35,7 @@ impl RotaryTables {
         })
     }
 
+    /// How many positions the tables cover (nanochat's `rotary_seq_len`).
     pub fn positions(&self) -> usize {
         self.cos.shape()[0]
     }

@@ -5,6 +5,8 @@ use nanochat_kernels::softmax::{softmax as softmax_kernel, softmax_backward};
 use crate::autograd::recording;
 use crate::{Result, Tape, Tensor};
 
+/// Softmax over the last axis of `x` (any shape, rows of its last dimension), in `x`'s dtype
+/// (`F.softmax(x, dim=-1)`).
 pub fn softmax(tape: Option<&Tape>, x: &Tensor) -> Result<Tensor> {
     let (rows, cols) = x.rows_cols();
     let y = launch_wrap!(x, x.shape(), F, c => softmax_kernel::<F>(c, x.handle(), rows, cols))?;
