@@ -87,6 +87,7 @@ pub struct RandomModel {
 }
 
 impl RandomModel {
+    /// A model whose draws are seeded by `seed`.
     pub fn new(seed: u64) -> RandomModel {
         RandomModel {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
@@ -117,6 +118,7 @@ pub struct OracleScorer {
 }
 
 impl OracleScorer {
+    /// A scorer that knows `gold`, the right token sequences.
     pub fn new(gold: impl IntoIterator<Item = Vec<u32>>) -> OracleScorer {
         OracleScorer {
             gold: gold.into_iter().collect(),
@@ -142,6 +144,7 @@ pub struct RandomScorer {
 }
 
 impl RandomScorer {
+    /// A scorer whose losses are seeded by `seed`.
     pub fn new(seed: u64) -> RandomScorer {
         RandomScorer {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),

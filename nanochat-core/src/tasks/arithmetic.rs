@@ -19,6 +19,8 @@ const ITEMS: [&str; 10] = [
     "stickers",
 ];
 
+/// The synthetic arithmetic task of this module: `size` word problems of a split, each
+/// generated from its index.
 pub struct Arithmetic {
     size: usize,
     split: Split,
@@ -26,6 +28,7 @@ pub struct Arithmetic {
 }
 
 impl Arithmetic {
+    /// `size` problems of `split` (the regular difficulty; [`Arithmetic::easy`] for the easy set).
     pub fn new(size: usize, split: Split) -> Arithmetic {
         Arithmetic {
             size,

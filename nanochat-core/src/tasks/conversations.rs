@@ -18,6 +18,8 @@ pub fn data_dir() -> Result<PathBuf> {
     Ok(crate::paths::installed()?.data_dir.clone())
 }
 
+/// A task over a conversation file (nanochat's `tasks/customjson.py` `CustomJSON`): every line
+/// one conversation, served in file order.
 pub struct CustomJson {
     name: String,
     conversations: Vec<Conversation>,

@@ -13,11 +13,16 @@ use crate::tokenizer::chat::{Content, Conversation, Message, Part, PartKind};
 use crate::{CoreError, Result};
 
 #[derive(Clone, Debug, Deserialize)]
+/// One line of `gsm8k.jsonl` (GSM8K's own format).
 pub struct Gsm8kItem {
+    /// The word problem.
     pub question: String,
+    /// The worked solution with `<<expr=result>>` calculator calls, ending in `#### n`.
     pub answer: String,
 }
 
+/// GSM8K grade-school maths (nanochat's `tasks/gsm8k.py`): the solution's calculator calls become
+/// tool parts, and a completion is right when its `#### n` matches the reference's.
 pub struct Gsm8k {
     items: Vec<Gsm8kItem>,
 }
@@ -53,6 +58,8 @@ pub fn solution_parts(answer: &str) -> Vec<Part> {
 }
 
 impl Gsm8k {
+    /// Loads `eval/gsm8k.jsonl` from the fetched data or the committed samples ([`EvalData`]);
+    /// errors name the file and the line that does not parse.
     pub fn load(data: EvalData) -> Result<Gsm8k> {
         let (text, source) = read_eval_file("eval", "gsm8k.jsonl", data)?;
         Gsm8k::new(parse_jsonl(&text, &source)?, &source)

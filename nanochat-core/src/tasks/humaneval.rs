@@ -32,6 +32,8 @@ pub struct HumanEvalProblem {
     pub entry_point: String,
 }
 
+/// The HumanEval task (see the module docs): problems, looked up by prompt, and the sandbox limits
+/// that judge a completion.
 pub struct HumanEval {
     problems: Vec<HumanEvalProblem>,
     /// Prompt text -> problem index: a conversation is judged from its user message alone.
@@ -99,6 +101,7 @@ impl HumanEval {
         self
     }
 
+    /// The problems, in file order.
     pub fn problems(&self) -> &[HumanEvalProblem] {
         &self.problems
     }

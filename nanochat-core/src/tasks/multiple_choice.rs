@@ -30,11 +30,16 @@ pub fn render_mc(question: &str, letters: &[String], choices: &[String]) -> Stri
 /// One line of an `eval/*.jsonl` multiple-choice file.
 #[derive(Clone, Debug, Deserialize)]
 pub struct McItem {
+    /// Item id (optional in the file).
     #[serde(default)]
     pub id: String,
+    /// The question text.
     pub question: String,
+    /// The answer options, in the order shown as A, B, C...
     pub choices: Vec<String>,
+    /// Index of the right option in `choices` (0-based).
     pub answer: usize,
+    /// MMLU's subject (empty for the ARC sets).
     #[serde(default)]
     pub subject: String,
 }
@@ -98,6 +103,7 @@ impl MultipleChoice {
         Self::new(name, parse_jsonl(&text, &source)?, &source)
     }
 
+    /// The items, in file order.
     pub fn items(&self) -> &[McItem] {
         &self.items
     }

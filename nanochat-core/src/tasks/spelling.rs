@@ -72,6 +72,7 @@ const TEMPLATES: [&str; 10] = [
     "How often does {letter} appear in {word}",
 ];
 
+/// Letter counting (nanochat's `tasks/spellingbee.py` `SpellingBee`); see the module docs.
 pub struct SpellingBee {
     words: Vec<String>,
     size: usize,
@@ -79,6 +80,7 @@ pub struct SpellingBee {
 }
 
 impl SpellingBee {
+    /// `size` examples of `split` over the word list; errors name the word file that cannot be read.
     pub fn new(size: usize, split: Split) -> Result<SpellingBee> {
         Ok(SpellingBee {
             words: load_words()?,
@@ -180,6 +182,7 @@ impl Task for SpellingBee {
     }
 }
 
+/// Spelling a word out letter by letter (nanochat's `SimpleSpelling`); see the module docs.
 pub struct SimpleSpelling {
     words: Vec<String>,
     size: usize,
@@ -187,6 +190,7 @@ pub struct SimpleSpelling {
 }
 
 impl SimpleSpelling {
+    /// `size` examples of `split` over the word list; errors name the word file that cannot be read.
     pub fn new(size: usize, split: Split) -> Result<SimpleSpelling> {
         Ok(SimpleSpelling {
             words: load_words()?,

@@ -13,30 +13,44 @@ use crate::optim::{muon_momentum, OptimConfig, Optimizer};
 use crate::{DType, Device, Result, Tape};
 
 #[derive(Clone, Debug, Serialize)]
+/// What `nanochat bench train` prints (JSON): the timing of full training steps (forward with the
+/// loss, backward, optimizer) of a random model on a fixed random batch.
 pub struct TrainBench {
+    /// The device, as `cpu`, `cuda` or `cuda:N`.
     pub device: String,
     /// Compute dtype (`float32`, or `bfloat16` over f32 master weights as in `base-train`).
     pub dtype: &'static str,
+    /// Model depth (n_layer).
     pub depth: usize,
+    /// Model width (n_embd = 64 * depth, as nanochat).
     pub n_embd: usize,
+    /// Vocabulary size.
     pub vocab_size: usize,
+    /// Rows per step (B).
     pub batch_size: usize,
+    /// Tokens per row (T).
     pub seq_len: usize,
+    /// Number of parameters of the model.
     pub num_params: usize,
+    /// Timed steps (after the warm-up step).
     pub steps: usize,
     /// Median seconds per optimizer step (after one warm-up step that compiles the kernels).
     pub step_seconds: f64,
     /// Median seconds of the forward (with the loss), the backward and the optimizer step
     /// (each waited for; they add up to `step_seconds`).
     pub forward_seconds: f64,
+    /// Median seconds of the backward pass.
     pub backward_seconds: f64,
+    /// Median seconds of the optimizer step (Muon and AdamW).
     pub optimizer_seconds: f64,
     /// The loss of the last step (the same random batch every step, so it falls); checked
     /// finite, so a failed launch cannot pass for speed.
     pub final_loss: f32,
+    /// Training throughput: B * T tokens over the median step time.
     pub tokens_per_s: f64,
     /// Model FLOPs (nanochat's estimate) per second over the peak `peak_flops`.
     pub mfu: f64,
+    /// The device's assumed peak FLOP/s that `mfu` divides by.
     pub peak_flops: f64,
     /// Highest resident memory of this process (the CPU runtime's tensors live there).
     pub peak_host_bytes: Option<u64>,

@@ -12,14 +12,20 @@ use crate::{CoreError, Result};
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, Serialize)]
 pub struct StepMetrics {
+    /// Optimizer step this line reports (1-based: the step just taken).
     pub step: u64,
     /// Mean training loss (nats per supervised token) over the step's non-empty micro-batches;
     /// `null` when the step was skipped.
     pub loss: Option<f64>,
+    /// Learning-rate multiplier of the schedule at this step (nanochat's `lrm`).
     pub lr_multiplier: f64,
+    /// Training throughput of the step, in tokens per second of wall time.
     pub tokens_per_s: f64,
+    /// Model FLOPs utilisation of the step, as a fraction of the device's peak (nanochat's `mfu`, in
+    /// percent there).
     pub mfu: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Validation bits per byte, on the steps that evaluated it.
     pub val_bpb: Option<f64>,
     /// Rows of the step whose targets were all -1: they added no loss and no gradient.
     pub masked_rows: u64,
@@ -29,6 +35,8 @@ pub struct StepMetrics {
     pub skipped: bool,
 }
 
+/// The `metrics.jsonl` file of a checkpoint folder: one JSON object per step, appended (the
+/// same numbers nanochat logs to wandb in `scripts/base_train.py`).
 pub struct MetricsLog {
     path: PathBuf,
 }
@@ -55,6 +63,7 @@ impl MetricsLog {
         Ok(MetricsLog { path })
     }
 
+    /// Appends one step's line; [`CoreError::Io`](crate::CoreError::Io) naming the file on failure.
     pub fn append(&self, m: &StepMetrics) -> Result<()> {
         self.append_json(&serde_json::to_value(m).expect("metrics serialise"))
     }
@@ -70,6 +79,7 @@ impl MetricsLog {
         writeln!(f, "{line}").map_err(err)
     }
 
+    /// The file's path (`<checkpoint dir>/metrics.jsonl`).
     pub fn path(&self) -> &Path {
         &self.path
     }
