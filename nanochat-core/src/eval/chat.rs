@@ -50,6 +50,7 @@ pub fn chat_task(name: &str, data: EvalData) -> Result<Arc<dyn Task>> {
 pub struct EvalOptions {
     /// Sampling temperature of generative tasks (0: greedy).
     pub temperature: f32,
+    /// Sample only from the k most likely tokens (`None`: all).
     pub top_k: Option<usize>,
     /// Completions per generative problem; a problem passes when any does (pass@k).
     pub num_samples: usize,
@@ -80,9 +81,13 @@ impl Default for EvalOptions {
 /// One task's result.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TaskResult {
+    /// Task name as given (e.g. `GSM8K`).
     pub task: String,
+    /// Problems passed.
     pub correct: usize,
+    /// Problems evaluated.
     pub total: usize,
+    /// `correct / total`, 0..=1.
     pub accuracy: f64,
     /// The accuracy of guessing: the mean 1 / (number of choices) of a categorical task's
     /// examples (0.25 for 4-way multiple choice), 0 for a generative one.

@@ -30,19 +30,29 @@ use crate::{CoreError, Result, GPT};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// How a CORE task is scored (the `task_type` of DCLM's eval bundle, as nanochat's
+/// `nanochat/core_eval.py`).
 pub enum CoreTaskType {
+/// One context, several continuations: the option with the lowest mean loss wins.
     MultipleChoice,
+/// Several contexts, one continuation: the context under which it has the lowest mean loss wins.
     Schema,
+/// One context and continuation: right when greedy decoding reproduces the continuation exactly.
     LanguageModeling,
 }
 
 /// One row of `core/tasks.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CoreTaskMeta {
+    /// Task name (e.g. `hellaswag_zeroshot`).
     pub label: String,
+    /// The task's `.jsonl` file, relative to the CORE data folder.
     pub file: String,
+    /// How it is scored.
     pub task_type: CoreTaskType,
+    /// Examples of the same task put before each item's context.
     pub num_fewshot: usize,
+    /// Text between a context and its continuation (often a space).
     pub continuation_delimiter: String,
     /// Percent accuracy of guessing.
     pub random_baseline: f64,
@@ -51,15 +61,23 @@ pub struct CoreTaskMeta {
 /// One line of a task file (which fields are set depends on the task type).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct CoreItem {
+    /// The context (multiple choice, language modelling).
     pub context: Option<String>,
+    /// The contexts (schema).
     pub contexts: Option<Vec<String>>,
+    /// The continuation (schema, language modelling).
     pub continuation: Option<String>,
+    /// The continuations (multiple choice).
     pub continuations: Option<Vec<String>>,
+    /// Index of the right option (multiple choice and schema).
     pub gold: Option<usize>,
 }
 
+/// A CORE task: its row of `tasks.json` and its items.
 pub struct CoreTask {
+    /// The task's settings.
     pub meta: CoreTaskMeta,
+    /// Its items, in file order.
     pub items: Vec<CoreItem>,
 }
 
@@ -172,8 +190,11 @@ pub fn load_core_tasks(data: EvalData) -> Result<Vec<CoreTask>> {
 /// token range); `gold` is the right option (0 for language modelling).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rendered {
+    /// One token sequence per option (BOS, few-shot examples, context, continuation).
     pub seqs: Vec<Vec<u32>>,
+    /// Per option, the token range `[start, end)` of the continuation that is scored.
     pub spans: Vec<(usize, usize)>,
+    /// Index of the right option.
     pub gold: usize,
 }
 
@@ -366,10 +387,13 @@ impl LmScorer for GPT {
 /// One task's CORE result.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CoreResult {
+    /// Task name.
     pub label: String,
+    /// Items evaluated.
     pub total: usize,
     /// Items whose continuation did not fit the context (counted as wrong).
     pub too_long: usize,
+    /// Fraction of items right, 0..=1.
     pub accuracy: f64,
     /// (accuracy - baseline) / (1 - baseline).
     pub centered: f64,
