@@ -37,7 +37,8 @@ pub enum CoreTaskType {
     MultipleChoice,
 /// Several contexts, one continuation: the context under which it has the lowest mean loss wins.
     Schema,
-/// One context and continuation: right when greedy decoding reproduces the continuation exactly.
+/// One context and continuation: right when the argmax prediction at every continuation position
+    /// (teacher-forced) is its token.
     LanguageModeling,
 }
 
