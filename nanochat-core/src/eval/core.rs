@@ -33,11 +33,11 @@ use crate::{CoreError, Result, GPT};
 /// How a CORE task is scored (the `task_type` of DCLM's eval bundle, as nanochat's
 /// `nanochat/core_eval.py`).
 pub enum CoreTaskType {
-/// One context, several continuations: the option with the lowest mean loss wins.
+    /// One context, several continuations: the option with the lowest mean loss wins.
     MultipleChoice,
-/// Several contexts, one continuation: the context under which it has the lowest mean loss wins.
+    /// Several contexts, one continuation: the context under which it has the lowest mean loss wins.
     Schema,
-/// One context and continuation: right when the argmax prediction at every continuation position
+    /// One context and continuation: right when the argmax prediction at every continuation position
     /// (teacher-forced) is its token.
     LanguageModeling,
 }
