@@ -157,7 +157,7 @@ pub enum CoreError {
         op: &'static str,
         error: Box<CoreError>,
     },
-    /// An evaluation task that failed to load or to evaluate: `op` (`loading`, `evaluating`),
+    /// An evaluation task that failed to load or to evaluate: `op` (`loading task`, `evaluating`),
     /// the task's name as given (`GSM8K`, a CORE label) and the error.
     #[error("{op} {task}: {error}")]
     Task {

@@ -73,8 +73,8 @@ fn load(
     device: &Device,
 ) -> anyhow::Result<(GPT, Tokenizer, CoreModelSource)> {
     if let Some(dir) = &args.hf_path {
-        let (model, tok) = load_folder_model(paths, dir, device)
-            .with_context(|| format!("loading the model in --hf-path {}", dir.display()))?;
+        let (model, tok) =
+            load_folder_model(paths, dir, device).context("loading the --hf-path model")?;
         let hf_path = dir.clone();
         return Ok((model, tok, CoreModelSource::Folder { hf_path }));
     }

@@ -29,14 +29,21 @@ use crate::{CoreError, Device, Result};
 /// or [`CoreResult`]).
 #[derive(Debug)]
 pub enum EvalEvent<'a, R> {
-    /// The task named `task` starts.
-    Started { task: &'a str },
-    /// `done` of the task's `total` problems are evaluated; `correct` of them right (chat
-    /// tasks; `None` for CORE, which reports no running accuracy).
-    Progress {
+    /// A task starts.
+    Started {
+        /// Its name (`GSM8K`, a CORE label).
         task: &'a str,
+    },
+    /// A batch or problem of a task is evaluated.
+    Progress {
+        /// The task's name.
+        task: &'a str,
+        /// Problems evaluated so far.
         done: usize,
+        /// Problems the task evaluates.
         total: usize,
+        /// Of those done, the right ones (chat tasks; `None` for CORE, which reports no
+        /// running accuracy).
         correct: Option<usize>,
     },
     /// The task's result.
@@ -107,12 +114,12 @@ pub struct ChatEval {
 
 impl ChatEval {
     /// Loads every task of `names` ([`chat_task`]) before any model is: a missing data set
-    /// fails first. Errors: [`CoreError::Task`] (`loading`, the name) around the task's error
+    /// fails first. Errors: [`CoreError::Task`] (`loading task`, the name) around the task's error
     /// (e.g. [`CoreError::Missing`] naming the fetch script, [`CoreError::Unknown`]).
     pub fn load(names: Vec<String>, data: EvalData, opts: EvalOptions) -> Result<ChatEval> {
         let tasks = names
             .iter()
-            .map(|n| chat_task(n, data).map_err(|e| task_error("loading", n, e)))
+            .map(|n| chat_task(n, data).map_err(|e| task_error("loading task", n, e)))
             .collect::<Result<Vec<_>>>()?;
         Ok(ChatEval {
             names,
@@ -266,13 +273,18 @@ fn task_error(op: &'static str, task: &str, error: CoreError) -> CoreError {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum CoreModelSource {
-    /// A base checkpoint: the tag asked for (`null`: the newest) and the step.
+    /// A base checkpoint.
     Checkpoint {
+        /// The tag asked for (`null`: the newest).
         model_tag: Option<String>,
+        /// The step evaluated.
         step: u64,
     },
-    /// A model in a folder (`--hf-path`).
-    Folder { hf_path: PathBuf },
+    /// A model in a folder.
+    Folder {
+        /// The folder (`--hf-path`).
+        hf_path: PathBuf,
+    },
 }
 
 /// A CORE evaluation with its tasks loaded (nanochat's `scripts/base_eval.py`).

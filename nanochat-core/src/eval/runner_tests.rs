@@ -161,12 +161,13 @@ fn a_failing_task_is_named() {
     .err()
     .unwrap();
     assert!(
-        matches!(&e, CoreError::Task { op: "loading", task, error }
+        matches!(&e, CoreError::Task { op: "loading task", task, error }
             if task == "Trivia" && matches!(**error, CoreError::Unknown { kind: "task", .. })),
         "{e:?}"
     );
     assert!(
-        e.to_string().starts_with("loading Trivia: unknown task"),
+        e.to_string()
+            .starts_with("loading task Trivia: unknown task"),
         "{e}"
     );
     // An oracle that was shown no task cannot answer: the task being evaluated is named.
