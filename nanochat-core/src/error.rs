@@ -247,6 +247,14 @@ pub enum CoreError {
         /// Its error.
         error: Box<CoreError>,
     },
+    /// An evaluation task that failed to load or to evaluate: `op` (`loading task`, `evaluating`),
+    /// the task's name as given (`GSM8K`, a CORE label) and the error.
+    #[error("{op} {task}: {error}")]
+    Task {
+        op: &'static str,
+        task: String,
+        error: Box<CoreError>,
+    },
     /// No gradient reached the tensor `name` (it did not take part in the loss).
     #[error("autograd: no gradient reached `{name}` ({tensor})")]
     NoGradient {

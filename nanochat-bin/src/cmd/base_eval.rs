@@ -3,16 +3,16 @@
 //! (`base-eval`). `--hf-path` evaluates a model saved in our safetensors + config format from
 //! any folder.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
-use nanochat_core::checkpoint::{load_model, Phase};
-use nanochat_core::eval::core::{core_score, evaluate_core_task, load_core_tasks};
-use nanochat_core::tasks::EvalData;
+use anyhow::Context;
+use nanochat_core::checkpoint::{load_folder_model, load_phase, CheckpointQuery, Phase};
+use nanochat_core::eval::core::CoreResult;
+use nanochat_core::eval::{core_eval_path, CoreEval, CoreModelSource};
+use nanochat_core::paths::Paths;
 use nanochat_core::tokenizer::Tokenizer;
-use nanochat_core::{DType, GPT};
-use serde_json::json;
+use nanochat_core::{Device, GPT};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
@@ -44,120 +44,52 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// The model file of a folder: `model.safetensors`, else its only `*.safetensors`.
-fn model_file(dir: &Path) -> anyhow::Result<PathBuf> {
-    let named = dir.join("model.safetensors");
-    if named.exists() {
-        return Ok(named);
-    }
-    let found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading --hf-path {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    match found.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!("--hf-path {}: no .safetensors file", dir.display()),
-        _ => bail!(
-            "--hf-path {}: several .safetensors files and no model.safetensors",
-            dir.display()
-        ),
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let data = if args.samples {
-        EvalData::Samples
-    } else {
-        EvalData::Fetched
-    };
-    let tasks = load_core_tasks(data).context("loading the CORE tasks")?;
+    let data = super::eval_data(args.samples);
+    let eval = CoreEval::load(data, args.max_per_task).context("loading the CORE tasks")?;
     let device = args.device.open()?;
     let paths = super::paths()?;
-    let root = paths.model_root.clone();
-    let (model, tokenizer, source) = match &args.hf_path {
-        Some(dir) => {
-            let file = model_file(dir)?;
-            let model = GPT::load(&file, &device, DType::F32)
-                .with_context(|| format!("loading {}", file.display()))?;
-            let tok_dir = if dir.join("tokenizer.json").exists() {
-                dir.clone()
-            } else {
-                paths.tokenizer_dir()
-            };
-            let tok = Tokenizer::from_pretrained(&tok_dir)
-                .with_context(|| format!("loading the tokenizer from {}", tok_dir.display()))?;
-            (model, tok, json!({"hf_path": dir}))
-        }
-        None => {
-            let (model, tok, meta) = load_model(
-                paths,
-                Phase::Base,
-                &device,
-                args.model_tag.as_deref(),
-                args.step,
-                args.force_tokenizer,
-            )
-            .with_context(|| format!("loading the base model from {}", root.display()))?;
-            (
-                model,
-                tok,
-                json!({"model_tag": args.model_tag, "step": meta.step}),
-            )
-        }
-    };
-    let max_len = model.config().block_size;
-    let mut results = Vec::new();
-    for task in &tasks {
-        let label = task.meta.label.clone();
-        let bar = super::progress::bar(args.quiet, 0, "{prefix:>24} {bar:30} {pos}/{len}", &label);
-        let r = device
-            .exclusive(|| {
-                evaluate_core_task(
-                    &model,
-                    &tokenizer,
-                    task,
-                    args.max_per_task,
-                    max_len,
-                    &mut |done, total| {
-                        if let Some(b) = &bar {
-                            b.set_length(total as u64);
-                            b.set_position(done as u64);
-                        }
-                    },
-                )
-            })?
-            .with_context(|| format!("evaluating {label}"))?;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        eprintln!(
-            "{label}: accuracy {:.4} | centered {:.4} ({} items)",
-            r.accuracy, r.centered, r.total
-        );
-        results.push(r);
-    }
-    let core = core_score(&results);
-    eprintln!("CORE: {core:.4}");
-    let result = json!({
-        "model": source, "data": if args.samples { "samples" } else { "fetched" },
-        "max_per_task": args.max_per_task, "tasks": results, "CORE": core,
+    let (model, tokenizer, source) = load(&args, paths, &device)?;
+    let mut bars = super::progress::eval_bars(args.quiet, BAR, |r: &CoreResult| {
+        let (a, c) = (r.accuracy, r.centered);
+        format!(
+            "{}: accuracy {a:.4} | centered {c:.4} ({} items)",
+            r.label, r.total
+        )
     });
-    let out_path = args
-        .output
-        .clone()
-        .unwrap_or_else(|| root.join("eval").join("base-eval.json"));
-    let mut summary: serde_json::Map<String, serde_json::Value> = results
-        .iter()
-        .map(|r| (r.label.clone(), json!(r.centered)))
-        .collect();
-    summary.insert("CORE".into(), json!(core));
-    super::write_eval_result(
-        &out_path,
-        &result,
-        "base-eval",
-        json!({"model": result["model"], "data": result["data"], "max_per_task": args.max_per_task, "result_file": out_path}),
-        serde_json::Value::Object(summary),
-    )?;
+    let max_len = model.config().block_size;
+    let result = eval.run(&model, &tokenizer, max_len, &device, source, &mut bars)?;
+    eprintln!("CORE: {:.4}", result.core);
+    let out_path = (args.output.clone()).unwrap_or_else(|| core_eval_path(&paths.model_root));
+    super::write_eval_result(&out_path, &result)?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// The model of `--hf-path`, else of `-g/-s` among the base checkpoints, and how the result
+/// file names it.
+fn load(
+    args: &Args,
+    paths: &Paths,
+    device: &Device,
+) -> anyhow::Result<(GPT, Tokenizer, CoreModelSource)> {
+    if let Some(dir) = &args.hf_path {
+        let (model, tok) =
+            load_folder_model(paths, dir, device).context("loading the --hf-path model")?;
+        let hf_path = dir.clone();
+        return Ok((model, tok, CoreModelSource::Folder { hf_path }));
+    }
+    let query = CheckpointQuery {
+        model_tag: args.model_tag.as_deref(),
+        step: args.step,
+        force_tokenizer: args.force_tokenizer,
+    };
+    let root = paths.model_root.display();
+    let m = load_phase(paths, Phase::Base, device, &query)
+        .with_context(|| format!("loading the base model from {root}"))?;
+    let (model_tag, step) = (args.model_tag.clone(), m.meta.step);
+    let source = CoreModelSource::Checkpoint { model_tag, step };
+    Ok((m.model, m.tokenizer, source))
+}
+
+/// A task's bar: its label and items done.
+const BAR: &str = "{prefix:>24} {bar:30} {pos}/{len}";

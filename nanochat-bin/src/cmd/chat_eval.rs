@@ -5,11 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use nanochat_core::engine::Engine;
-use nanochat_core::eval::{chat_core, chat_task, evaluate_task_with, EvalOptions, CHAT_TASKS};
-use nanochat_core::tasks::EvalData;
-use serde_json::json;
+use nanochat_core::eval::{
+    chat_eval_path, parse_chat_tasks, ChatEval, EvalOptions, ModelOrigin, TaskResult, CHAT_TASKS,
+};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
@@ -56,134 +55,49 @@ pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut names: Vec<String> = match &args.task_name {
-        Some(s) => s
-            .split('|')
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect(),
-        None => CHAT_TASKS.iter().map(|s| s.to_string()).collect(),
-    };
-    // A task named twice is evaluated once.
-    let mut seen = std::collections::HashSet::new();
-    names.retain(|n| seen.insert(n.clone()));
-    if names.is_empty() {
-        anyhow::bail!("--task-name names no task");
-    }
-    let data = if args.samples {
-        EvalData::Samples
-    } else {
-        EvalData::Fetched
-    };
-    // Load every task first: a missing data set fails before any model time is spent.
-    let tasks = names
-        .iter()
-        .map(|n| chat_task(n, data).with_context(|| format!("loading task {n}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Every task loads before the model: a missing data set fails before any model time is spent.
+    let names = parse_chat_tasks(args.task_name.as_deref())?;
+    let eval = ChatEval::load(names, super::eval_data(args.samples), args.options())?;
     let device = args.device.open()?;
-    let super::Loaded {
-        phase,
-        root,
-        model,
-        tokenizer,
-        meta,
-    } = args.model.load(&device)?;
-    let engine = Engine::new(model, tokenizer)?;
-    let tokenizer = engine.tokenizer();
-    let opts = EvalOptions {
-        temperature: args.temperature,
-        top_k: Some(args.top_k),
-        num_samples: args.num_samples,
-        max_new_tokens: args.max_new_tokens,
-        batch_size: args.batch_size,
-        max_problems: args.max_problems,
-        ..EvalOptions::default()
+    let loaded = args.model.load(&device)?;
+    let origin = ModelOrigin {
+        source: loaded.phase,
+        step: loaded.meta.step,
+        model_tag: args.model.model_tag.clone(),
     };
-    let mut results = Vec::new();
-    for (name, task) in names.iter().zip(&tasks) {
-        let bar = super::progress::bar(
-            args.quiet,
-            0,
-            "{prefix:>14} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-            name,
-        );
-        let mut r = device
-            .exclusive(|| {
-                evaluate_task_with(
-                    &engine,
-                    tokenizer,
-                    task.as_ref(),
-                    &opts,
-                    &mut |done, total, correct| {
-                        if let Some(b) = &bar {
-                            b.set_length(total as u64);
-                            b.set_position(done as u64);
-                            b.set_message(format!(
-                                "{:.2}%",
-                                100.0 * correct as f64 / done.max(1) as f64
-                            ));
-                        }
-                    },
-                )
-            })?
-            .with_context(|| format!("evaluating {name}"))?;
-        r.task = name.clone();
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        eprintln!(
-            "{name}: {:.2}% ({}/{})",
-            100.0 * r.accuracy,
-            r.correct,
-            r.total
-        );
-        results.push(r);
-    }
-    // ChatCORE summarises all six tasks (as nanochat); a subset reports none.
-    let core = CHAT_TASKS
-        .iter()
-        .all(|t| names.iter().any(|n| n == t))
-        .then(|| chat_core(&results));
-    match core {
+    let out_path =
+        (args.output.clone()).unwrap_or_else(|| chat_eval_path(&loaded.root, loaded.phase));
+    let engine = Engine::new(loaded.model, loaded.tokenizer)?;
+    let mut bars = super::progress::eval_bars(args.quiet, BAR, |r: &TaskResult| {
+        let pct = 100.0 * r.accuracy;
+        format!("{}: {pct:.2}% ({}/{})", r.task, r.correct, r.total)
+    });
+    let result = eval.run(&engine, engine.tokenizer(), &device, origin, &mut bars)?;
+    match result.chat_core {
         Some(c) => eprintln!("ChatCORE: {c:.4}"),
         None => eprintln!(
             "ChatCORE: not computed (it needs all of {})",
             CHAT_TASKS.join("|")
         ),
     }
-    let tasks_json: serde_json::Map<String, serde_json::Value> = results
-        .iter()
-        .map(|r| {
-            (
-                r.task.clone(),
-                json!({"accuracy": r.accuracy, "correct": r.correct, "total": r.total,
-                "baseline": r.baseline, "centered": r.centered()}),
-            )
-        })
-        .collect();
-    let dir = root.join("eval");
-    let out_path = args
-        .output
-        .clone()
-        .unwrap_or_else(|| dir.join(format!("chat-eval-{}.json", phase.name())));
-    let result = json!({
-        "source": phase.name(), "step": meta.step, "model_tag": args.model.model_tag,
-        "data": if args.samples { "samples" } else { "fetched" },
-        "options": opts, "tasks": tasks_json, "ChatCORE": core,
-    });
-    let mut summary: serde_json::Map<String, serde_json::Value> = results
-        .iter()
-        .map(|r| (r.task.clone(), json!(r.accuracy)))
-        .collect();
-    if let Some(c) = core {
-        summary.insert("ChatCORE".into(), json!(c));
-    }
-    super::write_eval_result(
-        &out_path,
-        &result,
-        &format!("chat-eval-{}", phase.name()),
-        json!({"source": phase.name(), "step": meta.step, "data": result["data"], "options": result["options"], "result_file": out_path}),
-        serde_json::Value::Object(summary),
-    )?;
+    super::write_eval_result(&out_path, &result)?;
     Ok(ExitCode::SUCCESS)
 }
+
+impl Args {
+    /// The evaluation settings of these flags.
+    fn options(&self) -> EvalOptions {
+        EvalOptions {
+            temperature: self.temperature,
+            top_k: Some(self.top_k),
+            num_samples: self.num_samples,
+            max_new_tokens: self.max_new_tokens,
+            batch_size: self.batch_size,
+            max_problems: self.max_problems,
+            ..EvalOptions::default()
+        }
+    }
+}
+
+/// A task's bar: its name, elapsed time, problems done and the running accuracy.
+const BAR: &str = "{prefix:>14} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}";

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use nanochat_core::checkpoint::{load_model, Phase};
+/// The tag a loaded model came from (chat-rl names its checkpoints with it).
+pub use nanochat_core::checkpoint::root_tag;
+use nanochat_core::checkpoint::{load_source, CheckpointQuery, LoadedModel, Phase};
 use nanochat_core::data::{conversation_usage, unused_warning, Batch, DataLoader, Packing};
 use nanochat_core::optim::{LrSchedule, OptimConfig};
 use nanochat_core::tasks::{training_task, Task, TaskMixture, TaskSlice};
@@ -89,7 +91,22 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
     let device = args.device.open()?;
     let paths = super::paths()?;
     let root = paths.model_root.clone();
-    let (model, tokenizer, meta, source) = load_source(&args, phase, paths, &device)?;
+    let query = CheckpointQuery {
+        model_tag: args.base_model.as_deref(),
+        step: args.base_step,
+        force_tokenizer: args.force_tokenizer,
+    };
+    let src = args.source.as_deref().map(Phase::parse).transpose()?;
+    let (loaded, src_tag) = load_source(paths, phase, src, &device, &query)
+        .context("loading the model to fine-tune")?;
+    let LoadedModel {
+        phase: src_phase,
+        model,
+        tokenizer,
+        meta,
+        ..
+    } = loaded;
+    let source = (src_phase, src_tag);
     let tag = args.model_tag.clone().unwrap_or_else(|| source.1.clone());
     let names: Vec<String> = if args.tasks.is_empty() {
         DEFAULT_TASKS.iter().map(|s| s.to_string()).collect()
@@ -265,68 +282,4 @@ fn phase_command(phase: Phase) -> &'static str {
         Phase::Base => "base-train",
         Phase::Rl => "chat-rl",
     }
-}
-
-type Loaded = (
-    nanochat_core::GPT,
-    Tokenizer,
-    nanochat_core::checkpoint::Meta,
-    (Phase, String),
-);
-
-/// The model to fine-tune: `--source` (or the phase's default), `--base-model`, `--base-step`.
-fn load_source(
-    args: &Args,
-    phase: Phase,
-    paths: &nanochat_core::paths::Paths,
-    device: &nanochat_core::Device,
-) -> anyhow::Result<Loaded> {
-    let root = paths.model_root.as_path();
-    let candidates: Vec<Phase> = match (&args.source, phase) {
-        (Some(s), _) => vec![Phase::parse(s)?],
-        (None, Phase::Sft) => vec![Phase::Mid, Phase::Base],
-        (None, _) => vec![Phase::Base],
-    };
-    let mut last_err = None;
-    for src in candidates {
-        match load_model(
-            paths,
-            src,
-            device,
-            args.base_model.as_deref(),
-            args.base_step,
-            args.force_tokenizer,
-        ) {
-            Ok((model, tok, meta)) => {
-                let tag = root_tag(root, src, args.base_model.as_deref(), &meta);
-                return Ok((model, tok, meta, (src, tag)));
-            }
-            Err(e) => last_err = Some(e),
-        }
-    }
-    Err(
-        anyhow::Error::from(last_err.expect("at least one candidate"))
-            .context("loading the model to fine-tune"),
-    )
-}
-
-/// The tag a loaded model came from (the given one, or the folder its checkpoint was found in).
-pub fn root_tag(
-    root: &std::path::Path,
-    phase: Phase,
-    given: Option<&str>,
-    meta: &nanochat_core::checkpoint::Meta,
-) -> String {
-    if let Some(t) = given {
-        return t.to_string();
-    }
-    nanochat_core::checkpoint::list_tags(root, phase)
-        .into_iter()
-        .find(|t| {
-            nanochat_core::checkpoint::list_steps(&nanochat_core::checkpoint::checkpoint_dir(
-                root, phase, t,
-            ))
-            .contains(&meta.step)
-        })
-        .unwrap_or_else(|| format!("d{}", meta.config.n_layer))
 }

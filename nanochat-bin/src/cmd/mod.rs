@@ -17,13 +17,14 @@ pub mod tok_eval;
 pub mod tok_train;
 pub mod verify_reference;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
-use nanochat_core::checkpoint::{load_model, Meta, Phase};
+use nanochat_core::checkpoint::{load_phase, CheckpointQuery, Phase};
+use nanochat_core::eval::EvalReport;
 use nanochat_core::paths::Paths;
-use nanochat_core::tokenizer::Tokenizer;
-use nanochat_core::{Device, GPT};
+use nanochat_core::tasks::EvalData;
+use nanochat_core::Device;
 
 /// Which trained model a command loads: `-i/--source`, `-g/--model-tag`, `-s/--step`
 /// (nanochat's flags, shared by chat-cli, chat-web, chat-eval and chat-rl).
@@ -45,13 +46,7 @@ pub struct ModelArgs {
 }
 
 /// A model loaded from the model root, with where it came from.
-pub struct Loaded {
-    pub phase: Phase,
-    pub root: PathBuf,
-    pub model: GPT,
-    pub tokenizer: Tokenizer,
-    pub meta: Meta,
-}
+pub use nanochat_core::checkpoint::LoadedModel as Loaded;
 
 impl ModelArgs {
     pub fn phase(&self) -> anyhow::Result<Phase> {
@@ -62,45 +57,50 @@ impl ModelArgs {
     pub fn load(&self, device: &Device) -> anyhow::Result<Loaded> {
         let phase = self.phase()?;
         let p = paths()?;
-        let root = p.model_root.clone();
-        let (model, tokenizer, meta) = load_model(
-            p,
-            phase,
-            device,
-            self.model_tag.as_deref(),
-            self.step,
-            self.force_tokenizer,
-        )
-        .with_context(|| format!("loading the {} model from {}", phase.name(), root.display()))?;
-        Ok(Loaded {
-            phase,
-            root,
-            model,
-            tokenizer,
-            meta,
+        let query = CheckpointQuery {
+            model_tag: self.model_tag.as_deref(),
+            step: self.step,
+            force_tokenizer: self.force_tokenizer,
+        };
+        load_phase(p, phase, device, &query).with_context(|| {
+            format!(
+                "loading the {} model from {}",
+                phase.name(),
+                p.model_root.display()
+            )
         })
     }
 }
 
-/// An evaluation's outputs: `result` as a JSON file at `path` (its folder created, written
+/// An evaluation's outputs: its result as a JSON file at `path` (its folder created, written
 /// atomically) and on stdout, and its report stage.
-pub fn write_eval_result(
-    path: &Path,
-    result: &serde_json::Value,
-    stage: &str,
-    settings: serde_json::Value,
-    summary: serde_json::Value,
-) -> anyhow::Result<()> {
+pub fn write_eval_result(path: &Path, result: &impl EvalReport) -> anyhow::Result<()> {
+    let json = serde_json::to_value(result)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    nanochat_core::io::write_atomic(path, serde_json::to_string_pretty(result)?.as_bytes())
+    nanochat_core::io::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
-    report_stage_for(Some(path), stage, settings, summary);
-    println!("{}", serde_json::to_string(result)?);
+    let settings = result.report_settings(path);
+    report_stage_for(
+        Some(path),
+        &result.stage(),
+        settings,
+        result.report_summary(),
+    );
+    println!("{}", serde_json::to_string(&json)?);
     eprintln!("results written to {}", path.display());
     Ok(())
+}
+
+/// The evaluation sets of `--samples`: the committed samples, else the fetched sets.
+pub fn eval_data(samples: bool) -> EvalData {
+    if samples {
+        EvalData::Samples
+    } else {
+        EvalData::Fetched
+    }
 }
 
 /// This process's folders (flags aside): built once from the environment

@@ -4,6 +4,7 @@
 //! token (the first step that has some, every skipped step, and the total at the end).
 
 use indicatif::{ProgressBar, ProgressStyle};
+use nanochat_core::eval::EvalEvent;
 use nanochat_core::train::{Event, StepMetrics};
 
 /// The bar of a long-running command (`None` with `--quiet`): `template` is indicatif's
@@ -15,6 +16,40 @@ pub fn bar(quiet: bool, total: u64, template: &str, prefix: &str) -> Option<Prog
         bar.set_prefix(prefix.to_string());
         bar
     })
+}
+
+/// The display of an evaluation run fed by its events: a bar per task (none with `quiet`) with
+/// `template` (`{prefix}`: the task; `{msg}`: the running accuracy, when the task reports one),
+/// cleared when the task finishes and replaced by `line(result)` on stderr.
+pub fn eval_bars<R>(
+    quiet: bool,
+    template: &'static str,
+    line: impl Fn(&R) -> String + Send,
+) -> impl FnMut(EvalEvent<'_, R>) + Send {
+    let mut current: Option<ProgressBar> = None;
+    move |e: EvalEvent<'_, R>| match e {
+        EvalEvent::Started { task } => current = bar(quiet, 0, template, task),
+        EvalEvent::Progress {
+            done,
+            total,
+            correct,
+            ..
+        } => {
+            if let Some(b) = &current {
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+                if let Some(c) = correct {
+                    b.set_message(format!("{:.2}%", 100.0 * c as f64 / done.max(1) as f64));
+                }
+            }
+        }
+        EvalEvent::Finished(r) => {
+            if let Some(b) = current.take() {
+                b.finish_and_clear();
+            }
+            eprintln!("{}", line(r));
+        }
+    }
 }
 
 /// A line above the bar. A hidden bar (stderr is not a terminal) drops `println`: the line is

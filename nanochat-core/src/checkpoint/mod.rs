@@ -7,6 +7,10 @@
 //! written last and is the commit marker — a step without its meta file does not exist. The
 //! meta records the length and CRC-32 of the other two files, so a truncated or corrupt file is
 //! an error naming it, never a silently wrong model.
+//!
+//! Which checkpoint a command means (the newest tag and step unless named, chat-sft's mid ->
+//! base fallback, the tag a model came from, a model in any folder): [`load_model`],
+//! [`load_phase`], [`load_source`], [`root_tag`], [`load_folder_model`].
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +23,12 @@ use crate::optim::Optimizer;
 use crate::paths::Paths;
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, DType, Device, Result, Tensor};
+
+mod discover;
+pub use discover::{
+    folder_model_file, list_steps, list_tags, load_folder_model, load_model, load_phase,
+    load_source, root_tag, source_phases, CheckpointQuery, LoadedModel,
+};
 
 /// The training phase a checkpoint belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,38 +234,6 @@ pub fn save_checkpoint(
     Ok(meta)
 }
 
-/// Steps of `dir` that are committed (have a meta file), ascending.
-pub fn list_steps(dir: &Path) -> Vec<u64> {
-    let mut steps: Vec<u64> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.strip_prefix("meta_")?
-                .strip_suffix(".json")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    steps.sort_unstable();
-    steps
-}
-
-/// Model tags under a phase, sorted by name.
-pub fn list_tags(root: &Path, phase: Phase) -> Vec<String> {
-    let dir = root.join(format!("{}_checkpoints", phase.name()));
-    let mut tags: Vec<String> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
-    tags.sort();
-    tags
-}
-
 /// Reads and checks the meta file of a step. Errors: [`CoreError::StepNotFound`] (with the
 /// committed steps) when the step has no meta file, [`CoreError::Io`], or [`CoreError::File`]
 /// for a corrupt meta or another format.
@@ -342,54 +320,6 @@ pub fn load_optimizer_state(
             },
         )
     })
-}
-
-/// nanochat's `load_model`: the model, tokenizer and meta of `phase`'s checkpoints under the
-/// model root, taking the newest (largest) step of the given or only/last tag when not given.
-///
-/// The tokenizer is `$NANOCHAT_TOKENIZER_PATH` when set; else, of `<base dir>/tokenizer`
-/// (nanochat's rule) and the folder the checkpoint recorded (a training `--tokenizer`, resolved
-/// under the model root), the first whose fingerprint is the checkpoint's, else the first that
-/// exists ([`tokenizer_for`]); [`check_tokenizer`] then compares it with the checkpoint's,
-/// unless `force_tokenizer`.
-pub fn load_model(
-    paths: &Paths,
-    phase: Phase,
-    device: &Device,
-    model_tag: Option<&str>,
-    step: Option<u64>,
-    force_tokenizer: bool,
-) -> Result<(GPT, Tokenizer, Meta)> {
-    let root = paths.model_root.as_path();
-    let tags = list_tags(root, phase);
-    let not_found = |tag: Option<&str>, tags: &[String]| CoreError::CheckpointNotFound {
-        phase,
-        dir: root.join(format!("{}_checkpoints", phase.name())),
-        tag: tag.map(str::to_string),
-        tags: tags.to_vec(),
-    };
-    let tag = match model_tag {
-        Some(t) if tags.iter().any(|x| x == t) => t.to_string(),
-        Some(t) => return Err(not_found(Some(t), &tags)),
-        None => newest_tag(root, phase, &tags).ok_or_else(|| not_found(None, &tags))?,
-    };
-    let dir = checkpoint_dir(root, phase, &tag);
-    let steps = list_steps(&dir);
-    let step = match step {
-        Some(s) if steps.contains(&s) => s,
-        None if !steps.is_empty() => steps[steps.len() - 1],
-        _ => return Err(CoreError::StepNotFound { dir, step, steps }),
-    };
-    let (model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
-    let (tok_path, tokenizer) = find_tokenizer(paths, &meta)?;
-    check_tokenizer(
-        &meta,
-        &meta_path(&dir, step),
-        &tokenizer,
-        &tok_path,
-        force_tokenizer,
-    )?;
-    Ok((model, tokenizer, meta))
 }
 
 /// The tokenizer of a checkpoint and its folder, loaded once (the rule is [`load_model`]'s): a
@@ -485,21 +415,6 @@ pub fn check_tokenizer(
             Ok(())
         }
     }
-}
-
-/// The tag whose newest committed step was written last (by the meta file's time), if any.
-fn newest_tag(root: &Path, phase: Phase, tags: &[String]) -> Option<String> {
-    tags.iter()
-        .filter_map(|t| {
-            let dir = checkpoint_dir(root, phase, t);
-            let step = *list_steps(&dir).last()?;
-            let time = std::fs::metadata(meta_path(&dir, step))
-                .and_then(|m| m.modified())
-                .ok()?;
-            Some((time, t.clone()))
-        })
-        .max()
-        .map(|(_, t)| t)
 }
 
 #[cfg(test)]

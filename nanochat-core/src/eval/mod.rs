@@ -5,6 +5,9 @@
 //!   accuracy by its baseline (ChatCORE).
 //! - [`core`]: the base model's CORE score over few-shot tasks (lowest mean continuation loss
 //!   among choices, or greedy exact match), centred by each task's random baseline.
+//! - [`runner`]: the runs of `chat-eval` ([`ChatEval`]) and `base-eval` ([`CoreEval`]): tasks
+//!   loaded first, evaluated in order with progress events, typed results that are the result
+//!   files' JSON.
 //!
 //! The model is a trait so the scoring is tested with fakes ([`fake`]) that answer right or at
 //! random; [`Engine`] and [`GPT`](crate::model::GPT) are the real implementations.
@@ -48,9 +51,14 @@ pub mod chat;
 pub mod core;
 /// Stand-in models and scorers for tests and examples (no trained model needed).
 pub mod fake;
+pub mod runner;
 
 pub use chat::{
     chat_core, chat_task, evaluate_task, evaluate_task_with, EvalOptions, TaskResult, CHAT_TASKS,
+};
+pub use runner::{
+    chat_eval_path, core_eval_path, data_name, parse_chat_tasks, ChatEval, ChatEvalResult,
+    CoreEval, CoreEvalResult, CoreModelSource, EvalEvent, EvalReport, ModelOrigin,
 };
 
 use crate::engine::{Engine, GenerateParams};
