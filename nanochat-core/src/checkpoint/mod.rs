@@ -34,13 +34,18 @@ pub use discover::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
+    /// Pretraining (`base_checkpoints/`, nanochat's `scripts/base_train.py`).
     Base,
+    /// Mid-training (`mid_checkpoints/`, `scripts/mid_train.py`).
     Mid,
+    /// Supervised fine-tuning (`chatsft_checkpoints/` in nanochat, `sft_checkpoints/` here; `scripts/chat_sft.py`).
     Sft,
+    /// Reinforcement learning (`rl_checkpoints/`; `scripts/chat_rl.py`).
     Rl,
 }
 
 impl Phase {
+    /// The phase of a `-i/--source` value (`base`, `mid`, `sft`, `rl`); [`CoreError::Unknown`] otherwise.
     pub fn parse(s: &str) -> Result<Phase> {
         match s {
             "base" => Ok(Phase::Base),
@@ -65,6 +70,7 @@ impl Phase {
         }
     }
 
+    /// The lower-case name, as in `-i/--source` and the folder `<name>_checkpoints`.
     pub fn name(self) -> &'static str {
         match self {
             Phase::Base => "base",
@@ -83,7 +89,9 @@ pub fn checkpoint_dir(root: &Path, phase: Phase, tag: &str) -> PathBuf {
 /// Length and CRC-32 of a file's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileCheck {
+    /// File length in bytes.
     pub bytes: u64,
+    /// CRC-32 (IEEE) of the file's bytes.
     pub crc32: u32,
 }
 
@@ -119,9 +127,13 @@ impl FileCheck {
 /// Everything but the tensors: written last, the commit marker of a step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
+    /// Format marker of this project's checkpoints (`nanochat-rs/1`).
     pub format: String,
+    /// The training phase that wrote the checkpoint.
     pub phase: Phase,
+    /// The optimizer step the weights are after.
     pub step: u64,
+    /// The model's configuration (nanochat's `model_config`).
     pub config: GPTConfig,
     /// Validation bits per byte at this step, when measured.
     pub val_bpb: Option<f64>,
@@ -136,7 +148,9 @@ pub struct Meta {
     pub data_position: Option<LoaderState>,
     /// The training RNG state (dropout masks) after this step.
     pub rng_state: u64,
+    /// Length and checksum of `model_<step>.safetensors`, checked at load.
     pub model_file: FileCheck,
+    /// Length and checksum of `optim_<step>.bin`, when the optimizer state was saved.
     pub optim_file: Option<FileCheck>,
     /// The run's settings (free-form, for the report).
     pub run: serde_json::Value,
@@ -164,13 +178,17 @@ struct OptimFile {
 /// What a training run adds to a checkpoint besides the weights.
 #[derive(Clone, Debug, Default)]
 pub struct SaveInfo {
+    /// Validation bits per byte at this step, when measured.
     pub val_bpb: Option<f64>,
     /// As recorded ([`crate::paths::record_under`] the model root).
     pub tokenizer_path: Option<String>,
     /// [`Tokenizer::fingerprint`] of the tokenizer trained with.
     pub tokenizer_sha256: Option<String>,
+    /// The data loader's position after this step, for resuming.
     pub data_position: Option<LoaderState>,
+    /// The training RNG state (dropout masks) after this step.
     pub rng_state: u64,
+    /// The run's settings (free-form JSON, for the report).
     pub run: serde_json::Value,
 }
 
