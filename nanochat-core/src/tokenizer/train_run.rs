@@ -227,3 +227,83 @@ pub fn tok_train(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run on one text file: its read is reported, the summary counts its documents and
+    /// characters, the saved tokenizer encodes the probe as reported; a file with no document
+    /// is `NoData` naming it.
+    #[test]
+    fn tok_train_reads_trains_saves_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.jsonl");
+        let para = "the quick brown fox jumps over the lazy dog again and again. ";
+        let lines: Vec<String> = (1..=4)
+            .map(|n| serde_json::json!({ "text": para.repeat(n * 5) }).to_string())
+            .collect();
+        std::fs::write(&input, lines.join("\n")).unwrap();
+        let cfg = TokTrainConfig {
+            inputs: vec![input.clone()],
+            vocab_size: 300,
+            train_ratio: 0.5,
+            val_ratio: 0.5,
+            max_chars: 1_000_000,
+            doc_cap: 10_000,
+        };
+        let out = dir.path().join("tok");
+        let mut events = Vec::new();
+        let s = tok_train(&cfg, &out, &mut |e| events.push(e.clone())).unwrap();
+        let chars = 50 * para.chars().count();
+        assert_eq!(
+            events[0],
+            TokTrainEvent::Read {
+                path: input.clone(),
+                documents: 4,
+                chars
+            }
+        );
+        assert_eq!(
+            events[1],
+            TokTrainEvent::Training {
+                vocab_size: 300,
+                train_documents: 2,
+                documents: 4
+            }
+        );
+        assert_eq!(
+            (s.read_documents, s.train_documents, s.val_documents),
+            (4, 2, 2)
+        );
+        assert_eq!(s.read_chars, chars);
+        assert_eq!(s.read_chars, s.train_chars + s.val_chars);
+        assert_eq!(
+            s.unused_chars,
+            UnusedChars {
+                ratios: 0,
+                doc_cap: 0,
+                max_chars: 0
+            }
+        );
+        let tok = super::super::Tokenizer::from_pretrained(&out).unwrap();
+        assert_eq!(s.probe.ids, tok.encode(PROBE));
+        assert_eq!(s.vocab_size, tok.vocab_size());
+        assert!(s.val_bytes_per_token.unwrap() > 1.0);
+        let empty = dir.path().join("empty.jsonl");
+        std::fs::write(&empty, "").unwrap();
+        let cfg = TokTrainConfig {
+            inputs: vec![empty.clone()],
+            ..cfg
+        };
+        match tok_train(&cfg, &out, &mut |_| {}).err() {
+            Some(CoreError::NoData {
+                what: "documents",
+                within,
+            }) => {
+                assert_eq!(within, empty.display().to_string())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
