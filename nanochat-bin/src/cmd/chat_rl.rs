@@ -4,14 +4,12 @@
 //! stage (`chat-rl`).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use nanochat_core::checkpoint::{checkpoint_dir, save_checkpoint, Phase, SaveInfo};
-use nanochat_core::engine::{Engine, GenerateParams};
-use nanochat_core::rl::{mean_reward, RlConfig, RlTrainer};
-use nanochat_core::tasks::{Arithmetic, SpellingBee, Split, Task, TaskMixture};
+use indicatif::ProgressBar;
+use nanochat_core::engine::Engine;
+use nanochat_core::rl::{RlConfig, RlEvent, RlRun, RlTasks, RlTrainer};
 use serde_json::json;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -57,30 +55,47 @@ pub struct Args {
     pub quiet: bool,
 }
 
-fn reward_task(name: &str, split: Split, size: usize) -> anyhow::Result<Arc<dyn Task>> {
-    Ok(match name {
-        "arithmetic" => Arc::new(Arithmetic::new(size, split)),
-        "spelling-bee" | "spellingbee" | "SpellingBee" => Arc::new(SpellingBee::new(size, split)?),
-        other => anyhow::bail!(
-            "chat-rl: task `{other}` has no reward; expected arithmetic or spelling-bee"
-        ),
-    })
+impl Args {
+    /// The trainer's settings.
+    fn config(&self) -> RlConfig {
+        RlConfig {
+            total_steps: self.total_steps,
+            examples_per_step: self.examples_per_step,
+            num_samples: self.num_samples,
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_k: Some(self.top_k),
+            init_lr_frac: self.init_lr_frac,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Shows an event of the run: pass@1 as a line (the first after `start`), steps on the bar.
+fn show(bar: &Option<ProgressBar>, start: &str, e: &RlEvent) {
+    match e {
+        RlEvent::Eval { step: 0, pass_at_1 } => {
+            super::progress::line(bar, format!("{start}, test pass@1 {pass_at_1:.4}"))
+        }
+        RlEvent::Eval { step, pass_at_1 } => {
+            super::progress::line(bar, format!("step {step}: test pass@1 {pass_at_1:.4}"))
+        }
+        RlEvent::Step(s) => {
+            if let Some(b) = bar {
+                b.set_position(s.step);
+                b.set_message(format!(
+                    "reward {:.3} | {:.0} tokens",
+                    s.mean_reward, s.mean_tokens
+                ));
+            }
+        }
+        RlEvent::Saved { .. } => {}
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let start = Instant::now();
-    let train = args
-        .tasks
-        .iter()
-        .map(|t| reward_task(t, Split::Train, 2000))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let test = args
-        .tasks
-        .iter()
-        .map(|t| reward_task(t, Split::Test, 1000))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let train: Arc<dyn Task> = Arc::new(TaskMixture::new(train, args.seed));
-    let test = TaskMixture::new(test, args.seed);
+    let started = Instant::now();
+    let tasks = RlTasks::new(&args.tasks, args.seed).context("chat-rl")?;
     let device = args.device.open()?;
     let super::Loaded {
         phase,
@@ -90,93 +105,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         meta,
     } = args.model.load(&device)?;
     let tag = super::chat_train::root_tag(&root, phase, args.model.model_tag.as_deref(), &meta);
-    let cfg = RlConfig {
-        total_steps: args.total_steps,
-        examples_per_step: args.examples_per_step,
-        num_samples: args.num_samples,
-        max_new_tokens: args.max_new_tokens,
-        temperature: args.temperature,
-        top_k: Some(args.top_k),
-        init_lr_frac: args.init_lr_frac,
-        seed: args.seed,
+    let mut rl = RlTrainer::new(Engine::new(model, tokenizer)?, tasks.train, args.config())?;
+    let run = RlRun {
+        test: tasks.test,
+        tasks: args.tasks.clone(),
+        eval_every: args.eval_every,
+        eval_examples: args.eval_examples,
+        root,
+        model_tag: tag.clone(),
+        source_phase: phase,
+        source_step: meta.step,
+        tokenizer_path: meta.tokenizer_path.clone(),
+        started,
     };
-    let mut rl = RlTrainer::new(Engine::new(model, tokenizer)?, train, cfg.clone())?;
-    let greedy = GenerateParams {
-        num_samples: 1,
-        max_tokens: args.max_new_tokens,
-        temperature: 0.0,
-        top_k: None,
-        seed: Some(0),
-    };
-    let evaluate = |rl: &RlTrainer| {
-        device.exclusive(|| mean_reward(&rl.engine, &test, args.eval_examples, &greedy))
-    };
-    let pass_start = evaluate(&rl)??;
-    eprintln!(
-        "chat-rl {tag}: from {} step {}, test pass@1 {pass_start:.4}",
-        phase.name(),
-        meta.step
-    );
-    let dir = checkpoint_dir(&root, Phase::Rl, &tag);
-    let metrics = nanochat_core::train::MetricsLog::open(&dir, 0)?;
+    let start = format!("chat-rl {tag}: from {} step {}", phase.name(), meta.step);
     let bar = super::progress::bar(args.quiet, args.total_steps, super::progress::STEPS, "");
-    let mut pass_end = pass_start;
-    let mut rewards = Vec::new();
-    while rl.step < args.total_steps {
-        let s = rl.train_step().context("RL step")?;
-        rewards.push(s.mean_reward);
-        let last = rl.step == args.total_steps;
-        let mut line = json!({"step": s.step, "mean_reward": s.mean_reward, "mean_tokens": s.mean_tokens,
-            "lr_multiplier": s.lr_multiplier});
-        if last || (args.eval_every > 0 && rl.step % args.eval_every == 0) {
-            pass_end = evaluate(&rl)??;
-            line["pass_at_1"] = json!(pass_end);
-            super::progress::line(&bar, format!("step {}: test pass@1 {pass_end:.4}", rl.step));
-        }
-        metrics.append_json(&line)?;
-        if let Some(b) = &bar {
-            b.set_position(rl.step);
-            b.set_message(format!(
-                "reward {:.3} | {:.0} tokens",
-                s.mean_reward, s.mean_tokens
-            ));
-        }
-    }
+    let out = rl
+        .run(&run, &mut |e| show(&bar, &start, e))
+        .context("chat-rl")?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let run = json!({"command": "chat-rl", "source": {"phase": phase.name(), "tag": tag, "step": meta.step},
-        "tasks": args.tasks, "config": cfg});
-    save_checkpoint(
-        &dir,
-        Phase::Rl,
-        rl.step,
-        rl.engine.model(),
-        None,
-        SaveInfo {
-            tokenizer_path: meta.tokenizer_path.clone(),
-            tokenizer_sha256: Some(rl.engine.tokenizer().fingerprint()?),
-            run: run.clone(),
-            ..SaveInfo::default()
-        },
-    )?;
-    let k = rewards.len().clamp(1, 5);
-    let results = json!({
-        "steps": rl.step, "pass_at_1_start": pass_start, "pass_at_1_end": pass_end,
-        "mean_reward_first": rewards.iter().take(k).sum::<f64>() / k as f64,
-        "mean_reward_last": rewards.iter().rev().take(k).sum::<f64>() / k as f64,
-        "wall_s": start.elapsed().as_secs_f64(),
-    });
+    let (dir, results) = (out.checkpoint_dir, serde_json::to_value(&out.results)?);
     super::report_stage(
         "chat-rl",
-        json!({"checkpoint_dir": dir, "run": run}),
+        json!({"checkpoint_dir": dir, "run": out.run}),
         results.clone(),
     );
-    println!(
-        "{}",
-        serde_json::to_string_pretty(
-            &json!({"phase": "rl", "model_tag": tag, "checkpoint_dir": dir, "results": results})
-        )?
-    );
+    let printed =
+        json!({"phase": "rl", "model_tag": tag, "checkpoint_dir": dir, "results": results});
+    println!("{}", serde_json::to_string_pretty(&printed)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -7,42 +7,16 @@ use serde::Serialize;
 
 use super::{single_token, ChatModel};
 use crate::engine::GenerateParams;
-use crate::tasks::{
-    EvalData, EvalType, Gsm8k, HumanEval, MultipleChoice, SpellingBee, Split, Task,
-};
+use crate::tasks::{task_by_name, EvalData, EvalType, Task, TaskUse};
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, Result};
 
-/// The tasks of `nanochat chat-eval`, in its order.
-pub const CHAT_TASKS: [&str; 6] = [
-    "ARC-Easy",
-    "ARC-Challenge",
-    "MMLU",
-    "GSM8K",
-    "HumanEval",
-    "SpellingBee",
-];
+pub use crate::tasks::{CHAT_TASKS, SPELLING_BEE_SIZE};
 
-/// Examples of the SpellingBee test split (nanochat's size).
-pub const SPELLING_BEE_SIZE: usize = 256;
-
-/// A task by its `chat-eval` name.
+/// A task by its `chat-eval` name ([`CHAT_TASKS`]): [`task_by_name`] with [`TaskUse::Eval`].
+/// Errors: [`CoreError::Unknown`] listing the names, or the data's loading error.
 pub fn chat_task(name: &str, data: EvalData) -> Result<Arc<dyn Task>> {
-    Ok(match name {
-        "ARC-Easy" => Arc::new(MultipleChoice::arc_easy(data)?),
-        "ARC-Challenge" => Arc::new(MultipleChoice::arc_challenge(data)?),
-        "MMLU" => Arc::new(MultipleChoice::mmlu(data)?),
-        "GSM8K" => Arc::new(Gsm8k::load(data)?),
-        "HumanEval" => Arc::new(HumanEval::load(data)?),
-        "SpellingBee" => Arc::new(SpellingBee::new(SPELLING_BEE_SIZE, Split::Test)?),
-        other => {
-            return Err(CoreError::Unknown {
-                kind: "task",
-                name: other.to_string(),
-                expected: format!("one of {}", CHAT_TASKS.join("|")),
-            })
-        }
-    })
+    task_by_name(name, TaskUse::Eval(data))
 }
 
 /// How tasks are evaluated (nanochat's chat_eval defaults).

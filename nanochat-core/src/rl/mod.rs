@@ -6,9 +6,15 @@
 //! weighted by its sequence's advantage, summed and divided by the number of sampled tokens
 //! (prompt tokens and tokens the calculator forced are not trained). The learning rate decays
 //! linearly to 0.
+//!
+//! [`RlTrainer::run`] is the whole `chat-rl` run (evaluation, metrics, checkpoint: see
+//! [`RlRun`]); [`RlTrainer::train_step`] is one step of it.
 
+mod run;
 #[cfg(test)]
 mod tests;
+
+pub use run::{RlEvent, RlOutcome, RlResults, RlRun, RlTasks};
 
 use std::sync::Arc;
 
@@ -24,16 +30,22 @@ use crate::{DType, Grads, Result, Tape, Tensor};
 /// Settings of a run (nanochat's chat_rl defaults, scaled for small models).
 #[derive(Clone, Debug, Serialize)]
 pub struct RlConfig {
+    /// Optimizer steps of the run.
     pub total_steps: u64,
     /// Prompts per optimizer step.
     pub examples_per_step: usize,
     /// Samples per prompt.
     pub num_samples: usize,
+    /// Most tokens per sampled completion (and per greedy evaluation completion).
     pub max_new_tokens: usize,
+    /// Sampling temperature of the training samples.
     pub temperature: f32,
+    /// Sample among the k most likely tokens (`None`: all).
     pub top_k: Option<usize>,
     /// The optimizer's rates as a fraction of the pretraining defaults (nanochat: 0.05).
     pub init_lr_frac: f32,
+    /// Prompt `n` (counted over the run) samples with seed `seed * 1_000_003 + n`; also the
+    /// seed of the task mixtures' shuffle.
     pub seed: u64,
 }
 
@@ -53,27 +65,38 @@ impl Default for RlConfig {
 }
 
 /// One step's statistics.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RlStep {
+    /// Optimizer steps done, this one included.
     pub step: u64,
     /// Mean reward of the step's samples (before the update).
     pub mean_reward: f64,
     /// Mean length of the sampled completions, in tokens.
     pub mean_tokens: f64,
+    /// The learning-rate multiplier this step used (1 - steps before / total steps).
     pub lr_multiplier: f64,
 }
 
 /// The model (inside an engine, which samples with the current weights: the optimizer updates
 /// them in place), its optimizer and the task.
 pub struct RlTrainer {
+    /// The model being trained and its tokenizer.
     pub engine: Engine,
     optim: Optimizer,
     task: Arc<dyn Task>,
+    /// The run's settings.
     pub cfg: RlConfig,
+    /// Optimizer steps done.
     pub step: u64,
 }
 
 impl RlTrainer {
+    /// A trainer of `engine`'s model on the prompts of `task`, with nanochat's optimizers at
+    /// `cfg.init_lr_frac` of their default rates.
+    ///
+    /// Errors: [`crate::CoreError::InvalidArgument`] for no steps, no prompts per step or
+    /// fewer than 2 samples per prompt; [`crate::CoreError::NoData`] for a task without
+    /// examples.
     pub fn new(engine: Engine, task: Arc<dyn Task>, cfg: RlConfig) -> Result<RlTrainer> {
         let d = OptimConfig::default();
         let f = cfg.init_lr_frac;

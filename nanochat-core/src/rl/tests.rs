@@ -1,6 +1,8 @@
 //! chat-rl tests: REINFORCE raises the mean reward of a tiny model on synthetic arithmetic
 //! (after a short supervised warm-up, so that some samples are right and the advantages are
-//! not all zero); a step with equal rewards leaves the weights unchanged.
+//! not all zero); a step with equal rewards leaves the weights unchanged; a whole run is the
+//! loop `chat-rl` ran (evaluations and steps in the same order, to the bit), and the reward
+//! tasks' mixtures.
 
 use std::sync::Arc;
 
@@ -114,4 +116,200 @@ fn settings_that_cannot_learn_are_refused() {
     );
     let err = err.to_string();
     assert!(err.contains("2 samples per prompt"), "{err}");
+}
+
+/// A task whose reward (the completion's byte sum modulo 7, over 6) varies with any model, so
+/// that even an untrained model's advantages are not all zero.
+struct Scored(Arithmetic);
+
+impl Task for Scored {
+    fn name(&self) -> String {
+        "scored".into()
+    }
+    fn eval_type(&self) -> crate::tasks::EvalType {
+        crate::tasks::EvalType::Generative
+    }
+    fn num_examples(&self) -> usize {
+        self.0.num_examples()
+    }
+    fn get_example(&self, i: usize) -> Result<crate::tokenizer::chat::Conversation> {
+        self.0.get_example(i)
+    }
+    fn evaluate(&self, _: &crate::tokenizer::chat::Conversation, _: &str) -> bool {
+        false
+    }
+    fn reward(&self, _: &crate::tokenizer::chat::Conversation, completion: &str) -> f64 {
+        (completion.bytes().map(u64::from).sum::<u64>() % 7) as f64 / 6.0
+    }
+}
+
+fn weights(engine: &Engine) -> Vec<Vec<f32>> {
+    engine
+        .model()
+        .named_parameters()
+        .into_iter()
+        .map(|(_, p)| p.to_vec_f32().unwrap())
+        .collect()
+}
+
+/// `RlTrainer::run` is the loop `chat-rl` ran: greedy pass@1 first, then each step with pass@1
+/// after steps 2 and 3 (every 2 and the last), to the bit the same numbers and weights as the
+/// steps and evaluations made by hand; one metrics line per step (pass@1 where measured), the
+/// checkpoint of the last step with the run's JSON, and the summary's means over the steps.
+#[test]
+fn run_is_chat_rls_loop_to_the_bit() {
+    let cfg = RlConfig {
+        total_steps: 3,
+        examples_per_step: 2,
+        num_samples: 3,
+        max_new_tokens: 8,
+        ..RlConfig::default()
+    };
+    let train: Arc<dyn Task> = Arc::new(Scored(Arithmetic::easy(50, Split::Train)));
+    let test: Arc<dyn Task> = Arc::new(Scored(Arithmetic::easy(10, Split::Test)));
+    let root = tempfile::tempdir().unwrap();
+    let run = RlRun {
+        test: test.clone(),
+        tasks: vec!["scored".into()],
+        eval_every: 2,
+        eval_examples: 3,
+        root: root.path().to_path_buf(),
+        model_tag: "t".into(),
+        source_phase: crate::checkpoint::Phase::Sft,
+        source_step: 7,
+        tokenizer_path: None,
+        started: std::time::Instant::now(),
+    };
+    let mut rl = RlTrainer::new(
+        crate::engine::tests::engine(256, 3),
+        train.clone(),
+        cfg.clone(),
+    )
+    .unwrap();
+    let before = weights(&rl.engine);
+    let mut events = Vec::new();
+    let out = rl.run(&run, &mut |e| events.push(e.clone())).unwrap();
+
+    let mut hand = RlTrainer::new(crate::engine::tests::engine(256, 3), train, cfg).unwrap();
+    let greedy = GenerateParams {
+        num_samples: 1,
+        max_tokens: 8,
+        temperature: 0.0,
+        top_k: None,
+        seed: Some(0),
+    };
+    let pass = |t: &RlTrainer| mean_reward(&t.engine, test.as_ref(), 3, &greedy).unwrap();
+    let start = pass(&hand);
+    let s1 = hand.train_step().unwrap();
+    let s2 = hand.train_step().unwrap();
+    let p2 = pass(&hand);
+    let s3 = hand.train_step().unwrap();
+    let p3 = pass(&hand);
+    let dir = root.path().join("rl_checkpoints").join("t");
+    let eval = |step, pass_at_1| RlEvent::Eval { step, pass_at_1 };
+    assert_eq!(
+        events,
+        [
+            eval(0, start),
+            RlEvent::Step(s1.clone()),
+            eval(2, p2),
+            RlEvent::Step(s2.clone()),
+            eval(3, p3),
+            RlEvent::Step(s3.clone()),
+            RlEvent::Saved {
+                step: 3,
+                dir: dir.clone()
+            },
+        ]
+    );
+    assert_eq!(weights(&rl.engine), weights(&hand.engine));
+    assert_ne!(weights(&rl.engine), before, "the steps trained nothing");
+    let r = [s1.mean_reward, s2.mean_reward, s3.mean_reward];
+    assert_eq!(
+        out.results,
+        RlResults {
+            steps: 3,
+            pass_at_1_start: start,
+            pass_at_1_end: p3,
+            mean_reward_first: (r[0] + r[1] + r[2]) / 3.0,
+            mean_reward_last: (r[2] + r[1] + r[0]) / 3.0,
+            wall_s: out.results.wall_s,
+        }
+    );
+    let keys: Vec<String> = serde_json::to_value(&out.results)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "mean_reward_first",
+            "mean_reward_last",
+            "pass_at_1_end",
+            "pass_at_1_start",
+            "steps",
+            "wall_s"
+        ]
+    );
+    assert_eq!(out.checkpoint_dir, dir);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let line = |s: &RlStep, pass: Option<f64>| {
+        let mut v = serde_json::json!({"step": s.step, "mean_reward": s.mean_reward,
+            "mean_tokens": s.mean_tokens, "lr_multiplier": s.lr_multiplier});
+        if let Some(p) = pass {
+            v["pass_at_1"] = serde_json::json!(p);
+        }
+        v
+    };
+    assert_eq!(
+        lines,
+        [line(&s1, None), line(&s2, Some(p2)), line(&s3, Some(p3))]
+    );
+    let meta = crate::checkpoint::read_meta(&dir, 3).unwrap();
+    assert_eq!(meta.phase, crate::checkpoint::Phase::Rl);
+    assert_eq!(
+        meta.run,
+        serde_json::json!({"command": "chat-rl", "source": {"phase": "sft", "tag": "t", "step": 7},
+            "tasks": ["scored"], "config": rl.cfg})
+    );
+    assert_eq!(meta.run, out.run);
+    assert_eq!(
+        meta.tokenizer_sha256,
+        Some(rl.engine.tokenizer().fingerprint().unwrap())
+    );
+}
+
+/// The reward tasks' mixtures: 2000 train-split and 1000 test-split examples of each named
+/// task, shuffled with the seed; a task without a reward is refused by name.
+#[test]
+fn reward_task_mixtures() {
+    let names = vec!["arithmetic".to_string(), "spelling-bee".to_string()];
+    let tasks = RlTasks::new(&names, 42).unwrap();
+    assert_eq!(tasks.train.num_examples(), 4000);
+    assert_eq!(tasks.test.num_examples(), 2000);
+    let parts: Vec<Arc<dyn Task>> = vec![
+        Arc::new(Arithmetic::new(1000, Split::Test)),
+        Arc::new(crate::tasks::SpellingBee::new(1000, Split::Test).unwrap()),
+    ];
+    let by_hand = crate::tasks::TaskMixture::new(parts, 42);
+    for i in [0, 1, 999, 1999] {
+        assert_eq!(
+            tasks.test.get_example(i).unwrap(),
+            by_hand.get_example(i).unwrap()
+        );
+    }
+    let names = vec!["arithmetic".to_string(), "chitchat".to_string()];
+    match RlTasks::new(&names, 42).err() {
+        Some(crate::CoreError::Unknown { kind, name, .. }) => {
+            assert_eq!((kind, name.as_str()), ("reward task", "chitchat"))
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -6,6 +6,9 @@
 //! Training tasks: chat conversations (chitchat, chatterbot), [`CustomJson`] (one conversation
 //! per JSONL line, e.g. the identity set), [`SpellingBee`] and [`SimpleSpelling`] (synthetic from
 //! a word list), and [`Arithmetic`] (synthetic word problems answered with the calculator tool).
+//!
+//! Every use finds tasks by name in one registry, [`task_by_name`] with a [`TaskUse`]
+//! (training, reward, evaluation).
 
 mod arithmetic;
 mod conversations;
@@ -13,6 +16,7 @@ pub mod eval_data;
 mod gsm8k;
 mod humaneval;
 mod multiple_choice;
+mod registry;
 mod spelling;
 
 use std::sync::Arc;
@@ -23,6 +27,7 @@ pub use eval_data::EvalData;
 pub use gsm8k::{Gsm8k, Gsm8kItem};
 pub use humaneval::{HumanEval, HumanEvalProblem};
 pub use multiple_choice::{render_mc, McItem, MultipleChoice, LETTERS};
+pub use registry::{task_by_name, training_task, TaskUse, CHAT_TASKS, SPELLING_BEE_SIZE};
 pub use spelling::{SimpleSpelling, SpellingBee, Split};
 
 use rand::seq::SliceRandom;
@@ -330,31 +335,6 @@ impl Task for TaskSequence {
         false
     }
     delegate_by_index!();
-}
-
-/// Builds the training tasks named on a command line (`chitchat`, `chatterbot`, `identity`,
-/// `spelling-bee`, `simple-spelling`, `arithmetic`, or a path to a JSONL file of
-/// conversations). A name listed twice is oversampled.
-pub fn training_task(name: &str) -> Result<Arc<dyn Task>> {
-    Ok(match name {
-        "chitchat" => Arc::new(CustomJson::chat_set("chitchat")?),
-        "chatterbot" => Arc::new(CustomJson::chat_set("chatterbot")?),
-        "identity" => Arc::new(CustomJson::identity()?),
-        "spelling-bee" | "spellingbee" => Arc::new(SpellingBee::new(2000, Split::Train)?),
-        "simple-spelling" | "simplespelling" => Arc::new(SimpleSpelling::new(1000, Split::Train)?),
-        "arithmetic" => Arc::new(Arithmetic::new(2000, Split::Train)),
-        "gsm8k" | "GSM8K" => {
-            return Err(CoreError::Unsupported { op: "training task", why: "GSM8K exists here only as a test split: it is never trained on".into() })
-        }
-        path if path.ends_with(".jsonl") => Arc::new(CustomJson::from_file(std::path::Path::new(path))?),
-        other => {
-            return Err(CoreError::Unknown {
-                kind: "task",
-                name: other.to_string(),
-                expected: "chitchat, chatterbot, identity, spelling-bee, simple-spelling, arithmetic or a .jsonl file".into(),
-            })
-        }
-    })
 }
 
 #[cfg(test)]

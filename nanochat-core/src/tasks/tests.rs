@@ -163,6 +163,92 @@ fn task_names_and_gsm8k_refusal() {
     assert_eq!(final_answer("no marker"), None);
 }
 
+/// The one registry: each use accepts its own names and aliases and builds its own split and
+/// size; a name it does not accept (even one another use knows) is `Unknown`, listing the
+/// names of that use.
+#[test]
+fn registry_accepts_each_uses_names_and_only_those() {
+    let reward = |split, size| TaskUse::Reward { split, size };
+    for n in ["arithmetic", "spelling-bee", "spellingbee", "SpellingBee"] {
+        let train = task_by_name(n, reward(Split::Train, 7)).unwrap();
+        let test = task_by_name(n, reward(Split::Test, 7)).unwrap();
+        assert_eq!((train.num_examples(), test.num_examples()), (7, 7), "{n}");
+        assert_ne!(texts(train.as_ref(), 7), texts(test.as_ref(), 7), "{n}");
+    }
+    let arithmetic = task_by_name("arithmetic", reward(Split::Test, 5)).unwrap();
+    assert_eq!(
+        texts(arithmetic.as_ref(), 5),
+        texts(&Arithmetic::new(5, Split::Test), 5)
+    );
+    let bee = task_by_name("SpellingBee", reward(Split::Train, 5)).unwrap();
+    assert_eq!(
+        texts(bee.as_ref(), 5),
+        texts(&SpellingBee::new(5, Split::Train).unwrap(), 5)
+    );
+    for (n, size) in [
+        ("spelling-bee", 2000),
+        ("spellingbee", 2000),
+        ("simple-spelling", 1000),
+        ("simplespelling", 1000),
+        ("arithmetic", 2000),
+    ] {
+        let t = task_by_name(n, TaskUse::Training).unwrap();
+        assert_eq!(t.num_examples(), size, "{n}");
+    }
+    let eval = TaskUse::Eval(EvalData::Samples);
+    let bee = task_by_name("SpellingBee", eval).unwrap();
+    assert_eq!(bee.num_examples(), SPELLING_BEE_SIZE);
+    assert_eq!(
+        texts(bee.as_ref(), 3),
+        texts(
+            &SpellingBee::new(SPELLING_BEE_SIZE, Split::Test).unwrap(),
+            3
+        )
+    );
+    let training = "chitchat, chatterbot, identity, spelling-bee, simple-spelling, arithmetic or a .jsonl file";
+    let chat_eval = "one of ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval|SpellingBee";
+    let rewarded = "arithmetic or spelling-bee";
+    for (n, for_use, kind, expected) in [
+        ("chitchat", reward(Split::Train, 9), "reward task", rewarded),
+        ("GSM8K", reward(Split::Test, 9), "reward task", rewarded),
+        (
+            "simple-spelling",
+            reward(Split::Train, 9),
+            "reward task",
+            rewarded,
+        ),
+        (
+            "mine.jsonl",
+            reward(Split::Train, 9),
+            "reward task",
+            rewarded,
+        ),
+        ("ARC-Easy", TaskUse::Training, "task", training),
+        ("SpellingBee", TaskUse::Training, "task", training),
+        ("nope", TaskUse::Training, "task", training),
+        ("spelling-bee", eval, "task", chat_eval),
+        ("arithmetic", eval, "task", chat_eval),
+        ("gsm8k", eval, "task", chat_eval),
+        ("mine.jsonl", eval, "task", chat_eval),
+    ] {
+        match task_by_name(n, for_use).err() {
+            Some(CoreError::Unknown {
+                kind: k,
+                name,
+                expected: e,
+            }) => assert_eq!((k, name.as_str(), e.as_str()), (kind, n, expected)),
+            other => panic!("{n} for {for_use:?}: {other:?}"),
+        }
+    }
+    let e = task_by_name("gsm8k", reward(Split::Train, 9))
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "unknown reward task `gsm8k`: expected arithmetic or spelling-bee"
+    );
+}
+
 #[test]
 fn every_example_renders() {
     let tok = crate::tokenizer::tests::small_tokenizer();

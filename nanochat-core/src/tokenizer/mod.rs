@@ -10,11 +10,15 @@ pub mod chat;
 pub mod eval;
 mod fingerprint;
 mod train;
+mod train_run;
 
 use std::path::{Path, PathBuf};
 
 pub use fingerprint::{fingerprint, fingerprint_tiktoken, TokenEntry};
 pub use train::{train_chars, train_tokenizer, TrainChars, TrainOptions};
+pub use train_run::{
+    tok_train, Probe, TokTrainConfig, TokTrainEvent, TokTrainSummary, UnusedChars, PROBE,
+};
 
 use crate::{CoreError, Result};
 
