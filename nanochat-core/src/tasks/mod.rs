@@ -12,6 +12,7 @@
 
 mod arithmetic;
 mod conversations;
+/// Where evaluation files come from: fetched data or the committed samples.
 pub mod eval_data;
 mod gsm8k;
 mod humaneval;
@@ -45,9 +46,14 @@ pub enum EvalType {
     Categorical,
 }
 
+/// A set of conversations a model trains on or is evaluated on (nanochat's `tasks/common.py`
+/// `Task`): indexed examples, and a judge of completions.
 pub trait Task: Send + Sync {
+    /// The task's name, as reported (e.g. `GSM8K`).
     fn name(&self) -> String;
+    /// Whether answers are generated or picked among choices.
     fn eval_type(&self) -> EvalType;
+    /// Number of examples (`len(task)` in nanochat).
     fn num_examples(&self) -> usize;
     /// The `i`-th conversation (the last message is the reference answer).
     fn get_example(&self, i: usize) -> Result<Conversation>;
@@ -139,6 +145,9 @@ pub struct TaskSlice {
 }
 
 impl TaskSlice {
+    /// Examples `start..stop` of `inner` every `step` (nanochat's `Task(start, stop, step)`);
+    /// `stop` is clamped to the task's length. [`CoreError::InvalidArgument`] for a zero `step`
+    /// or `start` past `stop`.
     pub fn new(
         inner: Arc<dyn Task>,
         start: usize,
@@ -237,6 +246,8 @@ pub struct TaskMixture {
 }
 
 impl TaskMixture {
+    /// All examples of `tasks`, shuffled once with a generator seeded by `seed`
+    /// (nanochat's `TaskMixture`).
     pub fn new(tasks: Vec<Arc<dyn Task>>, seed: u64) -> TaskMixture {
         let mut index: Vec<(usize, usize)> = tasks
             .iter()
@@ -290,6 +301,7 @@ pub struct TaskSequence {
 }
 
 impl TaskSequence {
+    /// `tasks`' examples in order, task after task (nanochat's `TaskSequence`).
     pub fn new(tasks: Vec<Arc<dyn Task>>) -> TaskSequence {
         TaskSequence { tasks }
     }
