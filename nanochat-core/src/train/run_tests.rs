@@ -80,13 +80,19 @@ fn a_base_run_on_the_bundled_corpus_accounts_for_both_splits() {
     assert_eq!(rows[0]["input"], "bundled corpus (its first 95%)");
     assert_eq!(rows[0]["role"], "training");
     assert_eq!(rows[1]["role"], "validation");
-    // Notes: a line per input, then the warning that two steps leave most of the corpus unread.
-    assert_eq!(notes.len(), 3, "{notes:?}");
+    // Notes: a line per input, then the warnings that two steps and 64 validation tokens leave
+    // most of each split unread.
+    assert_eq!(notes.len(), 4, "{notes:?}");
     assert!(notes[0].starts_with("base-train training input bundled corpus (its first 95%): "));
     assert!(notes[1].starts_with("base-train validation input bundled corpus (its last 5%): "));
     assert!(
         notes[2].starts_with("warning: --total-steps 2 of 64 tokens leaves ")
             && notes[2].ends_with("raise --total-steps to train on all of it"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[3].starts_with("warning: --eval-tokens 64 leaves ")
+            && notes[3].ends_with("raise --eval-tokens to measure on all of it"),
         "{notes:?}"
     );
     let d = run.describe();
