@@ -37,6 +37,7 @@ pub mod optim;
 pub mod paths;
 pub mod report;
 pub mod rl;
+pub mod speedrun;
 pub mod tasks;
 pub mod tensor;
 pub mod tokenizer;

@@ -104,7 +104,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tokenizer,
         meta,
     } = args.model.load(&device)?;
-    let tag = super::chat_train::root_tag(&root, phase, args.model.model_tag.as_deref(), &meta);
+    let tag =
+        nanochat_core::checkpoint::root_tag(&root, phase, args.model.model_tag.as_deref(), &meta);
     let mut rl = RlTrainer::new(Engine::new(model, tokenizer)?, tasks.train, args.config())?;
     let run = RlRun {
         test: tasks.test,

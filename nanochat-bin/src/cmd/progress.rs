@@ -3,9 +3,11 @@
 //! a line per evaluation, sample and checkpoint, and warnings about rows without a supervised
 //! token (the first step that has some, every skipped step, and the total at the end).
 
+use std::time::Instant;
+
 use indicatif::{ProgressBar, ProgressStyle};
 use nanochat_core::eval::EvalEvent;
-use nanochat_core::train::{Event, StepMetrics};
+use nanochat_core::train::{Event, RunOutcome, StepMetrics, Trainer};
 
 /// The bar of a long-running command (`None` with `--quiet`): `template` is indicatif's
 /// (e.g. `"[{elapsed_precise}] {bar:30} {pos}/{len} {msg}"`), `prefix` fills `{prefix}`.
@@ -63,6 +65,20 @@ pub fn line(bar: &Option<ProgressBar>, s: String) {
 
 /// The training bar's template.
 pub const STEPS: &str = "[{elapsed_precise}] {bar:30} {pos}/{len} {msg}";
+
+/// Runs `trainer` to its last step behind the training display ([`TrainProgress`]) and returns
+/// what it measured; `wall_s` counts from `started` (the command's start).
+pub fn train(trainer: &mut Trainer, quiet: bool, started: Instant) -> anyhow::Result<RunOutcome> {
+    let mut progress = TrainProgress::new(trainer.cfg.total_steps, trainer.step, quiet);
+    let val_bpb = trainer.run(&mut |e| progress.event(e))?;
+    progress.finish();
+    Ok(RunOutcome {
+        val_bpb,
+        mean_tokens_per_s: progress.mean_tokens_per_s(),
+        masked_rows: progress.masked_rows(),
+        wall_s: started.elapsed().as_secs_f64(),
+    })
+}
 
 pub struct TrainProgress {
     bar: Option<ProgressBar>,

@@ -2,13 +2,18 @@
 //! total batch size, nanochat's optimizers and schedules, validation bits per byte, greedy
 //! samples, checkpoints (resumable to the bit on the CPU) and a `metrics.jsonl`. Rows and
 //! micro-batches with no supervised token are counted and left out ([`accumulate_gradients`]);
-//! a step made only of them is skipped.
+//! a step made only of them is skipped. [`BaseRun`] and [`ChatRun`] set up the runs of
+//! `nanochat base-train` and `mid-train` / `chat-sft` from their settings.
 
 mod accumulate;
+mod base;
 mod bench;
 mod bpb;
+mod chat;
 mod memory;
 mod metrics;
+#[cfg(test)]
+mod run_tests;
 #[cfg(test)]
 mod tests;
 
@@ -16,8 +21,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub use accumulate::{accumulate_gradients, has_supervised_target, masked_rows, Accumulated};
+pub use base::{account_inputs, BaseRun, BaseTrainOptions};
 pub use bench::{bench_train, peak_host_bytes, TrainBench};
 pub use bpb::{batch_nats_bytes, evaluate_bpb};
+pub use chat::{
+    account_conversations, ChatRun, ChatSource, ChatTrainOptions, ConversationReads, DEFAULT_TASKS,
+};
 pub use memory::{check_fits, estimate_training_bytes, free_bytes};
 pub use metrics::{MetricsLog, StepMetrics};
 
@@ -141,6 +150,20 @@ pub enum Event {
         step: u64,
         dir: PathBuf,
     },
+}
+
+/// What a finished run measured, for its summary and its report stage ([`BaseRun::summary`],
+/// [`ChatRun::report`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunOutcome {
+    /// The last validation bits per byte ([`Trainer::run`]).
+    pub val_bpb: Option<f64>,
+    /// Mean tokens per second of the steps after the first (`None`: one step or none).
+    pub mean_tokens_per_s: Option<f64>,
+    /// Rows without a supervised token over the run (left out of training).
+    pub masked_rows: u64,
+    /// Wall-clock seconds of the whole command.
+    pub wall_s: f64,
 }
 
 /// The peak FLOP/s MFU is measured against: `$NANOCHAT_PEAK_FLOPS`, else H100 figures on CUDA
