@@ -251,8 +251,11 @@ pub enum CoreError {
     /// the task's name as given (`GSM8K`, a CORE label) and the error.
     #[error("{op} {task}: {error}")]
     Task {
+        /// What failed: `loading task` or `evaluating`.
         op: &'static str,
+        /// The task's name as given.
         task: String,
+        /// The underlying error.
         error: Box<CoreError>,
     },
     /// No gradient reached the tensor `name` (it did not take part in the loss).

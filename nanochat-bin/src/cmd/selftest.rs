@@ -7,21 +7,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use nanochat_core::verify::verify_reference_bytes;
-use nanochat_kernels::check::{all_checks, run_check};
-use serde_json::json;
-
-/// The fixtures of tests/fixtures/reference, built into the binary.
-const FIXTURES: [(&str, &[u8]); 2] = [
-    (
-        "gqa_tiny.safetensors",
-        include_bytes!("../../../tests/fixtures/reference/gqa_tiny.safetensors"),
-    ),
-    (
-        "mha_small.safetensors",
-        include_bytes!("../../../tests/fixtures/reference/mha_small.safetensors"),
-    ),
-];
+use nanochat_core::selftest::{selftest, SelftestEvent};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,81 +23,59 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = args.device.open()?;
-    let checks: Vec<_> = all_checks()
-        .into_iter()
-        .filter(|c| args.filter.as_deref().is_none_or(|f| c.name.contains(f)))
-        .collect();
-    let mut reports = Vec::new();
-    let (mut passed, mut failed) = (0, 0);
-    for (i, check) in checks.iter().enumerate() {
-        let started = std::time::Instant::now();
-        let rs = run_check(device.client(), check);
-        let bad = rs.iter().filter(|r| !r.passed).count();
-        passed += rs.len() - bad;
-        failed += bad;
+    let r = selftest(&device, args.filter.as_deref(), &mut |e| {
         if !args.json {
-            let worst = rs
+            print_event(e)
+        }
+    })?;
+    if args.json {
+        writeln!(std::io::stdout(), "{}", r.to_json())?;
+    } else {
+        println!(
+            "selftest on {device}: {} comparisons passed, {} failed",
+            r.passed, r.failed
+        );
+    }
+    Ok(if r.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One table line per check (and per failed comparison) and per fixture, on stderr.
+fn print_event(e: SelftestEvent<'_>) {
+    match e {
+        SelftestEvent::Check {
+            index,
+            of,
+            name,
+            reports,
+            seconds,
+        } => {
+            let bad = reports.iter().filter(|r| !r.passed).count();
+            let worst = reports
                 .iter()
                 .map(|r| r.rel_err / r.tolerance.max(f64::MIN_POSITIVE))
                 .fold(0.0, f64::max);
+            let verdict = if bad == 0 { "ok  " } else { "FAIL" };
             eprintln!(
-                "[{:>2}/{}] {:<28} {:>4} comparisons  {}  worst err/tol {:.2}  ({:.1}s)",
-                i + 1,
-                checks.len(),
-                check.name,
-                rs.len(),
-                if bad == 0 { "ok  " } else { "FAIL" },
-                worst,
-                started.elapsed().as_secs_f64()
+                "[{:>2}/{of}] {name:<28} {:>4} comparisons  {verdict}  worst err/tol {worst:.2}  ({seconds:.1}s)",
+                index + 1,
+                reports.len(),
             );
-            for r in rs.iter().filter(|r| !r.passed) {
+            for r in reports.iter().filter(|r| !r.passed) {
                 eprintln!(
                     "      {} {} [{}]: rel_err {:.3e} > tol {:.1e}",
                     r.name, r.dtype, r.case, r.rel_err, r.tolerance
                 );
             }
         }
-        reports.extend(rs);
+        SelftestEvent::Fixture { name, report: r } => eprintln!(
+            "[reference] {name:<24} max_rel_err {:.2e}  muon_rel_err {:.2e}  {}",
+            r.max_rel_err,
+            r.muon_rel_err.unwrap_or(0.0),
+            if r.passed() { "ok" } else { "FAIL (> 1e-4)" }
+        ),
     }
-    let mut fixtures = Vec::new();
-    if args
-        .filter
-        .as_deref()
-        .is_none_or(|f| "reference".contains(f))
-    {
-        for (name, bytes) in FIXTURES {
-            let r = verify_reference_bytes(bytes, name, &device)?;
-            if r.passed() {
-                passed += 1;
-            } else {
-                failed += 1;
-            }
-            if !args.json {
-                eprintln!(
-                    "[reference] {name:<24} max_rel_err {:.2e}  muon_rel_err {:.2e}  {}",
-                    r.max_rel_err,
-                    r.muon_rel_err.unwrap_or(0.0),
-                    if r.passed() { "ok" } else { "FAIL (> 1e-4)" }
-                );
-            }
-            fixtures.push(r.to_json());
-        }
-    }
-    if args.json {
-        let out = json!({
-            "device": device.to_string(),
-            "passed": passed,
-            "failed": failed,
-            "comparisons": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-            "reference_fixtures": fixtures,
-        });
-        writeln!(std::io::stdout(), "{out}")?;
-    } else {
-        println!("selftest on {device}: {passed} comparisons passed, {failed} failed");
-    }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }

@@ -19,6 +19,7 @@ static WORDS_SAMPLE: &str = include_str!("../../../data/samples/words.txt");
 /// Which seeds a synthetic task draws from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
+    /// Seeds from 0: the examples trained on.
     Train,
     /// Seeds offset far past any training index.
     Test,

@@ -41,8 +41,11 @@ use crate::{CoreError, DType, Device, Result};
 
 /// A stream of training batches whose position can be saved and restored.
 pub trait BatchSource: Send {
+    /// The next micro-batch, (B, T) inputs and targets.
     fn next_batch(&mut self) -> Result<Batch>;
+    /// Where the stream is, to save in a checkpoint.
     fn position(&self) -> LoaderState;
+    /// Moves the stream to a saved position; errors when the state does not fit the data.
     fn restore(&mut self, state: LoaderState) -> Result<()>;
 }
 
@@ -61,17 +64,23 @@ impl BatchSource for DataLoader {
 /// Settings of a run.
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
+    /// The phase being trained (names the checkpoint folder and the report stage).
     pub phase: Phase,
     /// Checkpoints go to `root/{phase}_checkpoints/{model_tag}/`.
     pub root: PathBuf,
+    /// The model's tag (the checkpoint folder's name, e.g. `d20`).
     pub model_tag: String,
     /// Rows per micro-batch.
     pub batch_size: usize,
+    /// Tokens per row (T).
     pub seq_len: usize,
     /// Tokens per optimizer step (a multiple of batch_size * seq_len).
     pub total_batch_size: usize,
+    /// Optimizer steps of the run (nanochat's `num_iterations`).
     pub total_steps: u64,
+    /// Optimizer settings (AdamW for embeddings and lm_head, Muon for matrices).
     pub optim: OptimConfig,
+    /// Learning-rate multiplier by step (warmup, constant, warmdown).
     pub schedule: LrSchedule,
     /// Measure validation bpb every this many steps (and at the end); 0: only at the end.
     pub eval_every: u64,
@@ -107,6 +116,7 @@ impl TrainConfig {
         Ok(self.total_batch_size / micro)
     }
 
+    /// `root/{phase}_checkpoints/{model_tag}/`.
     pub fn checkpoint_dir(&self) -> PathBuf {
         checkpoint_dir(&self.root, self.phase, &self.model_tag)
     }
@@ -136,18 +146,29 @@ impl StepOutcome {
 /// What the loop reports as it goes.
 #[derive(Clone, Debug)]
 pub enum Event {
+    /// An optimizer step finished (the line appended to `metrics.jsonl`).
     Step(StepMetrics),
+    /// Validation bits per byte was measured after `step`.
     Eval {
+        /// The step just taken.
         step: u64,
+        /// Validation bits per byte.
         val_bpb: f64,
     },
+    /// A sample prompt was continued greedily after `step`.
     Sample {
+        /// The step just taken.
         step: u64,
+        /// The prompt.
         prompt: String,
+        /// The model's greedy continuation.
         completion: String,
     },
+    /// A checkpoint of `step` was written into `dir`.
     Saved {
+        /// The step saved.
         step: u64,
+        /// The checkpoint folder.
         dir: PathBuf,
     },
 }
@@ -208,10 +229,16 @@ pub fn cpu_peak_flops() -> f64 {
     cores * mhz * 1e6 * per_cycle
 }
 
+/// The training loop of base-train, mid-train and chat-sft (nanochat's `scripts/base_train.py`
+/// loop: gradient accumulation, schedules, evaluation, sampling, checkpoints).
 pub struct Trainer {
+    /// The model being trained (f32 master weights).
     pub model: GPT,
+    /// Its optimizer and state.
     pub optim: Optimizer,
+    /// The tokenizer (decodes samples, recorded in checkpoints).
     pub tokenizer: Tokenizer,
+    /// The run's settings.
     pub cfg: TrainConfig,
     train: Box<dyn BatchSource>,
     val: Vec<Batch>,
