@@ -20,6 +20,7 @@
 //! ```
 
 pub mod autograd;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod device;

@@ -4,8 +4,28 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use nanochat_kernels::bench::{run_kernel_benchmarks, BenchSizes};
-use nanochat_kernels::{with_float, DType};
+use nanochat_core::bench::{bench_kernels, bench_tokenizer, KernelBenchOptions};
+use nanochat_kernels::DType;
+
+/// `--json`: the output is JSON either way; this makes it one compact line.
+#[derive(clap::Args)]
+pub struct JsonArg {
+    /// Print compact JSON on one line (the output is JSON either way).
+    #[arg(long)]
+    json: bool,
+}
+
+impl JsonArg {
+    /// Prints `value` compact or pretty.
+    fn print(&self, value: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
+        if self.json {
+            println!("{}", serde_json::to_string(value)?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -37,9 +57,8 @@ pub struct DecodeArgs {
     /// Timed decode steps (after one warm-up step).
     #[arg(long, default_value_t = 32)]
     steps: usize,
-    /// Print compact JSON on one line (the output is JSON either way).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 fn run_decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
@@ -54,12 +73,7 @@ fn run_decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
         args.steps,
     )
     .context("decode benchmark")?;
-    if args.json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    args.json.print(&r)
 }
 
 #[derive(clap::Args)]
@@ -82,9 +96,8 @@ pub struct TrainArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     steps: usize,
-    /// Print compact JSON on one line (the output is JSON either way).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -100,12 +113,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         dtype,
     )
     .context("training benchmark")?;
-    if args.json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    args.json.print(&r)
 }
 
 #[derive(clap::Args)]
@@ -113,32 +121,15 @@ pub struct TokenizerArgs {
     /// Directory (or file) of the tokenizer (default: as `tok-train` writes it).
     #[arg(long)]
     tokenizer: Option<std::path::PathBuf>,
-    /// Print compact JSON on one line (the output is JSON either way).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 fn run_tokenizer(args: TokenizerArgs) -> anyhow::Result<ExitCode> {
-    use nanochat_core::tokenizer::{eval, Tokenizer};
     let dir = super::paths()?.tokenizer_dir_or(args.tokenizer.as_deref());
-    let tok = Tokenizer::from_pretrained(&dir)
-        .with_context(|| format!("loading the tokenizer from {}", dir.display()))?;
-    let reference = eval::Reference::load()?;
-    // The whole bundled corpus: 6.2 MB of English in ~1,000 documents.
-    let docs = nanochat_core::data::bundled_documents()?;
-    let speed = eval::encode_speed(&tok, &reference, &docs, 3);
-    let mut out = serde_json::to_value(&speed)?;
-    out["tokenizer"] = serde_json::json!(dir.display().to_string());
-    out["vocab_size"] = serde_json::json!(tok.vocab_size());
-    out["threads"] = serde_json::json!(std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1));
-    if args.json {
-        println!("{out}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    let out = bench_tokenizer(&dir)
+        .with_context(|| format!("tokenizer benchmark of {}", dir.display()))?;
+    args.json.print(&out)
 }
 
 #[derive(clap::Args)]
@@ -162,9 +153,8 @@ pub struct KernelArgs {
     /// Rows (tokens) of those GEMMs (default: d12 at 16 x 2048, other depths at 8 x 2048).
     #[arg(long)]
     train_gemm_tokens: Option<usize>,
-    /// Print compact JSON on one line (the output is JSON either way).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// A depth of `--train-gemms` (`none` for no model).
@@ -187,40 +177,14 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     };
     let dtype = DType::from(args.dtype);
     let device = args.device.open()?;
-    if args.tf32 {
-        nanochat_kernels::matmul::set_precision(
-            device.client(),
-            nanochat_kernels::matmul::Precision::Tf32,
-        );
+    let sizes = KernelBenchOptions {
+        matmul_size: args.matmul_size,
+        train_gemms: args.train_gemms,
+        train_gemm_tokens: args.train_gemm_tokens,
     }
-    let mut sizes = BenchSizes::for_client(device.client());
-    if let Some(n) = args.matmul_size {
-        sizes.matmul = n;
-    }
-    if let Some(depths) = &args.train_gemms {
-        sizes.train_gemms.models = depths
-            .iter()
-            .filter(|&&d| d > 0)
-            .map(|&d| (d, if d == 12 { 16 * 2048 } else { 8 * 2048 }))
-            .collect();
-    }
-    if let Some(tokens) = args.train_gemm_tokens {
-        for m in &mut sizes.train_gemms.models {
-            m.1 = tokens;
-        }
-    }
+    .sizes(&device);
     eprintln!("benchmarking kernels on {device} ({dtype}); sizes {sizes:?}");
-    let mut out = with_float!(dtype, F => run_kernel_benchmarks::<F>(device.client(), &sizes))
+    let out = bench_kernels(&device, dtype, &sizes, args.tf32)
         .with_context(|| format!("kernel benchmark on {device}"))?;
-    out["device"] = serde_json::json!(device.to_string());
-    out["matmul_precision"] = serde_json::json!(format!(
-        "{:?}",
-        nanochat_kernels::matmul::precision(device.client())
-    ));
-    if args.json {
-        println!("{out}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    args.json.print(&out)
 }

@@ -19,6 +19,7 @@
 
 mod bench;
 mod chat;
+pub mod generation;
 mod number;
 pub mod openai;
 pub mod pool;

@@ -4,7 +4,7 @@
 //! and `nanochat_core::engine::openai`; this module only moves them over HTTP.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -17,15 +17,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use futures_util::StreamExt;
+use nanochat_core::engine::generation::{Generation, GenerationError};
 use nanochat_core::engine::openai::{error_body, models_list, OpenAiRequest, Reply};
 use nanochat_core::engine::request::{ChatRequest, RequestError, MAX_TOTAL_CHARS};
-use nanochat_core::engine::{completion_prompt, GenerateParams};
+use nanochat_core::engine::GenerateParams;
 use nanochat_core::tokenizer::chat::Conversation;
 use nanochat_core::tokenizer::Tokenizer;
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
 
-use nanochat_core::engine::pool::{Job, Pool, WorkerEvent};
+use nanochat_core::engine::pool::{Pool, WorkerEvent};
 
 /// The chat page, one self-contained HTML file.
 const PAGE: &str = include_str!("page.html");
@@ -107,24 +107,6 @@ async fn stats(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
     }))
 }
 
-/// Sets the job's cancel flag when the response (or the handler) is dropped: a client that
-/// goes away frees its worker at the worker's next token.
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// A started generation: the worker's id, its events, the cancel guard, the prompt's length.
-struct Started {
-    gpu: usize,
-    events: UnboundedReceiver<WorkerEvent>,
-    guard: CancelOnDrop,
-    prompt_tokens: usize,
-}
-
 /// Largest request body read (far above what the character limits allow: 32,000 characters
 /// are at most 128 KB of UTF-8, plus the JSON around them).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -149,68 +131,38 @@ fn parse<T>(
     })
 }
 
-/// Renders the prompt, waits for a worker and starts the job.
+/// Starts the generation and waits for its first event; refusals and worker failures become
+/// their HTTP status.
 async fn start(
     s: &AppState,
     conversation: &Conversation,
     params: GenerateParams,
     stop: Vec<String>,
-) -> Result<Started, Failure> {
-    let prompt = completion_prompt(&s.tokenizer, conversation)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
-    if prompt.len() >= s.block_size {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the conversation is {} tokens: no room left in the model's context of {} tokens",
-                prompt.len(),
-                s.block_size
-            ),
-        ));
-    }
-    let lease = s.pool.acquire().await;
-    let gpu = lease.id();
-    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
-    let cancel = Arc::new(AtomicBool::new(false));
-    let prompt_tokens = prompt.len();
-    lease.run(Job {
-        prompt,
-        params,
-        stop,
-        events: tx,
-        cancel: cancel.clone(),
-    });
-    Ok(Started {
-        gpu,
-        events,
-        guard: CancelOnDrop(cancel),
-        prompt_tokens,
-    })
-}
-
-/// Waits for the job's first event: an error before any text is a 500.
-async fn first_event(st: &mut Started) -> Result<WorkerEvent, Failure> {
-    match st.events.recv().await {
-        Some(WorkerEvent::Error(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
-        Some(ev) => Ok(ev),
-        None => Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("worker {} stopped without an answer", st.gpu),
-        )),
-    }
+) -> Result<(Generation, WorkerEvent), Failure> {
+    let fail = |e: GenerationError| {
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        error(status, e.to_string())
+    };
+    let mut g = (s.pool)
+        .generate(&s.tokenizer, s.block_size, conversation, params, stop)
+        .await
+        .map_err(fail)?;
+    let first = g.first_event().await.map_err(fail)?;
+    Ok((g, first))
 }
 
 /// The job's events as a stream, starting with `first`, ending after `Done` or `Error`; `map`
 /// turns each into SSE events. The stream owns the cancel guard.
 fn events<F>(
     first: WorkerEvent,
-    st: Started,
+    st: Generation,
     map: F,
 ) -> impl Stream<Item = Result<Event, Infallible>>
 where
     F: Fn(WorkerEvent) -> Vec<Event> + Send + 'static,
 {
-    let Started { events, guard, .. } = st;
+    let Generation { events, guard, .. } = st;
     let state = (Some(first), events, guard, false);
     stream::unfold(state, move |(pending, mut rx, guard, finished)| {
         let out = async move {
@@ -238,15 +190,11 @@ async fn chat_completions(
         Err(f) => return f.native(),
     };
     let params = req.params(&s.defaults);
-    let mut st = match start(&s, &req.conversation(), params, Vec::new()).await {
-        Ok(st) => st,
+    let (st, first) = match start(&s, &req.conversation(), params, Vec::new()).await {
+        Ok(started) => started,
         Err(f) => return f.native(),
     };
-    let first = match first_event(&mut st).await {
-        Ok(e) => e,
-        Err(f) => return f.native(),
-    };
-    let gpu = st.gpu;
+    let gpu = st.worker;
     let stream = events(first, st, move |ev| {
         let data = match ev {
             WorkerEvent::Text { text, .. } => json!({ "token": text, "gpu": gpu }),
@@ -276,12 +224,8 @@ async fn openai_completions(
     };
     let params = req.params(&s.defaults);
     let conversation = req.chat.conversation();
-    let mut st = match start(&s, &conversation, params, req.stop.clone()).await {
-        Ok(st) => st,
-        Err(f) => return f.openai(),
-    };
-    let first = match first_event(&mut st).await {
-        Ok(e) => e,
+    let (mut st, first) = match start(&s, &conversation, params, req.stop.clone()).await {
+        Ok(started) => started,
         Err(f) => return f.openai(),
     };
     let reply = Reply {
