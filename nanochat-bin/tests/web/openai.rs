@@ -79,6 +79,14 @@ pub fn numbers_are_checked_as_sent(port: u16) {
         }
     }
     // The OpenAI endpoint's own fields and content parts.
+    let completions = |body: &Value| {
+        request(
+            port,
+            "POST",
+            "/v1/chat/completions",
+            Some(&body.to_string()),
+        )
+    };
     let user = json!({"role": "user", "content": "hi"});
     for (extra, needle) in [
         (json!({"n": 0}), "n: 0 is not an integer in 1-8"),
@@ -95,24 +103,14 @@ pub fn numbers_are_checked_as_sent(port: u16) {
         body.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        let (status, resp) = request(
-            port,
-            "POST",
-            "/v1/chat/completions",
-            Some(&body.to_string()),
-        );
+        let (status, resp) = completions(&body);
         assert_eq!(status, 400, "{body}: {resp}");
         assert!(resp.contains(needle), "{body}: {resp}");
     }
     // List content is the string's request: the same reply at temperature 0.
     let reply = |content: Value| {
         let body = json!({"messages": [{"role": "user", "content": content}], "temperature": 0, "max_tokens": 6});
-        let (status, resp) = request(
-            port,
-            "POST",
-            "/v1/chat/completions",
-            Some(&body.to_string()),
-        );
+        let (status, resp) = completions(&body);
         assert_eq!(status, 200, "{resp}");
         serde_json::from_str::<Value>(&resp).unwrap()["choices"].clone()
     };
