@@ -5,6 +5,8 @@
 //! Chromium.
 
 mod browser;
+#[path = "../common/mod.rs"]
+mod common;
 mod http;
 mod openai;
 
@@ -33,21 +35,12 @@ fn train_tiny(root: &std::path::Path) {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(&["tok-train", "--vocab-size", "500", "--max-chars", "200000"]);
-    run(&[
-        "base-train",
-        "--depth",
-        "2",
-        "--seq-len",
-        "4096",
-        "--batch-size",
-        "1",
-        "--total-steps",
-        "1",
-        "--eval-every",
-        "0",
-        "--quiet",
-    ]);
+    run(common::TOK_500);
+    run(&common::args(&[
+        &["base-train", "--depth", "2", "--seq-len", "4096"],
+        common::ONE_STEP,
+        &["--quiet"],
+    ]));
 }
 
 /// A running `nanochat chat-web`, killed when dropped.
