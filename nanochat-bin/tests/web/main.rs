@@ -79,19 +79,26 @@ fn start(root: &std::path::Path, workers: usize) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let port: u16 = stderr_until(&mut child, "chat-web exited before listening", |line| {
+        let addr = line.split("http://").nth(1)?;
+        Some(addr.split([':', ' ']).nth(1).unwrap().parse().unwrap())
+    });
+    Server { child, port }
+}
+
+/// Reads `child`'s stderr line by line until `find` returns a value (panics with `exited` when
+/// the child closes it first), then keeps draining it on a thread so the child never blocks
+/// on a full pipe. Shared by the server and the browser.
+fn stderr_until<T>(child: &mut Child, exited: &str, mut find: impl FnMut(&str) -> Option<T>) -> T {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("chat-web exited before listening")
-            .unwrap();
-        if let Some(addr) = line.split("http://").nth(1) {
-            break addr.split([':', ' ']).nth(1).unwrap().parse().unwrap();
+    let found = loop {
+        let line = lines.next().expect(exited).unwrap();
+        if let Some(v) = find(&line) {
+            break v;
         }
     };
-    // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Server { child, port }
+    found
 }
 
 fn chat_body(text: &str, extra: Value) -> String {
