@@ -318,9 +318,6 @@ fn disconnect_frees_the_worker(port: u16) {
 /// The OpenAI Python client (PyPI `openai`, in scripts/setup.sh's venv) against
 /// /v1/chat/completions: a system message, non-streaming and streaming.
 fn openai_python_client(port: u16) {
-    let python = nanochat_core::paths::env_string("NANOCHAT_PYTHON").unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyenv/bin/python").into()
-    });
     let script = r#"
 import sys
 from openai import OpenAI
@@ -342,12 +339,22 @@ except Exception as e:
     assert "400" in str(e) or getattr(e, "status_code", None) == 400, e
 print("openai-ok", repr(text))
 "#;
+    run_python(script, port, "openai-ok");
+}
+
+/// Runs the Python `script` with `port` as its argument under `NANOCHAT_PYTHON`, else
+/// target/pyenv's interpreter (scripts/setup.sh installs the `openai` client there), and
+/// asserts that it succeeded and printed `ok` (else panics with its output).
+fn run_python(script: &str, port: u16, ok: &str) {
+    let python = nanochat_core::paths::env_string("NANOCHAT_PYTHON").unwrap_or_else(|| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyenv/bin/python").into()
+    });
     let out = Command::new(&python).args(["-c", script, &port.to_string()]).output().unwrap_or_else(|e| {
         panic!("cannot run {python} ({e}): run scripts/setup.sh (it creates target/pyenv with the openai client) or set NANOCHAT_PYTHON")
     });
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("openai-ok"),
+        out.status.success() && stdout.contains(ok),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

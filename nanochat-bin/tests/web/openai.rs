@@ -3,8 +3,6 @@
 //! developer role, `model` echoed, `max_completion_tokens`, `n`, `stop` (also streamed),
 //! `stream_options.include_usage`, `seed`, `/v1/models`, and refused fields.
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 
 use super::http::request;
@@ -206,19 +204,5 @@ for kw, field in [(dict(top_p=0.5), "top_p"), (dict(presence_penalty=1), "presen
         assert e.status_code == 400 and field in str(e), e
 print("openai-features-ok")
 "#;
-    let python = nanochat_core::paths::env_string("NANOCHAT_PYTHON").unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyenv/bin/python").into()
-    });
-    let out = Command::new(&python)
-        .args(["-c", script, &port.to_string()])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {python} ({e}): run scripts/setup.sh or set NANOCHAT_PYTHON")
-        });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("openai-features-ok"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::run_python(script, port, "openai-features-ok");
 }
