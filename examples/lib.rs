@@ -109,8 +109,10 @@ impl ModelArgs {
 /// [`EnvArgs`] then [`ModelArgs`]: the flags of an example that loads a checkpoint.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CheckpointArgs {
+    /// Where the files are and what runs the model.
     #[command(flatten)]
     pub env: EnvArgs,
+    /// Which checkpoint to load.
     #[command(flatten)]
     pub model: ModelArgs,
 }
