@@ -15,15 +15,13 @@ use clap::Parser;
 use nanochat_core::checkpoint::Phase;
 use nanochat_core::engine::{Engine, FinishReason, GenerateParams};
 use nanochat_core::tokenizer::chat::{Conversation, Message};
-use nanochat_examples::{EnvArgs, ModelArgs};
+use nanochat_examples::CheckpointArgs;
 
 /// Streams a trained model's reply to a prompt.
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
-    env: EnvArgs,
-    #[command(flatten)]
-    model: ModelArgs,
+    checkpoint: CheckpointArgs,
     /// The user's message.
     #[arg(short = 'p', long, default_value = "Hello! Who are you?")]
     prompt: String,
@@ -43,12 +41,11 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let paths = args.env.paths()?;
-    let device = args.env.open_device()?;
+    let (paths, device) = args.checkpoint.open()?;
 
     // 1. The checkpoint: the model's config and weights, and the tokenizer it was trained with
     //    (checked against the fingerprint the checkpoint recorded).
-    let (phase, model, tokenizer, meta) = args.model.load(paths, &device, Phase::Sft)?;
+    let (phase, model, tokenizer, meta) = args.checkpoint.model.load(paths, &device, Phase::Sft)?;
     eprintln!(
         "{} model, step {}: {} layers, {} dims, context {} tokens, on {device}",
         phase.name(),

@@ -19,15 +19,13 @@ use nanochat_core::engine::Engine;
 use nanochat_core::eval::{evaluate_task_with, EvalOptions};
 use nanochat_core::tasks::{content_text, render_mc, EvalType, Task};
 use nanochat_core::tokenizer::chat::{Conversation, Message};
-use nanochat_examples::{at_least_one, EnvArgs, ModelArgs};
+use nanochat_examples::{at_least_one, CheckpointArgs};
 
 /// Evaluates a model on a custom categorical task and prints its accuracy as JSON.
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
-    env: EnvArgs,
-    #[command(flatten)]
-    model: ModelArgs,
+    checkpoint: CheckpointArgs,
     /// Questions to ask.
     #[arg(long, default_value_t = 40, value_parser = at_least_one())]
     num_examples: usize,
@@ -100,8 +98,7 @@ impl Task for LargerNumber {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let paths = args.env.paths()?;
-    let device = args.env.open_device()?;
+    let (paths, device) = args.checkpoint.open()?;
     let task = LargerNumber {
         num_examples: args.num_examples,
         seed: args.seed,
@@ -119,7 +116,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     // 2. The model, wrapped in the engine (which implements the evaluation's `ChatModel`).
-    let (phase, model, tokenizer, meta) = args.model.load(paths, &device, Phase::Sft)?;
+    let (phase, model, tokenizer, meta) = args.checkpoint.model.load(paths, &device, Phase::Sft)?;
     let engine = Engine::new(model, tokenizer)?;
 
     // 3. The library's evaluation: categorical tasks are scored in batches of prompts, on the

@@ -24,16 +24,14 @@ use nanochat_core::optim::{LrSchedule, OptimConfig};
 use nanochat_core::tasks::{CustomJson, Task, TaskSlice};
 use nanochat_core::train::{Event, TrainConfig, Trainer};
 use nanochat_core::DType;
-use nanochat_examples::{at_least_one, EnvArgs, ModelArgs};
+use nanochat_examples::{at_least_one, CheckpointArgs};
 use serde_json::json;
 
 /// Fine-tunes a model on a JSONL file of conversations and saves it as an sft checkpoint.
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
-    env: EnvArgs,
-    #[command(flatten)]
-    model: ModelArgs,
+    checkpoint: CheckpointArgs,
     /// The conversations (one `{"messages": [...]}` per line).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/conversations.jsonl"))]
     data: PathBuf,
@@ -56,8 +54,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let paths = args.env.paths()?;
-    let device = args.env.open_device()?;
+    let (paths, device) = args.checkpoint.open()?;
 
     // 1. The conversations, read first so that a bad file fails before the model loads. The
     //    last tenth (at least one) is held out to measure validation bits per byte.
@@ -76,7 +73,8 @@ fn main() -> anyhow::Result<()> {
     let val_task: Arc<dyn Task> = Arc::new(TaskSlice::new(data, n - n_val, None, 1)?);
 
     // 2. The model to start from (a base or mid checkpoint) and its tokenizer.
-    let (phase, model, tokenizer, meta) = args.model.load(paths, &device, Phase::Base)?;
+    let (phase, model, tokenizer, meta) =
+        args.checkpoint.model.load(paths, &device, Phase::Base)?;
     let t = args.seq_len.unwrap_or(model.config().block_size);
     if t > model.config().block_size {
         bail!(

@@ -106,6 +106,25 @@ impl ModelArgs {
     }
 }
 
+/// [`EnvArgs`] then [`ModelArgs`]: the flags of an example that loads a checkpoint.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CheckpointArgs {
+    /// Where the files are and what runs the model.
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Which checkpoint to load.
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+impl CheckpointArgs {
+    /// The run's folders and its opened device ([`EnvArgs::paths`], [`EnvArgs::open_device`]);
+    /// their errors.
+    pub fn open(&self) -> anyhow::Result<(&'static Paths, Device)> {
+        Ok((self.env.paths()?, self.env.open_device()?))
+    }
+}
+
 /// A clap parser of counts of at least 1 (clap rejects 0 with a message naming the flag).
 pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)

@@ -80,28 +80,14 @@ fn metrics(root: &Path, phase: &str) -> Vec<serde_json::Value> {
 fn fine_tuning_with_a_prompt_longer_than_the_row_finishes_and_counts_it() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
+    run(root, common::TOK_500);
     run(
         root,
-        &["tok-train", "--vocab-size", "500", "--max-chars", "200000"],
-    );
-    run(
-        root,
-        &[
-            "base-train",
-            "--depth",
-            "1",
-            "--seq-len",
-            "256",
-            "--batch-size",
-            "1",
-            "--total-steps",
-            "1",
-            "--eval-every",
-            "0",
-            "--eval-tokens",
-            "256",
-            "--quiet",
-        ],
+        &common::args(&[
+            &["base-train", "--depth", "1", "--seq-len", "256"],
+            common::ONE_STEP,
+            &["--eval-tokens", "256", "--quiet"],
+        ]),
     );
     let tok = Tokenizer::from_pretrained(&root.join("tokenizer")).unwrap();
     let file = root.join("that.jsonl");

@@ -1,7 +1,7 @@
 //! No input is dropped without the user being told: tok-train and base-train count what they
 //! read and use, and warn naming the flag when a cap or ratio leaves more than 1% unused.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -24,6 +24,13 @@ fn nanochat(root: &Path, args: &[&str]) -> (i32, Value, String) {
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
         String::from_utf8_lossy(&out.stderr).into(),
     )
+}
+
+/// Writes the book ([`write_book`]) as `book.txt` in `root` and returns its path.
+fn book_in(root: &Path) -> PathBuf {
+    let book = root.join("book.txt");
+    write_book(&book);
+    book
 }
 
 /// A 300 KB book: 300 paragraphs of 999 characters (ten 99-character lines of varied words),
@@ -56,8 +63,7 @@ const DOC_CHARS: u64 = 5003;
 fn tok_train_uses_a_whole_book_and_warns_about_caps() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let book = root.join("book.txt");
-    write_book(&book);
+    let book = book_in(root);
     let book_s = book.to_str().unwrap();
     let out = root.join("tok");
     let out_s = out.to_str().unwrap();
@@ -136,8 +142,7 @@ fn tok_train_uses_a_whole_book_and_warns_about_caps() {
 fn base_train_reports_each_input_and_warns_about_unused_text() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let book = root.join("book.txt");
-    write_book(&book);
+    let book = book_in(root);
     let val = root.join("val.txt");
     std::fs::write(&val, "Call me Ishmael.\n\nThe whale.\n").unwrap();
     let tok = root.join("tok");

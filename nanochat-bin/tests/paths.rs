@@ -2,7 +2,7 @@
 //! whole, a model never runs with another tokenizer, identical runs write identical bytes,
 //! scratch runs leave the base dir alone and empty variables count as unset.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
@@ -30,6 +30,14 @@ fn ok(out: &Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{what}: {stderr}");
     stderr
+}
+
+/// A fresh temporary directory and its (created) `home` folder.
+fn temp_home() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    (tmp, home)
 }
 
 const TOK: &[&str] = &["tok-train", "--vocab-size", "400", "--max-chars", "60000"];
@@ -63,9 +71,7 @@ fn train(home: &Path, base: &Path) {
 /// model, optimizer and meta files.
 #[test]
 fn identical_runs_in_two_base_dirs_write_identical_bytes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    let (tmp, home) = temp_home();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("elsewhere/b"));
     train(&home, &a);
     train(&home, &b);
@@ -93,9 +99,7 @@ fn identical_runs_in_two_base_dirs_write_identical_bytes() {
 /// refused (naming both files and fingerprints) unless `--force-tokenizer`.
 #[test]
 fn a_moved_base_dir_serves_and_a_swapped_tokenizer_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    let (tmp, home) = temp_home();
     let a = tmp.path().join("a");
     train(&home, &a);
     let b = tmp.path().join("b");
@@ -171,9 +175,8 @@ fn a_moved_base_dir_serves_and_a_swapped_tokenizer_is_refused() {
 /// the default base dir under HOME, and the next command finds it there.
 #[test]
 fn empty_variables_mean_the_default_base_dir() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (home, cwd) = (tmp.path().join("home"), tmp.path().join("cwd"));
-    std::fs::create_dir_all(&home).unwrap();
+    let (tmp, home) = temp_home();
+    let cwd = tmp.path().join("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
     let empty = Path::new("");
     let vars = [
@@ -201,9 +204,7 @@ fn empty_variables_mean_the_default_base_dir() {
 /// dir's report card (here the default one under HOME, which must not even be created).
 #[test]
 fn scratch_outputs_leave_the_base_dir_alone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    let (tmp, home) = temp_home();
     let out = tmp.path().join("some/other/dir");
     let mut args = TOK.to_vec();
     args.extend(["--output", out.to_str().unwrap()]);

@@ -20,10 +20,7 @@ fn run(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
 fn base_mid_and_sft_chain() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    run(
-        root,
-        &["tok-train", "--vocab-size", "500", "--max-chars", "200000"],
-    );
+    run(root, common::TOK_500);
     let common = [
         "--depth",
         "1",

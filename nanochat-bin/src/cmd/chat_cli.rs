@@ -36,14 +36,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     let device = args.device.open()?;
-    let super::Loaded {
-        phase,
-        model,
-        tokenizer,
-        meta,
-        ..
-    } = args.model.load(&device)?;
-    let engine = Engine::new(model, tokenizer)?;
+    let loaded = args.model.load(&device)?;
+    let engine = Engine::new(loaded.model, loaded.tokenizer)?;
     let params = GenerateParams {
         max_tokens: args.max_tokens,
         temperature: args.temperature,
@@ -72,8 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     }
     eprintln!(
         "nanochat chat: {} model, step {}. Type `clear` for a new conversation, `quit` to exit.",
-        phase.name(),
-        meta.step
+        loaded.phase.name(),
+        loaded.meta.step
     );
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();

@@ -7,6 +7,19 @@ use std::process::Command;
 /// The smallest model the tests train: one layer, 32-token rows, two rows a step.
 pub const TINY: &[&str] = &["--depth", "1", "--seq-len", "32", "--batch-size", "2"];
 
+/// tok-train of a 500-token vocabulary on the first 200,000 characters of the bundled corpus.
+pub const TOK_500: &[&str] = &["tok-train", "--vocab-size", "500", "--max-chars", "200000"];
+
+/// One base-train step of one-row batches without evaluation (the run adds its own shape).
+pub const ONE_STEP: &[&str] = &[
+    "--batch-size",
+    "1",
+    "--total-steps",
+    "1",
+    "--eval-every",
+    "0",
+];
+
 /// `args` joined: e.g. `["base-train"]`, [`TINY`] and the run's own flags.
 pub fn args<'a>(parts: &[&[&'a str]]) -> Vec<&'a str> {
     parts.concat()

@@ -2,7 +2,6 @@
 //! over the DevTools protocol: send a message and see the streamed reply, Shift+Enter does not
 //! send, edit a message (later turns dropped), regenerate an answer, new conversation.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -95,17 +94,14 @@ fn launch() -> (Browser, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start chromium ({e}): install Debian's `chromium` (scripts/setup.sh does) or set NANOCHAT_CHROMIUM"));
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let ws = loop {
-        let line = lines
-            .next()
-            .expect("chromium exited before its DevTools endpoint")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("DevTools listening on ") {
-            break url.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let ws = crate::stderr_until(
+        &mut child,
+        "chromium exited before its DevTools endpoint",
+        |line| {
+            let url = line.strip_prefix("DevTools listening on ")?;
+            Some(url.trim().to_string())
+        },
+    );
     (
         Browser {
             child,

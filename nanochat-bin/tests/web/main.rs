@@ -5,6 +5,8 @@
 //! Chromium.
 
 mod browser;
+#[path = "../common/mod.rs"]
+mod common;
 mod http;
 mod openai;
 
@@ -33,21 +35,12 @@ fn train_tiny(root: &std::path::Path) {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(&["tok-train", "--vocab-size", "500", "--max-chars", "200000"]);
-    run(&[
-        "base-train",
-        "--depth",
-        "2",
-        "--seq-len",
-        "4096",
-        "--batch-size",
-        "1",
-        "--total-steps",
-        "1",
-        "--eval-every",
-        "0",
-        "--quiet",
-    ]);
+    run(common::TOK_500);
+    run(&common::args(&[
+        &["base-train", "--depth", "2", "--seq-len", "4096"],
+        common::ONE_STEP,
+        &["--quiet"],
+    ]));
 }
 
 /// A running `nanochat chat-web`, killed when dropped.
@@ -86,19 +79,26 @@ fn start(root: &std::path::Path, workers: usize) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let port: u16 = stderr_until(&mut child, "chat-web exited before listening", |line| {
+        let addr = line.split("http://").nth(1)?;
+        Some(addr.split([':', ' ']).nth(1).unwrap().parse().unwrap())
+    });
+    Server { child, port }
+}
+
+/// Reads `child`'s stderr line by line until `find` returns a value (panics with `exited` when
+/// the child closes it first), then keeps draining it on a thread so the child never blocks
+/// on a full pipe. Shared by the server and the browser.
+fn stderr_until<T>(child: &mut Child, exited: &str, mut find: impl FnMut(&str) -> Option<T>) -> T {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("chat-web exited before listening")
-            .unwrap();
-        if let Some(addr) = line.split("http://").nth(1) {
-            break addr.split([':', ' ']).nth(1).unwrap().parse().unwrap();
+    let found = loop {
+        let line = lines.next().expect(exited).unwrap();
+        if let Some(v) = find(&line) {
+            break v;
         }
     };
-    // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Server { child, port }
+    found
 }
 
 fn chat_body(text: &str, extra: Value) -> String {
@@ -318,9 +318,6 @@ fn disconnect_frees_the_worker(port: u16) {
 /// The OpenAI Python client (PyPI `openai`, in scripts/setup.sh's venv) against
 /// /v1/chat/completions: a system message, non-streaming and streaming.
 fn openai_python_client(port: u16) {
-    let python = nanochat_core::paths::env_string("NANOCHAT_PYTHON").unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyenv/bin/python").into()
-    });
     let script = r#"
 import sys
 from openai import OpenAI
@@ -342,12 +339,22 @@ except Exception as e:
     assert "400" in str(e) or getattr(e, "status_code", None) == 400, e
 print("openai-ok", repr(text))
 "#;
+    run_python(script, port, "openai-ok");
+}
+
+/// Runs the Python `script` with `port` as its argument under `NANOCHAT_PYTHON`, else
+/// target/pyenv's interpreter (scripts/setup.sh installs the `openai` client there), and
+/// asserts that it succeeded and printed `ok` (else panics with its output).
+fn run_python(script: &str, port: u16, ok: &str) {
+    let python = nanochat_core::paths::env_string("NANOCHAT_PYTHON").unwrap_or_else(|| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyenv/bin/python").into()
+    });
     let out = Command::new(&python).args(["-c", script, &port.to_string()]).output().unwrap_or_else(|e| {
         panic!("cannot run {python} ({e}): run scripts/setup.sh (it creates target/pyenv with the openai client) or set NANOCHAT_PYTHON")
     });
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("openai-ok"),
+        out.status.success() && stdout.contains(ok),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -3,8 +3,6 @@
 //! developer role, `model` echoed, `max_completion_tokens`, `n`, `stop` (also streamed),
 //! `stream_options.include_usage`, `seed`, `/v1/models`, and refused fields.
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 
 use super::http::request;
@@ -79,6 +77,14 @@ pub fn numbers_are_checked_as_sent(port: u16) {
         }
     }
     // The OpenAI endpoint's own fields and content parts.
+    let completions = |body: &Value| {
+        request(
+            port,
+            "POST",
+            "/v1/chat/completions",
+            Some(&body.to_string()),
+        )
+    };
     let user = json!({"role": "user", "content": "hi"});
     for (extra, needle) in [
         (json!({"n": 0}), "n: 0 is not an integer in 1-8"),
@@ -95,24 +101,14 @@ pub fn numbers_are_checked_as_sent(port: u16) {
         body.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        let (status, resp) = request(
-            port,
-            "POST",
-            "/v1/chat/completions",
-            Some(&body.to_string()),
-        );
+        let (status, resp) = completions(&body);
         assert_eq!(status, 400, "{body}: {resp}");
         assert!(resp.contains(needle), "{body}: {resp}");
     }
     // List content is the string's request: the same reply at temperature 0.
     let reply = |content: Value| {
         let body = json!({"messages": [{"role": "user", "content": content}], "temperature": 0, "max_tokens": 6});
-        let (status, resp) = request(
-            port,
-            "POST",
-            "/v1/chat/completions",
-            Some(&body.to_string()),
-        );
+        let (status, resp) = completions(&body);
         assert_eq!(status, 200, "{resp}");
         serde_json::from_str::<Value>(&resp).unwrap()["choices"].clone()
     };
@@ -208,19 +204,5 @@ for kw, field in [(dict(top_p=0.5), "top_p"), (dict(presence_penalty=1), "presen
         assert e.status_code == 400 and field in str(e), e
 print("openai-features-ok")
 "#;
-    let python = nanochat_core::paths::env_string("NANOCHAT_PYTHON").unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyenv/bin/python").into()
-    });
-    let out = Command::new(&python)
-        .args(["-c", script, &port.to_string()])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {python} ({e}): run scripts/setup.sh or set NANOCHAT_PYTHON")
-        });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("openai-features-ok"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::run_python(script, port, "openai-features-ok");
 }
