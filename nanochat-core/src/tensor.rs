@@ -210,7 +210,7 @@ impl Tensor {
         }
     }
 
-    /// The three dimensions of a rank-3 tensor; [`CoreError::Shape`](crate::CoreError::Shape) otherwise.
+    /// The three dimensions of a rank-3 tensor; [`CoreError::Shape`] otherwise.
     pub fn dims3(&self) -> Result<(usize, usize, usize)> {
         match *self.shape() {
             [a, b, c] => Ok((a, b, c)),
@@ -222,7 +222,7 @@ impl Tensor {
         }
     }
 
-    /// The four dimensions of a rank-4 tensor, e.g. (B, T, H, D); [`CoreError::Shape`](crate::CoreError::Shape)
+    /// The four dimensions of a rank-4 tensor, e.g. (B, T, H, D); [`CoreError::Shape`]
     /// otherwise.
     pub fn dims4(&self) -> Result<(usize, usize, usize, usize)> {
         match *self.shape() {

@@ -2,7 +2,6 @@
 //! gradients (repeated uses of a tensor accumulate), [`gradcheck`] compares a tape's gradients
 //! with central finite differences of an f64 reference.
 
-/// Finite-difference gradient checks of an op against its f64 reference.
 pub mod gradcheck;
 mod grads;
 mod tape;

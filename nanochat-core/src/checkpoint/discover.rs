@@ -57,7 +57,7 @@ pub fn list_tags(root: &Path, phase: Phase) -> Vec<String> {
 /// The tokenizer is `$NANOCHAT_TOKENIZER_PATH` when set; else, of `<base dir>/tokenizer`
 /// (nanochat's rule) and the folder the checkpoint recorded (a training `--tokenizer`, resolved
 /// under the model root), the first whose fingerprint is the checkpoint's, else the first that
-/// exists ([`tokenizer_for`]); [`check_tokenizer`] then compares it with the checkpoint's,
+/// exists ([`tokenizer_for`](super::tokenizer_for)); [`check_tokenizer`] then compares it with the checkpoint's,
 /// unless `force_tokenizer`.
 pub fn load_model(
     paths: &Paths,

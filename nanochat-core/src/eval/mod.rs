@@ -45,11 +45,8 @@
 //! assert_eq!(evaluate_task(&model, &tokenizer, &Successor).unwrap(), 1.0);
 //! ```
 
-/// Generative and categorical chat tasks, and ChatCORE (nanochat's `scripts/chat_eval.py`).
 pub mod chat;
-/// The CORE metric of base models (nanochat's `nanochat/core_eval.py`, `scripts/base_eval.py`).
 pub mod core;
-/// Stand-in models and scorers for tests and examples (no trained model needed).
 pub mod fake;
 pub mod runner;
 

@@ -24,9 +24,9 @@ const TEST_SIZE: usize = 1000;
 
 /// The training and test mixtures of the tasks with a reward that a run names.
 pub struct RlTasks {
-    /// [`TRAIN_SIZE`] examples of each task's train split, shuffled together.
+    /// 2,000 examples of each task's train split, shuffled together.
     pub train: Arc<dyn Task>,
-    /// [`TEST_SIZE`] examples of each task's test split, shuffled together (pass@1 is measured
+    /// 1,000 examples of each task's test split, shuffled together (pass@1 is measured
     /// on its first examples).
     pub test: Arc<dyn Task>,
 }

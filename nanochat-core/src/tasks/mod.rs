@@ -12,7 +12,6 @@
 
 mod arithmetic;
 mod conversations;
-/// Where evaluation files come from: fetched data or the committed samples.
 pub mod eval_data;
 mod gsm8k;
 mod humaneval;
