@@ -7,7 +7,7 @@ use crate::ops::Reduction;
 use crate::optim::OptimConfig;
 use crate::Tape;
 
-fn tiny() -> GPTConfig {
+pub(super) fn tiny() -> GPTConfig {
     GPTConfig {
         vocab_size: 1000,
         n_layer: 1,
