@@ -4,8 +4,8 @@ use std::io::{BufRead, Write};
 
 use anyhow::Context;
 use clap::Parser;
+use nanochat_core::engine::session::{ChatSession, Input};
 use nanochat_core::engine::{Engine, GenerateParams};
-use nanochat_core::tokenizer::chat::{Conversation, Message};
 
 #[derive(Parser, Debug)]
 pub struct Args {
@@ -45,23 +45,14 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         seed: args.seed,
         ..Default::default()
     };
-    let mut conv = Conversation::new(Vec::new());
+    let mut session = ChatSession::new(&engine, params);
     let mut out = std::io::stdout();
     if let Some(prompt) = &args.prompt {
-        conv.messages.push(Message::user(prompt));
         if args.json {
-            let tokens = engine.completion_prompt(&conv)?;
-            let (ids, finish_reason) = engine.generate_ids(&tokens, &params)?;
-            let reply = engine.tokenizer().decode(&ids)?;
-            let line = serde_json::json!({
-                "reply": reply,
-                "tokens": ids,
-                "finish_reason": finish_reason.as_str(),
-            });
-            writeln!(out, "{line}")?;
-            return Ok(std::process::ExitCode::SUCCESS);
+            writeln!(out, "{}", session.turn_ids(prompt)?.to_json())?;
+        } else {
+            answer(&mut session, prompt, &mut out)?;
         }
-        answer(&engine, &conv, &params, &mut out)?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
     eprintln!(
@@ -69,53 +60,46 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         loaded.phase.name(),
         loaded.meta.step
     );
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
+    repl(&mut session, &mut out)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The interactive loop: one turn per line of stdin until its end, `quit` or `exit`.
+fn repl(session: &mut ChatSession, out: &mut impl Write) -> anyhow::Result<()> {
+    let mut lines = std::io::stdin().lock().lines();
     loop {
         write!(out, "\nUser: ")?;
         out.flush()?;
         let Some(line) = lines.next() else { break };
-        let line = line.context("reading stdin")?;
-        let input = line.trim();
-        match input {
-            "" => continue,
-            "quit" | "exit" => break,
-            "clear" => {
-                conv.messages.clear();
+        match Input::parse(&line.context("reading stdin")?) {
+            Input::Empty => continue,
+            Input::Quit => break,
+            Input::Clear => {
+                session.clear();
                 writeln!(out, "(conversation cleared)")?;
-                continue;
             }
-            _ => {}
-        }
-        conv.messages.push(Message::user(input));
-        match answer(&engine, &conv, &params, &mut out) {
-            Ok(reply) => conv.messages.push(Message::assistant_from_reply(&reply)),
-            Err(e) => {
-                // The session goes on: forget the unanswered message and say why.
-                conv.messages.pop();
-                writeln!(out)?;
-                eprintln!("error: {e:#} (type `clear` to start a new conversation)");
+            Input::Message(text) => {
+                if let Err(e) = answer(session, text, out) {
+                    // The session goes on (without the unanswered message): say why.
+                    writeln!(out)?;
+                    eprintln!("error: {e:#} (type `clear` to start a new conversation)");
+                }
             }
         }
     }
     writeln!(out)?;
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(())
 }
 
-/// Streams the assistant's reply to stdout; returns it.
-fn answer(
-    engine: &Engine,
-    conv: &Conversation,
-    params: &GenerateParams,
-    out: &mut impl Write,
-) -> anyhow::Result<String> {
+/// Sends `text` and streams the assistant's reply to `out`.
+fn answer(session: &mut ChatSession, text: &str, out: &mut impl Write) -> anyhow::Result<()> {
     write!(out, "Assistant: ")?;
     out.flush()?;
     let io_err = |error: std::io::Error| nanochat_core::CoreError::Os {
         op: "writing the reply to stdout",
         error,
     };
-    let (reply, reason) = engine.reply(conv, params, |text| {
+    let (_, reason) = session.turn(text, |text| {
         out.write_all(text.as_bytes()).map_err(io_err)?;
         out.flush().map_err(io_err)
     })?;
@@ -123,8 +107,8 @@ fn answer(
     if reason == nanochat_core::engine::FinishReason::ContextFull {
         eprintln!(
             "(the reply stopped: the model's context of {} tokens is full; `clear` starts over)",
-            engine.model().config().block_size
+            session.block_size()
         );
     }
-    Ok(reply)
+    Ok(())
 }

@@ -25,6 +25,7 @@ pub mod openai;
 pub mod pool;
 pub mod request;
 mod row;
+pub mod session;
 mod stop;
 
 use rand::rngs::StdRng;

@@ -8,12 +8,14 @@
 
 pub mod chat;
 pub mod eval;
+mod eval_report;
 mod fingerprint;
 mod train;
 mod train_run;
 
 use std::path::{Path, PathBuf};
 
+pub use eval_report::{eval_texts, TokEval};
 pub use fingerprint::{fingerprint, fingerprint_tiktoken, TokenEntry};
 pub use train::{train_chars, train_tokenizer, TrainChars, TrainOptions};
 pub use train_run::{

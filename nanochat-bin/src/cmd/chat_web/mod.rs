@@ -4,7 +4,6 @@
 
 mod routes;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -39,6 +38,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    let engines = start_engines(&args)?;
+    let defaults = GenerateParams {
+        num_samples: 1,
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        top_k: Some(args.top_k),
+        seed: None,
+    };
+    let state = Arc::new(routes::AppState::new(engines, defaults));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(state, &args))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Opens each worker's device and loads the model on it (announcing the first), with the
+/// device's name.
+fn start_engines(args: &Args) -> anyhow::Result<Vec<(Engine, String)>> {
     let first = args.device;
     let mut engines = Vec::new();
     for (i, backend) in first.workers(args.num_gpus).into_iter().enumerate() {
@@ -69,44 +87,25 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         }
         engines.push((Engine::new(model, tokenizer)?, name));
     }
-    let tokenizer = engines[0].0.tokenizer().clone();
-    let block_size = engines[0].0.model().config().block_size;
-    let state = Arc::new(routes::AppState {
-        pool: nanochat_core::engine::pool::Pool::start(engines),
-        tokenizer,
-        block_size,
-        defaults: GenerateParams {
-            num_samples: 1,
-            max_tokens: args.max_tokens,
-            temperature: args.temperature,
-            top_k: Some(args.top_k),
-            seed: None,
-        },
-        model_id: "nanochat".into(),
-        started: routes::unix_now(),
-        next_id: AtomicU64::new(0),
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-        let addr = listener.local_addr()?;
-        eprintln!(
-            "nanochat chat-web listening on http://{addr} ({} workers)",
-            args.num_gpus
-        );
-        axum::serve(listener, routes::router(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-                eprintln!("shutting down: stopping open replies");
-                nanochat_core::engine::pool::SHUTDOWN
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-            })
-            .await
-            .context("serving")
-    })?;
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(engines)
+}
+
+/// Listens on `--host:--port` and serves until Ctrl-C, which stops open replies.
+async fn serve(state: Arc<routes::AppState>, args: &Args) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "nanochat chat-web listening on http://{addr} ({} workers)",
+        args.num_gpus
+    );
+    axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("shutting down: stopping open replies");
+            nanochat_core::engine::pool::SHUTDOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+        .await
+        .context("serving")
 }

@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use nanochat_core::engine::generation::{Generation, GenerationError};
 use nanochat_core::engine::openai::{error_body, models_list, OpenAiRequest, Reply};
 use nanochat_core::engine::request::{ChatRequest, RequestError, MAX_TOTAL_CHARS};
-use nanochat_core::engine::GenerateParams;
+use nanochat_core::engine::{Engine, GenerateParams};
 use nanochat_core::tokenizer::chat::Conversation;
 use nanochat_core::tokenizer::Tokenizer;
 use serde_json::json;
@@ -41,6 +41,24 @@ pub struct AppState {
     /// When the server started (Unix seconds).
     pub started: u64,
     pub next_id: AtomicU64,
+}
+
+impl AppState {
+    /// Starts one pool worker per `(engine, device name)` (the first engine's tokenizer and
+    /// context serve every request), with the request defaults; the id counter starts at 0.
+    pub fn new(engines: Vec<(Engine, String)>, defaults: GenerateParams) -> AppState {
+        let tokenizer = engines[0].0.tokenizer().clone();
+        let block_size = engines[0].0.model().config().block_size;
+        AppState {
+            pool: Pool::start(engines),
+            tokenizer,
+            block_size,
+            defaults,
+            model_id: "nanochat".into(),
+            started: unix_now(),
+            next_id: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Now, in Unix seconds.
