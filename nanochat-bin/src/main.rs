@@ -20,7 +20,7 @@
 
 mod cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -41,39 +41,28 @@ enum Command {
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
     /// Train the BPE tokenizer (the bundled corpus by default).
-    #[command(alias = "tok_train")]
     TokTrain(cmd::tok_train::Args),
     /// Bytes per token of our tokenizer vs GPT-2 and GPT-4 on several kinds of text.
-    #[command(alias = "tok_eval")]
     TokEval(cmd::tok_eval::Args),
     /// Pretrain a GPT (the bundled corpus by default).
-    #[command(alias = "base_train")]
     BaseTrain(cmd::base_train::Args),
     /// Mid-train a base model on conversations (chat format, special tokens, tool use).
-    #[command(alias = "mid_train")]
     MidTrain(cmd::chat_train::Args),
     /// Supervised fine-tuning on conversations (one per row).
-    #[command(alias = "chat_sft")]
     ChatSft(cmd::chat_train::Args),
     /// Chat with a trained model in the terminal (`-p` answers one prompt and exits).
-    #[command(alias = "chat_cli")]
     ChatCli(cmd::chat_cli::Args),
     /// Serve a trained model: chat page, streaming API, OpenAI-compatible endpoint.
-    #[command(alias = "chat_web")]
     ChatWeb(cmd::chat_web::Args),
     /// Reproduce a float64 fixture of nanochat's PyTorch GPT (logits, loss, every gradient).
-    #[command(alias = "verify_reference")]
     VerifyReference(cmd::verify_reference::Args),
     /// The report card: assemble the logged stages into report.md (`generate`), or `reset`.
     Report(cmd::report::Args),
     /// Evaluate a chat model: ARC, MMLU, GSM8K, HumanEval, SpellingBee and ChatCORE.
-    #[command(alias = "chat_eval")]
     ChatEval(cmd::chat_eval::Args),
     /// Evaluate a base model: the CORE score over few-shot tasks.
-    #[command(alias = "base_eval")]
     BaseEval(cmd::base_eval::Args),
     /// Reinforcement learning (REINFORCE) on tasks with a reward: arithmetic, SpellingBee.
-    #[command(alias = "chat_rl")]
     ChatRl(cmd::chat_rl::Args),
     /// The whole pipeline: tokenizer, base, mid, SFT, evaluation and the report card.
     Speedrun(cmd::speedrun::Args),
@@ -88,7 +77,8 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = dispatch(Cli::parse().command);
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    let result = dispatch(cli.command);
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -100,7 +90,23 @@ fn main() -> std::process::ExitCode {
 
 /// Runs a command line in this process (the speedrun's stages).
 fn dispatch_line(argv: Vec<String>) -> anyhow::Result<std::process::ExitCode> {
-    dispatch(Cli::try_parse_from(argv)?.command)
+    let cli = Cli::from_arg_matches(&command().try_get_matches_from(argv)?)?;
+    dispatch(cli.command)
+}
+
+/// The command line: each subcommand named with a `-` also answers to its `_` spelling, the
+/// name of nanochat's script (`tok_train`), as a hidden alias.
+fn command() -> clap::Command {
+    let mut cli = Cli::command();
+    let names: Vec<String> = cli
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .filter(|name| name.contains('-'))
+        .collect();
+    for name in names {
+        cli = cli.mut_subcommand(&name, |c| c.alias(name.replace('-', "_")));
+    }
+    cli
 }
 
 fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {

@@ -20,6 +20,17 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Runs an evaluation command (`args`' parts joined) on the committed samples, quietly, with
+/// its result file `name` under `root`; asserts it succeeds and returns its stdout and the file.
+fn eval_to(root: &Path, name: &str, args: &[&[&str]]) -> (String, serde_json::Value) {
+    let out = root.join(name);
+    let mut all = args.concat();
+    all.extend(["--samples", "--quiet", "-o", out.to_str().unwrap()]);
+    let (ok, stdout, err) = nanochat(root, &all);
+    assert!(ok, "{err}");
+    (stdout, json(&out))
+}
+
 #[test]
 fn ci_sized_speedrun_then_the_eval_commands() {
     let tmp = tempfile::tempdir().unwrap();
@@ -83,28 +94,16 @@ fn ci_sized_speedrun_then_the_eval_commands() {
     }
 
     // chat-eval: pipe-separated tasks, a result file where asked.
-    let out = root.join("two.json");
-    let (ok, stdout, err) = nanochat(
+    let chat_eval = ["chat-eval", "-i", "sft", "-a", "ARC-Easy|GSM8K"];
+    let (stdout, r) = eval_to(
         root,
-        &[
-            "chat-eval",
-            "-i",
-            "sft",
-            "-a",
-            "ARC-Easy|GSM8K",
-            "--samples",
-            "--max-problems",
-            "3",
-            "-b",
-            "2",
-            "--quiet",
-            "-o",
-            out.to_str().unwrap(),
-        ],
+        "two.json",
+        &[&chat_eval, &["--max-problems", "3", "-b", "2"]],
     );
-    assert!(ok, "{err}");
-    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(r, json(&out));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap(),
+        r
+    );
     let tasks: Vec<&String> = r["tasks"].as_object().unwrap().keys().collect();
     assert_eq!(tasks, ["ARC-Easy", "GSM8K"]);
     assert_eq!(r["tasks"]["ARC-Easy"]["total"], 3);
@@ -138,23 +137,8 @@ fn ci_sized_speedrun_then_the_eval_commands() {
         hf.join("tokenizer.json"),
     )
     .unwrap();
-    let out = root.join("hf.json");
-    let (ok, _, err) = nanochat(
-        root,
-        &[
-            "base-eval",
-            "--hf-path",
-            hf.to_str().unwrap(),
-            "--samples",
-            "--max-per-task",
-            "1",
-            "--quiet",
-            "-o",
-            out.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "{err}");
-    let r = json(&out);
+    let hf_path = ["base-eval", "--hf-path", hf.to_str().unwrap()];
+    let (_, r) = eval_to(root, "hf.json", &[&hf_path, &["--max-per-task", "1"]]);
     assert_eq!(r["model"]["hf_path"], hf.to_str().unwrap());
     assert!(r["tasks"]
         .as_array()

@@ -172,6 +172,20 @@ async fn start(
 
 /// The job's events as a stream, starting with `first`, ending after `Done` or `Error`; `map`
 /// turns each into SSE events. The stream owns the cancel guard.
+/// Parses a request with `read` and starts its generation: `setup` gives the parsed request's
+/// sampling settings (from the server's defaults), conversation and stop strings.
+async fn accept<T>(
+    s: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    read: impl FnOnce(&[u8]) -> Result<T, RequestError>,
+    setup: impl FnOnce(&T, &GenerateParams) -> (GenerateParams, Conversation, Vec<String>),
+) -> Result<(T, Generation, WorkerEvent), Failure> {
+    let req = parse(body, read)?;
+    let (params, conversation, stop) = setup(&req, &s.defaults);
+    let (st, first) = start(s, &conversation, params, stop).await?;
+    Ok((req, st, first))
+}
+
 fn events<F>(
     first: WorkerEvent,
     st: Generation,
@@ -203,12 +217,8 @@ async fn chat_completions(
     State(s): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let req = match parse(body, ChatRequest::from_json) {
-        Ok(r) => r,
-        Err(f) => return f.native(),
-    };
-    let params = req.params(&s.defaults);
-    let (st, first) = match start(&s, &req.conversation(), params, Vec::new()).await {
+    let setup = |r: &ChatRequest, d: &GenerateParams| (r.params(d), r.conversation(), Vec::new());
+    let (_, st, first) = match accept(&s, body, ChatRequest::from_json, setup).await {
         Ok(started) => started,
         Err(f) => return f.native(),
     };
@@ -236,13 +246,10 @@ async fn openai_completions(
     State(s): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let req = match parse(body, OpenAiRequest::from_json) {
-        Ok(r) => r,
-        Err(f) => return f.openai(),
+    let setup = |r: &OpenAiRequest, d: &GenerateParams| {
+        (r.params(d), r.chat.conversation(), r.stop.clone())
     };
-    let params = req.params(&s.defaults);
-    let conversation = req.chat.conversation();
-    let (mut st, first) = match start(&s, &conversation, params, req.stop.clone()).await {
+    let (req, mut st, first) = match accept(&s, body, OpenAiRequest::from_json, setup).await {
         Ok(started) => started,
         Err(f) => return f.openai(),
     };
