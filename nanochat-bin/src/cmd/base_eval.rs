@@ -7,27 +7,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use nanochat_core::checkpoint::{load_folder_model, load_phase, CheckpointQuery, Phase};
+use nanochat_core::checkpoint::{load_folder_model, Phase};
 use nanochat_core::eval::core::CoreResult;
 use nanochat_core::eval::{core_eval_path, CoreEval, CoreModelSource};
 use nanochat_core::paths::Paths;
 use nanochat_core::tokenizer::Tokenizer;
 use nanochat_core::{Device, GPT};
 
+// The checkpoint flags (shared with the chat commands) say here that they select a base model.
 #[derive(clap::Args, Clone, Debug)]
+#[command(mut_arg("model_tag", |a| a.help("Tag of the base model (default: the newest)")))]
+#[command(mut_arg("force_tokenizer", |a| {
+    a.help("Use the tokenizer found even when its fingerprint differs from the model's")
+}))]
 pub struct Args {
     /// Evaluate at most N items per task (default: all).
     #[arg(long, value_parser = super::chat_eval::at_least_one())]
     pub max_per_task: Option<usize>,
-    /// Tag of the base model (default: the newest).
-    #[arg(short = 'g', long)]
-    pub model_tag: Option<String>,
-    /// Step (default: the newest).
-    #[arg(short = 's', long)]
-    pub step: Option<u64>,
-    /// Use the tokenizer found even when its fingerprint differs from the model's.
-    #[arg(long)]
-    pub force_tokenizer: bool,
+    #[command(flatten)]
+    pub checkpoint: super::CheckpointArgs,
     /// Evaluate the model in this folder instead: a `*.safetensors` file of ours (weights plus
     /// the config in its metadata) and, if present, its `tokenizer.json`.
     #[arg(long, conflicts_with_all = ["model_tag", "step"])]
@@ -78,15 +76,8 @@ fn load(
         let hf_path = dir.clone();
         return Ok((model, tok, CoreModelSource::Folder { hf_path }));
     }
-    let query = CheckpointQuery {
-        model_tag: args.model_tag.as_deref(),
-        step: args.step,
-        force_tokenizer: args.force_tokenizer,
-    };
-    let root = paths.model_root.display();
-    let m = load_phase(paths, Phase::Base, device, &query)
-        .with_context(|| format!("loading the base model from {root}"))?;
-    let (model_tag, step) = (args.model_tag.clone(), m.meta.step);
+    let m = args.checkpoint.load(Phase::Base, device)?;
+    let (model_tag, step) = (args.checkpoint.model_tag.clone(), m.meta.step);
     let source = CoreModelSource::Checkpoint { model_tag, step };
     Ok((m.model, m.tokenizer, source))
 }

@@ -63,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let origin = ModelOrigin {
         source: loaded.phase,
         step: loaded.meta.step,
-        model_tag: args.model.model_tag.clone(),
+        model_tag: args.model.checkpoint.model_tag.clone(),
     };
     let out_path =
         (args.output.clone()).unwrap_or_else(|| chat_eval_path(&loaded.root, loaded.phase));

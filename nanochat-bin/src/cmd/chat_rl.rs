@@ -104,8 +104,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tokenizer,
         meta,
     } = args.model.load(&device)?;
-    let tag =
-        nanochat_core::checkpoint::root_tag(&root, phase, args.model.model_tag.as_deref(), &meta);
+    let tag = nanochat_core::checkpoint::root_tag(
+        &root,
+        phase,
+        args.model.checkpoint.model_tag.as_deref(),
+        &meta,
+    );
     let mut rl = RlTrainer::new(Engine::new(model, tokenizer)?, tasks.train, args.config())?;
     let run = RlRun {
         test: tasks.test,

@@ -33,6 +33,14 @@ pub struct ModelArgs {
     /// Which checkpoints: base, mid, sft or rl.
     #[arg(short = 'i', long, default_value = "sft", value_parser = ["base", "mid", "sft", "rl"])]
     pub source: String,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
+}
+
+/// Which checkpoint of a phase: `-g/--model-tag`, `-s/--step`, `--force-tokenizer` (in
+/// [`ModelArgs`] and base-eval).
+#[derive(clap::Args, Clone, Debug)]
+pub struct CheckpointArgs {
     /// Model tag (default: the newest).
     #[arg(short = 'g', long)]
     pub model_tag: Option<String>,
@@ -45,17 +53,9 @@ pub struct ModelArgs {
     pub force_tokenizer: bool,
 }
 
-/// A model loaded from the model root, with where it came from.
-pub use nanochat_core::checkpoint::LoadedModel as Loaded;
-
-impl ModelArgs {
-    pub fn phase(&self) -> anyhow::Result<Phase> {
-        Ok(Phase::parse(&self.source)?)
-    }
-
-    /// The model of these flags under the model root, on `device`.
-    pub fn load(&self, device: &Device) -> anyhow::Result<Loaded> {
-        let phase = self.phase()?;
+impl CheckpointArgs {
+    /// The checkpoint of these flags among `phase`'s under the model root, on `device`.
+    pub fn load(&self, phase: Phase, device: &Device) -> anyhow::Result<Loaded> {
         let p = paths()?;
         let query = CheckpointQuery {
             model_tag: self.model_tag.as_deref(),
@@ -69,6 +69,20 @@ impl ModelArgs {
                 p.model_root.display()
             )
         })
+    }
+}
+
+/// A model loaded from the model root, with where it came from.
+pub use nanochat_core::checkpoint::LoadedModel as Loaded;
+
+impl ModelArgs {
+    pub fn phase(&self) -> anyhow::Result<Phase> {
+        Ok(Phase::parse(&self.source)?)
+    }
+
+    /// The model of these flags under the model root, on `device`.
+    pub fn load(&self, device: &Device) -> anyhow::Result<Loaded> {
+        self.checkpoint.load(self.phase()?, device)
     }
 }
 
