@@ -49,6 +49,20 @@ pub(crate) fn elemwise(info: &DeviceInfo, n: usize) -> Elemwise {
     }
 }
 
+/// An element-wise launch of op `op` over `len` elements of `elem_bytes` bytes: the geometry
+/// over `len / vs` vectors, the vector width `vs` (the widest dividing `len`), and the buffers
+/// read as such vectors.
+pub(crate) fn flat(
+    client: &cubecl::client::Client,
+    op: &'static str,
+    elem_bytes: usize,
+    len: usize,
+) -> (Elemwise, usize, VecBuffers) {
+    let vs = vector_size(client, elem_bytes, &[len]);
+    let geo = elemwise(&DeviceInfo::of(client), len / vs);
+    (geo, vs, VecBuffers::new(op, vs, elem_bytes))
+}
+
 /// Index of the `step`-th item of this unit (see [`Elemwise`]); may exceed the item count.
 #[cube]
 pub(crate) fn item_index(step: usize, steps: usize, #[comptime] blocked: bool) -> usize {
