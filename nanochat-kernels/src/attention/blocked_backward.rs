@@ -31,6 +31,7 @@ const QB: usize = 8;
 /// `(sum_dd a[r][dd] * at[dd], sum_dd b[r][dd] * bt[dd])` for each row `r`, where `at[dd]`
 /// and `bt[dd]` are the vectors at `base + dd * stride`, summed over `dd` in order.
 #[cube]
+#[allow(clippy::type_complexity)] // two arrays of f32 vectors
 fn block_scores<F: Float, N: Size>(
     a: &Array<f32>,
     at: &[Vector<F, N>],

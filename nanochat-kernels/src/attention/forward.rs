@@ -47,6 +47,7 @@ pub(super) fn attend<F: Float, N: Size>(
 
 /// Query row `q_base` of `q` times `scale`, and a zeroed accumulator of the same length.
 #[cube]
+#[allow(clippy::type_complexity)] // two arrays of f32 vectors
 pub(super) fn scaled_row_and_acc<F: Float, N: Size>(
     q: &[Vector<F, N>],
     q_base: usize,
