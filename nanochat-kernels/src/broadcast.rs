@@ -137,16 +137,17 @@ pub fn binary_broadcast<F: KernelFloat>(
         client,
         g.cube_count,
         g.cube_dim,
-        launch::tensor("binary_broadcast", "lhs", x, &xs, &view, es)?,
-        launch::tensor("binary_broadcast", "rhs", y, &ys, &view, es)?,
-        launch::tensor(
+        launch::binding("binary_broadcast", "lhs", x, &xs, &view, es)?.into_tensor_arg(),
+        launch::binding("binary_broadcast", "rhs", y, &ys, &view, es)?.into_tensor_arg(),
+        launch::binding(
             "binary_broadcast",
             "output",
             &out,
             &contiguous_strides(&view),
             &view,
             es,
-        )?,
+        )?
+        .into_tensor_arg(),
         a,
         b,
         g.steps,

@@ -191,22 +191,24 @@ pub fn sum_to<F: KernelFloat>(
         client,
         g.cube_count,
         g.cube_dim,
-        launch::tensor(
+        launch::binding(
             "sum_to",
             "big",
             x,
             &crate::broadcast::contiguous_strides(&big_view),
             &big_view,
             F::DTYPE.size(),
-        )?,
-        launch::tensor(
+        )?
+        .into_tensor_arg(),
+        launch::binding(
             "sum_to",
             "small",
             &out,
             &crate::broadcast::contiguous_strides(&small_view),
             &small_view,
             F::DTYPE.size(),
-        )?,
+        )?
+        .into_tensor_arg(),
         big_len / small_len,
         g.steps,
         g.blocked,
