@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nanochat_kernels::attention::{
-    attention_backward_with, attention_forward_with, AttentionKernel, AttentionShape, KvLayout,
+    attention_backward_with, attention_forward_with, AttentionKernel, AttentionShape,
+    BackwardInputs, KvLayout,
 };
 use nanochat_kernels::check::upload_f32;
 use nanochat_kernels::cross_entropy::{
@@ -71,17 +72,17 @@ fn bench_attention(c: &mut Criterion) {
         g.throughput(Throughput::Elements(s.forward_flops() as u64));
         g.bench_function(format!("forward {kernel:?} T=1024 H=2 D=128"), |b| {
             b.iter(|| {
-                attention_forward_with::<f32>(&client, kernel, &q, &k, &v, &s, &layout).unwrap();
+                attention_forward_with::<f32>(&client, kernel, [&q, &k, &v], &s, &layout).unwrap();
                 sync(&client).unwrap();
             })
         });
         let (o, lse) =
-            attention_forward_with::<f32>(&client, kernel, &q, &k, &v, &s, &layout).unwrap();
+            attention_forward_with::<f32>(&client, kernel, [&q, &k, &v], &s, &layout).unwrap();
         g.throughput(Throughput::Elements((2.5 * s.forward_flops()) as u64));
         g.bench_function(format!("backward {kernel:?} T=1024 H=2 D=128"), |b| {
             b.iter(|| {
-                attention_backward_with::<f32>(&client, kernel, &q, &k, &v, &o, &lse, &dout, &s)
-                    .unwrap();
+                let x = BackwardInputs::new([&q, &k, &v], (&o, &lse), &dout);
+                attention_backward_with::<f32>(&client, kernel, &x, &s).unwrap();
                 sync(&client).unwrap();
             })
         });
@@ -152,7 +153,7 @@ fn bench_other(c: &mut Criterion) {
     use nanochat_kernels::attention::attention_decode;
     use nanochat_kernels::embedding::{embedding_backward, embedding_forward};
     use nanochat_kernels::layout::transpose;
-    use nanochat_kernels::optim::{adamw_step, newton_schulz, AdamWStep};
+    use nanochat_kernels::optim::{adamw_step, newton_schulz};
     use nanochat_kernels::rotary::{rotary_forward, rotary_tables, RotaryShape};
     use nanochat_kernels::softmax::softmax;
     let client = client();
@@ -197,28 +198,14 @@ fn bench_other(c: &mut Criterion) {
         upload_f32(&client, &vec![0.0; n]),
         upload_f32(&client, &vec![0.0; n]),
     );
-    let h = AdamWStep {
-        lr: 1e-3,
-        beta1: 0.8,
-        beta2: 0.95,
-        eps: 1e-10,
-        weight_decay: 0.0,
-        step: 1,
-    };
+    let h = nanochat_kernels::bench::BENCH_ADAMW;
     run("adamw 786432", 28 * n, &mut || {
         adamw_step::<f32>(&client, &x, &y, &m, &v, n, &h).unwrap()
     });
     run("transpose 1024x768", 2 * n * 4, &mut || {
         drop(transpose::<f32>(&client, &x, 1, rows, cols).unwrap())
     });
-    let s = AttentionShape {
-        batch: 1,
-        tq: 1,
-        tk: rows,
-        heads: 12,
-        kv_heads: 12,
-        head_dim: 64,
-    };
+    let s = AttentionShape::prefixed(1, 1, rows, 12, 12, 64);
     let q = upload_f32(&client, &data(12 * 64));
     let layout = KvLayout::contiguous(&s);
     run(

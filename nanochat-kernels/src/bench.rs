@@ -8,7 +8,8 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 
 use crate::attention::{
-    attention_backward_with, attention_forward_with, AttentionKernel, AttentionShape, KvLayout,
+    attention_backward_with, attention_forward_with, AttentionKernel, AttentionShape,
+    BackwardInputs, KvLayout,
 };
 use crate::check::upload_as;
 use crate::cross_entropy::{cross_entropy_backward, cross_entropy_forward, upload_targets};
@@ -16,6 +17,16 @@ use crate::dtype::KernelFloat;
 use crate::matmul::{matmul, matmul_with, sync, MatmulKernel, MatmulShape};
 use crate::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use crate::{Client, Result};
+
+/// The AdamW step the benchmarks time (nanochat's betas, no weight decay, the first step).
+pub const BENCH_ADAMW: crate::optim::AdamWStep = crate::optim::AdamWStep {
+    lr: 1e-3,
+    beta1: 0.8,
+    beta2: 0.95,
+    eps: 1e-10,
+    weight_decay: 0.0,
+    step: 1,
+};
 
 /// Median seconds per call of `f` over `reps` timed calls, after `warmup` untimed ones.
 pub fn time_it(
@@ -87,11 +98,12 @@ pub fn attention_gflops<F: KernelFloat>(
     let g = upload_as::<F>(client, &values(nq, 6));
     let layout = KvLayout::contiguous(&s);
     let fwd = time_it(client, 1, reps, || {
-        attention_forward_with::<F>(client, kernel, &q, &k, &v, &s, &layout).map(|_| ())
+        attention_forward_with::<F>(client, kernel, [&q, &k, &v], &s, &layout).map(|_| ())
     })?;
-    let (o, lse) = attention_forward_with::<F>(client, kernel, &q, &k, &v, &s, &layout)?;
+    let (o, lse) = attention_forward_with::<F>(client, kernel, [&q, &k, &v], &s, &layout)?;
     let bwd = time_it(client, 1, reps, || {
-        attention_backward_with::<F>(client, kernel, &q, &k, &v, &o, &lse, &g, &s).map(|_| ())
+        let x = BackwardInputs::new([&q, &k, &v], (&o, &lse), &g);
+        attention_backward_with::<F>(client, kernel, &x, &s).map(|_| ())
     })?;
     let flops = s.forward_flops();
     Ok((flops / fwd / 1e9, 2.5 * flops / bwd / 1e9))
@@ -203,14 +215,7 @@ pub fn memory_bound_gbps<F: KernelFloat>(
     );
     let m = crate::check::upload_f32(client, &vec![0.0; n]);
     let v = crate::check::upload_f32(client, &vec![0.0; n]);
-    let h = crate::optim::AdamWStep {
-        lr: 1e-3,
-        beta1: 0.8,
-        beta2: 0.95,
-        eps: 1e-10,
-        weight_decay: 0.0,
-        step: 1,
-    };
+    let h = BENCH_ADAMW;
     let t = time_it(client, 1, reps, || {
         crate::optim::adamw_step::<F>(client, &x, &y, &m, &v, n, &h)
     })?;
@@ -224,14 +229,7 @@ pub fn memory_bound_gbps<F: KernelFloat>(
     })?;
     put("cast_to_bf16_gbps", (es + 2.0) * n as f64, t);
     // Decode: one query per head against a cache of `rows` positions.
-    let s = AttentionShape {
-        batch: 1,
-        tq: 1,
-        tk: rows,
-        heads,
-        kv_heads: heads,
-        head_dim,
-    };
+    let s = AttentionShape::prefixed(1, 1, rows, heads, heads, head_dim);
     let q = upload_as::<F>(client, &values(heads * head_dim, 12));
     let layout = KvLayout::contiguous(&s);
     let t = time_it(client, 1, reps, || {

@@ -130,30 +130,24 @@ pub fn binary_broadcast<F: KernelFloat>(
     if len == 0 {
         return Ok((out, out_shape));
     }
-    // Rank 0 outputs are viewed as rank 1.
-    let view: Vec<usize> = if out_shape.is_empty() {
-        vec![1]
-    } else {
-        out_shape.clone()
-    };
-    let xs = broadcast_strides(x_shape, &view);
-    let ys = broadcast_strides(y_shape, &view);
+    let (view, xs, ys) = broadcast_view(&out_shape, x_shape, y_shape);
     let es = dtype.size();
     let g = launch::elemwise(&DeviceInfo::of(client), len);
     binary_broadcast_kernel::launch::<F>(
         client,
         g.cube_count,
         g.cube_dim,
-        launch::tensor("binary_broadcast", "lhs", x, &xs, &view, es)?,
-        launch::tensor("binary_broadcast", "rhs", y, &ys, &view, es)?,
-        launch::tensor(
+        launch::binding("binary_broadcast", "lhs", x, &xs, &view, es)?.into_tensor_arg(),
+        launch::binding("binary_broadcast", "rhs", y, &ys, &view, es)?.into_tensor_arg(),
+        launch::binding(
             "binary_broadcast",
             "output",
             &out,
             &contiguous_strides(&view),
             &view,
             es,
-        )?,
+        )?
+        .into_tensor_arg(),
         a,
         b,
         g.steps,
@@ -161,6 +155,23 @@ pub fn binary_broadcast<F: KernelFloat>(
         g.blocked,
     );
     Ok((out, out_shape))
+}
+
+/// The output view of a broadcast (`out_shape`, rank 0 viewed as rank 1) and the strides of
+/// `x_shape` and `y_shape` broadcast to it.
+fn broadcast_view(
+    out_shape: &[usize],
+    x_shape: &[usize],
+    y_shape: &[usize],
+) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let view = if out_shape.is_empty() {
+        vec![1]
+    } else {
+        out_shape.to_vec()
+    };
+    let xs = broadcast_strides(x_shape, &view);
+    let ys = broadcast_strides(y_shape, &view);
+    (view, xs, ys)
 }
 
 /// Plain-Rust reference of [`binary_broadcast`].
@@ -174,13 +185,7 @@ pub fn binary_broadcast_ref(
     b: f64,
 ) -> (Vec<f64>, Vec<usize>) {
     let out_shape = broadcast_shape("binary_broadcast_ref", x_shape, y_shape).expect("shapes");
-    let view: Vec<usize> = if out_shape.is_empty() {
-        vec![1]
-    } else {
-        out_shape.clone()
-    };
-    let xs = broadcast_strides(x_shape, &view);
-    let ys = broadcast_strides(y_shape, &view);
+    let (view, xs, ys) = broadcast_view(&out_shape, x_shape, y_shape);
     let len: usize = out_shape.iter().product();
     let out = (0..len)
         .map(|i| {
@@ -198,10 +203,7 @@ pub fn binary_broadcast_ref(
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check {
-        name: "elementwise.broadcast",
-        run: check_broadcast,
-    }]
+    crate::check::check_list!["elementwise.broadcast" => check_broadcast]
 }
 
 fn check_broadcast(ctx: &mut Ctx) -> Result<()> {

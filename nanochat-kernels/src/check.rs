@@ -259,6 +259,15 @@ fn run_check_inline(
     reports
 }
 
+/// A module's checks, in order: `check_list!["module.op" => check_fn, ..]` is the
+/// `Vec<Check>` of those names and functions.
+macro_rules! check_list {
+    ($($name:literal => $run:expr),+ $(,)?) => {
+        vec![$($crate::check::Check { name: $name, run: $run }),+]
+    };
+}
+pub(crate) use check_list;
+
 /// One `#[test]` per named check, each running [`assert_check`]:
 /// `check_tests!(test_name => "check.name", ..)`.
 #[cfg(test)]

@@ -255,10 +255,7 @@ pub fn upload_targets(client: &Client, targets: &[i32]) -> Handle {
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check {
-        name: "cross_entropy",
-        run: check_cross_entropy,
-    }]
+    crate::check::check_list!["cross_entropy" => check_cross_entropy]
 }
 
 fn check_cross_entropy(ctx: &mut Ctx) -> Result<()> {

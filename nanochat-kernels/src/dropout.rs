@@ -116,10 +116,7 @@ pub fn dropout_ref(x: &[f64], p: f32, seed: u32) -> Vec<f64> {
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check {
-        name: "dropout",
-        run: check_dropout,
-    }]
+    crate::check::check_list!["dropout" => check_dropout]
 }
 
 fn check_dropout(ctx: &mut Ctx) -> Result<()> {

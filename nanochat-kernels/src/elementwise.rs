@@ -56,36 +56,40 @@ pub use cube_enums::{Binary, UnaryKind};
 mod cube_enums {
     use cubecl::prelude::*;
 
-    /// The compile-time part of a [`Unary`](super::Unary) (kernels are specialised per op); the
-    /// variants are those of `Unary`, whose scalars the kernels take at run time.
-    #[warn(missing_docs)]
-    #[derive(CubeType, Clone, Copy, Debug, Hash, PartialEq, Eq)]
-    pub enum UnaryKind {
-        /// [`Unary::Neg`](super::Unary::Neg).
-        Neg,
-        /// [`Unary::Exp`](super::Unary::Exp).
-        Exp,
-        /// [`Unary::Log`](super::Unary::Log).
-        Log,
-        /// [`Unary::Tanh`](super::Unary::Tanh).
-        Tanh,
-        /// [`Unary::Relu`](super::Unary::Relu).
-        Relu,
-        /// [`Unary::Relu2`](super::Unary::Relu2).
-        Relu2,
-        /// [`Unary::Square`](super::Unary::Square).
-        Square,
-        /// [`Unary::Sqrt`](super::Unary::Sqrt).
-        Sqrt,
-        /// [`Unary::Rsqrt`](super::Unary::Rsqrt).
-        Rsqrt,
-        /// [`Unary::Recip`](super::Unary::Recip).
-        Recip,
-        /// [`Unary::Softcap`](super::Unary::Softcap).
-        Softcap,
-        /// [`Unary::Affine`](super::Unary::Affine).
-        Affine,
+    // Declares `UnaryKind`, the variants of `Unary` without their scalars, and `Unary::split`,
+    // from the names of the variants that have no scalars.
+    macro_rules! unary_kinds {
+        ($($plain:ident),* $(,)?) => {
+            /// The compile-time part of a [`Unary`](super::Unary) (kernels are specialised per
+            /// op); the variants are those of `Unary`, whose scalars the kernels take at run time.
+            #[warn(missing_docs)]
+            #[derive(CubeType, Clone, Copy, Debug, Hash, PartialEq, Eq)]
+            pub enum UnaryKind {
+                $(
+                    #[doc = concat!("[`Unary::", stringify!($plain), "`](super::Unary::", stringify!($plain), ").")]
+                    $plain,
+                )*
+                /// [`Unary::Softcap`](super::Unary::Softcap).
+                Softcap,
+                /// [`Unary::Affine`](super::Unary::Affine).
+                Affine,
+            }
+
+            impl super::Unary {
+                /// The kernel's op and its two run-time scalars.
+                pub(super) fn split(self) -> (UnaryKind, f32, f32) {
+                    use super::Unary;
+                    match self {
+                        $(Unary::$plain => (UnaryKind::$plain, 0.0, 0.0),)*
+                        Unary::Softcap { cap } => (UnaryKind::Softcap, cap, 1.0 / cap),
+                        Unary::Affine { mul, add } => (UnaryKind::Affine, mul, add),
+                    }
+                }
+            }
+        };
     }
+
+    unary_kinds!(Neg, Exp, Log, Tanh, Relu, Relu2, Square, Sqrt, Rsqrt, Recip);
 
     /// A binary op on two tensors.
     #[warn(missing_docs)]
@@ -109,23 +113,6 @@ mod cube_enums {
 }
 
 impl Unary {
-    fn split(self) -> (UnaryKind, f32, f32) {
-        match self {
-            Unary::Neg => (UnaryKind::Neg, 0.0, 0.0),
-            Unary::Exp => (UnaryKind::Exp, 0.0, 0.0),
-            Unary::Log => (UnaryKind::Log, 0.0, 0.0),
-            Unary::Tanh => (UnaryKind::Tanh, 0.0, 0.0),
-            Unary::Relu => (UnaryKind::Relu, 0.0, 0.0),
-            Unary::Relu2 => (UnaryKind::Relu2, 0.0, 0.0),
-            Unary::Square => (UnaryKind::Square, 0.0, 0.0),
-            Unary::Sqrt => (UnaryKind::Sqrt, 0.0, 0.0),
-            Unary::Rsqrt => (UnaryKind::Rsqrt, 0.0, 0.0),
-            Unary::Recip => (UnaryKind::Recip, 0.0, 0.0),
-            Unary::Softcap { cap } => (UnaryKind::Softcap, cap, 1.0 / cap),
-            Unary::Affine { mul, add } => (UnaryKind::Affine, mul, add),
-        }
-    }
-
     /// Plain-Rust reference of one element.
     pub fn eval(self, x: f64) -> f64 {
         match self {
@@ -272,23 +259,10 @@ pub fn unary<F: KernelFloat>(client: &Client, x: &Handle, len: usize, op: Unary)
     if len == 0 {
         return Ok(out);
     }
-    let vs = launch::vector_size(client, dtype.size(), &[len]);
-    let n = len / vs;
-    let g = launch::elemwise(&DeviceInfo::of(client), n);
+    let (g, vs, bufs) = launch::flat(client, "unary", dtype.size(), len);
     let (kind, a, b) = op.split();
-    unary_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("unary", "input", x, n, vs * F::DTYPE.size())?,
-        launch::buffer("unary", "output", &out, n, vs * F::DTYPE.size())?,
-        a,
-        b,
-        g.steps,
-        kind,
-        g.blocked,
-    );
+    let (ax, aout) = (bufs.vecs("input", x, len)?, bufs.vecs("output", &out, len)?);
+    launch::launch_on!(unary_kernel::<F>, client, g, vs; ax, aout, a, b, g.steps, kind, g.blocked);
     Ok(out)
 }
 
@@ -310,23 +284,10 @@ pub fn binary<F: KernelFloat>(
     if len == 0 {
         return Ok(out);
     }
-    let vs = launch::vector_size(client, dtype.size(), &[len]);
-    let n = len / vs;
-    let g = launch::elemwise(&DeviceInfo::of(client), n);
-    binary_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("binary", "lhs", x, n, vs * F::DTYPE.size())?,
-        launch::buffer("binary", "rhs", y, n, vs * F::DTYPE.size())?,
-        launch::buffer("binary", "output", &out, n, vs * F::DTYPE.size())?,
-        a,
-        b,
-        g.steps,
-        op,
-        g.blocked,
-    );
+    let (g, vs, bufs) = launch::flat(client, "binary", dtype.size(), len);
+    let (ax, ay) = (bufs.vecs("lhs", x, len)?, bufs.vecs("rhs", y, len)?);
+    let aout = bufs.vecs("output", &out, len)?;
+    launch::launch_on!(binary_kernel::<F>, client, g, vs; ax, ay, aout, a, b, g.steps, op, g.blocked);
     Ok(out)
 }
 
@@ -351,19 +312,9 @@ pub fn fill<F: KernelFloat>(client: &Client, len: usize, value: f32) -> Result<H
     if len == 0 {
         return Ok(out);
     }
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[len]);
-    let n = len / vs;
-    let g = launch::elemwise(&DeviceInfo::of(client), n);
-    fill_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("fill", "output", &out, n, vs * F::DTYPE.size())?,
-        value,
-        g.steps,
-        g.blocked,
-    );
+    let (g, vs, bufs) = launch::flat(client, "fill", F::DTYPE.size(), len);
+    let aout = bufs.vecs("output", &out, len)?;
+    launch::launch_on!(fill_kernel::<F>, client, g, vs; aout, value, g.steps, g.blocked);
     Ok(out)
 }
 
@@ -401,21 +352,9 @@ pub fn axpby_inplace<F: KernelFloat>(
     if len == 0 {
         return Ok(());
     }
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[len]);
-    let n = len / vs;
-    let g = launch::elemwise(&DeviceInfo::of(client), n);
-    axpby_inplace_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        vs,
-        launch::buffer("axpby_inplace", "y", y, n, vs * F::DTYPE.size())?,
-        launch::buffer("axpby_inplace", "x", x, n, vs * F::DTYPE.size())?,
-        a,
-        b,
-        g.steps,
-        g.blocked,
-    );
+    let (g, vs, bufs) = launch::flat(client, "axpby_inplace", F::DTYPE.size(), len);
+    let (ay, ax) = (bufs.vecs("y", y, len)?, bufs.vecs("x", x, len)?);
+    launch::launch_on!(axpby_inplace_kernel::<F>, client, g, vs; ay, ax, a, b, g.steps, g.blocked);
     Ok(())
 }
 
@@ -453,27 +392,12 @@ pub fn cast<I: KernelFloat, O: KernelFloat>(
 use crate::check::{f64s, Check, Ctx};
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![
-        Check {
-            name: "elementwise.unary",
-            run: check_unary,
-        },
-        Check {
-            name: "elementwise.binary",
-            run: check_binary,
-        },
-        Check {
-            name: "elementwise.cast",
-            run: check_cast,
-        },
-        Check {
-            name: "elementwise.fill",
-            run: check_fill,
-        },
-        Check {
-            name: "elementwise.axpby_inplace",
-            run: check_axpby_inplace,
-        },
+    crate::check::check_list![
+        "elementwise.unary" => check_unary,
+        "elementwise.binary" => check_binary,
+        "elementwise.cast" => check_cast,
+        "elementwise.fill" => check_fill,
+        "elementwise.axpby_inplace" => check_axpby_inplace,
     ]
 }
 

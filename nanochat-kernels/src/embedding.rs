@@ -213,10 +213,7 @@ pub fn embedding_backward_ref(grad: &[f64], ids: &[u32], vocab: usize, dim: usiz
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check {
-        name: "embedding",
-        run: check_embedding,
-    }]
+    crate::check::check_list!["embedding" => check_embedding]
 }
 
 fn check_embedding(ctx: &mut Ctx) -> Result<()> {

@@ -49,6 +49,20 @@ pub(crate) fn elemwise(info: &DeviceInfo, n: usize) -> Elemwise {
     }
 }
 
+/// An element-wise launch of op `op` over `len` elements of `elem_bytes` bytes: the geometry
+/// over `len / vs` vectors, the vector width `vs` (the widest dividing `len`), and the buffers
+/// read as such vectors.
+pub(crate) fn flat(
+    client: &cubecl::client::Client,
+    op: &'static str,
+    elem_bytes: usize,
+    len: usize,
+) -> (Elemwise, usize, VecBuffers) {
+    let vs = vector_size(client, elem_bytes, &[len]);
+    let geo = elemwise(&DeviceInfo::of(client), len / vs);
+    (geo, vs, VecBuffers::new(op, vs, elem_bytes))
+}
+
 /// Index of the `step`-th item of this unit (see [`Elemwise`]); may exceed the item count.
 #[cube]
 pub(crate) fn item_index(step: usize, steps: usize, #[comptime] blocked: bool) -> usize {
@@ -356,22 +370,10 @@ pub(crate) fn buffer(
     Ok(binding(op, arg, handle, &[1], &[len], item_bytes)?.into_buffer_arg())
 }
 
-/// A tensor argument of a kernel launch: a strided view (`shape`, `strides` in items of
-/// `item_bytes` bytes) from the start of `handle`. See [`binding`] for the check.
-pub(crate) fn tensor(
-    op: &'static str,
-    arg: &'static str,
-    handle: &Handle,
-    strides: &[usize],
-    shape: &[usize],
-    item_bytes: usize,
-) -> crate::Result<TensorArg> {
-    Ok(binding(op, arg, handle, strides, shape, item_bytes)?.into_tensor_arg())
-}
-
 /// The one place where a kernel argument is made from a raw handle, a shape and strides: every
-/// launch in this crate takes its arguments from here (through [`buffer`] and [`tensor`]), so
-/// that no kernel is told that a buffer is longer than it is.
+/// launch in this crate takes its arguments from here (through [`buffer`], or
+/// `binding(..)?.into_tensor_arg()` for a strided view), so that no kernel is told that a
+/// buffer is longer than it is.
 ///
 /// # Errors
 /// [`KernelError::LaunchBounds`](crate::KernelError::LaunchBounds) when the view reaches past
@@ -529,8 +531,8 @@ mod tests {
             }
         );
         // A strided view is measured by its furthest item, not by its element count.
-        assert!(tensor("op", "t", &h, &[0, 1], &[100, 4], 4).is_ok());
-        let err = tensor("op", "t", &h, &[3, 1], &[2, 2], 4).err().unwrap();
+        assert!(binding("op", "t", &h, &[0, 1], &[100, 4], 4).is_ok());
+        let err = binding("op", "t", &h, &[3, 1], &[2, 2], 4).err().unwrap();
         assert!(matches!(
             err,
             KernelError::LaunchBounds {

@@ -314,19 +314,10 @@ pub fn transpose_ref(x: &[f64], batch: usize, rows: usize, cols: usize) -> Vec<f
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![
-        Check {
-            name: "layout.transpose",
-            run: check_transpose,
-        },
-        Check {
-            name: "layout.slice_cols",
-            run: check_slice_cols,
-        },
-        Check {
-            name: "layout.write_rows",
-            run: check_write_rows,
-        },
+    crate::check::check_list![
+        "layout.transpose" => check_transpose,
+        "layout.slice_cols" => check_slice_cols,
+        "layout.write_rows" => check_write_rows,
     ]
 }
 

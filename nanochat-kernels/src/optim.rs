@@ -246,15 +246,9 @@ pub fn newton_schulz_ref(g: &[f64], rows: usize, cols: usize, steps: usize) -> V
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![
-        Check {
-            name: "optim.adamw",
-            run: check_adamw,
-        },
-        Check {
-            name: "optim.newton_schulz",
-            run: check_newton_schulz,
-        },
+    crate::check::check_list![
+        "optim.adamw" => check_adamw,
+        "optim.newton_schulz" => check_newton_schulz,
     ]
 }
 

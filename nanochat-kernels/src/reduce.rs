@@ -143,6 +143,20 @@ fn sum_to_kernel<F: Float>(
     }
 }
 
+/// `small` padded on the left with 1s to `rank` dimensions (aligned on the right, as broadcasting
+/// does); its leading dimensions past `rank` are dropped.
+fn align_right(small: &[usize], rank: usize) -> Vec<usize> {
+    (0..rank)
+        .map(|i| {
+            if i + small.len() >= rank {
+                small[i + small.len() - rank]
+            } else {
+                1
+            }
+        })
+        .collect()
+}
+
 /// Sums a contiguous tensor of shape `big` down to `small` (the gradient of a broadcast):
 /// `small` aligns on the right with `big` and each of its dimensions is 1 or equal to big's.
 pub fn sum_to<F: KernelFloat>(
@@ -153,15 +167,7 @@ pub fn sum_to<F: KernelFloat>(
 ) -> Result<Handle> {
     launch::check_size("sum_to", "x", x, big, F::DTYPE)?;
     let rank = big.len();
-    let aligned: Vec<usize> = (0..rank)
-        .map(|i| {
-            if i + small.len() >= rank {
-                small[i + small.len() - rank]
-            } else {
-                1
-            }
-        })
-        .collect();
+    let aligned = align_right(small, rank);
     if small.len() > rank || aligned.iter().zip(big).any(|(&s, &b)| s != 1 && s != b) {
         return Err(crate::KernelError::shape(
             "sum_to",
@@ -185,22 +191,24 @@ pub fn sum_to<F: KernelFloat>(
         client,
         g.cube_count,
         g.cube_dim,
-        launch::tensor(
+        launch::binding(
             "sum_to",
             "big",
             x,
             &crate::broadcast::contiguous_strides(&big_view),
             &big_view,
             F::DTYPE.size(),
-        )?,
-        launch::tensor(
+        )?
+        .into_tensor_arg(),
+        launch::binding(
             "sum_to",
             "small",
             &out,
             &crate::broadcast::contiguous_strides(&small_view),
             &small_view,
             F::DTYPE.size(),
-        )?,
+        )?
+        .into_tensor_arg(),
         big_len / small_len,
         g.steps,
         g.blocked,
@@ -211,15 +219,7 @@ pub fn sum_to<F: KernelFloat>(
 /// Plain-Rust reference of [`sum_to`].
 pub fn sum_to_ref(x: &[f64], big: &[usize], small: &[usize]) -> Vec<f64> {
     let rank = big.len();
-    let aligned: Vec<usize> = (0..rank)
-        .map(|i| {
-            if i + small.len() >= rank {
-                small[i + small.len() - rank]
-            } else {
-                1
-            }
-        })
-        .collect();
+    let aligned = align_right(small, rank);
     let strides = crate::broadcast::contiguous_strides(&aligned);
     let mut out = vec![0.0; aligned.iter().product()];
     for (i, v) in x.iter().enumerate() {
@@ -242,15 +242,9 @@ pub fn reduce_rows_ref(x: &[f64], cols: usize, op: Reduce) -> Vec<f64> {
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![
-        Check {
-            name: "reduce.rows",
-            run: check_reduce,
-        },
-        Check {
-            name: "reduce.sum_to",
-            run: check_sum_to,
-        },
+    crate::check::check_list![
+        "reduce.rows" => check_reduce,
+        "reduce.sum_to" => check_sum_to,
     ]
 }
 

@@ -145,10 +145,7 @@ pub fn rmsnorm_backward_ref(x: &[f64], dy: &[f64], cols: usize, eps: f64) -> Vec
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check {
-        name: "rmsnorm",
-        run: check_rmsnorm,
-    }]
+    crate::check::check_list!["rmsnorm" => check_rmsnorm]
 }
 
 fn check_rmsnorm(ctx: &mut Ctx) -> Result<()> {

@@ -184,10 +184,7 @@ pub fn rotary_ref(x: &[f64], cos: &[f64], sin: &[f64], s: RotaryShape, sign: f64
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check {
-        name: "rotary",
-        run: check_rotary,
-    }]
+    crate::check::check_list!["rotary" => check_rotary]
 }
 
 fn check_rotary(ctx: &mut Ctx) -> Result<()> {

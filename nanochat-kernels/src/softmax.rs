@@ -58,6 +58,24 @@ fn softmax_backward_kernel<F: Float, N: Size>(
     }
 }
 
+/// Checks the (rows, cols) `inputs` of `op` and allocates its (rows, cols) output; returns it
+/// with the row launch, `None` when there are no rows.
+fn prepare<F: KernelFloat>(
+    client: &Client,
+    op: &'static str,
+    inputs: &[(&'static str, &Handle)],
+    rows: usize,
+    cols: usize,
+) -> Result<(Handle, Option<launch::RowLaunch>)> {
+    for &(arg, h) in inputs {
+        launch::check_size(op, arg, h, &[rows, cols], F::DTYPE)?;
+    }
+    launch::check_rows(op, rows, cols)?;
+    let out = client.empty(rows * cols * F::DTYPE.size());
+    let l = (rows > 0).then(|| launch::row_launch(client, op, F::DTYPE.size(), rows, cols));
+    Ok((out, l))
+}
+
 /// Softmax of each row of a (rows, cols) tensor.
 pub fn softmax<F: KernelFloat>(
     client: &Client,
@@ -65,13 +83,8 @@ pub fn softmax<F: KernelFloat>(
     rows: usize,
     cols: usize,
 ) -> Result<Handle> {
-    launch::check_size("softmax", "x", x, &[rows, cols], F::DTYPE)?;
-    launch::check_rows("softmax", rows, cols)?;
-    let y = client.empty(rows * cols * F::DTYPE.size());
-    if rows == 0 {
-        return Ok(y);
-    }
-    let l = launch::row_launch(client, "softmax", F::DTYPE.size(), rows, cols);
+    let (y, l) = prepare::<F>(client, "softmax", &[("x", x)], rows, cols)?;
+    let Some(l) = l else { return Ok(y) };
     let (ax, ay) = (l.vectors("x", x)?, l.vectors("y", &y)?);
     launch_rows!(softmax_kernel::<F>, client, l; ax, ay, rows, cols, l.geo.plane);
     Ok(y)
@@ -85,14 +98,9 @@ pub fn softmax_backward<F: KernelFloat>(
     rows: usize,
     cols: usize,
 ) -> Result<Handle> {
-    launch::check_size("softmax_backward", "y", y, &[rows, cols], F::DTYPE)?;
-    launch::check_size("softmax_backward", "dy", dy, &[rows, cols], F::DTYPE)?;
-    launch::check_rows("softmax_backward", rows, cols)?;
-    let dx = client.empty(rows * cols * F::DTYPE.size());
-    if rows == 0 {
-        return Ok(dx);
-    }
-    let l = launch::row_launch(client, "softmax_backward", F::DTYPE.size(), rows, cols);
+    let inputs = [("y", y), ("dy", dy)];
+    let (dx, l) = prepare::<F>(client, "softmax_backward", &inputs, rows, cols)?;
+    let Some(l) = l else { return Ok(dx) };
     let (ay, ady, adx) = (
         l.vectors("y", y)?,
         l.vectors("dy", dy)?,
@@ -124,10 +132,7 @@ pub fn softmax_backward_ref(y: &[f64], dy: &[f64], cols: usize) -> Vec<f64> {
 }
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check {
-        name: "softmax",
-        run: check_softmax,
-    }]
+    crate::check::check_list!["softmax" => check_softmax]
 }
 
 fn check_softmax(ctx: &mut Ctx) -> Result<()> {

@@ -11,7 +11,8 @@
 
 use cubecl::prelude::*;
 
-use super::{AttentionShape, KvLayout};
+use super::forward::scaled_row_and_acc;
+use super::{query_row, AttentionShape, AttnArgs, KvLayout};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
 use crate::launch::{self, item_index, lane_sum};
@@ -60,9 +61,8 @@ fn attention_delta_kernel<F: Float, N: Size>(
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < rows {
-            let i = r % tq;
-            let bh = r / tq;
-            let base = ((bh / heads * tq + i) * heads + bh % heads) * dv;
+            let (i, _, h, b) = query_row(r, tq, heads);
+            let base = ((b * tq + i) * heads + h) * dv;
             let o = load::<F, N>(out, base, dv);
             delta[r] = dot::<F, N>(&o, dout, base, dv);
         }
@@ -80,38 +80,21 @@ fn attention_dq_kernel<F: Float, N: Size>(
     delta: &[f32],
     dq: &mut [Vector<F, N>],
     rows: usize,
-    tq: usize,
-    tk: usize,
-    heads: usize,
-    kv_heads: usize,
-    group: usize,
-    scale: f32,
+    a: AttnArgs,
     steps: usize,
     #[comptime] dv: usize,
 ) {
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < rows {
-            let i = r % tq;
-            let bh = r / tq;
-            let h = bh % heads;
-            let b = bh / heads;
-            let q_base = ((b * tq + i) * heads + h) * dv;
-            let kv_base = (b * tk * kv_heads + h / group) * dv;
-            let kv_row = kv_heads * dv;
-            let mut qr = load::<F, N>(q, q_base, dv);
-            #[unroll]
-            for d in 0..dv {
-                qr[d] *= Vector::new(scale);
-            }
+            let (i, _, h, b) = query_row(r, a.tq, a.heads);
+            let q_base = ((b * a.tq + i) * a.heads + h) * dv;
+            let kv_base = (b * a.tk * a.kv_heads + h / a.group) * dv;
+            let kv_row = a.kv_heads * dv;
+            let (qr, mut acc) = scaled_row_and_acc::<F, N>(q, q_base, a.scale, dv);
             let g = load::<F, N>(dout, q_base, dv);
-            let mut acc = Array::<Vector<f32, N>>::new(dv);
-            #[unroll]
-            for d in 0..dv {
-                acc[d] = Vector::new(0.0);
-            }
             let (l, dl) = (lse[r], delta[r]);
-            let limit = i + tk - tq + 1;
+            let limit = i + a.tk - a.tq + 1;
             for j in 0..limit {
                 let kb = kv_base + j * kv_row;
                 let p = (dot::<F, N>(&qr, k, kb, dv) - l).exp();
@@ -123,7 +106,7 @@ fn attention_dq_kernel<F: Float, N: Size>(
             }
             #[unroll]
             for d in 0..dv {
-                dq[q_base + d] = Vector::cast_from(acc[d] * Vector::new(scale));
+                dq[q_base + d] = Vector::cast_from(acc[d] * Vector::new(a.scale));
             }
         }
     }
@@ -141,15 +124,11 @@ fn attention_dkv_kernel<F: Float, N: Size>(
     dk: &mut [Vector<F, N>],
     dvv: &mut [Vector<F, N>],
     rows: usize,
-    tq: usize,
-    tk: usize,
-    heads: usize,
-    kv_heads: usize,
-    group: usize,
-    scale: f32,
+    a: AttnArgs,
     steps: usize,
     #[comptime] dv: usize,
 ) {
+    let (tq, tk, heads, kv_heads) = (a.tq, a.tk, a.heads, a.kv_heads);
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < rows {
@@ -171,12 +150,12 @@ fn attention_dkv_kernel<F: Float, N: Size>(
             // Query i attends key j when i + tk - tq >= j.
             let offset = tk - tq;
             let first = j.saturating_sub(offset);
-            for hh in 0..group {
-                let h = hk * group + hh;
+            for hh in 0..a.group {
+                let h = hk * a.group + hh;
                 let stat_base = (b * heads + h) * tq;
                 for i in first..tq {
                     let q_base = ((b * tq + i) * heads + h) * dv;
-                    let p = (dot::<F, N>(&kr, q, q_base, dv) * scale - lse[stat_base + i]).exp();
+                    let p = (dot::<F, N>(&kr, q, q_base, dv) * a.scale - lse[stat_base + i]).exp();
                     let ds = Vector::<f32, N>::new(
                         p * (dot::<F, N>(&vr, dout, q_base, dv) - delta[stat_base + i]),
                     );
@@ -190,38 +169,61 @@ fn attention_dkv_kernel<F: Float, N: Size>(
             }
             #[unroll]
             for d in 0..dv {
-                dk[kv_base + d] = Vector::cast_from(acc_k[d] * Vector::new(scale));
+                dk[kv_base + d] = Vector::cast_from(acc_k[d] * Vector::new(a.scale));
                 dvv[kv_base + d] = Vector::cast_from(acc_v[d]);
             }
         }
     }
 }
 
-/// The argument checks of the backward (contiguous q, k, v; out, dout like q; lse (B, H, Tq)).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn check_backward_args<F: KernelFloat>(
-    op: &'static str,
-    q: &Handle,
-    k: &Handle,
-    v: &Handle,
-    out: &Handle,
-    lse: &Handle,
-    dout: &Handle,
-    s: &AttentionShape,
-) -> Result<()> {
-    s.validate(op)?;
-    let AttentionShape {
-        batch,
-        tq,
-        heads,
-        head_dim,
-        ..
-    } = *s;
-    launch::check_size(op, "q", q, &[batch, tq, heads, head_dim], F::DTYPE)?;
-    launch::check_size(op, "out", out, &[batch, tq, heads, head_dim], F::DTYPE)?;
-    launch::check_size(op, "dout", dout, &[batch, tq, heads, head_dim], F::DTYPE)?;
-    launch::check_words(op, "lse", lse, &[batch, heads, tq])?;
-    KvLayout::contiguous(s).check::<F>(op, k, v, s)
+/// The tensors an attention backward reads: contiguous `q` (B, Tq, H, D), `k` and `v`
+/// (B, Tk, Hkv, D), the forward's `out` (like q) and `lse` (B, H, Tq, f32), and the incoming
+/// gradient `dout` (like q).
+#[derive(Clone, Copy, Debug)]
+pub struct BackwardInputs<'a> {
+    /// Queries (B, Tq, H, D).
+    pub q: &'a Handle,
+    /// Keys (B, Tk, Hkv, D).
+    pub k: &'a Handle,
+    /// Values (B, Tk, Hkv, D).
+    pub v: &'a Handle,
+    /// The forward's output (B, Tq, H, D).
+    pub out: &'a Handle,
+    /// The forward's logsumexp (B, H, Tq), f32.
+    pub lse: &'a Handle,
+    /// The gradient of the output (B, Tq, H, D).
+    pub dout: &'a Handle,
+}
+
+impl<'a> BackwardInputs<'a> {
+    /// The inputs of the backward of a forward over `q`, `k`, `v` that returned `(out, lse)`,
+    /// with the gradient `dout` of its output.
+    pub fn new(
+        [q, k, v]: [&'a Handle; 3],
+        (out, lse): (&'a Handle, &'a Handle),
+        dout: &'a Handle,
+    ) -> Self {
+        BackwardInputs {
+            q,
+            k,
+            v,
+            out,
+            lse,
+            dout,
+        }
+    }
+
+    /// The argument checks of the backward (contiguous q, k, v; out, dout like q; lse
+    /// (B, H, Tq)).
+    pub(super) fn check<F: KernelFloat>(&self, op: &'static str, s: &AttentionShape) -> Result<()> {
+        s.validate(op)?;
+        let q_dims = [s.batch, s.tq, s.heads, s.head_dim];
+        for (arg, h) in [("q", self.q), ("out", self.out), ("dout", self.dout)] {
+            launch::check_size(op, arg, h, &q_dims, F::DTYPE)?;
+        }
+        launch::check_words(op, "lse", self.lse, &[s.batch, s.heads, s.tq])?;
+        KvLayout::contiguous(s).check::<F>(op, self.k, self.v, s)
+    }
 }
 
 /// `delta[b, h, i] = dout_i . out_i` (B, H, Tq), f32.
@@ -231,60 +233,35 @@ pub(super) fn attention_delta<F: KernelFloat>(
     dout: &Handle,
     s: &AttentionShape,
 ) -> Result<Handle> {
-    let AttentionShape {
-        batch,
-        tq,
-        heads,
-        head_dim,
-        ..
-    } = *s;
+    let (q_rows, head_dim) = (s.q_rows(), s.head_dim);
     let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim]);
-    let q_rows = batch * heads * tq;
     let delta = client.empty(q_rows * 4);
     let g = launch::elemwise(&DeviceInfo::of(client), q_rows);
     let b = launch::VecBuffers::new("attention_delta", vs, F::DTYPE.size());
     let q_elems = q_rows * head_dim;
     let (aout, adout) = (b.vecs("out", out, q_elems)?, b.vecs("dout", dout, q_elems)?);
     let adelta = b.words("delta", &delta, q_rows)?;
-    launch::launch_on!(attention_delta_kernel::<F>, client, g, vs; aout, adout, adelta, q_rows, tq, heads, g.steps, head_dim / vs);
+    launch::launch_on!(attention_delta_kernel::<F>, client, g, vs; aout, adout, adelta, q_rows, s.tq, s.heads, g.steps, head_dim / vs);
     Ok(delta)
 }
 
-/// Gradients (dq, dk, dv) of [`super::attention_forward`] for contiguous `q`, `k`, `v`, from the
-/// forward's `out` and `lse` and the incoming gradient `dout` (B, Tq, H, D), with the row
-/// kernels (one unit per query row for dQ, per key row for dK and dV).
-#[allow(clippy::too_many_arguments)]
+/// Gradients (dq, dk, dv) of [`super::attention_forward`] for contiguous inputs `x`, with the
+/// row kernels (one unit per query row for dQ, per key row for dK and dV).
 pub fn attention_backward_rows<F: KernelFloat>(
     client: &Client,
-    q: &Handle,
-    k: &Handle,
-    v: &Handle,
-    out: &Handle,
-    lse: &Handle,
-    dout: &Handle,
+    x: &BackwardInputs,
     s: &AttentionShape,
 ) -> Result<(Handle, Handle, Handle)> {
-    let op = "attention_backward";
-    check_backward_args::<F>(op, q, k, v, out, lse, dout, s)?;
-    let AttentionShape {
-        batch,
-        tq,
-        tk,
-        heads,
-        kv_heads,
-        head_dim,
-    } = *s;
+    x.check::<F>("attention_backward", s)?;
+    let (q, k, v, lse, dout) = (x.q, x.k, x.v, x.lse, x.dout);
     let info = DeviceInfo::of(client);
-    let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim]);
-    let dv = head_dim / vs;
-    let q_rows = batch * heads * tq;
-    let k_rows = batch * kv_heads * tk;
-    let (q_len, k_len) = (q_rows * head_dim, k_rows * head_dim);
-    let group = heads / kv_heads;
-    let scale = s.scale() as f32;
-    let delta = attention_delta::<F>(client, out, dout, s)?;
+    let vs = launch::vector_size(client, F::DTYPE.size(), &[s.head_dim]);
+    let (q_rows, k_rows) = (s.q_rows(), s.k_rows());
+    let (q_len, k_len) = (q_rows * s.head_dim, k_rows * s.head_dim);
+    let delta = attention_delta::<F>(client, x.out, dout, s)?;
+    let args = || s.args(&KvLayout::contiguous(s), vs);
     let g = launch::elemwise(&info, q_rows);
-    let dq = client.empty(q_rows * head_dim * F::DTYPE.size());
+    let dq = client.empty(q_len * F::DTYPE.size());
     let b = launch::VecBuffers::new("attention_dq", vs, F::DTYPE.size());
     let (aq, ak, av) = (
         b.vecs("q", q, q_len)?,
@@ -294,9 +271,9 @@ pub fn attention_backward_rows<F: KernelFloat>(
     let (adout, alse) = (b.vecs("dout", dout, q_len)?, b.words("lse", lse, q_rows)?);
     let (adelta, adq) = (b.words("delta", &delta, q_rows)?, b.vecs("dq", &dq, q_len)?);
     launch::launch_on!(attention_dq_kernel::<F>, client, g, vs; aq, ak, av, adout, alse, adelta, adq,
-        q_rows, tq, tk, heads, kv_heads, group, scale, g.steps, dv);
-    let dk = client.empty(k_rows * head_dim * F::DTYPE.size());
-    let dvh = client.empty(k_rows * head_dim * F::DTYPE.size());
+        q_rows, args(), g.steps, s.head_dim / vs);
+    let dk = client.empty(k_len * F::DTYPE.size());
+    let dvh = client.empty(k_len * F::DTYPE.size());
     let g = launch::elemwise(&info, k_rows);
     let b = launch::VecBuffers::new("attention_dkv", vs, F::DTYPE.size());
     let (aq, ak, av) = (
@@ -308,6 +285,6 @@ pub fn attention_backward_rows<F: KernelFloat>(
     let adelta = b.words("delta", &delta, q_rows)?;
     let (adk, adv) = (b.vecs("dk", &dk, k_len)?, b.vecs("dvv", &dvh, k_len)?);
     launch::launch_on!(attention_dkv_kernel::<F>, client, g, vs; aq, ak, av, adout, alse, adelta, adk, adv,
-        k_rows, tq, tk, heads, kv_heads, group, scale, g.steps, dv);
+        k_rows, args(), g.steps, s.head_dim / vs);
     Ok((dq, dk, dvh))
 }

@@ -15,7 +15,7 @@
 
 use cubecl::prelude::*;
 
-use super::AttentionShape;
+use super::{query_row, AttentionShape, AttnArgs};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
 use crate::launch::{self, item_index, lane_max, lane_sum};
@@ -49,6 +49,49 @@ pub(super) fn causal_penalty<N: Size>(lanes: Vector<f32, N>, lead: f32) -> Vecto
     min(lanes + Vector::new(lead), Vector::new(0.0)) * Vector::new(1.0e30)
 }
 
+/// Rows `r0..r0 + rows` of head `h`, batch `b` of `x` (B, T, heads, d) as f32, `d` apart, each
+/// times `scale` when `scaled`; rows past `t` repeat the last one (their results are not
+/// written).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn load_row_block<F: Float>(
+    x: &[F],
+    r0: usize,
+    t: usize,
+    heads: usize,
+    b: usize,
+    h: usize,
+    scale: f32,
+    #[comptime] scaled: bool,
+    #[comptime] rows: usize,
+    #[comptime] d: usize,
+) -> Array<f32> {
+    let mut out = Array::<f32>::new(comptime![rows * d]);
+    #[unroll]
+    for qi in 0..rows {
+        let i = min(r0 + qi, t - 1);
+        let base = ((b * t + i) * heads + h) * d;
+        for dd in 0..d {
+            if comptime![scaled] {
+                out[qi * d + dd] = f32::cast_from(x[base + dd]) * scale;
+            } else {
+                out[qi * d + dd] = f32::cast_from(x[base + dd]);
+            }
+        }
+    }
+    out
+}
+
+/// An array of `len` zero vectors.
+#[cube]
+pub(super) fn zeros<N: Size>(#[comptime] len: usize) -> Array<Vector<f32, N>> {
+    let mut out = Array::<Vector<f32, N>>::new(len);
+    for x in 0..len {
+        out[x] = Vector::new(0.0);
+    }
+    out
+}
+
 /// `o` and `lse` of query rows `i0..i0 + QB` (clamped to `tq`) of head `h`, batch `b`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
@@ -59,15 +102,11 @@ fn attention_forward_blocked_kernel<F: Float, N: Size>(
     o: &mut [Vector<F, N>],
     lse: &mut [f32],
     blocks: usize,
-    tq: usize,
-    tk: usize,
-    heads: usize,
-    kv_heads: usize,
-    group: usize,
-    scale: f32,
+    a: AttnArgs,
     steps: usize,
     #[comptime] d: usize,
 ) {
+    let (tq, tk, heads, kv_heads) = (a.tq, a.tk, a.heads, a.kv_heads);
     let n = N::value();
     let dv = comptime![d / n];
     let q_blocks = tq.div_ceil(QB);
@@ -76,26 +115,11 @@ fn attention_forward_blocked_kernel<F: Float, N: Size>(
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < blocks {
-            let i0 = (r % q_blocks) * QB;
-            let bh = r / q_blocks;
-            let h = bh % heads;
-            let b = bh / heads;
-            let hk = h / group;
-            let offset = tk - tq;
+            let (qb, bh, h, b) = query_row(r, q_blocks, heads);
+            let (i0, hk, offset) = (qb * QB, h / a.group, tk - tq);
             // Scaled query rows (rows past tq repeat the last one and are not written).
-            let mut qs = Array::<f32>::new(comptime![QB * d]);
-            #[unroll]
-            for qi in 0..QB {
-                let i = min(i0 + qi, tq - 1);
-                let base = ((b * tq + i) * heads + h) * d;
-                for dd in 0..d {
-                    qs[qi * d + dd] = f32::cast_from(q[base + dd]) * scale;
-                }
-            }
-            let mut acc = Array::<Vector<f32, N>>::new(comptime![QB * dv]);
-            for x in 0..QB * dv {
-                acc[x] = Vector::new(0.0);
-            }
+            let qs = load_row_block::<F>(q, i0, tq, heads, b, h, a.scale, true, QB, d);
+            let mut acc = zeros::<N>(comptime![QB * dv]);
             let mut m = Array::<f32>::new(QB);
             let mut l = Array::<f32>::new(QB);
             #[unroll]
@@ -202,30 +226,19 @@ pub(super) fn transpose_heads<F: KernelFloat>(
 /// [`super::attention_forward`] with the key-blocked kernel, for contiguous q, k, v.
 pub fn attention_forward_blocked<F: KernelFloat>(
     client: &Client,
-    q: &Handle,
-    k: &Handle,
-    v: &Handle,
+    [q, k, v]: [&Handle; 3],
     s: &AttentionShape,
 ) -> Result<(Handle, Handle)> {
-    s.validate("attention")?;
-    let AttentionShape {
-        batch,
-        tq,
-        tk,
-        heads,
-        kv_heads,
-        head_dim,
-    } = *s;
-    launch::check_size("attention", "q", q, &[batch, tq, heads, head_dim], F::DTYPE)?;
-    super::KvLayout::contiguous(s).check::<F>("attention", k, v, s)?;
+    let kv = super::KvLayout::contiguous(s);
+    s.check_qkv::<F>("attention", [q, k, v], &kv)?;
     let vs = blocked_vector_size::<F>(client, s);
-    let kt = transpose_heads::<F>(client, k, batch, tk, kv_heads * head_dim)?;
-    let rows = batch * heads * tq;
+    let kt = transpose_heads::<F>(client, k, s.batch, s.tk, kv.row_stride)?;
+    let (rows, head_dim) = (s.q_rows(), s.head_dim);
     let o = client.empty(rows * head_dim * F::DTYPE.size());
     let lse = client.empty(rows * 4);
-    let blocks = batch * heads * tq.div_ceil(QB);
+    let blocks = s.batch * s.heads * s.tq.div_ceil(QB);
     let g = launch::elemwise(&DeviceInfo::of(client), blocks);
-    let kv_len = batch * tk * kv_heads * head_dim;
+    let kv_len = s.k_rows() * head_dim;
     let b = launch::VecBuffers::new("attention_forward_blocked", vs, F::DTYPE.size());
     let (aq, akt) = (
         b.scalars("q", q, rows * head_dim)?,
@@ -234,6 +247,6 @@ pub fn attention_forward_blocked<F: KernelFloat>(
     let (av, ao) = (b.vecs("v", v, kv_len)?, b.vecs("o", &o, rows * head_dim)?);
     let alse = b.words("lse", &lse, rows)?;
     launch::launch_on!(attention_forward_blocked_kernel::<F>, client, g, vs; aq, akt, av, ao, alse,
-        blocks, tq, tk, heads, kv_heads, heads / kv_heads, s.scale() as f32, g.steps, head_dim);
+        blocks, s.args(&kv, vs), g.steps, head_dim);
     Ok((o, lse))
 }

@@ -13,8 +13,11 @@
 
 use cubecl::prelude::*;
 
-use super::blocked::{blocked_vector_size, causal_penalty, iota, transpose_heads};
-use super::AttentionShape;
+use super::backward::BackwardInputs;
+use super::blocked::{
+    blocked_vector_size, causal_penalty, iota, load_row_block, transpose_heads, zeros,
+};
+use super::{query_row, AttentionShape, AttnArgs};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
 use crate::launch::{self, item_index};
@@ -23,6 +26,39 @@ use crate::{Client, Handle, Result};
 /// Rows (queries for dQ, keys for dK and dV) per unit: 8 was faster than 4 or 16 on the
 /// reference CPU (each vector of K^T, V^T, Q^T or dout^T loaded serves eight accumulators).
 const QB: usize = 8;
+
+/// The scores of [`QB`] rows against one block of `N` transposed columns, two at once:
+/// `(sum_dd a[r][dd] * at[dd], sum_dd b[r][dd] * bt[dd])` for each row `r`, where `at[dd]`
+/// and `bt[dd]` are the vectors at `base + dd * stride`, summed over `dd` in order.
+#[cube]
+#[allow(clippy::type_complexity)] // two arrays of f32 vectors
+fn block_scores<F: Float, N: Size>(
+    a: &Array<f32>,
+    at: &[Vector<F, N>],
+    b: &Array<f32>,
+    bt: &[Vector<F, N>],
+    base: usize,
+    stride: usize,
+    #[comptime] d: usize,
+) -> (Array<Vector<f32, N>>, Array<Vector<f32, N>>) {
+    let mut sa = Array::<Vector<f32, N>>::new(QB);
+    let mut sb = Array::<Vector<f32, N>>::new(QB);
+    #[unroll]
+    for r in 0..QB {
+        sa[r] = Vector::new(0.0);
+        sb[r] = Vector::new(0.0);
+    }
+    for dd in 0..d {
+        let av = Vector::<f32, N>::cast_from(at[base + dd * stride]);
+        let bv = Vector::<f32, N>::cast_from(bt[base + dd * stride]);
+        #[unroll]
+        for r in 0..QB {
+            sa[r] += Vector::new(a[r * d + dd]) * av;
+            sb[r] += Vector::new(b[r * d + dd]) * bv;
+        }
+    }
+    (sa, sb)
+}
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
@@ -36,15 +72,11 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
     delta: &[f32],
     dq: &mut [Vector<F, N>],
     blocks: usize,
-    tq: usize,
-    tk: usize,
-    heads: usize,
-    kv_heads: usize,
-    group: usize,
-    scale: f32,
+    a: AttnArgs,
     steps: usize,
     #[comptime] d: usize,
 ) {
+    let (tq, tk, heads, kv_heads) = (a.tq, a.tk, a.heads, a.kv_heads);
     let n = N::value();
     let dv = comptime![d / n];
     let q_blocks = tq.div_ceil(QB);
@@ -52,31 +84,19 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < blocks {
-            let i0 = (r % q_blocks) * QB;
-            let bh = r / q_blocks;
-            let h = bh % heads;
-            let b = bh / heads;
-            let hk = h / group;
-            let offset = tk - tq;
-            let mut qs = Array::<f32>::new(comptime![QB * d]);
-            let mut gs = Array::<f32>::new(comptime![QB * d]);
+            let (qb, bh, h, b) = query_row(r, q_blocks, heads);
+            let (i0, hk, offset) = (qb * QB, h / a.group, tk - tq);
+            let qs = load_row_block::<F>(q, i0, tq, heads, b, h, a.scale, true, QB, d);
+            let gs = load_row_block::<F>(dout, i0, tq, heads, b, h, a.scale, false, QB, d);
             let mut row_lse = Array::<f32>::new(QB);
             let mut row_delta = Array::<f32>::new(QB);
             #[unroll]
             for qi in 0..QB {
                 let i = min(i0 + qi, tq - 1);
-                let base = ((b * tq + i) * heads + h) * d;
-                for dd in 0..d {
-                    qs[qi * d + dd] = f32::cast_from(q[base + dd]) * scale;
-                    gs[qi * d + dd] = f32::cast_from(dout[base + dd]);
-                }
                 row_lse[qi] = lse[bh * tq + i];
                 row_delta[qi] = delta[bh * tq + i];
             }
-            let mut acc = Array::<Vector<f32, N>>::new(comptime![QB * dv]);
-            for x in 0..QB * dv {
-                acc[x] = Vector::new(0.0);
-            }
+            let mut acc = zeros::<N>(comptime![QB * dv]);
             let mut da = Array::<f32>::new(comptime![QB * n]);
             let tkv = tk / n;
             let t_base = (b * kv_heads + hk) * d * tkv;
@@ -86,22 +106,7 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
             let key_blocks = last / n + 1;
             for jb in 0..key_blocks {
                 let j = jb * n;
-                let mut sc = Array::<Vector<f32, N>>::new(QB);
-                let mut dp = Array::<Vector<f32, N>>::new(QB);
-                #[unroll]
-                for qi in 0..QB {
-                    sc[qi] = Vector::new(0.0);
-                    dp[qi] = Vector::new(0.0);
-                }
-                for dd in 0..d {
-                    let kv = Vector::<f32, N>::cast_from(kt[t_base + dd * tkv + jb]);
-                    let vv = Vector::<f32, N>::cast_from(vt[t_base + dd * tkv + jb]);
-                    #[unroll]
-                    for qi in 0..QB {
-                        sc[qi] += Vector::new(qs[qi * d + dd]) * kv;
-                        dp[qi] += Vector::new(gs[qi * d + dd]) * vv;
-                    }
-                }
+                let (sc, dp) = block_scores::<F, N>(&qs, kt, &gs, vt, t_base + jb, tkv, d);
                 let diagonal = j + n > i0 + offset + 1;
                 #[unroll]
                 for qi in 0..QB {
@@ -143,7 +148,7 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
                 if i < tq {
                     let base = ((b * tq + i) * heads + h) * dv;
                     for x in 0..dv {
-                        dq[base + x] = Vector::cast_from(acc[qi * dv + x] * Vector::new(scale));
+                        dq[base + x] = Vector::cast_from(acc[qi * dv + x] * Vector::new(a.scale));
                     }
                 }
             }
@@ -165,15 +170,11 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
     dk: &mut [Vector<F, N>],
     dvv: &mut [Vector<F, N>],
     blocks: usize,
-    tq: usize,
-    tk: usize,
-    heads: usize,
-    kv_heads: usize,
-    group: usize,
-    scale: f32,
+    a: AttnArgs,
     steps: usize,
     #[comptime] d: usize,
 ) {
+    let (tq, tk, heads, kv_heads, group) = (a.tq, a.tk, a.heads, a.kv_heads, a.group);
     let n = N::value();
     let dv = comptime![d / n];
     let k_blocks = tk.div_ceil(QB);
@@ -182,28 +183,12 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
         let r = item_index(s, steps, false);
         if r < blocks {
             // Blocks ordered (b, hk, key block).
-            let j0 = (r % k_blocks) * QB;
-            let bhk = r / k_blocks;
-            let hk = bhk % kv_heads;
-            let b = bhk / kv_heads;
-            let offset = tk - tq;
-            let mut ks = Array::<f32>::new(comptime![QB * d]);
-            let mut vs = Array::<f32>::new(comptime![QB * d]);
-            #[unroll]
-            for kj in 0..QB {
-                let j = min(j0 + kj, tk - 1);
-                let base = ((b * tk + j) * kv_heads + hk) * d;
-                for dd in 0..d {
-                    ks[kj * d + dd] = f32::cast_from(k[base + dd]) * scale;
-                    vs[kj * d + dd] = f32::cast_from(v[base + dd]);
-                }
-            }
-            let mut acc_k = Array::<Vector<f32, N>>::new(comptime![QB * dv]);
-            let mut acc_v = Array::<Vector<f32, N>>::new(comptime![QB * dv]);
-            for x in 0..QB * dv {
-                acc_k[x] = Vector::new(0.0);
-                acc_v[x] = Vector::new(0.0);
-            }
+            let (kb, _, hk, b) = query_row(r, k_blocks, kv_heads);
+            let (j0, offset) = (kb * QB, tk - tq);
+            let ks = load_row_block::<F>(k, j0, tk, kv_heads, b, hk, a.scale, true, QB, d);
+            let vs = load_row_block::<F>(v, j0, tk, kv_heads, b, hk, a.scale, false, QB, d);
+            let mut acc_k = zeros::<N>(comptime![QB * dv]);
+            let mut acc_v = zeros::<N>(comptime![QB * dv]);
             let mut pa = Array::<f32>::new(comptime![QB * n]);
             let mut da = Array::<f32>::new(comptime![QB * n]);
             let tqv = tq / n;
@@ -217,22 +202,7 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
                 let q_base = b * tq * row_q + h * dv;
                 for ib in first / n..tqv {
                     let i0 = ib * n;
-                    let mut sc = Array::<Vector<f32, N>>::new(QB);
-                    let mut dp = Array::<Vector<f32, N>>::new(QB);
-                    #[unroll]
-                    for kj in 0..QB {
-                        sc[kj] = Vector::new(0.0);
-                        dp[kj] = Vector::new(0.0);
-                    }
-                    for dd in 0..d {
-                        let qv = Vector::<f32, N>::cast_from(qt[t_base + dd * tqv + ib]);
-                        let gv = Vector::<f32, N>::cast_from(gt[t_base + dd * tqv + ib]);
-                        #[unroll]
-                        for kj in 0..QB {
-                            sc[kj] += Vector::new(ks[kj * d + dd]) * qv;
-                            dp[kj] += Vector::new(vs[kj * d + dd]) * gv;
-                        }
-                    }
+                    let (sc, dp) = block_scores::<F, N>(&ks, qt, &vs, gt, t_base + ib, tqv, d);
                     let l = lse[stat_base + ib];
                     let dl = delta[stat_base + ib];
                     let diagonal = i0 + offset < j0 + QB - 1;
@@ -284,7 +254,7 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
                 if j < tk {
                     let base = ((b * tk + j) * kv_heads + hk) * dv;
                     for x in 0..dv {
-                        dk[base + x] = Vector::cast_from(acc_k[kj * dv + x] * Vector::new(scale));
+                        dk[base + x] = Vector::cast_from(acc_k[kj * dv + x] * Vector::new(a.scale));
                         dvv[base + x] = Vector::cast_from(acc_v[kj * dv + x]);
                     }
                 }
@@ -294,40 +264,24 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
 }
 
 /// [`super::attention_backward`] with the key-blocked kernels.
-#[allow(clippy::too_many_arguments)]
 pub fn attention_backward_blocked<F: KernelFloat>(
     client: &Client,
-    q: &Handle,
-    k: &Handle,
-    v: &Handle,
-    out: &Handle,
-    lse: &Handle,
-    dout: &Handle,
+    x: &BackwardInputs,
     s: &AttentionShape,
 ) -> Result<(Handle, Handle, Handle)> {
-    let op = "attention_backward";
-    super::backward::check_backward_args::<F>(op, q, k, v, out, lse, dout, s)?;
-    let AttentionShape {
-        batch,
-        tq,
-        tk,
-        heads,
-        kv_heads,
-        head_dim,
-    } = *s;
+    x.check::<F>("attention_backward", s)?;
+    let (q, k, v, lse, dout) = (x.q, x.k, x.v, x.lse, x.dout);
     let info = DeviceInfo::of(client);
     let vs = blocked_vector_size::<F>(client, s);
-    let q_rows = batch * heads * tq;
-    let k_rows = batch * kv_heads * tk;
-    let (q_len, k_len) = (q_rows * head_dim, k_rows * head_dim);
-    let delta = super::backward::attention_delta::<F>(client, out, dout, s)?;
-    let kt = transpose_heads::<F>(client, k, batch, tk, kv_heads * head_dim)?;
-    let vt = transpose_heads::<F>(client, v, batch, tk, kv_heads * head_dim)?;
-    let group = heads / kv_heads;
-    let scale = s.scale() as f32;
+    let (q_rows, k_rows) = (s.q_rows(), s.k_rows());
+    let (q_len, k_len) = (q_rows * s.head_dim, k_rows * s.head_dim);
+    let delta = super::backward::attention_delta::<F>(client, x.out, dout, s)?;
+    let args = || s.args(&super::KvLayout::contiguous(s), vs);
+    let kt = transpose_heads::<F>(client, k, s.batch, s.tk, s.kv_heads * s.head_dim)?;
+    let vt = transpose_heads::<F>(client, v, s.batch, s.tk, s.kv_heads * s.head_dim)?;
 
     let dq = client.empty(q_len * F::DTYPE.size());
-    let blocks = batch * heads * tq.div_ceil(QB);
+    let blocks = s.batch * s.heads * s.tq.div_ceil(QB);
     let g = launch::elemwise(&info, blocks);
     let b = launch::VecBuffers::new("attention_dq_blocked", vs, F::DTYPE.size());
     let (aq, adout) = (b.scalars("q", q, q_len)?, b.scalars("dout", dout, q_len)?);
@@ -342,13 +296,13 @@ pub fn attention_backward_blocked<F: KernelFloat>(
     );
     let adq = b.vecs("dq", &dq, q_len)?;
     launch::launch_on!(attention_dq_blocked_kernel::<F>, client, g, vs; aq, adout, akt, avt, ak, alse, adelta, adq,
-        blocks, tq, tk, heads, kv_heads, group, scale, g.steps, head_dim);
+        blocks, args(), g.steps, s.head_dim);
 
-    let qt = transpose_heads::<F>(client, q, batch, tq, heads * head_dim)?;
-    let gt = transpose_heads::<F>(client, dout, batch, tq, heads * head_dim)?;
+    let qt = transpose_heads::<F>(client, q, s.batch, s.tq, s.heads * s.head_dim)?;
+    let gt = transpose_heads::<F>(client, dout, s.batch, s.tq, s.heads * s.head_dim)?;
     let dk = client.empty(k_len * F::DTYPE.size());
     let dvh = client.empty(k_len * F::DTYPE.size());
-    let blocks = batch * kv_heads * tk.div_ceil(QB);
+    let blocks = s.batch * s.kv_heads * s.tk.div_ceil(QB);
     let g = launch::elemwise(&info, blocks);
     let b = launch::VecBuffers::new("attention_dkv_blocked", vs, F::DTYPE.size());
     let (ak, av) = (b.scalars("k", k, k_len)?, b.scalars("v", v, k_len)?);
@@ -360,6 +314,6 @@ pub fn attention_backward_blocked<F: KernelFloat>(
     );
     let (adk, adv) = (b.vecs("dk", &dk, k_len)?, b.vecs("dvv", &dvh, k_len)?);
     launch::launch_on!(attention_dkv_blocked_kernel::<F>, client, g, vs; ak, av, aqt, agt, aq, adout, alse, adelta, adk, adv,
-        blocks, tq, tk, heads, kv_heads, group, scale, g.steps, head_dim);
+        blocks, args(), g.steps, s.head_dim);
     Ok((dq, dk, dvh))
 }

@@ -5,47 +5,35 @@
 
 use cubecl::prelude::*;
 
-use super::forward::attend;
-use super::{AttentionShape, KvLayout};
+use super::forward::{attend, scaled_row_and_acc};
+use super::{AttentionShape, AttnArgs, KvLayout};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
 use crate::launch::{self, grid_1d};
 use crate::{Client, Handle, KernelError, Result};
 
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 fn attention_decode_kernel<F: Float, N: Size>(
     q: &[Vector<F, N>],
     k: &[Vector<F, N>],
     v: &[Vector<F, N>],
     o: &mut [Vector<F, N>],
-    heads: usize,
-    group: usize,
-    len: usize,
-    kv_batch_stride: usize,
-    kv_row_stride: usize,
-    scale: f32,
+    a: AttnArgs,
     #[comptime] dv: usize,
     #[comptime] units: usize,
 ) {
     let bh = CUBE_POS_Y as usize * CUBE_COUNT_X as usize + CUBE_POS_X as usize;
-    let h = bh % heads;
-    let b = bh / heads;
+    let h = bh % a.heads;
+    let b = bh / a.heads;
     let u = UNIT_POS_X as usize;
     let q_base = bh * dv;
-    let kv_base = b * kv_batch_stride + (h / group) * dv;
-    let mut qr = Array::<Vector<f32, N>>::new(dv);
-    let mut acc = Array::<Vector<f32, N>>::new(dv);
-    #[unroll]
-    for d in 0..dv {
-        qr[d] = Vector::<f32, N>::cast_from(q[q_base + d]) * Vector::new(scale);
-        acc[d] = Vector::new(0.0);
-    }
+    let kv_base = b * a.kv_batch_stride + (h / a.group) * dv;
+    let (qr, mut acc) = scaled_row_and_acc::<F, N>(q, q_base, a.scale, dv);
     let mut m = f32::new(f32::NEG_INFINITY);
     let mut l = 0.0f32;
     let mut j = u;
-    while j < len {
-        let (m2, l2) = attend::<F, N>(&qr, k, v, kv_base + j * kv_row_stride, &mut acc, m, l, dv);
+    while j < a.tk {
+        let (m2, l2) = attend::<F, N>(&qr, k, v, kv_base + j * a.kv_row_stride, &mut acc, m, l, dv);
         m = m2;
         l = l2;
         j += units;
@@ -96,20 +84,7 @@ pub fn attention_decode<F: KernelFloat>(
             format!("decodes one query, got Tq = {}", s.tq),
         ));
     }
-    let AttentionShape {
-        batch,
-        heads,
-        head_dim,
-        ..
-    } = *s;
-    launch::check_size(
-        "attention_decode",
-        "q",
-        q,
-        &[batch, 1, heads, head_dim],
-        F::DTYPE,
-    )?;
-    kv.check::<F>("attention_decode", k, v, s)?;
+    s.check_qkv::<F>("attention_decode", [q, k, v], kv)?;
     let info = DeviceInfo::of(client);
     let units = if info.has_planes() {
         64.min(info.max_units_per_cube as usize)
@@ -117,21 +92,13 @@ pub fn attention_decode<F: KernelFloat>(
         info.max_units_per_cube as usize
     };
     let units = units.clamp(1, s.tk.max(1));
-    let vs = launch::vector_size(
-        client,
-        F::DTYPE.size(),
-        &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)],
-    );
-    let o = client.empty(batch * heads * head_dim * F::DTYPE.size());
+    let vs = kv.vector_size::<F>(client, s);
+    let q_len = s.q_rows() * s.head_dim;
+    let o = client.empty(q_len * F::DTYPE.size());
     let b = launch::VecBuffers::new("attention_decode", vs, F::DTYPE.size());
-    let q_len = batch * heads * head_dim;
     let (aq, ao) = (b.vecs("q", q, q_len)?, b.vecs("o", &o, q_len)?);
     let (ak, av) = (b.vecs("k", k, kv.len(s))?, b.vecs("v", v, kv.len(s))?);
-    let (group, strides) = (
-        heads / s.kv_heads,
-        (kv.batch_stride / vs, kv.row_stride / vs),
-    );
-    let (count, dim) = (grid_1d(batch * heads), CubeDim::new_1d(units as u32));
+    let (count, dim) = (grid_1d(s.batch * s.heads), CubeDim::new_1d(units as u32));
     attention_decode_kernel::launch::<F>(
         client,
         count,
@@ -141,13 +108,8 @@ pub fn attention_decode<F: KernelFloat>(
         ak,
         av,
         ao,
-        heads,
-        group,
-        s.tk,
-        strides.0,
-        strides.1,
-        s.scale() as f32,
-        head_dim / vs,
+        s.args(kv, vs),
+        s.head_dim / vs,
         units,
     );
     Ok(o)

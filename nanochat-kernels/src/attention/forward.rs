@@ -8,7 +8,7 @@
 
 use cubecl::prelude::*;
 
-use super::{AttentionShape, KvLayout};
+use super::{query_row, AttentionShape, AttnArgs, KvLayout};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
 use crate::launch::{self, item_index, lane_sum};
@@ -45,6 +45,25 @@ pub(super) fn attend<F: Float, N: Size>(
     (m_new, l * corr + p)
 }
 
+/// Query row `q_base` of `q` times `scale`, and a zeroed accumulator of the same length.
+#[cube]
+#[allow(clippy::type_complexity)] // two arrays of f32 vectors
+pub(super) fn scaled_row_and_acc<F: Float, N: Size>(
+    q: &[Vector<F, N>],
+    q_base: usize,
+    scale: f32,
+    #[comptime] dv: usize,
+) -> (Array<Vector<f32, N>>, Array<Vector<f32, N>>) {
+    let mut qr = Array::<Vector<f32, N>>::new(dv);
+    let mut acc = Array::<Vector<f32, N>>::new(dv);
+    #[unroll]
+    for d in 0..dv {
+        qr[d] = Vector::<f32, N>::cast_from(q[q_base + d]) * Vector::new(scale);
+        acc[d] = Vector::new(0.0);
+    }
+    (qr, acc)
+}
+
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn attention_forward_kernel<F: Float, N: Size>(
@@ -54,38 +73,23 @@ fn attention_forward_kernel<F: Float, N: Size>(
     o: &mut [Vector<F, N>],
     lse: &mut [f32],
     rows: usize,
-    tq: usize,
-    tk: usize,
-    heads: usize,
-    group: usize,
-    kv_batch_stride: usize,
-    kv_row_stride: usize,
-    scale: f32,
+    a: AttnArgs,
     steps: usize,
     #[comptime] dv: usize,
 ) {
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < rows {
-            let i = r % tq;
-            let bh = r / tq;
-            let h = bh % heads;
-            let b = bh / heads;
-            let q_base = ((b * tq + i) * heads + h) * dv;
-            let kv_base = b * kv_batch_stride + (h / group) * dv;
-            let mut qr = Array::<Vector<f32, N>>::new(dv);
-            let mut acc = Array::<Vector<f32, N>>::new(dv);
-            #[unroll]
-            for d in 0..dv {
-                qr[d] = Vector::<f32, N>::cast_from(q[q_base + d]) * Vector::new(scale);
-                acc[d] = Vector::new(0.0);
-            }
+            let (i, _, h, b) = query_row(r, a.tq, a.heads);
+            let q_base = ((b * a.tq + i) * a.heads + h) * dv;
+            let kv_base = b * a.kv_batch_stride + (h / a.group) * dv;
+            let (qr, mut acc) = scaled_row_and_acc::<F, N>(q, q_base, a.scale, dv);
             let mut m = f32::new(f32::NEG_INFINITY);
             let mut l = 0.0f32;
-            let limit = i + tk - tq + 1;
+            let limit = i + a.tk - a.tq + 1;
             for j in 0..limit {
                 let (m2, l2) =
-                    attend::<F, N>(&qr, k, v, kv_base + j * kv_row_stride, &mut acc, m, l, dv);
+                    attend::<F, N>(&qr, k, v, kv_base + j * a.kv_row_stride, &mut acc, m, l, dv);
                 m = m2;
                 l = l2;
             }
@@ -104,30 +108,15 @@ fn attention_forward_kernel<F: Float, N: Size>(
 /// The row kernel: one unit per query row (any KV layout).
 pub fn attention_forward_rows<F: KernelFloat>(
     client: &Client,
-    q: &Handle,
-    k: &Handle,
-    v: &Handle,
+    [q, k, v]: [&Handle; 3],
     s: &AttentionShape,
     kv: &KvLayout,
 ) -> Result<(Handle, Handle)> {
-    s.validate("attention")?;
-    let AttentionShape {
-        batch,
-        tq,
-        heads,
-        head_dim,
-        ..
-    } = *s;
-    launch::check_size("attention", "q", q, &[batch, tq, heads, head_dim], F::DTYPE)?;
-    kv.check::<F>("attention", k, v, s)?;
-    let rows = batch * heads * tq;
+    s.check_qkv::<F>("attention", [q, k, v], kv)?;
+    let (rows, head_dim) = (s.q_rows(), s.head_dim);
     let o = client.empty(rows * head_dim * F::DTYPE.size());
     let lse = client.empty(rows * 4);
-    let vs = launch::vector_size(
-        client,
-        F::DTYPE.size(),
-        &[head_dim, kv.row_stride, kv.batch_stride.max(head_dim)],
-    );
+    let vs = kv.vector_size::<F>(client, s);
     let g = launch::elemwise(&DeviceInfo::of(client), rows);
     let b = launch::VecBuffers::new("attention_forward", vs, F::DTYPE.size());
     let (aq, ao) = (
@@ -136,11 +125,7 @@ pub fn attention_forward_rows<F: KernelFloat>(
     );
     let (ak, av) = (b.vecs("k", k, kv.len(s))?, b.vecs("v", v, kv.len(s))?);
     let alse = b.words("lse", &lse, rows)?;
-    let (group, strides) = (
-        heads / s.kv_heads,
-        (kv.batch_stride / vs, kv.row_stride / vs),
-    );
     launch::launch_on!(attention_forward_kernel::<F>, client, g, vs; aq, ak, av, ao, alse,
-        rows, tq, s.tk, heads, group, strides.0, strides.1, s.scale() as f32, g.steps, head_dim / vs);
+        rows, s.args(kv, vs), g.steps, head_dim / vs);
     Ok((o, lse))
 }

@@ -19,12 +19,14 @@ mod decode;
 mod forward;
 mod reference;
 
-pub use backward::attention_backward_rows;
+pub use backward::{attention_backward_rows, BackwardInputs};
 pub use blocked::attention_forward_blocked;
 pub use blocked_backward::attention_backward_blocked;
 pub use decode::attention_decode;
 pub use forward::attention_forward_rows;
 pub use reference::{attention_backward_ref, attention_forward_ref};
+
+use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
 use crate::device::DeviceInfo;
@@ -65,31 +67,23 @@ pub fn attention_forward<F: KernelFloat>(
     s: &AttentionShape,
     kv: &KvLayout,
 ) -> Result<(Handle, Handle)> {
-    attention_forward_with::<F>(
-        client,
-        AttentionKernel::for_device(client, s, kv),
-        q,
-        k,
-        v,
-        s,
-        kv,
-    )
+    let kernel = AttentionKernel::for_device(client, s, kv);
+    attention_forward_with::<F>(client, kernel, [q, k, v], s, kv)
 }
 
-/// [`attention_forward`] with a given kernel (the key-blocked one needs the contiguous layout).
+/// [`attention_forward`] with a given kernel (the key-blocked one needs the contiguous layout),
+/// of `[q, k, v]`.
 pub fn attention_forward_with<F: KernelFloat>(
     client: &Client,
     kernel: AttentionKernel,
-    q: &Handle,
-    k: &Handle,
-    v: &Handle,
+    qkv: [&Handle; 3],
     s: &AttentionShape,
     kv: &KvLayout,
 ) -> Result<(Handle, Handle)> {
     match kernel {
-        AttentionKernel::Rows => attention_forward_rows::<F>(client, q, k, v, s, kv),
+        AttentionKernel::Rows => attention_forward_rows::<F>(client, qkv, s, kv),
         AttentionKernel::KeyBlocked if *kv == KvLayout::contiguous(s) => {
-            attention_forward_blocked::<F>(client, q, k, v, s)
+            attention_forward_blocked::<F>(client, qkv, s)
         }
         AttentionKernel::KeyBlocked => Err(KernelError::unsupported(
             "attention",
@@ -112,27 +106,20 @@ pub fn attention_backward<F: KernelFloat>(
     s: &AttentionShape,
 ) -> Result<(Handle, Handle, Handle)> {
     let kernel = AttentionKernel::for_device(client, s, &KvLayout::contiguous(s));
-    attention_backward_with::<F>(client, kernel, q, k, v, out, lse, dout, s)
+    let x = BackwardInputs::new([q, k, v], (out, lse), dout);
+    attention_backward_with::<F>(client, kernel, &x, s)
 }
 
-/// [`attention_backward`] with a given kernel.
-#[allow(clippy::too_many_arguments)]
+/// [`attention_backward`] with a given kernel, for the inputs `x`.
 pub fn attention_backward_with<F: KernelFloat>(
     client: &Client,
     kernel: AttentionKernel,
-    q: &Handle,
-    k: &Handle,
-    v: &Handle,
-    out: &Handle,
-    lse: &Handle,
-    dout: &Handle,
+    x: &BackwardInputs,
     s: &AttentionShape,
 ) -> Result<(Handle, Handle, Handle)> {
     match kernel {
-        AttentionKernel::Rows => attention_backward_rows::<F>(client, q, k, v, out, lse, dout, s),
-        AttentionKernel::KeyBlocked => {
-            attention_backward_blocked::<F>(client, q, k, v, out, lse, dout, s)
-        }
+        AttentionKernel::Rows => attention_backward_rows::<F>(client, x, s),
+        AttentionKernel::KeyBlocked => attention_backward_blocked::<F>(client, x, s),
     }
 }
 
@@ -156,10 +143,22 @@ pub struct AttentionShape {
 impl AttentionShape {
     /// Self-attention over one sequence length (training).
     pub fn new(batch: usize, t: usize, heads: usize, kv_heads: usize, head_dim: usize) -> Self {
+        Self::prefixed(batch, t, t, heads, kv_heads, head_dim)
+    }
+
+    /// `tq` queries after a cached prefix of `tk - tq` positions (prefill or decode).
+    pub const fn prefixed(
+        batch: usize,
+        tq: usize,
+        tk: usize,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    ) -> Self {
         AttentionShape {
             batch,
-            tq: t,
-            tk: t,
+            tq,
+            tk,
             heads,
             kv_heads,
             head_dim,
@@ -197,6 +196,44 @@ impl AttentionShape {
         Ok(())
     }
 
+    /// The launch argument of the attention kernels for this shape, with k and v laid out as
+    /// `kv` and read as vectors of `vs` elements.
+    pub(crate) fn args(&self, kv: &KvLayout, vs: usize) -> AttnArgsLaunch {
+        AttnArgsLaunch::new(
+            self.tq,
+            self.tk,
+            self.heads,
+            self.kv_heads,
+            self.heads / self.kv_heads,
+            self.scale() as f32,
+            kv.batch_stride / vs,
+            kv.row_stride / vs,
+        )
+    }
+
+    /// Query rows (B * H * Tq).
+    pub(crate) fn q_rows(&self) -> usize {
+        self.batch * self.heads * self.tq
+    }
+
+    /// Key rows (B * Hkv * Tk).
+    pub(crate) fn k_rows(&self) -> usize {
+        self.batch * self.kv_heads * self.tk
+    }
+
+    /// Checks `s` ([`AttentionShape::validate`]), `q` (B, Tq, H, D) and k, v laid out as `kv`.
+    pub(crate) fn check_qkv<F: KernelFloat>(
+        &self,
+        op: &'static str,
+        [q, k, v]: [&Handle; 3],
+        kv: &KvLayout,
+    ) -> Result<()> {
+        self.validate(op)?;
+        let q_dims = [self.batch, self.tq, self.heads, self.head_dim];
+        launch::check_size(op, "q", q, &q_dims, F::DTYPE)?;
+        kv.check::<F>(op, k, v, self)
+    }
+
     /// Multiply-adds x2 of the forward (QK^T and PV over the causal triangle).
     pub fn forward_flops(&self) -> f64 {
         let offset = (self.tk - self.tq) as f64;
@@ -204,6 +241,37 @@ impl AttentionShape {
         let pairs = tq * (tq + 1.0) / 2.0 + tq * offset;
         4.0 * self.batch as f64 * self.heads as f64 * pairs * self.head_dim as f64
     }
+}
+
+/// The sizes and softmax scale every attention kernel reads, passed as one launch argument
+/// (built by [`AttentionShape::args`]).
+#[derive(CubeLaunch, CubeType)]
+pub(crate) struct AttnArgs {
+    /// Query positions.
+    pub tq: usize,
+    /// Key/value positions.
+    pub tk: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Query heads per kv head (`heads / kv_heads`).
+    pub group: usize,
+    /// The softmax scale, 1 / sqrt(D), in f32.
+    pub scale: f32,
+    /// Vectors from one sequence's k, v rows to the next's ([`KvLayout::batch_stride`]).
+    pub kv_batch_stride: usize,
+    /// Vectors from one position's k, v row to the next's ([`KvLayout::row_stride`]).
+    pub kv_row_stride: usize,
+}
+
+/// `(i, bh, h, b)` of query row `r` in (b, h, i) order: its position, its (batch, head) index,
+/// its head and its batch.
+#[cube]
+pub(crate) fn query_row(r: usize, tq: usize, heads: usize) -> (usize, usize, usize, usize) {
+    let i = r % tq;
+    let bh = r / tq;
+    (i, bh, bh % heads, bh / heads)
 }
 
 /// Where rows of k and v live: element (b, t, hk, d) is at `b * batch_stride + t * row_stride +
@@ -236,6 +304,16 @@ impl KvLayout {
         }
     }
 
+    /// The vector width of the row and decode kernels: the widest dividing `D` and both strides.
+    fn vector_size<F: KernelFloat>(&self, client: &Client, s: &AttentionShape) -> usize {
+        let dims = [
+            s.head_dim,
+            self.row_stride,
+            self.batch_stride.max(s.head_dim),
+        ];
+        launch::vector_size(client, F::DTYPE.size(), &dims)
+    }
+
     /// Elements spanned by k (or v).
     fn len(&self, s: &AttentionShape) -> usize {
         (s.batch - 1) * self.batch_stride + (s.tk - 1) * self.row_stride + s.kv_heads * s.head_dim
@@ -266,42 +344,32 @@ impl KvLayout {
 // Checks
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![
-        Check {
-            name: "attention.forward",
-            run: check_forward,
-        },
-        Check {
-            name: "attention.backward",
-            run: check_backward,
-        },
-        Check {
-            name: "attention.decode",
-            run: check_decode,
-        },
+    crate::check::check_list![
+        "attention.forward" => check_forward,
+        "attention.backward" => check_backward,
+        "attention.decode" => check_decode,
     ]
 }
 
-/// (batch, tq, tk, heads, kv_heads, head_dim): MHA, GQA, MQA, size 1, odd lengths, a cached
-/// prefix (tk > tq).
-const SHAPES: [(usize, usize, usize, usize, usize, usize); 7] = [
-    (1, 1, 1, 1, 1, 2),
-    (2, 7, 7, 3, 3, 6),
-    (1, 13, 13, 4, 2, 10),
-    (2, 9, 9, 4, 1, 16),
-    (1, 5, 12, 2, 1, 8),
-    (1, 33, 33, 2, 2, 34),
-    (1, 70, 70, 1, 1, 64),
+/// MHA, GQA, MQA, size 1, odd lengths, a cached prefix (tk > tq).
+const SHAPES: [AttentionShape; 7] = [
+    AttentionShape::prefixed(1, 1, 1, 1, 1, 2),
+    AttentionShape::prefixed(2, 7, 7, 3, 3, 6),
+    AttentionShape::prefixed(1, 13, 13, 4, 2, 10),
+    AttentionShape::prefixed(2, 9, 9, 4, 1, 16),
+    AttentionShape::prefixed(1, 5, 12, 2, 1, 8),
+    AttentionShape::prefixed(1, 33, 33, 2, 2, 34),
+    AttentionShape::prefixed(1, 70, 70, 1, 1, 64),
 ];
 
 /// Shapes whose lengths and head size are multiples of the CPU's widest vectors (so the
 /// key-blocked kernels run with 8- and 16-wide lanes, crossing key blocks and the diagonal
 /// inside a block), with a cached prefix and GQA.
-const BLOCKED_SHAPES: [(usize, usize, usize, usize, usize, usize); 4] = [
-    (1, 48, 48, 4, 2, 32),
-    (2, 16, 16, 2, 1, 16),
-    (1, 32, 64, 3, 1, 16),
-    (1, 40, 40, 2, 2, 8),
+const BLOCKED_SHAPES: [AttentionShape; 4] = [
+    AttentionShape::prefixed(1, 48, 48, 4, 2, 32),
+    AttentionShape::prefixed(2, 16, 16, 2, 1, 16),
+    AttentionShape::prefixed(1, 32, 64, 3, 1, 16),
+    AttentionShape::prefixed(1, 40, 40, 2, 2, 8),
 ];
 
 fn rand_qkv(ctx: &mut Ctx, s: &AttentionShape) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
@@ -315,21 +383,13 @@ fn rand_qkv(ctx: &mut Ctx, s: &AttentionShape) -> (Vec<f32>, Vec<f32>, Vec<f32>)
 }
 
 fn check_forward(ctx: &mut Ctx) -> Result<()> {
-    for (batch, tq, tk, heads, kv_heads, head_dim) in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
-        let s = AttentionShape {
-            batch,
-            tq,
-            tk,
-            heads,
-            kv_heads,
-            head_dim,
-        };
+    for s in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
         let (q, k, v) = rand_qkv(ctx, &s);
         let (hq, hk, hv) = (ctx.upload(&q), ctx.upload(&k), ctx.upload(&v));
         let (want_o, want_l) = attention_forward_ref(&f64s(&q), &f64s(&k), &f64s(&v), &s);
         for kernel in AttentionKernel::ALL {
             let (ho, hl) = crate::with_float!(ctx.dtype, F =>
-                attention_forward_with::<F>(ctx.client, kernel, &hq, &hk, &hv, &s, &KvLayout::contiguous(&s)))?;
+                attention_forward_with::<F>(ctx.client, kernel, [&hq, &hk, &hv], &s, &KvLayout::contiguous(&s)))?;
             let got_o = ctx.download(&ho)?;
             let got_l = crate::check::download(ctx.client, crate::DType::F32, &hl)?;
             let tol = ctx.tol(8.0);
@@ -342,15 +402,7 @@ fn check_forward(ctx: &mut Ctx) -> Result<()> {
 }
 
 fn check_backward(ctx: &mut Ctx) -> Result<()> {
-    for (batch, tq, tk, heads, kv_heads, head_dim) in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
-        let s = AttentionShape {
-            batch,
-            tq,
-            tk,
-            heads,
-            kv_heads,
-            head_dim,
-        };
+    for s in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
         let (q, k, v) = rand_qkv(ctx, &s);
         let dout = ctx.rand(q.len(), -1.0, 1.0);
         let (hq, hk, hv, hg) = (
@@ -363,8 +415,9 @@ fn check_backward(ctx: &mut Ctx) -> Result<()> {
             attention_backward_ref(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&dout), &s);
         for kernel in AttentionKernel::ALL {
             let (dq, dk, dv) = crate::with_float!(ctx.dtype, F => {
-                let (ho, hl) = attention_forward_rows::<F>(ctx.client, &hq, &hk, &hv, &s, &KvLayout::contiguous(&s))?;
-                attention_backward_with::<F>(ctx.client, kernel, &hq, &hk, &hv, &ho, &hl, &hg, &s)
+                let (ho, hl) = attention_forward_rows::<F>(ctx.client, [&hq, &hk, &hv], &s, &KvLayout::contiguous(&s))?;
+                let x = BackwardInputs::new([&hq, &hk, &hv], (&ho, &hl), &hg);
+                attention_backward_with::<F>(ctx.client, kernel, &x, &s)
             })?;
             let case = format!("{kernel:?} {s:?}");
             let tol = ctx.tol(16.0);
@@ -387,14 +440,7 @@ fn check_decode(ctx: &mut Ctx) -> Result<()> {
         (3, 100, 2, 2, 64, 101),
     ] {
         // A cache of `capacity` positions holding `len`; the query is the last position.
-        let s = AttentionShape {
-            batch,
-            tq: 1,
-            tk: len,
-            heads,
-            kv_heads,
-            head_dim,
-        };
+        let s = AttentionShape::prefixed(batch, 1, len, heads, kv_heads, head_dim);
         let row = kv_heads * head_dim;
         let cache_len = batch * capacity * row;
         let kc = ctx.rand(cache_len, -1.5, 1.5);

@@ -12,7 +12,7 @@ use cubek::matmul::strategy::Strategy;
 use cubek::matmul::tiled;
 use cubek::std::InputBinding;
 
-use super::{MatmulKernel, MatmulShape};
+use super::{Gemm, MatmulKernel, MatmulShape};
 use crate::dtype::KernelFloat;
 use crate::layout::{slice_cols, transpose};
 use crate::{Client, Handle, KernelError, Result};
@@ -35,17 +35,11 @@ fn strategy(kernel: MatmulKernel) -> Strategy {
 }
 
 /// Writes `op(A) @ op(B)` into `out` (batch, m, n) with a cubek routine.
-pub fn cubek_matmul<F: KernelFloat>(
-    client: &Client,
-    kernel: MatmulKernel,
-    a: &Handle,
-    b: &Handle,
-    out: &Handle,
-    s: &MatmulShape,
-) -> Result<()> {
+pub fn cubek_matmul<F: KernelFloat>(client: &Client, kernel: MatmulKernel, g: Gemm) -> Result<()> {
     if kernel == MatmulKernel::CpuGemm {
-        return cpu_gemm::<F>(client, a, b, out, s);
+        return cpu_gemm::<F>(client, g);
     }
+    let Gemm { a, b, out, s } = g;
     launch::<F>(
         client,
         kernel,
@@ -87,13 +81,8 @@ fn cpu_depth_block(n_cols: usize, elem_bytes: usize) -> usize {
 /// summed into the output; within a block B is fed as contiguous row-major panels of at most
 /// 256 columns, each launch writing its columns of the output in place. The copies cost
 /// O((m + n) k) against the product's O(m n k) (docs/benchmarks.md has the figures).
-fn cpu_gemm<F: KernelFloat>(
-    client: &Client,
-    a: &Handle,
-    b: &Handle,
-    out: &Handle,
-    s: &MatmulShape,
-) -> Result<()> {
+fn cpu_gemm<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
+    let Gemm { a, b, out, s } = g;
     let MatmulShape { batch, m, n, k, .. } = *s;
     let lhs_batch = if s.lhs_batched { batch } else { 1 };
     let rhs_batch = if s.rhs_batched { batch } else { 1 };
@@ -191,30 +180,12 @@ fn launch<F: KernelFloat>(
     );
     let ty = F::cube_elem_type();
     let es = F::DTYPE.size();
-    let lhs = crate::launch::binding(
-        "matmul",
-        "lhs",
-        a,
-        &[a_bs, a_rs, a_cs],
-        &[a_batch, m, k],
-        es,
-    )?;
-    let rhs = crate::launch::binding(
-        "matmul",
-        "rhs",
-        b,
-        &[b_bs, b_rs, b_cs],
-        &[b_batch, k, n],
-        es,
-    )?;
-    let dst = crate::launch::binding(
-        "matmul",
-        "out",
-        out,
-        &[m * out_row, out_row, 1],
-        &[batch, m, n],
-        es,
-    )?;
+    let bind = |arg: &'static str, h: &Handle, strides: [usize; 3], shape: [usize; 3]| {
+        crate::launch::binding("matmul", arg, h, &strides, &shape, es)
+    };
+    let lhs = bind("lhs", a, [a_bs, a_rs, a_cs], [a_batch, m, k])?;
+    let rhs = bind("rhs", b, [b_bs, b_rs, b_cs], [b_batch, k, n])?;
+    let dst = bind("out", out, [m * out_row, out_row, 1], [batch, m, n])?;
     let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems {
         lhs: ty,
         rhs: ty,

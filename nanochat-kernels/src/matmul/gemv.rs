@@ -9,11 +9,11 @@
 
 use cubecl::prelude::*;
 
-use super::MatmulShape;
+use super::{Gemm, MatmulShape};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
 use crate::launch::{self, item_index, lane_sum};
-use crate::{Client, Handle, KernelError, Result};
+use crate::{Client, KernelError, Result};
 
 /// Outputs per unit (independent accumulators; x's vector reused across them).
 const JB: usize = 4;
@@ -74,13 +74,8 @@ pub fn gemv_eligible(s: &MatmulShape) -> bool {
 }
 
 /// Writes `A @ B^T` into `out` for a [`gemv_eligible`] shape (A's batches are its rows).
-pub fn gemv_nt<F: KernelFloat>(
-    client: &Client,
-    a: &Handle,
-    b: &Handle,
-    out: &Handle,
-    s: &MatmulShape,
-) -> Result<()> {
+pub fn gemv_nt<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
+    let Gemm { a, b, out, s } = g;
     if !gemv_eligible(s) {
         return Err(KernelError::unsupported(
             "matmul (gemv)",
@@ -91,11 +86,11 @@ pub fn gemv_nt<F: KernelFloat>(
     let (n, k) = (s.n, s.k);
     let vs = launch::vector_size(client, F::DTYPE.size(), &[k]);
     let blocks = n.div_ceil(JB);
-    let g = launch::elemwise(&DeviceInfo::of(client), blocks);
+    let geo = launch::elemwise(&DeviceInfo::of(client), blocks);
     gemv_nt_kernel::launch::<F>(
         client,
-        g.cube_count,
-        g.cube_dim,
+        geo.cube_count,
+        geo.cube_dim,
         vs,
         launch::buffer("gemv_nt", "x", a, rows * k / vs, vs * F::DTYPE.size())?,
         launch::buffer("gemv_nt", "w", b, n * k / vs, vs * F::DTYPE.size())?,
@@ -104,8 +99,8 @@ pub fn gemv_nt<F: KernelFloat>(
         n,
         k / vs,
         blocks,
-        g.steps,
-        g.blocked,
+        geo.steps,
+        geo.blocked,
     );
     Ok(())
 }

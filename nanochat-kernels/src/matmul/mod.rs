@@ -82,22 +82,12 @@ impl MatmulShape {
 
     /// (batch, row, col) strides of A as op(A) is indexed: element (b, i, p).
     pub fn lhs_strides(&self) -> (usize, usize, usize) {
-        let bs = if self.lhs_batched { self.m * self.k } else { 0 };
-        if self.trans_a {
-            (bs, 1, self.m)
-        } else {
-            (bs, self.k, 1)
-        }
+        op_strides(self.lhs_batched, self.trans_a, self.m, self.k)
     }
 
     /// (batch, row, col) strides of B as op(B) is indexed: element (b, p, j).
     pub fn rhs_strides(&self) -> (usize, usize, usize) {
-        let bs = if self.rhs_batched { self.k * self.n } else { 0 };
-        if self.trans_b {
-            (bs, 1, self.k)
-        } else {
-            (bs, self.n, 1)
-        }
+        op_strides(self.rhs_batched, self.trans_b, self.k, self.n)
     }
 
     /// Elements stored in A.
@@ -208,6 +198,18 @@ pub fn candidates(client: &Client, dtype: DType, precision: Precision) -> Vec<Ma
     out
 }
 
+/// (batch, row, col) strides of an operand indexed as the (rows, cols) matrix `op(X)`: X is
+/// stored (rows, cols), or (cols, rows) when `trans`; batches are `rows * cols` apart when
+/// `batched`, else shared (stride 0).
+fn op_strides(batched: bool, trans: bool, rows: usize, cols: usize) -> (usize, usize, usize) {
+    let bs = if batched { rows * cols } else { 0 };
+    if trans {
+        (bs, 1, rows)
+    } else {
+        (bs, cols, 1)
+    }
+}
+
 fn validate<F: KernelFloat>(a: &Handle, b: &Handle, s: &MatmulShape) -> Result<()> {
     if s.batch == 0 || s.m == 0 || s.n == 0 {
         return Err(KernelError::shape(
@@ -219,6 +221,20 @@ fn validate<F: KernelFloat>(a: &Handle, b: &Handle, s: &MatmulShape) -> Result<(
     launch::check_size("matmul", "lhs", a, &[s.lhs_len()], F::DTYPE)?;
     launch::check_size("matmul", "rhs", b, &[s.rhs_len()], F::DTYPE)?;
     Ok(())
+}
+
+/// Checks the operands ([`validate`]); for an empty sum (k = 0), the zero (batch, m, n) output.
+fn validate_or_zeros<F: KernelFloat>(
+    client: &Client,
+    a: &Handle,
+    b: &Handle,
+    s: &MatmulShape,
+) -> Result<Option<Handle>> {
+    validate::<F>(a, b, s)?;
+    if s.k == 0 {
+        return crate::elementwise::fill::<F>(client, s.batch * s.m * s.n, 0.0).map(Some);
+    }
+    Ok(None)
 }
 
 /// Writes `op(A) @ op(B)` into `out` with one given kernel.
@@ -239,34 +255,37 @@ pub fn matmul_into<F: KernelFloat>(
             "k = 0: use `matmul`, which returns zeros",
         ));
     }
+    let g = Gemm { a, b, out, s };
     match kernel {
-        MatmulKernel::Tiled => tiled_matmul::<F>(client, a, b, out, s),
-        MatmulKernel::Gemv => gemv_nt::<F>(client, a, b, out, s),
-        MatmulKernel::CublasLt => cublaslt_into::<F>(client, a, b, out, s),
-        k => cubek::cubek_matmul::<F>(client, k, a, b, out, s),
+        MatmulKernel::Tiled => tiled_matmul::<F>(client, g),
+        MatmulKernel::Gemv => gemv_nt::<F>(client, g),
+        MatmulKernel::CublasLt => cublaslt_into::<F>(client, g),
+        k => cubek::cubek_matmul::<F>(client, k, g),
     }
 }
 
+/// The buffers and shape of one product `out = op(A) @ op(B)`, as each kernel's launch takes
+/// them (checked by [`matmul_into`]).
+#[derive(Clone, Copy)]
+pub struct Gemm<'a> {
+    /// A: (batch or 1, m, k), or (batch or 1, k, m) when transposed.
+    pub a: &'a Handle,
+    /// B: (batch or 1, k, n), or (batch or 1, n, k) when transposed.
+    pub b: &'a Handle,
+    /// The (batch, m, n) output.
+    pub out: &'a Handle,
+    /// Sizes and transposes.
+    pub s: &'a MatmulShape,
+}
+
 #[cfg(feature = "cuda")]
-fn cublaslt_into<F: KernelFloat>(
-    client: &Client,
-    a: &Handle,
-    b: &Handle,
-    out: &Handle,
-    s: &MatmulShape,
-) -> Result<()> {
+fn cublaslt_into<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     let tf32 = precision(client) == Precision::Tf32;
-    cublaslt::cublaslt_matmul::<F>(client, a, b, out, s, tf32)
+    cublaslt::cublaslt_matmul::<F>(client, g.a, g.b, g.out, g.s, tf32)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cublaslt_into<F: KernelFloat>(
-    _: &Client,
-    _: &Handle,
-    _: &Handle,
-    _: &Handle,
-    _: &MatmulShape,
-) -> Result<()> {
+fn cublaslt_into<F: KernelFloat>(_: &Client, _: Gemm) -> Result<()> {
     Err(KernelError::unsupported(
         "matmul",
         "cuBLASLt needs a build with the `cuda` feature",
@@ -281,9 +300,8 @@ pub fn matmul_with<F: KernelFloat>(
     b: &Handle,
     s: &MatmulShape,
 ) -> Result<Handle> {
-    validate::<F>(a, b, s)?;
-    if s.k == 0 {
-        return crate::elementwise::fill::<F>(client, s.batch * s.m * s.n, 0.0);
+    if let Some(zeros) = validate_or_zeros::<F>(client, a, b, s)? {
+        return Ok(zeros);
     }
     let out = client.empty(s.batch * s.m * s.n * F::DTYPE.size());
     matmul_into::<F>(client, kernel, a, b, &out, s)?;
@@ -366,11 +384,10 @@ pub fn matmul<F: KernelFloat>(
     b: &Handle,
     s: &MatmulShape,
 ) -> Result<Handle> {
-    validate::<F>(a, b, s)?;
-    if s.k == 0 {
-        return crate::elementwise::fill::<F>(client, s.batch * s.m * s.n, 0.0);
-    }
-    let kernel = choose::<F>(client, a, b, s)?;
+    let kernel = match validate_or_zeros::<F>(client, a, b, s)? {
+        Some(zeros) => return Ok(zeros),
+        None => choose::<F>(client, a, b, s)?,
+    };
     match matmul_with::<F>(client, kernel, a, b, s) {
         Ok(h) => Ok(h),
         Err(e) if kernel != MatmulKernel::Tiled => {
@@ -385,19 +402,10 @@ pub fn matmul<F: KernelFloat>(
 // Checks
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![
-        Check {
-            name: "matmul.dispatch",
-            run: check_dispatch,
-        },
-        Check {
-            name: "matmul.tiled",
-            run: check_tiled,
-        },
-        Check {
-            name: "matmul.gemv",
-            run: check_gemv,
-        },
+    crate::check::check_list![
+        "matmul.dispatch" => check_dispatch,
+        "matmul.tiled" => check_tiled,
+        "matmul.gemv" => check_gemv,
     ]
 }
 

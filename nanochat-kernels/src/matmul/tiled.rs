@@ -5,11 +5,11 @@
 
 use cubecl::prelude::*;
 
-use super::MatmulShape;
+use super::{Gemm, MatmulShape};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
 use crate::launch::{self, item_index};
-use crate::{Client, Handle, Result};
+use crate::{Client, Result};
 
 const TILE: usize = 4;
 
@@ -84,23 +84,18 @@ fn tiled_matmul_kernel<F: Float>(
 }
 
 /// Writes `op(A) @ op(B)` into `out` (batch, m, n) with the tiled kernel.
-pub fn tiled_matmul<F: KernelFloat>(
-    client: &Client,
-    a: &Handle,
-    b: &Handle,
-    out: &Handle,
-    s: &MatmulShape,
-) -> Result<()> {
+pub fn tiled_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
+    let Gemm { a, b, out, s } = g;
     let MatmulShape { batch, m, n, k, .. } = *s;
     let (tiles_m, tiles_n) = (m.div_ceil(TILE), n.div_ceil(TILE));
     let items = batch * tiles_m * tiles_n;
-    let g = launch::elemwise(&DeviceInfo::of(client), items);
+    let geo = launch::elemwise(&DeviceInfo::of(client), items);
     let (a_bs, a_rs, a_cs) = s.lhs_strides();
     let (b_bs, b_rs, b_cs) = s.rhs_strides();
     tiled_matmul_kernel::launch::<F>(
         client,
-        g.cube_count,
-        g.cube_dim,
+        geo.cube_count,
+        geo.cube_dim,
         launch::buffer("tiled_matmul", "a", a, s.lhs_len(), F::DTYPE.size())?,
         launch::buffer("tiled_matmul", "b", b, s.rhs_len(), F::DTYPE.size())?,
         launch::buffer("tiled_matmul", "out", out, batch * m * n, F::DTYPE.size())?,
@@ -116,8 +111,8 @@ pub fn tiled_matmul<F: KernelFloat>(
         tiles_m,
         tiles_n,
         items,
-        g.steps,
-        g.blocked,
+        geo.steps,
+        geo.blocked,
     );
     Ok(())
 }
