@@ -151,11 +151,7 @@ fn overfit(bias: bool) -> f32 {
         .into_iter()
         .map(|x| x as i32)
         .collect();
-    let params: Vec<_> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let params = model.parameters();
     let mut opt = AdamW::new(AdamWConfig {
         lr: 1e-2,
         ..AdamWConfig::default()
@@ -347,11 +343,7 @@ fn bf16_mixed_precision_tracks_f32_and_trains() {
     let err = max_rel(&bf16_logits.to_vec_f32().unwrap(), &f32_logits);
     assert!(err < 0.1, "bf16 logits deviate by {err}");
     // Gradients reach the f32 master weights, and training works.
-    let params: Vec<_> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let params = model.parameters();
     let targets: Vec<i32> = tokens(16, 37, 6).into_iter().map(|t| t as i32).collect();
     let mut opt = AdamW::new(AdamWConfig {
         lr: 1e-2,

@@ -199,11 +199,7 @@ impl RlTrainer {
     /// `(tokens, trained mask, advantage)`, one forward per prompt's group of samples.
     fn policy_gradient(&self, rollouts: &[(Vec<u32>, Vec<bool>, f64)]) -> Result<Grads> {
         let model = self.engine.model();
-        let params: Vec<Tensor> = model
-            .named_parameters()
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect();
+        let params: Vec<Tensor> = model.parameters();
         let valid: usize = rollouts
             .iter()
             .map(|(_, m, _)| m.iter().skip(1).filter(|&&b| b).count())

@@ -266,14 +266,7 @@ impl TaskMixture {
 
 impl Task for TaskMixture {
     fn name(&self) -> String {
-        format!(
-            "mixture({})",
-            self.tasks
-                .iter()
-                .map(|t| t.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        joined_name("mixture", &self.tasks)
     }
     fn eval_type(&self) -> EvalType {
         EvalType::Generative
@@ -293,6 +286,12 @@ impl Task for TaskMixture {
         false
     }
     delegate_by_index!();
+}
+
+/// `kind(a, b, ...)`: the name of a task made of `tasks`.
+fn joined_name(kind: &str, tasks: &[Arc<dyn Task>]) -> String {
+    let names: Vec<String> = tasks.iter().map(|t| t.name()).collect();
+    format!("{kind}({})", names.join(", "))
 }
 
 /// Tasks one after another, in order.
@@ -322,14 +321,7 @@ impl TaskSequence {
 
 impl Task for TaskSequence {
     fn name(&self) -> String {
-        format!(
-            "sequence({})",
-            self.tasks
-                .iter()
-                .map(|t| t.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        joined_name("sequence", &self.tasks)
     }
     fn eval_type(&self) -> EvalType {
         EvalType::Generative
