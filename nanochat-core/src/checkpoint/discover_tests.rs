@@ -5,7 +5,6 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::checkpoint::{save_checkpoint, SaveInfo};
-use crate::model::GPTConfig;
 
 /// A model root holding the small tokenizer; [`Root::save`] commits an untrained tiny model.
 struct Root {
@@ -23,16 +22,7 @@ impl Root {
             .save(&root.join("tokenizer"))
             .unwrap();
         let dev = Device::cpu().unwrap();
-        let config = GPTConfig {
-            vocab_size: 1000,
-            n_layer: 1,
-            n_head: 2,
-            n_kv_head: 1,
-            n_embd: 16,
-            block_size: 8,
-            ..GPTConfig::default()
-        };
-        let model = GPT::new(config, &dev, DType::F32, 1).unwrap();
+        let model = GPT::new(crate::checkpoint::tests::tiny(), &dev, DType::F32, 1).unwrap();
         Root {
             _tmp: tmp,
             root,

@@ -7,7 +7,8 @@ use crate::ops::Reduction;
 use crate::optim::OptimConfig;
 use crate::Tape;
 
-fn tiny() -> GPTConfig {
+/// The one-layer model config the checkpoint tests save and load (also discovery's).
+pub(super) fn tiny() -> GPTConfig {
     GPTConfig {
         vocab_size: 1000,
         n_layer: 1,

@@ -20,6 +20,18 @@ fn small(vocab: usize, n_kv_head: usize) -> GPTConfig {
     }
 }
 
+/// Two layers of width 8 (2 heads sharing 1 kv head, block 8) over `vocab` tokens, with
+/// biases when `bias`: the forward and weight-file tests' model.
+pub(crate) fn two_layer_8(vocab: usize, bias: bool) -> GPTConfig {
+    GPTConfig {
+        n_head: 2,
+        n_embd: 8,
+        block_size: 8,
+        bias,
+        ..small(vocab, 1)
+    }
+}
+
 /// The logits of one row of 8 tokens, as f32s.
 fn logits_1x8(model: &GPT, ids: &[u32]) -> Vec<f32> {
     let y = model.forward(ids, (1, 8), ForwardOptions::new()).unwrap();

@@ -83,16 +83,7 @@ mod tests {
     use crate::Tensor;
 
     fn tiny(bias: bool) -> GPTConfig {
-        GPTConfig {
-            vocab_size: 11,
-            n_layer: 2,
-            n_head: 2,
-            n_kv_head: 1,
-            n_embd: 8,
-            block_size: 8,
-            bias,
-            ..GPTConfig::default()
-        }
+        crate::model::tests::two_layer_8(11, bias)
     }
 
     #[test]
