@@ -32,10 +32,14 @@ pub(crate) fn two_layer_8(vocab: usize, bias: bool) -> GPTConfig {
     }
 }
 
+/// The forward's output for `ids` shaped `bt` under `opts`, as f32s.
+fn logits(model: &GPT, ids: &[u32], bt: (usize, usize), opts: ForwardOptions<'_>) -> Vec<f32> {
+    model.forward(ids, bt, opts).unwrap().to_vec_f32().unwrap()
+}
+
 /// The logits of one row of 8 tokens, as f32s.
 fn logits_1x8(model: &GPT, ids: &[u32]) -> Vec<f32> {
-    let y = model.forward(ids, (1, 8), ForwardOptions::new()).unwrap();
-    y.to_vec_f32().unwrap()
+    logits(model, ids, (1, 8), ForwardOptions::new())
 }
 
 /// The mean loss of `ids` against `targets`, recorded on a new tape that watches `params`.
@@ -426,11 +430,7 @@ fn per_row_positions_pick_one_position_per_row() {
     model.lm_head.weight = model.transformer.wte.weight.clone();
     let (batch, seq) = (3usize, 7usize);
     let ids = tokens(batch * seq, 31, 11);
-    let full = model
-        .forward(&ids, (batch, seq), ForwardOptions::new())
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let full = logits(&model, &ids, (batch, seq), ForwardOptions::new());
     let positions = [6usize, 0, 3];
     let at = model
         .forward(
@@ -446,15 +446,12 @@ fn per_row_positions_pick_one_position_per_row() {
         assert!(max_rel(&at[b * 31..(b + 1) * 31], want) < 1e-5, "row {b}");
     }
     // Row 2 alone, cut after its position 3, gives the same logits.
-    let alone = model
-        .forward(
-            &ids[2 * seq..2 * seq + 4],
-            (1, 4),
-            ForwardOptions::new().positions(LogitPositions::PerRow(&[3])),
-        )
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let alone = logits(
+        &model,
+        &ids[2 * seq..2 * seq + 4],
+        (1, 4),
+        ForwardOptions::new().positions(LogitPositions::PerRow(&[3])),
+    );
     assert!(max_rel(&alone, &at[2 * 31..3 * 31]) < 1e-5);
     assert!(model
         .forward(
@@ -480,21 +477,14 @@ fn flat_positions_gather_any_positions() {
     randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(6));
     let (batch, seq) = (2usize, 5usize);
     let ids = tokens(batch * seq, 31, 12);
-    let full = model
-        .forward(&ids, (batch, seq), ForwardOptions::new())
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let full = logits(&model, &ids, (batch, seq), ForwardOptions::new());
     let flat = [0usize, 4, 9, 4, 7];
-    let got = model
-        .forward(
-            &ids,
-            (batch, seq),
-            ForwardOptions::new().positions(LogitPositions::Flat(&flat)),
-        )
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let got = logits(
+        &model,
+        &ids,
+        (batch, seq),
+        ForwardOptions::new().positions(LogitPositions::Flat(&flat)),
+    );
     for (i, &r) in flat.iter().enumerate() {
         assert!(max_rel(&got[i * 31..(i + 1) * 31], &full[r * 31..(r + 1) * 31]) < 1e-5);
     }
