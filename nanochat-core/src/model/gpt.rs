@@ -220,7 +220,10 @@ impl GPT {
     /// Every parameter, in [`GPT::named_parameters`]' order, without the names (nanochat's
     /// `parameters()`).
     pub fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters().into_iter().map(|(_, p)| p).collect()
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
     }
 
     /// Number of parameters.
