@@ -74,7 +74,7 @@ pub struct CoreItem {
     pub gold: Option<usize>,
 }
 
-/// `field`'s value, or the error `bad` makes of "field <name> is missing".
+/// `field`'s value, or the error `bad` makes of "field `NAME` is missing" (NAME: `name`).
 fn present<'a, T>(
     field: &'a Option<T>,
     name: &str,
