@@ -35,6 +35,18 @@ fn engine_padded(block_size: usize, seed: u64, pad: usize) -> Engine {
     Engine::new(model, tok).unwrap()
 }
 
+/// `num_samples` rows of at most `max_tokens`, sampled at temperature 1 from the top 50 with
+/// `seed`.
+fn sampling(num_samples: usize, max_tokens: usize, seed: u64) -> GenerateParams {
+    GenerateParams {
+        num_samples,
+        max_tokens,
+        temperature: 1.0,
+        top_k: Some(50),
+        seed: Some(seed),
+    }
+}
+
 /// Greedy decoding with the full forward over the whole sequence at every step: the tokens and
 /// the model's probability of each.
 fn naive_greedy_probs(e: &Engine, prompt: &[u32], max_tokens: usize) -> (Vec<u32>, Vec<f32>) {
@@ -170,13 +182,7 @@ fn generate_ids_is_the_greedy_stream_with_its_terminal_token_and_reason() {
 fn the_same_seed_gives_the_same_samples() {
     let e = engine(64, 5);
     let prompt = e.tokenizer().encode("Once upon a time");
-    let params = |seed| GenerateParams {
-        num_samples: 4,
-        max_tokens: 16,
-        temperature: 1.0,
-        top_k: Some(50),
-        seed: Some(seed),
-    };
+    let params = |seed| sampling(4, 16, seed);
     let a = e.generate_batch(&prompt, &params(7)).unwrap();
     let b = e.generate_batch(&prompt, &params(7)).unwrap();
     let c = e.generate_batch(&prompt, &params(8)).unwrap();
@@ -409,13 +415,7 @@ fn ids_past_the_tokenizer_in_a_padded_vocabulary_are_never_drawn() {
 fn choices_stream_apart_and_stop_strings_cut_them() {
     let e = engine(128, 9);
     let prompt = e.tokenizer().encode("Once upon a time");
-    let params = |seed| GenerateParams {
-        num_samples: 3,
-        max_tokens: 24,
-        temperature: 1.0,
-        top_k: Some(50),
-        seed: Some(seed),
-    };
+    let params = |seed| sampling(3, 24, seed);
     let run = |stops: &[String], seed| {
         let mut pieces = vec![Vec::<String>::new(); 3];
         let choices = e
