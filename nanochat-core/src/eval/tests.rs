@@ -260,6 +260,16 @@ fn meta(task_type: CoreTaskType, num_fewshot: usize, baseline: f64) -> CoreTaskM
     }
 }
 
+/// A multiple-choice task of `items`, checked, with `num_fewshot` shots and `baseline`.
+fn mc_task(items: Vec<CoreItem>, num_fewshot: usize, baseline: f64) -> CoreTask {
+    CoreTask::new(
+        meta(CoreTaskType::MultipleChoice, num_fewshot, baseline),
+        items,
+        "t",
+    )
+    .unwrap()
+}
+
 fn mc_item(ctx: &str, conts: &[&str], gold: usize) -> CoreItem {
     CoreItem {
         context: Some(ctx.into()),
@@ -276,8 +286,7 @@ fn core_prompts_follow_nanochats_templates() {
         mc_item("Q: sky?", &["blue", "green"], 0),
         mc_item("Q: grass?", &["blue", "green"], 1),
     ];
-    let task = CoreTask::new(meta(CoreTaskType::MultipleChoice, 1, 50.0), items, "t").unwrap();
-    let r = render_item(&task, 0, tok, 1000).unwrap();
+    let r = render_item(&mc_task(items, 1, 50.0), 0, tok, 1000).unwrap();
     let text = tok.decode(&r.seqs[1][1..]).unwrap();
     assert_eq!(text, "Q: grass? green\n\nQ: sky? green");
     // The continuation span covers " green" only (after the common prefix).
@@ -366,7 +375,7 @@ fn oracle_scores_core_one_and_a_guesser_about_zero() {
     let items: Vec<CoreItem> = (0..800)
         .map(|i| mc_item(&format!("n{i}"), &["a", "b", "c", "d"], i % 4))
         .collect();
-    let task = CoreTask::new(meta(CoreTaskType::MultipleChoice, 0, 25.0), items, "t").unwrap();
+    let task = mc_task(items, 0, 25.0);
     let r = evaluate_core_task(
         &RandomScorer::new(3),
         tok,
@@ -475,8 +484,7 @@ fn core_options_share_one_start_and_bad_items_are_refused() {
         mc_item("The cat ate", &["dog", "dog food"], 0),
         mc_item("x", &["a", "b"], 1),
     ];
-    let task = CoreTask::new(meta(CoreTaskType::MultipleChoice, 0, 50.0), items, "t").unwrap();
-    let r = render_item(&task, 0, tok, 1000).unwrap();
+    let r = render_item(&mc_task(items, 0, 50.0), 0, tok, 1000).unwrap();
     assert_eq!(r.spans[0].0, r.spans[1].0);
     let tail = tok.decode(&r.seqs[1][r.spans[1].0..]).unwrap();
     assert!(tail.ends_with(" food"), "{tail:?}");
@@ -522,7 +530,7 @@ fn core_subsets_are_a_seeded_sample() {
     let items: Vec<CoreItem> = (0..50)
         .map(|i| mc_item(&format!("n{i}"), &["a", "b"], 1))
         .collect();
-    let task = CoreTask::new(meta(CoreTaskType::MultipleChoice, 0, 50.0), items, "t").unwrap();
+    let task = mc_task(items, 0, 50.0);
     // The oracle knows only the file's first 5 items (elsewhere both options tie, and a tie
     // picks option 0, which is wrong): a subset of 5 that took them would score 1.0.
     let gold: Vec<Vec<u32>> = (0..5)
