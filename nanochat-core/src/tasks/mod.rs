@@ -51,8 +51,11 @@ pub enum EvalType {
 pub trait Task: Send + Sync {
     /// The task's name, as reported (e.g. `GSM8K`).
     fn name(&self) -> String;
-    /// Whether answers are generated or picked among choices.
-    fn eval_type(&self) -> EvalType;
+    /// Whether answers are generated or picked among choices. Generative unless overridden: a
+    /// categorical task overrides it and [`Task::choice_letters`].
+    fn eval_type(&self) -> EvalType {
+        EvalType::Generative
+    }
     /// Number of examples (`len(task)` in nanochat).
     fn num_examples(&self) -> usize;
     /// The `i`-th conversation (the last message is the reference answer).
@@ -268,9 +271,6 @@ impl Task for TaskMixture {
     fn name(&self) -> String {
         joined_name("mixture", &self.tasks)
     }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
-    }
     fn num_examples(&self) -> usize {
         self.index.len()
     }
@@ -322,9 +322,6 @@ impl TaskSequence {
 impl Task for TaskSequence {
     fn name(&self) -> String {
         joined_name("sequence", &self.tasks)
-    }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
     }
     fn num_examples(&self) -> usize {
         self.tasks.iter().map(|t| t.num_examples()).sum()

@@ -9,7 +9,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{content_text, final_answers_match, EvalType, Task};
+use super::{content_text, final_answers_match, Task};
 use crate::tokenizer::chat::{Content, Conversation, Message, Part, PartKind};
 use crate::tools::calculator;
 use crate::{CoreError, Result};
@@ -94,9 +94,6 @@ impl SpellingBee {
 impl Task for SpellingBee {
     fn name(&self) -> String {
         "spelling-bee".into()
-    }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
     }
     fn num_examples(&self) -> usize {
         self.size
@@ -204,9 +201,6 @@ impl SimpleSpelling {
 impl Task for SimpleSpelling {
     fn name(&self) -> String {
         "simple-spelling".into()
-    }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
     }
     fn num_examples(&self) -> usize {
         self.size
