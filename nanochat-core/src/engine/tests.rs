@@ -49,11 +49,10 @@ fn greedy(num_samples: usize, max_tokens: usize) -> GenerateParams {
 /// `seed`.
 fn sampling(num_samples: usize, max_tokens: usize, seed: u64) -> GenerateParams {
     GenerateParams {
-        num_samples,
-        max_tokens,
         temperature: 1.0,
         top_k: Some(50),
         seed: Some(seed),
+        ..greedy(num_samples, max_tokens)
     }
 }
 
