@@ -85,6 +85,17 @@ pub(crate) fn linear_values(
     crate::Tensor::from_f32(dev, &Init::Linear.values(shape, rng), shape, DType::F32).unwrap()
 }
 
+/// A model of `config` (init seed `init_seed`) whose output projections are random (seed
+/// `proj_seed`) so that every layer matters, with the embedding as its lm_head when `tied`.
+fn lively(dev: &Device, config: GPTConfig, init_seed: u64, proj_seed: u64, tied: bool) -> GPT {
+    let mut model = GPT::new(config, dev, DType::F32, init_seed).unwrap();
+    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(proj_seed));
+    if tied {
+        model.lm_head.weight = model.transformer.wte.weight.clone();
+    }
+    model
+}
+
 /// nanochat's init zeroes the blocks' output projections, so no layer would change the output
 /// (nor the context matter): give `attn.c_proj` and `mlp.c_proj` values.
 pub(crate) fn randomize_projections(model: &mut GPT, rng: &mut rand::rngs::StdRng) {
@@ -106,10 +117,7 @@ proptest! {
     fn kv_cache_decoding_equals_the_full_forward(prompt in 1usize..7, rest in 1usize..7, chunk in 1usize..4,
                                                   kv in prop::sample::select(vec![1usize, 2, 4]), seed in 0u64..1000) {
         let dev = Device::cpu().unwrap();
-        // Non-zero output projections so every layer matters.
-        let mut model = GPT::new(small(29, kv), &dev, DType::F32, seed).unwrap();
-        randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(seed));
-        model.lm_head.weight = model.transformer.wte.weight.clone();
+        let model = lively(&dev, small(29, kv), seed, seed, true);
         let n = prompt + rest;
         let ids = tokens(n, 29, seed);
         let full = model.forward(&ids, (1, n), ForwardOptions::new()).unwrap().to_vec_f32().unwrap();
@@ -386,9 +394,7 @@ fn bf16_mixed_precision_tracks_f32_and_trains() {
 #[test]
 fn last_position_prefill_equals_the_full_forward_last_row() {
     let dev = Device::cpu().unwrap();
-    let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
-    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(4));
-    model.lm_head.weight = model.transformer.wte.weight.clone();
+    let model = lively(&dev, small(31, 2), 4, 4, true);
     for (batch, seq) in [(1usize, 1usize), (1, 9), (3, 5)] {
         let ids = tokens(batch * seq, 31, seq as u64);
         let mut c1 = KvCache::new(model.config(), &dev, DType::F32, batch, 16).unwrap();
@@ -425,9 +431,7 @@ fn last_position_prefill_equals_the_full_forward_last_row() {
 #[test]
 fn per_row_positions_pick_one_position_per_row() {
     let dev = Device::cpu().unwrap();
-    let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
-    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(5));
-    model.lm_head.weight = model.transformer.wte.weight.clone();
+    let model = lively(&dev, small(31, 2), 4, 5, true);
     let (batch, seq) = (3usize, 7usize);
     let ids = tokens(batch * seq, 31, 11);
     let full = logits(&model, &ids, (batch, seq), ForwardOptions::new());
@@ -473,8 +477,7 @@ fn per_row_positions_pick_one_position_per_row() {
 #[test]
 fn flat_positions_gather_any_positions() {
     let dev = Device::cpu().unwrap();
-    let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
-    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(6));
+    let model = lively(&dev, small(31, 2), 4, 6, false);
     let (batch, seq) = (2usize, 5usize);
     let ids = tokens(batch * seq, 31, 12);
     let full = logits(&model, &ids, (batch, seq), ForwardOptions::new());
