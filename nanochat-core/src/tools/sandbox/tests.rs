@@ -11,8 +11,7 @@ fn limits(timeout_s: f64) -> SandboxLimits {
 
 #[test]
 fn a_good_program_passes_and_prints() {
-    let out = run_python("print('hello', 6 * 7)\n", &limits(5.0)).unwrap();
-    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    let out = passes("print('hello', 6 * 7)\n");
     assert_eq!(out.stdout, "hello 42\n");
     assert!(!out.truncated);
     eprintln!("isolation on this machine: {:?}", out.isolation);
@@ -53,12 +52,7 @@ fn leaving_early_does_not_pass() {
 
 #[test]
 fn future_imports_still_work() {
-    let out = run_python(
-        "from __future__ import annotations\ndef f(x: Undefined) -> int:\n    return 1\nassert f(0) == 1\n",
-        &limits(5.0),
-    )
-    .unwrap();
-    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    passes("from __future__ import annotations\ndef f(x: Undefined) -> int:\n    return 1\nassert f(0) == 1\n");
 }
 
 #[test]
@@ -188,12 +182,7 @@ fn files_outside_the_temp_dir_survive() {
 
 #[test]
 fn the_temp_dir_is_writable_and_deleted_afterwards() {
-    let out = run_python(
-        "import os\nopen('scratch.txt', 'w').write('x' * 100)\nassert open('scratch.txt').read() == 'x' * 100\nassert os.environ['HOME'] == os.path.dirname(__file__)\nassert set(os.environ) <= {'HOME', 'TMPDIR', 'PATH', 'OMP_NUM_THREADS', 'LC_CTYPE'}, sorted(os.environ)\nprint(__file__)\n",
-        &limits(5.0),
-    )
-    .unwrap();
-    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    let out = passes("import os\nopen('scratch.txt', 'w').write('x' * 100)\nassert open('scratch.txt').read() == 'x' * 100\nassert os.environ['HOME'] == os.path.dirname(__file__)\nassert set(os.environ) <= {'HOME', 'TMPDIR', 'PATH', 'OMP_NUM_THREADS', 'LC_CTYPE'}, sorted(os.environ)\nprint(__file__)\n");
     let script = PathBuf::from(out.stdout.trim());
     assert!(script.ends_with("program.py"), "{script:?}");
     let dir = script.parent().unwrap();
@@ -210,8 +199,7 @@ fn the_temp_dir_is_writable_and_deleted_afterwards() {
 #[test]
 fn forks_are_limited_and_killed_with_the_group() {
     let program = "import posix, time\nn = 0\ntry:\n    for _ in range(100):\n        pid = posix.fork()\n        if pid == 0:\n            time.sleep(30)\n            posix._exit(0)\n        print(pid, flush=True)\n        n += 1\nexcept OSError as e:\n    print('stopped', n, e)\n";
-    let out = run_python(program, &limits(5.0)).unwrap();
-    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    let out = passes(program);
     assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
     // RLIMIT_NPROC binds all but root (whose real uid the kernel exempts, namespace or
     // not); outside a user namespace it counts all of the user's processes.
@@ -251,6 +239,13 @@ fn ends_as(program: &str, timeout_s: f64, want: Outcome) -> SandboxOutcome {
     let out = run_python(program, &limits(timeout_s)).unwrap();
     assert!(!out.status.passed(), "{program}\n{out:?}");
     assert_eq!(out.status, want, "{program}\n{out:?}");
+    out
+}
+
+/// Runs `program` (5 s), which must pass; returns its outcome.
+fn passes(program: &str) -> SandboxOutcome {
+    let out = run_python(program, &limits(5.0)).unwrap();
+    assert_eq!(out.status, Outcome::Passed, "{out:?}");
     out
 }
 
@@ -360,8 +355,7 @@ fn the_program_cannot_read_the_secrets() {
     // Nothing of the secret in argv, the environment, or any open descriptor the program can
     // read (the report pipe, reopened for reading, is empty while the program runs).
     let program = "import os, sys\nassert len(sys.argv) == 1, sys.argv\nseen = []\nfor name in os.listdir('/proc/self/fd'):\n    try:\n        fd = os.open('/proc/self/fd/' + name, os.O_RDONLY | os.O_NONBLOCK)\n    except OSError:\n        continue\n    try:\n        seen.append(os.read(fd, 4096))\n    except OSError:\n        pass\nassert not any(len(s) >= 64 for s in seen), seen\nprint('ok')\n";
-    let out = run_python(program, &limits(5.0)).unwrap();
-    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    let out = passes(program);
     assert_eq!(out.stdout, "ok\n");
 }
 
