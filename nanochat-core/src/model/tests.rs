@@ -50,10 +50,7 @@ fn recorded_loss(
     bt: (usize, usize),
     targets: &[i32],
 ) -> (Tape, crate::Tensor) {
-    let tape = Tape::new();
-    for p in params {
-        tape.watch(p);
-    }
+    let tape = Tape::watching(params);
     let opts = ForwardOptions::new()
         .tape(&tape)
         .targets(targets, Reduction::Mean);

@@ -223,10 +223,7 @@ impl RlTrainer {
                     }
                 }
             }
-            let tape = Tape::new();
-            for p in &params {
-                tape.watch(p);
-            }
+            let tape = Tape::watching(&params);
             // Per-token cross-entropy is -log p; weighting by the advantage and summing gives
             // the negated policy-gradient objective.
             let ce = model.forward(

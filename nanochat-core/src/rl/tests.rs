@@ -35,10 +35,7 @@ fn warmed_up(steps: usize) -> Engine {
     let params = model.parameters();
     for step in 0..steps {
         let b = loader.next_batch().unwrap();
-        let tape = Tape::new();
-        for p in &params {
-            tape.watch(p);
-        }
+        let tape = Tape::watching(&params);
         let loss = model
             .forward(
                 &b.inputs,

@@ -76,10 +76,7 @@ pub fn accumulate_gradients(model: &GPT, batches: &[Batch]) -> Result<Accumulate
     let scale = 1.0 / used.len() as f32;
     let mut loss_sum = 0.0f64;
     for batch in &used {
-        let tape = Tape::new();
-        for p in &params {
-            tape.watch(p);
-        }
+        let tape = Tape::watching(&params);
         let loss = model.forward(
             &batch.inputs,
             (batch.batch, batch.seq),

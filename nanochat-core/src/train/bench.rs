@@ -101,10 +101,7 @@ pub fn bench_train(
     for step in 0..=steps {
         let t0 = Instant::now();
         let (t_fwd, t_bwd, loss) = device.exclusive(|| -> Result<(Instant, Instant, f32)> {
-            let tape = Tape::new();
-            for p in &params {
-                tape.watch(p);
-            }
+            let tape = Tape::watching(&params);
             let loss = model.forward(
                 &idx,
                 (batch, seq),
