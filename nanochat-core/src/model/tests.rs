@@ -257,11 +257,7 @@ fn greedy_generation_matches_the_full_forward_and_seeds_reproduce() {
     // The same by re-running the whole sequence each step (nanochat's naive generate).
     let mut ids = prompt.clone();
     for _ in 0..6 {
-        let logits = model
-            .forward(&ids, (1, ids.len()), ForwardOptions::new())
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let logits = logits(&model, &ids, (1, ids.len()), ForwardOptions::new());
         let last = &logits[logits.len() - 23..];
         ids.push(
             last.iter()
