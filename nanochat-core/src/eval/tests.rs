@@ -11,7 +11,7 @@ use super::core::{
 use super::fake::{OracleModel, OracleScorer, RandomModel, RandomScorer};
 use super::*;
 use crate::engine::tests::engine;
-use crate::model::ForwardOptions;
+use crate::model::tests::row_logits;
 use crate::tasks::{render_mc, EvalData, McItem, MultipleChoice, Task, TaskSlice};
 use crate::tokenizer::tests::small_tokenizer;
 
@@ -232,12 +232,7 @@ fn engine_candidate_logits_match_the_full_forward() {
         "{err:?}"
     );
     for (p, (c, row)) in prompts.iter().zip(cands.iter().zip(&got)) {
-        let full = e
-            .model()
-            .forward(p, (1, p.len()), ForwardOptions::new())
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let full = row_logits(e.model(), p);
         let last = &full[(p.len() - 1) * v..];
         for (&t, &x) in c.iter().zip(row) {
             assert!(
@@ -398,11 +393,7 @@ fn gpt_scorer_matches_the_full_forward() {
     let spans = vec![(3usize, 6usize), (1, 3)];
     let got = model.mean_losses(&seqs, &spans).unwrap();
     for ((s, &(a, b)), g) in seqs.iter().zip(&spans).zip(&got) {
-        let logits = model
-            .forward(s, (1, s.len()), ForwardOptions::new())
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let logits = row_logits(model, s);
         let mut want = 0.0f64;
         for p in a..b {
             let row = &logits[(p - 1) * v..p * v];
@@ -421,11 +412,7 @@ fn gpt_scorer_matches_the_full_forward() {
     // changed last token must not.
     let mut s = vec![3u32, 1, 4];
     for _ in 0..3 {
-        let logits = model
-            .forward(&s, (1, s.len()), ForwardOptions::new())
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let logits = row_logits(model, &s);
         let row = &logits[(s.len() - 1) * v..];
         let best = row
             .iter()

@@ -37,6 +37,11 @@ fn logits(model: &GPT, ids: &[u32], bt: (usize, usize), opts: ForwardOptions<'_>
     model.forward(ids, bt, opts).unwrap().to_vec_f32().unwrap()
 }
 
+/// The logits of one row of `ids` at every position, as f32s.
+pub(crate) fn row_logits(model: &GPT, ids: &[u32]) -> Vec<f32> {
+    logits(model, ids, (1, ids.len()), ForwardOptions::new())
+}
+
 /// The logits of one row of 8 tokens, as f32s.
 fn logits_1x8(model: &GPT, ids: &[u32]) -> Vec<f32> {
     logits(model, ids, (1, 8), ForwardOptions::new())
@@ -257,7 +262,7 @@ fn greedy_generation_matches_the_full_forward_and_seeds_reproduce() {
     // The same by re-running the whole sequence each step (nanochat's naive generate).
     let mut ids = prompt.clone();
     for _ in 0..6 {
-        let logits = logits(&model, &ids, (1, ids.len()), ForwardOptions::new());
+        let logits = row_logits(&model, &ids);
         let last = &logits[logits.len() - 23..];
         ids.push(
             last.iter()
