@@ -74,6 +74,17 @@ pub struct CoreItem {
     pub gold: Option<usize>,
 }
 
+/// `field`'s value, or the error `bad` makes of "field `NAME` is missing" (NAME: `name`).
+fn present<'a, T>(
+    field: &'a Option<T>,
+    name: &str,
+    bad: &dyn Fn(&str) -> CoreError,
+) -> Result<&'a T> {
+    field
+        .as_ref()
+        .ok_or_else(|| bad(&format!("field `{name}` is missing")))
+}
+
 /// A CORE task: its row of `tasks.json` and its items.
 pub struct CoreTask {
     /// The task's settings.
@@ -97,31 +108,16 @@ impl CoreTask {
             };
             let n = match meta.task_type {
                 CoreTaskType::MultipleChoice => {
-                    it.context
-                        .as_ref()
-                        .ok_or_else(|| bad("field `context` is missing"))?;
-                    it.continuations
-                        .as_ref()
-                        .ok_or_else(|| bad("field `continuations` is missing"))?
-                        .len()
+                    present(&it.context, "context", &bad)?;
+                    present(&it.continuations, "continuations", &bad)?.len()
                 }
                 CoreTaskType::Schema => {
-                    it.continuation
-                        .as_ref()
-                        .ok_or_else(|| bad("field `continuation` is missing"))?;
-                    it.contexts
-                        .as_ref()
-                        .ok_or_else(|| bad("field `contexts` is missing"))?
-                        .len()
+                    present(&it.continuation, "continuation", &bad)?;
+                    present(&it.contexts, "contexts", &bad)?.len()
                 }
                 CoreTaskType::LanguageModeling => {
-                    it.context
-                        .as_ref()
-                        .ok_or_else(|| bad("field `context` is missing"))?;
-                    let c = it
-                        .continuation
-                        .as_ref()
-                        .ok_or_else(|| bad("field `continuation` is missing"))?;
+                    present(&it.context, "context", &bad)?;
+                    let c = present(&it.continuation, "continuation", &bad)?;
                     if c.trim().is_empty() {
                         return Err(bad("field `continuation` is empty"));
                     }
