@@ -122,13 +122,19 @@ fn batched_cached_decoding_equals_full_forward_greedy() {
     }
 }
 
-#[test]
-fn generate_batch_drops_terminal_tokens_and_keeps_the_prompt() {
+/// The engine (block 64, seed 4), the prompt "Call me Ishmael." and its naive greedy stream of
+/// 12 tokens, which the greedy generation tests compare against.
+fn ishmael() -> (Engine, Vec<u32>, Vec<u32>) {
     let e = engine(64, 4);
     let prompt = e.tokenizer().encode("Call me Ishmael.");
-    let params = greedy(2, 12);
-    let (results, probs) = e.generate_batch(&prompt, &params).unwrap();
     let want = naive_greedy(&e, &prompt, 12);
+    (e, prompt, want)
+}
+
+#[test]
+fn generate_batch_drops_terminal_tokens_and_keeps_the_prompt() {
+    let (e, prompt, want) = ishmael();
+    let (results, probs) = e.generate_batch(&prompt, &greedy(2, 12)).unwrap();
     let want: Vec<u32> = want
         .into_iter()
         .take_while(|&t| !e.specials.is_terminal(t))
@@ -142,12 +148,10 @@ fn generate_batch_drops_terminal_tokens_and_keeps_the_prompt() {
 
 #[test]
 fn generate_ids_is_the_greedy_stream_with_its_terminal_token_and_reason() {
-    let e = engine(64, 4);
-    let prompt = e.tokenizer().encode("Call me Ishmael.");
+    let (e, prompt, want) = ishmael();
     // generate_ids samples one row whatever num_samples says.
     let params = greedy(3, 12);
     let (ids, reason) = e.generate_ids(&prompt, &params).unwrap();
-    let want = naive_greedy(&e, &prompt, 12);
     assert_eq!(ids, want);
     let ended = want.last().is_some_and(|&t| e.specials.is_terminal(t));
     assert_eq!(
