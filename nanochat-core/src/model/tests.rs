@@ -424,15 +424,28 @@ fn last_position_prefill_equals_the_full_forward_last_row() {
     }
 }
 
+/// The logit-position tests' setup: a [`lively`] model over 31 tokens (2 kv heads, init seed 4,
+/// projections seeded `proj_seed`, the embedding as lm_head when `tied`), `batch * seq` tokens
+/// drawn with `ids_seed`, and the full forward's logits of them.
+fn positions_setup(
+    proj_seed: u64,
+    tied: bool,
+    (batch, seq): (usize, usize),
+    ids_seed: u64,
+) -> (GPT, Vec<u32>, Vec<f32>) {
+    let dev = Device::cpu().unwrap();
+    let model = lively(&dev, small(31, 2), 4, proj_seed, tied);
+    let ids = tokens(batch * seq, 31, ids_seed);
+    let full = logits(&model, &ids, (batch, seq), ForwardOptions::new());
+    (model, ids, full)
+}
+
 /// `LogitPositions::PerRow` picks row b's position p_b of the full forward, and right padding after it
 /// changes nothing (the model is causal).
 #[test]
 fn per_row_positions_pick_one_position_per_row() {
-    let dev = Device::cpu().unwrap();
-    let model = lively(&dev, small(31, 2), 4, 5, true);
     let (batch, seq) = (3usize, 7usize);
-    let ids = tokens(batch * seq, 31, 11);
-    let full = logits(&model, &ids, (batch, seq), ForwardOptions::new());
+    let (model, ids, full) = positions_setup(5, true, (batch, seq), 11);
     let positions = [6usize, 0, 3];
     let at = model
         .forward(
@@ -474,11 +487,8 @@ fn per_row_positions_pick_one_position_per_row() {
 /// `LogitPositions::Flat` gathers any (row, position) pairs, repeats included.
 #[test]
 fn flat_positions_gather_any_positions() {
-    let dev = Device::cpu().unwrap();
-    let model = lively(&dev, small(31, 2), 4, 6, false);
     let (batch, seq) = (2usize, 5usize);
-    let ids = tokens(batch * seq, 31, 12);
-    let full = logits(&model, &ids, (batch, seq), ForwardOptions::new());
+    let (model, ids, full) = positions_setup(6, false, (batch, seq), 12);
     let flat = [0usize, 4, 9, 4, 7];
     let got = logits(
         &model,
