@@ -121,34 +121,14 @@ pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<SafetensorsFile> {
     for (name, view) in st.tensors() {
         let d = view.data();
         let data = match view.dtype() {
-            Dtype::F64 => HostData::Float(
-                d.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            ),
-            Dtype::F32 => HostData::Float(
-                d.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-            ),
+            Dtype::F64 => HostData::Float(decode_le(d, f64::from_le_bytes)),
+            Dtype::F32 => HostData::Float(decode_le(d, |b| f32::from_le_bytes(b) as f64)),
             Dtype::BF16 => {
                 HostData::Float(DType::BF16.decode(d).into_iter().map(f64::from).collect())
             }
-            Dtype::I64 => HostData::Int(
-                d.chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            ),
-            Dtype::I32 => HostData::Int(
-                d.chunks_exact(4)
-                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
-                    .collect(),
-            ),
-            Dtype::U32 => HostData::Int(
-                d.chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64)
-                    .collect(),
-            ),
+            Dtype::I64 => HostData::Int(decode_le(d, i64::from_le_bytes)),
+            Dtype::I32 => HostData::Int(decode_le(d, |b| i32::from_le_bytes(b) as i64)),
+            Dtype::U32 => HostData::Int(decode_le(d, |b| u32::from_le_bytes(b) as i64)),
             other => {
                 return Err(format_err(
                     path,
@@ -169,6 +149,14 @@ pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<SafetensorsFile> {
         tensors,
         metadata: meta.metadata().clone().unwrap_or_default(),
     })
+}
+
+/// Little-endian `N`-byte values of `d`, each widened by `from` (a trailing partial value is
+/// ignored; safetensors has checked the length).
+fn decode_le<const N: usize, T>(d: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+    d.chunks_exact(N)
+        .map(|c| from(c.try_into().expect("chunks_exact yields N bytes")))
+        .collect()
 }
 
 /// Reads a safetensors file ([`parse_safetensors`]); [`CoreError::Io`] when it cannot be read.

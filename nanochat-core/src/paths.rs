@@ -220,6 +220,19 @@ mod tests {
         Paths::from_vars(|name| map.get(name).cloned())
     }
 
+    /// HOME=/home/u and the base, model, tokenizer and data variables set to `values`.
+    fn with_home(values: [&str; 4]) -> Vec<(&str, &str)> {
+        let names = [
+            "NANOCHAT_BASE_DIR",
+            "NANOCHAT_MODEL_DIR",
+            "NANOCHAT_TOKENIZER_PATH",
+            "NANOCHAT_DATA_DIR",
+        ];
+        std::iter::once(("HOME", "/home/u"))
+            .chain(names.into_iter().zip(values))
+            .collect()
+    }
+
     #[test]
     fn defaults_follow_home() {
         let p = paths(&[("HOME", "/home/u")]).unwrap();
@@ -234,14 +247,7 @@ mod tests {
 
     #[test]
     fn variables_override_defaults() {
-        let p = paths(&[
-            ("HOME", "/home/u"),
-            ("NANOCHAT_BASE_DIR", "/b"),
-            ("NANOCHAT_MODEL_DIR", "/m"),
-            ("NANOCHAT_TOKENIZER_PATH", "/t"),
-            ("NANOCHAT_DATA_DIR", "/d"),
-        ])
-        .unwrap();
+        let p = paths(&with_home(["/b", "/m", "/t", "/d"])).unwrap();
         assert_eq!(p.base_dir, PathBuf::from("/b"));
         assert_eq!(p.model_root, PathBuf::from("/m"));
         assert_eq!(p.tokenizer_dir(), PathBuf::from("/t"));
@@ -262,14 +268,7 @@ mod tests {
     /// Issue 12.9: an empty variable is unset, never the path "".
     #[test]
     fn empty_variables_are_unset() {
-        let p = paths(&[
-            ("HOME", "/home/u"),
-            ("NANOCHAT_BASE_DIR", ""),
-            ("NANOCHAT_MODEL_DIR", ""),
-            ("NANOCHAT_TOKENIZER_PATH", ""),
-            ("NANOCHAT_DATA_DIR", ""),
-        ])
-        .unwrap();
+        let p = paths(&with_home(["", "", "", ""])).unwrap();
         assert_eq!(p, paths(&[("HOME", "/home/u")]).unwrap());
         assert_eq!(p.model_root, PathBuf::from("/home/u/.cache/nanochat"));
         let e = paths(&[("HOME", ""), ("NANOCHAT_BASE_DIR", "")]).unwrap_err();

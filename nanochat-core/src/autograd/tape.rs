@@ -34,6 +34,15 @@ impl Tape {
         Tape::default()
     }
 
+    /// A new tape watching each of `params` ([`Tape::watch`]): a training step's tape.
+    pub fn watching(params: &[Tensor]) -> Tape {
+        let tape = Tape::new();
+        for p in params {
+            tape.watch(p);
+        }
+        tape
+    }
+
     /// Marks `t` as a leaf whose gradient [`Tape::backward`] returns (a parameter or an input).
     pub fn watch(&self, t: &Tensor) -> Tensor {
         self.requires.borrow_mut().insert(t.id());

@@ -20,6 +20,24 @@ pub struct Limit {
 }
 
 impl Limit {
+    /// Integers from `lo` to `hi`, both included.
+    pub const fn integers(lo: i128, hi: i128) -> Limit {
+        Limit {
+            lo,
+            hi,
+            integer: true,
+        }
+    }
+
+    /// Any decimal from `lo` to `hi`, both included.
+    pub const fn numbers(lo: i128, hi: i128) -> Limit {
+        Limit {
+            lo,
+            hi,
+            integer: false,
+        }
+    }
+
     /// `1-200`, or `-2 to 2` when the low end is negative.
     pub fn range(&self) -> String {
         if self.lo < 0 {
@@ -277,16 +295,8 @@ mod tests {
 
     #[test]
     fn limits_name_the_field_and_range() {
-        let top_k = Limit {
-            lo: 1,
-            hi: 200,
-            integer: true,
-        };
-        let temperature = Limit {
-            lo: 0,
-            hi: 2,
-            integer: false,
-        };
+        let top_k = Limit::integers(1, 200);
+        let temperature = Limit::numbers(0, 2);
         assert_eq!(top_k.int("top_k", "200"), Ok(200));
         assert_eq!(top_k.int("top_k", "2e2"), Ok(200));
         assert_eq!(top_k.int("top_k", "7.0"), Ok(7));
@@ -323,11 +333,7 @@ mod tests {
         );
         let long = "9".repeat(100);
         assert!(top_k.check("top_k", &long).unwrap_err().to_string().len() < 100);
-        let penalty = Limit {
-            lo: -2,
-            hi: 2,
-            integer: false,
-        };
+        let penalty = Limit::numbers(-2, 2);
         assert_eq!(penalty.range(), "-2 to 2");
     }
 }

@@ -26,29 +26,13 @@ pub const MAX_MESSAGE_CHARS: usize = 8000;
 /// Most characters over all messages.
 pub const MAX_TOTAL_CHARS: usize = 32000;
 /// `temperature`: a number in 0-2.
-pub const TEMPERATURE: Limit = Limit {
-    lo: 0,
-    hi: 2,
-    integer: false,
-};
+pub const TEMPERATURE: Limit = Limit::numbers(0, 2);
 /// `top_k`: an integer in 1-200.
-pub const TOP_K: Limit = Limit {
-    lo: 1,
-    hi: 200,
-    integer: true,
-};
+pub const TOP_K: Limit = Limit::integers(1, 200);
 /// `max_tokens`: an integer in 1-4096.
-pub const MAX_TOKENS: Limit = Limit {
-    lo: 1,
-    hi: 4096,
-    integer: true,
-};
+pub const MAX_TOKENS: Limit = Limit::integers(1, 4096);
 /// Samples of one prompt (OpenAI's `n`, the `-n` of chat-eval and chat-rl): an integer in 1-8.
-pub const NUM_SAMPLES: Limit = Limit {
-    lo: 1,
-    hi: 8,
-    integer: true,
-};
+pub const NUM_SAMPLES: Limit = Limit::integers(1, 8);
 
 /// Why a request is refused.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]

@@ -35,6 +35,27 @@ fn engine_padded(block_size: usize, seed: u64, pad: usize) -> Engine {
     Engine::new(model, tok).unwrap()
 }
 
+/// `num_samples` greedy rows of at most `max_tokens` (the other settings default).
+fn greedy(num_samples: usize, max_tokens: usize) -> GenerateParams {
+    GenerateParams {
+        num_samples,
+        max_tokens,
+        temperature: 0.0,
+        ..Default::default()
+    }
+}
+
+/// `num_samples` rows of at most `max_tokens`, sampled at temperature 1 from the top 50 with
+/// `seed`.
+fn sampling(num_samples: usize, max_tokens: usize, seed: u64) -> GenerateParams {
+    GenerateParams {
+        temperature: 1.0,
+        top_k: Some(50),
+        seed: Some(seed),
+        ..greedy(num_samples, max_tokens)
+    }
+}
+
 /// Greedy decoding with the full forward over the whole sequence at every step: the tokens and
 /// the model's probability of each.
 fn naive_greedy_probs(e: &Engine, prompt: &[u32], max_tokens: usize) -> (Vec<u32>, Vec<f32>) {
@@ -75,11 +96,8 @@ fn batched_cached_decoding_equals_full_forward_greedy() {
         let e = engine(64, seed);
         let prompt = e.tokenizer().encode("It was the best of times");
         let params = GenerateParams {
-            num_samples: 3,
-            max_tokens: 20,
-            temperature: 0.0,
             seed: Some(0),
-            ..Default::default()
+            ..greedy(3, 20)
         };
         let columns: Vec<TokenColumn> = e
             .generate(&prompt, &params)
@@ -104,18 +122,19 @@ fn batched_cached_decoding_equals_full_forward_greedy() {
     }
 }
 
-#[test]
-fn generate_batch_drops_terminal_tokens_and_keeps_the_prompt() {
+/// The engine (block 64, seed 4), the prompt "Call me Ishmael." and its naive greedy stream of
+/// 12 tokens, which the greedy generation tests compare against.
+fn ishmael() -> (Engine, Vec<u32>, Vec<u32>) {
     let e = engine(64, 4);
     let prompt = e.tokenizer().encode("Call me Ishmael.");
-    let params = GenerateParams {
-        num_samples: 2,
-        max_tokens: 12,
-        temperature: 0.0,
-        ..Default::default()
-    };
-    let (results, probs) = e.generate_batch(&prompt, &params).unwrap();
     let want = naive_greedy(&e, &prompt, 12);
+    (e, prompt, want)
+}
+
+#[test]
+fn generate_batch_drops_terminal_tokens_and_keeps_the_prompt() {
+    let (e, prompt, want) = ishmael();
+    let (results, probs) = e.generate_batch(&prompt, &greedy(2, 12)).unwrap();
     let want: Vec<u32> = want
         .into_iter()
         .take_while(|&t| !e.specials.is_terminal(t))
@@ -129,16 +148,10 @@ fn generate_batch_drops_terminal_tokens_and_keeps_the_prompt() {
 
 #[test]
 fn generate_ids_is_the_greedy_stream_with_its_terminal_token_and_reason() {
-    let e = engine(64, 4);
-    let prompt = e.tokenizer().encode("Call me Ishmael.");
-    let params = GenerateParams {
-        num_samples: 3, // generate_ids samples one row whatever this says
-        max_tokens: 12,
-        temperature: 0.0,
-        ..Default::default()
-    };
+    let (e, prompt, want) = ishmael();
+    // generate_ids samples one row whatever num_samples says.
+    let params = greedy(3, 12);
     let (ids, reason) = e.generate_ids(&prompt, &params).unwrap();
-    let want = naive_greedy(&e, &prompt, 12);
     assert_eq!(ids, want);
     let ended = want.last().is_some_and(|&t| e.specials.is_terminal(t));
     assert_eq!(
@@ -170,13 +183,7 @@ fn generate_ids_is_the_greedy_stream_with_its_terminal_token_and_reason() {
 fn the_same_seed_gives_the_same_samples() {
     let e = engine(64, 5);
     let prompt = e.tokenizer().encode("Once upon a time");
-    let params = |seed| GenerateParams {
-        num_samples: 4,
-        max_tokens: 16,
-        temperature: 1.0,
-        top_k: Some(50),
-        seed: Some(seed),
-    };
+    let params = |seed| sampling(4, 16, seed);
     let a = e.generate_batch(&prompt, &params(7)).unwrap();
     let b = e.generate_batch(&prompt, &params(7)).unwrap();
     let c = e.generate_batch(&prompt, &params(8)).unwrap();
@@ -197,12 +204,7 @@ fn generation_stops_at_the_context_length_with_its_reason() {
         .encode("one two three four five six seven eight nine ten")[..10]
         .to_vec();
     // A random model rarely ends a row on its own; rows may, so accept Stop only if every row did.
-    let params = GenerateParams {
-        num_samples: 2,
-        max_tokens: 100,
-        temperature: 0.0,
-        ..Default::default()
-    };
+    let params = greedy(2, 100);
     let mut stream = e.generate(&prompt, &params).unwrap();
     let mut n = 0;
     for column in stream.by_ref() {
@@ -214,11 +216,7 @@ fn generation_stops_at_the_context_length_with_its_reason() {
         Some(FinishReason::Stop) => assert!(n <= 7),
         other => panic!("unexpected finish {other:?} after {n} tokens"),
     }
-    let params = GenerateParams {
-        max_tokens: 3,
-        temperature: 0.0,
-        ..Default::default()
-    };
+    let params = greedy(1, 3);
     let mut stream = e.generate(&prompt, &params).unwrap();
     let n = stream.by_ref().count();
     assert!(n <= 3);
@@ -409,13 +407,7 @@ fn ids_past_the_tokenizer_in_a_padded_vocabulary_are_never_drawn() {
 fn choices_stream_apart_and_stop_strings_cut_them() {
     let e = engine(128, 9);
     let prompt = e.tokenizer().encode("Once upon a time");
-    let params = |seed| GenerateParams {
-        num_samples: 3,
-        max_tokens: 24,
-        temperature: 1.0,
-        top_k: Some(50),
-        seed: Some(seed),
-    };
+    let params = |seed| sampling(3, 24, seed);
     let run = |stops: &[String], seed| {
         let mut pieces = vec![Vec::<String>::new(); 3];
         let choices = e

@@ -116,12 +116,10 @@ pub fn evaluate_task_with(
             format!("task {}", task.name()),
         ));
     }
+    let run = Run(model, tokenizer, task, total, opts);
     let (correct, baseline) = match task.eval_type() {
-        EvalType::Categorical => categorical(model, tokenizer, task, total, opts, progress)?,
-        EvalType::Generative => (
-            generative(model, tokenizer, task, total, opts, progress)?,
-            0.0,
-        ),
+        EvalType::Categorical => categorical(run, progress)?,
+        EvalType::Generative => (generative(run, progress)?, 0.0),
     };
     Ok(TaskResult {
         task: task.name(),
@@ -132,16 +130,24 @@ pub fn evaluate_task_with(
     })
 }
 
+/// What one task's evaluation runs on: the model, its tokenizer, the task, how many of its
+/// examples (from the first) and the options.
+#[derive(Clone, Copy)]
+struct Run<'a>(
+    &'a dyn ChatModel,
+    &'a Tokenizer,
+    &'a dyn Task,
+    usize,
+    &'a EvalOptions,
+);
+
 /// Argmax over the letters' logits at the answer position, checked by the task. Returns the
 /// number correct and the mean chance accuracy.
 fn categorical(
-    model: &dyn ChatModel,
-    tokenizer: &Tokenizer,
-    task: &dyn Task,
-    total: usize,
-    opts: &EvalOptions,
+    run: Run<'_>,
     progress: &mut dyn FnMut(usize, usize, usize),
 ) -> Result<(usize, f64)> {
+    let Run(model, tokenizer, task, total, opts) = run;
     let (mut correct, mut chance) = (0, 0.0);
     let batch = opts.batch_size.max(1);
     for start in (0..total).step_by(batch) {
@@ -183,14 +189,8 @@ fn categorical(
 }
 
 /// `num_samples` completions per problem; a problem is solved when any of them is correct.
-fn generative(
-    model: &dyn ChatModel,
-    tokenizer: &Tokenizer,
-    task: &dyn Task,
-    total: usize,
-    opts: &EvalOptions,
-    progress: &mut dyn FnMut(usize, usize, usize),
-) -> Result<usize> {
+fn generative(run: Run<'_>, progress: &mut dyn FnMut(usize, usize, usize)) -> Result<usize> {
+    let Run(model, tokenizer, task, total, opts) = run;
     let mut correct = 0;
     for i in 0..total {
         let conv = task.get_example(i)?;

@@ -74,6 +74,17 @@ pub struct CoreItem {
     pub gold: Option<usize>,
 }
 
+/// `field`'s value, or the error `bad` makes of "field `NAME` is missing" (NAME: `name`).
+fn present<'a, T>(
+    field: &'a Option<T>,
+    name: &str,
+    bad: &dyn Fn(&str) -> CoreError,
+) -> Result<&'a T> {
+    field
+        .as_ref()
+        .ok_or_else(|| bad(&format!("field `{name}` is missing")))
+}
+
 /// A CORE task: its row of `tasks.json` and its items.
 pub struct CoreTask {
     /// The task's settings.
@@ -97,31 +108,16 @@ impl CoreTask {
             };
             let n = match meta.task_type {
                 CoreTaskType::MultipleChoice => {
-                    it.context
-                        .as_ref()
-                        .ok_or_else(|| bad("field `context` is missing"))?;
-                    it.continuations
-                        .as_ref()
-                        .ok_or_else(|| bad("field `continuations` is missing"))?
-                        .len()
+                    present(&it.context, "context", &bad)?;
+                    present(&it.continuations, "continuations", &bad)?.len()
                 }
                 CoreTaskType::Schema => {
-                    it.continuation
-                        .as_ref()
-                        .ok_or_else(|| bad("field `continuation` is missing"))?;
-                    it.contexts
-                        .as_ref()
-                        .ok_or_else(|| bad("field `contexts` is missing"))?
-                        .len()
+                    present(&it.continuation, "continuation", &bad)?;
+                    present(&it.contexts, "contexts", &bad)?.len()
                 }
                 CoreTaskType::LanguageModeling => {
-                    it.context
-                        .as_ref()
-                        .ok_or_else(|| bad("field `context` is missing"))?;
-                    let c = it
-                        .continuation
-                        .as_ref()
-                        .ok_or_else(|| bad("field `continuation` is missing"))?;
+                    present(&it.context, "context", &bad)?;
+                    let c = present(&it.continuation, "continuation", &bad)?;
                     if c.trim().is_empty() {
                         return Err(bad("field `continuation` is empty"));
                     }
@@ -236,36 +232,29 @@ fn prompts(task: &CoreTask, i: usize) -> (Vec<String>, Option<String>) {
         prefix.push_str(&shot);
         prefix.push_str("\n\n");
     }
-    match m.task_type {
+    // Each option is `{context}{delimiter}{continuation}` after the prefix.
+    let ctx = text(&it.context);
+    let cont = text(&it.continuation);
+    let (options, without): (Vec<(&str, &str)>, _) = match m.task_type {
         CoreTaskType::MultipleChoice => {
-            let ctx = text(&it.context);
-            let opts = it.continuations.as_deref().unwrap_or_default();
-            (
-                opts.iter()
-                    .map(|c| format!("{prefix}{ctx}{d}{c}"))
-                    .collect(),
-                None,
-            )
+            let conts = it.continuations.as_deref().unwrap_or_default();
+            (conts.iter().map(|c| (ctx, c.as_str())).collect(), None)
         }
         CoreTaskType::Schema => {
-            let cont = text(&it.continuation);
             let ctxs = it.contexts.as_deref().unwrap_or_default();
-            (
-                ctxs.iter()
-                    .map(|c| format!("{prefix}{c}{d}{cont}"))
-                    .collect(),
-                None,
-            )
+            (ctxs.iter().map(|c| (c.as_str(), cont)).collect(), None)
         }
         CoreTaskType::LanguageModeling => {
-            let ctx = text(&it.context).trim();
+            let ctx = ctx.trim();
             let without = format!("{prefix}{ctx}{d}").trim_end().to_string();
-            (
-                vec![format!("{prefix}{ctx}{d}{}", text(&it.continuation))],
-                Some(without),
-            )
+            (vec![(ctx, cont)], Some(without))
         }
-    }
+    };
+    let texts = options
+        .iter()
+        .map(|(c, x)| format!("{prefix}{c}{d}{x}"))
+        .collect();
+    (texts, without)
 }
 
 /// Renders item `i` of `task` into tokens (BOS first), cropped from the left to `max_len`;

@@ -226,11 +226,7 @@ impl EvalReport for ChatEvalResult {
 
     /// Each task's accuracy, and ChatCORE when computed.
     fn report_summary(&self) -> serde_json::Value {
-        let mut summary: serde_json::Map<String, serde_json::Value> = self
-            .tasks
-            .iter()
-            .map(|r| (r.task.clone(), json!(r.accuracy)))
-            .collect();
+        let mut summary = scores(self.tasks.iter().map(|r| (&r.task, r.accuracy)));
         if let Some(c) = self.chat_core {
             summary.insert("ChatCORE".into(), json!(c));
         }
@@ -259,6 +255,14 @@ fn task_scores<S: Serializer>(tasks: &[TaskResult], s: S) -> std::result::Result
         };
         (&r.task, score)
     }))
+}
+
+/// A report summary's `{name: score}` object, in the tasks' order.
+fn scores<'a>(
+    rows: impl Iterator<Item = (&'a String, f64)>,
+) -> serde_json::Map<String, serde_json::Value> {
+    rows.map(|(name, score)| (name.clone(), json!(score)))
+        .collect()
 }
 
 fn task_error(op: &'static str, task: &str, error: CoreError) -> CoreError {
@@ -390,11 +394,7 @@ impl EvalReport for CoreEvalResult {
 
     /// Each task's centred accuracy, and CORE.
     fn report_summary(&self) -> serde_json::Value {
-        let mut summary: serde_json::Map<String, serde_json::Value> = self
-            .tasks
-            .iter()
-            .map(|r| (r.label.clone(), json!(r.centered)))
-            .collect();
+        let mut summary = scores(self.tasks.iter().map(|r| (&r.label, r.centered)));
         summary.insert("CORE".into(), json!(self.core));
         serde_json::Value::Object(summary)
     }

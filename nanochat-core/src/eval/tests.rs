@@ -11,7 +11,7 @@ use super::core::{
 use super::fake::{OracleModel, OracleScorer, RandomModel, RandomScorer};
 use super::*;
 use crate::engine::tests::engine;
-use crate::model::ForwardOptions;
+use crate::model::tests::row_logits;
 use crate::tasks::{render_mc, EvalData, McItem, MultipleChoice, Task, TaskSlice};
 use crate::tokenizer::tests::small_tokenizer;
 
@@ -232,12 +232,7 @@ fn engine_candidate_logits_match_the_full_forward() {
         "{err:?}"
     );
     for (p, (c, row)) in prompts.iter().zip(cands.iter().zip(&got)) {
-        let full = e
-            .model()
-            .forward(p, (1, p.len()), ForwardOptions::new())
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let full = row_logits(e.model(), p);
         let last = &full[(p.len() - 1) * v..];
         for (&t, &x) in c.iter().zip(row) {
             assert!(
@@ -260,6 +255,16 @@ fn meta(task_type: CoreTaskType, num_fewshot: usize, baseline: f64) -> CoreTaskM
     }
 }
 
+/// A multiple-choice task of `items`, checked, with `num_fewshot` shots and `baseline`.
+fn mc_task(items: Vec<CoreItem>, num_fewshot: usize, baseline: f64) -> CoreTask {
+    CoreTask::new(
+        meta(CoreTaskType::MultipleChoice, num_fewshot, baseline),
+        items,
+        "t",
+    )
+    .unwrap()
+}
+
 fn mc_item(ctx: &str, conts: &[&str], gold: usize) -> CoreItem {
     CoreItem {
         context: Some(ctx.into()),
@@ -276,8 +281,7 @@ fn core_prompts_follow_nanochats_templates() {
         mc_item("Q: sky?", &["blue", "green"], 0),
         mc_item("Q: grass?", &["blue", "green"], 1),
     ];
-    let task = CoreTask::new(meta(CoreTaskType::MultipleChoice, 1, 50.0), items, "t").unwrap();
-    let r = render_item(&task, 0, tok, 1000).unwrap();
+    let r = render_item(&mc_task(items, 1, 50.0), 0, tok, 1000).unwrap();
     let text = tok.decode(&r.seqs[1][1..]).unwrap();
     assert_eq!(text, "Q: grass? green\n\nQ: sky? green");
     // The continuation span covers " green" only (after the common prefix).
@@ -366,7 +370,7 @@ fn oracle_scores_core_one_and_a_guesser_about_zero() {
     let items: Vec<CoreItem> = (0..800)
         .map(|i| mc_item(&format!("n{i}"), &["a", "b", "c", "d"], i % 4))
         .collect();
-    let task = CoreTask::new(meta(CoreTaskType::MultipleChoice, 0, 25.0), items, "t").unwrap();
+    let task = mc_task(items, 0, 25.0);
     let r = evaluate_core_task(
         &RandomScorer::new(3),
         tok,
@@ -389,11 +393,7 @@ fn gpt_scorer_matches_the_full_forward() {
     let spans = vec![(3usize, 6usize), (1, 3)];
     let got = model.mean_losses(&seqs, &spans).unwrap();
     for ((s, &(a, b)), g) in seqs.iter().zip(&spans).zip(&got) {
-        let logits = model
-            .forward(s, (1, s.len()), ForwardOptions::new())
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let logits = row_logits(model, s);
         let mut want = 0.0f64;
         for p in a..b {
             let row = &logits[(p - 1) * v..p * v];
@@ -412,11 +412,7 @@ fn gpt_scorer_matches_the_full_forward() {
     // changed last token must not.
     let mut s = vec![3u32, 1, 4];
     for _ in 0..3 {
-        let logits = model
-            .forward(&s, (1, s.len()), ForwardOptions::new())
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let logits = row_logits(model, &s);
         let row = &logits[(s.len() - 1) * v..];
         let best = row
             .iter()
@@ -475,8 +471,7 @@ fn core_options_share_one_start_and_bad_items_are_refused() {
         mc_item("The cat ate", &["dog", "dog food"], 0),
         mc_item("x", &["a", "b"], 1),
     ];
-    let task = CoreTask::new(meta(CoreTaskType::MultipleChoice, 0, 50.0), items, "t").unwrap();
-    let r = render_item(&task, 0, tok, 1000).unwrap();
+    let r = render_item(&mc_task(items, 0, 50.0), 0, tok, 1000).unwrap();
     assert_eq!(r.spans[0].0, r.spans[1].0);
     let tail = tok.decode(&r.seqs[1][r.spans[1].0..]).unwrap();
     assert!(tail.ends_with(" food"), "{tail:?}");
@@ -522,7 +517,7 @@ fn core_subsets_are_a_seeded_sample() {
     let items: Vec<CoreItem> = (0..50)
         .map(|i| mc_item(&format!("n{i}"), &["a", "b"], 1))
         .collect();
-    let task = CoreTask::new(meta(CoreTaskType::MultipleChoice, 0, 50.0), items, "t").unwrap();
+    let task = mc_task(items, 0, 50.0);
     // The oracle knows only the file's first 5 items (elsewhere both options tie, and a tie
     // picks option 0, which is wrong): a subset of 5 that took them would score 1.0.
     let gold: Vec<Vec<u32>> = (0..5)

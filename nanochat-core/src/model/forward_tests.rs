@@ -7,16 +7,7 @@ use crate::ops::{self, Reduction};
 use crate::{CoreError, DType, Device, Tape, Tensor};
 
 fn tiny(bias: bool) -> GPTConfig {
-    GPTConfig {
-        vocab_size: 13,
-        n_layer: 2,
-        n_head: 2,
-        n_kv_head: 1,
-        n_embd: 8,
-        block_size: 8,
-        bias,
-        ..GPTConfig::default()
-    }
+    super::tests::two_layer_8(13, bias)
 }
 
 /// A Linear's fields under `name`, with its bias when `bias`.

@@ -217,6 +217,15 @@ impl GPT {
         out
     }
 
+    /// Every parameter, in [`GPT::named_parameters`]' order, without the names (nanochat's
+    /// `parameters()`).
+    pub fn parameters(&self) -> Vec<Tensor> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
         self.named_parameters().iter().map(|(_, t)| t.len()).sum()

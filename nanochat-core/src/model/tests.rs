@@ -20,10 +20,31 @@ fn small(vocab: usize, n_kv_head: usize) -> GPTConfig {
     }
 }
 
+/// Two layers of width 8 (2 heads sharing 1 kv head, block 8) over `vocab` tokens, with
+/// biases when `bias`: the forward and weight-file tests' model.
+pub(crate) fn two_layer_8(vocab: usize, bias: bool) -> GPTConfig {
+    GPTConfig {
+        n_head: 2,
+        n_embd: 8,
+        block_size: 8,
+        bias,
+        ..small(vocab, 1)
+    }
+}
+
+/// The forward's output for `ids` shaped `bt` under `opts`, as f32s.
+fn logits(model: &GPT, ids: &[u32], bt: (usize, usize), opts: ForwardOptions<'_>) -> Vec<f32> {
+    model.forward(ids, bt, opts).unwrap().to_vec_f32().unwrap()
+}
+
+/// The logits of one row of `ids` at every position, as f32s.
+pub(crate) fn row_logits(model: &GPT, ids: &[u32]) -> Vec<f32> {
+    logits(model, ids, (1, ids.len()), ForwardOptions::new())
+}
+
 /// The logits of one row of 8 tokens, as f32s.
 fn logits_1x8(model: &GPT, ids: &[u32]) -> Vec<f32> {
-    let y = model.forward(ids, (1, 8), ForwardOptions::new()).unwrap();
-    y.to_vec_f32().unwrap()
+    logits(model, ids, (1, 8), ForwardOptions::new())
 }
 
 /// The mean loss of `ids` against `targets`, recorded on a new tape that watches `params`.
@@ -34,10 +55,7 @@ fn recorded_loss(
     bt: (usize, usize),
     targets: &[i32],
 ) -> (Tape, crate::Tensor) {
-    let tape = Tape::new();
-    for p in params {
-        tape.watch(p);
-    }
+    let tape = Tape::watching(params);
     let opts = ForwardOptions::new()
         .tape(&tape)
         .targets(targets, Reduction::Mean);
@@ -69,6 +87,17 @@ pub(crate) fn linear_values(
     crate::Tensor::from_f32(dev, &Init::Linear.values(shape, rng), shape, DType::F32).unwrap()
 }
 
+/// A model of `config` (init seed `init_seed`) whose output projections are random (seed
+/// `proj_seed`) so that every layer matters, with the embedding as its lm_head when `tied`.
+fn lively(dev: &Device, config: GPTConfig, init_seed: u64, proj_seed: u64, tied: bool) -> GPT {
+    let mut model = GPT::new(config, dev, DType::F32, init_seed).unwrap();
+    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(proj_seed));
+    if tied {
+        model.lm_head.weight = model.transformer.wte.weight.clone();
+    }
+    model
+}
+
 /// nanochat's init zeroes the blocks' output projections, so no layer would change the output
 /// (nor the context matter): give `attn.c_proj` and `mlp.c_proj` values.
 pub(crate) fn randomize_projections(model: &mut GPT, rng: &mut rand::rngs::StdRng) {
@@ -90,10 +119,7 @@ proptest! {
     fn kv_cache_decoding_equals_the_full_forward(prompt in 1usize..7, rest in 1usize..7, chunk in 1usize..4,
                                                   kv in prop::sample::select(vec![1usize, 2, 4]), seed in 0u64..1000) {
         let dev = Device::cpu().unwrap();
-        // Non-zero output projections so every layer matters.
-        let mut model = GPT::new(small(29, kv), &dev, DType::F32, seed).unwrap();
-        randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(seed));
-        model.lm_head.weight = model.transformer.wte.weight.clone();
+        let model = lively(&dev, small(29, kv), seed, seed, true);
         let n = prompt + rest;
         let ids = tokens(n, 29, seed);
         let full = model.forward(&ids, (1, n), ForwardOptions::new()).unwrap().to_vec_f32().unwrap();
@@ -151,11 +177,7 @@ fn overfit(bias: bool) -> f32 {
         .into_iter()
         .map(|x| x as i32)
         .collect();
-    let params: Vec<_> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let params = model.parameters();
     let mut opt = AdamW::new(AdamWConfig {
         lr: 1e-2,
         ..AdamWConfig::default()
@@ -240,11 +262,7 @@ fn greedy_generation_matches_the_full_forward_and_seeds_reproduce() {
     // The same by re-running the whole sequence each step (nanochat's naive generate).
     let mut ids = prompt.clone();
     for _ in 0..6 {
-        let logits = model
-            .forward(&ids, (1, ids.len()), ForwardOptions::new())
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let logits = row_logits(&model, &ids);
         let last = &logits[logits.len() - 23..];
         ids.push(
             last.iter()
@@ -347,11 +365,7 @@ fn bf16_mixed_precision_tracks_f32_and_trains() {
     let err = max_rel(&bf16_logits.to_vec_f32().unwrap(), &f32_logits);
     assert!(err < 0.1, "bf16 logits deviate by {err}");
     // Gradients reach the f32 master weights, and training works.
-    let params: Vec<_> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let params = model.parameters();
     let targets: Vec<i32> = tokens(16, 37, 6).into_iter().map(|t| t as i32).collect();
     let mut opt = AdamW::new(AdamWConfig {
         lr: 1e-2,
@@ -378,9 +392,7 @@ fn bf16_mixed_precision_tracks_f32_and_trains() {
 #[test]
 fn last_position_prefill_equals_the_full_forward_last_row() {
     let dev = Device::cpu().unwrap();
-    let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
-    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(4));
-    model.lm_head.weight = model.transformer.wte.weight.clone();
+    let model = lively(&dev, small(31, 2), 4, 4, true);
     for (batch, seq) in [(1usize, 1usize), (1, 9), (3, 5)] {
         let ids = tokens(batch * seq, 31, seq as u64);
         let mut c1 = KvCache::new(model.config(), &dev, DType::F32, batch, 16).unwrap();
@@ -412,21 +424,28 @@ fn last_position_prefill_equals_the_full_forward_last_row() {
     }
 }
 
+/// The logit-position tests' setup: a [`lively`] model over 31 tokens (2 kv heads, init seed 4,
+/// projections seeded `proj_seed`, the embedding as lm_head when `tied`), `batch * seq` tokens
+/// drawn with `ids_seed`, and the full forward's logits of them.
+fn positions_setup(
+    proj_seed: u64,
+    tied: bool,
+    (batch, seq): (usize, usize),
+    ids_seed: u64,
+) -> (GPT, Vec<u32>, Vec<f32>) {
+    let dev = Device::cpu().unwrap();
+    let model = lively(&dev, small(31, 2), 4, proj_seed, tied);
+    let ids = tokens(batch * seq, 31, ids_seed);
+    let full = logits(&model, &ids, (batch, seq), ForwardOptions::new());
+    (model, ids, full)
+}
+
 /// `LogitPositions::PerRow` picks row b's position p_b of the full forward, and right padding after it
 /// changes nothing (the model is causal).
 #[test]
 fn per_row_positions_pick_one_position_per_row() {
-    let dev = Device::cpu().unwrap();
-    let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
-    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(5));
-    model.lm_head.weight = model.transformer.wte.weight.clone();
     let (batch, seq) = (3usize, 7usize);
-    let ids = tokens(batch * seq, 31, 11);
-    let full = model
-        .forward(&ids, (batch, seq), ForwardOptions::new())
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let (model, ids, full) = positions_setup(5, true, (batch, seq), 11);
     let positions = [6usize, 0, 3];
     let at = model
         .forward(
@@ -442,15 +461,12 @@ fn per_row_positions_pick_one_position_per_row() {
         assert!(max_rel(&at[b * 31..(b + 1) * 31], want) < 1e-5, "row {b}");
     }
     // Row 2 alone, cut after its position 3, gives the same logits.
-    let alone = model
-        .forward(
-            &ids[2 * seq..2 * seq + 4],
-            (1, 4),
-            ForwardOptions::new().positions(LogitPositions::PerRow(&[3])),
-        )
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let alone = logits(
+        &model,
+        &ids[2 * seq..2 * seq + 4],
+        (1, 4),
+        ForwardOptions::new().positions(LogitPositions::PerRow(&[3])),
+    );
     assert!(max_rel(&alone, &at[2 * 31..3 * 31]) < 1e-5);
     assert!(model
         .forward(
@@ -471,26 +487,15 @@ fn per_row_positions_pick_one_position_per_row() {
 /// `LogitPositions::Flat` gathers any (row, position) pairs, repeats included.
 #[test]
 fn flat_positions_gather_any_positions() {
-    let dev = Device::cpu().unwrap();
-    let mut model = GPT::new(small(31, 2), &dev, DType::F32, 4).unwrap();
-    randomize_projections(&mut model, &mut rand::SeedableRng::seed_from_u64(6));
     let (batch, seq) = (2usize, 5usize);
-    let ids = tokens(batch * seq, 31, 12);
-    let full = model
-        .forward(&ids, (batch, seq), ForwardOptions::new())
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let (model, ids, full) = positions_setup(6, false, (batch, seq), 12);
     let flat = [0usize, 4, 9, 4, 7];
-    let got = model
-        .forward(
-            &ids,
-            (batch, seq),
-            ForwardOptions::new().positions(LogitPositions::Flat(&flat)),
-        )
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let got = logits(
+        &model,
+        &ids,
+        (batch, seq),
+        ForwardOptions::new().positions(LogitPositions::Flat(&flat)),
+    );
     for (i, &r) in flat.iter().enumerate() {
         assert!(max_rel(&got[i * 31..(i + 1) * 31], &full[r * 31..(r + 1) * 31]) < 1e-5);
     }

@@ -83,16 +83,7 @@ mod tests {
     use crate::Tensor;
 
     fn tiny(bias: bool) -> GPTConfig {
-        GPTConfig {
-            vocab_size: 11,
-            n_layer: 2,
-            n_head: 2,
-            n_kv_head: 1,
-            n_embd: 8,
-            block_size: 8,
-            bias,
-            ..GPTConfig::default()
-        }
+        crate::model::tests::two_layer_8(11, bias)
     }
 
     #[test]
@@ -138,12 +129,15 @@ mod tests {
         let path = dir.path().join("m.safetensors");
         m.save(&path).unwrap();
         let mut tensors = read_safetensors(&path).unwrap().tensors;
-        let p = "m.safetensors";
+        // The error of loading `tensors` as a model of `config`.
+        let load_error = |config, tensors: &BTreeMap<String, HostTensor>| {
+            GPT::from_state_dict(config, tensors, "", "m.safetensors", &dev, DType::F32)
+                .err()
+                .unwrap()
+                .to_string()
+        };
         // A config the file does not match.
-        let e = GPT::from_state_dict(tiny(true), &tensors, "", p, &dev, DType::F32)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = load_error(tiny(true), &tensors);
         assert!(
             e.contains("transformer.h.0.attn.c_q.bias") && e.contains("missing"),
             "{e}"
@@ -154,10 +148,7 @@ mod tests {
             n_kv_head: 1,
             ..tiny(false)
         };
-        let e = GPT::from_state_dict(wide, &tensors, "", p, &dev, DType::F32)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = load_error(wide, &tensors);
         assert!(
             e.contains("transformer.wte.weight") && e.contains("shape"),
             "{e}"
@@ -166,10 +157,7 @@ mod tests {
             "transformer.h.9.attn.c_q.weight".into(),
             tensors["lm_head.weight"].clone(),
         );
-        let e = GPT::from_state_dict(tiny(false), &tensors, "", p, &dev, DType::F32)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = load_error(tiny(false), &tensors);
         assert!(
             e.contains("transformer.h.9.attn.c_q.weight") && e.contains("not a parameter"),
             "{e}"

@@ -19,18 +19,9 @@ fn two_steps_of_adamw_and_muon_match_nanochat() {
     let dev = Device::cpu().unwrap();
     let model =
         GPT::from_state_dict(config, &f.tensors, "param.step0.", &p, &dev, DType::F32).unwrap();
-    let idx: Vec<u32> = f.tensors["input.idx"]
-        .ints(&p, "input.idx")
-        .unwrap()
-        .iter()
-        .map(|&i| i as u32)
-        .collect();
-    let targets: Vec<i32> = f.tensors["input.targets"]
-        .ints(&p, "input.targets")
-        .unwrap()
-        .iter()
-        .map(|&i| i as i32)
-        .collect();
+    let ints = |name: &str| f.get(&p, name).unwrap().ints(&p, name).unwrap();
+    let idx: Vec<u32> = ints("input.idx").iter().map(|&i| i as u32).collect();
+    let targets: Vec<i32> = ints("input.targets").iter().map(|&i| i as i32).collect();
     let (b, t) = (
         f.tensors["input.idx"].shape[0],
         f.tensors["input.idx"].shape[1],

@@ -199,11 +199,7 @@ impl RlTrainer {
     /// `(tokens, trained mask, advantage)`, one forward per prompt's group of samples.
     fn policy_gradient(&self, rollouts: &[(Vec<u32>, Vec<bool>, f64)]) -> Result<Grads> {
         let model = self.engine.model();
-        let params: Vec<Tensor> = model
-            .named_parameters()
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect();
+        let params: Vec<Tensor> = model.parameters();
         let valid: usize = rollouts
             .iter()
             .map(|(_, m, _)| m.iter().skip(1).filter(|&&b| b).count())
@@ -227,10 +223,7 @@ impl RlTrainer {
                     }
                 }
             }
-            let tape = Tape::new();
-            for p in &params {
-                tape.watch(p);
-            }
+            let tape = Tape::watching(&params);
             // Per-token cross-entropy is -log p; weighting by the advantage and summing gives
             // the negated policy-gradient objective.
             let ce = model.forward(

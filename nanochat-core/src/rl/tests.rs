@@ -32,17 +32,10 @@ fn warmed_up(steps: usize) -> Engine {
     let task: Arc<dyn Task> = Arc::new(Arithmetic::easy(4000, Split::Train));
     let mut loader = DataLoader::conversations(task, Packing::Padded, tok.clone(), 8, 128).unwrap();
     let mut optim = Optimizer::new(&model, &OptimConfig::default());
-    let params: Vec<_> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let params = model.parameters();
     for step in 0..steps {
         let b = loader.next_batch().unwrap();
-        let tape = Tape::new();
-        for p in &params {
-            tape.watch(p);
-        }
+        let tape = Tape::watching(&params);
         let loss = model
             .forward(
                 &b.inputs,

@@ -6,7 +6,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{final_answers_match, EvalType, Split, Task};
+use super::{final_answers_match, Split, Task};
 use crate::tokenizer::chat::{Content, Conversation, Message, Part, PartKind};
 use crate::tools::calculator;
 use crate::{CoreError, Result};
@@ -56,9 +56,6 @@ impl Task for Arithmetic {
             "arithmetic"
         }
         .into()
-    }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
     }
     fn num_examples(&self) -> usize {
         self.size

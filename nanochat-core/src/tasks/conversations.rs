@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{content_text, EvalType, Task};
+use super::{content_text, Task};
 use crate::tokenizer::chat::Conversation;
 use crate::{CoreError, Result};
 
@@ -106,9 +106,6 @@ impl CustomJson {
 impl Task for CustomJson {
     fn name(&self) -> String {
         self.name.clone()
-    }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
     }
     fn num_examples(&self) -> usize {
         self.conversations.len()

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 use super::eval_data::{parse_jsonl, read_eval_file, EvalData};
-use super::{final_answer, final_answers_match, EvalType, Task};
+use super::{final_answer, final_answers_match, Task};
 use crate::tokenizer::chat::{Content, Conversation, Message, Part, PartKind};
 use crate::{CoreError, Result};
 
@@ -83,9 +83,6 @@ impl Gsm8k {
 impl Task for Gsm8k {
     fn name(&self) -> String {
         "GSM8K".into()
-    }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
     }
     fn num_examples(&self) -> usize {
         self.items.len()

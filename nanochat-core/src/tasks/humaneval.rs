@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::eval_data::{read_eval_file, EvalData};
-use super::{content_text, EvalType, Task};
+use super::{content_text, Task};
 use crate::tokenizer::chat::{Conversation, Message};
 use crate::tools::sandbox::{run_python, SandboxLimits, SandboxOutcome};
 use crate::{CoreError, Result};
@@ -234,9 +234,6 @@ impl Task for HumanEval {
     fn name(&self) -> String {
         "HumanEval".into()
     }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
-    }
     fn num_examples(&self) -> usize {
         self.problems.len()
     }
@@ -271,7 +268,7 @@ impl Task for HumanEval {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
-    use crate::tasks::content_text;
+    use crate::tasks::{content_text, EvalType};
     use crate::tools::sandbox::Outcome;
 
     fn problems_jsonl() -> String {

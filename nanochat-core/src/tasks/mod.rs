@@ -50,8 +50,11 @@ pub enum EvalType {
 pub trait Task: Send + Sync {
     /// The task's name, as reported (e.g. `GSM8K`).
     fn name(&self) -> String;
-    /// Whether answers are generated or picked among choices.
-    fn eval_type(&self) -> EvalType;
+    /// Whether answers are generated or picked among choices. Generative unless overridden: a
+    /// categorical task overrides it and [`Task::choice_letters`].
+    fn eval_type(&self) -> EvalType {
+        EvalType::Generative
+    }
     /// Number of examples (`len(task)` in nanochat).
     fn num_examples(&self) -> usize;
     /// The `i`-th conversation (the last message is the reference answer).
@@ -265,17 +268,7 @@ impl TaskMixture {
 
 impl Task for TaskMixture {
     fn name(&self) -> String {
-        format!(
-            "mixture({})",
-            self.tasks
-                .iter()
-                .map(|t| t.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
+        joined_name("mixture", &self.tasks)
     }
     fn num_examples(&self) -> usize {
         self.index.len()
@@ -292,6 +285,12 @@ impl Task for TaskMixture {
         false
     }
     delegate_by_index!();
+}
+
+/// `kind(a, b, ...)`: the name of a task made of `tasks`.
+fn joined_name(kind: &str, tasks: &[Arc<dyn Task>]) -> String {
+    let names: Vec<String> = tasks.iter().map(|t| t.name()).collect();
+    format!("{kind}({})", names.join(", "))
 }
 
 /// Tasks one after another, in order.
@@ -321,17 +320,7 @@ impl TaskSequence {
 
 impl Task for TaskSequence {
     fn name(&self) -> String {
-        format!(
-            "sequence({})",
-            self.tasks
-                .iter()
-                .map(|t| t.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
+        joined_name("sequence", &self.tasks)
     }
     fn num_examples(&self) -> usize {
         self.tasks.iter().map(|t| t.num_examples()).sum()

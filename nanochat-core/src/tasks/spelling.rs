@@ -9,7 +9,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{content_text, final_answers_match, EvalType, Task};
+use super::{content_text, final_answers_match, Task};
 use crate::tokenizer::chat::{Content, Conversation, Message, Part, PartKind};
 use crate::tools::calculator;
 use crate::{CoreError, Result};
@@ -60,6 +60,31 @@ fn load_words() -> Result<Vec<String>> {
     Ok(words)
 }
 
+/// The word list, and how many examples of which split a spelling task draws from it.
+struct Words {
+    words: Vec<String>,
+    size: usize,
+    split: Split,
+}
+
+impl Words {
+    fn new(size: usize, split: Split) -> Result<Words> {
+        Ok(Words {
+            words: load_words()?,
+            size,
+            split,
+        })
+    }
+
+    /// Example `index`'s generator (seeded by the split, the index and the task's `salt`) and
+    /// the word it drew first.
+    fn pick(&self, index: usize, salt: u64) -> (StdRng, &str) {
+        let mut rng = StdRng::seed_from_u64(self.split.seed(index, salt));
+        let word = &self.words[rng.random_range(0..self.words.len())];
+        (rng, word)
+    }
+}
+
 const TEMPLATES: [&str; 10] = [
     "How many {letter} are in the word {word}",
     "How many {letter} are in {word}",
@@ -74,20 +99,12 @@ const TEMPLATES: [&str; 10] = [
 ];
 
 /// Letter counting (nanochat's `tasks/spellingbee.py` `SpellingBee`); see the module docs.
-pub struct SpellingBee {
-    words: Vec<String>,
-    size: usize,
-    split: Split,
-}
+pub struct SpellingBee(Words);
 
 impl SpellingBee {
     /// `size` examples of `split` over the word list; errors name the word file that cannot be read.
     pub fn new(size: usize, split: Split) -> Result<SpellingBee> {
-        Ok(SpellingBee {
-            words: load_words()?,
-            size,
-            split,
-        })
+        Words::new(size, split).map(SpellingBee)
     }
 }
 
@@ -95,15 +112,11 @@ impl Task for SpellingBee {
     fn name(&self) -> String {
         "spelling-bee".into()
     }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
-    }
     fn num_examples(&self) -> usize {
-        self.size
+        self.0.size
     }
     fn get_example(&self, index: usize) -> Result<Conversation> {
-        let mut rng = StdRng::seed_from_u64(self.split.seed(index, 1));
-        let word = &self.words[rng.random_range(0..self.words.len())];
+        let (mut rng, word) = self.0.pick(index, 1);
         let letters: Vec<char> = word.chars().collect();
         let letter = if rng.random::<f64>() < 0.9 {
             letters[rng.random_range(0..letters.len())]
@@ -184,20 +197,12 @@ impl Task for SpellingBee {
 }
 
 /// Spelling a word out letter by letter (nanochat's `SimpleSpelling`); see the module docs.
-pub struct SimpleSpelling {
-    words: Vec<String>,
-    size: usize,
-    split: Split,
-}
+pub struct SimpleSpelling(Words);
 
 impl SimpleSpelling {
     /// `size` examples of `split` over the word list; errors name the word file that cannot be read.
     pub fn new(size: usize, split: Split) -> Result<SimpleSpelling> {
-        Ok(SimpleSpelling {
-            words: load_words()?,
-            size,
-            split,
-        })
+        Words::new(size, split).map(SimpleSpelling)
     }
 }
 
@@ -205,15 +210,11 @@ impl Task for SimpleSpelling {
     fn name(&self) -> String {
         "simple-spelling".into()
     }
-    fn eval_type(&self) -> EvalType {
-        EvalType::Generative
-    }
     fn num_examples(&self) -> usize {
-        self.size
+        self.0.size
     }
     fn get_example(&self, index: usize) -> Result<Conversation> {
-        let mut rng = StdRng::seed_from_u64(self.split.seed(index, 2));
-        let word = &self.words[rng.random_range(0..self.words.len())];
+        let (_, word) = self.0.pick(index, 2);
         let spelled: Vec<String> = word.chars().map(|c| c.to_string()).collect();
         Ok(Conversation::new(vec![
             Message::user(&format!("Spell the word: {word}")),

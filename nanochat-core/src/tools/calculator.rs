@@ -126,21 +126,20 @@ impl Parser<'_> {
 
     /// expr := term (('+' | '-') term)*
     fn expr(&mut self) -> Option<Num> {
-        let mut v = self.term()?;
-        while let Some(op @ (b'+' | b'-')) = self.peek() {
-            self.i += 1;
-            let r = self.term()?;
-            v = arith(v, r, op)?;
-        }
-        Some(v)
+        self.left_assoc(*b"+-", Self::term)
     }
 
     /// term := factor (('*' | '/') factor)*
     fn term(&mut self) -> Option<Num> {
-        let mut v = self.factor()?;
-        while let Some(op @ (b'*' | b'/')) = self.peek() {
+        self.left_assoc(*b"*/", Self::factor)
+    }
+
+    /// operand ((ops[0] | ops[1]) operand)*, folded from the left.
+    fn left_assoc(&mut self, ops: [u8; 2], operand: fn(&mut Self) -> Option<Num>) -> Option<Num> {
+        let mut v = operand(self)?;
+        while let Some(op) = self.peek().filter(|c| ops.contains(c)) {
             self.i += 1;
-            let r = self.factor()?;
+            let r = operand(self)?;
             v = arith(v, r, op)?;
         }
         Some(v)

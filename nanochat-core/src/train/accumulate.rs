@@ -58,11 +58,7 @@ pub fn has_supervised_target(batch: &Batch) -> bool {
 /// recording every parameter; empty micro-batches are counted and skipped (see the module doc
 /// for the normalisation). Errors: those of [`GPT::forward`] (shapes, targets out of the vocabulary).
 pub fn accumulate_gradients(model: &GPT, batches: &[Batch]) -> Result<Accumulated> {
-    let params: Vec<_> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let params = model.parameters();
     let masked = batches.iter().map(masked_rows).sum();
     let used: Vec<&Batch> = batches
         .iter()
@@ -80,10 +76,7 @@ pub fn accumulate_gradients(model: &GPT, batches: &[Batch]) -> Result<Accumulate
     let scale = 1.0 / used.len() as f32;
     let mut loss_sum = 0.0f64;
     for batch in &used {
-        let tape = Tape::new();
-        for p in &params {
-            tape.watch(p);
-        }
+        let tape = Tape::watching(&params);
         let loss = model.forward(
             &batch.inputs,
             (batch.batch, batch.seq),

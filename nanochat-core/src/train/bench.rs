@@ -94,21 +94,14 @@ pub fn bench_train(
     let targets: Vec<i32> = (0..batch * seq)
         .map(|_| rng.random_range(0..vocab as i32))
         .collect();
-    let params: Vec<_> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let params = model.parameters();
     // Seconds of each timed step: (total, forward, backward, optimizer).
     let mut times: Vec<[f64; 4]> = Vec::new();
     let mut last_loss = f32::NAN;
     for step in 0..=steps {
         let t0 = Instant::now();
         let (t_fwd, t_bwd, loss) = device.exclusive(|| -> Result<(Instant, Instant, f32)> {
-            let tape = Tape::new();
-            for p in &params {
-                tape.watch(p);
-            }
+            let tape = Tape::watching(&params);
             let loss = model.forward(
                 &idx,
                 (batch, seq),

@@ -34,23 +34,11 @@ pub const MAX_STOP: usize = 4;
 /// Most characters of one stop string (matching costs up to its length squared per token).
 pub const MAX_STOP_CHARS: usize = 256;
 /// `seed`: an integer in 0-18446744073709551615.
-pub const SEED: Limit = Limit {
-    lo: 0,
-    hi: u64::MAX as i128,
-    integer: true,
-};
+pub const SEED: Limit = Limit::integers(0, u64::MAX as i128);
 /// `top_p`: a number in 0-1 (only 1 is supported).
-pub const TOP_P: Limit = Limit {
-    lo: 0,
-    hi: 1,
-    integer: false,
-};
+pub const TOP_P: Limit = Limit::numbers(0, 1);
 /// `presence_penalty`, `frequency_penalty`: a number in -2 to 2 (only 0 is supported).
-pub const PENALTY: Limit = Limit {
-    lo: -2,
-    hi: 2,
-    integer: false,
-};
+pub const PENALTY: Limit = Limit::numbers(-2, 2);
 /// Request fields accepted without effect: they identify the caller, ask OpenAI to store the
 /// exchange, or (`parallel_tool_calls`) only matter with tools.
 pub const NO_EFFECT: [&str; 7] = [

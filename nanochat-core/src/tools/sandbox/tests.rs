@@ -11,8 +11,7 @@ fn limits(timeout_s: f64) -> SandboxLimits {
 
 #[test]
 fn a_good_program_passes_and_prints() {
-    let out = run_python("print('hello', 6 * 7)\n", &limits(5.0)).unwrap();
-    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    let out = passes("print('hello', 6 * 7)\n");
     assert_eq!(out.stdout, "hello 42\n");
     assert!(!out.truncated);
     eprintln!("isolation on this machine: {:?}", out.isolation);
@@ -53,12 +52,7 @@ fn leaving_early_does_not_pass() {
 
 #[test]
 fn future_imports_still_work() {
-    let out = run_python(
-        "from __future__ import annotations\ndef f(x: Undefined) -> int:\n    return 1\nassert f(0) == 1\n",
-        &limits(5.0),
-    )
-    .unwrap();
-    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    passes("from __future__ import annotations\ndef f(x: Undefined) -> int:\n    return 1\nassert f(0) == 1\n");
 }
 
 #[test]
@@ -188,12 +182,7 @@ fn files_outside_the_temp_dir_survive() {
 
 #[test]
 fn the_temp_dir_is_writable_and_deleted_afterwards() {
-    let out = run_python(
-        "import os\nopen('scratch.txt', 'w').write('x' * 100)\nassert open('scratch.txt').read() == 'x' * 100\nassert os.environ['HOME'] == os.path.dirname(__file__)\nassert set(os.environ) <= {'HOME', 'TMPDIR', 'PATH', 'OMP_NUM_THREADS', 'LC_CTYPE'}, sorted(os.environ)\nprint(__file__)\n",
-        &limits(5.0),
-    )
-    .unwrap();
-    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    let out = passes("import os\nopen('scratch.txt', 'w').write('x' * 100)\nassert open('scratch.txt').read() == 'x' * 100\nassert os.environ['HOME'] == os.path.dirname(__file__)\nassert set(os.environ) <= {'HOME', 'TMPDIR', 'PATH', 'OMP_NUM_THREADS', 'LC_CTYPE'}, sorted(os.environ)\nprint(__file__)\n");
     let script = PathBuf::from(out.stdout.trim());
     assert!(script.ends_with("program.py"), "{script:?}");
     let dir = script.parent().unwrap();
@@ -210,8 +199,7 @@ fn the_temp_dir_is_writable_and_deleted_afterwards() {
 #[test]
 fn forks_are_limited_and_killed_with_the_group() {
     let program = "import posix, time\nn = 0\ntry:\n    for _ in range(100):\n        pid = posix.fork()\n        if pid == 0:\n            time.sleep(30)\n            posix._exit(0)\n        print(pid, flush=True)\n        n += 1\nexcept OSError as e:\n    print('stopped', n, e)\n";
-    let out = run_python(program, &limits(5.0)).unwrap();
-    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    let out = passes(program);
     assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
     // RLIMIT_NPROC binds all but root (whose real uid the kernel exempts, namespace or
     // not); outside a user namespace it counts all of the user's processes.
@@ -254,27 +242,30 @@ fn ends_as(program: &str, timeout_s: f64, want: Outcome) -> SandboxOutcome {
     out
 }
 
+/// Runs `program` (5 s), which must pass; returns its outcome.
+fn passes(program: &str) -> SandboxOutcome {
+    let out = run_python(program, &limits(5.0)).unwrap();
+    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    out
+}
+
+/// Runs `program` (5 s), which must leave early with status 0, not pass.
+fn leaves_early(program: &str) {
+    ends_as(program, 5.0, Outcome::LeftEarly { exit_code: 0 });
+}
+
 #[test]
 fn exiting_with_status_0_is_leaving_early_not_passing() {
-    let left = Outcome::LeftEarly { exit_code: 0 };
     // Around the guard (which makes os._exit raise: a reported failure).
     ends_as(
         "import os\nos._exit(0)\n",
         5.0,
         Outcome::Failed { exit_code: 1 },
     );
-    ends_as("import posix\nposix._exit(0)\nassert False\n", 5.0, left);
+    leaves_early("import posix\nposix._exit(0)\nassert False\n");
     // From another module, a thread, native code.
-    ends_as(
-        "import importlib\nimportlib.import_module('posix')._exit(0)\n",
-        5.0,
-        left,
-    );
-    ends_as(
-        "import posix, threading, time\nthreading.Thread(target=lambda: posix._exit(0)).start()\ntime.sleep(5)\nassert False\n",
-        5.0,
-        left,
-    );
+    leaves_early("import importlib\nimportlib.import_module('posix')._exit(0)\n");
+    leaves_early("import posix, threading, time\nthreading.Thread(target=lambda: posix._exit(0)).start()\ntime.sleep(5)\nassert False\n");
     let native = run_python(
         "import ctypes\nctypes.CDLL(None)._exit(0)\nassert False\n",
         &limits(5.0),
@@ -317,23 +308,14 @@ fn system_exit_and_abort_do_not_pass() {
 
 #[test]
 fn replacing_the_process_does_not_pass() {
-    let left = Outcome::LeftEarly { exit_code: 0 };
     ends_as(
         "import os\nos.execv('/bin/true', ['true'])\n",
         5.0,
         Outcome::Failed { exit_code: 1 },
     );
-    ends_as(
-        "import posix\nposix.execv('/bin/true', ['true'])\n",
-        5.0,
-        left,
-    );
+    leaves_early("import posix\nposix.execv('/bin/true', ['true'])\n");
     // Another interpreter, handed every descriptor, writing a report-like line to each.
-    ends_as(
-        "import os, posix, sys\nfor fd in range(3, 64):\n    try:\n        os.set_inheritable(fd, True)\n    except OSError:\n        pass\ncode = 'import os\\nfor fd in range(1024):\\n    try:\\n        os.write(fd, b\"P\" + b\"0\" * 64)\\n    except OSError:\\n        pass\\n'\nposix.execv(sys.executable, [sys.executable, '-c', code])\n",
-        5.0,
-        left,
-    );
+    leaves_early("import os, posix, sys\nfor fd in range(3, 64):\n    try:\n        os.set_inheritable(fd, True)\n    except OSError:\n        pass\ncode = 'import os\\nfor fd in range(1024):\\n    try:\\n        os.write(fd, b\"P\" + b\"0\" * 64)\\n    except OSError:\\n        pass\\n'\nposix.execv(sys.executable, [sys.executable, '-c', code])\n");
 }
 
 #[test]
@@ -347,45 +329,25 @@ fn a_forked_child_that_finishes_does_not_pass_for_its_parent() {
     );
     assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
     // The parent waits for that child, then leaves with status 0.
-    ends_as(
-        "import posix\npid = posix.fork()\nif pid != 0:\n    posix.waitpid(pid, 0)\n    posix._exit(0)\n",
-        5.0,
-        Outcome::LeftEarly { exit_code: 0 },
-    );
+    leaves_early("import posix\npid = posix.fork()\nif pid != 0:\n    posix.waitpid(pid, 0)\n    posix._exit(0)\n");
 }
 
 #[test]
 fn printing_a_success_marker_does_not_pass() {
-    ends_as(
-        "import posix, sys\nprint('P' + '0' * 64)\nprint('PASSED')\nprint('ok', True, 0)\nsys.stderr.write('P\\n')\nsys.stdout.flush()\nposix._exit(0)\n",
-        5.0,
-        Outcome::LeftEarly { exit_code: 0 },
-    );
+    leaves_early("import posix, sys\nprint('P' + '0' * 64)\nprint('PASSED')\nprint('ok', True, 0)\nsys.stderr.write('P\\n')\nsys.stdout.flush()\nposix._exit(0)\n");
 }
 
 #[test]
 fn writing_to_every_descriptor_does_not_pass() {
     let spray = "import os\nfor fd in range(1024):\n    for data in (b'P', b'P' + b'0' * 64, b'P' + b'f' * 64 + b'\\n', b'F'):\n        try:\n            os.write(fd, data)\n        except OSError:\n            pass\n";
-    ends_as(
-        &format!("{spray}import posix\nposix._exit(0)\n"),
-        5.0,
-        Outcome::LeftEarly { exit_code: 0 },
-    );
+    leaves_early(&format!("{spray}import posix\nposix._exit(0)\n"));
     // Even running to the end afterwards: the report pipe then holds more than the report.
-    ends_as(spray, 5.0, Outcome::LeftEarly { exit_code: 0 });
+    leaves_early(spray);
     // stdout replaced by each descriptor in turn, printing report-like lines.
-    ends_as(
-        "import os, posix\nfor fd in range(3, 64):\n    try:\n        os.dup2(fd, 1)\n    except OSError:\n        continue\n    try:\n        print('P' + '0' * 64, flush=True)\n    except OSError:\n        pass\nposix._exit(0)\n",
-        5.0,
-        Outcome::LeftEarly { exit_code: 0 },
-    );
+    leaves_early("import os, posix\nfor fd in range(3, 64):\n    try:\n        os.dup2(fd, 1)\n    except OSError:\n        continue\n    try:\n        print('P' + '0' * 64, flush=True)\n    except OSError:\n        pass\nposix._exit(0)\n");
     // A descriptor of the harness redirected to stdout: the prelude's report then misses its
     // pipe, so even a program that runs to its end does not pass.
-    ends_as(
-        "import os\nfor fd in range(3, 64):\n    try:\n        os.dup2(1, fd)\n    except OSError:\n        pass\n",
-        5.0,
-        Outcome::LeftEarly { exit_code: 0 },
-    );
+    leaves_early("import os\nfor fd in range(3, 64):\n    try:\n        os.dup2(1, fd)\n    except OSError:\n        pass\n");
 }
 
 #[test]
@@ -393,8 +355,7 @@ fn the_program_cannot_read_the_secrets() {
     // Nothing of the secret in argv, the environment, or any open descriptor the program can
     // read (the report pipe, reopened for reading, is empty while the program runs).
     let program = "import os, sys\nassert len(sys.argv) == 1, sys.argv\nseen = []\nfor name in os.listdir('/proc/self/fd'):\n    try:\n        fd = os.open('/proc/self/fd/' + name, os.O_RDONLY | os.O_NONBLOCK)\n    except OSError:\n        continue\n    try:\n        seen.append(os.read(fd, 4096))\n    except OSError:\n        pass\nassert not any(len(s) >= 64 for s in seen), seen\nprint('ok')\n";
-    let out = run_python(program, &limits(5.0)).unwrap();
-    assert_eq!(out.status, Outcome::Passed, "{out:?}");
+    let out = passes(program);
     assert_eq!(out.stdout, "ok\n");
 }
 

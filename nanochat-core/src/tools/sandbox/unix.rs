@@ -426,36 +426,34 @@ unsafe fn mount_setattr(path: &std::ffi::CStr, flags: libc::c_int, set: u64, cle
     ) == 0
 }
 
+/// mount(2) of `source` (null: none) onto `target` with `flags`, no file system type or data.
+/// True on success.
+#[cfg(target_os = "linux")]
+unsafe fn mount(
+    source: *const libc::c_char,
+    target: &std::ffi::CStr,
+    flags: libc::c_ulong,
+) -> bool {
+    libc::mount(
+        source,
+        target.as_ptr(),
+        std::ptr::null(),
+        flags,
+        std::ptr::null(),
+    ) == 0
+}
+
 /// In the new mount namespace: the temp dir bound onto itself, every mount read-only
 /// (recursively, mount_setattr: Linux 5.12+), then the temp dir writable again. False (and
 /// nothing changed that matters) when the kernel refuses a step before the read-only one.
 #[cfg(target_os = "linux")]
 unsafe fn read_only_mounts(root: &CString) -> io::Result<bool> {
     let slash = c"/";
-    let none = std::ptr::null::<libc::c_char>();
-    let no_data = std::ptr::null::<libc::c_void>();
     // Nothing done here propagates to the parent namespace.
-    if libc::mount(
-        none,
-        slash.as_ptr(),
-        none,
-        libc::MS_REC | libc::MS_PRIVATE,
-        no_data,
-    ) != 0
+    if !mount(std::ptr::null(), slash, libc::MS_REC | libc::MS_PRIVATE)
+        || !mount(root.as_ptr(), root, libc::MS_BIND | libc::MS_REC)
+        || !mount_setattr(slash, libc::AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)
     {
-        return Ok(false);
-    }
-    if libc::mount(
-        root.as_ptr(),
-        root.as_ptr(),
-        none,
-        libc::MS_BIND | libc::MS_REC,
-        no_data,
-    ) != 0
-    {
-        return Ok(false);
-    }
-    if !mount_setattr(slash, libc::AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0) {
         return Ok(false);
     }
     if !mount_setattr(root, 0, 0, MOUNT_ATTR_RDONLY) {
