@@ -218,6 +218,7 @@ fn bench_other(c: &mut Criterion) {
         heads: 12,
         kv_heads: 12,
         head_dim: 64,
+        window: usize::MAX,
     };
     let q = upload_f32(&client, &data(12 * 64));
     let layout = KvLayout::contiguous(&s);

@@ -231,6 +231,7 @@ pub fn memory_bound_gbps<F: KernelFloat>(
         heads,
         kv_heads: heads,
         head_dim,
+        window: usize::MAX,
     };
     let q = upload_as::<F>(client, &values(heads * head_dim, 12));
     let layout = KvLayout::contiguous(&s);

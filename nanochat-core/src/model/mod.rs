@@ -10,6 +10,8 @@ mod config;
 mod forward_tests;
 mod generate;
 mod gpt;
+#[cfg(test)]
+mod head_tests;
 mod kv_cache;
 mod linear;
 mod mlp;

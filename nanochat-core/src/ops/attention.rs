@@ -34,8 +34,7 @@ pub fn attention(
         ));
     }
     crate::tensor::same_kind("attention", &[q, k, v])?;
-    let s = AttentionShape::new(batch, t, heads, kv_heads, head_dim);
-    window_supported("attention", window, t)?;
+    let s = AttentionShape::new(batch, t, heads, kv_heads, head_dim).with_window(window);
     let (ho, lse) = launch!(q, F, c => attention_forward::<F>(c, q.handle(), k.handle(), v.handle(), &s, &KvLayout::contiguous(&s)))?;
     let out = wrap(q, ho, q.shape())?;
     if let Some(tp) = recording(tape, &[q, k, v]) {
@@ -81,8 +80,8 @@ pub fn attention_cached(
         heads,
         kv_heads,
         head_dim,
+        window,
     };
-    window_supported("attention_cached", window, len)?;
     let layout = KvLayout::cache(&s, capacity);
     let out = launch!(q, F, client => if tq == 1 {
         attention_decode::<F>(client, q.handle(), k.handle(), v.handle(), &s, &layout)
@@ -93,41 +92,36 @@ pub fn attention_cached(
     wrap(q, out, q.shape())
 }
 
-/// Until the kernels take a window: an error when `window` would hide a key of `tk`.
-fn window_supported(op: &'static str, window: usize, tk: usize) -> Result<()> {
-    if tk > window.saturating_add(1) {
-        return Err(CoreError::Unsupported {
-            op,
-            why: format!("a sliding window of {window} over {tk} keys"),
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ops::testing::*;
     use nanochat_kernels::attention::attention_forward_ref;
 
-    gradcheck_test!(attention_gradcheck(b in 1usize..3, t_len in 1usize..7, kv in 1usize..3, group in 1usize..3, half in 1usize..4, seed in any::<u64>()) {
+    /// A window from 0 (each query sees itself) to past T, or none.
+    fn window() -> impl Strategy<Value = usize> {
+        (0usize..9).prop_map(|w| if w >= 7 { usize::MAX } else { w })
+    }
+
+    gradcheck_test!(attention_gradcheck(b in 1usize..3, t_len in 1usize..7, kv in 1usize..3, group in 1usize..3, half in 1usize..4, w in window(), seed in any::<u64>()) {
         let (h, d) = (kv * group, 2 * half);
         let mut r = rng(seed);
         let q = Input::random(&mut r, &[b, t_len, h, d], -1.0, 1.0);
         let k = Input::random(&mut r, &[b, t_len, kv, d], -1.0, 1.0);
         let v = Input::random(&mut r, &[b, t_len, kv, d], -1.0, 1.0);
-        let s = AttentionShape::new(b, t_len, h, kv, d);
-        check!(&format!("{s:?}"), &[q, k, v], |t, xs| attention(t, &xs[0], &xs[1], &xs[2], usize::MAX), move |xs| attention_forward_ref(&xs[0], &xs[1], &xs[2], &s).0, seed)?;
+        let s = AttentionShape::new(b, t_len, h, kv, d).with_window(w);
+        check!(&format!("{s:?}"), &[q, k, v], |t, xs| attention(t, &xs[0], &xs[1], &xs[2], w), move |xs| attention_forward_ref(&xs[0], &xs[1], &xs[2], &s).0, seed)?;
     });
 
     proptest! {
         #![proptest_config(config())]
 
         /// Queries over a cache (filled to `len` of its capacity) give the last rows of the
-        /// full causal attention over those `len` positions, one query (decode) or several.
+        /// full causal attention over those `len` positions, one query (decode) or several,
+        /// with the same window.
         #[test]
         fn cached_attention_equals_the_last_rows_of_full_attention(b in 1usize..3, len in 1usize..7, spare in 0usize..3,
-                                                                  kv in 1usize..3, group in 1usize..3, tq_pick in 0usize..7, seed in any::<u64>()) {
+                                                                  kv in 1usize..3, group in 1usize..3, tq_pick in 0usize..7, w in window(), seed in any::<u64>()) {
             let (h, d, tq) = (kv * group, 4, 1 + tq_pick % len);
             let dev = crate::Device::cpu().unwrap();
             let mut r = rng(seed);
@@ -139,13 +133,13 @@ mod tests {
             let q = mk(&mut r, &[b, len, h, d]);
             let k = mk(&mut r, &[b, len, kv, d]);
             let v = mk(&mut r, &[b, len, kv, d]);
-            let full = attention(None, &q, &k, &v, usize::MAX).unwrap().to_vec_f32().unwrap();
+            let full = attention(None, &q, &k, &v, w).unwrap().to_vec_f32().unwrap();
             let cap = len + spare;
             let (kc, vc) = (Tensor::zeros(&dev, &[b, cap, kv, d], crate::DType::F32).unwrap(), Tensor::zeros(&dev, &[b, cap, kv, d], crate::DType::F32).unwrap());
             crate::ops::write_rows(&kc, &k, 0).unwrap();
             crate::ops::write_rows(&vc, &v, 0).unwrap();
             let q_new = crate::ops::narrow(&q, 1, len - tq, tq).unwrap();
-            let got = attention_cached(&q_new, &kc, &vc, len, usize::MAX).unwrap().to_vec_f32().unwrap();
+            let got = attention_cached(&q_new, &kc, &vc, len, w).unwrap().to_vec_f32().unwrap();
             let row = h * d;
             for bi in 0..b {
                 for i in 0..tq {

@@ -85,6 +85,7 @@ fn attention_dq_kernel<F: Float, N: Size>(
     heads: usize,
     kv_heads: usize,
     group: usize,
+    window: usize,
     scale: f32,
     steps: usize,
     #[comptime] dv: usize,
@@ -112,7 +113,8 @@ fn attention_dq_kernel<F: Float, N: Size>(
             }
             let (l, dl) = (lse[r], delta[r]);
             let limit = i + tk - tq + 1;
-            for j in 0..limit {
+            let first = (limit - 1).saturating_sub(window);
+            for j in first..limit {
                 let kb = kv_base + j * kv_row;
                 let p = (dot::<F, N>(&qr, k, kb, dv) - l).exp();
                 let ds = Vector::<f32, N>::new(p * (dot::<F, N>(&g, v, kb, dv) - dl));
@@ -146,6 +148,7 @@ fn attention_dkv_kernel<F: Float, N: Size>(
     heads: usize,
     kv_heads: usize,
     group: usize,
+    window: usize,
     scale: f32,
     steps: usize,
     #[comptime] dv: usize,
@@ -168,13 +171,14 @@ fn attention_dkv_kernel<F: Float, N: Size>(
                 acc_k[d] = Vector::new(0.0);
                 acc_v[d] = Vector::new(0.0);
             }
-            // Query i attends key j when i + tk - tq >= j.
+            // Query i attends key j when j <= i + tk - tq <= j + window.
             let offset = tk - tq;
             let first = j.saturating_sub(offset);
+            let end = min((j + window + 1).saturating_sub(offset), tq);
             for hh in 0..group {
                 let h = hk * group + hh;
                 let stat_base = (b * heads + h) * tq;
-                for i in first..tq {
+                for i in first..end {
                     let q_base = ((b * tq + i) * heads + h) * dv;
                     let p = (dot::<F, N>(&kr, q, q_base, dv) * scale - lse[stat_base + i]).exp();
                     let ds = Vector::<f32, N>::new(
@@ -273,6 +277,7 @@ pub fn attention_backward_rows<F: KernelFloat>(
         heads,
         kv_heads,
         head_dim,
+        ..
     } = *s;
     let info = DeviceInfo::of(client);
     let vs = launch::vector_size(client, F::DTYPE.size(), &[head_dim]);
@@ -294,7 +299,7 @@ pub fn attention_backward_rows<F: KernelFloat>(
     let (adout, alse) = (b.vecs("dout", dout, q_len)?, b.words("lse", lse, q_rows)?);
     let (adelta, adq) = (b.words("delta", &delta, q_rows)?, b.vecs("dq", &dq, q_len)?);
     launch::launch_on!(attention_dq_kernel::<F>, client, g, vs; aq, ak, av, adout, alse, adelta, adq,
-        q_rows, tq, tk, heads, kv_heads, group, scale, g.steps, dv);
+        q_rows, tq, tk, heads, kv_heads, group, s.kernel_window(), scale, g.steps, dv);
     let dk = client.empty(k_rows * head_dim * F::DTYPE.size());
     let dvh = client.empty(k_rows * head_dim * F::DTYPE.size());
     let g = launch::elemwise(&info, k_rows);
@@ -308,6 +313,6 @@ pub fn attention_backward_rows<F: KernelFloat>(
     let adelta = b.words("delta", &delta, q_rows)?;
     let (adk, adv) = (b.vecs("dk", &dk, k_len)?, b.vecs("dvv", &dvh, k_len)?);
     launch::launch_on!(attention_dkv_kernel::<F>, client, g, vs; aq, ak, av, adout, alse, adelta, adk, adv,
-        k_rows, tq, tk, heads, kv_heads, group, scale, g.steps, dv);
+        k_rows, tq, tk, heads, kv_heads, group, s.kernel_window(), scale, g.steps, dv);
     Ok((dq, dk, dvh))
 }

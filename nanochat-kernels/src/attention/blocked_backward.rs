@@ -41,6 +41,7 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
     heads: usize,
     kv_heads: usize,
     group: usize,
+    window: usize,
     scale: f32,
     steps: usize,
     #[comptime] d: usize,
@@ -48,7 +49,8 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
     let n = N::value();
     let dv = comptime![d / n];
     let q_blocks = tq.div_ceil(QB);
-    let neg_lanes = Vector::<f32, N>::new(0.0) - iota::<N>();
+    let lanes = iota::<N>();
+    let neg_lanes = Vector::<f32, N>::new(0.0) - lanes;
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < blocks {
@@ -84,7 +86,8 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
             let k_base = b * tk * row_k + hk * dv;
             let last = min(i0 + QB, tq) - 1 + offset;
             let key_blocks = last / n + 1;
-            for jb in 0..key_blocks {
+            let first_block = (i0 + offset).saturating_sub(window) / n;
+            for jb in first_block..key_blocks {
                 let j = jb * n;
                 let mut sc = Array::<Vector<f32, N>>::new(QB);
                 let mut dp = Array::<Vector<f32, N>>::new(QB);
@@ -103,12 +106,17 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
                     }
                 }
                 let diagonal = j + n > i0 + offset + 1;
+                let windowed = j + window < last;
                 #[unroll]
                 for qi in 0..QB {
                     let mut s_row = sc[qi] - Vector::new(row_lse[qi]);
                     if diagonal {
                         let lead = f32::cast_from(i0 + qi + offset) - f32::cast_from(j);
                         s_row += causal_penalty::<N>(neg_lanes, lead);
+                    }
+                    if windowed {
+                        let lead = f32::cast_from(j + window) - f32::cast_from(i0 + qi + offset);
+                        s_row += causal_penalty::<N>(lanes, lead);
                     }
                     let ds = s_row.exp() * (dp[qi] - Vector::new(row_delta[qi]));
                     #[unroll]
@@ -170,6 +178,7 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
     heads: usize,
     kv_heads: usize,
     group: usize,
+    window: usize,
     scale: f32,
     steps: usize,
     #[comptime] d: usize,
@@ -178,6 +187,7 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
     let dv = comptime![d / n];
     let k_blocks = tk.div_ceil(QB);
     let lanes = iota::<N>();
+    let neg_lanes = Vector::<f32, N>::new(0.0) - lanes;
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < blocks {
@@ -207,15 +217,21 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
             let mut pa = Array::<f32>::new(comptime![QB * n]);
             let mut da = Array::<f32>::new(comptime![QB * n]);
             let tqv = tq / n;
-            // Query i (position i + offset) sees key j when i + offset >= j.
+            // Query i (position i + offset) sees key j when j <= i + offset <= j + window:
+            // query blocks from the first that sees j0 to the last that sees the unit's last key.
             let first = j0.saturating_sub(offset);
+            let j_last = min(j0 + QB, tk) - 1;
+            let end_blocks = min(
+                (j_last + window + 1).saturating_sub(offset).div_ceil(n),
+                tqv,
+            );
             let row_q = heads * dv;
             for hh in 0..group {
                 let h = hk * group + hh;
                 let t_base = (b * heads + h) * d * tqv;
                 let stat_base = (b * heads + h) * tqv;
                 let q_base = b * tq * row_q + h * dv;
-                for ib in first / n..tqv {
+                for ib in first / n..end_blocks {
                     let i0 = ib * n;
                     let mut sc = Array::<Vector<f32, N>>::new(QB);
                     let mut dp = Array::<Vector<f32, N>>::new(QB);
@@ -236,12 +252,18 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
                     let l = lse[stat_base + ib];
                     let dl = delta[stat_base + ib];
                     let diagonal = i0 + offset < j0 + QB - 1;
+                    let windowed = i0 + n - 1 + offset > j0 + window;
                     #[unroll]
                     for kj in 0..QB {
                         let mut s_row = sc[kj] - l;
                         if diagonal {
                             let lead = f32::cast_from(i0 + offset) - f32::cast_from(j0 + kj);
                             s_row += causal_penalty::<N>(lanes, lead);
+                        }
+                        if windowed {
+                            let lead =
+                                f32::cast_from(j0 + kj + window) - f32::cast_from(i0 + offset);
+                            s_row += causal_penalty::<N>(neg_lanes, lead);
                         }
                         let p = s_row.exp();
                         let ds = p * (dp[kj] - dl);
@@ -314,6 +336,7 @@ pub fn attention_backward_blocked<F: KernelFloat>(
         heads,
         kv_heads,
         head_dim,
+        ..
     } = *s;
     let info = DeviceInfo::of(client);
     let vs = blocked_vector_size::<F>(client, s);
@@ -342,7 +365,7 @@ pub fn attention_backward_blocked<F: KernelFloat>(
     );
     let adq = b.vecs("dq", &dq, q_len)?;
     launch::launch_on!(attention_dq_blocked_kernel::<F>, client, g, vs; aq, adout, akt, avt, ak, alse, adelta, adq,
-        blocks, tq, tk, heads, kv_heads, group, scale, g.steps, head_dim);
+        blocks, tq, tk, heads, kv_heads, group, s.kernel_window(), scale, g.steps, head_dim);
 
     let qt = transpose_heads::<F>(client, q, batch, tq, heads * head_dim)?;
     let gt = transpose_heads::<F>(client, dout, batch, tq, heads * head_dim)?;
@@ -360,6 +383,6 @@ pub fn attention_backward_blocked<F: KernelFloat>(
     );
     let (adk, adv) = (b.vecs("dk", &dk, k_len)?, b.vecs("dvv", &dvh, k_len)?);
     launch::launch_on!(attention_dkv_blocked_kernel::<F>, client, g, vs; ak, av, aqt, agt, aq, adout, alse, adelta, adk, adv,
-        blocks, tq, tk, heads, kv_heads, group, scale, g.steps, head_dim);
+        blocks, tq, tk, heads, kv_heads, group, s.kernel_window(), scale, g.steps, head_dim);
     Ok((dq, dk, dvh))
 }

@@ -24,6 +24,7 @@ fn attention_decode_kernel<F: Float, N: Size>(
     len: usize,
     kv_batch_stride: usize,
     kv_row_stride: usize,
+    window: usize,
     scale: f32,
     #[comptime] dv: usize,
     #[comptime] units: usize,
@@ -43,7 +44,8 @@ fn attention_decode_kernel<F: Float, N: Size>(
     }
     let mut m = f32::new(f32::NEG_INFINITY);
     let mut l = 0.0f32;
-    let mut j = u;
+    // The window's keys: positions len - 1 - window ..= len - 1.
+    let mut j = (len - 1).saturating_sub(window) + u;
     while j < len {
         let (m2, l2) = attend::<F, N>(&qr, k, v, kv_base + j * kv_row_stride, &mut acc, m, l, dv);
         m = m2;
@@ -116,7 +118,8 @@ pub fn attention_decode<F: KernelFloat>(
     } else {
         info.max_units_per_cube as usize
     };
-    let units = units.clamp(1, s.tk.max(1));
+    // At most one unit per key in the window.
+    let units = units.clamp(1, s.tk.min(s.kernel_window() + 1).max(1));
     let vs = launch::vector_size(
         client,
         F::DTYPE.size(),
@@ -146,6 +149,7 @@ pub fn attention_decode<F: KernelFloat>(
         s.tk,
         strides.0,
         strides.1,
+        s.kernel_window(),
         s.scale() as f32,
         head_dim / vs,
         units,

@@ -1,6 +1,6 @@
 //! Flash-style causal attention forward: each unit owns one query row, keeps its output
-//! accumulator in registers and streams the keys with an online softmax (running max and sum),
-//! so nothing of size T x T exists. Saves the logsumexp of each row for the backward.
+//! accumulator in registers and streams the keys it sees (the window's, when there is one)
+//! with an online softmax (running max and sum), so nothing of size T x T exists. Saves the logsumexp of each row for the backward.
 //!
 //! Rows are ordered (b, h, i) and handed to units round-robin: neighbouring units share the
 //! same K/V rows (cache reuse on the CPU, broadcast loads on a GPU), and the causal triangle's
@@ -60,6 +60,7 @@ fn attention_forward_kernel<F: Float, N: Size>(
     group: usize,
     kv_batch_stride: usize,
     kv_row_stride: usize,
+    window: usize,
     scale: f32,
     steps: usize,
     #[comptime] dv: usize,
@@ -82,8 +83,10 @@ fn attention_forward_kernel<F: Float, N: Size>(
             }
             let mut m = f32::new(f32::NEG_INFINITY);
             let mut l = 0.0f32;
+            // Keys from the window's start (position minus the window) to the position.
             let limit = i + tk - tq + 1;
-            for j in 0..limit {
+            let first = (limit - 1).saturating_sub(window);
+            for j in first..limit {
                 let (m2, l2) =
                     attend::<F, N>(&qr, k, v, kv_base + j * kv_row_stride, &mut acc, m, l, dv);
                 m = m2;
@@ -141,6 +144,6 @@ pub fn attention_forward_rows<F: KernelFloat>(
         (kv.batch_stride / vs, kv.row_stride / vs),
     );
     launch::launch_on!(attention_forward_kernel::<F>, client, g, vs; aq, ak, av, ao, alse,
-        rows, tq, s.tk, heads, group, strides.0, strides.1, s.scale() as f32, g.steps, head_dim / vs);
+        rows, tq, s.tk, heads, group, strides.0, strides.1, s.kernel_window(), s.scale() as f32, g.steps, head_dim / vs);
     Ok((o, lse))
 }

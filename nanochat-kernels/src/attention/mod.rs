@@ -8,8 +8,10 @@
 //!
 //! Layouts follow the model's projections: q is (B, Tq, H, D), k and v (B, Tk, Hkv, D), the
 //! output (B, Tq, H, D) and the saved logsumexp (B, H, Tq) in f32. Query head h reads kv head
-//! `h / (H / Hkv)`. Query i sits at position `i + Tk - Tq` (Tq = Tk in training; a prefill or
-//! decode step after a cached prefix has Tk > Tq) and attends keys `0..=i + Tk - Tq`.
+//! `h / (H / Hkv)`. Query i sits at position `p = i + Tk - Tq` (Tq = Tk in training; a prefill
+//! or decode step after a cached prefix has Tk > Tq) and attends keys `p - W ..= p` for a
+//! left window W ([`AttentionShape::window`], nanochat HEAD's sliding window), `0..=p` without
+//! one. The kernels skip the keys outside the window instead of masking them.
 //! Scores are scaled by `1 / sqrt(D)`; statistics and accumulators are f32.
 
 mod backward;
@@ -151,10 +153,14 @@ pub struct AttentionShape {
     pub kv_heads: usize,
     /// Elements per head (D).
     pub head_dim: usize,
+    /// The left window W: the query at position p sees keys `p - W ..= p` (W + 1 of them;
+    /// nanochat HEAD's sliding window, FA3's `window_size=(W, 0)`). `usize::MAX`: every key up
+    /// to p (plain causal).
+    pub window: usize,
 }
 
 impl AttentionShape {
-    /// Self-attention over one sequence length (training).
+    /// Self-attention over one sequence length (training), plain causal.
     pub fn new(batch: usize, t: usize, heads: usize, kv_heads: usize, head_dim: usize) -> Self {
         AttentionShape {
             batch,
@@ -163,7 +169,23 @@ impl AttentionShape {
             heads,
             kv_heads,
             head_dim,
+            window: usize::MAX,
         }
+    }
+
+    /// The same sizes with left window `window` (see [`AttentionShape::window`]).
+    pub fn with_window(self, window: usize) -> Self {
+        AttentionShape { window, ..self }
+    }
+
+    /// The window as the kernels take it: at most `tk` (which already means "every key").
+    pub(crate) fn kernel_window(&self) -> usize {
+        self.window.min(self.tk)
+    }
+
+    /// The first key query `i` sees (its position minus the window, or 0).
+    pub fn first_key(&self, i: usize) -> usize {
+        (i + self.tk - self.tq).saturating_sub(self.window)
     }
 
     /// The softmax scale, 1 / sqrt(D).
@@ -197,12 +219,17 @@ impl AttentionShape {
         Ok(())
     }
 
-    /// Multiply-adds x2 of the forward (QK^T and PV over the causal triangle).
+    /// Query-key pairs each head computes: the causal triangle (after a cached prefix), cut to
+    /// the window.
+    pub fn pairs(&self) -> f64 {
+        (0..self.tq)
+            .map(|i| (i + self.tk - self.tq + 1 - self.first_key(i)) as f64)
+            .sum()
+    }
+
+    /// Multiply-adds x2 of the forward (QK^T and PV over the visible query-key pairs).
     pub fn forward_flops(&self) -> f64 {
-        let offset = (self.tk - self.tq) as f64;
-        let tq = self.tq as f64;
-        let pairs = tq * (tq + 1.0) / 2.0 + tq * offset;
-        4.0 * self.batch as f64 * self.heads as f64 * pairs * self.head_dim as f64
+        4.0 * self.batch as f64 * self.heads as f64 * self.pairs() * self.head_dim as f64
     }
 }
 
@@ -304,6 +331,33 @@ const BLOCKED_SHAPES: [(usize, usize, usize, usize, usize, usize); 4] = [
     (1, 40, 40, 2, 2, 8),
 ];
 
+/// Every checked shape: [`SHAPES`] and [`BLOCKED_SHAPES`], each plain causal and with sliding
+/// windows (one key, a third of the keys: blocks wholly outside the window, and windows that
+/// start inside a block).
+fn checked_shapes() -> Vec<AttentionShape> {
+    SHAPES
+        .into_iter()
+        .chain(BLOCKED_SHAPES)
+        .flat_map(|(batch, tq, tk, heads, kv_heads, head_dim)| {
+            let s = AttentionShape {
+                batch,
+                tq,
+                tk,
+                heads,
+                kv_heads,
+                head_dim,
+                window: usize::MAX,
+            };
+            let mut out = vec![s];
+            if tk > 2 {
+                out.push(s.with_window(1));
+                out.push(s.with_window(tk / 3));
+            }
+            out
+        })
+        .collect()
+}
+
 fn rand_qkv(ctx: &mut Ctx, s: &AttentionShape) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let nq = s.batch * s.tq * s.heads * s.head_dim;
     let nk = s.batch * s.tk * s.kv_heads * s.head_dim;
@@ -315,15 +369,7 @@ fn rand_qkv(ctx: &mut Ctx, s: &AttentionShape) -> (Vec<f32>, Vec<f32>, Vec<f32>)
 }
 
 fn check_forward(ctx: &mut Ctx) -> Result<()> {
-    for (batch, tq, tk, heads, kv_heads, head_dim) in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
-        let s = AttentionShape {
-            batch,
-            tq,
-            tk,
-            heads,
-            kv_heads,
-            head_dim,
-        };
+    for s in checked_shapes() {
         let (q, k, v) = rand_qkv(ctx, &s);
         let (hq, hk, hv) = (ctx.upload(&q), ctx.upload(&k), ctx.upload(&v));
         let (want_o, want_l) = attention_forward_ref(&f64s(&q), &f64s(&k), &f64s(&v), &s);
@@ -342,15 +388,7 @@ fn check_forward(ctx: &mut Ctx) -> Result<()> {
 }
 
 fn check_backward(ctx: &mut Ctx) -> Result<()> {
-    for (batch, tq, tk, heads, kv_heads, head_dim) in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
-        let s = AttentionShape {
-            batch,
-            tq,
-            tk,
-            heads,
-            kv_heads,
-            head_dim,
-        };
+    for s in checked_shapes() {
         let (q, k, v) = rand_qkv(ctx, &s);
         let dout = ctx.rand(q.len(), -1.0, 1.0);
         let (hq, hk, hv, hg) = (
@@ -380,11 +418,14 @@ fn check_backward(ctx: &mut Ctx) -> Result<()> {
 }
 
 fn check_decode(ctx: &mut Ctx) -> Result<()> {
-    for (batch, len, heads, kv_heads, head_dim, capacity) in [
-        (1, 1, 1, 1, 2, 1),
-        (2, 9, 4, 2, 6, 16),
-        (1, 37, 3, 1, 34, 40),
-        (3, 100, 2, 2, 64, 101),
+    for (batch, len, heads, kv_heads, head_dim, capacity, window) in [
+        (1, 1, 1, 1, 2, 1, usize::MAX),
+        (2, 9, 4, 2, 6, 16, usize::MAX),
+        (1, 37, 3, 1, 34, 40, usize::MAX),
+        (3, 100, 2, 2, 64, 101, usize::MAX),
+        (2, 9, 4, 2, 6, 16, 3),
+        (3, 100, 2, 2, 64, 101, 40),
+        (1, 37, 3, 1, 34, 40, 0),
     ] {
         // A cache of `capacity` positions holding `len`; the query is the last position.
         let s = AttentionShape {
@@ -394,6 +435,7 @@ fn check_decode(ctx: &mut Ctx) -> Result<()> {
             heads,
             kv_heads,
             head_dim,
+            window,
         };
         let row = kv_heads * head_dim;
         let cache_len = batch * capacity * row;
