@@ -487,4 +487,25 @@ mod tests {
         .is_err());
         assert!(AttentionShape::new(0, 4, 2, 2, 8).validate("t").is_err());
     }
+
+    #[test]
+    fn a_window_counts_only_the_pairs_it_sees() {
+        let full = AttentionShape::new(1, 2048, 2, 2, 128);
+        assert_eq!(full.pairs(), 2048.0 * 2049.0 / 2.0);
+        // T 2048, window 512: 513 keys per query once past the window's start.
+        let s = full.with_window(512);
+        assert_eq!(s.pairs(), (513.0 * 514.0 / 2.0) + (2048.0 - 513.0) * 513.0);
+        assert!((s.pairs() / full.pairs() - 0.4381).abs() < 1e-4);
+        assert_eq!(
+            (s.first_key(0), s.first_key(512), s.first_key(513)),
+            (0, 0, 1)
+        );
+        // A decode query at position 99 with window 40 sees keys 59..=99.
+        let d = AttentionShape {
+            tq: 1,
+            tk: 100,
+            ..full.with_window(40)
+        };
+        assert_eq!((d.first_key(0), d.pairs()), (59, 41.0));
+    }
 }
