@@ -30,13 +30,31 @@ fn fixture(name: &str) -> String {
 }
 
 #[test]
-fn verify_reference_passes_on_both_fixtures() {
-    for name in ["gqa_tiny.safetensors", "mha_small.safetensors"] {
+fn verify_reference_passes_on_every_fixture() {
+    for name in [
+        "gqa_tiny.safetensors",
+        "mha_small.safetensors",
+        "head/head_tiny.safetensors",
+        "head/head_small.safetensors",
+    ] {
         let (code, stdout, stderr) = nanochat(&["verify-reference", &fixture(name)]);
         assert_eq!(code, 0, "{stderr}");
         let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
         assert!(v["max_rel_err"].as_f64().unwrap() < 1e-4);
-        assert!(v["muon_rel_err"].as_f64().unwrap() < 1e-4);
+        if name.starts_with("head/") {
+            assert_eq!(v["config"]["architecture"], "head", "{name}");
+            assert!(
+                v["grads_rel_err"]["value_embeds.1.weight"]
+                    .as_f64()
+                    .is_some()
+                    || v["grads_rel_err"]["value_embeds.0.weight"]
+                        .as_f64()
+                        .is_some()
+            );
+            assert!(v["grads_rel_err"]["smear_lambda"].as_f64().unwrap() < 1e-4);
+        } else {
+            assert!(v["muon_rel_err"].as_f64().unwrap() < 1e-4);
+        }
         assert!(v["logits_rel_err"].as_f64().is_some() && v["loss_rel_err"].as_f64().is_some());
         assert!(v["grads_rel_err"]["transformer.h.0.attn.c_q.weight"]
             .as_f64()
@@ -74,7 +92,9 @@ fn selftest_runs_kernels_and_fixtures() {
     let (code, stdout, stderr) = nanochat(&["selftest", "--json", "--filter", "reference"]);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(v["reference_fixtures"].as_array().unwrap().len(), 2);
+    let fixtures = v["reference_fixtures"].as_array().unwrap();
+    assert_eq!(fixtures.len(), 4);
+    assert_eq!(fixtures[2]["config"]["architecture"], "head");
 }
 
 #[test]

@@ -32,6 +32,7 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod paths;
+pub mod recipe;
 pub mod report;
 pub mod rl;
 pub mod selftest;

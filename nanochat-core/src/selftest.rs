@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use crate::verify::{verify_reference_bytes, VerifyReport};
 use crate::{Device, Result};
 
-/// The fixtures of `tests/fixtures/reference` (nanochat v1's float64 numbers), built in.
-pub const FIXTURES: [(&str, &[u8]); 2] = [
+/// The fixtures of `tests/fixtures/reference` (nanochat v1's float64 numbers) and
+/// `tests/fixtures/reference/head` (nanochat HEAD's), built in.
+pub const FIXTURES: [(&str, &[u8]); 4] = [
     (
         "gqa_tiny.safetensors",
         include_bytes!("../../tests/fixtures/reference/gqa_tiny.safetensors"),
@@ -21,6 +22,14 @@ pub const FIXTURES: [(&str, &[u8]); 2] = [
     (
         "mha_small.safetensors",
         include_bytes!("../../tests/fixtures/reference/mha_small.safetensors"),
+    ),
+    (
+        "head/head_tiny.safetensors",
+        include_bytes!("../../tests/fixtures/reference/head/head_tiny.safetensors"),
+    ),
+    (
+        "head/head_small.safetensors",
+        include_bytes!("../../tests/fixtures/reference/head/head_small.safetensors"),
     ),
 ];
 

@@ -197,9 +197,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_fixtures_match_nanochat_on_the_cpu() {
+    fn every_fixture_matches_nanochat_on_the_cpu() {
         let dev = Device::cpu().unwrap();
-        for name in ["gqa_tiny", "mha_small"] {
+        for name in ["gqa_tiny", "mha_small", "head/head_tiny", "head/head_small"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join(format!("../tests/fixtures/reference/{name}.safetensors"));
             let r = verify_reference(&path, &dev).unwrap();
@@ -215,7 +215,12 @@ mod tests {
                     .named_parameters()
                     .len()
             );
-            assert!(r.muon_rel_err.is_some());
+            // v1's fixtures carry a Newton-Schulz pair; HEAD's optimizer has its own fixtures.
+            assert_eq!(
+                r.muon_rel_err.is_some(),
+                !name.starts_with("head/"),
+                "{name}"
+            );
         }
     }
 

@@ -90,6 +90,18 @@ pub fn attention_gflops<F: KernelFloat>(
     s: AttentionShape,
     reps: usize,
 ) -> Result<(f64, f64)> {
+    let (fwd, bwd) = attention_seconds::<F>(client, kernel, s, reps)?;
+    let flops = s.forward_flops();
+    Ok((flops / fwd / 1e9, 2.5 * flops / bwd / 1e9))
+}
+
+/// Seconds per call of the attention forward and backward with `kernel`.
+pub fn attention_seconds<F: KernelFloat>(
+    client: &Client,
+    kernel: AttentionKernel,
+    s: AttentionShape,
+    reps: usize,
+) -> Result<(f64, f64)> {
     let nq = s.batch * s.tq * s.heads * s.head_dim;
     let nk = s.batch * s.tk * s.kv_heads * s.head_dim;
     let q = upload_as::<F>(client, &values(nq, 3));
@@ -105,8 +117,31 @@ pub fn attention_gflops<F: KernelFloat>(
         let x = BackwardInputs::new([&q, &k, &v], (&o, &lse), &g);
         attention_backward_with::<F>(client, kernel, &x, &s).map(|_| ())
     })?;
-    let flops = s.forward_flops();
-    Ok((flops / fwd / 1e9, 2.5 * flops / bwd / 1e9))
+    Ok((fwd, bwd))
+}
+
+/// nanochat HEAD's sliding window against full attention: seconds of the forward and backward
+/// of `s` (a short-window "S" layer) and of the same shape without its window (an "L" layer),
+/// with the device's kernel, as JSON (`s_over_l`: the time ratio of forward plus backward;
+/// `ideal`: the ratio of visible query-key pairs).
+pub fn attention_window_ratio<F: KernelFloat>(
+    client: &Client,
+    s: AttentionShape,
+    reps: usize,
+) -> Result<Value> {
+    let long = s.with_window(usize::MAX);
+    let kernel = AttentionKernel::for_device(client, &s, &KvLayout::contiguous(&s));
+    let (sf, sb) = attention_seconds::<F>(client, kernel, s, reps)?;
+    let (lf, lb) = attention_seconds::<F>(client, kernel, long, reps)?;
+    Ok(json!({
+        "shape": format!("{s:?}"),
+        "kernel": format!("{kernel:?}"),
+        "s_fwd_s": sf, "s_bwd_s": sb, "l_fwd_s": lf, "l_bwd_s": lb,
+        "s_over_l_fwd": sf / lf,
+        "s_over_l_bwd": sb / lb,
+        "s_over_l": (sf + sb) / (lf + lb),
+        "ideal": s.pairs() / long.pairs(),
+    }))
 }
 
 /// GB/s of RMSNorm forward and backward over (rows, cols) (bytes each kernel must move).
@@ -299,6 +334,9 @@ pub struct BenchSizes {
     pub matmul: usize,
     /// Shape of the attention forward and backward.
     pub attention: AttentionShape,
+    /// A HEAD short-window layer (T 2048, window 512), timed against the same shape without
+    /// its window.
+    pub window_layer: AttentionShape,
     /// Rows of the row-wise and memory-bound kernels (rmsnorm, cross-entropy, element-wise).
     pub rows: usize,
     /// Columns of those kernels, and the depth of the decoding lm_head product.
@@ -319,6 +357,7 @@ impl BenchSizes {
             BenchSizes {
                 matmul: 1024,
                 attention: AttentionShape::new(1, 1024, 2, 2, 128),
+                window_layer: AttentionShape::new(1, 2048, 2, 2, 128).with_window(512),
                 rows: 1024,
                 cols: 768,
                 vocab: 8192,
@@ -332,6 +371,7 @@ impl BenchSizes {
             BenchSizes {
                 matmul: 4096,
                 attention: AttentionShape::new(4, 1024, 12, 12, 128),
+                window_layer: AttentionShape::new(4, 2048, 12, 12, 128).with_window(512),
                 rows: 16384,
                 cols: 768,
                 vocab: 32768,
@@ -419,6 +459,10 @@ fn run_kernel_benchmarks_inline<F: KernelFloat>(
     out.insert(
         "attention_gflops_by_kernel".into(),
         Value::Object(per_kernel),
+    );
+    out.insert(
+        "attention_window".into(),
+        attention_window_ratio::<F>(client, sizes.window_layer, sizes.reps.min(3))?,
     );
     let (fwd, bwd) = rmsnorm_gbps::<F>(client, sizes.rows, sizes.cols, sizes.reps)?;
     out.insert("rmsnorm_shape".into(), json!([sizes.rows, sizes.cols]));

@@ -196,6 +196,7 @@ pub fn all_checks() -> Vec<Check> {
     out.extend(crate::attention::checks());
     out.extend(crate::dropout::checks());
     out.extend(crate::optim::checks());
+    out.extend(crate::muon_head::checks());
     out.extend(crate::layout::checks());
     out
 }

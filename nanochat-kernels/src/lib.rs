@@ -27,6 +27,7 @@ mod launch;
 pub mod layout;
 pub mod libcalls;
 pub mod matmul;
+pub mod muon_head;
 pub mod optim;
 pub mod reduce;
 pub mod rmsnorm;

@@ -29,7 +29,11 @@ fn block(tape: Option<&Tape>, xs: &[Tensor], rot: &RotaryTables) -> Result<Tenso
     let v = ops::reshape(tape, &ops::linear(tape, &h, c_v)?, &[B, T, HKV, D])?;
     let q = ops::rmsnorm(tape, &ops::rotary(tape, &q, rot, 0)?, EPS as f32)?;
     let k = ops::rmsnorm(tape, &ops::rotary(tape, &k, rot, 0)?, EPS as f32)?;
-    let y = ops::reshape(tape, &ops::attention(tape, &q, &k, &v)?, &[B, T, C])?;
+    let y = ops::reshape(
+        tape,
+        &ops::attention(tape, &q, &k, &v, usize::MAX)?,
+        &[B, T, C],
+    )?;
     let x = ops::add(tape, x, &ops::linear(tape, &y, c_proj)?)?;
     let m = ops::relu2(
         tape,

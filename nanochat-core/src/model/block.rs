@@ -21,8 +21,8 @@ pub struct Block {
 }
 
 /// What a block's forward needs besides `x`, the same for every block of one forward:
-/// nanochat's `cos_sin` (the rotary tables, from position `t0`) and `kv_cache`, plus the tape
-/// and dropout. Per-forward inputs of later nanochats (the value embeddings, `x0`) go here.
+/// nanochat's `cos_sin` (the rotary tables, from position `t0`) and `kv_cache`, plus the tape,
+/// dropout and HEAD's per-layer value embedding.
 pub(crate) struct BlockContext<'a> {
     /// Records the forward for backward (training); None for inference.
     pub tape: Option<&'a Tape>,
@@ -32,6 +32,9 @@ pub(crate) struct BlockContext<'a> {
     /// The KV cache being decoded into (inference).
     pub kv_cache: Option<&'a mut KvCache>,
     pub dropout: Dropout,
+    /// HEAD: this block's value embedding `value_embeds.{i}[idx]` (B, T, Hkv D), on the layers
+    /// that have one.
+    pub ve: Option<Tensor>,
 }
 
 /// Dropout on the residual branches (nanochat-rs' `GPTConfig.dropout`; nanochat has none): in

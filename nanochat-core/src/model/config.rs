@@ -5,10 +5,71 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CoreError, Result};
 
+/// Which nanochat the model is: its architecture is recorded in every config (and so in every
+/// checkpoint meta), never guessed from the tensors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// nanochat v1 (commit 16788ee, Nov 2025): rope base 10000, full causal attention, no
+    /// value embeddings, per-layer scalars, smear or backout.
+    #[default]
+    V1,
+    /// nanochat HEAD (commit 92d63d4, Jul 2026; its current form since 2026-03-14): sliding
+    /// windows (`window_pattern`), value embeddings with a per-kv-head gate, `resid_lambdas` and
+    /// `x0_lambdas`, smear, backout, rope base 100000, q and k scaled by 1.2 after QK-norm, and
+    /// the vocabulary padded to a multiple of 64 (`nanochat/gpt.py` at 92d63d4).
+    Head,
+}
+
+impl Architecture {
+    /// `v1` or `head` (the `--recipe` values and the config's `architecture` key).
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::V1 => "v1",
+            Architecture::Head => "head",
+        }
+    }
+
+    /// Parses [`Architecture::name`]; `None` for another word.
+    pub fn parse(s: &str) -> Option<Architecture> {
+        match s {
+            "v1" => Some(Architecture::V1),
+            "head" => Some(Architecture::Head),
+            _ => None,
+        }
+    }
+
+    /// The rotary base this architecture uses: 10000 (v1) or 100000 (HEAD).
+    pub fn rope_base(self) -> f32 {
+        match self {
+            Architecture::V1 => 10000.0,
+            Architecture::Head => 100000.0,
+        }
+    }
+}
+
+/// Channels of the normalised embedding that HEAD's smear gate reads (`smear_gate` is (1, 24)).
+pub const SMEAR_CHANNELS: usize = 24;
+/// Channels of the normed block input that HEAD's value-embedding gate reads (`ve_gate` is
+/// (n_kv_head, 12)).
+pub const VE_GATE_CHANNELS: usize = 12;
+/// HEAD's vocabulary padding: wte, lm_head and the value embeddings have a multiple of this many
+/// rows (GPT's `pad_vocab_size_to=64`).
+pub const PAD_VOCAB_SIZE_TO: usize = 64;
+
 /// nanochat's GPT configuration.
+///
+/// Deserialising reads both nanochat's `model_config` and this project's: a config without an
+/// `architecture` key is HEAD when it has HEAD's `window_pattern` key (nanochat HEAD always
+/// writes it, v1 never does), else v1; a missing `rope_base` is the architecture's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(from = "RawGPTConfig")]
 pub struct GPTConfig {
+    /// v1 or HEAD: which modules the model has.
+    pub architecture: Architecture,
+    /// HEAD's per-layer attention windows, tiled over the layers (`S` short, `L` long; the last
+    /// layer is always long): see [`GPTConfig::window_sizes`]. `L` for v1.
+    pub window_pattern: String,
     /// Tokens in the vocabulary (including the special tokens).
     pub vocab_size: usize,
     /// Transformer blocks.
@@ -30,9 +91,52 @@ pub struct GPTConfig {
     pub rope_base: f32,
 }
 
+/// [`GPTConfig`] as read, before the architecture's defaults fill what is missing.
+#[derive(Deserialize)]
+struct RawGPTConfig {
+    architecture: Option<Architecture>,
+    window_pattern: Option<String>,
+    vocab_size: Option<usize>,
+    n_layer: Option<usize>,
+    n_head: Option<usize>,
+    n_kv_head: Option<usize>,
+    n_embd: Option<usize>,
+    #[serde(rename = "sequence_len", alias = "block_size")]
+    block_size: Option<usize>,
+    dropout: Option<f32>,
+    bias: Option<bool>,
+    rope_base: Option<f32>,
+}
+
+impl From<RawGPTConfig> for GPTConfig {
+    fn from(r: RawGPTConfig) -> GPTConfig {
+        let d = GPTConfig::default();
+        let architecture = r.architecture.unwrap_or(if r.window_pattern.is_some() {
+            Architecture::Head
+        } else {
+            Architecture::V1
+        });
+        GPTConfig {
+            architecture,
+            window_pattern: r.window_pattern.unwrap_or(d.window_pattern),
+            vocab_size: r.vocab_size.unwrap_or(d.vocab_size),
+            n_layer: r.n_layer.unwrap_or(d.n_layer),
+            n_head: r.n_head.unwrap_or(d.n_head),
+            n_kv_head: r.n_kv_head.unwrap_or(d.n_kv_head),
+            n_embd: r.n_embd.unwrap_or(d.n_embd),
+            block_size: r.block_size.unwrap_or(d.block_size),
+            dropout: r.dropout.unwrap_or(d.dropout),
+            bias: r.bias.unwrap_or(d.bias),
+            rope_base: r.rope_base.unwrap_or(architecture.rope_base()),
+        }
+    }
+}
+
 impl Default for GPTConfig {
     fn default() -> Self {
         GPTConfig {
+            architecture: Architecture::V1,
+            window_pattern: "L".into(),
             vocab_size: 32768,
             n_layer: 12,
             n_head: 12,
@@ -109,6 +213,66 @@ impl GPTConfig {
         self.n_embd / self.n_head.max(1)
     }
 
+    /// Rows of wte, lm_head and the value embeddings: the vocabulary rounded up to a multiple
+    /// of 64 for HEAD (`pad_vocab_size_to=64`; the padding rows' logits are cropped), the
+    /// vocabulary itself for v1.
+    pub fn padded_vocab_size(&self) -> usize {
+        match self.architecture {
+            Architecture::V1 => self.vocab_size,
+            Architecture::Head => self.vocab_size.div_ceil(PAD_VOCAB_SIZE_TO) * PAD_VOCAB_SIZE_TO,
+        }
+    }
+
+    /// Each layer's left attention window W (a query at t sees keys s with `0 <= t - s <= W`,
+    /// W + 1 of them): HEAD's `_compute_window_sizes`. The long window is `sequence_len`; the
+    /// short one ⌈(⌊sequence_len/4⌋)/128⌉·128; `window_pattern` (upper-cased) is tiled over the
+    /// layers and the last layer is always long. v1 attends causally to the whole context,
+    /// which is the long window for every layer (a forward never exceeds `sequence_len`).
+    pub fn window_sizes(&self) -> Vec<usize> {
+        let long = self.block_size;
+        let short = (self.block_size / 4).div_ceil(128) * 128;
+        let pattern: Vec<char> = self.window_pattern.to_uppercase().chars().collect();
+        (0..self.n_layer)
+            .map(|i| {
+                let is_short = self.architecture == Architecture::Head
+                    && i + 1 < self.n_layer
+                    && pattern.get(i % pattern.len().max(1)) == Some(&'S');
+                if is_short {
+                    short
+                } else {
+                    long
+                }
+            })
+            .collect()
+    }
+
+    /// Whether layer `i` has a value embedding (`value_embeds.{i}` and `attn.ve_gate`): HEAD's
+    /// `has_ve`, alternating layers ending at the last one (`i % 2 == (n_layer - 1) % 2`).
+    pub fn has_value_embeds(&self, i: usize) -> bool {
+        self.architecture == Architecture::Head && i % 2 == (self.n_layer - 1) % 2
+    }
+
+    /// HEAD's backout layer: the residual after block `n_layer / 2` is subtracted (times
+    /// `backout_lambda`) before the final norm. None for v1.
+    pub fn backout_layer(&self) -> Option<usize> {
+        (self.architecture == Architecture::Head).then_some(self.n_layer / 2)
+    }
+
+    /// The factor on q and k after QK-norm: 1.2 for HEAD (an effective softmax scale of
+    /// 1.44/sqrt(D)), 1 for v1.
+    pub fn qk_scale(&self) -> f32 {
+        match self.architecture {
+            Architecture::V1 => 1.0,
+            Architecture::Head => 1.2,
+        }
+    }
+
+    /// HEAD's init bound `s = sqrt(3) / sqrt(n_embd)` (`init_weights`: c_q, c_k, c_v and the
+    /// value embeddings are U(-s, s), c_fc U(-0.4 s, 0.4 s)).
+    pub fn head_init_bound(&self) -> f64 {
+        3f64.sqrt() / (self.n_embd as f64).sqrt()
+    }
+
     /// Every rule a usable configuration follows; the error names the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |name: &'static str, value: String, expected: String| {
@@ -164,6 +328,46 @@ impl GPTConfig {
                 self.rope_base.to_string(),
                 "a finite number above 1".into(),
             );
+        }
+        let pattern_ok = !self.window_pattern.is_empty()
+            && self
+                .window_pattern
+                .chars()
+                .all(|c| matches!(c.to_ascii_uppercase(), 'S' | 'L'));
+        if !pattern_ok {
+            return bad(
+                "window_pattern",
+                format!("{:?}", self.window_pattern),
+                "letters S (short window) and L (long window)".into(),
+            );
+        }
+        match self.architecture {
+            Architecture::V1 if self.window_pattern.to_uppercase().contains('S') => {
+                return bad(
+                    "window_pattern",
+                    format!("{:?}", self.window_pattern),
+                    "\"L\" for architecture v1 (sliding windows are HEAD's)".into(),
+                );
+            }
+            Architecture::Head if self.dropout != 0.0 || self.bias => {
+                return bad(
+                    if self.bias { "bias" } else { "dropout" },
+                    if self.bias {
+                        "true".into()
+                    } else {
+                        self.dropout.to_string()
+                    },
+                    "off for architecture head (nanochat HEAD has neither)".into(),
+                );
+            }
+            Architecture::Head if self.n_embd < SMEAR_CHANNELS => {
+                return bad(
+                    "n_embd",
+                    self.n_embd.to_string(),
+                    format!("at least {SMEAR_CHANNELS} for architecture head (the smear gate reads {SMEAR_CHANNELS} channels)"),
+                );
+            }
+            _ => {}
         }
         if self.vocab_size > u32::MAX as usize {
             return bad(

@@ -10,6 +10,19 @@
 //! without weights, QK-norm, relu^2 MLP, untied embedding and unembedding, no biases (unless
 //! `bias`), logit softcap.
 //!
+//! nanochat HEAD ([`Architecture::Head`], `nanochat/gpt.py` at 92d63d4) adds:
+//!
+//! ```text
+//! e  = norm(wte(idx))                                      (B, T, C)
+//! x_t = e_t + smear_lambda * sigmoid(e_t[:24] . smear_gate) * e_{t-1}      smear (t >= 1)
+//! x0 = x
+//! per block i: x = resid_lambdas[i] * x + x0_lambdas[i] * x0
+//!              x = block(x)   (sliding window; value embedding gated into v; q, k x1.2)
+//!              x_back = x after block n_layer / 2
+//! x = x - backout_lambda * x_back
+//! logits = 15 * tanh(lm_head(norm(x))[..., :vocab] / 15)  (lm_head has the padded vocab rows)
+//! ```
+//!
 //! The modules are nanochat's: [`GPT`] { `transformer`: [`Transformer`] { `wte`, `h`: [`Block`]
 //! { `attn`: [`CausalSelfAttention`], `mlp`: [`MLP`] } }, `lm_head` }, so a field path is a
 //! state_dict name (`model.transformer.h[0].attn.c_q.weight` is
@@ -19,6 +32,7 @@
 //! [`CausalSelfAttention`]: super::CausalSelfAttention
 //! [`MLP`]: super::MLP
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rand::rngs::StdRng;
@@ -28,7 +42,7 @@ use super::block::{Block, BlockContext, Dropout};
 use super::linear::{Embedding, Init, Linear};
 use super::options::{ForwardOptions, LogitPositions};
 use super::params::{MakeParam, NamedParams, Params};
-use super::{GPTConfig, KvCache};
+use super::{Architecture, GPTConfig, KvCache, SMEAR_CHANNELS};
 use crate::ops::{self, Reduction, RotaryTables};
 use crate::{CoreError, DType, Device, Result, Tape, Tensor};
 
@@ -53,7 +67,16 @@ pub struct Transformer {
 
 impl Transformer {
     fn new(config: &GPTConfig, mut p: Params<'_>) -> Result<Self> {
-        let wte = Embedding::new(p.scope("wte"), config.vocab_size, config.n_embd)?;
+        let init = match config.architecture {
+            Architecture::V1 => Init::Embedding,
+            Architecture::Head => Init::Normal { std: 0.8 },
+        };
+        let wte = Embedding::new(
+            p.scope("wte"),
+            config.padded_vocab_size(),
+            config.n_embd,
+            init,
+        )?;
         let mut hp = p.scope("h");
         let h = (0..config.n_layer)
             .map(|i| Block::new(config, i, hp.scope(&i.to_string())))
@@ -82,8 +105,21 @@ pub struct GPT {
     compute: DType,
     /// The embedding and the blocks.
     pub transformer: Transformer,
-    /// The unembedding (vocab, C), untied from `wte`.
+    /// The unembedding (padded vocab, C), untied from `wte`.
     pub lm_head: Linear,
+    /// HEAD: the factor on the residual stream before each block, (n_layer,).
+    pub resid_lambdas: Option<Tensor>,
+    /// HEAD: the factor on `x0` (the smeared embedding) added before each block, (n_layer,).
+    pub x0_lambdas: Option<Tensor>,
+    /// HEAD: the smear's strength, (1,).
+    pub smear_lambda: Option<Tensor>,
+    /// HEAD: how much of the residual after block `n_layer / 2` is subtracted, (1,).
+    pub backout_lambda: Option<Tensor>,
+    /// HEAD: the smear gate (1, 24), read from the first 24 channels of the normed embedding.
+    pub smear_gate: Option<Linear>,
+    /// HEAD: the value embeddings (padded vocab, Hkv D) of the layers that have one, by layer
+    /// index (`value_embeds.{i}`).
+    pub value_embeds: BTreeMap<usize, Embedding>,
     rotary: RotaryTables,
     training: bool,
     /// Advances with every training forward, so each step draws fresh dropout masks.
@@ -114,10 +150,52 @@ impl GPT {
         config.validate()?;
         let make: &mut MakeParam<'_> = &mut make;
         let mut p = Params::new(make);
+        let head = config.architecture == Architecture::Head;
+        let l = config.n_layer;
+        // HEAD's own parameters come first in its state_dict.
+        let mut scalar = |name: &str, shape: usize, init: Init| -> Result<Option<Tensor>> {
+            head.then(|| p.tensor(name, &[shape], init)).transpose()
+        };
+        let resid_lambdas = scalar(
+            "resid_lambdas",
+            l,
+            Init::Ramp {
+                first: 1.15,
+                last: 1.05,
+            },
+        )?;
+        let x0_lambdas = scalar(
+            "x0_lambdas",
+            l,
+            Init::Ramp {
+                first: 0.20,
+                last: 0.05,
+            },
+        )?;
+        let smear_lambda = scalar("smear_lambda", 1, Init::Constant { value: 0.0 })?;
+        let backout_lambda = scalar("backout_lambda", 1, Init::Constant { value: 0.2 })?;
         let transformer = Transformer::new(&config, p.scope("transformer"))?;
-        let (e, v) = (config.n_embd, config.vocab_size);
-        // Zero at init, as nanochat's `init_weights`.
-        let lm_head = Linear::new(p.scope("lm_head"), e, v, config.bias, Init::Zeros)?;
+        let (e, v) = (config.n_embd, config.padded_vocab_size());
+        // Zero at init in v1's `init_weights`, N(0, 0.001^2) in HEAD's.
+        let lm_init = if head {
+            Init::Normal { std: 0.001 }
+        } else {
+            Init::Zeros
+        };
+        let lm_head = Linear::new(p.scope("lm_head"), e, v, config.bias, lm_init)?;
+        let smear_gate = head
+            .then(|| {
+                let init = Init::Uniform { lo: 0.0, hi: 0.02 };
+                Linear::new(p.scope("smear_gate"), SMEAR_CHANNELS, 1, false, init)
+            })
+            .transpose()?;
+        let mut value_embeds = BTreeMap::new();
+        let kvd = config.n_kv_head * config.head_dim();
+        let mut vp = p.scope("value_embeds");
+        for i in (0..l).filter(|&i| config.has_value_embeds(i)) {
+            let init = Init::uniform(config.head_init_bound());
+            value_embeds.insert(i, Embedding::new(vp.scope(&i.to_string()), v, kvd, init)?);
+        }
         let rotary = RotaryTables::new(
             device,
             config.block_size,
@@ -132,6 +210,12 @@ impl GPT {
             compute: dtype,
             transformer,
             lm_head,
+            resid_lambdas,
+            x0_lambdas,
+            smear_lambda,
+            backout_lambda,
+            smear_gate,
+            value_embeds,
             rotary,
             training: false,
             dropout_step: AtomicU32::new(0),
@@ -206,14 +290,34 @@ impl GPT {
         self.dropout_step.store(state as u32, Ordering::Relaxed);
     }
 
-    /// Every parameter under its state_dict name, from the field paths: `transformer.wte`,
-    /// then per block `attn.c_q`, `c_k`, `c_v`, `c_proj`, `mlp.c_fc`, `c_proj`, then `lm_head`
-    /// (`weight`, then `bias` when the config has biases). Nanochat's `named_parameters`.
+    /// Every parameter under its state_dict name, from the field paths, in nanochat's
+    /// state_dict order: (HEAD: `resid_lambdas`, `x0_lambdas`, `smear_lambda`,
+    /// `backout_lambda`), `transformer.wte`, then per block `attn.c_q`, `c_k`, `c_v`, `c_proj`
+    /// (HEAD: `ve_gate` on value-embedding layers), `mlp.c_fc`, `c_proj`, then `lm_head`
+    /// (`weight`, then `bias` when the config has biases), (HEAD: `smear_gate`,
+    /// `value_embeds.{i}`). Nanochat's `named_parameters`.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         let mut n = NamedParams::new(&mut out);
+        for (name, t) in [
+            ("resid_lambdas", &self.resid_lambdas),
+            ("x0_lambdas", &self.x0_lambdas),
+            ("smear_lambda", &self.smear_lambda),
+            ("backout_lambda", &self.backout_lambda),
+        ] {
+            if let Some(t) = t {
+                n.tensor(name, t);
+            }
+        }
         self.transformer.named_parameters(n.scope("transformer"));
         self.lm_head.named_parameters(n.scope("lm_head"));
+        if let Some(g) = &self.smear_gate {
+            g.named_parameters(n.scope("smear_gate"));
+        }
+        let mut vn = n.scope("value_embeds");
+        for (i, e) in &self.value_embeds {
+            e.named_parameters(vn.scope(&i.to_string()));
+        }
         out
     }
 
@@ -231,12 +335,34 @@ impl GPT {
         self.named_parameters().iter().map(|(_, t)| t.len()).sum()
     }
 
-    /// FLOPs per token of a training step, as nanochat counts them for MFU:
-    /// `6 * (params - embedding) + 12 * n_layer * n_head * head_dim * block_size`.
+    /// FLOPs per token of a training step, as nanochat counts them for MFU (`estimate_flops`):
+    /// `6 * (matmul weights) + sum over layers of 12 * n_head * head_dim * min(window, block_size)`,
+    /// the matmul weights being every parameter but the embedding tables (`wte`, HEAD's value
+    /// embeddings) and HEAD's scalars. For v1 that is `6 * (params - wte) + 12 * n_layer *
+    /// n_head * head_dim * block_size`.
     pub fn estimate_flops(&self) -> f64 {
         let c = &self.config;
-        let non_embedding = (self.num_params() - c.vocab_size * c.n_embd) as f64;
-        6.0 * non_embedding + 12.0 * (c.n_layer * c.n_head * c.head_dim() * c.block_size) as f64
+        let matmul: usize = self
+            .named_parameters()
+            .iter()
+            .filter(|(n, t)| {
+                t.rank() >= 2 && n != "transformer.wte.weight" && !n.starts_with("value_embeds.")
+            })
+            .map(|(_, t)| t.len())
+            .sum();
+        // v1 biases are rank 1 but are matmul parameters in nanochat's count.
+        let biases: usize = self
+            .named_parameters()
+            .iter()
+            .filter(|(n, _)| n.ends_with(".bias"))
+            .map(|(_, t)| t.len())
+            .sum();
+        let attn: usize = c
+            .window_sizes()
+            .iter()
+            .map(|&w| 12 * c.n_head * c.head_dim() * w.min(c.block_size))
+            .sum();
+        6.0 * (matmul + biases) as f64 + attn as f64
     }
 }
 
@@ -287,21 +413,54 @@ impl GPT {
             t0,
             kv_cache: kv_cache.as_deref_mut(),
             dropout,
+            ve: None,
         };
         // The trunk.
-        let x = self
+        let e = self
             .transformer
             .wte
             .forward(tape, idx, &[batch, seq], self.compute)?; // (B, T, C)
-        let mut x = norm(tape, &x)?; // (B, T, C)
-        for block in &self.transformer.h {
+        let e = norm(tape, &e)?; // (B, T, C)
+        let prev = ctx
+            .kv_cache
+            .as_ref()
+            .and_then(|c| c.prev_embedding().cloned());
+        let mut x = self.smear(tape, &e, prev.as_ref())?; // (B, T, C)
+        if let (Some(cache), Some(_)) = (ctx.kv_cache.as_deref_mut(), &self.smear_gate) {
+            // HEAD's cache carries the last position's embedding to the next decode step.
+            cache.set_prev_embedding(ops::narrow(&e, 1, seq - 1, 1)?); // (B, 1, C)
+        }
+        let x0 = x.clone();
+        let mut x_back = None;
+        for (i, block) in self.transformer.h.iter().enumerate() {
+            if let (Some(rl), Some(xl)) = (&self.resid_lambdas, &self.x0_lambdas) {
+                let (rl, xl) = (self.scalar(tape, rl, i)?, self.scalar(tape, xl, i)?); // (1,)
+                x = ops::add(tape, &ops::mul(tape, &rl, &x)?, &ops::mul(tape, &xl, &x0)?)?;
+            }
+            ctx.ve = match self.value_embeds.get(&i) {
+                Some(v) => Some(v.forward(tape, idx, &[batch, seq], self.compute)?), // (B, T, Hkv D)
+                None => None,
+            };
             x = block.forward(&x, &mut ctx)?; // (B, T, C)
+            if self.config.backout_layer() == Some(i) {
+                x_back = Some(x.clone());
+            }
+        }
+        if let (Some(lambda), Some(x_back)) = (&self.backout_lambda, &x_back) {
+            let lambda = self.scalar(tape, lambda, 0)?; // (1,)
+            x = ops::sub(tape, &x, &ops::mul(tape, &lambda, x_back)?)?; // (B, T, C)
         }
         let x = self.pick(x, (batch, seq), positions)?; // (B, T, C), or (B | N, 1, C)
         let x = norm(tape, &x)?;
         // The head: nanochat takes the logits to f32 before the softcap.
-        let logits = self.lm_head.forward(tape, &x)?; // (B, T, vocab)
-        let logits = ops::cast(tape, &logits, DType::F32)?; // (B, T, vocab), f32
+        let logits = self.lm_head.forward(tape, &x)?; // (B, T, padded vocab)
+        let logits = ops::cast(tape, &logits, DType::F32)?; // (B, T, padded vocab), f32
+        let (padded, vocab) = (self.config.padded_vocab_size(), self.config.vocab_size);
+        let logits = if padded != vocab {
+            ops::slice(tape, &logits, 2, 0, vocab)? // (B, T, vocab): the padding cropped
+        } else {
+            logits
+        };
         let out = match targets {
             None => ops::softcap(tape, &logits, SOFTCAP)?, // (B, T, vocab)
             // The softcap is fused into the loss: the (B, T, vocab) softcapped logits, the
@@ -318,6 +477,38 @@ impl GPT {
             cache.advance(seq);
         }
         Ok(out)
+    }
+
+    /// Element `i` of a per-layer scalar vector (n_layer,) or a (1,) scalar, as a (1,) tensor
+    /// in the compute dtype.
+    fn scalar(&self, tape: Option<&Tape>, t: &Tensor, i: usize) -> Result<Tensor> {
+        ops::cast(tape, &ops::slice(tape, t, 0, i, 1)?, self.compute)
+    }
+
+    /// HEAD's smear of the normed embedding `e` (B, T, C): position t >= 1 adds
+    /// `smear_lambda * sigmoid(e_t[:24] . smear_gate) * e_{t-1}` (the previous position's
+    /// un-smeared `e`); position 0 adds the same of `prev` (B, 1, C), the cache's embedding of
+    /// the position before (a one-token decode step), or nothing. v1: `e` itself.
+    ///
+    /// Like HEAD, a chunk of several positions smears only within itself.
+    fn smear(&self, tape: Option<&Tape>, e: &Tensor, prev: Option<&Tensor>) -> Result<Tensor> {
+        let (Some(gate_w), Some(lambda)) = (&self.smear_gate, &self.smear_lambda) else {
+            return Ok(e.clone());
+        };
+        let seq = e.shape()[1];
+        let before = match (seq, prev) {
+            (1, None) => return Ok(e.clone()),
+            (1, Some(p)) => p.clone(), // (B, 1, C)
+            // Row t holds e_{t-1}; row 0 is zeros.
+            _ => ops::pad(tape, &ops::slice(tape, e, 1, 0, seq - 1)?, 1, 1, 0)?, // (B, T, C)
+        };
+        let g = gate_w.forward(tape, &ops::slice(tape, e, 2, 0, SMEAR_CHANNELS)?)?; // (B, T, 1)
+        let g = ops::mul(
+            tape,
+            &self.scalar(tape, lambda, 0)?,
+            &ops::sigmoid(tape, &g)?,
+        )?; // (B, T, 1)
+        ops::add(tape, e, &ops::mul(tape, &g, &before)?) // (B, T, C)
     }
 
     /// The checks of [`GPT::forward`] that need no computation.

@@ -13,6 +13,9 @@ pub struct KvCache {
     batch: usize,
     capacity: usize,
     len: usize,
+    /// HEAD's smear state: the normed, un-smeared embedding of the last position run
+    /// (B, 1, C) (nanochat's `KVCache.prev_embedding`).
+    prev_embedding: Option<Tensor>,
 }
 
 impl KvCache {
@@ -43,6 +46,7 @@ impl KvCache {
             batch,
             capacity,
             len: 0,
+            prev_embedding: None,
         })
     }
 
@@ -69,6 +73,18 @@ impl KvCache {
     /// Forgets every position (the buffers are reused).
     pub fn reset(&mut self) {
         self.len = 0;
+        self.prev_embedding = None;
+    }
+
+    /// HEAD's smear state: the normed embedding (B, 1, C) of the last position run, which the
+    /// next one-token step mixes in. None before the first forward (and for v1 models).
+    pub fn prev_embedding(&self) -> Option<&Tensor> {
+        self.prev_embedding.as_ref()
+    }
+
+    /// Records [`KvCache::prev_embedding`] (B, 1, C).
+    pub(crate) fn set_prev_embedding(&mut self, e: Tensor) {
+        self.prev_embedding = Some(e);
     }
 
     /// Counts `t` more filled positions (after every layer has written them).
@@ -104,8 +120,8 @@ impl KvCache {
         Ok((ck, cv))
     }
 
-    /// A cache of `n` sequences, each a copy of this one-sequence cache (its filled positions
-    /// and length): a prompt prefilled once, shared by `n` samples. Copied on the device.
+    /// A cache of `n` sequences, each a copy of this one-sequence cache (its filled positions,
+    /// length and smear state): a prompt prefilled once, shared by `n` samples. Copied on the device.
     pub fn replicate(&self, n: usize) -> Result<KvCache> {
         if self.batch != 1 {
             return Err(CoreError::InvalidArgument {
@@ -129,12 +145,24 @@ impl KvCache {
                 })
                 .collect()
         };
+        let prev_embedding = match &self.prev_embedding {
+            Some(e) => {
+                let c = e.shape()[2];
+                Some(ops::add(
+                    None,
+                    &Tensor::zeros(e.device(), &[n, 1, c], e.dtype())?,
+                    e,
+                )?)
+            }
+            None => None,
+        };
         Ok(KvCache {
             k: copy(&self.k)?,
             v: copy(&self.v)?,
             batch: n,
             capacity: self.capacity,
             len: self.len,
+            prev_embedding,
         })
     }
 }

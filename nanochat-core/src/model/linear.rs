@@ -63,14 +63,16 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    /// `nn.Embedding(num_embeddings, embedding_dim)` in scope `p`, initialised N(0, 1).
+    /// `nn.Embedding(num_embeddings, embedding_dim)` in scope `p`, initialised as `init` (v1:
+    /// N(0, 1); HEAD: wte N(0, 0.8^2), the value embeddings U(-s, s)).
     pub(crate) fn new(
         mut p: Params<'_>,
         num_embeddings: usize,
         embedding_dim: usize,
+        init: Init,
     ) -> Result<Embedding> {
         Ok(Embedding {
-            weight: p.tensor("weight", &[num_embeddings, embedding_dim], Init::Embedding)?,
+            weight: p.tensor("weight", &[num_embeddings, embedding_dim], init)?,
         })
     }
 
@@ -104,14 +106,61 @@ pub enum Init {
     Embedding,
     /// Zeros: lm_head and both c_proj (so the initial loss is ln(vocab)), and every bias.
     Zeros,
+    /// N(0, std^2) (HEAD: wte 0.8, lm_head 0.001).
+    Normal {
+        /// The standard deviation.
+        std: f64,
+    },
+    /// U(lo, hi) (HEAD: c_q/c_k/c_v and the value embeddings U(-s, s) with s = sqrt(3/C),
+    /// c_fc U(-0.4 s, 0.4 s), the gates U(0, 0.02)).
+    Uniform {
+        /// The lower bound.
+        lo: f64,
+        /// The upper bound.
+        hi: f64,
+    },
+    /// Every element `value` (HEAD: smear_lambda 0, backout_lambda 0.2).
+    Constant {
+        /// The value.
+        value: f32,
+    },
+    /// A vector from `first` to `last` in equal steps: element i of n is
+    /// `first + (last - first) i / max(n - 1, 1)` (HEAD: resid_lambdas 1.15 -> 1.05,
+    /// x0_lambdas 0.20 -> 0.05).
+    Ramp {
+        /// Element 0.
+        first: f64,
+        /// Element n - 1.
+        last: f64,
+    },
 }
 
 impl Init {
+    /// U(-bound, bound).
+    pub fn uniform(bound: f64) -> Init {
+        Init::Uniform {
+            lo: -bound,
+            hi: bound,
+        }
+    }
+
     /// Initial values of a parameter of `shape`.
     pub fn values(self, shape: &[usize], rng: &mut StdRng) -> Vec<f32> {
         let n: usize = shape.iter().product();
         let std = match self {
             Init::Zeros => return vec![0.0; n],
+            Init::Constant { value } => return vec![value; n],
+            Init::Ramp { first, last } => {
+                let steps = (n.max(2) - 1) as f64;
+                return (0..n)
+                    .map(|i| (first + (last - first) * i as f64 / steps) as f32)
+                    .collect();
+            }
+            Init::Uniform { lo, hi } => {
+                let dist = rand_distr::Uniform::new_inclusive(lo, hi).expect("lo <= hi, finite");
+                return (0..n).map(|_| dist.sample(rng) as f32).collect();
+            }
+            Init::Normal { std } => std,
             Init::Embedding => 1.0,
             Init::Linear => {
                 let (fan_out, fan_in) = (shape[0] as f64, shape[1] as f64);

@@ -2,7 +2,7 @@
 
 use super::linear::{Init, Linear};
 use super::params::{NamedParams, Params};
-use super::GPTConfig;
+use super::{Architecture, GPTConfig};
 use crate::{ops, Result, Tape, Tensor};
 
 /// One block's MLP: parameters `c_fc` (4C, C) and `c_proj` (C, 4C) (plus biases when the config
@@ -20,8 +20,13 @@ impl MLP {
     /// The MLP of a block, its parameters from scope `p`.
     pub(crate) fn new(config: &GPTConfig, mut p: Params<'_>) -> Result<Self> {
         let (e, bias) = (config.n_embd, config.bias);
+        let fc_init = match config.architecture {
+            Architecture::V1 => Init::Linear,
+            // HEAD: U(-0.4 s, 0.4 s), s = sqrt(3 / C).
+            Architecture::Head => Init::uniform(0.4 * config.head_init_bound()),
+        };
         Ok(MLP {
-            c_fc: Linear::new(p.scope("c_fc"), e, 4 * e, bias, Init::Linear)?,
+            c_fc: Linear::new(p.scope("c_fc"), e, 4 * e, bias, fc_init)?,
             // Zero at init, as nanochat's `init_weights`.
             c_proj: Linear::new(p.scope("c_proj"), 4 * e, e, bias, Init::Zeros)?,
         })

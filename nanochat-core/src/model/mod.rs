@@ -10,6 +10,8 @@ mod config;
 mod forward_tests;
 mod generate;
 mod gpt;
+#[cfg(test)]
+mod head_tests;
 mod kv_cache;
 mod linear;
 mod mlp;
@@ -21,7 +23,9 @@ mod weights;
 
 pub use attention::CausalSelfAttention;
 pub use block::Block;
-pub use config::{GPTConfig, ModelSize};
+pub use config::{
+    Architecture, GPTConfig, ModelSize, PAD_VOCAB_SIZE_TO, SMEAR_CHANNELS, VE_GATE_CHANNELS,
+};
 pub use generate::{sample_token, Generator, SamplingParams};
 pub use gpt::{Transformer, GPT, NORM_EPS, SOFTCAP};
 pub use kv_cache::KvCache;

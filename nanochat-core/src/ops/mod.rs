@@ -36,6 +36,7 @@ mod reduce;
 mod rmsnorm;
 mod rotary;
 mod shape;
+mod slice;
 mod softmax;
 
 pub use attention::{attention, attention_cached};
@@ -50,6 +51,7 @@ pub use reduce::{mean, sum, sum_last};
 pub use rmsnorm::rmsnorm;
 pub use rotary::{rotary, RotaryTables};
 pub use shape::{cast, narrow, reshape, transpose, write_rows};
+pub use slice::{pad, sigmoid, slice};
 pub use softmax::softmax;
 
 use nanochat_kernels::broadcast::binary_broadcast;

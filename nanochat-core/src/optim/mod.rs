@@ -3,11 +3,15 @@
 
 mod adamw;
 mod muon;
+mod muon_adamw;
+#[cfg(test)]
+mod muon_adamw_tests;
 mod nanochat;
 mod schedule;
 
 pub use adamw::{adamw_state, adamw_update, AdamW, AdamWConfig};
 pub use muon::{muon_update, MuonConfig};
+pub use muon_adamw::{head_param_groups, GroupKind, MuonAdamW, MuonAdamWConfig, ParamGroup};
 pub use nanochat::{rule_for, OptimConfig, Optimizer, Rule};
 pub use schedule::{muon_momentum, LrSchedule};
 

@@ -95,7 +95,8 @@ fn attention_dq_kernel<F: Float, N: Size>(
             let g = load::<F, N>(dout, q_base, dv);
             let (l, dl) = (lse[r], delta[r]);
             let limit = i + a.tk - a.tq + 1;
-            for j in 0..limit {
+            let first = (limit - 1).saturating_sub(a.window);
+            for j in first..limit {
                 let kb = kv_base + j * kv_row;
                 let p = (dot::<F, N>(&qr, k, kb, dv) - l).exp();
                 let ds = Vector::<f32, N>::new(p * (dot::<F, N>(&g, v, kb, dv) - dl));
@@ -147,13 +148,14 @@ fn attention_dkv_kernel<F: Float, N: Size>(
                 acc_k[d] = Vector::new(0.0);
                 acc_v[d] = Vector::new(0.0);
             }
-            // Query i attends key j when i + tk - tq >= j.
+            // Query i attends key j when j <= i + tk - tq <= j + window.
             let offset = tk - tq;
             let first = j.saturating_sub(offset);
+            let end = min((j + a.window + 1).saturating_sub(offset), tq);
             for hh in 0..a.group {
                 let h = hk * a.group + hh;
                 let stat_base = (b * heads + h) * tq;
-                for i in first..tq {
+                for i in first..end {
                     let q_base = ((b * tq + i) * heads + h) * dv;
                     let p = (dot::<F, N>(&kr, q, q_base, dv) * a.scale - lse[stat_base + i]).exp();
                     let ds = Vector::<f32, N>::new(

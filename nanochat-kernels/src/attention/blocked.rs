@@ -7,8 +7,9 @@
 //! lanes: the scores of a key block are `N`-wide vectors built from K transposed to
 //! (B, Hkv, D, Tk), with `QB` independent accumulators, so there is no horizontal sum in the
 //! inner loop. The online softmax (running max `m`, sum `l`) is updated once per key block and
-//! the weighted values accumulate from V's rows as they are. Keys past a row's causal limit get
-//! a score of about -1e30, so their probability is exactly zero.
+//! the weighted values accumulate from V's rows as they are. Keys past a row's causal limit, or
+//! before its window, get a score of about -1e30, so their probability is exactly zero; key
+//! blocks wholly before the window of every row of a unit are not visited at all.
 //!
 //! Needs `Tq`, `Tk` and `D` to be multiples of `N` (the caller picks `N` so; `N` = 1 works for
 //! any shape, only slower) and K, V in the contiguous layout.
@@ -110,8 +111,10 @@ fn attention_forward_blocked_kernel<F: Float, N: Size>(
     let n = N::value();
     let dv = comptime![d / n];
     let q_blocks = tq.div_ceil(QB);
-    // Key lane l of a block starting at j is visible to position p when p - j - l >= 0.
-    let neg_lanes = Vector::<f32, N>::new(0.0) - iota::<N>();
+    // Key lane l of a block starting at j is visible to position p when p - j - l >= 0, and
+    // inside the window when j + l + window - p >= 0.
+    let lanes = iota::<N>();
+    let neg_lanes = Vector::<f32, N>::new(0.0) - lanes;
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < blocks {
@@ -133,10 +136,12 @@ fn attention_forward_blocked_kernel<F: Float, N: Size>(
             let kt_base = (b * kv_heads + hk) * d * tkv;
             let row_v = kv_heads * dv;
             let v_base = b * tk * row_v + hk * dv;
-            // Keys 0..=last, where last is the limit of the block's last valid row.
+            // Keys first..=last: from the window start of the block's first row to the limit of
+            // its last valid row. Key blocks wholly outside the window are skipped.
             let last = min(i0 + QB, tq) - 1 + offset;
             let key_blocks = last / n + 1;
-            for jb in 0..key_blocks {
+            let first_block = (i0 + offset).saturating_sub(a.window) / n;
+            for jb in first_block..key_blocks {
                 let j = jb * n;
                 let mut sc = Array::<Vector<f32, N>>::new(QB);
                 #[unroll]
@@ -151,12 +156,17 @@ fn attention_forward_blocked_kernel<F: Float, N: Size>(
                     }
                 }
                 let diagonal = j + n > i0 + offset + 1;
+                let windowed = j + a.window < last;
                 #[unroll]
                 for qi in 0..QB {
                     let mut s_row = sc[qi];
                     if diagonal {
                         let lead = f32::cast_from(i0 + qi + offset) - f32::cast_from(j);
                         s_row += causal_penalty::<N>(neg_lanes, lead);
+                    }
+                    if windowed {
+                        let lead = f32::cast_from(j + a.window) - f32::cast_from(i0 + qi + offset);
+                        s_row += causal_penalty::<N>(lanes, lead);
                     }
                     let m_new = max(m[qi], lane_max::<N>(s_row));
                     corr[qi] = (m[qi] - m_new).exp();

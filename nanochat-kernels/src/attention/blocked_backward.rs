@@ -80,7 +80,8 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
     let n = N::value();
     let dv = comptime![d / n];
     let q_blocks = tq.div_ceil(QB);
-    let neg_lanes = Vector::<f32, N>::new(0.0) - iota::<N>();
+    let lanes = iota::<N>();
+    let neg_lanes = Vector::<f32, N>::new(0.0) - lanes;
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < blocks {
@@ -104,16 +105,22 @@ fn attention_dq_blocked_kernel<F: Float, N: Size>(
             let k_base = b * tk * row_k + hk * dv;
             let last = min(i0 + QB, tq) - 1 + offset;
             let key_blocks = last / n + 1;
-            for jb in 0..key_blocks {
+            let first_block = (i0 + offset).saturating_sub(a.window) / n;
+            for jb in first_block..key_blocks {
                 let j = jb * n;
                 let (sc, dp) = block_scores::<F, N>(&qs, kt, &gs, vt, t_base + jb, tkv, d);
                 let diagonal = j + n > i0 + offset + 1;
+                let windowed = j + a.window < last;
                 #[unroll]
                 for qi in 0..QB {
                     let mut s_row = sc[qi] - Vector::new(row_lse[qi]);
                     if diagonal {
                         let lead = f32::cast_from(i0 + qi + offset) - f32::cast_from(j);
                         s_row += causal_penalty::<N>(neg_lanes, lead);
+                    }
+                    if windowed {
+                        let lead = f32::cast_from(j + a.window) - f32::cast_from(i0 + qi + offset);
+                        s_row += causal_penalty::<N>(lanes, lead);
                     }
                     let ds = s_row.exp() * (dp[qi] - Vector::new(row_delta[qi]));
                     #[unroll]
@@ -179,6 +186,7 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
     let dv = comptime![d / n];
     let k_blocks = tk.div_ceil(QB);
     let lanes = iota::<N>();
+    let neg_lanes = Vector::<f32, N>::new(0.0) - lanes;
     for s in 0..steps {
         let r = item_index(s, steps, false);
         if r < blocks {
@@ -192,26 +200,38 @@ fn attention_dkv_blocked_kernel<F: Float, N: Size>(
             let mut pa = Array::<f32>::new(comptime![QB * n]);
             let mut da = Array::<f32>::new(comptime![QB * n]);
             let tqv = tq / n;
-            // Query i (position i + offset) sees key j when i + offset >= j.
+            // Query i (position i + offset) sees key j when j <= i + offset <= j + window:
+            // query blocks from the first that sees j0 to the last that sees the unit's last key.
             let first = j0.saturating_sub(offset);
+            let j_last = min(j0 + QB, tk) - 1;
+            let end_blocks = min(
+                (j_last + a.window + 1).saturating_sub(offset).div_ceil(n),
+                tqv,
+            );
             let row_q = heads * dv;
             for hh in 0..group {
                 let h = hk * group + hh;
                 let t_base = (b * heads + h) * d * tqv;
                 let stat_base = (b * heads + h) * tqv;
                 let q_base = b * tq * row_q + h * dv;
-                for ib in first / n..tqv {
+                for ib in first / n..end_blocks {
                     let i0 = ib * n;
                     let (sc, dp) = block_scores::<F, N>(&ks, qt, &vs, gt, t_base + ib, tqv, d);
                     let l = lse[stat_base + ib];
                     let dl = delta[stat_base + ib];
                     let diagonal = i0 + offset < j0 + QB - 1;
+                    let windowed = i0 + n - 1 + offset > j0 + a.window;
                     #[unroll]
                     for kj in 0..QB {
                         let mut s_row = sc[kj] - l;
                         if diagonal {
                             let lead = f32::cast_from(i0 + offset) - f32::cast_from(j0 + kj);
                             s_row += causal_penalty::<N>(lanes, lead);
+                        }
+                        if windowed {
+                            let lead =
+                                f32::cast_from(j0 + kj + a.window) - f32::cast_from(i0 + offset);
+                            s_row += causal_penalty::<N>(neg_lanes, lead);
                         }
                         let p = s_row.exp();
                         let ds = p * (dp[kj] - dl);

@@ -31,7 +31,8 @@ fn attention_decode_kernel<F: Float, N: Size>(
     let (qr, mut acc) = scaled_row_and_acc::<F, N>(q, q_base, a.scale, dv);
     let mut m = f32::new(f32::NEG_INFINITY);
     let mut l = 0.0f32;
-    let mut j = u;
+    // The window's keys: positions tk - 1 - window ..= tk - 1.
+    let mut j = (a.tk - 1).saturating_sub(a.window) + u;
     while j < a.tk {
         let (m2, l2) = attend::<F, N>(&qr, k, v, kv_base + j * a.kv_row_stride, &mut acc, m, l, dv);
         m = m2;
@@ -91,7 +92,8 @@ pub fn attention_decode<F: KernelFloat>(
     } else {
         info.max_units_per_cube as usize
     };
-    let units = units.clamp(1, s.tk.max(1));
+    // At most one unit per key in the window.
+    let units = units.clamp(1, s.tk.min(s.kernel_window() + 1).max(1));
     let vs = kv.vector_size::<F>(client, s);
     let q_len = s.q_rows() * s.head_dim;
     let o = client.empty(q_len * F::DTYPE.size());

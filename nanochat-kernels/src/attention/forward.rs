@@ -1,6 +1,6 @@
 //! Flash-style causal attention forward: each unit owns one query row, keeps its output
-//! accumulator in registers and streams the keys with an online softmax (running max and sum),
-//! so nothing of size T x T exists. Saves the logsumexp of each row for the backward.
+//! accumulator in registers and streams the keys it sees (the window's, when there is one)
+//! with an online softmax (running max and sum), so nothing of size T x T exists. Saves the logsumexp of each row for the backward.
 //!
 //! Rows are ordered (b, h, i) and handed to units round-robin: neighbouring units share the
 //! same K/V rows (cache reuse on the CPU, broadcast loads on a GPU), and the causal triangle's
@@ -86,8 +86,10 @@ fn attention_forward_kernel<F: Float, N: Size>(
             let (qr, mut acc) = scaled_row_and_acc::<F, N>(q, q_base, a.scale, dv);
             let mut m = f32::new(f32::NEG_INFINITY);
             let mut l = 0.0f32;
+            // Keys from the window's start (position minus the window) to the position.
             let limit = i + a.tk - a.tq + 1;
-            for j in 0..limit {
+            let first = (limit - 1).saturating_sub(a.window);
+            for j in first..limit {
                 let (m2, l2) =
                     attend::<F, N>(&qr, k, v, kv_base + j * a.kv_row_stride, &mut acc, m, l, dv);
                 m = m2;

@@ -8,8 +8,10 @@
 //!
 //! Layouts follow the model's projections: q is (B, Tq, H, D), k and v (B, Tk, Hkv, D), the
 //! output (B, Tq, H, D) and the saved logsumexp (B, H, Tq) in f32. Query head h reads kv head
-//! `h / (H / Hkv)`. Query i sits at position `i + Tk - Tq` (Tq = Tk in training; a prefill or
-//! decode step after a cached prefix has Tk > Tq) and attends keys `0..=i + Tk - Tq`.
+//! `h / (H / Hkv)`. Query i sits at position `p = i + Tk - Tq` (Tq = Tk in training; a prefill
+//! or decode step after a cached prefix has Tk > Tq) and attends keys `p - W ..= p` for a
+//! left window W ([`AttentionShape::window`], nanochat HEAD's sliding window), `0..=p` without
+//! one. The kernels skip the keys outside the window instead of masking them.
 //! Scores are scaled by `1 / sqrt(D)`; statistics and accumulators are f32.
 
 mod backward;
@@ -138,15 +140,20 @@ pub struct AttentionShape {
     pub kv_heads: usize,
     /// Elements per head (D).
     pub head_dim: usize,
+    /// The left window W: the query at position p sees keys `p - W ..= p` (W + 1 of them;
+    /// nanochat HEAD's sliding window, FA3's `window_size=(W, 0)`). `usize::MAX`: every key up
+    /// to p (plain causal).
+    pub window: usize,
 }
 
 impl AttentionShape {
-    /// Self-attention over one sequence length (training).
+    /// Self-attention over one sequence length (training), plain causal.
     pub fn new(batch: usize, t: usize, heads: usize, kv_heads: usize, head_dim: usize) -> Self {
         Self::prefixed(batch, t, t, heads, kv_heads, head_dim)
     }
 
-    /// `tq` queries after a cached prefix of `tk - tq` positions (prefill or decode).
+    /// `tq` queries after a cached prefix of `tk - tq` positions (prefill or decode), plain
+    /// causal.
     pub const fn prefixed(
         batch: usize,
         tq: usize,
@@ -162,7 +169,31 @@ impl AttentionShape {
             heads,
             kv_heads,
             head_dim,
+            window: usize::MAX,
         }
+    }
+
+    /// The same sizes with left window `window` (see [`AttentionShape::window`]).
+    pub const fn with_window(self, window: usize) -> Self {
+        AttentionShape { window, ..self }
+    }
+
+    /// The window as the kernels take it: at most `tk` (which already means "every key").
+    pub(crate) fn kernel_window(&self) -> usize {
+        self.window.min(self.tk)
+    }
+
+    /// The first key query `i` sees (its position minus the window, or 0).
+    pub fn first_key(&self, i: usize) -> usize {
+        (i + self.tk - self.tq).saturating_sub(self.window)
+    }
+
+    /// Query-key pairs each head computes: the causal triangle (after a cached prefix), cut to
+    /// the window.
+    pub fn pairs(&self) -> f64 {
+        (0..self.tq)
+            .map(|i| (i + self.tk - self.tq + 1 - self.first_key(i)) as f64)
+            .sum()
     }
 
     /// The softmax scale, 1 / sqrt(D).
@@ -208,6 +239,7 @@ impl AttentionShape {
             self.scale() as f32,
             kv.batch_stride / vs,
             kv.row_stride / vs,
+            self.kernel_window(),
         )
     }
 
@@ -234,12 +266,9 @@ impl AttentionShape {
         kv.check::<F>(op, k, v, self)
     }
 
-    /// Multiply-adds x2 of the forward (QK^T and PV over the causal triangle).
+    /// Multiply-adds x2 of the forward (QK^T and PV over the visible query-key pairs).
     pub fn forward_flops(&self) -> f64 {
-        let offset = (self.tk - self.tq) as f64;
-        let tq = self.tq as f64;
-        let pairs = tq * (tq + 1.0) / 2.0 + tq * offset;
-        4.0 * self.batch as f64 * self.heads as f64 * pairs * self.head_dim as f64
+        4.0 * self.batch as f64 * self.heads as f64 * self.pairs() * self.head_dim as f64
     }
 }
 
@@ -263,6 +292,8 @@ pub(crate) struct AttnArgs {
     pub kv_batch_stride: usize,
     /// Vectors from one position's k, v row to the next's ([`KvLayout::row_stride`]).
     pub kv_row_stride: usize,
+    /// The left window, at most `tk` ([`AttentionShape::window`]).
+    pub window: usize,
 }
 
 /// `(i, bh, h, b)` of query row `r` in (b, h, i) order: its position, its (batch, head) index,
@@ -372,6 +403,24 @@ const BLOCKED_SHAPES: [AttentionShape; 4] = [
     AttentionShape::prefixed(1, 40, 40, 2, 2, 8),
 ];
 
+/// Every checked shape: [`SHAPES`] and [`BLOCKED_SHAPES`], each plain causal and with sliding
+/// windows (one key, a third of the keys: blocks wholly outside the window, and windows that
+/// start inside a block).
+fn checked_shapes() -> Vec<AttentionShape> {
+    SHAPES
+        .into_iter()
+        .chain(BLOCKED_SHAPES)
+        .flat_map(|s| {
+            let mut out = vec![s];
+            if s.tk > 2 {
+                out.push(s.with_window(1));
+                out.push(s.with_window(s.tk / 3));
+            }
+            out
+        })
+        .collect()
+}
+
 fn rand_qkv(ctx: &mut Ctx, s: &AttentionShape) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let nq = s.batch * s.tq * s.heads * s.head_dim;
     let nk = s.batch * s.tk * s.kv_heads * s.head_dim;
@@ -383,7 +432,7 @@ fn rand_qkv(ctx: &mut Ctx, s: &AttentionShape) -> (Vec<f32>, Vec<f32>, Vec<f32>)
 }
 
 fn check_forward(ctx: &mut Ctx) -> Result<()> {
-    for s in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
+    for s in checked_shapes() {
         let (q, k, v) = rand_qkv(ctx, &s);
         let (hq, hk, hv) = (ctx.upload(&q), ctx.upload(&k), ctx.upload(&v));
         let (want_o, want_l) = attention_forward_ref(&f64s(&q), &f64s(&k), &f64s(&v), &s);
@@ -402,7 +451,7 @@ fn check_forward(ctx: &mut Ctx) -> Result<()> {
 }
 
 fn check_backward(ctx: &mut Ctx) -> Result<()> {
-    for s in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
+    for s in checked_shapes() {
         let (q, k, v) = rand_qkv(ctx, &s);
         let dout = ctx.rand(q.len(), -1.0, 1.0);
         let (hq, hk, hv, hg) = (
@@ -433,14 +482,18 @@ fn check_backward(ctx: &mut Ctx) -> Result<()> {
 }
 
 fn check_decode(ctx: &mut Ctx) -> Result<()> {
-    for (batch, len, heads, kv_heads, head_dim, capacity) in [
-        (1, 1, 1, 1, 2, 1),
-        (2, 9, 4, 2, 6, 16),
-        (1, 37, 3, 1, 34, 40),
-        (3, 100, 2, 2, 64, 101),
+    for (batch, len, heads, kv_heads, head_dim, capacity, window) in [
+        (1, 1, 1, 1, 2, 1, usize::MAX),
+        (2, 9, 4, 2, 6, 16, usize::MAX),
+        (1, 37, 3, 1, 34, 40, usize::MAX),
+        (3, 100, 2, 2, 64, 101, usize::MAX),
+        (2, 9, 4, 2, 6, 16, 3),
+        (3, 100, 2, 2, 64, 101, 40),
+        (1, 37, 3, 1, 34, 40, 0),
     ] {
         // A cache of `capacity` positions holding `len`; the query is the last position.
-        let s = AttentionShape::prefixed(batch, 1, len, heads, kv_heads, head_dim);
+        let s =
+            AttentionShape::prefixed(batch, 1, len, heads, kv_heads, head_dim).with_window(window);
         let row = kv_heads * head_dim;
         let cache_len = batch * capacity * row;
         let kc = ctx.rand(cache_len, -1.5, 1.5);
@@ -490,5 +543,22 @@ mod tests {
         .validate("t")
         .is_err());
         assert!(AttentionShape::new(0, 4, 2, 2, 8).validate("t").is_err());
+    }
+
+    #[test]
+    fn a_window_counts_only_the_pairs_it_sees() {
+        let full = AttentionShape::new(1, 2048, 2, 2, 128);
+        assert_eq!(full.pairs(), 2048.0 * 2049.0 / 2.0);
+        // T 2048, window 512: 513 keys per query once past the window's start.
+        let s = full.with_window(512);
+        assert_eq!(s.pairs(), (513.0 * 514.0 / 2.0) + (2048.0 - 513.0) * 513.0);
+        assert!((s.pairs() / full.pairs() - 0.4381).abs() < 1e-4);
+        assert_eq!(
+            (s.first_key(0), s.first_key(512), s.first_key(513)),
+            (0, 0, 1)
+        );
+        // A decode query at position 99 with window 40 sees keys 59..=99.
+        let d = AttentionShape::prefixed(1, 1, 100, 2, 2, 128).with_window(40);
+        assert_eq!((d.first_key(0), d.pairs()), (59, 41.0));
     }
 }

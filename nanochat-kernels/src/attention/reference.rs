@@ -1,5 +1,6 @@
-//! Plain-Rust reference of causal grouped-query attention in f64, materialising the full
-//! score matrix (the thing the kernels avoid).
+//! Plain-Rust reference of causal grouped-query attention in f64 (with the sliding window of
+//! [`AttentionShape::window`]), materialising the full score matrix (the thing the kernels
+//! avoid).
 
 use super::AttentionShape;
 
@@ -18,9 +19,9 @@ fn probs(
     i: usize,
 ) -> (Vec<f64>, f64) {
     let hk = h / (s.heads / s.kv_heads);
-    let limit = i + s.tk - s.tq + 1;
+    let (first, limit) = (s.first_key(i), i + s.tk - s.tq + 1);
     let qi = &q[at(s.tq, s.heads, s.head_dim, b, i, h)..][..s.head_dim];
-    let scores: Vec<f64> = (0..limit)
+    let scores: Vec<f64> = (first..limit)
         .map(|j| {
             let kj = &k[at(s.tk, s.kv_heads, s.head_dim, b, j, hk)..][..s.head_dim];
             qi.iter().zip(kj).map(|(a, c)| a * c).sum::<f64>() * s.scale()
@@ -28,7 +29,8 @@ fn probs(
         .collect();
     let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = scores.iter().map(|x| (x - m).exp()).sum();
-    let mut p: Vec<f64> = scores.iter().map(|x| (x - m).exp() / sum).collect();
+    let mut p = vec![0.0; first];
+    p.extend(scores.iter().map(|x| (x - m).exp() / sum));
     p.resize(s.tk, 0.0);
     (p, m + sum.ln())
 }

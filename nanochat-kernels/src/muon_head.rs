@@ -1,0 +1,527 @@
+//! nanochat HEAD's Muon step (`nanochat/optim.py` at 92d63d4, `muon_step_fused` of
+//! `MuonAdamW`) for one (rows, cols) matrix P with gradient G:
+//!
+//! ```text
+//! M = M + (1 - mu) (G - M);   U = G + mu (M - G)                  momentum, Nesterov
+//! U = U * (||U||_F / sqrt(rows)) / max(||U_row||, 1e-6)           MuonEq: rows to the RMS row norm
+//! X = PolarExpress(U)                                             5 steps, per-step coefficients
+//! X = X * sqrt(min(rows, cols)) / max(||X||_F, 1e-6)              Muon+
+//! NorMuon (per row when rows >= cols, else per column; n = the other side):
+//!   v = mean of X^2 along the other side; S = S + (1 - beta2) (v - S)
+//!   step = 1 / sqrt(max(S, 1e-10)); X = X * step * ||X||_F / max(sqrt(sum(v n step^2)), 1e-10)
+//! lr' = lr * sqrt(max(1, rows / cols))
+//! P = P - lr' X - lr' wd P [X P >= 0]                            cautious weight decay
+//! ```
+//!
+//! The matrix products and element-wise passes run as kernels; the per-row (or per-column)
+//! statistics of MuonEq and NorMuon, vectors of `rows` or `cols` numbers, are finished on the
+//! host in f64. [`muon_head_step_ref`] and its stages are the plain-Rust f64 reference.
+
+use cubecl::prelude::*;
+
+use crate::broadcast::binary_broadcast;
+use crate::check::{f64s, Check, Ctx};
+use crate::device::DeviceInfo;
+use crate::dtype::KernelFloat;
+use crate::elementwise::{axpby_inplace, binary, Binary};
+use crate::launch::{self, item_index};
+use crate::layout::transpose;
+use crate::matmul::{matmul, MatmulShape};
+use crate::reduce::{reduce_rows, Reduce};
+use crate::{Client, Handle, Result};
+
+/// Polar Express's coefficients (a, b, c) per iteration (Amsel et al. 2025; num_iters 5, safety
+/// 2e-2, cushion 2), as HEAD uses them.
+pub const POLAR_EXPRESS_COEFFS: [(f64, f64, f64); 5] = [
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+];
+
+/// The hyper-parameters of one HEAD Muon step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MuonHeadStep {
+    /// The group's learning rate (before the `sqrt(max(1, rows / cols))` factor).
+    pub lr: f32,
+    /// The momentum `mu` (scheduled: 0.85 -> 0.97 -> 0.90).
+    pub momentum: f32,
+    /// NorMuon's second-moment decay (0.9).
+    pub beta2: f32,
+    /// Cautious weight decay (scheduled; scaled by the same factor as the rate).
+    pub weight_decay: f32,
+    /// Polar Express iterations (5).
+    pub ns_steps: usize,
+}
+
+/// Whether NorMuon keeps one statistic per row (rows >= cols) or per column.
+pub fn normuon_per_row(rows: usize, cols: usize) -> bool {
+    rows >= cols
+}
+
+// ---------------------------------------------------------------------------------------------
+// f64 reference
+
+fn frob(x: &[f64]) -> f64 {
+    x.iter().map(|v| v * v).sum::<f64>().sqrt()
+}
+
+fn mm(p: &[f64], q: &[f64], n: usize, k: usize, m: usize, tp: bool, tq: bool) -> Vec<f64> {
+    // op(p) (n, k) @ op(q) (k, m); p stored (k, n) when tp, q stored (m, k) when tq.
+    let mut out = vec![0.0; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            out[i * m + j] = (0..k)
+                .map(|l| {
+                    let a = if tp { p[l * n + i] } else { p[i * k + l] };
+                    let b = if tq { q[j * k + l] } else { q[l * m + j] };
+                    a * b
+                })
+                .sum();
+        }
+    }
+    out
+}
+
+/// MuonEq: every row of `u` (rows, cols) rescaled to the RMS row norm `||U||_F / sqrt(rows)`.
+pub fn muoneq_ref(u: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let target = frob(u) / (rows as f64).sqrt();
+    u.chunks(cols)
+        .flat_map(|row| {
+            let f = target / frob(row).max(1e-6);
+            row.iter().map(move |v| v * f).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Polar Express: `X = G / (||G||_F * 1.01 + 1e-6)`, then `steps` iterations
+/// `X = a X + X (b A + c A^2)` with `A = X^T X` for a tall matrix (rows > cols), else
+/// `X = a X + (b A + c A^2) X` with `A = X X^T`.
+pub fn polar_express_ref(g: &[f64], rows: usize, cols: usize, steps: usize) -> Vec<f64> {
+    let norm = frob(g) * 1.01 + 1e-6;
+    let mut x: Vec<f64> = g.iter().map(|v| v / norm).collect();
+    let tall = rows > cols;
+    for &(a, b, c) in POLAR_EXPRESS_COEFFS.iter().take(steps) {
+        if tall {
+            let gram = mm(&x, &x, cols, rows, cols, true, false); // X^T X (cols, cols)
+            let gram2 = mm(&gram, &gram, cols, cols, cols, false, false);
+            let poly: Vec<f64> = gram
+                .iter()
+                .zip(&gram2)
+                .map(|(p, q)| b * p + c * q)
+                .collect();
+            let xp = mm(&x, &poly, rows, cols, cols, false, false);
+            x = x.iter().zip(&xp).map(|(p, q)| a * p + q).collect();
+        } else {
+            let gram = mm(&x, &x, rows, cols, rows, false, true); // X X^T (rows, rows)
+            let gram2 = mm(&gram, &gram, rows, rows, rows, false, false);
+            let poly: Vec<f64> = gram
+                .iter()
+                .zip(&gram2)
+                .map(|(p, q)| b * p + c * q)
+                .collect();
+            let px = mm(&poly, &x, rows, rows, cols, false, false);
+            x = x.iter().zip(&px).map(|(p, q)| a * p + q).collect();
+        }
+    }
+    x
+}
+
+/// Muon+: `X * sqrt(min(rows, cols)) / max(||X||_F, 1e-6)`.
+pub fn muon_plus_ref(x: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let f = (rows.min(cols) as f64).sqrt() / frob(x).max(1e-6);
+    x.iter().map(|v| v * f).collect()
+}
+
+/// NorMuon's statistic of `x`: the mean of squares of every row (rows >= cols) or column.
+fn normuon_vmean(x: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    if normuon_per_row(rows, cols) {
+        x.chunks(cols)
+            .map(|r| r.iter().map(|v| v * v).sum::<f64>() / cols as f64)
+            .collect()
+    } else {
+        (0..cols)
+            .map(|j| (0..rows).map(|i| x[i * cols + j].powi(2)).sum::<f64>() / rows as f64)
+            .collect()
+    }
+}
+
+/// NorMuon's per-row (or per-column) factors from the statistic `vmean`, updating the second
+/// moment `s` in place (`S = S + (1 - beta2) (vmean - S)`); the Frobenius norm is kept.
+pub fn normuon_factors(vmean: &[f64], s: &mut [f64], n: usize, beta2: f64) -> Vec<f64> {
+    let n = n as f64;
+    let vnorm = (vmean.iter().sum::<f64>() * n).sqrt();
+    let mut step = Vec::with_capacity(s.len());
+    for (si, &v) in s.iter_mut().zip(vmean) {
+        *si += (1.0 - beta2) * (v - *si);
+        step.push(1.0 / si.max(1e-10).sqrt());
+    }
+    let vnorm2 = vmean
+        .iter()
+        .zip(&step)
+        .map(|(v, st)| v * n * st * st)
+        .sum::<f64>()
+        .sqrt();
+    step.iter()
+        .map(|st| st * vnorm / vnorm2.max(1e-10))
+        .collect()
+}
+
+/// NorMuon on `x` with its second moment `s` ((rows) or (cols) values), in place.
+pub fn normuon_ref(x: &mut [f64], s: &mut [f64], rows: usize, cols: usize, beta2: f64) {
+    let per_row = normuon_per_row(rows, cols);
+    let vmean = normuon_vmean(x, rows, cols);
+    let f = normuon_factors(&vmean, s, if per_row { cols } else { rows }, beta2);
+    for (i, v) in x.iter_mut().enumerate() {
+        *v *= if per_row { f[i / cols] } else { f[i % cols] };
+    }
+}
+
+/// One HEAD Muon step in f64: updates `p`, the momentum `m` and NorMuon's `s` in place.
+pub fn muon_head_step_ref(
+    p: &mut [f64],
+    g: &[f64],
+    m: &mut [f64],
+    s: &mut [f64],
+    rows: usize,
+    cols: usize,
+    h: &MuonHeadStep,
+) {
+    let mu = h.momentum as f64;
+    for (mi, gi) in m.iter_mut().zip(g) {
+        *mi += (1.0 - mu) * (gi - *mi);
+    }
+    let u: Vec<f64> = g
+        .iter()
+        .zip(m.iter())
+        .map(|(gi, mi)| gi + mu * (mi - gi))
+        .collect();
+    let u = muoneq_ref(&u, rows, cols);
+    let x = polar_express_ref(&u, rows, cols, h.ns_steps);
+    let mut x = muon_plus_ref(&x, rows, cols);
+    normuon_ref(&mut x, s, rows, cols, h.beta2 as f64);
+    let lr = h.lr as f64 * (rows as f64 / cols as f64).max(1.0).sqrt();
+    let wd = h.weight_decay as f64;
+    for (pi, xi) in p.iter_mut().zip(&x) {
+        let mask = if xi * *pi >= 0.0 { 1.0 } else { 0.0 };
+        *pi -= lr * xi + lr * wd * *pi * mask;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels
+
+/// `p = p - lr x - lr wd p [x p >= 0]`: Muon's update with cautious weight decay.
+#[cube(launch)]
+fn cautious_update_kernel<F: Float>(
+    p: &mut [F],
+    x: &[F],
+    lr: f32,
+    decay: f32,
+    steps: usize,
+    #[comptime] blocked: bool,
+) {
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < p.len() {
+            let pi = f32::cast_from(p[i]);
+            let xi = f32::cast_from(x[i]);
+            let mut out = pi - lr * xi;
+            if xi * pi >= 0.0 {
+                out -= decay * pi;
+            }
+            p[i] = F::cast_from(out);
+        }
+    }
+}
+
+/// Polar Express on the device (see [`polar_express_ref`]); `x` (rows, cols).
+pub fn polar_express<F: KernelFloat>(
+    client: &Client,
+    g: &Handle,
+    rows: usize,
+    cols: usize,
+    steps: usize,
+) -> Result<Handle> {
+    launch::check_size("polar_express", "g", g, &[rows, cols], F::DTYPE)?;
+    // Run on the wide form: X^T X of a tall X is the Gram matrix of its transpose.
+    let tall = rows > cols;
+    let (r, c) = if tall { (cols, rows) } else { (rows, cols) };
+    let mut x = if tall {
+        transpose::<F>(client, g, 1, rows, cols)?
+    } else {
+        g.clone()
+    };
+    let norm = frobenius::<F>(client, &x, r, c)?;
+    let inv = [1.0 / (norm * 1.01 + 1e-6)];
+    x = scale_by::<F>(client, &x, r * c, inv[0])?;
+    for &(a, b, cc) in POLAR_EXPRESS_COEFFS.iter().take(steps) {
+        let gram = matmul::<F>(client, &x, &x, &MatmulShape::new(r, r, c, false, true))?;
+        let gram2 = matmul::<F>(
+            client,
+            &gram,
+            &gram,
+            &MatmulShape::new(r, r, r, false, false),
+        )?;
+        let poly = binary::<F>(
+            client,
+            &gram,
+            &gram2,
+            r * r,
+            Binary::Axpby,
+            b as f32,
+            cc as f32,
+        )?;
+        let px = matmul::<F>(client, &poly, &x, &MatmulShape::new(r, c, r, false, false))?;
+        x = binary::<F>(client, &x, &px, r * c, Binary::Axpby, a as f32, 1.0)?;
+    }
+    if tall {
+        x = transpose::<F>(client, &x, 1, r, c)?;
+    }
+    Ok(x)
+}
+
+/// Mean squares of the rows of `x` (rows, cols), on the host.
+fn row_mean_squares<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<f64>> {
+    let ms = reduce_rows::<F>(client, x, rows, cols, Reduce::MeanSquare)?;
+    Ok(f64s(&crate::check::download(client, F::DTYPE, &ms)?))
+}
+
+fn frobenius<F: KernelFloat>(client: &Client, x: &Handle, rows: usize, cols: usize) -> Result<f64> {
+    let ms = row_mean_squares::<F>(client, x, rows, cols)?;
+    Ok((ms.iter().sum::<f64>() * cols as f64).sqrt())
+}
+
+fn scale_by<F: KernelFloat>(client: &Client, x: &Handle, len: usize, f: f64) -> Result<Handle> {
+    binary::<F>(client, x, x, len, Binary::Axpby, f as f32, 0.0)
+}
+
+/// `x` (rows, cols) times one factor per row (`per_row`) or per column.
+fn scale_lines<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    rows: usize,
+    cols: usize,
+    f: &[f64],
+    per_row: bool,
+) -> Result<Handle> {
+    let f32s: Vec<f32> = f.iter().map(|&v| v as f32).collect();
+    let hf = crate::check::upload_as::<F>(client, &f32s);
+    let shape: [usize; 2] = if per_row { [rows, 1] } else { [1, cols] };
+    Ok(binary_broadcast::<F>(
+        client,
+        (x, &[rows, cols]),
+        (&hf, &shape),
+        Binary::Mul,
+        0.0,
+        0.0,
+    )?
+    .0)
+}
+
+/// One HEAD Muon step of `param` (rows, cols) in place, with its momentum buffer `momentum`
+/// (same shape and dtype) and NorMuon's second moment `second` (`rows` or `cols` f64 values,
+/// [`normuon_per_row`]), both updated in place. Errors: buffers of the wrong size.
+#[allow(clippy::too_many_arguments)]
+pub fn muon_head_step<F: KernelFloat>(
+    client: &Client,
+    param: &Handle,
+    grad: &Handle,
+    momentum: &Handle,
+    second: &mut [f64],
+    rows: usize,
+    cols: usize,
+    h: &MuonHeadStep,
+) -> Result<()> {
+    let op = "muon_head";
+    let len = rows * cols;
+    for (name, b) in [("param", param), ("grad", grad), ("momentum", momentum)] {
+        launch::check_size(op, name, b, &[rows, cols], F::DTYPE)?;
+    }
+    let per_row = normuon_per_row(rows, cols);
+    if second.len() != if per_row { rows } else { cols } {
+        return Err(crate::KernelError::unsupported(
+            op,
+            format!(
+                "second moment of {} values for a {rows}x{cols} matrix",
+                second.len()
+            ),
+        ));
+    }
+    let mu = h.momentum;
+    axpby_inplace::<F>(client, momentum, grad, len, mu, 1.0 - mu)?;
+    let u = binary::<F>(client, grad, momentum, len, Binary::Axpby, 1.0 - mu, mu)?;
+    // MuonEq.
+    let ms = row_mean_squares::<F>(client, &u, rows, cols)?;
+    let target = (ms.iter().sum::<f64>() * cols as f64 / rows as f64).sqrt();
+    let f: Vec<f64> = ms
+        .iter()
+        .map(|m| target / (m * cols as f64).sqrt().max(1e-6))
+        .collect();
+    let u = scale_lines::<F>(client, &u, rows, cols, &f, true)?;
+    let x = polar_express::<F>(client, &u, rows, cols, h.ns_steps)?;
+    // Muon+.
+    let norm = frobenius::<F>(client, &x, rows, cols)?;
+    let x = scale_by::<F>(
+        client,
+        &x,
+        len,
+        (rows.min(cols) as f64).sqrt() / norm.max(1e-6),
+    )?;
+    // NorMuon.
+    let vmean = if per_row {
+        row_mean_squares::<F>(client, &x, rows, cols)?
+    } else {
+        let xt = transpose::<F>(client, &x, 1, rows, cols)?;
+        row_mean_squares::<F>(client, &xt, cols, rows)?
+    };
+    let f = normuon_factors(
+        &vmean,
+        second,
+        if per_row { cols } else { rows },
+        h.beta2 as f64,
+    );
+    let x = scale_lines::<F>(client, &x, rows, cols, &f, per_row)?;
+    // The update with cautious weight decay.
+    let lr = h.lr * (rows as f32 / cols as f32).max(1.0).sqrt();
+    let g = launch::elemwise(&DeviceInfo::of(client), len);
+    cautious_update_kernel::launch::<F>(
+        client,
+        g.cube_count,
+        g.cube_dim,
+        launch::buffer(op, "param", param, len, F::DTYPE.size())?,
+        launch::buffer(op, "x", &x, len, F::DTYPE.size())?,
+        lr,
+        lr * h.weight_decay,
+        g.steps,
+        g.blocked,
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+pub(crate) fn checks() -> Vec<Check> {
+    vec![Check {
+        name: "optim.muon_head",
+        run: check_muon_head,
+    }]
+}
+
+fn check_muon_head(ctx: &mut Ctx) -> Result<()> {
+    for (rows, cols) in [(1, 1), (5, 9), (33, 7), (16, 16), (2, 12)] {
+        let len = rows * cols;
+        let p = ctx.rand(len, -1.0, 1.0);
+        let (hp, hm) = (ctx.upload(&p), ctx.upload(&vec![0.0; len]));
+        let (mut rp, mut rm) = (f64s(&p), vec![0.0; len]);
+        let n = if normuon_per_row(rows, cols) {
+            rows
+        } else {
+            cols
+        };
+        let (mut s, mut rs) = (vec![0.0; n], vec![0.0; n]);
+        for step in 0..2 {
+            let g = ctx.rand(len, -1.0, 1.0);
+            let h = MuonHeadStep {
+                lr: 0.02,
+                momentum: 0.9 + 0.02 * step as f32,
+                beta2: 0.9,
+                weight_decay: 0.5,
+                ns_steps: 5,
+            };
+            let hg = ctx.upload(&g);
+            crate::with_float!(ctx.dtype, F => muon_head_step::<F>(ctx.client, &hp, &hg, &hm, &mut s, rows, cols, &h))?;
+            muon_head_step_ref(&mut rp, &f64s(&g), &mut rm, &mut rs, rows, cols, &h);
+        }
+        let got = ctx.download(&hp)?;
+        // Compare the updates, not the parameters (a wrong update hides under a large one).
+        let d_got: Vec<f32> = got.iter().zip(&p).map(|(a, b)| a - b).collect();
+        let d_want: Vec<f64> = rp.iter().zip(&p).map(|(a, &b)| a - b as f64).collect();
+        let tol = ctx.tol(256.0).max(1e-4);
+        ctx.compare(
+            "muon_head update",
+            &format!("{rows}x{cols}"),
+            &d_got,
+            &d_want,
+            tol,
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::check::check_tests!(muon_head_matches_reference => "optim.muon_head");
+
+    /// The f64 reference against HEAD's own stages (`head_muon.safetensors`): MuonEq, Polar
+    /// Express, Muon+ and the full first-step direction, for a tall and a wide matrix.
+    #[test]
+    fn reference_matches_heads_stages() {
+        let path = format!(
+            "{}/../tests/fixtures/reference/head/head_muon.safetensors",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let read = |n: &str| -> (Vec<f64>, Vec<usize>) {
+            let t = st.tensor(n).unwrap();
+            let v = t
+                .data()
+                .chunks(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (v, t.shape().to_vec())
+        };
+        let rel = |got: &[f64], want: &[f64]| {
+            let num: f64 = got.iter().zip(want).map(|(a, b)| (a - b).powi(2)).sum();
+            (num / want.iter().map(|b| b * b).sum::<f64>()).sqrt()
+        };
+        for name in ["muon", "muon_wide"] {
+            let (g, shape) = read(&format!("{name}.input"));
+            let (r, c) = (shape[0], shape[1]);
+            let stage = |s: &str| read(&format!("{name}.{s}")).0;
+            assert!(
+                rel(&polar_express_ref(&g, r, c, 5), &stage("polar_express")) < 1e-12,
+                "{name}"
+            );
+            let eq = muoneq_ref(&g, r, c);
+            assert!(rel(&eq, &stage("muoneq")) < 1e-12, "{name}");
+            let ortho = polar_express_ref(&eq, r, c, 5);
+            assert!(rel(&ortho, &stage("orthogonalised")) < 1e-12, "{name}");
+            let plus = muon_plus_ref(&ortho, r, c);
+            assert!(rel(&plus, &stage("muonplus")) < 1e-12, "{name}");
+            // The full direction from zero state, momentum 0, beta2 0.9: minus the new
+            // parameter of a step at lr 1, wd 0, P = 0.
+            let mut p = vec![0.0; r * c];
+            let (mut m, mut s) = (
+                vec![0.0; r * c],
+                vec![0.0; if normuon_per_row(r, c) { r } else { c }],
+            );
+            let h = MuonHeadStep {
+                lr: 1.0,
+                momentum: 0.0,
+                beta2: 0.9,
+                weight_decay: 0.0,
+                ns_steps: 5,
+            };
+            muon_head_step_ref(&mut p, &g, &mut m, &mut s, r, c, &h);
+            // HEAD's fused step takes the shape factor sqrt(max(1, r / c)) with its rate.
+            let factor = (r as f64 / c as f64).max(1.0).sqrt();
+            let dir: Vec<f64> = p.iter().map(|v| -v / factor).collect();
+            assert!(
+                rel(&dir, &stage("update")) < 1e-12,
+                "{name}: {}",
+                rel(&dir, &stage("update"))
+            );
+        }
+    }
+}
