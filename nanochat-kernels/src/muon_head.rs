@@ -26,7 +26,7 @@ use crate::dtype::KernelFloat;
 use crate::elementwise::{axpby_inplace, binary, Binary};
 use crate::launch::{self, item_index};
 use crate::layout::transpose;
-use crate::matmul::{matmul, MatmulShape};
+use crate::optim::orthogonalise;
 use crate::reduce::{reduce_rows, Reduce};
 use crate::{Client, Handle, Result};
 
@@ -236,7 +236,7 @@ fn cautious_update_kernel<F: Float>(
     }
 }
 
-/// Polar Express on the device (see [`polar_express_ref`]); `x` (rows, cols).
+/// Polar Express on the device (see [`polar_express_ref`]); `g` (rows, cols).
 pub fn polar_express<F: KernelFloat>(
     client: &Client,
     g: &Handle,
@@ -244,42 +244,8 @@ pub fn polar_express<F: KernelFloat>(
     cols: usize,
     steps: usize,
 ) -> Result<Handle> {
-    launch::check_size("polar_express", "g", g, &[rows, cols], F::DTYPE)?;
-    // Run on the wide form: X^T X of a tall X is the Gram matrix of its transpose.
-    let tall = rows > cols;
-    let (r, c) = if tall { (cols, rows) } else { (rows, cols) };
-    let mut x = if tall {
-        transpose::<F>(client, g, 1, rows, cols)?
-    } else {
-        g.clone()
-    };
-    let norm = frobenius::<F>(client, &x, r, c)?;
-    let inv = [1.0 / (norm * 1.01 + 1e-6)];
-    x = scale_by::<F>(client, &x, r * c, inv[0])?;
-    for &(a, b, cc) in POLAR_EXPRESS_COEFFS.iter().take(steps) {
-        let gram = matmul::<F>(client, &x, &x, &MatmulShape::new(r, r, c, false, true))?;
-        let gram2 = matmul::<F>(
-            client,
-            &gram,
-            &gram,
-            &MatmulShape::new(r, r, r, false, false),
-        )?;
-        let poly = binary::<F>(
-            client,
-            &gram,
-            &gram2,
-            r * r,
-            Binary::Axpby,
-            b as f32,
-            cc as f32,
-        )?;
-        let px = matmul::<F>(client, &poly, &x, &MatmulShape::new(r, c, r, false, false))?;
-        x = binary::<F>(client, &x, &px, r * c, Binary::Axpby, a as f32, 1.0)?;
-    }
-    if tall {
-        x = transpose::<F>(client, &x, 1, r, c)?;
-    }
-    Ok(x)
+    let coeffs = &POLAR_EXPRESS_COEFFS[..steps.min(POLAR_EXPRESS_COEFFS.len())];
+    orthogonalise::<F>(client, g, (rows, cols), coeffs, (1.01, 1e-6))
 }
 
 /// Mean squares of the rows of `x` (rows, cols), on the host.

@@ -153,7 +153,23 @@ pub fn newton_schulz<F: KernelFloat>(
     cols: usize,
     steps: usize,
 ) -> Result<Handle> {
-    launch::check_size("newton_schulz", "g", g, &[rows, cols], F::DTYPE)?;
+    let (a, b, c) = NS_COEFFS;
+    let coeffs = vec![(a as f64, b as f64, c as f64); steps];
+    orthogonalise::<F>(client, g, (rows, cols), &coeffs, (1.0, 1e-7))
+}
+
+/// The quintic iteration shared by Muon's Newton-Schulz and HEAD's Polar Express: `X = G /
+/// (||G||_F * norm.0 + norm.1)` (on the device, no round trip to the host), then per
+/// coefficient triple `X = a X + (b A + c A^2) X` with `A = X X^T`, run on the transpose when
+/// rows > cols (so `A` is the smaller Gram matrix).
+pub fn orthogonalise<F: KernelFloat>(
+    client: &Client,
+    g: &Handle,
+    (rows, cols): (usize, usize),
+    coeffs: &[(f64, f64, f64)],
+    norm: (f32, f32),
+) -> Result<Handle> {
+    launch::check_size("orthogonalise", "g", g, &[rows, cols], F::DTYPE)?;
     let tall = rows > cols;
     let (r, c) = if tall { (cols, rows) } else { (rows, cols) };
     let mut x = if tall {
@@ -161,31 +177,24 @@ pub fn newton_schulz<F: KernelFloat>(
     } else {
         g.clone()
     };
-    // x /= ||x||_F + 1e-7, without a round trip to the host.
     let row_ms = reduce_rows::<F>(client, &x, r, c, Reduce::MeanSquare)?;
     let total = reduce_rows::<F>(client, &row_ms, 1, r, Reduce::Sum)?;
-    let norm = unary::<F>(
-        client,
-        &total,
-        1,
+    let mut n = total;
+    for op in [
         Unary::Affine {
             mul: c as f32,
             add: 0.0,
         },
-    )?;
-    let norm = unary::<F>(client, &norm, 1, Unary::Sqrt)?;
-    let norm = unary::<F>(
-        client,
-        &norm,
-        1,
+        Unary::Sqrt,
         Unary::Affine {
-            mul: 1.0,
-            add: 1e-7,
+            mul: norm.0,
+            add: norm.1,
         },
-    )?;
-    x = binary_broadcast::<F>(client, (&x, &[r, c]), (&norm, &[1]), Binary::Div, 0.0, 0.0)?.0;
-    let (a, b, cc) = NS_COEFFS;
-    for _ in 0..steps {
+    ] {
+        n = unary::<F>(client, &n, 1, op)?;
+    }
+    x = binary_broadcast::<F>(client, (&x, &[r, c]), (&n, &[1]), Binary::Div, 0.0, 0.0)?.0;
+    for &(a, b, cc) in coeffs {
         let gram = matmul::<F>(client, &x, &x, &MatmulShape::new(r, r, c, false, true))?;
         let gram2 = matmul::<F>(
             client,
@@ -193,9 +202,17 @@ pub fn newton_schulz<F: KernelFloat>(
             &gram,
             &MatmulShape::new(r, r, r, false, false),
         )?;
-        let poly = binary::<F>(client, &gram, &gram2, r * r, Binary::Axpby, b, cc)?;
+        let poly = binary::<F>(
+            client,
+            &gram,
+            &gram2,
+            r * r,
+            Binary::Axpby,
+            b as f32,
+            cc as f32,
+        )?;
         let px = matmul::<F>(client, &poly, &x, &MatmulShape::new(r, c, r, false, false))?;
-        x = binary::<F>(client, &x, &px, r * c, Binary::Axpby, a, 1.0)?;
+        x = binary::<F>(client, &x, &px, r * c, Binary::Axpby, a as f32, 1.0)?;
     }
     if tall {
         x = transpose::<F>(client, &x, 1, r, c)?;

@@ -97,20 +97,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let tasks = RlTasks::new(&args.tasks, args.seed).context("chat-rl")?;
     let device = args.device.open()?;
-    let super::Loaded {
-        phase,
-        root,
-        model,
-        tokenizer,
-        meta,
-    } = args.model.load(&device)?;
+    let loaded = args.model.load(&device)?;
+    let (phase, root, meta) = (loaded.phase, loaded.root, loaded.meta);
     let tag = nanochat_core::checkpoint::root_tag(
         &root,
         phase,
         args.model.checkpoint.model_tag.as_deref(),
         &meta,
     );
-    let mut rl = RlTrainer::new(Engine::new(model, tokenizer)?, tasks.train, args.config())?;
+    let mut rl = RlTrainer::new(
+        Engine::new(loaded.model, loaded.tokenizer)?,
+        tasks.train,
+        args.config(),
+    )?;
     let run = RlRun {
         test: tasks.test,
         tasks: args.tasks.clone(),
@@ -120,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         model_tag: tag.clone(),
         source_phase: phase,
         source_step: meta.step,
-        tokenizer_path: meta.tokenizer_path.clone(),
+        tokenizer_path: meta.tokenizer_path,
         started,
     };
     let start = format!("chat-rl {tag}: from {} step {}", phase.name(), meta.step);
@@ -131,6 +130,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    print_results(&tag, out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Adds the run to the report card and prints the phase, tag, folder and results as JSON.
+fn print_results(tag: &str, out: nanochat_core::rl::RlOutcome) -> anyhow::Result<()> {
     let (dir, results) = (out.checkpoint_dir, serde_json::to_value(&out.results)?);
     super::report_stage(
         "chat-rl",
@@ -140,5 +145,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let printed =
         json!({"phase": "rl", "model_tag": tag, "checkpoint_dir": dir, "results": results});
     println!("{}", serde_json::to_string_pretty(&printed)?);
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -2,10 +2,12 @@
 //! gzipped), and the small public-domain corpus built into the library; and the accounting of
 //! how much of it a run uses.
 
+mod bestfit;
 mod documents;
 mod loader;
 mod usage;
 
+pub use bestfit::{BestFitPacker, PackedRows, SftPacker, SftProgress, StreamPosition};
 pub use documents::{
     bundled_documents, read_documents, split_train_val, text_documents, BUNDLED_CORPUS,
     TEXT_DOC_CHARS,
