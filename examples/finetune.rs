@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use nanochat_core::checkpoint::{tokenizer_for, Phase};
 use nanochat_core::data::{Batch, DataLoader, Packing};
-use nanochat_core::optim::{LrSchedule, OptimConfig};
+use nanochat_core::optim::{LrSchedule, OptimConfig, OptimSettings, Schedules};
 use nanochat_core::tasks::{CustomJson, Task, TaskSlice};
 use nanochat_core::train::{Event, TrainConfig, Trainer};
 use nanochat_core::DType;
@@ -101,8 +101,8 @@ fn main() -> anyhow::Result<()> {
         seq_len: t,
         total_batch_size: b * t,
         total_steps: args.steps,
-        optim: OptimConfig::with_peak_lr(args.lr),
-        schedule: LrSchedule::new(args.steps as usize),
+        optim: OptimSettings::V1(OptimConfig::with_peak_lr(args.lr)),
+        schedule: Schedules::V1(LrSchedule::new(args.steps as usize)),
         eval_every: 0,
         save_every: 0,
         sample_prompts: vec![],

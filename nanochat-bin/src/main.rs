@@ -45,7 +45,7 @@ enum Command {
     /// Bytes per token of our tokenizer vs GPT-2 and GPT-4 on several kinds of text.
     TokEval(cmd::tok_eval::Args),
     /// Pretrain a GPT (the bundled corpus by default).
-    BaseTrain(cmd::base_train::Args),
+    BaseTrain(Box<cmd::base_train::Args>),
     /// Mid-train a base model on conversations (chat format, special tokens, tool use).
     MidTrain(cmd::chat_train::Args),
     /// Supervised fine-tuning on conversations (one per row).
@@ -115,7 +115,7 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Bench(c) => cmd::bench::run(c),
         Command::VerifyReference(args) => cmd::verify_reference::run(args),
         Command::TokTrain(args) => cmd::tok_train::run(args),
-        Command::BaseTrain(args) => cmd::base_train::run(args),
+        Command::BaseTrain(args) => cmd::base_train::run(*args),
         Command::MidTrain(args) => {
             cmd::chat_train::run(args, nanochat_core::checkpoint::Phase::Mid)
         }

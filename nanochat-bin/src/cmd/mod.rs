@@ -8,6 +8,7 @@ pub mod chat_eval;
 pub mod chat_rl;
 pub mod chat_train;
 pub mod chat_web;
+pub mod compat;
 pub mod progress;
 pub mod report;
 pub mod sampling;
@@ -171,10 +172,11 @@ pub fn open_device(backend: nanochat_kernels::Backend) -> anyhow::Result<Device>
 /// command that runs a model).
 #[derive(clap::Args, Clone, Copy, Debug)]
 pub struct DeviceArg {
-    /// Device: cpu, cuda or cuda:N.
+    /// Device: cpu, cuda or cuda:N (`--device-type`: nanochat's name).
     #[arg(
         short = 'd',
         long = "device",
+        visible_alias = "device-type",
         value_name = "DEVICE",
         default_value = "cpu"
     )]

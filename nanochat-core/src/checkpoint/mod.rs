@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::LoaderState;
 use crate::io::write_atomic;
 use crate::model::{GPTConfig, GPT};
-use crate::optim::Optimizer;
+use crate::optim::OptimizerState;
 use crate::paths::Paths;
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, DType, Device, Result, Tensor};
@@ -146,6 +146,11 @@ pub struct Meta {
     pub tokenizer_sha256: Option<String>,
     /// The data loader's position after this step.
     pub data_position: Option<LoaderState>,
+    /// The documents a best-fit packer (`--recipe head`) holds in its buffer after this step,
+    /// as (source, document) indices: with `data_position`, what a resume needs to continue
+    /// the same rows. Absent for v1's contiguous stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_buffer: Option<Vec<[usize; 2]>>,
     /// The training RNG state (dropout masks) after this step.
     pub rng_state: u64,
     /// Length and checksum of `model_<step>.safetensors`, checked at load.
@@ -186,6 +191,8 @@ pub struct SaveInfo {
     pub tokenizer_sha256: Option<String>,
     /// The data loader's position after this step, for resuming.
     pub data_position: Option<LoaderState>,
+    /// A best-fit packer's buffered documents after this step ([`Meta::data_buffer`]).
+    pub data_buffer: Option<Vec<[usize; 2]>>,
     /// The training RNG state (dropout masks) after this step.
     pub rng_state: u64,
     /// The run's settings (free-form JSON, for the report).
@@ -204,7 +211,7 @@ pub fn save_checkpoint(
     phase: Phase,
     step: u64,
     model: &GPT,
-    optim: Option<&Optimizer>,
+    optim: Option<&dyn OptimizerState>,
     info: SaveInfo,
 ) -> Result<Meta> {
     std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
@@ -215,7 +222,7 @@ pub fn save_checkpoint(
         None => None,
         Some(o) => {
             let tensors = o
-                .state_tensors()
+                .state_tensors()?
                 .into_iter()
                 .map(|(n, t)| Ok((n, t.shape().to_vec(), t.to_vec_f32()?)))
                 .collect::<Result<Vec<_>>>()?;
@@ -240,6 +247,7 @@ pub fn save_checkpoint(
         tokenizer_path: info.tokenizer_path,
         tokenizer_sha256: info.tokenizer_sha256,
         data_position: info.data_position,
+        data_buffer: info.data_buffer,
         rng_state: info.rng_state,
         model_file,
         optim_file,
@@ -297,7 +305,7 @@ pub fn load_checkpoint_model(
 pub fn load_optimizer_state(
     dir: &Path,
     meta: &Meta,
-    optim: &mut Optimizer,
+    optim: &mut dyn OptimizerState,
     device: &Device,
 ) -> Result<()> {
     let path = optim_path(dir, meta.step);
@@ -314,7 +322,7 @@ pub fn load_optimizer_state(
         .into_iter()
         .map(|(n, s, d)| (n, (s, d)))
         .collect();
-    optim.load_state(file.step, |name, param| {
+    optim.load_state(file.step, &mut |name, param| {
         let (shape, data) = map.get(name).ok_or_else(|| {
             CoreError::file(&path, format!("optimizer state `{name}` is missing"))
         })?;

@@ -4,7 +4,7 @@
 use super::*;
 use crate::model::ForwardOptions;
 use crate::ops::Reduction;
-use crate::optim::OptimConfig;
+use crate::optim::{OptimConfig, Optimizer};
 use crate::Tape;
 
 pub(super) fn tiny() -> GPTConfig {
@@ -98,6 +98,7 @@ fn setup() -> Setup {
             source: 0,
             offset: 8,
         }),
+        data_buffer: None,
         rng_state: 7,
         run: serde_json::json!({"lr": 0.02}),
     };

@@ -3,11 +3,15 @@
 //! how much of it a run uses.
 
 mod bestfit;
+mod bestfit_loader;
 mod documents;
 mod loader;
 mod usage;
 
-pub use bestfit::{BestFitPacker, PackedRows, SftPacker, SftProgress, StreamPosition};
+pub use bestfit::{
+    BestFitPacker, BufferedDoc, Chunk, PackedRows, SftPacker, SftProgress, StreamPosition,
+};
+pub use bestfit_loader::{BestFitLoader, BUFFER_SIZE, TOKENIZER_BATCH};
 pub use documents::{
     bundled_documents, read_documents, split_train_val, text_documents, BUNDLED_CORPUS,
     TEXT_DOC_CHARS,

@@ -303,6 +303,11 @@ impl MuonAdamW {
                     };
                     let p = &slot.param;
                     crate::ops::launch!(p, F, c => muon_head_step::<F>(c, p.handle(), grad.handle(), buf.handle(), second, rows, cols, &h))?;
+                    // HEAD keeps this buffer in the parameters' dtype (f32 master weights), and a
+                    // checkpoint saves it as f32: rounding here makes a resume bit-identical.
+                    for x in second.iter_mut() {
+                        *x = *x as f32 as f64;
+                    }
                 }
             }
         }

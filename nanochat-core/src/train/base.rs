@@ -9,34 +9,50 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{RunOutcome, TrainConfig, Trainer};
+use super::{BatchSource, RunOutcome, TrainConfig, Trainer};
 use crate::checkpoint::Phase;
 use crate::data::{
-    bundled_documents, split_train_val, unused_warning, Batch, DataLoader, Source, SourceUsage,
+    bundled_documents, split_train_val, unused_warning, Batch, BestFitLoader, DataLoader, Source,
+    SourceUsage,
 };
-use crate::model::{GPTConfig, ModelSize, GPT};
-use crate::optim::{LrSchedule, OptimConfig};
+use crate::model::{Architecture, GPTConfig, ModelSize, GPT};
+use crate::optim::{LrSchedule, MuonAdamWConfig, OptimConfig, OptimSettings, Schedules};
 use crate::paths::Paths;
+use crate::recipe::{HeadScaling, HeadScalingArgs, HeadSchedule, Horizon};
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, DType, Device, Result};
 
 /// The settings of a base-training run (the flags of `nanochat base-train`, nanochat's
-/// `scripts/base_train.py` arguments).
+/// `scripts/base_train.py` arguments). `None` means the recipe's default for the device
+/// ([`BaseTrainOptions::plan`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BaseTrainOptions {
+    /// `--recipe`: nanochat v1's model, optimizers, schedule and contiguous loader, or HEAD's
+    /// ([`Architecture`]).
+    pub recipe: Architecture,
     /// Model size preset; wins over `depth`.
     pub model_size: Option<ModelSize>,
-    /// Depth (n_layer); n_embd = 64 x depth. Neither this nor `model_size`: the tiny preset.
+    /// Depth (n_layer); v1: n_embd = 64 x depth; HEAD: `aspect_ratio` x depth rounded up to
+    /// whole heads. Neither this nor `model_size`: the tiny preset's depth (4).
     pub depth: Option<usize>,
-    /// Rows per micro-batch.
+    /// Rows per micro-batch (nanochat's `--device-batch-size`).
     pub batch_size: usize,
-    /// Tokens per optimizer step (`None`: one micro-batch, `batch_size` x `seq_len`).
+    /// Tokens per optimizer step. `None`: one micro-batch (`batch_size` x `seq_len`), except
+    /// HEAD off the CPU, which sizes it automatically.
     pub total_batch_size: Option<usize>,
-    /// Optimizer steps.
-    pub total_steps: u64,
-    /// Peak Muon learning rate (the AdamW rates scale by the same factor).
+    /// `--total-batch-size -1`: HEAD's automatic batch size on any device.
+    pub auto_total_batch_size: bool,
+    /// Optimizer steps (`--total-steps`, `--num-iterations`). `None`: 200, except HEAD off the
+    /// CPU, which takes its horizon from `target_param_data_ratio`.
+    pub total_steps: Option<u64>,
+    /// HEAD: `--target-flops`, the horizon when `total_steps` is not given.
+    pub target_flops: Option<f64>,
+    /// HEAD: `--target-param-data-ratio` (12 where it applies), the horizon when neither
+    /// `total_steps` nor `target_flops` is given.
+    pub target_param_data_ratio: Option<f64>,
+    /// v1: peak Muon learning rate (the AdamW rates scale by the same factor).
     pub lr: f32,
-    /// Tokens per row, also the model's block_size.
+    /// Tokens per row, also the model's block_size (nanochat's `--max-seq-len`).
     pub seq_len: usize,
     /// Compute dtype (bf16: mixed precision over f32 master weights).
     pub dtype: DType,
@@ -56,12 +72,72 @@ pub struct BaseTrainOptions {
     pub tokenizer: Option<PathBuf>,
     /// Seed of the initial weights.
     pub seed: u64,
-    /// Warmup fraction of the steps.
+    /// v1: warmup fraction of the steps.
     pub warmup_ratio: f64,
-    /// Warmdown fraction of the steps (linear to `final_lr_frac`).
-    pub warmdown_ratio: f64,
-    /// Learning-rate multiplier at the end of the warmdown.
-    pub final_lr_frac: f64,
+    /// HEAD: warmup steps (`--warmup-steps`, 40).
+    pub warmup_steps: Option<usize>,
+    /// Warmdown fraction of the steps (v1 0.2, HEAD 0.65).
+    pub warmdown_ratio: Option<f64>,
+    /// Learning-rate multiplier at the end of the warmdown (v1 0, HEAD 0.05).
+    pub final_lr_frac: Option<f64>,
+    /// HEAD's model shape and optimizer rates.
+    pub head: HeadTrainOptions,
+}
+
+/// The settings only `--recipe head` reads (`scripts/base_train.py` at 92d63d4; its defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadTrainOptions {
+    /// `--aspect-ratio` (64): model width per layer.
+    pub aspect_ratio: usize,
+    /// `--head-dim` (128).
+    pub head_dim: usize,
+    /// `--window-pattern` (`SSSL`), tiled over the layers; the last is always long.
+    pub window_pattern: String,
+    /// `--embedding-lr` (0.3), before the batch scale.
+    pub embedding_lr: f64,
+    /// `--unembedding-lr` (0.008), before the batch scale.
+    pub unembedding_lr: f64,
+    /// `--matrix-lr` (0.02), before the batch scale.
+    pub matrix_lr: f64,
+    /// `--scalar-lr` (0.5), before the batch scale.
+    pub scalar_lr: f64,
+    /// `--weight-decay` (0.28): Muon's cautious weight decay before its scaling.
+    pub weight_decay: f64,
+}
+
+impl Default for HeadTrainOptions {
+    fn default() -> Self {
+        HeadTrainOptions {
+            aspect_ratio: 64,
+            head_dim: 128,
+            window_pattern: "SSSL".into(),
+            embedding_lr: 0.3,
+            unembedding_lr: 0.008,
+            matrix_lr: 0.02,
+            scalar_lr: 0.5,
+            weight_decay: 0.28,
+        }
+    }
+}
+
+/// Optimizer steps of a v1 run, and of a HEAD run on the CPU, when no horizon is given.
+pub const DEFAULT_TOTAL_STEPS: u64 = 200;
+
+/// What a base-training run will do, resolved from its options ([`BaseTrainOptions::plan`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BasePlan {
+    /// The model.
+    pub config: GPTConfig,
+    /// Optimizer steps.
+    pub total_steps: u64,
+    /// Tokens per optimizer step.
+    pub total_batch_size: usize,
+    /// The optimizer and its rates.
+    pub optim: OptimSettings,
+    /// The schedules over `total_steps`.
+    pub schedule: Schedules,
+    /// HEAD's scaling-law settings (`None` for v1).
+    pub scaling: Option<HeadScaling>,
 }
 
 impl BaseTrainOptions {
@@ -74,19 +150,147 @@ impl BaseTrainOptions {
         }
     }
 
-    /// The base model's config for a tokenizer of `vocab_size` tokens
-    /// ([`GPTConfig::from_depth`] at `seq_len`). Errors: [`CoreError::InvalidArgument`] naming
-    /// the config field out of range.
+    /// The base model's config for a tokenizer of `vocab_size` tokens (v1:
+    /// [`GPTConfig::from_depth`] at `seq_len`; HEAD: [`HeadScalingArgs::model_config`]).
+    /// Errors: [`CoreError::InvalidArgument`] naming the config field out of range.
     pub fn model_config(&self, vocab_size: usize) -> Result<GPTConfig> {
-        let c = GPTConfig::from_depth(self.resolved_depth(), vocab_size, self.seq_len);
+        let c = match self.recipe {
+            Architecture::V1 => {
+                GPTConfig::from_depth(self.resolved_depth(), vocab_size, self.seq_len)
+            }
+            Architecture::Head => self.head_args(vocab_size).model_config(),
+        };
         c.validate()?;
         Ok(c)
     }
 
-    /// Tokens per optimizer step: `total_batch_size`, else one micro-batch.
+    fn head_args(&self, vocab_size: usize) -> HeadScalingArgs {
+        HeadScalingArgs {
+            depth: self.resolved_depth(),
+            aspect_ratio: self.head.aspect_ratio,
+            head_dim: self.head.head_dim,
+            max_seq_len: self.seq_len,
+            window_pattern: self.head.window_pattern.clone(),
+            vocab_size,
+            target_param_data_ratio: self.target_param_data_ratio.unwrap_or(12.0),
+        }
+    }
+
+    /// Tokens per optimizer step when given or defaulted to one micro-batch (v1's rule; HEAD's
+    /// automatic size is [`BaseTrainOptions::plan`]'s).
     pub fn tokens_per_step(&self) -> usize {
         self.total_batch_size
             .unwrap_or(self.batch_size * self.seq_len)
+    }
+
+    /// The run this resolves to for a tokenizer of `vocab_size` tokens, on the CPU when
+    /// `on_cpu` (the defaults differ there): the model,
+    /// the horizon, the batch, the optimizer and its schedules.
+    ///
+    /// - v1: `total_steps` (200) of `total_batch_size` (one micro-batch) tokens, AdamW + Muon at
+    ///   `lr`, [`LrSchedule`] (warmdown 0.2 to 0).
+    /// - HEAD ([`HeadScaling`], `scripts/base_train.py` at 92d63d4): the horizon from
+    ///   `total_steps`, else `target_flops`, else `target_param_data_ratio`; with none of them,
+    ///   200 steps on the CPU and the ratio 12 elsewhere. The batch: `total_batch_size`, else
+    ///   automatic when `auto_total_batch_size` or off the CPU, else one micro-batch. Every rate
+    ///   times `batch_lr_scale`, Muon's weight decay scaled, [`HeadSchedule`].
+    ///
+    /// Errors: [`CoreError::InvalidArgument`] for a config field out of range, a HEAD-only
+    /// setting under v1, or a horizon of 0 steps.
+    pub fn plan(&self, vocab_size: usize, on_cpu: bool) -> Result<BasePlan> {
+        let config = self.model_config(vocab_size)?;
+        let plan = match self.recipe {
+            Architecture::V1 => {
+                for (flag, given) in [
+                    ("--target-flops", self.target_flops.is_some()),
+                    (
+                        "--target-param-data-ratio",
+                        self.target_param_data_ratio.is_some(),
+                    ),
+                    ("--total-batch-size -1", self.auto_total_batch_size),
+                    ("--warmup-steps", self.warmup_steps.is_some()),
+                ] {
+                    if given {
+                        return Err(CoreError::invalid(
+                            flag,
+                            "given",
+                            "only with --recipe head (v1 trains --total-steps of --total-batch-size tokens)",
+                        ));
+                    }
+                }
+                let total_steps = self.total_steps.unwrap_or(DEFAULT_TOTAL_STEPS);
+                BasePlan {
+                    config,
+                    total_steps,
+                    total_batch_size: self.tokens_per_step(),
+                    optim: OptimSettings::V1(OptimConfig::with_peak_lr(self.lr)),
+                    schedule: Schedules::V1(LrSchedule {
+                        total_steps: total_steps as usize,
+                        warmup_ratio: self.warmup_ratio,
+                        warmdown_ratio: self.warmdown_ratio.unwrap_or(0.2),
+                        final_lr_frac: self.final_lr_frac.unwrap_or(0.0),
+                    }),
+                    scaling: None,
+                }
+            }
+            Architecture::Head => self.head_plan(config, vocab_size, on_cpu)?,
+        };
+        if plan.total_steps == 0 {
+            return Err(CoreError::invalid(
+                "the number of optimizer steps",
+                0,
+                "at least 1 (raise --num-iterations, --target-flops or --target-param-data-ratio)",
+            ));
+        }
+        Ok(plan)
+    }
+
+    fn head_plan(&self, config: GPTConfig, vocab_size: usize, cpu: bool) -> Result<BasePlan> {
+        let horizon = match (
+            self.total_steps,
+            self.target_flops,
+            self.target_param_data_ratio,
+        ) {
+            (Some(n), _, _) => Horizon::Iterations(n as usize),
+            (None, Some(f), _) => Horizon::TargetFlops(f),
+            (None, None, Some(_)) => Horizon::ParamDataRatio,
+            (None, None, None) if cpu => Horizon::Iterations(DEFAULT_TOTAL_STEPS as usize),
+            (None, None, None) => Horizon::ParamDataRatio,
+        };
+        let batch = match self.total_batch_size {
+            Some(n) => Some(n),
+            None if self.auto_total_batch_size || !cpu => None,
+            None => Some(self.batch_size * self.seq_len),
+        };
+        let h = &self.head;
+        let scaling = HeadScaling::new(&self.head_args(vocab_size), batch, horizon, h.weight_decay);
+        debug_assert_eq!(scaling.config, config);
+        let s = scaling.batch_lr_scale;
+        let optim = OptimSettings::Head(MuonAdamWConfig {
+            unembedding_lr: h.unembedding_lr * s,
+            embedding_lr: h.embedding_lr * s,
+            matrix_lr: h.matrix_lr * s,
+            scalar_lr: h.scalar_lr * s,
+            weight_decay: scaling.weight_decay_scaled,
+        });
+        let mut schedule = HeadSchedule::new(scaling.num_iterations, scaling.weight_decay_scaled);
+        if let Some(w) = self.warmup_steps {
+            schedule.warmup_steps = w;
+        }
+        if let Some(r) = self.warmdown_ratio {
+            schedule.warmdown_ratio = r;
+        }
+        if let Some(f) = self.final_lr_frac {
+            schedule.final_lr_frac = f;
+        }
+        Ok(BasePlan {
+            config,
+            total_steps: scaling.num_iterations as u64,
+            total_batch_size: scaling.total_batch_size,
+            optim,
+            schedule: Schedules::Head(schedule),
+            scaling: Some(scaling),
+        })
     }
 }
 
@@ -116,35 +320,54 @@ impl BaseRun {
     ) -> Result<BaseRun> {
         let tok_dir = paths.tokenizer_dir_or(opts.tokenizer.as_deref());
         let tokenizer = Tokenizer::from_pretrained(&tok_dir)?;
-        let config = opts.model_config(tokenizer.vocab_size())?;
+        let plan = opts.plan(tokenizer.vocab_size(), device.backend().is_cpu())?;
+        let config = plan.config.clone();
         let tag = opts
             .model_tag
             .clone()
             .unwrap_or_else(|| format!("d{}", config.n_layer));
         let (train_sources, val_source, labels) = sources(&opts.inputs)?;
         let (b, t) = (opts.batch_size, opts.seq_len);
-        let mut train = DataLoader::new(train_sources, tokenizer.clone(), b, t)?;
+        let mut stream = DataLoader::new(train_sources.clone(), tokenizer.clone(), b, t)?;
         let mut val_loader = DataLoader::new(vec![val_source], tokenizer.clone(), b, t)?;
         let n_val = opts.eval_tokens.div_ceil(b * t).max(1);
-        let inputs = account_inputs(opts, &labels, &mut train, &mut val_loader, n_val, notes)?;
+        let inputs = account_inputs(
+            opts,
+            &plan,
+            &labels,
+            &mut stream,
+            &mut val_loader,
+            n_val,
+            notes,
+        )?;
         let val: Vec<Batch> = (0..n_val)
             .map(|_| val_loader.next_batch())
             .collect::<Result<_>>()?;
+        // v1 reads one contiguous stream; HEAD packs whole documents best-fit. Validation is the
+        // contiguous stream under both, so their bpb compare.
+        let train: Box<dyn BatchSource> = match opts.recipe {
+            Architecture::V1 => Box::new(stream),
+            Architecture::Head => {
+                Box::new(BestFitLoader::new(train_sources, tokenizer.clone(), b, t)?)
+            }
+        };
+        if let Some(s) = &plan.scaling {
+            notes(format!(
+                "base-train --recipe head: {} scaling parameters, {} target tokens, batch {} tokens (lr scale {:.4}), weight decay {:.6}, {} steps",
+                s.params.scaling(), s.target_tokens, s.total_batch_size, s.batch_lr_scale,
+                s.weight_decay_scaled, s.num_iterations
+            ));
+        }
         let cfg = TrainConfig {
             phase: Phase::Base,
             root: paths.model_root.clone(),
             model_tag: tag.clone(),
             batch_size: b,
             seq_len: t,
-            total_batch_size: opts.tokens_per_step(),
-            total_steps: opts.total_steps,
-            optim: OptimConfig::with_peak_lr(opts.lr),
-            schedule: LrSchedule {
-                total_steps: opts.total_steps as usize,
-                warmup_ratio: opts.warmup_ratio,
-                warmdown_ratio: opts.warmdown_ratio,
-                final_lr_frac: opts.final_lr_frac,
-            },
+            total_batch_size: plan.total_batch_size,
+            total_steps: plan.total_steps,
+            optim: plan.optim,
+            schedule: plan.schedule,
             eval_every: opts.eval_every,
             save_every: opts.save_every,
             sample_prompts: vec![
@@ -156,19 +379,34 @@ impl BaseRun {
             tokenizer_path: tok_dir.clone(),
             compute_dtype: opts.dtype,
             run: json!({
-                "command": "base-train", "depth": config.n_layer, "batch_size": b, "seq_len": t,
-                "total_batch_size": opts.tokens_per_step(), "total_steps": opts.total_steps,
-                "lr": opts.lr, "dtype": opts.dtype.name(), "device": device.to_string(), "seed": opts.seed,
+                "command": "base-train", "recipe": opts.recipe.name(), "depth": config.n_layer,
+                "batch_size": b, "seq_len": t, "total_batch_size": plan.total_batch_size,
+                "total_steps": plan.total_steps, "lr": opts.lr, "dtype": opts.dtype.name(),
+                "device": device.to_string(), "seed": opts.seed,
                 "inputs": opts.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             }),
         };
         let trainer = match opts.resume_from_step {
-            Some(step) => Trainer::resume(step, device, tokenizer, Box::new(train), val, cfg)?,
+            Some(step) => {
+                let meta = crate::checkpoint::read_meta(&cfg.checkpoint_dir(), step)?;
+                if meta.config.architecture != opts.recipe {
+                    return Err(CoreError::invalid(
+                        "--recipe",
+                        opts.recipe.name(),
+                        format!(
+                            "the recipe of the run being resumed: step {step} in {} is a `{}` model",
+                            cfg.checkpoint_dir().display(),
+                            meta.config.architecture.name()
+                        ),
+                    ));
+                }
+                Trainer::resume(step, device, tokenizer, train, val, cfg)?
+            }
             // Master weights are f32; a bf16 compute dtype computes in bf16 over them.
             None => Trainer::new(
                 GPT::new(config, device, DType::F32, opts.seed)?,
                 tokenizer,
-                Box::new(train),
+                train,
                 val,
                 cfg,
             )?,
@@ -262,6 +500,7 @@ fn sources(inputs: &[PathBuf]) -> Result<(Vec<Source>, Source, Vec<String>)> {
 /// Returns a row per input for the summary.
 pub fn account_inputs(
     opts: &BaseTrainOptions,
+    plan: &BasePlan,
     labels: &[String],
     train: &mut DataLoader,
     val: &mut DataLoader,
@@ -269,8 +508,8 @@ pub fn account_inputs(
     notes: &mut dyn FnMut(String),
 ) -> Result<serde_json::Value> {
     let (b, t) = (opts.batch_size, opts.seq_len);
-    let per_step = opts.tokens_per_step();
-    let train_tokens = (opts.total_steps as usize).saturating_mul(per_step);
+    let per_step = plan.total_batch_size;
+    let train_tokens = (plan.total_steps as usize).saturating_mul(per_step);
     let train_use = train.source_usage(train_tokens.saturating_add(1))?;
     let val_use = val.source_usage(n_val_batches * b * t + 1)?;
     let mut rows = Vec::new();
@@ -300,7 +539,7 @@ pub fn account_inputs(
         )
     };
     let (chars, unused) = total(&train_use);
-    let cause = format!("--total-steps {} of {per_step} tokens", opts.total_steps);
+    let cause = format!("--total-steps {} of {per_step} tokens", plan.total_steps);
     let remedy = "raise --total-steps to train on all of it";
     let warn_train = unused_warning(chars, unused, "training characters", &cause, remedy);
     let (chars, unused) = total(&val_use);

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{RunOutcome, TrainConfig, Trainer};
 use crate::checkpoint::{tokenizer_for, Meta, Phase};
 use crate::data::{conversation_usage, unused_warning, Batch, DataLoader, Packing};
-use crate::optim::{LrSchedule, OptimConfig};
+use crate::optim::{LrSchedule, OptimConfig, OptimSettings, Schedules};
 use crate::paths::Paths;
 use crate::tasks::{training_task, Task, TaskMixture, TaskSlice};
 use crate::tokenizer::Tokenizer;
@@ -115,6 +115,7 @@ impl ChatRun {
             phase: source_phase,
             tag: source_tag,
         } = source;
+        refuse_head(&model, phase)?;
         let tag = opts.model_tag.clone().unwrap_or_else(|| source_tag.clone());
         let names: Vec<String> = if opts.tasks.is_empty() {
             DEFAULT_TASKS.iter().map(|s| s.to_string()).collect()
@@ -176,8 +177,8 @@ impl ChatRun {
             seq_len: t,
             total_batch_size: opts.total_batch_size.unwrap_or(b * t),
             total_steps: opts.total_steps,
-            optim: OptimConfig::with_peak_lr(opts.lr),
-            schedule: LrSchedule::new(opts.total_steps as usize),
+            optim: OptimSettings::V1(OptimConfig::with_peak_lr(opts.lr)),
+            schedule: Schedules::V1(LrSchedule::new(opts.total_steps as usize)),
             eval_every: opts.eval_every,
             save_every: opts.save_every,
             sample_prompts: vec![],
@@ -322,4 +323,24 @@ pub fn account_conversations(
         }
     }
     Ok(())
+}
+
+/// HEAD models are not fine-tuned with v1's recipe: nanochat HEAD has no mid-training (its
+/// `scripts/chat_sft.py` fine-tunes the base model directly), and HEAD's SFT recipe
+/// (`MuonAdamW` warm-started from the base run's optimizer state, its schedule and best-fit
+/// packing) is not wired into `chat-sft` yet. Errors: [`CoreError::Unsupported`] saying which.
+pub fn refuse_head(model: &GPT, phase: Phase) -> Result<()> {
+    if model.config().architecture != crate::model::Architecture::Head {
+        return Ok(());
+    }
+    Err(match phase {
+        Phase::Mid => CoreError::Unsupported {
+            op: "mid-train",
+            why: "this is a nanochat HEAD model, and HEAD has no mid-training: its chat_sft.py fine-tunes the base model directly".into(),
+        },
+        _ => CoreError::Unsupported {
+            op: "chat-sft",
+            why: "this is a nanochat HEAD model, whose SFT recipe (MuonAdamW warm-started from the base run's optimizer state) is not in nanochat-rs yet; fine-tuning it with v1's optimizer would be a different recipe".into(),
+        },
+    })
 }

@@ -21,7 +21,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub use accumulate::{accumulate_gradients, has_supervised_target, masked_rows, Accumulated};
-pub use base::{account_inputs, BaseRun, BaseTrainOptions};
+pub use base::{
+    account_inputs, BasePlan, BaseRun, BaseTrainOptions, HeadTrainOptions, DEFAULT_TOTAL_STEPS,
+};
 pub use bench::{bench_train, peak_host_bytes, TrainBench};
 pub use bpb::{batch_nats_bytes, evaluate_bpb};
 pub use chat::{
@@ -33,9 +35,9 @@ pub use metrics::{MetricsLog, StepMetrics};
 use crate::checkpoint::{
     checkpoint_dir, load_checkpoint_model, load_optimizer_state, save_checkpoint, Phase, SaveInfo,
 };
-use crate::data::{Batch, DataLoader, LoaderState};
+use crate::data::{Batch, BestFitLoader, DataLoader, LoaderState};
 use crate::model::{SamplingParams, GPT};
-use crate::optim::{muon_momentum, LrSchedule, OptimConfig, Optimizer};
+use crate::optim::{OptimSettings, Schedules, TrainOptimizer};
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, DType, Device, Result};
 
@@ -47,6 +49,23 @@ pub trait BatchSource: Send {
     fn position(&self) -> LoaderState;
     /// Moves the stream to a saved position; errors when the state does not fit the data.
     fn restore(&mut self, state: LoaderState) -> Result<()>;
+    /// The documents a packer holds back between batches, as (source, document) indices
+    /// (HEAD's best-fit buffer); `None` for a stream without one. Saved with the position.
+    fn buffered(&self) -> Option<Vec<[usize; 2]>> {
+        None
+    }
+    /// Refills the packer's buffer with these documents (after [`BatchSource::restore`]).
+    /// Errors: [`CoreError::Mismatch`] for a stream without a buffer, or the stream's when an
+    /// index names no document.
+    fn restore_buffered(&mut self, docs: Vec<[usize; 2]>) -> Result<()> {
+        Err(CoreError::Mismatch {
+            op: "resume",
+            why: format!(
+                "the checkpoint holds a best-fit packer's buffer ({} documents: a `--recipe head` run) but this run's loader has none",
+                docs.len()
+            ),
+        })
+    }
 }
 
 impl BatchSource for DataLoader {
@@ -58,6 +77,24 @@ impl BatchSource for DataLoader {
     }
     fn restore(&mut self, state: LoaderState) -> Result<()> {
         DataLoader::restore(self, state)
+    }
+}
+
+impl BatchSource for BestFitLoader {
+    fn next_batch(&mut self) -> Result<Batch> {
+        BestFitLoader::next_batch(self)
+    }
+    fn position(&self) -> LoaderState {
+        self.state()
+    }
+    fn restore(&mut self, state: LoaderState) -> Result<()> {
+        BestFitLoader::restore(self, state)
+    }
+    fn buffered(&self) -> Option<Vec<[usize; 2]>> {
+        Some(self.buffered_ids())
+    }
+    fn restore_buffered(&mut self, docs: Vec<[usize; 2]>) -> Result<()> {
+        self.restore_buffer(&docs)
     }
 }
 
@@ -78,10 +115,10 @@ pub struct TrainConfig {
     pub total_batch_size: usize,
     /// Optimizer steps of the run (nanochat's `num_iterations`).
     pub total_steps: u64,
-    /// Optimizer settings (AdamW for embeddings and lm_head, Muon for matrices).
-    pub optim: OptimConfig,
-    /// Learning-rate multiplier by step (warmup, constant, warmdown).
-    pub schedule: LrSchedule,
+    /// Optimizer settings: v1's AdamW + Muon, or HEAD's MuonAdamW.
+    pub optim: OptimSettings,
+    /// The learning-rate multiplier (and Muon's momentum and weight decay) by step.
+    pub schedule: Schedules,
     /// Measure validation bpb every this many steps (and at the end); 0: only at the end.
     pub eval_every: u64,
     /// Save a checkpoint every this many steps (and at the end); 0: only at the end.
@@ -235,7 +272,7 @@ pub struct Trainer {
     /// The model being trained (f32 master weights).
     pub model: GPT,
     /// Its optimizer and state.
-    pub optim: Optimizer,
+    pub optim: TrainOptimizer,
     /// The tokenizer (decodes samples, recorded in checkpoints).
     pub tokenizer: Tokenizer,
     /// The run's settings.
@@ -261,7 +298,7 @@ impl Trainer {
     ) -> Result<Trainer> {
         cfg.grad_accum_steps()?;
         check_fits(&model, cfg.batch_size, cfg.seq_len)?;
-        let optim = Optimizer::new(&model, &cfg.optim);
+        let optim = TrainOptimizer::new(&model, &cfg.optim)?;
         Trainer::assemble(model, optim, tokenizer, train, val, cfg, 0, None)
     }
 
@@ -270,7 +307,7 @@ impl Trainer {
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         mut model: GPT,
-        optim: Optimizer,
+        optim: TrainOptimizer,
         tokenizer: Tokenizer,
         train: Box<dyn BatchSource>,
         val: Vec<Batch>,
@@ -316,10 +353,23 @@ impl Trainer {
             &cfg.tokenizer_path,
             false,
         )?;
-        let mut optim = Optimizer::new(&model, &cfg.optim);
+        let mut optim = TrainOptimizer::new(&model, &cfg.optim)?;
         load_optimizer_state(&dir, &meta, &mut optim, device)?;
         if let Some(pos) = meta.data_position {
             train.restore(pos)?;
+        }
+        match (meta.data_buffer, train.buffered()) {
+            (Some(docs), _) => train.restore_buffered(docs)?,
+            (None, Some(_)) => {
+                return Err(CoreError::Mismatch {
+                    op: "resume",
+                    why: format!(
+                        "{} has no best-fit packer buffer (a v1 run's checkpoint) but this run packs with one (`--recipe head`)",
+                        dir.join(format!("meta_{step:06}.json")).display()
+                    ),
+                })
+            }
+            (None, None) => {}
         }
         model.set_rng_state(meta.rng_state);
         Trainer::assemble(model, optim, tokenizer, train, val, cfg, step, meta.val_bpb)
@@ -361,9 +411,8 @@ impl Trainer {
             .collect::<Result<Vec<_>>>()?;
         let acc = accumulate_gradients(&self.model, &batches)?;
         if !acc.is_empty() {
-            let lr = self.cfg.schedule.multiplier(self.step as usize) as f32;
             self.optim
-                .step(&acc.grads, lr, muon_momentum(self.step as usize))?;
+                .step(&acc.grads, &self.cfg.schedule, self.step as usize)?;
         }
         self.step += 1;
         Ok(StepOutcome {
@@ -382,6 +431,7 @@ impl Trainer {
             tokenizer_path: self.cfg.tokenizer_record.clone(),
             tokenizer_sha256: Some(self.tokenizer_sha256.clone()),
             data_position: Some(self.train.position()),
+            data_buffer: self.train.buffered(),
             rng_state: self.model.rng_state(),
             run: self.cfg.run.clone(),
         };
@@ -420,7 +470,7 @@ impl Trainer {
             let mut m = StepMetrics {
                 step: self.step,
                 loss: outcome.loss,
-                lr_multiplier: cfg.schedule.multiplier(self.step as usize - 1),
+                lr_multiplier: cfg.schedule.lr_multiplier(self.step as usize - 1),
                 tokens_per_s: tps,
                 mfu: flops_per_token * tps / peak,
                 val_bpb: None,

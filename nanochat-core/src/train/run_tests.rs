@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::*;
 use crate::checkpoint::save_checkpoint;
-use crate::model::{GPTConfig, ModelSize};
+use crate::model::{Architecture, GPTConfig, ModelSize};
 use crate::paths::Paths;
 
 /// The small test tokenizer, saved as `root/tokenizer` (where [`Paths::under`] looks).
@@ -19,10 +19,14 @@ fn tokenizer_under(root: &Path) -> Tokenizer {
 fn base_options() -> BaseTrainOptions {
     BaseTrainOptions {
         model_size: None,
+        recipe: Architecture::V1,
         depth: Some(1),
         batch_size: 2,
         total_batch_size: None,
-        total_steps: 2,
+        auto_total_batch_size: false,
+        total_steps: Some(2),
+        target_flops: None,
+        target_param_data_ratio: None,
         lr: 0.02,
         seq_len: 32,
         dtype: DType::F32,
@@ -35,8 +39,10 @@ fn base_options() -> BaseTrainOptions {
         tokenizer: None,
         seed: 42,
         warmup_ratio: 0.0,
-        warmdown_ratio: 0.2,
-        final_lr_frac: 0.0,
+        warmup_steps: None,
+        warmdown_ratio: None,
+        final_lr_frac: None,
+        head: HeadTrainOptions::default(),
     }
 }
 
@@ -175,6 +181,7 @@ fn chat_source(root: &Path, dev: &Device) -> ChatSource {
         tokenizer_path: None,
         tokenizer_sha256: Some(tokenizer.fingerprint().unwrap()),
         data_position: None,
+        data_buffer: None,
         rng_state: 5,
         run: serde_json::Value::Null,
     };
@@ -291,4 +298,205 @@ fn a_chat_run_refuses_rows_longer_than_the_model_and_too_few_conversations() {
         matches!(&err, CoreError::InvalidArgument { name: "tasks", .. }),
         "{err:?}"
     );
+}
+
+/// HEAD's base_train defaults off the CPU (`--depth D`, automatic horizon and batch) resolve
+/// to `head_schedules.json`'s settings: the batch, the steps, setup_optimizer's rates and the
+/// scaled weight decay; on the CPU the default horizon is 200 steps of one micro-batch.
+#[test]
+fn head_plans_match_base_train_at_every_depth() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/reference/head/head_schedules.json"
+    );
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (name, a) in f["auto_settings"].as_object().unwrap() {
+        let argv: Vec<&str> = a["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let flag = |k: &str| argv.iter().position(|&x| x == k).map(|i| argv[i + 1]);
+        let opts = BaseTrainOptions {
+            recipe: Architecture::Head,
+            depth: Some(flag("--depth").unwrap().parse().unwrap()),
+            batch_size: a["device_batch_size"].as_u64().unwrap() as usize,
+            seq_len: 2048,
+            total_steps: None,
+            target_param_data_ratio: flag("--target-param-data-ratio").map(|r| r.parse().unwrap()),
+            ..base_options()
+        };
+        let plan = opts.plan(32768, false).unwrap();
+        let n = |k: &str| a[k].as_u64().unwrap();
+        assert_eq!(plan.total_steps, n("num_iterations"), "{name}");
+        assert_eq!(
+            plan.total_batch_size as u64,
+            n("total_batch_size"),
+            "{name}"
+        );
+        let kw = &a["setup_optimizer_kwargs"];
+        let OptimSettings::Head(c) = plan.optim else {
+            panic!("{name}: HEAD's optimizer")
+        };
+        for (got, key) in [
+            (c.unembedding_lr, "unembedding_lr"),
+            (c.embedding_lr, "embedding_lr"),
+            (c.scalar_lr, "scalar_lr"),
+            (c.matrix_lr, "matrix_lr"),
+            (c.weight_decay, "weight_decay"),
+        ] {
+            let want = kw[key].as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "{name} {key}: {got} vs {want}"
+            );
+        }
+        let Schedules::Head(s) = plan.schedule else {
+            panic!("{name}: HEAD's schedules")
+        };
+        assert_eq!(s.warmdown_iters() as u64, n("warmdown_iters"), "{name}");
+        assert_eq!(plan.config.window_pattern, "SSSL");
+        // The CPU's default, when no horizon is given: 200 steps of one micro-batch.
+        let cpu = opts.plan(32768, true).unwrap();
+        let steps = match opts.target_param_data_ratio {
+            None => DEFAULT_TOTAL_STEPS,
+            Some(_) => cpu.scaling.as_ref().unwrap().num_iterations as u64,
+        };
+        assert_eq!(
+            (cpu.total_steps, cpu.total_batch_size),
+            (steps, opts.batch_size * 2048)
+        );
+    }
+}
+
+#[test]
+fn head_only_settings_are_refused_under_v1_and_a_zero_horizon_is_an_error() {
+    let o = BaseTrainOptions {
+        target_flops: Some(1e12),
+        ..base_options()
+    };
+    assert!(matches!(
+        o.plan(1000, true),
+        Err(CoreError::InvalidArgument {
+            name: "--target-flops",
+            ..
+        })
+    ));
+    let o = BaseTrainOptions {
+        recipe: Architecture::Head,
+        total_steps: None,
+        target_flops: Some(1.0),
+        ..base_options()
+    };
+    assert!(matches!(
+        o.plan(1000, true),
+        Err(CoreError::InvalidArgument { .. })
+    ));
+}
+
+/// A `--recipe head` run saved at step 2 and resumed to step 4 ends bit-identical to an
+/// uninterrupted one: weights, MuonAdamW's state and the best-fit packer's buffer; resuming
+/// it as v1 is refused.
+#[test]
+fn a_head_run_resumes_bit_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = Paths::under(tmp.path());
+    tokenizer_under(tmp.path());
+    let dev = Device::cpu().unwrap();
+    let opts = |tag: &str, resume: Option<u64>| BaseTrainOptions {
+        recipe: Architecture::Head,
+        total_steps: Some(4),
+        save_every: 2,
+        model_tag: Some(tag.into()),
+        resume_from_step: resume,
+        head: HeadTrainOptions {
+            head_dim: 32,
+            window_pattern: "SL".into(),
+            ..HeadTrainOptions::default()
+        },
+        ..base_options()
+    };
+    let train = |o: &BaseTrainOptions| {
+        let mut run = BaseRun::prepare(o, &paths, &dev, &mut |_| {}).unwrap();
+        run.trainer.run(&mut |_| {}).unwrap();
+        run
+    };
+    let whole = train(&opts("whole", None));
+    assert_eq!(
+        whole.trainer.model.config().architecture,
+        Architecture::Head
+    );
+    let dir = whole.trainer.cfg.checkpoint_dir();
+    let meta = crate::checkpoint::read_meta(&dir, 2).unwrap();
+    assert!(
+        meta.data_buffer.as_ref().is_some_and(|b| !b.is_empty()),
+        "the packer's buffer is saved"
+    );
+    // The same run, cut after step 2: its step-4 files are removed and it is resumed.
+    let cut = train(&opts("cut", None));
+    let cut_dir = cut.trainer.cfg.checkpoint_dir();
+    for f in [
+        "model_000004.safetensors",
+        "optim_000004.bin",
+        "meta_000004.json",
+    ] {
+        std::fs::remove_file(cut_dir.join(f)).unwrap();
+    }
+    train(&opts("cut", Some(2)));
+    for f in ["model_000004.safetensors", "optim_000004.bin"] {
+        assert_eq!(
+            std::fs::read(dir.join(f)).unwrap(),
+            std::fs::read(cut_dir.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let v1 = BaseTrainOptions {
+        recipe: Architecture::V1,
+        ..opts("cut", Some(2))
+    };
+    let err = BaseRun::prepare(&v1, &paths, &dev, &mut |_| {})
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            CoreError::InvalidArgument {
+                name: "--recipe",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn head_models_are_not_mid_trained_or_fine_tuned_with_v1s_recipe() {
+    let dev = Device::cpu().unwrap();
+    let opts = BaseTrainOptions {
+        recipe: Architecture::Head,
+        ..base_options()
+    };
+    let head = GPT::new(opts.model_config(1000).unwrap(), &dev, DType::F32, 1).unwrap();
+    let v1 = GPT::new(
+        base_options().model_config(1000).unwrap(),
+        &dev,
+        DType::F32,
+        1,
+    )
+    .unwrap();
+    for phase in [Phase::Mid, Phase::Sft] {
+        assert!(super::chat::refuse_head(&v1, phase).is_ok());
+        let e = super::chat::refuse_head(&head, phase).unwrap_err();
+        let op = if phase == Phase::Mid {
+            "mid-train"
+        } else {
+            "chat-sft"
+        };
+        assert!(
+            matches!(&e, CoreError::Unsupported { op: o, .. } if *o == op),
+            "{e:?}"
+        );
+    }
 }

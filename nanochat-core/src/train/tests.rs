@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::data::{bundled_documents, split_train_val, Source};
 use crate::model::GPTConfig;
+use crate::optim::{LrSchedule, OptimConfig};
 
 fn tokenizer() -> Tokenizer {
     crate::tokenizer::tests::small_tokenizer().clone()
@@ -33,8 +34,8 @@ fn setup(
         seq_len: t,
         total_batch_size: 2 * b * t,
         total_steps,
-        optim: OptimConfig::default(),
-        schedule: LrSchedule::new(total_steps as usize),
+        optim: OptimSettings::V1(OptimConfig::default()),
+        schedule: Schedules::V1(LrSchedule::new(total_steps as usize)),
         eval_every: 0,
         save_every,
         sample_prompts: vec!["Call me".into()],

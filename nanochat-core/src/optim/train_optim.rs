@@ -1,0 +1,171 @@
+//! The optimizer of a training run under either recipe ([`crate::recipe::Recipe`]): v1's
+//! AdamW + Muon pair ([`Optimizer`]) with its learning-rate schedule and momentum warmup, or
+//! HEAD's [`MuonAdamW`] with [`HeadSchedule`]'s learning rate, momentum and weight decay
+//! (`scripts/base_train.py` at 16788ee and at 92d63d4). [`OptimizerState`] is what a checkpoint
+//! saves and restores of either.
+
+use super::{muon_momentum, LrSchedule, MuonAdamW, MuonAdamWConfig, OptimConfig, Optimizer};
+use crate::model::GPT;
+use crate::recipe::HeadSchedule;
+use crate::{Grads, Result, Tensor};
+
+/// What a checkpoint keeps of an optimizer: its step count and its state as named tensors.
+pub trait OptimizerState {
+    /// Steps taken.
+    fn steps(&self) -> u32;
+    /// The state as named f32 tensors (names as PyTorch's optimizer state: `<param>.exp_avg`,
+    /// `<param>.momentum_buffer`, ...).
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>>;
+    /// Restores the step count and the state; `get(name, like)` returns the named tensor
+    /// shaped like `like` (or an error naming it).
+    fn load_state(
+        &mut self,
+        step: u32,
+        get: &mut dyn FnMut(&str, &Tensor) -> Result<Tensor>,
+    ) -> Result<()>;
+}
+
+impl OptimizerState for Optimizer {
+    fn steps(&self) -> u32 {
+        Optimizer::steps(self)
+    }
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Optimizer::state_tensors(self))
+    }
+    fn load_state(
+        &mut self,
+        step: u32,
+        get: &mut dyn FnMut(&str, &Tensor) -> Result<Tensor>,
+    ) -> Result<()> {
+        Optimizer::load_state(self, step, get)
+    }
+}
+
+impl OptimizerState for MuonAdamW {
+    fn steps(&self) -> u32 {
+        MuonAdamW::steps(self)
+    }
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        MuonAdamW::state_tensors(self)
+    }
+    fn load_state(
+        &mut self,
+        step: u32,
+        get: &mut dyn FnMut(&str, &Tensor) -> Result<Tensor>,
+    ) -> Result<()> {
+        MuonAdamW::load_state(self, step, get)
+    }
+}
+
+/// The optimizer settings of a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimSettings {
+    /// v1: AdamW for the embedding and lm_head, Muon for the blocks' matrices.
+    V1(OptimConfig),
+    /// HEAD: `MuonAdamW` with these base rates (already times `batch_lr_scale`).
+    Head(MuonAdamWConfig),
+}
+
+/// The schedules of a run, as functions of the 0-based optimizer step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedules {
+    /// v1: [`LrSchedule`] and [`muon_momentum`] (0.85 to 0.95 over 300 steps), no weight
+    /// decay schedule.
+    V1(LrSchedule),
+    /// HEAD: [`HeadSchedule`] (warmup steps, warmdown to a final fraction, Muon's momentum and
+    /// weight decay).
+    Head(HeadSchedule),
+}
+
+impl Schedules {
+    /// The learning-rate multiplier at step `it` (nanochat's `lrm`).
+    pub fn lr_multiplier(&self, it: usize) -> f64 {
+        match self {
+            Schedules::V1(s) => s.multiplier(it),
+            Schedules::Head(s) => s.lr_multiplier(it),
+        }
+    }
+
+    /// Muon's momentum at step `it`.
+    pub fn muon_momentum(&self, it: usize) -> f64 {
+        match self {
+            Schedules::V1(_) => muon_momentum(it) as f64,
+            Schedules::Head(s) => s.muon_momentum(it),
+        }
+    }
+
+    /// Muon's (cautious) weight decay at step `it`; 0 under v1.
+    pub fn muon_weight_decay(&self, it: usize) -> f64 {
+        match self {
+            Schedules::V1(_) => 0.0,
+            Schedules::Head(s) => s.muon_weight_decay(it),
+        }
+    }
+
+    /// The optimizer steps the schedule spans.
+    pub fn total_steps(&self) -> usize {
+        match self {
+            Schedules::V1(s) => s.total_steps,
+            Schedules::Head(s) => s.num_iterations,
+        }
+    }
+}
+
+/// A run's optimizer: v1's pair or HEAD's `MuonAdamW`.
+pub enum TrainOptimizer {
+    /// nanochat v1's AdamW + Muon.
+    V1(Optimizer),
+    /// nanochat HEAD's MuonAdamW.
+    Head(MuonAdamW),
+}
+
+impl TrainOptimizer {
+    /// The optimizer of `settings` over `model`'s parameters, step 0.
+    ///
+    /// Errors: HEAD's settings over a v1 model ([`MuonAdamW::new`]).
+    pub fn new(model: &GPT, settings: &OptimSettings) -> Result<TrainOptimizer> {
+        Ok(match settings {
+            OptimSettings::V1(c) => TrainOptimizer::V1(Optimizer::new(model, c)),
+            OptimSettings::Head(c) => TrainOptimizer::Head(MuonAdamW::new(model, c)?),
+        })
+    }
+
+    /// One update of every parameter at 0-based step `it` of `schedules`. Errors: the
+    /// optimizers' (a missing gradient, a mismatched one).
+    pub fn step(&mut self, grads: &Grads, schedules: &Schedules, it: usize) -> Result<()> {
+        let lrm = schedules.lr_multiplier(it);
+        let momentum = schedules.muon_momentum(it);
+        match self {
+            TrainOptimizer::V1(o) => o.step(grads, lrm as f32, momentum as f32),
+            TrainOptimizer::Head(o) => {
+                o.step(grads, lrm, momentum, schedules.muon_weight_decay(it))
+            }
+        }
+    }
+
+    fn state(&self) -> &dyn OptimizerState {
+        match self {
+            TrainOptimizer::V1(o) => o,
+            TrainOptimizer::Head(o) => o,
+        }
+    }
+}
+
+impl OptimizerState for TrainOptimizer {
+    fn steps(&self) -> u32 {
+        self.state().steps()
+    }
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        self.state().state_tensors()
+    }
+    fn load_state(
+        &mut self,
+        step: u32,
+        get: &mut dyn FnMut(&str, &Tensor) -> Result<Tensor>,
+    ) -> Result<()> {
+        match self {
+            TrainOptimizer::V1(o) => OptimizerState::load_state(o, step, get),
+            TrainOptimizer::Head(o) => OptimizerState::load_state(o, step, get),
+        }
+    }
+}
