@@ -1,8 +1,9 @@
 //! nanochat's own command lines run (issue 15, "nanochat's flag names"): the base_train line of
 //! nanochat's `runs/runcpu.sh` (92d63d4), with `python -m scripts.base_train` replaced by
 //! `nanochat base_train` and tiny counts (`--num-iterations=1`, `--eval-tokens=16384`), trains a
-//! `--recipe head` model of the shape those flags give; nanochat's `-1` sentinels, `--run`,
-//! `--device-type` and `--fp8` behave as documented.
+//! `--recipe head` model of the shape those flags give, and its base_eval line (with
+//! `--samples`: the CORE sets are not fetched in tests) evaluates it; nanochat's `-1`
+//! sentinels, `--run`, `--device-type` and `--fp8` behave as documented.
 
 mod common;
 
@@ -59,6 +60,23 @@ fn runcpu_base_train_line_runs_as_it_is() {
     assert!(meta["data_buffer"]
         .as_array()
         .is_some_and(|b| !b.is_empty()));
+    // runs/runcpu.sh's base_eval line, on the committed CORE samples (no fetched sets here).
+    let line =
+        "base_eval --device-batch-size=1 --split-tokens=16384 --max-per-task=16 --samples --quiet";
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let (ok, out, err) = run(root, &args);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["max_per_task"], 16);
+    // 16384 tokens = 32 batches of one 512-token row, per split.
+    assert_eq!(r["bpb"]["split_tokens"], 16384);
+    for k in ["train_bpb", "val_bpb"] {
+        let v = r["bpb"][k].as_f64().unwrap();
+        assert!(v > 0.5 && v < 20.0, "{k} {v}");
+    }
+    assert!(err.contains("train bpb"), "{err}");
+    let (ok, _, err) = run(root, &["base-eval", "--samples", "--split-tokens=100"]);
+    assert!(!ok && err.contains("--split-tokens"), "{err}");
     // HEAD's horizon flags are refused under v1, by name.
     let (ok, _, err) = run(root, &["base-train", "--target-flops=1e12"]);
     assert!(

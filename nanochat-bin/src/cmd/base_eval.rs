@@ -1,7 +1,8 @@
 //! `nanochat base-eval`: the base model's CORE score (nanochat's `base_eval.py`) over the
 //! few-shot tasks that can be had offline, with a JSON result file and a report stage
 //! (`base-eval`). `--hf-path` evaluates a model saved in our safetensors + config format from
-//! any folder.
+//! any folder. `--split-tokens N` adds nanochat's bpb evaluation: bits per byte on N tokens of
+//! the base run's train and validation splits, in batches of `--device-batch-size` rows.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use nanochat_core::checkpoint::{load_folder_model, Phase};
 use nanochat_core::eval::core::CoreResult;
-use nanochat_core::eval::{core_eval_path, CoreEval, CoreModelSource};
+use nanochat_core::eval::{core_eval_path, split_bpb, CoreEval, CoreModelSource};
 use nanochat_core::paths::Paths;
 use nanochat_core::tokenizer::Tokenizer;
 use nanochat_core::{Device, GPT};
@@ -21,9 +22,16 @@ use nanochat_core::{Device, GPT};
     a.help("Use the tokenizer found even when its fingerprint differs from the model's")
 }))]
 pub struct Args {
-    /// Evaluate at most N items per task (default: all).
-    #[arg(long, value_parser = super::chat_eval::at_least_one())]
-    pub max_per_task: Option<usize>,
+    /// Evaluate at most N items per task (default and -1: all).
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_per_task: Option<i64>,
+    /// Also measure bits per byte on this many tokens of the base run's train and validation
+    /// splits (nanochat's bpb evaluation; default: CORE only).
+    #[arg(long)]
+    pub split_tokens: Option<usize>,
+    /// Rows per batch of that measurement.
+    #[arg(long, default_value_t = 32)]
+    pub device_batch_size: usize,
     #[command(flatten)]
     pub checkpoint: super::CheckpointArgs,
     /// Evaluate the model in this folder instead: a `*.safetensors` file of ours (weights plus
@@ -44,10 +52,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let data = super::eval_data(args.samples);
-    let eval = CoreEval::load(data, args.max_per_task).context("loading the CORE tasks")?;
+    let max = super::compat::optional_count("--max-per-task", args.max_per_task, 1)?;
+    let eval = CoreEval::load(data, max.map(|n| n as usize)).context("loading the CORE tasks")?;
     let device = args.device.open()?;
     let paths = super::paths()?;
-    let (model, tokenizer, source) = load(&args, paths, &device)?;
+    let (model, tokenizer, source, inputs) = load(&args, paths, &device)?;
     let mut bars = super::progress::eval_bars(args.quiet, BAR, |r: &CoreResult| {
         let (a, c) = (r.accuracy, r.centered);
         format!(
@@ -56,30 +65,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
     });
     let max_len = model.config().block_size;
-    let result = eval.run(&model, &tokenizer, max_len, &device, source, &mut bars)?;
+    // The bpb splits first: a bad --split-tokens fails before CORE's minutes.
+    let bpb =
+        match args.split_tokens {
+            Some(n) => Some(device.exclusive(|| {
+                split_bpb(&model, &tokenizer, &inputs, args.device_batch_size, n)
+            })??),
+            None => None,
+        };
+    let mut result = eval.run(&model, &tokenizer, max_len, &device, source, &mut bars)?;
     eprintln!("CORE: {:.4}", result.core);
+    if let Some(b) = bpb {
+        let (t, v, n) = (b.train_bpb, b.val_bpb, b.split_tokens);
+        eprintln!("train bpb: {t:.4} | val bpb: {v:.4} ({n} tokens each)");
+        result.bpb = Some(b);
+    }
     let out_path = (args.output.clone()).unwrap_or_else(|| core_eval_path(&paths.model_root));
     super::write_eval_result(&out_path, &result)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The model of `--hf-path`, else of `-g/-s` among the base checkpoints, and how the result
-/// file names it.
+/// The model of `--hf-path`, else of `-g/-s` among the base checkpoints, how the result file
+/// names it, and the base run's `--input` files (none: the bundled corpus, as for a folder).
 fn load(
     args: &Args,
     paths: &Paths,
     device: &Device,
-) -> anyhow::Result<(GPT, Tokenizer, CoreModelSource)> {
+) -> anyhow::Result<(GPT, Tokenizer, CoreModelSource, Vec<PathBuf>)> {
     if let Some(dir) = &args.hf_path {
         let (model, tok) =
             load_folder_model(paths, dir, device).context("loading the --hf-path model")?;
         let hf_path = dir.clone();
-        return Ok((model, tok, CoreModelSource::Folder { hf_path }));
+        return Ok((model, tok, CoreModelSource::Folder { hf_path }, vec![]));
     }
     let m = args.checkpoint.load(Phase::Base, device)?;
     let (model_tag, step) = (args.checkpoint.model_tag.clone(), m.meta.step);
     let source = CoreModelSource::Checkpoint { model_tag, step };
-    Ok((m.model, m.tokenizer, source))
+    let inputs = m.meta.run["inputs"].as_array().map_or_else(Vec::new, |a| {
+        a.iter()
+            .filter_map(|p| p.as_str().map(PathBuf::from))
+            .collect()
+    });
+    Ok((m.model, m.tokenizer, source, inputs))
 }
 
 /// A task's bar: its label and items done.

@@ -5,6 +5,7 @@
 //!   accuracy by its baseline (ChatCORE).
 //! - [`core`]: the base model's CORE score over few-shot tasks (lowest mean continuation loss
 //!   among choices, or greedy exact match), centred by each task's random baseline.
+//! - [`bpb_splits`]: base_eval's bits per byte on the train and validation splits.
 //! - [`runner`]: the runs of `chat-eval` ([`ChatEval`]) and `base-eval` ([`CoreEval`]): tasks
 //!   loaded first, evaluated in order with progress events, typed results that are the result
 //!   files' JSON.
@@ -45,11 +46,13 @@
 //! assert_eq!(evaluate_task(&model, &tokenizer, &Successor).unwrap(), 1.0);
 //! ```
 
+pub mod bpb_splits;
 pub mod chat;
 pub mod core;
 pub mod fake;
 pub mod runner;
 
+pub use bpb_splits::{split_bpb, SplitBpb};
 pub use chat::{
     chat_core, chat_task, evaluate_task, evaluate_task_with, EvalOptions, TaskResult, CHAT_TASKS,
 };

@@ -355,6 +355,7 @@ impl CoreEval {
             max_per_task: self.max_per_task,
             core: core_score(&results),
             tasks: results,
+            bpb: None,
         })
     }
 }
@@ -373,6 +374,10 @@ pub struct CoreEvalResult {
     /// CORE ([`core_score`]).
     #[serde(rename = "CORE")]
     pub core: f64,
+    /// Bits per byte on the train and validation splits, when asked for (`--split-tokens`;
+    /// [`crate::eval::split_bpb`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpb: Option<crate::eval::SplitBpb>,
 }
 
 /// Where `base-eval` writes its result without `-o`: `<root>/eval/base-eval.json`.
@@ -396,6 +401,10 @@ impl EvalReport for CoreEvalResult {
     fn report_summary(&self) -> serde_json::Value {
         let mut summary = scores(self.tasks.iter().map(|r| (&r.label, r.centered)));
         summary.insert("CORE".into(), json!(self.core));
+        if let Some(b) = &self.bpb {
+            summary.insert("train_bpb".into(), json!(b.train_bpb));
+            summary.insert("val_bpb".into(), json!(b.val_bpb));
+        }
         serde_json::Value::Object(summary)
     }
 }

@@ -326,7 +326,7 @@ impl BaseRun {
             .model_tag
             .clone()
             .unwrap_or_else(|| format!("d{}", config.n_layer));
-        let (train_sources, val_source, labels) = sources(&opts.inputs)?;
+        let (train_sources, val_source, labels) = data_sources(&opts.inputs)?;
         let (b, t) = (opts.batch_size, opts.seq_len);
         let mut stream = DataLoader::new(train_sources.clone(), tokenizer.clone(), b, t)?;
         let mut val_loader = DataLoader::new(vec![val_source], tokenizer.clone(), b, t)?;
@@ -465,8 +465,9 @@ impl BaseRun {
 
 /// Training sources, the validation source and a label per input (training ones first): the
 /// bundled corpus split 95/5 when `inputs` is empty, else the files with the last one for
-/// validation. Errors: [`CoreError::InvalidArgument`] for a single file.
-fn sources(inputs: &[PathBuf]) -> Result<(Vec<Source>, Source, Vec<String>)> {
+/// validation (base-train's `--input`; base-eval's bpb splits). Errors:
+/// [`CoreError::InvalidArgument`] for a single file.
+pub fn data_sources(inputs: &[PathBuf]) -> Result<(Vec<Source>, Source, Vec<String>)> {
     if inputs.is_empty() {
         let (train, val) = split_train_val(bundled_documents()?, 0.95, 0.05)?;
         return Ok((

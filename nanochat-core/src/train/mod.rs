@@ -22,7 +22,8 @@ use std::time::Instant;
 
 pub use accumulate::{accumulate_gradients, has_supervised_target, masked_rows, Accumulated};
 pub use base::{
-    account_inputs, BasePlan, BaseRun, BaseTrainOptions, HeadTrainOptions, DEFAULT_TOTAL_STEPS,
+    account_inputs, data_sources, BasePlan, BaseRun, BaseTrainOptions, HeadTrainOptions,
+    DEFAULT_TOTAL_STEPS,
 };
 pub use bench::{bench_train, peak_host_bytes, TrainBench};
 pub use bpb::{batch_nats_bytes, evaluate_bpb};
