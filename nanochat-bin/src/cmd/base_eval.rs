@@ -23,7 +23,7 @@ use nanochat_core::{Device, GPT};
 }))]
 pub struct Args {
     /// Evaluate at most N items per task (default and -1: all).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::compat::count_or_minus_one)]
     pub max_per_task: Option<i64>,
     /// Also measure bits per byte on this many tokens of the base run's train and validation
     /// splits (nanochat's bpb evaluation; default: CORE only).

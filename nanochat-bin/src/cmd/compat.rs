@@ -68,3 +68,14 @@ pub fn optional_positive(flag: &str, v: Option<f64>) -> anyhow::Result<Option<f6
         Some(x) => bail!("{flag} {x}: expected a positive number, or -1 (nanochat's \"disabled\")"),
     }
 }
+
+/// clap's parser of a count where nanochat's `-1` means "all" or "disabled": `-1` or at least
+/// 1 (a usage error otherwise, before anything loads).
+pub fn count_or_minus_one(s: &str) -> Result<i64, String> {
+    match s.parse::<i64>() {
+        Ok(n) if n == -1 || n >= 1 => Ok(n),
+        _ => Err(format!(
+            "`{s}`: expected at least 1, or -1 (nanochat's \"all\")"
+        )),
+    }
+}
