@@ -2,7 +2,8 @@
 //! nanochat's `runs/runcpu.sh` (92d63d4), with `python -m scripts.base_train` replaced by
 //! `nanochat base_train` and tiny counts (`--num-iterations=1`, `--eval-tokens=16384`), trains a
 //! `--recipe head` model of the shape those flags give, and its base_eval line (with
-//! `--samples`: the CORE sets are not fetched in tests) evaluates it; nanochat's `-1`
+//! `--samples`: the CORE sets are not fetched in tests) evaluates it, and its chat_sft line
+//! fine-tunes it with HEAD's SFT; nanochat's `-1`
 //! sentinels, `--run`, `--device-type` and `--fp8` behave as documented.
 
 mod common;
@@ -75,6 +76,31 @@ fn runcpu_base_train_line_runs_as_it_is() {
         assert!(v > 0.5 && v < 20.0, "{k} {v}");
     }
     assert!(err.contains("train bpb"), "{err}");
+    // runs/runcpu.sh's chat_sft line (1500 steps -> 2, 524288 eval tokens -> 16384): HEAD's SFT
+    // of that model, its batch and rates inherited, its optimizer warm-started.
+    let line = "chat_sft --eval-every=200 --eval-tokens=16384 --num-iterations=2 --run=dummy \
+        --quiet";
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let (ok, out, err) = run(root, &args);
+    assert!(ok, "{err}");
+    assert!(err.contains("inherited device_batch_size=32"), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["step"], 2);
+    let dir = Path::new(summary["checkpoint_dir"].as_str().unwrap());
+    assert!(dir.ends_with("sft_checkpoints/d6"), "{dir:?}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("meta_000002.json")).unwrap()).unwrap();
+    let r = &meta["run"];
+    assert_eq!(
+        (&r["recipe"], &r["warm_start"]),
+        (&"head".into(), &true.into())
+    );
+    assert_eq!(
+        (&r["batch_size"], &r["seq_len"], &r["total_batch_size"]),
+        (&32.into(), &512.into(), &16384.into())
+    );
+    let (ok, _, err) = run(root, &["chat-sft", "--recipe=v1", "--num-iterations=1"]);
+    assert!(!ok && err.contains("is a `head` model"), "{err}");
     let (ok, _, err) = run(root, &["base-eval", "--samples", "--split-tokens=100"]);
     assert!(!ok && err.contains("--split-tokens"), "{err}");
     // HEAD's horizon flags are refused under v1, by name.

@@ -9,6 +9,8 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::ProgressBar;
 use nanochat_core::engine::Engine;
+use nanochat_core::model::Architecture;
+use nanochat_core::recipe::check_recipe;
 use nanochat_core::rl::{RlConfig, RlEvent, RlRun, RlTasks, RlTrainer};
 use serde_json::json;
 
@@ -49,6 +51,9 @@ pub struct Args {
     pub eval_examples: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// The recipe, which follows the source model: naming the other one is an error.
+    #[arg(long, value_parser = ["v1", "head"])]
+    pub recipe: Option<String>,
     #[command(flatten)]
     pub device: super::DeviceArg,
     #[arg(long)]
@@ -105,6 +110,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.model.checkpoint.model_tag.as_deref(),
         &meta,
     );
+    let what = format!("{} model `{tag}` step {}", phase.name(), meta.step);
+    let recipe = args.recipe.as_deref().and_then(Architecture::parse);
+    check_recipe("chat-rl", recipe, loaded.model.config().architecture, &what)?;
     let mut rl = RlTrainer::new(
         Engine::new(loaded.model, loaded.tokenizer)?,
         tasks.train,

@@ -11,8 +11,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use nanochat_core::checkpoint::{load_source, CheckpointQuery, LoadedModel, Phase};
-use nanochat_core::train::{ChatRun, ChatSource, ChatTrainOptions};
+use nanochat_core::checkpoint::{checkpoint_dir, load_source, CheckpointQuery, Phase};
+use nanochat_core::model::Architecture;
+use nanochat_core::recipe::SftSchedule;
+use nanochat_core::train::{ChatRun, ChatSource, ChatTrainOptions, HeadSftOptions};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
@@ -21,11 +23,14 @@ pub struct Args {
     /// oversampled. Default: all of them, identity twice.
     #[arg(long, value_delimiter = ',')]
     tasks: Vec<String>,
+    /// The recipe, which follows the source model: naming the other one is an error.
+    #[arg(long, value_parser = ["v1", "head"])]
+    recipe: Option<String>,
     /// Tag of the model to start from (default: the newest).
     #[arg(long)]
     base_model: Option<String>,
     /// Step of that model (default: its newest).
-    #[arg(long)]
+    #[arg(long, visible_alias = "model-step")]
     base_step: Option<u64>,
     /// Use the tokenizer found even when its fingerprint differs from the model's.
     #[arg(long)]
@@ -34,19 +39,23 @@ pub struct Args {
     /// model; mid-train: base).
     #[arg(long, value_parser = ["base", "mid", "sft"])]
     source: Option<String>,
-    #[arg(long, default_value_t = 100)]
-    total_steps: u64,
-    /// Peak Muon learning rate (the AdamW rates scale with it).
+    /// Optimizer steps; -1 or none: v1 100, head one pass over the conversations.
+    #[arg(long, visible_alias = "num-iterations", allow_negative_numbers = true)]
+    total_steps: Option<i64>,
+    /// v1: peak Muon learning rate (the AdamW rates scale with it).
     #[arg(long, default_value_t = 0.02)]
     lr: f32,
-    #[arg(long, default_value_t = 4)]
-    batch_size: usize,
-    /// Tokens per row (default: the model's block_size).
-    #[arg(long)]
+    /// Rows per micro-batch (default: v1 4, head the base run's).
+    #[arg(long, visible_alias = "device-batch-size")]
+    batch_size: Option<usize>,
+    /// Tokens per row (default: v1 the model's block_size, head the base run's).
+    #[arg(long, visible_alias = "max-seq-len")]
     seq_len: Option<usize>,
-    /// Tokens per optimizer step (default: one micro-batch).
+    /// Tokens per optimizer step (default: v1 one micro-batch, head the base run's).
     #[arg(long)]
     total_batch_size: Option<usize>,
+    #[command(flatten)]
+    head: HeadArgs,
     #[command(flatten)]
     device: super::DeviceArg,
     /// float32, or bfloat16: matmuls and activations in bf16 over f32 master weights.
@@ -55,8 +64,12 @@ pub struct Args {
     /// Checkpoint folder name (default: the source model's tag).
     #[arg(long)]
     model_tag: Option<String>,
-    #[arg(long, default_value_t = 50)]
-    eval_every: u64,
+    /// Validation every N steps and at the end (0 or -1: only at the end).
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
+    eval_every: i64,
+    /// Validation tokens, in whole batches (default: the held-out set, at most 8 batches).
+    #[arg(long)]
+    eval_tokens: Option<usize>,
     #[arg(long, default_value_t = 0)]
     save_every: u64,
     #[arg(long)]
@@ -64,31 +77,72 @@ pub struct Args {
     /// Shuffle seed of the task mixture.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    #[command(flatten)]
+    nanochat: super::compat::NanochatFlags,
     #[arg(long)]
     quiet: bool,
 }
 
+/// HEAD's SFT settings (`scripts/chat_sft.py`); the rates default to the base run's.
+#[derive(clap::Args, Clone, Debug)]
+struct HeadArgs {
+    #[arg(long)]
+    embedding_lr: Option<f64>,
+    #[arg(long)]
+    unembedding_lr: Option<f64>,
+    #[arg(long)]
+    matrix_lr: Option<f64>,
+    #[arg(long, default_value_t = 0.8)]
+    init_lr_frac: f64,
+    #[arg(long, default_value_t = 0.0)]
+    warmup_ratio: f64,
+    #[arg(long, default_value_t = 0.5)]
+    warmdown_ratio: f64,
+    #[arg(long, default_value_t = 0.0)]
+    final_lr_frac: f64,
+    /// Warm-start the optimizer from the base checkpoint's state (1) or not (0).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    load_optimizer: u8,
+}
+
 impl Args {
-    fn options(&self) -> ChatTrainOptions {
-        ChatTrainOptions {
+    fn options(&self) -> anyhow::Result<ChatTrainOptions> {
+        let h = &self.head;
+        Ok(ChatTrainOptions {
             tasks: self.tasks.clone(),
-            total_steps: self.total_steps,
+            recipe: self.recipe.as_deref().and_then(Architecture::parse),
+            total_steps: super::compat::optional_count("--total-steps", self.total_steps, 1)?,
             lr: self.lr,
             batch_size: self.batch_size,
             seq_len: self.seq_len,
             total_batch_size: self.total_batch_size,
             dtype: self.dtype.into(),
             model_tag: self.model_tag.clone(),
-            eval_every: self.eval_every,
+            eval_every: super::compat::interval("--eval-every", self.eval_every)?,
+            eval_tokens: self.eval_tokens,
             save_every: self.save_every,
             resume_from_step: self.resume_from_step,
             seed: self.seed,
-        }
+            head: HeadSftOptions {
+                embedding_lr: h.embedding_lr,
+                unembedding_lr: h.unembedding_lr,
+                matrix_lr: h.matrix_lr,
+                schedule: SftSchedule {
+                    init_lr_frac: h.init_lr_frac,
+                    warmup_ratio: h.warmup_ratio,
+                    warmdown_ratio: h.warmdown_ratio,
+                    final_lr_frac: h.final_lr_frac,
+                },
+                load_optimizer: h.load_optimizer == 1,
+            },
+        })
     }
 }
 
 pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
+    args.nanochat.check(phase.command())?;
+    let opts = args.options()?;
     let device = args.device.open()?;
     let paths = super::paths()?;
     let query = CheckpointQuery {
@@ -97,24 +151,18 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
         force_tokenizer: args.force_tokenizer,
     };
     let src = args.source.as_deref().map(Phase::parse).transpose()?;
-    let (loaded, tag) = load_source(paths, phase, src, &device, &query)
+    let (l, tag) = load_source(paths, phase, src, &device, &query)
         .context("loading the model to fine-tune")?;
-    let LoadedModel {
-        phase: source_phase,
-        model,
-        tokenizer,
-        meta,
-        ..
-    } = loaded;
     let source = ChatSource {
-        model,
-        tokenizer,
-        meta,
-        phase: source_phase,
+        dir: checkpoint_dir(&l.root, l.phase, &tag),
+        model: l.model,
+        tokenizer: l.tokenizer,
+        meta: l.meta,
+        phase: l.phase,
         tag,
     };
     let mut notes = |l: String| eprintln!("{l}");
-    let mut run = ChatRun::prepare(&args.options(), phase, source, paths, &device, &mut notes)?;
+    let mut run = ChatRun::prepare(&opts, phase, source, paths, &device, &mut notes)?;
     eprintln!("{}", run.describe());
     let outcome = super::progress::train(&mut run.trainer, args.quiet, started)?;
     let (settings, results) = run.report(&outcome);

@@ -11,7 +11,8 @@
 //!   row after it too), this is an error naming the buffer.
 //!
 //! Both keep a buffer that a refill tops up before every choice, so the buffer is part of the
-//! loader's state (it is serialisable, for bit-identical resumes).
+//! loader's state (it is serialisable, for bit-identical resumes; [`super::SftLoader`] saves
+//! the SFT buffer as conversation indices).
 
 use serde::{Deserialize, Serialize};
 
@@ -162,11 +163,12 @@ pub struct SftProgress {
 }
 
 /// HEAD's SFT packer over a dataset of rendered conversations (ids, loss mask), cycled in
-/// order; see the module docs.
+/// order; see the module docs. The buffer holds dataset indices, so the packer's whole state
+/// is a few integers per buffered conversation (what a checkpoint records).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SftPacker {
-    /// Buffered conversations (ids, mask), in arrival order.
-    pub buffer: Vec<(Vec<u32>, Vec<u8>)>,
+    /// Buffered conversations, as indices into the dataset, in arrival order.
+    pub buffer: Vec<usize>,
     /// Conversations the buffer is topped up to (100).
     pub buffer_size: usize,
     /// The next conversation to buffer.
@@ -193,6 +195,15 @@ impl SftPacker {
         }
     }
 
+    /// The progress after the rows packed so far, over a dataset of `len` conversations.
+    pub fn progress(&self, len: usize) -> SftProgress {
+        SftProgress {
+            approx_progress: self.consumed as f64 / len.max(1) as f64,
+            last_step: self.consumed >= len,
+            current_epoch: self.epoch,
+        }
+    }
+
     /// The next `batch` rows of `seq` inputs from `dataset`, padded with `bos` where no
     /// conversation fits, and the progress after them.
     ///
@@ -215,11 +226,10 @@ impl SftPacker {
             let mut content = cap;
             while row.len() < cap {
                 while self.buffer.len() < self.buffer_size {
-                    let conv = dataset[self.cursor].clone();
-                    if conv.0.len() > cap {
+                    if dataset[self.cursor].0.len() > cap {
                         self.too_long += 1;
                     }
-                    self.buffer.push(conv);
+                    self.buffer.push(self.cursor);
                     self.cursor += 1;
                     if self.cursor >= dataset.len() {
                         self.cursor %= dataset.len();
@@ -227,9 +237,9 @@ impl SftPacker {
                     }
                 }
                 let room = cap - row.len();
-                match best_fit(self.buffer.iter().map(|(ids, _)| ids.len()), room) {
+                match best_fit(self.buffer.iter().map(|&i| dataset[i].0.len()), room) {
                     Some(i) => {
-                        let (ids, m) = self.buffer.remove(i);
+                        let (ids, m) = &dataset[self.buffer.remove(i)];
                         row.extend(ids);
                         mask.extend(m);
                         self.consumed += 1;
@@ -238,7 +248,7 @@ impl SftPacker {
                         return Err(CoreError::no_data(
                             "conversations that fit a row",
                             format!(
-                                "the SFT buffer ({} conversations, all longer than {cap} tokens)",
+                                "the SFT buffer ({} conversations, all longer than a row of {cap} tokens: raise --max-seq-len)",
                                 self.buffer.len()
                             ),
                         ));
@@ -259,12 +269,7 @@ impl SftPacker {
                 }
             }));
         }
-        let progress = SftProgress {
-            approx_progress: self.consumed as f64 / dataset.len() as f64,
-            last_step: self.consumed >= dataset.len(),
-            current_epoch: self.epoch,
-        };
-        Ok((PackedRows { inputs, targets }, progress))
+        Ok((PackedRows { inputs, targets }, self.progress(dataset.len())))
     }
 }
 

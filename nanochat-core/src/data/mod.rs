@@ -6,6 +6,7 @@ mod bestfit;
 mod bestfit_loader;
 mod documents;
 mod loader;
+mod sft_loader;
 mod usage;
 
 pub use bestfit::{
@@ -17,6 +18,7 @@ pub use documents::{
     TEXT_DOC_CHARS,
 };
 pub use loader::{tokenize_documents, Batch, DataLoader, LoaderState, Packing, Source};
+pub use sft_loader::{SftLoader, SFT_BUFFER_SIZE};
 pub use usage::{
     conversation_usage, unused_warning, ConversationUsage, SourceUsage, UNUSED_WARN_SHARE,
 };

@@ -16,7 +16,7 @@ pub use muon::{muon_update, MuonConfig};
 pub use muon_adamw::{head_param_groups, GroupKind, MuonAdamW, MuonAdamWConfig, ParamGroup};
 pub use nanochat::{rule_for, OptimConfig, Optimizer, Rule};
 pub use schedule::{muon_momentum, LrSchedule};
-pub use train_optim::{OptimSettings, OptimizerState, Schedules, TrainOptimizer};
+pub use train_optim::{OptimSettings, OptimizerState, Schedules, SftSchedules, TrainOptimizer};
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 
 use super::{muon_momentum, LrSchedule, MuonAdamW, MuonAdamWConfig, OptimConfig, Optimizer};
 use crate::model::GPT;
-use crate::recipe::HeadSchedule;
+use crate::recipe::{HeadSchedule, SftSchedule};
 use crate::{Grads, Result, Tensor};
 
 /// What a checkpoint keeps of an optimizer: its step count and its state as named tensors.
@@ -66,7 +66,26 @@ pub enum OptimSettings {
     Head(MuonAdamWConfig),
 }
 
-/// The schedules of a run, as functions of the 0-based optimizer step.
+/// HEAD's SFT schedules as a run applies them (`scripts/chat_sft.py` at 92d63d4): the
+/// learning rate follows the progress through the data (or `(step + 1) / num_iterations` when
+/// the steps are given), Muon's momentum the step, and Muon's weight decay stays what the
+/// warm-started optimizer last used.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SftSchedules {
+    /// The multiplier functions and `init_lr_frac`.
+    pub schedule: SftSchedule,
+    /// `--num-iterations`: the progress is `(step + 1) / num_iterations`; `None`: the
+    /// loader's progress (conversations consumed over the dataset's size).
+    pub num_iterations: Option<usize>,
+    /// Optimizer steps of the run.
+    pub total_steps: usize,
+    /// Muon's weight decay, constant (the pretraining optimizer's last value when warm-started,
+    /// else 0).
+    pub weight_decay: f64,
+}
+
+/// The schedules of a run, as functions of the 0-based optimizer step (and, for SFT, of the
+/// progress through the data).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Schedules {
     /// v1: [`LrSchedule`] and [`muon_momentum`] (0.85 to 0.95 over 300 steps), no weight
@@ -75,14 +94,27 @@ pub enum Schedules {
     /// HEAD: [`HeadSchedule`] (warmup steps, warmdown to a final fraction, Muon's momentum and
     /// weight decay).
     Head(HeadSchedule),
+    /// HEAD's SFT ([`SftSchedules`]).
+    Sft(SftSchedules),
 }
 
 impl Schedules {
-    /// The learning-rate multiplier at step `it` (nanochat's `lrm`).
-    pub fn lr_multiplier(&self, it: usize) -> f64 {
+    /// The learning-rate multiplier at step `it` with `progress` in [0, 1] through the data
+    /// (nanochat's `lrm`; SFT's includes `init_lr_frac`, which HEAD folds into every group's
+    /// `initial_lr`). Only SFT reads `progress`.
+    pub fn lr_multiplier(&self, it: usize, progress: f64) -> f64 {
         match self {
             Schedules::V1(s) => s.multiplier(it),
             Schedules::Head(s) => s.lr_multiplier(it),
+            Schedules::Sft(s) => {
+                // Clamped to 1: the last batches may consume past the pass (HEAD lets the
+                // multiplier go below `final_lr_frac` there).
+                let p = s
+                    .num_iterations
+                    .map_or(progress, |n| (it + 1) as f64 / n.max(1) as f64)
+                    .min(1.0);
+                s.schedule.init_lr_frac * s.schedule.lr_multiplier(p)
+            }
         }
     }
 
@@ -91,6 +123,7 @@ impl Schedules {
         match self {
             Schedules::V1(_) => muon_momentum(it) as f64,
             Schedules::Head(s) => s.muon_momentum(it),
+            Schedules::Sft(s) => s.schedule.muon_momentum(it),
         }
     }
 
@@ -99,6 +132,7 @@ impl Schedules {
         match self {
             Schedules::V1(_) => 0.0,
             Schedules::Head(s) => s.muon_weight_decay(it),
+            Schedules::Sft(s) => s.weight_decay,
         }
     }
 
@@ -107,6 +141,7 @@ impl Schedules {
         match self {
             Schedules::V1(s) => s.total_steps,
             Schedules::Head(s) => s.num_iterations,
+            Schedules::Sft(s) => s.total_steps,
         }
     }
 }
@@ -130,20 +165,37 @@ impl TrainOptimizer {
         })
     }
 
-    /// One update of every parameter at 0-based step `it` of `schedules`. Errors: the
-    /// optimizers' (a missing gradient, a mismatched one).
-    pub fn step(&mut self, grads: &Grads, schedules: &Schedules, it: usize) -> Result<()> {
-        let lrm = schedules.lr_multiplier(it);
+    /// One update of every parameter at 0-based step `it` of `schedules`, `progress` through
+    /// the data. Errors: the optimizers' (a missing gradient, a mismatched one).
+    pub fn step(
+        &mut self,
+        grads: &Grads,
+        schedules: &Schedules,
+        it: usize,
+        progress: f64,
+    ) -> Result<()> {
+        let lrm = schedules.lr_multiplier(it, progress);
         let momentum = schedules.muon_momentum(it);
+        self.step_with(grads, lrm, momentum, schedules.muon_weight_decay(it))
+    }
+
+    /// One update with these settings: every group's rate times `lrm`, Muon's `momentum` and
+    /// (HEAD) weight decay. Errors: as [`TrainOptimizer::step`].
+    pub fn step_with(&mut self, grads: &Grads, lrm: f64, momentum: f64, wd: f64) -> Result<()> {
         match self {
             TrainOptimizer::V1(o) => o.step(grads, lrm as f32, momentum as f32),
-            TrainOptimizer::Head(o) => {
-                o.step(grads, lrm, momentum, schedules.muon_weight_decay(it))
-            }
+            TrainOptimizer::Head(o) => o.step(grads, lrm, momentum, wd),
         }
     }
 
     fn state(&self) -> &dyn OptimizerState {
+        match self {
+            TrainOptimizer::V1(o) => o,
+            TrainOptimizer::Head(o) => o,
+        }
+    }
+
+    fn state_mut(&mut self) -> &mut dyn OptimizerState {
         match self {
             TrainOptimizer::V1(o) => o,
             TrainOptimizer::Head(o) => o,
@@ -163,9 +215,6 @@ impl OptimizerState for TrainOptimizer {
         step: u32,
         get: &mut dyn FnMut(&str, &Tensor) -> Result<Tensor>,
     ) -> Result<()> {
-        match self {
-            TrainOptimizer::V1(o) => OptimizerState::load_state(o, step, get),
-            TrainOptimizer::Head(o) => OptimizerState::load_state(o, step, get),
-        }
+        self.state_mut().load_state(step, get)
     }
 }

@@ -12,3 +12,28 @@ mod tests;
 
 pub use scaling::{HeadScaling, HeadScalingArgs, Horizon, ParamCounts, B_REF};
 pub use schedule::{round_half_even, HeadSchedule, SftSchedule};
+
+use crate::model::Architecture;
+use crate::{CoreError, Result};
+
+/// Fine-tuning commands take the recipe from the model they start from: a `--recipe` flag
+/// that names the other one is an error naming both (`command` names the flag's command,
+/// `source` the checkpoint). `None`: nothing given, nothing to check.
+pub fn check_recipe(
+    command: &str,
+    given: Option<Architecture>,
+    model: Architecture,
+    source: &str,
+) -> Result<()> {
+    match given {
+        Some(g) if g != model => Err(CoreError::invalid(
+            "--recipe",
+            format!("{} ({command})", g.name()),
+            format!(
+                "the recipe of the model it starts from: {source} is a `{}` model (leave --recipe out: it follows the checkpoint)",
+                model.name()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}

@@ -9,7 +9,7 @@ pub fn round_half_even(x: f64) -> i64 {
 }
 
 /// HEAD's pretraining schedules over `num_iterations` optimizer steps.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HeadSchedule {
     /// Optimizer steps of the run (N).
     pub num_iterations: usize,
@@ -84,7 +84,7 @@ impl HeadSchedule {
 /// HEAD's SFT schedules: every group's rate is multiplied once by `init_lr_frac` (0.8), then by
 /// a multiplier of the progress through the data (1 until half-way, then linearly to 0);
 /// Muon's momentum rises from 0.85 to 0.95 over 300 steps.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SftSchedule {
     /// The factor applied once to every group's rate (0.8).
     pub init_lr_frac: f64,

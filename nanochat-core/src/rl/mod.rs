@@ -21,9 +21,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::engine::{Engine, GenerateParams};
+use crate::model::Architecture;
 use crate::model::ForwardOptions;
 use crate::ops::{self, Reduction};
-use crate::optim::{muon_momentum, OptimConfig, Optimizer};
+use crate::optim::{
+    muon_momentum, MuonAdamW, MuonAdamWConfig, OptimConfig, Optimizer, TrainOptimizer,
+};
 use crate::tasks::Task;
 use crate::{DType, Grads, Result, Tape, Tensor};
 
@@ -82,7 +85,7 @@ pub struct RlStep {
 pub struct RlTrainer {
     /// The model being trained and its tokenizer.
     pub engine: Engine,
-    optim: Optimizer,
+    optim: TrainOptimizer,
     task: Arc<dyn Task>,
     /// The run's settings.
     pub cfg: RlConfig,
@@ -91,8 +94,10 @@ pub struct RlTrainer {
 }
 
 impl RlTrainer {
-    /// A trainer of `engine`'s model on the prompts of `task`, with nanochat's optimizers at
-    /// `cfg.init_lr_frac` of their default rates.
+    /// A trainer of `engine`'s model on the prompts of `task`, with the optimizer of the
+    /// model's recipe at `cfg.init_lr_frac` of its default rates: v1's AdamW + Muon, or HEAD's
+    /// `MuonAdamW` (`setup_optimizer`'s defaults, no Muon weight decay, momentum 0.95, as
+    /// `scripts/chat_rl.py` at 92d63d4).
     ///
     /// Errors: [`crate::CoreError::InvalidArgument`] for no steps, no prompts per step or
     /// fewer than 2 samples per prompt; [`crate::CoreError::NoData`] for a task without
@@ -100,15 +105,20 @@ impl RlTrainer {
     pub fn new(engine: Engine, task: Arc<dyn Task>, cfg: RlConfig) -> Result<RlTrainer> {
         let d = OptimConfig::default();
         let f = cfg.init_lr_frac;
-        let optim = Optimizer::new(
-            engine.model(),
-            &OptimConfig {
-                matrix_lr: d.matrix_lr * f,
-                embedding_lr: d.embedding_lr * f,
-                unembedding_lr: d.unembedding_lr * f,
-                ..d
-            },
-        );
+        let optim = match engine.model().config().architecture {
+            Architecture::V1 => TrainOptimizer::V1(Optimizer::new(
+                engine.model(),
+                &OptimConfig {
+                    matrix_lr: d.matrix_lr * f,
+                    embedding_lr: d.embedding_lr * f,
+                    unembedding_lr: d.unembedding_lr * f,
+                    ..d
+                },
+            )),
+            Architecture::Head => {
+                TrainOptimizer::Head(MuonAdamW::new(engine.model(), &MuonAdamWConfig::default())?)
+            }
+        };
         if cfg.examples_per_step == 0 || cfg.num_samples < 2 || cfg.total_steps == 0 {
             return Err(crate::CoreError::invalid(
                 "chat-rl steps, prompts per step, samples per prompt",
@@ -184,8 +194,14 @@ impl RlTrainer {
         }
         let grads = self.policy_gradient(&rollouts)?;
         let lrm = self.lr_multiplier();
-        self.optim
-            .step(&grads, lrm as f32, muon_momentum(self.step as usize))?;
+        match &mut self.optim {
+            TrainOptimizer::V1(o) => {
+                o.step(&grads, lrm as f32, muon_momentum(self.step as usize))?
+            }
+            // HEAD folds init_lr_frac into every group's rate (the smear group's fixed 0.2
+            // included) and leaves Muon's momentum at setup_optimizer's 0.95.
+            o => o.step_with(&grads, self.cfg.init_lr_frac as f64 * lrm, 0.95, 0.0)?,
+        }
         self.step += 1;
         Ok(RlStep {
             step: self.step,

@@ -306,3 +306,45 @@ fn reward_task_mixtures() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A HEAD model is trained with HEAD's `MuonAdamW` (`scripts/chat_rl.py` at 92d63d4): every
+/// group's rate times `init_lr_frac`, so a fraction of 0 leaves every weight as it was, and
+/// the default moves them.
+#[test]
+fn a_head_model_trains_with_muon_adamw_at_init_lr_frac() {
+    let tok = small_tokenizer().clone();
+    let config = crate::recipe::HeadScalingArgs {
+        depth: 1,
+        head_dim: 32,
+        max_seq_len: 64,
+        window_pattern: "L".into(),
+        vocab_size: tok.vocab_size(),
+        ..crate::recipe::HeadScalingArgs::default()
+    }
+    .model_config();
+    let engine = |frac: f32| {
+        let model = GPT::new(config.clone(), &Device::cpu().unwrap(), DType::F32, 3).unwrap();
+        let task: Arc<dyn Task> = Arc::new(Scored(Arithmetic::easy(20, Split::Train)));
+        let cfg = RlConfig {
+            total_steps: 2,
+            examples_per_step: 1,
+            num_samples: 4,
+            max_new_tokens: 8,
+            init_lr_frac: frac,
+            ..RlConfig::default()
+        };
+        RlTrainer::new(Engine::new(model, tok.clone()).unwrap(), task, cfg).unwrap()
+    };
+    let mut frozen = engine(0.0);
+    assert!(matches!(frozen.optim, TrainOptimizer::Head(_)));
+    let before = weights(&frozen.engine);
+    frozen.train_step().unwrap();
+    assert_eq!(
+        weights(&frozen.engine),
+        before,
+        "a rate of 0 changes nothing"
+    );
+    let mut moving = engine(0.05);
+    moving.train_step().unwrap();
+    assert_ne!(weights(&moving.engine), before);
+}

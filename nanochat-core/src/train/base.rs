@@ -358,7 +358,7 @@ impl BaseRun {
                 s.weight_decay_scaled, s.num_iterations
             ));
         }
-        let cfg = TrainConfig {
+        let mut cfg = TrainConfig {
             phase: Phase::Base,
             root: paths.model_root.clone(),
             model_tag: tag.clone(),
@@ -386,6 +386,16 @@ impl BaseRun {
                 "inputs": opts.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             }),
         };
+        if let Schedules::Head(schedule) = plan.schedule {
+            // What HEAD's SFT inherits (nanochat's `user_config`: the flags before the batch
+            // scale) and the schedule that gives the optimizer's last weight decay.
+            let h = &opts.head;
+            cfg.run["user_config"] = json!({
+                "embedding_lr": h.embedding_lr, "unembedding_lr": h.unembedding_lr,
+                "matrix_lr": h.matrix_lr, "scalar_lr": h.scalar_lr, "weight_decay": h.weight_decay,
+            });
+            cfg.run["schedule"] = json!(schedule);
+        }
         let trainer = match opts.resume_from_step {
             Some(step) => {
                 let meta = crate::checkpoint::read_meta(&cfg.checkpoint_dir(), step)?;

@@ -6,6 +6,7 @@
 //! the [`ChatSource`], run [`ChatRun::trainer`] with a progress display, and print
 //! [`ChatRun::summary`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -13,8 +14,10 @@ use serde_json::json;
 use super::{RunOutcome, TrainConfig, Trainer};
 use crate::checkpoint::{tokenizer_for, Meta, Phase};
 use crate::data::{conversation_usage, unused_warning, Batch, DataLoader, Packing};
+use crate::model::Architecture;
 use crate::optim::{LrSchedule, OptimConfig, OptimSettings, Schedules};
 use crate::paths::Paths;
+use crate::recipe::{check_recipe, SftSchedule};
 use crate::tasks::{training_task, Task, TaskMixture, TaskSlice};
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, DType, Device, Result, GPT};
@@ -37,15 +40,20 @@ pub struct ChatTrainOptions {
     /// Training task names ([`training_task`]: a set's name or a `.jsonl` file); a name given
     /// twice is oversampled. Empty: [`DEFAULT_TASKS`].
     pub tasks: Vec<String>,
-    /// Optimizer steps.
-    pub total_steps: u64,
-    /// Peak Muon learning rate (the AdamW rates scale with it).
+    /// `--recipe`: must be the source model's (the recipe follows the checkpoint); `None`:
+    /// not given.
+    pub recipe: Option<Architecture>,
+    /// Optimizer steps (`--total-steps`, `--num-iterations`). `None`: v1 [`DEFAULT_CHAT_STEPS`],
+    /// HEAD one pass over the training conversations.
+    pub total_steps: Option<u64>,
+    /// v1: peak Muon learning rate (the AdamW rates scale with it).
     pub lr: f32,
-    /// Rows per micro-batch.
-    pub batch_size: usize,
-    /// Tokens per row (`None`: the model's block_size; never more).
+    /// Rows per micro-batch (`None`: v1 4, HEAD the base run's).
+    pub batch_size: Option<usize>,
+    /// Tokens per row (`None`: v1 the model's block_size, HEAD the base run's; never more than
+    /// the block_size).
     pub seq_len: Option<usize>,
-    /// Tokens per optimizer step (`None`: one micro-batch).
+    /// Tokens per optimizer step (`None`: v1 one micro-batch, HEAD the base run's).
     pub total_batch_size: Option<usize>,
     /// Compute dtype (bf16: mixed precision over f32 master weights).
     pub dtype: DType,
@@ -53,12 +61,49 @@ pub struct ChatTrainOptions {
     pub model_tag: Option<String>,
     /// Validation every N steps (and at the end); 0: only at the end.
     pub eval_every: u64,
+    /// Validation tokens per evaluation, in whole batches (`None`: as many batches as the
+    /// held-out conversations fill, at most 8).
+    pub eval_tokens: Option<usize>,
     /// Checkpoint every N steps (and at the end); 0: only at the end.
     pub save_every: u64,
     /// Continue the run saved at this step.
     pub resume_from_step: Option<u64>,
     /// Shuffle seed of the task mixture.
     pub seed: u64,
+    /// What only HEAD's SFT reads.
+    pub head: HeadSftOptions,
+}
+
+/// Optimizer steps of a v1 fine-tuning run when none are given.
+pub const DEFAULT_CHAT_STEPS: u64 = 100;
+
+/// The settings only HEAD's SFT reads (`scripts/chat_sft.py` at 92d63d4; its defaults). The
+/// rates default to the base run's (`None`: inherited).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadSftOptions {
+    /// `--embedding-lr` (inherited; HEAD's fallback 0.3).
+    pub embedding_lr: Option<f64>,
+    /// `--unembedding-lr` (inherited; fallback 0.004).
+    pub unembedding_lr: Option<f64>,
+    /// `--matrix-lr` (inherited; fallback 0.02).
+    pub matrix_lr: Option<f64>,
+    /// `--init-lr-frac`, `--warmup-ratio`, `--warmdown-ratio`, `--final-lr-frac` (0.8, 0, 0.5,
+    /// 0).
+    pub schedule: SftSchedule,
+    /// `--load-optimizer`: warm-start the optimizer from the source checkpoint's state.
+    pub load_optimizer: bool,
+}
+
+impl Default for HeadSftOptions {
+    fn default() -> Self {
+        HeadSftOptions {
+            embedding_lr: None,
+            unembedding_lr: None,
+            matrix_lr: None,
+            schedule: SftSchedule::default(),
+            load_optimizer: true,
+        }
+    }
 }
 
 /// The model a fine-tuning run starts from, as loaded from its checkpoint.
@@ -73,6 +118,8 @@ pub struct ChatSource {
     pub phase: Phase,
     /// Its tag (the folder its checkpoint was found in).
     pub tag: String,
+    /// That folder (HEAD's SFT warm-starts its optimizer from the state saved there).
+    pub dir: PathBuf,
 }
 
 /// A mid-training or SFT run ready to train ([`ChatRun::prepare`]).
@@ -92,14 +139,20 @@ pub struct ChatRun {
 }
 
 impl ChatRun {
-    /// Builds the task mixture (shuffled by `seed`, the last 5% held out), the conversation
-    /// loaders (packed for [`Phase::Mid`], padded rows for [`Phase::Sft`]), accounts for the
-    /// conversations (each line, warnings included, goes to `notes`; [`account_conversations`]),
-    /// reads at most 8 validation batches and sets up the [`Trainer`] of `phase`: resumed from
-    /// `resume_from_step`, else fresh from the source model (its dropout RNG reset to 0).
-    /// Checkpoints go under `paths.model_root`. Errors: the tasks' ([`training_task`]),
-    /// [`CoreError::InvalidArgument`] (fewer than two conversations, `seq_len` above the
-    /// model's block_size, the total batch size), the data's and [`Trainer`]'s.
+    /// Builds the task mixture (shuffled by `seed`, the last 5% held out) and the run of the
+    /// source model's recipe, which `--recipe` may name but not change:
+    ///
+    /// - v1: the conversation loaders (packed for [`Phase::Mid`], padded rows for
+    ///   [`Phase::Sft`]), the conversations accounted for ([`account_conversations`]), at most 8
+    ///   validation batches, AdamW + Muon at `lr` with [`LrSchedule`];
+    /// - HEAD ([`Phase::Sft`] only): `scripts/chat_sft.py`'s run ([`super::chat_head`]).
+    ///
+    /// The [`Trainer`] is resumed from `resume_from_step`, else fresh from the source model (its
+    /// dropout RNG reset to 0). Checkpoints go under `paths.model_root`; each line of accounting
+    /// and every warning goes to `notes`. Errors: the tasks' ([`training_task`]),
+    /// [`CoreError::InvalidArgument`] (a contradicting `--recipe`, fewer than two
+    /// conversations, `seq_len` above the model's block_size, the total batch size),
+    /// [`CoreError::Unsupported`] (mid-training a HEAD model), the data's and [`Trainer`]'s.
     pub fn prepare(
         opts: &ChatTrainOptions,
         phase: Phase,
@@ -108,104 +161,33 @@ impl ChatRun {
         device: &Device,
         notes: &mut dyn FnMut(String),
     ) -> Result<ChatRun> {
-        let ChatSource {
-            model,
-            tokenizer,
-            meta,
-            phase: source_phase,
-            tag: source_tag,
-        } = source;
-        refuse_head(&model, phase)?;
-        let tag = opts.model_tag.clone().unwrap_or_else(|| source_tag.clone());
-        let names: Vec<String> = if opts.tasks.is_empty() {
-            DEFAULT_TASKS.iter().map(|s| s.to_string()).collect()
-        } else {
-            opts.tasks.clone()
-        };
-        let tasks = names
-            .iter()
-            .map(|n| training_task(n))
-            .collect::<Result<Vec<Arc<dyn Task>>>>()?;
-        let mixture: Arc<dyn Task> = Arc::new(TaskMixture::new(tasks, opts.seed));
-        // The last 5% of the shuffled mixture is held out for validation.
-        let n = mixture.num_examples();
-        let n_val = (n / 20).max(1);
-        if n < 2 {
-            return Err(CoreError::invalid(
-                "tasks",
-                format!("{names:?} ({n} conversations)"),
-                "at least two conversations",
-            ));
-        }
-        let train_task: Arc<dyn Task> =
-            Arc::new(TaskSlice::new(mixture.clone(), 0, Some(n - n_val), 1)?);
-        let val_task: Arc<dyn Task> = Arc::new(TaskSlice::new(mixture, n - n_val, None, 1)?);
-        let block_size = model.config().block_size;
-        let t = opts.seq_len.unwrap_or(block_size);
-        if t > block_size {
-            return Err(CoreError::invalid(
-                "--seq-len",
-                t,
-                format!("at most the model's block_size {block_size}"),
-            ));
-        }
-        let b = opts.batch_size;
-        let packing = if phase == Phase::Sft {
-            Packing::Padded
-        } else {
-            Packing::Packed
-        };
-        let val_batches = n_val.div_ceil(b).clamp(1, 8);
-        let reads = ConversationReads {
-            batch_size: b,
-            seq_len: t,
-            total_batch_size: opts.total_batch_size,
-            total_steps: opts.total_steps,
-            val_batches,
-        };
-        account_conversations(&reads, &train_task, &val_task, &tokenizer, packing, notes)?;
-        let train = DataLoader::conversations(train_task, packing, tokenizer.clone(), b, t)?;
-        let mut val_loader = DataLoader::conversations(val_task, packing, tokenizer.clone(), b, t)?;
-        let val: Vec<Batch> = (0..val_batches)
-            .map(|_| val_loader.next_batch())
-            .collect::<Result<_>>()?;
-        let cfg = TrainConfig {
-            phase,
-            root: paths.model_root.clone(),
-            model_tag: tag.clone(),
-            batch_size: b,
-            seq_len: t,
-            total_batch_size: opts.total_batch_size.unwrap_or(b * t),
-            total_steps: opts.total_steps,
-            optim: OptimSettings::V1(OptimConfig::with_peak_lr(opts.lr)),
-            schedule: Schedules::V1(LrSchedule::new(opts.total_steps as usize)),
-            eval_every: opts.eval_every,
-            save_every: opts.save_every,
-            sample_prompts: vec![],
-            tokenizer_path: tokenizer_for(paths, &meta),
-            tokenizer_record: meta.tokenizer_path.clone(),
-            compute_dtype: opts.dtype,
-            run: json!({
-                "command": phase.command(), "tasks": names,
-                "source": {"phase": source_phase.name(), "tag": source_tag, "step": meta.step},
-                "batch_size": b, "seq_len": t, "total_steps": opts.total_steps, "lr": opts.lr,
-                "device": device.to_string(),
-            }),
-        };
-        let trainer = match opts.resume_from_step {
-            Some(step) => Trainer::resume(step, device, tokenizer, Box::new(train), val, cfg)?,
-            None => {
-                model.set_rng_state(0);
-                Trainer::new(model, tokenizer, Box::new(train), val, cfg)?
+        let arch = source.model.config().architecture;
+        let what = format!(
+            "{} model `{}` step {}",
+            source.phase.name(),
+            source.tag,
+            source.meta.step
+        );
+        check_recipe(phase.command(), opts.recipe, arch, &what)?;
+        refuse_head(&source.model, phase)?;
+        let tag = opts.model_tag.clone().unwrap_or_else(|| source.tag.clone());
+        let split = SplitTasks::new(opts)?;
+        let from = (source.phase, source.tag.clone(), source.meta.step);
+        let trainer = match arch {
+            Architecture::V1 => {
+                prepare_v1(opts, phase, source, &split, &tag, paths, device, notes)?
+            }
+            Architecture::Head => {
+                super::chat_head::prepare(opts, source, &split, &tag, paths, device, notes)?
             }
         };
         Ok(ChatRun {
             trainer,
             tag,
             phase,
-            source: (source_phase, source_tag, meta.step),
-            train_conversations: n - n_val,
-            val_conversations: n_val,
+            source: from,
+            train_conversations: split.n_train,
+            val_conversations: split.n_val,
         })
     }
 
@@ -247,6 +229,147 @@ impl ChatRun {
             json!({"steps": t.step, "val_bpb": outcome.val_bpb, "tokens_per_s": outcome.mean_tokens_per_s,
                 "masked_rows": outcome.masked_rows, "wall_s": outcome.wall_s}),
         )
+    }
+}
+
+/// The task mixture of a fine-tuning run, shuffled by its seed, with the last 5% (at least one
+/// conversation) held out for validation.
+pub(crate) struct SplitTasks {
+    /// The task names (each occurrence; a repeat oversamples).
+    pub names: Vec<String>,
+    /// The training conversations.
+    pub train: Arc<dyn Task>,
+    /// The held-out conversations.
+    pub val: Arc<dyn Task>,
+    /// How many train on.
+    pub n_train: usize,
+    /// How many are held out.
+    pub n_val: usize,
+}
+
+impl SplitTasks {
+    /// The mixture of `opts.tasks` ([`DEFAULT_TASKS`] when empty). Errors: the tasks'
+    /// ([`training_task`]), [`CoreError::InvalidArgument`] for fewer than two conversations.
+    fn new(opts: &ChatTrainOptions) -> Result<SplitTasks> {
+        let names: Vec<String> = if opts.tasks.is_empty() {
+            DEFAULT_TASKS.iter().map(|s| s.to_string()).collect()
+        } else {
+            opts.tasks.clone()
+        };
+        let tasks = names
+            .iter()
+            .map(|n| training_task(n))
+            .collect::<Result<Vec<Arc<dyn Task>>>>()?;
+        let mixture: Arc<dyn Task> = Arc::new(TaskMixture::new(tasks, opts.seed));
+        let n = mixture.num_examples();
+        let n_val = (n / 20).max(1);
+        if n < 2 {
+            return Err(CoreError::invalid(
+                "tasks",
+                format!("{names:?} ({n} conversations)"),
+                "at least two conversations",
+            ));
+        }
+        Ok(SplitTasks {
+            names,
+            train: Arc::new(TaskSlice::new(mixture.clone(), 0, Some(n - n_val), 1)?),
+            val: Arc::new(TaskSlice::new(mixture, n - n_val, None, 1)?),
+            n_train: n - n_val,
+            n_val,
+        })
+    }
+}
+
+/// `seq_len`, or the model's block_size, checked against it. Errors:
+/// [`CoreError::InvalidArgument`] naming `--seq-len`.
+pub(crate) fn row_tokens(seq_len: Option<usize>, model: &GPT) -> Result<usize> {
+    let block_size = model.config().block_size;
+    let t = seq_len.unwrap_or(block_size);
+    if t > block_size || t == 0 {
+        return Err(CoreError::invalid(
+            "--seq-len",
+            t,
+            format!("at least 1 and at most the model's block_size {block_size}"),
+        ));
+    }
+    Ok(t)
+}
+
+/// v1's mid-training or SFT trainer (see [`ChatRun::prepare`]).
+#[allow(clippy::too_many_arguments)]
+fn prepare_v1(
+    opts: &ChatTrainOptions,
+    phase: Phase,
+    source: ChatSource,
+    split: &SplitTasks,
+    tag: &str,
+    paths: &Paths,
+    device: &Device,
+    notes: &mut dyn FnMut(String),
+) -> Result<Trainer> {
+    let ChatSource {
+        model,
+        tokenizer,
+        meta,
+        phase: source_phase,
+        tag: source_tag,
+        ..
+    } = source;
+    let t = row_tokens(opts.seq_len, &model)?;
+    let b = opts.batch_size.unwrap_or(4);
+    let total_steps = opts.total_steps.unwrap_or(DEFAULT_CHAT_STEPS);
+    let packing = if phase == Phase::Sft {
+        Packing::Padded
+    } else {
+        Packing::Packed
+    };
+    let val_batches = match opts.eval_tokens {
+        Some(tokens) => (tokens / (b * t)).max(1),
+        None => split.n_val.div_ceil(b).clamp(1, 8),
+    };
+    let reads = ConversationReads {
+        batch_size: b,
+        seq_len: t,
+        total_batch_size: opts.total_batch_size,
+        total_steps,
+        val_batches,
+    };
+    account_conversations(&reads, &split.train, &split.val, &tokenizer, packing, notes)?;
+    let train = DataLoader::conversations(split.train.clone(), packing, tokenizer.clone(), b, t)?;
+    let mut val_loader =
+        DataLoader::conversations(split.val.clone(), packing, tokenizer.clone(), b, t)?;
+    let val: Vec<Batch> = (0..val_batches)
+        .map(|_| val_loader.next_batch())
+        .collect::<Result<_>>()?;
+    let cfg = TrainConfig {
+        phase,
+        root: paths.model_root.clone(),
+        model_tag: tag.to_string(),
+        batch_size: b,
+        seq_len: t,
+        total_batch_size: opts.total_batch_size.unwrap_or(b * t),
+        total_steps,
+        optim: OptimSettings::V1(OptimConfig::with_peak_lr(opts.lr)),
+        schedule: Schedules::V1(LrSchedule::new(total_steps as usize)),
+        eval_every: opts.eval_every,
+        save_every: opts.save_every,
+        sample_prompts: vec![],
+        tokenizer_path: tokenizer_for(paths, &meta),
+        tokenizer_record: meta.tokenizer_path.clone(),
+        compute_dtype: opts.dtype,
+        run: json!({
+            "command": phase.command(), "recipe": "v1", "tasks": split.names,
+            "source": {"phase": source_phase.name(), "tag": source_tag, "step": meta.step},
+            "batch_size": b, "seq_len": t, "total_steps": total_steps, "lr": opts.lr,
+            "device": device.to_string(),
+        }),
+    };
+    match opts.resume_from_step {
+        Some(step) => Trainer::resume(step, device, tokenizer, Box::new(train), val, cfg),
+        None => {
+            model.set_rng_state(0);
+            Trainer::new(model, tokenizer, Box::new(train), val, cfg)
+        }
     }
 }
 
@@ -325,22 +448,15 @@ pub fn account_conversations(
     Ok(())
 }
 
-/// HEAD models are not fine-tuned with v1's recipe: nanochat HEAD has no mid-training (its
-/// `scripts/chat_sft.py` fine-tunes the base model directly), and HEAD's SFT recipe
-/// (`MuonAdamW` warm-started from the base run's optimizer state, its schedule and best-fit
-/// packing) is not wired into `chat-sft` yet. Errors: [`CoreError::Unsupported`] saying which.
+/// nanochat HEAD has no mid-training (its `scripts/chat_sft.py` fine-tunes the base model
+/// directly), so mid-training a HEAD model is refused. Errors: [`CoreError::Unsupported`] for
+/// [`Phase::Mid`] on a HEAD model.
 pub fn refuse_head(model: &GPT, phase: Phase) -> Result<()> {
-    if model.config().architecture != crate::model::Architecture::Head {
+    if model.config().architecture != Architecture::Head || phase != Phase::Mid {
         return Ok(());
     }
-    Err(match phase {
-        Phase::Mid => CoreError::Unsupported {
-            op: "mid-train",
-            why: "this is a nanochat HEAD model, and HEAD has no mid-training: its chat_sft.py fine-tunes the base model directly".into(),
-        },
-        _ => CoreError::Unsupported {
-            op: "chat-sft",
-            why: "this is a nanochat HEAD model, whose SFT recipe (MuonAdamW warm-started from the base run's optimizer state) is not in nanochat-rs yet; fine-tuning it with v1's optimizer would be a different recipe".into(),
-        },
+    Err(CoreError::Unsupported {
+        op: "mid-train",
+        why: "this is a nanochat HEAD model, and HEAD has no mid-training: its chat_sft.py fine-tunes the base model directly (run chat-sft)".into(),
     })
 }

@@ -10,10 +10,13 @@ mod base;
 mod bench;
 mod bpb;
 mod chat;
+mod chat_head;
+#[cfg(test)]
+mod chat_head_tests;
 mod memory;
 mod metrics;
 #[cfg(test)]
-mod run_tests;
+pub(crate) mod run_tests;
 #[cfg(test)]
 mod tests;
 
@@ -28,15 +31,17 @@ pub use base::{
 pub use bench::{bench_train, peak_host_bytes, TrainBench};
 pub use bpb::{batch_nats_bytes, evaluate_bpb};
 pub use chat::{
-    account_conversations, ChatRun, ChatSource, ChatTrainOptions, ConversationReads, DEFAULT_TASKS,
+    account_conversations, ChatRun, ChatSource, ChatTrainOptions, ConversationReads,
+    HeadSftOptions, DEFAULT_CHAT_STEPS, DEFAULT_TASKS,
 };
+pub use chat_head::last_muon_weight_decay;
 pub use memory::{check_fits, estimate_training_bytes, free_bytes};
 pub use metrics::{MetricsLog, StepMetrics};
 
 use crate::checkpoint::{
     checkpoint_dir, load_checkpoint_model, load_optimizer_state, save_checkpoint, Phase, SaveInfo,
 };
-use crate::data::{Batch, BestFitLoader, DataLoader, LoaderState};
+use crate::data::{Batch, BestFitLoader, DataLoader, LoaderState, SftLoader};
 use crate::model::{SamplingParams, GPT};
 use crate::optim::{OptimSettings, Schedules, TrainOptimizer};
 use crate::tokenizer::Tokenizer;
@@ -53,6 +58,11 @@ pub trait BatchSource: Send {
     /// The documents a packer holds back between batches, as (source, document) indices
     /// (HEAD's best-fit buffer); `None` for a stream without one. Saved with the position.
     fn buffered(&self) -> Option<Vec<[usize; 2]>> {
+        None
+    }
+    /// Progress in [0, 1] through the data, for schedules that follow it (HEAD's SFT); `None`
+    /// for a stream that has no end.
+    fn progress(&self) -> Option<f64> {
         None
     }
     /// Refills the packer's buffer with these documents (after [`BatchSource::restore`]).
@@ -93,6 +103,27 @@ impl BatchSource for BestFitLoader {
     }
     fn buffered(&self) -> Option<Vec<[usize; 2]>> {
         Some(self.buffered_ids())
+    }
+    fn restore_buffered(&mut self, docs: Vec<[usize; 2]>) -> Result<()> {
+        self.restore_buffer(&docs)
+    }
+}
+
+impl BatchSource for SftLoader {
+    fn next_batch(&mut self) -> Result<Batch> {
+        SftLoader::next_batch(self)
+    }
+    fn position(&self) -> LoaderState {
+        self.state()
+    }
+    fn restore(&mut self, state: LoaderState) -> Result<()> {
+        SftLoader::restore(self, state)
+    }
+    fn buffered(&self) -> Option<Vec<[usize; 2]>> {
+        Some(self.buffered_ids())
+    }
+    fn progress(&self) -> Option<f64> {
+        Some(SftLoader::progress(self))
     }
     fn restore_buffered(&mut self, docs: Vec<[usize; 2]>) -> Result<()> {
         self.restore_buffer(&docs)
@@ -282,6 +313,8 @@ pub struct Trainer {
     val: Vec<Batch>,
     /// Optimizer steps completed.
     pub step: u64,
+    /// Progress through the data, never decreasing (HEAD's SFT schedule follows it).
+    progress: f64,
     metrics: MetricsLog,
     last_val_bpb: Option<f64>,
     /// The tokenizer's fingerprint, recorded in every checkpoint (computed once).
@@ -300,6 +333,27 @@ impl Trainer {
         cfg.grad_accum_steps()?;
         check_fits(&model, cfg.batch_size, cfg.seq_len)?;
         let optim = TrainOptimizer::new(&model, &cfg.optim)?;
+        Trainer::assemble(model, optim, tokenizer, train, val, cfg, 0, None)
+    }
+
+    /// A fresh run from `model` (step 0) whose optimizer starts from the state saved with the
+    /// checkpoint `meta` in `dir`: moments and step count, the rates staying this run's (HEAD's
+    /// SFT warm start, `load_optimizer_state` in `scripts/chat_sft.py` at 92d63d4). Errors: as
+    /// [`Trainer::new`], and [`load_optimizer_state`]'s (no optimizer file, one of another
+    /// optimizer or model).
+    pub fn warm_started(
+        model: GPT,
+        tokenizer: Tokenizer,
+        train: Box<dyn BatchSource>,
+        val: Vec<Batch>,
+        cfg: TrainConfig,
+        from: (&std::path::Path, &crate::checkpoint::Meta),
+    ) -> Result<Trainer> {
+        cfg.grad_accum_steps()?;
+        check_fits(&model, cfg.batch_size, cfg.seq_len)?;
+        let mut optim = TrainOptimizer::new(&model, &cfg.optim)?;
+        let device = model.get_device().clone();
+        load_optimizer_state(from.0, from.1, &mut optim, &device)?;
         Trainer::assemble(model, optim, tokenizer, train, val, cfg, 0, None)
     }
 
@@ -328,6 +382,7 @@ impl Trainer {
             train,
             val,
             step,
+            progress: 0.0,
             metrics,
             last_val_bpb,
             tokenizer_sha256,
@@ -411,9 +466,10 @@ impl Trainer {
             .map(|_| self.train.next_batch())
             .collect::<Result<Vec<_>>>()?;
         let acc = accumulate_gradients(&self.model, &batches)?;
+        self.progress = self.progress.max(self.train.progress().unwrap_or(0.0));
         if !acc.is_empty() {
-            self.optim
-                .step(&acc.grads, &self.cfg.schedule, self.step as usize)?;
+            let (it, p) = (self.step as usize, self.progress);
+            self.optim.step(&acc.grads, &self.cfg.schedule, it, p)?;
         }
         self.step += 1;
         Ok(StepOutcome {
@@ -471,7 +527,9 @@ impl Trainer {
             let mut m = StepMetrics {
                 step: self.step,
                 loss: outcome.loss,
-                lr_multiplier: cfg.schedule.lr_multiplier(self.step as usize - 1),
+                lr_multiplier: cfg
+                    .schedule
+                    .lr_multiplier(self.step as usize - 1, self.progress),
                 tokens_per_s: tps,
                 mfu: flops_per_token * tps / peak,
                 val_bpb: None,
