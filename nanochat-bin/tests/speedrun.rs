@@ -156,3 +156,37 @@ fn ci_sized_speedrun_then_the_eval_commands() {
     );
     assert!(!ok && err.contains("nowhere"), "{err}");
 }
+
+/// `speedrun --recipe head` in CI size: HEAD's pipeline (base model, CORE, SFT from the base
+/// model with HEAD's recipe, chat evaluation, RL), no mid-training, and the report card.
+#[test]
+fn ci_sized_head_speedrun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let args = "speedrun --recipe head --depth 1 --base-steps 4 --chat-steps 3 --max-problems 2 \
+        --vocab-size 500 --rl --rl-steps 2 --quiet";
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let (ok, _, err) = nanochat(root, &args);
+    assert!(ok, "{err}");
+    assert!(
+        !root.join("mid_checkpoints").exists(),
+        "HEAD has no mid-training"
+    );
+    for phase in ["base", "sft", "rl"] {
+        let dir = root.join(format!("{phase}_checkpoints/d1"));
+        assert!(dir.join("metrics.jsonl").exists(), "{phase}");
+    }
+    let meta = json(&root.join("sft_checkpoints/d1/meta_000003.json"));
+    assert_eq!(meta["config"]["architecture"], "head");
+    assert_eq!(meta["run"]["recipe"], "head");
+    assert_eq!(meta["run"]["warm_start"], true);
+    for source in ["sft", "rl"] {
+        let r = json(&root.join(format!("eval/chat-eval-{source}.json")));
+        assert!(r["ChatCORE"].as_f64().is_some(), "{source}: {r}");
+    }
+    let md = std::fs::read_to_string(root.join("report/report.md")).unwrap();
+    for section in ["## Base model training", "## Chat SFT", "## Summary"] {
+        assert!(md.contains(section), "report lacks {section}:\n{md}");
+    }
+    assert!(!md.contains("## Midtraining"), "{md}");
+}

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use nanochat_kernels::Backend;
 use serde_json::json;
 
+use crate::model::Architecture;
 use crate::{CoreError, Result};
 
 /// The flags of `nanochat speedrun`: what the recipe takes from the user (`None`: the device's
@@ -23,12 +24,16 @@ use crate::{CoreError, Result};
 pub struct SpeedrunOptions {
     /// The device every stage runs on (`cpu`: the small recipe; `cuda[:N]`: the full one).
     pub backend: Backend,
+    /// `--recipe`: nanochat v1's pipeline (the default) or HEAD's (no mid-training; HEAD's
+    /// SFT).
+    pub recipe: Architecture,
     /// Model depth (default: 4 on cpu, 20 on cuda).
     pub depth: Option<usize>,
     /// Base-training steps (default: 800 on cpu; on cuda 20 tokens per parameter, at most 4
     /// epochs of the corpus).
     pub base_steps: Option<u64>,
-    /// Mid-training and SFT steps each (default: 150 on cpu, 1000 on cuda).
+    /// Mid-training and SFT steps each (default: v1 150 on cpu, 1000 on cuda; head one pass
+    /// over the conversations).
     pub chat_steps: Option<u64>,
     /// Evaluate only the first N problems (CORE items) of each task (default: all).
     pub max_problems: Option<usize>,
@@ -45,6 +50,8 @@ pub struct SpeedrunOptions {
 /// The settings of a speedrun, resolved for its device ([`Recipe::new`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {
+    /// nanochat v1's pipeline or HEAD's.
+    pub recipe: Architecture,
     /// The full-size recipe on a GPU (else the small CPU one).
     pub cuda: bool,
     /// Model depth (n_layer).
@@ -57,10 +64,11 @@ pub struct Recipe {
     pub batch_size: usize,
     /// Tokens per optimizer step (`None`: one micro-batch).
     pub total_batch: Option<usize>,
-    /// Base-training steps.
-    pub base_steps: u64,
-    /// Mid-training and SFT steps each.
-    pub chat_steps: u64,
+    /// Base-training steps (`None`: HEAD's scaling law, `--target-param-data-ratio 8` as its
+    /// speedrun).
+    pub base_steps: Option<u64>,
+    /// Mid-training and SFT steps each (`None`: HEAD's one pass over the conversations).
+    pub chat_steps: Option<u64>,
     /// `--dtype` of the training stages (`float32`, `bfloat16`).
     pub dtype: &'static str,
     /// Training files, the last one validation; empty: the bundled corpus.
@@ -74,29 +82,54 @@ pub struct Recipe {
 const CORPUS_EXTENSIONS: [&str; 5] = [".parquet", ".jsonl", ".txt", ".jsonl.gz", ".txt.gz"];
 
 impl Recipe {
-    /// The settings of a run of `opts`; the cuda recipe reads the corpus files (`.parquet`,
+    /// The settings of a run of `opts`. On the CPU both recipes train the same model on the same
+    /// tokens (HEAD's SFT makes one pass unless `chat_steps` is given). On CUDA v1 is
+    /// nanochat's November speedrun (below) and HEAD its July one (`runs/speedrun.sh` at
+    /// 92d63d4: depth 24, vocabulary 32768, 16 rows of 2048 tokens, the automatic batch and
+    /// 8 tokens per scaling parameter; FP8 left out, as GPU-only and not yet here). The cuda
+    /// recipe reads the corpus files (`.parquet`,
     /// `.jsonl`, `.txt`, optionally `.gz`) in `corpus`, sorted by name, the last one (or
     /// `bundled.jsonl` when it is there) for validation, and sizes the base training from their
     /// bytes. Errors: [`CoreError::Missing`] (no `corpus` folder, naming `scripts/fetch_data.sh`),
     /// [`CoreError::Io`], [`CoreError::File`] (no corpus file, or none besides the validation
     /// one).
     pub fn new(opts: &SpeedrunOptions, corpus: &Path) -> Result<Recipe> {
+        let head = opts.recipe == Architecture::Head;
         if opts.backend.is_cpu() {
             return Ok(Recipe {
+                recipe: opts.recipe,
                 cuda: false,
                 depth: opts.depth.unwrap_or(4),
                 vocab: opts.vocab_size.unwrap_or(8192),
                 seq_len: 256,
                 batch_size: 4,
                 total_batch: None,
-                base_steps: opts.base_steps.unwrap_or(800),
-                chat_steps: opts.chat_steps.unwrap_or(150),
+                base_steps: Some(opts.base_steps.unwrap_or(800)),
+                chat_steps: opts.chat_steps.or((!head).then_some(150)),
                 dtype: "float32",
                 inputs: Vec::new(),
                 warning: None,
             });
         }
         let (files, val) = corpus_files(corpus)?;
+        if head {
+            let mut inputs = files;
+            inputs.push(val);
+            return Ok(Recipe {
+                recipe: opts.recipe,
+                cuda: true,
+                depth: opts.depth.unwrap_or(24),
+                vocab: opts.vocab_size.unwrap_or(32768),
+                seq_len: 2048,
+                batch_size: 16,
+                total_batch: None,
+                base_steps: opts.base_steps,
+                chat_steps: opts.chat_steps,
+                dtype: "bfloat16",
+                inputs,
+                warning: None,
+            });
+        }
         let depth = opts.depth.unwrap_or(20);
         // nanochat: 20 tokens per parameter (Chinchilla) at a total batch of 524,288 tokens, but
         // no more than 4 epochs of the corpus (about 4.5 bytes per token at vocab 65536).
@@ -120,14 +153,15 @@ impl Recipe {
         let mut inputs = files;
         inputs.push(val);
         Ok(Recipe {
+            recipe: opts.recipe,
             cuda: true,
             depth,
             vocab,
             seq_len: 2048,
             batch_size: 16,
             total_batch: Some(total_batch),
-            base_steps,
-            chat_steps: opts.chat_steps.unwrap_or(1000),
+            base_steps: Some(base_steps),
+            chat_steps: Some(opts.chat_steps.unwrap_or(1000)),
             dtype: "bfloat16",
             inputs,
             warning,
@@ -214,8 +248,10 @@ fn line(parts: &[&str]) -> Vec<String> {
 
 /// The stages of a speedrun of `recipe` with `opts`, in order: `report reset`, the tokenizer
 /// (`tok-train` on the training files, `tok-eval`), the base model (`base-train`, `base-eval`),
-/// `mid-train` and its `chat-eval`, `chat-sft` and its `chat-eval`, and with `opts.rl`
-/// `chat-rl` and its `chat-eval`. The closing `report generate` is [`report_generate`].
+/// `mid-train` and its `chat-eval` (v1 only: HEAD has no mid-training), `chat-sft` and its
+/// `chat-eval`, and with `opts.rl` `chat-rl` and its `chat-eval`. HEAD's `base-train` takes
+/// `--recipe head` and its SFT inherits the base run's batch (`chat-sft` from the base model).
+/// The closing `report generate` is [`report_generate`].
 pub fn plan(recipe: &Recipe, opts: &SpeedrunOptions) -> Vec<Stage> {
     let r = recipe;
     let tag = r.tag();
@@ -225,7 +261,7 @@ pub fn plan(recipe: &Recipe, opts: &SpeedrunOptions) -> Vec<Stage> {
         r.seq_len.to_string(),
         r.batch_size.to_string(),
     );
-    let (base_steps, chat_steps) = (r.base_steps.to_string(), r.chat_steps.to_string());
+    let head = r.recipe == Architecture::Head;
     let dev = opts.backend.to_string();
     let dev = dev.as_str();
     let quiet: &[&str] = if opts.quiet { &["--quiet"] } else { &[] };
@@ -258,25 +294,32 @@ pub fn plan(recipe: &Recipe, opts: &SpeedrunOptions) -> Vec<Stage> {
         }),
         Stage::new("tokenizer eval", line(&["tok-eval"])),
     ];
-    let mut base = line(&[
-        "base-train",
-        "--depth",
-        &depth,
-        "--seq-len",
-        &seq,
-        "--batch-size",
-        &batch,
-        "--total-steps",
-        &base_steps,
-        "--dtype",
-        r.dtype,
-        "--device",
-        dev,
-        "--model-tag",
-        &tag,
-        "--eval-every",
-        if r.cuda { "250" } else { "200" },
-    ]);
+    let mut base = line(&["base-train"]);
+    if head {
+        base.extend(["--recipe".to_string(), "head".to_string()]);
+    }
+    let horizon = match r.base_steps {
+        Some(n) => ["--total-steps".to_string(), n.to_string()],
+        None => ["--target-param-data-ratio".to_string(), "8".to_string()],
+    };
+    base = with(
+        base,
+        &[&["--depth", &depth, "--seq-len", &seq, "--batch-size", &batch]],
+    );
+    base.extend(horizon);
+    base = with(
+        base,
+        &[&[
+            "--dtype",
+            r.dtype,
+            "--device",
+            dev,
+            "--model-tag",
+            &tag,
+            "--eval-every",
+            if r.cuda { "250" } else { "200" },
+        ]],
+    );
     base.extend(total_batch.iter().cloned());
     if !r.inputs.is_empty() {
         base.push("--input".into());
@@ -298,29 +341,30 @@ pub fn plan(recipe: &Recipe, opts: &SpeedrunOptions) -> Vec<Stage> {
         v
     };
     let chat_train = |cmd: &str, source: &str| {
-        let mut v = line(&[
-            cmd,
-            "--source",
-            source,
-            "--base-model",
-            &tag,
-            "--total-steps",
-            &chat_steps,
-            "--batch-size",
-            &batch,
-            "--device",
-            dev,
-            "--eval-every",
-            "50",
-            "--dtype",
-            r.dtype,
-        ]);
-        v.extend(total_batch.iter().cloned());
+        let mut v = line(&[cmd, "--source", source, "--base-model", &tag]);
+        if let Some(n) = r.chat_steps {
+            v.extend(["--total-steps".to_string(), n.to_string()]);
+        }
+        if !head {
+            // HEAD's SFT inherits the base run's batch.
+            v.extend(["--batch-size".to_string(), batch.clone()]);
+        }
+        v = with(
+            v,
+            &[&["--device", dev, "--eval-every", "50", "--dtype", r.dtype]],
+        );
+        if !head {
+            v.extend(total_batch.iter().cloned());
+        }
         with(v, &[quiet])
     };
-    stages.push(Stage::new("mid-training", chat_train("mid-train", "base")));
-    stages.push(Stage::new("mid eval", chat_eval("mid")));
-    stages.push(Stage::new("SFT", chat_train("chat-sft", "mid")));
+    if head {
+        stages.push(Stage::new("SFT", chat_train("chat-sft", "base")));
+    } else {
+        stages.push(Stage::new("mid-training", chat_train("mid-train", "base")));
+        stages.push(Stage::new("mid eval", chat_eval("mid")));
+        stages.push(Stage::new("SFT", chat_train("chat-sft", "mid")));
+    }
     stages.push(Stage::new("SFT eval", chat_eval("sft")));
     if opts.rl {
         let steps = opts.rl_steps.to_string();
@@ -361,7 +405,7 @@ pub fn summary(
         .map(|(name, s)| (name.to_string(), json!(s)))
         .collect();
     (
-        json!({"device": opts.backend.to_string(), "depth": r.depth, "vocab_size": r.vocab, "seq_len": r.seq_len,
+        json!({"device": opts.backend.to_string(), "recipe": r.recipe.name(), "depth": r.depth, "vocab_size": r.vocab, "seq_len": r.seq_len,
             "base_steps": r.base_steps, "chat_steps": r.chat_steps, "rl": opts.rl,
             "data": if r.cuda { "fetched" } else { "bundled corpus and committed samples" }}),
         json!({"wall_s": wall_s, "stage_seconds": timings}),

@@ -1,6 +1,7 @@
 //! `nanochat speedrun`: the whole pipeline in one command, as nanochat's `speedrun.sh`:
 //! tokenizer (train, evaluate), base model (train, CORE), mid-training, SFT, chat evaluation of
-//! the mid and SFT models (ChatCORE), optionally RL, and the report card.
+//! the mid and SFT models (ChatCORE), optionally RL, and the report card. `--recipe head` is
+//! HEAD's pipeline: no mid-training, SFT from the base model.
 //!
 //! The default (`--device cpu`) needs nothing but the repository: the bundled corpus, the
 //! committed chat sets and the committed evaluation samples (`--samples`); it takes about 10
@@ -17,19 +18,23 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use nanochat_core::model::Architecture;
 use nanochat_core::speedrun::{plan, report_generate, summary, Recipe, SpeedrunOptions};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub device: super::DeviceArg,
-    /// Model depth (default: 4 on cpu, 20 on cuda).
+    /// Which nanochat: v1 (with mid-training) or head (HEAD's base recipe, SFT from base).
+    #[arg(long, value_parser = ["v1", "head"], default_value = "v1")]
+    pub recipe: String,
+    /// Model depth (default: 4 on cpu; on cuda v1 20, head 24).
     #[arg(long)]
     pub depth: Option<usize>,
     /// Base-training steps (default: 800 on cpu; on cuda 20 tokens per parameter).
     #[arg(long)]
     pub base_steps: Option<u64>,
-    /// Mid-training and SFT steps each (default: 150 on cpu, 1000 on cuda).
+    /// Mid-training and SFT steps each (default: v1 150 on cpu, 1000 on cuda; head one pass).
     #[arg(long)]
     pub chat_steps: Option<u64>,
     /// Evaluate only the first N problems (CORE items) of each task (default: all).
@@ -41,7 +46,7 @@ pub struct Args {
     /// chat-rl steps (with --rl).
     #[arg(long, default_value_t = 30)]
     pub rl_steps: u64,
-    /// Tokenizer vocabulary (default: 8192 on cpu, 65536 on cuda).
+    /// Tokenizer vocabulary (default: 8192 on cpu; on cuda v1 65536, head 32768).
     #[arg(long)]
     pub vocab_size: Option<usize>,
     /// No progress bars.
@@ -53,6 +58,7 @@ impl From<Args> for SpeedrunOptions {
     fn from(a: Args) -> Self {
         SpeedrunOptions {
             backend: a.device.backend,
+            recipe: Architecture::parse(&a.recipe).unwrap_or_default(),
             depth: a.depth,
             base_steps: a.base_steps,
             chat_steps: a.chat_steps,

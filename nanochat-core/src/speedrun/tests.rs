@@ -23,7 +23,7 @@ fn cpu_recipe_is_the_small_one_on_bundled_data() {
     let r = Recipe::new(&cpu(), Path::new("/nonexistent")).unwrap();
     assert_eq!(
         (r.depth, r.vocab, r.seq_len, r.base_steps, r.chat_steps),
-        (4, 8192, 256, 800, 150)
+        (4, 8192, 256, Some(800), Some(150))
     );
     assert!(r.inputs.is_empty() && !r.cuda && r.dtype == "float32");
     let opts = SpeedrunOptions {
@@ -32,7 +32,7 @@ fn cpu_recipe_is_the_small_one_on_bundled_data() {
         ..cpu()
     };
     let r = Recipe::new(&opts, Path::new("/x")).unwrap();
-    assert_eq!((r.depth, r.base_steps), (2, 5));
+    assert_eq!((r.depth, r.base_steps), (2, Some(5)));
 }
 
 #[test]
@@ -71,7 +71,8 @@ fn cuda_recipe_trains_on_the_corpus_and_validates_on_the_bundled_file() {
     assert_eq!(names, ["sotu.jsonl", "bundled.jsonl"], "validation last");
     // 10 MB allows about 4 x 2.2M tokens: a few steps of 524,288 tokens, far fewer than the
     // 20 tokens per parameter of a 560M-parameter model; the recipe says so.
-    assert!(r.base_steps >= 1 && r.base_steps < 100, "{}", r.base_steps);
+    let steps = r.base_steps.unwrap();
+    assert!((1..100).contains(&steps), "{steps}");
     assert_eq!(r.total_batch, Some(524_288));
     assert_eq!(r.total_batch.unwrap() % (r.batch_size * r.seq_len), 0);
     assert!(
@@ -84,7 +85,7 @@ fn cuda_recipe_trains_on_the_corpus_and_validates_on_the_bundled_file() {
         ..cuda()
     };
     let r = Recipe::new(&given, dir.path()).unwrap();
-    assert_eq!((r.base_steps, r.warning), (3, None));
+    assert_eq!((r.base_steps, r.warning), (Some(3), None));
 }
 
 /// The stages' command lines, one string each, `report generate` last.
@@ -227,4 +228,54 @@ fn stage_lines_are_the_speedrun_s() {
             "RL eval"
         ]
     );
+}
+
+/// `--recipe head`: HEAD's base run, no mid-training, SFT from the base model with its batch
+/// inherited and one pass unless steps are given; on CUDA HEAD's speedrun.sh (depth 24,
+/// vocabulary 32768, 8 tokens per scaling parameter, the automatic batch).
+#[test]
+fn head_stages_are_heads_speedrun() {
+    let head = SpeedrunOptions {
+        recipe: Architecture::Head,
+        ..cpu()
+    };
+    let r = Recipe::new(&head, Path::new("/nonexistent")).unwrap();
+    assert_eq!((r.base_steps, r.chat_steps), (Some(800), None));
+    assert_eq!(
+        lines(&head, Path::new("/nonexistent")),
+        [
+            "nanochat report reset",
+            "nanochat tok-train --vocab-size 8192",
+            "nanochat tok-eval",
+            "nanochat base-train --recipe head --depth 4 --seq-len 256 --batch-size 4 --total-steps 800 --dtype float32 --device cpu --model-tag d4 --eval-every 200",
+            "nanochat base-eval -g d4 --device cpu --samples",
+            "nanochat chat-sft --source base --base-model d4 --device cpu --eval-every 50 --dtype float32",
+            "nanochat chat-eval -i sft -g d4 --device cpu --samples",
+            "nanochat report generate",
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path();
+    std::fs::write(c.join("shard_00000.parquet"), "x").unwrap();
+    std::fs::write(c.join("shard_00001.parquet"), "x").unwrap();
+    let d = c.display().to_string();
+    let gpu = SpeedrunOptions {
+        recipe: Architecture::Head,
+        chat_steps: Some(7),
+        ..cuda()
+    };
+    let want: Vec<String> = [
+        "nanochat report reset",
+        "nanochat tok-train --vocab-size 32768 --input $C/shard_00000.parquet",
+        "nanochat tok-eval",
+        "nanochat base-train --recipe head --depth 24 --seq-len 2048 --batch-size 16 --target-param-data-ratio 8 --dtype bfloat16 --device cuda:0 --model-tag d24 --eval-every 250 --input $C/shard_00000.parquet $C/shard_00001.parquet",
+        "nanochat base-eval -g d24 --device cuda:0",
+        "nanochat chat-sft --source base --base-model d24 --total-steps 7 --device cuda:0 --eval-every 50 --dtype bfloat16",
+        "nanochat chat-eval -i sft -g d24 --device cuda:0",
+        "nanochat report generate",
+    ]
+    .iter()
+    .map(|l| l.replace("$C", &d))
+    .collect();
+    assert_eq!(lines(&gpu, c), want);
 }
