@@ -145,7 +145,9 @@ impl ChatRun {
     /// - v1: the conversation loaders (packed for [`Phase::Mid`], padded rows for
     ///   [`Phase::Sft`]), the conversations accounted for ([`account_conversations`]), at most 8
     ///   validation batches, AdamW + Muon at `lr` with [`LrSchedule`];
-    /// - HEAD ([`Phase::Sft`] only): `scripts/chat_sft.py`'s run ([`super::chat_head`]).
+    /// - HEAD ([`Phase::Sft`] only): `scripts/chat_sft.py`'s run (inherited batch and rates,
+    ///   `MuonAdamW` warm-started from the source's state, [`crate::data::SftLoader`]; the
+    ///   README's "Fine-tuning a HEAD model").
     ///
     /// The [`Trainer`] is resumed from `resume_from_step`, else fresh from the source model (its
     /// dropout RNG reset to 0). Checkpoints go under `paths.model_root`; each line of accounting
