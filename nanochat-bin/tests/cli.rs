@@ -277,3 +277,41 @@ fn sampling_flags_are_range_checked_before_any_model_loads() {
         assert!(!stdout.contains("Assistant:"), "{args:?}: {stdout}");
     }
 }
+
+/// `bench train --recipe head` times HEAD's model and optimizer (a depth-1 model is one 128-dim
+/// head wide, with value embeddings); the JSON names the recipe and splits the step.
+#[test]
+fn bench_train_times_either_recipe() {
+    for (recipe, n_embd) in [("v1", 64), ("head", 128)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+            .args([
+                "bench",
+                "train",
+                "--recipe",
+                recipe,
+                "--depth",
+                "1",
+                "--seq-len",
+                "64",
+            ])
+            .args(["--vocab", "512", "--steps", "1", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (&r["recipe"], &r["n_embd"]),
+            (&recipe.into(), &n_embd.into())
+        );
+        assert!(r["final_loss"].as_f64().unwrap().is_finite());
+        let parts: f64 = ["forward_seconds", "backward_seconds", "optimizer_seconds"]
+            .iter()
+            .map(|k| r[k].as_f64().unwrap())
+            .sum();
+        assert!(parts > 0.0 && parts <= r["step_seconds"].as_f64().unwrap() * 1.001);
+    }
+}

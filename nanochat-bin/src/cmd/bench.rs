@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use nanochat_core::bench::{bench_kernels, bench_tokenizer, KernelBenchOptions};
+use nanochat_core::model::Architecture;
 use nanochat_kernels::DType;
 
 /// `--json`: the output is JSON either way; this makes it one compact line.
@@ -78,6 +79,9 @@ fn run_decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
+    /// The model and optimizer: v1's, or HEAD's (SSSL windows, value embeddings, MuonAdamW).
+    #[arg(long, value_parser = ["v1", "head"], default_value = "v1")]
+    recipe: String,
     /// Depth (n_embd = 64 * depth, 128-dim heads).
     #[arg(long, default_value_t = 4)]
     depth: usize,
@@ -103,16 +107,16 @@ pub struct TrainArgs {
 fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let dtype = DType::from(args.dtype);
     let device = args.device.open()?;
-    let r = nanochat_core::train::bench_train(
-        &device,
-        args.depth,
-        args.vocab,
-        args.batch_size,
-        args.seq_len,
-        args.steps,
+    let opts = nanochat_core::train::BenchTrainOptions {
+        recipe: Architecture::parse(&args.recipe).unwrap_or_default(),
+        depth: args.depth,
+        vocab: args.vocab,
+        batch: args.batch_size,
+        seq: args.seq_len,
+        steps: args.steps,
         dtype,
-    )
-    .context("training benchmark")?;
+    };
+    let r = nanochat_core::train::bench_train(&device, &opts).context("training benchmark")?;
     args.json.print(&r)
 }
 

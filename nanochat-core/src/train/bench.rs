@@ -7,22 +7,45 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::peak_flops;
-use crate::model::{ForwardOptions, GPTConfig, GPT};
+use crate::model::{Architecture, ForwardOptions, GPTConfig, GPT};
 use crate::ops::Reduction;
-use crate::optim::{muon_momentum, OptimConfig, Optimizer};
+use crate::optim::{muon_momentum, MuonAdamWConfig, OptimConfig, OptimSettings, TrainOptimizer};
+use crate::recipe::HeadScalingArgs;
 use crate::{DType, Device, Result, Tape};
+
+/// The shape `nanochat bench train` times ([`bench_train`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BenchTrainOptions {
+    /// v1's model and AdamW + Muon, or HEAD's model (`--aspect-ratio` 64, `--head-dim` 128,
+    /// `SSSL` windows) and `MuonAdamW` at base_train's rates.
+    pub recipe: Architecture,
+    /// Model depth (n_layer).
+    pub depth: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Rows per step (B).
+    pub batch: usize,
+    /// Tokens per row (T).
+    pub seq: usize,
+    /// Timed steps (after one warm-up step).
+    pub steps: usize,
+    /// Matmul and activation dtype (bf16 over f32 master weights).
+    pub dtype: DType,
+}
 
 #[derive(Clone, Debug, Serialize)]
 /// What `nanochat bench train` prints (JSON): the timing of full training steps (forward with the
 /// loss, backward, optimizer) of a random model on a fixed random batch.
 pub struct TrainBench {
+    /// The recipe (`v1`, `head`): its model and optimizer.
+    pub recipe: &'static str,
     /// The device, as `cpu`, `cuda` or `cuda:N`.
     pub device: String,
     /// Compute dtype (`float32`, or `bfloat16` over f32 master weights as in `base-train`).
     pub dtype: &'static str,
     /// Model depth (n_layer).
     pub depth: usize,
-    /// Model width (n_embd = 64 * depth, as nanochat).
+    /// Model width (v1: 64 x depth; HEAD: 64 x depth rounded up to whole 128-dim heads).
     pub n_embd: usize,
     /// Vocabulary size.
     pub vocab_size: usize,
@@ -41,7 +64,7 @@ pub struct TrainBench {
     pub forward_seconds: f64,
     /// Median seconds of the backward pass.
     pub backward_seconds: f64,
-    /// Median seconds of the optimizer step (Muon and AdamW).
+    /// Median seconds of the optimizer step (Muon and AdamW, or HEAD's MuonAdamW).
     pub optimizer_seconds: f64,
     /// The loss of the last step (the same random batch every step, so it falls); checked
     /// finite, so a failed launch cannot pass for speed.
@@ -66,27 +89,41 @@ pub fn peak_host_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Times `steps` training steps of a depth-`depth` model (nanochat's scaling) at batch
-/// (`batch`, `seq`) over random tokens, with matmuls and activations in `dtype` (bf16: mixed
-/// precision over f32 master weights, as `base-train --dtype bfloat16` and nanochat's autocast).
-/// MFU is against the device's dense peak for that dtype ([`peak_flops`]: 989 TFLOP/s for bf16
-/// on a GPU, nanochat's H100 figure).
-#[allow(clippy::too_many_arguments)]
-pub fn bench_train(
-    device: &Device,
-    depth: usize,
-    vocab: usize,
-    batch: usize,
-    seq: usize,
-    steps: usize,
-    dtype: DType,
-) -> Result<TrainBench> {
-    let config = GPTConfig::from_depth(depth, vocab, seq);
+/// Times `o.steps` training steps of `o.recipe`'s depth-`o.depth` model at batch (`o.batch`,
+/// `o.seq`) over random tokens, with matmuls and activations in `o.dtype` (bf16: mixed
+/// precision over f32 master weights, as `base-train --dtype bfloat16` and nanochat's autocast),
+/// and the recipe's optimizer (v1: AdamW + Muon at nanochat's rates; HEAD: `MuonAdamW` at
+/// base_train's rates with its weight decay). MFU is against the device's dense peak for that
+/// dtype ([`peak_flops`]: 989 TFLOP/s for bf16 on a GPU, nanochat's H100 figure).
+pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench> {
+    let (depth, vocab, batch, seq, steps, dtype) =
+        (o.depth, o.vocab, o.batch, o.seq, o.steps, o.dtype);
+    let (config, settings) = match o.recipe {
+        Architecture::V1 => (
+            GPTConfig::from_depth(depth, vocab, seq),
+            OptimSettings::V1(OptimConfig::default()),
+        ),
+        Architecture::Head => {
+            let args = HeadScalingArgs {
+                depth,
+                vocab_size: vocab,
+                max_seq_len: seq,
+                ..HeadScalingArgs::default()
+            };
+            let rates = MuonAdamWConfig {
+                unembedding_lr: 0.008,
+                embedding_lr: 0.3,
+                weight_decay: 0.28,
+                ..MuonAdamWConfig::default()
+            };
+            (args.model_config(), OptimSettings::Head(rates))
+        }
+    };
     let mut model = GPT::new(config, device, DType::F32, 0)?;
     model.set_compute_dtype(dtype)?;
     model.train();
     super::check_fits(&model, batch, seq)?;
-    let mut optim = Optimizer::new(&model, &OptimConfig::default());
+    let mut optim = TrainOptimizer::new(&model, &settings)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let idx: Vec<u32> = (0..batch * seq)
         .map(|_| rng.random_range(0..vocab as u32))
@@ -114,7 +151,7 @@ pub fn bench_train(
             let grads = tape.backward(&loss)?;
             device.sync()?;
             let t_bwd = Instant::now();
-            optim.step(&grads, 1.0, muon_momentum(step))?;
+            optim.step_with(&grads, 1.0, muon_momentum(step) as f64, 0.28)?;
             device.sync()?;
             Ok((t_fwd, t_bwd, loss.to_vec_f32()?[0]))
         })??;
@@ -152,6 +189,7 @@ pub fn bench_train(
         nanochat_kernels::Backend::Cpu => None,
     };
     Ok(TrainBench {
+        recipe: o.recipe.name(),
         device: device.to_string(),
         dtype: dtype.name(),
         depth,

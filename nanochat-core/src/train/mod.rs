@@ -28,7 +28,7 @@ pub use base::{
     account_inputs, data_sources, BasePlan, BaseRun, BaseTrainOptions, HeadTrainOptions,
     DEFAULT_TOTAL_STEPS,
 };
-pub use bench::{bench_train, peak_host_bytes, TrainBench};
+pub use bench::{bench_train, peak_host_bytes, BenchTrainOptions, TrainBench};
 pub use bpb::{batch_nats_bytes, evaluate_bpb};
 pub use chat::{
     account_conversations, ChatRun, ChatSource, ChatTrainOptions, ConversationReads,
