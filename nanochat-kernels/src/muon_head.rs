@@ -432,21 +432,8 @@ mod tests {
     /// Express, Muon+ and the full first-step direction, for a tall and a wide matrix.
     #[test]
     fn reference_matches_heads_stages() {
-        let path = format!(
-            "{}/../tests/fixtures/reference/head/head_muon.safetensors",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(&path).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let read = |n: &str| -> (Vec<f64>, Vec<usize>) {
-            let t = st.tensor(n).unwrap();
-            let v = t
-                .data()
-                .chunks(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                .collect();
-            (v, t.shape().to_vec())
-        };
+        let fixture = crate::check::f64_fixture("reference/head/head_muon.safetensors");
+        let read = |n: &str| fixture[n].clone();
         let rel = |got: &[f64], want: &[f64]| {
             let num: f64 = got.iter().zip(want).map(|(a, b)| (a - b).powi(2)).sum();
             (num / want.iter().map(|b| b * b).sum::<f64>()).sqrt()

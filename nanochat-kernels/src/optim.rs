@@ -331,22 +331,8 @@ mod tests {
     fn newton_schulz_matches_nanochat_fixture() {
         let client = crate::Backend::Cpu.client().unwrap();
         for name in ["gqa_tiny", "mha_small"] {
-            let path = format!(
-                "{}/../tests/fixtures/reference/{name}.safetensors",
-                env!("CARGO_MANIFEST_DIR")
-            );
-            let bytes = std::fs::read(&path).unwrap();
-            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-            let read = |n: &str| -> (Vec<f64>, Vec<usize>) {
-                let t = st.tensor(n).unwrap();
-                (
-                    t.data()
-                        .chunks_exact(8)
-                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                        .collect(),
-                    t.shape().to_vec(),
-                )
-            };
+            let fixture = crate::check::f64_fixture(&format!("reference/{name}.safetensors"));
+            let read = |n: &str| fixture[n].clone();
             let (input, shape) = read("muon.input");
             let (want, _) = read("muon.ns5");
             let (rows, cols) = (shape[0], shape[1]);

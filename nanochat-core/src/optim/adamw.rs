@@ -41,6 +41,28 @@ pub fn adamw_state(param: &Tensor) -> Result<(Tensor, Tensor)> {
     ))
 }
 
+/// The moments of the AdamW parameter `name` as a checkpoint names them (PyTorch's
+/// `<name>.exp_avg`, `<name>.exp_avg_sq`).
+pub fn adamw_state_tensors(name: &str, m: &Tensor, v: &Tensor) -> [(String, Tensor); 2] {
+    [
+        (format!("{name}.exp_avg"), m.clone()),
+        (format!("{name}.exp_avg_sq"), v.clone()),
+    ]
+}
+
+/// The moments of the AdamW parameter `name` (shaped like `param`) read back through `get`
+/// (see [`adamw_state_tensors`]). Errors: `get`'s (a missing or misshapen tensor).
+pub fn load_adamw_state(
+    name: &str,
+    param: &Tensor,
+    get: &mut dyn FnMut(&str, &Tensor) -> Result<Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    Ok((
+        get(&format!("{name}.exp_avg"), param)?,
+        get(&format!("{name}.exp_avg_sq"), param)?,
+    ))
+}
+
 /// One AdamW step of `param` in place at learning rate `lr`, step number `step` (from 1, for
 /// the bias correction), updating the moments `m`, `v` in place (as `torch.optim.AdamW`).
 /// Errors: [`CoreError::Mismatch`] when `grad`'s shape or dtype is not `param`'s.

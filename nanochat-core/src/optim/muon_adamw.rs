@@ -10,7 +10,7 @@
 
 use nanochat_kernels::muon_head::{muon_head_step, normuon_per_row, MuonHeadStep};
 
-use super::adamw::{adamw_state, adamw_update, AdamWConfig};
+use super::adamw::{adamw_state, adamw_state_tensors, adamw_update, load_adamw_state, AdamWConfig};
 use crate::model::GPT;
 use crate::{CoreError, DType, Grads, Result, Tensor};
 
@@ -321,10 +321,7 @@ impl MuonAdamW {
         let mut out = Vec::new();
         for s in &self.slots {
             match &s.state {
-                Some(State::AdamW(m, v)) => {
-                    out.push((format!("{}.exp_avg", s.name), m.clone()));
-                    out.push((format!("{}.exp_avg_sq", s.name), v.clone()));
-                }
+                Some(State::AdamW(m, v)) => out.extend(adamw_state_tensors(&s.name, m, v)),
                 Some(State::Muon(b, second)) => {
                     out.push((format!("{}.momentum_buffer", s.name), b.clone()));
                     let (rows, cols) = s.param.dims2()?;
@@ -357,10 +354,10 @@ impl MuonAdamW {
         }
         for s in &mut self.slots {
             s.state = Some(match self.groups[s.group].kind {
-                GroupKind::AdamW { .. } => State::AdamW(
-                    get(&format!("{}.exp_avg", s.name), &s.param)?,
-                    get(&format!("{}.exp_avg_sq", s.name), &s.param)?,
-                ),
+                GroupKind::AdamW { .. } => {
+                    let (m, v) = load_adamw_state(&s.name, &s.param, &mut get)?;
+                    State::AdamW(m, v)
+                }
                 GroupKind::Muon {
                     shape: (rows, cols),
                     ..

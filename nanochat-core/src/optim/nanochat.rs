@@ -3,7 +3,7 @@
 //! Muon (lr 0.02) for every matrix in the blocks. One [`Optimizer`] steps them all, with the
 //! schedule's multiplier and Muon's current momentum.
 
-use super::adamw::{adamw_state, adamw_update, AdamWConfig};
+use super::adamw::{adamw_state, adamw_state_tensors, adamw_update, load_adamw_state, AdamWConfig};
 use super::muon::{muon_update, MuonConfig};
 use crate::model::GPT;
 use crate::{Grads, Result, Tensor};
@@ -199,10 +199,7 @@ impl Optimizer {
         let mut out = Vec::new();
         for s in &self.slots {
             match &s.state {
-                Some(State::AdamW(m, v)) => {
-                    out.push((format!("{}.exp_avg", s.name), m.clone()));
-                    out.push((format!("{}.exp_avg_sq", s.name), v.clone()));
-                }
+                Some(State::AdamW(m, v)) => out.extend(adamw_state_tensors(&s.name, m, v)),
                 Some(State::Muon(b)) => {
                     out.push((format!("{}.momentum_buffer", s.name), b.clone()))
                 }
@@ -225,10 +222,10 @@ impl Optimizer {
         }
         for s in &mut self.slots {
             s.state = Some(match s.rule {
-                Rule::AdamW(_) => State::AdamW(
-                    get(&format!("{}.exp_avg", s.name), &s.param)?,
-                    get(&format!("{}.exp_avg_sq", s.name), &s.param)?,
-                ),
+                Rule::AdamW(_) => {
+                    let (m, v) = load_adamw_state(&s.name, &s.param, &mut get)?;
+                    State::AdamW(m, v)
+                }
                 Rule::Muon(_) => {
                     State::Muon(get(&format!("{}.momentum_buffer", s.name), &s.param)?)
                 }

@@ -8,7 +8,7 @@
 mod scaling;
 mod schedule;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use scaling::{HeadScaling, HeadScalingArgs, Horizon, ParamCounts, B_REF};
 pub use schedule::{round_half_even, HeadSchedule, SftSchedule};

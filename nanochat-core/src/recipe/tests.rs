@@ -5,12 +5,35 @@ use serde_json::Value;
 
 use super::*;
 
-fn fixture() -> Value {
+pub(crate) fn fixture() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/fixtures/reference/head/head_schedules.json"
     );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Each `auto_settings` entry of the fixture: its name, its JSON, and the `--depth` and
+/// `--target-param-data-ratio` of its argv (the speedrun's gives the ratio 8).
+pub(crate) fn auto_settings() -> Vec<(String, Value, usize, Option<f64>)> {
+    let f = fixture();
+    f["auto_settings"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, a)| {
+            let argv: Vec<&str> = a["argv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            let flag = |k: &str| argv.iter().position(|&x| x == k).map(|i| argv[i + 1]);
+            let depth = flag("--depth").unwrap().parse().unwrap();
+            let ratio = flag("--target-param-data-ratio").map(|r| r.parse().unwrap());
+            (name.clone(), a.clone(), depth, ratio)
+        })
+        .collect()
 }
 
 fn close(what: &str, got: f64, want: &Value) {
@@ -102,19 +125,11 @@ fn sft_schedules_match_head() {
 fn auto_settings_match_head_at_every_depth() {
     let f = fixture();
     let defaults = &f["base_train_cli_defaults"];
-    for (name, a) in f["auto_settings"].as_object().unwrap() {
-        // The argv: `--depth D` and, for the speedrun, `--target-param-data-ratio 8`.
-        let argv: Vec<&str> = a["argv"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        let flag = |k: &str| argv.iter().position(|&x| x == k).map(|i| argv[i + 1]);
+    for (name, a, depth, ratio) in auto_settings() {
+        let (name, a) = (name.as_str(), &a);
         let args = HeadScalingArgs {
-            depth: flag("--depth").unwrap().parse().unwrap(),
-            target_param_data_ratio: flag("--target-param-data-ratio")
-                .map_or(12.0, |r| r.parse().unwrap()),
+            depth,
+            target_param_data_ratio: ratio.unwrap_or(12.0),
             ..HeadScalingArgs::default()
         };
         let s = HeadScaling::new(

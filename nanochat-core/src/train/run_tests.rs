@@ -309,27 +309,15 @@ fn a_chat_run_refuses_rows_longer_than_the_model_and_too_few_conversations() {
 /// scaled weight decay; on the CPU the default horizon is 200 steps of one micro-batch.
 #[test]
 fn head_plans_match_base_train_at_every_depth() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/reference/head/head_schedules.json"
-    );
-    let f: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    for (name, a) in f["auto_settings"].as_object().unwrap() {
-        let argv: Vec<&str> = a["argv"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        let flag = |k: &str| argv.iter().position(|&x| x == k).map(|i| argv[i + 1]);
+    for (name, a, depth, ratio) in crate::recipe::tests::auto_settings() {
+        let (name, a) = (name.as_str(), &a);
         let opts = BaseTrainOptions {
             recipe: Architecture::Head,
-            depth: Some(flag("--depth").unwrap().parse().unwrap()),
+            depth: Some(depth),
             batch_size: a["device_batch_size"].as_u64().unwrap() as usize,
             seq_len: 2048,
             total_steps: None,
-            target_param_data_ratio: flag("--target-param-data-ratio").map(|r| r.parse().unwrap()),
+            target_param_data_ratio: ratio,
             ..base_options()
         };
         let plan = opts.plan(32768, false).unwrap();
