@@ -57,6 +57,49 @@ pub enum SelftestEvent<'a> {
     },
 }
 
+impl std::fmt::Display for SelftestEvent<'_> {
+    /// The table line of a check (and one more per failed comparison) or of a fixture.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SelftestEvent::Check {
+                index,
+                of,
+                name,
+                reports,
+                seconds,
+            } => {
+                let bad = reports.iter().filter(|r| !r.passed).count();
+                let worst = reports
+                    .iter()
+                    .map(|r| r.rel_err / r.tolerance.max(f64::MIN_POSITIVE))
+                    .fold(0.0, f64::max);
+                let verdict = if bad == 0 { "ok  " } else { "FAIL" };
+                write!(
+                    f,
+                    "[{:>2}/{of}] {name:<28} {:>4} comparisons  {verdict}  worst err/tol {worst:.2}  ({seconds:.1}s)",
+                    index + 1,
+                    reports.len(),
+                )?;
+                for r in reports.iter().filter(|r| !r.passed) {
+                    write!(
+                        f,
+                        "\n      {} {} [{}]: rel_err {:.3e} > tol {:.1e}",
+                        r.name, r.dtype, r.case, r.rel_err, r.tolerance
+                    )?;
+                }
+                Ok(())
+            }
+            SelftestEvent::Fixture { name, report: r } => write!(
+                f,
+                "[reference] {name:<24} max_rel_err {:.2e}  muon_rel_err {:.2e}  {}",
+                r.max_rel_err,
+                r.muon_rel_err.unwrap_or(0.0),
+                if r.passed() { "ok" } else { "FAIL (> 1e-4)" }
+            ),
+        }
+    }
+}
+
 /// The outcome of [`selftest`].
 pub struct SelftestReport {
     /// The device, as `cpu` or `cuda:N`.

@@ -12,7 +12,6 @@ use nanochat_core::engine::Engine;
 use nanochat_core::model::Architecture;
 use nanochat_core::recipe::check_recipe;
 use nanochat_core::rl::{RlConfig, RlEvent, RlRun, RlTasks, RlTrainer};
-use serde_json::json;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
@@ -78,23 +77,15 @@ impl Args {
 
 /// Shows an event of the run: pass@1 as a line (the first after `start`), steps on the bar.
 fn show(bar: &Option<ProgressBar>, start: &str, e: &RlEvent) {
-    match e {
-        RlEvent::Eval { step: 0, pass_at_1 } => {
-            super::progress::line(bar, format!("{start}, test pass@1 {pass_at_1:.4}"))
-        }
-        RlEvent::Eval { step, pass_at_1 } => {
-            super::progress::line(bar, format!("step {step}: test pass@1 {pass_at_1:.4}"))
-        }
-        RlEvent::Step(s) => {
-            if let Some(b) = bar {
-                b.set_position(s.step);
-                b.set_message(format!(
-                    "reward {:.3} | {:.0} tokens",
-                    s.mean_reward, s.mean_tokens
-                ));
-            }
-        }
-        RlEvent::Saved { .. } => {}
+    if let Some(l) = e.line(start) {
+        super::progress::line(bar, l);
+    }
+    if let (RlEvent::Step(s), Some(b)) = (e, bar) {
+        b.set_position(s.step);
+        b.set_message(format!(
+            "reward {:.3} | {:.0} tokens",
+            s.mean_reward, s.mean_tokens
+        ));
     }
 }
 
@@ -138,20 +129,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    print_results(&tag, out)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Adds the run to the report card and prints the phase, tag, folder and results as JSON.
-fn print_results(tag: &str, out: nanochat_core::rl::RlOutcome) -> anyhow::Result<()> {
-    let (dir, results) = (out.checkpoint_dir, serde_json::to_value(&out.results)?);
-    super::report_stage(
-        "chat-rl",
-        json!({"checkpoint_dir": dir, "run": out.run}),
-        results.clone(),
-    );
-    let printed =
-        json!({"phase": "rl", "model_tag": tag, "checkpoint_dir": dir, "results": results});
+    let (printed, settings, results) = out.summary(&tag);
+    super::report_stage("chat-rl", settings, results);
     println!("{}", serde_json::to_string_pretty(&printed)?);
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

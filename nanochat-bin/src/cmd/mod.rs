@@ -26,6 +26,7 @@ use nanochat_core::eval::EvalReport;
 use nanochat_core::paths::Paths;
 use nanochat_core::tasks::EvalData;
 use nanochat_core::Device;
+use serde_json::Value;
 
 /// Which trained model a command loads: `-i/--source`, `-g/--model-tag`, `-s/--step`
 /// (nanochat's flags, shared by chat-cli, chat-web, chat-eval and chat-rl).
@@ -87,16 +88,10 @@ impl ModelArgs {
     }
 }
 
-/// An evaluation's outputs: its result as a JSON file at `path` (its folder created, written
-/// atomically) and on stdout, and its report stage.
+/// An evaluation's outputs: its result as a JSON file at `path` and on stdout, and its report
+/// stage.
 pub fn write_eval_result(path: &Path, result: &impl EvalReport) -> anyhow::Result<()> {
-    let json = serde_json::to_value(result)?;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    nanochat_core::io::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
+    let json = nanochat_core::eval::write_result(path, result)?;
     let settings = result.report_settings(path);
     report_stage_for(
         Some(path),
@@ -126,40 +121,21 @@ pub fn paths() -> anyhow::Result<&'static Paths> {
 
 /// Records a stage of the pipeline for `nanochat report` (under the model root). A failure to
 /// write it is a warning: it never fails the work the stage did.
-pub fn report_stage(stage: &str, settings: serde_json::Value, results: serde_json::Value) {
+pub fn report_stage(stage: &str, settings: Value, results: Value) {
     report_stage_for(None, stage, settings, results)
 }
 
-/// [`report_stage`] for a stage whose output went to `output`: when that is an explicit path
-/// outside the base dir and the model root (`--output`, `--tokenizer`, `-o`), the stage is a
-/// scratch run and the base dir's report card is left alone.
-pub fn report_stage_for(
-    output: Option<&Path>,
-    stage: &str,
-    settings: serde_json::Value,
-    results: serde_json::Value,
-) {
-    let paths = match paths() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("warning: could not record the `{stage}` stage for the report: {e:#}");
-            return;
-        }
-    };
-    if let Some(out) = output {
-        if !paths.is_inside(out) {
-            tracing::info!(
-                "{} is outside {}: the `{stage}` stage is not recorded in its report",
-                out.display(),
-                paths.base_dir.display()
-            );
-            return;
-        }
-    }
-    let root = &paths.model_root;
-    if let Err(e) = nanochat_core::report::log_stage(root, stage, settings, results) {
-        tracing::warn!("could not record the `{stage}` stage for the report: {e}");
-        eprintln!("warning: could not record the `{stage}` stage for the report: {e}");
+/// [`report_stage`] for a stage whose output went to `output`
+/// ([`nanochat_core::report::record_stage`]: a scratch run outside the base dir is not
+/// recorded).
+pub fn report_stage_for(output: Option<&Path>, stage: &str, settings: Value, results: Value) {
+    let recorded = paths().and_then(|p| {
+        Ok(nanochat_core::report::record_stage(
+            p, output, stage, settings, results,
+        )?)
+    });
+    if let Err(e) = recorded {
+        eprintln!("warning: could not record the `{stage}` stage for the report: {e:#}");
     }
 }
 

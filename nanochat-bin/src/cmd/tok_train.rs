@@ -8,8 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use nanochat_core::tokenizer::{tok_train, TokTrainConfig, TokTrainEvent};
-use serde_json::json;
+use nanochat_core::tokenizer::{tok_train, TokTrainConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -52,52 +51,18 @@ impl Args {
     }
 }
 
-/// Shows an event of the run on stderr.
-fn show(e: &TokTrainEvent) {
-    match e {
-        TokTrainEvent::Read {
-            path,
-            documents,
-            chars,
-        } => eprintln!(
-            "read {}: {documents} documents, {chars} characters",
-            path.display()
-        ),
-        TokTrainEvent::Training {
-            vocab_size,
-            train_documents,
-            documents,
-        } => eprintln!(
-            "training a {vocab_size}-token BPE on {train_documents} of {documents} documents"
-        ),
-        TokTrainEvent::Unused(warning) => eprintln!("{warning}"),
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let out = super::paths()?.tokenizer_dir_or(args.output.as_deref());
-    let summary = tok_train(&args.config(), &out, &mut show)?;
-    if summary.vocab_size < args.vocab_size {
-        eprintln!(
-            "note: the text allowed only {} tokens of the {} asked for (no pair left to merge)",
-            summary.vocab_size, args.vocab_size
-        );
+    let config = args.config();
+    let summary = tok_train(&config, &out, &mut |e| eprintln!("{e}"))?;
+    if let Some(note) = summary.short_vocab_note() {
+        eprintln!("{note}");
     }
-    let inputs = if args.input.is_empty() {
-        json!("bundled corpus")
-    } else {
-        json!(args.input)
-    };
-    super::report_stage_for(
-        args.output.as_deref(),
-        "tokenizer",
-        json!({"vocab_size": args.vocab_size, "doc_cap": args.doc_cap, "max_chars": args.max_chars,
-            "inputs": inputs}),
-        json!({"vocab_size": summary.vocab_size, "train_documents": summary.train_documents,
-            "train_chars": summary.train_chars, "val_bytes_per_token": summary.val_bytes_per_token,
-            "wall_s": summary.seconds}),
+    let (settings, results) = summary.report(&config);
+    super::report_stage_for(args.output.as_deref(), "tokenizer", settings, results);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::to_value(&summary)?)?
     );
-    let summary = serde_json::to_value(&summary)?;
-    println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(ExitCode::SUCCESS)
 }

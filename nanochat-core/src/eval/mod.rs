@@ -57,8 +57,8 @@ pub use chat::{
     chat_core, chat_task, evaluate_task, evaluate_task_with, EvalOptions, TaskResult, CHAT_TASKS,
 };
 pub use runner::{
-    chat_eval_path, core_eval_path, data_name, parse_chat_tasks, ChatEval, ChatEvalResult,
-    CoreEval, CoreEvalResult, CoreModelSource, EvalEvent, EvalReport, ModelOrigin,
+    chat_eval_path, core_eval_path, data_name, parse_chat_tasks, write_result, ChatEval,
+    ChatEvalResult, CoreEval, CoreEvalResult, CoreModelSource, EvalEvent, EvalReport, ModelOrigin,
 };
 
 use crate::engine::{Engine, GenerateParams};

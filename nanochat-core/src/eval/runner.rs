@@ -61,6 +61,18 @@ pub trait EvalReport: Serialize {
     fn report_summary(&self) -> serde_json::Value;
 }
 
+/// Writes an evaluation's result as pretty JSON at `path` (its folder created, the file written
+/// atomically) and returns that JSON. Errors: [`CoreError::Io`] naming the folder or the file.
+pub fn write_result(path: &Path, result: &impl EvalReport) -> Result<serde_json::Value> {
+    let json = serde_json::to_value(result).map_err(|e| CoreError::file(path, e))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| CoreError::io(parent, e))?;
+    }
+    let text = serde_json::to_string_pretty(&json).map_err(|e| CoreError::file(path, e))?;
+    crate::io::write_atomic(path, text.as_bytes())?;
+    Ok(json)
+}
+
 /// The evaluation tasks' data as the result files name it: `samples` or `fetched`.
 pub fn data_name(data: EvalData) -> &'static str {
     match data {

@@ -101,6 +101,23 @@ pub fn log_stage(root: &Path, stage: &str, settings: Value, results: Value) -> R
     Ok(path)
 }
 
+/// Records a stage for the report card under `paths.model_root` ([`log_stage`]), unless
+/// `output` (where the stage wrote its result: `--output`, `--tokenizer`, `-o`) is a path outside
+/// the base dir and the model root: such a scratch run leaves the card alone (`Ok(None)`).
+/// Returns the stage file's path. Errors: [`log_stage`]'s.
+pub fn record_stage(
+    paths: &crate::paths::Paths,
+    output: Option<&Path>,
+    stage: &str,
+    settings: Value,
+    results: Value,
+) -> Result<Option<PathBuf>> {
+    if output.is_some_and(|out| !paths.is_inside(out)) {
+        return Ok(None);
+    }
+    log_stage(&paths.model_root, stage, settings, results).map(Some)
+}
+
 /// Removes the stage files, `report.md` and the loss curves (a missing folder is fine;
 /// nanochat's `Report.reset`). Errors: [`CoreError::Io`] naming the folder or file.
 pub fn reset(root: &Path) -> Result<()> {

@@ -102,6 +102,35 @@ pub enum RlEvent {
     },
 }
 
+impl RlEvent {
+    /// The line a display shows for an evaluation (`None` for a step or the checkpoint);
+    /// `start` (the run's description) begins the first one.
+    pub fn line(&self, start: &str) -> Option<String> {
+        match self {
+            RlEvent::Eval { step: 0, pass_at_1 } => {
+                Some(format!("{start}, test pass@1 {pass_at_1:.4}"))
+            }
+            RlEvent::Eval { step, pass_at_1 } => {
+                Some(format!("step {step}: test pass@1 {pass_at_1:.4}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl RlOutcome {
+    /// What `chat-rl` prints (phase, tag, checkpoint folder, results) and its report stage
+    /// (settings, results), as `(printed, settings, results)`.
+    pub fn summary(&self, tag: &str) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+        let (dir, results) = (&self.checkpoint_dir, serde_json::json!(self.results));
+        (
+            serde_json::json!({"phase": "rl", "model_tag": tag, "checkpoint_dir": dir, "results": results}),
+            serde_json::json!({"checkpoint_dir": dir, "run": self.run}),
+            results,
+        )
+    }
+}
+
 /// The numbers of a run, as `chat-rl` prints them and records them in the report (keys in
 /// this order once serialized through `serde_json::Value`, which sorts them).
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -61,6 +61,32 @@ pub enum TokTrainEvent {
     Unused(String),
 }
 
+impl std::fmt::Display for TokTrainEvent {
+    /// The line a display shows for the event.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokTrainEvent::Read {
+                path,
+                documents,
+                chars,
+            } => write!(
+                f,
+                "read {}: {documents} documents, {chars} characters",
+                path.display()
+            ),
+            TokTrainEvent::Training {
+                vocab_size,
+                train_documents,
+                documents,
+            } => write!(
+                f,
+                "training a {vocab_size}-token BPE on {train_documents} of {documents} documents"
+            ),
+            TokTrainEvent::Unused(warning) => f.write_str(warning),
+        }
+    }
+}
+
 /// Characters read but neither trained on nor held out, by the setting that left them out.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct UnusedChars {
@@ -79,6 +105,35 @@ pub struct Probe {
     pub text: String,
     /// Its ids under the trained tokenizer.
     pub ids: Vec<u32>,
+}
+
+impl TokTrainSummary {
+    /// The `tokenizer` report stage of the run of `config`, as `(settings, results)`; and a
+    /// note when the text allowed fewer tokens than asked.
+    pub fn report(&self, config: &TokTrainConfig) -> (serde_json::Value, serde_json::Value) {
+        let inputs = if config.inputs.is_empty() {
+            serde_json::json!("bundled corpus")
+        } else {
+            serde_json::json!(config.inputs)
+        };
+        (
+            serde_json::json!({"vocab_size": config.vocab_size, "doc_cap": config.doc_cap,
+                "max_chars": config.max_chars, "inputs": inputs}),
+            serde_json::json!({"vocab_size": self.vocab_size, "train_documents": self.train_documents,
+                "train_chars": self.train_chars, "val_bytes_per_token": self.val_bytes_per_token,
+                "wall_s": self.seconds}),
+        )
+    }
+
+    /// The note when the text allowed fewer tokens than asked (no pair was left to merge).
+    pub fn short_vocab_note(&self) -> Option<String> {
+        (self.vocab_size < self.requested_vocab_size).then(|| {
+            format!(
+                "note: the text allowed only {} tokens of the {} asked for (no pair left to merge)",
+                self.vocab_size, self.requested_vocab_size
+            )
+        })
+    }
 }
 
 /// The summary `tok-train` prints (keys in this order once serialized through

@@ -84,3 +84,61 @@ impl MetricsLog {
         &self.path
     }
 }
+
+/// What a run's steps add up to ([`super::Trainer::run`]'s events, for its summary), and the
+/// warnings a display shows about rows without a supervised token: every skipped step, the
+/// first step that has some, and the total at the end.
+#[derive(Clone, Debug, Default)]
+pub struct RunTally {
+    tokens_per_s: Vec<f64>,
+    masked_rows: u64,
+    masked_steps: u64,
+}
+
+impl RunTally {
+    /// Counts step `m`; returns the warning to show about it, if any.
+    pub fn observe(&mut self, m: &StepMetrics) -> Option<String> {
+        // The first step includes JIT compilation: leave it out of the mean.
+        if m.step > 1 {
+            self.tokens_per_s.push(m.tokens_per_s);
+        }
+        if m.masked_rows == 0 {
+            return None;
+        }
+        let warning = if m.skipped {
+            Some(format!(
+                "warning: step {}: skipped: no supervised token in its {} row(s) (all targets masked)",
+                m.step, m.masked_rows
+            ))
+        } else {
+            (self.masked_steps == 0).then(|| format!(
+                "warning: step {}: {} row(s) without a supervised token (all targets masked: a prompt longer than the row, or no assistant tokens); they add no loss and no gradient (`masked_rows` in metrics.jsonl)",
+                m.step, m.masked_rows
+            ))
+        };
+        self.masked_rows += m.masked_rows;
+        self.masked_steps += 1;
+        warning
+    }
+
+    /// The warning at the end of a run with rows left out of training.
+    pub fn final_warning(&self) -> Option<String> {
+        (self.masked_rows > 0).then(|| {
+            format!(
+                "warning: {} row(s) in {} step(s) had no supervised token and were left out of training",
+                self.masked_rows, self.masked_steps
+            )
+        })
+    }
+
+    /// The run's outcome: its last validation bpb, these counts and `wall_s` seconds.
+    pub fn outcome(&self, val_bpb: Option<f64>, wall_s: f64) -> super::RunOutcome {
+        super::RunOutcome {
+            val_bpb,
+            mean_tokens_per_s: (!self.tokens_per_s.is_empty())
+                .then(|| self.tokens_per_s.iter().sum::<f64>() / self.tokens_per_s.len() as f64),
+            masked_rows: self.masked_rows,
+            wall_s,
+        }
+    }
+}

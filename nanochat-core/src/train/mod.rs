@@ -36,7 +36,7 @@ pub use chat::{
 };
 pub use chat_head::last_muon_weight_decay;
 pub use memory::{check_fits, estimate_training_bytes, free_bytes};
-pub use metrics::{MetricsLog, StepMetrics};
+pub use metrics::{MetricsLog, RunTally, StepMetrics};
 
 use crate::checkpoint::{
     checkpoint_dir, load_checkpoint_model, load_optimizer_state, save_checkpoint, Phase, SaveInfo,
@@ -240,6 +240,26 @@ pub enum Event {
         /// The checkpoint folder.
         dir: PathBuf,
     },
+}
+
+impl Event {
+    /// The line a display shows for an evaluation, a sample or a checkpoint (`None` for a step,
+    /// which a display shows on its bar).
+    pub fn line(&self) -> Option<String> {
+        Some(match self {
+            Event::Step(_) => return None,
+            Event::Eval { step, val_bpb } if val_bpb.is_nan() => format!(
+                "warning: step {step}: no val bpb: no validation row has a supervised token of text"
+            ),
+            Event::Eval { step, val_bpb } => format!("step {step}: val bpb {val_bpb:.4}"),
+            Event::Sample {
+                prompt, completion, ..
+            } => format!("  {prompt:?} -> {completion:?}"),
+            Event::Saved { step, dir } => {
+                format!("step {step}: checkpoint saved in {}", dir.display())
+            }
+        })
+    }
 }
 
 /// What a finished run measured, for its summary and its report stage ([`BaseRun::summary`],
