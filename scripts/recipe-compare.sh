@@ -4,10 +4,11 @@
 # the same number of training tokens (800 x 1024 = 819,200), two seeds each; then base-eval's
 # CORE on the committed samples. Prints one JSON line per run: recipe, flags, seed, wall seconds
 # of base-train, final validation bpb (the same contiguous validation stream for every run) and
-# CORE. Usage: scripts/recipe-compare.sh [WORK_DIR]  (default: target/recipe-compare)
+# CORE. Usage: scripts/recipe-compare.sh [WORK_DIR] [ONLY]  (default: target/recipe-compare; ONLY:
+# run just the runs whose tag matches this regex, e.g. `head-b16k-s43`)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-work="${1:-target/recipe-compare}"
+work="${1:-target/recipe-compare}"; only="${2:-.}"
 bin="$PWD/target/release/nanochat"
 [ -x "$bin" ] || cargo build --release -p nanochat-bin
 rm -rf "$work" && mkdir -p "$work"
@@ -26,6 +27,7 @@ for seed in 42 43; do
   for c in "${configs[@]}"; do
     name="${c%%|*}"; read -r -a flags <<<"${c#*|}"
     tag="$name-s$seed"
+    [[ "$tag" =~ $only ]] || continue
     start=$(date +%s.%N)
     summary=$("$bin" base-train "${common[@]}" "${flags[@]}" --seed "$seed" --model-tag "$tag" 2>/dev/null)
     wall=$(echo "$(date +%s.%N) - $start" | bc)

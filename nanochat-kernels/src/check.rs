@@ -315,6 +315,28 @@ pub fn assert_check(name: &str) {
     );
 }
 
+/// The float64 tensors of the fixture `tests/fixtures/<rel>` (a safetensors file), by name: data
+/// and shape. Tensors of other dtypes are left out. Panics on a missing or unreadable file (a
+/// test helper).
+#[cfg(test)]
+pub(crate) fn f64_fixture(rel: &str) -> std::collections::HashMap<String, (Vec<f64>, Vec<usize>)> {
+    let path = format!("{}/../tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .filter(|(_, t)| t.dtype() == safetensors::Dtype::F64)
+        .map(|(name, t)| {
+            let data = t
+                .data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            (name, (data, t.shape().to_vec()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,26 +371,4 @@ mod tests {
         );
         assert!(f32_fwd.iter().all(|r| r.rel_err < 1e-6), "{f32_fwd:?}");
     }
-}
-
-/// The float64 tensors of the fixture `tests/fixtures/<rel>` (a safetensors file), by name: data
-/// and shape. Tensors of other dtypes are left out. Panics on a missing or unreadable file (a
-/// test helper).
-#[cfg(test)]
-pub(crate) fn f64_fixture(rel: &str) -> std::collections::HashMap<String, (Vec<f64>, Vec<usize>)> {
-    let path = format!("{}/../tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .filter(|(_, t)| t.dtype() == safetensors::Dtype::F64)
-        .map(|(name, t)| {
-            let data = t
-                .data()
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            (name, (data, t.shape().to_vec()))
-        })
-        .collect()
 }

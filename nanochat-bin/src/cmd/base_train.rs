@@ -25,7 +25,7 @@ pub struct Args {
     model_size: Option<String>,
     /// Depth (n_layer); v1: n_embd = 64 * depth, 128-dim heads; head: --aspect-ratio * depth
     /// rounded up to whole --head-dim heads. Default: the tiny preset (4).
-    #[arg(long)]
+    #[arg(long, value_parser = super::depth)]
     depth: Option<usize>,
     /// head: model width per layer.
     #[arg(long, default_value_t = 64)]

@@ -43,7 +43,7 @@ pub enum BenchCommand {
 #[derive(clap::Args)]
 pub struct DecodeArgs {
     /// Depth (n_embd = 64 * depth, 128-dim heads).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::depth)]
     depth: usize,
     #[arg(long, default_value_t = 65536)]
     vocab: usize,
@@ -83,7 +83,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = ["v1", "head"], default_value = "v1")]
     recipe: String,
     /// Depth (n_embd = 64 * depth, 128-dim heads).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::depth)]
     depth: usize,
     #[arg(long, default_value_t = 1)]
     batch_size: usize,

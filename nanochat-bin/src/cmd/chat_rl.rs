@@ -33,13 +33,13 @@ pub struct Args {
     #[arg(short = 'm', long, default_value_t = 128, value_parser = super::sampling::max_new_tokens)]
     pub max_new_tokens: usize,
     /// Sampling temperature, 0-2.
-    #[arg(short = 't', long, default_value_t = 1.0, value_parser = super::sampling::temperature)]
+    #[arg(short = 't', long, default_value_t = 1.0, value_parser = super::sampling::temperature, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Keep the k most likely tokens, 1-200.
     #[arg(short = 'k', long, default_value_t = 50, value_parser = super::sampling::top_k)]
     pub top_k: usize,
     /// Learning rates as a fraction of the pretraining defaults.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub init_lr_frac: f32,
     /// Greedy pass@1 on the tasks' test splits every this many steps (and at the end); 0: only
     /// at the start and the end.

@@ -46,13 +46,17 @@ pub struct Args {
     #[arg(long, default_value_t = 0.02)]
     lr: f32,
     /// Rows per micro-batch (default: v1 4, head the base run's).
-    #[arg(long, visible_alias = "device-batch-size")]
+    #[arg(
+        long,
+        visible_alias = "device-batch-size",
+        allow_negative_numbers = true
+    )]
     batch_size: Option<usize>,
     /// Tokens per row (default: v1 the model's block_size, head the base run's).
     #[arg(long, visible_alias = "max-seq-len")]
     seq_len: Option<usize>,
     /// Tokens per optimizer step (default: v1 one micro-batch, head the base run's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     total_batch_size: Option<usize>,
     #[command(flatten)]
     head: HeadArgs,
@@ -68,7 +72,7 @@ pub struct Args {
     #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
     eval_every: i64,
     /// Validation tokens, in whole batches (default: the held-out set, at most 8 batches).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     eval_tokens: Option<usize>,
     #[arg(long, default_value_t = 0)]
     save_every: u64,
@@ -86,19 +90,19 @@ pub struct Args {
 /// HEAD's SFT settings (`scripts/chat_sft.py`); the rates default to the base run's.
 #[derive(clap::Args, Clone, Debug)]
 struct HeadArgs {
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     embedding_lr: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     unembedding_lr: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     matrix_lr: Option<f64>,
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     init_lr_frac: f64,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     warmup_ratio: f64,
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     warmdown_ratio: f64,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     final_lr_frac: f64,
     /// Warm-start the optimizer from the base checkpoint's state (1) or not (0).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]

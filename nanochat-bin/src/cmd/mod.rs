@@ -139,6 +139,15 @@ pub fn report_stage_for(output: Option<&Path>, stage: &str, settings: Value, res
     }
 }
 
+/// clap's parser of `--depth`: 1 to 256 layers (a usage error otherwise, before anything is
+/// allocated).
+pub fn depth(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(d) if (1..=256).contains(&d) => Ok(d),
+        _ => Err(format!("`{s}` is not a depth from 1 to 256")),
+    }
+}
+
 /// Opens a device parsed from the command line (`cpu`, `cuda`, `cuda:N`); the error names it.
 pub fn open_device(backend: nanochat_kernels::Backend) -> anyhow::Result<Device> {
     Device::new(backend).with_context(|| format!("cannot open device `{backend}`"))

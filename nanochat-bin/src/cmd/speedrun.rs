@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, value_parser = ["v1", "head"], default_value = "v1")]
     pub recipe: String,
     /// Model depth (default: 4 on cpu; on cuda v1 20, head 24).
-    #[arg(long)]
+    #[arg(long, value_parser = super::depth)]
     pub depth: Option<usize>,
     /// Base-training steps (default: 800 on cpu; on cuda 20 tokens per parameter).
     #[arg(long)]

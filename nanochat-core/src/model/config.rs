@@ -360,6 +360,13 @@ impl GPTConfig {
                     "off for architecture head (nanochat HEAD has neither)".into(),
                 );
             }
+            Architecture::Head if self.block_size < 2 => {
+                return bad(
+                    "sequence_len",
+                    self.block_size.to_string(),
+                    "at least 2 for architecture head (smear mixes in the previous token; --max-seq-len)".into(),
+                );
+            }
             Architecture::Head if self.n_embd < SMEAR_CHANNELS => {
                 return bad(
                     "n_embd",

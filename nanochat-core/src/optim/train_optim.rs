@@ -67,15 +67,15 @@ pub enum OptimSettings {
 }
 
 /// HEAD's SFT schedules as a run applies them (`scripts/chat_sft.py` at 92d63d4): the
-/// learning rate follows the progress through the data (or `(step + 1) / num_iterations` when
-/// the steps are given), Muon's momentum the step, and Muon's weight decay stays what the
-/// warm-started optimizer last used.
+/// learning rate follows the progress through the data before the step (or `step /
+/// num_iterations` when the steps are given), Muon's momentum the step, and Muon's weight
+/// decay stays what the warm-started optimizer last used.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SftSchedules {
     /// The multiplier functions and `init_lr_frac`.
     pub schedule: SftSchedule,
-    /// `--num-iterations`: the progress is `(step + 1) / num_iterations`; `None`: the
-    /// loader's progress (conversations consumed over the dataset's size).
+    /// `--num-iterations`: the progress at 0-based step `it` is `it / num_iterations`;
+    /// `None`: the loader's (conversations consumed before the step over the dataset's size).
     pub num_iterations: Option<usize>,
     /// Optimizer steps of the run.
     pub total_steps: usize,
@@ -107,11 +107,11 @@ impl Schedules {
             Schedules::V1(s) => s.multiplier(it),
             Schedules::Head(s) => s.lr_multiplier(it),
             Schedules::Sft(s) => {
-                // Clamped to 1: the last batches may consume past the pass (HEAD lets the
-                // multiplier go below `final_lr_frac` there).
+                // Clamped to 1 (HEAD lets the multiplier go below `final_lr_frac` when the
+                // last batches consume past the pass).
                 let p = s
                     .num_iterations
-                    .map_or(progress, |n| (it + 1) as f64 / n.max(1) as f64)
+                    .map_or(progress, |n| it as f64 / n.max(1) as f64)
                     .min(1.0);
                 s.schedule.init_lr_frac * s.schedule.lr_multiplier(p)
             }

@@ -119,6 +119,13 @@ impl RlTrainer {
                 TrainOptimizer::Head(MuonAdamW::new(engine.model(), &MuonAdamWConfig::default())?)
             }
         };
+        if !(cfg.init_lr_frac.is_finite() && cfg.init_lr_frac >= 0.0) {
+            return Err(crate::CoreError::invalid(
+                "--init-lr-frac",
+                cfg.init_lr_frac,
+                "a finite number, at least 0",
+            ));
+        }
         if cfg.examples_per_step == 0 || cfg.num_samples < 2 || cfg.total_steps == 0 {
             return Err(crate::CoreError::invalid(
                 "chat-rl steps, prompts per step, samples per prompt",

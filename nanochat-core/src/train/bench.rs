@@ -98,6 +98,13 @@ pub fn peak_host_bytes() -> Option<u64> {
 pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench> {
     let (depth, vocab, batch, seq, steps, dtype) =
         (o.depth, o.vocab, o.batch, o.seq, o.steps, o.dtype);
+    if steps == 0 {
+        return Err(crate::CoreError::invalid(
+            "--steps",
+            0,
+            "at least 1 timed step",
+        ));
+    }
     let (config, settings) = match o.recipe {
         Architecture::V1 => (
             GPTConfig::from_depth(depth, vocab, seq),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{RunOutcome, TrainConfig, Trainer};
-use crate::checkpoint::{tokenizer_for, Meta, Phase};
+use crate::checkpoint::{checkpoint_dir, tokenizer_for, Meta, Phase};
 use crate::data::{conversation_usage, unused_warning, Batch, DataLoader, Packing};
 use crate::model::Architecture;
 use crate::optim::{LrSchedule, OptimConfig, OptimSettings, Schedules};
@@ -173,6 +173,10 @@ impl ChatRun {
         check_recipe(phase.command(), opts.recipe, arch, &what)?;
         refuse_head(&source.model, phase)?;
         let tag = opts.model_tag.clone().unwrap_or_else(|| source.tag.clone());
+        if let Some(step) = opts.resume_from_step {
+            // A missing step is named (with the steps there are) before any data is read.
+            crate::checkpoint::read_meta(&checkpoint_dir(&paths.model_root, phase, &tag), step)?;
+        }
         let split = SplitTasks::new(opts)?;
         let from = (source.phase, source.tag.clone(), source.meta.step);
         let trainer = match arch {

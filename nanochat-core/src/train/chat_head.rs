@@ -11,16 +11,18 @@
 //!   Loading HEAD's state also restores the pretraining run's last Muon weight decay, which SFT
 //!   then keeps; here it is recomputed from the base run's recorded schedule.
 //! - **Schedules** ([`SftSchedules`]): the rate follows the progress through the training
-//!   conversations (1 until half-way, then linearly to 0), or `(step + 1) / --num-iterations`;
-//!   Muon's momentum rises from 0.85 to 0.95 over 300 steps.
+//!   conversations before each step (1 until half-way, then linearly towards 0), or `step /
+//!   --num-iterations`; Muon's momentum rises from 0.85 to 0.95 over 300 steps.
 //! - **Data** ([`SftLoader`]): best-fit rows padded with BOS, never cropped; a conversation
 //!   longer than a row is counted and warned about, never trained on. Without
 //!   `--num-iterations` the run is one pass over the training conversations. Validation packs
 //!   the held-out conversations the same way.
 //!
 //! Where this differs from HEAD (documented choices): HEAD stops one step early (it ends when
-//! the batch it prefetched completes the pass, and `--num-iterations N` gives N - 1 steps);
-//! here one pass trains through the batch that completes it, and N steps are N steps.
+//! the batch it prefetched completes the pass, and `--num-iterations N` gives N - 1 steps) and
+//! reads the progress after the prefetched batch, so its last step runs at rate 0; here one
+//! pass trains through the batch that completes it, N steps are N, and each step's rate is that
+//! of the progress before it, so every step updates.
 
 use serde_json::{json, Value};
 
@@ -96,6 +98,7 @@ pub(crate) fn prepare(
         tag: source_tag,
         dir,
     } = source;
+    check_settings(opts)?;
     let run = &meta.run;
     let count = |k: &str| run[k].as_u64().map(|v| v as usize);
     let block = model.config().block_size;
@@ -154,7 +157,10 @@ pub(crate) fn prepare(
         ));
     }
     let weight_decay = match (warm, last_muon_weight_decay(&meta)) {
-        (true, Some(wd)) => wd,
+        (true, Some(wd)) => {
+            notes(format!("chat-sft: optimizer warm-started from {} (its moments and {} steps; Muon weight decay {wd:.3e}, the base optimizer's last)", src.display(), meta.step));
+            wd
+        }
         (true, None) => {
             notes(format!(
                 "chat-sft: {} records no Muon weight-decay schedule: Muon's weight decay is 0",
@@ -236,6 +242,41 @@ pub(crate) fn prepare(
             }
         }
     }
+}
+
+/// Refuses settings no run can use: a rate or schedule fraction that is not a finite number
+/// at least 0 (fractions at most 1), and 0 rows per micro-batch. Errors:
+/// [`CoreError::InvalidArgument`] naming the flag.
+fn check_settings(opts: &ChatTrainOptions) -> Result<()> {
+    if opts.batch_size == Some(0) {
+        return Err(CoreError::invalid("--device-batch-size", 0, "at least 1"));
+    }
+    let h = &opts.head;
+    let s = &h.schedule;
+    let values = [
+        ("--embedding-lr", h.embedding_lr.unwrap_or(0.0), f64::MAX),
+        (
+            "--unembedding-lr",
+            h.unembedding_lr.unwrap_or(0.0),
+            f64::MAX,
+        ),
+        ("--matrix-lr", h.matrix_lr.unwrap_or(0.0), f64::MAX),
+        ("--init-lr-frac", s.init_lr_frac, f64::MAX),
+        ("--warmup-ratio", s.warmup_ratio, 1.0),
+        ("--warmdown-ratio", s.warmdown_ratio, 1.0),
+        ("--final-lr-frac", s.final_lr_frac, 1.0),
+    ];
+    for (flag, v, max) in values {
+        if !(v.is_finite() && (0.0..=max).contains(&v)) {
+            let range = if max == 1.0 {
+                "from 0 to 1"
+            } else {
+                "a finite number, at least 0"
+            };
+            return Err(CoreError::invalid(flag, v, range));
+        }
+    }
+    Ok(())
 }
 
 /// The SFT settings recorded as nanochat's `user_config` names.

@@ -129,7 +129,7 @@ fn head_sft_inherits_the_base_run_and_warm_starts_its_optimizer() {
         assert_eq!(gn, wn);
         assert_eq!(g.to_vec_f32().unwrap(), w.to_vec_f32().unwrap(), "{gn}");
     }
-    // Two steps at 0.8 x lrm((step + 1) / 2): 0.8 at half-way, 0 at the end.
+    // Two steps at 0.8 x lrm(step / 2): 1 up to half-way, so both at 0.8.
     let mut lrm = Vec::new();
     run.trainer
         .run(&mut |e| {
@@ -138,7 +138,7 @@ fn head_sft_inherits_the_base_run_and_warm_starts_its_optimizer() {
             }
         })
         .unwrap();
-    assert_eq!(lrm, vec![0.8, 0.0]);
+    assert_eq!(lrm, vec![0.8, 0.8]);
     let meta = read_meta(&run.trainer.cfg.checkpoint_dir(), 2).unwrap();
     assert_eq!(meta.run["recipe"], "head");
     assert_eq!(meta.run["warm_start"], true);
@@ -211,7 +211,12 @@ fn head_sft_trains_one_pass_and_resumes_bit_identically() {
             }
         })
         .unwrap();
-    assert_eq!(last_lrm, Some(0.0), "the pass ends at the final rate");
+    // The last step runs at the rate of the progress before it: past half-way, still > 0.
+    let last = last_lrm.unwrap();
+    assert!(
+        last > 0.0 && last < 0.8,
+        "the last step still updates: {last}"
+    );
     // One pass: the last step consumes the last training conversation, the one before not.
     assert!(whole.trainer.train.progress().unwrap() >= 1.0);
     let mut short = prepare(&opts("short", None)).trainer;
@@ -311,8 +316,76 @@ fn sft_schedules_follow_the_progress_or_the_given_steps() {
             _ => unreachable!(),
         }
     });
-    // (step + 1) / 4: 0.25, 0.5, 0.75, 1.
+    // step / 4: 0, 0.25, 0.5, 0.75 (the last step still updates).
     let lrm: Vec<f64> = (0..4).map(|i| by_steps.lr_multiplier(i, 0.0)).collect();
-    assert_eq!(lrm[..2], [0.8, 0.8]);
-    assert!((lrm[2] - 0.4).abs() < 1e-15 && lrm[3] == 0.0, "{lrm:?}");
+    assert_eq!(lrm[..3], [0.8, 0.8, 0.8]);
+    assert!((lrm[3] - 0.4).abs() < 1e-15, "{lrm:?}");
+}
+
+#[test]
+fn bad_sft_settings_are_refused_before_anything_is_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = Paths::under(tmp.path());
+    tokenizer_under(tmp.path());
+    let dev = Device::cpu().unwrap();
+    head_base(&paths, &dev);
+    let task = short_task(tmp.path(), 20);
+    let prepare = |o: &ChatTrainOptions| {
+        ChatRun::prepare(
+            o,
+            Phase::Sft,
+            source(&paths, &dev),
+            &paths,
+            &dev,
+            &mut |_| {},
+        )
+    };
+    let nan = ChatTrainOptions {
+        head: HeadSftOptions {
+            schedule: SftSchedule {
+                init_lr_frac: f64::NAN,
+                ..SftSchedule::default()
+            },
+            ..HeadSftOptions::default()
+        },
+        ..sft_options(task.clone())
+    };
+    let e = prepare(&nan).err().unwrap();
+    assert!(
+        matches!(
+            &e,
+            CoreError::InvalidArgument {
+                name: "--init-lr-frac",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // A missing step is named with the steps there are, before any data is read.
+    let missing = ChatTrainOptions {
+        resume_from_step: Some(99),
+        ..sft_options(task.clone())
+    };
+    let e = prepare(&missing).err().unwrap();
+    assert!(e.to_string().contains("99"), "{e}");
+    // Resuming at or past the end trains nothing and keeps metrics.jsonl whole.
+    let mut run = prepare(&ChatTrainOptions {
+        total_steps: Some(2),
+        ..sft_options(task.clone())
+    })
+    .unwrap();
+    run.trainer.run(&mut |_| {}).unwrap();
+    let metrics = run.trainer.cfg.checkpoint_dir().join("metrics.jsonl");
+    let before = std::fs::read(&metrics).unwrap();
+    let past = ChatTrainOptions {
+        total_steps: Some(1),
+        resume_from_step: Some(2),
+        ..sft_options(task)
+    };
+    let e = prepare(&past).err().unwrap();
+    assert!(
+        matches!(&e, CoreError::InvalidArgument { name, .. } if name.starts_with("--total-steps")),
+        "{e:?}"
+    );
+    assert_eq!(std::fs::read(&metrics).unwrap(), before);
 }

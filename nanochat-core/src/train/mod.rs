@@ -203,6 +203,8 @@ pub struct StepOutcome {
     pub empty_micro_batches: usize,
     /// Micro-batches read (`grad_accum_steps`).
     pub micro_batches: usize,
+    /// The progress through the data the schedule read (before the step's batches).
+    pub progress: f64,
 }
 
 impl StepOutcome {
@@ -333,7 +335,8 @@ pub struct Trainer {
     val: Vec<Batch>,
     /// Optimizer steps completed.
     pub step: u64,
-    /// Progress through the data, never decreasing (HEAD's SFT schedule follows it).
+    /// Progress through the data after the steps taken, never decreasing (HEAD's SFT schedule
+    /// follows it).
     progress: f64,
     metrics: MetricsLog,
     last_val_bpb: Option<f64>,
@@ -394,6 +397,7 @@ impl Trainer {
         model.train();
         let metrics = MetricsLog::open(&cfg.checkpoint_dir(), step)?;
         let tokenizer_sha256 = tokenizer.fingerprint()?;
+        let train_progress = train.progress().unwrap_or(0.0);
         Ok(Trainer {
             model,
             optim,
@@ -402,7 +406,8 @@ impl Trainer {
             train,
             val,
             step,
-            progress: 0.0,
+            // A resumed loader reports where it is (the schedule of a resumed SFT run).
+            progress: train_progress,
             metrics,
             last_val_bpb,
             tokenizer_sha256,
@@ -420,6 +425,14 @@ impl Trainer {
         cfg: TrainConfig,
     ) -> Result<Trainer> {
         cfg.grad_accum_steps()?;
+        if step >= cfg.total_steps {
+            // Nothing to train: refused before anything (metrics.jsonl included) is touched.
+            return Err(CoreError::invalid(
+                "--total-steps (--num-iterations)",
+                cfg.total_steps,
+                format!("more than the step resumed from, {step}"),
+            ));
+        }
         let dir = cfg.checkpoint_dir();
         let (model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
         crate::checkpoint::check_tokenizer(
@@ -486,9 +499,11 @@ impl Trainer {
             .map(|_| self.train.next_batch())
             .collect::<Result<Vec<_>>>()?;
         let acc = accumulate_gradients(&self.model, &batches)?;
+        // The schedule reads the progress before this step's batches (as the step index is
+        // before the step), so the last step still updates.
+        let (it, p) = (self.step as usize, self.progress);
         self.progress = self.progress.max(self.train.progress().unwrap_or(0.0));
         if !acc.is_empty() {
-            let (it, p) = (self.step as usize, self.progress);
             self.optim.step(&acc.grads, &self.cfg.schedule, it, p)?;
         }
         self.step += 1;
@@ -497,6 +512,7 @@ impl Trainer {
             masked_rows: acc.masked_rows,
             empty_micro_batches: acc.empty_micro_batches,
             micro_batches: accum,
+            progress: p,
         })
     }
 
@@ -540,6 +556,16 @@ impl Trainer {
         while self.step < cfg.total_steps {
             let t0 = Instant::now();
             let outcome = self.train_step()?;
+            if let Some(loss) = outcome.loss.filter(|l| !l.is_finite()) {
+                // A diverged run is stopped before it saves (or evaluates) anything.
+                return Err(CoreError::Mismatch {
+                    op: "training",
+                    why: format!(
+                        "the loss of step {} is {loss}: the run diverged (check the learning rates); nothing was saved for this step",
+                        self.step
+                    ),
+                });
+            }
             self.model.get_device().sync()?;
             let secs = t0.elapsed().as_secs_f64();
             let tps = cfg.total_batch_size as f64 / secs;
@@ -549,7 +575,7 @@ impl Trainer {
                 loss: outcome.loss,
                 lr_multiplier: cfg
                     .schedule
-                    .lr_multiplier(self.step as usize - 1, self.progress),
+                    .lr_multiplier(self.step as usize - 1, outcome.progress),
                 tokens_per_s: tps,
                 mfu: flops_per_token * tps / peak,
                 val_bpb: None,

@@ -345,6 +345,7 @@ fn a_step_of_empty_micro_batches_is_skipped() {
             masked_rows: 2 * e.batch,
             empty_micro_batches: 2,
             micro_batches: 2,
+            progress: 0.0,
         }
     );
     assert!(out.skipped());
