@@ -463,7 +463,8 @@ mod tests {
         let data = vec![(vec![1u32; 50], vec![1u8; 50]); 3];
         let e = SftPacker::new(4).next_batch(2, 16, &data, 0).unwrap_err();
         assert!(
-            matches!(e, CoreError::NoData { .. }) && e.to_string().contains("longer than 17"),
+            matches!(e, CoreError::NoData { .. })
+                && e.to_string().contains("longer than a row of 17"),
             "{e}"
         );
         assert!(SftPacker::new(4).next_batch(1, 16, &[], 0).is_err());

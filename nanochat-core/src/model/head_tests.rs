@@ -273,7 +273,8 @@ proptest! {
 
     /// A prompt longer than the short window (130+ tokens at window 128), prefilled in one
     /// chunk and then decoded a token at a time (smear carried in the cache), gives the full
-    /// forward's logits at every decoded position; also after replicating the cache.
+    /// forward's logits at every decoded position; also after replicating the cache (to
+    /// rounding: two rows may take another matmul kernel).
     #[test]
     fn cached_decoding_equals_the_full_forward_past_the_window(prompt in 130usize..140, steps in 2usize..6, seed in any::<u64>()) {
         let c = head(32, 100);
@@ -292,8 +293,11 @@ proptest! {
             let want = &full[t * 100..(t + 1) * 100];
             for (j, (g, w)) in got.iter().zip(want).enumerate() {
                 prop_assert!((g - w).abs() <= 2e-5 * scale, "position {t} logit {j}: {g} vs {w}");
-                prop_assert_eq!(*g, both[j]);
-                prop_assert_eq!(*g, both[100 + j]);
+                // Two rows may take another matmul kernel than one (GEMM vs GEMV): equal to
+                // rounding, not to the bit.
+                for b in [both[j], both[100 + j]] {
+                    prop_assert!((g - b).abs() <= 1e-6 * scale, "position {t} logit {j}: {g} vs replicated {b}");
+                }
             }
         }
     }
