@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use nanochat_core::checkpoint::{checkpoint_dir, load_source, CheckpointQuery, Phase};
+use nanochat_core::checkpoint::{load_source, CheckpointQuery, Phase};
 use nanochat_core::model::Architecture;
 use nanochat_core::recipe::SftSchedule;
 use nanochat_core::train::{ChatRun, ChatSource, ChatTrainOptions, HeadSftOptions};
@@ -157,14 +157,7 @@ pub fn run(args: Args, phase: Phase) -> anyhow::Result<ExitCode> {
     let src = args.source.as_deref().map(Phase::parse).transpose()?;
     let (l, tag) = load_source(paths, phase, src, &device, &query)
         .context("loading the model to fine-tune")?;
-    let source = ChatSource {
-        dir: checkpoint_dir(&l.root, l.phase, &tag),
-        model: l.model,
-        tokenizer: l.tokenizer,
-        meta: l.meta,
-        phase: l.phase,
-        tag,
-    };
+    let source = ChatSource::from_loaded(l, tag);
     let mut notes = |l: String| eprintln!("{l}");
     let mut run = ChatRun::prepare(&opts, phase, source, paths, &device, &mut notes)?;
     eprintln!("{}", run.describe());

@@ -117,11 +117,14 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
                 max_seq_len: seq,
                 ..HeadScalingArgs::default()
             };
+            // base_train's default rates (unscaled) and weight decay.
+            let h = super::HeadTrainOptions::default();
             let rates = MuonAdamWConfig {
-                unembedding_lr: 0.008,
-                embedding_lr: 0.3,
-                weight_decay: 0.28,
-                ..MuonAdamWConfig::default()
+                unembedding_lr: h.unembedding_lr,
+                embedding_lr: h.embedding_lr,
+                matrix_lr: h.matrix_lr,
+                scalar_lr: h.scalar_lr,
+                weight_decay: h.weight_decay,
             };
             (args.model_config(), OptimSettings::Head(rates))
         }
@@ -131,6 +134,11 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
     model.train();
     super::check_fits(&model, batch, seq)?;
     let mut optim = TrainOptimizer::new(&model, &settings)?;
+    // Muon's weight decay (HEAD's; v1's optimizer has none).
+    let weight_decay = match settings {
+        OptimSettings::Head(c) => c.weight_decay,
+        OptimSettings::V1(_) => 0.0,
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let idx: Vec<u32> = (0..batch * seq)
         .map(|_| rng.random_range(0..vocab as u32))
@@ -158,7 +166,7 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
             let grads = tape.backward(&loss)?;
             device.sync()?;
             let t_bwd = Instant::now();
-            optim.step_with(&grads, 1.0, muon_momentum(step) as f64, 0.28)?;
+            optim.step_with(&grads, 1.0, muon_momentum(step) as f64, weight_decay)?;
             device.sync()?;
             Ok((t_fwd, t_bwd, loss.to_vec_f32()?[0]))
         })??;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{RunOutcome, TrainConfig, Trainer};
-use crate::checkpoint::{checkpoint_dir, tokenizer_for, Meta, Phase};
+use crate::checkpoint::{checkpoint_dir, tokenizer_for, LoadedModel, Meta, Phase};
 use crate::data::{conversation_usage, unused_warning, Batch, DataLoader, Packing};
 use crate::model::Architecture;
 use crate::optim::{LrSchedule, OptimConfig, OptimSettings, Schedules};
@@ -120,6 +120,21 @@ pub struct ChatSource {
     pub tag: String,
     /// That folder (HEAD's SFT warm-starts its optimizer from the state saved there).
     pub dir: PathBuf,
+}
+
+impl ChatSource {
+    /// The source of a model loaded from its phase's folder `tag`
+    /// ([`crate::checkpoint::load_source`]).
+    pub fn from_loaded(l: LoadedModel, tag: String) -> ChatSource {
+        ChatSource {
+            dir: checkpoint_dir(&l.root, l.phase, &tag),
+            model: l.model,
+            tokenizer: l.tokenizer,
+            meta: l.meta,
+            phase: l.phase,
+            tag,
+        }
+    }
 }
 
 /// A mid-training or SFT run ready to train ([`ChatRun::prepare`]).

@@ -235,11 +235,8 @@ pub(crate) fn prepare(
         Some(step) => Trainer::resume(step, device, tokenizer, train, val, cfg),
         None => {
             model.set_rng_state(0);
-            if warm {
-                Trainer::warm_started(model, tokenizer, train, val, cfg, (&dir, &meta))
-            } else {
-                Trainer::new(model, tokenizer, train, val, cfg)
-            }
+            let from = warm.then_some((dir.as_path(), &meta));
+            Trainer::warm_started(model, tokenizer, train, val, cfg, from)
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::run_tests::{base_options, chat_options, tokenizer_under};
 use super::*;
-use crate::checkpoint::{checkpoint_dir, load_source, read_meta, CheckpointQuery};
+use crate::checkpoint::{load_source, read_meta, CheckpointQuery};
 use crate::model::Architecture;
 use crate::optim::{MuonAdamW, MuonAdamWConfig, OptimizerState, SftSchedules};
 use crate::paths::Paths;
@@ -32,6 +32,16 @@ fn head_base(paths: &Paths, dev: &Device) {
     run.trainer.run(&mut |_| {}).unwrap();
 }
 
+/// A temporary model root with the test tokenizer and a 3-step HEAD base run ([`head_base`]).
+fn head_root() -> (tempfile::TempDir, Paths, Device) {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = Paths::under(tmp.path());
+    tokenizer_under(tmp.path());
+    let dev = Device::cpu().unwrap();
+    head_base(&paths, &dev);
+    (tmp, paths, dev)
+}
+
 /// The newest base model under `paths`, as chat-sft loads it.
 fn source(paths: &Paths, dev: &Device) -> ChatSource {
     let query = CheckpointQuery {
@@ -40,14 +50,7 @@ fn source(paths: &Paths, dev: &Device) -> ChatSource {
         force_tokenizer: false,
     };
     let (l, tag) = load_source(paths, Phase::Sft, None, dev, &query).unwrap();
-    ChatSource {
-        dir: checkpoint_dir(&l.root, l.phase, &tag),
-        model: l.model,
-        tokenizer: l.tokenizer,
-        meta: l.meta,
-        phase: l.phase,
-        tag,
-    }
+    ChatSource::from_loaded(l, tag)
 }
 
 /// A `.jsonl` task of `n` short conversations under `root`.
@@ -76,11 +79,7 @@ fn sft_options(task: String) -> ChatTrainOptions {
 
 #[test]
 fn head_sft_inherits_the_base_run_and_warm_starts_its_optimizer() {
-    let tmp = tempfile::tempdir().unwrap();
-    let paths = Paths::under(tmp.path());
-    tokenizer_under(tmp.path());
-    let dev = Device::cpu().unwrap();
-    head_base(&paths, &dev);
+    let (tmp, paths, dev) = head_root();
     let opts = ChatTrainOptions {
         total_steps: Some(2),
         ..sft_options(short_task(tmp.path(), 40))
@@ -175,11 +174,7 @@ fn head_sft_inherits_the_base_run_and_warm_starts_its_optimizer() {
 
 #[test]
 fn head_sft_trains_one_pass_and_resumes_bit_identically() {
-    let tmp = tempfile::tempdir().unwrap();
-    let paths = Paths::under(tmp.path());
-    tokenizer_under(tmp.path());
-    let dev = Device::cpu().unwrap();
-    head_base(&paths, &dev);
+    let (tmp, paths, dev) = head_root();
     let task = short_task(tmp.path(), 30);
     let opts = |tag: &str, resume: Option<u64>| ChatTrainOptions {
         total_steps: None,
@@ -248,11 +243,7 @@ fn head_sft_trains_one_pass_and_resumes_bit_identically() {
 
 #[test]
 fn the_recipe_follows_the_checkpoint_and_head_has_no_mid_training() {
-    let tmp = tempfile::tempdir().unwrap();
-    let paths = Paths::under(tmp.path());
-    tokenizer_under(tmp.path());
-    let dev = Device::cpu().unwrap();
-    head_base(&paths, &dev);
+    let (tmp, paths, dev) = head_root();
     let task = short_task(tmp.path(), 10);
     let v1 = ChatTrainOptions {
         recipe: Some(Architecture::V1),
@@ -324,11 +315,7 @@ fn sft_schedules_follow_the_progress_or_the_given_steps() {
 
 #[test]
 fn bad_sft_settings_are_refused_before_anything_is_touched() {
-    let tmp = tempfile::tempdir().unwrap();
-    let paths = Paths::under(tmp.path());
-    tokenizer_under(tmp.path());
-    let dev = Device::cpu().unwrap();
-    head_base(&paths, &dev);
+    let (tmp, paths, dev) = head_root();
     let task = short_task(tmp.path(), 20);
     let prepare = |o: &ChatTrainOptions| {
         ChatRun::prepare(

@@ -353,16 +353,14 @@ impl Trainer {
         val: Vec<Batch>,
         cfg: TrainConfig,
     ) -> Result<Trainer> {
-        cfg.grad_accum_steps()?;
-        check_fits(&model, cfg.batch_size, cfg.seq_len)?;
-        let optim = TrainOptimizer::new(&model, &cfg.optim)?;
-        Trainer::assemble(model, optim, tokenizer, train, val, cfg, 0, None)
+        Trainer::warm_started(model, tokenizer, train, val, cfg, None)
     }
 
-    /// A fresh run from `model` (step 0) whose optimizer starts from the state saved with the
-    /// checkpoint `meta` in `dir`: moments and step count, the rates staying this run's (HEAD's
-    /// SFT warm start, `load_optimizer_state` in `scripts/chat_sft.py` at 92d63d4). Errors: as
-    /// [`Trainer::new`], and [`load_optimizer_state`]'s (no optimizer file, one of another
+    /// A fresh run from `model` (step 0) whose optimizer starts, with `from = Some((dir,
+    /// meta))`, from the state saved with that checkpoint: moments and step count, the rates
+    /// staying this run's (HEAD's SFT warm start, `load_optimizer_state` in
+    /// `scripts/chat_sft.py` at 92d63d4); `None`: [`Trainer::new`]. Errors: the total batch
+    /// size, the memory check, and [`load_optimizer_state`]'s (no optimizer file, one of another
     /// optimizer or model).
     pub fn warm_started(
         model: GPT,
@@ -370,13 +368,14 @@ impl Trainer {
         train: Box<dyn BatchSource>,
         val: Vec<Batch>,
         cfg: TrainConfig,
-        from: (&std::path::Path, &crate::checkpoint::Meta),
+        from: Option<(&std::path::Path, &crate::checkpoint::Meta)>,
     ) -> Result<Trainer> {
         cfg.grad_accum_steps()?;
         check_fits(&model, cfg.batch_size, cfg.seq_len)?;
         let mut optim = TrainOptimizer::new(&model, &cfg.optim)?;
-        let device = model.get_device().clone();
-        load_optimizer_state(from.0, from.1, &mut optim, &device)?;
+        if let Some((dir, meta)) = from {
+            load_optimizer_state(dir, meta, &mut optim, model.get_device())?;
+        }
         Trainer::assemble(model, optim, tokenizer, train, val, cfg, 0, None)
     }
 
