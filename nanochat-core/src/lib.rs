@@ -41,6 +41,7 @@ pub mod tasks;
 pub mod tensor;
 pub mod tokenizer;
 pub mod tools;
+pub mod torchfile;
 pub mod train;
 pub mod verify;
 
