@@ -37,17 +37,22 @@ pub fn list_steps(dir: &Path) -> Vec<u64> {
     steps
 }
 
-/// Model tags under a phase, sorted by name.
+/// Model tags under a phase ([`Phase::folders`]: ours and nanochat's), sorted by name.
 pub fn list_tags(root: &Path, phase: Phase) -> Vec<String> {
-    let dir = root.join(format!("{}_checkpoints", phase.name()));
-    let mut tags: Vec<String> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
+    let mut tags: Vec<String> = phase
+        .folders()
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_dir(root.join(f))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     tags.sort();
+    tags.dedup();
     tags
 }
 

@@ -25,6 +25,7 @@ use crate::tokenizer::Tokenizer;
 use crate::{CoreError, DType, Device, Result, Tensor};
 
 mod discover;
+pub mod nanochat;
 pub use discover::{
     folder_model_file, list_steps, list_tags, load_folder_model, load_model, load_phase,
     load_source, root_tag, source_phases, CheckpointQuery, LoadedModel,
@@ -81,9 +82,28 @@ impl Phase {
     }
 }
 
-/// The folder of one model's checkpoints.
+impl Phase {
+    /// The folders under the model root holding this phase's checkpoints: ours first, then
+    /// nanochat's name where it differs (`chatsft_checkpoints`, `chatrl_checkpoints`).
+    pub fn folders(self) -> &'static [&'static str] {
+        match self {
+            Phase::Base => &["base_checkpoints"],
+            Phase::Mid => &["mid_checkpoints"],
+            Phase::Sft => &["sft_checkpoints", "chatsft_checkpoints"],
+            Phase::Rl => &["rl_checkpoints", "chatrl_checkpoints"],
+        }
+    }
+}
+
+/// The folder of one model's checkpoints: the first of [`Phase::folders`] that holds the tag
+/// (so nanochat's `chatsft_checkpoints/<tag>` is found), else ours (where a new one is made).
 pub fn checkpoint_dir(root: &Path, phase: Phase, tag: &str) -> PathBuf {
-    root.join(format!("{}_checkpoints", phase.name())).join(tag)
+    phase
+        .folders()
+        .iter()
+        .map(|f| root.join(f).join(tag))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| root.join(phase.folders()[0]).join(tag))
 }
 
 /// Length and CRC-32 of a file's bytes.
@@ -260,7 +280,8 @@ pub fn save_checkpoint(
     Ok(meta)
 }
 
-/// Reads and checks the meta file of a step. Errors: [`CoreError::StepNotFound`] (with the
+/// Reads and checks the meta file of a step, ours or nanochat's
+/// ([`nanochat::read_nanochat_meta`], decided per step by [`nanochat::is_nanochat_step`]). Errors: [`CoreError::StepNotFound`] (with the
 /// committed steps) when the step has no meta file, [`CoreError::Io`], or [`CoreError::File`]
 /// for a corrupt meta or another format.
 pub fn read_meta(dir: &Path, step: u64) -> Result<Meta> {
@@ -273,6 +294,9 @@ pub fn read_meta(dir: &Path, step: u64) -> Result<Meta> {
         },
         _ => CoreError::io(&path, e),
     })?;
+    if nanochat::is_nanochat_step(dir, step, &bytes) {
+        return nanochat::read_nanochat_meta(dir, step, &path, &bytes);
+    }
     let meta: Meta = serde_json::from_slice(&bytes)
         .map_err(|e| CoreError::file(&path, format!("corrupt meta file: {e}")))?;
     if meta.format != FORMAT {
@@ -284,7 +308,8 @@ pub fn read_meta(dir: &Path, step: u64) -> Result<Meta> {
     Ok(meta)
 }
 
-/// Loads the model of a committed step (checking its file against the meta), in `dtype`.
+/// Loads the model of a committed step (checking its file against the meta), in `dtype`; a
+/// nanochat step through [`nanochat::load_nanochat_model`].
 pub fn load_checkpoint_model(
     dir: &Path,
     step: u64,
@@ -292,6 +317,10 @@ pub fn load_checkpoint_model(
     dtype: DType,
 ) -> Result<(GPT, Meta)> {
     let meta = read_meta(dir, step)?;
+    if meta.format == nanochat::NANOCHAT_FORMAT {
+        let model = nanochat::load_nanochat_model(dir, step, &meta, device, dtype)?;
+        return Ok((model, meta));
+    }
     let path = model_path(dir, step);
     let bytes = std::fs::read(&path).map_err(|e| CoreError::io(&path, e))?;
     meta.model_file.verify(&bytes, &path)?;

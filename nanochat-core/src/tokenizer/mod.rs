@@ -10,6 +10,7 @@ pub mod chat;
 pub mod eval;
 mod eval_report;
 mod fingerprint;
+pub mod pkl;
 mod train;
 mod train_run;
 
@@ -106,11 +107,23 @@ impl Tokenizer {
         })
     }
 
-    /// Loads `tokenizer.json` from a directory, or the file itself. Errors:
-    /// [`CoreError::Missing`] (hint: `nanochat tok-train`) when it is not there,
-    /// [`CoreError::Io`], or [`CoreError::File`] when it is not a tokenizer.json with nanochat's
+    /// Loads a tokenizer from a directory, or the file itself: our `tokenizer.json`, else
+    /// nanochat's `tokenizer.pkl` ([`pkl::load_tokenizer_pkl`], ids unchanged). When a folder
+    /// holds both, `tokenizer.json` wins (both give the same [`Tokenizer::fingerprint`] when
+    /// they are the same tokenizer, and a checkpoint's recorded fingerprint is checked either
+    /// way). Errors: [`CoreError::Missing`] (hint: `nanochat tok-train`) when neither is there,
+    /// [`CoreError::Io`], or [`CoreError::File`] when it is not a tokenizer with nanochat's
     /// nine special tokens as its last ids.
     pub fn from_pretrained(path: &Path) -> Result<Tokenizer> {
+        let pkl = if path.is_dir() {
+            path.join("tokenizer.pkl")
+        } else {
+            path.to_path_buf()
+        };
+        let is_pkl = pkl.extension().is_some_and(|e| e == "pkl");
+        if is_pkl && (!path.is_dir() || !path.join("tokenizer.json").exists()) && pkl.exists() {
+            return pkl::load_tokenizer_pkl(&pkl);
+        }
         let file: PathBuf = if path.is_dir() {
             path.join("tokenizer.json")
         } else {

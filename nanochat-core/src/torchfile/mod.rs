@@ -406,4 +406,4 @@ fn read_entry(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

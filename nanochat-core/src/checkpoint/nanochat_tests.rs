@@ -1,0 +1,230 @@
+//! nanochat's own base dirs (`tests/fixtures/reference/head/native_{v1,head}`, made by nanochat's
+//! code at 16788ee and 92d63d4) read in place: logits against the float64 reference, the
+//! refusals, and the discovery of nanochat's folder names.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::checkpoint::{
+    checkpoint_dir, list_tags, load_model, load_phase, nanochat, CheckpointQuery,
+};
+use crate::io::HostData;
+use crate::model::ForwardOptions;
+use crate::paths::Paths;
+use crate::torchfile::tests::native;
+use crate::torchfile::{PtWriteValue, TorchDType};
+
+/// A writable copy of a native base dir (the fixtures are read-only in CI checkouts).
+pub(crate) fn copy_native(gen: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join(gen);
+    copy_dir(&native(gen), &dst);
+    (tmp, dst)
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+            let mut perm = std::fs::metadata(&to).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&to, perm).unwrap();
+        }
+    }
+}
+
+pub(crate) fn paths_for(base: &Path) -> Paths {
+    let b = base.as_os_str().to_owned();
+    Paths::from_vars(|name| (name == "NANOCHAT_BASE_DIR").then(|| b.clone())).unwrap()
+}
+
+fn rel_l2(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    (num / den).sqrt()
+}
+
+#[test]
+fn nanochat_base_dirs_of_both_generations_load_and_match_the_float64_logits() {
+    let dev = Device::cpu().unwrap();
+    for (gen, step, arch) in [
+        ("native_head", 200, crate::model::Architecture::Head),
+        ("native_v1", 150, crate::model::Architecture::V1),
+    ] {
+        let (_tmp, base) = copy_native(gen);
+        let paths = paths_for(&base);
+        let (model, tok, meta) = load_model(&paths, Phase::Base, &dev, None, None, false).unwrap();
+        assert_eq!(meta.step, step);
+        assert_eq!(meta.format, nanochat::NANOCHAT_FORMAT);
+        assert_eq!(meta.config.architecture, arch);
+        assert!(meta.optim_file.is_some());
+        assert!(meta.run["user_config"].is_object(), "{gen}");
+        assert!(
+            meta.run["dataloader_state_dict"]["pq_idx"].is_u64(),
+            "{gen}"
+        );
+        let f = crate::io::read_safetensors(&native(&format!("{gen}/expected_logits.safetensors")))
+            .unwrap();
+        let idx: Vec<u32> = f.tensors["input.idx"]
+            .ints("x", "input.idx")
+            .unwrap()
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
+        let want = f.tensors["output.logits_f64"].floats("x", "y").unwrap();
+        let logits = model
+            .forward(&idx, (1, idx.len()), ForwardOptions::new())
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
+        let err = rel_l2(&logits, want);
+        assert!(err < 1e-4, "{gen}: logits rel L2 {err:.2e}");
+        assert_eq!(tok.get_bos_token_id(), idx[0], "{gen}");
+    }
+}
+
+#[test]
+fn nanochats_meta_with_infinity_and_chat_sft_layout_reads() {
+    let (_tmp, base) = copy_native("native_head");
+    let d3 = base.join("base_checkpoints/d3");
+    // chat_sft's meta: step, val_bpb, model_config, user_config only; Infinity and NaN
+    // as Python writes them; the folder is chatsft_checkpoints.
+    let sft = base.join("chatsft_checkpoints/d3");
+    std::fs::create_dir_all(&sft).unwrap();
+    std::fs::copy(d3.join("model_000200.pt"), sft.join("model_000700.pt")).unwrap();
+    std::fs::write(
+        sft.join("meta_000700.json"),
+        r#"{"step": 700, "val_bpb": NaN, "model_config": {"sequence_len": 512, "vocab_size": 330,
+        "n_layer": 3, "n_head": 2, "n_kv_head": 2, "n_embd": 64, "window_pattern": "SSSL"},
+        "user_config": {"x": Infinity, "y": -Infinity}}"#,
+    )
+    .unwrap();
+    let dev = Device::cpu().unwrap();
+    let l = load_phase(
+        &paths_for(&base),
+        Phase::Sft,
+        &dev,
+        &CheckpointQuery::default(),
+    )
+    .unwrap();
+    assert_eq!(l.meta.step, 700);
+    assert_eq!(l.meta.val_bpb, None);
+    assert_eq!(l.meta.phase, Phase::Sft);
+    assert!(l.meta.optim_file.is_none());
+    assert_eq!(list_tags(&base, Phase::Sft), vec!["d3".to_string()]);
+    assert_eq!(checkpoint_dir(&base, Phase::Sft, "d3"), sft);
+    // A new tag is made in our folder.
+    assert_eq!(
+        checkpoint_dir(&base, Phase::Sft, "new"),
+        base.join("sft_checkpoints/new")
+    );
+}
+
+/// Rewrites `model_000200.pt` of a HEAD copy with `edit` applied to its state dict.
+fn edit_head(base: &Path, edit: impl FnOnce(&mut Vec<(String, PtWriteValue)>)) {
+    let d3 = base.join("base_checkpoints/d3");
+    let sd = nanochat::read_state_dict(&d3, 200).unwrap();
+    let mut items: Vec<(String, PtWriteValue)> = sd
+        .into_iter()
+        .map(|(k, t)| {
+            let HostData::Float(v) = &t.tensor.data else {
+                panic!()
+            };
+            let w = PtWriteValue::tensor(t.dtype, &t.tensor.shape, v);
+            (k, w)
+        })
+        .collect();
+    edit(&mut items);
+    crate::torchfile::write_pt(
+        &d3.join("model_000200.pt"),
+        &PtWriteValue::OrderedDict(items),
+    )
+    .unwrap();
+}
+
+fn load_err(base: &Path) -> String {
+    let dev = Device::cpu().unwrap();
+    match load_model(&paths_for(base), Phase::Base, &dev, None, None, false) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn an_intermediate_era_or_contradicting_checkpoint_is_refused_naming_file_and_key() {
+    // Value embeddings dropped (as the months between v1 and HEAD had): refused.
+    let (_t1, base) = copy_native("native_head");
+    edit_head(&base, |items| {
+        items.retain(|(k, _)| !k.starts_with("value_embeds"))
+    });
+    let e = load_err(&base);
+    assert!(
+        e.contains("model_000200.pt")
+            && e.contains("value_embeds.0.weight")
+            && e.contains("missing"),
+        "{e}"
+    );
+    // A key HEAD does not have.
+    let (_t2, base) = copy_native("native_head");
+    edit_head(&base, |items| {
+        items.push((
+            "transformer.h.0.attn.rotary.inv_freq".into(),
+            PtWriteValue::tensor(TorchDType::F32, &[4], &[1.0; 4]),
+        ))
+    });
+    let e = load_err(&base);
+    assert!(
+        e.contains("rotary.inv_freq") && e.contains("not a parameter"),
+        "{e}"
+    );
+    // A shape that contradicts model_config.
+    let (_t3, base) = copy_native("native_head");
+    edit_head(&base, |items| {
+        for (k, v) in items.iter_mut() {
+            if k == "lm_head.weight" {
+                *v = PtWriteValue::tensor(TorchDType::F32, &[330, 64], &vec![0.0; 330 * 64]);
+            }
+        }
+    });
+    let e = load_err(&base);
+    assert!(
+        e.contains("lm_head.weight") && e.contains("[330, 64]"),
+        "{e}"
+    );
+    // A HEAD state dict under a v1 model_config (window_pattern removed from the meta).
+    let (_t4, base) = copy_native("native_head");
+    let m = base.join("base_checkpoints/d3/meta_000200.json");
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &m,
+        text.replace(",\n    \"window_pattern\": \"SSSL\"\n", "\n"),
+    )
+    .unwrap();
+    let e = load_err(&base);
+    assert!(
+        e.contains("model_000200.pt") && e.contains("says v1"),
+        "{e}"
+    );
+    // An unknown model_config key.
+    let (_t5, base) = copy_native("native_v1");
+    let m = base.join("base_checkpoints/d3/meta_000150.json");
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &m,
+        text.replacen("\"n_embd\"", "\"n_mlp\": 4, \"n_embd\"", 1),
+    )
+    .unwrap();
+    let e = load_err(&base);
+    assert!(e.contains("meta_000150.json") && e.contains("n_mlp"), "{e}");
+}
