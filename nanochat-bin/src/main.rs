@@ -66,6 +66,8 @@ enum Command {
     ChatRl(cmd::chat_rl::Args),
     /// The whole pipeline: tokenizer, base, mid, SFT, evaluation and the report card.
     Speedrun(cmd::speedrun::Args),
+    /// Write a model as another program's files (`--to nanochat`: a nanochat base dir).
+    Export(cmd::export::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -128,5 +130,6 @@ fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::BaseEval(args) => cmd::base_eval::run(args),
         Command::ChatRl(args) => cmd::chat_rl::run(args),
         Command::Speedrun(args) => cmd::speedrun::run(args, &dispatch_line),
+        Command::Export(args) => cmd::export::run(args),
     }
 }

@@ -9,6 +9,7 @@ pub mod chat_rl;
 pub mod chat_train;
 pub mod chat_web;
 pub mod compat;
+pub mod export;
 pub mod progress;
 pub mod report;
 pub mod sampling;

@@ -115,6 +115,47 @@ fn stats(port: u16) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// `NANOCHAT_BASE_DIR=<a nanochat base dir> nanochat chat-web` serves nanochat's own files
+/// (`model_*.pt`, `tokenizer.pkl`) with no conversion: greedy replies are nanochat's.
+#[test]
+fn chat_web_serves_a_nanochat_base_dir_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/reference/head/native_head");
+    let base = tmp.path().join("native_head");
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(&src)
+        .arg(&base)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&base)
+        .status()
+        .unwrap()
+        .success());
+    let want: Value =
+        serde_json::from_slice(&std::fs::read(base.join("expected.json")).unwrap()).unwrap();
+    let server = start(&base, 1);
+    let body = chat_body(
+        "What is free software?",
+        json!({"temperature": 0.0, "max_tokens": 16}),
+    );
+    let (status, resp) = request(server.port, "POST", "/chat/completions", Some(&body));
+    assert_eq!(status, 200, "{resp}");
+    let text: String = sse_data(&resp)
+        .iter()
+        .filter_map(|e| e["token"].as_str().map(str::to_string))
+        .collect();
+    let full = want["greedy_chat"]["text"].as_str().unwrap();
+    assert!(
+        text.len() >= 10 && full.starts_with(&text),
+        "{text:?} vs {full:?}"
+    );
+}
+
 #[test]
 fn chat_web_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();

@@ -25,6 +25,7 @@ use crate::tokenizer::Tokenizer;
 use crate::{CoreError, DType, Device, Result, Tensor};
 
 mod discover;
+pub mod export;
 pub mod nanochat;
 pub use discover::{
     folder_model_file, list_steps, list_tags, load_folder_model, load_model, load_phase,
@@ -462,11 +463,20 @@ pub fn check_tokenizer(
                     "the tokenizer's BOS id {bos} is outside the model's vocabulary of {model_vocab}"
                 ));
             }
-            tracing::warn!(
-                "{}: no tokenizer fingerprint recorded; checked only the vocabulary size ({v}) and the BOS id ({bos}) of {}",
-                meta_file.display(),
-                tokenizer_file.display()
-            );
+            if meta.format == nanochat::NANOCHAT_FORMAT {
+                // nanochat's checkpoints never record one: nothing to warn about.
+                tracing::info!(
+                    "{}: a nanochat checkpoint; checked the vocabulary size ({v}) and the BOS id ({bos}) of {}",
+                    meta_file.display(),
+                    tokenizer_file.display()
+                );
+            } else {
+                tracing::warn!(
+                    "{}: no tokenizer fingerprint recorded; checked only the vocabulary size ({v}) and the BOS id ({bos}) of {}",
+                    meta_file.display(),
+                    tokenizer_file.display()
+                );
+            }
             Ok(())
         }
     }

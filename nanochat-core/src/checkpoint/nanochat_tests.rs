@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::checkpoint::{
-    checkpoint_dir, list_tags, load_model, load_phase, nanochat, CheckpointQuery,
+    checkpoint_dir, export, list_tags, load_model, load_phase, nanochat, CheckpointQuery,
 };
 use crate::io::HostData;
 use crate::model::ForwardOptions;
@@ -227,4 +227,120 @@ fn an_intermediate_era_or_contradicting_checkpoint_is_refused_naming_file_and_ke
     .unwrap();
     let e = load_err(&base);
     assert!(e.contains("meta_000150.json") && e.contains("n_mlp"), "{e}");
+}
+
+/// nanochat's Engine at temperature 0 (`expected.json`'s `greedy`, `greedy_long` (past HEAD's
+/// 128-token window, so decode-time windowing and smear are exercised) and `greedy_chat`):
+/// our engine on the same files gives the same ids.
+#[test]
+fn greedy_decoding_reproduces_nanochats_engine_token_for_token() {
+    let dev = Device::cpu().unwrap();
+    for gen in ["native_head", "native_v1"] {
+        let (_tmp, base) = copy_native(gen);
+        let (model, tok, _) =
+            load_model(&paths_for(&base), Phase::Base, &dev, None, None, false).unwrap();
+        let engine = crate::engine::Engine::new(model, tok).unwrap();
+        let e: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(native(&format!("{gen}/expected.json"))).unwrap(),
+        )
+        .unwrap();
+        for case in ["greedy", "greedy_long", "greedy_chat"] {
+            let c = &e[case];
+            let ids = |k: &str| -> Vec<u32> {
+                c[k].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u32)
+                    .collect()
+            };
+            let params = crate::engine::GenerateParams {
+                max_tokens: c["max_tokens"].as_u64().unwrap() as usize,
+                temperature: 0.0,
+                seed: Some(0),
+                ..Default::default()
+            };
+            let (got, _) = engine.generate_ids(&ids("prompt_ids"), &params).unwrap();
+            let want = ids("generated_ids");
+            // Our stream includes the terminal token nanochat's stops before.
+            let got = &got[..want.len().min(got.len())];
+            assert_eq!(got, want.as_slice(), "{gen} {case}");
+            let text = engine.tokenizer().decode(&want).unwrap();
+            assert_eq!(text, c["text"].as_str().unwrap(), "{gen} {case}");
+        }
+    }
+}
+
+/// `export --to nanochat` then reading the export back is the identity: every parameter bit
+/// for bit, the tokenizer's fingerprint, the meta's step, val_bpb, config and user_config.
+#[test]
+fn export_then_import_is_the_identity_for_both_generations() {
+    let dev = Device::cpu().unwrap();
+    for gen in ["native_head", "native_v1"] {
+        let (_tmp, base) = copy_native(gen);
+        let q = CheckpointQuery::default();
+        let a = load_phase(&paths_for(&base), Phase::Base, &dev, &q).unwrap();
+        let out = base.parent().unwrap().join("export");
+        let r = export::export_nanochat(&a, "d3", &out).unwrap();
+        assert!(r.model.ends_with(
+            "base_checkpoints/d3/model_000".to_string() + &a.meta.step.to_string() + ".pt"
+        ));
+        let b = load_phase(&paths_for(&out), Phase::Base, &dev, &q).unwrap();
+        let pa = a.model.named_parameters();
+        let pb = b.model.named_parameters();
+        assert_eq!(pa.len(), pb.len());
+        for ((na, ta), (nb, tb)) in pa.iter().zip(&pb) {
+            assert_eq!(na, nb);
+            assert_eq!(
+                ta.to_vec_f32().unwrap(),
+                tb.to_vec_f32().unwrap(),
+                "{gen} {na}"
+            );
+        }
+        assert_eq!(
+            a.tokenizer.fingerprint().unwrap(),
+            b.tokenizer.fingerprint().unwrap()
+        );
+        assert_eq!(a.meta.config, b.meta.config);
+        assert_eq!(a.meta.val_bpb, b.meta.val_bpb);
+        assert_eq!(a.meta.run["user_config"], b.meta.run["user_config"]);
+        // token_bytes.pt as the generation writes it (v1's quirk for v1).
+        let tb = crate::tokenizer::pkl::read_token_bytes_pt(&r.token_bytes).unwrap();
+        let orig = crate::tokenizer::pkl::read_token_bytes_pt(&native(&format!(
+            "{gen}/tokenizer/token_bytes.pt"
+        )))
+        .unwrap();
+        assert_eq!(tb, orig, "{gen}");
+        // Only globals torch.load(weights_only=True) allows (checked by Python's pickletools
+        // where python3 exists: scripts/check_pt_globals.py).
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/check_pt_globals.py");
+        if let Ok(o) = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&r.model)
+            .arg(&r.token_bytes)
+            .output()
+        {
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+}
+
+#[test]
+fn a_model_nanochat_cannot_represent_is_refused_with_a_reason() {
+    let dev = Device::cpu().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_t, base) = copy_native("native_v1");
+    let mut a = load_phase(
+        &paths_for(&base),
+        Phase::Base,
+        &dev,
+        &CheckpointQuery::default(),
+    )
+    .unwrap();
+    let mut c = a.meta.config.clone();
+    c.bias = true;
+    a.model = crate::model::GPT::new(c, &dev, DType::F32, 1).unwrap();
+    let e = export::export_nanochat(&a, "d3", tmp.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bias"), "{e}");
 }

@@ -190,6 +190,7 @@ impl TiktokenParts {
         ]))));
         tok.with_decoder(Some(ByteLevelDecoder::default()));
         let mut specials = self.special_tokens.clone();
+        // (sorted by id: the order nanochat's pickle lists them in)
         specials.sort_by_key(|(_, id)| *id);
         if specials
             .first()
@@ -220,6 +221,87 @@ impl TiktokenParts {
         }
         Tokenizer::from_hf(tok)
     }
+}
+
+impl TiktokenParts {
+    /// The parts of one of our tokenizers (name `rustbpe`, as nanochat names its encodings):
+    /// each regular id's bytes as its rank, the specials by name. Errors: a token that is not
+    /// byte-level ([`Tokenizer::entries`]).
+    pub fn from_tokenizer(tok: &Tokenizer) -> Result<TiktokenParts> {
+        let mut mergeable_ranks = Vec::new();
+        let mut special_tokens = Vec::new();
+        for (id, e) in tok.entries()?.into_iter().enumerate() {
+            match e {
+                super::TokenEntry::Bytes(b) => mergeable_ranks.push((b, id as u32)),
+                super::TokenEntry::Special(s) => special_tokens.push((s, id as u32)),
+            }
+        }
+        Ok(TiktokenParts {
+            name: "rustbpe".into(),
+            pat_str: tok.split_pattern()?,
+            mergeable_ranks,
+            special_tokens,
+        })
+    }
+
+    /// The bytes of `tokenizer.pkl` as `RustBPETokenizer.save` writes it: a protocol-4 pickle
+    /// of `tiktoken.core.Encoding` (`NEWOBJ` then `BUILD` with the state dict `name`,
+    /// `pat_str`, `mergeable_ranks`, `special_tokens`), read by tiktoken's `__setstate__`.
+    pub fn to_pkl_bytes(&self) -> Vec<u8> {
+        fn s(out: &mut Vec<u8>, v: &str) {
+            out.push(0x8d);
+            out.extend((v.len() as u64).to_le_bytes());
+            out.extend(v.as_bytes());
+        }
+        fn int(out: &mut Vec<u8>, v: u32) {
+            out.push(b'J');
+            out.extend((v as i32).to_le_bytes());
+        }
+        let mut out = vec![0x80, 4];
+        s(&mut out, "tiktoken.core");
+        s(&mut out, "Encoding");
+        out.extend([0x93, b')', 0x81, b'}', b'(']);
+        s(&mut out, "name");
+        s(&mut out, &self.name);
+        s(&mut out, "pat_str");
+        s(&mut out, &self.pat_str);
+        s(&mut out, "mergeable_ranks");
+        out.push(b'}');
+        for chunk in self.mergeable_ranks.chunks(1000) {
+            out.push(b'(');
+            for (b, r) in chunk {
+                out.push(0x8e);
+                out.extend((b.len() as u64).to_le_bytes());
+                out.extend(b);
+                int(&mut out, *r);
+            }
+            out.push(b'u');
+        }
+        s(&mut out, "special_tokens");
+        out.extend([b'}', b'(']);
+        for (name, id) in &self.special_tokens {
+            s(&mut out, name);
+            int(&mut out, *id);
+        }
+        out.extend([b'u', b'u', b'b', b'.']);
+        out
+    }
+}
+
+/// `token_bytes.pt`'s counts as each generation's `tok_train.py` computes them: HEAD counts a
+/// token's raw bytes; v1 (`v1_quirk`) counts the UTF-8 length of the token decoded with
+/// replacement characters, so a byte of an incomplete sequence counts 3 (U+FFFD). Specials
+/// count 0.
+pub fn token_bytes_counts(tok: &Tokenizer, v1_quirk: bool) -> Result<Vec<i64>> {
+    Ok(tok
+        .entries()?
+        .iter()
+        .map(|e| match e {
+            super::TokenEntry::Special(_) => 0,
+            super::TokenEntry::Bytes(b) if v1_quirk => String::from_utf8_lossy(b).len() as i64,
+            super::TokenEntry::Bytes(b) => b.len() as i64,
+        })
+        .collect())
 }
 
 /// `tokenizer.pkl` (in a folder, or the file itself) as a [`Tokenizer`], with `token_bytes.pt`
@@ -382,6 +464,31 @@ mod tests {
                 let want: Vec<u32> = core.encode_ordinary(t);
                 assert_eq!(tok.encode(t), want, "{gen}: {t:?}");
             }
+        }
+    }
+
+    #[test]
+    fn written_pkl_reads_back_identically_and_v1s_token_bytes_quirk_is_reproduced() {
+        for gen in ["native_head", "native_v1"] {
+            let file = native(&format!("{gen}/tokenizer/tokenizer.pkl"));
+            let parts = read_tiktoken_pkl(&file).unwrap();
+            let tok = parts.to_tokenizer().unwrap();
+            let mine = TiktokenParts::from_tokenizer(&tok).unwrap();
+            let mut want = parts.clone();
+            want.mergeable_ranks.sort_by_key(|(_, r)| *r);
+            assert_eq!(mine, want, "{gen}");
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("tokenizer.pkl");
+            std::fs::write(&p, mine.to_pkl_bytes()).unwrap();
+            assert_eq!(read_tiktoken_pkl(&p).unwrap(), mine);
+            // token_bytes.pt as that generation's tok_train.py wrote it.
+            let stored =
+                read_token_bytes_pt(&native(&format!("{gen}/tokenizer/token_bytes.pt"))).unwrap();
+            assert_eq!(
+                token_bytes_counts(&tok, gen == "native_v1").unwrap(),
+                stored,
+                "{gen}"
+            );
         }
     }
 

@@ -374,6 +374,40 @@ impl TorchFile {
     }
 }
 
+/// What the `torch_file` fuzz target (and the test replaying its corpus) does with arbitrary
+/// bytes: read them as a torch file, every tensor of it, and as a `tokenizer.pkl`. Each step
+/// must return a value or an error: never panic, hang, or allocate without bound. Returns how
+/// many tensors were read.
+pub fn fuzz_one(data: &[u8]) -> usize {
+    let mut n = 0;
+    if let Ok(f) = TorchFile::parse(data.to_vec(), "fuzz.pt") {
+        let mut stack = vec![&f.root];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Tensor(t) => {
+                    if let Ok(t) = f.tensor(t, "fuzz") {
+                        let len = match &t.tensor.data {
+                            HostData::Float(v) => v.len(),
+                            HostData::Int(v) => v.len(),
+                        };
+                        assert_eq!(len, t.tensor.len());
+                        n += 1;
+                    }
+                }
+                Value::List(items) => stack.extend(items),
+                Value::Dict(items) => stack.extend(items.iter().flat_map(|(k, v)| [k, v])),
+                Value::Object { state, .. } => stack.push(state),
+                _ => {}
+            }
+        }
+        let _ = f.state_dict();
+    }
+    if let Ok(p) = pickle::Pickle::parse(data, &["tiktoken.core.Encoding"]) {
+        let _ = p.to_value();
+    }
+    n
+}
+
 /// The bytes of an archive entry, refusing one that inflates past `limit`.
 fn read_entry(
     zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,

@@ -250,3 +250,19 @@ fn a_storage_must_be_as_long_as_its_header_claims_and_hold_its_view() {
     let e = refused(&tensor_pkl("ComplexFloatStorage", 4, 4));
     assert!(e.contains("torch.ComplexFloatStorage"), "{e}");
 }
+
+/// CI replays the `torch_file` fuzz target's corpus (`fuzz/seeds/torch_file/`: nanochat's
+/// real files, ours, and the inputs fuzzing found interesting) through the same function.
+#[test]
+fn the_fuzz_corpus_replays_without_a_panic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/torch_file");
+    let mut files = 0;
+    let mut tensors = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        tensors += fuzz_one(&data);
+        files += 1;
+    }
+    assert!(files >= 4, "{files} files in {}", dir.display());
+    assert!(tensors >= 2, "the seeds' tensors read: {tensors}");
+}
