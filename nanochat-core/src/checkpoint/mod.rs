@@ -27,6 +27,7 @@ use crate::{CoreError, DType, Device, Result, Tensor};
 mod discover;
 pub mod export;
 pub mod nanochat;
+pub mod nanochat_optim;
 pub use discover::{
     folder_model_file, list_steps, list_tags, load_folder_model, load_model, load_phase,
     load_source, root_tag, source_phases, CheckpointQuery, LoadedModel,
@@ -331,28 +332,44 @@ pub fn load_checkpoint_model(
     Ok((model, meta))
 }
 
-/// Restores an optimizer's state from a committed step.
+/// Restores the state of `model`'s optimizer from a committed step: ours (`optim_<step>.bin`,
+/// checked against the meta) or nanochat's (`optim_<step>_rank0.pt`:
+/// [`nanochat_optim::read_nanochat_optimizer`]).
 pub fn load_optimizer_state(
     dir: &Path,
     meta: &Meta,
+    model: &GPT,
     optim: &mut dyn OptimizerState,
     device: &Device,
 ) -> Result<()> {
-    let path = optim_path(dir, meta.step);
-    let check = meta
-        .optim_file
-        .ok_or_else(|| CoreError::file(&path, "this checkpoint has no optimizer state"))?;
-    let bytes = std::fs::read(&path).map_err(|e| CoreError::io(&path, e))?;
-    check.verify(&bytes, &path)?;
-    let (file, _): (OptimFile, usize) =
-        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-            .map_err(|e| CoreError::file(&path, format!("corrupt optimizer state: {e}")))?;
-    let map: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> = file
-        .tensors
-        .into_iter()
-        .map(|(n, s, d)| (n, (s, d)))
-        .collect();
-    optim.load_state(file.step, &mut |name, param| {
+    let (path, step, map) = if meta.format == nanochat::NANOCHAT_FORMAT {
+        let path = nanochat::pt_optim_path(dir, meta.step, 0);
+        if meta.optim_file.is_none() {
+            return Err(CoreError::file(
+                &path,
+                "this checkpoint has no optimizer state",
+            ));
+        }
+        let (step, map) = nanochat_optim::read_nanochat_optimizer(dir, meta.step, model)?;
+        (path, step, map)
+    } else {
+        let path = optim_path(dir, meta.step);
+        let check = meta
+            .optim_file
+            .ok_or_else(|| CoreError::file(&path, "this checkpoint has no optimizer state"))?;
+        let bytes = std::fs::read(&path).map_err(|e| CoreError::io(&path, e))?;
+        check.verify(&bytes, &path)?;
+        let (file, _): (OptimFile, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+                .map_err(|e| CoreError::file(&path, format!("corrupt optimizer state: {e}")))?;
+        let map: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> = file
+            .tensors
+            .into_iter()
+            .map(|(n, s, d)| (n, (s, d)))
+            .collect();
+        (path, file.step, map)
+    };
+    optim.load_state(step, &mut |name, param| {
         let (shape, data) = map.get(name).ok_or_else(|| {
             CoreError::file(&path, format!("optimizer state `{name}` is missing"))
         })?;

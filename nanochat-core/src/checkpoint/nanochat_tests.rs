@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::checkpoint::{
-    checkpoint_dir, export, list_tags, load_model, load_phase, nanochat, CheckpointQuery,
+    checkpoint_dir, export, list_tags, load_model, load_phase, nanochat, nanochat_optim,
+    CheckpointQuery,
 };
 use crate::io::HostData;
 use crate::model::ForwardOptions;
@@ -343,4 +344,81 @@ fn a_model_nanochat_cannot_represent_is_refused_with_a_reason() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("bias"), "{e}");
+}
+
+/// nanochat's optimizer files of both generations land on the right parameters: sums of
+/// tensors as torch itself reads them (`torch.load`, 2.15) for a tensor of each kind, and the
+/// whole state loads into our optimizer for the model.
+#[test]
+fn nanochats_optimizer_state_of_both_generations_maps_onto_our_names() {
+    let dev = Device::cpu().unwrap();
+    let sum = |m: &nanochat_optim::StateMap, k: &str| -> f64 {
+        m.get(k)
+            .unwrap_or_else(|| panic!("{k}"))
+            .1
+            .iter()
+            .map(|&x| x as f64)
+            .sum()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1e-3);
+    for gen in ["native_head", "native_v1"] {
+        let (_tmp, base) = copy_native(gen);
+        let l = load_phase(
+            &paths_for(&base),
+            Phase::Base,
+            &dev,
+            &CheckpointQuery::default(),
+        )
+        .unwrap();
+        let dir = base.join("base_checkpoints/d3");
+        let (step, m) =
+            nanochat_optim::read_nanochat_optimizer(&dir, l.meta.step, &l.model).unwrap();
+        let want: &[(&str, f64)] = if gen == "native_head" {
+            assert_eq!(step, 200);
+            assert_eq!(m.len(), 9 * 2 + (2 + 12 + 3 + 3) * 2);
+            &[
+                ("transformer.wte.weight.exp_avg_sq", 2.9298357399287767e-05),
+                (
+                    "transformer.h.2.mlp.c_fc.weight.momentum_buffer",
+                    0.014446500488951908,
+                ),
+                (
+                    "transformer.h.0.attn.c_q.weight.second_momentum_buffer",
+                    1.0000008791685104,
+                ),
+                (
+                    "transformer.h.2.attn.ve_gate.weight.second_momentum_buffer",
+                    0.9999999590218067,
+                ),
+            ]
+        } else {
+            assert_eq!(step, 150);
+            assert_eq!(m.len(), 2 * 2 + 18);
+            &[
+                ("lm_head.weight.exp_avg", 0.007308667732891294),
+                (
+                    "transformer.h.2.mlp.c_proj.weight.momentum_buffer",
+                    0.04255457153793962,
+                ),
+                (
+                    "transformer.h.0.attn.c_v.weight.momentum_buffer",
+                    -0.019681190305877116,
+                ),
+            ]
+        };
+        for (k, v) in want {
+            assert!(close(sum(&m, k), *v), "{gen} {k}: {} vs {v}", sum(&m, k));
+        }
+        let settings = match l.meta.config.architecture {
+            crate::model::Architecture::Head => {
+                crate::optim::OptimSettings::Head(crate::optim::MuonAdamWConfig::default())
+            }
+            crate::model::Architecture::V1 => {
+                crate::optim::OptimSettings::V1(crate::optim::OptimConfig::default())
+            }
+        };
+        let mut optim = crate::optim::TrainOptimizer::new(&l.model, &settings).unwrap();
+        crate::checkpoint::load_optimizer_state(&dir, &l.meta, &l.model, &mut optim, &dev).unwrap();
+        assert_eq!(crate::optim::OptimizerState::steps(&optim), step);
+    }
 }

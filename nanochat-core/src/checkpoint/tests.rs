@@ -131,7 +131,7 @@ fn round_trip_model_optimizer_and_meta() {
         assert_eq!(a.to_vec_f32().unwrap(), b.to_vec_f32().unwrap(), "{n}");
     }
     let mut fresh = Optimizer::new(&model, &OptimConfig::default());
-    load_optimizer_state(&s.dir, &meta, &mut fresh, &s.dev).unwrap();
+    load_optimizer_state(&s.dir, &meta, &model, &mut fresh, &s.dev).unwrap();
     assert_eq!(fresh.steps(), 1);
     let a = s.optim.state_tensors();
     let b = fresh.state_tensors();
@@ -214,7 +214,7 @@ fn truncated_and_corrupt_files_are_errors_naming_them() {
     std::fs::write(&op, b"garbage").unwrap();
     let (model, _, meta) = s.load(Phase::Base, None, None).unwrap();
     let mut o = Optimizer::new(&model, &OptimConfig::default());
-    let e = load_optimizer_state(&s.dir, &meta, &mut o, &s.dev)
+    let e = load_optimizer_state(&s.dir, &meta, &model, &mut o, &s.dev)
         .unwrap_err()
         .to_string();
     assert!(

@@ -119,7 +119,14 @@ fn head_sft_inherits_the_base_run_and_warm_starts_its_optimizer() {
     assert_eq!((s.num_iterations, s.total_steps), (Some(2), 2));
     // The optimizer state is the base run's: its step count and every moment.
     let mut want = MuonAdamW::new(&run.trainer.model, &MuonAdamWConfig::default()).unwrap();
-    crate::checkpoint::load_optimizer_state(&base_dir, &base_meta, &mut want, &dev).unwrap();
+    crate::checkpoint::load_optimizer_state(
+        &base_dir,
+        &base_meta,
+        &run.trainer.model,
+        &mut want,
+        &dev,
+    )
+    .unwrap();
     assert_eq!(run.trainer.optim.steps(), 3);
     let got = run.trainer.optim.state_tensors().unwrap();
     let want = want.state_tensors().unwrap();

@@ -374,7 +374,7 @@ impl Trainer {
         check_fits(&model, cfg.batch_size, cfg.seq_len)?;
         let mut optim = TrainOptimizer::new(&model, &cfg.optim)?;
         if let Some((dir, meta)) = from {
-            load_optimizer_state(dir, meta, &mut optim, model.get_device())?;
+            load_optimizer_state(dir, meta, &model, &mut optim, model.get_device())?;
         }
         Trainer::assemble(model, optim, tokenizer, train, val, cfg, 0, None)
     }
@@ -442,7 +442,7 @@ impl Trainer {
             false,
         )?;
         let mut optim = TrainOptimizer::new(&model, &cfg.optim)?;
-        load_optimizer_state(&dir, &meta, &mut optim, device)?;
+        load_optimizer_state(&dir, &meta, &model, &mut optim, device)?;
         if let Some(pos) = meta.data_position {
             train.restore(pos)?;
         }
