@@ -27,8 +27,8 @@ pub struct Args {
     /// Prompts per forward in the multiple-choice tasks.
     #[arg(short = 'b', long, default_value_t = 8, value_parser = at_least_one())]
     pub batch_size: usize,
-    /// Evaluate only the first N problems of each task.
-    #[arg(long, value_parser = at_least_one())]
+    /// Evaluate only the first N problems of each task (`-x`: nanochat's short name).
+    #[arg(short = 'x', long, value_parser = at_least_one())]
     pub max_problems: Option<usize>,
     /// Keep the k most likely tokens, 1-200.
     #[arg(short = 'k', long, default_value_t = 50, value_parser = super::sampling::top_k)]

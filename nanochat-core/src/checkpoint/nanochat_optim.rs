@@ -165,192 +165,297 @@ fn expect_len(r: &Reader, key: &str, got: usize, want: usize, what: &str) -> Res
     Ok(())
 }
 
+/// The optimizer files of a nanochat step: `optim_<step>_rank0.pt`, `rank1`... (contiguous).
+fn rank_files(dir: &Path, step: u64) -> Vec<std::path::PathBuf> {
+    (0..)
+        .map(|r| pt_optim_path(dir, step, r))
+        .take_while(|p| p.exists())
+        .collect()
+}
+
 /// The optimizer state of a nanochat step for `model`: the step count and the tensors by our
-/// names. One rank's file (`optim_<step>_rank0.pt`, a single-GPU run) is read; a multi-GPU
-/// run's shards are refused with an error naming them. Errors: [`TorchFile`]'s, and a layout
-/// that does not fit `model` (naming the file and key).
+/// names. A multi-GPU HEAD run's shards (`rank0` .. `rank<N-1>`) are reassembled by the rule
+/// `MuonAdamW` shards by (`nanochat/optim.py` at 92d63d4): AdamW parameters of 1024 elements
+/// or more are split by rows (rank r holds rows r·R/N..(r+1)·R/N; smaller ones are replicated),
+/// and each Muon group's K matrices in chunks of ⌈K/N⌉ (rank r holds matrices r·⌈K/N⌉ on,
+/// its buffer padded to the chunk size). v1's shards are refused. Errors: [`TorchFile`]'s,
+/// and a layout that does not fit `model` (naming the file and key).
 pub fn read_nanochat_optimizer(dir: &Path, step: u64, model: &GPT) -> Result<(u32, StateMap)> {
-    let path = pt_optim_path(dir, step, 0);
-    if pt_optim_path(dir, step, 1).exists() {
+    let files = rank_files(dir, step);
+    let first = pt_optim_path(dir, step, 0);
+    if files.is_empty() {
         return Err(CoreError::file(
-            &path,
-            "a multi-GPU run's optimizer shards (rank0, rank1, ...): reassembling them is not supported by this version",
+            &first,
+            "missing: this checkpoint has no optimizer state",
         ));
     }
-    let file = TorchFile::open(&path)?;
-    let r = Reader { file: &file };
-    let mut out = StateMap::new();
+    let n = files.len();
     let names: Vec<(String, Vec<usize>)> = model
         .named_parameters()
         .into_iter()
         .map(|(n, t)| (n, t.shape().to_vec()))
         .collect();
-    let steps = match model.config().architecture {
+    let (steps, out) = match model.config().architecture {
         Architecture::V1 => {
-            let Value::List(parts) = &file.root else {
+            if n > 1 {
                 return Err(CoreError::file(
-                    &path,
-                    "not v1's optimizer layout ([adamw.state_dict(), muon.state_dict()]): the model's meta says v1",
-                ));
-            };
-            if parts.len() != 2 {
-                return Err(CoreError::file(
-                    &path,
-                    format!(
-                        "{} optimizer state dicts, v1 saves 2 (AdamW, Muon)",
-                        parts.len()
-                    ),
+                    &first,
+                    format!("{n} ranks' optimizer files: reassembling nanochat v1's shards is not supported (HEAD's are)"),
                 ));
             }
-            let mut steps = Vec::new();
-            // AdamW: [lm_head], [wte].
-            let (groups, state) = r.groups_and_state(&parts[0], "[0]")?;
-            expect_len(&r, "[0].param_groups", groups.len(), 2, "lm_head, wte")?;
-            for ((_, ids), name) in groups
-                .iter()
-                .zip(["lm_head.weight", "transformer.wte.weight"])
-            {
-                expect_len(&r, "[0].param_groups", ids.len(), 1, name)?;
-                if let Some(st) = state.get(&ids[0]) {
-                    steps.push(r.adamw(st, name, &format!("[0].state[{}]", ids[0]), &mut out)?);
-                }
-            }
-            // Muon: one group per element count, in transformer.h's order.
-            let matrices: Vec<&(String, Vec<usize>)> = names
-                .iter()
-                .filter(|(n, _)| n.starts_with("transformer.h."))
-                .collect();
-            let (groups, state) = r.groups_and_state(&parts[1], "[1]")?;
-            let mut seen = 0;
-            for (gi, (_, ids)) in groups.iter().enumerate() {
-                let key = format!("[1].param_groups[{gi}]");
-                let first = ids.first().ok_or_else(|| r.err(&key, "an empty group"))?;
-                let Some(st) = state.get(first) else { continue };
-                let (shape, _) = r.tensor(st, "momentum_buffer", &format!("[1].state[{first}]"))?;
-                let numel: usize = shape.iter().product();
-                let members: Vec<_> = matrices
-                    .iter()
-                    .filter(|(_, s)| s.iter().product::<usize>() == numel)
-                    .collect();
-                expect_len(
-                    &r,
-                    &key,
-                    ids.len(),
-                    members.len(),
-                    &format!("matrices of {numel} elements"),
-                )?;
-                for (id, (name, _)) in ids.iter().zip(members) {
-                    let ctx = format!("[1].state[{id}]");
-                    let st = state.get(id).ok_or_else(|| r.err(&ctx, "missing"))?;
-                    out.insert(
-                        format!("{name}.momentum_buffer"),
-                        r.tensor(st, "momentum_buffer", &ctx)?,
-                    );
-                    seen += 1;
-                }
-            }
-            if seen != 0 && seen != matrices.len() {
-                return Err(r.err(
-                    "[1].state",
-                    format!("{seen} of the model's {} matrices", matrices.len()),
-                ));
-            }
-            steps
+            let file = TorchFile::open(&first)?;
+            read_v1(&Reader { file: &file }, &names)?
         }
         Architecture::Head => {
-            let (groups, state) = r.groups_and_state(&file.root, "")?;
-            let ours = head_param_groups(model, &MuonAdamWConfig::default())?;
-            expect_len(&r, "param_groups", groups.len(), ours.len(), "groups")?;
             let mut steps = Vec::new();
-            for (gi, ((g, ids), our)) in groups.iter().zip(&ours).enumerate() {
-                let key = format!("param_groups[{gi}]");
-                let kind = match get(g, "kind") {
-                    Some(Value::Str(k)) => k.as_str(),
-                    _ => {
-                        return Err(r.err(
-                            &format!("{key}.kind"),
-                            "missing: not HEAD's MuonAdamW layout",
-                        ))
-                    }
-                };
-                expect_len(&r, &key, ids.len(), our.params.len(), kind)?;
-                match (kind, our.kind) {
-                    ("adamw", GroupKind::AdamW { .. }) => {
-                        for (id, name) in ids.iter().zip(&our.params) {
-                            if let Some(st) = state.get(id) {
-                                steps.push(r.adamw(st, name, &format!("state[{id}]"), &mut out)?);
-                            }
-                        }
-                    }
-                    (
-                        "muon",
-                        GroupKind::Muon {
-                            shape: (rows, cols),
-                            ..
-                        },
-                    ) => {
-                        let Some(st) = state.get(&ids[0]) else {
-                            continue;
-                        };
-                        let ctx = format!("state[{}]", ids[0]);
-                        let (bs, b) = r.tensor(st, "momentum_buffer", &ctx)?;
-                        let (ss, s) = r.tensor(st, "second_momentum_buffer", &ctx)?;
-                        let k = ids.len();
-                        if bs != [k, rows, cols] {
-                            return Err(r.err(
-                                &format!("{ctx}.momentum_buffer"),
-                                format!(
-                                    "shape {bs:?}, the model's group needs [{k}, {rows}, {cols}]"
-                                ),
-                            ));
-                        }
-                        let per = ss.iter().skip(1).product::<usize>();
-                        if ss.len() != 3
-                            || ss[0] != k
-                            || !(ss[1..] == [rows, 1] || ss[1..] == [1, cols])
-                        {
-                            return Err(r.err(
-                                &format!("{ctx}.second_momentum_buffer"),
-                                format!(
-                                    "shape {ss:?} for a group of {k} [{rows}, {cols}] matrices"
-                                ),
-                            ));
-                        }
-                        for (j, name) in our.params.iter().enumerate() {
-                            let n = rows * cols;
-                            out.insert(
-                                format!("{name}.momentum_buffer"),
-                                (vec![rows, cols], b[j * n..(j + 1) * n].to_vec()),
-                            );
-                            out.insert(
-                                format!("{name}.second_momentum_buffer"),
-                                (ss[1..].to_vec(), s[j * per..(j + 1) * per].to_vec()),
-                            );
-                        }
-                    }
-                    (k, _) => {
-                        return Err(r.err(
-                            &format!("{key}.kind"),
-                            format!(
-                                "`{k}` where the model's group {gi} is {}",
-                                match our.kind {
-                                    GroupKind::AdamW { .. } => "adamw",
-                                    GroupKind::Muon { .. } => "muon",
-                                }
-                            ),
-                        ));
-                    }
-                }
+            let mut parts = Vec::new();
+            for (rank, path) in files.iter().enumerate() {
+                let file = TorchFile::open(path)?;
+                let (s, m) = read_head_rank(&Reader { file: &file }, model, rank, n)?;
+                steps.extend(s);
+                parts.push((path.clone(), m));
             }
-            steps
+            (steps, merge_head_ranks(parts, &names)?)
         }
     };
     let step = steps.iter().copied().max().unwrap_or(0);
     if steps.iter().any(|&s| s != step) {
         return Err(CoreError::file(
-            &path,
+            &first,
             format!("AdamW step counts differ between params: {steps:?}"),
         ));
     }
     Ok((step, out))
+}
+
+fn read_v1(r: &Reader, names: &[(String, Vec<usize>)]) -> Result<(Vec<u32>, StateMap)> {
+    let path = r.file.path();
+    let Value::List(parts) = &r.file.root else {
+        return Err(CoreError::file(
+            path,
+            "not v1's optimizer layout ([adamw.state_dict(), muon.state_dict()]): the model's meta says v1",
+        ));
+    };
+    if parts.len() != 2 {
+        return Err(CoreError::file(
+            path,
+            format!(
+                "{} optimizer state dicts, v1 saves 2 (AdamW, Muon)",
+                parts.len()
+            ),
+        ));
+    }
+    let mut out = StateMap::new();
+    let mut steps = Vec::new();
+    // AdamW: [lm_head], [wte].
+    let (groups, state) = r.groups_and_state(&parts[0], "[0]")?;
+    expect_len(r, "[0].param_groups", groups.len(), 2, "lm_head, wte")?;
+    for ((_, ids), name) in groups
+        .iter()
+        .zip(["lm_head.weight", "transformer.wte.weight"])
+    {
+        expect_len(r, "[0].param_groups", ids.len(), 1, name)?;
+        if let Some(st) = state.get(&ids[0]) {
+            steps.push(r.adamw(st, name, &format!("[0].state[{}]", ids[0]), &mut out)?);
+        }
+    }
+    // Muon: one group per element count, in transformer.h's order.
+    let matrices: Vec<&(String, Vec<usize>)> = names
+        .iter()
+        .filter(|(n, _)| n.starts_with("transformer.h."))
+        .collect();
+    let (groups, state) = r.groups_and_state(&parts[1], "[1]")?;
+    let mut seen = 0;
+    for (gi, (_, ids)) in groups.iter().enumerate() {
+        let key = format!("[1].param_groups[{gi}]");
+        let first = ids.first().ok_or_else(|| r.err(&key, "an empty group"))?;
+        let Some(st) = state.get(first) else { continue };
+        let (shape, _) = r.tensor(st, "momentum_buffer", &format!("[1].state[{first}]"))?;
+        let numel: usize = shape.iter().product();
+        let members: Vec<_> = matrices
+            .iter()
+            .filter(|(_, s)| s.iter().product::<usize>() == numel)
+            .collect();
+        expect_len(
+            r,
+            &key,
+            ids.len(),
+            members.len(),
+            &format!("matrices of {numel} elements"),
+        )?;
+        for (id, (name, want)) in ids.iter().zip(members) {
+            let ctx = format!("[1].state[{id}]");
+            let st = state.get(id).ok_or_else(|| r.err(&ctx, "missing"))?;
+            let (shape, v) = r.tensor(st, "momentum_buffer", &ctx)?;
+            if &shape != want {
+                return Err(r.err(
+                    &format!("{ctx}.momentum_buffer"),
+                    format!("shape {shape:?}, `{name}` is {want:?}"),
+                ));
+            }
+            out.insert(format!("{name}.momentum_buffer"), (shape, v));
+            seen += 1;
+        }
+    }
+    if seen != 0 && seen != matrices.len() {
+        return Err(r.err(
+            "[1].state",
+            format!("{seen} of the model's {} matrices", matrices.len()),
+        ));
+    }
+    Ok((steps, out))
+}
+
+/// One rank's HEAD optimizer file: AdamW moments as stored (a row slice when sharded), and
+/// the Muon matrices this rank owns.
+fn read_head_rank(
+    r: &Reader,
+    model: &GPT,
+    rank: usize,
+    world: usize,
+) -> Result<(Vec<u32>, StateMap)> {
+    let (groups, state) = r.groups_and_state(&r.file.root, "")?;
+    let ours = head_param_groups(model, &MuonAdamWConfig::default())?;
+    expect_len(r, "param_groups", groups.len(), ours.len(), "groups")?;
+    let mut out = StateMap::new();
+    let mut steps = Vec::new();
+    for (gi, ((g, ids), our)) in groups.iter().zip(&ours).enumerate() {
+        let key = format!("param_groups[{gi}]");
+        let kind = match get(g, "kind") {
+            Some(Value::Str(k)) => k.as_str(),
+            _ => {
+                return Err(r.err(
+                    &format!("{key}.kind"),
+                    "missing: not HEAD's MuonAdamW layout",
+                ))
+            }
+        };
+        expect_len(r, &key, ids.len(), our.params.len(), kind)?;
+        match (kind, our.kind) {
+            ("adamw", GroupKind::AdamW { .. }) => {
+                for (id, name) in ids.iter().zip(&our.params) {
+                    if let Some(st) = state.get(id) {
+                        steps.push(r.adamw(st, name, &format!("state[{id}]"), &mut out)?);
+                    }
+                }
+            }
+            (
+                "muon",
+                GroupKind::Muon {
+                    shape: (rows, cols),
+                    ..
+                },
+            ) => {
+                let Some(st) = state.get(&ids[0]) else {
+                    continue;
+                };
+                let ctx = format!("state[{}]", ids[0]);
+                let (bs, b) = r.tensor(st, "momentum_buffer", &ctx)?;
+                let (ss, s) = r.tensor(st, "second_momentum_buffer", &ctx)?;
+                let k = ids.len();
+                let chunk = if world == 1 { k } else { k.div_ceil(world) };
+                if bs != [chunk, rows, cols] {
+                    return Err(r.err(&format!("{ctx}.momentum_buffer"), format!("shape {bs:?}, the model's group of {k} on {world} ranks needs [{chunk}, {rows}, {cols}]")));
+                }
+                let per = ss.iter().skip(1).product::<usize>();
+                if ss.len() != 3
+                    || ss[0] != chunk
+                    || !(ss[1..] == [rows, 1] || ss[1..] == [1, cols])
+                {
+                    return Err(r.err(
+                        &format!("{ctx}.second_momentum_buffer"),
+                        format!("shape {ss:?} for a chunk of {chunk} [{rows}, {cols}] matrices"),
+                    ));
+                }
+                let m = rows * cols;
+                for j in 0..chunk {
+                    let Some(name) = our.params.get(rank * chunk + j) else {
+                        break;
+                    };
+                    out.insert(
+                        format!("{name}.momentum_buffer"),
+                        (vec![rows, cols], b[j * m..(j + 1) * m].to_vec()),
+                    );
+                    out.insert(
+                        format!("{name}.second_momentum_buffer"),
+                        (ss[1..].to_vec(), s[j * per..(j + 1) * per].to_vec()),
+                    );
+                }
+            }
+            (k, _) => {
+                return Err(r.err(
+                    &format!("{key}.kind"),
+                    format!(
+                        "`{k}` where the model's group {gi} is {}",
+                        match our.kind {
+                            GroupKind::AdamW { .. } => "adamw",
+                            GroupKind::Muon { .. } => "muon",
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((steps, out))
+}
+
+/// The ranks' states as one: Muon matrices from their owner, AdamW moments of parameters of
+/// 1024 elements or more concatenated by rows in rank order, smaller ones from rank 0.
+fn merge_head_ranks(
+    parts: Vec<(std::path::PathBuf, StateMap)>,
+    names: &[(String, Vec<usize>)],
+) -> Result<StateMap> {
+    let world = parts.len();
+    let shapes: HashMap<&str, &Vec<usize>> = names.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    let mut out = StateMap::new();
+    let mut sliced: HashMap<String, Vec<(Vec<usize>, Vec<f32>)>> = HashMap::new();
+    for (path, part) in &parts {
+        for (key, (shape, v)) in part {
+            let param = key.rsplit_once('.').map_or(key.as_str(), |(p, _)| p);
+            let full = shapes.get(param).ok_or_else(|| {
+                crate::io::format_err(
+                    &path.display().to_string(),
+                    key,
+                    "not a parameter of the model",
+                )
+            })?;
+            let numel: usize = full.iter().product();
+            let adamw = key.ends_with(".exp_avg") || key.ends_with(".exp_avg_sq");
+            if !adamw || world == 1 || numel < 1024 {
+                if adamw && world > 1 && &shape != full {
+                    return Err(crate::io::format_err(
+                        &path.display().to_string(),
+                        key,
+                        format!("shape {shape:?}, the replicated parameter is {full:?}"),
+                    ));
+                }
+                out.entry(key.clone()).or_insert((shape.clone(), v.clone()));
+            } else {
+                let want_rows = full[0] / world;
+                if full[0] % world != 0
+                    || shape.first() != Some(&want_rows)
+                    || shape[1..] != full[1..]
+                {
+                    return Err(crate::io::format_err(&path.display().to_string(), key, format!("shape {shape:?}: rank slices of {full:?} over {world} ranks are [{want_rows}, ...]")));
+                }
+                sliced
+                    .entry(key.clone())
+                    .or_default()
+                    .push((shape.clone(), v.clone()));
+            }
+        }
+    }
+    for (key, slices) in sliced {
+        if slices.len() != world {
+            return Err(CoreError::file(
+                &parts[0].0,
+                format!("`{key}`: {} of {world} ranks hold a slice", slices.len()),
+            ));
+        }
+        let mut shape = slices[0].0.clone();
+        shape[0] *= world;
+        let v: Vec<f32> = slices.into_iter().flat_map(|(_, v)| v).collect();
+        out.insert(key, (shape, v));
+    }
+    Ok(out)
 }

@@ -422,3 +422,120 @@ fn nanochats_optimizer_state_of_both_generations_maps_onto_our_names() {
         assert_eq!(crate::optim::OptimizerState::steps(&optim), step);
     }
 }
+
+/// Splits HEAD's rank-0 optimizer file into two ranks' shards by `MuonAdamW`'s rule (AdamW
+/// moments of >= 1024 elements by rows, Muon buffers in chunks of ceil(K/2), padded) and
+/// reads them back: the same state as the single file.
+#[test]
+fn a_two_rank_head_optimizer_reassembles_to_the_single_rank_state() {
+    use crate::torchfile::TorchFile;
+    let dev = Device::cpu().unwrap();
+    let (_tmp, base) = copy_native("native_head");
+    let l = load_phase(
+        &paths_for(&base),
+        Phase::Base,
+        &dev,
+        &CheckpointQuery::default(),
+    )
+    .unwrap();
+    let dir = base.join("base_checkpoints/d3");
+    let (step, whole) = nanochat_optim::read_nanochat_optimizer(&dir, 200, &l.model).unwrap();
+    let file = TorchFile::open(&dir.join("optim_000200_rank0.pt")).unwrap();
+    let root = file.to_write_value(&file.root).unwrap();
+    let shard = |rank: usize| -> PtWriteValue {
+        let PtWriteValue::Dict(top) = root.clone() else {
+            panic!()
+        };
+        let top = top
+            .into_iter()
+            .map(|(k, v)| {
+                if k != PtWriteValue::str("state") {
+                    return (k, v);
+                }
+                let PtWriteValue::Dict(params) = v else {
+                    panic!()
+                };
+                let params = params
+                    .into_iter()
+                    .map(|(id, st)| {
+                        let PtWriteValue::Dict(st) = st else { panic!() };
+                        let st = st
+                            .into_iter()
+                            .map(|(name, t)| {
+                                let PtWriteValue::Tensor {
+                                    dtype,
+                                    shape,
+                                    bytes,
+                                } = t
+                                else {
+                                    return (name, t);
+                                };
+                                let numel: usize = shape.iter().product();
+                                let row = bytes.len() / shape[0];
+                                let muon = name == PtWriteValue::str("momentum_buffer")
+                                    || name == PtWriteValue::str("second_momentum_buffer");
+                                let (rows, mut shape) = (shape[0], shape.clone());
+                                let t = if muon {
+                                    let chunk = rows.div_ceil(2);
+                                    let lo = (rank * chunk).min(rows);
+                                    let hi = ((rank + 1) * chunk).min(rows);
+                                    let mut b = bytes[lo * row..hi * row].to_vec();
+                                    b.resize(chunk * row, 0);
+                                    shape[0] = chunk;
+                                    PtWriteValue::Tensor {
+                                        dtype,
+                                        shape,
+                                        bytes: b,
+                                    }
+                                } else if numel >= 1024 {
+                                    let half = rows / 2;
+                                    shape[0] = half;
+                                    let b =
+                                        bytes[rank * half * row..(rank + 1) * half * row].to_vec();
+                                    PtWriteValue::Tensor {
+                                        dtype,
+                                        shape,
+                                        bytes: b,
+                                    }
+                                } else {
+                                    PtWriteValue::Tensor {
+                                        dtype,
+                                        shape,
+                                        bytes,
+                                    }
+                                };
+                                (name, t)
+                            })
+                            .collect();
+                        (id, PtWriteValue::Dict(st))
+                    })
+                    .collect();
+                (k, PtWriteValue::Dict(params))
+            })
+            .collect();
+        PtWriteValue::Dict(top)
+    };
+    for rank in 0..2 {
+        crate::torchfile::write_pt(
+            &dir.join(format!("optim_000200_rank{rank}.pt")),
+            &shard(rank),
+        )
+        .unwrap();
+    }
+    let (step2, merged) = nanochat_optim::read_nanochat_optimizer(&dir, 200, &l.model).unwrap();
+    assert_eq!(step2, step);
+    assert_eq!(merged.len(), whole.len());
+    for (k, v) in &whole {
+        assert_eq!(merged.get(k), Some(v), "{k}");
+    }
+    // A rank whose slice has the wrong shape is named.
+    std::fs::copy(
+        dir.join("optim_000200_rank0.pt"),
+        dir.join("optim_000200_rank2.pt"),
+    )
+    .unwrap();
+    let e = nanochat_optim::read_nanochat_optimizer(&dir, 200, &l.model)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rank") && e.contains("optim_000200"), "{e}");
+}

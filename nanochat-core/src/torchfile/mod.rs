@@ -374,6 +374,44 @@ impl TorchFile {
     }
 }
 
+impl TorchFile {
+    /// A value of this file as one to write back ([`write_pt`]): tensors read (contiguous, in
+    /// their stored dtype), tuples and lists as lists, dicts as plain dicts. Errors: a tensor
+    /// that cannot be read, or an object (not writable).
+    pub fn to_write_value(&self, v: &Value) -> Result<PtWriteValue> {
+        Ok(match v {
+            Value::None => PtWriteValue::None,
+            Value::Bool(b) => PtWriteValue::Bool(*b),
+            Value::Int(i) => PtWriteValue::Int(*i),
+            Value::Float(f) => PtWriteValue::Float(*f),
+            Value::Str(s) => PtWriteValue::Str(s.clone()),
+            Value::Bytes(_) | Value::Object { .. } => {
+                return Err(err(&self.path, "bytes and objects are not written back"))
+            }
+            Value::List(items) => PtWriteValue::List(
+                items
+                    .iter()
+                    .map(|x| self.to_write_value(x))
+                    .collect::<Result<_>>()?,
+            ),
+            Value::Dict(items) => PtWriteValue::Dict(
+                items
+                    .iter()
+                    .map(|(k, x)| Ok((self.to_write_value(k)?, self.to_write_value(x)?)))
+                    .collect::<Result<_>>()?,
+            ),
+            Value::Tensor(t) => {
+                let t = self.tensor(t, &t.key)?;
+                let values: Vec<f64> = match &t.tensor.data {
+                    HostData::Float(v) => v.clone(),
+                    HostData::Int(v) => v.iter().map(|&x| x as f64).collect(),
+                };
+                PtWriteValue::tensor(t.dtype, &t.tensor.shape, &values)
+            }
+        })
+    }
+}
+
 /// What the `torch_file` fuzz target (and the test replaying its corpus) does with arbitrary
 /// bytes: read them as a torch file, every tensor of it, and as a `tokenizer.pkl`. Each step
 /// must return a value or an error: never panic, hang, or allocate without bound. Returns how
