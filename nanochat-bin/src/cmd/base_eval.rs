@@ -38,7 +38,8 @@ pub struct Args {
     /// the config in its metadata) and, if present, its `tokenizer.json`.
     #[arg(long, conflicts_with_all = ["model_tag", "step"])]
     pub hf_path: Option<PathBuf>,
-    /// Use the small CORE samples committed in data/samples/core/ instead of the fetched sets.
+    /// Use the small CORE samples committed in data/samples/core/ instead of the fetched sets
+    /// (or of nanochat's `<base dir>/eval_bundle/`, which is used when it exists).
     #[arg(long)]
     pub samples: bool,
     /// The JSON result file (default: <model dir>/eval/base-eval.json).
@@ -53,9 +54,18 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let data = super::eval_data(args.samples);
     let max = super::compat::optional_count("--max-per-task", args.max_per_task, 1)?;
-    let eval = CoreEval::load(data, max.map(|n| n as usize)).context("loading the CORE tasks")?;
-    let device = args.device.open()?;
+    let max = max.map(|n| n as usize);
     let paths = super::paths()?;
+    // nanochat's CORE data, when its base dir has it (`--samples` still picks the samples).
+    let bundle = paths.base_dir.join("eval_bundle");
+    let eval = if !args.samples && bundle.is_dir() {
+        eprintln!("CORE data: {} (nanochat's eval bundle)", bundle.display());
+        CoreEval::load_bundle(&bundle, max)
+            .with_context(|| format!("loading the CORE tasks of {}", bundle.display()))?
+    } else {
+        CoreEval::load(data, max).context("loading the CORE tasks")?
+    };
+    let device = args.device.open()?;
     let (model, tokenizer, source, inputs) = load(&args, paths, &device)?;
     let mut bars = super::progress::eval_bars(args.quiet, BAR, |r: &CoreResult| {
         let (a, c) = (r.accuracy, r.centered);

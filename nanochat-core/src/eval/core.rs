@@ -62,13 +62,16 @@ pub struct CoreTaskMeta {
 /// One line of a task file (which fields are set depends on the task type).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct CoreItem {
-    /// The context (multiple choice, language modelling).
+    /// The context (multiple choice, language modelling); `query` in nanochat's eval bundle.
+    #[serde(alias = "query")]
     pub context: Option<String>,
-    /// The contexts (schema).
+    /// The contexts (schema); `context_options` in nanochat's eval bundle.
+    #[serde(alias = "context_options")]
     pub contexts: Option<Vec<String>>,
     /// The continuation (schema, language modelling).
     pub continuation: Option<String>,
-    /// The continuations (multiple choice).
+    /// The continuations (multiple choice); `choices` in nanochat's eval bundle.
+    #[serde(alias = "choices")]
     pub continuations: Option<Vec<String>>,
     /// Index of the right option (multiple choice and schema).
     pub gold: Option<usize>,

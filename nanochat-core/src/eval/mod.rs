@@ -47,6 +47,7 @@
 //! ```
 
 pub mod bpb_splits;
+pub mod bundle;
 pub mod chat;
 pub mod core;
 pub mod fake;

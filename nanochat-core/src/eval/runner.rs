@@ -306,7 +306,8 @@ pub enum CoreModelSource {
 /// A CORE evaluation with its tasks loaded (nanochat's `scripts/base_eval.py`).
 pub struct CoreEval {
     tasks: Vec<CoreTask>,
-    data: EvalData,
+    /// Where the tasks came from, as results name it (`fetched`, `samples`, `eval_bundle`).
+    data: &'static str,
     max_per_task: Option<usize>,
 }
 
@@ -316,7 +317,17 @@ impl CoreEval {
     pub fn load(data: EvalData, max_per_task: Option<usize>) -> Result<CoreEval> {
         Ok(CoreEval {
             tasks: load_core_tasks(data)?,
-            data,
+            data: data_name(data),
+            max_per_task,
+        })
+    }
+
+    /// The CORE tasks of nanochat's eval bundle folder ([`super::bundle::load_eval_bundle`];
+    /// base-eval uses `<base dir>/eval_bundle/` when it exists). Errors: that function's.
+    pub fn load_bundle(dir: &std::path::Path, max_per_task: Option<usize>) -> Result<CoreEval> {
+        Ok(CoreEval {
+            tasks: super::bundle::load_eval_bundle(dir)?,
+            data: "eval_bundle",
             max_per_task,
         })
     }
@@ -363,7 +374,7 @@ impl CoreEval {
         }
         Ok(CoreEvalResult {
             model: source,
-            data: data_name(self.data),
+            data: self.data,
             max_per_task: self.max_per_task,
             core: core_score(&results),
             tasks: results,
