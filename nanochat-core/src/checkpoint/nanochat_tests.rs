@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::checkpoint::{
     checkpoint_dir, export, list_tags, load_model, load_phase, nanochat, nanochat_optim,
-    CheckpointQuery,
+    nanochat_optim_write, CheckpointQuery,
 };
 use crate::io::HostData;
 use crate::model::ForwardOptions;
@@ -538,4 +538,51 @@ fn a_two_rank_head_optimizer_reassembles_to_the_single_rank_state() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("rank") && e.contains("optim_000200"), "{e}");
+}
+
+/// HEAD's optimizer file written from our `MuonAdamW` (after loading nanochat's) reads back
+/// to the same state, bf16 moments included (they were bf16 to begin with, so exact).
+#[test]
+fn heads_optimizer_file_written_from_ours_reads_back_identically() {
+    use crate::optim::{MuonAdamW, MuonAdamWConfig, OptimizerState};
+    let dev = Device::cpu().unwrap();
+    let (_tmp, base) = copy_native("native_head");
+    let l = load_phase(
+        &paths_for(&base),
+        Phase::Base,
+        &dev,
+        &CheckpointQuery::default(),
+    )
+    .unwrap();
+    let dir = base.join("base_checkpoints/d3");
+    let (step, want) = nanochat_optim::read_nanochat_optimizer(&dir, 200, &l.model).unwrap();
+    let mut optim = MuonAdamW::new(&l.model, &MuonAdamWConfig::default()).unwrap();
+    crate::checkpoint::load_optimizer_state(&dir, &l.meta, &l.model, &mut optim, &dev).unwrap();
+    let state: nanochat_optim::StateMap = OptimizerState::state_tensors(&optim)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, (t.shape().to_vec(), t.to_vec_f32().unwrap())))
+        .collect();
+    let bf16 = vec![
+        "transformer.wte.weight".to_string(),
+        "value_embeds.0.weight".into(),
+        "value_embeds.2.weight".into(),
+    ];
+    let out = dir.join("optim_000200_rank0.pt");
+    nanochat_optim_write::write_head_optimizer(&out, optim.groups(), optim.steps(), &state, &bf16)
+        .unwrap();
+    let (step2, got) = nanochat_optim::read_nanochat_optimizer(&dir, 200, &l.model).unwrap();
+    assert_eq!(step2, step);
+    assert_eq!(got.len(), want.len());
+    for (k, v) in &want {
+        assert_eq!(got.get(k), Some(v), "{k}");
+    }
+    let f = crate::torchfile::TorchFile::open(&out).unwrap();
+    let crate::torchfile::Value::Dict(top) = &f.root else {
+        panic!()
+    };
+    assert_eq!(
+        top[1].0,
+        crate::torchfile::Value::Str("param_groups".into())
+    );
 }
