@@ -35,6 +35,12 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     );
     let report = export_nanochat(&loaded, &tag, &args.output)
         .with_context(|| format!("exporting to {}", args.output.display()))?;
+    for o in &report.optim {
+        eprintln!("wrote {}", o.display());
+    }
+    if let Some(why) = &report.optim_note {
+        eprintln!("note: no optimizer file written: {why}");
+    }
     eprintln!(
         "wrote {}, {}, {} and {} (a nanochat base dir: NANOCHAT_BASE_DIR={})",
         report.model.display(),

@@ -14,8 +14,8 @@
 //! take float32 on every device). `token_bytes.pt` is written as the generation's
 //! `tok_train.py` writes it: raw byte counts for HEAD, v1's replacement-character counts for
 //! v1 ([`crate::tokenizer::pkl::token_bytes_counts`]). The pickles name only globals that
-//! `torch.load(weights_only=True)` allows. The optimizer state is not exported: nanochat's
-//! optimizer files are not written by this version.
+//! `torch.load(weights_only=True)` allows. The optimizer state goes along where it can
+//! (`export_optimizer`: a nanochat source's files, or a HEAD model's `MuonAdamW` state).
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,60 @@ use crate::model::Architecture;
 use crate::tokenizer::pkl::{token_bytes_counts, TiktokenParts};
 use crate::torchfile::{write_pt, PtWriteValue, TorchDType};
 use crate::{CoreError, Result};
+
+/// The optimizer files of an export: a nanochat source's own files copied as they are; a HEAD
+/// model of ours written in `MuonAdamW`'s layout
+/// ([`super::nanochat_optim_write::write_head_optimizer`], its groups' `initial_lr` from the
+/// rates the run recorded as `optim_rates`, else the defaults); none for a v1 model of ours
+/// (v1's Muon groups follow the iteration order of a Python set, which nanochat's
+/// `load_state_dict` matches by position) or a checkpoint without optimizer state.
+fn export_optimizer(
+    loaded: &LoadedModel,
+    tag: &str,
+    dir: &Path,
+) -> Result<(Vec<PathBuf>, Option<String>)> {
+    let meta = &loaded.meta;
+    let step = meta.step;
+    let src = super::checkpoint_dir(&loaded.root, loaded.phase, tag);
+    if meta.optim_file.is_none() {
+        return Ok((vec![], Some("the checkpoint has no optimizer state".into())));
+    }
+    if meta.format == super::nanochat::NANOCHAT_FORMAT {
+        let mut out = Vec::new();
+        for r in 0.. {
+            let from = super::nanochat::pt_optim_path(&src, step, r);
+            if !from.exists() {
+                break;
+            }
+            let to = super::nanochat::pt_optim_path(dir, step, r);
+            let bytes = std::fs::read(&from).map_err(|e| CoreError::io(&from, e))?;
+            write_atomic(&to, &bytes)?;
+            out.push(to);
+        }
+        return Ok((out, None));
+    }
+    if loaded.model.config().architecture != Architecture::Head {
+        return Ok((vec![], Some("a v1 model's optimizer state is not exported (v1's Muon groups follow a Python set's order)".into())));
+    }
+    let (_, steps, state) = super::read_optimizer_state(&src, meta, &loaded.model)?;
+    let rates = &meta.run["optim_rates"];
+    let d = crate::optim::MuonAdamWConfig::default();
+    let rate = |k: &str, dflt: f64| rates[k].as_f64().unwrap_or(dflt);
+    let config = crate::optim::MuonAdamWConfig {
+        unembedding_lr: rate("unembedding_lr", d.unembedding_lr),
+        embedding_lr: rate("embedding_lr", d.embedding_lr),
+        matrix_lr: rate("matrix_lr", d.matrix_lr),
+        scalar_lr: rate("scalar_lr", d.scalar_lr),
+        weight_decay: rate("weight_decay", d.weight_decay),
+    };
+    let groups = crate::optim::head_param_groups(&loaded.model, &config)?;
+    let to = super::nanochat::pt_optim_path(dir, step, 0);
+    super::nanochat_optim_write::write_head_optimizer(&to, &groups, steps, &state, &[])?;
+    let note = rates.is_null().then(|| {
+        "the run recorded no optim_rates: the groups' initial_lr are HEAD's defaults".to_string()
+    });
+    Ok((vec![to], note))
+}
 
 /// nanochat's folder of a phase's checkpoints.
 pub fn nanochat_folder(phase: Phase) -> &'static str {
@@ -41,6 +95,11 @@ pub fn nanochat_folder(phase: Phase) -> &'static str {
 /// What [`export_nanochat`] wrote.
 #[derive(Clone, Debug)]
 pub struct ExportReport {
+    /// The optimizer files (`optim_<step>_rank<r>.pt`), when the source has optimizer state
+    /// that can be written (see the module docs).
+    pub optim: Vec<PathBuf>,
+    /// Why no optimizer file was written, when none was.
+    pub optim_note: Option<String>,
     /// `model_<step>.pt`.
     pub model: PathBuf,
     /// `meta_<step>.json`.
@@ -51,8 +110,9 @@ pub struct ExportReport {
     pub token_bytes: PathBuf,
 }
 
-/// Writes `loaded` as step `meta.step` of `<out>/<nanochat folder>/<tag>/`, and its tokenizer,
-/// each file atomically. Errors: [`CoreError::Unsupported`] for a model nanochat cannot
+/// Writes `loaded` (found under the tag `tag`) as step `meta.step` of
+/// `<out>/<nanochat folder>/<tag>/`, with its optimizer state where it can
+/// (`export_optimizer`), and its tokenizer, each file atomically. Errors: [`CoreError::Unsupported`] for a model nanochat cannot
 /// represent (linear biases, dropout), [`CoreError::Io`], and the tokenizer's (a token that is
 /// not byte-level).
 pub fn export_nanochat(loaded: &LoadedModel, tag: &str, out: &Path) -> Result<ExportReport> {
@@ -120,6 +180,7 @@ pub fn export_nanochat(loaded: &LoadedModel, tag: &str, out: &Path) -> Result<Ex
             meta[key] = v.clone();
         }
     }
+    let (optim, optim_note) = export_optimizer(loaded, tag, &dir)?;
     let meta_path = dir.join(format!("meta_{step:06}.json"));
     write_atomic(
         &meta_path,
@@ -139,6 +200,8 @@ pub fn export_nanochat(loaded: &LoadedModel, tag: &str, out: &Path) -> Result<Ex
         &PtWriteValue::tensor(TorchDType::I32, &[counts.len()], &counts),
     )?;
     Ok(ExportReport {
+        optim,
+        optim_note,
         model,
         meta: meta_path,
         tokenizer,

@@ -333,17 +333,16 @@ pub fn load_checkpoint_model(
     Ok((model, meta))
 }
 
-/// Restores the state of `model`'s optimizer from a committed step: ours (`optim_<step>.bin`,
-/// checked against the meta) or nanochat's (`optim_<step>_rank0.pt`:
-/// [`nanochat_optim::read_nanochat_optimizer`]).
-pub fn load_optimizer_state(
+/// The optimizer state saved with a committed step, by our names, with its file and step
+/// count: ours (`optim_<step>.bin`, checked against the meta) or nanochat's
+/// ([`nanochat_optim::read_nanochat_optimizer`]). Errors: no optimizer state, a corrupt file,
+/// a layout that does not fit `model`.
+pub fn read_optimizer_state(
     dir: &Path,
     meta: &Meta,
     model: &GPT,
-    optim: &mut dyn OptimizerState,
-    device: &Device,
-) -> Result<()> {
-    let (path, step, map) = if meta.format == nanochat::NANOCHAT_FORMAT {
+) -> Result<(PathBuf, u32, nanochat_optim::StateMap)> {
+    Ok(if meta.format == nanochat::NANOCHAT_FORMAT {
         let path = nanochat::pt_optim_path(dir, meta.step, 0);
         if meta.optim_file.is_none() {
             return Err(CoreError::file(
@@ -369,7 +368,20 @@ pub fn load_optimizer_state(
             .map(|(n, s, d)| (n, (s, d)))
             .collect();
         (path, file.step, map)
-    };
+    })
+}
+
+/// Restores the state of `model`'s optimizer from a committed step: ours (`optim_<step>.bin`,
+/// checked against the meta) or nanochat's (`optim_<step>_rank0.pt`:
+/// [`nanochat_optim::read_nanochat_optimizer`]).
+pub fn load_optimizer_state(
+    dir: &Path,
+    meta: &Meta,
+    model: &GPT,
+    optim: &mut dyn OptimizerState,
+    device: &Device,
+) -> Result<()> {
+    let (path, step, map) = read_optimizer_state(dir, meta, model)?;
     optim.load_state(step, &mut |name, param| {
         let (shape, data) = map.get(name).ok_or_else(|| {
             CoreError::file(&path, format!("optimizer state `{name}` is missing"))

@@ -285,6 +285,16 @@ fn export_then_import_is_the_identity_for_both_generations() {
         assert!(r.model.ends_with(
             "base_checkpoints/d3/model_000".to_string() + &a.meta.step.to_string() + ".pt"
         ));
+        // nanochat's own optimizer file goes along unchanged.
+        assert_eq!(r.optim.len(), 1);
+        assert_eq!(
+            std::fs::read(&r.optim[0]).unwrap(),
+            std::fs::read(base.join(format!(
+                "base_checkpoints/d3/optim_{:06}_rank0.pt",
+                a.meta.step
+            )))
+            .unwrap()
+        );
         let b = load_phase(&paths_for(&out), Phase::Base, &dev, &q).unwrap();
         let pa = a.model.named_parameters();
         let pb = b.model.named_parameters();

@@ -395,6 +395,14 @@ impl BaseRun {
                 "matrix_lr": h.matrix_lr, "scalar_lr": h.scalar_lr, "weight_decay": h.weight_decay,
             });
             cfg.run["schedule"] = json!(schedule);
+            // The rates MuonAdamW was built with (after the batch scale): its groups'
+            // `initial_lr`, which an export to nanochat's optimizer file records.
+            if let OptimSettings::Head(c) = &plan.optim {
+                cfg.run["optim_rates"] = json!({
+                    "unembedding_lr": c.unembedding_lr, "embedding_lr": c.embedding_lr,
+                    "matrix_lr": c.matrix_lr, "scalar_lr": c.scalar_lr, "weight_decay": c.weight_decay,
+                });
+            }
         }
         let trainer = match opts.resume_from_step {
             Some(step) => {

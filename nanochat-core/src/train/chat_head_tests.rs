@@ -383,3 +383,52 @@ fn bad_sft_settings_are_refused_before_anything_is_touched() {
     );
     assert_eq!(std::fs::read(&metrics).unwrap(), before);
 }
+
+/// `export --to nanochat` of a HEAD base model of ours writes its `MuonAdamW` state in
+/// nanochat's layout, with the run's rates as the groups' `initial_lr`: reading the export
+/// back gives the same state.
+#[test]
+fn exporting_a_head_model_of_ours_writes_its_optimizer_in_nanochats_layout() {
+    let (tmp, paths, dev) = head_root();
+    let q = CheckpointQuery::default();
+    let l = crate::checkpoint::load_phase(&paths, Phase::Base, &dev, &q).unwrap();
+    assert!(
+        l.meta.run["optim_rates"]["matrix_lr"].is_f64(),
+        "{}",
+        l.meta.run
+    );
+    let tag = crate::checkpoint::root_tag(&l.root, Phase::Base, None, &l.meta);
+    let src = crate::checkpoint::checkpoint_dir(&l.root, Phase::Base, &tag);
+    let (_, step, want) = crate::checkpoint::read_optimizer_state(&src, &l.meta, &l.model).unwrap();
+    let out = tmp.path().join("export");
+    let r = crate::checkpoint::export::export_nanochat(&l, &tag, &out).unwrap();
+    assert_eq!(r.optim.len(), 1, "{:?}", r.optim_note);
+    assert!(r.optim_note.is_none());
+    let dir = out.join("base_checkpoints").join(&tag);
+    let (step2, got) =
+        crate::checkpoint::nanochat_optim::read_nanochat_optimizer(&dir, l.meta.step, &l.model)
+            .unwrap();
+    assert_eq!(step2, step);
+    assert_eq!(got, want);
+    // initial_lr of the lm_head group: the recorded unembedding rate times (n_embd/768)^-0.5.
+    let f = crate::torchfile::TorchFile::open(&r.optim[0]).unwrap();
+    let crate::torchfile::Value::Dict(top) = &f.root else {
+        panic!()
+    };
+    let crate::torchfile::Value::List(groups) = &top[1].1 else {
+        panic!()
+    };
+    let crate::torchfile::Value::Dict(g0) = &groups[0] else {
+        panic!()
+    };
+    let lr = g0
+        .iter()
+        .find(|(k, _)| *k == crate::torchfile::Value::Str("initial_lr".into()))
+        .unwrap();
+    let s = (l.model.config().n_embd as f64 / 768.0).powf(-0.5);
+    let want_lr = l.meta.run["optim_rates"]["unembedding_lr"]
+        .as_f64()
+        .unwrap()
+        * s;
+    assert_eq!(lr.1, crate::torchfile::Value::Float(want_lr));
+}
