@@ -76,7 +76,13 @@ pub fn load_model(
     let tags = list_tags(root, phase);
     let not_found = |tag: Option<&str>, tags: &[String]| CoreError::CheckpointNotFound {
         phase,
-        dir: root.join(format!("{}_checkpoints", phase.name())),
+        // The folder the user has: nanochat's (`chatsft_checkpoints`) when only it exists.
+        dir: phase
+            .folders()
+            .iter()
+            .map(|f| root.join(f))
+            .find(|d| d.is_dir())
+            .unwrap_or_else(|| root.join(phase.folders()[0])),
         tag: tag.map(str::to_string),
         tags: tags.to_vec(),
     };

@@ -46,6 +46,8 @@ fn export_optimizer(
         return Ok((vec![], Some("the checkpoint has no optimizer state".into())));
     }
     if meta.format == super::nanochat::NANOCHAT_FORMAT {
+        // Read first: a damaged file is an error here, not a copy.
+        super::nanochat_optim::read_nanochat_optimizer(&src, step, &loaded.model)?;
         let mut out = Vec::new();
         for r in 0.. {
             let from = super::nanochat::pt_optim_path(&src, step, r);
@@ -112,7 +114,9 @@ pub struct ExportReport {
 
 /// Writes `loaded` (found under the tag `tag`) as step `meta.step` of
 /// `<out>/<nanochat folder>/<tag>/`, with its optimizer state where it can
-/// (`export_optimizer`), and its tokenizer, each file atomically. Errors: [`CoreError::Unsupported`] for a model nanochat cannot
+/// (`export_optimizer`), and its tokenizer, each file atomically. Nothing is overwritten: a
+/// target model folder that holds files, or a target tokenizer of another tokenizer, is an
+/// error before anything is written. Errors: [`CoreError::Unsupported`] for a model nanochat cannot
 /// represent (linear biases, dropout), [`CoreError::Io`], and the tokenizer's (a token that is
 /// not byte-level).
 pub fn export_nanochat(loaded: &LoadedModel, tag: &str, out: &Path) -> Result<ExportReport> {
@@ -135,6 +139,33 @@ pub fn export_nanochat(loaded: &LoadedModel, tag: &str, out: &Path) -> Result<Ex
     }
     let parts = TiktokenParts::from_tokenizer(&loaded.tokenizer)?;
     let dir = out.join(nanochat_folder(loaded.phase)).join(tag);
+    // Never overwrite: a model folder with files in it (the source itself, another run) or
+    // another tokenizer in the target would lose data or pair a model with the wrong one.
+    if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(CoreError::file(
+            &dir,
+            "already holds files: export into a new folder (nothing was written)",
+        ));
+    }
+    let pkl_bytes = parts.to_pkl_bytes();
+    let tok_dir = out.join("tokenizer");
+    for name in ["tokenizer.pkl", "tokenizer.json"] {
+        let existing = tok_dir.join(name);
+        if existing.exists() {
+            let same = match name {
+                "tokenizer.pkl" => std::fs::read(&existing).is_ok_and(|b| b == pkl_bytes),
+                _ => crate::tokenizer::Tokenizer::from_pretrained(&existing)
+                    .and_then(|t| t.fingerprint())
+                    .is_ok_and(|f| Some(f) == loaded.tokenizer.fingerprint().ok()),
+            };
+            if !same {
+                return Err(CoreError::file(
+                    &existing,
+                    "another tokenizer is already there: export into a new folder (nothing was written)",
+                ));
+            }
+        }
+    }
     std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
     let step = loaded.meta.step;
     let mut items = Vec::new();
@@ -142,6 +173,8 @@ pub fn export_nanochat(loaded: &LoadedModel, tag: &str, out: &Path) -> Result<Ex
         let v: Vec<f64> = t.to_vec_f32()?.into_iter().map(f64::from).collect();
         items.push((name, PtWriteValue::tensor(TorchDType::F32, t.shape(), &v)));
     }
+    // The optimizer first: a damaged source file fails before the model is written.
+    let (optim, optim_note) = export_optimizer(loaded, tag, &dir)?;
     let model = dir.join(format!("model_{step:06}.pt"));
     write_pt(&model, &PtWriteValue::OrderedDict(items))?;
     // The meta: nanochat's keys, written after the model (the commit marker here too).
@@ -180,7 +213,6 @@ pub fn export_nanochat(loaded: &LoadedModel, tag: &str, out: &Path) -> Result<Ex
             meta[key] = v.clone();
         }
     }
-    let (optim, optim_note) = export_optimizer(loaded, tag, &dir)?;
     let meta_path = dir.join(format!("meta_{step:06}.json"));
     write_atomic(
         &meta_path,
@@ -188,10 +220,9 @@ pub fn export_nanochat(loaded: &LoadedModel, tag: &str, out: &Path) -> Result<Ex
             .expect("meta serialises")
             .as_bytes(),
     )?;
-    let tok_dir = out.join("tokenizer");
     std::fs::create_dir_all(&tok_dir).map_err(|e| CoreError::io(&tok_dir, e))?;
     let tokenizer = tok_dir.join("tokenizer.pkl");
-    write_atomic(&tokenizer, &parts.to_pkl_bytes())?;
+    write_atomic(&tokenizer, &pkl_bytes)?;
     let counts = token_bytes_counts(&loaded.tokenizer, c.architecture == Architecture::V1)?;
     let counts: Vec<f64> = counts.into_iter().map(|v| v as f64).collect();
     let token_bytes = tok_dir.join("token_bytes.pt");

@@ -39,13 +39,51 @@ pub fn pt_optim_path(dir: &Path, step: u64, rank: usize) -> PathBuf {
     dir.join(format!("optim_{step:06}_rank{rank}.pt"))
 }
 
+/// Deepest nesting of lists and objects a nanochat meta may have (nanochat writes 3).
+const MAX_JSON_DEPTH: usize = 64;
+
+/// Refuses JSON (or JSON5) nested deeper than `max`, before a recursive parser sees it.
+fn json_depth_within(text: &str, max: usize) -> std::result::Result<(), String> {
+    let (mut depth, mut quote, mut escaped) = (0usize, None::<char>, false);
+    for c in text.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > max {
+                        return Err(format!("nested more than {max} deep"));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
+
 /// Whether step `step` of `dir` is in nanochat's format: its `.pt` model exists, or its meta
 /// (already read: `meta`) has no `format` key.
 pub fn is_nanochat_step(dir: &Path, step: u64, meta: &[u8]) -> bool {
     if pt_model_path(dir, step).exists() {
         return true;
     }
-    match json5::from_str::<Value>(&String::from_utf8_lossy(meta)) {
+    let text = String::from_utf8_lossy(meta);
+    if json_depth_within(&text, MAX_JSON_DEPTH).is_err() {
+        // Not ours either (serde_json stops at 128): read_nanochat_meta names the problem.
+        return true;
+    }
+    match json5::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => !m.contains_key("format"),
         _ => false,
     }
@@ -102,6 +140,7 @@ struct NanochatMeta {
 pub fn read_nanochat_meta(dir: &Path, step: u64, path: &Path, bytes: &[u8]) -> Result<Meta> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| CoreError::file(path, "nanochat meta that is not UTF-8"))?;
+    json_depth_within(text, MAX_JSON_DEPTH).map_err(|why| CoreError::file(path, why))?;
     let raw: NanochatMeta =
         json5::from_str(text).map_err(|e| CoreError::file(path, format!("nanochat meta: {e}")))?;
     // The free-form part (`NaN`/`Infinity` become null there).
@@ -181,6 +220,24 @@ pub fn read_nanochat_meta(dir: &Path, step: u64, path: &Path, bytes: &[u8]) -> R
         },
         optim_file,
         run,
+    })
+}
+
+/// Refuses to continue a nanochat run (`--resume-from-step` on a step in nanochat's format),
+/// before anything is written: the run would save our format beside nanochat's files, where
+/// nanochat's loader would not see it. Continuing nanochat's run in its own format is not
+/// supported by this version.
+pub fn refuse_resume(meta: &Meta, dir: &Path) -> Result<()> {
+    if meta.format != NANOCHAT_FORMAT {
+        return Ok(());
+    }
+    let step = meta.step;
+    Err(CoreError::Unsupported {
+        op: "--resume-from-step",
+        why: format!(
+            "{} holds nanochat's own checkpoint (model_{step:06}.pt); continuing a nanochat run in nanochat's format is not supported by this version. Serve or evaluate it in place (chat-cli, chat-web, chat-eval, base-eval) or fine-tune it with chat-sft",
+            dir.display()
+        ),
     })
 }
 

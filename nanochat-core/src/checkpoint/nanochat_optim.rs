@@ -28,8 +28,11 @@ use crate::optim::{head_param_groups, GroupKind, MuonAdamWConfig};
 use crate::torchfile::{TorchFile, Value};
 use crate::{CoreError, Result};
 
+/// A tensor's shape and row-major values.
+pub type Shaped = (Vec<usize>, Vec<f32>);
+
 /// Optimizer state by our names: shape and values.
-pub type StateMap = HashMap<String, (Vec<usize>, Vec<f32>)>;
+pub type StateMap = HashMap<String, Shaped>;
 
 fn get<'a>(d: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
     d.iter()
@@ -408,7 +411,7 @@ fn merge_head_ranks(
     let world = parts.len();
     let shapes: HashMap<&str, &Vec<usize>> = names.iter().map(|(n, s)| (n.as_str(), s)).collect();
     let mut out = StateMap::new();
-    let mut sliced: HashMap<String, Vec<(Vec<usize>, Vec<f32>)>> = HashMap::new();
+    let mut sliced: HashMap<String, Vec<Shaped>> = HashMap::new();
     for (path, part) in &parts {
         for (key, (shape, v)) in part {
             let param = key.rsplit_once('.').map_or(key.as_str(), |(p, _)| p);

@@ -596,3 +596,73 @@ fn heads_optimizer_file_written_from_ours_reads_back_identically() {
         crate::torchfile::Value::Str("param_groups".into())
     );
 }
+
+/// Bad input found by trying to break the reader: each is an error naming the file, never an
+/// abort, a stack overflow, lost data or a model paired with the wrong tokenizer.
+#[test]
+fn hostile_metas_exports_and_tokenizer_pairs_are_refused_by_name() {
+    let dev = Device::cpu().unwrap();
+    let q = CheckpointQuery::default();
+    // A context of 10^12 tokens (the rotary tables would abort the process).
+    let (_t1, base) = copy_native("native_head");
+    let m = base.join("base_checkpoints/d3/meta_000200.json");
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &m,
+        text.replace("\"sequence_len\": 512", "\"sequence_len\": 1000000000000"),
+    )
+    .unwrap();
+    let e = load_err(&base);
+    assert!(
+        e.contains("meta_000200.json") && e.contains("block_size"),
+        "{e}"
+    );
+    // JSON nested 50,000 deep (a recursive parser would overflow the stack).
+    std::fs::write(
+        &m,
+        format!(
+            "{{\"junk\": {}{}, {}",
+            "[".repeat(50_000),
+            "]".repeat(50_000),
+            &text[1..]
+        ),
+    )
+    .unwrap();
+    let e = load_err(&base);
+    assert!(e.contains("meta_000200.json") && e.contains("deep"), "{e}");
+    // Export into a folder that holds a model (here: the source itself) writes nothing.
+    let (_t2, base) = copy_native("native_head");
+    let a = load_phase(&paths_for(&base), Phase::Base, &dev, &q).unwrap();
+    let before = std::fs::read(base.join("base_checkpoints/d3/model_000200.pt")).unwrap();
+    let e = export::export_nanochat(&a, "d3", &base)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already holds files"), "{e}");
+    assert_eq!(
+        std::fs::read(base.join("base_checkpoints/d3/model_000200.pt")).unwrap(),
+        before
+    );
+    // ... and into a base dir whose tokenizer is another one (v1's model into HEAD's dir).
+    let (_t3, v1) = copy_native("native_v1");
+    let b = load_phase(&paths_for(&v1), Phase::Base, &dev, &q).unwrap();
+    let pkl = std::fs::read(base.join("tokenizer/tokenizer.pkl")).unwrap();
+    let e = export::export_nanochat(&b, "v1tag", &base)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tokenizer.pkl") && e.contains("another tokenizer"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(base.join("tokenizer/tokenizer.pkl")).unwrap(),
+        pkl
+    );
+    assert!(!base.join("base_checkpoints/v1tag").exists());
+    // A tokenizer.json of another tokenizer beside nanochat's tokenizer.pkl.
+    b.tokenizer.save(&base.join("tokenizer")).unwrap();
+    let e = load_err(&base);
+    assert!(
+        e.contains("tokenizer.pkl") && e.contains("another tokenizer"),
+        "{e}"
+    );
+}

@@ -57,6 +57,10 @@ pub const VE_GATE_CHANNELS: usize = 12;
 /// rows (GPT's `pad_vocab_size_to=64`).
 pub const PAD_VOCAB_SIZE_TO: usize = 64;
 
+/// The longest context a config may ask for (2^20 tokens): far beyond nanochat's 2048, small
+/// enough that the rotary tables of any head size fit in memory.
+pub const MAX_BLOCK_SIZE: usize = 1 << 20;
+
 /// nanochat's GPT configuration.
 ///
 /// Deserialising reads both nanochat's `model_config` and this project's: a config without an
@@ -294,6 +298,20 @@ impl GPTConfig {
                 return bad(name, "0".into(), "a positive number".into());
             }
         }
+        // Upper bounds, so a corrupt or hostile config (a checkpoint's meta) is an error
+        // instead of an allocation that aborts the process (the rotary tables are
+        // block_size x head_dim).
+        for (name, v, max) in [
+            ("block_size (sequence_len)", self.block_size, MAX_BLOCK_SIZE),
+            ("n_layer", self.n_layer, 4096),
+            ("n_head", self.n_head, 4096),
+            ("n_kv_head", self.n_kv_head, 4096),
+            ("n_embd", self.n_embd, 1 << 17),
+        ] {
+            if v > max {
+                return bad(name, v.to_string(), format!("at most {max}"));
+            }
+        }
         if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(
                 "n_embd",
@@ -306,6 +324,17 @@ impl GPTConfig {
                 "n_head",
                 self.n_head.to_string(),
                 format!("a multiple of n_kv_head {}", self.n_kv_head),
+            );
+        }
+        if self.block_size.saturating_mul(self.head_dim()) > 1 << 28 {
+            return bad(
+                "block_size (sequence_len)",
+                self.block_size.to_string(),
+                format!(
+                    "at most {} for head_dim {} (the rotary tables hold block_size x head_dim numbers, at most 2^28)",
+                    (1usize << 28) / self.head_dim().max(1),
+                    self.head_dim()
+                ),
             );
         }
         if !self.head_dim().is_multiple_of(2) {

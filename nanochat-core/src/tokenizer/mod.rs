@@ -109,9 +109,9 @@ impl Tokenizer {
 
     /// Loads a tokenizer from a directory, or the file itself: our `tokenizer.json`, else
     /// nanochat's `tokenizer.pkl` ([`pkl::load_tokenizer_pkl`], ids unchanged). When a folder
-    /// holds both, `tokenizer.json` wins (both give the same [`Tokenizer::fingerprint`] when
-    /// they are the same tokenizer, and a checkpoint's recorded fingerprint is checked either
-    /// way). Errors: [`CoreError::Missing`] (hint: `nanochat tok-train`) when neither is there,
+    /// holds both, `tokenizer.json` wins when both are the same tokenizer (equal
+    /// [`Tokenizer::fingerprint`]s); two different tokenizers are an error naming both. Errors:
+    /// [`CoreError::Missing`] (hint: `nanochat tok-train`) when neither is there,
     /// [`CoreError::Io`], or [`CoreError::File`] when it is not a tokenizer with nanochat's
     /// nine special tokens as its last ids.
     pub fn from_pretrained(path: &Path) -> Result<Tokenizer> {
@@ -121,7 +121,8 @@ impl Tokenizer {
             path.to_path_buf()
         };
         let is_pkl = pkl.extension().is_some_and(|e| e == "pkl");
-        if is_pkl && (!path.is_dir() || !path.join("tokenizer.json").exists()) && pkl.exists() {
+        let json_beside = path.is_dir() && path.join("tokenizer.json").exists();
+        if is_pkl && !json_beside && pkl.is_file() {
             return pkl::load_tokenizer_pkl(&pkl);
         }
         let file: PathBuf = if path.is_dir() {
@@ -129,12 +130,32 @@ impl Tokenizer {
         } else {
             path.to_path_buf()
         };
-        let bytes = std::fs::read(&file).map_err(|e| {
-            CoreError::io_or_missing(&file, e, "train one with `nanochat tok-train`")
-        })?;
+        let hint = if path.is_dir() {
+            "neither tokenizer.json nor nanochat's tokenizer.pkl is there: train one with `nanochat tok-train`"
+        } else {
+            "train one with `nanochat tok-train`"
+        };
+        let bytes = std::fs::read(&file).map_err(|e| CoreError::io_or_missing(&file, e, hint))?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| CoreError::file(&file, format!("not a tokenizer.json: {e}")))?;
-        Tokenizer::from_hf(inner).map_err(|e| CoreError::file(&file, e))
+        let tok = Tokenizer::from_hf(inner).map_err(|e| CoreError::file(&file, e))?;
+        if json_beside && pkl.is_file() {
+            // Both: tokenizer.json wins, but only when it is the same tokenizer. nanochat's
+            // checkpoints record no fingerprint, so a stray tokenizer.json of another
+            // tokenizer with the same vocabulary size would otherwise run silently.
+            let other = pkl::load_tokenizer_pkl(&pkl)?;
+            let (a, b) = (tok.fingerprint()?, other.fingerprint()?);
+            if a != b {
+                return Err(CoreError::file(
+                    &file,
+                    format!(
+                        "{} beside it is another tokenizer (sha256 {b}, this one {a}); remove the one the model was not trained with",
+                        pkl.display()
+                    ),
+                ));
+            }
+        }
+        Ok(tok)
     }
 
     /// Writes `tokenizer.json` and `token_bytes.json` into `dir` (created), each atomically.

@@ -159,7 +159,9 @@ impl TiktokenParts {
             .collect();
         // Every split of a token into two tokens merges into it, at its rank; among the
         // splits of one token, the lower-ranked pieces first (transformers' converter).
-        let mut merges: Vec<(u32, u32, u32, &[u8], &[u8])> = Vec::new();
+        // (merged rank, left rank, right rank, left bytes, right bytes)
+        type Merge<'a> = (u32, u32, u32, &'a [u8], &'a [u8]);
+        let mut merges: Vec<Merge> = Vec::new();
         for (b, r) in &self.mergeable_ranks {
             for i in 1..b.len() {
                 let (l, rt) = b.split_at(i);

@@ -678,7 +678,7 @@ struct Budget {
 }
 
 fn pairs(items: &[usize]) -> Result<Vec<(usize, usize)>, PickleError> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(format!(
             "{} items where key-value pairs belong",
             items.len()

@@ -407,6 +407,7 @@ impl BaseRun {
         let trainer = match opts.resume_from_step {
             Some(step) => {
                 let meta = crate::checkpoint::read_meta(&cfg.checkpoint_dir(), step)?;
+                crate::checkpoint::nanochat::refuse_resume(&meta, &cfg.checkpoint_dir())?;
                 if meta.config.architecture != opts.recipe {
                     return Err(CoreError::invalid(
                         "--recipe",

@@ -423,6 +423,11 @@ impl Trainer {
         val: Vec<Batch>,
         cfg: TrainConfig,
     ) -> Result<Trainer> {
+        let dir = cfg.checkpoint_dir();
+        crate::checkpoint::nanochat::refuse_resume(
+            &crate::checkpoint::read_meta(&dir, step)?,
+            &dir,
+        )?;
         cfg.grad_accum_steps()?;
         if step >= cfg.total_steps {
             // Nothing to train: refused before anything (metrics.jsonl included) is touched.
@@ -431,19 +436,6 @@ impl Trainer {
                 cfg.total_steps,
                 format!("more than the step resumed from, {step}"),
             ));
-        }
-        let dir = cfg.checkpoint_dir();
-        let meta = crate::checkpoint::read_meta(&dir, step)?;
-        if meta.format == crate::checkpoint::nanochat::NANOCHAT_FORMAT {
-            // Refused before anything is written: this run would save our format beside
-            // nanochat's files, and nanochat's loader would not see it.
-            return Err(CoreError::Unsupported {
-                op: "--resume-from-step",
-                why: format!(
-                    "{} holds nanochat's own checkpoint (model_{step:06}.pt); continuing a nanochat run in nanochat's format is not supported by this version. Serve or evaluate it in place (chat-cli, chat-web, chat-eval, base-eval) or fine-tune it with chat-sft",
-                    dir.display()
-                ),
-            });
         }
         let (model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
         crate::checkpoint::check_tokenizer(
