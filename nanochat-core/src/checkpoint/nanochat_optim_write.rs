@@ -1,5 +1,5 @@
 //! HEAD's optimizer file written from ours: `MuonAdamW.state_dict()` as nanochat 92d63d4 saves it
-//! (`nanochat/optim.py`, one rank): `param_groups` in [`head_param_groups`]' order (six AdamW
+//! (`nanochat/optim.py`, one rank): `param_groups` in [`crate::optim::head_param_groups`]' order (six AdamW
 //! groups, then one Muon group per matrix shape, sorted as `setup_optimizer` sorts them), each
 //! with `kind`, `lr`, `initial_lr`, and `betas`/`eps`/`weight_decay` or
 //! `momentum`/`ns_steps`/`beta2`/`weight_decay`, and `params` numbering the parameters of all

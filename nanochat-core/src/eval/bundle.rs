@@ -6,7 +6,7 @@
 //! - `eval_meta_data.csv`: the `Random baseline` (percent) of each `Eval Task`;
 //! - `eval_data/<dataset_uri>`: JSONL items, `{"query", "choices", "gold"}` (multiple choice),
 //!   `{"context_options", "continuation", "gold"}` (schema) or `{"context", "continuation"}`
-//!   (language modelling), which [`CoreItem`] reads under those names too.
+//!   (language modelling), which [`super::core::CoreItem`] reads under those names too.
 //!
 //! The YAML is read with `yaml-rust2` and the CSV with `csv` (well-kept readers of formats
 //! that are not this project's business).

@@ -596,7 +596,7 @@ impl Pickle {
         }
     }
 
-    /// The result as a tree. Errors past [`MAX_DEPTH`] nested containers or when shared
+    /// The result as a tree. Errors past 64 nested containers or when shared
     /// sub-objects would be visited more than a budget proportional to the arena's size.
     pub fn to_value(&self) -> Result<Value, PickleError> {
         let mut budget = Budget {
