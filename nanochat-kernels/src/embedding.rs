@@ -42,6 +42,7 @@ fn embedding_backward_kernel<F: Float, N: Size>(
     vecs_per_row: usize,
     steps: usize,
     #[comptime] blocked: bool,
+    #[comptime] round_each: bool,
 ) {
     for s in 0..steps {
         let i = item_index(s, steps, blocked);
@@ -53,6 +54,10 @@ fn embedding_backward_kernel<F: Float, N: Size>(
             let mut p = offsets[v] as usize;
             while p < end {
                 acc += Vector::<f32, N>::cast_from(grad[positions[p] as usize * vecs_per_row + c]);
+                if round_each {
+                    // Each partial sum stored in F, as an F-typed `grad_weight[k] += grad[p]`.
+                    acc = Vector::<f32, N>::cast_from(Vector::<F, N>::cast_from(acc));
+                }
                 p += 1;
             }
             dwte[i] = Vector::cast_from(acc);
@@ -122,6 +127,32 @@ pub fn embedding_backward<F: KernelFloat>(
     vocab: usize,
     dim: usize,
 ) -> Result<Handle> {
+    embedding_backward_impl::<F>(client, grad, ids, vocab, dim, false)
+}
+
+/// [`embedding_backward`] with every partial sum rounded to `F`: a row's gradient is
+/// `(((g_p1 + g_p2) + g_p3) + ...)` over its positions in order, each `+` rounded to `F`, as
+/// PyTorch's CPU `embedding_dense_backward` accumulates into a bf16 `grad_weight`
+/// (`grad_weight[k].add_(grad[i])` per position). For `F = f32` it equals the f32 sum in
+/// position order. Used to reproduce nanochat's bf16-stored embeddings exactly.
+pub fn embedding_backward_sequential<F: KernelFloat>(
+    client: &Client,
+    grad: &Handle,
+    ids: &[u32],
+    vocab: usize,
+    dim: usize,
+) -> Result<Handle> {
+    embedding_backward_impl::<F>(client, grad, ids, vocab, dim, true)
+}
+
+fn embedding_backward_impl<F: KernelFloat>(
+    client: &Client,
+    grad: &Handle,
+    ids: &[u32],
+    vocab: usize,
+    dim: usize,
+    round_each: bool,
+) -> Result<Handle> {
     launch::check_size(
         "embedding_backward",
         "grad",
@@ -186,6 +217,7 @@ pub fn embedding_backward<F: KernelFloat>(
         dim / vs,
         g.steps,
         g.blocked,
+        round_each,
     );
     Ok(out)
 }
@@ -207,6 +239,25 @@ pub fn embedding_backward_ref(grad: &[f64], ids: &[u32], vocab: usize, dim: usiz
     for (p, &id) in ids.iter().enumerate() {
         for c in 0..dim {
             out[id as usize * dim + c] += grad[p * dim + c];
+        }
+    }
+    out
+}
+
+/// Plain-Rust reference of [`embedding_backward_sequential`]: `round` stores a partial sum in
+/// the kernel's dtype.
+pub fn embedding_backward_sequential_ref(
+    grad: &[f64],
+    ids: &[u32],
+    vocab: usize,
+    dim: usize,
+    round: impl Fn(f64) -> f64,
+) -> Vec<f64> {
+    let mut out = vec![0.0; vocab * dim];
+    for (p, &id) in ids.iter().enumerate() {
+        for c in 0..dim {
+            let o = &mut out[id as usize * dim + c];
+            *o = round(*o + grad[p * dim + c]);
         }
     }
     out
@@ -245,6 +296,14 @@ fn check_embedding(ctx: &mut Ctx) -> Result<()> {
         let want = embedding_backward_ref(&f64s(&grad), &ids, vocab, dim);
         let tol = ctx.tol(4.0);
         ctx.compare("embedding.backward", &case, &got, &want, tol);
+
+        // Rounded after every add, in the kernel's dtype: exact against the same rounding.
+        let dw = crate::with_float!(ctx.dtype, F => embedding_backward_sequential::<F>(ctx.client, &hg, &ids, vocab, dim))?;
+        let got = ctx.download(&dw)?;
+        let dtype = ctx.dtype;
+        let round = |x: f64| dtype.decode(&dtype.encode(&[x as f32]))[0] as f64;
+        let want = embedding_backward_sequential_ref(&f64s(&grad), &ids, vocab, dim, round);
+        ctx.compare("embedding.backward_sequential", &case, &got, &want, 0.0);
     }
     Ok(())
 }

@@ -18,8 +18,9 @@ pub struct Args {
     /// Which nanochat to train: v1 (Nov 2025: its model, AdamW + Muon, contiguous stream) or
     /// head (Jul 2026: sliding windows, value embeddings, MuonAdamW, best-fit packing and
     /// scaling-law horizon and batch).
-    #[arg(long, value_parser = ["v1", "head"], default_value = "v1")]
-    recipe: String,
+    /// Default: v1, or the recipe of the checkpoint --resume-from-step continues.
+    #[arg(long, value_parser = ["v1", "head"])]
+    recipe: Option<String>,
     /// Model size preset (depth 4 / 8 / 12 / 20).
     #[arg(long, value_parser = ["tiny", "small", "medium", "large"], conflicts_with = "depth")]
     model_size: Option<String>,
@@ -157,7 +158,11 @@ impl Args {
         let total_batch_size = optional_count("--total-batch-size", self.total_batch_size, 1)?;
         Ok(BaseTrainOptions {
             // clap accepts only these names.
-            recipe: Architecture::parse(&self.recipe).unwrap_or_default(),
+            recipe: self
+                .recipe
+                .as_deref()
+                .and_then(Architecture::parse)
+                .unwrap_or_default(),
             model_size: self.model_size.as_deref().and_then(ModelSize::parse),
             depth: self.depth,
             batch_size: self.batch_size,
@@ -202,8 +207,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let device = args.device.open()?;
     let quiet = args.quiet;
-    let opts = args.options()?;
-    let mut run = BaseRun::prepare(&opts, super::paths()?, &device, &mut |l| eprintln!("{l}"))?;
+    let recipe_given = args.recipe.is_some();
+    let mut opts = args.options()?;
+    let paths = super::paths()?;
+    if !recipe_given {
+        opts.take_recipe_from_checkpoint(paths);
+    }
+    let mut run = BaseRun::prepare(&opts, paths, &device, &mut |l| eprintln!("{l}"))?;
     eprintln!("{}", run.describe());
     let outcome = super::progress::train(&mut run.trainer, quiet, started)?;
     let (settings, results) = run.report(&outcome);

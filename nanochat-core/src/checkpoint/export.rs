@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::nanochat_save::{nanochat_model_config, write_nanochat_model};
 use super::{LoadedModel, Phase};
 use crate::io::write_atomic;
 use crate::model::Architecture;
@@ -168,23 +169,12 @@ pub fn export_nanochat(loaded: &LoadedModel, tag: &str, out: &Path) -> Result<Ex
     }
     std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
     let step = loaded.meta.step;
-    let mut items = Vec::new();
-    for (name, t) in loaded.model.named_parameters() {
-        let v: Vec<f64> = t.to_vec_f32()?.into_iter().map(f64::from).collect();
-        items.push((name, PtWriteValue::tensor(TorchDType::F32, t.shape(), &v)));
-    }
     // The optimizer first: a damaged source file fails before the model is written.
     let (optim, optim_note) = export_optimizer(loaded, tag, &dir)?;
-    let model = dir.join(format!("model_{step:06}.pt"));
-    write_pt(&model, &PtWriteValue::OrderedDict(items))?;
+    let model = super::nanochat::pt_model_path(&dir, step);
+    write_nanochat_model(&model, &loaded.model, &[])?;
     // The meta: nanochat's keys, written after the model (the commit marker here too).
-    let mut model_config = json!({
-        "sequence_len": c.block_size, "vocab_size": c.vocab_size, "n_layer": c.n_layer,
-        "n_head": c.n_head, "n_kv_head": c.n_kv_head, "n_embd": c.n_embd,
-    });
-    if c.architecture == Architecture::Head {
-        model_config["window_pattern"] = json!(c.window_pattern);
-    }
+    let model_config = nanochat_model_config(c);
     let run = &loaded.meta.run;
     let mut meta = json!({
         "step": step,

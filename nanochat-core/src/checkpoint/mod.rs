@@ -29,6 +29,7 @@ pub mod export;
 pub mod nanochat;
 pub mod nanochat_optim;
 pub mod nanochat_optim_write;
+pub mod nanochat_save;
 pub use discover::{
     folder_model_file, list_steps, list_tags, load_folder_model, load_model, load_phase,
     load_source, root_tag, source_phases, CheckpointQuery, LoadedModel,

@@ -283,4 +283,4 @@ pub fn load_nanochat_model(
 
 #[cfg(test)]
 #[path = "nanochat_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -231,6 +231,37 @@ pub fn read_nanochat_optimizer(dir: &Path, step: u64, model: &GPT) -> Result<(u3
     Ok((step, out))
 }
 
+/// The `initial_lr` of every param group of the rank-0 optimizer file of a nanochat step, in
+/// file order (v1: AdamW's groups, then Muon's; HEAD: `MuonAdamW`'s). nanochat's resume takes
+/// its rates from here (`Optimizer.load_state_dict` restores the groups), so a resume checks
+/// them against its own. Errors: [`TorchFile`]'s, a group without `initial_lr`.
+pub fn read_nanochat_initial_lrs(dir: &Path, step: u64) -> Result<Vec<f64>> {
+    let path = pt_optim_path(dir, step, 0);
+    let file = TorchFile::open(&path)?;
+    let r = Reader { file: &file };
+    let parts: Vec<(&Value, String)> = match &file.root {
+        Value::List(parts) => parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p, format!("[{i}]")))
+            .collect(),
+        root => vec![(root, String::new())],
+    };
+    let mut out = Vec::new();
+    for (sd, ctx) in parts {
+        let (groups, _) = r.groups_and_state(sd, &ctx)?;
+        for (gi, (g, _)) in groups.iter().enumerate() {
+            let key = format!("{ctx}.param_groups[{gi}]");
+            out.push(match r.field(g, "initial_lr", &key)? {
+                Value::Float(x) => *x,
+                Value::Int(i) => *i as f64,
+                _ => return Err(r.err(&format!("{key}.initial_lr"), "not a number")),
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn read_v1(r: &Reader, names: &[(String, Vec<usize>)]) -> Result<(Vec<u32>, StateMap)> {
     let path = r.file.path();
     let Value::List(parts) = &r.file.root else {

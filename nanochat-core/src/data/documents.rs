@@ -102,35 +102,97 @@ fn jsonl_documents(text: &str, path: &Path) -> Result<Vec<String>> {
 }
 
 fn parquet_documents(bytes: Vec<u8>, path: &Path) -> Result<Vec<String>> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    use parquet::record::RowAccessor;
-    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes))
-        .map_err(|e| file_err(path, format!("parquet: {e}")))?;
-    let schema = reader.metadata().file_metadata().schema_descr();
-    // Read the `text` column alone.
-    let field = schema
-        .root_schema()
-        .get_fields()
-        .iter()
-        .find(|f| f.name() == "text")
-        .cloned()
-        .ok_or_else(|| file_err(path, "parquet file has no column `text`"))?;
-    let projection = parquet::schema::types::Type::group_type_builder("schema")
-        .with_fields(vec![field])
-        .build()
-        .map_err(|e| file_err(path, format!("parquet: {e}")))?;
+    let shard = ParquetShard::from_bytes(bytes, path)?;
     let mut out = Vec::new();
-    let rows = reader
-        .get_row_iter(Some(projection))
-        .map_err(|e| file_err(path, format!("parquet: {e}")))?;
-    for (i, row) in rows.enumerate() {
-        let row = row.map_err(|e| file_err(path, format!("parquet row {i}: {e}")))?;
-        let text = row
-            .get_string(0)
-            .map_err(|e| file_err(path, format!("parquet row {i}: column `text`: {e}")))?;
-        out.push(text.clone());
+    for rg in 0..shard.num_row_groups() {
+        out.extend(shard.read_row_group(rg)?);
     }
     Ok(out)
+}
+
+/// A parquet file of documents (column `text`) read one row group at a time, as nanochat's
+/// loaders read their shards (`pq.ParquetFile(path).read_row_group(i).column('text')` in
+/// `nanochat/dataloader.py`). The file's bytes stay in memory; each row group is decoded when
+/// asked for.
+pub struct ParquetShard {
+    path: std::path::PathBuf,
+    reader: parquet::file::reader::SerializedFileReader<bytes::Bytes>,
+    projection: parquet::schema::types::Type,
+}
+
+impl ParquetShard {
+    /// Opens `path`. Errors: [`CoreError::Io`], [`CoreError::File`] for a file that is not
+    /// parquet or has no column `text`.
+    pub fn open(path: &Path) -> Result<ParquetShard> {
+        let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+        ParquetShard::from_bytes(bytes, path)
+    }
+
+    fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<ParquetShard> {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes))
+            .map_err(|e| file_err(path, format!("parquet: {e}")))?;
+        let schema = reader.metadata().file_metadata().schema_descr();
+        // Read the `text` column alone.
+        let field = schema
+            .root_schema()
+            .get_fields()
+            .iter()
+            .find(|f| f.name() == "text")
+            .cloned()
+            .ok_or_else(|| file_err(path, "parquet file has no column `text`"))?;
+        let projection = parquet::schema::types::Type::group_type_builder("schema")
+            .with_fields(vec![field])
+            .build()
+            .map_err(|e| file_err(path, format!("parquet: {e}")))?;
+        Ok(ParquetShard {
+            path: path.to_path_buf(),
+            reader,
+            projection,
+        })
+    }
+
+    /// Row groups in the file.
+    pub fn num_row_groups(&self) -> usize {
+        use parquet::file::reader::FileReader;
+        self.reader.num_row_groups()
+    }
+
+    /// The documents of row group `i`, in row order. Errors: [`CoreError::OutOfRange`] past the
+    /// last row group; [`CoreError::File`] naming the row group and row for a bad row.
+    pub fn read_row_group(&self, i: usize) -> Result<Vec<String>> {
+        use parquet::file::reader::FileReader;
+        use parquet::record::RowAccessor;
+        let n = self.num_row_groups();
+        if i >= n {
+            return Err(CoreError::OutOfRange {
+                what: format!("the row groups of {}", self.path.display()),
+                index: i,
+                len: n,
+            });
+        }
+        let path = &self.path;
+        let group = self
+            .reader
+            .get_row_group(i)
+            .map_err(|e| file_err(path, format!("parquet row group {i}: {e}")))?;
+        let rows = group
+            .get_row_iter(Some(self.projection.clone()))
+            .map_err(|e| file_err(path, format!("parquet row group {i}: {e}")))?;
+        let mut out = Vec::new();
+        for (r, row) in rows.enumerate() {
+            let row =
+                row.map_err(|e| file_err(path, format!("parquet row group {i} row {r}: {e}")))?;
+            let text = row.get_string(0).map_err(|e| {
+                file_err(
+                    path,
+                    format!("parquet row group {i} row {r}: column `text`: {e}"),
+                )
+            })?;
+            out.push(text.clone());
+        }
+        Ok(out)
+    }
 }
 
 /// Every document of one file (format from the extension, after an optional `.gz`): a

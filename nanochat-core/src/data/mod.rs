@@ -6,6 +6,7 @@ mod bestfit;
 mod bestfit_loader;
 mod documents;
 mod loader;
+mod nanochat_shards;
 mod sft_loader;
 mod usage;
 
@@ -14,10 +15,11 @@ pub use bestfit::{
 };
 pub use bestfit_loader::{BestFitLoader, BUFFER_SIZE, TOKENIZER_BATCH};
 pub use documents::{
-    bundled_documents, read_documents, split_train_val, text_documents, BUNDLED_CORPUS,
-    TEXT_DOC_CHARS,
+    bundled_documents, read_documents, split_train_val, text_documents, ParquetShard,
+    BUNDLED_CORPUS, TEXT_DOC_CHARS,
 };
 pub use loader::{tokenize_documents, Batch, DataLoader, LoaderState, Packing, Source};
+pub use nanochat_shards::{nanochat_data_dir, nanochat_shard_paths, NanochatLoader, ResumePoint};
 pub use sft_loader::{SftLoader, SFT_BUFFER_SIZE};
 pub use usage::{
     conversation_usage, unused_warning, ConversationUsage, SourceUsage, UNUSED_WARN_SHARE,

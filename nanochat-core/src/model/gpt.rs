@@ -321,6 +321,35 @@ impl GPT {
         out
     }
 
+    /// Marks embedding tables as stored in bfloat16, as nanochat keeps `transformer.wte.weight`
+    /// and `value_embeds.{i}.weight` (their values must be bf16 already: the optimizer keeps
+    /// them so, [`crate::optim::MuonAdamW::keep_in_bf16`]); their gradients are then
+    /// PyTorch's for a bf16 table ([`crate::model::Embedding::bf16_storage`]). Errors:
+    /// [`CoreError::InvalidArgument`] for a name that is not one of the model's embeddings.
+    pub fn keep_in_bf16(&mut self, names: &[String]) -> Result<()> {
+        for name in names {
+            let table = if name == "transformer.wte.weight" {
+                Some(&mut self.transformer.wte)
+            } else {
+                name.strip_prefix("value_embeds.")
+                    .and_then(|r| r.strip_suffix(".weight"))
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .and_then(|i| self.value_embeds.get_mut(&i))
+            };
+            match table {
+                Some(e) => e.bf16_storage = true,
+                None => {
+                    return Err(CoreError::invalid(
+                        "bf16 parameter",
+                        name,
+                        "an embedding table of the model (transformer.wte.weight, value_embeds.{i}.weight)",
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every parameter, in [`GPT::named_parameters`]' order, without the names (nanochat's
     /// `parameters()`).
     pub fn parameters(&self) -> Vec<Tensor> {

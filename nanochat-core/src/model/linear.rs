@@ -60,6 +60,10 @@ impl Linear {
 pub struct Embedding {
     /// (vocab, C).
     pub weight: Tensor,
+    /// The table is stored in bfloat16 (its f32 values are bf16): its gradient is PyTorch's
+    /// for a bf16 table ([`ops::embedding_bf16_storage`]). Set for nanochat's bf16 `wte` and
+    /// value embeddings when a nanochat run is continued ([`crate::model::GPT::keep_in_bf16`]).
+    pub bf16_storage: bool,
 }
 
 impl Embedding {
@@ -73,6 +77,7 @@ impl Embedding {
     ) -> Result<Embedding> {
         Ok(Embedding {
             weight: p.tensor("weight", &[num_embeddings, embedding_dim], init)?,
+            bf16_storage: false,
         })
     }
 
@@ -92,6 +97,10 @@ impl Embedding {
         shape: &[usize],
         dtype: DType,
     ) -> Result<Tensor> {
+        if self.bf16_storage && self.weight.dtype() == DType::F32 {
+            let rows = ops::embedding_bf16_storage(tape, &self.weight, idx, shape)?;
+            return ops::cast(tape, &rows, dtype);
+        }
         let table = ops::cast(tape, &self.weight, dtype)?;
         ops::embedding(tape, &table, idx, shape)
     }

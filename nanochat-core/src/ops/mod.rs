@@ -45,12 +45,12 @@ pub use dropout::dropout;
 pub use elementwise::{
     add, affine, div, exp, log, mul, neg, relu2, scale, softcap, square, sub, tanh,
 };
-pub use embedding::embedding;
+pub use embedding::{embedding, embedding_bf16_storage};
 pub use matmul::{linear, matmul};
 pub use reduce::{mean, sum, sum_last};
 pub use rmsnorm::rmsnorm;
 pub use rotary::{rotary, RotaryTables};
-pub use shape::{cast, narrow, reshape, transpose, write_rows};
+pub use shape::{cast, narrow, reshape, round_bf16_in_place, transpose, write_rows};
 pub use slice::{pad, sigmoid, slice};
 pub use softmax::softmax;
 

@@ -70,6 +70,20 @@ fn cast_raw(x: &Tensor, dtype: DType) -> Result<Tensor> {
 
 type HalfBf16 = nanochat_kernels::dtype::bf16;
 
+/// Rounds the values of an f32 tensor to the nearest bf16 (ties to even), in place, keeping its
+/// f32 buffer: what storing it in bfloat16 does (nanochat HEAD keeps `wte` and the value
+/// embeddings in bf16 and writes its f32 AdamW maths back into them). A bf16 tensor is left
+/// as it is. Records nothing on a tape.
+pub fn round_bf16_in_place(x: &Tensor) -> Result<()> {
+    if x.dtype() != DType::F32 || x.is_empty() {
+        return Ok(());
+    }
+    let rounded = cast_raw(&cast_raw(x, DType::BF16)?, DType::F32)?;
+    let c = x.device().client();
+    elementwise::axpby_inplace::<f32>(c, x.handle(), rounded.handle(), x.len(), 0.0, 1.0)?;
+    Ok(())
+}
+
 /// The tensor converted to `dtype` (round to nearest even into bf16); gradients convert back.
 pub fn cast(tape: Option<&Tape>, x: &Tensor, dtype: DType) -> Result<Tensor> {
     let y = cast_raw(x, dtype)?;

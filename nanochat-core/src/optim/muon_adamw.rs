@@ -190,6 +190,9 @@ struct Slot {
     param: Tensor,
     group: usize,
     state: Option<State>,
+    /// Stored in bfloat16 (nanochat keeps `wte` and the value embeddings so on GPUs): the
+    /// gradient, the parameter and its moments are rounded to bf16 around each f32 update.
+    bf16: bool,
 }
 
 /// HEAD's `MuonAdamW` over a model's parameters; state is created on a parameter's first step.
@@ -216,6 +219,7 @@ impl MuonAdamW {
                 name,
                 param,
                 state: None,
+                bf16: false,
             })
             .collect();
         Ok(MuonAdamW {
@@ -223,6 +227,47 @@ impl MuonAdamW {
             slots,
             step: 0,
         })
+    }
+
+    /// Keeps the named AdamW parameters in bfloat16 storage from now on, as nanochat does for
+    /// parameters it holds in bf16 (`wte` and `value_embeds.*` of a HEAD checkpoint saved on a
+    /// GPU, which a resume keeps bf16): before each update the gradient is rounded to bf16,
+    /// after it the parameter and both moments (their values are made bf16 now too). Errors:
+    /// [`CoreError::InvalidArgument`] for a name that is not one of the optimizer's AdamW
+    /// parameters.
+    pub fn keep_in_bf16(&mut self, names: &[String]) -> Result<()> {
+        for name in names {
+            let Some(slot) = self.slots.iter_mut().find(|s| &s.name == name) else {
+                return Err(CoreError::invalid(
+                    "bf16 parameter",
+                    name,
+                    "a parameter of the model",
+                ));
+            };
+            if !matches!(self.groups[slot.group].kind, GroupKind::AdamW { .. }) {
+                return Err(CoreError::invalid(
+                    "bf16 parameter",
+                    name,
+                    "an AdamW parameter (Muon's matrices stay f32)",
+                ));
+            }
+            slot.bf16 = true;
+            crate::ops::round_bf16_in_place(&slot.param)?;
+            if let Some(State::AdamW(m, v)) = &slot.state {
+                crate::ops::round_bf16_in_place(m)?;
+                crate::ops::round_bf16_in_place(v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the parameters kept in bf16 storage ([`MuonAdamW::keep_in_bf16`]).
+    pub fn bf16_params(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|s| s.bf16)
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     /// The parameter groups.
@@ -270,7 +315,19 @@ impl MuonAdamW {
                         eps: eps as f32,
                         weight_decay: weight_decay as f32,
                     };
-                    adamw_update(&slot.param, grad, (m, v), &config, lr as f32, self.step)?;
+                    if slot.bf16 {
+                        // nanochat's bf16 parameter has a bf16 gradient; its AdamW computes in
+                        // f32 and writes back into the bf16 parameter and moments.
+                        let g = grad.clone();
+                        let g16 = crate::ops::cast(None, &g, DType::BF16)?;
+                        let g = crate::ops::cast(None, &g16, DType::F32)?;
+                        adamw_update(&slot.param, &g, (m, v), &config, lr as f32, self.step)?;
+                        for t in [&slot.param, m, v] {
+                            crate::ops::round_bf16_in_place(t)?;
+                        }
+                    } else {
+                        adamw_update(&slot.param, grad, (m, v), &config, lr as f32, self.step)?;
+                    }
                 }
                 GroupKind::Muon {
                     shape: (rows, cols),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{BatchSource, RunOutcome, TrainConfig, Trainer};
+use super::{BatchSource, NanochatResume, RunOutcome, TrainConfig, Trainer};
 use crate::checkpoint::Phase;
 use crate::data::{
     bundled_documents, split_train_val, unused_warning, Batch, BestFitLoader, DataLoader, Source,
@@ -141,6 +141,24 @@ pub struct BasePlan {
 }
 
 impl BaseTrainOptions {
+    /// When resuming, takes the recipe from the checkpoint being resumed (nanochat's own
+    /// command lines have no `--recipe`: a HEAD checkpoint is continued with HEAD's recipe).
+    /// Leaves it as it is when not resuming or when the step's meta cannot be read (preparing
+    /// the run then reports why).
+    pub fn take_recipe_from_checkpoint(&mut self, paths: &Paths) {
+        let Some(step) = self.resume_from_step else {
+            return;
+        };
+        let tag = self
+            .model_tag
+            .clone()
+            .unwrap_or_else(|| format!("d{}", self.resolved_depth()));
+        let dir = crate::checkpoint::checkpoint_dir(&paths.model_root, Phase::Base, &tag);
+        if let Ok(meta) = crate::checkpoint::read_meta(&dir, step) {
+            self.recipe = meta.config.architecture;
+        }
+    }
+
     /// The model's depth: the preset's, else `depth`, else the tiny preset's.
     pub fn resolved_depth(&self) -> usize {
         match (self.model_size, self.depth) {
@@ -326,6 +344,36 @@ impl BaseRun {
             .model_tag
             .clone()
             .unwrap_or_else(|| format!("d{}", config.n_layer));
+        if let Some(step) = opts.resume_from_step {
+            let dir = crate::checkpoint::checkpoint_dir(&paths.model_root, Phase::Base, &tag);
+            let meta = crate::checkpoint::read_meta(&dir, step)?;
+            if meta.format == crate::checkpoint::nanochat::NANOCHAT_FORMAT {
+                let cfg = train_config(opts, &plan, paths, &tok_dir, &tag, device);
+                let resume = NanochatResume {
+                    step,
+                    // v1's flags cannot describe every v1 model (n_embd is 64 x depth there).
+                    flags_config: (opts.recipe == Architecture::Head).then(|| config.clone()),
+                    depth: opts.depth.or(opts.model_size.map(|s| s.depth())),
+                    inputs: opts.inputs.clone(),
+                    val_batches: opts.eval_tokens.div_ceil(opts.batch_size * opts.seq_len),
+                    user_config: nanochat_user_config(opts, &plan),
+                };
+                if meta.config.architecture != opts.recipe {
+                    return Err(recipe_mismatch(opts, step, &dir, &meta));
+                }
+                notes(format!(
+                    "base-train: continuing nanochat's run in {} from step {step} in nanochat's format (data: {})",
+                    dir.display(),
+                    if opts.inputs.is_empty() { "nanochat's shards under the base dir".to_string() } else { "--input".into() }
+                ));
+                let trainer = Trainer::resume_nanochat(resume, paths, device, tokenizer, cfg)?;
+                return Ok(BaseRun {
+                    trainer,
+                    tag,
+                    inputs: json!([]),
+                });
+            }
+        }
         let (train_sources, val_source, labels) = data_sources(&opts.inputs)?;
         let (b, t) = (opts.batch_size, opts.seq_len);
         let mut stream = DataLoader::new(train_sources.clone(), tokenizer.clone(), b, t)?;
@@ -358,66 +406,13 @@ impl BaseRun {
                 s.weight_decay_scaled, s.num_iterations
             ));
         }
-        let mut cfg = TrainConfig {
-            phase: Phase::Base,
-            root: paths.model_root.clone(),
-            model_tag: tag.clone(),
-            batch_size: b,
-            seq_len: t,
-            total_batch_size: plan.total_batch_size,
-            total_steps: plan.total_steps,
-            optim: plan.optim,
-            schedule: plan.schedule,
-            eval_every: opts.eval_every,
-            save_every: opts.save_every,
-            sample_prompts: vec![
-                "Call me".into(),
-                "To be, or not to be".into(),
-                "The whale".into(),
-            ],
-            tokenizer_record: paths.record_tokenizer(&tok_dir),
-            tokenizer_path: tok_dir.clone(),
-            compute_dtype: opts.dtype,
-            run: json!({
-                "command": "base-train", "recipe": opts.recipe.name(), "depth": config.n_layer,
-                "batch_size": b, "seq_len": t, "total_batch_size": plan.total_batch_size,
-                "total_steps": plan.total_steps, "lr": opts.lr, "dtype": opts.dtype.name(),
-                "device": device.to_string(), "seed": opts.seed,
-                "inputs": opts.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-            }),
-        };
-        if let Schedules::Head(schedule) = plan.schedule {
-            // What HEAD's SFT inherits (nanochat's `user_config`: the flags before the batch
-            // scale) and the schedule that gives the optimizer's last weight decay.
-            let h = &opts.head;
-            cfg.run["user_config"] = json!({
-                "embedding_lr": h.embedding_lr, "unembedding_lr": h.unembedding_lr,
-                "matrix_lr": h.matrix_lr, "scalar_lr": h.scalar_lr, "weight_decay": h.weight_decay,
-            });
-            cfg.run["schedule"] = json!(schedule);
-            // The rates MuonAdamW was built with (after the batch scale): its groups'
-            // `initial_lr`, which an export to nanochat's optimizer file records.
-            if let OptimSettings::Head(c) = &plan.optim {
-                cfg.run["optim_rates"] = json!({
-                    "unembedding_lr": c.unembedding_lr, "embedding_lr": c.embedding_lr,
-                    "matrix_lr": c.matrix_lr, "scalar_lr": c.scalar_lr, "weight_decay": c.weight_decay,
-                });
-            }
-        }
+        let cfg = train_config(opts, &plan, paths, &tok_dir, &tag, device);
         let trainer = match opts.resume_from_step {
             Some(step) => {
                 let meta = crate::checkpoint::read_meta(&cfg.checkpoint_dir(), step)?;
                 crate::checkpoint::nanochat::refuse_resume(&meta, &cfg.checkpoint_dir())?;
                 if meta.config.architecture != opts.recipe {
-                    return Err(CoreError::invalid(
-                        "--recipe",
-                        opts.recipe.name(),
-                        format!(
-                            "the recipe of the run being resumed: step {step} in {} is a `{}` model",
-                            cfg.checkpoint_dir().display(),
-                            meta.config.architecture.name()
-                        ),
-                    ));
+                    return Err(recipe_mismatch(opts, step, &cfg.checkpoint_dir(), &meta));
                 }
                 Trainer::resume(step, device, tokenizer, train, val, cfg)?
             }
@@ -480,6 +475,125 @@ impl BaseRun {
                 "wall_s": outcome.wall_s}),
         )
     }
+}
+
+/// The error of a resume whose `--recipe` is not the checkpoint's generation.
+fn recipe_mismatch(
+    opts: &BaseTrainOptions,
+    step: u64,
+    dir: &std::path::Path,
+    meta: &crate::checkpoint::Meta,
+) -> CoreError {
+    CoreError::invalid(
+        "--recipe",
+        opts.recipe.name(),
+        format!(
+            "the recipe of the run being resumed: step {step} in {} is a `{}` model",
+            dir.display(),
+            meta.config.architecture.name()
+        ),
+    )
+}
+
+/// This run's settings under nanochat's `user_config` names (`scripts/base_train.py`'s
+/// arguments), laid over a resumed nanochat meta's `user_config`.
+fn nanochat_user_config(opts: &BaseTrainOptions, plan: &BasePlan) -> serde_json::Value {
+    let mut u = json!({
+        "depth": plan.config.n_layer,
+        "max_seq_len": opts.seq_len,
+        "num_iterations": plan.total_steps,
+        "device_batch_size": opts.batch_size,
+        "total_batch_size": plan.total_batch_size,
+        "eval_tokens": opts.eval_tokens,
+        "eval_every": if opts.eval_every == 0 { -1 } else { opts.eval_every as i64 },
+        "save_every": if opts.save_every == 0 { -1 } else { opts.save_every as i64 },
+        "resume_from_step": opts.resume_from_step.map_or(-1, |s| s as i64),
+    });
+    if let Some(tag) = &opts.model_tag {
+        u["model_tag"] = json!(tag);
+    }
+    if opts.recipe == Architecture::Head {
+        let h = &opts.head;
+        for (k, v) in [
+            ("aspect_ratio", json!(h.aspect_ratio)),
+            ("head_dim", json!(h.head_dim)),
+            ("window_pattern", json!(h.window_pattern)),
+            ("embedding_lr", json!(h.embedding_lr)),
+            ("unembedding_lr", json!(h.unembedding_lr)),
+            ("matrix_lr", json!(h.matrix_lr)),
+            ("scalar_lr", json!(h.scalar_lr)),
+            ("weight_decay", json!(h.weight_decay)),
+        ] {
+            u[k] = v;
+        }
+        if let Schedules::Head(s) = &plan.schedule {
+            u["warmup_steps"] = json!(s.warmup_steps);
+            u["warmdown_ratio"] = json!(s.warmdown_ratio);
+            u["final_lr_frac"] = json!(s.final_lr_frac);
+        }
+    }
+    u
+}
+
+/// The [`TrainConfig`] of a base run: batch, horizon, optimizer, schedules, checkpoint folder
+/// and what its metas record of the run.
+fn train_config(
+    opts: &BaseTrainOptions,
+    plan: &BasePlan,
+    paths: &Paths,
+    tok_dir: &std::path::Path,
+    tag: &str,
+    device: &Device,
+) -> TrainConfig {
+    let config = &plan.config;
+    let (b, t) = (opts.batch_size, opts.seq_len);
+    let mut cfg = TrainConfig {
+        phase: Phase::Base,
+        root: paths.model_root.clone(),
+        model_tag: tag.to_string(),
+        batch_size: b,
+        seq_len: t,
+        total_batch_size: plan.total_batch_size,
+        total_steps: plan.total_steps,
+        optim: plan.optim,
+        schedule: plan.schedule,
+        eval_every: opts.eval_every,
+        save_every: opts.save_every,
+        sample_prompts: vec![
+            "Call me".into(),
+            "To be, or not to be".into(),
+            "The whale".into(),
+        ],
+        tokenizer_record: paths.record_tokenizer(tok_dir),
+        tokenizer_path: tok_dir.to_path_buf(),
+        compute_dtype: opts.dtype,
+        run: json!({
+            "command": "base-train", "recipe": opts.recipe.name(), "depth": config.n_layer,
+            "batch_size": b, "seq_len": t, "total_batch_size": plan.total_batch_size,
+            "total_steps": plan.total_steps, "lr": opts.lr, "dtype": opts.dtype.name(),
+            "device": device.to_string(), "seed": opts.seed,
+            "inputs": opts.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        }),
+    };
+    if let Schedules::Head(schedule) = plan.schedule {
+        // What HEAD's SFT inherits (nanochat's `user_config`: the flags before the batch
+        // scale) and the schedule that gives the optimizer's last weight decay.
+        let h = &opts.head;
+        cfg.run["user_config"] = json!({
+            "embedding_lr": h.embedding_lr, "unembedding_lr": h.unembedding_lr,
+            "matrix_lr": h.matrix_lr, "scalar_lr": h.scalar_lr, "weight_decay": h.weight_decay,
+        });
+        cfg.run["schedule"] = json!(schedule);
+        // The rates MuonAdamW was built with (after the batch scale): its groups'
+        // `initial_lr`, which an export to nanochat's optimizer file records.
+        if let OptimSettings::Head(c) = &plan.optim {
+            cfg.run["optim_rates"] = json!({
+                "unembedding_lr": c.unembedding_lr, "embedding_lr": c.embedding_lr,
+                "matrix_lr": c.matrix_lr, "scalar_lr": c.scalar_lr, "weight_decay": c.weight_decay,
+            });
+        }
+    }
+    cfg
 }
 
 /// Training sources, the validation source and a label per input (training ones first): the

@@ -15,6 +15,9 @@ mod chat_head;
 mod chat_head_tests;
 mod memory;
 mod metrics;
+mod nanochat_resume;
+#[cfg(test)]
+mod nanochat_resume_tests;
 #[cfg(test)]
 pub(crate) mod run_tests;
 #[cfg(test)]
@@ -37,6 +40,7 @@ pub use chat::{
 pub use chat_head::last_muon_weight_decay;
 pub use memory::{check_fits, estimate_training_bytes, free_bytes};
 pub use metrics::{MetricsLog, RunTally, StepMetrics};
+pub use nanochat_resume::{NanochatResume, NanochatRun, EMA_BETA};
 
 use crate::checkpoint::{
     checkpoint_dir, load_checkpoint_model, load_optimizer_state, save_checkpoint, Phase, SaveInfo,
@@ -342,6 +346,8 @@ pub struct Trainer {
     last_val_bpb: Option<f64>,
     /// The tokenizer's fingerprint, recorded in every checkpoint (computed once).
     tokenizer_sha256: String,
+    /// A resumed nanochat run: saved in nanochat's format, with its loop state.
+    nanochat: Option<NanochatRun>,
 }
 
 impl Trainer {
@@ -410,6 +416,7 @@ impl Trainer {
             metrics,
             last_val_bpb,
             tokenizer_sha256,
+            nanochat: None,
         })
     }
 
@@ -519,9 +526,33 @@ impl Trainer {
         })
     }
 
-    /// Saves the current step.
+    /// The loop state of a resumed nanochat run ([`Trainer::resume_nanochat`]); `None` for
+    /// a run of ours.
+    pub fn nanochat_run(&self) -> Option<&NanochatRun> {
+        self.nanochat.as_ref()
+    }
+
+    /// Saves the current step: in our format, or in nanochat's for a resumed nanochat run
+    /// ([`crate::checkpoint::nanochat_save::save_nanochat_step`]).
     pub fn save(&self) -> Result<PathBuf> {
         let dir = self.cfg.checkpoint_dir();
+        if let Some(n) = &self.nanochat {
+            let meta = n.meta(
+                self.step,
+                self.last_val_bpb,
+                self.model.config(),
+                self.train.position(),
+            );
+            crate::checkpoint::nanochat_save::save_nanochat_step(
+                &dir,
+                self.step,
+                &self.model,
+                &n.bf16_params,
+                Some(&self.optim),
+                &meta,
+            )?;
+            return Ok(dir);
+        }
         let info = SaveInfo {
             val_bpb: self.last_val_bpb,
             tokenizer_path: self.cfg.tokenizer_record.clone(),
@@ -571,6 +602,9 @@ impl Trainer {
             }
             self.model.get_device().sync()?;
             let secs = t0.elapsed().as_secs_f64();
+            if let Some(n) = &mut self.nanochat {
+                n.record_step(self.step - 1, outcome.loss, secs);
+            }
             let tps = cfg.total_batch_size as f64 / secs;
             let last = self.step == cfg.total_steps;
             let mut m = StepMetrics {
@@ -589,6 +623,9 @@ impl Trainer {
                 let bpb = self.evaluate()?;
                 self.last_val_bpb = Some(bpb);
                 m.val_bpb = Some(bpb);
+                if let Some(n) = &mut self.nanochat {
+                    n.record_val_bpb(bpb);
+                }
                 on_event(&Event::Eval {
                     step: self.step,
                     val_bpb: bpb,

@@ -1,0 +1,331 @@
+//! A nanochat run continued here against what nanochat's own `base_train` did when it resumed
+//! the same folder (`tests/fixtures/reference/head/native_head/resume/`, section 9 of the HEAD
+//! reference README): the batches, the schedules, the losses, the parameter updates and the
+//! files written, which nanochat's loader must find as the latest step.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::run_tests::base_options;
+use super::*;
+use crate::checkpoint::nanochat::read_state_dict;
+use crate::checkpoint::nanochat::tests::{copy_native, paths_for};
+use crate::data::{nanochat_shard_paths, NanochatLoader, ResumePoint};
+use crate::io::HostData;
+use crate::model::Architecture;
+use crate::torchfile::tests::native;
+use crate::torchfile::TorchDType;
+
+fn expected(gen: &str) -> Value {
+    let p = native(&format!("{gen}/resume/resume_expected.json"));
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+        })
+        .collect()
+}
+
+fn floats(v: &HostData) -> Vec<f64> {
+    match v {
+        HostData::Float(f) => f.clone(),
+        HostData::Int(_) => panic!("an integer tensor"),
+    }
+}
+
+/// The flags of the README's command for native_head (`--depth=3 --aspect-ratio=21
+/// --head-dim=32 --max-seq-len=512 --device-batch-size=2 --total-batch-size=1024
+/// --warmup-steps=10 --embedding-lr=3.0 --unembedding-lr=0.08 --matrix-lr=0.2 --scalar-lr=5.0
+/// --eval-tokens=4096 --model-tag=d3 --resume-from-step=200 --num-iterations=203`).
+fn head_resume_options() -> BaseTrainOptions {
+    BaseTrainOptions {
+        recipe: Architecture::Head,
+        depth: Some(3),
+        batch_size: 2,
+        total_batch_size: Some(1024),
+        total_steps: Some(203),
+        seq_len: 512,
+        model_tag: Some("d3".into()),
+        eval_tokens: 4096,
+        resume_from_step: Some(200),
+        warmup_steps: Some(10),
+        head: HeadTrainOptions {
+            aspect_ratio: 21,
+            head_dim: 32,
+            window_pattern: "SSSL".into(),
+            embedding_lr: 3.0,
+            unembedding_lr: 0.08,
+            matrix_lr: 0.2,
+            scalar_lr: 5.0,
+            weight_decay: 0.28,
+        },
+        ..base_options()
+    }
+}
+
+#[test]
+fn the_head_loader_resumes_at_the_next_row_group_with_nanochats_batches() {
+    let (_tmp, base) = copy_native("native_head");
+    let want = expected("native_head");
+    let (train, val) = nanochat_shard_paths(&base, Architecture::Head).unwrap();
+    assert_eq!(train.len(), 1);
+    assert!(val.ends_with("base_data_climbmix/shard_00001.parquet"));
+    let tok = crate::tokenizer::Tokenizer::from_pretrained(&base.join("tokenizer")).unwrap();
+    let at = ResumePoint {
+        pq_idx: 0,
+        rg_idx: 3,
+        epoch: 6,
+    };
+    let mut loader = NanochatLoader::new(train, Architecture::Head, tok, 2, 512, Some(at)).unwrap();
+    let states = want["loader"]["state_dict_per_batch"].as_array().unwrap();
+    for (i, full) in want["full_batches"].as_array().unwrap().iter().enumerate() {
+        let batch = loader.next_batch().unwrap();
+        assert_eq!(batch.inputs, ids(&full["inputs"]), "batch {i}: inputs");
+        let targets: Vec<i32> = ids(&full["targets"])
+            .into_iter()
+            .map(|t| t as i32)
+            .collect();
+        assert_eq!(batch.targets, targets, "batch {i}: targets");
+        // The state after a batch is the prefetched one's: nanochat's state of batch i + 1.
+        let s = loader.state();
+        let w = &states[i + 1];
+        assert_eq!(
+            (s.pq_idx, s.rg_idx, s.epoch),
+            (
+                w["pq_idx"].as_u64().unwrap() as usize,
+                w["rg_idx"].as_u64().unwrap() as usize,
+                w["epoch"].as_u64().unwrap() as usize
+            ),
+            "state after batch {i}"
+        );
+    }
+    let pre = loader.next_batch().unwrap();
+    let first8: Vec<u32> = ids(&want["prefetched_batch_not_trained"]["first8"]);
+    let got8: Vec<u32> = pre
+        .inputs
+        .chunks(512)
+        .flat_map(|r| r[..8].to_vec())
+        .collect();
+    assert_eq!(
+        got8, first8,
+        "the batch nanochat prefetched and never trained"
+    );
+}
+
+#[test]
+fn a_nanochat_head_run_continues_as_nanochats_base_train_continues_it() {
+    let dev = Device::cpu().unwrap();
+    let (_tmp, base) = copy_native("native_head");
+    let paths = paths_for(&base);
+    let want = expected("native_head");
+    let opts = head_resume_options();
+    let mut run = BaseRun::prepare(&opts, &paths, &dev, &mut |_| {}).unwrap();
+    let t = &mut run.trainer;
+    assert_eq!(t.step, 200);
+    assert_eq!(
+        t.nanochat_run().unwrap().bf16_params,
+        [
+            "transformer.wte.weight",
+            "value_embeds.0.weight",
+            "value_embeds.2.weight"
+        ]
+    );
+    let before: BTreeMap<String, Vec<f64>> = t
+        .model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, p)| (n, p.to_vec_f64().unwrap()))
+        .collect();
+    for s in want["steps"].as_array().unwrap() {
+        let it = s["step"].as_u64().unwrap();
+        assert_eq!(t.step, it);
+        let sched = &t.cfg.schedule;
+        let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-300);
+        assert!(
+            rel(
+                sched.lr_multiplier(it as usize, 0.0),
+                s["lrm"].as_f64().unwrap()
+            ) < 1e-12
+        );
+        assert!(
+            rel(
+                sched.muon_momentum(it as usize),
+                s["muon_momentum"].as_f64().unwrap()
+            ) < 1e-12
+        );
+        assert!(
+            rel(
+                sched.muon_weight_decay(it as usize),
+                s["muon_weight_decay"].as_f64().unwrap()
+            ) < 1e-12
+        );
+        let out = t.train_step().unwrap();
+        let loss = out.loss.unwrap();
+        let want_loss = s["train_loss"].as_f64().unwrap();
+        assert!(
+            rel(loss, want_loss) < 1e-5,
+            "step {it}: loss {loss} vs nanochat's {want_loss}"
+        );
+        let n = t.nanochat.as_mut().unwrap();
+        let logged = n.record_step(it, Some(loss), 0.0);
+        assert!(rel(logged, s["debiased_smooth_loss"].as_f64().unwrap()) < 1e-5);
+    }
+    assert_eq!(t.step, 203);
+    let dir = t.save().unwrap();
+    // nanochat's loader finds the latest step by its model files: 203 now.
+    let last = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().into_string().unwrap();
+            n.strip_prefix("model_")?
+                .strip_suffix(".pt")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max();
+    assert_eq!(last, Some(203));
+    assert!(dir.join("optim_000203_rank0.pt").exists());
+    // The saved tensors: bf16 where nanochat keeps them, updates within 1e-3 of nanochat's.
+    let saved = read_state_dict(&dir, 203).unwrap();
+    let reference =
+        crate::io::read_safetensors(&native("native_head/resume/resume_params.safetensors"))
+            .unwrap();
+    for (name, start) in &before {
+        let got = &saved[name];
+        let bf16 = name.contains("wte") || name.starts_with("value_embeds");
+        assert_eq!(got.dtype == TorchDType::BF16, bf16, "{name}: stored dtype");
+        let got = floats(&got.tensor.data);
+        let nano = floats(&reference.tensors[&format!("param.{name}")].data);
+        let (mut num, mut den) = (0.0, 0.0);
+        for ((g, w), s) in got.iter().zip(&nano).zip(start) {
+            num += ((g - s) - (w - s)).powi(2);
+            den += (w - s).powi(2);
+        }
+        let r = (num / den.max(1e-300)).sqrt();
+        assert!(
+            r < 1e-3,
+            "{name}: update {r:.2e} (relative L2) off nanochat's"
+        );
+        if bf16 {
+            // Emulated bf16 storage lands on nanochat's bits here (f32 masters: 43-50% off).
+            assert!(
+                r < 1e-4,
+                "{name}: a bf16-stored tensor off nanochat's bits: {r:.2e}"
+            );
+        }
+    }
+    // nanochat's meta of the new step.
+    let meta: Value =
+        json5::from_str(&std::fs::read_to_string(dir.join("meta_000203.json")).unwrap()).unwrap();
+    let nano_meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(native("native_head/resume/meta_000203.json")).unwrap(),
+    )
+    .unwrap();
+    for key in [
+        "step",
+        "model_config",
+        "device_batch_size",
+        "max_seq_len",
+        "total_batch_size",
+        "dataloader_state_dict",
+    ] {
+        assert_eq!(meta[key], nano_meta[key], "meta key `{key}`");
+    }
+    for key in [
+        "num_iterations",
+        "resume_from_step",
+        "depth",
+        "aspect_ratio",
+        "head_dim",
+        "matrix_lr",
+        "warmup_steps",
+        "run",
+    ] {
+        assert_eq!(
+            meta["user_config"][key], nano_meta["user_config"][key],
+            "user_config `{key}`"
+        );
+    }
+    let smooth = meta["loop_state"]["smooth_train_loss"].as_f64().unwrap();
+    let want_smooth = nano_meta["loop_state"]["smooth_train_loss"]
+        .as_f64()
+        .unwrap();
+    assert!((smooth - want_smooth).abs() < 1e-5 * want_smooth);
+    assert_eq!(
+        meta["loop_state"]["min_val_bpb"],
+        nano_meta["loop_state"]["min_val_bpb"]
+    );
+    assert_eq!(
+        meta["val_bpb"], nano_meta["val_bpb"],
+        "no evaluation ran: the restored val_bpb"
+    );
+    // Our own loader reads the new step back, the optimizer at 203 AdamW steps.
+    let (model, _, m) =
+        crate::checkpoint::load_model(&paths, Phase::Base, &dev, None, None, false).unwrap();
+    assert_eq!(m.step, 203);
+    let (_, steps, _) = crate::checkpoint::read_optimizer_state(&dir, &m, &model).unwrap();
+    assert_eq!(steps, 203);
+}
+
+#[test]
+fn a_nanochat_resume_with_other_flags_is_refused_naming_them() {
+    let dev = Device::cpu().unwrap();
+    let (_tmp, base) = copy_native("native_head");
+    let paths = paths_for(&base);
+    for (opts, needle) in [
+        (
+            BaseTrainOptions {
+                head: HeadTrainOptions {
+                    aspect_ratio: 64,
+                    ..head_resume_options().head
+                },
+                ..head_resume_options()
+            },
+            "n_embd (--aspect-ratio)",
+        ),
+        (
+            BaseTrainOptions {
+                head: HeadTrainOptions {
+                    matrix_lr: 0.02,
+                    ..head_resume_options().head
+                },
+                ..head_resume_options()
+            },
+            "initial_lr",
+        ),
+        (
+            BaseTrainOptions {
+                total_steps: Some(200),
+                ..head_resume_options()
+            },
+            "--num-iterations",
+        ),
+        (
+            BaseTrainOptions {
+                recipe: Architecture::V1,
+                ..head_resume_options()
+            },
+            "--recipe",
+        ),
+    ] {
+        let e = BaseRun::prepare(&opts, &paths, &dev, &mut |_| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    // Nothing was written into nanochat's folder.
+    let files: Vec<_> = std::fs::read_dir(base.join("base_checkpoints/d3"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 3);
+}
