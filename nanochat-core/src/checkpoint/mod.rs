@@ -28,6 +28,7 @@ mod discover;
 pub mod export;
 pub mod nanochat;
 pub mod nanochat_optim;
+pub mod nanochat_optim_v1;
 pub mod nanochat_optim_write;
 pub mod nanochat_save;
 pub use discover::{

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::nanochat::{pt_model_path, pt_optim_path};
 use super::nanochat_optim::StateMap;
+use super::nanochat_optim_v1::{write_v1_optimizer, V1OptimLayout};
 use super::nanochat_optim_write::write_head_optimizer;
 use crate::io::write_atomic;
 use crate::model::{Architecture, GPTConfig, GPT};
@@ -75,16 +76,17 @@ pub fn write_nanochat_model(path: &Path, model: &GPT, bf16: &[String]) -> Result
 }
 
 /// Writes step `step` of a run into `dir` in nanochat's format: the optimizer state (HEAD's
-/// `MuonAdamW` layout, moments of the `bf16` params in bf16), the model ([`write_nanochat_model`])
-/// and `meta` (nanochat's keys, built by the caller), in that order. Returns the meta's path.
-/// Errors: [`CoreError::Unsupported`] for v1's optimizer (not written by this version),
-/// [`CoreError::Io`].
+/// `MuonAdamW` layout, moments of the `bf16` params in bf16; v1's in `v1_layout`, the layout of
+/// the file the run continued), the model ([`write_nanochat_model`]) and `meta` (nanochat's
+/// keys, built by the caller), in that order. Returns the meta's path. Errors:
+/// [`CoreError::Unsupported`] for a v1 optimizer without a layout, [`CoreError::Io`].
 pub fn save_nanochat_step(
     dir: &Path,
     step: u64,
     model: &GPT,
     bf16: &[String],
     optim: Option<&TrainOptimizer>,
+    v1_layout: Option<&V1OptimLayout>,
     meta: &Value,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
@@ -95,13 +97,27 @@ pub fn save_nanochat_step(
             for (name, t) in o.state_tensors()? {
                 state.insert(name, (t.shape().to_vec(), t.to_vec_f32()?));
             }
-            write_head_optimizer(&pt_optim_path(dir, step, 0), o.groups(), o.steps(), &state, bf16)?;
+            write_head_optimizer(
+                &pt_optim_path(dir, step, 0),
+                o.groups(),
+                o.steps(),
+                &state,
+                bf16,
+            )?;
         }
-        Some(TrainOptimizer::V1(_)) => {
-            return Err(CoreError::Unsupported {
-                op: "saving a nanochat v1 step",
-                why: "writing v1's optimizer file ([adamw, muon] state dicts) is not supported by this version".into(),
-            })
+        Some(TrainOptimizer::V1(o)) => {
+            let Some(layout) = v1_layout else {
+                return Err(CoreError::Unsupported {
+                    op: "saving a nanochat v1 step",
+                    why: "v1's optimizer file is written in the layout of the file a run continues, and this run continued none".into(),
+                });
+            };
+            let mut state = StateMap::new();
+            for (name, t) in crate::optim::OptimizerState::state_tensors(o)? {
+                state.insert(name, (t.shape().to_vec(), t.to_vec_f32()?));
+            }
+            let steps = crate::optim::OptimizerState::steps(o);
+            write_v1_optimizer(&pt_optim_path(dir, step, 0), layout, steps, &state)?;
         }
     }
     write_nanochat_model(&pt_model_path(dir, step), model, bf16)?;

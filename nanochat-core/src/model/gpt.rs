@@ -121,6 +121,9 @@ pub struct GPT {
     /// index (`value_embeds.{i}`).
     pub value_embeds: BTreeMap<usize, Embedding>,
     rotary: RotaryTables,
+    /// The rotary tables' values rounded to bf16 whatever the compute dtype
+    /// ([`GPT::use_bf16_rotary_tables`]).
+    rotary_bf16: bool,
     training: bool,
     /// Advances with every training forward, so each step draws fresh dropout masks.
     dropout_step: AtomicU32,
@@ -217,6 +220,7 @@ impl GPT {
             smear_gate,
             value_embeds,
             rotary,
+            rotary_bf16: false,
             training: false,
             dropout_step: AtomicU32::new(0),
         })
@@ -261,8 +265,23 @@ impl GPT {
             self.rotary =
                 RotaryTables::new(&self.device, c.block_size, c.head_dim(), c.rope_base, dtype)?;
             self.compute = dtype;
+            if self.rotary_bf16 {
+                self.use_bf16_rotary_tables()?;
+            }
         }
         Ok(())
+    }
+
+    /// Rounds the rotary cos/sin tables to bf16 values (kept in the compute dtype from now on),
+    /// as nanochat v1 builds them on every device (`cos.bfloat16()` in
+    /// `_precompute_rotary_embeddings`, `nanochat/gpt.py` at 16788ee): on a CPU its float32
+    /// forward multiplies by bf16 tables. A continued nanochat v1 run uses this to take
+    /// nanochat's exact losses (f32 tables land 4.6e-5 lower on the first one); loading and
+    /// serving keep f32 tables, nearer the float64 reference.
+    pub fn use_bf16_rotary_tables(&mut self) -> Result<()> {
+        self.rotary_bf16 = true;
+        ops::round_bf16_in_place(&self.rotary.cos)?;
+        ops::round_bf16_in_place(&self.rotary.sin)
     }
 
     /// Training mode: dropout is applied.

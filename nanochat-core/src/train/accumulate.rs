@@ -14,7 +14,7 @@
 use crate::data::Batch;
 use crate::model::{ForwardOptions, GPT};
 use crate::ops::{self, Reduction};
-use crate::{Grads, Result, Tape};
+use crate::{Grads, Result, Tape, Tensor};
 
 /// What the micro-batches of one step gave ([`accumulate_gradients`]).
 pub struct Accumulated {
@@ -90,4 +90,31 @@ pub fn accumulate_gradients(model: &GPT, batches: &[Batch]) -> Result<Accumulate
     }
     out.loss = Some(loss_sum / used.len() as f64);
     Ok(out)
+}
+
+/// Scales `grads` of `params` so that their global L2 norm is at most `max_norm`, as
+/// `torch.nn.utils.clip_grad_norm_` does (coefficient `max_norm / (norm + 1e-6)`, clamped to
+/// 1; nanochat v1's `base_train` clips at 1.0). Returns the norm before clipping. Parameters
+/// without a gradient are skipped.
+pub fn clip_grad_norm(grads: &mut Grads, params: &[Tensor], max_norm: f64) -> Result<f64> {
+    let mut sum = 0.0f64;
+    for p in params {
+        if let Some(g) = grads.get(p) {
+            sum += g
+                .to_vec_f32()?
+                .iter()
+                .map(|&x| (x as f64) * (x as f64))
+                .sum::<f64>();
+        }
+    }
+    let norm = sum.sqrt();
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        for p in params {
+            if let Some(g) = grads.take(p) {
+                grads.accumulate(p.id(), crate::ops::scale(None, &g, coef as f32)?)?;
+            }
+        }
+    }
+    Ok(norm)
 }

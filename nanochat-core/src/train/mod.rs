@@ -26,7 +26,9 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use accumulate::{accumulate_gradients, has_supervised_target, masked_rows, Accumulated};
+pub use accumulate::{
+    accumulate_gradients, clip_grad_norm, has_supervised_target, masked_rows, Accumulated,
+};
 pub use base::{
     account_inputs, data_sources, BasePlan, BaseRun, BaseTrainOptions, HeadTrainOptions,
     DEFAULT_TOTAL_STEPS,
@@ -508,7 +510,10 @@ impl Trainer {
         let batches = (0..accum)
             .map(|_| self.train.next_batch())
             .collect::<Result<Vec<_>>>()?;
-        let acc = accumulate_gradients(&self.model, &batches)?;
+        let mut acc = accumulate_gradients(&self.model, &batches)?;
+        if let Some(clip) = self.nanochat.as_ref().and_then(|n| n.grad_clip) {
+            clip_grad_norm(&mut acc.grads, &self.model.parameters(), clip)?;
+        }
         // The schedule reads the progress before this step's batches (as the step index is
         // before the step), so the last step still updates.
         let (it, p) = (self.step as usize, self.progress);
@@ -549,6 +554,7 @@ impl Trainer {
                 &self.model,
                 &n.bf16_params,
                 Some(&self.optim),
+                n.v1_layout.as_ref(),
                 &meta,
             )?;
             return Ok(dir);

@@ -18,6 +18,7 @@
 //!   ([`crate::checkpoint::nanochat_save::save_nanochat_step`]), so nanochat's own loader finds
 //!   the latest step; `metrics.jsonl` goes beside it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
@@ -25,11 +26,12 @@ use serde_json::{json, Value};
 use super::{BatchSource, TrainConfig, Trainer};
 use crate::checkpoint::nanochat::{read_state_dict, NANOCHAT_FORMAT};
 use crate::checkpoint::nanochat_optim::read_nanochat_initial_lrs;
+use crate::checkpoint::nanochat_optim_v1::V1OptimLayout;
 use crate::checkpoint::nanochat_save::{nanochat_model_config, py_float};
 use crate::checkpoint::{load_checkpoint_model, load_optimizer_state, Meta};
 use crate::data::{nanochat_shard_paths, Batch, LoaderState, NanochatLoader, ResumePoint};
 use crate::model::{Architecture, GPTConfig};
-use crate::optim::TrainOptimizer;
+use crate::optim::{Rule, TrainOptimizer};
 use crate::paths::Paths;
 use crate::tokenizer::Tokenizer;
 use crate::torchfile::TorchDType;
@@ -56,6 +58,10 @@ pub struct NanochatRun {
     pub smooth_train_loss: f64,
     /// Seconds of training after the first ten steps (`total_training_time`).
     pub total_training_time: f64,
+    /// v1: the gradient norm clipped to (`grad_clip`, 1.0); HEAD clips nothing.
+    pub grad_clip: Option<f64>,
+    /// v1: the layout its optimizer file is written in (the continued file's).
+    pub v1_layout: Option<V1OptimLayout>,
 }
 
 impl NanochatRun {
@@ -253,15 +259,6 @@ impl Trainer {
         let meta = crate::checkpoint::read_meta(&dir, step)?;
         debug_assert_eq!(meta.format, NANOCHAT_FORMAT);
         let generation = meta.config.architecture;
-        if generation == Architecture::V1 {
-            return Err(CoreError::Unsupported {
-                op: "--resume-from-step",
-                why: format!(
-                    "{} is a nanochat v1 checkpoint: continuing v1 runs in v1's format (its [adamw, muon] optimizer file) is not supported by this version; HEAD's are",
-                    dir.display()
-                ),
-            });
-        }
         if let Some(flags) = &r.flags_config {
             if let Some((field, ours, theirs)) = config_difference(flags, &meta.config) {
                 return Err(CoreError::invalid(
@@ -320,30 +317,76 @@ impl Trainer {
             .collect();
         // The optimizer: the flags' rates, checked against the file's; then its state.
         let mut optim = TrainOptimizer::new(&model, &cfg.optim)?;
-        if let TrainOptimizer::Head(o) = &optim {
-            let theirs = read_nanochat_initial_lrs(&dir, step)?;
-            let ours: Vec<f64> = o.groups().iter().map(|g| g.initial_lr).collect();
-            if theirs.len() != ours.len() {
-                return Err(CoreError::file(
-                    crate::checkpoint::nanochat::pt_optim_path(&dir, step, 0),
-                    format!(
-                        "{} param groups, MuonAdamW of this model has {}",
-                        theirs.len(),
-                        ours.len()
+        let theirs = read_nanochat_initial_lrs(&dir, step)?;
+        // (group, our initial_lr) in the file's group order.
+        let ours: Vec<(String, f64)> = match &optim {
+            TrainOptimizer::Head(o) => o
+                .groups()
+                .iter()
+                .map(|g| (g.params.join(", "), g.initial_lr))
+                .collect(),
+            TrainOptimizer::V1(o) => {
+                // [lm_head], [wte], then one Muon group per matrix size.
+                let rules: BTreeMap<String, Rule> = o.rules().into_iter().collect();
+                let rate = |n: &str| match rules.get(n) {
+                    Some(Rule::AdamW(x) | Rule::Muon(x)) => *x as f64,
+                    None => f64::NAN,
+                };
+                let muon = rules.values().find_map(|r| match r {
+                    Rule::Muon(x) => Some(*x as f64),
+                    Rule::AdamW(_) => None,
+                });
+                let mut v = vec![
+                    ("lm_head.weight".to_string(), rate("lm_head.weight")),
+                    (
+                        "transformer.wte.weight".into(),
+                        rate("transformer.wte.weight"),
                     ),
-                ));
-            }
-            for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-                if (a - b).abs() > 1e-9 * b.abs().max(1e-30) {
-                    return Err(CoreError::invalid(
-                        "the learning-rate flags",
-                        format!("param group {i} ({}) at initial_lr {a}", o.groups()[i].params.join(", ")),
-                        format!("the checkpoint's initial_lr {b}: give the flags the run was trained with (its user_config: --embedding-lr, --unembedding-lr, --matrix-lr, --scalar-lr, --total-batch-size)"),
+                ];
+                for _ in 2..theirs.len() {
+                    v.push((
+                        "the blocks' matrices (Muon)".into(),
+                        muon.unwrap_or(f64::NAN),
                     ));
                 }
+                v
+            }
+        };
+        let (flags, tol) = match generation {
+            Architecture::Head => (
+                "--embedding-lr, --unembedding-lr, --matrix-lr, --scalar-lr, --total-batch-size",
+                1e-9,
+            ),
+            // v1's rates are f32 here.
+            Architecture::V1 => ("--lr", 1e-6),
+        };
+        if theirs.len() != ours.len() {
+            return Err(CoreError::file(
+                crate::checkpoint::nanochat::pt_optim_path(&dir, step, 0),
+                format!(
+                    "{} param groups, this model's optimizer has {}",
+                    theirs.len(),
+                    ours.len()
+                ),
+            ));
+        }
+        for (i, ((group, a), b)) in ours.iter().zip(&theirs).enumerate() {
+            if !((a - b).abs() <= tol * b.abs()) {
+                return Err(CoreError::invalid(
+                    "the learning-rate flags",
+                    format!("param group {i} ({group}) at initial_lr {a}"),
+                    format!("the checkpoint's initial_lr {b}: give the flags the run was trained with ({flags})"),
+                ));
             }
         }
         load_optimizer_state(&dir, &meta, &model, &mut optim, device)?;
+        let v1_layout = match generation {
+            Architecture::V1 => Some(V1OptimLayout::from_file(
+                &crate::checkpoint::nanochat::pt_optim_path(&dir, step, 0),
+                &model,
+            )?),
+            Architecture::Head => None,
+        };
         if let TrainOptimizer::Head(o) = &mut optim {
             o.keep_in_bf16(&bf16_params)?;
         }
@@ -395,6 +438,15 @@ impl Trainer {
             min_val_bpb: num("min_val_bpb", f64::INFINITY),
             smooth_train_loss: num("smooth_train_loss", 0.0),
             total_training_time: num("total_training_time", 0.0),
+            grad_clip: match generation {
+                // v1's base_train: `grad_clip = 1.0` unless the run set another (0: off).
+                Architecture::V1 => {
+                    let c = meta.run["user_config"]["grad_clip"].as_f64().unwrap_or(1.0);
+                    (c > 0.0).then_some(c)
+                }
+                Architecture::Head => None,
+            },
+            v1_layout,
         };
         cfg.run["nanochat_resume"] = json!({"from_step": step, "bf16_params": run.bf16_params});
         let mut trainer = Trainer::assemble(
@@ -408,6 +460,10 @@ impl Trainer {
             meta.val_bpb,
         )?;
         trainer.nanochat = Some(run);
+        if generation == Architecture::V1 {
+            // v1's rotary tables are bf16 on every device.
+            trainer.model.use_bf16_rotary_tables()?;
+        }
         Ok(trainer)
     }
 }
