@@ -97,18 +97,49 @@ fn dispatch_line(argv: Vec<String>) -> anyhow::Result<std::process::ExitCode> {
 }
 
 /// The command line: each subcommand named with a `-` also answers to its `_` spelling, the
-/// name of nanochat's script (`tok_train`), as a hidden alias.
+/// name of nanochat's script (`tok_train`), and each long flag too (`--max_seq_len`, as
+/// nanochat v1's configurator spells its flags), as hidden aliases.
 fn command() -> clap::Command {
-    let mut cli = Cli::command();
-    let names: Vec<String> = cli
+    underscore_aliases(Cli::command())
+}
+
+fn underscore_aliases(mut cmd: clap::Command) -> clap::Command {
+    let flags: Vec<(String, Vec<String>)> = cmd
+        .get_arguments()
+        .filter_map(|a| {
+            let mut names: Vec<String> = a.get_long().into_iter().map(str::to_string).collect();
+            names.extend(
+                a.get_visible_aliases()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(str::to_string),
+            );
+            let under: Vec<String> = names
+                .iter()
+                .filter(|n| n.contains('-'))
+                .map(|n| n.replace('-', "_"))
+                .collect();
+            (!under.is_empty()).then(|| (a.get_id().to_string(), under))
+        })
+        .collect();
+    for (id, under) in flags {
+        cmd = cmd.mut_arg(id, |a| a.aliases(under));
+    }
+    let subs: Vec<String> = cmd
         .get_subcommands()
         .map(|c| c.get_name().to_string())
-        .filter(|name| name.contains('-'))
         .collect();
-    for name in names {
-        cli = cli.mut_subcommand(&name, |c| c.alias(name.replace('-', "_")));
+    for name in subs {
+        cmd = cmd.mut_subcommand(&name, |c| {
+            let c = if name.contains('-') {
+                c.alias(name.replace('-', "_"))
+            } else {
+                c
+            };
+            underscore_aliases(c)
+        });
     }
-    cli
+    cmd
 }
 
 fn dispatch(command: Command) -> anyhow::Result<std::process::ExitCode> {

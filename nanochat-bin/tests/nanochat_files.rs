@@ -117,55 +117,148 @@ fn base_eval_reads_nanochats_eval_bundle() {
     assert_eq!(labels, ["piqa", "winograd"], "{r}");
 }
 
-/// `--resume-from-step` on nanochat's own checkpoint is refused before anything is written
-/// (this version cannot continue a nanochat run in nanochat's format).
+/// The file names in a folder, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The reference README's commands (section 9), as nanochat's `base_train` was given them,
+/// continue nanochat's own runs in their folders: HEAD's with HEAD's dashed flags, v1's with
+/// v1's underscored ones, and no `--recipe` (the checkpoint says which).
 #[test]
-fn resuming_a_nanochat_checkpoint_is_refused_and_writes_nothing() {
+fn nanochats_own_resume_command_lines_continue_its_runs_in_its_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let head = native_copy("native_head", tmp.path());
+    let out = common::nanochat_in(&head)
+        .args([
+            "base-train",
+            "--run=dummy",
+            "--device-type=cpu",
+            "--depth=3",
+        ])
+        .args(["--aspect-ratio=21", "--head-dim=32", "--max-seq-len=512"])
+        .args([
+            "--device-batch-size=2",
+            "--total-batch-size=1024",
+            "--warmup-steps=10",
+        ])
+        .args([
+            "--embedding-lr=3.0",
+            "--unembedding-lr=0.08",
+            "--matrix-lr=0.2",
+        ])
+        .args(["--scalar-lr=5.0", "--eval-tokens=4096", "--model-tag=d3"])
+        .args([
+            "--resume-from-step=200",
+            "--num-iterations=203",
+            "--eval-every=-1",
+        ])
+        .args([
+            "--core-metric-every=-1",
+            "--sample-every=-1",
+            "--save-every=-1",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["step"], 203, "{summary}");
+    let d3 = head.join("base_checkpoints/d3");
+    let files = listing(&d3);
+    for f in [
+        "meta_000203.json",
+        "model_000203.pt",
+        "optim_000203_rank0.pt",
+    ] {
+        assert!(files.contains(&f.to_string()), "{files:?}");
+    }
+
+    let v1 = native_copy("native_v1", tmp.path());
+    let ok = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/reference/head/native_v1_data/base_data"),
+        )
+        .arg(v1.join("base_data"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = common::nanochat_in(&v1)
+        .args([
+            "base-train",
+            "--run=dummy",
+            "--device_type=cpu",
+            "--depth=3",
+        ])
+        .args([
+            "--max_seq_len=128",
+            "--device_batch_size=8",
+            "--total_batch_size=1024",
+        ])
+        .args([
+            "--eval_tokens=1024",
+            "--model_tag=d3",
+            "--resume_from_step=150",
+        ])
+        .args([
+            "--num_iterations=153",
+            "--eval_every=1000000",
+            "--core_metric_every=-1",
+        ])
+        .args(["--sample_every=1000000", "--save_every=-1", "--quiet"])
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(v1.join("base_checkpoints/d3/meta_000153.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        meta["dataloader_state_dict"],
+        serde_json::json!({"pq_idx": 0, "rg_idx": 1})
+    );
+    // v1 evaluates at the last step: nanochat measured 2.765660688558899 on the same batch.
+    let bpb = meta["val_bpb"].as_f64().unwrap();
+    assert!((bpb - 2.765660688558899).abs() < 1e-3, "val bpb {bpb}");
+}
+
+/// A nanochat resume given flags that contradict the checkpoint is refused before anything is
+/// written, naming the flag.
+#[test]
+fn a_nanochat_resume_with_the_wrong_flags_is_refused_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let base = native_copy("native_head", tmp.path());
     let d3 = base.join("base_checkpoints/d3");
-    let before: Vec<_> = std::fs::read_dir(&d3)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let before = listing(&d3);
+    // Without --aspect-ratio=21 the flags describe a 192-wide model.
     let out = common::nanochat_in(&base)
         .args([
             "base-train",
-            "--recipe",
-            "head",
             "--depth",
             "3",
-            "--aspect-ratio",
-            "21",
-        ])
-        .args([
             "--head-dim",
             "32",
             "--max-seq-len",
             "512",
-            "--device-batch-size",
-            "2",
         ])
-        .args([
-            "--total-batch-size",
-            "1024",
-            "--model-tag",
-            "d3",
-            "--resume-from-step",
-            "200",
-        ])
+        .args(["--device-batch-size", "2", "--total-batch-size", "1024"])
+        .args(["--model-tag", "d3", "--resume-from-step", "200"])
         .args(["--num-iterations", "203", "--quiet"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("model_000200.pt") && err.contains("nanochat"),
+        err.contains("--aspect-ratio") && err.contains("64"),
         "{err}"
     );
-    let after: Vec<_> = std::fs::read_dir(&d3)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(before.len(), after.len(), "{after:?}");
+    assert_eq!(listing(&d3), before);
 }

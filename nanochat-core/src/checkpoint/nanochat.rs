@@ -223,10 +223,11 @@ pub fn read_nanochat_meta(dir: &Path, step: u64, path: &Path, bytes: &[u8]) -> R
     })
 }
 
-/// Refuses to continue a nanochat run (`--resume-from-step` on a step in nanochat's format),
-/// before anything is written: the run would save our format beside nanochat's files, where
-/// nanochat's loader would not see it. Continuing nanochat's run in its own format is not
-/// supported by this version.
+/// Refuses to continue a nanochat run where only pretraining can: `base-train
+/// --resume-from-step` continues nanochat's base runs in nanochat's format
+/// ([`crate::train::Trainer::resume_nanochat`]); the other training commands (mid-train,
+/// chat-sft) would save our format beside nanochat's files, where nanochat's loader would not
+/// see it, so they are refused before anything is written.
 pub fn refuse_resume(meta: &Meta, dir: &Path) -> Result<()> {
     if meta.format != NANOCHAT_FORMAT {
         return Ok(());
@@ -235,7 +236,7 @@ pub fn refuse_resume(meta: &Meta, dir: &Path) -> Result<()> {
     Err(CoreError::Unsupported {
         op: "--resume-from-step",
         why: format!(
-            "{} holds nanochat's own checkpoint (model_{step:06}.pt); continuing a nanochat run in nanochat's format is not supported by this version. Serve or evaluate it in place (chat-cli, chat-web, chat-eval, base-eval) or fine-tune it with chat-sft",
+            "{} holds nanochat's own checkpoint (model_{step:06}.pt); only base-train continues nanochat runs (in nanochat's format). Serve or evaluate it in place (chat-cli, chat-web, chat-eval, base-eval) or fine-tune it with chat-sft",
             dir.display()
         ),
     })

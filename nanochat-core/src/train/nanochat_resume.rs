@@ -371,7 +371,9 @@ impl Trainer {
             ));
         }
         for (i, ((group, a), b)) in ours.iter().zip(&theirs).enumerate() {
-            if !((a - b).abs() <= tol * b.abs()) {
+            // NaN (a rate this optimizer lacks) is a mismatch too.
+            let same = (a - b).abs() <= tol * b.abs();
+            if !same {
                 return Err(CoreError::invalid(
                     "the learning-rate flags",
                     format!("param group {i} ({group}) at initial_lr {a}"),
