@@ -99,8 +99,11 @@ fn base_eval_reads_nanochats_eval_bundle() {
     )
     .unwrap();
     let out_file = tmp.path().join("core.json");
+    // With --split-tokens, nanochat's own shards (its val bpb: 4 best-fit batches of 2 x 512
+    // tokens, as base_train measured it; nanochat computed in bf16, here f32).
     let out = common::nanochat_in(&base)
-        .args(["base-eval", "--quiet", "-o"])
+        .args(["base-eval", "--quiet", "--split-tokens", "4096"])
+        .args(["--device-batch-size", "2", "-o"])
         .arg(&out_file)
         .output()
         .unwrap();
@@ -108,6 +111,16 @@ fn base_eval_reads_nanochats_eval_bundle() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("eval_bundle"));
     let r: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     assert_eq!(r["data"], "eval_bundle", "{r}");
+    let bpb = &r["bpb"];
+    assert!(
+        bpb["data"]
+            .as_str()
+            .unwrap()
+            .ends_with("base_data_climbmix"),
+        "{bpb}"
+    );
+    let val = bpb["val_bpb"].as_f64().unwrap();
+    assert!((val - 5.086624167057834).abs() < 2e-3, "{bpb}");
     let labels: Vec<&str> = r["tasks"]
         .as_array()
         .unwrap()

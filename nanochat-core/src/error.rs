@@ -367,13 +367,37 @@ fn checkpoint_not_found(
 }
 
 fn step_not_found(dir: &Path, step: &Option<u64>, steps: &[u64]) -> String {
-    match step {
+    let base = match step {
         None => format!("no committed checkpoint in {}", dir.display()),
         Some(s) => format!(
             "no step {s} in {}; committed steps: {steps:?}",
             dir.display()
         ),
+    };
+    // Model files whose meta is missing (a save cut off before its meta, or a meta deleted):
+    // named, so the folder does not look empty.
+    let mut orphans: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let stem = name
+                .strip_prefix("model_")?
+                .strip_suffix(".pt")
+                .or_else(|| name.strip_prefix("model_")?.strip_suffix(".safetensors"))?;
+            let n: u64 = stem.parse().ok()?;
+            (!steps.contains(&n)).then_some(name)
+        })
+        .collect();
+    if orphans.is_empty() {
+        return base;
     }
+    orphans.sort();
+    format!(
+        "{base} ({} without its meta_<step>.json: a step counts once its meta is written, and nanochat and this project write it after the model)",
+        orphans.join(", ")
+    )
 }
 
 /// The result of a nanochat-core function: `T` or a [`CoreError`].
@@ -382,6 +406,24 @@ pub type Result<T> = std::result::Result<T, CoreError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A model file without its meta is named, so its folder does not look empty.
+    #[test]
+    fn a_model_file_without_its_meta_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("model_000200.pt"), b"x").unwrap();
+        let e = CoreError::StepNotFound {
+            dir: tmp.path().to_path_buf(),
+            step: None,
+            steps: vec![],
+        };
+        let m = e.to_string();
+        assert!(
+            m.contains("no committed checkpoint")
+                && m.contains("model_000200.pt without its meta_<step>.json"),
+            "{m}"
+        );
+    }
 
     /// Messages keep naming the file, the limit and what exists.
     #[test]

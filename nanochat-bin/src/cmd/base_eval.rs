@@ -2,7 +2,8 @@
 //! few-shot tasks that can be had offline, with a JSON result file and a report stage
 //! (`base-eval`). `--hf-path` evaluates a model saved in our safetensors + config format from
 //! any folder. `--split-tokens N` adds nanochat's bpb evaluation: bits per byte on N tokens of
-//! the base run's train and validation splits, in batches of `--device-batch-size` rows.
+//! the base run's train and validation splits (a nanochat checkpoint's: nanochat's shards under the
+//! base dir), in batches of `--device-batch-size` rows; the result names the data.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use nanochat_core::checkpoint::{load_folder_model, Phase};
 use nanochat_core::eval::core::CoreResult;
-use nanochat_core::eval::{core_eval_path, split_bpb, CoreEval, CoreModelSource};
+use nanochat_core::eval::{core_eval_path, split_bpb, CoreEval, CoreModelSource, SplitData};
 use nanochat_core::paths::Paths;
 use nanochat_core::tokenizer::Tokenizer;
 use nanochat_core::{Device, GPT};
@@ -101,22 +102,34 @@ fn load(
     args: &Args,
     paths: &Paths,
     device: &Device,
-) -> anyhow::Result<(GPT, Tokenizer, CoreModelSource, Vec<PathBuf>)> {
+) -> anyhow::Result<(GPT, Tokenizer, CoreModelSource, SplitData)> {
     if let Some(dir) = &args.hf_path {
         let (model, tok) =
             load_folder_model(paths, dir, device).context("loading the --hf-path model")?;
         let hf_path = dir.clone();
-        return Ok((model, tok, CoreModelSource::Folder { hf_path }, vec![]));
+        let data = SplitData::Inputs(vec![]);
+        return Ok((model, tok, CoreModelSource::Folder { hf_path }, data));
     }
     let m = args.checkpoint.load(Phase::Base, device)?;
     let (model_tag, step) = (args.checkpoint.model_tag.clone(), m.meta.step);
     let source = CoreModelSource::Checkpoint { model_tag, step };
-    let inputs = m.meta.run["inputs"].as_array().map_or_else(Vec::new, |a| {
+    let inputs: Vec<PathBuf> = m.meta.run["inputs"].as_array().map_or_else(Vec::new, |a| {
         a.iter()
             .filter_map(|p| p.as_str().map(PathBuf::from))
             .collect()
     });
-    Ok((m.model, m.tokenizer, source, inputs))
+    // A model of nanochat's own was trained on nanochat's shards: measure on them.
+    let data = if m.meta.format == nanochat_core::checkpoint::nanochat::NANOCHAT_FORMAT
+        && inputs.is_empty()
+    {
+        SplitData::Nanochat {
+            base_dir: paths.base_dir.clone(),
+            generation: m.model.config().architecture,
+        }
+    } else {
+        SplitData::Inputs(inputs)
+    };
+    Ok((m.model, m.tokenizer, source, data))
 }
 
 /// A task's bar: its label and items done.

@@ -211,7 +211,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut opts = args.options()?;
     let paths = super::paths()?;
     if !recipe_given {
-        opts.take_recipe_from_checkpoint(paths);
+        opts.take_recipe_from_checkpoint(paths)?;
     }
     let mut run = BaseRun::prepare(&opts, paths, &device, &mut |l| eprintln!("{l}"))?;
     eprintln!("{}", run.describe());

@@ -91,18 +91,26 @@ fn repl(session: &mut ChatSession, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends `text` and streams the assistant's reply to `out`.
+/// Sends `text` and streams the assistant's reply to `out`. `Assistant: ` is written with the
+/// first piece of the reply, so a message refused before generating (too long for the
+/// context) prints only its error.
 fn answer(session: &mut ChatSession, text: &str, out: &mut impl Write) -> anyhow::Result<()> {
-    write!(out, "Assistant: ")?;
-    out.flush()?;
     let io_err = |error: std::io::Error| nanochat_core::CoreError::Os {
         op: "writing the reply to stdout",
         error,
     };
+    let mut started = false;
     let (_, reason) = session.turn(text, |text| {
+        if !started {
+            started = true;
+            out.write_all(b"Assistant: ").map_err(io_err)?;
+        }
         out.write_all(text.as_bytes()).map_err(io_err)?;
         out.flush().map_err(io_err)
     })?;
+    if !started {
+        write!(out, "Assistant: ")?;
+    }
     writeln!(out)?;
     if reason == nanochat_core::engine::FinishReason::ContextFull {
         eprintln!(

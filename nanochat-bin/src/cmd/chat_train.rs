@@ -74,10 +74,12 @@ pub struct Args {
     /// Validation tokens, in whole batches (default: the held-out set, at most 8 batches).
     #[arg(long, allow_negative_numbers = true)]
     eval_tokens: Option<usize>,
+    /// Save a checkpoint every N steps (and at the end); 0: only at the end.
     #[arg(long, default_value_t = 0)]
     save_every: u64,
-    #[arg(long)]
-    resume_from_step: Option<u64>,
+    /// Continue the run saved at this step (-1: a fresh run, nanochat's "disabled").
+    #[arg(long, allow_negative_numbers = true)]
+    resume_from_step: Option<i64>,
     /// Shuffle seed of the task mixture.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -125,7 +127,11 @@ impl Args {
             eval_every: super::compat::interval("--eval-every", self.eval_every)?,
             eval_tokens: self.eval_tokens,
             save_every: self.save_every,
-            resume_from_step: self.resume_from_step,
+            resume_from_step: super::compat::optional_count(
+                "--resume-from-step",
+                self.resume_from_step,
+                0,
+            )?,
             seed: self.seed,
             head: HeadSftOptions {
                 embedding_lr: h.embedding_lr,

@@ -78,7 +78,7 @@ fn export_optimizer(
     };
     let groups = crate::optim::head_param_groups(&loaded.model, &config)?;
     let to = super::nanochat::pt_optim_path(dir, step, 0);
-    super::nanochat_optim_write::write_head_optimizer(&to, &groups, steps, &state, &[])?;
+    super::nanochat_optim_write::write_head_optimizer(&to, &groups, steps, &state, &[], None)?;
     let note = rates.is_null().then(|| {
         "the run recorded no optim_rates: the groups' initial_lr are HEAD's defaults".to_string()
     });

@@ -153,6 +153,17 @@ pub fn read_nanochat_meta(dir: &Path, step: u64, path: &Path, bytes: &[u8]) -> R
             ));
         }
     }
+    if rest
+        .get("model_config")
+        .and_then(|m| m.get("window_pattern"))
+        .is_some_and(Value::is_null)
+    {
+        // Neither generation writes it so (v1 has no key; HEAD a pattern such as "SSSL").
+        return Err(CoreError::file(
+            path,
+            "key `model_config.window_pattern` is null: expected a pattern such as \"SSSL\" (HEAD) or no key (v1)",
+        ));
+    }
     let mc = raw.model_config;
     let architecture = match &mc.window_pattern {
         Some(_) => Architecture::Head,
@@ -236,7 +247,7 @@ pub fn refuse_resume(meta: &Meta, dir: &Path) -> Result<()> {
     Err(CoreError::Unsupported {
         op: "--resume-from-step",
         why: format!(
-            "{} holds nanochat's own checkpoint (model_{step:06}.pt); only base-train continues nanochat runs (in nanochat's format). Serve or evaluate it in place (chat-cli, chat-web, chat-eval, base-eval) or fine-tune it with chat-sft",
+            "{} holds nanochat's own checkpoint (model_{step:06}.pt); only base-train continues nanochat runs (in nanochat's format). Serve or evaluate it in place (chat-cli, chat-web, chat-eval, base-eval), or start a new run from it (without --resume-from-step)",
             dir.display()
         ),
     })

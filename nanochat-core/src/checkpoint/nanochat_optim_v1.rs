@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use super::nanochat_optim::StateMap;
+use super::nanochat_optim_write::ScheduledValues;
 use crate::model::GPT;
 use crate::torchfile::{write_pt, PtWriteValue, TorchDType, TorchFile, Value};
 use crate::{CoreError, Result};
@@ -134,7 +135,16 @@ fn strip_tensors(file: &TorchFile, v: &Value) -> Result<PtWriteValue> {
         Value::Dict(items) => PtWriteValue::Dict(
             items
                 .iter()
-                .map(|(k, x)| Ok((strip_tensors(file, k)?, strip_tensors(file, x)?)))
+                .map(|(k, x)| {
+                    let v = match (k, strip_tensors(file, x)?) {
+                        // torch's `betas` is a tuple (the reader does not tell them apart).
+                        (Value::Str(name), PtWriteValue::List(b)) if name == "betas" => {
+                            PtWriteValue::Tuple(b)
+                        }
+                        (_, v) => v,
+                    };
+                    Ok((strip_tensors(file, k)?, v))
+                })
                 .collect::<Result<_>>()?,
         ),
         other => file.to_write_value(other)?,
@@ -155,8 +165,33 @@ pub fn write_v1_optimizer(
     layout: &V1OptimLayout,
     step: u32,
     state: &StateMap,
+    last: Option<ScheduledValues>,
 ) -> Result<()> {
     let mut root = layout.skeleton.clone();
+    if let (Some(l), PtWriteValue::List(parts)) = (last, &mut root) {
+        // Each group's `lr` (and Muon's `momentum`) as the last step set them.
+        for (which, part) in parts.iter_mut().enumerate() {
+            let Some(PtWriteValue::List(groups)) =
+                dict_get(part, &PtWriteValue::str("param_groups"))
+            else {
+                continue;
+            };
+            for g in groups {
+                let initial = match dict_get(g, &PtWriteValue::str("initial_lr")) {
+                    Some(PtWriteValue::Float(x)) => *x,
+                    _ => continue,
+                };
+                if let Some(lr) = dict_get(g, &PtWriteValue::str("lr")) {
+                    *lr = PtWriteValue::Float(initial * l.lr_multiplier);
+                }
+                if which == 1 {
+                    if let Some(m) = dict_get(g, &PtWriteValue::str("momentum")) {
+                        *m = PtWriteValue::Float(l.muon_momentum);
+                    }
+                }
+            }
+        }
+    }
     let tensor = |name: &str| -> Result<PtWriteValue> {
         let (shape, v) = state.get(name).ok_or_else(|| CoreError::Internal {
             op: "write_v1_optimizer",

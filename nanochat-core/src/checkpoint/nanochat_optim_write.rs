@@ -7,9 +7,10 @@
 //! Muon group, on its first param, `momentum_buffer` (K, r, c) and `second_momentum_buffer`
 //! (K, r, 1) or (K, 1, c). [`super::nanochat_optim::read_nanochat_optimizer`] reads it back.
 //!
-//! `lr` is written as `initial_lr` and Muon's `momentum` and `weight_decay` as their
-//! configured values: nanochat's training loop sets all three from its schedules before every
-//! step, so only `initial_lr` (which `load_state_dict` restores) and the state matter.
+//! `lr`, Muon's `momentum` and `weight_decay` are the values of the last step taken
+//! ([`ScheduledValues`], as nanochat's file holds them after its loop set them), or, with none
+//! given (an export), `initial_lr`, 0.95 and 0. nanochat's training loop sets all three before
+//! every step; HEAD's SFT keeps the loaded `weight_decay`.
 
 use std::path::Path;
 
@@ -22,16 +23,33 @@ fn s(v: &str) -> PtWriteValue {
     PtWriteValue::str(v)
 }
 
+/// The schedules' values of the last step taken: every group's `lr` is `initial_lr` times
+/// `lr_multiplier`; Muon's groups hold `muon_momentum` and `muon_weight_decay`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScheduledValues {
+    /// nanochat's `lrm`.
+    pub lr_multiplier: f64,
+    /// Muon's momentum.
+    pub muon_momentum: f64,
+    /// Muon's (cautious) weight decay.
+    pub muon_weight_decay: f64,
+}
+
 /// The state dict of a HEAD `MuonAdamW` with `groups`, `step` AdamW steps taken and `state`
-/// (our names: [`StateMap`]). Moments of the params named in `bf16` are stored in bfloat16
-/// (as nanochat stores those of bf16 parameters). Errors: a state tensor missing for a param
-/// that has others, or a Muon buffer of another shape than its group's.
+/// (our names: [`StateMap`]), its groups' scheduled values from `last` (see the module docs).
+/// Moments of the params named in `bf16` are stored in bfloat16 (as nanochat stores those of
+/// bf16 parameters). Errors: a state tensor missing for a param that has others, or a Muon
+/// buffer of another shape than its group's.
 pub fn head_optimizer_value(
     groups: &[ParamGroup],
     step: u32,
     state: &StateMap,
     bf16: &[String],
+    last: Option<ScheduledValues>,
 ) -> Result<PtWriteValue> {
+    let lrm = last.map_or(1.0, |l| l.lr_multiplier);
+    let momentum = last.map_or(0.95, |l| l.muon_momentum);
+    let muon_wd = last.map_or(0.0, |l| l.muon_weight_decay);
     let missing = |k: &str| CoreError::Internal {
         op: "head_optimizer_value",
         why: format!("optimizer state `{k}` is missing"),
@@ -55,7 +73,7 @@ pub fn head_optimizer_value(
                 weight_decay,
             } => {
                 d.push((s("kind"), s("adamw")));
-                d.push((s("lr"), PtWriteValue::Float(g.initial_lr)));
+                d.push((s("lr"), PtWriteValue::Float(g.initial_lr * lrm)));
                 d.push((
                     s("betas"),
                     PtWriteValue::Tuple(vec![
@@ -91,11 +109,11 @@ pub fn head_optimizer_value(
                 beta2,
             } => {
                 d.push((s("kind"), s("muon")));
-                d.push((s("lr"), PtWriteValue::Float(g.initial_lr)));
-                d.push((s("momentum"), PtWriteValue::Float(0.95)));
+                d.push((s("lr"), PtWriteValue::Float(g.initial_lr * lrm)));
+                d.push((s("momentum"), PtWriteValue::Float(momentum)));
                 d.push((s("ns_steps"), PtWriteValue::Int(ns_steps as i64)));
                 d.push((s("beta2"), PtWriteValue::Float(beta2)));
-                d.push((s("weight_decay"), PtWriteValue::Float(0.0)));
+                d.push((s("weight_decay"), PtWriteValue::Float(muon_wd)));
                 let first = format!("{}.momentum_buffer", g.params[0]);
                 if state.contains_key(&first) {
                     let k = g.params.len();
@@ -158,6 +176,10 @@ pub fn write_head_optimizer(
     step: u32,
     state: &StateMap,
     bf16: &[String],
+    last: Option<ScheduledValues>,
 ) -> Result<()> {
-    write_pt(path, &head_optimizer_value(groups, step, state, bf16)?)
+    write_pt(
+        path,
+        &head_optimizer_value(groups, step, state, bf16, last)?,
+    )
 }

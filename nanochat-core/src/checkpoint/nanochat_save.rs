@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::nanochat::{pt_model_path, pt_optim_path};
 use super::nanochat_optim::StateMap;
 use super::nanochat_optim_v1::{write_v1_optimizer, V1OptimLayout};
-use super::nanochat_optim_write::write_head_optimizer;
+use super::nanochat_optim_write::{write_head_optimizer, ScheduledValues};
 use crate::io::write_atomic;
 use crate::model::{Architecture, GPTConfig, GPT};
 use crate::optim::TrainOptimizer;
@@ -75,21 +75,36 @@ pub fn write_nanochat_model(path: &Path, model: &GPT, bf16: &[String]) -> Result
     write_pt(path, &PtWriteValue::OrderedDict(items))
 }
 
+/// The optimizer state a step saves ([`save_nanochat_step`]).
+#[derive(Clone, Copy)]
+pub struct OptimToSave<'a> {
+    /// The optimizer.
+    pub optim: &'a TrainOptimizer,
+    /// v1: the layout of the file the run continued (its groups' order).
+    pub v1_layout: Option<&'a V1OptimLayout>,
+    /// The schedules' values of the step just taken, which the groups hold.
+    pub last: Option<ScheduledValues>,
+}
+
 /// Writes step `step` of a run into `dir` in nanochat's format: the optimizer state (HEAD's
 /// `MuonAdamW` layout, moments of the `bf16` params in bf16; v1's in `v1_layout`, the layout of
 /// the file the run continued), the model ([`write_nanochat_model`]) and `meta` (nanochat's
-/// keys, built by the caller), in that order. Returns the meta's path. Errors:
+/// keys, built by the caller), in that order; the optimizer's groups hold `last`, the schedules'
+/// values of the step just taken. Returns the meta's path. Errors:
 /// [`CoreError::Unsupported`] for a v1 optimizer without a layout, [`CoreError::Io`].
 pub fn save_nanochat_step(
     dir: &Path,
     step: u64,
     model: &GPT,
     bf16: &[String],
-    optim: Option<&TrainOptimizer>,
-    v1_layout: Option<&V1OptimLayout>,
+    optim: Option<OptimToSave<'_>>,
     meta: &Value,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
+    let (optim, v1_layout, last) = match optim {
+        Some(o) => (Some(o.optim), o.v1_layout, o.last),
+        None => (None, None, None),
+    };
     match optim {
         None => {}
         Some(TrainOptimizer::Head(o)) => {
@@ -103,6 +118,7 @@ pub fn save_nanochat_step(
                 o.steps(),
                 &state,
                 bf16,
+                last,
             )?;
         }
         Some(TrainOptimizer::V1(o)) => {
@@ -117,7 +133,7 @@ pub fn save_nanochat_step(
                 state.insert(name, (t.shape().to_vec(), t.to_vec_f32()?));
             }
             let steps = crate::optim::OptimizerState::steps(o);
-            write_v1_optimizer(&pt_optim_path(dir, step, 0), layout, steps, &state)?;
+            write_v1_optimizer(&pt_optim_path(dir, step, 0), layout, steps, &state, last)?;
         }
     }
     write_nanochat_model(&pt_model_path(dir, step), model, bf16)?;

@@ -579,8 +579,15 @@ fn heads_optimizer_file_written_from_ours_reads_back_identically() {
         "value_embeds.2.weight".into(),
     ];
     let out = dir.join("optim_000200_rank0.pt");
-    nanochat_optim_write::write_head_optimizer(&out, optim.groups(), optim.steps(), &state, &bf16)
-        .unwrap();
+    nanochat_optim_write::write_head_optimizer(
+        &out,
+        optim.groups(),
+        optim.steps(),
+        &state,
+        &bf16,
+        None,
+    )
+    .unwrap();
     let (step2, got) = nanochat_optim::read_nanochat_optimizer(&dir, 200, &l.model).unwrap();
     assert_eq!(step2, step);
     assert_eq!(got.len(), want.len());
@@ -630,6 +637,17 @@ fn hostile_metas_exports_and_tokenizer_pairs_are_refused_by_name() {
     .unwrap();
     let e = load_err(&base);
     assert!(e.contains("meta_000200.json") && e.contains("deep"), "{e}");
+    // A null window_pattern is neither generation's: refused, not read as v1.
+    std::fs::write(
+        &m,
+        text.replace("\"window_pattern\": \"SSSL\"", "\"window_pattern\": null"),
+    )
+    .unwrap();
+    let e = load_err(&base);
+    assert!(
+        e.contains("meta_000200.json") && e.contains("model_config.window_pattern"),
+        "{e}"
+    );
     // Export into a folder that holds a model (here: the source itself) writes nothing.
     let (_t2, base) = copy_native("native_head");
     let a = load_phase(&paths_for(&base), Phase::Base, &dev, &q).unwrap();

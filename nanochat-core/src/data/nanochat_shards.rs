@@ -76,8 +76,12 @@ pub fn nanochat_shard_paths(
     match files.split_last() {
         Some((val, train)) if !train.is_empty() => Ok((train.to_vec(), val.clone())),
         _ => Err(CoreError::no_data(
-            "parquet shards (at least two: training files, then the validation file)",
-            dir.display().to_string(),
+            "parquet shards",
+            format!(
+                "{}: {} found, at least two needed (training shards, then the last one for validation)",
+                dir.display(),
+                files.len()
+            ),
         )),
     }
 }

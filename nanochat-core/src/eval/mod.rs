@@ -53,7 +53,7 @@ pub mod core;
 pub mod fake;
 pub mod runner;
 
-pub use bpb_splits::{split_bpb, SplitBpb};
+pub use bpb_splits::{split_bpb, SplitBpb, SplitData};
 pub use chat::{
     chat_core, chat_task, evaluate_task, evaluate_task_with, EvalOptions, TaskResult, CHAT_TASKS,
 };

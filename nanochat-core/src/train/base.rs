@@ -143,20 +143,22 @@ pub struct BasePlan {
 impl BaseTrainOptions {
     /// When resuming, takes the recipe from the checkpoint being resumed (nanochat's own
     /// command lines have no `--recipe`: a HEAD checkpoint is continued with HEAD's recipe).
-    /// Leaves it as it is when not resuming or when the step's meta cannot be read (preparing
-    /// the run then reports why).
-    pub fn take_recipe_from_checkpoint(&mut self, paths: &Paths) {
+    /// Does nothing when not resuming. Errors: the resumed step's meta cannot be read (no such
+    /// tag or step, a damaged meta): the error names it, before any flag is judged against a
+    /// recipe.
+    pub fn take_recipe_from_checkpoint(&mut self, paths: &Paths) -> Result<()> {
         let Some(step) = self.resume_from_step else {
-            return;
+            return Ok(());
         };
         let tag = self
             .model_tag
             .clone()
             .unwrap_or_else(|| format!("d{}", self.resolved_depth()));
         let dir = crate::checkpoint::checkpoint_dir(&paths.model_root, Phase::Base, &tag);
-        if let Ok(meta) = crate::checkpoint::read_meta(&dir, step) {
-            self.recipe = meta.config.architecture;
-        }
+        self.recipe = crate::checkpoint::read_meta(&dir, step)?
+            .config
+            .architecture;
+        Ok(())
     }
 
     /// The model's depth: the preset's, else `depth`, else the tiny preset's.
@@ -364,7 +366,12 @@ impl BaseRun {
                 notes(format!(
                     "base-train: continuing nanochat's run in {} from step {step} in nanochat's format (data: {})",
                     dir.display(),
-                    if opts.inputs.is_empty() { "nanochat's shards under the base dir".to_string() } else { "--input".into() }
+                    if opts.inputs.is_empty() {
+                        let d = crate::data::nanochat_data_dir(&paths.base_dir, meta.config.architecture);
+                        format!("nanochat's shards in {}", d.display())
+                    } else {
+                        "--input".into()
+                    }
                 ));
                 let trainer = Trainer::resume_nanochat(resume, paths, device, tokenizer, cfg)?;
                 return Ok(BaseRun {

@@ -189,8 +189,11 @@ impl ChatRun {
         refuse_head(&source.model, phase)?;
         let tag = opts.model_tag.clone().unwrap_or_else(|| source.tag.clone());
         if let Some(step) = opts.resume_from_step {
-            // A missing step is named (with the steps there are) before any data is read.
-            crate::checkpoint::read_meta(&checkpoint_dir(&paths.model_root, phase, &tag), step)?;
+            // A missing step is named (with the steps there are), and a nanochat run refused,
+            // before any data is read.
+            let dir = checkpoint_dir(&paths.model_root, phase, &tag);
+            let meta = crate::checkpoint::read_meta(&dir, step)?;
+            crate::checkpoint::nanochat::refuse_resume(&meta, &dir)?;
         }
         let split = SplitTasks::new(opts)?;
         let from = (source.phase, source.tag.clone(), source.meta.step);

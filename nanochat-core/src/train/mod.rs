@@ -531,6 +531,18 @@ impl Trainer {
         })
     }
 
+    /// The schedules' values of the last step taken (`None` before any), which nanochat's
+    /// optimizer file holds in its groups.
+    fn last_scheduled(&self) -> Option<crate::checkpoint::nanochat_optim_write::ScheduledValues> {
+        let it = (self.step as usize).checked_sub(1)?;
+        let s = &self.cfg.schedule;
+        Some(crate::checkpoint::nanochat_optim_write::ScheduledValues {
+            lr_multiplier: s.lr_multiplier(it, self.progress),
+            muon_momentum: s.muon_momentum(it),
+            muon_weight_decay: s.muon_weight_decay(it),
+        })
+    }
+
     /// The loop state of a resumed nanochat run ([`Trainer::resume_nanochat`]); `None` for
     /// a run of ours.
     pub fn nanochat_run(&self) -> Option<&NanochatRun> {
@@ -553,8 +565,11 @@ impl Trainer {
                 self.step,
                 &self.model,
                 &n.bf16_params,
-                Some(&self.optim),
-                n.v1_layout.as_ref(),
+                Some(crate::checkpoint::nanochat_save::OptimToSave {
+                    optim: &self.optim,
+                    v1_layout: n.v1_layout.as_ref(),
+                    last: self.last_scheduled(),
+                }),
                 &meta,
             )?;
             return Ok(dir);
@@ -593,9 +608,33 @@ impl Trainer {
                 val_bpb: bpb,
             });
         }
+        let first_step = self.step;
         while self.step < cfg.total_steps {
             let t0 = Instant::now();
-            let outcome = self.train_step()?;
+            let outcome = match self.train_step() {
+                Ok(o) => o,
+                // A continued nanochat v1 run whose shards ran out (v1's loader never wraps):
+                // the data is read before the step updates anything, so the last completed
+                // step is whole; it is saved rather than lost.
+                Err(e @ CoreError::NoData { .. })
+                    if self.nanochat.is_some() && self.step > first_step =>
+                {
+                    let dir = self.save()?;
+                    on_event(&Event::Saved {
+                        step: self.step,
+                        dir: dir.clone(),
+                    });
+                    return Err(CoreError::Mismatch {
+                        op: "training",
+                        why: format!(
+                            "{e}; the last completed step, {}, was saved in {}",
+                            self.step,
+                            dir.display()
+                        ),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(loss) = outcome.loss.filter(|l| !l.is_finite()) {
                 // A diverged run is stopped before it saves (or evaluates) anything.
                 return Err(CoreError::Mismatch {

@@ -158,15 +158,33 @@ pub struct NanochatResume {
     pub user_config: Value,
 }
 
-/// The resume point a nanochat meta records (`dataloader_state_dict`); `None` when it has
-/// none (the stream then starts at the beginning).
-fn resume_point(meta: &Meta, path: &std::path::Path) -> Result<Option<ResumePoint>> {
+/// The flag that sets the rate of a HEAD param group, by its first parameter
+/// (`GPT.setup_optimizer` at 92d63d4).
+fn head_rate_flag(first_param: &str) -> &'static str {
+    if first_param.starts_with("lm_head") {
+        "--unembedding-lr"
+    } else if first_param.starts_with("transformer.wte") || first_param.starts_with("value_embeds")
+    {
+        "--embedding-lr"
+    } else if first_param.starts_with("transformer.h.") {
+        "--matrix-lr"
+    } else {
+        "--scalar-lr"
+    }
+}
+
+/// The resume point a nanochat meta records (`dataloader_state_dict`). Errors: the key missing
+/// or malformed, naming the meta.
+fn resume_point(meta: &Meta, path: &std::path::Path) -> Result<ResumePoint> {
     let Some(d) = meta
         .run
         .get("dataloader_state_dict")
         .filter(|v| !v.is_null())
     else {
-        return Ok(None);
+        return Err(CoreError::file(
+            path,
+            "key `dataloader_state_dict` is missing: base_train's metas have it (nanochat's own resume would stop with a KeyError)",
+        ));
     };
     let field = |k: &str| -> Result<Option<usize>> {
         match d.get(k) {
@@ -185,11 +203,11 @@ fn resume_point(meta: &Meta, path: &std::path::Path) -> Result<Option<ResumePoin
             "key `dataloader_state_dict`: `pq_idx` and `rg_idx` expected",
         ));
     };
-    Ok(Some(ResumePoint {
+    Ok(ResumePoint {
         pq_idx,
         rg_idx,
         epoch: field("epoch")?.unwrap_or(1),
-    }))
+    })
 }
 
 /// The first field where the flags' model differs from the checkpoint's, as (field, flags',
@@ -318,12 +336,15 @@ impl Trainer {
         // The optimizer: the flags' rates, checked against the file's; then its state.
         let mut optim = TrainOptimizer::new(&model, &cfg.optim)?;
         let theirs = read_nanochat_initial_lrs(&dir, step)?;
-        // (group, our initial_lr) in the file's group order.
-        let ours: Vec<(String, f64)> = match &optim {
+        // (group, the flag that sets its rate, our initial_lr) in the file's group order.
+        let ours: Vec<(String, &'static str, f64)> = match &optim {
             TrainOptimizer::Head(o) => o
                 .groups()
                 .iter()
-                .map(|g| (g.params.join(", "), g.initial_lr))
+                .map(|g| {
+                    let first = g.params.first().map_or("", String::as_str);
+                    (g.params.join(", "), head_rate_flag(first), g.initial_lr)
+                })
                 .collect(),
             TrainOptimizer::V1(o) => {
                 // [lm_head], [wte], then one Muon group per matrix size.
@@ -337,28 +358,28 @@ impl Trainer {
                     Rule::AdamW(_) => None,
                 });
                 let mut v = vec![
-                    ("lm_head.weight".to_string(), rate("lm_head.weight")),
+                    ("lm_head.weight".to_string(), "--lr", rate("lm_head.weight")),
                     (
                         "transformer.wte.weight".into(),
+                        "--lr",
                         rate("transformer.wte.weight"),
                     ),
                 ];
                 for _ in 2..theirs.len() {
                     v.push((
                         "the blocks' matrices (Muon)".into(),
+                        "--lr",
                         muon.unwrap_or(f64::NAN),
                     ));
                 }
                 v
             }
         };
-        let (flags, tol) = match generation {
-            Architecture::Head => (
-                "--embedding-lr, --unembedding-lr, --matrix-lr, --scalar-lr, --total-batch-size",
-                1e-9,
-            ),
-            // v1's rates are f32 here.
-            Architecture::V1 => ("--lr", 1e-6),
+        // v1's rates are f32 here.
+        let tol = if generation == Architecture::Head {
+            1e-9
+        } else {
+            1e-6
         };
         if theirs.len() != ours.len() {
             return Err(CoreError::file(
@@ -370,14 +391,24 @@ impl Trainer {
                 ),
             ));
         }
-        for (i, ((group, a), b)) in ours.iter().zip(&theirs).enumerate() {
+        for (i, ((group, flag, a), b)) in ours.iter().zip(&theirs).enumerate() {
             // NaN (a rate this optimizer lacks) is a mismatch too.
             let same = (a - b).abs() <= tol * b.abs();
             if !same {
+                let key = flag.trim_start_matches("--").replace('-', "_");
+                let trained = match meta.run["user_config"].get(&key) {
+                    Some(v) => format!("the run was trained with {flag}={v} (its user_config)"),
+                    None => "give the rate the run was trained with".into(),
+                };
+                let scale = if generation == Architecture::Head {
+                    ", times the batch scale of --total-batch-size"
+                } else {
+                    ""
+                };
                 return Err(CoreError::invalid(
-                    "the learning-rate flags",
-                    format!("param group {i} ({group}) at initial_lr {a}"),
-                    format!("the checkpoint's initial_lr {b}: give the flags the run was trained with ({flags})"),
+                    flag,
+                    format!("a rate giving param group {i} ({group}) initial_lr {a}"),
+                    format!("the checkpoint's initial_lr {b}{scale}: {trained}"),
                 ));
             }
         }
@@ -412,14 +443,31 @@ impl Trainer {
         };
         let (b, t) = (cfg.batch_size, cfg.seq_len);
         let resume = resume_point(&meta, &meta_path)?;
-        let train = NanochatLoader::new(train_paths, generation, tokenizer.clone(), b, t, resume)?;
+        let train = NanochatLoader::new(
+            train_paths,
+            generation,
+            tokenizer.clone(),
+            b,
+            t,
+            Some(resume),
+        )?;
         let mut val_loader =
             NanochatLoader::new(vec![val_path], generation, tokenizer.clone(), b, t, None)?;
         let val = (0..r.val_batches.max(1))
             .map(|_| val_loader.next_batch())
             .collect::<Result<Vec<_>>>()?;
         // nanochat's loop state and the keys its metas carry.
-        let loop_state = meta.run.get("loop_state").cloned().unwrap_or(Value::Null);
+        let Some(loop_state) = meta
+            .run
+            .get("loop_state")
+            .filter(|v| v.is_object())
+            .cloned()
+        else {
+            return Err(CoreError::file(
+                &meta_path,
+                "key `loop_state` is missing: base_train's metas have it (min_val_bpb, smooth_train_loss, total_training_time; nanochat's own resume would stop with a KeyError)",
+            ));
+        };
         let num = |k: &str, dflt: f64| loop_state.get(k).and_then(Value::as_f64).unwrap_or(dflt);
         let mut user_config = meta.run.get("user_config").cloned().unwrap_or(json!({}));
         if let (Value::Object(u), Value::Object(ours)) = (&mut user_config, &r.user_config) {

@@ -193,7 +193,39 @@ fn a_nanochat_head_run_continues_as_nanochats_base_train_continues_it() {
         })
         .max();
     assert_eq!(last, Some(203));
-    assert!(dir.join("optim_000203_rank0.pt").exists());
+    // The optimizer file's groups hold the last step's values, as nanochat's do.
+    use crate::torchfile::Value as Py;
+    let key_of = |d: &[(Py, Py)], k: &str| {
+        d.iter()
+            .find(|(kk, _)| matches!(kk, Py::Str(s) if s == k))
+            .map(|(_, v)| v.clone())
+    };
+    let optim = crate::torchfile::TorchFile::open(&dir.join("optim_000203_rank0.pt")).unwrap();
+    let Py::Dict(sd) = &optim.root else {
+        panic!("a dict")
+    };
+    let Some(Py::List(groups)) = key_of(sd, "param_groups") else {
+        panic!("param_groups")
+    };
+    let after = want["saved"]["optimizer_param_groups_after"]
+        .as_array()
+        .unwrap();
+    assert_eq!(groups.len(), after.len());
+    for (g, w) in groups.iter().zip(after) {
+        let Py::Dict(g) = g else { panic!("a dict") };
+        for key in ["lr", "momentum", "weight_decay"] {
+            let Some(want) = w.get(key).and_then(Value::as_f64) else {
+                continue;
+            };
+            let Some(Py::Float(got)) = key_of(g, key) else {
+                panic!("{key}")
+            };
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1e-12),
+                "{key}: {got} vs {want}"
+            );
+        }
+    }
     // The saved tensors: bf16 where nanochat keeps them, updates within 1e-3 of nanochat's.
     let saved = read_state_dict(&dir, 203).unwrap();
     let reference =
@@ -300,7 +332,7 @@ fn a_nanochat_resume_with_other_flags_is_refused_naming_them() {
                 },
                 ..head_resume_options()
             },
-            "initial_lr",
+            "--matrix-lr",
         ),
         (
             BaseTrainOptions {
@@ -322,7 +354,37 @@ fn a_nanochat_resume_with_other_flags_is_refused_naming_them() {
             .unwrap()
             .to_string();
         assert!(e.contains(needle), "{needle}: {e}");
+        if needle == "--matrix-lr" {
+            assert!(e.contains("--matrix-lr=0.2"), "the trained-with value: {e}");
+        }
     }
+    // A meta without loop_state or dataloader_state_dict (nanochat's resume would stop).
+    let m = base.join("base_checkpoints/d3/meta_000200.json");
+    let text = std::fs::read_to_string(&m).unwrap();
+    for key in ["loop_state", "dataloader_state_dict"] {
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        v.as_object_mut().unwrap().remove(key);
+        std::fs::write(&m, serde_json::to_string(&v).unwrap()).unwrap();
+        let e = BaseRun::prepare(&head_resume_options(), &paths, &dev, &mut |_| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(key) && e.contains("meta_000200.json"), "{e}");
+    }
+    std::fs::write(&m, text).unwrap();
+    // Without --recipe, the checkpoint's is taken; a missing step is named first.
+    let mut o = BaseTrainOptions {
+        recipe: Architecture::V1,
+        ..head_resume_options()
+    };
+    o.take_recipe_from_checkpoint(&paths).unwrap();
+    assert_eq!(o.recipe, Architecture::Head);
+    o.resume_from_step = Some(199);
+    let e = o
+        .take_recipe_from_checkpoint(&paths)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no step 199") && e.contains("[200]"), "{e}");
     // Nothing was written into nanochat's folder.
     let files: Vec<_> = std::fs::read_dir(base.join("base_checkpoints/d3"))
         .unwrap()
@@ -489,4 +551,27 @@ fn a_nanochat_v1_run_continues_as_nanochats_base_train_continues_it() {
     for (k, shape, v) in mine {
         assert_eq!(state[&k], (shape, v), "{k}");
     }
+}
+
+#[test]
+fn a_v1_run_that_runs_out_of_shards_saves_its_last_step_and_says_so() {
+    let dev = Device::cpu().unwrap();
+    let (_tmp, base) = native_v1_with_data();
+    let paths = paths_for(&base);
+    let opts = BaseTrainOptions {
+        total_steps: Some(400),
+        eval_every: 0,
+        ..v1_resume_options()
+    };
+    let mut run = BaseRun::prepare(&opts, &paths, &dev, &mut |_| {}).unwrap();
+    let e = run.trainer.run(&mut |_| {}).unwrap_err().to_string();
+    let step = run.trainer.step;
+    assert!(step > 150 && step < 400, "{step}");
+    assert!(
+        e.contains("does not start over") && e.contains(&format!("step, {step}, was saved")),
+        "{e}"
+    );
+    let dir = base.join("base_checkpoints/d3");
+    assert!(dir.join(format!("meta_{step:06}.json")).exists());
+    assert!(dir.join(format!("model_{step:06}.pt")).exists());
 }
