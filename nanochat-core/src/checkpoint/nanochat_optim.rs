@@ -6,7 +6,11 @@
 //!   `[adamw.state_dict(), muon.state_dict()]`. AdamW's groups are `[lm_head]`, `[wte]`, each
 //!   param with `step` (a float tensor), `exp_avg`, `exp_avg_sq`. Muon's groups gather the
 //!   block matrices of one element count (in `transformer.h`'s parameter order), each param
-//!   with its own `momentum_buffer`.
+//!   with its own `momentum_buffer`. A multi-GPU run (`DistAdamW`, `DistMuon` in
+//!   `nanochat/adamw.py`, `nanochat/muon.py`) writes one file per rank: every AdamW moment split
+//!   by rows (rank r holds rows `r*R/N..(r+1)*R/N`), Muon groups by shape (sorted, each with a
+//!   `zero_buffer` of that shape), a param's `momentum_buffer` only in the file of its owner,
+//!   rank `i % N` for the group's i-th param.
 //! - **HEAD** (92d63d4, `MuonAdamW` in `nanochat/optim.py`): one state dict whose groups carry
 //!   `kind`: six AdamW groups (lm_head, wte, value embeddings, resid_lambdas, x0_lambdas,
 //!   smear/backout), each param with `step` (an int), `exp_avg`, `exp_avg_sq` (bf16 for bf16
@@ -200,14 +204,31 @@ pub fn read_nanochat_optimizer(dir: &Path, step: u64, model: &GPT) -> Result<(u3
         .collect();
     let (steps, out) = match model.config().architecture {
         Architecture::V1 => {
-            if n > 1 {
+            let mut steps = Vec::new();
+            let mut parts = Vec::new();
+            for path in &files {
+                let file = TorchFile::open(path)?;
+                let (s, m) = read_v1(&Reader { file: &file }, &names)?;
+                steps.extend(s);
+                parts.push((path.clone(), m));
+            }
+            // DistAdamW shards every moment by rows; DistMuon keeps each buffer on its owner.
+            let merged = merge_ranks(parts, &names, 0)?;
+            let matrices = names
+                .iter()
+                .filter(|(n, _)| n.starts_with("transformer.h."))
+                .count();
+            let buffers = merged
+                .keys()
+                .filter(|k| k.ends_with(".momentum_buffer"))
+                .count();
+            if buffers != 0 && buffers != matrices {
                 return Err(CoreError::file(
                     &first,
-                    format!("{n} ranks' optimizer files: reassembling nanochat v1's shards is not supported (HEAD's are)"),
+                    format!("Muon momentum buffers for {buffers} of the model's {matrices} matrices over {n} rank files"),
                 ));
             }
-            let file = TorchFile::open(&first)?;
-            read_v1(&Reader { file: &file }, &names)?
+            (steps, merged)
         }
         Architecture::Head => {
             let mut steps = Vec::new();
@@ -218,7 +239,7 @@ pub fn read_nanochat_optimizer(dir: &Path, step: u64, model: &GPT) -> Result<(u3
                 steps.extend(s);
                 parts.push((path.clone(), m));
             }
-            (steps, merge_head_ranks(parts, &names)?)
+            (steps, merge_ranks(parts, &names, 1024)?)
         }
     };
     let step = steps.iter().copied().max().unwrap_or(0);
@@ -293,33 +314,39 @@ fn read_v1(r: &Reader, names: &[(String, Vec<usize>)]) -> Result<(Vec<u32>, Stat
             steps.push(r.adamw(st, name, &format!("[0].state[{}]", ids[0]), &mut out)?);
         }
     }
-    // Muon: one group per element count, in transformer.h's order.
+    // Muon: one group per element count (in a Python set's order), or, from a multi-GPU run's
+    // DistMuon, one per shape (sorted) with a `zero_buffer` of that shape; members in
+    // transformer.h's order. A DistMuon rank holds the buffers of the params it owns.
     let matrices: Vec<&(String, Vec<usize>)> = names
         .iter()
         .filter(|(n, _)| n.starts_with("transformer.h."))
         .collect();
     let (groups, state) = r.groups_and_state(&parts[1], "[1]")?;
-    let mut seen = 0;
-    for (gi, (_, ids)) in groups.iter().enumerate() {
+    for (gi, (g, ids)) in groups.iter().enumerate() {
         let key = format!("[1].param_groups[{gi}]");
-        let first = ids.first().ok_or_else(|| r.err(&key, "an empty group"))?;
-        let Some(st) = state.get(first) else { continue };
-        let (shape, _) = r.tensor(st, "momentum_buffer", &format!("[1].state[{first}]"))?;
-        let numel: usize = shape.iter().product();
-        let members: Vec<_> = matrices
-            .iter()
-            .filter(|(_, s)| s.iter().product::<usize>() == numel)
-            .collect();
-        expect_len(
-            r,
-            &key,
-            ids.len(),
-            members.len(),
-            &format!("matrices of {numel} elements"),
-        )?;
+        let members: Vec<_> = match get(g, "zero_buffer") {
+            Some(Value::Tensor(t)) => {
+                let shape: Vec<usize> = t.size.iter().map(|&x| x as usize).collect();
+                matrices.iter().filter(|(_, s)| *s == shape).collect()
+            }
+            _ => {
+                let Some((first, st)) = ids.iter().find_map(|id| state.get(id).map(|st| (id, st)))
+                else {
+                    continue;
+                };
+                let (shape, _) = r.tensor(st, "momentum_buffer", &format!("[1].state[{first}]"))?;
+                let numel: usize = shape.iter().product();
+                matrices
+                    .iter()
+                    .filter(|(_, s)| s.iter().product::<usize>() == numel)
+                    .collect()
+            }
+        };
+        expect_len(r, &key, ids.len(), members.len(), "matrices of its size")?;
         for (id, (name, want)) in ids.iter().zip(members) {
             let ctx = format!("[1].state[{id}]");
-            let st = state.get(id).ok_or_else(|| r.err(&ctx, "missing"))?;
+            // Another rank's (DistMuon), or no step taken yet.
+            let Some(st) = state.get(id) else { continue };
             let (shape, v) = r.tensor(st, "momentum_buffer", &ctx)?;
             if &shape != want {
                 return Err(r.err(
@@ -328,14 +355,7 @@ fn read_v1(r: &Reader, names: &[(String, Vec<usize>)]) -> Result<(Vec<u32>, Stat
                 ));
             }
             out.insert(format!("{name}.momentum_buffer"), (shape, v));
-            seen += 1;
         }
-    }
-    if seen != 0 && seen != matrices.len() {
-        return Err(r.err(
-            "[1].state",
-            format!("{seen} of the model's {} matrices", matrices.len()),
-        ));
     }
     Ok((steps, out))
 }
@@ -435,9 +455,10 @@ fn read_head_rank(
 
 /// The ranks' states as one: Muon matrices from their owner, AdamW moments of parameters of
 /// 1024 elements or more concatenated by rows in rank order, smaller ones from rank 0.
-fn merge_head_ranks(
+fn merge_ranks(
     parts: Vec<(std::path::PathBuf, StateMap)>,
     names: &[(String, Vec<usize>)],
+    shard_from: usize,
 ) -> Result<StateMap> {
     let world = parts.len();
     let shapes: HashMap<&str, &Vec<usize>> = names.iter().map(|(n, s)| (n.as_str(), s)).collect();
@@ -455,7 +476,7 @@ fn merge_head_ranks(
             })?;
             let numel: usize = full.iter().product();
             let adamw = key.ends_with(".exp_avg") || key.ends_with(".exp_avg_sq");
-            if !adamw || world == 1 || numel < 1024 {
+            if !adamw || world == 1 || numel < shard_from {
                 if adamw && world > 1 && &shape != full {
                     return Err(crate::io::format_err(
                         &path.display().to_string(),

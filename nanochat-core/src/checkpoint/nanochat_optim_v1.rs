@@ -70,6 +70,12 @@ impl V1OptimLayout {
                 let Value::Dict(g) = g else {
                     return Err(bad("a param group that is not a dict"));
                 };
+                if which == 1 && key(g, "zero_buffer").is_some() {
+                    return Err(CoreError::file(
+                        path,
+                        format!("key `[1].param_groups[{gi}].zero_buffer`: a multi-GPU run's DistMuon layout (its buffers spread over the ranks' files), which one process cannot write back; continue the run with nanochat on its GPUs"),
+                    ));
+                }
                 let Some(Value::List(params)) = key(g, "params") else {
                     return Err(bad("a param group without `params`"));
                 };

@@ -684,3 +684,138 @@ fn hostile_metas_exports_and_tokenizer_pairs_are_refused_by_name() {
         "{e}"
     );
 }
+
+/// A two-GPU v1 run's optimizer files (`DistAdamW`: every moment split by rows; `DistMuon`:
+/// groups by sorted shape with a `zero_buffer`, each buffer in its owner's file, rank `i % 2`),
+/// made from native_v1's single file, read back to the same state.
+#[test]
+fn a_two_rank_v1_optimizer_reassembles_to_the_single_rank_state() {
+    let dev = Device::cpu().unwrap();
+    let (_tmp, base) = copy_native("native_v1");
+    let l = load_phase(
+        &paths_for(&base),
+        Phase::Base,
+        &dev,
+        &CheckpointQuery::default(),
+    )
+    .unwrap();
+    let dir = base.join("base_checkpoints/d3");
+    let (step, whole) = nanochat_optim::read_nanochat_optimizer(&dir, 150, &l.model).unwrap();
+    let s = PtWriteValue::str;
+    let f32s = |shape: &[usize], v: &[f32]| {
+        let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+        PtWriteValue::tensor(TorchDType::F32, shape, &v)
+    };
+    let matrices: Vec<(String, Vec<usize>)> = l
+        .model
+        .named_parameters()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("transformer.h."))
+        .map(|(n, t)| (n, t.shape().to_vec()))
+        .collect();
+    let mut shapes: Vec<Vec<usize>> = matrices.iter().map(|(_, s)| s.clone()).collect();
+    shapes.sort();
+    shapes.dedup();
+    let shard = |rank: usize| -> PtWriteValue {
+        let mut adam_state = vec![];
+        let mut adam_groups = vec![];
+        for (id, name) in ["lm_head.weight", "transformer.wte.weight"]
+            .iter()
+            .enumerate()
+        {
+            let mut st = vec![(
+                s("step"),
+                PtWriteValue::tensor(TorchDType::I64, &[], &[step as f64]),
+            )];
+            for k in ["exp_avg", "exp_avg_sq"] {
+                let (shape, v) = &whole[&format!("{name}.{k}")];
+                let rows = shape[0] / 2;
+                let row = v.len() / shape[0];
+                let mut sh = shape.clone();
+                sh[0] = rows;
+                st.push((
+                    s(k),
+                    f32s(&sh, &v[rank * rows * row..(rank + 1) * rows * row]),
+                ));
+            }
+            adam_state.push((PtWriteValue::Int(id as i64), PtWriteValue::Dict(st)));
+            adam_groups.push(PtWriteValue::Dict(vec![
+                (s("lr"), PtWriteValue::Float(0.01)),
+                (s("initial_lr"), PtWriteValue::Float(0.01)),
+                (
+                    s("params"),
+                    PtWriteValue::List(vec![PtWriteValue::Int(id as i64)]),
+                ),
+            ]));
+        }
+        let (mut muon_state, mut muon_groups, mut id) = (vec![], vec![], 0i64);
+        for shape in &shapes {
+            let members: Vec<&String> = matrices
+                .iter()
+                .filter(|(_, s)| s == shape)
+                .map(|(n, _)| n)
+                .collect();
+            let mut ids = vec![];
+            for (i, name) in members.iter().enumerate() {
+                if i % 2 == rank {
+                    let (sh, v) = &whole[&format!("{name}.momentum_buffer")];
+                    muon_state.push((
+                        PtWriteValue::Int(id),
+                        PtWriteValue::Dict(vec![(s("momentum_buffer"), f32s(sh, v))]),
+                    ));
+                }
+                ids.push(PtWriteValue::Int(id));
+                id += 1;
+            }
+            let zeros = vec![0.0; shape.iter().product()];
+            muon_groups.push(PtWriteValue::Dict(vec![
+                (s("lr"), PtWriteValue::Float(0.02)),
+                (s("zero_buffer"), f32s(shape, &zeros)),
+                (s("initial_lr"), PtWriteValue::Float(0.02)),
+                (s("params"), PtWriteValue::List(ids)),
+            ]));
+        }
+        let sd = |st, gr| {
+            PtWriteValue::Dict(vec![
+                (s("state"), PtWriteValue::Dict(st)),
+                (s("param_groups"), PtWriteValue::List(gr)),
+            ])
+        };
+        PtWriteValue::List(vec![
+            sd(adam_state, adam_groups),
+            sd(muon_state, muon_groups),
+        ])
+    };
+    for rank in 0..2 {
+        crate::torchfile::write_pt(
+            &dir.join(format!("optim_000150_rank{rank}.pt")),
+            &shard(rank),
+        )
+        .unwrap();
+    }
+    let (step2, merged) = nanochat_optim::read_nanochat_optimizer(&dir, 150, &l.model).unwrap();
+    assert_eq!(step2, step);
+    assert_eq!(merged.len(), whole.len());
+    for (k, v) in &whole {
+        assert_eq!(merged.get(k), Some(v), "{k}");
+    }
+    // Such a run is not continued by one process (its layout cannot be written back).
+    let e = crate::checkpoint::nanochat_optim_v1::V1OptimLayout::from_file(
+        &dir.join("optim_000150_rank0.pt"),
+        &l.model,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("zero_buffer") && e.contains("DistMuon"), "{e}");
+    // A rank file missing (rank 1 of 2 gone, a third present) is named.
+    std::fs::remove_file(dir.join("optim_000150_rank1.pt")).unwrap();
+    std::fs::copy(
+        dir.join("optim_000150_rank0.pt"),
+        dir.join("optim_000150_rank2.pt"),
+    )
+    .unwrap();
+    let e = nanochat_optim::read_nanochat_optimizer(&dir, 150, &l.model)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("optim_000150_rank0.pt"), "{e}");
+}

@@ -58,6 +58,9 @@ pub struct NanochatRun {
     pub smooth_train_loss: f64,
     /// Seconds of training after the first ten steps (`total_training_time`).
     pub total_training_time: f64,
+    /// Steps this process has taken: its first is not timed (kernels compile and the loader
+    /// fills its buffer then, as nanochat leaves out its first ten steps for torch.compile).
+    pub steps_taken: u64,
     /// v1: the gradient norm clipped to (`grad_clip`, 1.0); HEAD clips nothing.
     pub grad_clip: Option<f64>,
     /// v1: the layout its optimizer file is written in (the continued file's).
@@ -71,9 +74,10 @@ impl NanochatRun {
         if let Some(l) = loss {
             self.smooth_train_loss = EMA_BETA * self.smooth_train_loss + (1.0 - EMA_BETA) * l;
         }
-        if it > 10 {
+        if it > 10 && self.steps_taken > 0 {
             self.total_training_time += secs;
         }
+        self.steps_taken += 1;
         self.smooth_train_loss / (1.0 - EMA_BETA.powi(it as i32 + 1))
     }
 
@@ -488,6 +492,7 @@ impl Trainer {
             min_val_bpb: num("min_val_bpb", f64::INFINITY),
             smooth_train_loss: num("smooth_train_loss", 0.0),
             total_training_time: num("total_training_time", 0.0),
+            steps_taken: 0,
             grad_clip: match generation {
                 // v1's base_train: `grad_clip = 1.0` unless the run set another (0: off).
                 Architecture::V1 => {
