@@ -111,6 +111,8 @@ fn base_eval_reads_nanochats_eval_bundle() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("eval_bundle"));
     let r: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     assert_eq!(r["data"], "eval_bundle", "{r}");
+    // The tag chosen without -g is named.
+    assert_eq!(r["model"]["model_tag"], "d3", "{r}");
     let bpb = &r["bpb"];
     assert!(
         bpb["data"]

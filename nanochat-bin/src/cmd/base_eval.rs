@@ -111,7 +111,14 @@ fn load(
         return Ok((model, tok, CoreModelSource::Folder { hf_path }, data));
     }
     let m = args.checkpoint.load(Phase::Base, device)?;
-    let (model_tag, step) = (args.checkpoint.model_tag.clone(), m.meta.step);
+    // The tag the model came from (the one chosen when -g was not given).
+    let tag = nanochat_core::checkpoint::root_tag(
+        &m.root,
+        Phase::Base,
+        args.checkpoint.model_tag.as_deref(),
+        &m.meta,
+    );
+    let (model_tag, step) = (Some(tag), m.meta.step);
     let source = CoreModelSource::Checkpoint { model_tag, step };
     let inputs: Vec<PathBuf> = m.meta.run["inputs"].as_array().map_or_else(Vec::new, |a| {
         a.iter()
