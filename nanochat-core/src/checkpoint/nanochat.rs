@@ -272,8 +272,20 @@ pub fn load_nanochat_model(
     device: &Device,
     dtype: DType,
 ) -> Result<GPT> {
+    nanochat_model_from(dir, step, meta, read_state_dict(dir, step)?, device, dtype)
+}
+
+/// [`load_nanochat_model`] from a state dict already read ([`read_state_dict`] of the same
+/// step), for a caller that also needs the stored dtypes.
+pub fn nanochat_model_from(
+    dir: &Path,
+    step: u64,
+    meta: &Meta,
+    sd: BTreeMap<String, crate::torchfile::PtTensor>,
+    device: &Device,
+    dtype: DType,
+) -> Result<GPT> {
     let path = pt_model_path(dir, step);
-    let sd = read_state_dict(dir, step)?;
     let tensors: BTreeMap<String, HostTensor> =
         sd.into_iter().map(|(k, v)| (k, v.tensor)).collect();
     let p = path.display().to_string();

@@ -19,7 +19,7 @@ use super::nanochat_optim_v1::{write_v1_optimizer, V1OptimLayout};
 use super::nanochat_optim_write::{write_head_optimizer, ScheduledValues};
 use crate::io::write_atomic;
 use crate::model::{Architecture, GPTConfig, GPT};
-use crate::optim::TrainOptimizer;
+use crate::optim::{OptimizerState, TrainOptimizer};
 use crate::torchfile::{write_pt, PtWriteValue, TorchDType};
 use crate::{CoreError, Result};
 
@@ -101,39 +101,30 @@ pub fn save_nanochat_step(
     meta: &Value,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
-    let (optim, v1_layout, last) = match optim {
-        Some(o) => (Some(o.optim), o.v1_layout, o.last),
-        None => (None, None, None),
-    };
-    match optim {
-        None => {}
-        Some(TrainOptimizer::Head(o)) => {
-            let mut state = StateMap::new();
-            for (name, t) in o.state_tensors()? {
-                state.insert(name, (t.shape().to_vec(), t.to_vec_f32()?));
-            }
-            write_head_optimizer(
-                &pt_optim_path(dir, step, 0),
-                o.groups(),
-                o.steps(),
-                &state,
-                bf16,
-                last,
-            )?;
+    if let Some(OptimToSave {
+        optim: o,
+        v1_layout,
+        last,
+    }) = optim
+    {
+        let mut state = StateMap::new();
+        for (name, t) in OptimizerState::state_tensors(o)? {
+            state.insert(name, (t.shape().to_vec(), t.to_vec_f32()?));
         }
-        Some(TrainOptimizer::V1(o)) => {
-            let Some(layout) = v1_layout else {
+        let (path, steps) = (pt_optim_path(dir, step, 0), OptimizerState::steps(o));
+        match (o, v1_layout) {
+            (TrainOptimizer::Head(h), _) => {
+                write_head_optimizer(&path, h.groups(), steps, &state, bf16, last)?
+            }
+            (TrainOptimizer::V1(_), Some(layout)) => {
+                write_v1_optimizer(&path, layout, steps, &state, last)?
+            }
+            (TrainOptimizer::V1(_), None) => {
                 return Err(CoreError::Unsupported {
                     op: "saving a nanochat v1 step",
                     why: "v1's optimizer file is written in the layout of the file a run continues, and this run continued none".into(),
-                });
-            };
-            let mut state = StateMap::new();
-            for (name, t) in crate::optim::OptimizerState::state_tensors(o)? {
-                state.insert(name, (t.shape().to_vec(), t.to_vec_f32()?));
+                })
             }
-            let steps = crate::optim::OptimizerState::steps(o);
-            write_v1_optimizer(&pt_optim_path(dir, step, 0), layout, steps, &state, last)?;
         }
     }
     write_nanochat_model(&pt_model_path(dir, step), model, bf16)?;

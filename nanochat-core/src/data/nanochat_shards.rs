@@ -231,6 +231,16 @@ enum Rows {
     V1(VecDeque<u32>),
 }
 
+impl Rows {
+    /// Empty, as `generation` packs.
+    fn new(generation: Architecture) -> Rows {
+        match generation {
+            Architecture::Head => Rows::Head(BestFitPacker::new(BUFFER_SIZE)),
+            Architecture::V1 => Rows::V1(VecDeque::new()),
+        }
+    }
+}
+
 /// nanochat's pretraining loader over its own shards, one batch ahead as `base_train` runs it
 /// (see the module docs). Used by a resumed nanochat run.
 pub struct NanochatLoader {
@@ -264,14 +274,10 @@ impl NanochatLoader {
                 return Err(CoreError::invalid(name, v, "at least 1"));
             }
         }
-        let rows = match generation {
-            Architecture::Head => Rows::Head(BestFitPacker::new(BUFFER_SIZE)),
-            Architecture::V1 => Rows::V1(VecDeque::new()),
-        };
         Ok(NanochatLoader {
             stream: RowGroupStream::new(paths, generation, resume),
             tokenizer,
-            rows,
+            rows: Rows::new(generation),
             batch,
             seq,
             last: StreamPosition {
@@ -354,10 +360,7 @@ impl NanochatLoader {
         let generation = self.stream.generation;
         self.stream =
             RowGroupStream::new(std::mem::take(&mut self.stream.paths), generation, Some(at));
-        self.rows = match generation {
-            Architecture::Head => Rows::Head(BestFitPacker::new(BUFFER_SIZE)),
-            Architecture::V1 => Rows::V1(VecDeque::new()),
-        };
+        self.rows = Rows::new(generation);
         self.prefetched = None;
     }
 }

@@ -191,7 +191,7 @@ struct Slot {
     group: usize,
     state: Option<State>,
     /// Stored in bfloat16 (nanochat keeps `wte` and the value embeddings so on GPUs): the
-    /// gradient, the parameter and its moments are rounded to bf16 around each f32 update.
+    /// parameter and its moments are rounded to bf16 after each f32 update.
     bf16: bool,
 }
 
@@ -231,8 +231,9 @@ impl MuonAdamW {
 
     /// Keeps the named AdamW parameters in bfloat16 storage from now on, as nanochat does for
     /// parameters it holds in bf16 (`wte` and `value_embeds.*` of a HEAD checkpoint saved on a
-    /// GPU, which a resume keeps bf16): before each update the gradient is rounded to bf16,
-    /// after it the parameter and both moments (their values are made bf16 now too). Errors:
+    /// GPU, which a resume keeps bf16): after each f32 update the parameter and both moments
+    /// are rounded to bf16 (their values are made bf16 now too). The bf16 gradient of such a
+    /// table is the model's ([`crate::model::GPT::keep_in_bf16`]), not rounded again here. Errors:
     /// [`CoreError::InvalidArgument`] for a name that is not one of the optimizer's AdamW
     /// parameters.
     pub fn keep_in_bf16(&mut self, names: &[String]) -> Result<()> {
@@ -315,18 +316,13 @@ impl MuonAdamW {
                         eps: eps as f32,
                         weight_decay: weight_decay as f32,
                     };
+                    adamw_update(&slot.param, grad, (m, v), &config, lr as f32, self.step)?;
                     if slot.bf16 {
-                        // nanochat's bf16 parameter has a bf16 gradient; its AdamW computes in
-                        // f32 and writes back into the bf16 parameter and moments.
-                        let g = grad.clone();
-                        let g16 = crate::ops::cast(None, &g, DType::BF16)?;
-                        let g = crate::ops::cast(None, &g16, DType::F32)?;
-                        adamw_update(&slot.param, &g, (m, v), &config, lr as f32, self.step)?;
+                        // nanochat's AdamW computes in f32 and writes back into the bf16
+                        // parameter and moments.
                         for t in [&slot.param, m, v] {
                             crate::ops::round_bf16_in_place(t)?;
                         }
-                    } else {
-                        adamw_update(&slot.param, grad, (m, v), &config, lr as f32, self.step)?;
                     }
                 }
                 GroupKind::Muon {

@@ -24,11 +24,11 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use super::{BatchSource, TrainConfig, Trainer};
-use crate::checkpoint::nanochat::{read_state_dict, NANOCHAT_FORMAT};
+use crate::checkpoint::nanochat::{nanochat_model_from, read_state_dict, NANOCHAT_FORMAT};
 use crate::checkpoint::nanochat_optim::read_nanochat_initial_lrs;
 use crate::checkpoint::nanochat_optim_v1::V1OptimLayout;
 use crate::checkpoint::nanochat_save::{nanochat_model_config, py_float};
-use crate::checkpoint::{load_checkpoint_model, load_optimizer_state, Meta};
+use crate::checkpoint::{load_optimizer_state, Meta};
 use crate::data::{nanochat_shard_paths, Batch, LoaderState, NanochatLoader, ResumePoint};
 use crate::model::{Architecture, GPTConfig};
 use crate::optim::{Rule, TrainOptimizer};
@@ -330,13 +330,14 @@ impl Trainer {
                 ),
             ));
         }
-        // The model, and which of its tensors nanochat stores in bf16.
-        let (mut model, meta) = load_checkpoint_model(&dir, step, device, DType::F32)?;
-        let bf16_params: Vec<String> = read_state_dict(&dir, step)?
-            .into_iter()
+        // The model, and which of its tensors nanochat stores in bf16 (the file read once).
+        let sd = read_state_dict(&dir, step)?;
+        let bf16_params: Vec<String> = sd
+            .iter()
             .filter(|(_, t)| t.dtype == TorchDType::BF16)
-            .map(|(k, _)| k)
+            .map(|(k, _)| k.clone())
             .collect();
+        let mut model = nanochat_model_from(&dir, step, &meta, sd, device, DType::F32)?;
         // The optimizer: the flags' rates, checked against the file's; then its state.
         let mut optim = TrainOptimizer::new(&model, &cfg.optim)?;
         let theirs = read_nanochat_initial_lrs(&dir, step)?;
