@@ -80,11 +80,34 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    // Joins the ranks of an `mpirun` / `srun` launch (or refuses a launch this build cannot
+    // join) before any device exists; only rank 0 prints.
+    let guard = match nanochat_core::dist::init() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let rank_stderr = nanochat_core::dist::silence_other_ranks();
     let result = dispatch(cli.command);
     match result {
-        Ok(code) => code,
+        Ok(code) => {
+            guard.finish();
+            code
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match rank_stderr {
+                Some(mut f) => {
+                    use std::io::Write;
+                    let rank = nanochat_core::dist::world().rank();
+                    let _ = writeln!(f, "rank {rank}: error: {e:#}");
+                }
+                None => eprintln!("error: {e:#}"),
+            }
+            // Dropping the guard unfinished ends every rank of the job (no peer is left
+            // waiting in a collective).
+            drop(guard);
             std::process::ExitCode::FAILURE
         }
     }

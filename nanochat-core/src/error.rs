@@ -213,6 +213,15 @@ pub enum CoreError {
         /// Why (and what to do instead).
         why: String,
     },
+    /// A folder another process is writing into ([`crate::dist::FolderLock`]): its lock file
+    /// and who holds it.
+    #[error("{}: another run is writing into this folder ({holder}); wait for it to finish, or train into another folder (--model-tag)", .lock.display())]
+    Busy {
+        /// The lock file.
+        lock: std::path::PathBuf,
+        /// The holder as it recorded itself (`pid 123 on host`), or `unknown`.
+        holder: String,
+    },
     /// A task run on a device's runner thread panicked (or the thread is gone): the device and
     /// the panic's message.
     #[error("{device}: a task on the device's runner thread failed: {message}")]

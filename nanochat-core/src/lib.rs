@@ -24,6 +24,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -128,6 +128,23 @@ impl Tensor {
         Tensor::from_handle(self.device(), self.handle().clone(), shape, self.dtype())
     }
 
+    /// Overwrites the values in place (same buffer, so every holder of this tensor sees them),
+    /// converted to the tensor's dtype: how ranks receive the parameters their peers updated.
+    ///
+    /// Errors: [`CoreError::Shape`] when `data` does not hold [`Tensor::len`] values.
+    pub fn write_f32(&self, data: &[f32]) -> Result<()> {
+        if data.len() != self.len() {
+            return Err(CoreError::shape(
+                "Tensor::write_f32",
+                &[self.shape()],
+                format!("{} values for {} elements", data.len(), self.len()),
+            ));
+        }
+        let bytes = nanochat_kernels::cubecl::bytes::Bytes::from_bytes_vec(self.dtype().encode(data));
+        self.device().client().write(self.handle(), bytes);
+        Ok(())
+    }
+
     /// Downloads the values as f32.
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
         let mut v =

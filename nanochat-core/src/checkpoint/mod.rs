@@ -184,6 +184,14 @@ pub struct Meta {
     pub optim_file: Option<FileCheck>,
     /// The run's settings (free-form, for the report).
     pub run: serde_json::Value,
+    /// The number of ranks that trained to this step (1 when absent, as in older
+    /// checkpoints). Informational: a checkpoint resumes on any number of ranks.
+    #[serde(default = "one_rank")]
+    pub world_size: usize,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 const FORMAT: &str = "nanochat-rs/1";
@@ -205,8 +213,9 @@ struct OptimFile {
     tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
 }
 
-/// What a training run adds to a checkpoint besides the weights.
-#[derive(Clone, Debug, Default)]
+/// What a training run adds to a checkpoint besides the weights (`Default`: nothing, one
+/// rank).
+#[derive(Clone, Debug)]
 pub struct SaveInfo {
     /// Validation bits per byte at this step, when measured.
     pub val_bpb: Option<f64>,
@@ -222,6 +231,23 @@ pub struct SaveInfo {
     pub rng_state: u64,
     /// The run's settings (free-form JSON, for the report).
     pub run: serde_json::Value,
+    /// The number of ranks that trained this step (recorded in the meta's `world_size`).
+    pub world_size: usize,
+}
+
+impl Default for SaveInfo {
+    fn default() -> Self {
+        SaveInfo {
+            val_bpb: None,
+            tokenizer_path: None,
+            tokenizer_sha256: None,
+            data_position: None,
+            data_buffer: None,
+            rng_state: 0,
+            run: serde_json::Value::Null,
+            world_size: 1,
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) {
@@ -277,6 +303,7 @@ pub fn save_checkpoint(
         model_file,
         optim_file,
         run: info.run,
+        world_size: info.world_size,
     };
     sync_dir(dir);
     let json = serde_json::to_vec_pretty(&meta).expect("meta serialises");

@@ -231,6 +231,11 @@ pub fn read_nanochat_meta(dir: &Path, step: u64, path: &Path, bytes: &[u8]) -> R
         },
         optim_file,
         run,
+        // A multi-GPU run leaves one optimizer shard per rank.
+        world_size: (1..)
+            .take_while(|&r| pt_optim_path(dir, step, r).exists())
+            .count()
+            + 1,
     })
 }
 

@@ -101,6 +101,7 @@ fn setup() -> Setup {
         data_buffer: None,
         rng_state: 7,
         run: serde_json::json!({"lr": 0.02}),
+        world_size: 1,
     };
     save_checkpoint(&dir, Phase::Base, 1, &model, Some(&optim), info).unwrap();
     Setup {

@@ -193,6 +193,8 @@ struct Slot {
     /// Stored in bfloat16 (nanochat keeps `wte` and the value embeddings so on GPUs): the
     /// parameter and its moments are rounded to bf16 after each f32 update.
     bf16: bool,
+    /// Whether this process updates the parameter ([`MuonAdamW::set_owned`]).
+    owned: bool,
 }
 
 /// HEAD's `MuonAdamW` over a model's parameters; state is created on a parameter's first step.
@@ -220,6 +222,7 @@ impl MuonAdamW {
                 param,
                 state: None,
                 bf16: false,
+                owned: true,
             })
             .collect();
         Ok(MuonAdamW {
@@ -271,6 +274,15 @@ impl MuonAdamW {
             .collect()
     }
 
+    /// Shards the optimizer: only the parameters whose `owned` entry is true (in
+    /// `named_parameters` order) are updated and keep state; the others' state is dropped
+    /// (HEAD's `DistMuonAdamW` at the granularity of whole parameters:
+    /// [`crate::dist::Ownership`]). Errors: [`CoreError::Mismatch`] for a mask of another
+    /// length.
+    pub fn set_owned(&mut self, owned: &[bool]) -> Result<()> {
+        super::nanochat::set_owned(self.slots.iter_mut().map(|s| (&mut s.owned, &mut s.state)), owned)
+    }
+
     /// The parameter groups.
     pub fn groups(&self) -> &[ParamGroup] {
         &self.groups
@@ -281,7 +293,8 @@ impl MuonAdamW {
         self.step
     }
 
-    /// Updates every parameter in place: each group at `initial_lr * lr_multiplier`, Muon at
+    /// Updates every parameter in place (every owned one, under [`MuonAdamW::set_owned`]):
+    /// each group at `initial_lr * lr_multiplier`, Muon at
     /// `muon_momentum` with cautious weight decay `muon_weight_decay`. Every parameter must
     /// have a gradient ([`CoreError::NoGradient`] naming it otherwise); a gradient of another
     /// shape or dtype is [`CoreError::Mismatch`].
@@ -293,7 +306,7 @@ impl MuonAdamW {
         muon_weight_decay: f64,
     ) -> Result<()> {
         self.step += 1;
-        for slot in &mut self.slots {
+        for slot in self.slots.iter_mut().filter(|s| s.owned) {
             let grad = grads.require(&slot.param, &slot.name)?;
             let group = &self.groups[slot.group];
             let lr = group.initial_lr * lr_multiplier;
@@ -405,7 +418,7 @@ impl MuonAdamW {
         if step == 0 {
             return Ok(());
         }
-        for s in &mut self.slots {
+        for s in self.slots.iter_mut().filter(|s| s.owned) {
             s.state = Some(match self.groups[s.group].kind {
                 GroupKind::AdamW { .. } => {
                     let (m, v) = load_adamw_state(&s.name, &s.param, &mut get)?;

@@ -74,6 +74,9 @@ struct Slot {
     param: Tensor,
     rule: Rule,
     state: Option<State>,
+    /// Whether this process updates the parameter (all do but under a sharded optimizer:
+    /// [`Optimizer::set_owned`]).
+    owned: bool,
 }
 
 /// nanochat's optimizer pair over a model's parameters (`GPT.setup_optimizer` in
@@ -113,6 +116,7 @@ impl Optimizer {
                 name,
                 param,
                 state: None,
+                owned: true,
             })
             .collect();
         Optimizer {
@@ -144,13 +148,22 @@ impl Optimizer {
             .collect()
     }
 
-    /// Updates every parameter in place: learning rates times `lr_multiplier`, Muon at
-    /// `muon_momentum`. Every parameter must have a gradient
+    /// Shards the optimizer: only the parameters whose `owned` entry is true (in
+    /// `named_parameters` order) are updated, and only they keep state
+    /// ([`crate::dist::Ownership::mask`]); the others' state is dropped. Errors:
+    /// [`CoreError::Mismatch`](crate::CoreError::Mismatch) for a mask of another length.
+    pub fn set_owned(&mut self, owned: &[bool]) -> Result<()> {
+        set_owned(self.slots.iter_mut().map(|s| (&mut s.owned, &mut s.state)), owned)
+    }
+
+    /// Updates every parameter in place (every owned one, under [`Optimizer::set_owned`]):
+    /// learning rates times `lr_multiplier`, Muon at `muon_momentum`. Every parameter must have
+    /// a gradient
     /// ([`NoGradient`](crate::CoreError::NoGradient) naming it otherwise); a gradient of
     /// another shape or dtype is [`Mismatch`](crate::CoreError::Mismatch).
     pub fn step(&mut self, grads: &Grads, lr_multiplier: f32, muon_momentum: f32) -> Result<()> {
         self.step += 1;
-        for slot in &mut self.slots {
+        for slot in self.slots.iter_mut().filter(|s| s.owned) {
             let grad = grads.require(&slot.param, &slot.name)?;
             match slot.rule {
                 Rule::AdamW(lr) => {
@@ -220,7 +233,7 @@ impl Optimizer {
         if step == 0 {
             return Ok(());
         }
-        for s in &mut self.slots {
+        for s in self.slots.iter_mut().filter(|s| s.owned) {
             s.state = Some(match s.rule {
                 Rule::AdamW(_) => {
                     let (m, v) = load_adamw_state(&s.name, &s.param, &mut get)?;
@@ -233,4 +246,24 @@ impl Optimizer {
         }
         Ok(())
     }
+}
+
+/// Sets the `owned` flag of each slot from `mask`, dropping the state of those no longer owned.
+pub(crate) fn set_owned<'a, S: 'a>(
+    slots: impl ExactSizeIterator<Item = (&'a mut bool, &'a mut Option<S>)>,
+    mask: &[bool],
+) -> Result<()> {
+    if slots.len() != mask.len() {
+        return Err(crate::CoreError::Mismatch {
+            op: "optimizer shard",
+            why: format!("a mask of {} parameters for {} parameters", mask.len(), slots.len()),
+        });
+    }
+    for ((owned, state), &m) in slots.zip(mask) {
+        *owned = m;
+        if !m {
+            *state = None;
+        }
+    }
+    Ok(())
 }

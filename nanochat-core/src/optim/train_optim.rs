@@ -188,6 +188,15 @@ impl TrainOptimizer {
         }
     }
 
+    /// Shards the optimizer ([`Optimizer::set_owned`], [`MuonAdamW::set_owned`]): only the
+    /// parameters whose `owned` entry is true are updated and keep state.
+    pub fn set_owned(&mut self, owned: &[bool]) -> Result<()> {
+        match self {
+            TrainOptimizer::V1(o) => o.set_owned(owned),
+            TrainOptimizer::Head(o) => o.set_owned(owned),
+        }
+    }
+
     fn state(&self) -> &dyn OptimizerState {
         match self {
             TrainOptimizer::V1(o) => o,

@@ -14,7 +14,7 @@
 use crate::data::Batch;
 use crate::model::{ForwardOptions, GPT};
 use crate::ops::{self, Reduction};
-use crate::{Grads, Result, Tape, Tensor};
+use crate::{CoreError, Grads, Result, Tape, Tensor};
 
 /// What the micro-batches of one step gave ([`accumulate_gradients`]).
 pub struct Accumulated {
@@ -58,24 +58,62 @@ pub fn has_supervised_target(batch: &Batch) -> bool {
 /// recording every parameter; empty micro-batches are counted and skipped (see the module doc
 /// for the normalisation). Errors: those of [`GPT::forward`] (shapes, targets out of the vocabulary).
 pub fn accumulate_gradients(model: &GPT, batches: &[Batch]) -> Result<Accumulated> {
+    Ok(accumulate_share(model, batches, 0..batches.len())?.acc)
+}
+
+/// One rank's part of a step ([`accumulate_share`]).
+pub struct Share {
+    /// The gradient of this rank's micro-batches, already divided by the step's count of
+    /// non-empty micro-batches (all ranks'), so that the sum over ranks is the step's gradient;
+    /// its `loss` is the step's only when the share is the whole step.
+    pub acc: Accumulated,
+    /// Each micro-batch's loss for those of the share, 0 elsewhere (and for empty ones):
+    /// summed over ranks, then in order, it gives the step's loss exactly as one process does.
+    pub losses: Vec<f64>,
+    /// The step's non-empty micro-batches (over all ranks).
+    pub used: usize,
+}
+
+/// Forward and backward over the micro-batches `share` of a step's `batches` (every rank reads
+/// all of the step's micro-batches and computes on its own range, so the data order, the
+/// normalisation and the count of empty micro-batches do not depend on the world size). With
+/// `share` the whole step this is [`accumulate_gradients`], bit for bit. Errors: as
+/// [`accumulate_gradients`]; [`CoreError::InvalidArgument`] for a share outside `batches`.
+pub fn accumulate_share(
+    model: &GPT,
+    batches: &[Batch],
+    share: std::ops::Range<usize>,
+) -> Result<Share> {
+    if share.start > share.end || share.end > batches.len() {
+        return Err(CoreError::invalid(
+            "micro-batch share",
+            format!("{share:?}"),
+            format!("a range within the step's {} micro-batches", batches.len()),
+        ));
+    }
     let params = model.parameters();
     let masked = batches.iter().map(masked_rows).sum();
-    let used: Vec<&Batch> = batches
-        .iter()
-        .filter(|b| has_supervised_target(b))
-        .collect();
+    let used = batches.iter().filter(|b| has_supervised_target(b)).count();
     let mut out = Accumulated {
         grads: Grads::default(),
         loss: None,
         masked_rows: masked,
-        empty_micro_batches: batches.len() - used.len(),
+        empty_micro_batches: batches.len() - used,
     };
-    if used.is_empty() {
-        return Ok(out);
+    let mut losses = vec![0.0f64; batches.len()];
+    if used == 0 {
+        return Ok(Share {
+            acc: out,
+            losses,
+            used,
+        });
     }
-    let scale = 1.0 / used.len() as f32;
-    let mut loss_sum = 0.0f64;
-    for batch in &used {
+    let scale = 1.0 / used as f32;
+    for i in share {
+        let batch = &batches[i];
+        if !has_supervised_target(batch) {
+            continue;
+        }
         let tape = Tape::watching(&params);
         let loss = model.forward(
             &batch.inputs,
@@ -84,12 +122,22 @@ pub fn accumulate_gradients(model: &GPT, batches: &[Batch]) -> Result<Accumulate
                 .tape(&tape)
                 .targets(&batch.targets, Reduction::Mean),
         )?;
-        loss_sum += loss.to_scalar()? as f64;
+        losses[i] = loss.to_scalar()? as f64;
         let scaled = ops::scale(Some(&tape), &loss, scale)?;
         out.grads.merge(tape.backward(&scaled)?)?;
     }
-    out.loss = Some(loss_sum / used.len() as f64);
-    Ok(out)
+    out.loss = Some(step_loss(&losses, used));
+    Ok(Share {
+        acc: out,
+        losses,
+        used,
+    })
+}
+
+/// The step's loss from every micro-batch's (0 for empty ones), summed in order over `used`
+/// non-empty micro-batches.
+pub fn step_loss(losses: &[f64], used: usize) -> f64 {
+    losses.iter().sum::<f64>() / used as f64
 }
 
 /// Scales `grads` of `params` so that their global L2 norm is at most `max_norm`, as

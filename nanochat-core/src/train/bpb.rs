@@ -50,3 +50,37 @@ pub fn evaluate_bpb<'a>(
         nats / (std::f64::consts::LN_2 * bytes as f64)
     })
 }
+
+/// Bits per byte over `batches` across the ranks of `comm`: batch i is evaluated by rank
+/// `i % world_size`, and every batch's (nats, bytes) is gathered and summed in batch order, so
+/// every rank gets the one-process figure exactly, whatever the world size (nanochat's
+/// `evaluate_bpb` all-reduces the sums; summing in one order keeps the figure independent of
+/// the cluster). Errors: as [`evaluate_bpb`]; the communicator's.
+pub fn evaluate_bpb_across(
+    model: &GPT,
+    batches: &[Batch],
+    token_bytes: &[u32],
+    comm: &dyn crate::dist::Communicator,
+) -> Result<f64> {
+    let (rank, world) = (comm.rank(), comm.world_size());
+    if world == 1 {
+        return evaluate_bpb(model, batches, token_bytes);
+    }
+    let mut parts = vec![0.0f64; 2 * batches.len()];
+    for (i, b) in batches.iter().enumerate().filter(|(i, _)| i % world == rank) {
+        let (n, by) = batch_nats_bytes(model, b, token_bytes)?;
+        parts[2 * i] = n;
+        parts[2 * i + 1] = by as f64;
+    }
+    comm.all_reduce_f64(&mut parts, crate::dist::ReduceOp::Sum)?;
+    let (mut nats, mut bytes) = (0.0, 0u64);
+    for p in parts.chunks(2) {
+        nats += p[0];
+        bytes += p[1] as u64;
+    }
+    Ok(if bytes == 0 {
+        f64::NAN
+    } else {
+        nats / (std::f64::consts::LN_2 * bytes as f64)
+    })
+}

@@ -33,6 +33,10 @@ pub struct StepMetrics {
     /// update was made.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
+    /// The L2 norm of the step's gradient over all ranks, before clipping (nanochat v1's
+    /// `grad_norm`); absent when the step was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f64>,
 }
 
 /// The `metrics.jsonl` file of a checkpoint folder: one JSON object per step, appended (the

@@ -27,14 +27,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub use accumulate::{
-    accumulate_gradients, clip_grad_norm, has_supervised_target, masked_rows, Accumulated,
+    accumulate_gradients, accumulate_share, clip_grad_norm, has_supervised_target, masked_rows,
+    step_loss, Accumulated, Share,
 };
 pub use base::{
     account_inputs, data_sources, BasePlan, BaseRun, BaseTrainOptions, HeadTrainOptions,
     DEFAULT_TOTAL_STEPS,
 };
 pub use bench::{bench_train, peak_host_bytes, BenchTrainOptions, TrainBench};
-pub use bpb::{batch_nats_bytes, evaluate_bpb};
+pub use bpb::{batch_nats_bytes, evaluate_bpb, evaluate_bpb_across};
 pub use chat::{
     account_conversations, ChatRun, ChatSource, ChatTrainOptions, ConversationReads,
     HeadSftOptions, DEFAULT_CHAT_STEPS, DEFAULT_TASKS,
@@ -48,6 +49,10 @@ use crate::checkpoint::{
     checkpoint_dir, load_checkpoint_model, load_optimizer_state, save_checkpoint, Phase, SaveInfo,
 };
 use crate::data::{Batch, BestFitLoader, DataLoader, LoaderState, SftLoader};
+use crate::dist::sync::{
+    all_gather_params, gather_optimizer_state, grad_norm, reduce_scatter_grads,
+};
+use crate::dist::{Dist, FolderLock, Ownership, ReduceOp};
 use crate::model::{SamplingParams, GPT};
 use crate::optim::{OptimSettings, Schedules, TrainOptimizer};
 use crate::tokenizer::Tokenizer;
@@ -191,6 +196,27 @@ impl TrainConfig {
         Ok(self.total_batch_size / micro)
     }
 
+    /// Micro-batches each of `world_size` ranks computes per step: the step's
+    /// [`TrainConfig::grad_accum_steps`] (nanochat's `total_batch_size / (device_batch_size *
+    /// max_seq_len * ddp_world_size)`, with `batch_size` rows per rank) shared out evenly.
+    /// Errors: [`CoreError::InvalidArgument`] naming the sizes when they do not divide.
+    pub fn rank_grad_accum_steps(&self, world_size: usize) -> Result<usize> {
+        let accum = self.grad_accum_steps()?;
+        if world_size == 0 || !accum.is_multiple_of(world_size) {
+            return Err(CoreError::invalid(
+                "total batch size",
+                self.total_batch_size,
+                format!(
+                    "a multiple of batch size {} x sequence length {} x world size {world_size} = {} tokens (each rank computes batch size rows per micro-batch)",
+                    self.batch_size,
+                    self.seq_len,
+                    self.batch_size * self.seq_len * world_size
+                ),
+            ));
+        }
+        Ok(accum / world_size)
+    }
+
     /// `root/{phase}_checkpoints/{model_tag}/`.
     pub fn checkpoint_dir(&self) -> PathBuf {
         checkpoint_dir(&self.root, self.phase, &self.model_tag)
@@ -211,6 +237,9 @@ pub struct StepOutcome {
     pub micro_batches: usize,
     /// The progress through the data the schedule read (before the step's batches).
     pub progress: f64,
+    /// The L2 norm of the step's gradient (over all ranks, before any clipping); `None` when
+    /// the step was skipped.
+    pub grad_norm: Option<f64>,
 }
 
 impl StepOutcome {
@@ -344,12 +373,42 @@ pub struct Trainer {
     /// Progress through the data after the steps taken, never decreasing (HEAD's SFT schedule
     /// follows it).
     progress: f64,
-    metrics: MetricsLog,
+    /// Rank 0's metrics log (`None` on the other ranks, which write nothing).
+    metrics: Option<MetricsLog>,
     last_val_bpb: Option<f64>,
     /// The tokenizer's fingerprint, recorded in every checkpoint (computed once).
     tokenizer_sha256: String,
     /// A resumed nanochat run: saved in nanochat's format, with its loop state.
     nanochat: Option<NanochatRun>,
+    /// The ranks training together ([`crate::dist::world`]).
+    dist: Dist,
+    /// Which rank updates which parameter, when more than one rank trains.
+    own: Option<Ownership>,
+    /// Rank 0's lock on the checkpoint folder, held for the run.
+    _lock: Option<FolderLock>,
+}
+
+/// Shards `optim` over the ranks of `dist` (before its state is loaded, so that each rank
+/// keeps only its share): `None` for one process.
+fn shard_optimizer(model: &GPT, optim: &mut TrainOptimizer, dist: &Dist) -> Result<Option<Ownership>> {
+    if !dist.is_distributed() {
+        return Ok(None);
+    }
+    if model.config().dropout > 0.0 {
+        // Each rank would draw its dropout masks from its own stream: the step would depend on
+        // the world size (nanochat's models have no dropout).
+        return Err(CoreError::Unsupported {
+            op: "training across ranks",
+            why: format!(
+                "dropout {} draws per-process masks, so the step would depend on the world size; train with dropout 0 (nanochat's models have none) or in one process",
+                model.config().dropout
+            ),
+        });
+    }
+    let lens: Vec<usize> = model.parameters().iter().map(|p| p.len()).collect();
+    let own = Ownership::balanced(&lens, dist.world_size())?;
+    optim.set_owned(&own.mask(dist.rank()))?;
+    Ok(Some(own))
 }
 
 impl Trainer {
@@ -378,13 +437,17 @@ impl Trainer {
         cfg: TrainConfig,
         from: Option<(&std::path::Path, &crate::checkpoint::Meta)>,
     ) -> Result<Trainer> {
-        cfg.grad_accum_steps()?;
+        let dist = crate::dist::world();
+        cfg.rank_grad_accum_steps(dist.world_size())?;
         check_fits(&model, cfg.batch_size, cfg.seq_len)?;
         let mut optim = TrainOptimizer::new(&model, &cfg.optim)?;
+        let own = shard_optimizer(&model, &mut optim, &dist)?;
         if let Some((dir, meta)) = from {
             load_optimizer_state(dir, meta, &model, &mut optim, model.get_device())?;
         }
-        Trainer::assemble(model, optim, tokenizer, train, val, cfg, 0, None)
+        let mut t = Trainer::assemble(model, optim, tokenizer, train, val, cfg, 0, None)?;
+        t.own = own;
+        Ok(t)
     }
 
     /// The trainer of `new` and `resume`: the model in training mode at the run's compute
@@ -402,7 +465,15 @@ impl Trainer {
     ) -> Result<Trainer> {
         model.set_compute_dtype(cfg.compute_dtype)?;
         model.train();
-        let metrics = MetricsLog::open(&cfg.checkpoint_dir(), step)?;
+        let dist = crate::dist::world();
+        // Rank 0 writes (and locks the folder first: one writer of any kind); the other ranks
+        // write nothing.
+        let (lock, metrics) = if dist.is_main() {
+            let lock = FolderLock::acquire(&cfg.checkpoint_dir())?;
+            (Some(lock), Some(MetricsLog::open(&cfg.checkpoint_dir(), step)?))
+        } else {
+            (None, None)
+        };
         let tokenizer_sha256 = tokenizer.fingerprint()?;
         let train_progress = train.progress().unwrap_or(0.0);
         Ok(Trainer {
@@ -419,6 +490,9 @@ impl Trainer {
             last_val_bpb,
             tokenizer_sha256,
             nanochat: None,
+            dist,
+            own: None,
+            _lock: lock,
         })
     }
 
@@ -437,7 +511,8 @@ impl Trainer {
             &crate::checkpoint::read_meta(&dir, step)?,
             &dir,
         )?;
-        cfg.grad_accum_steps()?;
+        let dist = crate::dist::world();
+        cfg.rank_grad_accum_steps(dist.world_size())?;
         if step >= cfg.total_steps {
             // Nothing to train: refused before anything (metrics.jsonl included) is touched.
             return Err(CoreError::invalid(
@@ -455,6 +530,7 @@ impl Trainer {
             false,
         )?;
         let mut optim = TrainOptimizer::new(&model, &cfg.optim)?;
+        let own = shard_optimizer(&model, &mut optim, &dist)?;
         load_optimizer_state(&dir, &meta, &model, &mut optim, device)?;
         if let Some(pos) = meta.data_position {
             train.restore(pos)?;
@@ -473,15 +549,19 @@ impl Trainer {
             (None, None) => {}
         }
         model.set_rng_state(meta.rng_state);
-        Trainer::assemble(model, optim, tokenizer, train, val, cfg, step, meta.val_bpb)
+        let mut t = Trainer::assemble(model, optim, tokenizer, train, val, cfg, step, meta.val_bpb)?;
+        t.own = own;
+        Ok(t)
     }
 
     /// Validation bits per byte (in eval mode).
     pub fn evaluate(&mut self) -> Result<f64> {
         self.model.eval();
         let device = self.model.get_device().clone();
-        let r =
-            device.exclusive(|| evaluate_bpb(&self.model, &self.val, self.tokenizer.token_bytes()));
+        let (model, val, dist) = (&self.model, &self.val, &self.dist);
+        let r = device.exclusive(|| {
+            evaluate_bpb_across(model, val, self.tokenizer.token_bytes(), &**dist)
+        });
         self.model.train();
         r?
     }
@@ -507,10 +587,32 @@ impl Trainer {
 
     fn train_step_inner(&mut self) -> Result<StepOutcome> {
         let accum = self.cfg.grad_accum_steps()?;
+        // Every rank reads the step's micro-batches in one global order and computes its own
+        // contiguous share: the tokens of a step, and the loader's position, do not depend on
+        // the world size.
         let batches = (0..accum)
             .map(|_| self.train.next_batch())
             .collect::<Result<Vec<_>>>()?;
-        let mut acc = accumulate_gradients(&self.model, &batches)?;
+        let mut acc = match &self.own {
+            None => accumulate_gradients(&self.model, &batches)?,
+            Some(own) => {
+                let (rank, per) = (self.dist.rank(), self.cfg.rank_grad_accum_steps(self.dist.world_size())?);
+                let share = accumulate_share(&self.model, &batches, rank * per..(rank + 1) * per)?;
+                let mut losses = share.losses;
+                self.dist.all_reduce_f64(&mut losses, ReduceOp::Sum)?;
+                let mut acc = share.acc;
+                acc.loss = (share.used > 0).then(|| step_loss(&losses, share.used));
+                if share.used > 0 {
+                    reduce_scatter_grads(&*self.dist, own, &self.model.parameters(), &mut acc.grads)?;
+                }
+                acc
+            }
+        };
+        let grad_norm = if acc.is_empty() {
+            None
+        } else {
+            Some(grad_norm(&*self.dist, &self.model.parameters(), &acc.grads)?)
+        };
         if let Some(clip) = self.nanochat.as_ref().and_then(|n| n.grad_clip) {
             clip_grad_norm(&mut acc.grads, &self.model.parameters(), clip)?;
         }
@@ -520,6 +622,9 @@ impl Trainer {
         self.progress = self.progress.max(self.train.progress().unwrap_or(0.0));
         if !acc.is_empty() {
             self.optim.step(&acc.grads, &self.cfg.schedule, it, p)?;
+            if let Some(own) = &self.own {
+                all_gather_params(&*self.dist, own, &self.model.parameters())?;
+            }
         }
         self.step += 1;
         Ok(StepOutcome {
@@ -528,6 +633,7 @@ impl Trainer {
             empty_micro_batches: acc.empty_micro_batches,
             micro_batches: accum,
             progress: p,
+            grad_norm,
         })
     }
 
@@ -574,6 +680,24 @@ impl Trainer {
             )?;
             return Ok(dir);
         }
+        // Under several ranks, rank 0 gathers the optimizer's shards (a collective: every rank
+        // takes part) and writes the checkpoint in the one-process layout; the others write
+        // nothing.
+        let gathered = match &self.own {
+            None => None,
+            Some(_) => {
+                let names: Vec<String> = self.model.named_parameters().into_iter().map(|(n, _)| n).collect();
+                let g = gather_optimizer_state(&*self.dist, &self.optim, &names, self.model.get_device())?;
+                if g.is_none() {
+                    return Ok(dir);
+                }
+                g
+            }
+        };
+        let optim: &dyn crate::optim::OptimizerState = match &gathered {
+            Some(g) => g,
+            None => &self.optim,
+        };
         let info = SaveInfo {
             val_bpb: self.last_val_bpb,
             tokenizer_path: self.cfg.tokenizer_record.clone(),
@@ -582,13 +706,14 @@ impl Trainer {
             data_buffer: self.train.buffered(),
             rng_state: self.model.rng_state(),
             run: self.cfg.run.clone(),
+            world_size: self.dist.world_size(),
         };
         save_checkpoint(
             &dir,
             self.cfg.phase,
             self.step,
             &self.model,
-            Some(&self.optim),
+            Some(optim),
             info,
         )?;
         Ok(dir)
@@ -599,7 +724,9 @@ impl Trainer {
     pub fn run(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<Option<f64>> {
         let cfg = self.cfg.clone();
         let flops_per_token = self.model.estimate_flops();
-        let peak = peak_flops(self.model.get_device(), self.model.compute_dtype());
+        // Every rank's device counts (tokens per second are the whole step's).
+        let peak = peak_flops(self.model.get_device(), self.model.compute_dtype())
+            * self.dist.world_size() as f64;
         if self.step == 0 && cfg.eval_every > 0 {
             let bpb = self.evaluate()?;
             self.last_val_bpb = Some(bpb);
@@ -663,6 +790,7 @@ impl Trainer {
                 val_bpb: None,
                 masked_rows: outcome.masked_rows as u64,
                 skipped: outcome.skipped(),
+                grad_norm: outcome.grad_norm,
             };
             if last || (cfg.eval_every > 0 && self.step.is_multiple_of(cfg.eval_every)) {
                 let bpb = self.evaluate()?;
@@ -675,7 +803,9 @@ impl Trainer {
                     step: self.step,
                     val_bpb: bpb,
                 });
-                for (prompt, completion) in self.samples(16)? {
+                // Samples are rank 0's (they write nothing and need no peer).
+                let samples = if self.dist.is_main() { self.samples(16)? } else { Vec::new() };
+                for (prompt, completion) in samples {
                     on_event(&Event::Sample {
                         step: self.step,
                         prompt,
@@ -683,7 +813,9 @@ impl Trainer {
                     });
                 }
             }
-            self.metrics.append(&m)?;
+            if let Some(log) = &self.metrics {
+                log.append(&m)?;
+            }
             on_event(&Event::Step(m));
             if last || (cfg.save_every > 0 && self.step.is_multiple_of(cfg.save_every)) {
                 let dir = self.save()?;

@@ -275,6 +275,12 @@ impl Trainer {
         tokenizer: Tokenizer,
         mut cfg: TrainConfig,
     ) -> Result<Trainer> {
+        if crate::dist::world().is_distributed() {
+            return Err(CoreError::Unsupported {
+                op: "resume",
+                why: "continuing a run saved in nanochat's own format runs in one process for now (its optimizer shards are per-GPU files); run without mpirun, or continue a nanochat-rs checkpoint".into(),
+            });
+        }
         let dir = cfg.checkpoint_dir();
         let step = r.step;
         let meta_path = dir.join(format!("meta_{step:06}.json"));

@@ -187,6 +187,7 @@ fn chat_source(root: &Path, dev: &Device) -> ChatSource {
         data_buffer: None,
         rng_state: 5,
         run: serde_json::Value::Null,
+        world_size: 1,
     };
     let meta = save_checkpoint(&dir, Phase::Base, 7, &model, None, info).unwrap();
     ChatSource {

@@ -346,6 +346,7 @@ fn a_step_of_empty_micro_batches_is_skipped() {
             empty_micro_batches: 2,
             micro_batches: 2,
             progress: 0.0,
+            grad_norm: None,
         }
     );
     assert!(out.skipped());
@@ -390,4 +391,52 @@ fn a_total_batch_size_off_the_micro_batch_is_refused_by_name() {
     assert!(e.contains("multiple") && e.contains("= 256"), "{e}");
     cfg.total_batch_size = 512;
     assert_eq!(cfg.grad_accum_steps().unwrap(), 2);
+}
+
+#[test]
+fn the_shares_of_a_step_sum_to_the_step() {
+    let (a, b, e, mc) = masked_fixture();
+    let dev = Device::cpu().unwrap();
+    let model = GPT::new(
+        GPTConfig {
+            dropout: 0.0,
+            ..mc
+        },
+        &dev,
+        DType::F32,
+        3,
+    )
+    .unwrap();
+    let batches = [a.clone(), e, b, a];
+    let whole = accumulate_share(&model, &batches, 0..4).unwrap();
+    let plain = accumulate_gradients(&model, &batches).unwrap();
+    // The whole step as one share is accumulate_gradients bit for bit.
+    assert_eq!(whole.acc.loss, plain.loss);
+    assert_eq!(grads_of(&model, &whole.acc), grads_of(&model, &plain));
+    assert_eq!((whole.used, whole.acc.empty_micro_batches), (3, 1));
+    // Two ranks' shares: the losses add up exactly (each slot is one rank's), so the step's
+    // loss is the same number; the gradients add up to the step's.
+    let (p0, p1) = (
+        accumulate_share(&model, &batches, 0..2).unwrap(),
+        accumulate_share(&model, &batches, 2..4).unwrap(),
+    );
+    let summed: Vec<f64> = p0.losses.iter().zip(&p1.losses).map(|(x, y)| x + y).collect();
+    assert_eq!(summed, whole.losses);
+    assert_eq!(Some(step_loss(&summed, p0.used)), plain.loss);
+    assert_eq!((p0.used, p1.used), (3, 3));
+    let (g0, g1) = (grads_of(&model, &p0.acc), grads_of(&model, &p1.acc));
+    let added: Vec<Vec<f32>> = g0
+        .iter()
+        .zip(&g1)
+        .map(|(x, y)| x.iter().zip(y).map(|(u, v)| u + v).collect())
+        .collect();
+    assert_close(&added, &grads_of(&model, &plain), "two shares");
+    assert!(accumulate_share(&model, &batches, 3..5).is_err());
+    // The logged gradient norm is clip_grad_norm's (which computes it on the host in f64).
+    let params = model.parameters();
+    let norm = crate::dist::sync::grad_norm(&crate::dist::SingleProcess, &params, &plain.grads)
+        .unwrap();
+    let mut grads = plain.grads;
+    let host = clip_grad_norm(&mut grads, &params, f64::INFINITY).unwrap();
+    assert!((norm - host).abs() <= 1e-5 * host, "{norm} vs {host}");
 }

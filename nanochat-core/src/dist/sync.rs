@@ -1,0 +1,194 @@
+//! The collectives of one sharded optimizer step (ZeRO-2, as nanochat HEAD's `DistMuonAdamW`,
+//! `nanochat/optim.py` at 92d63d4): each rank's gradients are reduce-scattered so that every
+//! parameter's owner holds its sum over ranks ([`reduce_scatter_grads`]), the owners update
+//! their parameters, and every rank gathers the updated values ([`all_gather_params`]). The
+//! optimizer state never leaves its owner but for a checkpoint, where rank 0 gathers it
+//! ([`gather_optimizer_state`]) and saves it in the one-process layout: a checkpoint does not
+//! depend on the world size, and resumes on any.
+//!
+//! The buffers are host f32: on the CPU runtime the tensors are host memory already. (On CUDA
+//! the NCCL backend is to keep them on the device.)
+
+use crate::optim::OptimizerState;
+use crate::{CoreError, Grads, Result, Tensor};
+
+use super::{Communicator, Ownership};
+
+/// Replaces each parameter's gradient in `grads` by its sum over the ranks for the parameters
+/// this rank owns, and drops the others (their owners hold them). A parameter without a
+/// gradient on this rank counts as zeros (all its micro-batches may have been elsewhere).
+///
+/// Errors: [`CoreError::Mismatch`] when `params` and `own` disagree in count; the
+/// communicator's.
+pub fn reduce_scatter_grads(
+    comm: &dyn Communicator,
+    own: &Ownership,
+    params: &[Tensor],
+    grads: &mut Grads,
+) -> Result<()> {
+    check_count(own, params)?;
+    let (world, block) = (comm.world_size(), own.block_len());
+    let mut send = vec![0.0f32; world * block];
+    for r in 0..world {
+        let mut at = r * block;
+        for i in own.owned(r) {
+            let p = &params[i];
+            if let Some(g) = grads.get(p) {
+                send[at..at + p.len()].copy_from_slice(&g.to_vec_f32()?);
+            }
+            at += p.len();
+        }
+    }
+    let mine = comm.reduce_scatter_f32(&send)?;
+    let rank = comm.rank();
+    let mut at = 0;
+    for (i, p) in params.iter().enumerate() {
+        let g = grads.take(p);
+        if own.owner(i) != rank {
+            continue;
+        }
+        let dtype = g.as_ref().map_or(p.dtype(), |g| g.dtype());
+        let sum = Tensor::from_f32(p.device(), &mine[at..at + p.len()], p.shape(), dtype)?;
+        grads.accumulate(p.id(), sum)?;
+        at += p.len();
+    }
+    Ok(())
+}
+
+/// Brings every parameter to its owner's values: each rank sends the parameters it owns and
+/// writes the others' into its own tensors, in place.
+///
+/// Errors: as [`reduce_scatter_grads`].
+pub fn all_gather_params(
+    comm: &dyn Communicator,
+    own: &Ownership,
+    params: &[Tensor],
+) -> Result<()> {
+    check_count(own, params)?;
+    let (rank, block) = (comm.rank(), own.block_len());
+    let mut send = Vec::with_capacity(block);
+    for i in own.owned(rank) {
+        send.extend(params[i].to_vec_f32()?);
+    }
+    send.resize(block, 0.0);
+    let all = comm.all_gather_f32(&send)?;
+    for r in (0..comm.world_size()).filter(|&r| r != rank) {
+        let mut at = r * block;
+        for i in own.owned(r) {
+            let p = &params[i];
+            p.write_f32(&all[at..at + p.len()])?;
+            at += p.len();
+        }
+    }
+    Ok(())
+}
+
+/// The L2 norm of the step's whole gradient: each rank's squared norm of the gradients it
+/// holds (after [`reduce_scatter_grads`], those it owns; in one process, all), summed over
+/// ranks. What `torch.nn.utils.clip_grad_norm_` returns and nanochat v1 logs as `grad_norm`.
+/// Computed on the device (one f32 sum of squares per parameter), accumulated in f64.
+///
+/// Errors: the communicator's; the ops'.
+pub fn grad_norm(comm: &dyn Communicator, params: &[Tensor], grads: &Grads) -> Result<f64> {
+    let mut sum = [0.0f64];
+    for p in params {
+        if let Some(g) = grads.get(p) {
+            let sq = crate::ops::sum(None, &crate::ops::square(None, g)?)?;
+            sum[0] += sq.to_scalar()? as f64;
+        }
+    }
+    comm.all_reduce_f64(&mut sum, super::ReduceOp::Sum)?;
+    Ok(sum[0].sqrt())
+}
+
+fn check_count(own: &Ownership, params: &[Tensor]) -> Result<()> {
+    let n = own.mask(0).len();
+    if n != params.len() {
+        return Err(CoreError::Mismatch {
+            op: "dist sync",
+            why: format!("an ownership of {n} parameters for {} parameters", params.len()),
+        });
+    }
+    Ok(())
+}
+
+/// An optimizer state assembled at rank 0 from every rank's share
+/// ([`gather_optimizer_state`]): what a checkpoint saves. It only saves: loading into it is
+/// refused.
+pub struct GatheredState {
+    steps: u32,
+    tensors: Vec<(String, Tensor)>,
+}
+
+impl OptimizerState for GatheredState {
+    fn steps(&self) -> u32 {
+        self.steps
+    }
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.tensors.clone())
+    }
+    fn load_state(
+        &mut self,
+        _step: u32,
+        _get: &mut dyn FnMut(&str, &Tensor) -> Result<Tensor>,
+    ) -> Result<()> {
+        Err(CoreError::Unsupported {
+            op: "load_state",
+            why: "a gathered optimizer state is only saved".into(),
+        })
+    }
+}
+
+type Wire = (u32, Vec<(String, Vec<usize>, Vec<f32>)>);
+
+/// Every rank's optimizer state (its owned parameters') at rank 0, in the order of `names`
+/// on `device` (the model's parameter names, in `named_parameters` order: the one-process layout, whose
+/// tensors are named `<param>.<state>`); `None` on the other ranks. Every rank must call it.
+///
+/// Errors: the communicator's; [`CoreError::File`] for a share that does not decode.
+pub fn gather_optimizer_state(
+    comm: &dyn Communicator,
+    optim: &dyn OptimizerState,
+    names: &[String],
+    device: &crate::Device,
+) -> Result<Option<GatheredState>> {
+    let mine: Wire = (
+        optim.steps(),
+        optim
+            .state_tensors()?
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.shape().to_vec(), t.to_vec_f32()?)))
+            .collect::<Result<_>>()?,
+    );
+    let cfg = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(&mine, cfg).map_err(|e| CoreError::Mismatch {
+        op: "gather optimizer state",
+        why: e.to_string(),
+    })?;
+    let Some(parts) = comm.gather_bytes(&bytes, 0)? else {
+        return Ok(None);
+    };
+    let mut entries = Vec::new();
+    for (r, part) in parts.iter().enumerate() {
+        let (_, tensors): Wire = bincode::serde::decode_from_slice(part, cfg)
+            .map_err(|e| CoreError::file(format!("optimizer state of rank {r}"), e))?
+            .0;
+        entries.extend(tensors);
+    }
+    // The one-process order: by parameter, then as each parameter's owner listed its state.
+    let slot = |name: &str| {
+        names
+            .iter()
+            .position(|p| name.strip_prefix(p.as_str()).is_some_and(|s| s.starts_with('.')))
+            .unwrap_or(usize::MAX)
+    };
+    entries.sort_by_key(|(n, _, _)| slot(n));
+    let tensors = entries
+        .into_iter()
+        .map(|(n, shape, v)| Ok((n, Tensor::from_f32(device, &v, &shape, crate::DType::F32)?)))
+        .collect::<Result<_>>()?;
+    Ok(Some(GatheredState {
+        steps: mine.0,
+        tensors,
+    }))
+}

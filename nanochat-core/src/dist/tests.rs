@@ -1,0 +1,85 @@
+use super::*;
+
+#[test]
+fn ownership_is_balanced_deterministic_and_covers_every_parameter() {
+    let lens = [100, 7, 50, 50, 3, 100, 1];
+    let own = Ownership::balanced(&lens, 2).unwrap();
+    // Largest first, each to the lighter rank (ties to rank 0): 100->0, 100->1, 50->0, 50->1,
+    // 7->0, then 3 and 1 to rank 1 (150 + 3 < 157).
+    assert_eq!(
+        (0..lens.len()).map(|i| own.owner(i)).collect::<Vec<_>>(),
+        vec![0, 0, 0, 1, 1, 1, 1]
+    );
+    assert_eq!(own.owned_len(0), 157);
+    assert_eq!(own.owned_len(1), 154);
+    assert_eq!(own.block_len(), 157);
+    assert_eq!(own, Ownership::balanced(&lens, 2).unwrap());
+    let one = Ownership::balanced(&lens, 1).unwrap();
+    assert!(one.mask(0).iter().all(|&m| m));
+    // More ranks than parameters: the extra ranks own nothing.
+    let many = Ownership::balanced(&[5, 5], 4).unwrap();
+    assert_eq!(many.owned(2), Vec::<usize>::new());
+    assert_eq!(many.block_len(), 5);
+    assert!(Ownership::balanced(&lens, 0).is_err());
+}
+
+#[test]
+fn launch_variables_are_read_in_order_and_slurm_only_under_pmix() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    };
+    assert_eq!(launched_world_size(&env(&[])), None);
+    assert_eq!(
+        launched_world_size(&env(&[("WORLD_SIZE", "8"), ("OMPI_COMM_WORLD_SIZE", "2")])),
+        Some((2, "OMPI_COMM_WORLD_SIZE"))
+    );
+    assert_eq!(
+        launched_world_size(&env(&[("PMI_SIZE", "4")])),
+        Some((4, "PMI_SIZE"))
+    );
+    // An sbatch script's own process: Slurm's count alone is not a launch.
+    assert_eq!(launched_world_size(&env(&[("SLURM_STEP_NUM_TASKS", "16")])), None);
+    assert_eq!(
+        launched_world_size(&env(&[("SLURM_STEP_NUM_TASKS", "16"), ("PMIX_RANK", "3")])),
+        Some((16, "SLURM_STEP_NUM_TASKS"))
+    );
+    assert!(launch_hint(2).contains("mpirun -np 2"));
+}
+
+#[test]
+fn a_folder_lock_refuses_a_second_writer_and_is_released_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("base_checkpoints/d2");
+    let held = FolderLock::acquire(&sub).unwrap();
+    let err = FolderLock::acquire(&sub).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, CoreError::Busy { .. }), "{msg}");
+    assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+    assert!(msg.contains(".lock"), "{msg}");
+    drop(held);
+    FolderLock::acquire(&sub).unwrap();
+}
+
+#[test]
+fn one_process_sync_keeps_gradients_and_parameters() {
+    let device = crate::Device::cpu().unwrap();
+    let a = crate::Tensor::from_f32(&device, &[1.0, 2.0, 3.0], &[3], crate::DType::F32).unwrap();
+    let b = crate::Tensor::from_f32(&device, &[4.0, 5.0], &[1, 2], crate::DType::F32).unwrap();
+    let params = vec![a.clone(), b.clone()];
+    let own = Ownership::balanced(&[3, 2], 1).unwrap();
+    let mut grads = crate::Grads::default();
+    grads
+        .accumulate(a.id(), crate::Tensor::from_f32(&device, &[0.5, -1.0, 2.0], &[3], crate::DType::F32).unwrap())
+        .unwrap();
+    // b has no gradient here: it counts as zeros.
+    sync::reduce_scatter_grads(&SingleProcess, &own, &params, &mut grads).unwrap();
+    assert_eq!(grads.get(&a).unwrap().to_vec_f32().unwrap(), vec![0.5, -1.0, 2.0]);
+    assert_eq!(grads.get(&b).unwrap().to_vec_f32().unwrap(), vec![0.0, 0.0]);
+    sync::all_gather_params(&SingleProcess, &own, &params).unwrap();
+    assert_eq!(b.to_vec_f32().unwrap(), vec![4.0, 5.0]);
+    b.write_f32(&[7.0, -8.0]).unwrap();
+    assert_eq!(b.to_vec_f32().unwrap(), vec![7.0, -8.0]);
+    assert!(b.write_f32(&[1.0]).is_err());
+    let norm = sync::grad_norm(&SingleProcess, &params, &grads).unwrap();
+    assert!((norm - 5.25f64.sqrt()).abs() < 1e-6, "{norm}");
+}
