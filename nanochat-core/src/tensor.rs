@@ -140,7 +140,8 @@ impl Tensor {
                 format!("{} values for {} elements", data.len(), self.len()),
             ));
         }
-        let bytes = nanochat_kernels::cubecl::bytes::Bytes::from_bytes_vec(self.dtype().encode(data));
+        let bytes =
+            nanochat_kernels::cubecl::bytes::Bytes::from_bytes_vec(self.dtype().encode(data));
         self.device().client().write(self.handle(), bytes);
         Ok(())
     }

@@ -232,57 +232,75 @@ impl Drop for DistGuard {
     }
 }
 
-/// Sets the process-wide communicator from how the process was launched, once, before any
-/// device is created: MPI when a launcher announced several ranks (or any under `mpirun` in a
-/// build with the feature `mpi`), else one process. Under several local ranks on the CPU, this
-/// process's CPU affinity is narrowed to its share of the machine's cores ([`split_cpus`]),
-/// so that ranks do not oversubscribe.
+/// How this process was started, as [`launch`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// One process on its own.
+    Single,
+    /// One rank of an MPI job (`mpirun`, `srun`) of this many ranks.
+    Mpi(usize),
+}
+
+/// Decides how to run from the launchers' variables in `env` ([`launched_world_size`]) and
+/// whether this build has MPI (`with_mpi`): MPI when an MPI launcher started the process (any
+/// number of ranks, `mpirun -np 1` included) and the build has it; one process when no launcher
+/// did, or announced a world of 1.
 ///
-/// Errors: [`CoreError::Unsupported`] when a launcher announced several ranks and this build
-/// has no MPI (with the launch line to use), or for torchrun's `WORLD_SIZE` (which gives no
-/// MPI world); MPI's initialisation failing.
+/// Errors: [`CoreError::Unsupported`] with the launch line to use when several ranks were
+/// announced and this build cannot join them (no MPI), and for torchrun's `WORLD_SIZE` above 1
+/// (it gives no MPI world).
+pub fn launch(env: &dyn Fn(&str) -> Option<String>, with_mpi: bool) -> Result<Launch> {
+    match launched_world_size(env) {
+        Some((n, "WORLD_SIZE")) if n > 1 => Err(CoreError::Unsupported {
+            op: "launch",
+            why: format!(
+                "started by torchrun or another launcher that sets WORLD_SIZE={n}, which nanochat-rs does not join; {}",
+                launch_hint(n)
+            ),
+        }),
+        Some((n, var)) if var != "WORLD_SIZE" && with_mpi => Ok(Launch::Mpi(n)),
+        Some((n, var)) if n > 1 => Err(CoreError::Unsupported {
+            op: "launch",
+            why: format!(
+                "this process is one of {n} ranks ({var}={n}) but this nanochat was built without MPI: the {n} copies would each train alone and write into one folder; {}",
+                launch_hint(n)
+            ),
+        }),
+        _ => Ok(Launch::Single),
+    }
+}
+
+/// Sets the process-wide communicator from how the process was launched ([`launch`]), once,
+/// before any device is created. Under several local ranks on the CPU, this process's CPU
+/// affinity is narrowed to its share of the machine's cores ([`split_cpus`]), so that ranks
+/// do not oversubscribe.
+///
+/// Errors: [`launch`]'s refusals; MPI's initialisation failing.
 pub fn init() -> Result<DistGuard> {
     let env = |k: &str| std::env::var(k).ok();
-    let launched = launched_world_size(&env);
-    let dist = match launched {
-        Some((n, "WORLD_SIZE")) if n > 1 && env("OMPI_COMM_WORLD_SIZE").is_none() => {
-            return Err(CoreError::Unsupported {
-                op: "launch",
-                why: format!(
-                    "started by torchrun or another launcher that sets WORLD_SIZE={n}, which nanochat-rs does not join; {}",
-                    launch_hint(n)
-                ),
+    match launch(&env, cfg!(feature = "mpi"))? {
+        Launch::Single => {
+            let _ = WORLD.set(Dist::single());
+            Ok(DistGuard {
+                #[cfg(feature = "mpi")]
+                universe: None,
+                finished: false,
             })
         }
         #[cfg(feature = "mpi")]
-        Some((_, var)) if var != "WORLD_SIZE" => {
+        Launch::Mpi(_) => {
             let (universe, comm) = mpi::MpiComm::init()?;
             let dist = Dist::new(Arc::new(comm));
             let _ = WORLD.set(dist.clone());
             split_cpus(dist.local_rank(), dist.local_size());
-            return Ok(DistGuard {
+            Ok(DistGuard {
                 universe: Some(universe),
                 finished: false,
-            });
-        }
-        #[cfg(not(feature = "mpi"))]
-        Some((n, var)) if n > 1 => {
-            return Err(CoreError::Unsupported {
-                op: "launch",
-                why: format!(
-                    "this process is one of {n} ranks ({var}={n}) but this nanochat was built without MPI: the {n} copies would each train alone and write into one folder; {}",
-                    launch_hint(n)
-                ),
             })
         }
-        _ => Dist::single(),
-    };
-    let _ = WORLD.set(dist);
-    Ok(DistGuard {
-        #[cfg(feature = "mpi")]
-        universe: None,
-        finished: false,
-    })
+        #[cfg(not(feature = "mpi"))]
+        Launch::Mpi(_) => unreachable!("launch() gives Mpi only to builds with MPI"),
+    }
 }
 
 /// Narrows this process's CPU affinity to its `1 / local_size` share of the CPUs it may run

@@ -106,7 +106,10 @@ fn check_count(own: &Ownership, params: &[Tensor]) -> Result<()> {
     if n != params.len() {
         return Err(CoreError::Mismatch {
             op: "dist sync",
-            why: format!("an ownership of {n} parameters for {} parameters", params.len()),
+            why: format!(
+                "an ownership of {n} parameters for {} parameters",
+                params.len()
+            ),
         });
     }
     Ok(())
@@ -179,7 +182,10 @@ pub fn gather_optimizer_state(
     let slot = |name: &str| {
         names
             .iter()
-            .position(|p| name.strip_prefix(p.as_str()).is_some_and(|s| s.starts_with('.')))
+            .position(|p| {
+                name.strip_prefix(p.as_str())
+                    .is_some_and(|s| s.starts_with('.'))
+            })
             .unwrap_or(usize::MAX)
     };
     entries.sort_by_key(|(n, _, _)| slot(n));

@@ -26,7 +26,12 @@ fn ownership_is_balanced_deterministic_and_covers_every_parameter() {
 #[test]
 fn launch_variables_are_read_in_order_and_slurm_only_under_pmix() {
     let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     };
     assert_eq!(launched_world_size(&env(&[])), None);
     assert_eq!(
@@ -38,7 +43,10 @@ fn launch_variables_are_read_in_order_and_slurm_only_under_pmix() {
         Some((4, "PMI_SIZE"))
     );
     // An sbatch script's own process: Slurm's count alone is not a launch.
-    assert_eq!(launched_world_size(&env(&[("SLURM_STEP_NUM_TASKS", "16")])), None);
+    assert_eq!(
+        launched_world_size(&env(&[("SLURM_STEP_NUM_TASKS", "16")])),
+        None
+    );
     assert_eq!(
         launched_world_size(&env(&[("SLURM_STEP_NUM_TASKS", "16"), ("PMIX_RANK", "3")])),
         Some((16, "SLURM_STEP_NUM_TASKS"))
@@ -54,7 +62,10 @@ fn a_folder_lock_refuses_a_second_writer_and_is_released_on_drop() {
     let err = FolderLock::acquire(&sub).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, CoreError::Busy { .. }), "{msg}");
-    assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
     assert!(msg.contains(".lock"), "{msg}");
     drop(held);
     FolderLock::acquire(&sub).unwrap();
@@ -69,11 +80,17 @@ fn one_process_sync_keeps_gradients_and_parameters() {
     let own = Ownership::balanced(&[3, 2], 1).unwrap();
     let mut grads = crate::Grads::default();
     grads
-        .accumulate(a.id(), crate::Tensor::from_f32(&device, &[0.5, -1.0, 2.0], &[3], crate::DType::F32).unwrap())
+        .accumulate(
+            a.id(),
+            crate::Tensor::from_f32(&device, &[0.5, -1.0, 2.0], &[3], crate::DType::F32).unwrap(),
+        )
         .unwrap();
     // b has no gradient here: it counts as zeros.
     sync::reduce_scatter_grads(&SingleProcess, &own, &params, &mut grads).unwrap();
-    assert_eq!(grads.get(&a).unwrap().to_vec_f32().unwrap(), vec![0.5, -1.0, 2.0]);
+    assert_eq!(
+        grads.get(&a).unwrap().to_vec_f32().unwrap(),
+        vec![0.5, -1.0, 2.0]
+    );
     assert_eq!(grads.get(&b).unwrap().to_vec_f32().unwrap(), vec![0.0, 0.0]);
     sync::all_gather_params(&SingleProcess, &own, &params).unwrap();
     assert_eq!(b.to_vec_f32().unwrap(), vec![4.0, 5.0]);
@@ -82,4 +99,54 @@ fn one_process_sync_keeps_gradients_and_parameters() {
     assert!(b.write_f32(&[1.0]).is_err());
     let norm = sync::grad_norm(&SingleProcess, &params, &grads).unwrap();
     assert!((norm - 5.25f64.sqrt()).abs() < 1e-6, "{norm}");
+}
+
+#[test]
+fn a_launch_of_several_ranks_is_refused_without_mpi_and_joined_with_it() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    for with_mpi in [false, true] {
+        assert_eq!(launch(&env(&[]), with_mpi).unwrap(), Launch::Single);
+        assert_eq!(
+            launch(&env(&[("WORLD_SIZE", "1")]), with_mpi).unwrap(),
+            Launch::Single
+        );
+        // torchrun's world is never joined: its ranks would train alone.
+        let e = launch(&env(&[("WORLD_SIZE", "8")]), with_mpi)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("WORLD_SIZE=8") && e.contains("mpirun -np 8"),
+            "{e}"
+        );
+    }
+    for (var, n) in [("OMPI_COMM_WORLD_SIZE", "2"), ("PMI_SIZE", "4")] {
+        let vars: &'static [(&'static str, &'static str)] = Box::leak(Box::new([(var, n)]));
+        let e = launch(&env(vars), false).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{var}={n}"))
+                && e.contains("built without MPI")
+                && e.contains("--features mpi"),
+            "{e}"
+        );
+        assert_eq!(
+            launch(&env(vars), true).unwrap(),
+            Launch::Mpi(n.parse().unwrap())
+        );
+    }
+    // mpirun -np 1: an MPI world of one when the build has MPI, a plain process otherwise.
+    assert_eq!(
+        launch(&env(&[("OMPI_COMM_WORLD_SIZE", "1")]), true).unwrap(),
+        Launch::Mpi(1)
+    );
+    assert_eq!(
+        launch(&env(&[("OMPI_COMM_WORLD_SIZE", "1")]), false).unwrap(),
+        Launch::Single
+    );
 }

@@ -280,7 +280,10 @@ impl MuonAdamW {
     /// [`crate::dist::Ownership`]). Errors: [`CoreError::Mismatch`] for a mask of another
     /// length.
     pub fn set_owned(&mut self, owned: &[bool]) -> Result<()> {
-        super::nanochat::set_owned(self.slots.iter_mut().map(|s| (&mut s.owned, &mut s.state)), owned)
+        super::nanochat::set_owned(
+            self.slots.iter_mut().map(|s| (&mut s.owned, &mut s.state)),
+            owned,
+        )
     }
 
     /// The parameter groups.

@@ -153,7 +153,10 @@ impl Optimizer {
     /// ([`crate::dist::Ownership::mask`]); the others' state is dropped. Errors:
     /// [`CoreError::Mismatch`](crate::CoreError::Mismatch) for a mask of another length.
     pub fn set_owned(&mut self, owned: &[bool]) -> Result<()> {
-        set_owned(self.slots.iter_mut().map(|s| (&mut s.owned, &mut s.state)), owned)
+        set_owned(
+            self.slots.iter_mut().map(|s| (&mut s.owned, &mut s.state)),
+            owned,
+        )
     }
 
     /// Updates every parameter in place (every owned one, under [`Optimizer::set_owned`]):
@@ -256,7 +259,11 @@ pub(crate) fn set_owned<'a, S: 'a>(
     if slots.len() != mask.len() {
         return Err(crate::CoreError::Mismatch {
             op: "optimizer shard",
-            why: format!("a mask of {} parameters for {} parameters", mask.len(), slots.len()),
+            why: format!(
+                "a mask of {} parameters for {} parameters",
+                mask.len(),
+                slots.len()
+            ),
         });
     }
     for ((owned, state), &m) in slots.zip(mask) {

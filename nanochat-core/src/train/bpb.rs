@@ -67,7 +67,11 @@ pub fn evaluate_bpb_across(
         return evaluate_bpb(model, batches, token_bytes);
     }
     let mut parts = vec![0.0f64; 2 * batches.len()];
-    for (i, b) in batches.iter().enumerate().filter(|(i, _)| i % world == rank) {
+    for (i, b) in batches
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % world == rank)
+    {
         let (n, by) = batch_nats_bytes(model, b, token_bytes)?;
         parts[2 * i] = n;
         parts[2 * i + 1] = by as f64;

@@ -390,7 +390,11 @@ pub struct Trainer {
 
 /// Shards `optim` over the ranks of `dist` (before its state is loaded, so that each rank
 /// keeps only its share): `None` for one process.
-fn shard_optimizer(model: &GPT, optim: &mut TrainOptimizer, dist: &Dist) -> Result<Option<Ownership>> {
+fn shard_optimizer(
+    model: &GPT,
+    optim: &mut TrainOptimizer,
+    dist: &Dist,
+) -> Result<Option<Ownership>> {
     if !dist.is_distributed() {
         return Ok(None);
     }
@@ -470,7 +474,10 @@ impl Trainer {
         // write nothing.
         let (lock, metrics) = if dist.is_main() {
             let lock = FolderLock::acquire(&cfg.checkpoint_dir())?;
-            (Some(lock), Some(MetricsLog::open(&cfg.checkpoint_dir(), step)?))
+            (
+                Some(lock),
+                Some(MetricsLog::open(&cfg.checkpoint_dir(), step)?),
+            )
         } else {
             (None, None)
         };
@@ -549,7 +556,8 @@ impl Trainer {
             (None, None) => {}
         }
         model.set_rng_state(meta.rng_state);
-        let mut t = Trainer::assemble(model, optim, tokenizer, train, val, cfg, step, meta.val_bpb)?;
+        let mut t =
+            Trainer::assemble(model, optim, tokenizer, train, val, cfg, step, meta.val_bpb)?;
         t.own = own;
         Ok(t)
     }
@@ -559,9 +567,8 @@ impl Trainer {
         self.model.eval();
         let device = self.model.get_device().clone();
         let (model, val, dist) = (&self.model, &self.val, &self.dist);
-        let r = device.exclusive(|| {
-            evaluate_bpb_across(model, val, self.tokenizer.token_bytes(), &**dist)
-        });
+        let r = device
+            .exclusive(|| evaluate_bpb_across(model, val, self.tokenizer.token_bytes(), &**dist));
         self.model.train();
         r?
     }
@@ -596,14 +603,22 @@ impl Trainer {
         let mut acc = match &self.own {
             None => accumulate_gradients(&self.model, &batches)?,
             Some(own) => {
-                let (rank, per) = (self.dist.rank(), self.cfg.rank_grad_accum_steps(self.dist.world_size())?);
+                let (rank, per) = (
+                    self.dist.rank(),
+                    self.cfg.rank_grad_accum_steps(self.dist.world_size())?,
+                );
                 let share = accumulate_share(&self.model, &batches, rank * per..(rank + 1) * per)?;
                 let mut losses = share.losses;
                 self.dist.all_reduce_f64(&mut losses, ReduceOp::Sum)?;
                 let mut acc = share.acc;
                 acc.loss = (share.used > 0).then(|| step_loss(&losses, share.used));
                 if share.used > 0 {
-                    reduce_scatter_grads(&*self.dist, own, &self.model.parameters(), &mut acc.grads)?;
+                    reduce_scatter_grads(
+                        &*self.dist,
+                        own,
+                        &self.model.parameters(),
+                        &mut acc.grads,
+                    )?;
                 }
                 acc
             }
@@ -611,7 +626,11 @@ impl Trainer {
         let grad_norm = if acc.is_empty() {
             None
         } else {
-            Some(grad_norm(&*self.dist, &self.model.parameters(), &acc.grads)?)
+            Some(grad_norm(
+                &*self.dist,
+                &self.model.parameters(),
+                &acc.grads,
+            )?)
         };
         if let Some(clip) = self.nanochat.as_ref().and_then(|n| n.grad_clip) {
             clip_grad_norm(&mut acc.grads, &self.model.parameters(), clip)?;
@@ -686,8 +705,18 @@ impl Trainer {
         let gathered = match &self.own {
             None => None,
             Some(_) => {
-                let names: Vec<String> = self.model.named_parameters().into_iter().map(|(n, _)| n).collect();
-                let g = gather_optimizer_state(&*self.dist, &self.optim, &names, self.model.get_device())?;
+                let names: Vec<String> = self
+                    .model
+                    .named_parameters()
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                let g = gather_optimizer_state(
+                    &*self.dist,
+                    &self.optim,
+                    &names,
+                    self.model.get_device(),
+                )?;
                 if g.is_none() {
                     return Ok(dir);
                 }
@@ -804,7 +833,11 @@ impl Trainer {
                     val_bpb: bpb,
                 });
                 // Samples are rank 0's (they write nothing and need no peer).
-                let samples = if self.dist.is_main() { self.samples(16)? } else { Vec::new() };
+                let samples = if self.dist.is_main() {
+                    self.samples(16)?
+                } else {
+                    Vec::new()
+                };
                 for (prompt, completion) in samples {
                     on_event(&Event::Sample {
                         step: self.step,

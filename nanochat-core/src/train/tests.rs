@@ -397,16 +397,7 @@ fn a_total_batch_size_off_the_micro_batch_is_refused_by_name() {
 fn the_shares_of_a_step_sum_to_the_step() {
     let (a, b, e, mc) = masked_fixture();
     let dev = Device::cpu().unwrap();
-    let model = GPT::new(
-        GPTConfig {
-            dropout: 0.0,
-            ..mc
-        },
-        &dev,
-        DType::F32,
-        3,
-    )
-    .unwrap();
+    let model = GPT::new(GPTConfig { dropout: 0.0, ..mc }, &dev, DType::F32, 3).unwrap();
     let batches = [a.clone(), e, b, a];
     let whole = accumulate_share(&model, &batches, 0..4).unwrap();
     let plain = accumulate_gradients(&model, &batches).unwrap();
@@ -420,7 +411,12 @@ fn the_shares_of_a_step_sum_to_the_step() {
         accumulate_share(&model, &batches, 0..2).unwrap(),
         accumulate_share(&model, &batches, 2..4).unwrap(),
     );
-    let summed: Vec<f64> = p0.losses.iter().zip(&p1.losses).map(|(x, y)| x + y).collect();
+    let summed: Vec<f64> = p0
+        .losses
+        .iter()
+        .zip(&p1.losses)
+        .map(|(x, y)| x + y)
+        .collect();
     assert_eq!(summed, whole.losses);
     assert_eq!(Some(step_loss(&summed, p0.used)), plain.loss);
     assert_eq!((p0.used, p1.used), (3, 3));
@@ -434,8 +430,8 @@ fn the_shares_of_a_step_sum_to_the_step() {
     assert!(accumulate_share(&model, &batches, 3..5).is_err());
     // The logged gradient norm is clip_grad_norm's (which computes it on the host in f64).
     let params = model.parameters();
-    let norm = crate::dist::sync::grad_norm(&crate::dist::SingleProcess, &params, &plain.grads)
-        .unwrap();
+    let norm =
+        crate::dist::sync::grad_norm(&crate::dist::SingleProcess, &params, &plain.grads).unwrap();
     let mut grads = plain.grads;
     let host = clip_grad_norm(&mut grads, &params, f64::INFINITY).unwrap();
     assert!((norm - host).abs() <= 1e-5 * host, "{norm} vs {host}");

@@ -1,0 +1,383 @@
+//! Training across processes under `mpirun` (the feature `mpi`; `./x test` enables it): two
+//! ranks against one process over the same total batch, a resume on another world size, a
+//! rank killed mid-run, and the TCP transport. Depth 1, T = 32, one shared tokenizer.
+#![cfg(feature = "mpi")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nanochat_core::checkpoint::{checkpoint_dir, list_steps, load_checkpoint_model, Phase};
+use nanochat_core::{DType, Device};
+
+mod common;
+
+/// One tokenizer for every scenario (tok-train once per test binary).
+fn tokenizer_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let out = common::nanochat_in(&dir)
+            .args(common::TOK_500)
+            .output()
+            .unwrap();
+        common::assert_success(&out);
+        dir
+    })
+}
+
+/// A fresh model root holding the shared tokenizer.
+fn fresh_root() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let from = tokenizer_root().join("tokenizer");
+    let to = tmp.path().join("tokenizer");
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(&from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    tmp
+}
+
+/// base-train of depth 1, T = 32, two rows per rank, 256 tokens a step (4 micro-batches: 4 in
+/// one process, 2 on each of 2 ranks), evaluating every 2 steps and saving every 2.
+fn base_train(tag: &str, steps: u64, resume: Option<u64>) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "base-train",
+        "--depth",
+        "1",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "2",
+        "--total-batch-size",
+        "256",
+        "--eval-every",
+        "2",
+        "--eval-tokens",
+        "512",
+        "--save-every",
+        "2",
+        "--quiet",
+        "--model-tag",
+        tag,
+        "--total-steps",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.push(steps.to_string());
+    if let Some(s) = resume {
+        a.extend(["--resume-from-step".into(), s.to_string()]);
+    }
+    a
+}
+
+/// `nanochat <args>` in `root`, in one process.
+fn single(root: &Path, args: &[String]) -> Output {
+    common::nanochat_in(root).args(args).output().unwrap()
+}
+
+/// `mpirun -np <n> [mca...] nanochat <args>` in `root`.
+fn mpirun(root: &Path, n: usize, mca: &[&str], args: &[String]) -> Command {
+    let mut c = Command::new("mpirun");
+    c.env("NANOCHAT_BASE_DIR", root)
+        .env_remove("NANOCHAT_MODEL_DIR")
+        .env_remove("NANOCHAT_TOKENIZER_PATH")
+        .env("NANOCHAT_DATA_DIR", root.join("no-data"))
+        // CI runs as root.
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(["--oversubscribe", "-np", &n.to_string()])
+        .args(mca)
+        .arg(env!("CARGO_BIN_EXE_nanochat"))
+        .args(args);
+    c
+}
+
+fn metrics(root: &Path, tag: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(checkpoint_dir(root, Phase::Base, tag).join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn weights(root: &Path, tag: &str, step: u64) -> Vec<(String, Vec<f32>)> {
+    let dev = Device::cpu().unwrap();
+    let dir = checkpoint_dir(root, Phase::Base, tag);
+    let (model, _) = load_checkpoint_model(&dir, step, &dev, DType::F32).unwrap();
+    model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, p)| (n, p.to_vec_f32().unwrap()))
+        .collect()
+}
+
+fn meta(root: &Path, tag: &str, step: u64) -> serde_json::Value {
+    let path = checkpoint_dir(root, Phase::Base, tag).join(format!("meta_{step:06}.json"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The largest relative L2 difference over the parameters.
+fn max_rel_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> (f64, String) {
+    assert_eq!(a.len(), b.len());
+    let mut worst = (0.0, String::new());
+    for ((n, x), (m, y)) in a.iter().zip(b) {
+        assert_eq!(n, m);
+        let d: f64 = x.iter().zip(y).map(|(u, v)| ((u - v) as f64).powi(2)).sum();
+        let s: f64 = x.iter().map(|u| (*u as f64).powi(2)).sum();
+        let r = (d / s.max(1e-30)).sqrt();
+        if r > worst.0 {
+            worst = (r, n.clone());
+        }
+    }
+    worst
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}
+
+/// The tolerances of two ranks against one process. The ranks sum their f32 gradients in
+/// another order than one process's accumulation (rank partials, then the reduce-scatter), so
+/// the gradients differ in the last bits (about 1e-7 relative), and six steps of Muon and AdamW
+/// carry that into the weights: measured 3.1e-6 relative L2 at worst (`c_proj`), losses and
+/// gradient norms within 1e-7. The bars leave a margin of 30-100x and sit far below what a
+/// wrong reduction gives (each mutation made by hand, and caught at step 1 by the gradient
+/// norm): no reduction (each rank stepping on its half) 0.376 against 0.545; a reduction
+/// scaled by 2 (a sum where a mean belongs) 1.090, which Muon's scale-free update would hide
+/// from the weights; both ranks computing the same micro-batches 0.731.
+const WEIGHTS_TOL: f64 = 1e-4;
+const LOSS_TOL: f64 = 1e-5;
+const NORM_TOL: f64 = 1e-4;
+
+fn assert_same_run(a: &[serde_json::Value], b: &[serde_json::Value], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: steps");
+    for (x, y) in a.iter().zip(b) {
+        let step = &x["step"];
+        assert_eq!(step, &y["step"]);
+        for (key, tol) in [
+            ("loss", LOSS_TOL),
+            ("grad_norm", NORM_TOL),
+            ("lr_multiplier", 0.0),
+        ] {
+            let (u, v) = (x[key].as_f64().unwrap(), y[key].as_f64().unwrap());
+            assert!(rel(u, v) <= tol, "{what}: step {step} {key}: {u} vs {v}");
+        }
+        match (x.get("val_bpb"), y.get("val_bpb")) {
+            (Some(u), Some(v)) => {
+                let (u, v) = (u.as_f64().unwrap(), v.as_f64().unwrap());
+                assert!(
+                    rel(u, v) <= LOSS_TOL,
+                    "{what}: step {step} val_bpb: {u} vs {v}"
+                );
+            }
+            (None, None) => {}
+            _ => panic!("{what}: step {step}: val_bpb in one run only"),
+        }
+    }
+}
+
+#[test]
+fn two_ranks_train_as_one_process_and_resume_on_any_world_size() {
+    let tmp = fresh_root();
+    let root = tmp.path();
+    // One process, 4 micro-batches a step.
+    let out = single(root, &base_train("one", 6, None));
+    common::assert_success(&out);
+    // Two ranks, 2 micro-batches each; the ranks talk over TCP only (not shared memory), so
+    // the network path is exercised too.
+    let out = mpirun(
+        root,
+        2,
+        &["--mca", "btl", "tcp,self"],
+        &base_train("two", 6, None),
+    )
+    .output()
+    .unwrap();
+    common::assert_success(&out);
+    // Only rank 0 printed the summary.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("\"model_tag\"").count(), 1, "{stdout}");
+    let (one, two) = (metrics(root, "one"), metrics(root, "two"));
+    assert_eq!(one.len(), 6);
+    assert_same_run(&one, &two, "2 ranks vs 1 process");
+    let (worst, name) = max_rel_diff(&weights(root, "one", 6), &weights(root, "two", 6));
+    eprintln!("2 ranks vs 1 process: weights within {worst:.2e} ({name})");
+    assert!(
+        worst <= WEIGHTS_TOL,
+        "2 ranks vs 1 process: {name} off by {worst:.2e}"
+    );
+    assert_eq!(meta(root, "two", 6)["world_size"], 2);
+    assert_eq!(meta(root, "one", 6)["world_size"], 1);
+    // The data order does not depend on the world size.
+    assert_eq!(
+        meta(root, "two", 6)["data_position"],
+        meta(root, "one", 6)["data_position"]
+    );
+
+    // Resume on the same world size: bit-identical to the uninterrupted run.
+    let copy_to = |tag: &str, step: u64| {
+        let (from, to) = (
+            checkpoint_dir(root, Phase::Base, "two"),
+            checkpoint_dir(root, Phase::Base, tag),
+        );
+        std::fs::create_dir_all(&to).unwrap();
+        for f in ["model", "optim", "meta"] {
+            let ext = match f {
+                "model" => "safetensors",
+                "optim" => "bin",
+                _ => "json",
+            };
+            let name = format!("{f}_{step:06}.{ext}");
+            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    };
+    copy_to("two-again", 4);
+    let out = mpirun(root, 2, &[], &base_train("two-again", 6, Some(4)))
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    assert_eq!(
+        weights(root, "two-again", 6),
+        weights(root, "two", 6),
+        "2 ranks resumed at step 4 vs uninterrupted"
+    );
+    // Resume on another world size (2 ranks to step 4, then 1 process): within the tolerance
+    // of the equivalence above.
+    copy_to("two-then-one", 4);
+    let out = single(root, &base_train("two-then-one", 6, Some(4)));
+    common::assert_success(&out);
+    let (worst, name) = max_rel_diff(&weights(root, "two-then-one", 6), &weights(root, "one", 6));
+    assert!(
+        worst <= WEIGHTS_TOL,
+        "2 ranks then 1: {name} off by {worst:.2e}"
+    );
+    // Its metrics log starts at the step resumed from (the copied folder had none).
+    assert_same_run(&metrics(root, "two-then-one"), &one[4..], "2 ranks then 1");
+    assert_eq!(meta(root, "two-then-one", 6)["world_size"], 1);
+}
+
+#[test]
+fn a_total_batch_that_does_not_divide_among_the_ranks_is_refused() {
+    let tmp = fresh_root();
+    let root = tmp.path();
+    // 3 ranks, 4 micro-batches a step.
+    let out = mpirun(root, 3, &[], &base_train("three", 2, None))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("world size 3") && err.contains("total batch size"),
+        "{err}"
+    );
+    // Nothing was written.
+    assert!(list_steps(&checkpoint_dir(root, Phase::Base, "three")).is_empty());
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_and_the_last_checkpoint_resumes() {
+    let tmp = fresh_root();
+    let root = tmp.path();
+    let mut args = base_train("killed", 100_000, None);
+    let at = args.iter().position(|a| a == "--save-every").unwrap();
+    args[at + 1] = "1".into();
+    let at = args.iter().position(|a| a == "--eval-every").unwrap();
+    args[at + 1] = "0".into();
+    let mut job = mpirun(root, 2, &[], &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dir = checkpoint_dir(root, Phase::Base, "killed");
+    let start = Instant::now();
+    while list_steps(&dir).len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no 3 checkpoints within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGKILL rank 1 (a child of mpirun's launcher) in the middle of the run.
+    let ranks = ranks_of(job.id());
+    assert_eq!(
+        ranks.len(),
+        2,
+        "the ranks of mpirun {}: {ranks:?}",
+        job.id()
+    );
+    let victim = ranks[1];
+    // SAFETY: kill(2) of a process this test started (through mpirun).
+    assert_eq!(unsafe { libc_kill(victim, 9) }, 0);
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the job still runs 30 s after a rank was killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    // The latest committed step loads and resumes (in one process).
+    let last = *list_steps(&dir).last().unwrap();
+    weights(root, "killed", last);
+    let mut resume = base_train("killed", last + 1, Some(last));
+    let at = resume.iter().position(|a| a == "--eval-every").unwrap();
+    resume[at + 1] = "0".into();
+    let out = single(root, &resume);
+    common::assert_success(&out);
+    assert_eq!(*list_steps(&dir).last().unwrap(), last + 1);
+}
+
+/// The processes whose parent is `pid` or one of its descendants and whose command is nanochat.
+fn ranks_of(pid: u32) -> Vec<i32> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let comm = &stat[stat.find('(').unwrap() + 1..close];
+        let ppid: i32 = stat[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        all.push((p, ppid, comm.to_string()));
+    }
+    let mut family = vec![pid as i32];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (p, pp, _) in &all {
+            if family.contains(pp) && !family.contains(p) {
+                family.push(*p);
+                changed = true;
+            }
+        }
+    }
+    let mut ranks: Vec<i32> = all
+        .iter()
+        .filter(|(p, _, c)| family.contains(p) && *p != pid as i32 && c.starts_with("nanochat"))
+        .map(|(p, _, _)| *p)
+        .collect();
+    ranks.sort();
+    ranks
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
