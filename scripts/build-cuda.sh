@@ -11,10 +11,22 @@
 #   ./scripts/build-cuda.sh            -> dist/nanochat.xz
 # then, on the GPU machine, from the repository with dist/ beside it:
 #   scripts/gpu-check.sh
+#
+#   ./scripts/build-cuda.sh --mpi      -> target/cuda-mpi/release/nanochat
+# a cluster binary: CUDA and MPI (`mpirun -np 8 nanochat base-train --device cuda ...`). It links
+# the system's OpenMPI (libmpi.so.40), which the cluster's nodes must have; the GPU check's
+# binary above has no MPI dependency.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 ./scripts/setup.sh
+if [ "${1:-}" = --mpi ]; then
+  export CUDARC_CUDA_VERSION=13000
+  cargo build --release -p nanochat-bin --features cuda,mpi --target-dir target/cuda-mpi
+  ldd target/cuda-mpi/release/nanochat | grep -i mpi
+  echo "Built target/cuda-mpi/release/nanochat (CUDA + MPI). Launch: mpirun -np 8 target/cuda-mpi/release/nanochat base-train --device cuda ..."
+  exit 0
+fi
 static="$root/target/static-libs"
 mkdir -p "$static" dist
 ln -sf /usr/lib/gcc/x86_64-linux-gnu/12/libstdc++.a "$static/libstdc++.a"

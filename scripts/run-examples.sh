@@ -25,7 +25,8 @@ if [ $# -eq 2 ]; then tag=(-g "$2"); fi
 
 # One build of all four (a no-op after `./x test`, which builds the examples too); then the
 # binaries run directly, as `cargo run --release --example NAME -- ARGS` would.
-cargo build --release --workspace --examples --quiet
+# The features of ./x test (MPI): the dependencies it built serve here too.
+cargo build --release --workspace --examples --quiet --features nanochat-bin/mpi
 ex=target/release/examples
 start=$(date +%s)
 run() {

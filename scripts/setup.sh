@@ -8,7 +8,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 need_pkgs=()
-pkgs=(llvm-22-dev libpolly-22-dev libzstd-dev)
+# LLVM for cubecl's CPU runtime; OpenMPI (and libclang for the bindings of the `mpi` crate) for
+# training across processes (`mpirun -np N nanochat ...`, the feature `mpi` that ./x enables).
+pkgs=(llvm-22-dev libpolly-22-dev libzstd-dev libopenmpi-dev openmpi-bin libclang-dev)
 # For the tests (`./scripts/setup.sh test`): chromium drives the chat page in the web tests;
 # python3-venv holds the `openai` client they use.
 [ "${1:-}" = test ] && pkgs+=(chromium python3-venv)

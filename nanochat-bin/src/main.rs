@@ -79,7 +79,9 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    let matches = command().get_matches();
+    let name = matches.subcommand_name().unwrap_or_default().to_string();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Joins the ranks of an `mpirun` / `srun` launch (or refuses a launch this build cannot
     // join) before any device exists; only rank 0 prints.
     let guard = match nanochat_core::dist::init() {
@@ -90,7 +92,16 @@ fn main() -> std::process::ExitCode {
         }
     };
     let rank_stderr = nanochat_core::dist::silence_other_ranks();
-    let result = dispatch(cli.command);
+    let result = if nanochat_core::dist::world().is_distributed()
+        && !RUN_ACROSS_RANKS.contains(&name.replace('_', "-").as_str())
+    {
+        Err(anyhow::anyhow!(
+            "`{name}` runs in one process for now; across ranks (mpirun -np N) run: {}",
+            RUN_ACROSS_RANKS.join(", ")
+        ))
+    } else {
+        dispatch(cli.command)
+    };
     match result {
         Ok(code) => {
             guard.finish();
@@ -112,6 +123,9 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// The commands that run across the ranks of an MPI launch; the others refuse one.
+const RUN_ACROSS_RANKS: [&str; 3] = ["base-train", "mid-train", "chat-sft"];
 
 /// Runs a command line in this process (the speedrun's stages).
 fn dispatch_line(argv: Vec<String>) -> anyhow::Result<std::process::ExitCode> {

@@ -130,6 +130,10 @@ pub fn report_stage(stage: &str, settings: Value, results: Value) {
 /// ([`nanochat_core::report::record_stage`]: a scratch run outside the base dir is not
 /// recorded).
 pub fn report_stage_for(output: Option<&Path>, stage: &str, settings: Value, results: Value) {
+    // Rank 0 writes for the job.
+    if !nanochat_core::dist::world().is_main() {
+        return;
+    }
     let recorded = paths().and_then(|p| {
         Ok(nanochat_core::report::record_stage(
             p, output, stage, settings, results,
@@ -150,7 +154,15 @@ pub fn depth(s: &str) -> Result<usize, String> {
 }
 
 /// Opens a device parsed from the command line (`cpu`, `cuda`, `cuda:N`); the error names it.
+/// Under several ranks each takes the GPU of its local rank, counted from N (`cuda` = `cuda:0`:
+/// rank 3 of a machine takes `cuda:3`, as nanochat's `torchrun` ranks do).
 pub fn open_device(backend: nanochat_kernels::Backend) -> anyhow::Result<Device> {
+    let backend = match backend {
+        nanochat_kernels::Backend::Cuda(i) => {
+            nanochat_kernels::Backend::Cuda(i + nanochat_core::dist::world().local_rank())
+        }
+        b => b,
+    };
     Device::new(backend).with_context(|| format!("cannot open device `{backend}`"))
 }
 
