@@ -125,7 +125,13 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The commands that run across the ranks of an MPI launch; the others refuse one.
-const RUN_ACROSS_RANKS: [&str; 3] = ["base-train", "mid-train", "chat-sft"];
+const RUN_ACROSS_RANKS: [&str; 5] = [
+    "base-train",
+    "mid-train",
+    "chat-sft",
+    "base-eval",
+    "chat-eval",
+];
 
 /// Runs a command line in this process (the speedrun's stages).
 fn dispatch_line(argv: Vec<String>) -> anyhow::Result<std::process::ExitCode> {

@@ -314,6 +314,69 @@ fn two_ranks_train_as_one_process_and_resume_on_any_world_size() {
     );
     eprintln!("chat-sft, 2 ranks vs 1 process: weights within {worst:.2e} ({name})");
     assert!(worst <= WEIGHTS_TOL, "chat-sft: {name} off by {worst:.2e}");
+
+    // Evaluations share their problems out and sum the counts: the result files are identical.
+    let result = |file: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(root.join(file)).unwrap()).unwrap()
+    };
+    let evals: [(&str, Vec<&str>); 2] = [
+        (
+            "base-eval",
+            vec![
+                "base-eval",
+                "-g",
+                "one",
+                "--samples",
+                "--max-per-task",
+                "6",
+                "--split-tokens",
+                "1024",
+                "--device-batch-size",
+                "2",
+                "--quiet",
+            ],
+        ),
+        (
+            "chat-eval",
+            vec![
+                "chat-eval",
+                "-i",
+                "sft",
+                "-g",
+                "sft-one",
+                "--samples",
+                "-a",
+                "ARC-Easy|GSM8K|SpellingBee",
+                "-x",
+                "7",
+                "-b",
+                "3",
+                "-m",
+                "8",
+                "--quiet",
+            ],
+        ),
+    ];
+    for (name, args) in evals {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let with_output = |file: &str| -> Vec<String> {
+            let mut a = args.clone();
+            a.extend(["-o".to_string(), root.join(file).display().to_string()]);
+            a
+        };
+        common::assert_success(&single(root, &with_output("one.json")));
+        common::assert_success(
+            &mpirun(root, 2, &[], &with_output("two.json"))
+                .output()
+                .unwrap(),
+        );
+        let (one, two) = (result("one.json"), result("two.json"));
+        assert_eq!(one, two, "{name}: 2 ranks vs 1 process");
+        if name == "chat-eval" {
+            // Counted over all 7 problems (odd: the ranks' shares differ in size).
+            assert_eq!(one["tasks"]["ARC-Easy"]["total"], 7, "{one}");
+        }
+    }
 }
 
 #[test]

@@ -92,6 +92,10 @@ impl ModelArgs {
 /// An evaluation's outputs: its result as a JSON file at `path` and on stdout, and its report
 /// stage.
 pub fn write_eval_result(path: &Path, result: &impl EvalReport) -> anyhow::Result<()> {
+    // Every rank has the summed result; rank 0 writes it.
+    if !nanochat_core::dist::world().is_main() {
+        return Ok(());
+    }
     let json = nanochat_core::eval::write_result(path, result)?;
     let settings = result.report_settings(path);
     report_stage_for(

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::data::{nanochat_data_dir, nanochat_shard_paths, Batch, DataLoader, NanochatLoader};
 use crate::model::{Architecture, GPT};
 use crate::tokenizer::Tokenizer;
-use crate::train::evaluate_bpb;
+use crate::train::evaluate_bpb_across;
 use crate::{CoreError, Result};
 
 /// Bits per byte on each split ([`split_bpb`]).
@@ -77,7 +77,13 @@ pub fn split_bpb(
     }
     let take = |next: &mut dyn FnMut() -> Result<Batch>| -> Result<f64> {
         let batches = (0..steps).map(|_| next()).collect::<Result<Vec<_>>>()?;
-        evaluate_bpb(model, &batches, tokenizer.token_bytes())
+        // Across ranks: the batches are shared out and summed in order (the one-process figure).
+        evaluate_bpb_across(
+            model,
+            &batches,
+            tokenizer.token_bytes(),
+            &*crate::dist::world(),
+        )
     };
     let b = device_batch_size;
     let (train_bpb, val_bpb, name) = match data {

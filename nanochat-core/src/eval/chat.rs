@@ -150,8 +150,20 @@ fn categorical(
     let Run(model, tokenizer, task, total, opts) = run;
     let (mut correct, mut chance) = (0, 0.0);
     let batch = opts.batch_size.max(1);
-    for start in (0..total).step_by(batch) {
+    // Across ranks, whole batches are shared out (batch b to rank b % world), so every batch is
+    // the one-process batch and its answers the same; the counts are summed after.
+    let dist = crate::dist::world();
+    let (rank, world) = (dist.rank(), dist.world_size());
+    for (b, start) in (0..total).step_by(batch).enumerate() {
         let end = (start + batch).min(total);
+        if b % world != rank {
+            // The chance accuracy is every problem's: counted here, on every rank.
+            for i in start..end {
+                let n = task.choice_letters(i).len();
+                chance += 1.0 / n.max(1) as f64;
+            }
+            continue;
+        }
         let mut convs = Vec::new();
         let mut prompts = Vec::new();
         let mut letters = Vec::new();
@@ -185,14 +197,29 @@ fn categorical(
         }
         progress(end, total, correct);
     }
+    let correct = sum_counts(&dist, &[correct])?[0];
     Ok((correct, chance / total as f64))
+}
+
+/// `counts` summed over the ranks of `dist` (exact: integers in f64); themselves in one process.
+pub(crate) fn sum_counts(dist: &crate::dist::Dist, counts: &[usize]) -> Result<Vec<usize>> {
+    if !dist.is_distributed() {
+        return Ok(counts.to_vec());
+    }
+    let mut v: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+    dist.all_reduce_f64(&mut v, crate::dist::ReduceOp::Sum)?;
+    Ok(v.iter().map(|&c| c as usize).collect())
 }
 
 /// `num_samples` completions per problem; a problem is solved when any of them is correct.
 fn generative(run: Run<'_>, progress: &mut dyn FnMut(usize, usize, usize)) -> Result<usize> {
     let Run(model, tokenizer, task, total, opts) = run;
     let mut correct = 0;
-    for i in 0..total {
+    // Across ranks, problem i goes to rank i % world (its samples are seeded by i, so its
+    // answers do not depend on who computes them); the counts are summed after.
+    let dist = crate::dist::world();
+    let (rank, world) = (dist.rank(), dist.world_size());
+    for i in (0..total).filter(|i| i % world == rank) {
         let conv = task.get_example(i)?;
         let prompt = tokenizer.render_for_completion(&conv)?;
         let params = GenerateParams {
@@ -208,5 +235,5 @@ fn generative(run: Run<'_>, progress: &mut dyn FnMut(usize, usize, usize)) -> Re
             .any(|c| task.evaluate_example(i, &conv, c)) as usize;
         progress(i + 1, total, correct);
     }
-    Ok(correct)
+    Ok(sum_counts(&dist, &[correct])?[0])
 }

@@ -414,7 +414,15 @@ pub fn evaluate_core_task(
     let mut order: Vec<usize> = (0..task.items.len()).collect();
     order.shuffle(&mut StdRng::seed_from_u64(1337));
     let (mut correct, mut too_long) = (0, 0);
-    for (done, &i) in order[..total].iter().enumerate() {
+    // Across ranks, the n-th item of the order goes to rank n % world (items are scored one at
+    // a time, so nothing depends on the split); the counts are summed after.
+    let dist = crate::dist::world();
+    let (rank, world) = (dist.rank(), dist.world_size());
+    for (done, &i) in order[..total]
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| n % world == rank)
+    {
         let Some(r) = render_item(task, i, tokenizer, max_len) else {
             // Counted as wrong, as a model with this context could not answer it either.
             too_long += 1;
@@ -431,6 +439,8 @@ pub fn evaluate_core_task(
         correct += right as usize;
         progress(done + 1, total);
     }
+    let summed = crate::eval::chat::sum_counts(&dist, &[correct, too_long])?;
+    let (correct, too_long) = (summed[0], summed[1]);
     if too_long > 0 {
         tracing::warn!(
             "{}: {too_long} of {total} items do not fit the context of {max_len} tokens (counted as wrong)",
