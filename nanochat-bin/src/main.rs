@@ -125,12 +125,13 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The commands that run across the ranks of an MPI launch; the others refuse one.
-const RUN_ACROSS_RANKS: [&str; 5] = [
+const RUN_ACROSS_RANKS: [&str; 6] = [
     "base-train",
     "mid-train",
     "chat-sft",
     "base-eval",
     "chat-eval",
+    "bench",
 ];
 
 /// Runs a command line in this process (the speedrun's stages).

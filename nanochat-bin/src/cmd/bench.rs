@@ -100,6 +100,11 @@ pub struct TrainArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// Under `mpirun`: which parameters the optimizer deals out to one owner each (`all`,
+    /// training's; `matrices`: Muon's only, AdamW replicated; `none`: every rank updates every
+    /// parameter).
+    #[arg(long, value_parser = ["all", "matrices", "none"], default_value = "all")]
+    shard_optimizer: String,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -115,6 +120,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         seq: args.seq_len,
         steps: args.steps,
         dtype,
+        shard: nanochat_core::dist::ShardPolicy::parse(&args.shard_optimizer)?,
     };
     let r = nanochat_core::train::bench_train(&device, &opts).context("training benchmark")?;
     args.json.print(&r)

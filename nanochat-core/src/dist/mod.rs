@@ -25,7 +25,7 @@ mod tests;
 use std::sync::{Arc, OnceLock};
 
 pub use lock::FolderLock;
-pub use ownership::Ownership;
+pub use ownership::{Ownership, ShardPolicy};
 
 use crate::{CoreError, Result};
 

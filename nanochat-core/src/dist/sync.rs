@@ -15,8 +15,9 @@ use crate::{CoreError, Grads, Result, Tensor};
 use super::{Communicator, Ownership};
 
 /// Replaces each parameter's gradient in `grads` by its sum over the ranks for the parameters
-/// this rank owns, and drops the others (their owners hold them). A parameter without a
-/// gradient on this rank counts as zeros (all its micro-batches may have been elsewhere).
+/// this rank owns (a reduce-scatter) and for the replicated ones (an all-reduce), and drops the
+/// others (their owners hold them). A parameter without a gradient on this rank counts as zeros
+/// (all its micro-batches may have been elsewhere).
 ///
 /// Errors: [`CoreError::Mismatch`] when `params` and `own` disagree in count; the
 /// communicator's.
@@ -39,24 +40,49 @@ pub fn reduce_scatter_grads(
             at += p.len();
         }
     }
-    let mine = comm.reduce_scatter_f32(&send)?;
+    let mine = if block > 0 {
+        comm.reduce_scatter_f32(&send)?
+    } else {
+        Vec::new()
+    };
+    let replicated = own.replicated();
+    let mut shared = Vec::new();
+    for &i in &replicated {
+        match grads.get(&params[i]) {
+            Some(g) => shared.extend(g.to_vec_f32()?),
+            None => shared.resize(shared.len() + params[i].len(), 0.0),
+        }
+    }
+    if !shared.is_empty() {
+        comm.all_reduce_f32(&mut shared, super::ReduceOp::Sum)?;
+    }
     let rank = comm.rank();
-    let mut at = 0;
+    let (mut at, mut at_shared) = (0, 0);
     for (i, p) in params.iter().enumerate() {
         let g = grads.take(p);
-        if own.owner(i) != rank {
-            continue;
-        }
+        let values = match own.owner(i) {
+            Some(o) if o == rank => {
+                at += p.len();
+                &mine[at - p.len()..at]
+            }
+            None => {
+                at_shared += p.len();
+                &shared[at_shared - p.len()..at_shared]
+            }
+            Some(_) => continue,
+        };
         let dtype = g.as_ref().map_or(p.dtype(), |g| g.dtype());
-        let sum = Tensor::from_f32(p.device(), &mine[at..at + p.len()], p.shape(), dtype)?;
-        grads.accumulate(p.id(), sum)?;
-        at += p.len();
+        grads.accumulate(
+            p.id(),
+            Tensor::from_f32(p.device(), values, p.shape(), dtype)?,
+        )?;
     }
     Ok(())
 }
 
-/// Brings every parameter to its owner's values: each rank sends the parameters it owns and
-/// writes the others' into its own tensors, in place.
+/// Brings every owned parameter to its owner's values: each rank sends the parameters it owns
+/// and writes the others' into its own tensors, in place (replicated parameters are already
+/// the same everywhere).
 ///
 /// Errors: as [`reduce_scatter_grads`].
 pub fn all_gather_params(
@@ -66,6 +92,9 @@ pub fn all_gather_params(
 ) -> Result<()> {
     check_count(own, params)?;
     let (rank, block) = (comm.rank(), own.block_len());
+    if block == 0 {
+        return Ok(());
+    }
     let mut send = Vec::with_capacity(block);
     for i in own.owned(rank) {
         send.extend(params[i].to_vec_f32()?);
@@ -84,14 +113,23 @@ pub fn all_gather_params(
 }
 
 /// The L2 norm of the step's whole gradient: each rank's squared norm of the gradients it
-/// holds (after [`reduce_scatter_grads`], those it owns; in one process, all), summed over
-/// ranks. What `torch.nn.utils.clip_grad_norm_` returns and nanochat v1 logs as `grad_norm`.
+/// owns (after [`reduce_scatter_grads`]; in one process, all), summed over ranks, plus the
+/// replicated parameters' once. What `torch.nn.utils.clip_grad_norm_` returns and nanochat v1 logs as `grad_norm`.
 /// Computed on the device (one f32 sum of squares per parameter), accumulated in f64.
 ///
 /// Errors: the communicator's; the ops'.
-pub fn grad_norm(comm: &dyn Communicator, params: &[Tensor], grads: &Grads) -> Result<f64> {
+pub fn grad_norm(
+    comm: &dyn Communicator,
+    own: Option<&Ownership>,
+    params: &[Tensor],
+    grads: &Grads,
+) -> Result<f64> {
     let mut sum = [0.0f64];
-    for p in params {
+    for (i, p) in params.iter().enumerate() {
+        // A replicated gradient is on every rank: rank 0 counts it.
+        if own.is_some_and(|o| o.owner(i).is_none()) && comm.rank() != 0 {
+            continue;
+        }
         if let Some(g) = grads.get(p) {
             let sq = crate::ops::sum(None, &crate::ops::square(None, g)?)?;
             sum[0] += sq.to_scalar()? as f64;
@@ -102,7 +140,7 @@ pub fn grad_norm(comm: &dyn Communicator, params: &[Tensor], grads: &Grads) -> R
 }
 
 fn check_count(own: &Ownership, params: &[Tensor]) -> Result<()> {
-    let n = own.mask(0).len();
+    let n = own.len();
     if n != params.len() {
         return Err(CoreError::Mismatch {
             op: "dist sync",
@@ -144,22 +182,44 @@ impl OptimizerState for GatheredState {
 
 type Wire = (u32, Vec<(String, Vec<usize>, Vec<f32>)>);
 
-/// Every rank's optimizer state (its owned parameters') at rank 0, in the order of `names`
+/// Every rank's optimizer state (its owned parameters', and rank 0's of the replicated ones)
+/// at rank 0, in the order of `names`
 /// on `device` (the model's parameter names, in `named_parameters` order: the one-process layout, whose
 /// tensors are named `<param>.<state>`); `None` on the other ranks. Every rank must call it.
 ///
 /// Errors: the communicator's; [`CoreError::File`] for a share that does not decode.
 pub fn gather_optimizer_state(
     comm: &dyn Communicator,
+    own: &Ownership,
     optim: &dyn OptimizerState,
     names: &[String],
     device: &crate::Device,
 ) -> Result<Option<GatheredState>> {
+    // The parameter a state tensor (`<param>.<state>`) belongs to.
+    let slot = |name: &str| {
+        names
+            .iter()
+            .position(|p| {
+                name.strip_prefix(p.as_str())
+                    .is_some_and(|s| s.starts_with('.'))
+            })
+            .unwrap_or(usize::MAX)
+    };
+    // Each owner sends its parameters' state; a replicated parameter's, rank 0 alone.
+    let rank = comm.rank();
+    let sends = |name: &str| {
+        let i = slot(name);
+        match (i < own.len()).then(|| own.owner(i)).flatten() {
+            Some(o) => o == rank,
+            None => rank == 0,
+        }
+    };
     let mine: Wire = (
         optim.steps(),
         optim
             .state_tensors()?
             .into_iter()
+            .filter(|(n, _)| sends(n))
             .map(|(n, t)| Ok((n, t.shape().to_vec(), t.to_vec_f32()?)))
             .collect::<Result<_>>()?,
     );
@@ -179,15 +239,6 @@ pub fn gather_optimizer_state(
         entries.extend(tensors);
     }
     // The one-process order: by parameter, then as each parameter's owner listed its state.
-    let slot = |name: &str| {
-        names
-            .iter()
-            .position(|p| {
-                name.strip_prefix(p.as_str())
-                    .is_some_and(|s| s.starts_with('.'))
-            })
-            .unwrap_or(usize::MAX)
-    };
     entries.sort_by_key(|(n, _, _)| slot(n));
     let tensors = entries
         .into_iter()

@@ -7,7 +7,9 @@ fn ownership_is_balanced_deterministic_and_covers_every_parameter() {
     // Largest first, each to the lighter rank (ties to rank 0): 100->0, 100->1, 50->0, 50->1,
     // 7->0, then 3 and 1 to rank 1 (150 + 3 < 157).
     assert_eq!(
-        (0..lens.len()).map(|i| own.owner(i)).collect::<Vec<_>>(),
+        (0..lens.len())
+            .map(|i| own.owner(i).unwrap())
+            .collect::<Vec<_>>(),
         vec![0, 0, 0, 1, 1, 1, 1]
     );
     assert_eq!(own.owned_len(0), 157);
@@ -21,6 +23,22 @@ fn ownership_is_balanced_deterministic_and_covers_every_parameter() {
     assert_eq!(many.owned(2), Vec::<usize>::new());
     assert_eq!(many.block_len(), 5);
     assert!(Ownership::balanced(&lens, 0).is_err());
+    // Replicated parameters have no owner: every rank updates them.
+    let part =
+        Ownership::balanced_except(&lens, &[false, true, false, false, true, false, true], 2)
+            .unwrap();
+    assert_eq!(part.replicated(), vec![1, 4, 6]);
+    assert_eq!(part.owner(1), None);
+    assert_eq!(
+        part.mask(1),
+        vec![false, true, false, true, true, true, true]
+    );
+    assert_eq!((part.owned(0), part.owned(1)), (vec![0, 2], vec![3, 5]));
+    assert!(Ownership::balanced_except(&lens, &[true], 2).is_err());
+    for p in [ShardPolicy::All, ShardPolicy::Matrices, ShardPolicy::None] {
+        assert_eq!(ShardPolicy::parse(p.name()).unwrap(), p);
+    }
+    assert!(ShardPolicy::parse("zero3").is_err());
 }
 
 #[test]
@@ -97,7 +115,7 @@ fn one_process_sync_keeps_gradients_and_parameters() {
     b.write_f32(&[7.0, -8.0]).unwrap();
     assert_eq!(b.to_vec_f32().unwrap(), vec![7.0, -8.0]);
     assert!(b.write_f32(&[1.0]).is_err());
-    let norm = sync::grad_norm(&SingleProcess, &params, &grads).unwrap();
+    let norm = sync::grad_norm(&SingleProcess, Some(&own), &params, &grads).unwrap();
     assert!((norm - 5.25f64.sqrt()).abs() < 1e-6, "{norm}");
 }
 

@@ -286,6 +286,14 @@ impl MuonAdamW {
         )
     }
 
+    /// Whether each parameter (in `named_parameters` order) is in a Muon group.
+    pub fn muon_mask(&self) -> Vec<bool> {
+        self.slots
+            .iter()
+            .map(|s| matches!(self.groups[s.group].kind, GroupKind::Muon { .. }))
+            .collect()
+    }
+
     /// The parameter groups.
     pub fn groups(&self) -> &[ParamGroup] {
         &self.groups

@@ -197,6 +197,19 @@ impl TrainOptimizer {
         }
     }
 
+    /// Whether each parameter (in `named_parameters` order) is updated by Muon (a matrix whose
+    /// update is orthogonalised) rather than AdamW.
+    pub fn muon_mask(&self) -> Vec<bool> {
+        match self {
+            TrainOptimizer::V1(o) => o
+                .rules()
+                .iter()
+                .map(|(_, r)| matches!(r, super::Rule::Muon(_)))
+                .collect(),
+            TrainOptimizer::Head(o) => o.muon_mask(),
+        }
+    }
+
     fn state(&self) -> &dyn OptimizerState {
         match self {
             TrainOptimizer::V1(o) => o,

@@ -7,6 +7,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::peak_flops;
+use crate::dist::sync::{all_gather_params, reduce_scatter_grads};
+use crate::dist::ShardPolicy;
 use crate::model::{Architecture, ForwardOptions, GPTConfig, GPT};
 use crate::ops::Reduction;
 use crate::optim::{muon_momentum, MuonAdamWConfig, OptimConfig, OptimSettings, TrainOptimizer};
@@ -31,6 +33,9 @@ pub struct BenchTrainOptions {
     pub steps: usize,
     /// Matmul and activation dtype (bf16 over f32 master weights).
     pub dtype: DType,
+    /// Under several ranks ([`crate::dist::world`]): which parameters the optimizer deals out
+    /// ([`ShardPolicy`]); one process ignores it.
+    pub shard: ShardPolicy,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -49,8 +54,13 @@ pub struct TrainBench {
     pub n_embd: usize,
     /// Vocabulary size.
     pub vocab_size: usize,
-    /// Rows per step (B).
+    /// Rows per step and rank (B).
     pub batch_size: usize,
+    /// Ranks training together (each on its own B rows; 1: one process).
+    pub world_size: usize,
+    /// How the optimizer was sharded over the ranks (`all`, `matrices`, `none`; `none` in one
+    /// process).
+    pub shard_optimizer: &'static str,
     /// Tokens per row (T).
     pub seq_len: usize,
     /// Number of parameters of the model.
@@ -64,12 +74,16 @@ pub struct TrainBench {
     pub forward_seconds: f64,
     /// Median seconds of the backward pass.
     pub backward_seconds: f64,
-    /// Median seconds of the optimizer step (Muon and AdamW, or HEAD's MuonAdamW).
+    /// Median seconds of the optimizer step (Muon and AdamW, or HEAD's MuonAdamW), the
+    /// communication of several ranks included.
     pub optimizer_seconds: f64,
+    /// Of those, the median seconds of the collectives (the gradients' reduce-scatter and
+    /// all-reduce, the parameters' all-gather); 0 in one process.
+    pub communication_seconds: f64,
     /// The loss of the last step (the same random batch every step, so it falls); checked
     /// finite, so a failed launch cannot pass for speed.
     pub final_loss: f32,
-    /// Training throughput: B * T tokens over the median step time.
+    /// Training throughput: B * T tokens times the world size over the median step time.
     pub tokens_per_s: f64,
     /// Model FLOPs (nanochat's estimate) per second over the peak `peak_flops`.
     pub mfu: f64,
@@ -134,12 +148,22 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
     model.train();
     super::check_fits(&model, batch, seq)?;
     let mut optim = TrainOptimizer::new(&model, &settings)?;
+    // Several ranks: each trains on its own rows, the gradients are reduced to their owners and
+    // the updated parameters gathered, as in a training run.
+    let dist = crate::dist::world();
+    let own = if dist.is_distributed() {
+        let own = super::optimizer_ownership(&model, &optim, dist.world_size(), o.shard)?;
+        optim.set_owned(&own.mask(dist.rank()))?;
+        Some(own)
+    } else {
+        None
+    };
     // Muon's weight decay (HEAD's; v1's optimizer has none).
     let weight_decay = match settings {
         OptimSettings::Head(c) => c.weight_decay,
         OptimSettings::V1(_) => 0.0,
     };
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(dist.rank() as u64);
     let idx: Vec<u32> = (0..batch * seq)
         .map(|_| rng.random_range(0..vocab as u32))
         .collect();
@@ -147,29 +171,43 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
         .map(|_| rng.random_range(0..vocab as i32))
         .collect();
     let params = model.parameters();
-    // Seconds of each timed step: (total, forward, backward, optimizer).
-    let mut times: Vec<[f64; 4]> = Vec::new();
+    // Seconds of each timed step: (total, forward, backward, optimizer, communication).
+    let mut times: Vec<[f64; 5]> = Vec::new();
     let mut last_loss = f32::NAN;
     for step in 0..=steps {
         let t0 = Instant::now();
-        let (t_fwd, t_bwd, loss) = device.exclusive(|| -> Result<(Instant, Instant, f32)> {
-            let tape = Tape::watching(&params);
-            let loss = model.forward(
-                &idx,
-                (batch, seq),
-                ForwardOptions::new()
-                    .tape(&tape)
-                    .targets(&targets, Reduction::Mean),
-            )?;
-            device.sync()?;
-            let t_fwd = Instant::now();
-            let grads = tape.backward(&loss)?;
-            device.sync()?;
-            let t_bwd = Instant::now();
-            optim.step_with(&grads, 1.0, muon_momentum(step) as f64, weight_decay)?;
-            device.sync()?;
-            Ok((t_fwd, t_bwd, loss.to_vec_f32()?[0]))
-        })??;
+        let (t_fwd, t_bwd, comm, loss) =
+            device.exclusive(|| -> Result<(Instant, Instant, f64, f32)> {
+                let tape = Tape::watching(&params);
+                let loss = model.forward(
+                    &idx,
+                    (batch, seq),
+                    ForwardOptions::new()
+                        .tape(&tape)
+                        .targets(&targets, Reduction::Mean),
+                )?;
+                device.sync()?;
+                let t_fwd = Instant::now();
+                let mut grads = tape.backward(&loss)?;
+                device.sync()?;
+                let t_bwd = Instant::now();
+                let mut comm = 0.0;
+                if let Some(own) = &own {
+                    let t = Instant::now();
+                    reduce_scatter_grads(&*dist, own, &params, &mut grads)?;
+                    comm += t.elapsed().as_secs_f64();
+                }
+                optim.step_with(&grads, 1.0, muon_momentum(step) as f64, weight_decay)?;
+                if let Some(own) = &own {
+                    device.sync()?;
+                    let t = Instant::now();
+                    all_gather_params(&*dist, own, &params)?;
+                    device.sync()?;
+                    comm += t.elapsed().as_secs_f64();
+                }
+                device.sync()?;
+                Ok((t_fwd, t_bwd, comm, loss.to_vec_f32()?[0]))
+            })??;
         let end = Instant::now();
         last_loss = loss;
         if step > 0 {
@@ -179,6 +217,7 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
                 secs(t0, t_fwd),
                 secs(t_fwd, t_bwd),
                 secs(t_bwd, end),
+                comm,
             ]);
         }
     }
@@ -195,8 +234,9 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
         v[v.len() / 2]
     };
     let step_seconds = median(0);
-    let tokens_per_s = (batch * seq) as f64 / step_seconds;
-    let peak = peak_flops(device, dtype);
+    let world = dist.world_size();
+    let tokens_per_s = (batch * seq * world) as f64 / step_seconds;
+    let peak = peak_flops(device, dtype) * world as f64;
     let device_bytes_in_use = match device.backend() {
         nanochat_kernels::Backend::Cuda(i) => {
             nanochat_kernels::device::cuda_memory(i).map(|(free, total)| total - free)
@@ -211,6 +251,12 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
         n_embd: model.config().n_embd,
         vocab_size: vocab,
         batch_size: batch,
+        world_size: world,
+        shard_optimizer: if own.is_some() {
+            o.shard.name()
+        } else {
+            "none"
+        },
         seq_len: seq,
         num_params: model.num_params(),
         steps,
@@ -218,6 +264,7 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
         forward_seconds: median(1),
         backward_seconds: median(2),
         optimizer_seconds: median(3),
+        communication_seconds: median(4),
         final_loss: last_loss,
         tokens_per_s,
         mfu: model.estimate_flops() * tokens_per_s / peak,

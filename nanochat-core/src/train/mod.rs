@@ -52,7 +52,7 @@ use crate::data::{Batch, BestFitLoader, DataLoader, LoaderState, SftLoader};
 use crate::dist::sync::{
     all_gather_params, gather_optimizer_state, grad_norm, reduce_scatter_grads,
 };
-use crate::dist::{Dist, FolderLock, Ownership, ReduceOp};
+use crate::dist::{Dist, FolderLock, Ownership, ReduceOp, ShardPolicy};
 use crate::model::{SamplingParams, GPT};
 use crate::optim::{OptimSettings, Schedules, TrainOptimizer};
 use crate::tokenizer::Tokenizer;
@@ -409,10 +409,32 @@ fn shard_optimizer(
             ),
         });
     }
-    let lens: Vec<usize> = model.parameters().iter().map(|p| p.len()).collect();
-    let own = Ownership::balanced(&lens, dist.world_size())?;
+    let own = optimizer_ownership(model, optim, dist.world_size(), SHARD_POLICY)?;
     optim.set_owned(&own.mask(dist.rank()))?;
     Ok(Some(own))
+}
+
+/// How a training run across ranks shards its optimizer: every parameter has one owner (ZeRO-2),
+/// which `bench train` measured fastest on the CPU (docs/benchmarks.md).
+pub const SHARD_POLICY: ShardPolicy = ShardPolicy::All;
+
+/// The owners of `model`'s parameters over `world_size` ranks under `policy` (the matrices are
+/// those `optim` updates with Muon).
+///
+/// Errors: [`Ownership::balanced_except`]'s.
+pub fn optimizer_ownership(
+    model: &GPT,
+    optim: &TrainOptimizer,
+    world_size: usize,
+    policy: ShardPolicy,
+) -> Result<Ownership> {
+    let lens: Vec<usize> = model.parameters().iter().map(|p| p.len()).collect();
+    let replicated: Vec<bool> = match policy {
+        ShardPolicy::All => vec![false; lens.len()],
+        ShardPolicy::Matrices => optim.muon_mask().iter().map(|m| !m).collect(),
+        ShardPolicy::None => vec![true; lens.len()],
+    };
+    Ownership::balanced_except(&lens, &replicated, world_size)
 }
 
 impl Trainer {
@@ -628,6 +650,7 @@ impl Trainer {
         } else {
             Some(grad_norm(
                 &*self.dist,
+                self.own.as_ref(),
                 &self.model.parameters(),
                 &acc.grads,
             )?)
@@ -704,7 +727,7 @@ impl Trainer {
         // nothing.
         let gathered = match &self.own {
             None => None,
-            Some(_) => {
+            Some(own) => {
                 let names: Vec<String> = self
                     .model
                     .named_parameters()
@@ -713,6 +736,7 @@ impl Trainer {
                     .collect();
                 let g = gather_optimizer_state(
                     &*self.dist,
+                    own,
                     &self.optim,
                     &names,
                     self.model.get_device(),

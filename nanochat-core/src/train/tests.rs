@@ -431,7 +431,8 @@ fn the_shares_of_a_step_sum_to_the_step() {
     // The logged gradient norm is clip_grad_norm's (which computes it on the host in f64).
     let params = model.parameters();
     let norm =
-        crate::dist::sync::grad_norm(&crate::dist::SingleProcess, &params, &plain.grads).unwrap();
+        crate::dist::sync::grad_norm(&crate::dist::SingleProcess, None, &params, &plain.grads)
+            .unwrap();
     let mut grads = plain.grads;
     let host = clip_grad_norm(&mut grads, &params, f64::INFINITY).unwrap();
     assert!((norm - host).abs() <= 1e-5 * host, "{norm} vs {host}");
