@@ -71,6 +71,26 @@ def stage_selftest(c):
     return figures
 
 
+def stage_nccl(c):
+    """NCCL at world size 1 on this GPU (the collectives of training across ranks): all-reduce,
+    reduce and broadcast of odd lengths, checked exactly against the host's values (the
+    `nccl.world1` check of selftest). The CPU smoke has no NCCL: it proves the plumbing."""
+    args = ["selftest", "--device", c.dev, "--json", "--filter", "nccl"]
+    stdout, stderr, rc = c.run(args, 120, check=False)
+    r = c.parse(stdout, args, stderr, rc)
+    comparisons = [x for x in r["comparisons"] if x["name"].startswith("nccl")]
+    failed = [f"{x['name']} [{x['case']}]: rel_err {x['rel_err']:.3e}"
+              for x in r["comparisons"] if not x["passed"]]
+    figures = {"passed": r["passed"], "failed": r["failed"],
+               "collectives": sorted({x["name"] for x in comparisons})}
+    if failed or rc != 0:
+        raise StageFailed(f"{len(failed)} NCCL comparisons failed (exit {rc}):\n"
+                          + "\n".join(failed[:20]), figures)
+    if not comparisons and c.dev != "cpu":
+        raise StageFailed("no NCCL comparison ran (a binary without CUDA?)", figures)
+    return figures
+
+
 def model_fixtures():
     """Every model fixture under tests/fixtures/reference, found by glob (the optimizer-only
     fixtures, `*_optim`, `*_muon`, have their own tests)."""
@@ -254,6 +274,7 @@ STAGES = [
     ("bench-train", stage_bench_train, (60, 300), (10, 120)),
     ("bench-decode", stage_bench_decode, (20, 180), (3, 120)),
     ("chat-web", stage_chat_web, (15, 150), (3, 120)),
+    ("nccl", stage_nccl, (5, 120), (2, 60)),
 ]
 
 TORCH_GEMMS = r"""

@@ -198,6 +198,8 @@ pub fn all_checks() -> Vec<Check> {
     out.extend(crate::optim::checks());
     out.extend(crate::muon_head::checks());
     out.extend(crate::layout::checks());
+    #[cfg(feature = "cuda")]
+    out.extend(crate::nccl::checks());
     out
 }
 

@@ -28,6 +28,8 @@ pub mod layout;
 pub mod libcalls;
 pub mod matmul;
 pub mod muon_head;
+#[cfg(feature = "cuda")]
+pub mod nccl;
 pub mod optim;
 pub mod reduce;
 pub mod rmsnorm;

@@ -11,12 +11,17 @@
 //! optimizer state gathered for rank 0's checkpoint), and [`lock`] (one writer per checkpoint
 //! folder).
 //!
+//! On CUDA devices the step's collectives run on the GPU through NCCL ([`nccl`], CUDA builds),
+//! the host communicator carrying only NCCL's id, scalars and checkpoints.
+//!
 //! A binary built without MPI that finds itself started as one of several ranks refuses to run
 //! ([`init`]): N independent copies would train the same model N times into one folder.
 
 pub mod lock;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "cuda")]
+pub mod nccl;
 mod ownership;
 pub mod sync;
 #[cfg(test)]

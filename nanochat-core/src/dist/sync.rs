@@ -6,8 +6,8 @@
 //! ([`gather_optimizer_state`]) and saves it in the one-process layout: a checkpoint does not
 //! depend on the world size, and resumes on any.
 //!
-//! The buffers are host f32: on the CPU runtime the tensors are host memory already. (On CUDA
-//! the NCCL backend is to keep them on the device.)
+//! The buffers are host f32: on the CPU runtime the tensors are host memory already. On CUDA
+//! the same split runs on the device through NCCL ([`super::nccl`], CUDA builds).
 
 use crate::optim::OptimizerState;
 use crate::{CoreError, Grads, Result, Tensor};

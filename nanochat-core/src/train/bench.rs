@@ -148,6 +148,7 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
     model.train();
     super::check_fits(&model, batch, seq)?;
     let mut optim = TrainOptimizer::new(&model, &settings)?;
+    let params = model.parameters();
     // Several ranks: each trains on its own rows, the gradients are reduced to their owners and
     // the updated parameters gathered, as in a training run.
     let dist = crate::dist::world();
@@ -163,6 +164,27 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
         OptimSettings::Head(c) => c.weight_decay,
         OptimSettings::V1(_) => 0.0,
     };
+    // On CUDA the collectives are NCCL's, as in a training run.
+    #[cfg(feature = "cuda")]
+    let nccl = if own.is_some() && !device.backend().is_cpu() {
+        Some(crate::dist::nccl::Nccl::init(device, &*dist)?)
+    } else {
+        None
+    };
+    let reduce = |grads: &mut crate::Grads, own: &crate::dist::Ownership| -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(n) = &nccl {
+            return n.reduce_grads(own, &params, grads);
+        }
+        reduce_scatter_grads(&*dist, own, &params, grads)
+    };
+    let gather = |own: &crate::dist::Ownership| -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(n) = &nccl {
+            return n.broadcast_params(own, &params);
+        }
+        all_gather_params(&*dist, own, &params)
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(dist.rank() as u64);
     let idx: Vec<u32> = (0..batch * seq)
         .map(|_| rng.random_range(0..vocab as u32))
@@ -170,7 +192,6 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
     let targets: Vec<i32> = (0..batch * seq)
         .map(|_| rng.random_range(0..vocab as i32))
         .collect();
-    let params = model.parameters();
     // Seconds of each timed step: (total, forward, backward, optimizer, communication).
     let mut times: Vec<[f64; 5]> = Vec::new();
     let mut last_loss = f32::NAN;
@@ -194,14 +215,14 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
                 let mut comm = 0.0;
                 if let Some(own) = &own {
                     let t = Instant::now();
-                    reduce_scatter_grads(&*dist, own, &params, &mut grads)?;
+                    reduce(&mut grads, own)?;
                     comm += t.elapsed().as_secs_f64();
                 }
                 optim.step_with(&grads, 1.0, muon_momentum(step) as f64, weight_decay)?;
                 if let Some(own) = &own {
                     device.sync()?;
                     let t = Instant::now();
-                    all_gather_params(&*dist, own, &params)?;
+                    gather(own)?;
                     device.sync()?;
                     comm += t.elapsed().as_secs_f64();
                 }

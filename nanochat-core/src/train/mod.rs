@@ -386,6 +386,9 @@ pub struct Trainer {
     own: Option<Ownership>,
     /// Rank 0's lock on the checkpoint folder, held for the run.
     _lock: Option<FolderLock>,
+    /// The GPU collectives of several ranks on CUDA (gradients never visit the host).
+    #[cfg(feature = "cuda")]
+    nccl: Option<crate::dist::nccl::Nccl>,
 }
 
 /// Shards `optim` over the ranks of `dist` (before its state is loaded, so that each rank
@@ -494,6 +497,12 @@ impl Trainer {
         let dist = crate::dist::world();
         // Rank 0 writes (and locks the folder first: one writer of any kind); the other ranks
         // write nothing.
+        #[cfg(feature = "cuda")]
+        let nccl = if dist.is_distributed() && !model.get_device().backend().is_cpu() {
+            Some(crate::dist::nccl::Nccl::init(model.get_device(), &*dist)?)
+        } else {
+            None
+        };
         let (lock, metrics) = if dist.is_main() {
             let lock = FolderLock::acquire(&cfg.checkpoint_dir())?;
             (
@@ -522,6 +531,8 @@ impl Trainer {
             dist,
             own: None,
             _lock: lock,
+            #[cfg(feature = "cuda")]
+            nccl,
         })
     }
 
@@ -635,12 +646,7 @@ impl Trainer {
                 let mut acc = share.acc;
                 acc.loss = (share.used > 0).then(|| step_loss(&losses, share.used));
                 if share.used > 0 {
-                    reduce_scatter_grads(
-                        &*self.dist,
-                        own,
-                        &self.model.parameters(),
-                        &mut acc.grads,
-                    )?;
+                    self.reduce_grads(own, &mut acc.grads)?;
                 }
                 acc
             }
@@ -665,7 +671,7 @@ impl Trainer {
         if !acc.is_empty() {
             self.optim.step(&acc.grads, &self.cfg.schedule, it, p)?;
             if let Some(own) = &self.own {
-                all_gather_params(&*self.dist, own, &self.model.parameters())?;
+                self.gather_params(own)?;
             }
         }
         self.step += 1;
@@ -677,6 +683,26 @@ impl Trainer {
             progress: p,
             grad_norm,
         })
+    }
+
+    /// The gradients' reduction to their owners: NCCL on CUDA, else the host communicator.
+    fn reduce_grads(&self, own: &Ownership, grads: &mut crate::Grads) -> Result<()> {
+        let params = self.model.parameters();
+        #[cfg(feature = "cuda")]
+        if let Some(n) = &self.nccl {
+            return n.reduce_grads(own, &params, grads);
+        }
+        reduce_scatter_grads(&*self.dist, own, &params, grads)
+    }
+
+    /// The updated parameters from their owners: NCCL on CUDA, else the host communicator.
+    fn gather_params(&self, own: &Ownership) -> Result<()> {
+        let params = self.model.parameters();
+        #[cfg(feature = "cuda")]
+        if let Some(n) = &self.nccl {
+            return n.broadcast_params(own, &params);
+        }
+        all_gather_params(&*self.dist, own, &params)
     }
 
     /// The schedules' values of the last step taken (`None` before any), which nanochat's
