@@ -92,12 +92,11 @@ fn main() -> std::process::ExitCode {
         }
     };
     let rank_stderr = nanochat_core::dist::silence_other_ranks();
-    let result = if nanochat_core::dist::world().is_distributed()
-        && !RUN_ACROSS_RANKS.contains(&name.replace('_', "-").as_str())
+    let result = if nanochat_core::dist::world().is_distributed() && !cmd::runs_across_ranks(&name)
     {
         Err(anyhow::anyhow!(
             "`{name}` runs in one process for now; across ranks (mpirun -np N) run: {}",
-            RUN_ACROSS_RANKS.join(", ")
+            cmd::RUN_ACROSS_RANKS.join(", ")
         ))
     } else {
         dispatch(cli.command)
@@ -123,16 +122,6 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
-
-/// The commands that run across the ranks of an MPI launch; the others refuse one.
-const RUN_ACROSS_RANKS: [&str; 6] = [
-    "base-train",
-    "mid-train",
-    "chat-sft",
-    "base-eval",
-    "chat-eval",
-    "bench",
-];
 
 /// Runs a command line in this process (the speedrun's stages).
 fn dispatch_line(argv: Vec<String>) -> anyhow::Result<std::process::ExitCode> {

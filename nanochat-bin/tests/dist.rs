@@ -515,3 +515,41 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn the_speedrun_runs_across_two_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let args: Vec<String> = "speedrun --depth 1 --base-steps 4 --chat-steps 3 --max-problems 2 \
+        --vocab-size 500 --rl --rl-steps 2 --quiet"
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let out = mpirun(root, 2, &[], &args).output().unwrap();
+    common::assert_success(&out);
+    // The training stages ran on both ranks (2 rows each, the one-process step of 4 x 256
+    // tokens); tok-train, chat-rl and the report on rank 0.
+    for phase in [Phase::Base, Phase::Mid, Phase::Sft] {
+        let dir = checkpoint_dir(root, phase, "d1");
+        let step = *list_steps(&dir).last().unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join(format!("meta_{step:06}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(meta["world_size"], 2, "{phase:?}");
+        assert_eq!(meta["run"]["batch_size"], 2, "{phase:?}: {}", meta["run"]);
+    }
+    assert!(checkpoint_dir(root, Phase::Rl, "d1")
+        .join("metrics.jsonl")
+        .exists());
+    for file in [
+        "base-eval",
+        "chat-eval-mid",
+        "chat-eval-sft",
+        "chat-eval-rl",
+    ] {
+        assert!(root.join(format!("eval/{file}.json")).exists(), "{file}");
+    }
+    let md = std::fs::read_to_string(root.join("report/report.md")).unwrap();
+    assert!(md.contains("## Summary"), "{md}");
+}

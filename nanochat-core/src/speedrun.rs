@@ -45,6 +45,11 @@ pub struct SpeedrunOptions {
     pub vocab_size: Option<usize>,
     /// Pass `--quiet` (no progress bars) to the stages that take it.
     pub quiet: bool,
+    /// The ranks the speedrun runs on (`mpirun -np N nanochat speedrun`; 0 or 1: one
+    /// process). On the CPU the recipe's rows are shared out (`--batch-size` B / N per rank,
+    /// `--total-batch-size` B x T), so the run trains on the one-process tokens; on a GPU
+    /// `--batch-size` stays rows per GPU, as nanochat's `--device-batch-size`.
+    pub world_size: usize,
 }
 
 /// The settings of a speedrun, resolved for its device ([`Recipe::new`]).
@@ -95,6 +100,14 @@ impl Recipe {
     /// one).
     pub fn new(opts: &SpeedrunOptions, corpus: &Path) -> Result<Recipe> {
         let head = opts.recipe == Architecture::Head;
+        let world = opts.world_size.max(1);
+        if opts.backend.is_cpu() && !4usize.is_multiple_of(world) {
+            return Err(CoreError::invalid(
+                "world size",
+                world,
+                "1, 2 or 4 on the CPU (the recipe's 4 rows a step are shared out among the ranks)",
+            ));
+        }
         if opts.backend.is_cpu() {
             return Ok(Recipe {
                 recipe: opts.recipe,
@@ -255,11 +268,19 @@ fn line(parts: &[&str]) -> Vec<String> {
 pub fn plan(recipe: &Recipe, opts: &SpeedrunOptions) -> Vec<Stage> {
     let r = recipe;
     let tag = r.tag();
+    // Across N ranks on the CPU: B / N rows each, the one-process step of B x T tokens.
+    let world = opts.world_size.max(1);
+    let shared = world > 1 && !r.cuda;
     let (depth, vocab, seq, batch) = (
         r.depth.to_string(),
         r.vocab.to_string(),
         r.seq_len.to_string(),
-        r.batch_size.to_string(),
+        if shared {
+            r.batch_size / world
+        } else {
+            r.batch_size
+        }
+        .to_string(),
     );
     let head = r.recipe == Architecture::Head;
     let dev = opts.backend.to_string();
@@ -274,6 +295,7 @@ pub fn plan(recipe: &Recipe, opts: &SpeedrunOptions) -> Vec<Stage> {
     };
     let total_batch: Vec<String> = r
         .total_batch
+        .or(shared.then_some(r.batch_size * r.seq_len))
         .iter()
         .flat_map(|tb| ["--total-batch-size".to_string(), tb.to_string()])
         .collect();

@@ -29,6 +29,23 @@ use nanochat_core::tasks::EvalData;
 use nanochat_core::Device;
 use serde_json::Value;
 
+/// The commands that run across the ranks of an MPI launch; the others refuse one (the
+/// speedrun runs them across ranks and the rest on rank 0 alone).
+pub const RUN_ACROSS_RANKS: [&str; 7] = [
+    "base-train",
+    "mid-train",
+    "chat-sft",
+    "base-eval",
+    "chat-eval",
+    "bench",
+    "speedrun",
+];
+
+/// Whether the command `name` (its `_` spelling too) runs across ranks.
+pub fn runs_across_ranks(name: &str) -> bool {
+    RUN_ACROSS_RANKS.contains(&name.replace('_', "-").as_str())
+}
+
 /// Which trained model a command loads: `-i/--source`, `-g/--model-tag`, `-s/--step`
 /// (nanochat's flags, shared by chat-cli, chat-web, chat-eval and chat-rl).
 #[derive(clap::Args, Clone, Debug)]

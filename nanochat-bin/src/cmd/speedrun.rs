@@ -67,6 +67,7 @@ impl From<Args> for SpeedrunOptions {
             rl_steps: a.rl_steps,
             vocab_size: a.vocab_size,
             quiet: a.quiet,
+            world_size: nanochat_core::dist::world().world_size(),
         }
     }
 }
@@ -83,21 +84,38 @@ pub fn run(args: Args, dispatch: Dispatch<'_>) -> anyhow::Result<ExitCode> {
         eprintln!("{w}");
     }
     let mut timings = Vec::new();
+    // Across ranks (`mpirun -np N nanochat speedrun`): the stages that run across ranks run on
+    // all of them; the others (tok-train, tok-eval, chat-rl, the report) on rank 0 while the
+    // others wait for it at a barrier (rank 0's failure aborts the job).
+    let dist = nanochat_core::dist::world();
+    let here = |argv: &[String]| {
+        !dist.is_distributed()
+            || dist.is_main()
+            || argv.get(1).is_some_and(|c| super::runs_across_ranks(c))
+    };
     for stage in plan(&recipe, &opts) {
         let (name, line) = (stage.name, stage.args_line());
         eprintln!("\n== speedrun: {name}: {line}");
         let t0 = Instant::now();
-        let code =
-            dispatch(stage.argv).with_context(|| format!("speedrun stage `{name}` ({line})"))?;
-        if code != ExitCode::SUCCESS {
-            bail!("speedrun stage `{name}` failed ({line})");
+        if here(&stage.argv) {
+            let code = dispatch(stage.argv)
+                .with_context(|| format!("speedrun stage `{name}` ({line})"))?;
+            if code != ExitCode::SUCCESS {
+                bail!("speedrun stage `{name}` failed ({line})");
+            }
         }
+        dist.barrier()?;
         timings.push((name, t0.elapsed().as_secs_f64()));
     }
     let (settings, results) = summary(&recipe, &opts, started.elapsed().as_secs_f64(), &timings);
     super::report_stage("speedrun", settings, results);
     eprintln!("\n== speedrun: report");
-    let code = dispatch(report_generate())?;
+    let code = if dist.is_main() {
+        dispatch(report_generate())?
+    } else {
+        ExitCode::SUCCESS
+    };
+    dist.barrier()?;
     eprintln!(
         "speedrun done in {:.1} min",
         started.elapsed().as_secs_f64() / 60.0

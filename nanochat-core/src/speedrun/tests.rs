@@ -279,3 +279,66 @@ fn head_stages_are_heads_speedrun() {
     .collect();
     assert_eq!(lines(&gpu, c), want);
 }
+
+#[test]
+fn across_ranks_on_the_cpu_the_rows_are_shared_out_and_the_step_kept() {
+    let flag = |stage: &Stage, f: &str| -> Option<String> {
+        let i = stage.argv.iter().position(|a| a == f)?;
+        stage.argv.get(i + 1).cloned()
+    };
+    let one = plan(&Recipe::new(&cpu(), Path::new("/x")).unwrap(), &cpu());
+    let two_opts = SpeedrunOptions {
+        world_size: 2,
+        ..cpu()
+    };
+    let two = plan(&Recipe::new(&two_opts, Path::new("/x")).unwrap(), &two_opts);
+    for (a, b) in one.iter().zip(&two) {
+        assert_eq!(a.name, b.name);
+        if ["base model", "mid-training", "SFT"].contains(&a.name) {
+            // One process: 4 rows, one micro-batch (no flag); 2 ranks: 2 rows each, 1024 tokens.
+            assert_eq!(
+                flag(a, "--batch-size").as_deref(),
+                Some("4"),
+                "{}",
+                a.args_line()
+            );
+            assert_eq!(
+                flag(b, "--batch-size").as_deref(),
+                Some("2"),
+                "{}",
+                b.args_line()
+            );
+            assert_eq!(flag(a, "--total-batch-size"), None);
+            assert_eq!(flag(b, "--total-batch-size").as_deref(), Some("1024"));
+        } else {
+            assert_eq!(a.argv, b.argv);
+        }
+    }
+    let three = SpeedrunOptions {
+        world_size: 3,
+        ..cpu()
+    };
+    let err = Recipe::new(&three, Path::new("/x"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("world size") && err.contains("1, 2 or 4"),
+        "{err}"
+    );
+    // On GPUs the rows stay per GPU (nanochat's --device-batch-size).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sotu.jsonl"), "x".repeat(10_000_000)).unwrap();
+    std::fs::write(dir.path().join("bundled.jsonl"), "y").unwrap();
+    let g1 = cuda();
+    let g8 = SpeedrunOptions {
+        world_size: 8,
+        ..cuda()
+    };
+    let (p1, p8) = (
+        plan(&Recipe::new(&g1, dir.path()).unwrap(), &g1),
+        plan(&Recipe::new(&g8, dir.path()).unwrap(), &g8),
+    );
+    for (a, b) in p1.iter().zip(&p8) {
+        assert_eq!(a.argv, b.argv);
+    }
+}
