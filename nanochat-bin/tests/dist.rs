@@ -315,6 +315,39 @@ fn two_ranks_train_as_one_process_and_resume_on_any_world_size() {
     eprintln!("chat-sft, 2 ranks vs 1 process: weights within {worst:.2e} ({name})");
     assert!(worst <= WEIGHTS_TOL, "chat-sft: {name} off by {worst:.2e}");
 
+    // chat-rl: each rank samples and scores its share of a step's prompts (3 a step: shares of
+    // 2 and 1), pass@1 is shared out too. The run saves into the source's tag, so the one-process
+    // run is read before the ranks' overwrites it. The same samples were drawn when the mean
+    // sampled length agrees (it differs from prompt to prompt). A model this small earns no
+    // reward, so the advantages and the update are zero here: the reduction of a non-zero
+    // policy gradient is the one base-train and chat-sft check above.
+    let rl: Vec<String> = "chat-rl -i sft -g sft-one --total-steps 2 --examples-per-step 3 -n 2 \
+        -m 8 --eval-examples 3 --eval-every 1 --quiet"
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    common::assert_success(&single(root, &rl));
+    let (one_metrics, one_weights) = (
+        metrics_of(root, Phase::Rl, "sft-one"),
+        weights_of(root, Phase::Rl, "sft-one", 2),
+    );
+    common::assert_success(&mpirun(root, 2, &[], &rl).output().unwrap());
+    let two_metrics = metrics_of(root, Phase::Rl, "sft-one");
+    assert_eq!(one_metrics.len(), 2);
+    for (x, y) in one_metrics.iter().zip(&two_metrics) {
+        for key in ["mean_reward", "mean_tokens", "pass_at_1", "lr_multiplier"] {
+            let (u, v) = (x[key].as_f64().unwrap(), y[key].as_f64().unwrap());
+            assert!(
+                (u - v).abs() <= 1e-9,
+                "chat-rl step {}: {key} {u} vs {v}",
+                x["step"]
+            );
+        }
+    }
+    let (worst, name) = max_rel_diff(&one_weights, &weights_of(root, Phase::Rl, "sft-one", 2));
+    eprintln!("chat-rl, 2 ranks vs 1 process: weights within {worst:.2e} ({name})");
+    assert!(worst <= WEIGHTS_TOL, "chat-rl: {name} off by {worst:.2e}");
+
     // Evaluations share their problems out and sum the counts: the result files are identical.
     let result = |file: &str| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(root.join(file)).unwrap()).unwrap()

@@ -31,10 +31,11 @@ use serde_json::Value;
 
 /// The commands that run across the ranks of an MPI launch; the others refuse one (the
 /// speedrun runs them across ranks and the rest on rank 0 alone).
-pub const RUN_ACROSS_RANKS: [&str; 7] = [
+pub const RUN_ACROSS_RANKS: [&str; 8] = [
     "base-train",
     "mid-train",
     "chat-sft",
+    "chat-rl",
     "base-eval",
     "chat-eval",
     "bench",

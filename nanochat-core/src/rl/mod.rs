@@ -91,6 +91,11 @@ pub struct RlTrainer {
     pub cfg: RlConfig,
     /// Optimizer steps done.
     pub step: u64,
+    /// The ranks training together ([`crate::dist::world`]): each samples and scores its share
+    /// of a step's prompts.
+    dist: crate::dist::Dist,
+    /// Which rank updates which parameter, when more than one rank trains.
+    own: Option<crate::dist::Ownership>,
 }
 
 impl RlTrainer {
@@ -105,7 +110,7 @@ impl RlTrainer {
     pub fn new(engine: Engine, task: Arc<dyn Task>, cfg: RlConfig) -> Result<RlTrainer> {
         let d = OptimConfig::default();
         let f = cfg.init_lr_frac;
-        let optim = match engine.model().config().architecture {
+        let mut optim = match engine.model().config().architecture {
             Architecture::V1 => TrainOptimizer::V1(Optimizer::new(
                 engine.model(),
                 &OptimConfig {
@@ -142,12 +147,27 @@ impl RlTrainer {
                 format!("task {}", task.name()),
             ));
         }
+        let dist = crate::dist::world();
+        let own = if dist.is_distributed() {
+            let own = crate::train::optimizer_ownership(
+                engine.model(),
+                &optim,
+                dist.world_size(),
+                crate::train::SHARD_POLICY,
+            )?;
+            optim.set_owned(&own.mask(dist.rank()))?;
+            Some(own)
+        } else {
+            None
+        };
         Ok(RlTrainer {
             engine,
             optim,
             task,
             cfg,
             step: 0,
+            dist,
+            own,
         })
     }
 
@@ -167,7 +187,10 @@ impl RlTrainer {
         let tok = self.engine.tokenizer();
         let mut rollouts = Vec::new();
         let (mut reward_sum, mut token_sum, mut count) = (0.0, 0usize, 0usize);
-        for e in 0..cfg.examples_per_step {
+        // Across ranks, prompt e of the step goes to rank e % world (its samples are seeded by
+        // its index, so they do not depend on who draws them); the sums are added after.
+        let (rank, world) = (self.dist.rank(), self.dist.world_size());
+        for e in (0..cfg.examples_per_step).filter(|e| e % world == rank) {
             let n = self.step as usize * cfg.examples_per_step + e;
             let index = n % self.task.num_examples();
             let conv = self.task.get_example(index)?;
@@ -199,7 +222,22 @@ impl RlTrainer {
                 rollouts.push((row, mask, r - mean));
             }
         }
-        let grads = self.policy_gradient(&rollouts)?;
+        let valid: usize = rollouts
+            .iter()
+            .map(|(_, m, _)| m.iter().skip(1).filter(|&&b| b).count())
+            .sum();
+        let mut sums = [reward_sum, token_sum as f64, count as f64, valid as f64];
+        if self.dist.is_distributed() {
+            self.dist
+                .all_reduce_f64(&mut sums, crate::dist::ReduceOp::Sum)?;
+        }
+        let [reward_sum, token_sum, count, valid] = sums;
+        let (token_sum, count) = (token_sum as usize, count as usize);
+        let mut grads = self.policy_gradient(&rollouts, valid as usize)?;
+        let params = self.engine.model().parameters();
+        if let Some(own) = &self.own {
+            crate::dist::sync::reduce_scatter_grads(&*self.dist, own, &params, &mut grads)?;
+        }
         let lrm = self.lr_multiplier();
         match &mut self.optim {
             TrainOptimizer::V1(o) => {
@@ -208,6 +246,9 @@ impl RlTrainer {
             // HEAD folds init_lr_frac into every group's rate (the smear group's fixed 0.2
             // included) and leaves Muon's momentum at setup_optimizer's 0.95.
             o => o.step_with(&grads, self.cfg.init_lr_frac as f64 * lrm, 0.95, 0.0)?,
+        }
+        if let Some(own) = &self.own {
+            crate::dist::sync::all_gather_params(&*self.dist, own, &params)?;
         }
         self.step += 1;
         Ok(RlStep {
@@ -218,15 +259,16 @@ impl RlTrainer {
         })
     }
 
-    /// Gradients of -sum(advantage * log p(token)) / (sampled tokens) over the rollouts
-    /// `(tokens, trained mask, advantage)`, one forward per prompt's group of samples.
-    fn policy_gradient(&self, rollouts: &[(Vec<u32>, Vec<bool>, f64)]) -> Result<Grads> {
+    /// Gradients of -sum(advantage * log p(token)) / `valid` (the step's sampled tokens, over
+    /// every rank) over the rollouts `(tokens, trained mask, advantage)`, one forward per
+    /// prompt's group of samples.
+    fn policy_gradient(
+        &self,
+        rollouts: &[(Vec<u32>, Vec<bool>, f64)],
+        valid: usize,
+    ) -> Result<Grads> {
         let model = self.engine.model();
         let params: Vec<Tensor> = model.parameters();
-        let valid: usize = rollouts
-            .iter()
-            .map(|(_, m, _)| m.iter().skip(1).filter(|&&b| b).count())
-            .sum();
         let mut grads = Grads::default();
         for group in rollouts.chunks(self.cfg.num_samples.max(1)) {
             let t = group.iter().map(|(r, _, _)| r.len() - 1).max().unwrap_or(0);
@@ -274,7 +316,10 @@ pub fn mean_reward(
 ) -> Result<f64> {
     let tok = engine.tokenizer();
     let (mut sum, mut count) = (0.0, 0usize);
-    for i in 0..examples.min(task.num_examples()) {
+    // Across ranks, prompt i goes to rank i % world (seeded by i); the sums are added after.
+    let dist = crate::dist::world();
+    let (rank, world) = (dist.rank(), dist.world_size());
+    for i in (0..examples.min(task.num_examples())).filter(|i| i % world == rank) {
         let conv = task.get_example(i)?;
         let prompt = tok.render_for_completion(&conv)?;
         let params = GenerateParams {
@@ -287,5 +332,9 @@ pub fn mean_reward(
             count += 1;
         }
     }
-    Ok(sum / count.max(1) as f64)
+    let mut sums = [sum, count as f64];
+    if dist.is_distributed() {
+        dist.all_reduce_f64(&mut sums, crate::dist::ReduceOp::Sum)?;
+    }
+    Ok(sums[0] / (sums[1] as usize).max(1) as f64)
 }

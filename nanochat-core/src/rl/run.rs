@@ -201,7 +201,16 @@ impl RlTrainer {
             pass_at_1: pass_start,
         });
         let dir = checkpoint_dir(&run.root, Phase::Rl, &run.model_tag);
-        let metrics = MetricsLog::open(&dir, 0)?;
+        // Rank 0 writes (the folder locked first: one writer); the others only compute.
+        let main = crate::dist::world().is_main();
+        let (_lock, metrics) = if main {
+            (
+                Some(crate::dist::FolderLock::acquire(&dir)?),
+                Some(MetricsLog::open(&dir, 0)?),
+            )
+        } else {
+            (None, None)
+        };
         let mut pass_end = pass_start;
         let mut rewards = Vec::new();
         let total = self.cfg.total_steps;
@@ -222,7 +231,9 @@ impl RlTrainer {
                     pass_at_1: pass_end,
                 });
             }
-            metrics.append_json(&serde_json::to_value(&line).expect("metrics serialise"))?;
+            if let Some(m) = &metrics {
+                m.append_json(&serde_json::to_value(&line).expect("metrics serialise"))?;
+            }
             on_event(&RlEvent::Step(s.clone()));
         }
         let run_json = json!({
@@ -231,23 +242,26 @@ impl RlTrainer {
             "tasks": run.tasks,
             "config": self.cfg,
         });
-        save_checkpoint(
-            &dir,
-            Phase::Rl,
-            self.step,
-            self.engine.model(),
-            None,
-            SaveInfo {
-                tokenizer_path: run.tokenizer_path.clone(),
-                tokenizer_sha256: Some(self.engine.tokenizer().fingerprint()?),
-                run: run_json.clone(),
-                ..SaveInfo::default()
-            },
-        )?;
-        on_event(&RlEvent::Saved {
-            step: self.step,
-            dir: dir.clone(),
-        });
+        if main {
+            save_checkpoint(
+                &dir,
+                Phase::Rl,
+                self.step,
+                self.engine.model(),
+                None,
+                SaveInfo {
+                    tokenizer_path: run.tokenizer_path.clone(),
+                    tokenizer_sha256: Some(self.engine.tokenizer().fingerprint()?),
+                    run: run_json.clone(),
+                    world_size: crate::dist::world().world_size(),
+                    ..SaveInfo::default()
+                },
+            )?;
+            on_event(&RlEvent::Saved {
+                step: self.step,
+                dir: dir.clone(),
+            });
+        }
         let k = rewards.len().clamp(1, 5);
         Ok(RlOutcome {
             results: RlResults {
