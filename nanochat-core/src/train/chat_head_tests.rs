@@ -150,7 +150,9 @@ fn head_sft_inherits_the_base_run_and_warm_starts_its_optimizer() {
     assert_eq!(meta.run["warm_start"], true);
     assert_eq!(super::last_muon_weight_decay(&meta), Some(s.weight_decay));
 
-    // A flag overrides an inherited value, with a note; --load-optimizer 0 starts fresh.
+    // A flag overrides an inherited value, with a note; --load-optimizer 0 starts fresh (into
+    // the same folder: the first run lets go of it).
+    drop(run);
     let fresh = ChatTrainOptions {
         batch_size: Some(1),
         total_batch_size: Some(64),
@@ -233,6 +235,8 @@ fn head_sft_trains_one_pass_and_resumes_bit_identically() {
         cut_trainer.train_step().unwrap();
     }
     cut_trainer.save().unwrap();
+    // One writer per folder: the cut run lets go of it before the resumed one takes it.
+    drop(cut_trainer);
     let mut resumed = prepare(&opts("cut", Some(2)));
     resumed.trainer.run(&mut |_| {}).unwrap();
     let (a, b) = (
