@@ -53,6 +53,11 @@ impl DType {
     /// Host values converted to this dtype's bytes (round to nearest even for bf16).
     pub fn encode(self, values: &[f32]) -> Vec<u8> {
         match self {
+            // One memcpy on little-endian hosts (every target this runs on); the byte-wise
+            // form elsewhere. A host round trip of the training collectives goes through here.
+            #[cfg(target_endian = "little")]
+            DType::F32 => bytemuck::cast_slice::<f32, u8>(values).to_vec(),
+            #[cfg(not(target_endian = "little"))]
             DType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             DType::BF16 => values
                 .iter()
@@ -64,6 +69,10 @@ impl DType {
     /// Bytes of this dtype decoded to f32.
     pub fn decode(self, bytes: &[u8]) -> Vec<f32> {
         match self {
+            // One copy on little-endian hosts, whatever the bytes' alignment.
+            #[cfg(target_endian = "little")]
+            DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes[..bytes.len() / 4 * 4]),
+            #[cfg(not(target_endian = "little"))]
             DType::F32 => bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
