@@ -11,7 +11,7 @@
 //! optimizer state gathered for rank 0's checkpoint), and [`lock`] (one writer per checkpoint
 //! folder).
 //!
-//! On CUDA devices the step's collectives run on the GPU through NCCL ([`nccl`], CUDA builds),
+//! On CUDA devices the step's collectives run on the GPU through NCCL (`dist::nccl`, CUDA builds),
 //! the host communicator carrying only NCCL's id, scalars and checkpoints.
 //!
 //! A binary built without MPI that finds itself started as one of several ranks refuses to run

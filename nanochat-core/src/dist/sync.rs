@@ -7,7 +7,7 @@
 //! depend on the world size, and resumes on any.
 //!
 //! The buffers are host f32: on the CPU runtime the tensors are host memory already. On CUDA
-//! the same split runs on the device through NCCL ([`super::nccl`], CUDA builds).
+//! the same split runs on the device through NCCL (`dist::nccl`, CUDA builds).
 
 use crate::optim::OptimizerState;
 use crate::{CoreError, Grads, Result, Tensor};
