@@ -23,6 +23,7 @@ pub mod dtype;
 pub mod elementwise;
 pub mod embedding;
 pub mod error;
+pub mod host;
 mod launch;
 pub mod layout;
 pub mod libcalls;

@@ -69,6 +69,12 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
     fn reduce_scatter_f32(&self, send: &[f32]) -> Result<Vec<f32>>;
     /// Every rank's `send` (all of one length), concatenated in rank order.
     fn all_gather_f32(&self, send: &[f32]) -> Result<Vec<f32>>;
+    /// The sum over ranks of `send` (all of one length) into rank `root`'s `recv` (`Some` there,
+    /// of `send`'s length; `None` elsewhere). Errors: [`CoreError::InvalidArgument`] for a
+    /// root outside the world or a `recv` given on the wrong rank or of the wrong length.
+    fn reduce_f32(&self, send: &[f32], recv: Option<&mut [f32]>, root: usize) -> Result<()>;
+    /// In place: every rank's `buf` becomes rank `root`'s.
+    fn broadcast_f32(&self, buf: &mut [f32], root: usize) -> Result<()>;
     /// Rank `root`'s bytes, on every rank (the length travels too).
     fn broadcast_bytes(&self, buf: &mut Vec<u8>, root: usize) -> Result<()>;
     /// Every rank's bytes (any lengths) at rank `root`, in rank order; `None` on other ranks.
@@ -112,6 +118,17 @@ impl Communicator for SingleProcess {
     fn all_gather_f32(&self, send: &[f32]) -> Result<Vec<f32>> {
         Ok(send.to_vec())
     }
+    fn reduce_f32(&self, send: &[f32], recv: Option<&mut [f32]>, root: usize) -> Result<()> {
+        check_root(root, 1)?;
+        check_recv(send, recv.as_deref(), root == 0)?;
+        if let Some(r) = recv {
+            r.copy_from_slice(send);
+        }
+        Ok(())
+    }
+    fn broadcast_f32(&self, _buf: &mut [f32], root: usize) -> Result<()> {
+        check_root(root, 1)
+    }
     fn broadcast_bytes(&self, _buf: &mut Vec<u8>, root: usize) -> Result<()> {
         check_root(root, 1)
     }
@@ -137,6 +154,20 @@ pub(crate) fn check_root(root: usize, world: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// [`CoreError::InvalidArgument`] unless `recv` is given exactly at the root, of `send`'s
+/// length.
+pub(crate) fn check_recv(send: &[f32], recv: Option<&[f32]>, at_root: bool) -> Result<()> {
+    match (recv, at_root) {
+        (Some(r), true) if r.len() == send.len() => Ok(()),
+        (None, false) => Ok(()),
+        (r, _) => Err(CoreError::invalid(
+            "reduce receive buffer",
+            r.map_or("none".to_string(), |r| format!("{} values", r.len())),
+            format!("{} values at the root only", send.len()),
+        )),
+    }
 }
 
 /// A shared handle on a communicator (cheap to clone).

@@ -163,6 +163,31 @@ impl Communicator for MpiComm {
         Ok(out)
     }
 
+    fn reduce_f32(&self, send: &[f32], recv: Option<&mut [f32]>, root: usize) -> Result<()> {
+        check_root(root, self.size)?;
+        super::check_recv(send, recv.as_deref(), self.rank == root)?;
+        Count::try_from(send.len()).map_err(|_| too_big(send.len()))?;
+        let at = root as i32;
+        match recv {
+            Some(r) => self.with(|w| {
+                w.process_at_rank(at)
+                    .reduce_into_root(send, r, SystemOperation::sum())
+            }),
+            None => self.with(|w| {
+                w.process_at_rank(at)
+                    .reduce_into(send, SystemOperation::sum())
+            }),
+        }
+        Ok(())
+    }
+
+    fn broadcast_f32(&self, buf: &mut [f32], root: usize) -> Result<()> {
+        check_root(root, self.size)?;
+        Count::try_from(buf.len()).map_err(|_| too_big(buf.len()))?;
+        self.with(|w| w.process_at_rank(root as i32).broadcast_into(buf));
+        Ok(())
+    }
+
     fn broadcast_bytes(&self, buf: &mut Vec<u8>, root: usize) -> Result<()> {
         check_root(root, self.size)?;
         let mut len = [buf.len() as u64];

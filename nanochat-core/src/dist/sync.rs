@@ -10,7 +10,7 @@
 //! the same split runs on the device through NCCL (`dist::nccl`, CUDA builds).
 
 use crate::optim::OptimizerState;
-use crate::{CoreError, Grads, Result, Tensor};
+use crate::{CoreError, DType, Grads, Result, Tensor};
 
 use super::{Communicator, Ownership};
 
@@ -28,6 +28,20 @@ pub fn reduce_scatter_grads(
     grads: &mut Grads,
 ) -> Result<()> {
     check_count(own, params)?;
+    if in_place(params) {
+        return reduce_in_place(comm, own, params, grads);
+    }
+    reduce_by_copy(comm, own, params, grads)
+}
+
+/// [`reduce_scatter_grads`] through host copies: one packed reduce-scatter of the owned
+/// gradients, one all-reduce of the replicated ones.
+pub(crate) fn reduce_by_copy(
+    comm: &dyn Communicator,
+    own: &Ownership,
+    params: &[Tensor],
+    grads: &mut Grads,
+) -> Result<()> {
     let (world, block) = (comm.world_size(), own.block_len());
     let mut send = vec![0.0f32; world * block];
     for r in 0..world {
@@ -91,6 +105,24 @@ pub fn all_gather_params(
     params: &[Tensor],
 ) -> Result<()> {
     check_count(own, params)?;
+    if in_place(params) {
+        // Each owned parameter broadcast from its owner, in the runtime's own memory.
+        for (i, p) in params.iter().enumerate() {
+            if let Some(o) = own.owner(i) {
+                with_host_f32(p, |v| comm.broadcast_f32(v, o))?;
+            }
+        }
+        return Ok(());
+    }
+    gather_by_copy(comm, own, params)
+}
+
+/// [`all_gather_params`] through host copies: one packed all-gather.
+pub(crate) fn gather_by_copy(
+    comm: &dyn Communicator,
+    own: &Ownership,
+    params: &[Tensor],
+) -> Result<()> {
     let (rank, block) = (comm.rank(), own.block_len());
     if block == 0 {
         return Ok(());
@@ -137,6 +169,83 @@ pub fn grad_norm(
     }
     comm.all_reduce_f64(&mut sum, super::ReduceOp::Sum)?;
     Ok(sum[0].sqrt())
+}
+
+/// Whether the collectives can work in the tensors' own memory: every parameter f32 on the CPU
+/// runtime (the same answer on every rank of a job). Elsewhere the buffers are copied out and
+/// back.
+fn in_place(params: &[Tensor]) -> bool {
+    params
+        .iter()
+        .all(|p| p.dtype() == DType::F32 && p.device().backend().is_cpu())
+}
+
+/// Runs `f` on `t`'s f32 values in the CPU runtime's own memory (pinned for the call, no
+/// download or upload); on a copy when the buffer is not aligned for f32.
+fn with_host_f32(t: &Tensor, f: impl FnOnce(&mut [f32]) -> Result<()>) -> Result<()> {
+    let client = t.device().client();
+    let view = nanochat_kernels::host::host_view(client, t.handle(), t.len() * 4)?;
+    let Some(mut view) = view else {
+        // Not the CPU runtime: through a copy.
+        let mut v = t.to_vec_f32()?;
+        f(&mut v)?;
+        return t.write_f32(&v);
+    };
+    // SAFETY: the training loop holds the device (`Device::exclusive`) while it reduces, so no
+    // kernel touches the buffer, and this is the only view of it while `f` runs.
+    match unsafe { view.as_f32_mut() } {
+        Some(v) => f(v),
+        None => {
+            drop(view);
+            let mut v = t.to_vec_f32()?;
+            f(&mut v)?;
+            t.write_f32(&v)
+        }
+    }
+}
+
+/// [`reduce_scatter_grads`] in the runtime's own memory: each owned parameter's gradient summed
+/// into its owner's buffer (`MPI_Reduce`), each replicated one all-reduced; no pack or unpack.
+fn reduce_in_place(
+    comm: &dyn Communicator,
+    own: &Ownership,
+    params: &[Tensor],
+    grads: &mut Grads,
+) -> Result<()> {
+    let rank = comm.rank();
+    for (i, p) in params.iter().enumerate() {
+        if grads.get(p).is_none_or(|g| g.dtype() != DType::F32) {
+            // No gradient here (all its micro-batches were elsewhere): it sends zeros.
+            let g = grads.take(p);
+            let zeros = match g {
+                Some(g) => Tensor::from_f32(p.device(), &g.to_vec_f32()?, p.shape(), DType::F32)?,
+                None => Tensor::zeros(p.device(), p.shape(), DType::F32)?,
+            };
+            grads.accumulate(p.id(), zeros)?;
+        }
+        let g = grads
+            .get(p)
+            .expect("a gradient for every parameter")
+            .clone();
+        match own.owner(i) {
+            Some(o) if o == rank => {
+                let mut sum = vec![0.0f32; g.len()];
+                with_host_f32(&g, |v| {
+                    comm.reduce_f32(v, Some(&mut sum), o)?;
+                    v.copy_from_slice(&sum);
+                    Ok(())
+                })?;
+            }
+            Some(o) => with_host_f32(&g, |v| comm.reduce_f32(v, None, o))?,
+            None => with_host_f32(&g, |v| comm.all_reduce_f32(v, super::ReduceOp::Sum))?,
+        }
+    }
+    for (i, p) in params.iter().enumerate() {
+        if own.owner(i).is_some_and(|o| o != rank) {
+            grads.take(p);
+        }
+    }
+    Ok(())
 }
 
 fn check_count(own: &Ownership, params: &[Tensor]) -> Result<()> {

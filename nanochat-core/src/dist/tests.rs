@@ -103,15 +103,32 @@ fn one_process_sync_keeps_gradients_and_parameters() {
             crate::Tensor::from_f32(&device, &[0.5, -1.0, 2.0], &[3], crate::DType::F32).unwrap(),
         )
         .unwrap();
-    // b has no gradient here: it counts as zeros.
+    // b has no gradient here: it counts as zeros. Both paths: in the runtime's memory (the
+    // CPU's) and through host copies (elsewhere).
+    let mut copied = crate::Grads::default();
+    let ga = crate::Tensor::from_f32(&device, &[0.5, -1.0, 2.0], &[3], crate::DType::F32).unwrap();
+    copied.accumulate(a.id(), ga).unwrap();
     sync::reduce_scatter_grads(&SingleProcess, &own, &params, &mut grads).unwrap();
-    assert_eq!(
-        grads.get(&a).unwrap().to_vec_f32().unwrap(),
-        vec![0.5, -1.0, 2.0]
-    );
-    assert_eq!(grads.get(&b).unwrap().to_vec_f32().unwrap(), vec![0.0, 0.0]);
+    sync::reduce_by_copy(&SingleProcess, &own, &params, &mut copied).unwrap();
+    for g in [&grads, &copied] {
+        assert_eq!(
+            g.get(&a).unwrap().to_vec_f32().unwrap(),
+            vec![0.5, -1.0, 2.0]
+        );
+        assert_eq!(g.get(&b).unwrap().to_vec_f32().unwrap(), vec![0.0, 0.0]);
+    }
     sync::all_gather_params(&SingleProcess, &own, &params).unwrap();
+    sync::gather_by_copy(&SingleProcess, &own, &params).unwrap();
     assert_eq!(b.to_vec_f32().unwrap(), vec![4.0, 5.0]);
+    // The reduce's receive buffer: at the root only, of the send's length.
+    let mut r = [0.0f32; 2];
+    SingleProcess
+        .reduce_f32(&[1.0, 2.0], Some(&mut r), 0)
+        .unwrap();
+    assert_eq!(r, [1.0, 2.0]);
+    assert!(SingleProcess.reduce_f32(&[1.0], Some(&mut r), 0).is_err());
+    assert!(SingleProcess.reduce_f32(&[1.0], None, 0).is_err());
+    assert!(SingleProcess.reduce_f32(&[1.0], None, 1).is_err());
     b.write_f32(&[7.0, -8.0]).unwrap();
     assert_eq!(b.to_vec_f32().unwrap(), vec![7.0, -8.0]);
     assert!(b.write_f32(&[1.0]).is_err());
