@@ -79,7 +79,15 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let matches = command().get_matches();
+    // Under a launcher, a usage error (which every rank finds) is printed by rank 0 alone.
+    let env = |k: &str| std::env::var(k).ok();
+    let other_rank = nanochat_core::dist::launched_rank(&env).is_some_and(|r| r > 0);
+    let matches = command().try_get_matches().unwrap_or_else(|e| {
+        if other_rank {
+            std::process::exit(e.exit_code());
+        }
+        e.exit()
+    });
     let name = matches.subcommand_name().unwrap_or_default().to_string();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Joins the ranks of an `mpirun` / `srun` launch (or refuses a launch this build cannot
@@ -87,7 +95,9 @@ fn main() -> std::process::ExitCode {
     let guard = match nanochat_core::dist::init() {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("error: {e}");
+            if !other_rank {
+                eprintln!("error: {e}");
+            }
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -107,14 +117,8 @@ fn main() -> std::process::ExitCode {
             code
         }
         Err(e) => {
-            match rank_stderr {
-                Some(mut f) => {
-                    use std::io::Write;
-                    let rank = nanochat_core::dist::world().rank();
-                    let _ = writeln!(f, "rank {rank}: error: {e:#}");
-                }
-                None => eprintln!("error: {e:#}"),
-            }
+            // Once for the job (rank 0's, unless only another rank failed).
+            nanochat_core::dist::report_error(&format!("{e:#}"), rank_stderr);
             // Dropping the guard unfinished ends every rank of the job (no peer is left
             // waiting in a collective).
             drop(guard);

@@ -427,3 +427,41 @@ pub fn silence_other_ranks() -> Option<std::fs::File> {
     #[cfg(not(unix))]
     None
 }
+
+/// This process's rank as a launcher announced it in `env` (`OMPI_COMM_WORLD_RANK`,
+/// `PMI_RANK`, `PMIX_RANK`), before MPI is joined: who prints a command-line error that every
+/// rank finds (rank 0 alone). `None` when no launcher did.
+pub fn launched_rank(env: &dyn Fn(&str) -> Option<String>) -> Option<usize> {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
+        .iter()
+        .find_map(|v| env(v).and_then(|s| s.trim().parse().ok()))
+}
+
+/// Reports this rank's error `message` once for the job, then returns (the caller drops its
+/// [`DistGuard`], which ends every rank). One process: `error: <message>` on stderr. Rank 0:
+/// the same line, written whole and given a moment to reach `mpirun` before the abort. Another
+/// rank (whose stderr is `rank_stderr`, see [`silence_other_ranks`]) waits 2 s first: an error
+/// that every rank finds (a bad flag, a missing file) is then printed by rank 0 alone, whose
+/// abort ends this rank before it prints; an error of its own is printed as `rank <r>: error:
+/// <message>`.
+pub fn report_error(message: &str, rank_stderr: Option<std::fs::File>) {
+    use std::io::Write;
+    let dist = world();
+    match rank_stderr {
+        Some(mut f) if dist.is_distributed() => {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            let line = format!("rank {}: error: {message}\n", dist.rank());
+            let _ = f.write_all(line.as_bytes());
+            let _ = f.flush();
+        }
+        _ => {
+            let line = format!("error: {message}\n");
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(line.as_bytes());
+            let _ = err.flush();
+            if dist.is_distributed() {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+        }
+    }
+}
