@@ -441,6 +441,12 @@ fn a_total_batch_that_does_not_divide_among_the_ranks_is_refused() {
         err.contains("world size 3") && err.contains("total batch size"),
         "{err}"
     );
+    // Every rank finds it; rank 0 alone prints it, whole.
+    assert_eq!(err.matches("expected a multiple of").count(), 1, "{err}");
+    assert!(
+        !err.contains("rank 1: error") && !err.contains("rank 2: error"),
+        "{err}"
+    );
     // Nothing was written.
     assert!(list_steps(&checkpoint_dir(root, Phase::Base, "three")).is_empty());
 }
