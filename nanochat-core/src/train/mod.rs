@@ -13,13 +13,17 @@ mod chat;
 mod chat_head;
 #[cfg(test)]
 mod chat_head_tests;
+mod config;
+mod flops;
 mod memory;
 mod metrics;
 mod nanochat_resume;
 #[cfg(test)]
 mod nanochat_resume_tests;
+mod ranks;
 #[cfg(test)]
 pub(crate) mod run_tests;
+mod source;
 #[cfg(test)]
 mod tests;
 
@@ -41,187 +45,32 @@ pub use chat::{
     HeadSftOptions, DEFAULT_CHAT_STEPS, DEFAULT_TASKS,
 };
 pub use chat_head::last_muon_weight_decay;
+pub use config::TrainConfig;
+pub use flops::{cpu_peak_flops, peak_flops};
 pub use memory::{check_fits, estimate_training_bytes, free_bytes};
 pub use metrics::{MetricsLog, RunTally, StepMetrics};
 pub use nanochat_resume::{NanochatResume, NanochatRun, EMA_BETA};
+use ranks::shard_optimizer;
+pub use ranks::{optimizer_ownership, SHARD_POLICY};
+pub use source::BatchSource;
 
-use crate::checkpoint::{
-    checkpoint_dir, load_checkpoint_model, load_optimizer_state, save_checkpoint, Phase, SaveInfo,
-};
-use crate::data::{Batch, BestFitLoader, DataLoader, LoaderState, SftLoader};
+use crate::checkpoint::{load_checkpoint_model, load_optimizer_state, save_checkpoint, SaveInfo};
+use crate::data::Batch;
+// What the test modules (`use super::*`) take from here.
+#[cfg(test)]
+use crate::checkpoint::{checkpoint_dir, Phase};
+#[cfg(test)]
+use crate::data::{DataLoader, LoaderState};
 use crate::dist::sync::{
     all_gather_params, gather_optimizer_state, grad_norm, reduce_scatter_grads,
 };
-use crate::dist::{Dist, FolderLock, Ownership, ReduceOp, ShardPolicy};
+use crate::dist::{Dist, FolderLock, Ownership, ReduceOp};
 use crate::model::{SamplingParams, GPT};
-use crate::optim::{OptimSettings, Schedules, TrainOptimizer};
+use crate::optim::TrainOptimizer;
+#[cfg(test)]
+use crate::optim::{OptimSettings, Schedules};
 use crate::tokenizer::Tokenizer;
 use crate::{CoreError, DType, Device, Result};
-
-/// A stream of training batches whose position can be saved and restored.
-pub trait BatchSource: Send {
-    /// The next micro-batch, (B, T) inputs and targets.
-    fn next_batch(&mut self) -> Result<Batch>;
-    /// Where the stream is, to save in a checkpoint.
-    fn position(&self) -> LoaderState;
-    /// Moves the stream to a saved position; errors when the state does not fit the data.
-    fn restore(&mut self, state: LoaderState) -> Result<()>;
-    /// The documents a packer holds back between batches, as (source, document) indices
-    /// (HEAD's best-fit buffer); `None` for a stream without one. Saved with the position.
-    fn buffered(&self) -> Option<Vec<[usize; 2]>> {
-        None
-    }
-    /// Progress in [0, 1] through the data, for schedules that follow it (HEAD's SFT); `None`
-    /// for a stream that has no end.
-    fn progress(&self) -> Option<f64> {
-        None
-    }
-    /// Refills the packer's buffer with these documents (after [`BatchSource::restore`]).
-    /// Errors: [`CoreError::Mismatch`] for a stream without a buffer, or the stream's when an
-    /// index names no document.
-    fn restore_buffered(&mut self, docs: Vec<[usize; 2]>) -> Result<()> {
-        Err(CoreError::Mismatch {
-            op: "resume",
-            why: format!(
-                "the checkpoint holds a best-fit packer's buffer ({} documents: a `--recipe head` run) but this run's loader has none",
-                docs.len()
-            ),
-        })
-    }
-}
-
-impl BatchSource for DataLoader {
-    fn next_batch(&mut self) -> Result<Batch> {
-        DataLoader::next_batch(self)
-    }
-    fn position(&self) -> LoaderState {
-        self.state()
-    }
-    fn restore(&mut self, state: LoaderState) -> Result<()> {
-        DataLoader::restore(self, state)
-    }
-}
-
-impl BatchSource for BestFitLoader {
-    fn next_batch(&mut self) -> Result<Batch> {
-        BestFitLoader::next_batch(self)
-    }
-    fn position(&self) -> LoaderState {
-        self.state()
-    }
-    fn restore(&mut self, state: LoaderState) -> Result<()> {
-        BestFitLoader::restore(self, state)
-    }
-    fn buffered(&self) -> Option<Vec<[usize; 2]>> {
-        Some(self.buffered_ids())
-    }
-    fn restore_buffered(&mut self, docs: Vec<[usize; 2]>) -> Result<()> {
-        self.restore_buffer(&docs)
-    }
-}
-
-impl BatchSource for SftLoader {
-    fn next_batch(&mut self) -> Result<Batch> {
-        SftLoader::next_batch(self)
-    }
-    fn position(&self) -> LoaderState {
-        self.state()
-    }
-    fn restore(&mut self, state: LoaderState) -> Result<()> {
-        SftLoader::restore(self, state)
-    }
-    fn buffered(&self) -> Option<Vec<[usize; 2]>> {
-        Some(self.buffered_ids())
-    }
-    fn progress(&self) -> Option<f64> {
-        Some(SftLoader::progress(self))
-    }
-    fn restore_buffered(&mut self, docs: Vec<[usize; 2]>) -> Result<()> {
-        self.restore_buffer(&docs)
-    }
-}
-
-/// Settings of a run.
-#[derive(Clone, Debug)]
-pub struct TrainConfig {
-    /// The phase being trained (names the checkpoint folder and the report stage).
-    pub phase: Phase,
-    /// Checkpoints go to `root/{phase}_checkpoints/{model_tag}/`.
-    pub root: PathBuf,
-    /// The model's tag (the checkpoint folder's name, e.g. `d20`).
-    pub model_tag: String,
-    /// Rows per micro-batch.
-    pub batch_size: usize,
-    /// Tokens per row (T).
-    pub seq_len: usize,
-    /// Tokens per optimizer step (a multiple of batch_size * seq_len).
-    pub total_batch_size: usize,
-    /// Optimizer steps of the run (nanochat's `num_iterations`).
-    pub total_steps: u64,
-    /// Optimizer settings: v1's AdamW + Muon, or HEAD's MuonAdamW.
-    pub optim: OptimSettings,
-    /// The learning-rate multiplier (and Muon's momentum and weight decay) by step.
-    pub schedule: Schedules,
-    /// Measure validation bpb every this many steps (and at the end); 0: only at the end.
-    pub eval_every: u64,
-    /// Save a checkpoint every this many steps (and at the end); 0: only at the end.
-    pub save_every: u64,
-    /// Prompts continued greedily at each evaluation.
-    pub sample_prompts: Vec<String>,
-    /// The tokenizer trained with (named in errors).
-    pub tokenizer_path: PathBuf,
-    /// How checkpoints record it ([`crate::paths::Paths::record_tokenizer`]): `None` for the
-    /// default `<base dir>/tokenizer`, which loading finds without a record.
-    pub tokenizer_record: Option<String>,
-    /// Activation and matmul dtype (bf16: mixed precision over f32 master weights).
-    pub compute_dtype: DType,
-    /// Recorded in the checkpoints' meta.
-    pub run: serde_json::Value,
-}
-
-impl TrainConfig {
-    /// Micro-batches per optimizer step.
-    pub fn grad_accum_steps(&self) -> Result<usize> {
-        let micro = self.batch_size * self.seq_len;
-        if micro == 0
-            || !self.total_batch_size.is_multiple_of(micro)
-            || self.total_batch_size < micro
-        {
-            return Err(CoreError::invalid(
-                "total batch size",
-                self.total_batch_size,
-                format!("a positive multiple of batch size x sequence length = {micro}"),
-            ));
-        }
-        Ok(self.total_batch_size / micro)
-    }
-
-    /// Micro-batches each of `world_size` ranks computes per step: the step's
-    /// [`TrainConfig::grad_accum_steps`] (nanochat's `total_batch_size / (device_batch_size *
-    /// max_seq_len * ddp_world_size)`, with `batch_size` rows per rank) shared out evenly.
-    /// Errors: [`CoreError::InvalidArgument`] naming the sizes when they do not divide.
-    pub fn rank_grad_accum_steps(&self, world_size: usize) -> Result<usize> {
-        let accum = self.grad_accum_steps()?;
-        if world_size == 0 || !accum.is_multiple_of(world_size) {
-            return Err(CoreError::invalid(
-                "total batch size",
-                self.total_batch_size,
-                format!(
-                    "a multiple of batch size {} x sequence length {} x world size {world_size} = {} tokens (each rank computes batch size rows per micro-batch)",
-                    self.batch_size,
-                    self.seq_len,
-                    self.batch_size * self.seq_len * world_size
-                ),
-            ));
-        }
-        Ok(accum / world_size)
-    }
-
-    /// `root/{phase}_checkpoints/{model_tag}/`.
-    pub fn checkpoint_dir(&self) -> PathBuf {
-        checkpoint_dir(&self.root, self.phase, &self.model_tag)
-    }
-}
 
 /// What one optimizer step did ([`Trainer::train_step`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -313,48 +162,6 @@ pub struct RunOutcome {
     pub wall_s: f64,
 }
 
-/// The peak FLOP/s MFU is measured against: `$NANOCHAT_PEAK_FLOPS`, else H100 figures on CUDA
-/// (989 TFLOP/s bf16 as nanochat uses, 494 tf32/f32), else the CPU's f32 FMA peak
-/// ([`cpu_peak_flops`]).
-pub fn peak_flops(device: &Device, dtype: DType) -> f64 {
-    if let Some(v) = crate::paths::env_string("NANOCHAT_PEAK_FLOPS").and_then(|v| v.parse().ok()) {
-        return v;
-    }
-    match (device.backend().is_cpu(), dtype) {
-        (true, _) => cpu_peak_flops(),
-        (false, DType::BF16) => 989e12,
-        (false, DType::F32) => 494e12,
-    }
-}
-
-/// f32 FMA peak of this host: cores x clock (`cpu MHz` of /proc/cpuinfo, else 2.5 GHz) x FLOPs
-/// per cycle (two FMA units of the widest vector: 64 with AVX-512, 32 with AVX2, else 16).
-/// The reference 2-core AVX-512 machine at 2.6 GHz: 333 GFLOP/s.
-pub fn cpu_peak_flops() -> f64 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let mhz = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("cpu MHz"))
-                .and_then(|l| l.split(':').nth(1))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-        .filter(|m| *m > 100.0)
-        .unwrap_or(2500.0);
-    #[cfg(target_arch = "x86_64")]
-    let per_cycle = if std::is_x86_feature_detected!("avx512f") {
-        64.0
-    } else if std::is_x86_feature_detected!("avx2") {
-        32.0
-    } else {
-        16.0
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let per_cycle = 16.0;
-    cores * mhz * 1e6 * per_cycle
-}
-
 /// The training loop of base-train, mid-train and chat-sft (nanochat's `scripts/base_train.py`
 /// loop: gradient accumulation, schedules, evaluation, sampling, checkpoints).
 pub struct Trainer {
@@ -389,55 +196,6 @@ pub struct Trainer {
     /// The GPU collectives of several ranks on CUDA (gradients never visit the host).
     #[cfg(feature = "cuda")]
     nccl: Option<crate::dist::nccl::Nccl>,
-}
-
-/// Shards `optim` over the ranks of `dist` (before its state is loaded, so that each rank
-/// keeps only its share): `None` for one process.
-fn shard_optimizer(
-    model: &GPT,
-    optim: &mut TrainOptimizer,
-    dist: &Dist,
-) -> Result<Option<Ownership>> {
-    if !dist.is_distributed() {
-        return Ok(None);
-    }
-    if model.config().dropout > 0.0 {
-        // Each rank would draw its dropout masks from its own stream: the step would depend on
-        // the world size (nanochat's models have no dropout).
-        return Err(CoreError::Unsupported {
-            op: "training across ranks",
-            why: format!(
-                "dropout {} draws per-process masks, so the step would depend on the world size; train with dropout 0 (nanochat's models have none) or in one process",
-                model.config().dropout
-            ),
-        });
-    }
-    let own = optimizer_ownership(model, optim, dist.world_size(), SHARD_POLICY)?;
-    optim.set_owned(&own.mask(dist.rank()))?;
-    Ok(Some(own))
-}
-
-/// How a training run across ranks shards its optimizer: every parameter has one owner (ZeRO-2),
-/// which `bench train` measured fastest on the CPU (docs/benchmarks.md).
-pub const SHARD_POLICY: ShardPolicy = ShardPolicy::All;
-
-/// The owners of `model`'s parameters over `world_size` ranks under `policy` (the matrices are
-/// those `optim` updates with Muon).
-///
-/// Errors: [`Ownership::balanced_except`]'s.
-pub fn optimizer_ownership(
-    model: &GPT,
-    optim: &TrainOptimizer,
-    world_size: usize,
-    policy: ShardPolicy,
-) -> Result<Ownership> {
-    let lens: Vec<usize> = model.parameters().iter().map(|p| p.len()).collect();
-    let replicated: Vec<bool> = match policy {
-        ShardPolicy::All => vec![false; lens.len()],
-        ShardPolicy::Matrices => optim.muon_mask().iter().map(|m| !m).collect(),
-        ShardPolicy::None => vec![true; lens.len()],
-    };
-    Ownership::balanced_except(&lens, &replicated, world_size)
 }
 
 impl Trainer {
