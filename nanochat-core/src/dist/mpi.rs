@@ -72,6 +72,21 @@ impl MpiComm {
         Ok((universe, comm))
     }
 
+    /// In place: the sum over ranks, or the mean (the sum divided by `world`, the world size
+    /// in `T`).
+    fn all_reduce<T>(&self, buf: &mut [T], op: ReduceOp, world: T) -> Result<()>
+    where
+        T: Equivalence + Copy + std::ops::DivAssign,
+    {
+        Count::try_from(buf.len()).map_err(|_| too_big(buf.len()))?;
+        let send = buf.to_vec();
+        self.with(|w| w.all_reduce_into(&send[..], buf, SystemOperation::sum()));
+        if op == ReduceOp::Mean {
+            buf.iter_mut().for_each(|x| *x /= world);
+        }
+        Ok(())
+    }
+
     fn with<R>(&self, f: impl FnOnce(&SimpleCommunicator) -> R) -> R {
         let w = self.world.lock().unwrap_or_else(|e| e.into_inner());
         f(&w)
@@ -119,25 +134,11 @@ impl Communicator for MpiComm {
     }
 
     fn all_reduce_f32(&self, buf: &mut [f32], op: ReduceOp) -> Result<()> {
-        Count::try_from(buf.len()).map_err(|_| too_big(buf.len()))?;
-        let send = buf.to_vec();
-        self.with(|w| w.all_reduce_into(&send[..], buf, SystemOperation::sum()));
-        if op == ReduceOp::Mean {
-            let n = self.size as f32;
-            buf.iter_mut().for_each(|x| *x /= n);
-        }
-        Ok(())
+        self.all_reduce(buf, op, self.size as f32)
     }
 
     fn all_reduce_f64(&self, buf: &mut [f64], op: ReduceOp) -> Result<()> {
-        Count::try_from(buf.len()).map_err(|_| too_big(buf.len()))?;
-        let send = buf.to_vec();
-        self.with(|w| w.all_reduce_into(&send[..], buf, SystemOperation::sum()));
-        if op == ReduceOp::Mean {
-            let n = self.size as f64;
-            buf.iter_mut().for_each(|x| *x /= n);
-        }
-        Ok(())
+        self.all_reduce(buf, op, self.size as f64)
     }
 
     fn reduce_scatter_f32(&self, send: &[f32]) -> Result<Vec<f32>> {

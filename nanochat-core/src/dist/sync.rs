@@ -358,3 +358,57 @@ pub fn gather_optimizer_state(
         tensors,
     }))
 }
+
+/// The collectives of a sharded step on one device: NCCL's on a CUDA device (CUDA builds, when
+/// several ranks train), else the host communicator's ([`reduce_scatter_grads`],
+/// [`all_gather_params`]). What the training loop, `bench train` and chat-rl share.
+pub struct StepCollectives {
+    comm: super::Dist,
+    #[cfg(feature = "cuda")]
+    nccl: Option<super::nccl::Nccl>,
+}
+
+impl StepCollectives {
+    /// The collectives of `comm`'s ranks on `device` (joining NCCL's world there when it is a
+    /// CUDA device and several ranks train: every rank must call it).
+    ///
+    /// Errors: NCCL's initialisation.
+    pub fn new(comm: super::Dist, device: &crate::Device) -> Result<StepCollectives> {
+        #[cfg(feature = "cuda")]
+        let nccl = if comm.is_distributed() && !device.backend().is_cpu() {
+            Some(super::nccl::Nccl::init(device, &*comm)?)
+        } else {
+            None
+        };
+        #[cfg(not(feature = "cuda"))]
+        let _ = device;
+        Ok(StepCollectives {
+            comm,
+            #[cfg(feature = "cuda")]
+            nccl,
+        })
+    }
+
+    /// Each gradient to its owner (summed over ranks): [`reduce_scatter_grads`], or NCCL's.
+    pub fn reduce_grads(
+        &self,
+        own: &Ownership,
+        params: &[Tensor],
+        grads: &mut Grads,
+    ) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(n) = &self.nccl {
+            return n.reduce_grads(own, params, grads);
+        }
+        reduce_scatter_grads(&*self.comm, own, params, grads)
+    }
+
+    /// Each updated parameter from its owner: [`all_gather_params`], or NCCL's.
+    pub fn gather_params(&self, own: &Ownership, params: &[Tensor]) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(n) = &self.nccl {
+            return n.broadcast_params(own, params);
+        }
+        all_gather_params(&*self.comm, own, params)
+    }
+}

@@ -1,5 +1,15 @@
 use super::*;
 
+/// An environment of these variables only.
+fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
 #[test]
 fn ownership_is_balanced_deterministic_and_covers_every_parameter() {
     let lens = [100, 7, 50, 50, 3, 100, 1];
@@ -43,14 +53,6 @@ fn ownership_is_balanced_deterministic_and_covers_every_parameter() {
 
 #[test]
 fn launch_variables_are_read_in_order_and_slurm_only_under_pmix() {
-    let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |k: &str| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    };
     assert_eq!(launched_world_size(&env(&[])), None);
     assert_eq!(
         launched_world_size(&env(&[("WORLD_SIZE", "8"), ("OMPI_COMM_WORLD_SIZE", "2")])),
@@ -138,14 +140,6 @@ fn one_process_sync_keeps_gradients_and_parameters() {
 
 #[test]
 fn a_launch_of_several_ranks_is_refused_without_mpi_and_joined_with_it() {
-    let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |k: &str| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    };
     for with_mpi in [false, true] {
         assert_eq!(launch(&env(&[]), with_mpi).unwrap(), Launch::Single);
         assert_eq!(

@@ -96,6 +96,8 @@ pub struct RlTrainer {
     dist: crate::dist::Dist,
     /// Which rank updates which parameter, when more than one rank trains.
     own: Option<crate::dist::Ownership>,
+    /// The step's collectives (NCCL's on CUDA).
+    collectives: crate::dist::sync::StepCollectives,
 }
 
 impl RlTrainer {
@@ -148,18 +150,14 @@ impl RlTrainer {
             ));
         }
         let dist = crate::dist::world();
-        let own = if dist.is_distributed() {
-            let own = crate::train::optimizer_ownership(
-                engine.model(),
-                &optim,
-                dist.world_size(),
-                crate::train::SHARD_POLICY,
-            )?;
-            optim.set_owned(&own.mask(dist.rank()))?;
-            Some(own)
-        } else {
-            None
-        };
+        let own = crate::train::shard(
+            engine.model(),
+            &mut optim,
+            &dist,
+            crate::train::SHARD_POLICY,
+        )?;
+        let collectives =
+            crate::dist::sync::StepCollectives::new(dist.clone(), engine.model().get_device())?;
         Ok(RlTrainer {
             engine,
             optim,
@@ -168,6 +166,7 @@ impl RlTrainer {
             step: 0,
             dist,
             own,
+            collectives,
         })
     }
 
@@ -236,7 +235,7 @@ impl RlTrainer {
         let mut grads = self.policy_gradient(&rollouts, valid as usize)?;
         let params = self.engine.model().parameters();
         if let Some(own) = &self.own {
-            crate::dist::sync::reduce_scatter_grads(&*self.dist, own, &params, &mut grads)?;
+            self.collectives.reduce_grads(own, &params, &mut grads)?;
         }
         let lrm = self.lr_multiplier();
         match &mut self.optim {
@@ -248,7 +247,7 @@ impl RlTrainer {
             o => o.step_with(&grads, self.cfg.init_lr_frac as f64 * lrm, 0.95, 0.0)?,
         }
         if let Some(own) = &self.own {
-            crate::dist::sync::all_gather_params(&*self.dist, own, &params)?;
+            self.collectives.gather_params(own, &params)?;
         }
         self.step += 1;
         Ok(RlStep {

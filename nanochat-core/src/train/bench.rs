@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::peak_flops;
-use crate::dist::sync::{all_gather_params, reduce_scatter_grads};
+use crate::dist::sync::StepCollectives;
 use crate::dist::ShardPolicy;
 use crate::model::{Architecture, ForwardOptions, GPTConfig, GPT};
 use crate::ops::Reduction;
@@ -152,39 +152,14 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
     // Several ranks: each trains on its own rows, the gradients are reduced to their owners and
     // the updated parameters gathered, as in a training run.
     let dist = crate::dist::world();
-    let own = if dist.is_distributed() {
-        let own = super::optimizer_ownership(&model, &optim, dist.world_size(), o.shard)?;
-        optim.set_owned(&own.mask(dist.rank()))?;
-        Some(own)
-    } else {
-        None
-    };
+    let own = super::ranks::shard(&model, &mut optim, &dist, o.shard)?;
     // Muon's weight decay (HEAD's; v1's optimizer has none).
     let weight_decay = match settings {
         OptimSettings::Head(c) => c.weight_decay,
         OptimSettings::V1(_) => 0.0,
     };
     // On CUDA the collectives are NCCL's, as in a training run.
-    #[cfg(feature = "cuda")]
-    let nccl = if own.is_some() && !device.backend().is_cpu() {
-        Some(crate::dist::nccl::Nccl::init(device, &*dist)?)
-    } else {
-        None
-    };
-    let reduce = |grads: &mut crate::Grads, own: &crate::dist::Ownership| -> Result<()> {
-        #[cfg(feature = "cuda")]
-        if let Some(n) = &nccl {
-            return n.reduce_grads(own, &params, grads);
-        }
-        reduce_scatter_grads(&*dist, own, &params, grads)
-    };
-    let gather = |own: &crate::dist::Ownership| -> Result<()> {
-        #[cfg(feature = "cuda")]
-        if let Some(n) = &nccl {
-            return n.broadcast_params(own, &params);
-        }
-        all_gather_params(&*dist, own, &params)
-    };
+    let collectives = StepCollectives::new(dist.clone(), device)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(dist.rank() as u64);
     let idx: Vec<u32> = (0..batch * seq)
         .map(|_| rng.random_range(0..vocab as u32))
@@ -215,14 +190,14 @@ pub fn bench_train(device: &Device, o: &BenchTrainOptions) -> Result<TrainBench>
                 let mut comm = 0.0;
                 if let Some(own) = &own {
                     let t = Instant::now();
-                    reduce(&mut grads, own)?;
+                    collectives.reduce_grads(own, &params, &mut grads)?;
                     comm += t.elapsed().as_secs_f64();
                 }
                 optim.step_with(&grads, 1.0, muon_momentum(step) as f64, weight_decay)?;
                 if let Some(own) = &own {
                     device.sync()?;
                     let t = Instant::now();
-                    gather(own)?;
+                    collectives.gather_params(own, &params)?;
                     device.sync()?;
                     comm += t.elapsed().as_secs_f64();
                 }

@@ -44,11 +44,7 @@ pub fn evaluate_bpb<'a>(
         nats += n;
         bytes += by;
     }
-    Ok(if bytes == 0 {
-        f64::NAN
-    } else {
-        nats / (std::f64::consts::LN_2 * bytes as f64)
-    })
+    Ok(bits_per_byte(nats, bytes))
 }
 
 /// Bits per byte over `batches` across the ranks of `comm`: batch i is evaluated by rank
@@ -82,9 +78,14 @@ pub fn evaluate_bpb_across(
         nats += p[0];
         bytes += p[1] as u64;
     }
-    Ok(if bytes == 0 {
+    Ok(bits_per_byte(nats, bytes))
+}
+
+/// Summed nats over `ln 2` times the bytes; NaN when there is no byte.
+fn bits_per_byte(nats: f64, bytes: u64) -> f64 {
+    if bytes == 0 {
         f64::NAN
     } else {
         nats / (std::f64::consts::LN_2 * bytes as f64)
-    })
+    }
 }

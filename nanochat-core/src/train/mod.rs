@@ -50,6 +50,7 @@ pub use flops::{cpu_peak_flops, peak_flops};
 pub use memory::{check_fits, estimate_training_bytes, free_bytes};
 pub use metrics::{MetricsLog, RunTally, StepMetrics};
 pub use nanochat_resume::{NanochatResume, NanochatRun, EMA_BETA};
+pub(crate) use ranks::shard;
 use ranks::shard_optimizer;
 pub use ranks::{optimizer_ownership, SHARD_POLICY};
 pub use source::BatchSource;
@@ -61,9 +62,7 @@ use crate::data::Batch;
 use crate::checkpoint::{checkpoint_dir, Phase};
 #[cfg(test)]
 use crate::data::{DataLoader, LoaderState};
-use crate::dist::sync::{
-    all_gather_params, gather_optimizer_state, grad_norm, reduce_scatter_grads,
-};
+use crate::dist::sync::{gather_optimizer_state, grad_norm, StepCollectives};
 use crate::dist::{Dist, FolderLock, Ownership, ReduceOp};
 use crate::model::{SamplingParams, GPT};
 use crate::optim::TrainOptimizer;
@@ -193,9 +192,9 @@ pub struct Trainer {
     own: Option<Ownership>,
     /// Rank 0's lock on the checkpoint folder, held for the run.
     _lock: Option<FolderLock>,
-    /// The GPU collectives of several ranks on CUDA (gradients never visit the host).
-    #[cfg(feature = "cuda")]
-    nccl: Option<crate::dist::nccl::Nccl>,
+    /// The step's collectives: NCCL's on CUDA (gradients never visit the host), else the
+    /// host communicator's.
+    collectives: StepCollectives,
 }
 
 impl Trainer {
@@ -255,12 +254,7 @@ impl Trainer {
         let dist = crate::dist::world();
         // Rank 0 writes (and locks the folder first: one writer of any kind); the other ranks
         // write nothing.
-        #[cfg(feature = "cuda")]
-        let nccl = if dist.is_distributed() && !model.get_device().backend().is_cpu() {
-            Some(crate::dist::nccl::Nccl::init(model.get_device(), &*dist)?)
-        } else {
-            None
-        };
+        let collectives = StepCollectives::new(dist.clone(), model.get_device())?;
         let (lock, metrics) = if dist.is_main() {
             let lock = FolderLock::acquire(&cfg.checkpoint_dir())?;
             (
@@ -289,8 +283,7 @@ impl Trainer {
             dist,
             own: None,
             _lock: lock,
-            #[cfg(feature = "cuda")]
-            nccl,
+            collectives,
         })
     }
 
@@ -404,7 +397,9 @@ impl Trainer {
                 let mut acc = share.acc;
                 acc.loss = (share.used > 0).then(|| step_loss(&losses, share.used));
                 if share.used > 0 {
-                    self.reduce_grads(own, &mut acc.grads)?;
+                    let params = self.model.parameters();
+                    self.collectives
+                        .reduce_grads(own, &params, &mut acc.grads)?;
                 }
                 acc
             }
@@ -429,7 +424,8 @@ impl Trainer {
         if !acc.is_empty() {
             self.optim.step(&acc.grads, &self.cfg.schedule, it, p)?;
             if let Some(own) = &self.own {
-                self.gather_params(own)?;
+                self.collectives
+                    .gather_params(own, &self.model.parameters())?;
             }
         }
         self.step += 1;
@@ -441,26 +437,6 @@ impl Trainer {
             progress: p,
             grad_norm,
         })
-    }
-
-    /// The gradients' reduction to their owners: NCCL on CUDA, else the host communicator.
-    fn reduce_grads(&self, own: &Ownership, grads: &mut crate::Grads) -> Result<()> {
-        let params = self.model.parameters();
-        #[cfg(feature = "cuda")]
-        if let Some(n) = &self.nccl {
-            return n.reduce_grads(own, &params, grads);
-        }
-        reduce_scatter_grads(&*self.dist, own, &params, grads)
-    }
-
-    /// The updated parameters from their owners: NCCL on CUDA, else the host communicator.
-    fn gather_params(&self, own: &Ownership) -> Result<()> {
-        let params = self.model.parameters();
-        #[cfg(feature = "cuda")]
-        if let Some(n) = &self.nccl {
-            return n.broadcast_params(own, &params);
-        }
-        all_gather_params(&*self.dist, own, &params)
     }
 
     /// The schedules' values of the last step taken (`None` before any), which nanochat's

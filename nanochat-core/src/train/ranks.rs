@@ -27,7 +27,24 @@ pub(crate) fn shard_optimizer(
             ),
         });
     }
-    let own = optimizer_ownership(model, optim, dist.world_size(), SHARD_POLICY)?;
+    shard(model, optim, dist, SHARD_POLICY)
+}
+
+/// Shards `optim` over the ranks of `dist` under `policy`: the owners of `model`'s parameters
+/// ([`optimizer_ownership`]) and this rank's mask set on the optimizer; `None` (and the
+/// optimizer left whole) for one process. Shared by training, `bench train` and chat-rl.
+///
+/// Errors: [`optimizer_ownership`]'s; the optimizer's mask.
+pub(crate) fn shard(
+    model: &GPT,
+    optim: &mut TrainOptimizer,
+    dist: &Dist,
+    policy: ShardPolicy,
+) -> Result<Option<Ownership>> {
+    if !dist.is_distributed() {
+        return Ok(None);
+    }
+    let own = optimizer_ownership(model, optim, dist.world_size(), policy)?;
     optim.set_owned(&own.mask(dist.rank()))?;
     Ok(Some(own))
 }
