@@ -1,6 +1,6 @@
-//! Crash safety: a training process killed with SIGKILL at random moments (it saves a checkpoint
+//! Data safety: a training process killed with SIGKILL at random moments (it saves a checkpoint
 //! every step, so most kills land in a save) always leaves a latest checkpoint that loads and
-//! resumes.
+//! resumes; a fresh run into a tag of an earlier run moves that run aside whole.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -46,13 +46,10 @@ fn base_train(
     c
 }
 
-#[test]
-fn sigkill_during_saves_never_loses_the_latest_checkpoint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("models");
-    let tok = tmp.path().join("tok");
+/// A 400-token tokenizer at `tok`, trained with models under `root`.
+fn train_tokenizer(root: &std::path::Path, tok: &std::path::Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .env("NANOCHAT_BASE_DIR", &root)
+        .env("NANOCHAT_BASE_DIR", root)
         .env_remove("NANOCHAT_MODEL_DIR")
         .env_remove("NANOCHAT_TOKENIZER_PATH")
         .args([
@@ -67,6 +64,59 @@ fn sigkill_during_saves_never_loses_the_latest_checkpoint() {
         .output()
         .unwrap();
     common::assert_success(&out);
+}
+
+/// Running base-train again into a tag that holds a run (nanochat overwrites it in place,
+/// mixing steps; this project truncated its `metrics.jsonl`) moves the earlier run whole to
+/// `<tag>.earlier-<time>`, says so, and writes the new run into an empty folder.
+#[test]
+fn a_fresh_run_into_a_used_tag_keeps_the_earlier_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("models");
+    let tok = tmp.path().join("tok");
+    train_tokenizer(&root, &tok);
+    let dir = checkpoint_dir(&root, Phase::Base, "crash");
+    common::assert_success(&base_train(&root, &tok, None, 3).output().unwrap());
+    let first_metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(first_metrics.lines().count(), 3);
+    let out = base_train(&root, &tok, None, 1).output().unwrap();
+    common::assert_success(&out);
+    let earlier: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("crash.earlier-"))
+        .collect();
+    assert_eq!(earlier.len(), 1, "{earlier:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("moved to {}", earlier[0].display())),
+        "{stderr}"
+    );
+    assert_eq!(list_steps(&earlier[0]), vec![1, 2, 3]);
+    assert_eq!(
+        std::fs::read_to_string(earlier[0].join("metrics.jsonl")).unwrap(),
+        first_metrics
+    );
+    assert_eq!(list_steps(&dir), vec![1]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    // Continuing a run moves nothing.
+    let out = base_train(&root, &tok, Some(1), 2).output().unwrap();
+    common::assert_success(&out);
+    assert_eq!(list_steps(&dir), vec![1, 2]);
+}
+
+#[test]
+fn sigkill_during_saves_never_loses_the_latest_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("models");
+    let tok = tmp.path().join("tok");
+    train_tokenizer(&root, &tok);
     let dev = Device::cpu().unwrap();
     let dir = checkpoint_dir(&root, Phase::Base, "crash");
     // Start-up (JIT compilation of the kernels) takes a machine-dependent while: time it until

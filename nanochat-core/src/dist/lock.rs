@@ -65,6 +65,81 @@ impl FolderLock {
     }
 }
 
+/// What [`FolderLock::acquire_fresh`] found: the lock on the (now empty) folder, and where an
+/// earlier run's files were moved, if the folder held one.
+#[derive(Debug)]
+pub struct FreshFolder {
+    /// The held lock on the folder the fresh run writes.
+    pub lock: FolderLock,
+    /// `<folder>.earlier-<UTC time>`: the earlier run's folder, moved whole; `None` when the
+    /// folder was new or empty.
+    pub earlier: Option<PathBuf>,
+}
+
+impl FolderLock {
+    /// Takes the lock for a fresh run (step 0) into `dir`. A folder already holding files of
+    /// an earlier run (checkpoints, `metrics.jsonl`) is first renamed, whole and atomically,
+    /// to the sibling `<name>.earlier-<YYYYMMDDTHHMMSSZ>` (a `-N` suffix when that exists), so
+    /// that a fresh run never mixes its steps with another run's nor truncates its metrics
+    /// (nanochat overwrites such a folder in place). A run that continues (`--resume-from-step`)
+    /// takes [`FolderLock::acquire`] instead.
+    ///
+    /// Errors: those of [`FolderLock::acquire`] (another process holds the folder: nothing is
+    /// moved), and [`CoreError::Io`] naming the folder when it cannot be read or renamed.
+    pub fn acquire_fresh(dir: &Path) -> Result<FreshFolder> {
+        let lock = FolderLock::acquire(dir)?;
+        let entries = std::fs::read_dir(dir).map_err(|e| CoreError::io(dir, e))?;
+        let mut earlier_files = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| CoreError::io(dir, e))?;
+            if entry.file_name() != LOCK_FILE {
+                earlier_files = true;
+                break;
+            }
+        }
+        if !earlier_files {
+            return Ok(FreshFolder {
+                lock,
+                earlier: None,
+            });
+        }
+        let stamp = crate::report::rfc3339_utc(std::time::SystemTime::now())
+            .replace(['-', ':'], "");
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        let base = dir.with_file_name(format!("{name}.earlier-{stamp}"));
+        let mut to = base.clone();
+        let mut n = 2;
+        while to.exists() {
+            to = PathBuf::from(format!("{}-{n}", base.display()));
+            n += 1;
+        }
+        // The lock is held across the rename: no other writer can be inside the folder.
+        std::fs::rename(dir, &to).map_err(|e| CoreError::io(dir, e))?;
+        drop(lock);
+        Ok(FreshFolder {
+            lock: FolderLock::acquire(dir)?,
+            earlier: Some(to),
+        })
+    }
+}
+
+/// [`FolderLock::acquire_fresh`], with a warning on stderr naming where an earlier run's files
+/// went: what every fresh training run (base, mid, SFT, RL) calls.
+pub fn acquire_fresh_noting(dir: &Path) -> Result<FolderLock> {
+    let fresh = FolderLock::acquire_fresh(dir)?;
+    if let Some(to) = &fresh.earlier {
+        eprintln!(
+            "warning: {} held an earlier run; this fresh run does not continue it (that is --resume-from-step), so its files were moved to {}",
+            dir.display(),
+            to.display()
+        );
+    }
+    Ok(fresh.lock)
+}
+
 impl Drop for FolderLock {
     fn drop(&mut self) {
         // The holder's record goes; the file stays (removing it would race a new holder).

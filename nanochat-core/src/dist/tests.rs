@@ -74,6 +74,61 @@ fn launch_variables_are_read_in_order_and_slurm_only_under_pmix() {
     assert!(launch_hint(2).contains("mpirun -np 2"));
 }
 
+/// A fresh run into a folder of an earlier run moves that run whole beside it (nothing
+/// truncated, nothing mixed); an empty or new folder is used as it is; a folder another
+/// process writes is refused with nothing moved.
+#[test]
+fn a_fresh_run_moves_an_earlier_run_aside_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("base_checkpoints/d2");
+    // New folder: nothing to move.
+    let fresh = FolderLock::acquire_fresh(&sub).unwrap();
+    assert!(fresh.earlier.is_none());
+    drop(fresh);
+    // Only the lock file (a run that wrote nothing): nothing to move.
+    let fresh = FolderLock::acquire_fresh(&sub).unwrap();
+    assert!(fresh.earlier.is_none());
+    drop(fresh);
+    std::fs::write(sub.join("metrics.jsonl"), "{\"step\": 1}\n{\"step\": 2}\n").unwrap();
+    std::fs::write(sub.join("meta_000002.json"), "{}").unwrap();
+    // Held by another writer: refused, nothing moved.
+    let held = FolderLock::acquire(&sub).unwrap();
+    assert!(matches!(
+        FolderLock::acquire_fresh(&sub).unwrap_err(),
+        CoreError::Busy { .. }
+    ));
+    assert!(sub.join("meta_000002.json").exists());
+    drop(held);
+    let fresh = FolderLock::acquire_fresh(&sub).unwrap();
+    let to = fresh.earlier.clone().unwrap();
+    let name = to.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("d2.earlier-20"), "{name}");
+    assert_eq!(to.parent(), sub.parent());
+    assert_eq!(
+        std::fs::read_to_string(to.join("metrics.jsonl")).unwrap(),
+        "{\"step\": 1}\n{\"step\": 2}\n"
+    );
+    assert!(to.join("meta_000002.json").exists());
+    let left: Vec<_> = std::fs::read_dir(&sub)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from(".lock")]);
+    // The lock is on the new folder.
+    assert!(matches!(
+        FolderLock::acquire(&sub).unwrap_err(),
+        CoreError::Busy { .. }
+    ));
+    drop(fresh);
+    // A second earlier run in the same second gets its own name.
+    std::fs::write(sub.join("meta_000001.json"), "{}").unwrap();
+    let again = FolderLock::acquire_fresh(&sub).unwrap();
+    let to2 = again.earlier.clone().unwrap();
+    assert_ne!(to2, to);
+    assert!(to2.join("meta_000001.json").exists());
+    assert!(to.join("meta_000002.json").exists());
+}
+
 #[test]
 fn a_folder_lock_refuses_a_second_writer_and_is_released_on_drop() {
     let dir = tempfile::tempdir().unwrap();

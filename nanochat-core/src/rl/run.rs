@@ -205,7 +205,7 @@ impl RlTrainer {
         let main = crate::dist::world().is_main();
         let (_lock, metrics) = if main {
             (
-                Some(crate::dist::FolderLock::acquire(&dir)?),
+                Some(crate::dist::lock::acquire_fresh_noting(&dir)?),
                 Some(MetricsLog::open(&dir, 0)?),
             )
         } else {

@@ -256,7 +256,12 @@ impl Trainer {
         // write nothing.
         let collectives = StepCollectives::new(dist.clone(), model.get_device())?;
         let (lock, metrics) = if dist.is_main() {
-            let lock = FolderLock::acquire(&cfg.checkpoint_dir())?;
+            let dir = cfg.checkpoint_dir();
+            let lock = if step == 0 {
+                crate::dist::lock::acquire_fresh_noting(&dir)?
+            } else {
+                FolderLock::acquire(&dir)?
+            };
             (
                 Some(lock),
                 Some(MetricsLog::open(&cfg.checkpoint_dir(), step)?),
