@@ -233,29 +233,42 @@ pub(crate) fn load_capped<F: Float, N: Size>(
     }
 }
 
+/// The largest softcap whose bound can stand in for a row's maximum: every softcapped value y
+/// lies in [-cap, cap], so each `exp(y - cap)` lies in [exp(-2 cap), 1], a normal f32 for
+/// cap <= 40 (exp(-80) ~ 1.8e-35 > 1.2e-38), and their sum neither overflows nor vanishes.
+pub(crate) const MAX_BOUNDING_CAP: f32 = 40.0;
+
 /// Running maximum and sum of `exp(x - max)` over one row (`vecs` vectors from `base`, each
 /// softcapped when `capped`), shared by the units of the row: the two passes of a stable
-/// softmax / logsumexp.
+/// softmax / logsumexp. With `bounded` (capped, and `cap <= MAX_BOUNDING_CAP`, decided by the
+/// host) one pass: the cap stands in for the maximum, `(cap, sum exp(y - cap))`, which gives
+/// the same logsumexp `m + ln(s)` without the first pass or the second tanh of every element.
 #[cube]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn row_max_sumexp<F: Float, N: Size>(
     x: &[Vector<F, N>],
     base: usize,
     vecs: usize,
     cap: f32,
     #[comptime] capped: bool,
+    #[comptime] bounded: bool,
     #[comptime] plane: bool,
 ) -> (f32, f32) {
     let stride = CUBE_DIM_X as usize;
-    let mut m = Vector::<f32, N>::new(f32::NEG_INFINITY);
-    let mut c = UNIT_POS_X as usize;
-    while c < vecs {
-        m = max(m, load_capped::<F, N>(x[base + c], cap, capped));
-        c += stride;
-    }
-    let m = row_max(lane_max::<N>(m), plane);
+    let m = if comptime![capped && bounded] {
+        cap
+    } else {
+        let mut mx = Vector::<f32, N>::new(f32::NEG_INFINITY);
+        let mut c = UNIT_POS_X as usize;
+        while c < vecs {
+            mx = max(mx, load_capped::<F, N>(x[base + c], cap, capped));
+            c += stride;
+        }
+        row_max(lane_max::<N>(mx), plane)
+    };
     let mv = Vector::<f32, N>::new(m);
     let mut s = Vector::<f32, N>::new(0.0);
-    c = UNIT_POS_X as usize;
+    let mut c = UNIT_POS_X as usize;
     while c < vecs {
         s += (load_capped::<F, N>(x[base + c], cap, capped) - mv).exp();
         c += stride;

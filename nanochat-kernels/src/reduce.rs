@@ -177,15 +177,32 @@ pub fn sum_to<F: KernelFloat>(
     }
     let small_len: usize = aligned.iter().product();
     let big_len: usize = big.iter().product();
-    let out = client.empty(small_len.max(1) * F::DTYPE.size());
     if small_len == 0 || big_len == 0 {
         return crate::elementwise::fill::<F>(client, small_len, 0.0);
     }
-    let (big_view, small_view) = if rank == 0 {
-        (vec![1], vec![1])
-    } else {
-        (big.to_vec(), aligned)
-    };
+    // Adjacent dimensions that are both kept or both summed merge (those of size 1 drop).
+    let mut merged: Vec<(usize, bool)> = Vec::with_capacity(rank);
+    for (&b, &s) in big.iter().zip(&aligned) {
+        let kept = s != 1;
+        if b == 1 {
+            continue;
+        }
+        match merged.last_mut() {
+            Some((n, k)) if *k == kept => *n *= b,
+            _ => merged.push((b, kept)),
+        }
+    }
+    match merged[..] {
+        // Everything summed (a scalar's gradient), or the trailing elements of each kept
+        // row (a per-head gate's): contiguous rows.
+        [] => return sum_rows::<F>(client, x, 1, 1),
+        [(n, false)] => return sum_rows::<F>(client, x, 1, n),
+        [(r, true), (c, false)] => return sum_rows::<F>(client, x, r, c),
+        _ => {}
+    }
+    let big_view: Vec<usize> = merged.iter().map(|&(n, _)| n).collect();
+    let small_view: Vec<usize> = merged.iter().map(|&(n, k)| if k { n } else { 1 }).collect();
+    let out = client.empty(small_len * F::DTYPE.size());
     let g = launch::elemwise(&DeviceInfo::of(client), small_len);
     sum_to_kernel::launch::<F>(
         client,
@@ -214,6 +231,35 @@ pub fn sum_to<F: KernelFloat>(
         g.blocked,
     );
     Ok(out)
+}
+
+/// Rows summed in at least this many parts run as two row reductions...
+const SUM_PARTS: usize = 64;
+
+/// ...when the rows are at least this long.
+const SUM_SPLIT_MIN_COLS: usize = 4096;
+
+/// The sums of `rows` contiguous rows of `cols` elements. Few long rows (a scalar's gradient
+/// sums a whole activation) are first cut into about [`SUM_PARTS`] contiguous parts summed in
+/// parallel, then those partial sums (f32 only: bf16 partials would round) summed per row.
+fn sum_rows<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    rows: usize,
+    cols: usize,
+) -> Result<Handle> {
+    if F::DTYPE == crate::DType::F32 && rows < SUM_PARTS && cols >= SUM_SPLIT_MIN_COLS {
+        let cap = SUM_PARTS.div_ceil(rows);
+        let parts = (1..=cap)
+            .rev()
+            .find(|&d| cols.is_multiple_of(d))
+            .unwrap_or(1);
+        if parts > 1 {
+            let partial = reduce_rows::<F>(client, x, rows * parts, cols / parts, Reduce::Sum)?;
+            return reduce_rows::<F>(client, &partial, rows, parts, Reduce::Sum);
+        }
+    }
+    reduce_rows::<F>(client, x, rows, cols, Reduce::Sum)
 }
 
 /// Plain-Rust reference of [`sum_to`].
@@ -278,13 +324,22 @@ fn check_reduce(ctx: &mut Ctx) -> Result<()> {
 }
 
 fn check_sum_to(ctx: &mut Ctx) -> Result<()> {
-    let cases: [(&[usize], &[usize]); 6] = [
+    // Shapes for every path: the general kernel (kept dimensions after summed ones, with size-1
+    // dimensions between), one row or trailing rows summed whole, and long rows summed in parts
+    // (a scalar's gradient over 2 x 3 x 4099 and 8 x 4096; a gate's over (2, 3, 4096)).
+    let cases: [(&[usize], &[usize]); 12] = [
         (&[1], &[1]),
         (&[3, 5, 7], &[5, 1]),
         (&[3, 5, 7], &[3, 1, 7]),
         (&[4, 9], &[]),
         (&[2, 3, 4, 5], &[3, 1, 5]),
         (&[6, 33], &[33]),
+        (&[1, 6, 1, 33], &[6, 1, 1]),
+        (&[2, 3, 4099], &[1]),
+        (&[8, 4096], &[]),
+        (&[2, 3, 4096], &[2, 3, 1]),
+        (&[5, 1, 7], &[5, 1, 7]),
+        (&[4, 1, 4100], &[4, 1, 1]),
     ];
     for (big, small) in cases {
         let x = ctx.rand(big.iter().product(), -1.0, 1.0);

@@ -21,7 +21,7 @@ fn softmax_kernel<F: Float, N: Size>(
     if row < rows {
         let vecs = cols / N::value();
         let base = row * vecs;
-        let (m, s) = row_max_sumexp::<F, N>(x, base, vecs, 0.0, false, plane);
+        let (m, s) = row_max_sumexp::<F, N>(x, base, vecs, 0.0, false, false, plane);
         let mv = Vector::<f32, N>::new(m);
         let inv = Vector::<f32, N>::new(1.0 / s);
         let mut c = UNIT_POS_X as usize;

@@ -103,8 +103,8 @@ impl FolderLock {
                 earlier: None,
             });
         }
-        let stamp = crate::report::rfc3339_utc(std::time::SystemTime::now())
-            .replace(['-', ':'], "");
+        let stamp =
+            crate::report::rfc3339_utc(std::time::SystemTime::now()).replace(['-', ':'], "");
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
