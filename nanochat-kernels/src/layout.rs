@@ -102,11 +102,43 @@ fn transpose_with<F: KernelFloat>(
     cols: usize,
     columns: bool,
 ) -> Result<Handle> {
-    launch::check_size("transpose", "x", x, &[batch, rows, cols], F::DTYPE)?;
     let len = batch * rows * cols;
     let y = client.empty(len.max(1) * F::DTYPE.size());
+    transpose_write::<F>(client, x, &y, (batch, rows, cols), columns)?;
+    Ok(y)
+}
+
+/// [`transpose`] written into `y`, a (batch, cols, rows) buffer of its own (not `x`).
+/// Errors: `x` or `y` not of that size.
+pub fn transpose_into<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    y: &Handle,
+    batch: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    launch::check_size("transpose", "y", y, &[batch, cols, rows], F::DTYPE)?;
+    transpose_write::<F>(
+        client,
+        x,
+        y,
+        (batch, rows, cols),
+        DeviceInfo::of(client).blocked,
+    )
+}
+
+fn transpose_write<F: KernelFloat>(
+    client: &Client,
+    x: &Handle,
+    y: &Handle,
+    (batch, rows, cols): (usize, usize, usize),
+    columns: bool,
+) -> Result<()> {
+    launch::check_size("transpose", "x", x, &[batch, rows, cols], F::DTYPE)?;
+    let len = batch * rows * cols;
     if len == 0 {
-        return Ok(y);
+        return Ok(());
     }
     let info = DeviceInfo::of(client);
     if columns {
@@ -119,14 +151,14 @@ fn transpose_with<F: KernelFloat>(
             g.cube_dim,
             vs,
             launch::buffer("transpose_columns", "x", x, len / vs, vs * F::DTYPE.size())?,
-            launch::buffer("transpose_columns", "y", &y, len, F::DTYPE.size())?,
+            launch::buffer("transpose_columns", "y", y, len, F::DTYPE.size())?,
             rows,
             cols / vs,
             items,
             g.steps,
             g.blocked,
         );
-        return Ok(y);
+        return Ok(());
     }
     let g = launch::elemwise(&info, len);
     transpose_kernel::launch::<F>(
@@ -134,13 +166,13 @@ fn transpose_with<F: KernelFloat>(
         g.cube_count,
         g.cube_dim,
         launch::buffer("transpose", "x", x, len, F::DTYPE.size())?,
-        launch::buffer("transpose", "y", &y, len, F::DTYPE.size())?,
+        launch::buffer("transpose", "y", y, len, F::DTYPE.size())?,
         rows,
         cols,
         g.steps,
         g.blocked,
     );
-    Ok(y)
+    Ok(())
 }
 
 #[cube(launch)]

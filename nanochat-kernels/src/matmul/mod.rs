@@ -428,6 +428,10 @@ fn shapes() -> Vec<MatmulShape> {
     // Deeper than a CPU depth block (k split into partial sums), narrow and wide.
     out.push(MatmulShape::new(7, 300, 2600, false, true));
     out.push(MatmulShape::new(5, 450, 9000, true, false));
+    // A^T B with A much larger than B and C (a weight gradient of the lm_head's shape): the
+    // CPU computes (B^T A)^T.
+    out.push(MatmulShape::new(601, 7, 40, true, false));
+    out.push(MatmulShape::new(2000, 9, 65, true, false));
     out.push(MatmulShape::batched(2, 9, 403, 17, false, true));
     out.push(MatmulShape::batched(3, 9, 11, 7, false, true));
     // Decode-sized: a few rows (batched, B shared) against a transposed weight, odd widths.
@@ -505,6 +509,22 @@ mod tests {
         assert_eq!(pick(1, false), MatmulKernel::CpuGemm);
         assert_eq!(pick(1, true), MatmulKernel::Gemv);
         assert_eq!(pick(8, true), MatmulKernel::Gemv);
+    }
+
+    #[test]
+    fn only_products_dominated_by_a_transposed_a_swap_operands_on_the_cpu() {
+        let swaps = |m, n, k, ta, tb| cubek::swaps_operands(&MatmulShape::new(m, n, k, ta, tb));
+        // The lm_head's weight gradient at vocab 8192 and 65536 (1024 tokens, n_embd 256).
+        assert!(swaps(65536, 256, 1024, true, false));
+        assert!(swaps(8192, 256, 1024, true, false));
+        assert!(swaps(601, 7, 40, true, false));
+        // The blocks' weight gradients, and products without a transposed A alone.
+        assert!(!swaps(1024, 256, 1024, true, false));
+        assert!(!swaps(256, 1024, 1024, true, false));
+        assert!(!swaps(65536, 256, 1024, false, false));
+        assert!(!swaps(65536, 256, 1024, true, true));
+        let batched = MatmulShape::batched(2, 601, 7, 40, true, false);
+        assert!(!cubek::swaps_operands(&batched));
     }
 
     #[test]
