@@ -205,6 +205,30 @@ pub enum CoreError {
         /// Tokens per row (T).
         seq: usize,
     },
+    /// A model whose weights alone (`need` bytes) would not fit in what `device` has free
+    /// (`free` bytes), refused before anything is allocated.
+    #[error(
+        "the model (n_layer {n_layer}, n_embd {n_embd}, vocab_size {vocab_size}: {num_params} parameters) needs {:.2} GiB \
+         for its weights alone, but {device} has {:.2} GiB free: pick a smaller model (--depth, --vocab, the tokenizer's vocabulary)",
+        gib(.need),
+        gib(.free)
+    )]
+    ModelTooLarge {
+        /// The device, as it prints (`cpu`, `cuda:0`).
+        device: String,
+        /// Bytes of the weights.
+        need: u64,
+        /// Bytes free on the device.
+        free: u64,
+        /// The config's parameters ([`GPTConfig::num_params`](crate::model::GPTConfig::num_params)).
+        num_params: u64,
+        /// The config's layers.
+        n_layer: usize,
+        /// The config's width.
+        n_embd: usize,
+        /// The config's vocabulary.
+        vocab_size: usize,
+    },
     /// Something this build, platform or object does not do (`op`), and why.
     #[error("{op}: {why}")]
     Unsupported {

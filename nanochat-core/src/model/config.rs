@@ -250,6 +250,46 @@ impl GPTConfig {
             .collect()
     }
 
+    /// Parameters a model of this config has, counted from the config alone (what
+    /// [`GPT::num_params`](super::GPT::num_params) counts once it is built), saturating rather
+    /// than overflowing: [`GPT::build`](super::GPT::build) refuses a model too large for the
+    /// machine with it before allocating anything.
+    pub fn num_params(&self) -> u64 {
+        let mul = |a: u64, b: u64| a.saturating_mul(b);
+        let (e, d, v) = (
+            self.n_embd as u64,
+            self.head_dim() as u64,
+            self.padded_vocab_size() as u64,
+        );
+        let (h, kv) = (self.n_head as u64, self.n_kv_head as u64);
+        let linear =
+            |i: u64, o: u64, bias: bool| mul(i, o).saturating_add(if bias { o } else { 0 });
+        let b = self.bias;
+        let mut n = mul(v, e); // wte
+        for i in 0..self.n_layer {
+            let layer = [
+                linear(e, mul(h, d), b),  // c_q
+                linear(e, mul(kv, d), b), // c_k
+                linear(e, mul(kv, d), b), // c_v
+                linear(e, e, b),          // attn.c_proj
+                linear(e, mul(4, e), b),  // c_fc
+                linear(mul(4, e), e, b),  // mlp.c_proj
+            ];
+            n = layer.iter().fold(n, |n, &p| n.saturating_add(p));
+            if self.has_value_embeds(i) {
+                let gate = linear(VE_GATE_CHANNELS as u64, kv, false);
+                n = n.saturating_add(gate).saturating_add(mul(v, mul(kv, d)));
+            }
+        }
+        n = n.saturating_add(linear(e, v, b)); // lm_head
+        if self.architecture == Architecture::Head {
+            // resid_lambdas, x0_lambdas, smear_lambda, backout_lambda, smear_gate.
+            let scalars = 2 * self.n_layer as u64 + 2;
+            n = n.saturating_add(scalars + linear(SMEAR_CHANNELS as u64, 1, false));
+        }
+        n
+    }
+
     /// Whether layer `i` has a value embedding (`value_embeds.{i}` and `attn.ve_gate`): HEAD's
     /// `has_ve`, alternating layers ending at the last one (`i % 2 == (n_layer - 1) % 2`).
     pub fn has_value_embeds(&self, i: usize) -> bool {

@@ -143,7 +143,12 @@ impl GPT {
     /// Builds the model taking each parameter from `make(state_dict name, shape, init)`, in
     /// [`GPT::named_parameters`] order.
     ///
-    /// Errors: an invalid config, those of `make`, a tensor of another shape.
+    /// Errors: an invalid config, those of `make`, a tensor of another shape, and
+    /// [`CoreError::ModelTooLarge`], before anything is allocated, when the weights
+    /// ([`GPTConfig::num_params`] in `dtype`) would take more than 90% of the memory the device
+    /// has free: a model too large for the machine (a huge `--depth` or vocabulary, a
+    /// checkpoint's meta claiming one) is refused instead of aborting the process on
+    /// allocation.
     pub fn build(
         config: GPTConfig,
         device: &Device,
@@ -151,6 +156,20 @@ impl GPT {
         mut make: impl FnMut(&str, &[usize], Init) -> Result<Tensor>,
     ) -> Result<GPT> {
         config.validate()?;
+        let need = config.num_params().saturating_mul(dtype.size() as u64);
+        if let Some(free) =
+            crate::train::free_bytes(device).filter(|&f| need as f64 > f as f64 * 0.9)
+        {
+            return Err(CoreError::ModelTooLarge {
+                device: device.to_string(),
+                need,
+                free,
+                num_params: config.num_params(),
+                n_layer: config.n_layer,
+                n_embd: config.n_embd,
+                vocab_size: config.vocab_size,
+            });
+        }
         let make: &mut MakeParam<'_> = &mut make;
         let mut p = Params::new(make);
         let head = config.architecture == Architecture::Head;

@@ -310,6 +310,42 @@ fn counts_follow_nanochat() {
     assert_eq!(model.get_device(), &dev);
 }
 
+/// The config's own count equals the built model's, for v1 (with and without biases, GQA) and
+/// HEAD (value embeddings on alternate layers, a padded vocabulary, the scalars); a model far
+/// larger than the machine is refused before anything is allocated, naming its size.
+#[test]
+fn the_config_counts_its_parameters_and_too_large_a_model_is_refused() {
+    let dev = Device::cpu().unwrap();
+    let head = |n_layer: usize, vocab: usize| {
+        GPTConfig::from_json(&format!(
+            r#"{{"sequence_len": 64, "vocab_size": {vocab}, "n_layer": {n_layer}, "n_head": 4, "n_kv_head": 2, "n_embd": 64, "window_pattern": "SSSL"}}"#
+        ))
+        .unwrap()
+    };
+    for c in [
+        small(64, 2),
+        small(70, 4),
+        two_layer_8(50, true),
+        head(3, 330),
+        head(4, 320),
+    ] {
+        let model = GPT::new(c.clone(), &dev, DType::F32, 0).unwrap();
+        assert_eq!(c.num_params(), model.num_params() as u64, "{c:?}");
+    }
+    let huge = GPTConfig::from_depth(4, 1 << 31, 64);
+    let t = std::time::Instant::now();
+    let err = GPT::new(huge, &dev, DType::F32, 0).unwrap_err();
+    assert!(
+        t.elapsed().as_secs() < 5,
+        "refused only after {:?}",
+        t.elapsed()
+    );
+    assert!(matches!(err, CoreError::ModelTooLarge { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("vocab_size 2147483648"), "{msg}");
+    assert!(msg.contains("GiB free"), "{msg}");
+}
+
 #[test]
 fn bad_inputs_are_errors() {
     let dev = Device::cpu().unwrap();
