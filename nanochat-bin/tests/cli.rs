@@ -205,6 +205,36 @@ fn eval_commands_refuse_meaningless_flags() {
     );
 }
 
+/// A model tag is a folder name, never a path: every tag flag of every command refuses an
+/// empty one, `.`, `..` and any `/` at parse time (`--model-tag ../tokenizer` wrote outside the
+/// model root, and a fresh run moved that folder aside), naming the flag.
+#[test]
+fn model_tags_that_are_paths_are_refused_by_every_command() {
+    for bad in ["", ".", "..", "../tokenizer", "/tmp/victim"] {
+        for args in [
+            &["base-train", "--model-tag", bad][..],
+            &["mid-train", "--model-tag", bad],
+            &["chat-sft", "--base-model", bad],
+            &["chat-rl", "-g", bad],
+            &["chat-eval", "-g", bad],
+            &["base-eval", "-g", bad],
+            &["chat-cli", "-g", bad, "-p", "hi"],
+        ] {
+            let (code, _, stderr) = nanochat(args);
+            assert_eq!(code, 2, "{args:?}: {stderr}");
+            let flag = if args[1] == "-g" {
+                "--model-tag"
+            } else {
+                args[1]
+            };
+            assert!(
+                stderr.contains(flag) && stderr.contains("a folder name"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+}
+
 /// The sampling flags of chat-cli, chat-web, chat-eval and chat-rl obey a chat request's ranges,
 /// checked on the number as written when the flags are parsed, before any model is loaded: the
 /// error names the setting and its range, and chat-cli prints no `Assistant:`.

@@ -208,12 +208,14 @@ pub enum CoreError {
     /// A model whose weights alone (`need` bytes) would not fit in what `device` has free
     /// (`free` bytes), refused before anything is allocated.
     #[error(
-        "the model (n_layer {n_layer}, n_embd {n_embd}, vocab_size {vocab_size}: {num_params} parameters) needs {:.2} GiB \
-         for its weights alone, but {device} has {:.2} GiB free: pick a smaller model (--depth, --vocab, the tokenizer's vocabulary)",
+        "the model (n_layer {n_layer}, n_embd {n_embd}, vocab_size {vocab_size}: {num_params} parameters) needs about {:.2} GiB \
+         {stage}, but {device} has {:.2} GiB free: use a smaller model (--depth, --vocab) or a machine with more free memory",
         gib(.need),
         gib(.free)
     )]
     ModelTooLarge {
+        /// What the memory is for: `for its weights`, `to load its checkpoint`.
+        stage: &'static str,
         /// The device, as it prints (`cpu`, `cuda:0`).
         device: String,
         /// Bytes of the weights.

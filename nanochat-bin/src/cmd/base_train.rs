@@ -86,7 +86,7 @@ pub struct Args {
     #[command(flatten)]
     device: super::DeviceArg,
     /// Checkpoint folder name (default: d<depth>).
-    #[arg(long)]
+    #[arg(long, value_parser = super::model_tag)]
     model_tag: Option<String>,
     /// Measure validation bpb (and print samples) every N steps; 0 or -1: only at the end.
     #[arg(long, default_value_t = 50, allow_negative_numbers = true)]

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, value_parser = ["v1", "head"])]
     recipe: Option<String>,
     /// Tag of the model to start from (default: the newest).
-    #[arg(long)]
+    #[arg(long, value_parser = super::model_tag)]
     base_model: Option<String>,
     /// Step of that model (default: its newest).
     #[arg(long, visible_alias = "model-step")]
@@ -66,7 +66,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t)]
     dtype: super::DTypeArg,
     /// Checkpoint folder name (default: the source model's tag).
-    #[arg(long)]
+    #[arg(long, value_parser = super::model_tag)]
     model_tag: Option<String>,
     /// Validation every N steps and at the end (0 or -1: only at the end).
     #[arg(long, default_value_t = 50, allow_negative_numbers = true)]

@@ -63,7 +63,7 @@ pub struct ModelArgs {
 #[derive(clap::Args, Clone, Debug)]
 pub struct CheckpointArgs {
     /// Model tag (default: the newest).
-    #[arg(short = 'g', long)]
+    #[arg(short = 'g', long, value_parser = model_tag)]
     pub model_tag: Option<String>,
     /// Step (default: the newest).
     #[arg(short = 's', long)]
@@ -164,6 +164,14 @@ pub fn report_stage_for(output: Option<&Path>, stage: &str, settings: Value, res
     if let Err(e) = recorded {
         eprintln!("warning: could not record the `{stage}` stage for the report: {e:#}");
     }
+}
+
+/// clap's parser of every model tag flag (`-g/--model-tag`, `--base-model`): a folder name,
+/// never a path ([`nanochat_core::checkpoint::validate_tag`]).
+pub fn model_tag(s: &str) -> Result<String, String> {
+    nanochat_core::checkpoint::validate_tag(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// clap's parser of `--depth`: 1 to 256 layers (a usage error otherwise, before anything is

@@ -111,6 +111,22 @@ pub fn checkpoint_dir(root: &Path, phase: Phase, tag: &str) -> PathBuf {
         .unwrap_or_else(|| root.join(phase.folders()[0]).join(tag))
 }
 
+/// Checks that `tag` names a checkpoint folder: one non-empty path component, neither `.` nor
+/// `..`, without `/`, `\\` or NUL. A tag is a folder name under `<phase>_checkpoints/`, never a
+/// path: `--model-tag ../tokenizer` (or an absolute path) would otherwise write outside the
+/// model root, and a fresh run would move that folder aside. Errors:
+/// [`CoreError::InvalidArgument`] naming `--model-tag`.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    if tag.is_empty() || tag == "." || tag == ".." || tag.contains(['/', '\\', '\0']) {
+        return Err(CoreError::invalid(
+            "--model-tag",
+            format!("{tag:?}"),
+            "a folder name: not empty, not `.` or `..`, without `/` or `\\`",
+        ));
+    }
+    Ok(())
+}
+
 /// Length and CRC-32 of a file's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileCheck {
@@ -349,6 +365,15 @@ pub fn load_checkpoint_model(
     dtype: DType,
 ) -> Result<(GPT, Meta)> {
     let meta = read_meta(dir, step)?;
+    // Before the file is read: a meta claiming a model too large for the machine is refused
+    // here rather than by an OOM kill while its weights are read (the file's bytes, the f32
+    // values made from them and the device's copy: about 3 f32 copies of the weights).
+    crate::model::check_weights_fit(
+        &meta.config,
+        device,
+        3 * DType::F32.size() as u64,
+        "to load its checkpoint",
+    )?;
     if meta.format == nanochat::NANOCHAT_FORMAT {
         let model = nanochat::load_nanochat_model(dir, step, &meta, device, dtype)?;
         return Ok((model, meta));

@@ -230,6 +230,33 @@ fn truncated_and_corrupt_files_are_errors_naming_them() {
     );
 }
 
+/// A meta claiming a model far too large for the machine is refused before its weights file
+/// is read (here the file is not even there), naming the model; a bad tag is refused by name.
+#[test]
+fn a_meta_claiming_too_large_a_model_is_refused_before_reading_the_weights() {
+    let s = setup();
+    let mp = s.dir.join("meta_000001.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mp).unwrap()).unwrap();
+    meta["config"]["vocab_size"] = serde_json::json!(1u64 << 31);
+    std::fs::write(&mp, serde_json::to_string(&meta).unwrap()).unwrap();
+    std::fs::remove_file(s.dir.join("model_000001.safetensors")).unwrap();
+    let e = s.load(Phase::Base, None, None).unwrap_err();
+    assert!(matches!(e, CoreError::ModelTooLarge { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("vocab_size 2147483648") && msg.contains("to load its checkpoint"),
+        "{msg}"
+    );
+    for bad in ["", ".", "..", "../tokenizer", "/tmp/x", "a\\b"] {
+        let e = validate_tag(bad).unwrap_err().to_string();
+        assert!(e.contains("--model-tag"), "{bad:?}: {e}");
+    }
+    for good in ["d1", "d4.earlier-20261201T101525Z", "my run", "..x"] {
+        validate_tag(good).unwrap();
+    }
+}
+
 /// Issue 12.4: a checkpoint records its tokenizer relative to the model root, so the whole
 /// folder can move; the fingerprint makes the moved folder's tokenizer provably the same.
 #[test]

@@ -25,28 +25,45 @@ impl FolderLock {
     /// Errors: [`CoreError::Busy`] naming the holder when another process holds it;
     /// [`CoreError::Io`] when the folder or the file cannot be created.
     pub fn acquire(dir: &Path) -> Result<FolderLock> {
-        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
         let path = dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| CoreError::io(&path, e))?;
-        if !try_lock(&file).map_err(|e| CoreError::io(&path, e))? {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(CoreError::Busy {
-                lock: path,
-                holder: if holder.is_empty() {
-                    "unknown".into()
-                } else {
-                    holder.to_string()
-                },
-            });
-        }
+        // The lock must be on the file the path names once it is taken: a fresh run may have
+        // moved the folder, lock file included, aside between our open and our lock
+        // ([`FolderLock::acquire_fresh`]), and that older file no longer guards `dir`.
+        let mut tries = 0;
+        let mut file = loop {
+            std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| CoreError::io(&path, e))?;
+            if !try_lock(&file).map_err(|e| CoreError::io(&path, e))? {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(CoreError::Busy {
+                    lock: path,
+                    holder: if holder.is_empty() {
+                        "unknown".into()
+                    } else {
+                        holder.to_string()
+                    },
+                });
+            }
+            if same_file(&file, &path) {
+                break file;
+            }
+            // Dropping the file releases the lock on the moved one; try the new folder.
+            tries += 1;
+            if tries == 100 {
+                return Err(CoreError::io(
+                    &path,
+                    std::io::Error::other("the folder kept being moved while its lock was taken"),
+                ));
+            }
+        };
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "this host".into());
@@ -117,7 +134,18 @@ impl FolderLock {
             n += 1;
         }
         // The lock is held across the rename: no other writer can be inside the folder.
-        std::fs::rename(dir, &to).map_err(|e| CoreError::io(dir, e))?;
+        std::fs::rename(dir, &to).map_err(|e| {
+            CoreError::io(
+                dir,
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "moving this earlier run's folder aside to {} failed (nothing was moved or lost): {e}",
+                        to.display()
+                    ),
+                ),
+            )
+        })?;
         drop(lock);
         Ok(FreshFolder {
             lock: FolderLock::acquire(dir)?,
@@ -132,7 +160,7 @@ pub fn acquire_fresh_noting(dir: &Path) -> Result<FolderLock> {
     let fresh = FolderLock::acquire_fresh(dir)?;
     if let Some(to) = &fresh.earlier {
         eprintln!(
-            "warning: {} held an earlier run; this fresh run does not continue it (that is --resume-from-step), so its files were moved to {}",
+            "warning: {} already held files (of an earlier run); a fresh run writes into an empty folder, so they were moved, whole, to {}",
             dir.display(),
             to.display()
         );
@@ -145,6 +173,22 @@ impl Drop for FolderLock {
         // The holder's record goes; the file stays (removing it would race a new holder).
         let _ = self.file.set_len(0);
     }
+}
+
+/// Whether `file` (open) is the file `path` names now (same device and inode); false when the
+/// path names another file or none.
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, _path: &Path) -> bool {
+    true
 }
 
 #[cfg(unix)]
@@ -166,4 +210,32 @@ fn try_lock(file: &File) -> std::io::Result<bool> {
 #[cfg(not(unix))]
 fn try_lock(_file: &File) -> std::io::Result<bool> {
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock file opened before its folder was moved aside no longer names the folder's lock:
+    /// `acquire` retries on the new folder instead of holding the moved file.
+    #[test]
+    fn a_lock_file_moved_with_its_folder_is_not_the_folders_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("t");
+        let held = FolderLock::acquire(&sub).unwrap();
+        let path = sub.join(LOCK_FILE);
+        let stale = File::open(&path).unwrap();
+        assert!(same_file(&stale, &path));
+        drop(held);
+        std::fs::rename(&sub, dir.path().join("t.earlier")).unwrap();
+        assert!(!same_file(&stale, &path));
+        // The moved folder's lock file is still lockable, but `acquire` takes the new one.
+        assert!(try_lock(&stale).unwrap());
+        let fresh = FolderLock::acquire(&sub).unwrap();
+        assert!(same_file(&fresh.file, &path));
+        assert!(matches!(
+            FolderLock::acquire(&sub).unwrap_err(),
+            CoreError::Busy { .. }
+        ));
+    }
 }

@@ -156,20 +156,7 @@ impl GPT {
         mut make: impl FnMut(&str, &[usize], Init) -> Result<Tensor>,
     ) -> Result<GPT> {
         config.validate()?;
-        let need = config.num_params().saturating_mul(dtype.size() as u64);
-        if let Some(free) =
-            crate::train::free_bytes(device).filter(|&f| need as f64 > f as f64 * 0.9)
-        {
-            return Err(CoreError::ModelTooLarge {
-                device: device.to_string(),
-                need,
-                free,
-                num_params: config.num_params(),
-                n_layer: config.n_layer,
-                n_embd: config.n_embd,
-                vocab_size: config.vocab_size,
-            });
-        }
+        check_weights_fit(&config, device, dtype.size() as u64, "for its weights")?;
         let make: &mut MakeParam<'_> = &mut make;
         let mut p = Params::new(make);
         let head = config.architecture == Architecture::Head;
@@ -243,6 +230,33 @@ impl GPT {
             training: false,
             dropout_step: AtomicU32::new(0),
         })
+    }
+}
+
+/// Refuses a model of `config` whose weights, at `bytes_per_param` bytes per parameter
+/// ([`GPTConfig::num_params`]), would take more than 90% of the memory `device` has free
+/// ([`free_bytes`](crate::train::free_bytes)): the dtype's size to build it, more while a
+/// checkpoint is read and converted. `stage` says which (`for its weights`, `to load its
+/// checkpoint`). Errors: [`CoreError::ModelTooLarge`].
+pub fn check_weights_fit(
+    config: &GPTConfig,
+    device: &Device,
+    bytes_per_param: u64,
+    stage: &'static str,
+) -> Result<()> {
+    let need = config.num_params().saturating_mul(bytes_per_param);
+    match crate::train::free_bytes(device) {
+        Some(free) if need as f64 > free as f64 * 0.9 => Err(CoreError::ModelTooLarge {
+            stage,
+            device: device.to_string(),
+            need,
+            free,
+            num_params: config.num_params(),
+            n_layer: config.n_layer,
+            n_embd: config.n_embd,
+            vocab_size: config.vocab_size,
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -200,6 +200,7 @@ impl RlTrainer {
             step: self.step,
             pass_at_1: pass_start,
         });
+        crate::checkpoint::validate_tag(&run.model_tag)?;
         let dir = checkpoint_dir(&run.root, Phase::Rl, &run.model_tag);
         // Rank 0 writes (the folder locked first: one writer); the others only compute.
         let main = crate::dist::world().is_main();

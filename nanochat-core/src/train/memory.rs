@@ -24,18 +24,55 @@ pub fn estimate_training_bytes(
     weights_grads_state + config.n_layer as u64 * per_layer + logits
 }
 
-/// Bytes free where the device keeps its tensors: the host's available memory for the CPU
-/// runtime; for CUDA, the device memory cubecl reports.
+/// Bytes free where the device keeps its tensors: for the CPU runtime the least of the host's
+/// available memory, what the process's cgroup (a container's memory limit) leaves, and what
+/// its address-space limit (`ulimit -v`) leaves; for CUDA, the device memory cubecl reports.
 pub fn free_bytes(device: &Device) -> Option<u64> {
     if device.backend().is_cpu() {
         let mut sys = sysinfo::System::new();
         sys.refresh_memory();
-        let avail = sys.available_memory();
-        return if avail > 0 { Some(avail) } else { None };
+        let limits = [
+            Some(sys.available_memory()).filter(|&a| a > 0),
+            sys.cgroup_limits().map(|c| c.free_memory),
+            address_space_left(),
+        ];
+        return limits.into_iter().flatten().min();
     }
     match device.backend() {
         nanochat_kernels::Backend::Cuda(index) => nanochat_kernels::device::cuda_free_memory(index),
         nanochat_kernels::Backend::Cpu => None,
+    }
+}
+
+/// What `RLIMIT_AS` (`ulimit -v`) leaves this process: the limit less its current virtual
+/// size (`VmSize` in `/proc/self/status`); `None` when unlimited or unknown.
+fn address_space_left() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit` into the struct we own.
+        if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } != 0
+            || lim.rlim_cur == libc::RLIM_INFINITY
+        {
+            return None;
+        }
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some((lim.rlim_cur as u64).saturating_sub(kib * 1024))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
     }
 }
 

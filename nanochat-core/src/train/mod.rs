@@ -256,6 +256,7 @@ impl Trainer {
         // write nothing.
         let collectives = StepCollectives::new(dist.clone(), model.get_device())?;
         let (lock, metrics) = if dist.is_main() {
+            crate::checkpoint::validate_tag(&cfg.model_tag)?;
             let dir = cfg.checkpoint_dir();
             let lock = if step == 0 {
                 crate::dist::lock::acquire_fresh_noting(&dir)?
