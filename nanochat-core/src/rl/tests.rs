@@ -352,4 +352,3 @@ fn a_head_model_trains_with_muon_adamw_at_init_lr_frac() {
     moving.train_step().unwrap();
     assert_ne!(weights(&moving.engine), before);
 }
-
