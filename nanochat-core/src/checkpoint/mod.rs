@@ -365,6 +365,10 @@ pub fn load_checkpoint_model(
     dtype: DType,
 ) -> Result<(GPT, Meta)> {
     let meta = read_meta(dir, step)?;
+    // The config comes from the meta: an invalid one is the meta's fault, named as such.
+    meta.config
+        .validate()
+        .map_err(|e| CoreError::file(meta_path(dir, step), format!("model config: {e}")))?;
     // Before the file is read: a meta claiming a model too large for the machine is refused
     // here rather than by an OOM kill while its weights are read (the file's bytes, the f32
     // values made from them and the device's copy: about 3 f32 copies of the weights).

@@ -231,7 +231,8 @@ fn truncated_and_corrupt_files_are_errors_naming_them() {
 }
 
 /// A meta claiming a model far too large for the machine is refused before its weights file
-/// is read (here the file is not even there), naming the model; a bad tag is refused by name.
+/// is read (here the file is not even there), naming the model; an invalid config is blamed on
+/// the meta; a bad tag is refused by name.
 #[test]
 fn a_meta_claiming_too_large_a_model_is_refused_before_reading_the_weights() {
     let s = setup();
@@ -246,6 +247,15 @@ fn a_meta_claiming_too_large_a_model_is_refused_before_reading_the_weights() {
     let msg = e.to_string();
     assert!(
         msg.contains("vocab_size 2147483648") && msg.contains("to load its checkpoint"),
+        "{msg}"
+    );
+    // An invalid config is blamed on the meta file it came from.
+    meta["config"]["vocab_size"] = serde_json::json!(64);
+    meta["config"]["n_head"] = serde_json::json!(0);
+    std::fs::write(&mp, serde_json::to_string(&meta).unwrap()).unwrap();
+    let msg = s.load(Phase::Base, None, None).unwrap_err().to_string();
+    assert!(
+        msg.contains("meta_000001.json") && msg.contains("n_head"),
         "{msg}"
     );
     for bad in ["", ".", "..", "../tokenizer", "/tmp/x", "a\\b"] {
