@@ -68,7 +68,7 @@ fn address_space_left() -> Option<u64> {
             .trim()
             .parse()
             .ok()?;
-        Some((lim.rlim_cur as u64).saturating_sub(kib * 1024))
+        Some(lim.rlim_cur.saturating_sub(kib * 1024))
     }
     #[cfg(not(target_os = "linux"))]
     {
