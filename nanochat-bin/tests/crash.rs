@@ -89,7 +89,7 @@ fn a_fresh_run_into_a_used_tag_keeps_the_earlier_run() {
     assert_eq!(earlier.len(), 1, "{earlier:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("moved to {}", earlier[0].display())),
+        stderr.contains(&format!("moved, whole, to {}", earlier[0].display())),
         "{stderr}"
     );
     assert_eq!(list_steps(&earlier[0]), vec![1, 2, 3]);
