@@ -235,7 +235,7 @@ impl GPT {
 
 /// Refuses a model of `config` whose weights, at `bytes_per_param` bytes per parameter
 /// ([`GPTConfig::num_params`]), would take more than 90% of the memory `device` has free
-/// ([`free_bytes`](crate::train::free_bytes)): the dtype's size to build it, more while a
+/// ([`exceeds_free`](crate::train::exceeds_free)): the dtype's size to build it, more while a
 /// checkpoint is read and converted. `stage` says which (`for its weights`, `to load its
 /// checkpoint`). Errors: [`CoreError::ModelTooLarge`].
 pub fn check_weights_fit(
@@ -244,19 +244,20 @@ pub fn check_weights_fit(
     bytes_per_param: u64,
     stage: &'static str,
 ) -> Result<()> {
-    let need = config.num_params().saturating_mul(bytes_per_param);
-    match crate::train::free_bytes(device) {
-        Some(free) if need as f64 > free as f64 * 0.9 => Err(CoreError::ModelTooLarge {
+    let num_params = config.num_params();
+    let need = num_params.saturating_mul(bytes_per_param);
+    match crate::train::exceeds_free(need, device) {
+        Some(free) => Err(CoreError::ModelTooLarge {
             stage,
             device: device.to_string(),
             need,
             free,
-            num_params: config.num_params(),
+            num_params,
             n_layer: config.n_layer,
             n_embd: config.n_embd,
             vocab_size: config.vocab_size,
         }),
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 

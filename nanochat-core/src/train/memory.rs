@@ -76,20 +76,25 @@ fn address_space_left() -> Option<u64> {
     }
 }
 
+/// The bytes `device` has free ([`free_bytes`]) when `need` bytes would take more than 90% of
+/// them (10% to spare); `None` when they fit or the free memory is unknown. The one rule of
+/// [`check_fits`] and [`check_weights_fit`](crate::model::check_weights_fit).
+pub fn exceeds_free(need: u64, device: &Device) -> Option<u64> {
+    free_bytes(device).filter(|&free| need as f64 > free as f64 * 0.9)
+}
+
 /// Refuses a run whose estimate exceeds the free memory (with 10% to spare).
 pub fn check_fits(model: &GPT, batch: usize, seq: usize) -> Result<u64> {
     let c = model.config();
     let need = estimate_training_bytes(c, model.num_params(), c.vocab_size * c.n_embd, batch, seq);
-    if let Some(free) = free_bytes(model.get_device()) {
-        if need as f64 > free as f64 * 0.9 {
-            return Err(CoreError::OutOfMemory {
-                device: model.get_device().to_string(),
-                need,
-                free,
-                batch,
-                seq,
-            });
-        }
+    if let Some(free) = exceeds_free(need, model.get_device()) {
+        return Err(CoreError::OutOfMemory {
+            device: model.get_device().to_string(),
+            need,
+            free,
+            batch,
+            seq,
+        });
     }
     Ok(need)
 }
