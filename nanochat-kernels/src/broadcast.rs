@@ -47,6 +47,70 @@ fn binary_broadcast_kernel<F: Float>(
     }
 }
 
+/// `op(full, small)` (or `op(small, full)` when `small_first`) where each `run` consecutive
+/// elements of `full` (a multiple of the vector width) meet one element of `small`: a scalar
+/// operand (`run` = the whole length) or one value per row (`run` = the row length).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn binary_runs_kernel<F: Float, N: Size>(
+    full: &[Vector<F, N>],
+    small: &[F],
+    output: &mut [Vector<F, N>],
+    a: f32,
+    b: f32,
+    run: usize,
+    steps: usize,
+    #[comptime] op: Binary,
+    #[comptime] small_first: bool,
+    #[comptime] blocked: bool,
+) {
+    let lanes = N::value();
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < output.len() {
+            let x = Vector::<f32, N>::cast_from(full[i]);
+            let y = Vector::<f32, N>::new(f32::cast_from(small[i * lanes / run]));
+            let r = if comptime![small_first] {
+                apply_binary::<N>(y, x, a, b, op)
+            } else {
+                apply_binary::<N>(x, y, a, b, op)
+            };
+            output[i] = Vector::cast_from(r);
+        }
+    }
+}
+
+/// `op(full, small)` (or `op(small, full)` when `small_first`) where `small` is one row of
+/// `small_vecs` vectors repeated over every row of `full` (a per-channel operand).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn binary_rows_kernel<F: Float, N: Size>(
+    full: &[Vector<F, N>],
+    small: &[Vector<F, N>],
+    output: &mut [Vector<F, N>],
+    a: f32,
+    b: f32,
+    small_vecs: usize,
+    steps: usize,
+    #[comptime] op: Binary,
+    #[comptime] small_first: bool,
+    #[comptime] blocked: bool,
+) {
+    for s in 0..steps {
+        let i = item_index(s, steps, blocked);
+        if i < output.len() {
+            let x = Vector::<f32, N>::cast_from(full[i]);
+            let y = Vector::<f32, N>::cast_from(small[i % small_vecs]);
+            let r = if comptime![small_first] {
+                apply_binary::<N>(y, x, a, b, op)
+            } else {
+                apply_binary::<N>(x, y, a, b, op)
+            };
+            output[i] = Vector::cast_from(r);
+        }
+    }
+}
+
 /// The shape two shapes broadcast to (numpy rules, aligned on the right), or an error.
 pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let rank = a.len().max(b.len());
@@ -131,7 +195,40 @@ pub fn binary_broadcast<F: KernelFloat>(
         return Ok((out, out_shape));
     }
     let (view, xs, ys) = broadcast_view(&out_shape, x_shape, y_shape);
+    let (view, xs, ys) = collapse(&view, &xs, &ys);
     let es = dtype.size();
+    match Pattern::of(&view, &xs, &ys) {
+        Pattern::Same => return Ok((binary::<F>(client, x, y, len, op, a, b)?, out_shape)),
+        Pattern::Runs {
+            run,
+            small_first,
+            rows,
+        } => {
+            let (full, small) = if small_first { (y, x) } else { (x, y) };
+            let vs = launch::vector_size(client, es, &[len, run]);
+            let g = launch::elemwise(&DeviceInfo::of(client), len / vs);
+            let bufs = launch::VecBuffers::new("binary_broadcast", vs, es);
+            let (afull, asmall) = if rows {
+                (
+                    bufs.vecs("full", full, len)?,
+                    bufs.vecs("small", small, run)?,
+                )
+            } else {
+                (
+                    bufs.vecs("full", full, len)?,
+                    bufs.scalars("small", small, len / run)?,
+                )
+            };
+            let aout = bufs.vecs("output", &out, len)?;
+            if rows {
+                launch::launch_on!(binary_rows_kernel::<F>, client, g, vs; afull, asmall, aout, a, b, run / vs, g.steps, op, small_first, g.blocked);
+            } else {
+                launch::launch_on!(binary_runs_kernel::<F>, client, g, vs; afull, asmall, aout, a, b, run, g.steps, op, small_first, g.blocked);
+            }
+            return Ok((out, out_shape));
+        }
+        Pattern::General => {}
+    }
     let g = launch::elemwise(&DeviceInfo::of(client), len);
     binary_broadcast_kernel::launch::<F>(
         client,
@@ -174,6 +271,82 @@ fn broadcast_view(
     (view, xs, ys)
 }
 
+/// The broadcast view with its size-1 dimensions dropped and each dimension merged into the
+/// one outside it where both operands step through the pair as through one dimension (stride 0
+/// in both, or contiguous in both): `[3, 5, 7]` against `[3, 5, 1]` is `[15, 7]` against
+/// `[15, 1]`. Rank 0 comes back as `[1]`.
+fn collapse(view: &[usize], xs: &[usize], ys: &[usize]) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let (mut d, mut a, mut b): (Vec<usize>, Vec<usize>, Vec<usize>) = (vec![], vec![], vec![]);
+    for i in 0..view.len() {
+        if view[i] == 1 {
+            continue;
+        }
+        if let (Some(n), Some(sa), Some(sb)) = (d.last_mut(), a.last_mut(), b.last_mut()) {
+            if *sa == xs[i] * view[i] && *sb == ys[i] * view[i] {
+                *n *= view[i];
+                *sa = xs[i];
+                *sb = ys[i];
+                continue;
+            }
+        }
+        d.push(view[i]);
+        a.push(xs[i]);
+        b.push(ys[i]);
+    }
+    if d.is_empty() {
+        return (vec![1], vec![1], vec![1]);
+    }
+    (d, a, b)
+}
+
+/// Which kernel a collapsed broadcast takes.
+#[derive(Debug, PartialEq)]
+enum Pattern {
+    /// Both operands are the whole output (their shapes differed only by size-1 dimensions).
+    Same,
+    /// One operand is the whole output and the other, the small one, is a scalar or one value
+    /// per row (`rows` false: each value meets `run` consecutive elements), or one row repeated
+    /// (`rows` true: `run` is the row length).
+    Runs {
+        run: usize,
+        small_first: bool,
+        rows: bool,
+    },
+    /// Anything else: the strided kernel.
+    General,
+}
+
+impl Pattern {
+    fn of(view: &[usize], xs: &[usize], ys: &[usize]) -> Pattern {
+        let len: usize = view.iter().product();
+        let full = |s: &[usize]| s == contiguous_strides(view).as_slice();
+        let pick = |small: &[usize], small_first: bool| match (view, small) {
+            ([_], [0]) => Pattern::Runs {
+                run: len,
+                small_first,
+                rows: false,
+            },
+            ([_, c], [1, 0]) => Pattern::Runs {
+                run: *c,
+                small_first,
+                rows: false,
+            },
+            ([_, c], [0, 1]) => Pattern::Runs {
+                run: *c,
+                small_first,
+                rows: true,
+            },
+            _ => Pattern::General,
+        };
+        match (full(xs), full(ys)) {
+            (true, true) => Pattern::Same,
+            (true, false) => pick(ys, false),
+            (false, true) => pick(xs, true),
+            (false, false) => Pattern::General,
+        }
+    }
+}
+
 /// Plain-Rust reference of [`binary_broadcast`].
 pub fn binary_broadcast_ref(
     x: &[f64],
@@ -207,13 +380,25 @@ pub(crate) fn checks() -> Vec<Check> {
 }
 
 fn check_broadcast(ctx: &mut Ctx) -> Result<()> {
-    let cases: [(&[usize], &[usize]); 6] = [
+    // Every kernel: the strided one, scalars, one value per row and one row repeated, with
+    // the small operand on either side, at odd sizes and at sizes that vectorise.
+    let cases: [(&[usize], &[usize]); 16] = [
         (&[3, 5, 7], &[3, 5, 1]),
         (&[3, 1, 7], &[5, 1]),
         (&[1], &[13, 3]),
         (&[2, 3, 1, 5], &[1, 3, 7, 1]),
         (&[9, 1], &[9, 1]),
         (&[1, 1, 1], &[1]),
+        (&[2, 4, 32], &[1]),
+        (&[1, 1], &[3, 64]),
+        (&[4, 32], &[32]),
+        (&[1, 48], &[2, 3, 48]),
+        (&[2, 3, 32], &[2, 3, 1]),
+        (&[5, 1], &[5, 7]),
+        (&[2, 3, 32], &[2, 1, 32]),
+        (&[3, 1, 5], &[3, 5]),
+        (&[2, 1, 2, 16], &[2, 4, 1, 1]),
+        (&[7], &[3, 7]),
     ];
     for op in BINARY_OPS {
         for (xs, ys) in cases {
@@ -237,6 +422,54 @@ fn check_broadcast(ctx: &mut Ctx) -> Result<()> {
 #[cfg(test)]
 mod tests {
     crate::check::check_tests!(broadcast_matches_reference => "elementwise.broadcast");
+
+    /// The collapsed view and the kernel each broadcast of the model takes.
+    #[test]
+    fn broadcasts_collapse_to_their_kernel() {
+        use super::{broadcast_view, collapse, Pattern};
+        let pattern = |x: &[usize], y: &[usize]| {
+            let out = super::broadcast_shape("t", x, y).unwrap();
+            let (v, xs, ys) = broadcast_view(&out, x, y);
+            let (v, xs, ys) = collapse(&v, &xs, &ys);
+            let p = Pattern::of(&v, &xs, &ys);
+            (v, p)
+        };
+        let runs = |run, small_first, rows| Pattern::Runs {
+            run,
+            small_first,
+            rows,
+        };
+        // resid_lambdas[i] * x: a scalar times (B, T, C).
+        assert_eq!(
+            pattern(&[1], &[2, 8, 16]),
+            (vec![256], runs(256, true, false))
+        );
+        // The smear and value-embedding gates: one value per row.
+        assert_eq!(
+            pattern(&[2, 8, 16], &[2, 8, 1]),
+            (vec![16, 16], runs(16, false, false))
+        );
+        assert_eq!(
+            pattern(&[2, 8, 4, 1], &[2, 8, 4, 32]),
+            (vec![64, 32], runs(32, true, false))
+        );
+        // A per-channel operand: one row repeated.
+        assert_eq!(
+            pattern(&[2, 8, 16], &[16]),
+            (vec![16, 16], runs(16, false, true))
+        );
+        // Shapes that differ only by size-1 dimensions.
+        assert_eq!(pattern(&[1, 3, 5], &[3, 5]), (vec![15], Pattern::Same));
+        // Both broadcast: the strided kernel, on the merged view.
+        assert_eq!(
+            pattern(&[3, 1, 7], &[5, 1]),
+            (vec![3, 5, 7], Pattern::General)
+        );
+        assert_eq!(
+            pattern(&[2, 3, 32], &[2, 1, 32]),
+            (vec![2, 3, 32], Pattern::General)
+        );
+    }
 
     #[test]
     fn broadcast_shape_rules() {

@@ -82,6 +82,9 @@ impl Tape {
         if !inputs.iter().any(|&(_, w)| w) {
             return;
         }
+        if profiling_forward() {
+            profile_forward_op(op, output);
+        }
         self.requires.borrow_mut().insert(output.id());
         self.nodes.borrow_mut().push(Node {
             op,
@@ -143,6 +146,27 @@ impl Tape {
 fn profiling() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| crate::paths::env_var("NANOCHAT_PROFILE_BACKWARD").is_some())
+}
+
+/// `NANOCHAT_PROFILE_FORWARD=1`: each recorded op waits for its kernels and prints the time
+/// since the previous recorded op ended (stderr): the op's forward, and whatever unrecorded work
+/// ran between the two.
+fn profiling_forward() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| crate::paths::env_var("NANOCHAT_PROFILE_FORWARD").is_some())
+}
+
+fn profile_forward_op(op: &str, output: &Tensor) {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    }
+    if output.device().sync().is_err() {
+        return;
+    }
+    let now = std::time::Instant::now();
+    if let Some(last) = LAST.with(|l| l.replace(Some(now))) {
+        eprintln!("forward {op} {:.3} ms", (now - last).as_secs_f64() * 1e3);
+    }
 }
 
 /// The tape to record on, when there is one and one of `inputs` requires a gradient: ops call
