@@ -16,7 +16,7 @@ use cubecl::prelude::*;
 
 use crate::check::{f64s, Check, Ctx};
 use crate::dtype::KernelFloat;
-use crate::launch::{self, load_capped, row_index, row_max_sumexp};
+use crate::launch::{self, lane_sum, load_capped, row_index, row_max_sumexp, row_sum};
 use crate::{Client, Handle, Result};
 
 #[cube(launch)]
@@ -61,6 +61,72 @@ fn cross_entropy_forward_kernel<F: Float, N: Size>(
     }
 }
 
+/// The forward with the gradient: per row the loss and lse as [`cross_entropy_forward_kernel`],
+/// then (the row still in cache) its gradient for a row gradient of `grad_scale`.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn cross_entropy_forward_grad_kernel<F: Float, N: Size>(
+    logits: &[Vector<F, N>],
+    targets: &[i32],
+    loss: &mut [f32],
+    lse: &mut [f32],
+    dlogits: &mut [Vector<F, N>],
+    rows: usize,
+    vocab: usize,
+    cap: f32,
+    grad_scale: f32,
+    #[comptime] capped: bool,
+    #[comptime] bounded: bool,
+    #[comptime] plane: bool,
+    #[comptime] stash: bool,
+) {
+    let row = row_index();
+    if row < rows {
+        let vecs = vocab / N::value();
+        let base = row * vecs;
+        let l = if comptime![stash] {
+            // One pass that also keeps each softcapped value in the gradient's place, where
+            // the second pass (same unit, same positions) reads it back instead of taking
+            // its tanh again.
+            let cv = Vector::<f32, N>::new(cap);
+            let mut sum = Vector::<f32, N>::new(0.0);
+            let mut c = UNIT_POS_X as usize;
+            while c < vecs {
+                let y = load_capped::<F, N>(logits[base + c], cap, capped);
+                dlogits[base + c] = Vector::cast_from(y);
+                sum += (y - cv).exp();
+                c += CUBE_DIM_X as usize;
+            }
+            cap + row_sum(lane_sum::<N>(sum), plane).ln()
+        } else {
+            let (m, s) = row_max_sumexp::<F, N>(logits, base, vecs, cap, capped, bounded, plane);
+            m + s.ln()
+        };
+        let t = targets[row];
+        if UNIT_POS_X == 0 {
+            let mut out = 0.0f32;
+            if t >= 0 && (t as usize) < vocab {
+                let tu = t as usize;
+                let v = load_capped::<F, N>(logits[base + tu / N::value()], cap, capped);
+                let lane = tu % N::value();
+                let mut picked = 0.0f32;
+                #[unroll]
+                for k in 0..N::value() {
+                    if k == lane {
+                        picked = v.extract(k);
+                    }
+                }
+                out = l - picked;
+            }
+            loss[row] = out;
+            lse[row] = l;
+        }
+        write_row_grad::<F, N>(
+            logits, dlogits, base, vecs, t, vocab, grad_scale, l, cap, capped, stash,
+        );
+    }
+}
+
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn cross_entropy_backward_kernel<F: Float, N: Size>(
@@ -77,15 +143,53 @@ fn cross_entropy_backward_kernel<F: Float, N: Size>(
     let row = row_index();
     if row < rows {
         let vecs = vocab / N::value();
-        let base = row * vecs;
-        let t = targets[row];
+        write_row_grad::<F, N>(
+            logits,
+            dlogits,
+            row * vecs,
+            vecs,
+            targets[row],
+            vocab,
+            grad_rows[row],
+            lse[row],
+            cap,
+            capped,
+            false,
+        );
+    }
+}
+
+/// One row of `g * (softmax(y) - onehot(t))` (times the softcap's derivative when `capped`)
+/// from the row's logsumexp `l`; zeros when `t` is ignored. Each unit of the row writes every
+/// `CUBE_DIM_X`-th vector. With `stashed`, the softcapped logits are read from `dlogits`
+/// (written there by the same unit) instead of recomputed from `logits`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn write_row_grad<F: Float, N: Size>(
+    logits: &[Vector<F, N>],
+    dlogits: &mut [Vector<F, N>],
+    base: usize,
+    vecs: usize,
+    t: i32,
+    vocab: usize,
+    g: f32,
+    l: f32,
+    cap: f32,
+    #[comptime] capped: bool,
+    #[comptime] stashed: bool,
+) {
+    {
         let valid = t >= 0 && (t as usize) < vocab;
-        let g = if valid { grad_rows[row] } else { 0.0f32 };
+        let g = if valid { g } else { 0.0f32 };
         let gv = Vector::<f32, N>::new(g);
-        let lv = Vector::<f32, N>::new(lse[row]);
+        let lv = Vector::<f32, N>::new(l);
         let mut c = UNIT_POS_X as usize;
         while c < vecs {
-            let y = load_capped::<F, N>(logits[base + c], cap, capped);
+            let y = if comptime![stashed] {
+                Vector::<f32, N>::cast_from(dlogits[base + c])
+            } else {
+                load_capped::<F, N>(logits[base + c], cap, capped)
+            };
             let mut d = (y - lv).exp() * gv;
             if valid && (t as usize) / N::value() == c {
                 let lane = (t as usize) % N::value();
@@ -155,6 +259,51 @@ pub fn cross_entropy_forward<F: KernelFloat>(
     let bounded = capped && cap <= launch::MAX_BOUNDING_CAP;
     launch::launch_rows!(cross_entropy_forward_kernel::<F>, client, l; ax, at, aloss, alse, rows, vocab, cap, capped, bounded, l.geo.plane);
     Ok((loss, lse))
+}
+
+/// [`cross_entropy_forward`] and, in the same pass over each row, the gradient of the loss
+/// `grad_scale * sum(loss)` with respect to `logits` (dtype `F`, (rows, vocab); ignored rows
+/// zero): for the mean over `count` targets, `grad_scale = 1 / count`. Training takes it so the
+/// logits are read once (and written once) instead of read in the forward and again in the
+/// backward; the caller scales it by the upstream gradient when that is not 1.
+pub fn cross_entropy_forward_grad<F: KernelFloat>(
+    client: &Client,
+    logits: &Handle,
+    targets: &Handle,
+    rows: usize,
+    vocab: usize,
+    softcap: Option<f32>,
+    grad_scale: f32,
+) -> Result<(Handle, Handle, Handle)> {
+    let op = "cross_entropy_forward_grad";
+    launch::check_size(op, "logits", logits, &[rows, vocab], F::DTYPE)?;
+    launch::check_words(op, "targets", targets, &[rows])?;
+    if vocab == 0 {
+        return Err(crate::KernelError::shape(
+            op,
+            &[&[rows, vocab]],
+            "vocab is empty",
+        ));
+    }
+    let loss = client.empty(rows.max(1) * 4);
+    let lse = client.empty(rows.max(1) * 4);
+    let dlogits = client.empty((rows * vocab).max(1) * F::DTYPE.size());
+    if rows == 0 {
+        return Ok((loss, lse, dlogits));
+    }
+    let (cap, capped) = cap_args(softcap);
+    let l = launch::row_launch(client, op, F::DTYPE.size(), rows, vocab);
+    let (ax, at) = (
+        l.vectors("logits", logits)?,
+        l.per_row("targets", targets, 4)?,
+    );
+    let (aloss, alse) = (l.per_row("loss", &loss, 4)?, l.per_row("lse", &lse, 4)?);
+    let adx = l.vectors("dlogits", &dlogits)?;
+    let bounded = capped && cap <= launch::MAX_BOUNDING_CAP;
+    // f32 only: a bf16 stash would round the softcapped logits the gradient is taken from.
+    let stash = bounded && F::DTYPE == crate::DType::F32;
+    launch::launch_rows!(cross_entropy_forward_grad_kernel::<F>, client, l; ax, at, aloss, alse, adx, rows, vocab, cap, grad_scale, capped, bounded, l.geo.plane, stash);
+    Ok((loss, lse, dlogits))
 }
 
 /// Gradient of the per-row losses with respect to the (pre-softcap, when `softcap` is given)
@@ -293,6 +442,30 @@ fn check_cross_entropy(ctx: &mut Ctx) -> Result<()> {
                 cross_entropy_backward_ref(&f64s(&x), &targets, &f64s(&grad_rows), vocab, softcap);
             let tol = ctx.tol(8.0).max(1e-5);
             ctx.compare("cross_entropy.backward", &case, &got, &want, tol);
+
+            // The forward with the gradient of the mean: the same losses, and the backward's
+            // gradient at 1 / count per row.
+            let count = targets.iter().filter(|&&t| t >= 0).count().max(1);
+            let scale = 1.0 / count as f32;
+            let (hl, _, hd) = crate::with_float!(ctx.dtype, F =>
+                cross_entropy_forward_grad::<F>(ctx.client, &hx, &ht, rows, vocab, softcap, scale))?;
+            let loss = crate::check::download(ctx.client, crate::DType::F32, &hl)?;
+            ctx.compare(
+                "cross_entropy.forward_grad loss",
+                &case,
+                &loss,
+                &want_loss,
+                1e-5,
+            );
+            let got = ctx.download(&hd)?;
+            let want = cross_entropy_backward_ref(
+                &f64s(&x),
+                &targets,
+                &vec![scale as f64; rows],
+                vocab,
+                softcap,
+            );
+            ctx.compare("cross_entropy.forward_grad", &case, &got, &want, tol);
         }
     }
     Ok(())

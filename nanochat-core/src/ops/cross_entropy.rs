@@ -3,7 +3,7 @@
 //! (evaluation, ignored positions give 0).
 
 use nanochat_kernels::cross_entropy::{
-    cross_entropy_backward, cross_entropy_forward, upload_targets,
+    cross_entropy_backward, cross_entropy_forward, cross_entropy_forward_grad, upload_targets,
 };
 use nanochat_kernels::elementwise::Binary;
 use nanochat_kernels::DType;
@@ -79,6 +79,9 @@ fn fused_cross_entropy(
         ));
     }
     let ht = upload_targets(logits.device().client(), targets);
+    if let (Some(t), Reduction::Mean) = (recording(tape, &[logits]), reduction) {
+        return mean_with_gradient(t, logits, &ht, count, softcap);
+    }
     let (losses, lse) = launch!(logits, F, c => cross_entropy_forward::<F>(c, logits.handle(), &ht, rows, vocab, softcap))?;
     // Per-row losses are f32 whatever the logits' dtype.
     let per_row = Tensor::from_handle(logits.device(), losses, lead, DType::F32)?;
@@ -105,6 +108,35 @@ fn fused_cross_entropy(
             sink.add(0, dx)
         });
     }
+    Ok(y)
+}
+
+/// The mean loss in training: the forward computes the gradient of the mean in the same pass
+/// over the logits ([`cross_entropy_forward_grad`]), so the backward reads nothing of them
+/// again; it only scales that gradient by the upstream one when that is not 1 (gradient
+/// accumulation divides the loss).
+fn mean_with_gradient(
+    t: &Tape,
+    logits: &Tensor,
+    ht: &nanochat_kernels::Handle,
+    count: usize,
+    softcap: Option<f32>,
+) -> Result<Tensor> {
+    let (rows, vocab) = logits.rows_cols();
+    let lead = &logits.shape()[..logits.rank().saturating_sub(1)];
+    let scale = 1.0 / count as f32;
+    let (losses, _lse, dlogits) = launch!(logits, F, c => cross_entropy_forward_grad::<F>(c, logits.handle(), ht, rows, vocab, softcap, scale))?;
+    let per_row = Tensor::from_handle(logits.device(), losses, lead, DType::F32)?;
+    let y = super::scale(None, &sum(None, &per_row)?, scale)?;
+    let dx = Tensor::from_handle(logits.device(), dlogits, logits.shape(), logits.dtype())?;
+    t.record("cross_entropy", &[logits], &y, move |g, sink| {
+        let g = g.to_vec_f32()?[0];
+        if g == 1.0 {
+            sink.add(0, dx)
+        } else {
+            sink.add(0, super::scale(None, &dx, g)?)
+        }
+    });
     Ok(y)
 }
 
@@ -166,5 +198,39 @@ mod tests {
             .to_scalar()
             .unwrap();
         assert!((l - 3f32.ln()).abs() < 1e-6);
+    }
+
+    /// Training's mean loss takes its gradient from the forward: with the upstream gradient 1
+    /// (the loss itself, taken unscaled) and 0.25 (a loss divided by 4 accumulation steps) it
+    /// equals the reference gradient, ignored rows zero.
+    #[test]
+    fn the_training_mean_gradient_comes_from_the_forward() {
+        use nanochat_kernels::cross_entropy::cross_entropy_backward_ref;
+        let dev = crate::Device::cpu().unwrap();
+        let (rows, vocab) = (5, 37);
+        let values: Vec<f32> = (0..rows * vocab)
+            .map(|i| ((i * 7919) % 200) as f32 / 20.0 - 5.0)
+            .collect();
+        let targets = [3, -1, 36, 0, 17];
+        for (upstream, cap) in [(1.0f32, Some(15.0f32)), (0.25, None)] {
+            let tape = Tape::new();
+            let x =
+                tape.watch(&Tensor::from_f32(&dev, &values, &[rows, vocab], DType::F32).unwrap());
+            let loss =
+                fused_cross_entropy(Some(&tape), &x, &targets, cap, Reduction::Mean).unwrap();
+            let loss = crate::ops::scale(Some(&tape), &loss, upstream).unwrap();
+            let grads = tape.backward(&loss).unwrap();
+            let got = grads.require(&x, "x").unwrap().to_vec_f32().unwrap();
+            let xs: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+            let g = vec![upstream as f64 / 4.0; rows];
+            let want = cross_entropy_backward_ref(&xs, &targets, &g, vocab, cap);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*a as f64 - b).abs() < 1e-6,
+                    "{upstream} {cap:?} [{i}]: {a} vs {b}"
+                );
+            }
+            assert!(got[vocab..2 * vocab].iter().all(|&v| v == 0.0));
+        }
     }
 }
