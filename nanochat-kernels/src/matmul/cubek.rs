@@ -119,19 +119,6 @@ fn cpu_gemm<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     };
     let a = a_rows.as_ref().unwrap_or(a);
     let trans_a = s.trans_a && a_rows.is_none();
-    let b_rows = if s.trans_b && n > 1 && k > 1 {
-        Some(transpose::<F>(client, b, rhs_batch, n, k)?)
-    } else {
-        None
-    };
-    let b = b_rows.as_ref().unwrap_or(b);
-    // Now A is (lhs_batch, m, k) (or (k, m) when m or k is 1 and it was given transposed: the
-    // same memory) and B is (rhs_batch, k, n) row-major.
-    let s = MatmulShape {
-        trans_a,
-        trans_b: false,
-        ..*s
-    };
     let es = F::DTYPE.size();
     let width = if n > CPU_PANEL_MIN_N && m >= CPU_PANEL_MIN_M {
         cpu_panel_width(k, es)
@@ -140,6 +127,26 @@ fn cpu_gemm<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     };
     let depth = cpu_depth_block(width, es);
     let split_depth = k > depth + depth / 2 && rhs_batch == 1 && !trans_a;
+    // B given transposed and cut into panels of its whole depth: each panel is the transpose of
+    // `width` consecutive rows of the given (n, k) matrix, made straight from them: one copy of
+    // B instead of a transposed B and then its panels. The lm_head's forward at vocab 65536
+    // (1024 x 65536 x 256): 177 -> 155 ms.
+    let panels_from_rows =
+        s.trans_b && n > 1 && k > 1 && width < n && rhs_batch == 1 && !split_depth;
+    let b_rows = if s.trans_b && n > 1 && k > 1 && !panels_from_rows {
+        Some(transpose::<F>(client, b, rhs_batch, n, k)?)
+    } else {
+        None
+    };
+    let b_given = b;
+    let b = b_rows.as_ref().unwrap_or(b);
+    // Now A is (lhs_batch, m, k) (or (k, m) when m or k is 1 and it was given transposed: the
+    // same memory) and B is (rhs_batch, k, n) row-major, or still (n, k) with `panels_from_rows`.
+    let s = MatmulShape {
+        trans_a,
+        trans_b: false,
+        ..*s
+    };
     let (a_bs, a_rs, a_cs) = s.lhs_strides();
     let (b_bs, b_rs, b_cs) = s.rhs_strides();
     let mut partial: Option<Handle> = None;
@@ -159,7 +166,10 @@ fn cpu_gemm<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
         let mut j0 = 0;
         while j0 < n {
             let nb = width.min(n - j0);
-            let (panel, panel_strides) = if nb == n {
+            let (panel, panel_strides) = if panels_from_rows {
+                let rows = b_given.clone().offset_start((j0 * k * es) as u64);
+                (transpose::<F>(client, &rows, 1, nb, k)?, (0, nb, 1))
+            } else if nb == n {
                 (b_blk.clone(), (b_bs, b_rs, b_cs))
             } else {
                 // rhs_batch == 1 here or the depth is whole: the block is rhs_batch * kb rows.

@@ -423,8 +423,14 @@ fn shapes() -> Vec<MatmulShape> {
             out.push(MatmulShape::new(m, n, k, ta, tb));
         }
     }
-    // Wider than a CPU panel: column panels with a ragged last one.
+    // Wider than a CPU panel: column panels with a ragged last one (the CPU cuts panels from
+    // 512 rows on), B given as it is and transposed (each panel then transposed straight from
+    // B's rows), and deep enough to be split in depth too.
     out.push(MatmulShape::new(33, 601, 20, false, false));
+    for (ta, tb) in [(false, false), (false, true), (true, true)] {
+        out.push(MatmulShape::new(520, 601, 20, ta, tb));
+    }
+    out.push(MatmulShape::new(520, 400, 6200, false, true));
     // Deeper than a CPU depth block (k split into partial sums), narrow and wide.
     out.push(MatmulShape::new(7, 300, 2600, false, true));
     out.push(MatmulShape::new(5, 450, 9000, true, false));
