@@ -156,7 +156,7 @@ impl FolderLock {
 
 /// [`FolderLock::acquire_fresh`], with a warning on stderr naming where an earlier run's files
 /// went: what every fresh training run (base, mid, SFT, RL) calls.
-pub fn acquire_fresh_noting(dir: &Path) -> Result<FolderLock> {
+pub fn acquire_fresh_noting(dir: &Path) -> Result<FreshFolder> {
     let fresh = FolderLock::acquire_fresh(dir)?;
     if let Some(to) = &fresh.earlier {
         eprintln!(
@@ -165,7 +165,7 @@ pub fn acquire_fresh_noting(dir: &Path) -> Result<FolderLock> {
             to.display()
         );
     }
-    Ok(fresh.lock)
+    Ok(fresh)
 }
 
 impl Drop for FolderLock {

@@ -206,7 +206,7 @@ impl RlTrainer {
         let main = crate::dist::world().is_main();
         let (_lock, metrics) = if main {
             (
-                Some(crate::dist::lock::acquire_fresh_noting(&dir)?),
+                Some(crate::dist::lock::acquire_fresh_noting(&dir)?.lock),
                 Some(MetricsLog::open(&dir, 0)?),
             )
         } else {

@@ -11,6 +11,7 @@ mod bench;
 mod bpb;
 mod chat;
 mod chat_head;
+
 #[cfg(test)]
 mod chat_head_tests;
 mod config;
@@ -245,7 +246,7 @@ impl Trainer {
         tokenizer: Tokenizer,
         train: Box<dyn BatchSource>,
         val: Vec<Batch>,
-        cfg: TrainConfig,
+        mut cfg: TrainConfig,
         step: u64,
         last_val_bpb: Option<f64>,
     ) -> Result<Trainer> {
@@ -259,7 +260,11 @@ impl Trainer {
             crate::checkpoint::validate_tag(&cfg.model_tag)?;
             let dir = cfg.checkpoint_dir();
             let lock = if step == 0 {
-                crate::dist::lock::acquire_fresh_noting(&dir)?
+                let fresh = crate::dist::lock::acquire_fresh_noting(&dir)?;
+                if let Some(to) = &fresh.earlier {
+                    follow_moved_source(&mut cfg.run, cfg.phase, &cfg.model_tag, to);
+                }
+                fresh.lock
             } else {
                 FolderLock::acquire(&dir)?
             };
@@ -678,4 +683,24 @@ fn greedy_samples(
         out.push((p.clone(), tokenizer.decode(&gen)?));
     }
     Ok(out)
+}
+
+/// A fresh run that starts from a checkpoint in the very folder it writes (`chat-sft --source
+/// sft` into its own tag) read its source before that folder was moved aside
+/// ([`crate::dist::lock::acquire_fresh_noting`]): its record `run.source.tag` then names the
+/// folder the source went to (`<tag>.earlier-<UTC time>`), not the new run's.
+pub(crate) fn follow_moved_source(
+    run: &mut serde_json::Value,
+    phase: crate::checkpoint::Phase,
+    tag: &str,
+    moved_to: &std::path::Path,
+) {
+    let Some(source) = run.get_mut("source") else {
+        return;
+    };
+    let same_folder = source.get("phase").and_then(|p| p.as_str()) == Some(phase.name())
+        && source.get("tag").and_then(|t| t.as_str()) == Some(tag);
+    if let (true, Some(name)) = (same_folder, moved_to.file_name().and_then(|n| n.to_str())) {
+        source["tag"] = serde_json::Value::from(name);
+    }
 }

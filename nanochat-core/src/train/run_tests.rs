@@ -174,11 +174,16 @@ pub(super) fn chat_options() -> ChatTrainOptions {
 
 /// A depth-1 base model with a block of 64 tokens, saved at step 7 under `root` as tag `src`.
 fn chat_source(root: &Path, dev: &Device) -> ChatSource {
+    chat_source_at(root, dev, Phase::Base, "src")
+}
+
+/// [`chat_source`] saved as a checkpoint of `phase` under `tag`.
+fn chat_source_at(root: &Path, dev: &Device, phase: Phase, tag: &str) -> ChatSource {
     let tokenizer = tokenizer_under(root);
     let config = GPTConfig::from_depth(1, tokenizer.vocab_size(), 64);
     let model = GPT::new(config, dev, DType::F32, 1).unwrap();
     model.set_rng_state(5);
-    let dir = checkpoint_dir(root, Phase::Base, "src");
+    let dir = checkpoint_dir(root, phase, tag);
     let info = SaveInfo {
         val_bpb: None,
         tokenizer_path: None,
@@ -189,15 +194,61 @@ fn chat_source(root: &Path, dev: &Device) -> ChatSource {
         run: serde_json::Value::Null,
         world_size: 1,
     };
-    let meta = save_checkpoint(&dir, Phase::Base, 7, &model, None, info).unwrap();
+    let meta = save_checkpoint(&dir, phase, 7, &model, None, info).unwrap();
     ChatSource {
         model,
         tokenizer,
         meta,
-        phase: Phase::Base,
-        tag: "src".into(),
+        phase,
+        tag: tag.into(),
         dir,
     }
+}
+
+/// `chat-sft --source sft` into the tag it starts from: the source is read, its folder moved
+/// aside whole, and the new run records the folder its source went to, not its own.
+#[test]
+fn an_sft_run_into_its_source_tag_records_where_the_source_went() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = Paths::under(tmp.path());
+    let dev = Device::cpu().unwrap();
+    let source = chat_source_at(tmp.path(), &dev, Phase::Sft, "ft");
+    let run = ChatRun::prepare(
+        &chat_options(),
+        Phase::Sft,
+        source,
+        &paths,
+        &dev,
+        &mut |_| {},
+    )
+    .unwrap();
+    let outcome = RunOutcome {
+        val_bpb: None,
+        mean_tokens_per_s: None,
+        masked_rows: 0,
+        wall_s: 1.0,
+    };
+    let (settings, _) = run.report(&outcome);
+    let source = &settings["run"]["source"];
+    let tag = source["tag"].as_str().unwrap();
+    assert!(tag.starts_with("ft.earlier-20"), "{source}");
+    assert_eq!(
+        (source["phase"].as_str(), source["step"].as_u64()),
+        (Some("sft"), Some(7))
+    );
+    let moved = checkpoint_dir(tmp.path(), Phase::Sft, tag);
+    assert!(
+        moved.join("meta_000007.json").exists(),
+        "{}",
+        moved.display()
+    );
+    drop(run);
+    // An SFT run from a base model keeps its source's own tag.
+    let base = chat_source(tmp.path(), &dev);
+    let run =
+        ChatRun::prepare(&chat_options(), Phase::Sft, base, &paths, &dev, &mut |_| {}).unwrap();
+    let (settings, _) = run.report(&outcome);
+    assert_eq!(settings["run"]["source"]["tag"], "src");
 }
 
 #[test]
