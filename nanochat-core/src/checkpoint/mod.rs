@@ -356,6 +356,19 @@ pub fn read_meta(dir: &Path, step: u64) -> Result<Meta> {
     Ok(meta)
 }
 
+/// Host bytes that reading a checkpoint of `num_params` parameters from a `file_bytes` file
+/// holds at its peak: the file's bytes, every value widened to f64 (the state dict as read,
+/// [`crate::io::HostData`]), and on the CPU the model's own copy in `dtype` (on a GPU that copy
+/// is the device's, checked when the model is built).
+pub fn load_peak_bytes(num_params: u64, file_bytes: u64, device: &Device, dtype: DType) -> u64 {
+    let model_copy = if device.backend().is_cpu() {
+        dtype.size() as u64
+    } else {
+        0
+    };
+    file_bytes.saturating_add(num_params.saturating_mul(8 + model_copy))
+}
+
 /// Loads the model of a committed step (checking its file against the meta), in `dtype`; a
 /// nanochat step through [`nanochat::load_nanochat_model`].
 pub fn load_checkpoint_model(
@@ -370,14 +383,27 @@ pub fn load_checkpoint_model(
         .validate()
         .map_err(|e| CoreError::file(meta_path(dir, step), format!("model config: {e}")))?;
     // Before the file is read: a meta claiming a model too large for the machine is refused
-    // here rather than by an OOM kill while its weights are read (the file's bytes, the f32
-    // values made from them and the device's copy: about 3 f32 copies of the weights).
-    crate::model::check_weights_fit(
-        &meta.config,
-        device,
-        3 * DType::F32.size() as u64,
-        "to load its checkpoint",
-    )?;
+    // here rather than by an OOM kill while its weights are read.
+    let file = if meta.format == nanochat::NANOCHAT_FORMAT {
+        nanochat::pt_model_path(dir, step)
+    } else {
+        model_path(dir, step)
+    };
+    let file_bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
+    let need = load_peak_bytes(meta.config.num_params(), file_bytes, device, dtype);
+    if let Some(free) = crate::train::exceeds_host_free(need) {
+        let c = &meta.config;
+        return Err(CoreError::ModelTooLarge {
+            stage: "to load its checkpoint",
+            device: "host memory".into(),
+            need,
+            free,
+            num_params: c.num_params(),
+            n_layer: c.n_layer,
+            n_embd: c.n_embd,
+            vocab_size: c.vocab_size,
+        });
+    }
     if meta.format == nanochat::NANOCHAT_FORMAT {
         let model = nanochat::load_nanochat_model(dir, step, &meta, device, dtype)?;
         return Ok((model, meta));

@@ -390,3 +390,14 @@ fn a_recorded_tokenizer_is_found_beside_another_default() {
         e => panic!("expected a tokenizer mismatch, got {e}"),
     }
 }
+
+/// What loading a checkpoint holds at its peak, checked before reading: the file, every value
+/// as f64, and the model's own copy on the CPU (on a GPU that copy is the device's).
+#[test]
+fn the_load_estimate_counts_the_file_the_f64_values_and_the_model() {
+    let dev = Device::cpu().unwrap();
+    let n = tiny().num_params();
+    assert_eq!(load_peak_bytes(n, 1000, &dev, DType::F32), 1000 + 12 * n);
+    assert_eq!(load_peak_bytes(n, 1000, &dev, DType::BF16), 1000 + 10 * n);
+    assert_eq!(load_peak_bytes(u64::MAX, 1, &dev, DType::F32), u64::MAX);
+}

@@ -29,19 +29,25 @@ pub fn estimate_training_bytes(
 /// its address-space limit (`ulimit -v`) leaves; for CUDA, the device memory cubecl reports.
 pub fn free_bytes(device: &Device) -> Option<u64> {
     if device.backend().is_cpu() {
-        let mut sys = sysinfo::System::new();
-        sys.refresh_memory();
-        let limits = [
-            Some(sys.available_memory()).filter(|&a| a > 0),
-            sys.cgroup_limits().map(|c| c.free_memory),
-            address_space_left(),
-        ];
-        return limits.into_iter().flatten().min();
+        return host_free_bytes();
     }
     match device.backend() {
         nanochat_kernels::Backend::Cuda(index) => nanochat_kernels::device::cuda_free_memory(index),
         nanochat_kernels::Backend::Cpu => None,
     }
+}
+
+/// Host memory free to this process: the least of the host's available memory, what its
+/// cgroup (a container's limit) leaves and what `ulimit -v` leaves; `None` when unknown.
+pub fn host_free_bytes() -> Option<u64> {
+    let mut sys = sysinfo::System::new();
+    sys.refresh_memory();
+    let limits = [
+        Some(sys.available_memory()).filter(|&a| a > 0),
+        sys.cgroup_limits().map(|c| c.free_memory),
+        address_space_left(),
+    ];
+    limits.into_iter().flatten().min()
 }
 
 /// What `RLIMIT_AS` (`ulimit -v`) leaves this process: the limit less its current virtual
@@ -81,6 +87,11 @@ fn address_space_left() -> Option<u64> {
 /// [`check_fits`] and [`check_weights_fit`](crate::model::check_weights_fit).
 pub fn exceeds_free(need: u64, device: &Device) -> Option<u64> {
     free_bytes(device).filter(|&free| need as f64 > free as f64 * 0.9)
+}
+
+/// [`exceeds_free`] for host memory ([`host_free_bytes`]), whatever the device.
+pub fn exceeds_host_free(need: u64) -> Option<u64> {
+    host_free_bytes().filter(|&free| need as f64 > free as f64 * 0.9)
 }
 
 /// Refuses a run whose estimate exceeds the free memory (with 10% to spare).

@@ -48,7 +48,10 @@ pub use chat::{
 pub use chat_head::last_muon_weight_decay;
 pub use config::TrainConfig;
 pub use flops::{cpu_peak_flops, peak_flops};
-pub use memory::{check_fits, estimate_training_bytes, exceeds_free, free_bytes};
+pub use memory::{
+    check_fits, estimate_training_bytes, exceeds_free, exceeds_host_free, free_bytes,
+    host_free_bytes,
+};
 pub use metrics::{MetricsLog, RunTally, StepMetrics};
 pub use nanochat_resume::{NanochatResume, NanochatRun, EMA_BETA};
 pub(crate) use ranks::shard;
