@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
             // Every tensor read must be internally consistent.
             let n = match &t.data {
                 nanochat_core::io::HostData::Float(v) => v.len(),
+                nanochat_core::io::HostData::F32(v) => v.len(),
                 nanochat_core::io::HostData::Int(v) => v.len(),
             };
             assert_eq!(n, t.len(), "tensor {name}");

@@ -14,8 +14,11 @@ use crate::{CoreError, DType, Device, Result, Tensor};
 /// A tensor read from a file, on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostData {
-    /// Any float dtype, widened to f64.
+    /// f64 values (a file's f64 tensors).
     Float(Vec<f64>),
+    /// f32 values: a file's f32, bf16 and f16 tensors, held exactly in half the memory of
+    /// f64 (a model's weights as a checkpoint is read).
+    F32(Vec<f32>),
     /// Any integer dtype, widened to i64.
     Int(Vec<i64>),
 }
@@ -40,11 +43,12 @@ impl HostTensor {
         self.len() == 0
     }
 
-    /// The float values; [`CoreError::Format`] naming `path` and tensor `name` when it holds
-    /// integers.
-    pub fn floats(&self, path: &str, name: &str) -> Result<&[f64]> {
+    /// The float values as f64 (widened from f32 when held so); [`CoreError::Format`] naming
+    /// `path` and tensor `name` when it holds integers.
+    pub fn floats(&self, path: &str, name: &str) -> Result<Cow<'_, [f64]>> {
         match &self.data {
-            HostData::Float(v) => Ok(v),
+            HostData::Float(v) => Ok(Cow::Borrowed(v)),
+            HostData::F32(v) => Ok(Cow::Owned(v.iter().map(|&x| x as f64).collect())),
             HostData::Int(_) => Err(format_err(
                 path,
                 name,
@@ -58,7 +62,7 @@ impl HostTensor {
     pub fn ints(&self, path: &str, name: &str) -> Result<&[i64]> {
         match &self.data {
             HostData::Int(v) => Ok(v),
-            HostData::Float(_) => Err(format_err(
+            HostData::Float(_) | HostData::F32(_) => Err(format_err(
                 path,
                 name,
                 "holds floats where integers were expected",
@@ -75,7 +79,10 @@ impl HostTensor {
         path: &str,
         name: &str,
     ) -> Result<Tensor> {
-        Tensor::from_f64(device, self.floats(path, name)?, &self.shape, dtype)
+        match &self.data {
+            HostData::F32(v) => Tensor::from_f32(device, v, &self.shape, dtype),
+            _ => Tensor::from_f64(device, &self.floats(path, name)?, &self.shape, dtype),
+        }
     }
 }
 
@@ -110,8 +117,8 @@ impl SafetensorsFile {
     }
 }
 
-/// Parses safetensors bytes (`path` names the source in errors). F64, F32 and BF16 tensors are
-/// widened to f64, I64, I32 and U32 to i64. Bad input is an error, never a panic:
+/// Parses safetensors bytes (`path` names the source in errors). F64 tensors are read as f64,
+/// F32 and BF16 as f32 (exactly), I64, I32 and U32 widened to i64. Bad input is an error, never a panic:
 /// [`CoreError::File`] for a malformed file, [`CoreError::Format`] for another dtype.
 pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<SafetensorsFile> {
     let st = SafeTensors::deserialize(bytes)
@@ -122,10 +129,8 @@ pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<SafetensorsFile> {
         let d = view.data();
         let data = match view.dtype() {
             Dtype::F64 => HostData::Float(decode_le(d, f64::from_le_bytes)),
-            Dtype::F32 => HostData::Float(decode_le(d, |b| f32::from_le_bytes(b) as f64)),
-            Dtype::BF16 => {
-                HostData::Float(DType::BF16.decode(d).into_iter().map(f64::from).collect())
-            }
+            Dtype::F32 => HostData::F32(decode_le(d, f32::from_le_bytes)),
+            Dtype::BF16 => HostData::F32(DType::BF16.decode(d)),
             Dtype::I64 => HostData::Int(decode_le(d, i64::from_le_bytes)),
             Dtype::I32 => HostData::Int(decode_le(d, |b| i32::from_le_bytes(b) as i64)),
             Dtype::U32 => HostData::Int(decode_le(d, |b| u32::from_le_bytes(b) as i64)),
@@ -303,8 +308,8 @@ mod tests {
         assert_eq!(f.metadata["config"], "{\"n\": 1}");
         let p = path.display().to_string();
         assert_eq!(
-            f.get(&p, "a").unwrap().floats(&p, "a").unwrap(),
-            &[1.0, 2.5, -3.0, 4.0]
+            *f.get(&p, "a").unwrap().floats(&p, "a").unwrap(),
+            [1.0, 2.5, -3.0, 4.0]
         );
         assert_eq!(f.get(&p, "b").unwrap().shape, vec![3]);
         assert!(f

@@ -145,14 +145,14 @@ fn verify_inline(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyRepo
         .get(name, "output.logits")?
         .floats(name, "output.logits")?;
     let reference_loss = f.get(name, "output.loss")?.floats(name, "output.loss")?[0];
-    let logits_rel_err = rel(&got_logits, want_logits);
+    let logits_rel_err = rel(&got_logits, &want_logits);
     let loss_rel_err = (loss - reference_loss).abs() / reference_loss.abs();
     let mut grads_rel_err = BTreeMap::new();
     for (pname, p) in &params {
         let key = format!("grad.{pname}");
         let want = f.get(name, &key)?.floats(name, &key)?;
         let got = grads.require(p, pname)?.to_vec_f32()?;
-        grads_rel_err.insert(pname.clone(), rel(&got, want));
+        grads_rel_err.insert(pname.clone(), rel(&got, &want));
     }
     let max_rel_err = grads_rel_err
         .values()
@@ -168,13 +168,13 @@ fn verify_inline(bytes: &[u8], name: &str, device: &Device) -> Result<VerifyRepo
             };
             let g = Tensor::from_f64(
                 device,
-                input.floats(name, "muon.input")?,
+                &input.floats(name, "muon.input")?,
                 &input.shape,
                 DType::F32,
             )?;
             let x = newton_schulz::<f32>(device.client(), g.handle(), rows, cols, 5)?;
             let got = Tensor::from_handle(device, x, &[rows, cols], DType::F32)?.to_vec_f32()?;
-            Some(rel(&got, want.floats(name, "muon.ns5")?))
+            Some(rel(&got, &want.floats(name, "muon.ns5")?))
         }
         _ => None,
     };

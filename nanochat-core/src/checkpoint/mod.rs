@@ -357,16 +357,18 @@ pub fn read_meta(dir: &Path, step: u64) -> Result<Meta> {
 }
 
 /// Host bytes that reading a checkpoint of `num_params` parameters from a `file_bytes` file
-/// holds at its peak: the file's bytes, every value widened to f64 (the state dict as read,
-/// [`crate::io::HostData`]), and on the CPU the model's own copy in `dtype` (on a GPU that copy
-/// is the device's, checked when the model is built).
+/// holds at its peak: the file's bytes, the values as read ([`crate::io::HostData`]: f32 for
+/// f32, bf16 and f16 tensors, 4 bytes a parameter; as large as the file for f64 ones), and on
+/// the CPU the model's own copy in `dtype` (on a GPU that copy is the device's, checked when
+/// the model is built).
 pub fn load_peak_bytes(num_params: u64, file_bytes: u64, device: &Device, dtype: DType) -> u64 {
+    let values = num_params.saturating_mul(4).max(file_bytes);
     let model_copy = if device.backend().is_cpu() {
-        dtype.size() as u64
+        num_params.saturating_mul(dtype.size() as u64)
     } else {
         0
     };
-    file_bytes.saturating_add(num_params.saturating_mul(8 + model_copy))
+    file_bytes.saturating_add(values).saturating_add(model_copy)
 }
 
 /// Loads the model of a committed step (checking its file against the meta), in `dtype`; a

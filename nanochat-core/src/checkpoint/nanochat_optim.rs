@@ -119,10 +119,12 @@ impl Reader<'_> {
             return Err(self.err(&name, "not a tensor"));
         };
         let t = self.file.tensor(t, &name)?;
-        let HostData::Float(v) = t.tensor.data else {
-            return Err(self.err(&name, "holds integers"));
+        let v = match t.tensor.data {
+            HostData::F32(v) => v,
+            HostData::Float(v) => v.into_iter().map(|x| x as f32).collect(),
+            HostData::Int(_) => return Err(self.err(&name, "holds integers")),
         };
-        Ok((t.tensor.shape, v.into_iter().map(|x| x as f32).collect()))
+        Ok((t.tensor.shape, v))
     }
 
     fn step(&self, st: &[(Value, Value)], ctx: &str) -> Result<u32> {
@@ -134,6 +136,7 @@ impl Reader<'_> {
                 let t = self.file.tensor(t, &format!("{ctx}.step"))?;
                 match t.tensor.data {
                     HostData::Float(v) if v.len() == 1 => v[0],
+                    HostData::F32(v) if v.len() == 1 => v[0] as f64,
                     HostData::Int(v) if v.len() == 1 => v[0] as f64,
                     _ => return Err(self.err(&format!("{ctx}.step"), "not a scalar")),
                 }

@@ -76,7 +76,7 @@ fn two_steps_of_adamw_and_muon_match_nanochat() {
                 .floats(&p, name)
                 .unwrap();
             let got = param.to_vec_f32().unwrap();
-            let (rel, _) = nanochat_kernels::check::errors(&got, want);
+            let (rel, _) = nanochat_kernels::check::errors(&got, &want);
             assert!(rel < 1e-4, "step {step} {name}: relative error {rel:e}");
         }
     }

@@ -264,9 +264,19 @@ impl TorchFile {
         }
         let n = numel as usize;
         let shape: Vec<usize> = t.size.iter().map(|&d| d as usize).collect();
-        // Element indices of the view, row-major.
-        let mut index = Vec::with_capacity(n);
-        if n > 0 {
+        // Element indices of the view, row-major: `offset + k` for a contiguous view (no list of
+        // indices, which would take 8 bytes per element of the largest tensor).
+        let contiguous = {
+            let mut expect = 1u64;
+            t.size.iter().zip(&t.stride).rev().all(|(&d, &st)| {
+                let ok = d == 1 || st == expect;
+                expect = expect.saturating_mul(d);
+                ok
+            })
+        };
+        let mut index = Vec::new();
+        if n > 0 && !contiguous {
+            index.reserve(n);
             let mut pos = vec![0u64; shape.len()];
             for _ in 0..n {
                 index.push(
@@ -282,54 +292,53 @@ impl TorchFile {
                 }
             }
         }
+        let first = t.offset as usize;
+        let elem = |k: usize| if contiguous { first + k } else { index[k] };
         let s = dtype.size();
-        let at = |i: usize| &raw[i * s..(i + 1) * s];
+        let at = |k: usize| {
+            let i = elem(k);
+            &raw[i * s..(i + 1) * s]
+        };
+        // Float dtypes narrower than f64 are held in f32 (exactly): half the memory of f64.
         let data = match dtype {
-            TorchDType::F32 => HostData::Float(
-                index
-                    .iter()
-                    .map(|&i| f32::from_le_bytes(at(i).try_into().unwrap()) as f64)
+            TorchDType::F32 => HostData::F32(
+                (0..n)
+                    .map(|k| f32::from_le_bytes(at(k).try_into().unwrap()))
                     .collect(),
             ),
             TorchDType::F64 => HostData::Float(
-                index
-                    .iter()
-                    .map(|&i| f64::from_le_bytes(at(i).try_into().unwrap()))
+                (0..n)
+                    .map(|k| f64::from_le_bytes(at(k).try_into().unwrap()))
                     .collect(),
             ),
-            TorchDType::F16 => HostData::Float(
-                index
-                    .iter()
-                    .map(|&i| half::f16::from_le_bytes(at(i).try_into().unwrap()).to_f64())
+            TorchDType::F16 => HostData::F32(
+                (0..n)
+                    .map(|k| half::f16::from_le_bytes(at(k).try_into().unwrap()).to_f32())
                     .collect(),
             ),
-            TorchDType::BF16 => HostData::Float(
-                index
-                    .iter()
-                    .map(|&i| half::bf16::from_le_bytes(at(i).try_into().unwrap()).to_f64())
+            TorchDType::BF16 => HostData::F32(
+                (0..n)
+                    .map(|k| half::bf16::from_le_bytes(at(k).try_into().unwrap()).to_f32())
                     .collect(),
             ),
             TorchDType::I64 => HostData::Int(
-                index
-                    .iter()
-                    .map(|&i| i64::from_le_bytes(at(i).try_into().unwrap()))
+                (0..n)
+                    .map(|k| i64::from_le_bytes(at(k).try_into().unwrap()))
                     .collect(),
             ),
             TorchDType::I32 => HostData::Int(
-                index
-                    .iter()
-                    .map(|&i| i32::from_le_bytes(at(i).try_into().unwrap()) as i64)
+                (0..n)
+                    .map(|k| i32::from_le_bytes(at(k).try_into().unwrap()) as i64)
                     .collect(),
             ),
             TorchDType::I16 => HostData::Int(
-                index
-                    .iter()
-                    .map(|&i| i16::from_le_bytes(at(i).try_into().unwrap()) as i64)
+                (0..n)
+                    .map(|k| i16::from_le_bytes(at(k).try_into().unwrap()) as i64)
                     .collect(),
             ),
-            TorchDType::I8 => HostData::Int(index.iter().map(|&i| raw[i] as i8 as i64).collect()),
+            TorchDType::I8 => HostData::Int((0..n).map(|k| raw[elem(k)] as i8 as i64).collect()),
             TorchDType::U8 | TorchDType::Bool => {
-                HostData::Int(index.iter().map(|&i| raw[i] as i64).collect())
+                HostData::Int((0..n).map(|k| raw[elem(k)] as i64).collect())
             }
         };
         Ok(PtTensor {
@@ -404,6 +413,7 @@ impl TorchFile {
                 let t = self.tensor(t, &t.key)?;
                 let values: Vec<f64> = match &t.tensor.data {
                     HostData::Float(v) => v.clone(),
+                    HostData::F32(v) => v.iter().map(|&x| x as f64).collect(),
                     HostData::Int(v) => v.iter().map(|&x| x as f64).collect(),
                 };
                 PtWriteValue::tensor(t.dtype, &t.tensor.shape, &values)
@@ -426,6 +436,7 @@ pub fn fuzz_one(data: &[u8]) -> usize {
                     if let Ok(t) = f.tensor(t, "fuzz") {
                         let len = match &t.tensor.data {
                             HostData::Float(v) => v.len(),
+                            HostData::F32(v) => v.len(),
                             HostData::Int(v) => v.len(),
                         };
                         assert_eq!(len, t.tensor.len());

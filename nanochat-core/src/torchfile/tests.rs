@@ -80,9 +80,18 @@ fn write_then_read_is_the_identity_for_every_dtype_and_container() {
     let f = TorchFile::parse(bytes, "mem.pt").unwrap();
     let got = f.state_dict().unwrap();
     assert_eq!(got.len(), 7);
+    // Float dtypes narrower than f64 are read exactly into f32, f64 stays f64.
     assert_eq!(
         got["t_bfloat16"].tensor.data,
-        HostData::Float(vec![1.5, -2.25, 0.0, 0.0030059814453125, 7.0, -1.0])
+        HostData::F32(vec![1.5, -2.25, 0.0, 0.003_005_981_4, 7.0, -1.0])
+    );
+    assert_eq!(
+        got["t_float16"].tensor.data,
+        HostData::F32(vec![1.5, -2.25, 0.0, 0.0030002594, 7.0, -1.0])
+    );
+    assert_eq!(
+        got["t_float32"].tensor.data,
+        HostData::F32(vals.iter().map(|&v| v as f32).collect())
     );
     assert_eq!(got["t_float64"].tensor.data, HostData::Float(vals.to_vec()));
     assert_eq!(
@@ -265,4 +274,43 @@ fn the_fuzz_corpus_replays_without_a_panic() {
     }
     assert!(files >= 4, "{files} files in {}", dir.display());
     assert!(tensors >= 2, "the seeds' tensors read: {tensors}");
+}
+
+/// Views into a storage: contiguous ones (with an offset, or size-1 dimensions of any stride)
+/// read straight from the storage, others element by element; both give the view's values.
+#[test]
+fn views_read_their_elements_contiguous_or_not() {
+    let vals = [0.5, 1.0, 2.0, 3.0, 4.0, 5.0];
+    let sd = PtWriteValue::OrderedDict(vec![(
+        "w".into(),
+        PtWriteValue::tensor(TorchDType::F32, &[2, 3], &vals),
+    )]);
+    let f = TorchFile::parse(write::pt_bytes("m", &sd).unwrap(), "mem.pt").unwrap();
+    let Value::Dict(items) = &f.root else {
+        panic!("a dict: {:?}", f.root)
+    };
+    let Value::Tensor(base) = &items[0].1 else {
+        panic!("a tensor")
+    };
+    let view = |offset: u64, size: &[u64], stride: &[u64]| {
+        let t = TensorRef {
+            offset,
+            size: size.to_vec(),
+            stride: stride.to_vec(),
+            ..base.clone()
+        };
+        f.tensor(&t, "w").unwrap().tensor.data
+    };
+    let f32s = |v: &[f32]| HostData::F32(v.to_vec());
+    assert_eq!(
+        view(0, &[3, 2], &[1, 3]),
+        f32s(&[0.5, 3.0, 1.0, 4.0, 2.0, 5.0])
+    );
+    assert_eq!(view(2, &[2], &[2]), f32s(&[2.0, 4.0]));
+    assert_eq!(view(1, &[5], &[1]), f32s(&[1.0, 2.0, 3.0, 4.0, 5.0]));
+    assert_eq!(view(3, &[1, 3], &[99, 1]), f32s(&[3.0, 4.0, 5.0]));
+    assert_eq!(
+        view(0, &[2, 3], &[3, 1]),
+        f32s(&[0.5, 1.0, 2.0, 3.0, 4.0, 5.0])
+    );
 }

@@ -38,6 +38,7 @@ fn ids(v: &Value) -> Vec<u32> {
 fn floats(v: &HostData) -> Vec<f64> {
     match v {
         HostData::Float(f) => f.clone(),
+        HostData::F32(f) => f.iter().map(|&x| x as f64).collect(),
         HostData::Int(_) => panic!("an integer tensor"),
     }
 }
