@@ -70,12 +70,7 @@ fn binary_runs_kernel<F: Float, N: Size>(
         if i < output.len() {
             let x = Vector::<f32, N>::cast_from(full[i]);
             let y = Vector::<f32, N>::new(f32::cast_from(small[i * lanes / run]));
-            let r = if comptime![small_first] {
-                apply_binary::<N>(y, x, a, b, op)
-            } else {
-                apply_binary::<N>(x, y, a, b, op)
-            };
-            output[i] = Vector::cast_from(r);
+            output[i] = Vector::cast_from(apply_ordered::<N>(x, y, a, b, op, small_first));
         }
     }
 }
@@ -101,13 +96,25 @@ fn binary_rows_kernel<F: Float, N: Size>(
         if i < output.len() {
             let x = Vector::<f32, N>::cast_from(full[i]);
             let y = Vector::<f32, N>::cast_from(small[i % small_vecs]);
-            let r = if comptime![small_first] {
-                apply_binary::<N>(y, x, a, b, op)
-            } else {
-                apply_binary::<N>(x, y, a, b, op)
-            };
-            output[i] = Vector::cast_from(r);
+            output[i] = Vector::cast_from(apply_ordered::<N>(x, y, a, b, op, small_first));
         }
+    }
+}
+
+/// `op(full, small)`, or `op(small, full)` when `small_first`.
+#[cube]
+fn apply_ordered<N: Size>(
+    full: Vector<f32, N>,
+    small: Vector<f32, N>,
+    a: f32,
+    b: f32,
+    #[comptime] op: Binary,
+    #[comptime] small_first: bool,
+) -> Vector<f32, N> {
+    if comptime![small_first] {
+        apply_binary::<N>(small, full, a, b, op)
+    } else {
+        apply_binary::<N>(full, small, a, b, op)
     }
 }
 
@@ -208,21 +215,15 @@ pub fn binary_broadcast<F: KernelFloat>(
             let vs = launch::vector_size(client, es, &[len, run]);
             let g = launch::elemwise(&DeviceInfo::of(client), len / vs);
             let bufs = launch::VecBuffers::new("binary_broadcast", vs, es);
-            let (afull, asmall) = if rows {
-                (
-                    bufs.vecs("full", full, len)?,
-                    bufs.vecs("small", small, run)?,
-                )
-            } else {
-                (
-                    bufs.vecs("full", full, len)?,
-                    bufs.scalars("small", small, len / run)?,
-                )
-            };
-            let aout = bufs.vecs("output", &out, len)?;
+            let (afull, aout) = (
+                bufs.vecs("full", full, len)?,
+                bufs.vecs("output", &out, len)?,
+            );
             if rows {
+                let asmall = bufs.vecs("small", small, run)?;
                 launch::launch_on!(binary_rows_kernel::<F>, client, g, vs; afull, asmall, aout, a, b, run / vs, g.steps, op, small_first, g.blocked);
             } else {
+                let asmall = bufs.scalars("small", small, len / run)?;
                 launch::launch_on!(binary_runs_kernel::<F>, client, g, vs; afull, asmall, aout, a, b, run, g.steps, op, small_first, g.blocked);
             }
             return Ok((out, out_shape));

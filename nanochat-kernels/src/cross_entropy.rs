@@ -39,25 +39,18 @@ fn cross_entropy_forward_kernel<F: Float, N: Size>(
         let base = row * vecs;
         let (m, s) = row_max_sumexp::<F, N>(logits, base, vecs, cap, capped, bounded, plane);
         let l = m + s.ln();
-        if UNIT_POS_X == 0 {
-            let t = targets[row];
-            let mut out = 0.0f32;
-            if t >= 0 && (t as usize) < vocab {
-                let tu = t as usize;
-                let v = load_capped::<F, N>(logits[base + tu / N::value()], cap, capped);
-                let lane = tu % N::value();
-                let mut picked = 0.0f32;
-                #[unroll]
-                for k in 0..N::value() {
-                    if k == lane {
-                        picked = v.extract(k);
-                    }
-                }
-                out = l - picked;
-            }
-            loss[row] = out;
-            lse[row] = l;
-        }
+        write_row_loss::<F, N>(
+            logits,
+            loss,
+            lse,
+            row,
+            base,
+            targets[row],
+            vocab,
+            l,
+            cap,
+            capped,
+        );
     }
 }
 
@@ -103,24 +96,7 @@ fn cross_entropy_forward_grad_kernel<F: Float, N: Size>(
             m + s.ln()
         };
         let t = targets[row];
-        if UNIT_POS_X == 0 {
-            let mut out = 0.0f32;
-            if t >= 0 && (t as usize) < vocab {
-                let tu = t as usize;
-                let v = load_capped::<F, N>(logits[base + tu / N::value()], cap, capped);
-                let lane = tu % N::value();
-                let mut picked = 0.0f32;
-                #[unroll]
-                for k in 0..N::value() {
-                    if k == lane {
-                        picked = v.extract(k);
-                    }
-                }
-                out = l - picked;
-            }
-            loss[row] = out;
-            lse[row] = l;
-        }
+        write_row_loss::<F, N>(logits, loss, lse, row, base, t, vocab, l, cap, capped);
         write_row_grad::<F, N>(
             logits, dlogits, base, vecs, t, vocab, grad_scale, l, cap, capped, stash,
         );
@@ -159,6 +135,42 @@ fn cross_entropy_backward_kernel<F: Float, N: Size>(
     }
 }
 
+/// One row's loss `l - y[t]` (0 when `t` is ignored) and logsumexp `l`, written by the row's
+/// first unit.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn write_row_loss<F: Float, N: Size>(
+    logits: &[Vector<F, N>],
+    loss: &mut [f32],
+    lse: &mut [f32],
+    row: usize,
+    base: usize,
+    t: i32,
+    vocab: usize,
+    l: f32,
+    cap: f32,
+    #[comptime] capped: bool,
+) {
+    if UNIT_POS_X == 0 {
+        let mut out = 0.0f32;
+        if t >= 0 && (t as usize) < vocab {
+            let tu = t as usize;
+            let v = load_capped::<F, N>(logits[base + tu / N::value()], cap, capped);
+            let lane = tu % N::value();
+            let mut picked = 0.0f32;
+            #[unroll]
+            for k in 0..N::value() {
+                if k == lane {
+                    picked = v.extract(k);
+                }
+            }
+            out = l - picked;
+        }
+        loss[row] = out;
+        lse[row] = l;
+    }
+}
+
 /// One row of `g * (softmax(y) - onehot(t))` (times the softcap's derivative when `capped`)
 /// from the row's logsumexp `l`; zeros when `t` is ignored. Each unit of the row writes every
 /// `CUBE_DIM_X`-th vector. With `stashed`, the softcapped logits are read from `dlogits`
@@ -178,35 +190,33 @@ fn write_row_grad<F: Float, N: Size>(
     #[comptime] capped: bool,
     #[comptime] stashed: bool,
 ) {
-    {
-        let valid = t >= 0 && (t as usize) < vocab;
-        let g = if valid { g } else { 0.0f32 };
-        let gv = Vector::<f32, N>::new(g);
-        let lv = Vector::<f32, N>::new(l);
-        let mut c = UNIT_POS_X as usize;
-        while c < vecs {
-            let y = if comptime![stashed] {
-                Vector::<f32, N>::cast_from(dlogits[base + c])
-            } else {
-                load_capped::<F, N>(logits[base + c], cap, capped)
-            };
-            let mut d = (y - lv).exp() * gv;
-            if valid && (t as usize) / N::value() == c {
-                let lane = (t as usize) % N::value();
-                #[unroll]
-                for k in 0..N::value() {
-                    if k == lane {
-                        d.insert(k, d.extract(k) - g);
-                    }
+    let valid = t >= 0 && (t as usize) < vocab;
+    let g = if valid { g } else { 0.0f32 };
+    let gv = Vector::<f32, N>::new(g);
+    let lv = Vector::<f32, N>::new(l);
+    let mut c = UNIT_POS_X as usize;
+    while c < vecs {
+        let y = if comptime![stashed] {
+            Vector::<f32, N>::cast_from(dlogits[base + c])
+        } else {
+            load_capped::<F, N>(logits[base + c], cap, capped)
+        };
+        let mut d = (y - lv).exp() * gv;
+        if valid && (t as usize) / N::value() == c {
+            let lane = (t as usize) % N::value();
+            #[unroll]
+            for k in 0..N::value() {
+                if k == lane {
+                    d.insert(k, d.extract(k) - g);
                 }
             }
-            if comptime![capped] {
-                let r = y * Vector::new(1.0 / cap);
-                d *= Vector::new(1.0) - r * r;
-            }
-            dlogits[base + c] = Vector::cast_from(d);
-            c += CUBE_DIM_X as usize;
         }
+        if comptime![capped] {
+            let r = y * Vector::new(1.0 / cap);
+            d *= Vector::new(1.0) - r * r;
+        }
+        dlogits[base + c] = Vector::cast_from(d);
+        c += CUBE_DIM_X as usize;
     }
 }
 
@@ -228,37 +238,9 @@ pub fn cross_entropy_forward<F: KernelFloat>(
     vocab: usize,
     softcap: Option<f32>,
 ) -> Result<(Handle, Handle)> {
-    launch::check_size("cross_entropy", "logits", logits, &[rows, vocab], F::DTYPE)?;
-    launch::check_words("cross_entropy", "targets", targets, &[rows])?;
-    if vocab == 0 {
-        return Err(crate::KernelError::shape(
-            "cross_entropy",
-            &[&[rows, vocab]],
-            "vocab is empty",
-        ));
-    }
-    let loss = client.empty(rows.max(1) * 4);
-    let lse = client.empty(rows.max(1) * 4);
-    if rows == 0 {
-        return Ok((loss, lse));
-    }
-    let (cap, capped) = cap_args(softcap);
-    let l = launch::row_launch(
-        client,
-        "cross_entropy_forward",
-        F::DTYPE.size(),
-        rows,
-        vocab,
-    );
-    let (ax, at) = (
-        l.vectors("logits", logits)?,
-        l.per_row("targets", targets, 4)?,
-    );
-    let (aloss, alse) = (l.per_row("loss", &loss, 4)?, l.per_row("lse", &lse, 4)?);
-    // One pass when the cap bounds the logits closely enough to stand in for their maximum.
-    let bounded = capped && cap <= launch::MAX_BOUNDING_CAP;
-    launch::launch_rows!(cross_entropy_forward_kernel::<F>, client, l; ax, at, aloss, alse, rows, vocab, cap, capped, bounded, l.geo.plane);
-    Ok((loss, lse))
+    check_args::<F>("cross_entropy", logits, targets, rows, vocab)?;
+    let op = "cross_entropy_forward";
+    forward::<F>(client, op, logits, targets, (rows, vocab), softcap, None)
 }
 
 /// [`cross_entropy_forward`] and, in the same pass over each row, the gradient of the loss
@@ -276,6 +258,22 @@ pub fn cross_entropy_forward_grad<F: KernelFloat>(
     grad_scale: f32,
 ) -> Result<(Handle, Handle, Handle)> {
     let op = "cross_entropy_forward_grad";
+    check_args::<F>(op, logits, targets, rows, vocab)?;
+    let dlogits = client.empty((rows * vocab).max(1) * F::DTYPE.size());
+    let grad = Some((grad_scale, &dlogits));
+    let (loss, lse) = forward::<F>(client, op, logits, targets, (rows, vocab), softcap, grad)?;
+    Ok((loss, lse, dlogits))
+}
+
+/// The forward's operands: `logits` (rows, vocab) of dtype `F` with a non-empty vocabulary,
+/// `targets` one i32 per row.
+fn check_args<F: KernelFloat>(
+    op: &'static str,
+    logits: &Handle,
+    targets: &Handle,
+    rows: usize,
+    vocab: usize,
+) -> Result<()> {
     launch::check_size(op, "logits", logits, &[rows, vocab], F::DTYPE)?;
     launch::check_words(op, "targets", targets, &[rows])?;
     if vocab == 0 {
@@ -285,11 +283,24 @@ pub fn cross_entropy_forward_grad<F: KernelFloat>(
             "vocab is empty",
         ));
     }
+    Ok(())
+}
+
+/// The forward of both, on checked operands: (loss, lse), and with `grad` (its scale and
+/// buffer) the gradient written too.
+fn forward<F: KernelFloat>(
+    client: &Client,
+    op: &'static str,
+    logits: &Handle,
+    targets: &Handle,
+    (rows, vocab): (usize, usize),
+    softcap: Option<f32>,
+    grad: Option<(f32, &Handle)>,
+) -> Result<(Handle, Handle)> {
     let loss = client.empty(rows.max(1) * 4);
     let lse = client.empty(rows.max(1) * 4);
-    let dlogits = client.empty((rows * vocab).max(1) * F::DTYPE.size());
     if rows == 0 {
-        return Ok((loss, lse, dlogits));
+        return Ok((loss, lse));
     }
     let (cap, capped) = cap_args(softcap);
     let l = launch::row_launch(client, op, F::DTYPE.size(), rows, vocab);
@@ -298,12 +309,21 @@ pub fn cross_entropy_forward_grad<F: KernelFloat>(
         l.per_row("targets", targets, 4)?,
     );
     let (aloss, alse) = (l.per_row("loss", &loss, 4)?, l.per_row("lse", &lse, 4)?);
-    let adx = l.vectors("dlogits", &dlogits)?;
+    // One pass when the cap bounds the logits closely enough to stand in for their maximum.
     let bounded = capped && cap <= launch::MAX_BOUNDING_CAP;
-    // f32 only: a bf16 stash would round the softcapped logits the gradient is taken from.
-    let stash = bounded && F::DTYPE == crate::DType::F32;
-    launch::launch_rows!(cross_entropy_forward_grad_kernel::<F>, client, l; ax, at, aloss, alse, adx, rows, vocab, cap, grad_scale, capped, bounded, l.geo.plane, stash);
-    Ok((loss, lse, dlogits))
+    match grad {
+        Some((grad_scale, dlogits)) => {
+            let adx = l.vectors("dlogits", dlogits)?;
+            // f32 only: a bf16 stash would round the softcapped logits the gradient is taken
+            // from.
+            let stash = bounded && F::DTYPE == crate::DType::F32;
+            launch::launch_rows!(cross_entropy_forward_grad_kernel::<F>, client, l; ax, at, aloss, alse, adx, rows, vocab, cap, grad_scale, capped, bounded, l.geo.plane, stash);
+        }
+        None => {
+            launch::launch_rows!(cross_entropy_forward_kernel::<F>, client, l; ax, at, aloss, alse, rows, vocab, cap, capped, bounded, l.geo.plane);
+        }
+    }
+    Ok((loss, lse))
 }
 
 /// Gradient of the per-row losses with respect to the (pre-softcap, when `softcap` is given)

@@ -394,17 +394,15 @@ pub fn load_checkpoint_model(
     let file_bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
     let need = load_peak_bytes(meta.config.num_params(), file_bytes, device, dtype);
     if let Some(free) = crate::train::exceeds_host_free(need) {
-        let c = &meta.config;
-        return Err(CoreError::ModelTooLarge {
-            stage: "to load its checkpoint",
-            device: "host memory".into(),
+        let stage = "to load its checkpoint";
+        let place = "host memory".to_string();
+        return Err(crate::model::model_too_large(
+            &meta.config,
+            stage,
+            place,
             need,
             free,
-            num_params: c.num_params(),
-            n_layer: c.n_layer,
-            n_embd: c.n_embd,
-            vocab_size: c.vocab_size,
-        });
+        ));
     }
     if meta.format == nanochat::NANOCHAT_FORMAT {
         let model = nanochat::load_nanochat_model(dir, step, &meta, device, dtype)?;

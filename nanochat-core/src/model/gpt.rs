@@ -235,29 +235,45 @@ impl GPT {
 
 /// Refuses a model of `config` whose weights, at `bytes_per_param` bytes per parameter
 /// ([`GPTConfig::num_params`]), would take more than 90% of the memory `device` has free
-/// ([`exceeds_free`](crate::train::exceeds_free)): the dtype's size to build it, more while a
-/// checkpoint is read and converted. `stage` says which (`for its weights`, `to load its
-/// checkpoint`). Errors: [`CoreError::ModelTooLarge`].
+/// ([`exceeds_free`](crate::train::exceeds_free)). `stage` says what for (`for its weights`).
+/// Errors: [`CoreError::ModelTooLarge`].
 pub fn check_weights_fit(
     config: &GPTConfig,
     device: &Device,
     bytes_per_param: u64,
     stage: &'static str,
 ) -> Result<()> {
-    let num_params = config.num_params();
-    let need = num_params.saturating_mul(bytes_per_param);
+    let need = config.num_params().saturating_mul(bytes_per_param);
     match crate::train::exceeds_free(need, device) {
-        Some(free) => Err(CoreError::ModelTooLarge {
+        Some(free) => Err(model_too_large(
+            config,
             stage,
-            device: device.to_string(),
+            device.to_string(),
             need,
             free,
-            num_params,
-            n_layer: config.n_layer,
-            n_embd: config.n_embd,
-            vocab_size: config.vocab_size,
-        }),
+        )),
         None => Ok(()),
+    }
+}
+
+/// [`CoreError::ModelTooLarge`] for a model of `config` that needs `need` bytes `stage` (`for
+/// its weights`, `to load its checkpoint`) where `place` (a device, or host memory) has `free`.
+pub(crate) fn model_too_large(
+    config: &GPTConfig,
+    stage: &'static str,
+    place: String,
+    need: u64,
+    free: u64,
+) -> CoreError {
+    CoreError::ModelTooLarge {
+        stage,
+        device: place,
+        need,
+        free,
+        num_params: config.num_params(),
+        n_layer: config.n_layer,
+        n_embd: config.n_embd,
+        vocab_size: config.vocab_size,
     }
 }
 

@@ -27,6 +27,7 @@ pub use config::{
     Architecture, GPTConfig, ModelSize, PAD_VOCAB_SIZE_TO, SMEAR_CHANNELS, VE_GATE_CHANNELS,
 };
 pub use generate::{sample_token, Generator, SamplingParams};
+pub(crate) use gpt::model_too_large;
 pub use gpt::{check_weights_fit, Transformer, GPT, NORM_EPS, SOFTCAP};
 pub use kv_cache::KvCache;
 pub use linear::{Embedding, Init, Linear};

@@ -86,12 +86,17 @@ fn address_space_left() -> Option<u64> {
 /// them (10% to spare); `None` when they fit or the free memory is unknown. The one rule of
 /// [`check_fits`] and [`check_weights_fit`](crate::model::check_weights_fit).
 pub fn exceeds_free(need: u64, device: &Device) -> Option<u64> {
-    free_bytes(device).filter(|&free| need as f64 > free as f64 * 0.9)
+    over_90_percent(need, free_bytes(device))
 }
 
 /// [`exceeds_free`] for host memory ([`host_free_bytes`]), whatever the device.
 pub fn exceeds_host_free(need: u64) -> Option<u64> {
-    host_free_bytes().filter(|&free| need as f64 > free as f64 * 0.9)
+    over_90_percent(need, host_free_bytes())
+}
+
+/// `free` when `need` would take more than 90% of it.
+fn over_90_percent(need: u64, free: Option<u64>) -> Option<u64> {
+    free.filter(|&free| need as f64 > free as f64 * 0.9)
 }
 
 /// Refuses a run whose estimate exceeds the free memory (with 10% to spare).

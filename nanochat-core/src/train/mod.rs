@@ -11,7 +11,6 @@ mod bench;
 mod bpb;
 mod chat;
 mod chat_head;
-
 #[cfg(test)]
 mod chat_head_tests;
 mod config;

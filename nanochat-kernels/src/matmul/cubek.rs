@@ -131,9 +131,9 @@ fn cpu_gemm<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     // `width` consecutive rows of the given (n, k) matrix, made straight from them: one copy of
     // B instead of a transposed B and then its panels. The lm_head's forward at vocab 65536
     // (1024 x 65536 x 256): 177 -> 155 ms.
-    let panels_from_rows =
-        s.trans_b && n > 1 && k > 1 && width < n && rhs_batch == 1 && !split_depth;
-    let b_rows = if s.trans_b && n > 1 && k > 1 && !panels_from_rows {
+    let b_transposed = s.trans_b && n > 1 && k > 1;
+    let panels_from_rows = b_transposed && width < n && rhs_batch == 1 && !split_depth;
+    let b_rows = if b_transposed && !panels_from_rows {
         Some(transpose::<F>(client, b, rhs_batch, n, k)?)
     } else {
         None
