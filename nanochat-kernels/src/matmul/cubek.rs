@@ -28,7 +28,10 @@ fn strategy(kernel: MatmulKernel) -> Strategy {
         MatmulKernel::CubekOrderedDoubleCmma => {
             MultiLevel::OrderedDoubleCmma(Default::default()).into()
         }
-        MatmulKernel::Tiled | MatmulKernel::CublasLt | MatmulKernel::Gemv => {
+        MatmulKernel::Tiled
+        | MatmulKernel::CublasLt
+        | MatmulKernel::Gemv
+        | MatmulKernel::CpuPacked => {
             unreachable!("not a cubek routine")
         }
     }
@@ -260,7 +263,7 @@ fn largest_divisor(k: usize, cap: usize) -> usize {
         .unwrap_or(1)
 }
 
-fn has_avx512() -> bool {
+pub(crate) fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx512f")

@@ -5,7 +5,10 @@
 //! one matrix shared by every batch (a weight). The model's products are all of this form:
 //! `y = x @ W^T` (`trans_b`), `dx = dy @ W`, `dW = dy^T @ x` (`trans_a`).
 //!
-//! Dispatch ([`matmul`]): on the CPU runtime cubek's `CpuGemm`; on CUDA every candidate allowed
+//! Dispatch ([`matmul`]): on the CPU runtime our packed GEMM ([`packed_matmul`]) on AVX-512
+//! hosts for outputs whose rows are whole vectors (`n` a multiple of 16), cubek's `CpuGemm`
+//! otherwise (or everywhere with `NANOCHAT_CPU_MATMUL=cpugemm`), and the GEMV kernel for a few
+//! rows against a transposed B; on CUDA every candidate allowed
 //! by the [`Precision`] (cuBLASLt, cubek's TMA and tensor-core routines, cubek's true-f32
 //! `SimpleUnit`, our tiled kernel) is timed once per shape and the fastest is remembered. Our
 //! tiled kernel ([`tiled_matmul`]) is the oracle and the fallback when a routine refuses a shape.
@@ -14,6 +17,7 @@ mod cubek;
 #[cfg(feature = "cuda")]
 mod cublaslt;
 mod gemv;
+mod packed;
 mod reference;
 pub mod state;
 mod tiled;
@@ -21,6 +25,7 @@ mod tiled;
 use std::time::Instant;
 
 pub use gemv::{gemv_eligible, gemv_nt, GEMV_MAX_ROWS};
+pub use packed::{packed_eligible, packed_matmul};
 pub use reference::matmul_ref;
 pub use state::{device_key, precision_for, set_precision_for};
 pub use tiled::tiled_matmul;
@@ -111,8 +116,11 @@ impl MatmulShape {
 pub enum MatmulKernel {
     /// Our register-tiled kernel (oracle, fallback); true f32.
     Tiled,
-    /// cubek `Tiled(CpuGemm)`: the CPU runtime's fast path; true f32.
+    /// cubek `Tiled(CpuGemm)`: the CPU runtime's path for outputs of ragged width; true f32.
     CpuGemm,
+    /// Our packed CPU GEMM ([`packed_matmul`]): the CPU runtime's fast path on AVX-512 hosts;
+    /// true f32.
+    CpuPacked,
     /// cubek `SimpleUnit`: no tensor cores, true f32 on CUDA.
     CubekSimpleUnit,
     /// cubek `SpecializedTmaMma` (sm_90, cuda-cpp); tf32 for f32 inputs.
@@ -129,9 +137,10 @@ pub enum MatmulKernel {
 
 impl MatmulKernel {
     /// Every matmul kernel (the dispatch's candidates on a device are a subset).
-    pub const ALL: [MatmulKernel; 8] = [
+    pub const ALL: [MatmulKernel; 9] = [
         MatmulKernel::Tiled,
         MatmulKernel::CpuGemm,
+        MatmulKernel::CpuPacked,
         MatmulKernel::CubekSimpleUnit,
         MatmulKernel::CubekSpecializedTma,
         MatmulKernel::CubekDoubleTma,
@@ -147,6 +156,7 @@ impl MatmulKernel {
             MatmulKernel::Tiled
                 | MatmulKernel::Gemv
                 | MatmulKernel::CpuGemm
+                | MatmulKernel::CpuPacked
                 | MatmulKernel::CubekSimpleUnit
                 | MatmulKernel::CublasLt
         )
@@ -178,7 +188,11 @@ pub fn precision(client: &Client) -> Precision {
 pub fn candidates(client: &Client, dtype: DType, precision: Precision) -> Vec<MatmulKernel> {
     let info = crate::DeviceInfo::of(client);
     if info.runtime == "cpu" || info.blocked {
-        return vec![MatmulKernel::CpuGemm, MatmulKernel::Tiled];
+        return vec![
+            MatmulKernel::CpuPacked,
+            MatmulKernel::CpuGemm,
+            MatmulKernel::Tiled,
+        ];
     }
     let fast = dtype == DType::BF16 || precision == Precision::Tf32;
     let mut out = Vec::new();
@@ -259,6 +273,7 @@ pub fn matmul_into<F: KernelFloat>(
     match kernel {
         MatmulKernel::Tiled => tiled_matmul::<F>(client, g),
         MatmulKernel::Gemv => gemv_nt::<F>(client, g),
+        MatmulKernel::CpuPacked => packed_matmul::<F>(client, g),
         MatmulKernel::CublasLt => cublaslt_into::<F>(client, g),
         k => cubek::cubek_matmul::<F>(client, k, g),
     }
@@ -319,11 +334,14 @@ pub fn choose<F: KernelFloat>(
 ) -> Result<MatmulKernel> {
     let prec = precision(client);
     let cands = candidates(client, F::DTYPE, prec);
-    if cands.len() <= 2 && cands[0] == MatmulKernel::CpuGemm {
-        // A few rows against a transposed B (decoding: x @ W^T): CpuGemm would first copy
-        // W transposed (all of lm_head every token); the GEMV kernel reads it in place.
+    if cands[0] == MatmulKernel::CpuPacked {
+        // A few rows against a transposed B (decoding: x @ W^T): a GEMM would first copy
+        // W (all of lm_head every token); the GEMV kernel reads it in place.
         if gemv_eligible(s) {
             return Ok(MatmulKernel::Gemv);
+        }
+        if packed_eligible(s) && cubek::has_avx512() && !cpugemm_forced() {
+            return Ok(MatmulKernel::CpuPacked);
         }
         return Ok(MatmulKernel::CpuGemm);
     }
@@ -370,6 +388,15 @@ pub fn choose<F: KernelFloat>(
     Ok(kernel)
 }
 
+/// Whether `NANOCHAT_CPU_MATMUL=cpugemm` sends every CPU product to cubek's `CpuGemm` (to
+/// measure the packed kernel against it in one build, docs/benchmarks.md).
+fn cpugemm_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| {
+        std::env::var("NANOCHAT_CPU_MATMUL").is_ok_and(|v| v.eq_ignore_ascii_case("cpugemm"))
+    })
+}
+
 /// Waits for every launch on the client to finish.
 pub fn sync(client: &Client) -> Result<()> {
     cubecl::future::block_on(client.sync())
@@ -406,6 +433,7 @@ pub(crate) fn checks() -> Vec<Check> {
         "matmul.dispatch" => check_dispatch,
         "matmul.tiled" => check_tiled,
         "matmul.gemv" => check_gemv,
+        "matmul.packed" => check_packed,
     ]
 }
 
@@ -461,13 +489,33 @@ fn shapes() -> Vec<MatmulShape> {
         lhs_batched: false,
         ..MatmulShape::batched(3, 6, 10, 9, false, false)
     });
+    // Whole-vector widths for the packed kernel: ragged row panels (m not a multiple of 12),
+    // a ragged column panel (48 = one and a half panels), depths of one, of a ragged last
+    // block (300 = 256 + 44) and of several blocks; every layout, batched with either
+    // operand shared.
+    for (m, n, k) in [(1, 16, 1), (13, 48, 7), (25, 32, 300), (37, 96, 513)] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            out.push(MatmulShape::new(m, n, k, ta, tb));
+        }
+    }
+    for (ta, tb) in [(false, false), (true, true)] {
+        out.push(MatmulShape::batched(3, 14, 48, 29, ta, tb));
+        for (lhs_batched, rhs_batched) in [(true, false), (false, true)] {
+            out.push(MatmulShape {
+                lhs_batched,
+                rhs_batched,
+                ..MatmulShape::batched(2, 13, 80, 270, ta, tb)
+            });
+        }
+    }
     out
 }
 
 fn run_matmul_check(ctx: &mut Ctx, name: &str, kernel: Option<MatmulKernel>) -> Result<()> {
     let shapes = shapes()
         .into_iter()
-        .filter(|s| kernel != Some(MatmulKernel::Gemv) || gemv_eligible(s));
+        .filter(|s| kernel != Some(MatmulKernel::Gemv) || gemv_eligible(s))
+        .filter(|s| kernel != Some(MatmulKernel::CpuPacked) || packed_eligible(s));
     for s in shapes {
         let a = ctx.rand(s.lhs_len(), -1.0, 1.0);
         let b = ctx.rand(s.rhs_len(), -1.0, 1.0);
@@ -493,6 +541,10 @@ fn check_tiled(ctx: &mut Ctx) -> Result<()> {
     run_matmul_check(ctx, "matmul (tiled)", Some(MatmulKernel::Tiled))
 }
 
+fn check_packed(ctx: &mut Ctx) -> Result<()> {
+    run_matmul_check(ctx, "matmul (packed)", Some(MatmulKernel::CpuPacked))
+}
+
 fn check_gemv(ctx: &mut Ctx) -> Result<()> {
     run_matmul_check(ctx, "matmul (gemv)", Some(MatmulKernel::Gemv))
 }
@@ -501,20 +553,27 @@ fn check_gemv(ctx: &mut Ctx) -> Result<()> {
 mod tests {
     use super::*;
 
-    crate::check::check_tests!(dispatch_matches_reference => "matmul.dispatch", gemv_matches_reference => "matmul.gemv", tiled_matches_reference => "matmul.tiled");
+    crate::check::check_tests!(dispatch_matches_reference => "matmul.dispatch", gemv_matches_reference => "matmul.gemv", packed_matches_reference => "matmul.packed", tiled_matches_reference => "matmul.tiled");
 
     #[test]
-    fn cpu_dispatch_uses_cpugemm_except_gemv_for_few_rows_against_a_transposed_b() {
+    fn cpu_dispatch_takes_packed_for_whole_vector_rows_on_avx512_and_gemv_for_few_rows() {
         let client = crate::Backend::Cpu.client().unwrap();
         let a = crate::check::upload_f32(&client, &[0.5; 256]);
-        let pick = |m, tb| {
-            choose::<f32>(&client, &a, &a, &MatmulShape::new(m, 16, 16, false, tb)).unwrap()
+        let pick = |m, n, tb| {
+            choose::<f32>(&client, &a, &a, &MatmulShape::new(m, n, 16, false, tb)).unwrap()
         };
-        assert_eq!(pick(16, true), MatmulKernel::CpuGemm);
-        assert_eq!(pick(16, false), MatmulKernel::CpuGemm);
-        assert_eq!(pick(1, false), MatmulKernel::CpuGemm);
-        assert_eq!(pick(1, true), MatmulKernel::Gemv);
-        assert_eq!(pick(8, true), MatmulKernel::Gemv);
+        let fast = if cubek::has_avx512() && !cpugemm_forced() {
+            MatmulKernel::CpuPacked
+        } else {
+            MatmulKernel::CpuGemm
+        };
+        assert_eq!(pick(16, 16, true), fast);
+        assert_eq!(pick(16, 16, false), fast);
+        assert_eq!(pick(1, 16, false), fast);
+        // A row width that is not whole vectors.
+        assert_eq!(pick(16, 12, false), MatmulKernel::CpuGemm);
+        assert_eq!(pick(1, 16, true), MatmulKernel::Gemv);
+        assert_eq!(pick(8, 16, true), MatmulKernel::Gemv);
     }
 
     #[test]

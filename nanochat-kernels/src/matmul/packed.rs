@@ -1,0 +1,340 @@
+//! Our CPU GEMM: the GotoBLAS / BLIS blocking (Goto and van de Geijn, "Anatomy of
+//! High-Performance Matrix Multiplication", 2008) written in cubecl, for the CPU runtime.
+//!
+//! `out[b] = op(A[b]) @ op(B[b])` as the dispatch defines it ([`super::MatmulShape`]).
+//! - B is first copied into panels of [`NR`] columns, each stored depth-major (`k` rows of
+//!   `NR` contiguous values, zero past `n`): the micro-kernel reads one panel row as [`NRV`]
+//!   whole vectors.
+//! - Each unit (a worker thread on the CPU runtime) owns a contiguous run of the (batch, row
+//!   panel) pairs (or of the column panels when there are fewer pairs than units). It takes
+//!   them [`MC`] row panels at a time and walks the depth in blocks of [`KC`]: each block of A
+//!   (`MC * MR` rows x `KC`, 252 KiB in f32) is copied into the unit's scratch as row panels of
+//!   [`MR`] rows, where it stays in L2 while every column panel of B passes over it; a column
+//!   panel's block (`KC x NR`, 32 KiB) stays in L1 across the row panels.
+//! - The micro-kernel keeps an `MR x NR` block of f32 accumulators (24 of AVX-512's 32 vector
+//!   registers): per step of the sum, `NRV` vector loads of B, `MR` broadcasts of A and
+//!   `MR * NRV` fused multiply-adds. After the first depth block it adds into the output.
+//!
+//! Why not cubek's `CpuGemm`: it reads both operands in place (no packing), keeps at most 16
+//! accumulators (its heuristic budgets for AVX2's 16 registers; we force 4 x 64 on AVX-512) and
+//! launches checked, so every load also clamps its index. On the reference 2-core machine this
+//! kernel runs the model's products at 250-350 GFLOP/s where `CpuGemm` runs them at 150-270
+//! (docs/benchmarks.md, "Packed CPU GEMM").
+//!
+//! Launched unchecked: every index is in bounds by construction, given the shape checks of
+//! [`super::matmul_into`] (the operands' lengths come from the validated shape; rows past `m`
+//! read row `m - 1` and are not written; columns past `n` are zero in the panels and not
+//! written; each unit writes only its own part of the scratch).
+
+use cubecl::prelude::*;
+
+use super::{Gemm, MatmulShape};
+use crate::device::DeviceInfo;
+use crate::dtype::KernelFloat;
+use crate::{launch, Client, DType, KernelError, Result};
+
+/// Values per vector: one AVX-512 register of f32.
+pub const LANES: usize = 16;
+/// Rows of a micro-tile.
+pub const MR: usize = 12;
+/// Vectors per micro-tile row (`NR = NRV * LANES` columns).
+pub const NRV: usize = 2;
+/// Columns of a panel of B.
+pub const NR: usize = NRV * LANES;
+/// Depth of a block of the sum (f32; bf16 sums the whole depth in registers at once, so that
+/// partial sums are never rounded to bf16).
+pub const KC: usize = 256;
+/// Row panels per block of A (`MC * MR` rows x [`KC`]: 252 KiB in f32, held in L2).
+pub const MC: usize = 21;
+
+/// Whether [`packed_matmul`] takes shape `s`: an output whose rows are whole vectors.
+pub fn packed_eligible(s: &MatmulShape) -> bool {
+    s.n.is_multiple_of(LANES) && s.k > 0
+}
+
+/// The contiguous run `[start, end)` of `items` that unit `u` of `units` owns.
+#[cube]
+fn unit_run(items: usize) -> (usize, usize) {
+    let units = CUBE_DIM as usize;
+    let per = items.div_ceil(units);
+    let start = min(UNIT_POS as usize * per, items);
+    (start, min(start + per, items))
+}
+
+/// Copies op(B) (batch, k, n), element (b, p, j) at `b * b_bs + p * b_rs + j * b_cs`, into
+/// panels `bp[((b * panels + q) * k + p) * nr + c]` = element (b, p, q * nr + c), zero past `n`.
+/// `cols_outer` walks each column down the depth (B given transposed: reads contiguous).
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn pack_b_kernel<F: Float>(
+    b: &[F],
+    bp: &mut [F],
+    n: usize,
+    k: usize,
+    b_bs: usize,
+    b_rs: usize,
+    b_cs: usize,
+    panels: usize,
+    batch: usize,
+    #[comptime] nr: usize,
+    #[comptime] cols_outer: bool,
+) {
+    let (start, end) = unit_run(batch * panels);
+    for item in start..end {
+        let bi = item / panels;
+        let q = item % panels;
+        let src = bi * b_bs;
+        let dst = item * k * nr;
+        if comptime![cols_outer] {
+            #[unroll]
+            for c in 0..nr {
+                let col = q * nr + c;
+                if col < n {
+                    for p in 0..k {
+                        bp[dst + p * nr + c] = b[src + p * b_rs + col * b_cs];
+                    }
+                } else {
+                    for p in 0..k {
+                        bp[dst + p * nr + c] = F::new(0.0);
+                    }
+                }
+            }
+        } else {
+            for p in 0..k {
+                #[unroll]
+                for c in 0..nr {
+                    let col = q * nr + c;
+                    let v = if col < n {
+                        b[src + p * b_rs + min(col, n - 1) * b_cs]
+                    } else {
+                        F::new(0.0)
+                    };
+                    bp[dst + p * nr + c] = v;
+                }
+            }
+        }
+    }
+}
+
+/// The product over packed B: see the module docs. A is read at (b, i, p) =
+/// `b * a_bs + i * a_rs + p * a_cs` and packed block by block into the unit's part of
+/// `scratch`; `b_batched` (0 or 1) says whether B has a panel set per batch or one shared;
+/// `out` is (batch, m, n) as `n_vecs` vectors per row. `rows_outer` packs A row by row
+/// (A row-major: reads contiguous).
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn packed_gemm_kernel<F: Float, N: Size>(
+    a: &[F],
+    scratch: &mut [F],
+    bp: &[Vector<F, N>],
+    out: &mut [Vector<F, N>],
+    m: usize,
+    k: usize,
+    m_panels: usize,
+    n_panels: usize,
+    n_vecs: usize,
+    batch: usize,
+    a_bs: usize,
+    a_rs: usize,
+    a_cs: usize,
+    b_batched: usize,
+    kc: usize,
+    mc: usize,
+    #[comptime] mr: usize,
+    #[comptime] nrv: usize,
+    #[comptime] rows_outer: bool,
+) {
+    // Units split the (batch, row panel) pairs, or the column panels when there are fewer
+    // pairs than units.
+    let pairs = batch * m_panels;
+    let split_rows = pairs >= CUBE_DIM as usize;
+    let mut r_lo = 0;
+    let mut r_hi = pairs;
+    let mut c_lo = 0;
+    let mut c_hi = n_panels;
+    if split_rows {
+        let (lo, hi) = unit_run(pairs);
+        r_lo = lo;
+        r_hi = hi;
+    } else {
+        let (lo, hi) = unit_run(n_panels);
+        c_lo = lo;
+        c_hi = hi;
+    }
+    let blocks = k.div_ceil(kc);
+    {
+        let (c0, c1) = (c_lo, c_hi);
+        let sbase = UNIT_POS as usize * mc * mr * kc;
+        let mut r0 = r_lo;
+        while r0 < r_hi {
+            let r1 = min(r0 + mc, r_hi);
+            for blk in 0..blocks {
+                let k0 = blk * kc;
+                let k1 = min(k0 + kc, k);
+                let kb = k1 - k0;
+                // This block of A (rows r0..r1, depth k0..k1) into the unit's scratch, as
+                // panels of mr rows: it stays in L2 for every column panel below.
+                for rp in r0..r1 {
+                    let bi = rp / m_panels;
+                    let row0 = (rp % m_panels) * mr;
+                    let dst = sbase + (rp - r0) * kb * mr;
+                    let src = bi * a_bs;
+                    if comptime![rows_outer] {
+                        #[unroll]
+                        for r in 0..mr {
+                            let row = min(row0 + r, m - 1);
+                            for p in k0..k1 {
+                                scratch[dst + (p - k0) * mr + r] = a[src + row * a_rs + p * a_cs];
+                            }
+                        }
+                    } else {
+                        for p in k0..k1 {
+                            #[unroll]
+                            for r in 0..mr {
+                                let row = min(row0 + r, m - 1);
+                                scratch[dst + (p - k0) * mr + r] = a[src + row * a_rs + p * a_cs];
+                            }
+                        }
+                    }
+                }
+                for pn in c0..c1 {
+                    for rp in r0..r1 {
+                        let bi = rp / m_panels;
+                        let pm = rp % m_panels;
+                        let b0 = ((bi * b_batched) * n_panels + pn) * k * nrv;
+                        let row0 = pm * mr;
+                        let a0 = sbase + (rp - r0) * kb * mr;
+                        let mut acc = Array::<Vector<f32, N>>::new(comptime!(mr * nrv));
+                        if blk == 0 {
+                            #[unroll]
+                            for i in 0..mr * nrv {
+                                acc[i] = Vector::new(0.0);
+                            }
+                        } else {
+                            #[unroll]
+                            for r in 0..mr {
+                                let o = (bi * m + min(row0 + r, m - 1)) * n_vecs;
+                                #[unroll]
+                                for v in 0..nrv {
+                                    let col = min(pn * nrv + v, n_vecs - 1);
+                                    acc[r * nrv + v] = Vector::cast_from(out[o + col]);
+                                }
+                            }
+                        }
+                        for p in 0..kb {
+                            let mut bv = Array::<Vector<f32, N>>::new(nrv);
+                            #[unroll]
+                            for v in 0..nrv {
+                                bv[v] = Vector::cast_from(bp[b0 + (k0 + p) * nrv + v]);
+                            }
+                            #[unroll]
+                            for r in 0..mr {
+                                let x =
+                                    Vector::<f32, N>::new(f32::cast_from(scratch[a0 + p * mr + r]));
+                                #[unroll]
+                                for v in 0..nrv {
+                                    acc[r * nrv + v] = fma(x, bv[v], acc[r * nrv + v]);
+                                }
+                            }
+                        }
+                        #[unroll]
+                        for r in 0..mr {
+                            let row = row0 + r;
+                            if row < m {
+                                let o = (bi * m + row) * n_vecs;
+                                #[unroll]
+                                for v in 0..nrv {
+                                    let col = pn * nrv + v;
+                                    if col < n_vecs {
+                                        out[o + col] = Vector::cast_from(acc[r * nrv + v]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            r0 = r1;
+        }
+    }
+}
+
+/// Writes `op(A) @ op(B)` into `out` (batch, m, n) with the packed kernel: one copy of each
+/// operand into panels, then one launch over every (batch, column panel, row panel). Errors
+/// ([`KernelError::Unsupported`]) when `n` is not a multiple of [`LANES`] or `k` is 0 (the
+/// dispatch then takes `CpuGemm`); operand sizes are checked by the caller
+/// ([`super::matmul_into`]).
+pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
+    let Gemm { a, b, out, s } = g;
+    if !packed_eligible(s) {
+        return Err(KernelError::unsupported(
+            "matmul",
+            format!(
+                "packed kernel: n = {} is not a multiple of {LANES} (or k = 0)",
+                s.n
+            ),
+        ));
+    }
+    let MatmulShape { batch, m, n, k, .. } = *s;
+    let es = F::DTYPE.size();
+    let units = DeviceInfo::of(client).max_units_per_cube;
+    let one = || CubeCount::Static(1, 1, 1);
+    let (m_panels, n_panels) = (m.div_ceil(MR), n.div_ceil(NR));
+    let rhs_batch = if s.rhs_batched { batch } else { 1 };
+    let b_len = rhs_batch * n_panels * k * NR;
+    let bp = client.empty(b_len * es);
+    let (a_bs, a_rs, a_cs) = s.lhs_strides();
+    let (b_bs, b_rs, b_cs) = s.rhs_strides();
+    let kc = if F::DTYPE == DType::F32 { KC.min(k) } else { k };
+    let scratch_len = units as usize * MC * MR * kc;
+    let scratch = client.empty(scratch_len * es);
+    // SAFETY: every index the kernels form is in bounds. B's pack reads (b, p, j) with
+    // b < rhs_batch, p < k, j < n: inside the validated `rhs_len`; it writes the `b_len`
+    // panels. The product reads A at (b, i, p) with b < its batch, i clamped to m - 1,
+    // p < k: inside `lhs_len`; each unit writes its own `MC * MR * kc` of the scratch; the
+    // output's rows < m and vectors < n / LANES only.
+    unsafe {
+        pack_b_kernel::launch_unchecked::<F>(
+            client,
+            one(),
+            CubeDim::new_1d(units),
+            launch::buffer("matmul", "rhs", b, s.rhs_len(), es)?,
+            launch::buffer("matmul", "rhs panels", &bp, b_len, es)?,
+            n,
+            k,
+            b_bs,
+            b_rs,
+            b_cs,
+            n_panels,
+            rhs_batch,
+            NR,
+            s.trans_b,
+        );
+        packed_gemm_kernel::launch_unchecked::<F>(
+            client,
+            one(),
+            CubeDim::new_1d(units),
+            LANES,
+            launch::buffer("matmul", "lhs", a, s.lhs_len(), es)?,
+            launch::buffer("matmul", "lhs scratch", &scratch, scratch_len, es)?,
+            launch::buffer("matmul", "rhs panels", &bp, b_len / LANES, es * LANES)?,
+            launch::buffer("matmul", "out", out, batch * m * n / LANES, es * LANES)?,
+            m,
+            k,
+            m_panels,
+            n_panels,
+            n / LANES,
+            batch,
+            a_bs,
+            a_rs,
+            a_cs,
+            usize::from(s.rhs_batched),
+            kc,
+            MC,
+            MR,
+            NRV,
+            !s.trans_a,
+        );
+    }
+    Ok(())
+}
