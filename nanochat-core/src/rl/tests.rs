@@ -68,7 +68,7 @@ fn sampled(seed: u64) -> GenerateParams {
 #[test]
 fn reinforce_raises_the_mean_reward_on_arithmetic() {
     let engine = warmed_up(150);
-    let n_test = 48;
+    let n_test = 96;
     let test = Arithmetic::easy(n_test, Split::Test);
     let before = mean_reward(&engine, &test, n_test, &sampled(1)).unwrap();
     let cfg = RlConfig {
@@ -91,7 +91,9 @@ fn reinforce_raises_the_mean_reward_on_arithmetic() {
         before > 0.0 && before < 0.9,
         "the warm-up should leave room: {before}"
     );
-    // 384 samples each: a standard error of about 0.023; the run is deterministic (seeded).
+    // 768 samples each: a standard error of about 0.016; the run is deterministic (seeded),
+    // but its path depends on the rounding of every product: with 384 samples (0.023) the
+    // gain measured +0.054 under one CPU matmul and +0.031 under another.
     assert!(
         after > before + 0.04,
         "mean reward {before:.3} -> {after:.3}"
