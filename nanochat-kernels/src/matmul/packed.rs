@@ -8,9 +8,11 @@
 //! - Each unit (a worker thread on the CPU runtime) owns a contiguous run of the (batch, row
 //!   panel) pairs (or of the column panels when there are fewer pairs than units). It takes
 //!   them [`MC`] row panels at a time and walks the depth in blocks of [`KC`]: each block of A
-//!   (`MC * MR` rows x `KC`, 252 KiB in f32) is copied into the unit's scratch as row panels of
-//!   [`MR`] rows, where it stays in L2 while every column panel of B passes over it; a column
-//!   panel's block (`KC x NR`, 32 KiB) stays in L1 across the row panels.
+//!   (`MC * MR` rows x `KC`, 516 KiB in f32) is copied into the unit's scratch, where it stays
+//!   in L2 while every column panel of B passes over it; a column panel's block (`KC x NR`,
+//!   32 KiB) stays in L1 across the row panels. Row-major f32 A is copied row by row (rows
+//!   `KC` apart: contiguous reads and writes, and the micro-kernel's [`MR`] broadcasts sit at
+//!   fixed offsets); A given transposed (and bf16) as depth-major panels of `MR` rows.
 //! - The micro-kernel keeps an `MR x NR` block of f32 accumulators (24 of AVX-512's 32 vector
 //!   registers): per step of the sum, `NRV` vector loads of B, `MR` broadcasts of A and
 //!   `MR * NRV` fused multiply-adds. After the first depth block it adds into the output.
@@ -44,8 +46,10 @@ pub const NR: usize = NRV * LANES;
 /// Depth of a block of the sum (f32; bf16 sums the whole depth in registers at once, so that
 /// partial sums are never rounded to bf16).
 pub const KC: usize = 256;
-/// Row panels per block of A (`MC * MR` rows x [`KC`]: 252 KiB in f32, held in L2).
-pub const MC: usize = 21;
+/// Row panels per block of A (`MC * MR` rows x [`KC`]: 516 KiB in f32, held in L2). With 1024
+/// rows and 2 units this is each unit's whole share, so a wide B (the lm_head's forward) streams
+/// once per unit: 129 -> 105 ms against 21 panels at 1024 x 65536 x 256.
+pub const MC: usize = 43;
 
 /// Whether [`packed_matmul`] takes shape `s`: an output whose rows are whole vectors.
 pub fn packed_eligible(s: &MatmulShape) -> bool {
@@ -119,8 +123,9 @@ fn pack_b_kernel<F: Float>(
 /// The product over packed B: see the module docs. A is read at (b, i, p) =
 /// `b * a_bs + i * a_rs + p * a_cs` and packed block by block into the unit's part of
 /// `scratch`; `b_batched` (0 or 1) says whether B has a panel set per batch or one shared;
-/// `out` is (batch, m, n) as `n_vecs` vectors per row. `rows_outer` packs A row by row
-/// (A row-major: reads contiguous).
+/// `out` is (batch, m, n) as `n_vecs` vectors per row. With `row_stride` > 0 (f32, A
+/// row-major) the scratch holds each row of the block `row_stride` values apart, copied as it
+/// is; with 0 it holds depth-major panels (step p of a panel: its `mr` rows side by side).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn packed_gemm_kernel<F: Float, N: Size>(
@@ -142,7 +147,7 @@ fn packed_gemm_kernel<F: Float, N: Size>(
     mc: usize,
     #[comptime] mr: usize,
     #[comptime] nrv: usize,
-    #[comptime] rows_outer: bool,
+    #[comptime] row_stride: usize,
 ) {
     // Units split the (batch, row panel) pairs, or the column panels when there are fewer
     // pairs than units.
@@ -164,7 +169,7 @@ fn packed_gemm_kernel<F: Float, N: Size>(
     let blocks = k.div_ceil(kc);
     {
         let (c0, c1) = (c_lo, c_hi);
-        let sbase = UNIT_POS as usize * mc * mr * kc;
+        let sbase = UNIT_POS as usize * mc * mr * max(kc, row_stride);
         let mut r0 = r_lo;
         while r0 < r_hi {
             let r1 = min(r0 + mc, r_hi);
@@ -174,25 +179,34 @@ fn packed_gemm_kernel<F: Float, N: Size>(
                 let kb = k1 - k0;
                 // This block of A (rows r0..r1, depth k0..k1) into the unit's scratch, as
                 // panels of mr rows: it stays in L2 for every column panel below.
-                for rp in r0..r1 {
-                    let bi = rp / m_panels;
-                    let row0 = (rp % m_panels) * mr;
-                    let dst = sbase + (rp - r0) * kb * mr;
-                    let src = bi * a_bs;
-                    if comptime![rows_outer] {
+                if comptime![row_stride > 0] {
+                    // Row-major A: each row of the block copied as it is (contiguous reads and
+                    // writes), rows `row_stride` apart.
+                    for rp in r0..r1 {
+                        let src = (rp / m_panels) * a_bs;
+                        let row0 = (rp % m_panels) * mr;
+                        let dst = sbase + (rp - r0) * mr * row_stride;
                         #[unroll]
                         for r in 0..mr {
-                            let row = min(row0 + r, m - 1);
-                            for p in k0..k1 {
-                                scratch[dst + (p - k0) * mr + r] = a[src + row * a_rs + p * a_cs];
+                            let s0 = src + min(row0 + r, m - 1) * a_rs;
+                            let d0 = dst + r * row_stride;
+                            for p in 0..kb {
+                                scratch[d0 + p] = a[s0 + (k0 + p) * a_cs];
                             }
                         }
-                    } else {
+                    }
+                } else {
+                    // Depth-major panels: step p of a panel holds its mr rows side by side (A
+                    // given transposed: mr contiguous values per step).
+                    for rp in r0..r1 {
+                        let src = (rp / m_panels) * a_bs;
+                        let row0 = (rp % m_panels) * mr;
+                        let dst = sbase + (rp - r0) * kb * mr;
                         for p in k0..k1 {
                             #[unroll]
                             for r in 0..mr {
-                                let row = min(row0 + r, m - 1);
-                                scratch[dst + (p - k0) * mr + r] = a[src + row * a_rs + p * a_cs];
+                                scratch[dst + (p - k0) * mr + r] =
+                                    a[src + min(row0 + r, m - 1) * a_rs + p * a_cs];
                             }
                         }
                     }
@@ -203,7 +217,11 @@ fn packed_gemm_kernel<F: Float, N: Size>(
                         let pm = rp % m_panels;
                         let b0 = ((bi * b_batched) * n_panels + pn) * k * nrv;
                         let row0 = pm * mr;
-                        let a0 = sbase + (rp - r0) * kb * mr;
+                        let a0 = if comptime![row_stride > 0] {
+                            sbase + (rp - r0) * mr * row_stride
+                        } else {
+                            sbase + (rp - r0) * kb * mr
+                        };
                         let mut acc = Array::<Vector<f32, N>>::new(comptime!(mr * nrv));
                         if blk == 0 {
                             #[unroll]
@@ -229,8 +247,12 @@ fn packed_gemm_kernel<F: Float, N: Size>(
                             }
                             #[unroll]
                             for r in 0..mr {
-                                let x =
-                                    Vector::<f32, N>::new(f32::cast_from(scratch[a0 + p * mr + r]));
+                                let ai = if comptime![row_stride > 0] {
+                                    a0 + r * row_stride + p
+                                } else {
+                                    a0 + p * mr + r
+                                };
+                                let x = Vector::<f32, N>::new(f32::cast_from(scratch[ai]));
                                 #[unroll]
                                 for v in 0..nrv {
                                     acc[r * nrv + v] = fma(x, bv[v], acc[r * nrv + v]);
@@ -286,12 +308,12 @@ pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     let (a_bs, a_rs, a_cs) = s.lhs_strides();
     let (b_bs, b_rs, b_cs) = s.rhs_strides();
     let kc = if F::DTYPE == DType::F32 { KC.min(k) } else { k };
-    let scratch_len = units as usize * MC * MR * kc;
+    let scratch_len = units as usize * MC * MR * kc.max(KC);
     let scratch = client.empty(scratch_len * es);
     // SAFETY: every index the kernels form is in bounds. B's pack reads (b, p, j) with
     // b < rhs_batch, p < k, j < n: inside the validated `rhs_len`; it writes the `b_len`
     // panels. The product reads A at (b, i, p) with b < its batch, i clamped to m - 1,
-    // p < k: inside `lhs_len`; each unit writes its own `MC * MR * kc` of the scratch; the
+    // p < k: inside `lhs_len`; each unit writes its own `MC * MR * max(kc, KC)` of the scratch; the
     // output's rows < m and vectors < n / LANES only.
     unsafe {
         pack_b_kernel::launch_unchecked::<F>(
@@ -333,7 +355,11 @@ pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
             MC,
             MR,
             NRV,
-            !s.trans_a,
+            if F::DTYPE == DType::F32 && !s.trans_a {
+                KC
+            } else {
+                0
+            },
         );
     }
     Ok(())
