@@ -281,11 +281,11 @@ fn packed_gemm_kernel<F: Float, N: Size>(
     }
 }
 
-/// Writes `op(A) @ op(B)` into `out` (batch, m, n) with the packed kernel: one copy of each
-/// operand into panels, then one launch over every (batch, column panel, row panel). Errors
-/// ([`KernelError::Unsupported`]) when `n` is not a multiple of [`LANES`] or `k` is 0 (the
-/// dispatch then takes `CpuGemm`); operand sizes are checked by the caller
-/// ([`super::matmul_into`]).
+/// Writes `op(A) @ op(B)` into `out` (batch, m, n), f32 or bf16 (accumulated in f32), with the
+/// packed kernel: one launch copies B into panels, one computes the product (copying A block by
+/// block into a per-unit scratch). Errors ([`KernelError::Unsupported`]) when `n` is not a
+/// multiple of 16 (the f32 vector) or `k` is 0 (the dispatch then takes `CpuGemm`); operand
+/// sizes are checked by the caller ([`super::matmul_into`]).
 pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     let Gemm { a, b, out, s } = g;
     if !packed_eligible(s) {
