@@ -25,8 +25,8 @@ use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
 use crate::elementwise::{axpby_inplace, binary, Binary};
 use crate::launch::{self, item_index};
-use crate::layout::transpose;
-use crate::optim::orthogonalise;
+use crate::layout::{transpose, write_rows};
+use crate::optim::{orthogonalise, orthogonalise_batched};
 use crate::reduce::{reduce_rows, Reduce};
 use crate::{Client, Handle, Result};
 
@@ -259,41 +259,30 @@ fn row_mean_squares<F: KernelFloat>(
     Ok(f64s(&crate::check::download(client, F::DTYPE, &ms)?))
 }
 
-fn frobenius<F: KernelFloat>(client: &Client, x: &Handle, rows: usize, cols: usize) -> Result<f64> {
-    let ms = row_mean_squares::<F>(client, x, rows, cols)?;
-    Ok((ms.iter().sum::<f64>() * cols as f64).sqrt())
-}
-
-fn scale_by<F: KernelFloat>(client: &Client, x: &Handle, len: usize, f: f64) -> Result<Handle> {
-    binary::<F>(client, x, x, len, Binary::Axpby, f as f32, 0.0)
-}
-
-/// `x` (rows, cols) times one factor per row (`per_row`) or per column.
+/// `x` ((outer, inner, cols) values) times one factor per (outer, inner) row when `inner` is
+/// 1 and `outer` counts the rows, else one factor per (outer, column): `(g * rows, 1)` scales
+/// each row, `(g, rows)` each column of each of `g` stacked (rows, cols) matrices.
 fn scale_lines<F: KernelFloat>(
     client: &Client,
     x: &Handle,
-    rows: usize,
+    (outer, inner): (usize, usize),
     cols: usize,
     f: &[f64],
-    per_row: bool,
 ) -> Result<Handle> {
     let f32s: Vec<f32> = f.iter().map(|&v| v as f32).collect();
     let hf = crate::check::upload_as::<F>(client, &f32s);
-    let shape: [usize; 2] = if per_row { [rows, 1] } else { [1, cols] };
-    Ok(binary_broadcast::<F>(
-        client,
-        (x, &[rows, cols]),
-        (&hf, &shape),
-        Binary::Mul,
-        0.0,
-        0.0,
-    )?
-    .0)
+    let (xs, fs): ([usize; 3], [usize; 3]) = if inner == 1 {
+        ([outer, 1, cols], [outer, 1, 1])
+    } else {
+        ([outer, inner, cols], [outer, 1, cols])
+    };
+    Ok(binary_broadcast::<F>(client, (x, &xs), (&hf, &fs), Binary::Mul, 0.0, 0.0)?.0)
 }
 
 /// One HEAD Muon step of `param` (rows, cols) in place, with its momentum buffer `momentum`
 /// (same shape and dtype) and NorMuon's second moment `second` (`rows` or `cols` f64 values,
-/// [`normuon_per_row`]), both updated in place. Errors: buffers of the wrong size.
+/// [`normuon_per_row`]), both updated in place: [`muon_head_step_group`] of one matrix.
+/// Errors: buffers of the wrong size.
 #[allow(clippy::too_many_arguments)]
 pub fn muon_head_step<F: KernelFloat>(
     client: &Client,
@@ -305,69 +294,129 @@ pub fn muon_head_step<F: KernelFloat>(
     cols: usize,
     h: &MuonHeadStep,
 ) -> Result<()> {
+    let mut one = [MuonMatrix {
+        param,
+        grad,
+        momentum,
+        second,
+    }];
+    muon_head_step_group::<F>(client, &mut one, rows, cols, h)
+}
+
+/// One matrix of a [`muon_head_step_group`]: the parameter, its gradient and momentum buffer
+/// ((rows, cols), one dtype) and NorMuon's second moment (`rows` or `cols` f64 values).
+pub struct MuonMatrix<'a> {
+    /// The parameter, updated in place.
+    pub param: &'a Handle,
+    /// Its gradient.
+    pub grad: &'a Handle,
+    /// Its momentum buffer, updated in place.
+    pub momentum: &'a Handle,
+    /// NorMuon's second moment, updated in place.
+    pub second: &'a mut [f64],
+}
+
+/// One HEAD Muon step of every matrix of `mats`, all (rows, cols): HEAD's `MuonAdamW` steps the
+/// matrices of one shape as one stack (`muon_step_fused` over `torch.stack`), and so does this.
+/// Each matrix's momentum and update are its own launches; MuonEq, Polar Express, Muon+ and
+/// NorMuon run once over the stack (each matrix with its own norms and statistics). Errors:
+/// buffers of the wrong size.
+pub fn muon_head_step_group<F: KernelFloat>(
+    client: &Client,
+    mats: &mut [MuonMatrix],
+    rows: usize,
+    cols: usize,
+    h: &MuonHeadStep,
+) -> Result<()> {
     let op = "muon_head";
-    let len = rows * cols;
-    for (name, b) in [("param", param), ("grad", grad), ("momentum", momentum)] {
-        launch::check_size(op, name, b, &[rows, cols], F::DTYPE)?;
-    }
+    let (g, len) = (mats.len(), rows * cols);
     let per_row = normuon_per_row(rows, cols);
-    if second.len() != if per_row { rows } else { cols } {
-        return Err(crate::KernelError::unsupported(
-            op,
-            format!(
-                "second moment of {} values for a {rows}x{cols} matrix",
-                second.len()
-            ),
-        ));
+    let n_second = if per_row { rows } else { cols };
+    for m in mats.iter() {
+        for (name, b) in [
+            ("param", m.param),
+            ("grad", m.grad),
+            ("momentum", m.momentum),
+        ] {
+            launch::check_size(op, name, b, &[rows, cols], F::DTYPE)?;
+        }
+        if m.second.len() != n_second {
+            return Err(crate::KernelError::unsupported(
+                op,
+                format!(
+                    "second moment of {} values for a {rows}x{cols} matrix",
+                    m.second.len()
+                ),
+            ));
+        }
+    }
+    if g == 0 {
+        return Ok(());
     }
     let mu = h.momentum;
-    axpby_inplace::<F>(client, momentum, grad, len, mu, 1.0 - mu)?;
-    let u = binary::<F>(client, grad, momentum, len, Binary::Axpby, 1.0 - mu, mu)?;
-    // MuonEq.
-    let ms = row_mean_squares::<F>(client, &u, rows, cols)?;
-    let target = (ms.iter().sum::<f64>() * cols as f64 / rows as f64).sqrt();
-    let f: Vec<f64> = ms
-        .iter()
-        .map(|m| target / (m * cols as f64).sqrt().max(1e-6))
-        .collect();
-    let u = scale_lines::<F>(client, &u, rows, cols, &f, true)?;
-    let x = polar_express::<F>(client, &u, rows, cols, h.ns_steps)?;
-    // Muon+.
-    let norm = frobenius::<F>(client, &x, rows, cols)?;
-    let x = scale_by::<F>(
-        client,
-        &x,
-        len,
-        (rows.min(cols) as f64).sqrt() / norm.max(1e-6),
-    )?;
-    // NorMuon.
+    let u = client.empty(g * len * F::DTYPE.size());
+    for (i, m) in mats.iter().enumerate() {
+        axpby_inplace::<F>(client, m.momentum, m.grad, len, mu, 1.0 - mu)?;
+        let ui = binary::<F>(client, m.grad, m.momentum, len, Binary::Axpby, 1.0 - mu, mu)?;
+        write_rows::<F>(client, &u, g, &ui, 1, 1, len, i)?;
+    }
+    // MuonEq, each matrix's rows to its RMS row norm.
+    let ms = row_mean_squares::<F>(client, &u, g * rows, cols)?;
+    let mut f = Vec::with_capacity(g * rows);
+    for msi in ms.chunks(rows) {
+        let target = (msi.iter().sum::<f64>() * cols as f64 / rows as f64).sqrt();
+        f.extend(
+            msi.iter()
+                .map(|m| target / (m * cols as f64).sqrt().max(1e-6)),
+        );
+    }
+    let u = scale_lines::<F>(client, &u, (g * rows, 1), cols, &f)?;
+    let coeffs = &POLAR_EXPRESS_COEFFS[..h.ns_steps.min(POLAR_EXPRESS_COEFFS.len())];
+    let x = orthogonalise_batched::<F>(client, &u, (g, rows, cols), coeffs, (1.01, 1e-6))?;
+    // Muon+, each matrix to Frobenius norm sqrt(min(rows, cols)).
+    let ms = row_mean_squares::<F>(client, &x, g * rows, cols)?;
+    let mut f = Vec::with_capacity(g * rows);
+    for msi in ms.chunks(rows) {
+        let norm = (msi.iter().sum::<f64>() * cols as f64).sqrt();
+        let s = (rows.min(cols) as f64).sqrt() / norm.max(1e-6);
+        f.extend(std::iter::repeat_n(s, rows));
+    }
+    let x = scale_lines::<F>(client, &x, (g * rows, 1), cols, &f)?;
+    // NorMuon, each matrix with its own second moment.
     let vmean = if per_row {
-        row_mean_squares::<F>(client, &x, rows, cols)?
+        row_mean_squares::<F>(client, &x, g * rows, cols)?
     } else {
-        let xt = transpose::<F>(client, &x, 1, rows, cols)?;
-        row_mean_squares::<F>(client, &xt, cols, rows)?
+        let xt = transpose::<F>(client, &x, g, rows, cols)?;
+        row_mean_squares::<F>(client, &xt, g * cols, rows)?
     };
-    let f = normuon_factors(
-        &vmean,
-        second,
-        if per_row { cols } else { rows },
-        h.beta2 as f64,
-    );
-    let x = scale_lines::<F>(client, &x, rows, cols, &f, per_row)?;
-    // The update with cautious weight decay.
+    let other = if per_row { cols } else { rows };
+    let mut f = Vec::with_capacity(g * n_second);
+    for (m, v) in mats.iter_mut().zip(vmean.chunks(n_second)) {
+        f.extend(normuon_factors(v, m.second, other, h.beta2 as f64));
+    }
+    let x = if per_row {
+        scale_lines::<F>(client, &x, (g * rows, 1), cols, &f)?
+    } else {
+        scale_lines::<F>(client, &x, (g, rows), cols, &f)?
+    };
+    // The update with cautious weight decay, each matrix from its slice of the stack.
     let lr = h.lr * (rows as f32 / cols as f32).max(1.0).sqrt();
-    let g = launch::elemwise(&DeviceInfo::of(client), len);
-    cautious_update_kernel::launch::<F>(
-        client,
-        g.cube_count,
-        g.cube_dim,
-        launch::buffer(op, "param", param, len, F::DTYPE.size())?,
-        launch::buffer(op, "x", &x, len, F::DTYPE.size())?,
-        lr,
-        lr * h.weight_decay,
-        g.steps,
-        g.blocked,
-    );
+    let geo = launch::elemwise(&DeviceInfo::of(client), len);
+    let es = F::DTYPE.size();
+    for (i, m) in mats.iter().enumerate() {
+        let xi = x.clone().offset_start((i * len * es) as u64);
+        cautious_update_kernel::launch::<F>(
+            client,
+            geo.cube_count.clone(),
+            geo.cube_dim,
+            launch::buffer(op, "param", m.param, len, es)?,
+            launch::buffer(op, "x", &xi, len, es)?,
+            lr,
+            lr * h.weight_decay,
+            geo.steps,
+            geo.blocked,
+        );
+    }
     Ok(())
 }
 
@@ -375,10 +424,16 @@ pub fn muon_head_step<F: KernelFloat>(
 // Checks
 
 pub(crate) fn checks() -> Vec<Check> {
-    vec![Check {
-        name: "optim.muon_head",
-        run: check_muon_head,
-    }]
+    vec![
+        Check {
+            name: "optim.muon_head",
+            run: check_muon_head,
+        },
+        Check {
+            name: "optim.muon_head_group",
+            run: check_muon_head_group,
+        },
+    ]
 }
 
 fn check_muon_head(ctx: &mut Ctx) -> Result<()> {
@@ -422,11 +477,90 @@ fn check_muon_head(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// A stack of three matrices against three single f64 steps: wide (NorMuon per column) and
+/// tall (per row), two steps each, every matrix with its own values and state.
+fn check_muon_head_group(ctx: &mut Ctx) -> Result<()> {
+    for (rows, cols) in [(5, 9), (33, 7)] {
+        let len = rows * cols;
+        let n = if normuon_per_row(rows, cols) {
+            rows
+        } else {
+            cols
+        };
+        let ps: Vec<Vec<f32>> = (0..3).map(|_| ctx.rand(len, -1.0, 1.0)).collect();
+        let hps: Vec<Handle> = ps.iter().map(|p| ctx.upload(p)).collect();
+        let hms: Vec<Handle> = (0..3).map(|_| ctx.upload(&vec![0.0; len])).collect();
+        let mut seconds = vec![vec![0.0; n]; 3];
+        let mut rps: Vec<Vec<f64>> = ps.iter().map(|p| f64s(p)).collect();
+        let mut rms = vec![vec![0.0; len]; 3];
+        let mut rss = vec![vec![0.0; n]; 3];
+        for step in 0..2 {
+            let h = MuonHeadStep {
+                lr: 0.02,
+                momentum: 0.9 + 0.02 * step as f32,
+                beta2: 0.9,
+                weight_decay: 0.5,
+                ns_steps: 5,
+            };
+            // Gradients of different scales, so that a norm shared across the stack shows.
+            let gs: Vec<Vec<f32>> = (0..3)
+                .map(|i| {
+                    let s = [1.0, 10.0, 0.1][i];
+                    ctx.rand(len, -s, s)
+                })
+                .collect();
+            let hgs: Vec<Handle> = gs.iter().map(|g| ctx.upload(g)).collect();
+            let mut mats: Vec<MuonMatrix> = hps
+                .iter()
+                .zip(&hgs)
+                .zip(&hms)
+                .zip(seconds.iter_mut())
+                .map(|(((param, grad), momentum), second)| MuonMatrix {
+                    param,
+                    grad,
+                    momentum,
+                    second,
+                })
+                .collect();
+            crate::with_float!(ctx.dtype, F => muon_head_step_group::<F>(ctx.client, &mut mats, rows, cols, &h))?;
+            for i in 0..3 {
+                muon_head_step_ref(
+                    &mut rps[i],
+                    &f64s(&gs[i]),
+                    &mut rms[i],
+                    &mut rss[i],
+                    rows,
+                    cols,
+                    &h,
+                );
+            }
+        }
+        let tol = ctx.tol(256.0).max(1e-4);
+        for i in 0..3 {
+            let got = ctx.download(&hps[i])?;
+            let d_got: Vec<f32> = got.iter().zip(&ps[i]).map(|(a, b)| a - b).collect();
+            let d_want: Vec<f64> = rps[i]
+                .iter()
+                .zip(&ps[i])
+                .map(|(a, &b)| a - b as f64)
+                .collect();
+            ctx.compare(
+                "muon_head group update",
+                &format!("{rows}x{cols} matrix {i}"),
+                &d_got,
+                &d_want,
+                tol,
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    crate::check::check_tests!(muon_head_matches_reference => "optim.muon_head");
+    crate::check::check_tests!(muon_head_matches_reference => "optim.muon_head", muon_head_group_matches_reference => "optim.muon_head_group");
 
     /// The f64 reference against HEAD's own stages (`head_muon.safetensors`): MuonEq, Polar
     /// Express, Muon+ and the full first-step direction, for a tall and a wide matrix.

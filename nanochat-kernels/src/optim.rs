@@ -169,16 +169,29 @@ pub fn orthogonalise<F: KernelFloat>(
     coeffs: &[(f64, f64, f64)],
     norm: (f32, f32),
 ) -> Result<Handle> {
-    launch::check_size("orthogonalise", "g", g, &[rows, cols], F::DTYPE)?;
+    orthogonalise_batched::<F>(client, g, (1, rows, cols), coeffs, norm)
+}
+
+/// [`orthogonalise`] of `batch` matrices stacked (batch, rows, cols), each on its own (its own
+/// norm; batched products): one launch per stage for the whole stack, as HEAD's `MuonAdamW`
+/// stacks the matrices of one shape.
+pub fn orthogonalise_batched<F: KernelFloat>(
+    client: &Client,
+    g: &Handle,
+    (batch, rows, cols): (usize, usize, usize),
+    coeffs: &[(f64, f64, f64)],
+    norm: (f32, f32),
+) -> Result<Handle> {
+    launch::check_size("orthogonalise", "g", g, &[batch, rows, cols], F::DTYPE)?;
     let tall = rows > cols;
     let (r, c) = if tall { (cols, rows) } else { (rows, cols) };
     let mut x = if tall {
-        transpose::<F>(client, g, 1, rows, cols)?
+        transpose::<F>(client, g, batch, rows, cols)?
     } else {
         g.clone()
     };
-    let row_ms = reduce_rows::<F>(client, &x, r, c, Reduce::MeanSquare)?;
-    let total = reduce_rows::<F>(client, &row_ms, 1, r, Reduce::Sum)?;
+    let row_ms = reduce_rows::<F>(client, &x, batch * r, c, Reduce::MeanSquare)?;
+    let total = reduce_rows::<F>(client, &row_ms, batch, r, Reduce::Sum)?;
     let mut n = total;
     for op in [
         Unary::Affine {
@@ -191,31 +204,49 @@ pub fn orthogonalise<F: KernelFloat>(
             add: norm.1,
         },
     ] {
-        n = unary::<F>(client, &n, 1, op)?;
+        n = unary::<F>(client, &n, batch, op)?;
     }
-    x = binary_broadcast::<F>(client, (&x, &[r, c]), (&n, &[1]), Binary::Div, 0.0, 0.0)?.0;
+    x = binary_broadcast::<F>(
+        client,
+        (&x, &[batch, r, c]),
+        (&n, &[batch, 1, 1]),
+        Binary::Div,
+        0.0,
+        0.0,
+    )?
+    .0;
     for &(a, b, cc) in coeffs {
-        let gram = matmul::<F>(client, &x, &x, &MatmulShape::new(r, r, c, false, true))?;
+        let gram = matmul::<F>(
+            client,
+            &x,
+            &x,
+            &MatmulShape::batched(batch, r, r, c, false, true),
+        )?;
         let gram2 = matmul::<F>(
             client,
             &gram,
             &gram,
-            &MatmulShape::new(r, r, r, false, false),
+            &MatmulShape::batched(batch, r, r, r, false, false),
         )?;
         let poly = binary::<F>(
             client,
             &gram,
             &gram2,
-            r * r,
+            batch * r * r,
             Binary::Axpby,
             b as f32,
             cc as f32,
         )?;
-        let px = matmul::<F>(client, &poly, &x, &MatmulShape::new(r, c, r, false, false))?;
-        x = binary::<F>(client, &x, &px, r * c, Binary::Axpby, a as f32, 1.0)?;
+        let px = matmul::<F>(
+            client,
+            &poly,
+            &x,
+            &MatmulShape::batched(batch, r, c, r, false, false),
+        )?;
+        x = binary::<F>(client, &x, &px, batch * r * c, Binary::Axpby, a as f32, 1.0)?;
     }
     if tall {
-        x = transpose::<F>(client, &x, 1, r, c)?;
+        x = transpose::<F>(client, &x, batch, r, c)?;
     }
     Ok(x)
 }

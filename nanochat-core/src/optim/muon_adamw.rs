@@ -8,7 +8,9 @@
 //! Every group's rate is its `initial_lr` times the schedule's multiplier; Muon's momentum and
 //! weight decay are scheduled too ([`crate::recipe::HeadSchedule`]).
 
-use nanochat_kernels::muon_head::{muon_head_step, normuon_per_row, MuonHeadStep};
+use nanochat_kernels::muon_head::{
+    muon_head_step_group, normuon_per_row, MuonHeadStep, MuonMatrix,
+};
 
 use super::adamw::{adamw_state, adamw_state_tensors, adamw_update, load_adamw_state, AdamWConfig};
 use crate::model::GPT;
@@ -349,43 +351,88 @@ impl MuonAdamW {
                         }
                     }
                 }
-                GroupKind::Muon {
-                    shape: (rows, cols),
-                    ns_steps,
-                    beta2,
-                } => {
-                    if grad.shape() != slot.param.shape() || grad.dtype() != slot.param.dtype() {
-                        return Err(CoreError::Mismatch {
-                            op: "muon",
-                            why: format!("gradient {grad:?} for parameter {:?}", slot.param),
-                        });
-                    }
-                    if slot.state.is_none() {
-                        let n = if normuon_per_row(rows, cols) {
-                            rows
-                        } else {
-                            cols
-                        };
-                        slot.state = Some(State::Muon(slot.param.full_like(0.0)?, vec![0.0; n]));
-                    }
-                    let Some(State::Muon(buf, second)) = &mut slot.state else {
-                        unreachable!("Muon state")
-                    };
-                    let h = MuonHeadStep {
-                        lr: lr as f32,
-                        momentum: muon_momentum as f32,
-                        beta2: beta2 as f32,
-                        weight_decay: muon_weight_decay as f32,
-                        ns_steps,
-                    };
-                    let p = &slot.param;
-                    crate::ops::launch!(p, F, c => muon_head_step::<F>(c, p.handle(), grad.handle(), buf.handle(), second, rows, cols, &h))?;
-                    // HEAD keeps this buffer in the parameters' dtype (f32 master weights), and a
-                    // checkpoint saves it as f32: rounding here makes a resume bit-identical.
-                    for x in second.iter_mut() {
-                        *x = *x as f32 as f64;
-                    }
+                GroupKind::Muon { .. } => {}
+            }
+        }
+        for gi in 0..self.groups.len() {
+            self.step_muon_group(gi, grads, lr_multiplier, muon_momentum, muon_weight_decay)?;
+        }
+        Ok(())
+    }
+
+    /// One Muon step of every owned matrix of group `gi` (no-op for an AdamW group), as one
+    /// stack ([`muon_head_step_group`]): HEAD stacks the matrices of one shape.
+    fn step_muon_group(
+        &mut self,
+        gi: usize,
+        grads: &Grads,
+        lr_multiplier: f64,
+        muon_momentum: f64,
+        muon_weight_decay: f64,
+    ) -> Result<()> {
+        let group = &self.groups[gi];
+        let GroupKind::Muon {
+            shape: (rows, cols),
+            ns_steps,
+            beta2,
+        } = group.kind
+        else {
+            return Ok(());
+        };
+        let h = MuonHeadStep {
+            lr: (group.initial_lr * lr_multiplier) as f32,
+            momentum: muon_momentum as f32,
+            beta2: beta2 as f32,
+            weight_decay: muon_weight_decay as f32,
+            ns_steps,
+        };
+        let mut like: Option<&Tensor> = None;
+        let mut mats = Vec::new();
+        for slot in self.slots.iter_mut().filter(|s| s.owned && s.group == gi) {
+            let grad = grads.require(&slot.param, &slot.name)?;
+            let param = &slot.param;
+            if grad.shape() != param.shape() || grad.dtype() != param.dtype() {
+                return Err(CoreError::Mismatch {
+                    op: "muon",
+                    why: format!("gradient {grad:?} for parameter {param:?}"),
+                });
+            }
+            if let Some(first) = like {
+                if first.dtype() != param.dtype() || first.shape() != param.shape() {
+                    return Err(CoreError::Mismatch {
+                        op: "muon",
+                        why: format!("{} is {param:?} in a group of {first:?}", slot.name),
+                    });
                 }
+            }
+            if slot.state.is_none() {
+                let n = if normuon_per_row(rows, cols) {
+                    rows
+                } else {
+                    cols
+                };
+                slot.state = Some(State::Muon(param.full_like(0.0)?, vec![0.0; n]));
+            }
+            let Some(State::Muon(buf, second)) = &mut slot.state else {
+                unreachable!("Muon state")
+            };
+            like.get_or_insert(param);
+            mats.push(MuonMatrix {
+                param: param.handle(),
+                grad: grad.handle(),
+                momentum: buf.handle(),
+                second: second.as_mut_slice(),
+            });
+        }
+        let Some(p) = like else {
+            return Ok(());
+        };
+        crate::ops::launch!(p, F, c => muon_head_step_group::<F>(c, &mut mats, rows, cols, &h))?;
+        // HEAD keeps this buffer in the parameters' dtype (f32 master weights), and a
+        // checkpoint saves it as f32: rounding here makes a resume bit-identical.
+        for m in &mut mats {
+            for x in m.second.iter_mut() {
+                *x = *x as f32 as f64;
             }
         }
         Ok(())
