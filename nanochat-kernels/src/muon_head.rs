@@ -259,24 +259,28 @@ fn row_mean_squares<F: KernelFloat>(
     Ok(f64s(&crate::check::download(client, F::DTYPE, &ms)?))
 }
 
-/// `x` ((outer, inner, cols) values) times one factor per (outer, inner) row when `inner` is
-/// 1 and `outer` counts the rows, else one factor per (outer, column): `(g * rows, 1)` scales
-/// each row, `(g, rows)` each column of each of `g` stacked (rows, cols) matrices.
+/// `x` (`g` stacked (rows, cols) matrices) times one factor per row (`per_row`: `g * rows`
+/// factors) or one per column of each matrix (`g * cols` factors). The side is given, never
+/// inferred from the shape: a 1-row matrix scaled per column is not a per-row scale.
 fn scale_lines<F: KernelFloat>(
     client: &Client,
     x: &Handle,
-    (outer, inner): (usize, usize),
-    cols: usize,
+    (g, rows, cols): (usize, usize, usize),
     f: &[f64],
+    per_row: bool,
 ) -> Result<Handle> {
     let f32s: Vec<f32> = f.iter().map(|&v| v as f32).collect();
     let hf = crate::check::upload_as::<F>(client, &f32s);
-    let (xs, fs): ([usize; 3], [usize; 3]) = if inner == 1 {
-        ([outer, 1, cols], [outer, 1, 1])
-    } else {
-        ([outer, inner, cols], [outer, 1, cols])
-    };
-    Ok(binary_broadcast::<F>(client, (x, &xs), (&hf, &fs), Binary::Mul, 0.0, 0.0)?.0)
+    let fs = if per_row { [g, rows, 1] } else { [g, 1, cols] };
+    Ok(binary_broadcast::<F>(
+        client,
+        (x, &[g, rows, cols]),
+        (&hf, &fs),
+        Binary::Mul,
+        0.0,
+        0.0,
+    )?
+    .0)
 }
 
 /// One HEAD Muon step of `param` (rows, cols) in place, with its momentum buffer `momentum`
@@ -370,7 +374,7 @@ pub fn muon_head_step_group<F: KernelFloat>(
                 .map(|m| target / (m * cols as f64).sqrt().max(1e-6)),
         );
     }
-    let u = scale_lines::<F>(client, &u, (g * rows, 1), cols, &f)?;
+    let u = scale_lines::<F>(client, &u, (g, rows, cols), &f, true)?;
     let coeffs = &POLAR_EXPRESS_COEFFS[..h.ns_steps.min(POLAR_EXPRESS_COEFFS.len())];
     let x = orthogonalise_batched::<F>(client, &u, (g, rows, cols), coeffs, (1.01, 1e-6))?;
     // Muon+, each matrix to Frobenius norm sqrt(min(rows, cols)).
@@ -381,7 +385,7 @@ pub fn muon_head_step_group<F: KernelFloat>(
         let s = (rows.min(cols) as f64).sqrt() / norm.max(1e-6);
         f.extend(std::iter::repeat_n(s, rows));
     }
-    let x = scale_lines::<F>(client, &x, (g * rows, 1), cols, &f)?;
+    let x = scale_lines::<F>(client, &x, (g, rows, cols), &f, true)?;
     // NorMuon, each matrix with its own second moment.
     let vmean = if per_row {
         row_mean_squares::<F>(client, &x, g * rows, cols)?
@@ -394,11 +398,7 @@ pub fn muon_head_step_group<F: KernelFloat>(
     for (m, v) in mats.iter_mut().zip(vmean.chunks(n_second)) {
         f.extend(normuon_factors(v, m.second, other, h.beta2 as f64));
     }
-    let x = if per_row {
-        scale_lines::<F>(client, &x, (g * rows, 1), cols, &f)?
-    } else {
-        scale_lines::<F>(client, &x, (g, rows), cols, &f)?
-    };
+    let x = scale_lines::<F>(client, &x, (g, rows, cols), &f, per_row)?;
     // The update with cautious weight decay, each matrix from its slice of the stack.
     let lr = h.lr * (rows as f32 / cols as f32).max(1.0).sqrt();
     let geo = launch::elemwise(&DeviceInfo::of(client), len);
@@ -437,7 +437,7 @@ pub(crate) fn checks() -> Vec<Check> {
 }
 
 fn check_muon_head(ctx: &mut Ctx) -> Result<()> {
-    for (rows, cols) in [(1, 1), (5, 9), (33, 7), (16, 16), (2, 12)] {
+    for (rows, cols) in [(1, 1), (5, 9), (33, 7), (16, 16), (2, 12), (1, 12)] {
         let len = rows * cols;
         let p = ctx.rand(len, -1.0, 1.0);
         let (hp, hm) = (ctx.upload(&p), ctx.upload(&vec![0.0; len]));
@@ -477,10 +477,11 @@ fn check_muon_head(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// A stack of three matrices against three single f64 steps: wide (NorMuon per column) and
-/// tall (per row), two steps each, every matrix with its own values and state.
+/// A stack of three matrices against three single f64 steps: wide (NorMuon per column), tall
+/// (per row) and one row wide (`ve_gate` with one kv head: per column), two steps each, every
+/// matrix with its own values and state.
 fn check_muon_head_group(ctx: &mut Ctx) -> Result<()> {
-    for (rows, cols) in [(5, 9), (33, 7)] {
+    for (rows, cols) in [(5, 9), (33, 7), (1, 12)] {
         let len = rows * cols;
         let n = if normuon_per_row(rows, cols) {
             rows

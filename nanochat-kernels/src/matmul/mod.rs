@@ -340,7 +340,7 @@ pub fn choose<F: KernelFloat>(
         if gemv_eligible(s) {
             return Ok(MatmulKernel::Gemv);
         }
-        if packed_eligible(s) && cubek::has_avx512() && !cpugemm_forced() {
+        if packed_eligible(s, F::DTYPE) && cubek::has_avx512() && !cpugemm_forced() {
             return Ok(MatmulKernel::CpuPacked);
         }
         return Ok(MatmulKernel::CpuGemm);
@@ -512,10 +512,11 @@ fn shapes() -> Vec<MatmulShape> {
 }
 
 fn run_matmul_check(ctx: &mut Ctx, name: &str, kernel: Option<MatmulKernel>) -> Result<()> {
+    let dtype = ctx.dtype;
     let shapes = shapes()
         .into_iter()
         .filter(|s| kernel != Some(MatmulKernel::Gemv) || gemv_eligible(s))
-        .filter(|s| kernel != Some(MatmulKernel::CpuPacked) || packed_eligible(s));
+        .filter(|s| kernel != Some(MatmulKernel::CpuPacked) || packed_eligible(s, dtype));
     for s in shapes {
         let a = ctx.rand(s.lhs_len(), -1.0, 1.0);
         let b = ctx.rand(s.rhs_len(), -1.0, 1.0);
@@ -572,6 +573,13 @@ mod tests {
         assert_eq!(pick(1, 16, false), fast);
         // A row width that is not whole vectors.
         assert_eq!(pick(16, 12, false), MatmulKernel::CpuGemm);
+        // bf16 deeper than one block of 4096, and a buffer of 2^31 values: not packed.
+        let s = MatmulShape::new(16, 16, 5000, false, false);
+        assert!(packed_eligible(&s, DType::F32) && !packed_eligible(&s, DType::BF16));
+        assert!(!packed_eligible(
+            &MatmulShape::new(1 << 16, 1 << 15, 1, false, false),
+            DType::F32
+        ));
         assert_eq!(pick(1, 16, true), MatmulKernel::Gemv);
         assert_eq!(pick(8, 16, true), MatmulKernel::Gemv);
     }

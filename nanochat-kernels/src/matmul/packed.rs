@@ -51,9 +51,29 @@ pub const KC: usize = 256;
 /// once per unit: 129 -> 105 ms against 21 panels at 1024 x 65536 x 256.
 pub const MC: usize = 43;
 
-/// Whether [`packed_matmul`] takes shape `s`: an output whose rows are whole vectors.
-pub fn packed_eligible(s: &MatmulShape) -> bool {
-    s.n.is_multiple_of(LANES) && s.k > 0
+/// Most values any buffer of a packed product may hold: its kernels index in 32 bits.
+const MAX_VALUES: usize = 1 << 31;
+
+/// Most depth a non-f32 product takes (its whole depth is one block, so the per-unit scratch
+/// grows with it: `MC * MR * k` values per unit).
+const MAX_BLOCK_DEPTH: usize = 16 * KC;
+
+/// Whether [`packed_matmul`] takes shape `s` in `dtype`: an output whose rows are whole
+/// vectors, a depth of at least 1 (at most 4096 outside f32), and every buffer (operands,
+/// panels, output, scratch for up to 256 units) under 2^31 values.
+pub fn packed_eligible(s: &MatmulShape, dtype: DType) -> bool {
+    let kc = if dtype == DType::F32 { KC } else { s.k };
+    let rhs_batch = if s.rhs_batched { s.batch } else { 1 };
+    let sizes = [
+        s.lhs_len(),
+        rhs_batch * s.n.div_ceil(NR) * NR * s.k,
+        s.batch * s.m * s.n,
+        256 * MC * MR * kc.max(KC),
+    ];
+    s.n.is_multiple_of(LANES)
+        && s.k > 0
+        && (dtype == DType::F32 || s.k <= MAX_BLOCK_DEPTH)
+        && sizes.iter().all(|&v| v < MAX_VALUES)
 }
 
 /// The contiguous run `[start, end)` of `items` that unit `u` of `units` owns.
@@ -283,17 +303,19 @@ fn packed_gemm_kernel<F: Float, N: Size>(
 
 /// Writes `op(A) @ op(B)` into `out` (batch, m, n), f32 or bf16 (accumulated in f32), with the
 /// packed kernel: one launch copies B into panels, one computes the product (copying A block by
-/// block into a per-unit scratch). Errors ([`KernelError::Unsupported`]) when `n` is not a
-/// multiple of 16 (the f32 vector) or `k` is 0 (the dispatch then takes `CpuGemm`); operand
-/// sizes are checked by the caller ([`super::matmul_into`]).
+/// block into a per-unit scratch). Errors ([`KernelError::Unsupported`]) for a shape that
+/// [`packed_eligible`] refuses (the dispatch then takes `CpuGemm`); operand sizes are checked
+/// by the caller ([`super::matmul_into`]).
 pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     let Gemm { a, b, out, s } = g;
-    if !packed_eligible(s) {
+    if !packed_eligible(s, F::DTYPE) || DeviceInfo::of(client).max_units_per_cube > 256 {
         return Err(KernelError::unsupported(
             "matmul",
             format!(
-                "packed kernel: n = {} is not a multiple of {LANES} (or k = 0)",
-                s.n
+                "packed kernel: {s:?} in {:?} (n must be a multiple of {LANES}, k at least 1 and \
+                 at most {MAX_BLOCK_DEPTH} outside f32, every buffer under 2^31 values, at most \
+                 256 units)",
+                F::DTYPE
             ),
         ));
     }
