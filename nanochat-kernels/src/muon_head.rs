@@ -26,7 +26,7 @@ use crate::dtype::KernelFloat;
 use crate::elementwise::{axpby_inplace, binary, Binary};
 use crate::launch::{self, item_index};
 use crate::layout::{transpose, write_rows};
-use crate::optim::{orthogonalise, orthogonalise_batched};
+use crate::optim::orthogonalise_batched;
 use crate::reduce::{reduce_rows, Reduce};
 use crate::{Client, Handle, Result};
 
@@ -236,16 +236,16 @@ fn cautious_update_kernel<F: Float>(
     }
 }
 
-/// Polar Express on the device (see [`polar_express_ref`]); `g` (rows, cols).
+/// Polar Express on the device (see [`polar_express_ref`]) of each of the `batch` (rows, cols)
+/// matrices stacked in `g`, each with its own norm ([`orthogonalise_batched`]).
 pub fn polar_express<F: KernelFloat>(
     client: &Client,
     g: &Handle,
-    rows: usize,
-    cols: usize,
+    (batch, rows, cols): (usize, usize, usize),
     steps: usize,
 ) -> Result<Handle> {
     let coeffs = &POLAR_EXPRESS_COEFFS[..steps.min(POLAR_EXPRESS_COEFFS.len())];
-    orthogonalise::<F>(client, g, (rows, cols), coeffs, (1.01, 1e-6))
+    orthogonalise_batched::<F>(client, g, (batch, rows, cols), coeffs, (1.01, 1e-6))
 }
 
 /// Mean squares of the rows of `x` (rows, cols), on the host.
@@ -375,8 +375,7 @@ pub fn muon_head_step_group<F: KernelFloat>(
         );
     }
     let u = scale_lines::<F>(client, &u, (g, rows, cols), &f, true)?;
-    let coeffs = &POLAR_EXPRESS_COEFFS[..h.ns_steps.min(POLAR_EXPRESS_COEFFS.len())];
-    let x = orthogonalise_batched::<F>(client, &u, (g, rows, cols), coeffs, (1.01, 1e-6))?;
+    let x = polar_express::<F>(client, &u, (g, rows, cols), h.ns_steps)?;
     // Muon+, each matrix to Frobenius norm sqrt(min(rows, cols)).
     let ms = row_mean_squares::<F>(client, &x, g * rows, cols)?;
     let mut f = Vec::with_capacity(g * rows);
@@ -436,6 +435,26 @@ pub(crate) fn checks() -> Vec<Check> {
     ]
 }
 
+/// The hyper-parameters of step `step` of the checks (momentum scheduled across steps).
+fn check_step(step: usize) -> MuonHeadStep {
+    MuonHeadStep {
+        lr: 0.02,
+        momentum: 0.9 + 0.02 * step as f32,
+        beta2: 0.9,
+        weight_decay: 0.5,
+        ns_steps: 5,
+    }
+}
+
+/// Compares the update `got - start` with the reference's `want - start`: updates, not
+/// parameters (a wrong update hides under a large parameter).
+fn compare_update(ctx: &mut Ctx, name: &str, case: &str, start: &[f32], got: &[f32], want: &[f64]) {
+    let d_got: Vec<f32> = got.iter().zip(start).map(|(a, b)| a - b).collect();
+    let d_want: Vec<f64> = want.iter().zip(start).map(|(a, &b)| a - b as f64).collect();
+    let tol = ctx.tol(256.0).max(1e-4);
+    ctx.compare(name, case, &d_got, &d_want, tol);
+}
+
 fn check_muon_head(ctx: &mut Ctx) -> Result<()> {
     for (rows, cols) in [(1, 1), (5, 9), (33, 7), (16, 16), (2, 12), (1, 12)] {
         let len = rows * cols;
@@ -450,28 +469,19 @@ fn check_muon_head(ctx: &mut Ctx) -> Result<()> {
         let (mut s, mut rs) = (vec![0.0; n], vec![0.0; n]);
         for step in 0..2 {
             let g = ctx.rand(len, -1.0, 1.0);
-            let h = MuonHeadStep {
-                lr: 0.02,
-                momentum: 0.9 + 0.02 * step as f32,
-                beta2: 0.9,
-                weight_decay: 0.5,
-                ns_steps: 5,
-            };
+            let h = check_step(step);
             let hg = ctx.upload(&g);
             crate::with_float!(ctx.dtype, F => muon_head_step::<F>(ctx.client, &hp, &hg, &hm, &mut s, rows, cols, &h))?;
             muon_head_step_ref(&mut rp, &f64s(&g), &mut rm, &mut rs, rows, cols, &h);
         }
         let got = ctx.download(&hp)?;
-        // Compare the updates, not the parameters (a wrong update hides under a large one).
-        let d_got: Vec<f32> = got.iter().zip(&p).map(|(a, b)| a - b).collect();
-        let d_want: Vec<f64> = rp.iter().zip(&p).map(|(a, &b)| a - b as f64).collect();
-        let tol = ctx.tol(256.0).max(1e-4);
-        ctx.compare(
+        compare_update(
+            ctx,
             "muon_head update",
             &format!("{rows}x{cols}"),
-            &d_got,
-            &d_want,
-            tol,
+            &p,
+            &got,
+            &rp,
         );
     }
     Ok(())
@@ -496,13 +506,7 @@ fn check_muon_head_group(ctx: &mut Ctx) -> Result<()> {
         let mut rms = vec![vec![0.0; len]; 3];
         let mut rss = vec![vec![0.0; n]; 3];
         for step in 0..2 {
-            let h = MuonHeadStep {
-                lr: 0.02,
-                momentum: 0.9 + 0.02 * step as f32,
-                beta2: 0.9,
-                weight_decay: 0.5,
-                ns_steps: 5,
-            };
+            let h = check_step(step);
             // Gradients of different scales, so that a norm shared across the stack shows.
             let gs: Vec<Vec<f32>> = (0..3)
                 .map(|i| {
@@ -536,22 +540,10 @@ fn check_muon_head_group(ctx: &mut Ctx) -> Result<()> {
                 );
             }
         }
-        let tol = ctx.tol(256.0).max(1e-4);
         for i in 0..3 {
             let got = ctx.download(&hps[i])?;
-            let d_got: Vec<f32> = got.iter().zip(&ps[i]).map(|(a, b)| a - b).collect();
-            let d_want: Vec<f64> = rps[i]
-                .iter()
-                .zip(&ps[i])
-                .map(|(a, &b)| a - b as f64)
-                .collect();
-            ctx.compare(
-                "muon_head group update",
-                &format!("{rows}x{cols} matrix {i}"),
-                &d_got,
-                &d_want,
-                tol,
-            );
+            let case = format!("{rows}x{cols} matrix {i}");
+            compare_update(ctx, "muon_head group update", &case, &ps[i], &got, &rps[i]);
         }
     }
     Ok(())

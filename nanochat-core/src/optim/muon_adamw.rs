@@ -320,38 +320,37 @@ impl MuonAdamW {
     ) -> Result<()> {
         self.step += 1;
         for slot in self.slots.iter_mut().filter(|s| s.owned) {
-            let grad = grads.require(&slot.param, &slot.name)?;
             let group = &self.groups[slot.group];
+            let GroupKind::AdamW {
+                betas,
+                eps,
+                weight_decay,
+            } = group.kind
+            else {
+                continue;
+            };
+            let grad = grads.require(&slot.param, &slot.name)?;
             let lr = group.initial_lr * lr_multiplier;
-            match group.kind {
-                GroupKind::AdamW {
-                    betas,
-                    eps,
-                    weight_decay,
-                } => {
-                    if slot.state.is_none() {
-                        let (m, v) = adamw_state(&slot.param)?;
-                        slot.state = Some(State::AdamW(m, v));
-                    }
-                    let Some(State::AdamW(m, v)) = &slot.state else {
-                        unreachable!("AdamW state")
-                    };
-                    let config = AdamWConfig {
-                        lr: lr as f32,
-                        betas: (betas.0 as f32, betas.1 as f32),
-                        eps: eps as f32,
-                        weight_decay: weight_decay as f32,
-                    };
-                    adamw_update(&slot.param, grad, (m, v), &config, lr as f32, self.step)?;
-                    if slot.bf16 {
-                        // nanochat's AdamW computes in f32 and writes back into the bf16
-                        // parameter and moments.
-                        for t in [&slot.param, m, v] {
-                            crate::ops::round_bf16_in_place(t)?;
-                        }
-                    }
+            if slot.state.is_none() {
+                let (m, v) = adamw_state(&slot.param)?;
+                slot.state = Some(State::AdamW(m, v));
+            }
+            let Some(State::AdamW(m, v)) = &slot.state else {
+                unreachable!("AdamW state")
+            };
+            let config = AdamWConfig {
+                lr: lr as f32,
+                betas: (betas.0 as f32, betas.1 as f32),
+                eps: eps as f32,
+                weight_decay: weight_decay as f32,
+            };
+            adamw_update(&slot.param, grad, (m, v), &config, lr as f32, self.step)?;
+            if slot.bf16 {
+                // nanochat's AdamW computes in f32 and writes back into the bf16
+                // parameter and moments.
+                for t in [&slot.param, m, v] {
+                    crate::ops::round_bf16_in_place(t)?;
                 }
-                GroupKind::Muon { .. } => {}
             }
         }
         for gi in 0..self.groups.len() {

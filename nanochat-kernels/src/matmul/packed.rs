@@ -62,18 +62,31 @@ const MAX_BLOCK_DEPTH: usize = 16 * KC;
 /// vectors, a depth of at least 1 (at most 4096 outside f32), and every buffer (operands,
 /// panels, output, scratch for up to 256 units) under 2^31 values.
 pub fn packed_eligible(s: &MatmulShape, dtype: DType) -> bool {
-    let kc = if dtype == DType::F32 { KC } else { s.k };
     let rhs_batch = if s.rhs_batched { s.batch } else { 1 };
     let sizes = [
         s.lhs_len(),
         rhs_batch * s.n.div_ceil(NR) * NR * s.k,
         s.batch * s.m * s.n,
-        256 * MC * MR * kc.max(KC),
+        256 * scratch_per_unit(s.k, dtype),
     ];
     s.n.is_multiple_of(LANES)
         && s.k > 0
         && (dtype == DType::F32 || s.k <= MAX_BLOCK_DEPTH)
         && sizes.iter().all(|&v| v < MAX_VALUES)
+}
+
+/// The depth of one block of the sum: [`KC`] in f32, the whole depth otherwise.
+fn block_depth(k: usize, dtype: DType) -> usize {
+    if dtype == DType::F32 {
+        KC.min(k)
+    } else {
+        k
+    }
+}
+
+/// Values of scratch each unit holds: a block of A, `MC * MR` rows of at least [`KC`].
+fn scratch_per_unit(k: usize, dtype: DType) -> usize {
+    MC * MR * block_depth(k, dtype).max(KC)
 }
 
 /// The contiguous run `[start, end)` of `items` that unit `u` of `units` owns.
@@ -187,117 +200,114 @@ fn packed_gemm_kernel<F: Float, N: Size>(
         c_hi = hi;
     }
     let blocks = k.div_ceil(kc);
-    {
-        let (c0, c1) = (c_lo, c_hi);
-        let sbase = UNIT_POS as usize * mc * mr * max(kc, row_stride);
-        let mut r0 = r_lo;
-        while r0 < r_hi {
-            let r1 = min(r0 + mc, r_hi);
-            for blk in 0..blocks {
-                let k0 = blk * kc;
-                let k1 = min(k0 + kc, k);
-                let kb = k1 - k0;
-                // This block of A (rows r0..r1, depth k0..k1) into the unit's scratch, as
-                // panels of mr rows: it stays in L2 for every column panel below.
-                if comptime![row_stride > 0] {
-                    // Row-major A: each row of the block copied as it is (contiguous reads and
-                    // writes), rows `row_stride` apart.
-                    for rp in r0..r1 {
-                        let src = (rp / m_panels) * a_bs;
-                        let row0 = (rp % m_panels) * mr;
-                        let dst = sbase + (rp - r0) * mr * row_stride;
-                        #[unroll]
-                        for r in 0..mr {
-                            let s0 = src + min(row0 + r, m - 1) * a_rs;
-                            let d0 = dst + r * row_stride;
-                            for p in 0..kb {
-                                scratch[d0 + p] = a[s0 + (k0 + p) * a_cs];
-                            }
-                        }
-                    }
-                } else {
-                    // Depth-major panels: step p of a panel holds its mr rows side by side (A
-                    // given transposed: mr contiguous values per step).
-                    for rp in r0..r1 {
-                        let src = (rp / m_panels) * a_bs;
-                        let row0 = (rp % m_panels) * mr;
-                        let dst = sbase + (rp - r0) * kb * mr;
-                        for p in k0..k1 {
-                            #[unroll]
-                            for r in 0..mr {
-                                scratch[dst + (p - k0) * mr + r] =
-                                    a[src + min(row0 + r, m - 1) * a_rs + p * a_cs];
-                            }
+    let sbase = UNIT_POS as usize * mc * mr * max(kc, row_stride);
+    let mut r0 = r_lo;
+    while r0 < r_hi {
+        let r1 = min(r0 + mc, r_hi);
+        for blk in 0..blocks {
+            let k0 = blk * kc;
+            let k1 = min(k0 + kc, k);
+            let kb = k1 - k0;
+            // This block of A (rows r0..r1, depth k0..k1) into the unit's scratch, as
+            // panels of mr rows: it stays in L2 for every column panel below.
+            if comptime![row_stride > 0] {
+                // Row-major A: each row of the block copied as it is (contiguous reads and
+                // writes), rows `row_stride` apart.
+                for rp in r0..r1 {
+                    let src = (rp / m_panels) * a_bs;
+                    let row0 = (rp % m_panels) * mr;
+                    let dst = sbase + (rp - r0) * mr * row_stride;
+                    #[unroll]
+                    for r in 0..mr {
+                        let s0 = src + min(row0 + r, m - 1) * a_rs;
+                        let d0 = dst + r * row_stride;
+                        for p in 0..kb {
+                            scratch[d0 + p] = a[s0 + (k0 + p) * a_cs];
                         }
                     }
                 }
-                for pn in c0..c1 {
-                    for rp in r0..r1 {
-                        let bi = rp / m_panels;
-                        let pm = rp % m_panels;
-                        let b0 = ((bi * b_batched) * n_panels + pn) * k * nrv;
-                        let row0 = pm * mr;
-                        let a0 = if comptime![row_stride > 0] {
-                            sbase + (rp - r0) * mr * row_stride
-                        } else {
-                            sbase + (rp - r0) * kb * mr
-                        };
-                        let mut acc = Array::<Vector<f32, N>>::new(comptime!(mr * nrv));
-                        if blk == 0 {
-                            #[unroll]
-                            for i in 0..mr * nrv {
-                                acc[i] = Vector::new(0.0);
-                            }
-                        } else {
-                            #[unroll]
-                            for r in 0..mr {
-                                let o = (bi * m + min(row0 + r, m - 1)) * n_vecs;
-                                #[unroll]
-                                for v in 0..nrv {
-                                    let col = min(pn * nrv + v, n_vecs - 1);
-                                    acc[r * nrv + v] = Vector::cast_from(out[o + col]);
-                                }
-                            }
+            } else {
+                // Depth-major panels: step p of a panel holds its mr rows side by side (A
+                // given transposed: mr contiguous values per step).
+                for rp in r0..r1 {
+                    let src = (rp / m_panels) * a_bs;
+                    let row0 = (rp % m_panels) * mr;
+                    let dst = sbase + (rp - r0) * kb * mr;
+                    for p in k0..k1 {
+                        #[unroll]
+                        for r in 0..mr {
+                            scratch[dst + (p - k0) * mr + r] =
+                                a[src + min(row0 + r, m - 1) * a_rs + p * a_cs];
                         }
-                        for p in 0..kb {
-                            let mut bv = Array::<Vector<f32, N>>::new(nrv);
+                    }
+                }
+            }
+            for pn in c_lo..c_hi {
+                for rp in r0..r1 {
+                    let bi = rp / m_panels;
+                    let pm = rp % m_panels;
+                    let b0 = ((bi * b_batched) * n_panels + pn) * k * nrv;
+                    let row0 = pm * mr;
+                    let a0 = if comptime![row_stride > 0] {
+                        sbase + (rp - r0) * mr * row_stride
+                    } else {
+                        sbase + (rp - r0) * kb * mr
+                    };
+                    let mut acc = Array::<Vector<f32, N>>::new(comptime!(mr * nrv));
+                    if blk == 0 {
+                        #[unroll]
+                        for i in 0..mr * nrv {
+                            acc[i] = Vector::new(0.0);
+                        }
+                    } else {
+                        #[unroll]
+                        for r in 0..mr {
+                            let o = (bi * m + min(row0 + r, m - 1)) * n_vecs;
                             #[unroll]
                             for v in 0..nrv {
-                                bv[v] = Vector::cast_from(bp[b0 + (k0 + p) * nrv + v]);
+                                let col = min(pn * nrv + v, n_vecs - 1);
+                                acc[r * nrv + v] = Vector::cast_from(out[o + col]);
                             }
-                            #[unroll]
-                            for r in 0..mr {
-                                let ai = if comptime![row_stride > 0] {
-                                    a0 + r * row_stride + p
-                                } else {
-                                    a0 + p * mr + r
-                                };
-                                let x = Vector::<f32, N>::new(f32::cast_from(scratch[ai]));
-                                #[unroll]
-                                for v in 0..nrv {
-                                    acc[r * nrv + v] = fma(x, bv[v], acc[r * nrv + v]);
-                                }
-                            }
+                        }
+                    }
+                    for p in 0..kb {
+                        let mut bv = Array::<Vector<f32, N>>::new(nrv);
+                        #[unroll]
+                        for v in 0..nrv {
+                            bv[v] = Vector::cast_from(bp[b0 + (k0 + p) * nrv + v]);
                         }
                         #[unroll]
                         for r in 0..mr {
-                            let row = row0 + r;
-                            if row < m {
-                                let o = (bi * m + row) * n_vecs;
-                                #[unroll]
-                                for v in 0..nrv {
-                                    let col = pn * nrv + v;
-                                    if col < n_vecs {
-                                        out[o + col] = Vector::cast_from(acc[r * nrv + v]);
-                                    }
+                            let ai = if comptime![row_stride > 0] {
+                                a0 + r * row_stride + p
+                            } else {
+                                a0 + p * mr + r
+                            };
+                            let x = Vector::<f32, N>::new(f32::cast_from(scratch[ai]));
+                            #[unroll]
+                            for v in 0..nrv {
+                                acc[r * nrv + v] = fma(x, bv[v], acc[r * nrv + v]);
+                            }
+                        }
+                    }
+                    #[unroll]
+                    for r in 0..mr {
+                        let row = row0 + r;
+                        if row < m {
+                            let o = (bi * m + row) * n_vecs;
+                            #[unroll]
+                            for v in 0..nrv {
+                                let col = pn * nrv + v;
+                                if col < n_vecs {
+                                    out[o + col] = Vector::cast_from(acc[r * nrv + v]);
                                 }
                             }
                         }
                     }
                 }
             }
-            r0 = r1;
         }
+        r0 = r1;
     }
 }
 
@@ -308,7 +318,8 @@ fn packed_gemm_kernel<F: Float, N: Size>(
 /// by the caller ([`super::matmul_into`]).
 pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     let Gemm { a, b, out, s } = g;
-    if !packed_eligible(s, F::DTYPE) || DeviceInfo::of(client).max_units_per_cube > 256 {
+    let units = DeviceInfo::of(client).max_units_per_cube;
+    if !packed_eligible(s, F::DTYPE) || units > 256 {
         return Err(KernelError::unsupported(
             "matmul",
             format!(
@@ -321,7 +332,6 @@ pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     }
     let MatmulShape { batch, m, n, k, .. } = *s;
     let es = F::DTYPE.size();
-    let units = DeviceInfo::of(client).max_units_per_cube;
     let one = || CubeCount::Static(1, 1, 1);
     let (m_panels, n_panels) = (m.div_ceil(MR), n.div_ceil(NR));
     let rhs_batch = if s.rhs_batched { batch } else { 1 };
@@ -329,8 +339,8 @@ pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     let bp = client.empty(b_len * es);
     let (a_bs, a_rs, a_cs) = s.lhs_strides();
     let (b_bs, b_rs, b_cs) = s.rhs_strides();
-    let kc = if F::DTYPE == DType::F32 { KC.min(k) } else { k };
-    let scratch_len = units as usize * MC * MR * kc.max(KC);
+    let kc = block_depth(k, F::DTYPE);
+    let scratch_len = units as usize * scratch_per_unit(k, F::DTYPE);
     let scratch = client.empty(scratch_len * es);
     // SAFETY: every index the kernels form is in bounds. B's pack reads (b, p, j) with
     // b < rhs_batch, p < k, j < n: inside the validated `rhs_len`; it writes the `b_len`
