@@ -18,6 +18,7 @@ mod cubek;
 mod cublaslt;
 mod gemv;
 mod packed;
+mod packed_checks;
 mod reference;
 pub mod state;
 mod tiled;
@@ -25,7 +26,7 @@ mod tiled;
 use std::time::Instant;
 
 pub use gemv::{gemv_eligible, gemv_nt, GEMV_MAX_ROWS};
-pub use packed::{packed_eligible, packed_matmul};
+pub use packed::{packed_eligible, packed_matmul, packed_matmul_ext, Epilogue, PackedExtras};
 pub use reference::matmul_ref;
 pub use state::{device_key, precision_for, set_precision_for};
 pub use tiled::tiled_matmul;
@@ -293,6 +294,13 @@ pub struct Gemm<'a> {
     pub s: &'a MatmulShape,
 }
 
+impl<'a> Gemm<'a> {
+    /// `out = op(a) @ op(b)` of shape `s`.
+    pub fn new(a: &'a Handle, b: &'a Handle, out: &'a Handle, s: &'a MatmulShape) -> Self {
+        Gemm { a, b, out, s }
+    }
+}
+
 #[cfg(feature = "cuda")]
 fn cublaslt_into<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
     let tf32 = precision(client) == Precision::Tf32;
@@ -335,15 +343,7 @@ pub fn choose<F: KernelFloat>(
     let prec = precision(client);
     let cands = candidates(client, F::DTYPE, prec);
     if cands[0] == MatmulKernel::CpuPacked {
-        // A few rows against a transposed B (decoding: x @ W^T): a GEMM would first copy
-        // W (all of lm_head every token); the GEMV kernel reads it in place.
-        if gemv_eligible(s) {
-            return Ok(MatmulKernel::Gemv);
-        }
-        if packed_eligible(s, F::DTYPE) && cubek::has_avx512() && !cpugemm_forced() {
-            return Ok(MatmulKernel::CpuPacked);
-        }
-        return Ok(MatmulKernel::CpuGemm);
+        return Ok(cpu_choice(s, F::DTYPE));
     }
     let key = state::TuneKey {
         device: device_key(client),
@@ -386,6 +386,26 @@ pub fn choose<F: KernelFloat>(
         tracing::warn!("{e}");
     }
     Ok(kernel)
+}
+
+/// The CPU runtime's kernel for a shape: the GEMV kernel for a few rows against a transposed B
+/// (decoding: x @ W^T; a GEMM would first copy all of W every token, the GEMV kernel reads it
+/// in place), the packed GEMM where it takes the shape on an AVX-512 host, `CpuGemm` otherwise.
+fn cpu_choice(s: &MatmulShape, dtype: DType) -> MatmulKernel {
+    if gemv_eligible(s) {
+        MatmulKernel::Gemv
+    } else if packed_eligible(s, dtype) && cubek::has_avx512() && !cpugemm_forced() {
+        MatmulKernel::CpuPacked
+    } else {
+        MatmulKernel::CpuGemm
+    }
+}
+
+/// Whether [`matmul`] runs shape `s` in `F` on this client with the packed CPU GEMM (so that
+/// [`packed_matmul_ext`]'s symmetric and fused products may stand in for it).
+pub fn takes_packed<F: KernelFloat>(client: &Client, s: &MatmulShape) -> bool {
+    let cands = candidates(client, F::DTYPE, precision(client));
+    cands[0] == MatmulKernel::CpuPacked && cpu_choice(s, F::DTYPE) == MatmulKernel::CpuPacked
 }
 
 /// Whether `NANOCHAT_CPU_MATMUL=cpugemm` sends every CPU product to cubek's `CpuGemm` (to
@@ -434,6 +454,7 @@ pub(crate) fn checks() -> Vec<Check> {
         "matmul.tiled" => check_tiled,
         "matmul.gemv" => check_gemv,
         "matmul.packed" => check_packed,
+        "matmul.packed_extras" => packed_checks::check_packed_extras,
     ]
 }
 

@@ -33,7 +33,7 @@ use cubecl::prelude::*;
 use super::{Gemm, MatmulShape};
 use crate::device::DeviceInfo;
 use crate::dtype::KernelFloat;
-use crate::{launch, Client, DType, KernelError, Result};
+use crate::{launch, Client, DType, Handle, KernelError, Result};
 
 /// Values per vector: one AVX-512 register of f32.
 pub const LANES: usize = 16;
@@ -101,6 +101,7 @@ fn unit_run(items: usize) -> (usize, usize) {
 /// Copies op(B) (batch, k, n), element (b, p, j) at `b * b_bs + p * b_rs + j * b_cs`, into
 /// panels `bp[((b * panels + q) * k + p) * nr + c]` = element (b, p, q * nr + c), zero past `n`.
 /// `cols_outer` walks each column down the depth (B given transposed: reads contiguous).
+/// `sym`: B is square and symmetric with only its upper triangle valid (not transposed).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn pack_b_kernel<F: Float>(
@@ -115,6 +116,7 @@ fn pack_b_kernel<F: Float>(
     batch: usize,
     #[comptime] nr: usize,
     #[comptime] cols_outer: bool,
+    #[comptime] sym: bool,
 ) {
     let (start, end) = unit_run(batch * panels);
     for item in start..end {
@@ -137,7 +139,16 @@ fn pack_b_kernel<F: Float>(
                 }
             }
         } else {
-            for p in 0..k {
+            // With `sym`, rows above the panel's columns hold them as they are; the panel's
+            // own band of rows is read element by element at (min, max); below it, column j
+            // of row p is row j's p-th value (walked down each column: contiguous reads).
+            let mut direct = k;
+            let mut band = k;
+            if comptime![sym] {
+                direct = min(q * nr, k);
+                band = min(q * nr + nr, k);
+            }
+            for p in 0..direct {
                 #[unroll]
                 for c in 0..nr {
                     let col = q * nr + c;
@@ -147,6 +158,32 @@ fn pack_b_kernel<F: Float>(
                         F::new(0.0)
                     };
                     bp[dst + p * nr + c] = v;
+                }
+            }
+            for p in direct..band {
+                #[unroll]
+                for c in 0..nr {
+                    let col = q * nr + c;
+                    let j = min(col, n - 1);
+                    let v = if col < n {
+                        b[src + min(p, j) * b_rs + max(p, j) * b_cs]
+                    } else {
+                        F::new(0.0)
+                    };
+                    bp[dst + p * nr + c] = v;
+                }
+            }
+            #[unroll]
+            for c in 0..nr {
+                let col = q * nr + c;
+                if col < n {
+                    for p in band..k {
+                        bp[dst + p * nr + c] = b[src + col * b_rs + p * b_cs];
+                    }
+                } else {
+                    for p in band..k {
+                        bp[dst + p * nr + c] = F::new(0.0);
+                    }
                 }
             }
         }
@@ -160,12 +197,16 @@ fn pack_b_kernel<F: Float>(
 /// row-major) the scratch holds each row of the block `row_stride` values apart, copied as it
 /// is; with 0 it holds depth-major panels (step p of a panel: its `mr` rows side by side).
 #[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments)]
+// The comptime branches stay apart from the runtime ones inside them.
+#[allow(clippy::too_many_arguments, clippy::collapsible_if)]
 fn packed_gemm_kernel<F: Float, N: Size>(
     a: &[F],
     scratch: &mut [F],
     bp: &[Vector<F, N>],
     out: &mut [Vector<F, N>],
+    c_in: &[Vector<F, N>],
+    alpha: f32,
+    beta: f32,
     m: usize,
     k: usize,
     m_panels: usize,
@@ -181,6 +222,9 @@ fn packed_gemm_kernel<F: Float, N: Size>(
     #[comptime] mr: usize,
     #[comptime] nrv: usize,
     #[comptime] row_stride: usize,
+    #[comptime] sym_a: bool,
+    #[comptime] sym_out: bool,
+    #[comptime] epilogue: bool,
 ) {
     // Units split the (batch, row panel) pairs, or the column panels when there are fewer
     // pairs than units.
@@ -201,9 +245,13 @@ fn packed_gemm_kernel<F: Float, N: Size>(
     }
     let blocks = k.div_ceil(kc);
     let sbase = UNIT_POS as usize * mc * mr * max(kc, row_stride);
+    // The unit's row panels in blocks of at most `mc`, as even as they go (44 panels: 22 + 22,
+    // not 43 + 1, whose last block would stream every panel of B for one row panel).
+    let owned = r_hi - r_lo;
+    let per_block = owned.div_ceil(max(owned.div_ceil(mc), 1));
     let mut r0 = r_lo;
     while r0 < r_hi {
-        let r1 = min(r0 + mc, r_hi);
+        let r1 = min(r0 + per_block, r_hi);
         for blk in 0..blocks {
             let k0 = blk * kc;
             let k1 = min(k0 + kc, k);
@@ -217,12 +265,43 @@ fn packed_gemm_kernel<F: Float, N: Size>(
                     let src = (rp / m_panels) * a_bs;
                     let row0 = (rp % m_panels) * mr;
                     let dst = sbase + (rp - r0) * mr * row_stride;
+                    // Depth [k0, lo_end) lies left of the panel's rows and [lo_end,
+                    // hi_start) is their band (both empty without `sym_a`); the rest is
+                    // copied row by row.
+                    let mut lo_end = k0;
+                    let mut hi_start = k0;
+                    if comptime![sym_a] {
+                        lo_end = min(max(row0, k0), k1);
+                        hi_start = min(max(row0 + mr, k0), k1);
+                    }
                     #[unroll]
                     for r in 0..mr {
-                        let s0 = src + min(row0 + r, m - 1) * a_rs;
+                        let i = min(row0 + r, m - 1);
+                        let s0 = src + i * a_rs;
                         let d0 = dst + r * row_stride;
-                        for p in 0..kb {
+                        for p in hi_start - k0..kb {
                             scratch[d0 + p] = a[s0 + (k0 + p) * a_cs];
+                        }
+                    }
+                    if comptime![sym_a] {
+                        // Only the upper triangle is valid. Left of the panel's rows, (i, q)
+                        // is (q, i): row q's mr values at the panel's rows, contiguous; in the
+                        // panel's own band, element by element at (min, max).
+                        for q in k0..lo_end {
+                            #[unroll]
+                            for r in 0..mr {
+                                let i = min(row0 + r, m - 1);
+                                scratch[dst + r * row_stride + q - k0] =
+                                    a[src + q * a_rs + i * a_cs];
+                            }
+                        }
+                        for q in lo_end..hi_start {
+                            #[unroll]
+                            for r in 0..mr {
+                                let i = min(row0 + r, m - 1);
+                                scratch[dst + r * row_stride + q - k0] =
+                                    a[src + min(i, q) * a_rs + max(i, q) * a_cs];
+                            }
                         }
                     }
                 }
@@ -236,8 +315,12 @@ fn packed_gemm_kernel<F: Float, N: Size>(
                     for p in k0..k1 {
                         #[unroll]
                         for r in 0..mr {
-                            scratch[dst + (p - k0) * mr + r] =
-                                a[src + min(row0 + r, m - 1) * a_rs + p * a_cs];
+                            let i = min(row0 + r, m - 1);
+                            let mut at = src + i * a_rs + p * a_cs;
+                            if comptime![sym_a] {
+                                at = src + min(i, p) * a_rs + max(i, p) * a_cs;
+                            }
+                            scratch[dst + (p - k0) * mr + r] = a[at];
                         }
                     }
                 }
@@ -246,60 +329,84 @@ fn packed_gemm_kernel<F: Float, N: Size>(
                 for rp in r0..r1 {
                     let bi = rp / m_panels;
                     let pm = rp % m_panels;
-                    let b0 = ((bi * b_batched) * n_panels + pn) * k * nrv;
                     let row0 = pm * mr;
-                    let a0 = if comptime![row_stride > 0] {
-                        sbase + (rp - r0) * mr * row_stride
-                    } else {
-                        sbase + (rp - r0) * kb * mr
-                    };
-                    let mut acc = Array::<Vector<f32, N>>::new(comptime!(mr * nrv));
-                    if blk == 0 {
-                        #[unroll]
-                        for i in 0..mr * nrv {
-                            acc[i] = Vector::new(0.0);
-                        }
-                    } else {
-                        #[unroll]
-                        for r in 0..mr {
-                            let o = (bi * m + min(row0 + r, m - 1)) * n_vecs;
+                    // A symmetric output: micro-tiles wholly below the diagonal are skipped.
+                    let mut live = true;
+                    if comptime![sym_out] {
+                        live = (pn + 1) * nrv * N::value() > row0;
+                    }
+                    if live {
+                        let b0 = ((bi * b_batched) * n_panels + pn) * k * nrv;
+                        let a0 = if comptime![row_stride > 0] {
+                            sbase + (rp - r0) * mr * row_stride
+                        } else {
+                            sbase + (rp - r0) * kb * mr
+                        };
+                        let mut acc = Array::<Vector<f32, N>>::new(comptime!(mr * nrv));
+                        if blk == 0 {
                             #[unroll]
-                            for v in 0..nrv {
-                                let col = min(pn * nrv + v, n_vecs - 1);
-                                acc[r * nrv + v] = Vector::cast_from(out[o + col]);
+                            for i in 0..mr * nrv {
+                                acc[i] = Vector::new(0.0);
+                            }
+                        } else {
+                            #[unroll]
+                            for r in 0..mr {
+                                let o = (bi * m + min(row0 + r, m - 1)) * n_vecs;
+                                #[unroll]
+                                for v in 0..nrv {
+                                    let col = min(pn * nrv + v, n_vecs - 1);
+                                    acc[r * nrv + v] = Vector::cast_from(out[o + col]);
+                                }
                             }
                         }
-                    }
-                    for p in 0..kb {
-                        let mut bv = Array::<Vector<f32, N>>::new(nrv);
-                        #[unroll]
-                        for v in 0..nrv {
-                            bv[v] = Vector::cast_from(bp[b0 + (k0 + p) * nrv + v]);
+                        for p in 0..kb {
+                            let mut bv = Array::<Vector<f32, N>>::new(nrv);
+                            #[unroll]
+                            for v in 0..nrv {
+                                bv[v] = Vector::cast_from(bp[b0 + (k0 + p) * nrv + v]);
+                            }
+                            #[unroll]
+                            for r in 0..mr {
+                                let ai = if comptime![row_stride > 0] {
+                                    a0 + r * row_stride + p
+                                } else {
+                                    a0 + p * mr + r
+                                };
+                                let x = Vector::<f32, N>::new(f32::cast_from(scratch[ai]));
+                                #[unroll]
+                                for v in 0..nrv {
+                                    acc[r * nrv + v] = fma(x, bv[v], acc[r * nrv + v]);
+                                }
+                            }
+                        }
+                        if comptime![epilogue] {
+                            if blk + 1 == blocks {
+                                // out = alpha * (A @ B) + beta * c, in f32.
+                                let (av, bv) =
+                                    (Vector::<f32, N>::new(alpha), Vector::<f32, N>::new(beta));
+                                #[unroll]
+                                for r in 0..mr {
+                                    let o = (bi * m + min(row0 + r, m - 1)) * n_vecs;
+                                    #[unroll]
+                                    for v in 0..nrv {
+                                        let col = min(pn * nrv + v, n_vecs - 1);
+                                        let cv = Vector::<f32, N>::cast_from(c_in[o + col]);
+                                        acc[r * nrv + v] = fma(acc[r * nrv + v], av, cv * bv);
+                                    }
+                                }
+                            }
                         }
                         #[unroll]
                         for r in 0..mr {
-                            let ai = if comptime![row_stride > 0] {
-                                a0 + r * row_stride + p
-                            } else {
-                                a0 + p * mr + r
-                            };
-                            let x = Vector::<f32, N>::new(f32::cast_from(scratch[ai]));
-                            #[unroll]
-                            for v in 0..nrv {
-                                acc[r * nrv + v] = fma(x, bv[v], acc[r * nrv + v]);
-                            }
-                        }
-                    }
-                    #[unroll]
-                    for r in 0..mr {
-                        let row = row0 + r;
-                        if row < m {
-                            let o = (bi * m + row) * n_vecs;
-                            #[unroll]
-                            for v in 0..nrv {
-                                let col = pn * nrv + v;
-                                if col < n_vecs {
-                                    out[o + col] = Vector::cast_from(acc[r * nrv + v]);
+                            let row = row0 + r;
+                            if row < m {
+                                let o = (bi * m + row) * n_vecs;
+                                #[unroll]
+                                for v in 0..nrv {
+                                    let col = pn * nrv + v;
+                                    if col < n_vecs {
+                                        out[o + col] = Vector::cast_from(acc[r * nrv + v]);
+                                    }
                                 }
                             }
                         }
@@ -317,7 +424,67 @@ fn packed_gemm_kernel<F: Float, N: Size>(
 /// [`packed_eligible`] refuses (the dispatch then takes `CpuGemm`); operand sizes are checked
 /// by the caller ([`super::matmul_into`]).
 pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
+    packed_matmul_ext::<F>(client, g, PackedExtras::default())
+}
+
+/// `out = alpha * op(A) @ op(B) + beta * C` (f32 arithmetic), the epilogue of a
+/// [`packed_matmul_ext`]: C is (batch, m, n), like the output.
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// The product's factor.
+    pub alpha: f32,
+    /// C's factor.
+    pub beta: f32,
+    /// C, (batch, m, n) in the product's dtype; never the output buffer itself.
+    pub c: &'a Handle,
+}
+
+/// What a packed product does beyond `out = op(A) @ op(B)`: the symmetric products and fused
+/// sums of Polar Express (`X X^T`, `b A + c A A`, `a X + B X`; [`crate::optim`]).
+#[derive(Clone, Copy, Default)]
+pub struct PackedExtras<'a> {
+    /// A is square and symmetric, and only its upper triangle (`j >= i`) is valid (the output
+    /// of a `sym_out` product): element (i, j) is read at (min(i, j), max(i, j)). Not with a
+    /// transposed A.
+    pub sym_a: bool,
+    /// The same for B.
+    pub sym_b: bool,
+    /// The output is square and known to be symmetric (`X X^T`, or a polynomial in a symmetric
+    /// matrix): only the micro-tiles ([`MR`] x [`NR`]) that reach the upper triangle are
+    /// computed (about 56% of them at 256 x 256), and the rest of the output is left as it
+    /// was. Every element on or above the diagonal is written; read the result with `sym_a` or
+    /// `sym_b`.
+    pub sym_out: bool,
+    /// A sum with a given matrix, fused into the last write of each micro-tile.
+    pub epilogue: Option<Epilogue<'a>>,
+}
+
+/// [`packed_matmul`] with [`PackedExtras`]. Errors: a shape [`packed_eligible`] refuses, a
+/// symmetric operand that is transposed or not square, a symmetric output that is not square,
+/// an epilogue matrix of the wrong size.
+pub fn packed_matmul_ext<F: KernelFloat>(client: &Client, g: Gemm, x: PackedExtras) -> Result<()> {
     let Gemm { a, b, out, s } = g;
+    let bad = |why: &str| {
+        Err(KernelError::shape(
+            "matmul",
+            &[&[s.batch, s.m, s.n, s.k]],
+            format!("packed kernel: {why}"),
+        ))
+    };
+    super::validate::<F>(a, b, s)?;
+    launch::check_size("matmul", "out", out, &[s.batch, s.m, s.n], F::DTYPE)?;
+    if x.sym_a && (s.trans_a || s.m != s.k) {
+        return bad("a symmetric A must be square (m = k) and not transposed");
+    }
+    if x.sym_b && (s.trans_b || s.k != s.n) {
+        return bad("a symmetric B must be square (k = n) and not transposed");
+    }
+    if x.sym_out && s.m != s.n {
+        return bad("a symmetric output must be square (m = n)");
+    }
+    if let Some(e) = x.epilogue {
+        launch::check_size("matmul", "epilogue c", e.c, &[s.batch, s.m, s.n], F::DTYPE)?;
+    }
     let units = DeviceInfo::of(client).max_units_per_cube;
     if !packed_eligible(s, F::DTYPE) || units > 256 {
         return Err(KernelError::unsupported(
@@ -363,6 +530,7 @@ pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
             rhs_batch,
             NR,
             s.trans_b,
+            x.sym_b,
         );
         packed_gemm_kernel::launch_unchecked::<F>(
             client,
@@ -373,6 +541,19 @@ pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
             launch::buffer("matmul", "lhs scratch", &scratch, scratch_len, es)?,
             launch::buffer("matmul", "rhs panels", &bp, b_len / LANES, es * LANES)?,
             launch::buffer("matmul", "out", out, batch * m * n / LANES, es * LANES)?,
+            match x.epilogue {
+                Some(e) => launch::buffer(
+                    "matmul",
+                    "epilogue c",
+                    e.c,
+                    batch * m * n / LANES,
+                    es * LANES,
+                )?,
+                // Never read without an epilogue: any buffer of vectors will do.
+                None => launch::buffer("matmul", "rhs panels", &bp, b_len / LANES, es * LANES)?,
+            },
+            x.epilogue.map_or(1.0, |e| e.alpha),
+            x.epilogue.map_or(0.0, |e| e.beta),
             m,
             k,
             m_panels,
@@ -392,6 +573,9 @@ pub fn packed_matmul<F: KernelFloat>(client: &Client, g: Gemm) -> Result<()> {
             } else {
                 0
             },
+            x.sym_a,
+            x.sym_out,
+            x.epilogue.is_some(),
         );
     }
     Ok(())
