@@ -76,7 +76,9 @@ fn binary_runs_kernel<F: Float, N: Size>(
 }
 
 /// `op(full, small)` (or `op(small, full)` when `small_first`) where `small` is one row of
-/// `small_vecs` vectors repeated over every row of `full` (a per-channel operand).
+/// `small_vecs` vectors repeated over every row of `full` (a per-channel operand), or one such
+/// row per group of `group_vecs` vectors of `full` (a stack of matrices, each scaling its
+/// columns by its own row).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn binary_rows_kernel<F: Float, N: Size>(
@@ -86,6 +88,7 @@ fn binary_rows_kernel<F: Float, N: Size>(
     a: f32,
     b: f32,
     small_vecs: usize,
+    group_vecs: usize,
     steps: usize,
     #[comptime] op: Binary,
     #[comptime] small_first: bool,
@@ -95,7 +98,8 @@ fn binary_rows_kernel<F: Float, N: Size>(
         let i = item_index(s, steps, blocked);
         if i < output.len() {
             let x = Vector::<f32, N>::cast_from(full[i]);
-            let y = Vector::<f32, N>::cast_from(small[i % small_vecs]);
+            let y =
+                Vector::<f32, N>::cast_from(small[(i / group_vecs) * small_vecs + i % small_vecs]);
             output[i] = Vector::cast_from(apply_ordered::<N>(x, y, a, b, op, small_first));
         }
     }
@@ -210,9 +214,10 @@ pub fn binary_broadcast<F: KernelFloat>(
             run,
             small_first,
             rows,
+            group,
         } => {
             let (full, small) = if small_first { (y, x) } else { (x, y) };
-            let vs = launch::vector_size(client, es, &[len, run]);
+            let vs = launch::vector_size(client, es, &[len, run, group]);
             let g = launch::elemwise(&DeviceInfo::of(client), len / vs);
             let bufs = launch::VecBuffers::new("binary_broadcast", vs, es);
             let (afull, aout) = (
@@ -220,8 +225,8 @@ pub fn binary_broadcast<F: KernelFloat>(
                 bufs.vecs("output", &out, len)?,
             );
             if rows {
-                let asmall = bufs.vecs("small", small, run)?;
-                launch::launch_on!(binary_rows_kernel::<F>, client, g, vs; afull, asmall, aout, a, b, run / vs, g.steps, op, small_first, g.blocked);
+                let asmall = bufs.vecs("small", small, run * (len / group))?;
+                launch::launch_on!(binary_rows_kernel::<F>, client, g, vs; afull, asmall, aout, a, b, run / vs, group / vs, g.steps, op, small_first, g.blocked);
             } else {
                 let asmall = bufs.scalars("small", small, len / run)?;
                 launch::launch_on!(binary_runs_kernel::<F>, client, g, vs; afull, asmall, aout, a, b, run, g.steps, op, small_first, g.blocked);
@@ -307,11 +312,14 @@ enum Pattern {
     Same,
     /// One operand is the whole output and the other, the small one, is a scalar or one value
     /// per row (`rows` false: each value meets `run` consecutive elements), or one row repeated
-    /// (`rows` true: `run` is the row length).
+    /// (`rows` true: `run` is the row length), over the whole output or over each `group`
+    /// consecutive elements with a row of its own (a stack of matrices; `group` is the whole
+    /// length otherwise).
     Runs {
         run: usize,
         small_first: bool,
         rows: bool,
+        group: usize,
     },
     /// Anything else: the strided kernel.
     General,
@@ -326,16 +334,25 @@ impl Pattern {
                 run: len,
                 small_first,
                 rows: false,
+                group: len,
             },
             ([_, c], [1, 0]) => Pattern::Runs {
                 run: *c,
                 small_first,
                 rows: false,
+                group: len,
             },
             ([_, c], [0, 1]) => Pattern::Runs {
                 run: *c,
                 small_first,
                 rows: true,
+                group: len,
+            },
+            ([_, r, c], [cs, 0, 1]) if cs == c => Pattern::Runs {
+                run: *c,
+                small_first,
+                rows: true,
+                group: r * c,
             },
             _ => Pattern::General,
         };
@@ -383,7 +400,7 @@ pub(crate) fn checks() -> Vec<Check> {
 fn check_broadcast(ctx: &mut Ctx) -> Result<()> {
     // Every kernel: the strided one, scalars, one value per row and one row repeated, with
     // the small operand on either side, at odd sizes and at sizes that vectorise.
-    let cases: [(&[usize], &[usize]); 16] = [
+    let cases: [(&[usize], &[usize]); 18] = [
         (&[3, 5, 7], &[3, 5, 1]),
         (&[3, 1, 7], &[5, 1]),
         (&[1], &[13, 3]),
@@ -397,6 +414,8 @@ fn check_broadcast(ctx: &mut Ctx) -> Result<()> {
         (&[2, 3, 32], &[2, 3, 1]),
         (&[5, 1], &[5, 7]),
         (&[2, 3, 32], &[2, 1, 32]),
+        (&[3, 1, 48], &[3, 5, 48]),
+        (&[4, 3, 5], &[4, 1, 5]),
         (&[3, 1, 5], &[3, 5]),
         (&[2, 1, 2, 16], &[2, 4, 1, 1]),
         (&[7], &[3, 7]),
@@ -439,6 +458,22 @@ mod tests {
             run,
             small_first,
             rows,
+            group: 0,
+        };
+        let pattern = |x: &[usize], y: &[usize]| {
+            let (v, p) = pattern(x, y);
+            // Whole-output runs: the group is the length.
+            let len: usize = v.iter().product();
+            let p = match p {
+                Pattern::Runs {
+                    run,
+                    small_first,
+                    rows,
+                    group,
+                } if group == len => runs(run, small_first, rows),
+                p => p,
+            };
+            (v, p)
         };
         // resid_lambdas[i] * x: a scalar times (B, T, C).
         assert_eq!(
@@ -466,9 +501,18 @@ mod tests {
             pattern(&[3, 1, 7], &[5, 1]),
             (vec![3, 5, 7], Pattern::General)
         );
+        // One row per matrix of a stack (NorMuon's per-column scale of stacked matrices).
         assert_eq!(
             pattern(&[2, 3, 32], &[2, 1, 32]),
-            (vec![2, 3, 32], Pattern::General)
+            (
+                vec![2, 3, 32],
+                Pattern::Runs {
+                    run: 32,
+                    small_first: false,
+                    rows: true,
+                    group: 96
+                }
+            )
         );
     }
 
