@@ -51,6 +51,9 @@ pub const KC: usize = 256;
 /// once per unit: 129 -> 105 ms against 21 panels at 1024 x 65536 x 256.
 pub const MC: usize = 43;
 
+/// Depth of one step of packing a transposed B (see [`pack_b_kernel`]).
+const PACK_DEPTH: usize = 32;
+
 /// Most values any buffer of a packed product may hold: its kernels index in 32 bits.
 const MAX_VALUES: usize = 1 << 31;
 
@@ -125,18 +128,25 @@ fn pack_b_kernel<F: Float>(
         let src = bi * b_bs;
         let dst = item * k * nr;
         if comptime![cols_outer] {
-            #[unroll]
-            for c in 0..nr {
-                let col = q * nr + c;
-                if col < n {
-                    for p in 0..k {
-                        bp[dst + p * nr + c] = b[src + p * b_rs + col * b_cs];
-                    }
-                } else {
-                    for p in 0..k {
-                        bp[dst + p * nr + c] = F::new(0.0);
+            // Down each column in steps of PACK_DEPTH: the panel rows written in one step
+            // (PACK_DEPTH x nr values) stay in L1 while every column fills its place in them.
+            let mut p0 = 0;
+            while p0 < k {
+                let p1 = min(p0 + PACK_DEPTH, k);
+                #[unroll]
+                for c in 0..nr {
+                    let col = q * nr + c;
+                    if col < n {
+                        for p in p0..p1 {
+                            bp[dst + p * nr + c] = b[src + p * b_rs + col * b_cs];
+                        }
+                    } else {
+                        for p in p0..p1 {
+                            bp[dst + p * nr + c] = F::new(0.0);
+                        }
                     }
                 }
+                p0 = p1;
             }
         } else {
             // With `sym`, rows above the panel's columns hold them as they are; the panel's
