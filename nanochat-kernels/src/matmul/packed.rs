@@ -460,7 +460,7 @@ pub struct PackedExtras<'a> {
     /// The same for B.
     pub sym_b: bool,
     /// The output is square and known to be symmetric (`X X^T`, or a polynomial in a symmetric
-    /// matrix): only the micro-tiles ([`MR`] x [`NR`]) that reach the upper triangle are
+    /// matrix): only the micro-tiles (12 x 32) that reach the upper triangle are
     /// computed (about 56% of them at 256 x 256), and the rest of the output is left as it
     /// was. Every element on or above the diagonal is written; read the result with `sym_a` or
     /// `sym_b`.
