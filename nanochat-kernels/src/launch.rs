@@ -345,7 +345,11 @@ pub(crate) fn check_size(
     shape: &[usize],
     dtype: crate::DType,
 ) -> crate::Result<()> {
-    let need = shape.iter().product::<usize>() as u64 * dtype.size() as u64;
+    // A shape whose size overflows needs more than any buffer holds: an error, not a panic.
+    let need = shape
+        .iter()
+        .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
     let got = handle.size_in_used();
     if got < need {
         return Err(crate::KernelError::BufferSize {

@@ -233,6 +233,22 @@ fn validate<F: KernelFloat>(a: &Handle, b: &Handle, s: &MatmulShape) -> Result<(
             "batch, m and n must be positive",
         ));
     }
+    // Every length below (operands, output, packed panels) then fits in usize with room.
+    let fits = |dims: &[usize]| {
+        dims.iter()
+            .try_fold(1usize << 8, |acc, &d| acc.checked_mul(d))
+            .is_some()
+    };
+    if !fits(&[s.batch, s.m, s.k])
+        || !fits(&[s.batch, s.k, s.n.saturating_add(32)])
+        || !fits(&[s.batch, s.m, s.n])
+    {
+        return Err(KernelError::shape(
+            "matmul",
+            &[&[s.batch, s.m, s.n, s.k]],
+            "sizes overflow the address space",
+        ));
+    }
     launch::check_size("matmul", "lhs", a, &[s.lhs_len()], F::DTYPE)?;
     launch::check_size("matmul", "rhs", b, &[s.rhs_len()], F::DTYPE)?;
     Ok(())

@@ -66,11 +66,13 @@ const MAX_BLOCK_DEPTH: usize = 16 * KC;
 /// panels, output, scratch for up to 256 units) under 2^31 values.
 pub fn packed_eligible(s: &MatmulShape, dtype: DType) -> bool {
     let rhs_batch = if s.rhs_batched { s.batch } else { 1 };
+    // Saturating: a shape too large for any buffer is refused here, not an overflow.
+    let product = |dims: &[usize]| dims.iter().fold(1usize, |acc, &d| acc.saturating_mul(d));
     let sizes = [
-        s.lhs_len(),
-        rhs_batch * s.n.div_ceil(NR) * NR * s.k,
-        s.batch * s.m * s.n,
-        256 * scratch_per_unit(s.k, dtype),
+        product(&[if s.lhs_batched { s.batch } else { 1 }, s.m, s.k]),
+        product(&[rhs_batch, s.n.div_ceil(NR), NR, s.k]),
+        product(&[s.batch, s.m, s.n]),
+        product(&[256, MC * MR, block_depth(s.k, dtype).max(KC)]),
     ];
     s.n.is_multiple_of(LANES)
         && s.k > 0
@@ -353,7 +355,13 @@ fn packed_gemm_kernel<F: Float, N: Size>(
                             sbase + (rp - r0) * kb * mr
                         };
                         let mut acc = Array::<Vector<f32, N>>::new(comptime!(mr * nrv));
-                        if blk == 0 {
+                        // With an epilogue each depth block's sum starts from zero and is folded
+                        // into the output at its end (C at block 0), so C may be the output.
+                        let mut fresh = blk == 0;
+                        if comptime![epilogue] {
+                            fresh = true;
+                        }
+                        if fresh {
                             #[unroll]
                             for i in 0..mr * nrv {
                                 acc[i] = Vector::new(0.0);
@@ -390,19 +398,21 @@ fn packed_gemm_kernel<F: Float, N: Size>(
                             }
                         }
                         if comptime![epilogue] {
-                            if blk + 1 == blocks {
-                                // out = alpha * (A @ B) + beta * c, in f32.
-                                let (av, bv) =
-                                    (Vector::<f32, N>::new(alpha), Vector::<f32, N>::new(beta));
+                            // out = alpha * (A @ B) + beta * c, in f32: beta * c joins the first
+                            // block's sum, each later block adds alpha times its own.
+                            let av = Vector::<f32, N>::new(alpha);
+                            let bv = Vector::<f32, N>::new(beta);
+                            #[unroll]
+                            for r in 0..mr {
+                                let o = (bi * m + min(row0 + r, m - 1)) * n_vecs;
                                 #[unroll]
-                                for r in 0..mr {
-                                    let o = (bi * m + min(row0 + r, m - 1)) * n_vecs;
-                                    #[unroll]
-                                    for v in 0..nrv {
-                                        let col = min(pn * nrv + v, n_vecs - 1);
-                                        let cv = Vector::<f32, N>::cast_from(c_in[o + col]);
-                                        acc[r * nrv + v] = fma(acc[r * nrv + v], av, cv * bv);
+                                for v in 0..nrv {
+                                    let col = min(pn * nrv + v, n_vecs - 1);
+                                    let mut base = Vector::<f32, N>::cast_from(out[o + col]);
+                                    if blk == 0 {
+                                        base = Vector::<f32, N>::cast_from(c_in[o + col]) * bv;
                                     }
+                                    acc[r * nrv + v] = fma(acc[r * nrv + v], av, base);
                                 }
                             }
                         }
@@ -445,7 +455,8 @@ pub struct Epilogue<'a> {
     pub alpha: f32,
     /// C's factor.
     pub beta: f32,
-    /// C, (batch, m, n) in the product's dtype; never the output buffer itself.
+    /// C, (batch, m, n) in the product's dtype. It may be the output buffer itself: each
+    /// micro-tile reads its part of C before it first writes there.
     pub c: &'a Handle,
 }
 

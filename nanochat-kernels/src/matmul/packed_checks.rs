@@ -139,6 +139,65 @@ mod tests {
 
     crate::check::check_tests!(packed_extras_match_reference => "matmul.packed_extras");
 
+    /// `out = alpha A B + beta out` in place, over one depth block and over several (f32
+    /// splits the depth in blocks of 256): C may be the output buffer.
+    #[test]
+    fn the_epilogue_may_add_the_output_itself() {
+        let client = crate::Backend::Cpu.client().unwrap();
+        for k in [200, 300, 600] {
+            let (m, n) = (16, 32);
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 11) as f32 * 0.01).collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5) % 13) as f32 * 0.02 - 0.1)
+                .collect();
+            let c: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.5).collect();
+            let (ha, hb, hc) = (
+                upload_f32(&client, &a),
+                upload_f32(&client, &b),
+                upload_f32(&client, &c),
+            );
+            let s = MatmulShape::new(m, n, k, false, false);
+            let x = PackedExtras {
+                epilogue: Some(Epilogue {
+                    alpha: 2.0,
+                    beta: -3.0,
+                    c: &hc,
+                }),
+                ..PackedExtras::default()
+            };
+            packed_matmul_ext::<f32>(&client, Gemm::new(&ha, &hb, &hc, &s), x).unwrap();
+            let got = crate::check::download(&client, crate::DType::F32, &hc).unwrap();
+            let ab = matmul_ref(&f64s(&a), &f64s(&b), &s);
+            for (i, (g, p)) in got.iter().zip(&ab).enumerate() {
+                let want = 2.0 * p - 3.0 * c[i] as f64;
+                assert!(
+                    (*g as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "k {k}, element {i}: {g} against {want}"
+                );
+            }
+        }
+    }
+
+    /// Sizes whose lengths overflow are an error naming the shape, not a panic.
+    #[test]
+    fn shapes_that_overflow_are_errors() {
+        let client = crate::Backend::Cpu.client().unwrap();
+        let h = upload_f32(&client, &[1.0; 64]);
+        let huge = MatmulShape::batched(1 << 40, 1 << 20, 1 << 20, 16, false, false);
+        let e = packed_matmul_ext::<f32>(
+            &client,
+            Gemm::new(&h, &h, &h, &huge),
+            PackedExtras::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("overflow"), "{e}");
+        let e = super::super::matmul::<f32>(&client, &h, &h, &huge)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("overflow"), "{e}");
+    }
+
     #[test]
     fn extras_that_do_not_fit_the_shape_are_errors() {
         let client = crate::Backend::Cpu.client().unwrap();
