@@ -264,7 +264,7 @@ fn quintic<F: KernelFloat>(
 /// [`quintic`] with the packed CPU GEMM's extras ([`PackedExtras`]), three launches of the
 /// product kernel per iteration and no elementwise ones: `A = X X^T` and `b A + c A A` are
 /// symmetric, so only their upper micro-tiles are computed (about 56% of a 256 x 256 output)
-/// and read back symmetrically; both sums are fused into the products' last writes. The same
+/// and read back symmetrically; both sums are fused into the products' writes. The same
 /// arithmetic as [`quintic`] up to f32 rounding.
 fn quintic_packed<F: KernelFloat>(
     client: &Client,

@@ -72,7 +72,7 @@ pub fn packed_eligible(s: &MatmulShape, dtype: DType) -> bool {
         product(&[if s.lhs_batched { s.batch } else { 1 }, s.m, s.k]),
         product(&[rhs_batch, s.n.div_ceil(NR), NR, s.k]),
         product(&[s.batch, s.m, s.n]),
-        product(&[256, MC * MR, block_depth(s.k, dtype).max(KC)]),
+        256usize.saturating_mul(scratch_per_unit(s.k, dtype)),
     ];
     s.n.is_multiple_of(LANES)
         && s.k > 0
@@ -90,8 +90,9 @@ fn block_depth(k: usize, dtype: DType) -> usize {
 }
 
 /// Values of scratch each unit holds: a block of A, `MC * MR` rows of at least [`KC`].
+/// Saturating, so that [`packed_eligible`] can refuse any depth with it.
 fn scratch_per_unit(k: usize, dtype: DType) -> usize {
-    MC * MR * block_depth(k, dtype).max(KC)
+    (MC * MR).saturating_mul(block_depth(k, dtype).max(KC))
 }
 
 /// The contiguous run `[start, end)` of `items` that unit `u` of `units` owns.
@@ -101,6 +102,32 @@ fn unit_run(items: usize) -> (usize, usize) {
     let per = items.div_ceil(units);
     let start = min(UNIT_POS as usize * per, items);
     (start, min(start + per, items))
+}
+
+/// Depth steps `p0..p1` of one column of a panel (slot `dst` of its first step, `nr` apart):
+/// the values `b[at + p * step]`, or zeros for a column past `n` (`valid` false).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn pack_column<F: Float>(
+    b: &[F],
+    bp: &mut [F],
+    at: usize,
+    step: usize,
+    dst: usize,
+    valid: bool,
+    p0: usize,
+    p1: usize,
+    #[comptime] nr: usize,
+) {
+    if valid {
+        for p in p0..p1 {
+            bp[dst + p * nr] = b[at + p * step];
+        }
+    } else {
+        for p in p0..p1 {
+            bp[dst + p * nr] = F::new(0.0);
+        }
+    }
 }
 
 /// Copies op(B) (batch, k, n), element (b, p, j) at `b * b_bs + p * b_rs + j * b_cs`, into
@@ -138,15 +165,8 @@ fn pack_b_kernel<F: Float>(
                 #[unroll]
                 for c in 0..nr {
                     let col = q * nr + c;
-                    if col < n {
-                        for p in p0..p1 {
-                            bp[dst + p * nr + c] = b[src + p * b_rs + col * b_cs];
-                        }
-                    } else {
-                        for p in p0..p1 {
-                            bp[dst + p * nr + c] = F::new(0.0);
-                        }
-                    }
+                    let at = src + col * b_cs;
+                    pack_column::<F>(b, bp, at, b_rs, dst + c, col < n, p0, p1, nr);
                 }
                 p0 = p1;
             }
@@ -188,15 +208,8 @@ fn pack_b_kernel<F: Float>(
             #[unroll]
             for c in 0..nr {
                 let col = q * nr + c;
-                if col < n {
-                    for p in band..k {
-                        bp[dst + p * nr + c] = b[src + col * b_rs + p * b_cs];
-                    }
-                } else {
-                    for p in band..k {
-                        bp[dst + p * nr + c] = F::new(0.0);
-                    }
-                }
+                let at = src + col * b_rs;
+                pack_column::<F>(b, bp, at, b_cs, dst + c, col < n, band, k, nr);
             }
         }
     }
@@ -476,13 +489,13 @@ pub struct PackedExtras<'a> {
     /// was. Every element on or above the diagonal is written; read the result with `sym_a` or
     /// `sym_b`.
     pub sym_out: bool,
-    /// A sum with a given matrix, fused into the last write of each micro-tile.
+    /// A sum with a given matrix, fused into each micro-tile's writes.
     pub epilogue: Option<Epilogue<'a>>,
 }
 
 /// [`packed_matmul`] with [`PackedExtras`]. Errors: a shape [`packed_eligible`] refuses, a
 /// symmetric operand that is transposed or not square, a symmetric output that is not square,
-/// an epilogue matrix of the wrong size.
+/// an epilogue matrix too small for the output.
 pub fn packed_matmul_ext<F: KernelFloat>(client: &Client, g: Gemm, x: PackedExtras) -> Result<()> {
     let Gemm { a, b, out, s } = g;
     let bad = |why: &str| {
